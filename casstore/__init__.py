@@ -1,0 +1,44 @@
+"""casstore: a Git-style, content-addressed store for machine-learning models.
+
+>>> import casstore
+>>> store = casstore.open("path/to/store")          # doctest: +SKIP
+>>> meta = store.commit_models("my-domain", model=clf, model_id="v1")  # doctest: +SKIP
+>>> clf = store.load("my-domain", "v1")              # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    CasError,
+    CorruptObjectError,
+    DomainNotFoundException,
+    FrameworkError,
+    InvalidIdError,
+    MissingObjectError,
+    ModelExistsException,
+    ModelNotFoundException,
+    NotAStoreError,
+    StoreLockedError,
+    UnsafePathError,
+)
+from .store import Store, init_store, open_store  # noqa: E402
+
+open = open_store  # noqa: A001  (casstore.open(), like the issue asks)
+
+__all__ = [
+    "CasError",
+    "CorruptObjectError",
+    "DomainNotFoundException",
+    "FrameworkError",
+    "InvalidIdError",
+    "MissingObjectError",
+    "ModelExistsException",
+    "ModelNotFoundException",
+    "NotAStoreError",
+    "Store",
+    "StoreLockedError",
+    "UnsafePathError",
+    "init_store",
+    "open",
+    "open_store",
+]

@@ -1,0 +1,122 @@
+"""One exception hierarchy for casstore.
+
+Every exception carries the offending domain, ID, path or object as attributes,
+and inherits the builtin whose contract applies (``ModelNotFoundException`` is
+a ``KeyError``, ``InvalidIdError`` a ``ValueError``), so callers written for
+modelstore or plain Python keep working.
+"""
+
+from __future__ import annotations
+
+
+class CasError(Exception):
+    """Base class of every error casstore raises on purpose."""
+
+
+class InvalidIdError(CasError, ValueError):
+    """A model ID, domain or state name breaks the naming rules.
+
+    Attributes:
+        kind: what was being named ("model ID", "domain", "state").
+        name: the rejected value.
+        rule: the rule it breaks, in words.
+    """
+
+    def __init__(self, kind: str, name: object, rule: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.rule = rule
+        super().__init__(f"invalid {kind} {name!r}: {rule}")
+
+
+class ModelExistsException(CasError):
+    """The model ID is already taken in the domain (the ref already exists)."""
+
+    def __init__(self, domain: str, model_id: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        super().__init__(f"model {model_id!r} already exists in domain {domain!r}")
+
+
+class ModelNotFoundException(CasError, KeyError):
+    """No model with this ID in the domain (never committed, or deleted)."""
+
+    def __init__(self, domain: str, model_id: str | None) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        if model_id is None:
+            msg = f"domain {domain!r} has no models"
+        else:
+            msg = f"model {model_id!r} not found in domain {domain!r}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0])
+
+
+class DomainNotFoundException(ModelNotFoundException):
+    """The domain has never been used in this store."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        self.model_id = None
+        CasError.__init__(self, f"domain {domain!r} not found")
+
+
+class CorruptObjectError(CasError):
+    """Stored data does not verify: wrong hash, bad format, missing object.
+
+    Attributes:
+        oid: hex id (or other name) of the object that failed.
+        detail: what was wrong with it.
+    """
+
+    def __init__(self, oid: str, detail: str) -> None:
+        self.oid = oid
+        self.detail = detail
+        super().__init__(f"corrupt object {oid}: {detail}")
+
+
+class MissingObjectError(CorruptObjectError):
+    """An object a ref or manifest needs is not in the store."""
+
+    def __init__(self, oid: str, detail: str = "object is missing") -> None:
+        super().__init__(oid, detail)
+
+
+class UnsafePathError(CasError, ValueError):
+    """A file name would escape its directory (absolute, ``..``, NUL, ...)."""
+
+    def __init__(self, path: str, rule: str) -> None:
+        self.path = path
+        self.rule = rule
+        super().__init__(f"unsafe file name {path!r}: {rule}")
+
+
+class NotAStoreError(CasError):
+    """The path exists but is not a casstore store."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"{path} is not a casstore store: {detail}")
+
+
+class StoreLockedError(CasError):
+    """A lock stayed held for longer than we were willing to wait.
+
+    A lock file left by a killed process can be removed by hand once no
+    casstore or git process is running on the store.
+    """
+
+    def __init__(self, lockfile: str, waited: float) -> None:
+        self.lockfile = lockfile
+        self.waited = waited
+        super().__init__(
+            f"{lockfile} is held by another process (waited {waited:.1f}s); "
+            "if no other casstore or git process is using the store, remove it"
+        )
+
+
+class FrameworkError(CasError, ValueError):
+    """A framework could not save or load a model, or two claim the same thing."""

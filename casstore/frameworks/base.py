@@ -1,0 +1,80 @@
+"""The framework plug-in interface.
+
+A framework owns one or more keyword arguments of ``commit_models`` (``model``,
+``explainer``, ...), recognises the objects it can save, writes them to files and
+loads them back.  Framework modules must not import their library at import time:
+an object of a library can only exist once that library was imported, so
+:func:`instance_of` checks ``sys.modules`` first, and a framework whose library
+is not installed costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass
+class Saved:
+    """What a framework wrote: files (name in the store -> local path) and how."""
+
+    format: str
+    files: dict[str, str]
+    library: dict[str, str] = field(default_factory=dict)
+    cls: str = ""
+
+
+def class_name(obj: object) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def instance_of(obj: object, module: str, name: str) -> bool:
+    """``isinstance(obj, module.name)`` without importing ``module``."""
+    root = module.split(".")[0]
+    if root not in sys.modules:
+        return False
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(obj, cls)
+
+
+def library_version(module: str) -> dict[str, str]:
+    mod = sys.modules.get(module)
+    version = getattr(mod, "__version__", None)
+    return {"name": module, "version": str(version)} if version else {"name": module}
+
+
+class Framework(ABC):
+    """One machine-learning framework.
+
+    Attributes:
+        name: the key of this framework's object in ``load``'s dict.
+        kwargs: the ``commit_models`` keyword arguments this framework accepts.
+        overrides: names of frameworks this one is more specific than (an
+            xgboost model is also an sklearn estimator: xgboost overrides sklearn).
+        loads: False for frameworks whose files are only downloaded; ``load``
+            then returns the path of the file instead of an object.
+    """
+
+    name: ClassVar[str]
+    kwargs: ClassVar[tuple[str, ...]]
+    overrides: ClassVar[tuple[str, ...]] = ()
+    loads: ClassVar[bool] = True
+
+    @abstractmethod
+    def matches(self, obj: Any) -> bool:
+        """True if ``obj`` is something this framework can save."""
+
+    @abstractmethod
+    def save(self, obj: Any, kwarg: str, directory: str) -> Saved:
+        """Write ``obj`` into ``directory`` (which is empty and ours alone)."""
+
+    @abstractmethod
+    def load(self, paths: dict[str, str], cls: str, format: str) -> Any:
+        """Load the object from its files (name in the store -> local path)."""

@@ -1,0 +1,143 @@
+"""Every durable filesystem write goes through here.
+
+The rule is git's: write to a temporary name in the same directory, fsync the
+file, rename it into place, fsync the directory.  A crash at any point leaves
+either the old state or the new one, plus at worst a stray temporary file
+(``tmp_*``) that ``gc`` removes.  Tests inject failures by patching
+:func:`_fsync` or :func:`os.replace` here.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from .errors import UnsafePathError
+
+TMP_PREFIX = "tmp_"
+
+
+def _fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or creation inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_durable(path: str) -> None:
+    """``os.makedirs`` that also fsyncs each parent it had to create an entry in."""
+    missing = []
+    p = os.path.abspath(path)
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass
+        fsync_dir(os.path.dirname(d))
+
+
+@contextmanager
+def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Open a temporary file next to ``path``; on success it replaces ``path``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is removed
+    and ``path`` is untouched.
+    """
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            _fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(directory)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    with atomic_file(path, mode) as f:
+        f.write(data)
+
+
+def write_new_file(path: str, writer: Callable[[BinaryIO], None], mode: int = 0o444) -> bool:
+    """Create ``path`` atomically unless it already exists (content-addressed files).
+
+    Returns True if this call created it.  Two racing writers of the same
+    content-addressed file both succeed; the rename makes it appear once.
+    """
+    if os.path.exists(path):
+        return False
+    with atomic_file(path, mode) as f:
+        writer(f)
+    return True
+
+
+def check_relpath(path: str) -> str:
+    """Validate a manifest file path: relative, '/'-separated, no escape.
+
+    Returns the normalised path.
+
+    Raises:
+        UnsafePathError: absolute paths, ``..`` or ``.`` components, empty
+            components, backslashes, NUL or control characters.
+    """
+    if not isinstance(path, str) or not path:
+        raise UnsafePathError(str(path), "must be a non-empty string")
+    if any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise UnsafePathError(path, "must not contain control characters")
+    if "\\" in path:
+        raise UnsafePathError(path, "must not contain backslashes")
+    if path.startswith("/"):
+        raise UnsafePathError(path, "must be relative")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(path, f"must not contain an empty, '.' or '..' component")
+    if len(path.encode("utf-8", "surrogateescape")) > 4096:
+        raise UnsafePathError(path, "is longer than 4096 bytes")
+    return posixpath.normpath(path)
+
+
+def safe_target(root: str, relpath: str) -> str:
+    """The absolute path of ``relpath`` under ``root``, refusing any escape.
+
+    Besides the lexical checks of :func:`check_relpath`, every existing parent
+    directory between ``root`` and the target must be a real directory, not a
+    symlink, so a hostile manifest cannot write through a planted link.
+    """
+    rel = check_relpath(relpath)
+    root = os.path.abspath(root)
+    target = os.path.join(root, *rel.split("/"))
+    cur = root
+    for part in rel.split("/")[:-1]:
+        cur = os.path.join(cur, part)
+        if os.path.islink(cur):
+            raise UnsafePathError(relpath, f"parent {cur} is a symbolic link")
+    if os.path.islink(target):
+        raise UnsafePathError(relpath, f"{target} is a symbolic link")
+    if os.path.commonpath([root, target]) != root:
+        raise UnsafePathError(relpath, "escapes the target directory")
+    return target

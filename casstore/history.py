@@ -1,0 +1,203 @@
+"""Domain history: one commit per event on ``refs/cas/domains/<domain>``.
+
+Each history commit's tree is the domain index *after* the event::
+
+    models/<model_id>           gitlink (mode 160000) -> the model's commit
+    states/<state>/<model_id>   gitlink -> the model's commit
+
+Gitlinks are not followed by git's reachability walk, so the history never keeps a
+deleted model's data alive; the model refs do that.  The commit message is
+human-readable (``git log refs/cas/domains/x`` works) and ends with trailers that
+casstore parses::
+
+    commit v1
+
+    Cas-Event: commit
+    Cas-Model: v1
+    Cas-Commit: <hex>
+    Cas-State: production      (state events only)
+
+Appending is a compare-and-swap loop on the ref, so concurrent writers never lose
+each other's events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dulwich.objects import Commit, Tree
+
+from .errors import CorruptObjectError
+from .names import check_model_id, check_state
+from .odb import ObjectDB
+from .refs import Refs, domain_ref
+
+GITLINK = 0o160000
+TREE = 0o040000
+EVENTS = ("commit", "delete", "state-set", "state-unset", "merge")
+
+
+@dataclass
+class DomainIndex:
+    models: dict[str, bytes] = field(default_factory=dict)  # id -> hex commit
+    states: dict[str, dict[str, bytes]] = field(default_factory=dict)  # state -> id -> hex
+
+    def to_tree(self, odb: ObjectDB) -> bytes:
+        root = Tree()
+        if self.models:
+            t = Tree()
+            for mid, sha in self.models.items():
+                t.add(mid.encode(), GITLINK, sha)
+            root.add(b"models", TREE, odb.write_loose(t))
+        if any(self.states.values()):
+            st = Tree()
+            for state, members in self.states.items():
+                if not members:
+                    continue
+                t = Tree()
+                for mid, sha in members.items():
+                    t.add(mid.encode(), GITLINK, sha)
+                st.add(state.encode(), TREE, odb.write_loose(t))
+            root.add(b"states", TREE, odb.write_loose(st))
+        return odb.write_loose(root)
+
+
+def _gitlinks(odb: ObjectDB, tree_id: bytes) -> dict[str, bytes]:
+    t = odb.read(tree_id, Tree)
+    assert isinstance(t, Tree)
+    out: dict[str, bytes] = {}
+    for entry in t.iteritems():
+        if entry.mode != GITLINK:
+            raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
+        out[check_model_id(entry.path.decode())] = entry.sha
+    return out
+
+
+def read_index(odb: ObjectDB, commit_id: bytes | None) -> DomainIndex:
+    idx = DomainIndex()
+    if commit_id is None:
+        return idx
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    root = odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path == b"models" and entry.mode == TREE:
+            idx.models = _gitlinks(odb, entry.sha)
+        elif entry.path == b"states" and entry.mode == TREE:
+            st = odb.read(entry.sha, Tree)
+            assert isinstance(st, Tree)
+            for s in st.iteritems():
+                idx.states[check_state(s.path.decode())] = _gitlinks(odb, s.sha)
+        else:
+            raise CorruptObjectError(c.tree.decode(), f"unexpected entry {entry.path!r} in domain index")
+    return idx
+
+
+@dataclass
+class Event:
+    """One entry of ``store.log``."""
+
+    event: str
+    model_id: str
+    model_commit: str
+    history_commit: str
+    author: str
+    time: int
+    state: str | None = None
+    message: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "event": self.event, "model_id": self.model_id, "model_commit": self.model_commit,
+            "history_commit": self.history_commit, "author": self.author,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
+            "state": self.state,
+        }
+
+
+def _message(event: str, model_id: str, model_commit: bytes, state: str | None) -> bytes:
+    title = f"{event} {model_id}" + (f" {state}" if state else "")
+    lines = [title, "", f"Cas-Event: {event}", f"Cas-Model: {model_id}",
+             f"Cas-Commit: {model_commit.decode()}"]
+    if state:
+        lines.append(f"Cas-State: {state}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_event(c: Commit) -> Event:
+    trailers: dict[str, str] = {}
+    for line in c.message.decode("utf-8", "replace").splitlines():
+        if line.startswith("Cas-") and ": " in line:
+            k, v = line.split(": ", 1)
+            trailers[k] = v
+    return Event(
+        event=trailers.get("Cas-Event", "unknown"),
+        model_id=trailers.get("Cas-Model", ""),
+        model_commit=trailers.get("Cas-Commit", ""),
+        history_commit=c.id.decode(),
+        author=c.author.decode("utf-8", "replace"),
+        time=c.author_time,
+        state=trailers.get("Cas-State"),
+        message=c.message.decode("utf-8", "replace"),
+    )
+
+
+def append_event(
+    odb: ObjectDB,
+    refs: Refs,
+    domain: str,
+    author: bytes,
+    event: str,
+    model_id: str,
+    model_commit: bytes,
+    mutate: Callable[[DomainIndex], None],
+    state: str | None = None,
+    when: int | None = None,
+) -> bytes:
+    """Apply ``mutate`` to the domain index and record it as one history commit.
+
+    Retries the compare-and-swap until it wins; ``mutate`` is re-run on the
+    fresh index each time.  Returns the new history commit id.
+    """
+    assert event in EVENTS
+    name = domain_ref(domain)
+    while True:
+        head = refs.get(name)
+        idx = read_index(odb, head)
+        mutate(idx)
+        c = Commit()
+        c.tree = idx.to_tree(odb)
+        c.parents = [head] if head else []
+        c.author = c.committer = author
+        c.author_time = c.commit_time = int(time.time()) if when is None else when
+        c.author_timezone = c.commit_timezone = 0
+        c.message = _message(event, model_id, model_commit, state)
+        odb.write_loose(c)
+        if refs.set_if_equals(name, head, c.id):
+            return c.id
+
+
+def iter_log(odb: ObjectDB, head: bytes | None) -> Iterator[Event]:
+    """Events newest first (by commit time across merges, like ``git log``)."""
+    if head is None:
+        return
+    seen = {head}
+    frontier: list[Commit] = []
+    c = odb.read(head, Commit)
+    assert isinstance(c, Commit)
+    frontier.append(c)
+    while frontier:
+        frontier.sort(key=lambda x: x.commit_time)
+        c = frontier.pop()
+        ev = parse_event(c)
+        if ev.event != "merge":
+            yield ev
+        for p in c.parents:
+            if p not in seen:
+                seen.add(p)
+                pc = odb.read(p, Commit)
+                assert isinstance(pc, Commit)
+                frontier.append(pc)

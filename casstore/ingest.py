@@ -1,0 +1,199 @@
+"""Streaming ingest: files -> content-defined chunks -> one new pack.
+
+Two passes over each file, so that memory stays bounded by chunk size times
+threads whatever the file size, and so that known chunks are never compressed:
+
+1. *Hash.*  Cut every file into chunks and hash them (BLAKE3 key, xxh3 check)
+   in a thread pool; hash whole files in order on one more thread.  Look all
+   keys up in the chunk index: what the store has costs nothing more.
+2. *Store.*  Re-read only the new chunks, compress and encode them in the pool,
+   and stream them in order into a single pack whose object count is now known.
+   A re-read chunk whose xxh3 differs from pass 1 means the source file changed
+   under us: the commit fails instead of storing bytes that do not match their key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import blake3
+import xxhash
+
+from .chunker import ChunkParams, chunk_key, iter_chunks, quick_check
+from .codec import DEFAULT_LEVEL, encode
+from .errors import CasError
+from .odb import ObjectDB
+from .packwriter import EncodedEntry, PackWriter, encode_entry
+from .parallel import default_workers, ordered
+
+Progress = Callable[[int], None]  # called with bytes just processed
+_BATCH_BYTES = 4 << 20
+
+
+class SourceChangedError(CasError):
+    """A file changed while it was being committed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path} changed while it was being committed; nothing was stored")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file to store: its path in the manifest and on the local disk."""
+
+    path: str
+    local: str
+    kind: str  # "model" or "extra"
+
+
+@dataclass
+class IngestedFile:
+    path: str
+    kind: str
+    size: int = 0
+    blake3: bytes = b""
+    xxh3: bytes = b""
+    keys: list[bytes] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    checks: list[int] = field(default_factory=list)
+    oids: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class IngestStats:
+    bytes_given: int = 0
+    bytes_stored: int = 0
+    chunks_total: int = 0
+    chunks_new: int = 0
+    pack: str | None = None
+
+
+def _hash_batch(batch: list[bytes]) -> list[tuple[bytes, int]]:
+    return [(chunk_key(c), quick_check(c)) for c in batch]
+
+
+def _hash_file(
+    src: Source, params: ChunkParams, pool: ThreadPoolExecutor, seq: ThreadPoolExecutor,
+    window: int, progress: Progress | None,
+) -> IngestedFile:
+    out = IngestedFile(src.path, src.kind)
+    whole_b3 = blake3.blake3()
+    whole_xx = xxhash.xxh3_128()
+
+    def whole(batch: list[bytes]) -> None:
+        for c in batch:
+            whole_b3.update(c)
+            whole_xx.update(c)
+
+    def batches() -> Iterator[Callable[[], list[tuple[bytes, int]]]]:
+        with open(src.local, "rb") as f:
+            batch: list[bytes] = []
+            nbytes = 0
+            for view in iter_chunks(f, params):
+                c = bytes(view)
+                batch.append(c)
+                out.sizes.append(len(c))
+                nbytes += len(c)
+                if nbytes >= _BATCH_BYTES:
+                    b = batch
+                    seq_futures.append(seq.submit(whole, b))
+                    yield lambda b=b: _hash_batch(b)  # type: ignore[misc]
+                    if progress:
+                        progress(nbytes)
+                    batch, nbytes = [], 0
+            if batch:
+                seq_futures.append(seq.submit(whole, batch))
+                yield lambda b=batch: _hash_batch(b)  # type: ignore[misc]
+                if progress:
+                    progress(nbytes)
+
+    seq_futures: list[Future[None]] = []
+    for result in ordered(pool, window, batches()):
+        for key, check in result:
+            out.keys.append(key)
+            out.checks.append(check)
+        # keep the list of finished whole-file updates short
+        while seq_futures and seq_futures[0].done():
+            seq_futures.pop(0).result()
+    for fut in seq_futures:
+        fut.result()
+    out.size = sum(out.sizes)
+    out.blake3 = whole_b3.digest()
+    out.xxh3 = whole_xx.digest()
+    return out
+
+
+def ingest(
+    odb: ObjectDB,
+    sources: Sequence[Source],
+    *,
+    params: ChunkParams = ChunkParams(),
+    level: int = DEFAULT_LEVEL,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[IngestedFile], IngestStats]:
+    """Store every chunk of ``sources`` that the store lacks, in one new pack.
+
+    Returns the files with their chunk keys and blob oids, and statistics.  On
+    any exception, including KeyboardInterrupt, the partial pack is removed and
+    the store is unchanged.
+    """
+    workers = workers or default_workers()
+    window = 2 * workers + 2
+    stats = IngestStats()
+    with ThreadPoolExecutor(workers, thread_name_prefix="cas-ingest") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="cas-wholefile") as seq:
+        files = [_hash_file(s, params, pool, seq, window, progress) for s in sources]
+
+        odb.index.refresh()
+        all_keys = [k for f in files for k in f.keys]
+        locations = odb.index.lookup(all_keys)
+        known: dict[bytes, bytes] = {}
+        for key, loc in zip(all_keys, locations):
+            if loc is not None:
+                known[key] = loc.oid
+        # new chunks, first occurrence only: (file index, offset, size, check)
+        new: dict[bytes, tuple[int, int, int, int]] = {}
+        for fi, f in enumerate(files):
+            offset = 0
+            for key, size, check in zip(f.keys, f.sizes, f.checks):
+                if key not in known and key not in new:
+                    new[key] = (fi, offset, size, check)
+                offset += size
+        stats.bytes_given = sum(f.size for f in files)
+        stats.chunks_total = len(all_keys)
+        stats.chunks_new = len(new)
+
+        if new:
+            handles = [open(s.local, "rb") for s in sources]
+            writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
+            try:
+                def job(key: bytes, fi: int, off: int, size: int, check: int) -> Callable[[], EncodedEntry]:
+                    def run() -> EncodedEntry:
+                        data = os.pread(handles[fi].fileno(), size, off)
+                        if len(data) != size or quick_check(data) != check:
+                            raise SourceChangedError(sources[fi].local)
+                        return encode_entry(encode(data, level))
+                    return run
+
+                jobs = (job(k, *v) for k, v in new.items())
+                for key, entry in zip(new, ordered(pool, window, jobs)):
+                    writer.add(entry, key, new[key][2])
+                    known[key] = entry.oid
+                    stats.bytes_stored += entry.length
+                stats.pack = writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                for h in handles:
+                    h.close()
+            odb.index.refresh()
+
+    for f in files:
+        f.oids = [known[k] for k in f.keys]
+    return files, stats

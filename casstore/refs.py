@@ -1,0 +1,106 @@
+"""The ref layout and atomic ref operations.
+
+::
+
+    refs/cas/models/<domain>/<model_id>   -> the model's commit (the source of truth)
+    refs/cas/domains/<domain>             -> the domain's history (see history.py)
+
+Creating a model ref is the one atomic step that claims an ID: dulwich's
+``add_if_new`` takes ``<ref>.lock`` with O_EXCL and fails if the ref exists, so of
+several racing processes exactly one wins.  A held lock makes dulwich raise
+``FileLocked`` at once; we retry with backoff for a while, then name the lock file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from dulwich.file import FileLocked
+from dulwich.refs import DiskRefsContainer
+
+from .errors import StoreLockedError
+from .fsutil import fsync_dir
+
+MODELS = b"refs/cas/models/"
+DOMAINS = b"refs/cas/domains/"
+LOCK_TIMEOUT = 30.0
+T = TypeVar("T")
+
+
+def model_ref(domain: str, model_id: str) -> bytes:
+    return MODELS + domain.encode() + b"/" + model_id.encode()
+
+
+def domain_ref(domain: str) -> bytes:
+    return DOMAINS + domain.encode()
+
+
+def with_lock_retry(fn: Callable[[], T], timeout: float = LOCK_TIMEOUT) -> T:
+    """Call ``fn``, retrying while a ref lock is held by someone else."""
+    start = time.monotonic()
+    delay = 0.002
+    while True:
+        try:
+            return fn()
+        except FileLocked as e:
+            waited = time.monotonic() - start
+            if waited >= timeout:
+                raise StoreLockedError(os.fsdecode(e.lockfilename), waited) from None
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
+
+class Refs:
+    """casstore's view of the store's refs."""
+
+    def __init__(self, git_dir: str) -> None:
+        self.git_dir = git_dir
+        self.container = DiskRefsContainer(git_dir)
+
+    def _sync(self, name: bytes) -> None:
+        # dulwich fsyncs the ref file but not the directory holding its new name.
+        fsync_dir(os.path.dirname(os.path.join(self.git_dir, os.fsdecode(name))))
+
+    def get(self, name: bytes) -> bytes | None:
+        try:
+            return self.container[name]
+        except KeyError:
+            return None
+
+    def add_if_new(self, name: bytes, sha: bytes) -> bool:
+        ok = with_lock_retry(lambda: self.container.add_if_new(name, sha))
+        if ok:
+            self._sync(name)
+        return ok
+
+    def set_if_equals(self, name: bytes, old: bytes | None, new: bytes) -> bool:
+        """Compare-and-swap; ``old=None`` means the ref must not exist yet."""
+        if old is None:
+            return self.add_if_new(name, new)
+        ok = with_lock_retry(lambda: self.container.set_if_equals(name, old, new))
+        if ok:
+            self._sync(name)
+        return ok
+
+    def remove_if_equals(self, name: bytes, old: bytes) -> bool:
+        ok = with_lock_retry(lambda: self.container.remove_if_equals(name, old))
+        if ok:
+            self._sync(name)
+        return ok
+
+    def subkeys(self, base: bytes) -> set[bytes]:
+        """Ref names under ``base`` (without the prefix), loose and packed."""
+        assert base.endswith(b"/")
+        return set(self.container.subkeys(base))
+
+    def domains(self) -> set[str]:
+        names = {k.split(b"/")[0] for k in self.subkeys(MODELS)}
+        names |= {k.split(b"/")[0] for k in self.subkeys(DOMAINS)}
+        return {n.decode() for n in names if n}
+
+    def model_ids(self, domain: str) -> set[str]:
+        return {k.decode() for k in self.subkeys(MODELS + domain.encode() + b"/") if b"/" not in k}
