@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     ModelNotFoundException,
     NotAStoreError,
     StoreLockedError,
+    StoreWriteError,
     UnsafePathError,
 )
 from .store import Store, init_store, open_store  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "NotAStoreError",
     "Store",
     "StoreLockedError",
+    "StoreWriteError",
     "UnsafePathError",
     "init_store",
     "open",

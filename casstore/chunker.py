@@ -33,7 +33,10 @@ class ChunkParams:
     max_size: int = MAX_SIZE
 
 
-def iter_chunks(f: BinaryIO, params: ChunkParams = ChunkParams()) -> Iterator[memoryview]:
+DEFAULT_PARAMS = ChunkParams()
+
+
+def iter_chunks(f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
     """Yield the chunks of a binary stream in order.
 
     Each memoryview is valid only until the next one is requested: copy it

@@ -36,7 +36,7 @@ MAGIC = b"CIDX"
 VERSION = 1
 _HEADER = struct.Struct(">4sII20s")
 _ENTRY = struct.Struct(">20sQII")
-_ENTRY_DTYPE = np.dtype([("oid", "S20"), ("offset", ">u8"), ("length", ">u4"), ("raw", ">u4")])
+_ENTRY_DTYPE = np.dtype([("oid", "V20"), ("offset", ">u8"), ("length", ">u4"), ("raw", ">u4")])
 assert _ENTRY_DTYPE.itemsize == _ENTRY.size
 
 
@@ -106,7 +106,7 @@ class Sidecar:
 
     def location(self, i: int) -> ChunkLocation:
         e = self.entries[i]
-        return ChunkLocation(self.pack, int(e["offset"]), int(e["length"]), bytes(e["oid"]), int(e["raw"]))
+        return ChunkLocation(self.pack, int(e["offset"]), int(e["length"]), e["oid"].tobytes(), int(e["raw"]))
 
     def iter_entries(self) -> Iterable[IndexEntry]:
         for i in range(self.count):

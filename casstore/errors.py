@@ -120,3 +120,14 @@ class StoreLockedError(CasError):
 
 class FrameworkError(CasError, ValueError):
     """A framework could not save or load a model, or two claim the same thing."""
+
+
+class StoreWriteError(CasError, OSError):
+    """Writing to the store failed (disk full, quota, I/O error); nothing was committed."""
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        self.path = path
+        OSError.__init__(
+            self, cause.errno,
+            f"{cause.strerror or cause} while writing to the store at {path}; nothing was committed",
+        )

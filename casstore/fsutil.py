@@ -115,7 +115,7 @@ def check_relpath(path: str) -> str:
     parts = path.split("/")
     for part in parts:
         if part in ("", ".", ".."):
-            raise UnsafePathError(path, f"must not contain an empty, '.' or '..' component")
+            raise UnsafePathError(path, "must not contain an empty, '.' or '..' component")
     if len(path.encode("utf-8", "surrogateescape")) > 4096:
         raise UnsafePathError(path, "is longer than 4096 bytes")
     return posixpath.normpath(path)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from dulwich.objects import Commit, Tree
+from dulwich.objects import Commit, ObjectID, Tree
 
 from .errors import CorruptObjectError
 from .names import check_model_id, check_state
@@ -41,8 +41,8 @@ EVENTS = ("commit", "delete", "state-set", "state-unset", "merge")
 
 @dataclass
 class DomainIndex:
-    models: dict[str, bytes] = field(default_factory=dict)  # id -> hex commit
-    states: dict[str, dict[str, bytes]] = field(default_factory=dict)  # state -> id -> hex
+    models: dict[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
+    states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
 
     def to_tree(self, odb: ObjectDB) -> bytes:
         root = Tree()
@@ -64,10 +64,10 @@ class DomainIndex:
         return odb.write_loose(root)
 
 
-def _gitlinks(odb: ObjectDB, tree_id: bytes) -> dict[str, bytes]:
+def _gitlinks(odb: ObjectDB, tree_id: ObjectID) -> dict[str, ObjectID]:
     t = odb.read(tree_id, Tree)
     assert isinstance(t, Tree)
-    out: dict[str, bytes] = {}
+    out: dict[str, ObjectID] = {}
     for entry in t.iteritems():
         if entry.mode != GITLINK:
             raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
@@ -75,7 +75,7 @@ def _gitlinks(odb: ObjectDB, tree_id: bytes) -> dict[str, bytes]:
     return out
 
 
-def read_index(odb: ObjectDB, commit_id: bytes | None) -> DomainIndex:
+def read_index(odb: ObjectDB, commit_id: ObjectID | None) -> DomainIndex:
     idx = DomainIndex()
     if commit_id is None:
         return idx
@@ -118,7 +118,7 @@ class Event:
         }
 
 
-def _message(event: str, model_id: str, model_commit: bytes, state: str | None) -> bytes:
+def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None) -> bytes:
     title = f"{event} {model_id}" + (f" {state}" if state else "")
     lines = [title, "", f"Cas-Event: {event}", f"Cas-Model: {model_id}",
              f"Cas-Commit: {model_commit.decode()}"]
@@ -152,11 +152,11 @@ def append_event(
     author: bytes,
     event: str,
     model_id: str,
-    model_commit: bytes,
+    model_commit: ObjectID,
     mutate: Callable[[DomainIndex], None],
     state: str | None = None,
     when: int | None = None,
-) -> bytes:
+) -> ObjectID:
     """Apply ``mutate`` to the domain index and record it as one history commit.
 
     Retries the compare-and-swap until it wins; ``mutate`` is re-run on the
@@ -180,7 +180,7 @@ def append_event(
             return c.id
 
 
-def iter_log(odb: ObjectDB, head: bytes | None) -> Iterator[Event]:
+def iter_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[Event]:
     """Events newest first (by commit time across merges, like ``git log``)."""
     if head is None:
         return

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import blake3
 import xxhash
 
-from .chunker import ChunkParams, chunk_key, iter_chunks, quick_check
+from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks, quick_check
 from .codec import DEFAULT_LEVEL, encode
 from .errors import CasError
 from .odb import ObjectDB
@@ -131,7 +131,7 @@ def ingest(
     odb: ObjectDB,
     sources: Sequence[Source],
     *,
-    params: ChunkParams = ChunkParams(),
+    params: ChunkParams = DEFAULT_PARAMS,
     level: int = DEFAULT_LEVEL,
     workers: int | None = None,
     progress: Progress | None = None,
@@ -153,14 +153,14 @@ def ingest(
         all_keys = [k for f in files for k in f.keys]
         locations = odb.index.lookup(all_keys)
         known: dict[bytes, bytes] = {}
-        for key, loc in zip(all_keys, locations):
+        for key, loc in zip(all_keys, locations, strict=True):
             if loc is not None:
                 known[key] = loc.oid
         # new chunks, first occurrence only: (file index, offset, size, check)
         new: dict[bytes, tuple[int, int, int, int]] = {}
         for fi, f in enumerate(files):
             offset = 0
-            for key, size, check in zip(f.keys, f.sizes, f.checks):
+            for key, size, check in zip(f.keys, f.sizes, f.checks, strict=True):
                 if key not in known and key not in new:
                     new[key] = (fi, offset, size, check)
                 offset += size
@@ -181,7 +181,7 @@ def ingest(
                     return run
 
                 jobs = (job(k, *v) for k, v in new.items())
-                for key, entry in zip(new, ordered(pool, window, jobs)):
+                for key, entry in zip(new, ordered(pool, window, jobs), strict=True):
                     writer.add(entry, key, new[key][2])
                     known[key] = entry.oid
                     stats.bytes_stored += entry.length

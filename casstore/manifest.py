@@ -13,10 +13,9 @@ from typing import Any
 import msgpack
 
 from .chunker import KEY_SIZE
-from .errors import CorruptObjectError, UnsafePathError
+from .errors import CorruptObjectError, InvalidIdError, UnsafePathError
 from .fsutil import check_relpath
 from .names import check_domain, check_model_id
-from .errors import InvalidIdError
 
 SCHEMA = "casstore/manifest"
 VERSION = 1

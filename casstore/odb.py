@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 import zlib
 
 from dulwich.object_store import DiskObjectStore
-from dulwich.objects import ShaFile
+from dulwich.objects import ObjectID, ShaFile
 
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation
@@ -34,6 +35,13 @@ def object_id(type_num: int, raw: bytes) -> bytes:
     return h.digest()
 
 
+def _close_all(store: DiskObjectStore, fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()
+    store.close()
+
+
 class ObjectDB:
     """Objects of one store.  Thread safe for reads; one writer per pack."""
 
@@ -47,20 +55,19 @@ class ObjectDB:
         self.index.refresh()
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Close packs at exit even if nobody calls close(): dulwich warns otherwise.
+        self._finalizer = weakref.finalize(self, _close_all, self.store, self._fds)
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
-        self.store.close()
+            self._finalizer()
 
     # -- metadata objects -------------------------------------------------
 
-    def contains(self, oid_hex: bytes) -> bool:
+    def contains(self, oid_hex: ObjectID) -> bool:
         return oid_hex in self.store
 
-    def read_raw(self, oid_hex: bytes) -> tuple[int, bytes]:
+    def read_raw(self, oid_hex: ObjectID) -> tuple[int, bytes]:
         """Type number and content of an object, verified against its id.
 
         Raises:
@@ -77,7 +84,7 @@ class ObjectDB:
             raise CorruptObjectError(oid_hex.decode(), "content does not match its SHA-1")
         return type_num, raw
 
-    def read(self, oid_hex: bytes, expect: type[ShaFile] | None = None) -> ShaFile:
+    def read(self, oid_hex: ObjectID, expect: type[ShaFile] | None = None) -> ShaFile:
         type_num, raw = self.read_raw(oid_hex)
         try:
             obj = ShaFile.from_raw_string(type_num, raw, sha=oid_hex)
@@ -89,7 +96,7 @@ class ObjectDB:
             )
         return obj
 
-    def write_loose(self, obj: ShaFile) -> bytes:
+    def write_loose(self, obj: ShaFile) -> ObjectID:
         """Store a (small) object as a durable loose object; returns its hex id."""
         oid = obj.id
         if oid in self.store:
@@ -99,7 +106,7 @@ class ObjectDB:
         makedirs_durable(d)
         raw = obj.as_raw_string()
         data = zlib.compress(b"%s %d\x00" % (obj.type_name, len(raw)) + raw, 1)
-        write_new_file(os.path.join(d, hexs[2:]), lambda f: f.write(data))
+        write_new_file(os.path.join(d, hexs[2:]), lambda f: None if f.write(data) else None)
         return oid
 
     # -- chunks -----------------------------------------------------------
@@ -130,7 +137,7 @@ class ObjectDB:
                     raise CorruptObjectError(oid_hex, "pack entry is not the expected blob")
                 return content
         try:
-            type_num, content = self.store.get_raw(oid_hex.encode())
+            type_num, content = self.store.get_raw(ObjectID(oid_hex.encode()))
         except KeyError:
             raise MissingObjectError(oid_hex, "chunk blob is missing") from None
         except (zlib.error, ValueError, AssertionError) as e:

@@ -146,7 +146,10 @@ class PackWriter:
 
     def abort(self) -> None:
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # e.g. the disk is full and the buffer cannot be flushed
         if self._tmp:
             try:
                 os.unlink(self._tmp)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import xxhash
-from dulwich.objects import Tree
+from dulwich.objects import ObjectID, Tree
 
 from .errors import CorruptObjectError
 from .fsutil import TMP_PREFIX, safe_target
@@ -19,7 +19,7 @@ from .parallel import ordered
 BLOB_MODE = 0o100644
 
 
-def chunk_oids(odb: ObjectDB, tree_id: bytes, entry: FileEntry) -> list[bytes]:
+def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes]:
     """Binary oids of a file's chunk blobs, checked against the manifest."""
     t = odb.read(tree_id, Tree)
     assert isinstance(t, Tree)
@@ -43,7 +43,7 @@ def iter_file(
     locations = odb.index.lookup(entry.keys)
 
     def jobs() -> Iterator[Callable[[], bytes]]:
-        for key, oid, size, loc in zip(entry.keys, oids, entry.sizes, locations):
+        for key, oid, size, loc in zip(entry.keys, oids, entry.sizes, locations, strict=True):
             yield lambda key=key, oid=oid, size=size, loc=loc: odb.read_chunk(key, oid, size, loc)  # type: ignore[misc]
 
     xx = xxhash.xxh3_128()

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dulwich.file import FileLocked
-from dulwich.refs import DiskRefsContainer
+from dulwich.objects import ObjectID
+from dulwich.refs import DiskRefsContainer, Ref
 
 from .errors import StoreLockedError
 from .fsutil import fsync_dir
@@ -31,12 +32,12 @@ LOCK_TIMEOUT = 30.0
 T = TypeVar("T")
 
 
-def model_ref(domain: str, model_id: str) -> bytes:
-    return MODELS + domain.encode() + b"/" + model_id.encode()
+def model_ref(domain: str, model_id: str) -> Ref:
+    return Ref(MODELS + domain.encode() + b"/" + model_id.encode())
 
 
-def domain_ref(domain: str) -> bytes:
-    return DOMAINS + domain.encode()
+def domain_ref(domain: str) -> Ref:
+    return Ref(DOMAINS + domain.encode())
 
 
 def with_lock_retry(fn: Callable[[], T], timeout: float = LOCK_TIMEOUT) -> T:
@@ -65,19 +66,19 @@ class Refs:
         # dulwich fsyncs the ref file but not the directory holding its new name.
         fsync_dir(os.path.dirname(os.path.join(self.git_dir, os.fsdecode(name))))
 
-    def get(self, name: bytes) -> bytes | None:
+    def get(self, name: Ref) -> ObjectID | None:
         try:
             return self.container[name]
         except KeyError:
             return None
 
-    def add_if_new(self, name: bytes, sha: bytes) -> bool:
+    def add_if_new(self, name: Ref, sha: ObjectID) -> bool:
         ok = with_lock_retry(lambda: self.container.add_if_new(name, sha))
         if ok:
             self._sync(name)
         return ok
 
-    def set_if_equals(self, name: bytes, old: bytes | None, new: bytes) -> bool:
+    def set_if_equals(self, name: Ref, old: ObjectID | None, new: ObjectID) -> bool:
         """Compare-and-swap; ``old=None`` means the ref must not exist yet."""
         if old is None:
             return self.add_if_new(name, new)
@@ -86,7 +87,7 @@ class Refs:
             self._sync(name)
         return ok
 
-    def remove_if_equals(self, name: bytes, old: bytes) -> bool:
+    def remove_if_equals(self, name: Ref, old: ObjectID) -> bool:
         ok = with_lock_retry(lambda: self.container.remove_if_equals(name, old))
         if ok:
             self._sync(name)
@@ -95,7 +96,7 @@ class Refs:
     def subkeys(self, base: bytes) -> set[bytes]:
         """Ref names under ``base`` (without the prefix), loose and packed."""
         assert base.endswith(b"/")
-        return set(self.container.subkeys(base))
+        return set(self.container.subkeys(Ref(base)))
 
     def domains(self) -> set[str]:
         names = {k.split(b"/")[0] for k in self.subkeys(MODELS)}

@@ -17,19 +17,21 @@ Durability and concurrency, in one place:
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import getpass
 import os
 import platform
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import msgpack
 from dulwich.config import ConfigFile
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
 from . import __version__
@@ -43,8 +45,10 @@ from .errors import (
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
+    StoreWriteError,
 )
 from .frameworks import by_name, resolve
+from .fsck import FsckReport, fsck
 from .history import DomainIndex, Event, append_event, iter_log
 from .ingest import IngestedFile, Source, ingest
 from .locking import deferred_interrupts, store_lock
@@ -121,7 +125,7 @@ def is_store(path: str) -> bool:
         return False
 
 
-def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> "Store":
+def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
     """Open the store at ``path`` ($CAS_STORE, else ~/.casstore), creating it if missing."""
     p = os.path.abspath(os.fspath(path) if path is not None else default_store_path())
     if create and (not os.path.exists(p) or (os.path.isdir(p) and not os.listdir(p))):
@@ -160,7 +164,7 @@ class Store:
     def close(self) -> None:
         self.odb.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -237,7 +241,8 @@ class Store:
                 claim(name, f"extra file {local}")
                 sources.append(Source(name, local, "extra"))
 
-            files, stats = ingest(self.odb, sources, params=self.params, level=self.level)
+            with self._write_errors():
+                files, stats = ingest(self.odb, sources, params=self.params, level=self.level)
             created = _now()
             manifest = Manifest(
                 domain=domain,
@@ -252,8 +257,9 @@ class Store:
                 stats={"bytes_given": stats.bytes_given, "bytes_stored": stats.bytes_stored,
                        "chunks_total": stats.chunks_total, "chunks_new": stats.chunks_new},
             )
-            commit_id = self._write_model(manifest, files, created)
-            with deferred_interrupts():
+            with self._write_errors():
+                commit_id = self._write_model(manifest, files, created)
+            with deferred_interrupts(), self._write_errors():
                 if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
                     raise ModelExistsException(domain, model_id)
 
@@ -266,6 +272,16 @@ class Store:
 
     upload = commit_models
 
+    @contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Turn a full disk or I/O error into a StoreWriteError naming the store."""
+        try:
+            yield
+        except OSError as e:
+            if isinstance(e, CasError) or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+                raise
+            raise StoreWriteError(self.path, e) from e
+
     @staticmethod
     def _check_metadata(meta: Any) -> Any:
         if meta is None:
@@ -277,13 +293,13 @@ class Store:
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"extra_metadata is not msgpack-serialisable: {e}") from None
 
-    def _write_model(self, manifest: Manifest, files: list[IngestedFile], created: _dt.datetime) -> bytes:
+    def _write_model(self, manifest: Manifest, files: list[IngestedFile], created: _dt.datetime) -> ObjectID:
         odb = self.odb
         files_tree = Tree()
         for i, f in enumerate(files):
             t = Tree()
             for j, oid in enumerate(f.oids):
-                t.add(b"%08x" % j, BLOB_MODE, oid.hex().encode())
+                t.add(b"%08x" % j, BLOB_MODE, ObjectID(oid.hex().encode()))
             files_tree.add(b"%08x" % i, TREE_MODE, odb.write_loose(t))
         root = Tree()
         root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
@@ -335,7 +351,7 @@ class Store:
         check_model_id(model_id)
         return self.refs.get(model_ref(domain, model_id)) is not None
 
-    def _resolve(self, domain: str, model_id: str | None) -> tuple[bytes, Manifest, Tree]:
+    def _resolve(self, domain: str, model_id: str | None) -> tuple[ObjectID, Manifest, Tree]:
         check_domain(domain)
         if model_id is None:
             ids = self.list_models(domain)
@@ -381,7 +397,7 @@ class Store:
         return self._info(manifest, sha)
 
     @staticmethod
-    def _info(m: Manifest, sha: bytes) -> dict[str, Any]:
+    def _info(m: Manifest, sha: ObjectID) -> dict[str, Any]:
         return {
             "domain": m.domain,
             "model_id": m.model_id,
@@ -473,6 +489,13 @@ class Store:
                     return b"".join(iter_file(self.odb, f, self._file_oids(files_tree, manifest, i), pool, 4))
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
+    def fsck(self, read_data: bool = False) -> FsckReport:
+        """Check the whole store and return a report listing every problem.
+
+        With ``read_data=True`` every chunk is decompressed and verified too.
+        """
+        return fsck(self, read_data=read_data)
+
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""
         check_domain(domain)
@@ -500,13 +523,14 @@ def _extra_sources(
             raise FileNotFoundError(f"extra file {p!r} does not exist")
         base = os.path.basename(os.path.normpath(p))
         if os.path.isdir(p):
-            for dirpath, dirnames, filenames in os.walk(p):
-                dirnames.sort()
-                for fn in sorted(filenames):
+            found = []
+            for dirpath, _dirnames, filenames in os.walk(p):
+                for fn in filenames:
                     full = os.path.join(dirpath, fn)
                     rel = os.path.relpath(full, p).replace(os.sep, "/")
                     _check_regular(full)
-                    out.append((f"{base}/{rel}", full))
+                    found.append((f"{base}/{rel}", full))
+            out.extend(sorted(found))
         else:
             _check_regular(p)
             out.append((base, p))
@@ -518,3 +542,4 @@ def _check_regular(path: str) -> None:
 
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise CasError(f"extra file {path!r} is not a regular file")
+

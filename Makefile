@@ -1,0 +1,37 @@
+# casstore: `make demo` runs the main job on the default store, `make test` runs the suite.
+# Both set everything up first (a virtualenv in .venv, system packages the tests need).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup sysdeps test lint typecheck demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Servers and tools the tests start for real (git daemon, http-backend, sshd ...).
+sysdeps:
+	bash .ci/sysdeps.sh
+
+lint: setup
+	$(PY) -m ruff check casstore tests benchmarks
+
+typecheck: setup
+	$(PY) -m mypy
+
+test: setup sysdeps lint typecheck
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider
+
+demo: setup
+	$(PY) -m casstore.demo
+
+bench: setup
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""Object layer: chunker, codec, pack writer, chunk index."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from casstore import CorruptObjectError, codec
+from casstore.chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
+from casstore.chunkindex import ChunkIndex, IndexEntry, Sidecar, write_cidx
+from casstore.packwriter import PackWriter, encode_entry, object_header, parse_object_header
+
+
+def chunks_of(data: bytes, params: ChunkParams = DEFAULT_PARAMS) -> list[bytes]:
+    return [bytes(c) for c in iter_chunks(io.BytesIO(data), params)]
+
+
+def test_chunks_reassemble_and_respect_bounds() -> None:
+    data = np.random.default_rng(0).bytes(3 << 20)
+    parts = chunks_of(data)
+    assert b"".join(parts) == data
+    p = ChunkParams()
+    assert all(len(c) <= p.max_size for c in parts)
+    assert all(len(c) >= p.min_size for c in parts[:-1])
+    assert 30 <= len(parts) <= 80  # ~64 KiB average
+
+
+def test_split_points_are_pinned() -> None:
+    """Changing chunk boundaries silently would break dedup with existing stores."""
+    # a byte stream that depends on nothing but hashlib
+    data = b"".join(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(1 << 15))
+    sizes = [len(c) for c in chunks_of(data)]
+    digest = hashlib.sha256(repr(sizes).encode()).hexdigest()
+    assert sizes[:4] == PINNED_FIRST_SIZES
+    assert digest == PINNED_DIGEST
+
+
+PINNED_FIRST_SIZES = [88202, 124454, 46965, 40748]
+PINNED_DIGEST = "a71bc0f22914345a6bb0fb04f19e2ac9b4170460ab33d23ac88795f9cb846982"
+
+
+def test_insertion_only_changes_nearby_chunks() -> None:
+    data = np.random.default_rng(1).bytes(4 << 20)
+    edited = data[: 2 << 20] + b"inserted bytes" + data[2 << 20 :]
+    a, b = set(chunks_of(data)), set(chunks_of(edited))
+    assert len(a - b) <= 3
+
+
+@given(st.binary(max_size=300_000))
+@settings(max_examples=30, deadline=None)
+def test_chunker_round_trip(data: bytes) -> None:
+    assert b"".join(chunks_of(data, ChunkParams(1024, min_size=256, max_size=4096))) == data
+
+
+@given(st.binary(max_size=100_000))
+@settings(max_examples=50, deadline=None)
+def test_codec_round_trip(data: bytes) -> None:
+    blob = codec.encode(data)
+    assert codec.decode(blob, len(data), "x") == data
+
+
+def test_codec_stores_incompressible_raw() -> None:
+    data = os.urandom(50_000)
+    assert codec.encode(data)[:4] == codec.RAW
+    assert codec.encode(b"a" * 50_000)[:4] == codec.ZSTD
+
+
+def test_codec_refuses_bombs_and_garbage() -> None:
+    bomb = codec.ZSTD + zstandard.ZstdCompressor().compress(b"\0" * (8 << 20))
+    with pytest.raises(CorruptObjectError, match="declares"):
+        codec.decode(bomb, 1000, "bomb")
+    # a frame without a declared size is bounded by max_output_size
+    cobj = zstandard.ZstdCompressor(write_content_size=False)
+    nosize = codec.ZSTD + cobj.compress(b"\0" * (8 << 20))
+    with pytest.raises(CorruptObjectError):
+        codec.decode(nosize, 1000, "bomb2")
+    with pytest.raises(CorruptObjectError, match="not a casstore chunk"):
+        codec.decode(b"JUNKJUNK", 4, "junk")
+    with pytest.raises(CorruptObjectError, match="bytes, manifest says"):
+        codec.decode(codec.RAW + b"abc", 4, "short")
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 2047, 2048, 1 << 20, (1 << 35) + 7])
+def test_object_header_round_trip(size: int) -> None:
+    h = object_header(3, size)
+    assert parse_object_header(h + b"rest") == (3, size, len(h))
+
+
+def _write_pack(tmp_path: Path, blobs: list[bytes]) -> tuple[str, str, str]:
+    pack_dir = tmp_path / "objects" / "pack"
+    cidx_dir = tmp_path / "cidx"
+    pack_dir.mkdir(parents=True)
+    cidx_dir.mkdir()
+    w = PackWriter(str(pack_dir), str(cidx_dir), len(blobs))
+    for b in blobs:
+        w.add(encode_entry(b), chunk_key(b), len(b))
+    return w.finish(), str(pack_dir), str(cidx_dir)
+
+
+def test_pack_accepted_by_git_verify_pack(tmp_path: Path) -> None:
+    blobs = [os.urandom(n) for n in (0, 1, 100, 70_000, 300_000)] + [b"x" * 100_000]
+    name, pack_dir, _ = _write_pack(tmp_path, blobs)
+    r = subprocess.run(["git", "verify-pack", "-v", os.path.join(pack_dir, name + ".idx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for b in blobs:
+        oid = hashlib.sha1(b"blob %d\0" % len(b) + b).hexdigest()
+        assert oid in r.stdout
+    assert not [f for f in os.listdir(pack_dir) if f.startswith("tmp_")]
+
+
+def test_pack_writer_abort_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    w = PackWriter(str(tmp_path / "p"), str(tmp_path), 2)
+    w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+    w.abort()
+    assert os.listdir(tmp_path / "p") == []
+    w = PackWriter(str(tmp_path / "p"), str(tmp_path), 2)
+    w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+    with pytest.raises(ValueError, match="announced 2"):
+        w.finish()
+
+
+def test_chunk_index_lookup_with_awkward_bytes(tmp_path: Path) -> None:
+    # oids and keys that end in NUL bytes, and keys sharing an 8-byte prefix
+    entries = [
+        IndexEntry(b"\x00" * 32, b"\x01" + b"\x00" * 19, 12, 100, 50),
+        IndexEntry(b"\x00" * 8 + b"\xff" * 24, b"\x02" * 19 + b"\x00", 112, 10, 5),
+        IndexEntry(b"\x7f" * 31 + b"\x00", b"\x03" * 20, 122, 10, 5),
+    ]
+    (tmp_path / "pack").mkdir()
+    (tmp_path / "cidx").mkdir()
+    (tmp_path / "pack" / "pack-a.idx").write_bytes(b"")
+    write_cidx(str(tmp_path / "cidx" / "pack-a.cidx"), b"\x00" * 20, entries)
+    idx = ChunkIndex(str(tmp_path / "cidx"), str(tmp_path / "pack"))
+    idx.refresh()
+    found = idx.lookup([e.key for e in entries] + [b"\x00" * 31 + b"\x01", b"\xff" * 32])
+    for e, loc in zip(entries, found[:3], strict=True):
+        assert loc is not None and loc.oid == e.oid and loc.offset == e.offset
+        assert loc.length == e.length and loc.raw_size == e.raw_size
+    assert found[-2:] == [None, None]
+
+
+def test_chunk_index_ignores_sidecar_without_pack_and_detects_corruption(tmp_path: Path) -> None:
+    (tmp_path / "pack").mkdir()
+    (tmp_path / "cidx").mkdir()
+    e = IndexEntry(b"\x05" * 32, b"\x06" * 20, 12, 10, 5)
+    write_cidx(str(tmp_path / "cidx" / "pack-b.cidx"), b"\x00" * 20, [e])
+    idx = ChunkIndex(str(tmp_path / "cidx"), str(tmp_path / "pack"))
+    idx.refresh()
+    assert idx.lookup([e.key]) == [None]
+    path = tmp_path / "cidx" / "pack-b.cidx"
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptObjectError, match="checksum"):
+        Sidecar(str(path), "pack-b")
