@@ -19,7 +19,7 @@ sysdeps:
 	bash .ci/sysdeps.sh
 
 lint: setup
-	$(PY) -m ruff check casstore tests benchmarks
+	$(PY) -m ruff check casstore tests $(wildcard benchmarks/*.py)
 
 typecheck: setup
 	$(PY) -m mypy

@@ -13,9 +13,10 @@ import numpy as np
 
 
 def main() -> None:
-    import casstore
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
+
+    import casstore
 
     store = casstore.open()
     print(f"store: {store.path}")
