@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,7 @@ def main() -> None:
     print(f"store: {store.path}")
     X, y = make_classification(5000, 20, random_state=0)
     clf = RandomForestClassifier(100, random_state=0).fit(X, y)
-    models: dict[str, object] = {"model": clf}
+    models: dict[str, Any] = {"model": clf}
     try:
         import shap
 

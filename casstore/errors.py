@@ -131,3 +131,14 @@ class StoreWriteError(CasError, OSError):
             self, cause.errno,
             f"{cause.strerror or cause} while writing to the store at {path}; nothing was committed",
         )
+
+
+class StateNotFoundException(CasError, KeyError):
+    """The model state was never created (see ``create_model_state``)."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+        super().__init__(f"model state {state!r} does not exist (create it with create_model_state)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

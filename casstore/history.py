@@ -107,23 +107,33 @@ class Event:
     author: str
     time: int
     state: str | None = None
-    message: str = ""
+    frameworks: str = ""
+    summary: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {
             "event": self.event, "model_id": self.model_id, "model_commit": self.model_commit,
             "history_commit": self.history_commit, "author": self.author,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
-            "state": self.state,
+            "state": self.state, "frameworks": self.frameworks, "summary": self.summary,
         }
 
 
-def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None) -> bytes:
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None,
+             trailers: dict[str, str]) -> bytes:
     title = f"{event} {model_id}" + (f" {state}" if state else "")
     lines = [title, "", f"Cas-Event: {event}", f"Cas-Model: {model_id}",
              f"Cas-Commit: {model_commit.decode()}"]
     if state:
         lines.append(f"Cas-State: {state}")
+    for k, v in trailers.items():
+        if v:
+            lines.append(f"Cas-{k}: {_one_line(v)}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -141,7 +151,8 @@ def parse_event(c: Commit) -> Event:
         author=c.author.decode("utf-8", "replace"),
         time=c.author_time,
         state=trailers.get("Cas-State"),
-        message=c.message.decode("utf-8", "replace"),
+        frameworks=trailers.get("Cas-Frameworks", ""),
+        summary=trailers.get("Cas-Summary", ""),
     )
 
 
@@ -153,28 +164,32 @@ def append_event(
     event: str,
     model_id: str,
     model_commit: ObjectID,
-    mutate: Callable[[DomainIndex], None],
+    mutate: Callable[[DomainIndex], bool | None],
     state: str | None = None,
     when: int | None = None,
-) -> ObjectID:
+    trailers: dict[str, str] | None = None,
+) -> ObjectID | None:
     """Apply ``mutate`` to the domain index and record it as one history commit.
 
     Retries the compare-and-swap until it wins; ``mutate`` is re-run on the
-    fresh index each time.  Returns the new history commit id.
+    fresh index each time.  ``mutate`` returns False when there is nothing to
+    record (the index already says so); then no commit is made and None returned.
+    Returns the new history commit id.
     """
     assert event in EVENTS
     name = domain_ref(domain)
     while True:
         head = refs.get(name)
         idx = read_index(odb, head)
-        mutate(idx)
+        if mutate(idx) is False:
+            return None
         c = Commit()
         c.tree = idx.to_tree(odb)
         c.parents = [head] if head else []
         c.author = c.committer = author
         c.author_time = c.commit_time = int(time.time()) if when is None else when
         c.author_timezone = c.commit_timezone = 0
-        c.message = _message(event, model_id, model_commit, state)
+        c.message = _message(event, model_id, model_commit, state, trailers or {})
         odb.write_loose(c)
         if refs.set_if_equals(name, head, c.id):
             return c.id

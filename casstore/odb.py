@@ -109,6 +109,16 @@ class ObjectDB:
         write_new_file(os.path.join(d, hexs[2:]), lambda f: None if f.write(data) else None)
         return oid
 
+    def forget_pack(self, pack: str) -> None:
+        """Drop cached handles of a pack that is about to be deleted."""
+        with self._lock:
+            fd = self._fds.pop(pack, None)
+            if fd is not None:
+                os.close(fd)
+        cached = self.store._pack_cache.pop(pack, None)
+        if cached is not None:
+            cached.close()
+
     # -- chunks -----------------------------------------------------------
 
     def _pack_fd(self, pack: str) -> int:

@@ -34,7 +34,7 @@ from dulwich.config import ConfigFile
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
-from . import __version__
+from . import __version__, stats
 from .chunker import ChunkParams
 from .codec import DEFAULT_LEVEL
 from .errors import (
@@ -45,19 +45,22 @@ from .errors import (
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
+    StateNotFoundException,
     StoreWriteError,
 )
 from .frameworks import by_name, resolve
 from .fsck import FsckReport, fsck
-from .history import DomainIndex, Event, append_event, iter_log
+from .gc import DEFAULT_GRACE, GcReport, gc
+from .history import DomainIndex, Event, append_event, iter_log, read_index
 from .ingest import IngestedFile, Source, ingest
 from .locking import deferred_interrupts, store_lock
 from .manifest import FileEntry, FrameworkEntry, Manifest
 from .manifest import decode as decode_manifest
-from .names import check_domain, check_model_id, new_model_id
+from .names import check_domain, check_model_id, check_state, new_model_id
 from .odb import ObjectDB
 from .readback import chunk_oids, iter_file, write_file
 from .refs import Refs, domain_ref, model_ref
+from .states import list_states, update_states
 
 FORMAT_VERSION = 1
 BLOB_MODE = 0o100644
@@ -92,6 +95,20 @@ def _trailers(message: bytes) -> dict[str, str]:
             k, v = line.split(": ", 1)
             out[k] = v
     return out
+
+
+def _frameworks_summary(m: Manifest) -> str:
+    return " ".join(f"{e.kwarg}={e.framework}" for e in m.frameworks)
+
+
+def _metadata_summary(meta: Any) -> str:
+    if not isinstance(meta, dict):
+        return ""
+    parts = []
+    for k, v in meta.items():
+        text = repr(v) if not isinstance(v, str) else v
+        parts.append(f"{k}={text if len(text) <= 40 else text[:37] + '...'}")
+    return " ".join(parts)
 
 
 def init_store(path: str, *, bare_remote: bool = False) -> None:
@@ -267,7 +284,9 @@ class Store:
                     idx.models[model_id] = commit_id
 
                 append_event(self.odb, self.refs, domain, _author(), "commit", model_id, commit_id, add,
-                             when=int(created.timestamp()))
+                             when=int(created.timestamp()),
+                             trailers={"Frameworks": _frameworks_summary(manifest),
+                                       "Summary": _metadata_summary(extra_metadata)})
         return self._info(decode_manifest(manifest.encode()), commit_id)
 
     upload = commit_models
@@ -334,17 +353,148 @@ class Store:
             out.append((_trailers(c.message).get("Cas-Created", ""), mid))
         return out
 
-    def list_models(self, domain: str) -> list[str]:
-        """The domain's model IDs, newest first.
+    def list_models(self, domain: str, state_name: str | None = None) -> list[str]:
+        """The domain's model IDs, newest first; only those in ``state_name`` if given.
 
         Raises:
             DomainNotFoundException: the domain was never used.
+            StateNotFoundException: ``state_name`` was never created.
         """
         check_domain(domain)
         times = self._model_times(domain)
         if not times and self.refs.get(domain_ref(domain)) is None:
             raise DomainNotFoundException(domain)
-        return [mid for _, mid in sorted(times, reverse=True)]
+        ids = [mid for _, mid in sorted(times, reverse=True)]
+        if state_name is not None:
+            self._check_state_exists(state_name)
+            members = self._index(domain).states.get(state_name, {})
+            ids = [mid for mid in ids if mid in members]
+        return ids
+
+    # -- states and deletion ------------------------------------------------
+
+    def _index(self, domain: str) -> DomainIndex:
+        return read_index(self.odb, self.refs.get(domain_ref(domain)))
+
+    def _check_state_exists(self, state: str) -> None:
+        check_state(state)
+        if state not in list_states(self.odb, self.refs):
+            raise StateNotFoundException(state)
+
+    def _model_commit(self, domain: str, model_id: str) -> ObjectID:
+        check_domain(domain)
+        check_model_id(model_id)
+        sha = self.refs.get(model_ref(domain, model_id))
+        if sha is None:
+            if domain not in self.refs.domains():
+                raise DomainNotFoundException(domain)
+            raise ModelNotFoundException(domain, model_id)
+        return sha
+
+    def create_model_state(self, state_name: str) -> None:
+        """Create a model state (a no-op if it exists)."""
+        check_state(state_name)
+
+        def add(names: set[str]) -> bool:
+            if state_name in names:
+                return False
+            names.add(state_name)
+            return True
+
+        update_states(self.odb, self.refs, _author(), f"create state {state_name}", add)
+
+    def list_model_states(self) -> list[str]:
+        """Every state that was created, sorted."""
+        return sorted(list_states(self.odb, self.refs))
+
+    def set_model_state(self, domain: str, model_id: str, state_name: str) -> None:
+        """Put a model in a state (a state can hold several models).
+
+        Recorded in the domain history.  Setting a state the model already has
+        records nothing.
+
+        Raises:
+            StateNotFoundException, ModelNotFoundException.
+        """
+        self._check_state_exists(state_name)
+        sha = self._model_commit(domain, model_id)
+
+        def put(idx: DomainIndex) -> bool:
+            members = idx.states.setdefault(state_name, {})
+            if members.get(model_id) == sha:
+                return False
+            members[model_id] = sha
+            return True
+
+        append_event(self.odb, self.refs, domain, _author(), "state-set", model_id, sha, put, state=state_name)
+
+    def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
+        """Take a model out of a state (a no-op if it is not in it)."""
+        self._check_state_exists(state_name)
+        sha = self._model_commit(domain, model_id)
+
+        def drop(idx: DomainIndex) -> bool:
+            members = idx.states.get(state_name, {})
+            if model_id not in members:
+                return False
+            del members[model_id]
+            return True
+
+        append_event(self.odb, self.refs, domain, _author(), "state-unset", model_id, sha, drop,
+                     state=state_name)
+
+    def get_model_states(self, domain: str, model_id: str) -> list[str]:
+        """The states the model is in, sorted."""
+        sha = self._model_commit(domain, model_id)
+        idx = self._index(domain)
+        return sorted(s for s, members in idx.states.items() if members.get(model_id) == sha)
+
+    def delete_model_state(self, state_name: str) -> None:
+        """Delete a state: every model leaves it (recorded in each domain's history)."""
+        self._check_state_exists(state_name)
+        for domain in sorted(self.refs.domains()):
+            for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
+
+                def drop(idx: DomainIndex, mid: str = mid) -> bool:
+                    members = idx.states.get(state_name, {})
+                    if mid not in members:
+                        return False
+                    del members[mid]
+                    return True
+
+                append_event(self.odb, self.refs, domain, _author(), "state-unset", mid, sha, drop,
+                             state=state_name)
+
+        def remove(names: set[str]) -> bool:
+            if state_name not in names:
+                return False
+            names.discard(state_name)
+            return True
+
+        update_states(self.odb, self.refs, _author(), f"delete state {state_name}", remove)
+
+    def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
+        """Delete a model: it leaves listings, loads and states; the deletion is logged.
+
+        Its chunks are freed by the next ``gc`` unless another model still uses
+        them.  A new model may be committed under the same ID afterwards.
+        (``skip_prompt`` is accepted for modelstore compatibility; the API never prompts.)
+
+        Raises:
+            ModelNotFoundException: no such model.
+        """
+        sha = self._model_commit(domain, model_id)
+        with deferred_interrupts(), self._write_errors():
+            if not self.refs.remove_if_equals(model_ref(domain, model_id), sha):
+                raise ModelNotFoundException(domain, model_id)  # deleted or replaced meanwhile
+
+            def drop(idx: DomainIndex) -> bool:
+                changed = idx.models.pop(model_id, None) is not None
+                for members in idx.states.values():
+                    changed = members.pop(model_id, None) is not None or changed
+                return changed
+
+            append_event(self.odb, self.refs, domain, _author(), "delete", model_id, sha, drop)
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -495,6 +645,23 @@ class Store:
         With ``read_data=True`` every chunk is decompressed and verified too.
         """
         return fsck(self, read_data=read_data)
+
+    def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
+        """What changed from model ``id_a`` to ``id_b``: files, shared chunks, metadata."""
+        return stats.diff(self, domain, id_a, id_b)
+
+    def du(self) -> dict[str, Any]:
+        """Logical and stored bytes per domain and in total."""
+        return stats.du(self)
+
+    def gc(self, grace_period: float = DEFAULT_GRACE) -> GcReport:
+        """Remove objects no ref reaches that are older than ``grace_period`` seconds.
+
+        The default grace period is two weeks, like git's.  Runs under the
+        store's exclusive lock: it waits for commits in progress and commits
+        wait for it.  Memory: a few bytes per object, whatever the store size.
+        """
+        return gc(self, grace_period)
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""

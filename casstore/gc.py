@@ -1,0 +1,259 @@
+"""Garbage collection: remove objects that no ref reaches any more.
+
+Mark: walk every ref (model commits, domain histories, the state list) through
+commits and trees; gitlinks are not followed, so a deleted model's data is
+garbage even though old history commits name it.  Reachable packed objects are
+marked in one byte-array per pack (found with numpy lookups in the ``.idx``);
+reachable loose objects (metadata only) in a set.  Memory is a few bytes per
+object, never the objects themselves (dulwich's porcelain.gc holds the store in
+memory).
+
+Sweep, for objects older than the grace period only (so that a writer that does
+not take our lock, such as a ``git push`` into this store, never loses objects):
+packs with nothing reachable are deleted; packs casstore wrote that are partly
+reachable are rewritten with their live entries copied verbatim (no
+recompression); loose objects and stale temporary files are removed.
+
+gc holds ``cas/gc.lock`` exclusively, so it runs between commits, never during one.
+If any reachable commit or tree is missing or corrupt gc stops before deleting
+anything: what that object would have reached cannot be known.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from dulwich.objects import Commit, ObjectID, Tag, Tree
+
+from .chunkindex import Sidecar
+from .errors import CorruptObjectError
+from .fsutil import TMP_PREFIX, fsync_dir
+from .locking import store_lock
+from .packidx import PackIdx
+from .packwriter import EncodedEntry, PackWriter
+
+if TYPE_CHECKING:
+    from .store import Store
+
+DEFAULT_GRACE = 14 * 24 * 3600
+GITLINK = 0o160000
+
+
+@dataclass
+class GcReport:
+    objects_removed: int = 0
+    bytes_freed: int = 0
+    packs_removed: int = 0
+    packs_rewritten: int = 0
+    loose_removed: int = 0
+    tmp_removed: int = 0
+    reachable: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class _Marks:
+    def __init__(self, pack_dir: str, packs: list[str]) -> None:
+        self.packs = packs
+        self.idx = [PackIdx(os.path.join(pack_dir, p + ".idx")) for p in packs]
+        self.bits = [np.zeros(i.count, dtype=bool) for i in self.idx]
+        self.loose: set[bytes] = set()
+
+    def mark(self, oids: list[bytes]) -> list[bool]:
+        """Mark oids reachable; returns which were not marked before."""
+        fresh = np.zeros(len(oids), dtype=bool)
+        found = np.zeros(len(oids), dtype=bool)
+        for idx, bits in zip(self.idx, self.bits, strict=True):
+            pos = idx.find(oids)
+            hit = pos >= 0
+            if hit.any():
+                p = pos[hit]
+                fresh[hit] |= ~bits[p]
+                bits[p] = True
+                found |= hit
+        result = fresh.tolist()
+        for i in np.nonzero(~found)[0].tolist():
+            if oids[i] not in self.loose:
+                self.loose.add(oids[i])
+                result[i] = True
+        return result
+
+    def close(self) -> None:
+        for i in self.idx:
+            i.close()
+
+
+def _walk(store: Store, marks: _Marks, progress: Callable[[int], None] | None) -> int:
+    odb = store.odb
+    roots = {sha for name, sha in store.refs.container.as_dict().items() if name != b"HEAD"}
+    stack: list[ObjectID] = []
+    for sha, fresh in zip(roots, marks.mark([bytes.fromhex(s.decode()) for s in roots]), strict=True):
+        if fresh:
+            stack.append(sha)
+    count = len(stack)
+    while stack:
+        oid = stack.pop()
+        try:
+            obj = odb.read(oid)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
+        children: list[ObjectID] = []
+        blobs: list[ObjectID] = []
+        if isinstance(obj, Commit):
+            children = [obj.tree, *obj.parents]
+        elif isinstance(obj, Tree):
+            for entry in obj.iteritems():
+                if entry.mode == GITLINK:
+                    continue
+                (children if entry.mode & 0o040000 else blobs).append(entry.sha)
+        elif isinstance(obj, Tag):
+            children = [obj.object[1]]
+        if blobs:
+            count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
+            if progress:
+                progress(len(blobs))
+        if children:
+            for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]),
+                                    strict=True):
+                if fresh:
+                    count += 1
+                    stack.append(child)
+    return count
+
+
+def _remove(path: str) -> int:
+    try:
+        size = os.path.getsize(path)
+        os.unlink(path)
+        return size
+    except FileNotFoundError:
+        return 0
+
+
+def _rewrite(store: Store, pack: str, idx: PackIdx, bits: np.ndarray) -> int:
+    """Copy the reachable entries of one of our packs into a new pack; returns bytes freed."""
+    odb = store.odb
+    sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
+    live = []
+    for i in range(sc.count):
+        loc = sc.location(i)
+        pos = int(idx.find([loc.oid])[0])
+        if pos >= 0 and bits[pos]:
+            live.append((sc.key(i), loc))
+    writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(live))
+    try:
+        with open(os.path.join(odb.pack_dir, pack + ".pack"), "rb") as f:
+            for key, loc in live:
+                entry = os.pread(f.fileno(), loc.length, loc.offset)
+                hlen = 1
+                while entry[hlen - 1] & 0x80:
+                    hlen += 1
+                header, zdata = entry[:hlen], entry[hlen:]
+                e = EncodedEntry(loc.oid, header, zdata, zlib.crc32(zdata, zlib.crc32(header)), 0)
+                writer.add(e, key, loc.raw_size)
+        new = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    before = sum(os.path.getsize(os.path.join(odb.pack_dir, pack + ext)) for ext in (".pack", ".idx"))
+    _delete_pack(store, pack)
+    after = sum(os.path.getsize(os.path.join(odb.pack_dir, new + ext)) for ext in (".pack", ".idx"))
+    return before - after
+
+
+def _delete_pack(store: Store, pack: str) -> int:
+    odb = store.odb
+    odb.forget_pack(pack)
+    base = os.path.join(odb.pack_dir, pack)
+    freed = _remove(base + ".idx")  # the .idx first: it makes the pack invisible
+    for ext in (".pack", ".rev", ".bitmap"):
+        freed += _remove(base + ext)
+    _remove(os.path.join(odb.cidx_dir, pack + ".cidx"))
+    fsync_dir(odb.pack_dir)
+    return freed
+
+
+def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None) -> GcReport:
+    report = GcReport()
+    odb = store.odb
+    with store_lock(store._lockfile, exclusive=True):
+        cutoff = time.time() - grace_period
+        names = os.listdir(odb.pack_dir)
+        packs = sorted(n[:-4] for n in names if n.endswith(".idx") and n[:-4] + ".pack" in names)
+        marks = _Marks(odb.pack_dir, packs)
+        try:
+            report.reachable = _walk(store, marks, progress)
+            for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
+                live = int(bits.sum())
+                base = os.path.join(odb.pack_dir, pack)
+                if live == idx.count or os.path.exists(base + ".keep"):
+                    continue
+                if os.path.getmtime(base + ".pack") > cutoff:
+                    continue
+                if live == 0:
+                    report.bytes_freed += _delete_pack(store, pack)
+                    report.packs_removed += 1
+                    report.objects_removed += idx.count
+                elif os.path.exists(os.path.join(odb.cidx_dir, pack + ".cidx")):
+                    sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
+                    if sc.count != idx.count:
+                        continue  # not a pure chunk pack: leave it alone
+                    report.bytes_freed += _rewrite(store, pack, idx, bits)
+                    report.packs_rewritten += 1
+                    report.objects_removed += idx.count - live
+        finally:
+            marks.close()
+        # loose objects
+        for d in os.listdir(odb.objects_dir):
+            if len(d) != 2:
+                continue
+            sub = os.path.join(odb.objects_dir, d)
+            for fn in os.listdir(sub):
+                path = os.path.join(sub, fn)
+                if fn.startswith(TMP_PREFIX):
+                    if os.path.getmtime(path) <= cutoff:
+                        report.bytes_freed += _remove(path)
+                        report.tmp_removed += 1
+                    continue
+                try:
+                    oid = bytes.fromhex(d + fn)
+                except ValueError:
+                    continue
+                if oid not in marks.loose and os.path.getmtime(path) <= cutoff:
+                    report.bytes_freed += _remove(path)
+                    report.loose_removed += 1
+                    report.objects_removed += 1
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+        # temporary files of crashed writers, pack data without an index, orphan sidecars
+        for fn in os.listdir(odb.pack_dir):
+            path = os.path.join(odb.pack_dir, fn)
+            orphan = fn.endswith(".pack") and not os.path.exists(path[:-5] + ".idx")
+            if (fn.startswith(TMP_PREFIX) or orphan) and os.path.getmtime(path) <= cutoff:
+                report.bytes_freed += _remove(path)
+                report.tmp_removed += 1
+        for fn in os.listdir(odb.cidx_dir):
+            path = os.path.join(odb.cidx_dir, fn)
+            pack_idx = os.path.join(odb.pack_dir, fn[:-5] + ".idx") if fn.endswith(".cidx") else ""
+            if fn.startswith(TMP_PREFIX) or (pack_idx and not os.path.exists(pack_idx)):
+                if os.path.getmtime(path) <= cutoff or not fn.startswith(TMP_PREFIX):
+                    report.bytes_freed += _remove(path)
+        tmp = store._tmp
+        for fn in os.listdir(tmp):
+            path = os.path.join(tmp, fn)
+            if os.path.getmtime(path) <= cutoff:
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
+                report.tmp_removed += 1
+        odb.index.refresh()
+    return report

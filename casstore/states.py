@@ -1,0 +1,56 @@
+"""The store-wide list of model states (``production``, ``staging``, ...).
+
+Which models are in which state is part of each domain's history (see
+history.py).  The *names* of the states live on ``refs/cas/states``: a chain of
+commits whose tree holds one empty blob per state, so the list travels with push
+and pull like everything else and concurrent edits are compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.refs import Ref
+
+from .names import check_state
+from .odb import ObjectDB
+from .refs import Refs
+
+STATES_REF = Ref(b"refs/cas/states")
+
+
+def list_states(odb: ObjectDB, refs: Refs) -> set[str]:
+    head = refs.get(STATES_REF)
+    if head is None:
+        return set()
+    c = odb.read(head, Commit)
+    assert isinstance(c, Commit)
+    t = odb.read(c.tree, Tree)
+    assert isinstance(t, Tree)
+    return {check_state(e.path.decode()) for e in t.iteritems()}
+
+
+def update_states(odb: ObjectDB, refs: Refs, author: bytes, message: str,
+                  change: Callable[[set[str]], bool]) -> bool:
+    """Apply ``change`` to the set of state names; False from it means no-op."""
+    empty = odb.write_loose(Blob.from_string(b""))
+    while True:
+        head = refs.get(STATES_REF)
+        names = list_states(odb, refs) if head else set()
+        if change(names) is False:
+            return False
+        t = Tree()
+        for n in sorted(names):
+            t.add(n.encode(), 0o100644, empty)
+        c = Commit()
+        c.tree = odb.write_loose(t)
+        c.parents = [head] if head else []
+        c.author = c.committer = author
+        c.author_time = c.commit_time = int(time.time())
+        c.author_timezone = c.commit_timezone = 0
+        c.message = (message + "\n").encode()
+        odb.write_loose(c)
+        if refs.set_if_equals(STATES_REF, head, c.id):
+            return True

@@ -1,0 +1,103 @@
+"""What models share and what they cost: ``diff`` and ``du``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .errors import CasError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def diff(store: Store, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
+    """Files added, removed, changed and unchanged from model ``id_a`` to ``id_b``.
+
+    For each changed file: how many of its chunks (and bytes) ``id_b`` shares with
+    any file of ``id_a``, and how many are new.  Also the extra_metadata keys that
+    were added, removed or changed.
+    """
+    _, ma, _ = store._resolve(domain, id_a)
+    _, mb, _ = store._resolve(domain, id_b)
+    fa = {f.path: f for f in ma.files}
+    fb = {f.path: f for f in mb.files}
+    keys_a = {k for f in ma.files for k in f.keys}
+    changed = []
+    for path in sorted(set(fa) & set(fb)):
+        a, b = fa[path], fb[path]
+        if a.blake3 == b.blake3:
+            continue
+        shared = [(k, s) for k, s in zip(b.keys, b.sizes, strict=True) if k in keys_a]
+        changed.append({
+            "path": path, "size_a": a.size, "size_b": b.size, "chunks": len(b.keys),
+            "chunks_shared": len(shared), "chunks_new": len(b.keys) - len(shared),
+            "bytes_shared": sum(s for _, s in shared), "bytes_new": b.size - sum(s for _, s in shared),
+        })
+    meta_a = ma.extra_metadata if isinstance(ma.extra_metadata, dict) else {}
+    meta_b = mb.extra_metadata if isinstance(mb.extra_metadata, dict) else {}
+    return {
+        "domain": domain, "a": id_a, "b": id_b,
+        "added": sorted(set(fb) - set(fa)),
+        "removed": sorted(set(fa) - set(fb)),
+        "unchanged": sorted(p for p in set(fa) & set(fb) if fa[p].blake3 == fb[p].blake3),
+        "changed": changed,
+        "metadata": {
+            "added": {k: meta_b[k] for k in meta_b if k not in meta_a},
+            "removed": {k: meta_a[k] for k in meta_a if k not in meta_b},
+            "changed": {k: [meta_a[k], meta_b[k]] for k in meta_a if k in meta_b and meta_a[k] != meta_b[k]},
+        },
+    }
+
+
+def _disk_bytes(root: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for fn in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, fn))
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def du(store: Store) -> dict[str, Any]:
+    """Logical bytes (what users committed) and stored bytes, per domain and in total.
+
+    A domain's ``stored_bytes`` counts each chunk its models use once, at its
+    compressed size; chunks shared between domains count in each, so the
+    domains can add up to more than ``total.stored_bytes``, which is what the
+    store's objects take on disk.
+    """
+    odb = store.odb
+    odb.index.refresh()
+    domains: dict[str, Any] = {}
+    for domain in sorted(store.refs.domains()):
+        logical = 0
+        models = 0
+        chunk_sizes: dict[bytes, int] = {}
+        for mid in sorted(store.refs.model_ids(domain)):
+            try:
+                _, m, _ = store._resolve(domain, mid)
+            except CasError:
+                continue  # fsck reports it
+            models += 1
+            for f in m.files:
+                logical += f.size
+                for k, s in zip(f.keys, f.sizes, strict=True):
+                    chunk_sizes.setdefault(k, s)
+        keys = list(chunk_sizes)
+        stored = 0
+        for k, loc in zip(keys, odb.index.lookup(keys), strict=True):
+            # chunks outside the index (pulled packs) count at their raw size
+            stored += loc.length if loc is not None else chunk_sizes[k]
+        domains[domain] = {"models": models, "logical_bytes": logical, "stored_bytes": stored,
+                           "chunks": len(keys)}
+    return {
+        "domains": domains,
+        "total": {
+            "models": sum(d["models"] for d in domains.values()),
+            "logical_bytes": sum(d["logical_bytes"] for d in domains.values()),
+            "stored_bytes": _disk_bytes(odb.objects_dir),
+        },
+    }
