@@ -28,6 +28,7 @@ from .errors import CasError
 from .odb import ObjectDB
 from .packwriter import EncodedEntry, PackWriter, encode_entry
 from .parallel import default_workers, ordered
+from .progress import Counter, ProgressFn
 
 Progress = Callable[[int], None]  # called with bytes just processed
 _BATCH_BYTES = 4 << 20
@@ -116,8 +117,9 @@ def _hash_file(
         for key, check in result:
             out.keys.append(key)
             out.checks.append(check)
-        # keep the list of finished whole-file updates short
-        while seq_futures and seq_futures[0].done():
+        # The whole-file hasher holds every batch queued for it: wait for it when it
+        # falls behind (CPU contention), or memory would grow with the file size.
+        while seq_futures and (seq_futures[0].done() or len(seq_futures) > window):
             seq_futures.pop(0).result()
     for fut in seq_futures:
         fut.result()
@@ -134,7 +136,7 @@ def ingest(
     params: ChunkParams = DEFAULT_PARAMS,
     level: int = DEFAULT_LEVEL,
     workers: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[list[IngestedFile], IngestStats]:
     """Store every chunk of ``sources`` that the store lacks, in one new pack.
 
@@ -147,7 +149,8 @@ def ingest(
     stats = IngestStats()
     with ThreadPoolExecutor(workers, thread_name_prefix="cas-ingest") as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="cas-wholefile") as seq:
-        files = [_hash_file(s, params, pool, seq, window, progress) for s in sources]
+        hashing = Counter(progress, "hashing", sum(os.path.getsize(s.local) for s in sources))
+        files = [_hash_file(s, params, pool, seq, window, hashing) for s in sources]
 
         odb.index.refresh()
         all_keys = [k for f in files for k in f.keys]
@@ -171,6 +174,7 @@ def ingest(
         if new:
             handles = [open(s.local, "rb") for s in sources]
             writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
+            storing = Counter(progress, "storing", sum(v[2] for v in new.values()))
             try:
                 def job(key: bytes, fi: int, off: int, size: int, check: int) -> Callable[[], EncodedEntry]:
                     def run() -> EncodedEntry:
@@ -183,6 +187,7 @@ def ingest(
                 jobs = (job(k, *v) for k, v in new.items())
                 for key, entry in zip(new, ordered(pool, window, jobs), strict=True):
                     writer.add(entry, key, new[key][2])
+                    storing(new[key][2])
                     known[key] = entry.oid
                     stats.bytes_stored += entry.length
                 stats.pack = writer.finish()

@@ -58,6 +58,7 @@ from .manifest import FileEntry, FrameworkEntry, Manifest
 from .manifest import decode as decode_manifest
 from .names import check_domain, check_model_id, check_state, new_model_id
 from .odb import ObjectDB
+from .progress import Counter, ProgressFn
 from .readback import chunk_oids, iter_file, write_file
 from .refs import Refs, domain_ref, model_ref
 from .states import list_states, update_states
@@ -172,6 +173,8 @@ class Store:
         self.refs = Refs(self.path)
         self.params = ChunkParams()
         self.level = DEFAULT_LEVEL
+        #: progress(label, done, total) for long operations; the CLI sets it on a terminal
+        self.progress: ProgressFn | None = None
         self._lockfile = os.path.join(self.path, "cas", "gc.lock")
         self._tmp = os.path.join(self.path, "cas", "tmp")
 
@@ -259,7 +262,8 @@ class Store:
                 sources.append(Source(name, local, "extra"))
 
             with self._write_errors():
-                files, stats = ingest(self.odb, sources, params=self.params, level=self.level)
+                files, stats = ingest(self.odb, sources, params=self.params, level=self.level,
+                                      progress=self.progress)
             created = _now()
             manifest = Manifest(
                 domain=domain,
@@ -584,10 +588,11 @@ class Store:
         root = os.path.abspath(os.fspath(local_path))
         sha, manifest, files_tree = self._resolve(domain, model_id)
         os.makedirs(root, exist_ok=True)
+        counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files))
         with self._pool() as pool:
             for i, f in enumerate(manifest.files):
                 write_file(self.odb, f, self._file_oids(files_tree, manifest, i), root, pool,
-                           2 * pool._max_workers + 2)
+                           2 * pool._max_workers + 2, counter)
         return root
 
     def load(self, domain: str, model_id: str | None = None) -> Any:
@@ -644,7 +649,8 @@ class Store:
 
         With ``read_data=True`` every chunk is decompressed and verified too.
         """
-        return fsck(self, read_data=read_data)
+        return fsck(self, read_data=read_data,
+                    progress=Counter(self.progress, "verifying", 0) if read_data else None)
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
         """What changed from model ``id_a`` to ``id_b``: files, shared chunks, metadata."""
@@ -661,7 +667,7 @@ class Store:
         store's exclusive lock: it waits for commits in progress and commits
         wait for it.  Memory: a few bytes per object, whatever the store size.
         """
-        return gc(self, grace_period)
+        return gc(self, grace_period, progress=Counter(self.progress, "marking", 0))
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""

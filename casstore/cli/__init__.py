@@ -1,0 +1,144 @@
+"""The ``cas`` command: a thin layer over the Python API.
+
+Exit codes: 0 ok, 1 problems found (fsck), 2 usage or runtime error.  User
+errors print one line naming the problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import CasError
+from . import commands
+
+EPILOG = "The store is --store PATH, else $CAS_STORE, else ~/.casstore."
+
+
+def _add(sub: argparse._SubParsersAction, name: str, help: str, example: str,  # type: ignore[type-arg]
+         func: commands.Command) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help, epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cas", description="casstore: a content-addressed store for machine-learning models.",
+        epilog=EPILOG)
+    parser.add_argument("--store", metavar="PATH", help="the store to use (default: $CAS_STORE or ~/.casstore)")
+    parser.add_argument("--version", action="version", version=f"casstore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _add(sub, "init", "create an empty store", "cas init ./models", commands.init)
+    p.add_argument("path", nargs="?", help="where (default: the --store path)")
+
+    p = _add(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
+    p.add_argument("domain")
+    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N events")
+    p.add_argument("--oneline", action="store_true", help="one line per event")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-pager", action="store_true", help="do not page the output")
+
+    p = _add(sub, "domains", "list domains", "cas domains", commands.domains)
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "ls", "list a domain's models, newest first", "cas ls my-domain --state production",
+             commands.ls)
+    p.add_argument("domain")
+    p.add_argument("--state", help="only models in this state")
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "show", "show a model: frameworks, files, metadata, states", "cas show my-domain v1",
+             commands.show)
+    p.add_argument("domain")
+    p.add_argument("model_id", metavar="ID")
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "commit", "commit model files from the shell",
+             "cas commit my-domain model.onnx --id v1 --extra metrics.csv --meta accuracy=0.95",
+             commands.commit)
+    p.add_argument("domain")
+    p.add_argument("files", nargs="+", metavar="FILE", help="model file(s)")
+    p.add_argument("--id", dest="model_id", help="model ID (default: a UUID4)")
+    p.add_argument("--extra", action="append", default=[], metavar="FILE",
+                   help="extra file or directory (repeatable)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata; VALUE is parsed as JSON when it can be (repeatable)")
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "download", "write every file of a model into a directory",
+             "cas download my-domain v1 ./out", commands.download)
+    p.add_argument("domain")
+    p.add_argument("model_id", metavar="ID")
+    p.add_argument("directory", metavar="DIR")
+
+    p = _add(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
+    p.add_argument("domain")
+    p.add_argument("model_id", metavar="ID")
+
+    p = _add(sub, "state", "model states: create, set, unset, ls, rm",
+             "cas state create production && cas state set my-domain v1 production", commands.state)
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = ssub.add_parser("create", help="create a state")
+    s.add_argument("name")
+    s = ssub.add_parser("rm", help="delete a state (every model leaves it)")
+    s.add_argument("name")
+    s = ssub.add_parser("set", help="put a model in a state")
+    s.add_argument("domain")
+    s.add_argument("model_id", metavar="ID")
+    s.add_argument("name", metavar="STATE")
+    s = ssub.add_parser("unset", help="take a model out of a state")
+    s.add_argument("domain")
+    s.add_argument("model_id", metavar="ID")
+    s.add_argument("name", metavar="STATE")
+    s = ssub.add_parser("ls", help="list states, or a model's states")
+    s.add_argument("domain", nargs="?")
+    s.add_argument("model_id", nargs="?", metavar="ID")
+    s.add_argument("--json", action="store_true")
+
+    p = _add(sub, "diff", "compare two models of a domain", "cas diff my-domain v1 v2", commands.diff)
+    p.add_argument("domain")
+    p.add_argument("id_a", metavar="ID_A")
+    p.add_argument("id_b", metavar="ID_B")
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "du", "logical and stored bytes per domain", "cas du", commands.du)
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "fsck", "check the store (exit 1 if problems are found)", "cas fsck --read-data",
+             commands.fsck)
+    p.add_argument("--read-data", action="store_true", help="also decompress and verify every chunk")
+    p.add_argument("--json", action="store_true")
+
+    p = _add(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
+             commands.gc)
+    p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
+                   help="keep unreachable objects younger than this (default: two weeks)")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (cas log | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CasError, OSError, ValueError, KeyError, TypeError) as e:
+        if os.environ.get("CAS_DEBUG"):
+            raise
+        msg = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else str(e.args[0])
+        print(f"cas: error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,278 @@
+"""One function per ``cas`` subcommand; each calls the API and formats the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any
+
+from ..errors import NotAStoreError
+from ..history import iter_log
+from ..progress import TerminalProgress
+from ..refs import domain_ref
+from ..store import Store, default_store_path, init_store, is_store, open_store
+from .output import human, pager, paint, print_json, use_color
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _store_path(args: argparse.Namespace) -> str:
+    return os.path.abspath(args.store or default_store_path())
+
+
+@contextmanager
+def _open(args: argparse.Namespace, create: bool = False) -> Iterator[Store]:
+    path = _store_path(args)
+    if not create and not is_store(path):
+        raise NotAStoreError(path, "no store here (create one with `cas init`)"
+                             if not os.path.exists(path) else "no casstore config")
+    store = open_store(path, create=create)
+    progress = TerminalProgress() if sys.stderr.isatty() else None
+    store.progress = progress
+    try:
+        yield store
+    finally:
+        if progress:
+            progress.finish()
+        store.close()
+
+
+def _when(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(t))
+
+
+def init(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.path or _store_path(args))
+    if is_store(path):
+        print(f"store already exists at {path}")
+        return 0
+    init_store(path)
+    print(f"initialised empty store at {path}")
+    return 0
+
+
+def log(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        store.list_models(args.domain)  # raises DomainNotFoundException with a clear message
+        events = iter_log(store.odb, store.refs.get(domain_ref(args.domain)))
+        if args.max_count is not None:
+            events = islice(events, max(args.max_count, 0))
+        if args.json:
+            print_json([e.as_dict() for e in events])
+            return 0
+        with pager(not args.no_pager) as out:
+            color = use_color(sys.stdout)
+            for i, e in enumerate(events):
+                title = f"{e.event} {e.model_id}" + (f" {e.state}" if e.state else "")
+                if args.oneline:
+                    extra = f" [{e.frameworks}]" if e.frameworks else ""
+                    out.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
+                              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(e.time))} {title}{extra}\n")
+                    continue
+                if i:
+                    out.write("\n")
+                out.write(paint(title, "yellow", color) + "\n")
+                out.write(f"Model:   {e.model_commit}\n")
+                out.write(f"Author:  {e.author}\n")
+                out.write(f"Date:    {_when(e.time)}\n")
+                if e.frameworks or e.summary:
+                    out.write("\n")
+                if e.frameworks:
+                    out.write(f"    {e.frameworks}\n")
+                if e.summary:
+                    out.write(f"    {e.summary}\n")
+    return 0
+
+
+def domains(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        names = store.list_domains()
+    if args.json:
+        print_json(names)
+    else:
+        for n in names:
+            print(n)
+    return 0
+
+
+def ls(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        ids = store.list_models(args.domain, state_name=args.state)
+    if args.json:
+        print_json(ids)
+    else:
+        for i in ids:
+            print(i)
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        info = store.get_model_info(args.domain, args.model_id)
+        info["states"] = store.get_model_states(args.domain, args.model_id)
+    if args.json:
+        print_json(info)
+        return 0
+    color = use_color(sys.stdout)
+    print(paint(f"model {info['domain']}/{info['model_id']}", "yellow", color))
+    print(f"Commit:  {info['commit']}")
+    print(f"Author:  {info['author']}")
+    print(f"Created: {info['created']}")
+    if info["states"]:
+        print(f"States:  {', '.join(info['states'])}")
+    print("\nFrameworks:")
+    for kwarg, fw in info["frameworks"].items():
+        lib = fw["library"]
+        version = f" ({lib.get('name')} {lib.get('version')})" if lib.get("version") else ""
+        print(f"  {kwarg}: {fw['framework']} {fw['class']} [{fw['format']}]{version}")
+    print("\nFiles:")
+    for f in info["files"]:
+        print(f"  {f['path']:<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")
+    if info["extra_metadata"]:
+        print("\nMetadata:")
+        for line in json.dumps(info["extra_metadata"], indent=2, default=str).splitlines():
+            print(f"  {line}")
+    s = info["stats"]
+    print(f"\nStored:  {human(s['bytes_stored'])} new of {human(s['bytes_given'])} "
+          f"({s['chunks_new']}/{s['chunks_total']} chunks new)")
+    return 0
+
+
+def _meta(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--meta {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def commit(args: argparse.Namespace) -> int:
+    meta = _meta(args.meta)
+    model = args.files[0] if len(args.files) == 1 else list(args.files)
+    with _open(args, create=True) as store:
+        info = store.commit_models(args.domain, model=model, model_id=args.model_id,
+                                   extra_files=args.extra or None, extra_metadata=meta or None)
+    if args.json:
+        print_json(info)
+    else:
+        s = info["stats"]
+        print(f"committed {info['domain']}/{info['model_id']} ({info['commit'][:10]}): "
+              f"{human(s['bytes_given'])} given, {human(s['bytes_stored'])} new, "
+              f"{s['chunks_new']}/{s['chunks_total']} chunks new")
+    return 0
+
+
+def download(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        path = store.download(args.directory, args.domain, args.model_id)
+    print(path)
+    return 0
+
+
+def rm(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        store.delete_model(args.domain, args.model_id)
+    print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
+    return 0
+
+
+def state(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        if args.action == "create":
+            store.create_model_state(args.name)
+        elif args.action == "rm":
+            store.delete_model_state(args.name)
+        elif args.action == "set":
+            store.set_model_state(args.domain, args.model_id, args.name)
+        elif args.action == "unset":
+            store.remove_model_state(args.domain, args.model_id, args.name)
+        else:
+            if args.domain and not args.model_id:
+                raise ValueError("cas state ls takes no argument, or DOMAIN and ID")
+            names = (store.get_model_states(args.domain, args.model_id) if args.domain
+                     else store.list_model_states())
+            if args.json:
+                print_json(names)
+            else:
+                for n in names:
+                    print(n)
+    return 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        d = store.diff(args.domain, args.id_a, args.id_b)
+    if args.json:
+        print_json(d)
+        return 0
+    color = use_color(sys.stdout)
+    for p in d["added"]:
+        print(paint(f"+ {p}", "green", color))
+    for p in d["removed"]:
+        print(paint(f"- {p}", "red", color))
+    for c in d["changed"]:
+        print(paint(f"~ {c['path']}", "yellow", color) +
+              f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/{c['chunks']} "
+              f"chunks ({human(c['bytes_shared'])}), {human(c['bytes_new'])} new")
+    for p in d["unchanged"]:
+        print(f"  {p}")
+    m = d["metadata"]
+    for k, v in m["added"].items():
+        print(paint(f"+ metadata {k}={json.dumps(v, default=str)}", "green", color))
+    for k, v in m["removed"].items():
+        print(paint(f"- metadata {k}={json.dumps(v, default=str)}", "red", color))
+    for k, (a, b) in m["changed"].items():
+        print(paint(f"~ metadata {k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}",
+                    "yellow", color))
+    return 0
+
+
+def du(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        d = store.du()
+    if args.json:
+        print_json(d)
+        return 0
+    print(f"{'DOMAIN':<30} {'MODELS':>7} {'LOGICAL':>11} {'STORED':>11}")
+    for name, v in d["domains"].items():
+        print(f"{name:<30} {v['models']:>7} {human(v['logical_bytes']):>11} {human(v['stored_bytes']):>11}")
+    t = d["total"]
+    print(f"{'total (on disk)':<30} {t['models']:>7} {human(t['logical_bytes']):>11} "
+          f"{human(t['stored_bytes']):>11}")
+    return 0
+
+
+def fsck(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        report = store.fsck(read_data=args.read_data)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for p in report.problems:
+            print(f"problem: {p}")
+        verified = f", {human(report.bytes_verified)} verified" if args.read_data else ""
+        print(f"{report.models} models, {report.files} files, {report.chunks} chunks checked{verified}: "
+              + ("ok" if report.ok else f"{len(report.problems)} problems"))
+    return 0 if report.ok else 1
+
+
+def gc(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        report = store.gc() if args.grace is None else store.gc(grace_period=args.grace)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(f"removed {report.objects_removed} objects ({report.packs_removed} packs removed, "
+              f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+    return 0

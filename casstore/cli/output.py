@@ -1,0 +1,67 @@
+"""Terminal habits borrowed from git: a pager on a terminal, colour only on a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any, TextIO
+
+from ..progress import human
+
+__all__ = ["human", "pager", "paint", "print_json", "use_color"]
+
+COLORS = {"yellow": "33", "green": "32", "red": "31", "bold": "1", "dim": "2", "cyan": "36"}
+
+
+def use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, color: str, enabled: bool) -> str:
+    return f"\x1b[{COLORS[color]}m{text}\x1b[0m" if enabled else text
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, bytes):
+        return o.hex()
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+@contextmanager
+def pager(enabled: bool) -> Iterator[IO[str]]:
+    """Yield a stream that goes through ``$CAS_PAGER``/``$PAGER``/``less -FRX`` on a terminal.
+
+    Lines are written as they are produced, so the first screen appears at once.
+    """
+    if not enabled or not sys.stdout.isatty():
+        yield sys.stdout
+        return
+    cmd = os.environ.get("CAS_PAGER") or os.environ.get("PAGER") or "less"
+    if cmd in ("cat", "") or not shutil.which(shlex.split(cmd)[0]):
+        yield sys.stdout
+        return
+    env = {**os.environ, "LESS": os.environ.get("LESS", "FRX")}
+    proc = subprocess.Popen(shlex.split(cmd), stdin=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None
+    try:
+        yield proc.stdin
+    except BrokenPipeError:
+        pass  # the user quit the pager early
+    finally:
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.wait()
+

@@ -1,0 +1,251 @@
+"""The `cas` command, driven as a subprocess against real stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import casstore
+from tests.conftest import assert_git_fsck, write_random
+
+
+def cas(*args: str, store: Path | None = None, env: dict[str, str] | None = None,
+        check: int | None = 0) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "casstore"]
+    if store is not None:
+        cmd += ["--store", str(store)]
+    r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
+                       env={**os.environ, **(env or {})})
+    if check is not None:
+        assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def cas_tty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run cas with stdout and stderr on a pseudo-terminal; returns (exit code, screen text)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "casstore", *args], stdin=slave, stdout=slave, stderr=slave,
+                         env={**os.environ, "TERM": "xterm", **(env or {})}, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        r, _, _ = select.select([master], [], [], 60)
+        if not r:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.fixture
+def cli_store(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    cas("init", str(path))
+    return path
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    f = tmp_path / "model.onnx"
+    write_random(f, 300_000)
+    return f
+
+
+def test_init_and_not_a_store(tmp_path: Path) -> None:
+    r = cas("init", str(tmp_path / "s"))
+    assert "initialised empty store" in r.stdout
+    assert casstore.open(tmp_path / "s").list_domains() == []
+    r = cas("ls", "d", store=tmp_path / "missing", check=2)
+    assert r.stderr.startswith("cas: error:") and "not a casstore store" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "x").write_text("x")
+    r = cas("init", str(tmp_path / "plain"), check=2)
+    assert "not empty" in r.stderr
+
+
+def test_commit_show_ls_download(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "metrics.csv"
+    extra.write_text("auc,0.9\n")
+    r = cas("commit", "d", str(model_file), "--id", "v1", "--extra", str(extra),
+            "--meta", "accuracy=0.95", "--meta", "dataset=v2", "--meta", 'tags=["a","b"]', store=cli_store)
+    assert r.stdout.startswith("committed d/v1 ")
+    info = json.loads(cas("show", "d", "v1", "--json", store=cli_store).stdout)
+    assert info["extra_metadata"] == {"accuracy": 0.95, "dataset": "v2", "tags": ["a", "b"]}
+    assert [f["path"] for f in info["files"]] == ["model.onnx", "metrics.csv"]
+    assert info["frameworks"]["model"]["framework"] == "model_file"
+    assert info["states"] == []
+    text = cas("show", "d", "v1", store=cli_store).stdout
+    assert "model d/v1" in text and "model.onnx" in text and "accuracy" in text
+    cas("commit", "d", str(model_file), "--id", "v2", store=cli_store)
+    assert cas("ls", "d", store=cli_store).stdout.split() == ["v2", "v1"]
+    assert json.loads(cas("ls", "d", "--json", store=cli_store).stdout) == ["v2", "v1"]
+    assert json.loads(cas("domains", "--json", store=cli_store).stdout) == ["d"]
+    out = tmp_path / "out"
+    assert cas("download", "d", "v1", str(out), store=cli_store).stdout.strip() == str(out)
+    assert (out / "model.onnx").read_bytes() == model_file.read_bytes()
+    assert (out / "metrics.csv").read_text() == "auc,0.9\n"
+    assert_git_fsck(cli_store)
+
+
+def test_commit_several_files_and_json(cli_store: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"a" * 1000)
+    b.write_bytes(b"b" * 1000)
+    info = json.loads(cas("commit", "d", str(a), str(b), "--json", store=cli_store).stdout)
+    assert info["frameworks"]["model"]["files"] == ["a.bin", "b.bin"]
+    paths = casstore.open(cli_store).load("d", info["model_id"])
+    assert [Path(p).read_bytes() for p in paths] == [b"a" * 1000, b"b" * 1000]
+
+
+def test_log_formats(cli_store: Path, model_file: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", "--meta", "acc=0.5", store=cli_store)
+    cas("commit", "d", str(model_file), "--id", "v2", store=cli_store)
+    cas("state", "create", "production", store=cli_store)
+    cas("state", "set", "d", "v1", "production", store=cli_store)
+    r = cas("log", "d", store=cli_store)
+    blocks = r.stdout.split("\n\n")
+    assert blocks[0].startswith("state-set v1 production\nModel:   ")
+    assert "Author:  Test User <test@example.com>" in blocks[0]
+    assert "\x1b[" not in r.stdout  # no colour when piped
+    assert "acc=0.5" in r.stdout and "model=model_file" in r.stdout
+    lines = cas("log", "d", "--oneline", store=cli_store).stdout.splitlines()
+    assert len(lines) == 3 and lines[0].endswith("state-set v1 production") and " commit v1" in lines[2]
+    events = json.loads(cas("log", "d", "--json", "-n", "2", store=cli_store).stdout)
+    assert [(e["event"], e["model_id"]) for e in events] == [("state-set", "v1"), ("commit", "v2")]
+    assert set(events[0]) >= {"event", "model_id", "model_commit", "author", "time", "state"}
+
+
+def test_states_rm_and_gc(cli_store: Path, model_file: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    cas("commit", "d", str(model_file), "--id", "v2", store=cli_store)
+    r = cas("state", "set", "d", "v1", "production", store=cli_store, check=2)
+    assert "does not exist" in r.stderr
+    cas("state", "create", "production", store=cli_store)
+    cas("state", "set", "d", "v1", "production", store=cli_store)
+    assert cas("state", "ls", store=cli_store).stdout.split() == ["production"]
+    assert cas("state", "ls", "d", "v1", store=cli_store).stdout.split() == ["production"]
+    assert cas("ls", "d", "--state", "production", store=cli_store).stdout.split() == ["v1"]
+    cas("state", "unset", "d", "v1", "production", store=cli_store)
+    assert cas("ls", "d", "--state", "production", store=cli_store).stdout.split() == []
+    cas("rm", "d", "v2", store=cli_store)
+    assert cas("ls", "d", store=cli_store).stdout.split() == ["v1"]
+    r = cas("rm", "d", "v2", store=cli_store, check=2)
+    assert "not found" in r.stderr
+    report = json.loads(cas("gc", "--grace", "0", "--json", store=cli_store).stdout)
+    assert report["objects_removed"] > 0
+    assert json.loads(cas("fsck", "--read-data", "--json", store=cli_store).stdout)["ok"] is True
+    cas("state", "rm", "production", store=cli_store)
+    assert cas("state", "ls", store=cli_store).stdout == ""
+
+
+def test_diff_and_du(cli_store: Path, tmp_path: Path) -> None:
+    a = tmp_path / "a" / "w.bin"
+    b = tmp_path / "b" / "w.bin"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    data = write_random(a, 2 << 20)
+    b.write_bytes(data[: 1 << 20] + os.urandom(1 << 20))
+    cas("commit", "d", str(a), "--id", "a", "--meta", "acc=1", store=cli_store)
+    cas("commit", "d", str(b), "--id", "b", "--meta", "acc=2", store=cli_store)
+    d = json.loads(cas("diff", "d", "a", "b", "--json", store=cli_store).stdout)
+    assert d["changed"][0]["path"] == "w.bin" and d["metadata"]["changed"] == {"acc": [1, 2]}
+    text = cas("diff", "d", "a", "b", store=cli_store).stdout
+    assert "~ w.bin" in text and "~ metadata acc: 1 -> 2" in text
+    du = json.loads(cas("du", "--json", store=cli_store).stdout)
+    assert du["domains"]["d"]["logical_bytes"] == 4 << 20
+    assert "total (on disk)" in cas("du", store=cli_store).stdout
+
+
+def test_fsck_exit_codes(cli_store: Path, model_file: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    assert "ok" in cas("fsck", store=cli_store).stdout
+    s = casstore.open(cli_store)
+    s.odb.index.refresh()
+    sc = s.odb.index.sidecars[0]
+    loc = sc.location(0)
+    pack = cli_store / "objects" / "pack" / (loc.pack + ".pack")
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(loc.offset + loc.length // 2)
+        f.write(b"\xff\xfe")
+    assert "ok" in cas("fsck", store=cli_store).stdout  # without --read-data, chunks are not read
+    r = cas("fsck", "--read-data", store=cli_store, check=1)
+    assert "problem:" in r.stdout and loc.oid.hex() in r.stdout
+    assert json.loads(cas("fsck", "--read-data", "--json", store=cli_store, check=1).stdout)["ok"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "d", "nope"], "model 'nope' not found in domain 'd'"),
+        (["show", "nodomain", "x"], "domain 'nodomain' not found"),
+        (["log", "nodomain"], "domain 'nodomain' not found"),
+        (["commit", "d", "/does/not/exist"], "no such file"),
+        (["commit", "d", "MODEL", "--id", "bad/id"], "invalid model ID 'bad/id'"),
+        (["commit", "d", "MODEL", "--id", "v1"], "already exists"),
+        (["commit", "d", "MODEL", "--extra", "/no/such/extra"], "does not exist"),
+        (["commit", "d", "MODEL", "--meta", "novalue"], "expected KEY=VALUE"),
+        (["download", "d", "nope", "/tmp/x"], "not found"),
+        (["ls", "bad..domain"], "invalid domain"),
+    ],
+)
+def test_bad_input_one_line_exit_2(cli_store: Path, model_file: Path, args: list[str], message: str) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    r = cas(*[str(model_file) if a == "MODEL" else a for a in args], store=cli_store, check=2)
+    assert message in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2(cli_store: Path) -> None:
+    r = cas("log", store=cli_store, check=2)
+    assert "usage:" in r.stderr
+    r = cas("frobnicate", check=2)
+    assert "invalid choice" in r.stderr
+
+
+def test_help_has_examples() -> None:
+    for sub in ("log", "commit", "download", "rm", "state", "diff", "du", "fsck", "gc", "show", "ls", "init"):
+        r = cas(sub, "--help")
+        assert "example:" in r.stdout and "cas " + sub.split()[0] in r.stdout
+
+
+def test_cas_console_script_installed() -> None:
+    exe = Path(sys.executable).parent / "cas"
+    r = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("casstore ")
+
+
+def test_default_store_from_env(tmp_path: Path, model_file: Path) -> None:
+    env = {"CAS_STORE": str(tmp_path / "envstore")}
+    cas("commit", "d", str(model_file), "--id", "v1", env=env)
+    assert cas("ls", "d", env=env).stdout.split() == ["v1"]
+
+
+def test_terminal_pager_colour_and_progress(cli_store: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    write_random(big, 64 << 20)
+    code, screen = cas_tty("--store", str(cli_store), "commit", "d", str(big), "--id", "v1")
+    assert code == 0
+    assert "hashing" in screen and "storing" in screen and "100%" in screen
+    code, screen = cas_tty("--store", str(cli_store), "log", "d", env={"PAGER": "sed s/^/PAGED:/"})
+    assert code == 0
+    assert "PAGED:" in screen and "\x1b[33m" in screen
+    code, screen = cas_tty("--store", str(cli_store), "log", "d", "--no-pager")
+    assert "PAGED:" not in screen
+    # piped: no progress, no colour
+    r = cas("download", "d", "v1", str(tmp_path / "out"), store=cli_store)
+    assert r.stderr == ""
