@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,12 +30,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dulwich.objects import Commit, ObjectID, Tag, Tree
 
-from .chunkindex import Sidecar
 from .errors import CorruptObjectError
-from .fsutil import TMP_PREFIX, fsync_dir
+from .fsutil import TMP_PREFIX
 from .locking import store_lock
+from .maintenance import copy_packs, delete_pack, maintain
 from .packidx import PackIdx
-from .packwriter import EncodedEntry, PackWriter
 
 if TYPE_CHECKING:
     from .store import Store
@@ -137,49 +135,6 @@ def _remove(path: str) -> int:
         return 0
 
 
-def _rewrite(store: Store, pack: str, idx: PackIdx, bits: np.ndarray) -> int:
-    """Copy the reachable entries of one of our packs into a new pack; returns bytes freed."""
-    odb = store.odb
-    sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
-    live = []
-    for i in range(sc.count):
-        loc = sc.location(i)
-        pos = int(idx.find([loc.oid])[0])
-        if pos >= 0 and bits[pos]:
-            live.append((sc.key(i), loc))
-    writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(live))
-    try:
-        with open(os.path.join(odb.pack_dir, pack + ".pack"), "rb") as f:
-            for key, loc in live:
-                entry = os.pread(f.fileno(), loc.length, loc.offset)
-                hlen = 1
-                while entry[hlen - 1] & 0x80:
-                    hlen += 1
-                header, zdata = entry[:hlen], entry[hlen:]
-                e = EncodedEntry(loc.oid, header, zdata, zlib.crc32(zdata, zlib.crc32(header)), 0)
-                writer.add(e, key, loc.raw_size)
-        new = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    before = sum(os.path.getsize(os.path.join(odb.pack_dir, pack + ext)) for ext in (".pack", ".idx"))
-    _delete_pack(store, pack)
-    after = sum(os.path.getsize(os.path.join(odb.pack_dir, new + ext)) for ext in (".pack", ".idx"))
-    return before - after
-
-
-def _delete_pack(store: Store, pack: str) -> int:
-    odb = store.odb
-    odb.forget_pack(pack)
-    base = os.path.join(odb.pack_dir, pack)
-    freed = _remove(base + ".idx")  # the .idx first: it makes the pack invisible
-    for ext in (".pack", ".rev", ".bitmap"):
-        freed += _remove(base + ext)
-    _remove(os.path.join(odb.cidx_dir, pack + ".cidx"))
-    fsync_dir(odb.pack_dir)
-    return freed
-
-
 def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None) -> GcReport:
     report = GcReport()
     odb = store.odb
@@ -198,16 +153,19 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                 if os.path.getmtime(base + ".pack") > cutoff:
                     continue
                 if live == 0:
-                    report.bytes_freed += _delete_pack(store, pack)
+                    report.bytes_freed += delete_pack(store, pack)
                     report.packs_removed += 1
                     report.objects_removed += idx.count
                 elif os.path.exists(os.path.join(odb.cidx_dir, pack + ".cidx")):
-                    sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
-                    if sc.count != idx.count:
-                        continue  # not a pure chunk pack: leave it alone
-                    report.bytes_freed += _rewrite(store, pack, idx, bits)
+                    # ours, so whole objects only: copy the live entries verbatim
+                    def live_only(_pack: int, pos: int, bits: np.ndarray = bits) -> bool:
+                        return bool(bits[pos])
+
+                    _, freed = copy_packs(store, [pack], keep=live_only)
+                    report.bytes_freed += freed
                     report.packs_rewritten += 1
                     report.objects_removed += idx.count - live
+                # a foreign pack (pushed by git, maybe with deltas) stays until nothing in it is live
         finally:
             marks.close()
         # loose objects
@@ -256,4 +214,5 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
                 report.tmp_removed += 1
         odb.index.refresh()
+        maintain(store)  # pack what is left loose, roll up small packs
     return report

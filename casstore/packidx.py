@@ -34,6 +34,17 @@ class PackIdx:
         self.prefixes = np.ndarray((self.count,), dtype=">u8", buffer=mm, offset=self._sha_off,
                                    strides=(20,)).copy()
 
+    def offsets(self) -> np.ndarray:
+        """Pack offset of every entry, in index (SHA) order."""
+        assert self._mm is not None
+        n = self.count
+        small = np.frombuffer(self._mm, dtype=">u4", count=n, offset=self._sha_off + 24 * n).astype(np.int64)
+        big = small & 0x80000000 != 0
+        if big.any():
+            large = np.frombuffer(self._mm, dtype=">u8", count=int(big.sum()), offset=self._sha_off + 28 * n)
+            small[big] = large[(small[big] & 0x7FFFFFFF)].astype(np.int64)
+        return small
+
     def sha(self, i: int) -> bytes:
         assert self._mm is not None
         o = self._sha_off + 20 * i

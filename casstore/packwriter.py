@@ -70,12 +70,19 @@ class EncodedEntry:
         return len(self.header) + len(self.zdata)
 
 
-def encode_entry(content: bytes) -> EncodedEntry:
-    """Everything about a blob that can be computed off the writer thread."""
-    oid = hashlib.sha1(b"blob %d\x00" % len(content))
+_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+
+
+def encode_entry(content: bytes, type_num: int = BLOB, level: int = 0) -> EncodedEntry:
+    """Everything about an object that can be computed off the writer thread.
+
+    Chunk blobs are zstd already and use zlib level 0; metadata objects packed
+    from loose ones use a real zlib level.
+    """
+    oid = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[type_num], len(content)))
     oid.update(content)
-    header = object_header(BLOB, len(content))
-    zdata = zlib.compress(content, 0)
+    header = object_header(type_num, len(content))
+    zdata = zlib.compress(content, level)
     crc = zlib.crc32(zdata, zlib.crc32(header))
     return EncodedEntry(oid.digest(), header, zdata, crc, len(content))
 
@@ -104,15 +111,16 @@ class PackWriter:
         self._sha.update(b)
         self._offset += len(b)
 
-    def add(self, e: EncodedEntry, key: bytes, raw_size: int) -> int:
-        """Append one entry; returns its offset in the pack."""
+    def add(self, e: EncodedEntry, key: bytes | None = None, raw_size: int = 0) -> int:
+        """Append one entry (a chunk blob when ``key`` is given); returns its offset."""
         if len(self._entries) >= self.count:
             raise ValueError("more entries than the pack header announced")
         offset = self._offset
         self._write(e.header)
         self._write(e.zdata)
         self._entries.append((e.oid, offset, e.crc))
-        self._index.append(IndexEntry(key, e.oid, offset, e.length, raw_size))
+        if key is not None:
+            self._index.append(IndexEntry(key, e.oid, offset, e.length, raw_size))
         return offset
 
     def finish(self) -> str:

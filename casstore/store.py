@@ -24,6 +24,7 @@ import platform
 import shutil
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -54,6 +55,7 @@ from .gc import DEFAULT_GRACE, GcReport, gc
 from .history import DomainIndex, Event, append_event, iter_log, read_index
 from .ingest import IngestedFile, Source, ingest
 from .locking import deferred_interrupts, store_lock
+from .maintenance import maintain
 from .manifest import FileEntry, FrameworkEntry, Manifest
 from .manifest import decode as decode_manifest
 from .names import check_domain, check_model_id, check_state, new_model_id
@@ -291,9 +293,20 @@ class Store:
                              when=int(created.timestamp()),
                              trailers={"Frameworks": _frameworks_summary(manifest),
                                        "Summary": _metadata_summary(extra_metadata)})
+            self._maintain()
         return self._info(decode_manifest(manifest.encode()), commit_id)
 
     upload = commit_models
+
+    def _maintain(self) -> None:
+        """Keep the pack count logarithmic and loose objects few (see maintenance.py).
+
+        The commit is complete when this runs; a failure here only costs speed.
+        """
+        try:
+            maintain(self)
+        except (CasError, OSError) as e:
+            warnings.warn(f"casstore: store maintenance skipped: {e}", stacklevel=3)
 
     @contextmanager
     def _write_errors(self) -> Iterator[None]:
@@ -588,6 +601,7 @@ class Store:
         root = os.path.abspath(os.fspath(local_path))
         sha, manifest, files_tree = self._resolve(domain, model_id)
         os.makedirs(root, exist_ok=True)
+        self.odb.index.refresh()  # packs may have been merged by another process
         counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files))
         with self._pool() as pool:
             for i, f in enumerate(manifest.files):
@@ -607,6 +621,7 @@ class Store:
         executes code from the store, so load only models you trust.
         """
         sha, manifest, files_tree = self._resolve(domain, model_id)
+        self.odb.index.refresh()  # packs may have been merged by another process
         index = {f.path: i for i, f in enumerate(manifest.files)}
         work = tempfile.mkdtemp(prefix="casstore-load-")
         keep = False

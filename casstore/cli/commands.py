@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import NotAStoreError
+from ..errors import DomainNotFoundException, NotAStoreError
 from ..history import iter_log
+from ..names import check_domain
 from ..progress import TerminalProgress
 from ..refs import domain_ref
 from ..store import Store, default_store_path, init_store, is_store, open_store
@@ -59,8 +60,10 @@ def init(args: argparse.Namespace) -> int:
 
 def log(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        store.list_models(args.domain)  # raises DomainNotFoundException with a clear message
-        events = iter_log(store.odb, store.refs.get(domain_ref(args.domain)))
+        head = store.refs.get(domain_ref(check_domain(args.domain)))
+        if head is None:
+            raise DomainNotFoundException(args.domain)
+        events = iter_log(store.odb, head)
         if args.max_count is not None:
             events = islice(events, max(args.max_count, 0))
         if args.json:
