@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Install the system packages the test suite starts for real, if missing.
+# Install the system packages whose programs the test suite starts for real, if missing:
+# git (with git-daemon and git-http-backend in git-core) and sshd.
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
-        echo "missing system packages: ${need[*]} (run as root or install them)" >&2
+        echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
         exit 2
     fi
+    echo "installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

@@ -104,6 +104,8 @@ class PackWriter:
         self._offset = 0
         self._entries: list[tuple[bytes, int, int]] = []
         self._index: list[IndexEntry] = []
+        #: binary oid -> (offset, entry length) of everything written
+        self.locations: dict[bytes, tuple[int, int]] = {}
         self._write(b"PACK" + struct.pack(">II", 2, count))
 
     def _write(self, b: bytes) -> None:
@@ -119,6 +121,7 @@ class PackWriter:
         self._write(e.header)
         self._write(e.zdata)
         self._entries.append((e.oid, offset, e.crc))
+        self.locations[e.oid] = (offset, e.length)
         if key is not None:
             self._index.append(IndexEntry(key, e.oid, offset, e.length, raw_size))
         return offset

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from dulwich.objects import Blob, Commit, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 
 from .names import check_state
@@ -22,7 +22,11 @@ STATES_REF = Ref(b"refs/cas/states")
 
 
 def list_states(odb: ObjectDB, refs: Refs) -> set[str]:
-    head = refs.get(STATES_REF)
+    return states_at(odb, refs.get(STATES_REF))
+
+
+def states_at(odb: ObjectDB, head: ObjectID | None) -> set[str]:
+    """The state names recorded by a commit of ``refs/cas/states``."""
     if head is None:
         return set()
     c = odb.read(head, Commit)

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 from dulwich.config import ConfigFile
@@ -63,6 +63,9 @@ from .odb import ObjectDB
 from .progress import Counter, ProgressFn
 from .readback import chunk_oids, iter_file, write_file
 from .refs import Refs, domain_ref, model_ref
+
+if TYPE_CHECKING:
+    from .remote.sync import SyncResult
 from .states import list_states, update_states
 
 FORMAT_VERSION = 1
@@ -115,7 +118,12 @@ def _metadata_summary(meta: Any) -> str:
 
 
 def init_store(path: str, *, bare_remote: bool = False) -> None:
-    """Create a new, empty store at ``path`` (a bare git repository)."""
+    """Create a new, empty store at ``path`` (a bare git repository).
+
+    ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
+    hook that refuses to move or delete existing models, and fast-forward-only
+    histories (see remote/hook.py).
+    """
     os.makedirs(path, exist_ok=True)
     if os.listdir(path):
         raise NotAStoreError(path, "directory is not empty")
@@ -131,6 +139,16 @@ def init_store(path: str, *, bare_remote: bool = False) -> None:
     cfg.set((b"gc",), b"auto", b"0")
     cfg.set((b"receive",), b"fsckObjects", b"true")
     cfg.write_to_path(cfg_path)
+    if bare_remote:
+        from .remote.hook import PRE_RECEIVE
+
+        cfg.set((b"receive",), b"denyNonFastForwards", b"true")
+        cfg.write_to_path(cfg_path)
+        hook = os.path.join(path, "hooks", "pre-receive")
+        os.makedirs(os.path.dirname(hook), exist_ok=True)
+        with open(hook, "w") as f:
+            f.write(PRE_RECEIVE)
+        os.chmod(hook, 0o755)
     for d in ("cas", "cas/chunkidx", "cas/tmp"):
         os.makedirs(os.path.join(path, d), exist_ok=True)
 
@@ -683,6 +701,32 @@ class Store:
         wait for it.  Memory: a few bytes per object, whatever the store size.
         """
         return gc(self, grace_period, progress=Counter(self.progress, "marking", 0))
+
+    def push(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
+        """Send what ``remote`` lacks: models, their objects, histories, states.
+
+        ``remote`` is a configured remote name or a URL (path, ``file://``,
+        ``ssh://``, ``user@host:path``, ``git://``, ``http(s)://``).  Never
+        overwrites a model on the remote; conflicting IDs are reported in the
+        result and everything else is pushed.  A domain whose remote history
+        this store has never seen is reported as diverged: pull first.
+        """
+        from .remote.config import resolve_remote
+        from .remote.sync import push
+
+        return push(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
+
+    def pull(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
+        """Fetch models and histories from ``remote`` and merge them in.
+
+        Everything received is verified before any ref moves; a hostile or
+        broken remote leaves this store as it was.  Never overwrites a local
+        model; conflicting IDs are reported and the rest completes.
+        """
+        from .remote.config import resolve_remote
+        from .remote.sync import pull
+
+        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""

@@ -249,3 +249,30 @@ def test_terminal_pager_colour_and_progress(cli_store: Path, tmp_path: Path) -> 
     # piped: no progress, no colour
     r = cas("download", "d", "v1", str(tmp_path / "out"), store=cli_store)
     assert r.stderr == ""
+
+
+def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote.git"
+    r = cas("init", "--bare", str(remote))
+    assert "bare remote store" in r.stdout
+    assert (remote / "hooks" / "pre-receive").exists()
+    cas("commit", "d", str(model_file), "--id", "v1", store=a)
+    cas("remote", "add", "origin", str(remote), store=a)
+    assert cas("remote", "ls", store=a).stdout == f"origin\t{remote}\n"
+    r = cas("push", store=a)
+    assert r.stdout.startswith(f"push {remote}: 1 models added")
+    info = json.loads(cas("pull", str(remote), "--json", store=b).stdout)
+    assert info["ok"] and info["models_added"] == ["d/v1"]
+    assert cas("ls", "d", store=b).stdout.split() == ["v1"]
+    # the same ID with other content on both sides: reported, exit code 1
+    other = tmp_path / "other.onnx"
+    write_random(other, 1000, seed=3)
+    cas("commit", "d", str(other), "--id", "v2", store=a)
+    cas("commit", "d", str(model_file), "--id", "v2", store=b)
+    cas("push", store=a)
+    r = cas("pull", str(remote), store=b, check=1)
+    assert "conflict: d/v2" in r.stdout
+    r = cas("push", "nowhere", store=a, check=2)
+    assert "no remote named 'nowhere'" in r.stderr
+    cas("remote", "rm", "origin", store=a)
+    assert cas("remote", "ls", store=a).stdout == ""

@@ -37,6 +37,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "init", "create an empty store", "cas init ./models", commands.init)
     p.add_argument("path", nargs="?", help="where (default: the --store path)")
+    p.add_argument("--bare", action="store_true",
+                   help="a store others push to: install the hook that protects existing models")
+
+    p = _add(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
+             commands.remote)
+    rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = rsub.add_parser("add", help="add a remote")
+    r.add_argument("name")
+    r.add_argument("url")
+    r = rsub.add_parser("rm", help="remove a remote")
+    r.add_argument("name")
+    r = rsub.add_parser("ls", help="list remotes")
+    r.add_argument("--json", action="store_true")
+
+    for verb, text in (("push", "send models, histories and states the remote lacks"),
+                       ("pull", "fetch models and histories from a remote and merge them")):
+        p = _add(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
+        p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
+        p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
+        p.add_argument("--json", action="store_true")
 
     p = _add(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
     p.add_argument("domain")

@@ -53,9 +53,55 @@ def init(args: argparse.Namespace) -> int:
     if is_store(path):
         print(f"store already exists at {path}")
         return 0
-    init_store(path)
-    print(f"initialised empty store at {path}")
+    init_store(path, bare_remote=args.bare)
+    kind = "bare remote store (with the model-protecting hook)" if args.bare else "store"
+    print(f"initialised empty {kind} at {path}")
     return 0
+
+
+def remote(args: argparse.Namespace) -> int:
+    from ..remote.config import add_remote, list_remotes, remove_remote
+
+    with _open(args) as store:
+        if args.action == "add":
+            add_remote(store, args.name, args.url)
+        elif args.action == "rm":
+            remove_remote(store, args.name)
+        else:
+            remotes = list_remotes(store)
+            if args.json:
+                print_json(remotes)
+            else:
+                for name, url in remotes.items():
+                    print(f"{name}\t{url}")
+    return 0
+
+
+def _sync(args: argparse.Namespace, verb: str) -> int:
+    with _open(args, create=verb == "pull") as store:
+        fn = store.push if verb == "push" else store.pull
+        result = fn(args.remote, args.domains or None)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        moved = "sent" if verb == "push" else "received"
+        print(f"{verb} {result.url}: {len(result.models_added)} models added, "
+              f"{len(result.models_deleted)} deleted; {result.objects} objects, {human(result.bytes)} {moved}")
+        for m in result.conflicts:
+            print(f"conflict: {m} differs on both sides; left as it was on each")
+        for d in result.diverged:
+            print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
+        for ref, reason in result.rejected.items():
+            print(f"rejected by the remote: {ref}: {reason}")
+    return 0 if result.ok else 1
+
+
+def push(args: argparse.Namespace) -> int:
+    return _sync(args, "push")
+
+
+def pull(args: argparse.Namespace) -> int:
+    return _sync(args, "pull")
 
 
 def log(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Push and pull between stores over git transports."""

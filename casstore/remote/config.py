@@ -1,0 +1,67 @@
+"""Named remotes, stored like git's: ``[remote "origin"] url = ...`` in the store's config."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from dulwich.config import ConfigFile
+
+from ..errors import CasError
+from ..names import check_name
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+class RemoteNotFoundError(CasError, KeyError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no remote named {name!r} (add one with `cas remote add {name} URL`)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _config(store: Store) -> tuple[ConfigFile, str]:
+    path = os.path.join(store.path, "config")
+    return ConfigFile.from_path(path), path
+
+
+def list_remotes(store: Store) -> dict[str, str]:
+    cfg, _ = _config(store)
+    out = {}
+    for section in cfg.sections():
+        if len(section) == 2 and section[0] == b"remote":
+            try:
+                out[section[1].decode()] = cfg.get(section, b"url").decode()
+            except KeyError:
+                pass
+    return dict(sorted(out.items()))
+
+
+def add_remote(store: Store, name: str, url: str) -> None:
+    check_name(name, "remote name")
+    if name in list_remotes(store):
+        raise CasError(f"remote {name!r} already exists")
+    cfg, path = _config(store)
+    cfg.set((b"remote", name.encode()), b"url", url.encode())
+    cfg.write_to_path(path)
+
+
+def remove_remote(store: Store, name: str) -> None:
+    if name not in list_remotes(store):
+        raise RemoteNotFoundError(name)
+    cfg, path = _config(store)
+    del cfg[(b"remote", name.encode())]
+    cfg.write_to_path(path)
+
+
+def resolve_remote(store: Store, remote: str) -> str:
+    """A configured remote's URL, or ``remote`` itself when it looks like a URL or path."""
+    remotes = list_remotes(store)
+    if remote in remotes:
+        return remotes[remote]
+    if "/" in remote or ":" in remote or remote.startswith("."):
+        return remote
+    raise RemoteNotFoundError(remote)

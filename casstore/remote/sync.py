@@ -1,0 +1,411 @@
+"""push and pull: move model refs, their objects and domain histories between stores.
+
+Model refs are only ever created or deleted on the other side, never moved:
+a model ID committed on both sides with different content is a conflict that is
+reported and left alone, while everything else completes.  Domain histories
+are merged three-way (see merge.py): pull merges the remote history into the
+local one (fast-forward when possible, else a merge commit); push sends a
+history that contains the remote's (fast-forward on the remote), building that
+merge locally when the remote's history is known here, and asks for a pull
+first when it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dulwich.errors import GitProtocolError, HangupException
+from dulwich.object_store import ObjectStoreGraphWalker
+from dulwich.objects import ZERO_SHA, Commit, ObjectID
+from dulwich.pack import UnpackedObject
+from dulwich.refs import Ref
+
+from ..errors import CasError, CorruptObjectError
+from ..history import DomainIndex, read_index
+from ..locking import store_lock
+from ..names import check_domain, check_model_id
+from ..progress import ProgressFn
+from ..refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..states import STATES_REF, states_at
+from .incoming import Quarantine
+from .merge import ancestry, merge_base, merge_indexes
+from .transport import RemoteError, local_path, open_transport
+from .walk import EntrySource, reachable_set, walk
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+
+@dataclass
+class RemoteRefs:
+    models: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # domain -> id -> commit
+    histories: dict[str, ObjectID] = field(default_factory=dict)
+    states: ObjectID | None = None
+
+    def domains(self) -> set[str]:
+        return set(self.models) | set(self.histories)
+
+
+def parse_refs(refs: Mapping[Ref, ObjectID], url: str) -> RemoteRefs:
+    """casstore's refs among a remote's, with every name validated.
+
+    Raises:
+        CorruptObjectError: a ``refs/cas/`` ref with a bad name or value.
+    """
+    out = RemoteRefs()
+    for name, sha in refs.items():
+        if not name.startswith(b"refs/cas/"):
+            continue
+        if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):
+            raise CorruptObjectError(name.decode("utf-8", "replace"), f"remote {url} sent a bad object id")
+        try:
+            text = name.decode("ascii")
+            if name == STATES_REF:
+                out.states = ObjectID(sha)
+            elif name.startswith(MODELS):
+                domain, _, mid = text[len(MODELS):].partition("/")
+                out.models.setdefault(check_domain(domain), {})[check_model_id(mid)] = ObjectID(sha)
+            elif name.startswith(DOMAINS):
+                out.histories[check_domain(text[len(DOMAINS):])] = ObjectID(sha)
+            else:
+                raise ValueError("not a casstore ref")
+        except (UnicodeDecodeError, ValueError) as e:
+            raise CorruptObjectError(repr(name)[2:-1], f"remote {url} advertises a bad ref name: {e}") from None
+    return out
+
+
+@dataclass
+class SyncResult:
+    url: str
+    models_added: list[str] = field(default_factory=list)  # "domain/id"
+    models_deleted: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)  # domains that need a pull first (push)
+    rejected: dict[str, str] = field(default_factory=dict)  # ref -> reason given by the remote
+    objects: int = 0
+    bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.conflicts or self.diverged or self.rejected)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__, ok=self.ok)
+
+
+def _local_index(store: Store, domain: str) -> tuple[ObjectID | None, DomainIndex]:
+    head = store.refs.get(domain_ref(domain))
+    idx = read_index(store.odb, head)
+    # the model refs are the truth; the history only records them
+    idx.models = {mid: sha for mid in store.refs.model_ids(domain)
+                  if (sha := store.refs.get(model_ref(domain, mid))) is not None}
+    return head, idx
+
+
+def _index_at(store: Store, head: ObjectID | None, models: dict[str, ObjectID] | None = None) -> DomainIndex:
+    idx = read_index(store.odb, head)
+    if models is not None:
+        idx.models = dict(models)
+    return idx
+
+
+def _history_commit(store: Store, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
+    from ..store import _author
+
+    c = Commit()
+    c.tree = index.to_tree(store.odb)
+    c.parents = parents
+    c.author = c.committer = _author()
+    c.author_time = c.commit_time = int(time.time())
+    c.author_timezone = c.commit_timezone = 0
+    c.message = message.encode()
+    return store.odb.write_loose(c)
+
+
+def _merge_message(url: str, conflicts: list[str]) -> str:
+    text = f"merge {url}\n\nCas-Event: merge\nCas-Remote: {url}\n"
+    if conflicts:
+        text += f"Cas-Conflicts: {' '.join(conflicts)}\n"
+    return text
+
+
+def _choose_head(store: Store, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,
+                 url: str, conflicts: list[str]) -> ObjectID | None:
+    """The history head that records ``result`` and contains both histories."""
+    odb = store.odb
+    if theirs is None or theirs == ours:
+        if ours is not None and _index_at(store, ours) == result:
+            return ours
+        return _history_commit(store, result, [ours] if ours else [], _merge_message(url, conflicts))
+    if ours is None:
+        if _index_at(store, theirs) == result:
+            return theirs
+        return _history_commit(store, result, [theirs], _merge_message(url, conflicts))
+    ours_anc = ancestry(odb, ours)
+    if theirs in ours_anc and _index_at(store, ours) == result:
+        return ours
+    if ours in ancestry(odb, theirs) and _index_at(store, theirs) == result:
+        return theirs
+    parents = [ours] if theirs in ours_anc else [ours, theirs]
+    return _history_commit(store, result, parents, _merge_message(url, conflicts))
+
+
+def _merge_states(store: Store, ours: ObjectID | None, theirs: ObjectID | None) -> tuple[set[str], ObjectID | None]:
+    """Three-way merge of state names; returns the names and the head to keep if unchanged."""
+    odb = store.odb
+    if theirs is None or theirs == ours:
+        return states_at(odb, ours), ours
+    if ours is None:
+        return states_at(odb, theirs), theirs
+    if theirs in ancestry(odb, ours):
+        return states_at(odb, ours), ours
+    if ours in ancestry(odb, theirs):
+        return states_at(odb, theirs), theirs
+    base = merge_base(odb, ours, theirs)
+    b, lo, r = states_at(odb, base), states_at(odb, ours), states_at(odb, theirs)
+    merged = (lo & r) | (lo - b) | (r - b)
+    return merged, None
+
+
+def _states_commit(store: Store, names: set[str], parents: list[ObjectID]) -> ObjectID:
+    from dulwich.objects import Blob, Tree
+
+    from ..store import _author
+
+    empty = store.odb.write_loose(Blob.from_string(b""))
+    t = Tree()
+    for n in sorted(names):
+        t.add(n.encode(), 0o100644, empty)
+    c = Commit()
+    c.tree = store.odb.write_loose(t)
+    c.parents = parents
+    c.author = c.committer = _author()
+    c.author_time = c.commit_time = int(time.time())
+    c.author_timezone = c.commit_timezone = 0
+    c.message = b"merge states\n"
+    return store.odb.write_loose(c)
+
+
+def _transport_errors(url: str, e: Exception) -> RemoteError:
+    return RemoteError(url, f"{type(e).__name__}: {e}".rstrip(": "))
+
+
+# -- pull ---------------------------------------------------------------------
+
+
+def _haves(store: Store) -> list[ObjectID]:
+    """What to announce as "have" when fetching.
+
+    Every model commit is a root, and git's pack-objects only subtracts the trees
+    of uninteresting commits that are parents of wanted ones: ``v2 ^v1`` would
+    send all of v2's chunks even though we have most of them through v1.  Naming
+    the models' root trees as haves makes the server mark them, and every chunk
+    below them, uninteresting -- so only chunks we lack travel.
+    """
+    odb = store.odb
+    out: list[ObjectID] = []
+    for name, sha in sorted(store.refs.container.as_dict(Ref(b"refs/cas")).items()):
+        out.append(sha)
+        if name.startswith(b"models/"):
+            c = odb.read(sha)
+            if isinstance(c, Commit):
+                out.append(c.tree)
+    return out
+
+
+def pull(store: Store, url: str, domains: list[str] | None = None,
+         progress: ProgressFn | None = None) -> SyncResult:
+    """Fetch models and histories from ``url`` and merge them into this store."""
+    selected = {check_domain(d) for d in domains} if domains else None
+    result = SyncResult(url)
+    client, path = open_transport(url)
+    odb = store.odb
+    with store_lock(store._lockfile):
+        quarantine = Quarantine(store)
+        try:
+            seen: dict[str, RemoteRefs] = {}
+
+            def determine_wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+                remote = parse_refs(refs, url)
+                seen["refs"] = remote
+                wanted: list[ObjectID] = []
+                for domain in remote.domains():
+                    if selected is not None and domain not in selected:
+                        continue
+                    wanted.extend(remote.models.get(domain, {}).values())
+                    if domain in remote.histories:
+                        wanted.append(remote.histories[domain])
+                if remote.states is not None:
+                    wanted.append(remote.states)
+                return sorted({w for w in wanted if not odb.contains(w)})
+
+            heads = _haves(store)
+
+            def parents(sha: ObjectID) -> list[ObjectID]:
+                c = odb.read(sha)
+                return list(c.parents) if isinstance(c, Commit) else []
+
+            walker = ObjectStoreGraphWalker(heads, parents)
+            pack_path = os.path.join(quarantine.dir, "incoming.pack")
+            received = 0
+            with open(pack_path, "wb") as f:
+                def write(data: bytes) -> int:
+                    nonlocal received
+                    received += len(data)
+                    if progress:
+                        progress("receiving", received, 0)
+                    return f.write(data)
+
+                try:
+                    client.fetch_pack(path, determine_wants, walker, write)  # type: ignore[arg-type]
+                except (GitProtocolError, HangupException, OSError) as e:
+                    if isinstance(e, CasError):
+                        raise
+                    raise _transport_errors(url, e) from e
+            result.bytes = received
+            remote = seen.get("refs", RemoteRefs())
+            if received:
+                result.objects = quarantine.import_pack(pack_path)
+            os.unlink(pack_path)
+            # verify everything new before any ref moves
+            for domain in remote.domains():
+                if selected is not None and domain not in selected:
+                    continue
+                for mid, sha in remote.models.get(domain, {}).items():
+                    if not odb.contains(sha):
+                        quarantine.verify_model(domain, mid, sha)
+                if domain in remote.histories and not odb.contains(remote.histories[domain]):
+                    quarantine.verify_history(remote.histories[domain], heads)
+            if remote.states is not None and not odb.contains(remote.states):
+                quarantine.verify_states(remote.states)
+            quarantine.publish()
+        finally:
+            quarantine.close()
+
+        for domain in sorted(remote.domains()):
+            if selected is not None and domain not in selected:
+                continue
+            _pull_domain(store, domain, remote, url, result)
+        while True:
+            ours = store.refs.get(STATES_REF)
+            names, keep = _merge_states(store, ours, remote.states)
+            if keep == ours:
+                break
+            new = keep if keep is not None else _states_commit(
+                store, names, [p for p in (ours, remote.states) if p is not None])
+            if store.refs.set_if_equals(STATES_REF, ours, new):
+                break
+    return result
+
+
+def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result: SyncResult) -> None:
+    odb = store.odb
+    theirs = remote.histories.get(domain)
+    remote_models = remote.models.get(domain, {})
+    while True:
+        ours, local = _local_index(store, domain)
+        base = merge_base(odb, ours, theirs) if ours and theirs else None
+        merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models))
+        for mid, sha in merged.index.models.items():
+            if mid not in local.models:
+                if store.refs.add_if_new(model_ref(domain, mid), sha):
+                    result.models_added.append(f"{domain}/{mid}")
+        for mid, sha in local.models.items():
+            if mid not in merged.index.models:
+                if store.refs.remove_if_equals(model_ref(domain, mid), sha):
+                    result.models_deleted.append(f"{domain}/{mid}")
+        _, now = _local_index(store, domain)
+        if now.models != merged.index.models:
+            continue  # a local commit or delete raced with us: merge again
+        head = _choose_head(store, ours, theirs, merged.index, url, merged.conflicts)
+        if head == ours or store.refs.set_if_equals(domain_ref(domain), ours, head):  # type: ignore[arg-type]
+            result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
+            return
+
+
+# -- push ---------------------------------------------------------------------
+
+
+def push(store: Store, url: str, domains: list[str] | None = None,
+         progress: ProgressFn | None = None) -> SyncResult:
+    """Send models and histories that ``url`` lacks; never overwrite a remote model."""
+    from ..store import init_store
+
+    selected = {check_domain(d) for d in domains} if domains else None
+    result = SyncResult(url)
+    target = local_path(url)
+    if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
+        init_store(target, bare_remote=True)
+    client, path = open_transport(url)
+    odb = store.odb
+
+    def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
+        remote = parse_refs(refs, url)
+        changes: dict[Ref, ObjectID] = {}
+        local_domains = store.refs.domains()
+        for domain in sorted(local_domains if selected is None else selected & local_domains):
+            ours, local = _local_index(store, domain)
+            theirs = remote.histories.get(domain)
+            if theirs is not None and not odb.contains(theirs):
+                result.diverged.append(domain)  # we have never seen their history: pull first
+                continue
+            remote_models = remote.models.get(domain, {})
+            base = merge_base(odb, ours, theirs) if ours and theirs else None
+            # merge as the remote would: on a conflict the remote's model stays
+            merged = merge_indexes(_index_at(store, base), _index_at(store, theirs, remote_models), local)
+            result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
+            for mid, sha in merged.index.models.items():
+                if mid not in remote_models:
+                    changes[model_ref(domain, mid)] = sha
+                    result.models_added.append(f"{domain}/{mid}")
+            for mid in remote_models:
+                if mid not in merged.index.models:
+                    changes[model_ref(domain, mid)] = ZERO_SHA
+                    result.models_deleted.append(f"{domain}/{mid}")
+            head = _choose_head(store, theirs, ours, merged.index, url, merged.conflicts)
+            if head is not None and head != theirs:
+                changes[domain_ref(domain)] = head
+        names, keep = _merge_states(store, remote.states, store.refs.get(STATES_REF))
+        if keep != remote.states:
+            new = keep if keep is not None else _states_commit(
+                store, names, [p for p in (remote.states, store.refs.get(STATES_REF)) if p is not None])
+            changes[STATES_REF] = new
+        return {**refs, **changes}
+
+    def generate_pack_data(have: set[ObjectID], want: set[ObjectID], *, ofs_delta: bool = False,
+                           progress: object = None) -> tuple[int, Iterator[UnpackedObject]]:
+        known = [h for h in have if h != ZERO_SHA and odb.contains(h)]
+        stop = reachable_set(odb, known)
+        objects = list(walk(odb, [w for w in want if w != ZERO_SHA], stop))
+        result.objects = len(objects)
+        return len(objects), source.records(objects)
+
+    with store_lock(store._lockfile):
+        source = EntrySource(odb)
+        try:
+            try:
+                status = client.send_pack(path.encode() if isinstance(path, str) else path,
+                                          update_refs, generate_pack_data, atomic=True)  # type: ignore[arg-type]
+            except GitProtocolError as e:
+                if "atomic" not in str(e):
+                    raise
+                status = client.send_pack(path.encode() if isinstance(path, str) else path,
+                                          update_refs, generate_pack_data)  # type: ignore[arg-type]
+        except (GitProtocolError, HangupException, OSError) as e:
+            if isinstance(e, CasError):
+                raise
+            raise _transport_errors(url, e) from e
+        finally:
+            source.close()
+        result.bytes = source.bytes_sent
+    for ref, reason in (status.ref_status or {}).items():
+        if reason is not None:
+            result.rejected[ref.decode("utf-8", "replace")] = reason
+    if result.rejected:
+        result.models_added = [m for m in result.models_added
+                               if model_ref(*m.split("/", 1)).decode() not in result.rejected]
+    return result

@@ -1,0 +1,173 @@
+"""A pulled store may be hostile: nothing it sends may change the local store unless it verifies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import msgpack
+import pytest
+from dulwich.objects import Blob, Commit, Tree
+
+import casstore
+from casstore import CasError, CorruptObjectError
+from casstore.store import init_store
+from tests.conftest import assert_git_fsck
+
+
+def snapshot(path: str) -> dict[str, str]:
+    out = {}
+    for dirpath, _, files in os.walk(path):
+        for fn in files:
+            full = os.path.join(dirpath, fn)
+            rel = os.path.relpath(full, path)
+            if rel.endswith(".lock"):
+                continue  # flock files: created empty on first use
+            with open(full, "rb") as f:
+                out[rel] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> casstore.Store:
+    s = casstore.open(tmp_path / "victim")
+    f = tmp_path / "own.bin"
+    f.write_bytes(os.urandom(100_000))
+    s.commit_models("d", model=str(f), model_id="own")
+    return s
+
+
+def hostile_store(tmp_path: Path) -> tuple[casstore.Store, Path]:
+    path = tmp_path / "hostile"
+    init_store(str(path))
+    s = casstore.Store(str(path))
+    f = tmp_path / "legit.bin"
+    f.write_bytes(os.urandom(300_000))
+    s.commit_models("d", model=str(f), model_id="legit")
+    return s, path
+
+
+def forge_model(s: casstore.Store, ref_id: str, change) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite the legit model's manifest with ``change`` and point refs/cas/models/d/<ref_id> at it."""
+    sha = s.refs.get(b"refs/cas/models/d/legit")
+    c = s.odb.read(sha, Commit)
+    root = s.odb.read(c.tree, Tree)
+    _, manifest_id = root[b"manifest"]
+    doc = msgpack.unpackb(s.odb.read(manifest_id, Blob).as_raw_string(), raw=False)
+    change(doc)
+    new_root = Tree()
+    new_root.add(b"manifest", 0o100644, s.odb.write_loose(Blob.from_string(msgpack.packb(doc, use_bin_type=True))))
+    new_root.add(b"files", 0o040000, root[b"files"][1])
+    nc = Commit()
+    nc.tree = s.odb.write_loose(new_root)
+    nc.author = nc.committer = c.author
+    nc.author_time = nc.commit_time = c.commit_time
+    nc.author_timezone = nc.commit_timezone = 0
+    nc.message = b"forged\n"
+    s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, s.odb.write_loose(nc))
+
+
+def expect_refused(victim: casstore.Store, url: str, match: str) -> None:
+    before = snapshot(victim.path)
+    with pytest.raises(CasError, match=match):
+        victim.pull(url)
+    assert snapshot(victim.path) == before
+    assert victim.list_models("d") == ["own"]
+    assert victim.fsck(read_data=True).ok
+    assert_git_fsck(victim.path)
+
+
+def test_path_traversal_in_manifest(tmp_path: Path, victim: casstore.Store) -> None:
+    s, path = hostile_store(tmp_path)
+
+    def evil(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "evil"
+        doc["files"][0]["path"] = "../../../../tmp/pwned"
+        doc["frameworks"][0]["files"] = ["../../../../tmp/pwned"]
+
+    forge_model(s, "evil", evil)
+    expect_refused(victim, str(path), "unsafe file name")
+    assert not os.path.exists("/tmp/pwned")
+
+
+def test_chunk_bytes_do_not_match_manifest_keys(tmp_path: Path, victim: casstore.Store) -> None:
+    s, path = hostile_store(tmp_path)
+
+    def lie(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "liar"
+        keys = bytearray(doc["files"][0]["chunk_keys"])
+        keys[0] ^= 1  # claims a chunk key its bytes do not have: would poison dedup
+        doc["files"][0]["chunk_keys"] = bytes(keys)
+
+    forge_model(s, "liar", lie)
+    # whichever model is verified first, the lie is caught before anything is stored
+    expect_refused(victim, str(path), "BLAKE3|claimed under two keys")
+
+
+def test_ref_carries_another_model(tmp_path: Path, victim: casstore.Store) -> None:
+    s, path = hostile_store(tmp_path)
+    sha = s.refs.get(b"refs/cas/models/d/legit")
+    s.refs.container.set_if_equals(b"refs/cas/models/d/impostor", None, sha)
+    expect_refused(victim, str(path), "carries model d/legit")
+
+
+@pytest.mark.parametrize("ref", ["refs/cas/models/d/a+b", "refs/cas/models/d/x/y", "refs/cas/models/bad%dom/x",
+                                 "refs/cas/domains/-a+", "refs/cas/whatever"])
+def test_bad_ref_names(tmp_path: Path, victim: casstore.Store, ref: str) -> None:
+    s, path = hostile_store(tmp_path)
+    sha = s.refs.get(b"refs/cas/models/d/legit").decode()
+    subprocess.run(["git", "--git-dir", str(path), "update-ref", ref, sha], check=True)
+    expect_refused(victim, str(path), "bad ref name")
+
+
+def test_missing_chunk(tmp_path: Path, victim: casstore.Store) -> None:
+    s, path = hostile_store(tmp_path)
+    # a model whose chunk tree names a blob the remote does not have
+    c = s.odb.read(s.refs.get(b"refs/cas/models/d/legit"), Commit)
+    root = s.odb.read(c.tree, Tree)
+    files = s.odb.read(root[b"files"][1], Tree)
+    chunks = s.odb.read(files[b"00000000"][1], Tree)
+    chunks.add(b"00000000", 0o100644, b"1" * 40)
+    files.add(b"00000000", 0o040000, s.odb.write_loose(chunks))
+    root.add(b"files", 0o040000, s.odb.write_loose(files))
+    nc = Commit()
+    nc.tree = s.odb.write_loose(root)
+    nc.author = nc.committer = c.author
+    nc.author_time = nc.commit_time = c.commit_time
+    nc.author_timezone = nc.commit_timezone = 0
+    nc.message = b"missing\n"
+    s.refs.container.set_if_equals(b"refs/cas/models/d/legit2", None, s.odb.write_loose(nc))
+    before = snapshot(victim.path)
+    with pytest.raises(CasError):
+        victim.pull(str(path))
+    assert snapshot(victim.path) == before
+
+
+def test_decompression_bomb_chunk(tmp_path: Path, victim: casstore.Store) -> None:
+    import zstandard
+
+    from casstore import codec
+
+    s, path = hostile_store(tmp_path)
+    bomb = codec.ZSTD + zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
+    c = s.odb.read(s.refs.get(b"refs/cas/models/d/legit"), Commit)
+    root = s.odb.read(c.tree, Tree)
+    files = s.odb.read(root[b"files"][1], Tree)
+    chunks = s.odb.read(files[b"00000000"][1], Tree)
+    chunks.add(b"00000000", 0o100644, s.odb.write_loose(Blob.from_string(bomb)))
+    files.add(b"00000000", 0o040000, s.odb.write_loose(chunks))
+    root.add(b"files", 0o040000, s.odb.write_loose(files))
+    nc = Commit()
+    nc.tree = s.odb.write_loose(root)
+    nc.author = nc.committer = c.author
+    nc.author_time = nc.commit_time = c.commit_time
+    nc.author_timezone = nc.commit_timezone = 0
+    nc.message = b"bomb\n"
+    s.refs.container.set_if_equals(b"refs/cas/models/d/legit", s.refs.get(b"refs/cas/models/d/legit"),
+                                   s.odb.write_loose(nc))
+    before = snapshot(victim.path)
+    with pytest.raises(CorruptObjectError, match="declares"):
+        victim.pull(str(path))
+    assert snapshot(victim.path) == before
