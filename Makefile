@@ -30,8 +30,12 @@ test: setup sysdeps lint typecheck
 demo: setup
 	$(PY) -m casstore.demo
 
-bench: setup
-	$(PY) benchmarks/bench.py
+# Compares casstore with modelstore (installed from PyPI into benchmarks/.venv-modelstore).
+bench: setup sysdeps
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	command -v zstd >/dev/null || (apt-get update -qq && apt-get install -y -qq zstd >/dev/null)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_log.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

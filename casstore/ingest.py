@@ -27,7 +27,7 @@ from .codec import DEFAULT_LEVEL, encode
 from .errors import CasError
 from .odb import ObjectDB
 from .packwriter import EncodedEntry, PackWriter, encode_entry
-from .parallel import default_workers, ordered
+from .parallel import batched_sizes, default_workers, ordered
 from .progress import Counter, ProgressFn
 
 Progress = Callable[[int], None]  # called with bytes just processed
@@ -176,20 +176,27 @@ def ingest(
             writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
             storing = Counter(progress, "storing", sum(v[2] for v in new.values()))
             try:
-                def job(key: bytes, fi: int, off: int, size: int, check: int) -> Callable[[], EncodedEntry]:
-                    def run() -> EncodedEntry:
+                todo = list(new.items())
+
+                def store_batch(batch: range) -> list[EncodedEntry]:
+                    out = []
+                    for i in batch:
+                        fi, off, size, check = todo[i][1]
                         data = os.pread(handles[fi].fileno(), size, off)
                         if len(data) != size or quick_check(data) != check:
                             raise SourceChangedError(sources[fi].local)
-                        return encode_entry(encode(data, level))
-                    return run
+                        out.append(encode_entry(encode(data, level)))
+                    return out
 
-                jobs = (job(k, *v) for k, v in new.items())
-                for key, entry in zip(new, ordered(pool, window, jobs), strict=True):
-                    writer.add(entry, key, new[key][2])
-                    storing(new[key][2])
-                    known[key] = entry.oid
-                    stats.bytes_stored += entry.length
+                batches = list(batched_sizes([v[2] for _, v in todo]))
+                jobs = (lambda b=b: store_batch(b) for b in batches)  # type: ignore[misc]
+                for batch, entries in zip(batches, ordered(pool, window, jobs), strict=True):
+                    for i, entry in zip(batch, entries, strict=True):
+                        key, (_, _, size, _) = todo[i]
+                        writer.add(entry, key, size)
+                        storing(size)
+                        known[key] = entry.oid
+                        stats.bytes_stored += entry.length
                 stats.pack = writer.finish()
             except BaseException:
                 writer.abort()

@@ -24,7 +24,7 @@ from .chunkindex import ChunkIndex, ChunkLocation
 from .codec import decode
 from .errors import CorruptObjectError, MissingObjectError
 from .fsutil import makedirs_durable, write_new_file
-from .packwriter import BLOB, parse_object_header
+from .packwriter import BLOB, inflate, parse_object_header
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
@@ -140,7 +140,7 @@ class ObjectDB:
             if entry:
                 try:
                     type_num, size, hlen = parse_object_header(entry)
-                    content = zlib.decompress(entry[hlen:], bufsize=size + 64)
+                    content = inflate(entry[hlen:], size)
                 except (zlib.error, IndexError) as e:
                     raise CorruptObjectError(oid_hex, f"unreadable pack entry: {e}") from None
                 if type_num != BLOB or len(content) != size:

@@ -15,6 +15,23 @@ def default_workers() -> int:
     return max(1, int(os.environ.get("CAS_THREADS", 0)) or os.cpu_count() or 2)
 
 
+def batched_sizes(sizes: list[int], target: int = 2 << 20) -> Iterator[range]:
+    """Consecutive index ranges whose sizes add up to about ``target`` bytes.
+
+    Thread-pool jobs of one 64 KiB chunk each spend as much time in futures
+    and the GIL as in work; a few MiB per job keeps both cores busy.
+    """
+    start = 0
+    total = 0
+    for i, s in enumerate(sizes):
+        total += s
+        if total >= target:
+            yield range(start, i + 1)
+            start, total = i + 1, 0
+    if start < len(sizes):
+        yield range(start, len(sizes))
+
+
 def ordered(pool: ThreadPoolExecutor, window: int, jobs: Iterator[Callable[[], T]]) -> Iterator[T]:
     """Run jobs in the pool with at most ``window`` in flight; yield results in order.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO
 
 import xxhash
 from dulwich.objects import ObjectID, Tree
@@ -14,7 +17,7 @@ from .errors import CorruptObjectError
 from .fsutil import TMP_PREFIX, safe_target
 from .manifest import FileEntry
 from .odb import ObjectDB
-from .parallel import ordered
+from .parallel import batched_sizes, ordered
 
 BLOB_MODE = 0o100644
 
@@ -42,16 +45,20 @@ def iter_file(
     """The raw chunks of a file in order, each verified; then the whole file."""
     locations = odb.index.lookup(entry.keys)
 
-    def jobs() -> Iterator[Callable[[], bytes]]:
-        for key, oid, size, loc in zip(entry.keys, oids, entry.sizes, locations, strict=True):
-            yield lambda key=key, oid=oid, size=size, loc=loc: odb.read_chunk(key, oid, size, loc)  # type: ignore[misc]
+    def read(batch: range) -> list[bytes]:
+        return [odb.read_chunk(entry.keys[i], oids[i], entry.sizes[i], locations[i]) for i in batch]
+
+    def jobs() -> Iterator[Callable[[], list[bytes]]]:
+        for batch in batched_sizes(entry.sizes):
+            yield lambda batch=batch: read(batch)  # type: ignore[misc]
 
     xx = xxhash.xxh3_128()
     total = 0
-    for raw in ordered(pool, window, jobs()):
-        xx.update(raw)
-        total += len(raw)
-        yield raw
+    for raws in ordered(pool, window, jobs()):
+        for raw in raws:
+            xx.update(raw)
+            total += len(raw)
+            yield raw
     if total != entry.size or xx.digest() != entry.xxh3:
         raise CorruptObjectError(entry.path, "file does not match its manifest checksum")
 
@@ -73,6 +80,12 @@ def write_file(
         raise IsADirectoryError(f"cannot write {entry.path}: {target} is a directory")
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
     try:
+        if entry.size:
+            try:  # one extent up front: less filesystem work, and ENOSPC before any byte is read
+                os.posix_fallocate(fd, 0, entry.size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
         with os.fdopen(fd, "wb") as f:
             for raw in iter_file(odb, entry, oids, pool, window):
                 f.write(raw)
@@ -87,3 +100,43 @@ def write_file(
             pass
         raise
     return target
+
+
+class _ChunkStream(io.RawIOBase):
+    """A read-only stream over verified chunks (each checked before it is handed out)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf = memoryview(nxt)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def drain(self) -> None:
+        """Read to the end, so that the whole-file check runs (and raises if it fails)."""
+        self._buf = memoryview(b"")
+        for _ in self._chunks:
+            pass
+
+
+def open_file(
+    odb: ObjectDB, entry: FileEntry, oids: list[bytes], pool: ThreadPoolExecutor, window: int
+) -> tuple[BinaryIO, Callable[[], None]]:
+    """A buffered stream of one stored file and a function that finishes verifying it.
+
+    Decompression and verification run in the pool while the caller reads, so
+    deserialising overlaps with them and memory stays bounded by the window.
+    """
+    raw = _ChunkStream(iter_file(odb, entry, oids, pool, window))
+    return io.BufferedReader(raw, buffer_size=1 << 20), raw.drain  # type: ignore[return-value]

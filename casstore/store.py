@@ -25,10 +25,10 @@ import shutil
 import socket
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
 from dulwich.config import ConfigFile
@@ -61,7 +61,7 @@ from .manifest import decode as decode_manifest
 from .names import check_domain, check_model_id, check_state, new_model_id
 from .odb import ObjectDB
 from .progress import Counter, ProgressFn
-from .readback import chunk_oids, iter_file, write_file
+from .readback import chunk_oids, iter_file, open_file, write_file
 from .refs import Refs, domain_ref, model_ref
 
 if TYPE_CHECKING:
@@ -646,19 +646,27 @@ class Store:
         result: dict[str, Any] = {}
         try:
             with self._pool() as pool:
+                window = 2 * pool._max_workers + 2
                 for e in manifest.frameworks:
                     fw = by_name(e.framework)
-                    paths = {}
+                    paths: dict[str, str | BinaryIO] = {}
+                    finish: list[Callable[[], None]] = []
                     for name in e.files:
                         i = index[name]
-                        paths[name] = write_file(self.odb, manifest.files[i],
-                                                 self._file_oids(files_tree, manifest, i),
-                                                 os.path.join(work, e.kwarg), pool,
-                                                 2 * pool._max_workers + 2)
+                        f, oids = manifest.files[i], self._file_oids(files_tree, manifest, i)
+                        if fw.loads:
+                            # deserialise while chunks are decompressed and verified: no
+                            # temporary file, memory bounded by the read window
+                            paths[name], done = open_file(self.odb, f, oids, pool, window)
+                            finish.append(done)
+                        else:
+                            paths[name] = write_file(self.odb, f, oids, os.path.join(work, e.kwarg), pool, window)
                     keep = keep or not fw.loads
                     if e.framework in result:
                         raise CorruptObjectError(sha.decode(), f"two entries for framework {e.framework}")
                     result[e.framework] = fw.load(paths, e.cls, e.format)
+                    for done in finish:
+                        done()  # whatever the deserialiser did not read is verified too
                     if fw.loads:
                         shutil.rmtree(os.path.join(work, e.kwarg), ignore_errors=True)
         finally:

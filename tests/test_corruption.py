@@ -35,11 +35,27 @@ def _a_chunk(store: casstore.Store) -> tuple[str, int, int, str]:
     return os.path.join(store.odb.pack_dir, loc.pack + ".pack"), loc.offset, loc.length, loc.oid.hex()
 
 
-@pytest.mark.parametrize("where", ["header", "middle", "end"])
+def test_flipped_framing_byte_found_by_fsck_not_returned_wrong(store: casstore.Store, tmp_path: Path) -> None:
+    """A flip in the zlib Adler-32 of a stored chunk leaves its content intact.
+
+    load verifies content (BLAKE3) and returns the right bytes; fsck --read-data
+    verifies pack checksums and names the damaged pack.
+    """
+    _, data = _commit_file(store, tmp_path)
+    pack, off, length, oid = _a_chunk(store)
+    _flip(pack, off + length - 2)
+    store2 = casstore.open(store.path)
+    assert Path(store2.load("d", "m")).read_bytes() == data
+    report = store2.fsck(read_data=True)
+    assert not report.ok and os.path.basename(pack) in str(report.problems)
+    assert store2.fsck().ok  # without --read-data nothing is read
+
+
+@pytest.mark.parametrize("where", ["header", "middle", "last-data-byte"])
 def test_flipped_chunk_byte_is_named_on_load_and_download(store: casstore.Store, tmp_path: Path, where: str) -> None:
     _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
-    _flip(pack, off + {"header": 3, "middle": length // 2, "end": length - 2}[where])
+    _flip(pack, off + {"header": 3, "middle": length // 2, "last-data-byte": length - 5}[where])
     store2 = casstore.open(store.path)  # fresh process view, no caches
     with pytest.raises(CorruptObjectError) as ei:
         store2.load("d", "m")

@@ -165,3 +165,18 @@ def test_chunk_index_ignores_sidecar_without_pack_and_detects_corruption(tmp_pat
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptObjectError, match="checksum"):
         Sidecar(str(path), "pack-b")
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, 65535, 65536, 65537, 300_001])
+def test_stored_deflate_matches_zlib(n: int) -> None:
+    import zlib
+
+    from casstore.packwriter import deflate_stored, inflate
+
+    data = os.urandom(n)
+    z = deflate_stored(data)
+    assert zlib.decompress(z) == data  # a valid zlib stream (zlib itself frames blocks of 65531)
+    assert inflate(z, n) == data
+    assert inflate(zlib.compress(data, 6), n) == data  # non-stored streams go through zlib
+    with pytest.raises(zlib.error):
+        inflate(z[:-5], n)

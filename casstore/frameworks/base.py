@@ -14,7 +14,7 @@ import importlib
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 
 @dataclass
@@ -76,5 +76,10 @@ class Framework(ABC):
         """Write ``obj`` into ``directory`` (which is empty and ours alone)."""
 
     @abstractmethod
-    def load(self, paths: dict[str, str], cls: str, format: str) -> Any:
-        """Load the object from its files (name in the store -> local path)."""
+    def load(self, paths: dict[str, str | BinaryIO], cls: str, format: str) -> Any:
+        """Load the object from its files (name in the store -> local path or open file).
+
+        Frameworks with ``loads = True`` get verified in-memory file objects for
+        files up to a few hundred MiB, paths for larger ones; ``loads = False``
+        frameworks always get paths.
+        """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import FrameworkError
 from .base import Framework, Saved
@@ -47,7 +47,8 @@ class ModelFileFramework(Framework):
             files[name] = path
         return Saved("file", files, {}, "file" if len(files) == 1 else "files")
 
-    def load(self, paths: dict[str, str], cls: str, format: str) -> Any:
+    def load(self, paths: dict[str, str | BinaryIO], cls: str, format: str) -> Any:
+        # loads = False: the store always hands over paths
         if cls == "file":
             (path,) = paths.values()
             return path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 from .base import Framework, Saved, class_name, instance_of, library_version
 
@@ -23,7 +23,7 @@ class ShapFramework(Framework):
         joblib.dump(obj, path)
         return Saved("joblib", {self.file_name: path}, library_version("shap"), class_name(obj))
 
-    def load(self, paths: dict[str, str], cls: str, format: str) -> Any:
+    def load(self, paths: dict[str, str | BinaryIO], cls: str, format: str) -> Any:
         import joblib
 
         return joblib.load(paths[self.file_name])

@@ -1,0 +1,326 @@
+"""casstore against modelstore on the same workloads, in one run: `make bench`.
+
+Workloads (generated deterministically into benchmarks/data/):
+  W1  RandomForestClassifier(200 trees) on make_classification(20000, 20): commit, load
+  W2  1 GiB float32 N(0,1) .npy given as a model file: commit, download, load
+  W3  W2, then a version with 10% of its 1 MiB blocks changed: cost of v2, store size
+References on the same files: `zstd -3 -T2`, `cp`, `joblib.load`.  modelstore is
+installed from PyPI into benchmarks/.venv-modelstore.  Every measurement is a fresh
+process; tools alternate within each repetition; medians are reported with ratios,
+peak RSS (VmHWM) and bytes on disk.  Results go to benchmarks/results.json and
+docs/benchmarks.png.
+
+    python benchmarks/bench.py [--reps 3] [--quick] [--no-big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+WORK = DATA / "work"
+MS_VENV = HERE / ".venv-modelstore"
+MS_PY = MS_VENV / "bin" / "python"
+MiB = 1 << 20
+PY = {"casstore": sys.executable, "joblib": sys.executable, "modelstore": str(MS_PY)}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_modelstore() -> None:
+    if MS_PY.exists():
+        return
+    log("installing modelstore 0.0.82 from PyPI into benchmarks/.venv-modelstore")
+    subprocess.run([sys.executable, "-m", "venv", str(MS_VENV)], check=True)
+    import sklearn
+
+    subprocess.run([str(MS_PY), "-m", "pip", "install", "-q", "--disable-pip-version-check", "modelstore==0.0.82",
+                    f"scikit-learn=={sklearn.__version__}", "numpy", "joblib"], check=True)
+
+
+def ensure_data(w2_size: int) -> None:
+    import joblib
+    import numpy as np
+
+    DATA.mkdir(exist_ok=True)
+    if not (DATA / "w1.joblib").exists():
+        log("generating W1 (random forest, 200 trees)")
+        from sklearn.datasets import make_classification
+        from sklearn.ensemble import RandomForestClassifier
+
+        X, y = make_classification(20000, 20, random_state=0)
+        joblib.dump(RandomForestClassifier(200, random_state=0, n_jobs=2).fit(X, y), DATA / "w1.joblib")
+    w2 = DATA / "w2.npy"
+    if not w2.exists() or w2.stat().st_size < w2_size:
+        log(f"generating W2 ({w2_size >> 20} MiB float32 N(0,1)) and W3")
+        rng = np.random.default_rng(0)
+        np.save(w2, rng.standard_normal(w2_size // 4, dtype=np.float32))
+        data = bytearray(w2.read_bytes())
+        blocks = len(data) // MiB
+        for b in rng.choice(blocks, blocks // 10, replace=False):
+            data[b * MiB : (b + 1) * MiB] = rng.bytes(MiB)
+        (DATA / "w3.npy").write_bytes(bytes(data))
+
+
+def du(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def worker(tool: str, op: str, workload: str, store: Path, arg: str = "", model_id: str = "") -> dict:
+    env = {**os.environ, "BENCH_DATA": str(DATA), "BENCH_MODEL_ID": model_id, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([PY[tool], str(HERE / "worker.py"), tool, op, workload, str(store), arg],
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{tool} {op} {workload} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def timed(cmd: list[str]) -> float:
+    subprocess.run(["sync"])
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def run(reps: int, w2_size: int, big: bool) -> dict:
+    results: dict[str, dict[str, list[float]]] = {}
+
+    def add(key: str, tool: str, value: float) -> None:
+        results.setdefault(key, {}).setdefault(tool, []).append(value)
+
+    tools = ["casstore", "modelstore"]
+    for rep in range(reps):
+        order = tools if rep % 2 == 0 else tools[::-1]
+        log(f"repetition {rep + 1}/{reps} ({' then '.join(order)})")
+        for tool in order:
+            # W1
+            store = fresh(WORK / f"{tool}-w1")
+            r = worker(tool, "commit", "w1", store)
+            add("W1 commit s", tool, r["seconds"])
+            add("W1 commit peak MiB", tool, r["peak_rss_mib"])
+            r = worker(tool, "load", "w1", store, model_id=r["model_id"])
+            add("W1 load s", tool, r["seconds"])
+            # W2
+            store = fresh(WORK / f"{tool}-w2")
+            subprocess.run(["sync"])
+            r = worker(tool, "commit", "w2", store)
+            add("W2 commit s", tool, r["seconds"])
+            add("W2 commit peak MiB", tool, r["peak_rss_mib"])
+            add("W2 store MiB", tool, du(store) / MiB)
+            mid = r["model_id"]
+            out = fresh(WORK / f"{tool}-out")
+            r = worker(tool, "download", "w2", store, str(out), model_id=mid)
+            add("W2 download s", tool, r["seconds"])
+            add("W2 download peak MiB", tool, r["peak_rss_mib"])
+            shutil.rmtree(out, ignore_errors=True)
+            r = worker(tool, "load", "w2", store, model_id=mid)
+            add("W2 load s", tool, r["seconds"])
+            # W3: v2 on top of v1
+            r = worker(tool, "commit", "w3", store, "w3.npy")
+            add("W3 v2 commit s", tool, r["seconds"])
+            add("W3 store MiB", tool, du(store) / MiB)
+            shutil.rmtree(store, ignore_errors=True)
+        r = worker("joblib", "load", "w1", WORK)
+        add("W1 load s", "joblib.load", r["seconds"])
+        add("W2 commit s", "zstd -3 -T2", timed(["zstd", "-3", "-T2", "-q", "-f", str(DATA / "w2.npy"),
+                                                   "-o", str(WORK / "w2.zst")]))
+        add("W2 download s", "cp", timed(["cp", str(DATA / "w2.npy"), str(WORK / "w2.copy")]))
+        for f in ("w2.zst", "w2.copy"):
+            (WORK / f).unlink(missing_ok=True)
+    if big:
+        big_file = DATA / "big4g.bin"
+        if not big_file.exists():
+            log("generating a 4 GiB file (half random, half zeros)")
+            import numpy as np
+
+            rng = np.random.default_rng(4)
+            with open(big_file, "wb") as f:
+                for _ in range(256):
+                    f.write(rng.bytes(8 * MiB) + bytes(8 * MiB))
+        store = fresh(WORK / "casstore-big")
+        r = worker("casstore", "commit", "big", store, "big4g.bin")
+        add("4 GiB commit peak MiB", "casstore", r["peak_rss_mib"])
+        add("4 GiB commit s", "casstore", r["seconds"])
+        out = fresh(WORK / "casstore-big-out")
+        r = worker("casstore", "download", "big", store, str(out), model_id=r["model_id"])
+        add("4 GiB download peak MiB", "casstore", r["peak_rss_mib"])
+        add("4 GiB download s", "casstore", r["seconds"])
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
+    return results
+
+
+def scaling(w2_size: int) -> dict[str, float]:
+    """W1 commit into an empty store vs into one that holds 1,000 models."""
+    import casstore
+
+    crowded = fresh(WORK / "casstore-1000")
+    s = casstore.open(crowded)
+    tiny = WORK / "tiny.bin"
+    log("filling a store with 1,000 models")
+    for i in range(1000):
+        tiny.write_bytes(os.urandom(4096))
+        s.commit_models("crowd", model=str(tiny), model_id=f"m{i:04d}")
+    s.close()
+    out: dict[str, list[float]] = {"empty": [], "1000 models": []}
+    for _ in range(3):
+        for label, path in (("empty", fresh(WORK / "casstore-empty")), ("1000 models", crowded)):
+            out[label].append(worker("casstore", "commit", "w1", path)["seconds"])
+    shutil.rmtree(crowded, ignore_errors=True)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def transfer(w2_size: int) -> dict[str, float]:
+    """Push and pull of W3's version 2 over git:// to a remote that has version 1."""
+    sys.path.insert(0, str(ROOT))
+    import casstore
+    from casstore.store import init_store
+    from tests.servers import git_daemon
+
+    root = fresh(WORK / "srv")
+    root.mkdir(parents=True)
+    init_store(str(root / "models.git"), bare_remote=True)
+    a = casstore.open(fresh(WORK / "push-a"))
+    b = casstore.open(fresh(WORK / "pull-b"))
+    res: dict[str, float] = {}
+    with git_daemon(root) as base:
+        url = f"{base}/models.git"
+        a.commit_models("w", model=str(DATA / "w2.npy"), model_id="v1")
+        t = time.perf_counter()
+        pushed = a.push(url)
+        res["push v1 s"], res["push v1 MiB sent"] = time.perf_counter() - t, pushed.bytes / MiB
+        t = time.perf_counter()
+        pulled = b.pull(url)
+        res["pull v1 s"], res["pull v1 MiB received"] = time.perf_counter() - t, pulled.bytes / MiB
+        a.commit_models("w", model=str(DATA / "w3.npy"), model_id="v2")
+        t = time.perf_counter()
+        pushed = a.push(url)
+        res["push v2 s"], res["push v2 MiB sent"] = time.perf_counter() - t, pushed.bytes / MiB
+        t = time.perf_counter()
+        pulled = b.pull(url)
+        res["pull v2 s"], res["pull v2 MiB received"] = time.perf_counter() - t, pulled.bytes / MiB
+    for p in ("srv", "push-a", "pull-b"):
+        shutil.rmtree(WORK / p, ignore_errors=True)
+    return res
+
+
+def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
+    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
+    lines = ["| measurement | casstore | modelstore | reference | casstore vs modelstore |", "|---|---|---|---|---|"]
+    for key, vals in med.items():
+        c, m = vals.get("casstore"), vals.get("modelstore")
+        refs = ", ".join(f"{t} {v:.2f}" for t, v in vals.items() if t not in ("casstore", "modelstore"))
+        ratio = ""
+        if c and m:
+            ratio = f"{m / c:.1f}x {'faster' if key.endswith(' s') else 'smaller'}" if c < m else f"{c / m:.2f}x more"
+        fmt = (lambda v: f"{v:.2f}") if key.endswith(" s") else (lambda v: f"{v:.0f}")
+        lines.append(f"| {key} | {fmt(c) if c is not None else ''} | {fmt(m) if m is not None else ''} | "
+                     f"{refs} | {ratio} |")
+    size_mib = w2_size / MiB
+    t = {}
+    c, m = med.get("W1 commit s", {}), med.get("W1 load s", {})
+    t["W1 commit >= 10x faster than modelstore"] = m and med["W1 commit s"]["modelstore"] / c["casstore"]
+    t["W1 load <= joblib.load + 20%"] = m["casstore"] / m["joblib.load"]
+    w2 = med["W2 commit s"]
+    t["W2 commit <= 1.5x zstd -3 -T2"] = w2["casstore"] / w2["zstd -3 -T2"]
+    t["W2 download >= 5x faster than modelstore"] = med["W2 download s"]["modelstore"] / med["W2 download s"]["casstore"]
+    t["W2 load >= 5x faster than modelstore"] = med["W2 load s"]["modelstore"] / med["W2 load s"]["casstore"]
+    t["W3 v2 commit <= 1/3 of v1 commit"] = med["W3 v2 commit s"]["casstore"] / w2["casstore"]
+    t["W3 store growth <= 15% of file"] = (med["W3 store MiB"]["casstore"] - med["W2 store MiB"]["casstore"]) / size_mib
+    t["W2 commit peak RSS < 300 MiB"] = med["W2 commit peak MiB"]["casstore"]
+    t["W2 download peak RSS < 300 MiB"] = med["W2 download peak MiB"]["casstore"]
+    if "4 GiB commit peak MiB" in med:
+        t["4 GiB commit peak RSS < 300 MiB"] = med["4 GiB commit peak MiB"]["casstore"]
+        t["4 GiB download peak RSS < 300 MiB"] = med["4 GiB download peak MiB"]["casstore"]
+    t["commit with 1,000 models / empty store (<= 1.10)"] = scale["1000 models"] / scale["empty"]
+    if xfer:
+        t["push of W3 v2: MiB sent / file size (<= 0.15)"] = xfer["push v2 MiB sent"] / size_mib
+        t["pull of W3 v2: MiB received / file size (<= 0.15)"] = xfer["pull v2 MiB received"] / size_mib
+    limits = {"W1 commit >= 10x": (10, ">="), "W1 load": (1.2, "<="), "W2 commit": (1.5, "<="),
+              "W2 download": (5, ">="), "W2 load": (5, ">="), "W3 v2": (1 / 3, "<="), "W3 store": (0.15, "<="),
+              "W2 commit peak": (300, "<"), "W2 download peak": (300, "<"), "4 GiB commit": (300, "<"),
+              "4 GiB download": (300, "<"), "commit with": (1.10, "<="), "push of": (0.15, "<="),
+              "pull of": (0.15, "<=")}
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for name, value in t.items():
+        limit, op = max(((k, v) for k, v in limits.items() if name.startswith(k)), key=lambda kv: len(kv[0]))[1]
+        ok = value >= limit if op == ">=" else (value <= limit if op == "<=" else value < limit)
+        lines.append(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |")
+    lines += ["", "Scaling (W1 commit, median of 3): " + ", ".join(f"{k} {v:.2f} s" for k, v in scale.items())]
+    if xfer:
+        lines += ["", "Transfer over git:// on loopback: " + ", ".join(f"{k} {v:.1f}" for k, v in xfer.items())]
+    return "\n".join(lines)
+
+
+def chart(results: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return
+    keys = [k for k in results if k.endswith(" s") and "modelstore" in results[k] and "casstore" in results[k]]
+    ratios = [statistics.median(results[k]["modelstore"]) / statistics.median(results[k]["casstore"]) for k in keys]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.barh(keys, ratios, color="#3a7")
+    ax.axvline(1, color="#888", lw=1)
+    ax.set_xlabel("modelstore time / casstore time (higher is better for casstore)")
+    for i, r in enumerate(ratios):
+        ax.text(r, i, f" {r:.1f}x", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="W2 of 128 MiB, one repetition, no 4 GiB file")
+    ap.add_argument("--no-big", action="store_true", help="skip the 4 GiB memory check")
+    args = ap.parse_args()
+    w2_size = (128 if args.quick else 1024) * MiB
+    reps = 1 if args.quick else args.reps
+    WORK.mkdir(parents=True, exist_ok=True)
+    ensure_modelstore()
+    ensure_data(w2_size)
+    results = run(reps, w2_size, big=not (args.quick or args.no_big))
+    scale = scaling(w2_size)
+    xfer = transfer(w2_size)
+    table = report(results, scale, xfer, w2_size)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"# casstore benchmark ({time.strftime('%Y-%m-%d')}, {machine}, W2 = {w2_size >> 20} MiB, "
+          f"{reps} repetitions, medians)\n")
+    print(table)
+    (HERE / "results.json").write_text(json.dumps({"results": results, "scaling": scale, "transfer": xfer,
+                                                   "machine": machine, "w2_bytes": w2_size}, indent=1))
+    chart(results, ROOT / "docs" / "benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()
