@@ -15,6 +15,7 @@ import casstore
 from casstore import CasError, CorruptObjectError
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck
+from tests.servers import git_daemon
 
 
 def snapshot(path: str) -> dict[str, str]:
@@ -69,11 +70,14 @@ def forge_model(s: casstore.Store, ref_id: str, change) -> None:  # type: ignore
     s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, s.odb.write_loose(nc))
 
 
-def expect_refused(victim: casstore.Store, url: str, match: str) -> None:
+def expect_refused(victim: casstore.Store, path: str, match: str) -> None:
+    """The pull is refused over a path and over git://, and the victim is unchanged."""
     before = snapshot(victim.path)
-    with pytest.raises(CasError, match=match):
-        victim.pull(url)
-    assert snapshot(victim.path) == before
+    with git_daemon(Path(path).parent) as base:
+        for url in (path, f"{base}/{Path(path).name}"):
+            with pytest.raises(CasError, match=match):
+                victim.pull(url)
+            assert snapshot(victim.path) == before
     assert victim.list_models("d") == ["own"]
     assert victim.fsck(read_data=True).ok
     assert_git_fsck(victim.path)

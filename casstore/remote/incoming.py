@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from dulwich.object_format import SHA1
@@ -137,14 +136,13 @@ class Quarantine:
                     raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
         return manifest
 
-    def verify_history(self, tip: ObjectID, known: Iterable[ObjectID]) -> None:
-        """Parse every history commit from ``tip`` down to ones we already had."""
-        stop = set(known)
+    def verify_history(self, tip: ObjectID) -> None:
+        """Parse every history commit from ``tip`` down to ones the store already had."""
         stack = [tip]
         seen: set[ObjectID] = set()
         while stack:
             sha = stack.pop()
-            if sha in seen or sha in stop:
+            if sha in seen or self.store.odb.contains(sha):
                 continue
             seen.add(sha)
             c = self.odb.read(sha, Commit)

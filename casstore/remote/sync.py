@@ -279,7 +279,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
                     if not odb.contains(sha):
                         quarantine.verify_model(domain, mid, sha)
                 if domain in remote.histories and not odb.contains(remote.histories[domain]):
-                    quarantine.verify_history(remote.histories[domain], heads)
+                    quarantine.verify_history(remote.histories[domain])
             if remote.states is not None and not odb.contains(remote.states):
                 quarantine.verify_states(remote.states)
             quarantine.publish()
@@ -346,6 +346,8 @@ def push(store: Store, url: str, domains: list[str] | None = None,
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
         remote = parse_refs(refs, url)
         changes: dict[Ref, ObjectID] = {}
+        # may run twice (the retry without atomic push): start the report afresh
+        result.models_added, result.models_deleted, result.conflicts, result.diverged = [], [], [], []
         local_domains = store.refs.domains()
         for domain in sorted(local_domains if selected is None else selected & local_domains):
             ours, local = _local_index(store, domain)
@@ -385,7 +387,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         return len(objects), source.records(objects)
 
     with store_lock(store._lockfile):
-        source = EntrySource(odb)
+        source = EntrySource(odb, progress)
         try:
             try:
                 status = client.send_pack(path.encode() if isinstance(path, str) else path,

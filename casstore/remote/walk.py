@@ -15,6 +15,7 @@ from ..errors import MissingObjectError
 from ..odb import ObjectDB
 from ..packidx import PackIdx
 from ..packwriter import object_header
+from ..progress import ProgressFn
 
 GITLINK = 0o160000
 TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -82,8 +83,9 @@ class EntrySource:
     Other objects are deflated at level 1.
     """
 
-    def __init__(self, odb: ObjectDB) -> None:
+    def __init__(self, odb: ObjectDB, progress: ProgressFn | None = None) -> None:
         self.odb = odb
+        self.progress = progress
         self.packs: list[_PackEntries] = []
         for fn in sorted(os.listdir(odb.pack_dir)):
             name = fn[:-4]
@@ -141,6 +143,8 @@ class EntrySource:
                     entry = object_header(t, len(content)) + zlib.compress(content, 1)
                     u.comp_chunks = [entry]
                 self.bytes_sent += len(entry)
+                if self.progress:
+                    self.progress("sending", self.bytes_sent, 0)
                 yield u
         finally:
             for fd in fds.values():
