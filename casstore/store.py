@@ -466,7 +466,10 @@ class Store:
     def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Take a model out of a state (a no-op if it is not in it)."""
         self._check_state_exists(state_name)
-        sha = self._model_commit(domain, model_id)
+        self._unset_state(domain, model_id, self._model_commit(domain, model_id), state_name)
+
+    def _unset_state(self, domain: str, model_id: str, sha: ObjectID, state_name: str) -> None:
+        """Record that ``model_id`` left ``state_name`` (nothing when it was not in it)."""
 
         def drop(idx: DomainIndex) -> bool:
             members = idx.states.get(state_name, {})
@@ -489,16 +492,7 @@ class Store:
         self._check_state_exists(state_name)
         for domain in sorted(self.refs.domains()):
             for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
-
-                def drop(idx: DomainIndex, mid: str = mid) -> bool:
-                    members = idx.states.get(state_name, {})
-                    if mid not in members:
-                        return False
-                    del members[mid]
-                    return True
-
-                append_event(self.odb, self.refs, domain, _author(), "state-unset", mid, sha, drop,
-                             state=state_name)
+                self._unset_state(domain, mid, sha, state_name)
 
         def remove(names: set[str]) -> bool:
             if state_name not in names:

@@ -126,14 +126,14 @@ def test_bad_ref_names(tmp_path: Path, victim: casstore.Store, ref: str) -> None
     expect_refused(victim, str(path), "bad ref name")
 
 
-def test_missing_chunk(tmp_path: Path, victim: casstore.Store) -> None:
-    s, path = hostile_store(tmp_path)
-    # a model whose chunk tree names a blob the remote does not have
-    c = s.odb.read(s.refs.get(b"refs/cas/models/d/legit"), Commit)
+def replace_first_chunk(s: casstore.Store, blob_id: bytes, ref_id: str, message: bytes) -> None:
+    """Point refs/cas/models/d/<ref_id> at a copy of the legit model whose first chunk is ``blob_id``."""
+    legit = s.refs.get(b"refs/cas/models/d/legit")
+    c = s.odb.read(legit, Commit)
     root = s.odb.read(c.tree, Tree)
     files = s.odb.read(root[b"files"][1], Tree)
     chunks = s.odb.read(files[b"00000000"][1], Tree)
-    chunks.add(b"00000000", 0o100644, b"1" * 40)
+    chunks.add(b"00000000", 0o100644, blob_id)
     files.add(b"00000000", 0o040000, s.odb.write_loose(chunks))
     root.add(b"files", 0o040000, s.odb.write_loose(files))
     nc = Commit()
@@ -141,8 +141,15 @@ def test_missing_chunk(tmp_path: Path, victim: casstore.Store) -> None:
     nc.author = nc.committer = c.author
     nc.author_time = nc.commit_time = c.commit_time
     nc.author_timezone = nc.commit_timezone = 0
-    nc.message = b"missing\n"
-    s.refs.container.set_if_equals(b"refs/cas/models/d/legit2", None, s.odb.write_loose(nc))
+    nc.message = message
+    name = b"refs/cas/models/d/" + ref_id.encode()
+    s.refs.container.set_if_equals(name, s.refs.get(name), s.odb.write_loose(nc))
+
+
+def test_missing_chunk(tmp_path: Path, victim: casstore.Store) -> None:
+    s, path = hostile_store(tmp_path)
+    # a model whose chunk tree names a blob the remote does not have
+    replace_first_chunk(s, b"1" * 40, "legit2", b"missing\n")
     before = snapshot(victim.path)
     with pytest.raises(CasError):
         victim.pull(str(path))
@@ -156,21 +163,7 @@ def test_decompression_bomb_chunk(tmp_path: Path, victim: casstore.Store) -> Non
 
     s, path = hostile_store(tmp_path)
     bomb = codec.ZSTD + zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
-    c = s.odb.read(s.refs.get(b"refs/cas/models/d/legit"), Commit)
-    root = s.odb.read(c.tree, Tree)
-    files = s.odb.read(root[b"files"][1], Tree)
-    chunks = s.odb.read(files[b"00000000"][1], Tree)
-    chunks.add(b"00000000", 0o100644, s.odb.write_loose(Blob.from_string(bomb)))
-    files.add(b"00000000", 0o040000, s.odb.write_loose(chunks))
-    root.add(b"files", 0o040000, s.odb.write_loose(files))
-    nc = Commit()
-    nc.tree = s.odb.write_loose(root)
-    nc.author = nc.committer = c.author
-    nc.author_time = nc.commit_time = c.commit_time
-    nc.author_timezone = nc.commit_timezone = 0
-    nc.message = b"bomb\n"
-    s.refs.container.set_if_equals(b"refs/cas/models/d/legit", s.refs.get(b"refs/cas/models/d/legit"),
-                                   s.odb.write_loose(nc))
+    replace_first_chunk(s, s.odb.write_loose(Blob.from_string(bomb)), "legit", b"bomb\n")
     before = snapshot(victim.path)
     with pytest.raises(CorruptObjectError, match="declares"):
         victim.pull(str(path))

@@ -139,25 +139,23 @@ def log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_list(items: list[str], as_json: bool) -> None:
+    if as_json:
+        print_json(items)
+    else:
+        for item in items:
+            print(item)
+
+
 def domains(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        names = store.list_domains()
-    if args.json:
-        print_json(names)
-    else:
-        for n in names:
-            print(n)
+        _print_list(store.list_domains(), args.json)
     return 0
 
 
 def ls(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        ids = store.list_models(args.domain, state_name=args.state)
-    if args.json:
-        print_json(ids)
-    else:
-        for i in ids:
-            print(i)
+        _print_list(store.list_models(args.domain, state_name=args.state), args.json)
     return 0
 
 
@@ -249,13 +247,8 @@ def state(args: argparse.Namespace) -> int:
         else:
             if args.domain and not args.model_id:
                 raise ValueError("cas state ls takes no argument, or DOMAIN and ID")
-            names = (store.get_model_states(args.domain, args.model_id) if args.domain
-                     else store.list_model_states())
-            if args.json:
-                print_json(names)
-            else:
-                for n in names:
-                    print(n)
+            _print_list(store.get_model_states(args.domain, args.model_id) if args.domain
+                        else store.list_model_states(), args.json)
     return 0
 
 
