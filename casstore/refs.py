@@ -63,8 +63,13 @@ class Refs:
         self.container = DiskRefsContainer(git_dir)
 
     def _sync(self, name: bytes) -> None:
-        # dulwich fsyncs the ref file but not the directory holding its new name.
-        fsync_dir(os.path.dirname(os.path.join(self.git_dir, os.fsdecode(name))))
+        # dulwich fsyncs the ref file but not the directory holding its new name.  After
+        # a deletion dulwich may also have removed the emptied directories: sync the
+        # nearest one that is left.
+        d = os.path.dirname(os.path.join(self.git_dir, os.fsdecode(name)))
+        while not os.path.isdir(d) and len(d) > len(self.git_dir):
+            d = os.path.dirname(d)
+        fsync_dir(d)
 
     def get(self, name: Ref) -> ObjectID | None:
         try:

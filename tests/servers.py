@@ -116,17 +116,46 @@ class _CGIHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_backend(root: Path) -> Iterator[str]:
-    """Yields ``http://127.0.0.1:PORT``: smart HTTP through the real ``git http-backend``."""
+def http_backend(root: Path, tls_dir: Path | None = None) -> Iterator[str]:
+    """Yields ``http://127.0.0.1:PORT``: smart HTTP through the real ``git http-backend``.
+
+    With ``tls_dir``, serves HTTPS with a throwaway CA made there (``tls_dir/ca.pem``
+    is what clients must trust) and yields ``https://localhost:PORT``.
+    """
     handler = type("Handler", (_CGIHandler,), {"root": str(root)})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    scheme, host = "http", "127.0.0.1"
+    if tls_dir is not None:
+        import ssl
+
+        _make_cert(tls_dir)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls_dir / "server.pem", tls_dir / "server.key")
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        scheme, host = "https", "localhost"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{scheme}://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _make_cert(d: Path) -> None:
+    """A CA and a server certificate for localhost, made with the openssl command."""
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=casstore test CA",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"), "-out", str(d / "server.pem"))
 
 
 @contextmanager

@@ -91,6 +91,18 @@ def test_delete_model(store: casstore.Store, iris_model: object, forest: tuple) 
     assert_git_fsck(store.path)
 
 
+def test_delete_the_last_model_of_a_domain(store: casstore.Store, iris_model: object) -> None:
+    store.commit_models("solo", model=iris_model, model_id="only")
+    store.delete_model("solo", "only")
+    assert store.list_models("solo") == []
+    assert "solo" in store.list_domains()  # its history remains, with the deletion
+    assert [e.event for e in store.log("solo")] == ["delete", "commit"]
+    store.commit_models("solo", model=iris_model, model_id="only")
+    assert store.list_models("solo") == ["only"]
+    assert store.fsck().ok
+    assert_git_fsck(store.path)
+
+
 def _disk(store: casstore.Store) -> int:
     total = 0
     for dirpath, _, files in os.walk(os.path.join(store.path, "objects")):

@@ -97,6 +97,26 @@ def test_round_trip_http_backend(tmp_path: Path, remotes: Path, forest: tuple) -
         round_trip(a, b, f"{base}/models.git", forest, path)
 
 
+def test_round_trip_https_with_ca_from_store_config(tmp_path: Path, remotes: Path, forest: tuple) -> None:
+    from dulwich.config import ConfigFile
+
+    path = new_remote(remotes)
+    a, b = stores(tmp_path)
+    tls = tmp_path / "tls"
+    with http_backend(remotes, tls_dir=tls) as base:
+        url = f"{base}/models.git"
+        with pytest.raises(RemoteError, match="(?i)certificate|ssl"):
+            a.commit_models("x", model=forest[0], model_id="probe")
+            a.push(url)  # the throwaway CA is not trusted yet
+        a.delete_model("x", "probe")
+        for s in (a, b):  # trust it the way git would: http.sslCAInfo in the store's config
+            cfg_path = os.path.join(s.path, "config")
+            cfg = ConfigFile.from_path(cfg_path)
+            cfg.set((b"http",), b"sslCAInfo", str(tls / "ca.pem").encode())
+            cfg.write_to_path(cfg_path)
+        round_trip(a, b, url, forest, path)
+
+
 def test_round_trip_ssh(tmp_path: Path, remotes: Path, forest: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     path = new_remote(remotes)
     a, b = stores(tmp_path)

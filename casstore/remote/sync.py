@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dulwich.config import ConfigFile
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import ZERO_SHA, Commit, ObjectID
@@ -190,6 +191,10 @@ def _states_commit(store: Store, names: set[str], parents: list[ObjectID]) -> Ob
     return store.odb.write_loose(c)
 
 
+def _store_config(store: Store) -> ConfigFile:
+    return ConfigFile.from_path(os.path.join(store.path, "config"))
+
+
 def _transport_errors(url: str, e: Exception) -> RemoteError:
     return RemoteError(url, f"{type(e).__name__}: {e}".rstrip(": "))
 
@@ -222,7 +227,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
     """Fetch models and histories from ``url`` and merge them into this store."""
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
-    client, path = open_transport(url)
+    client, path = open_transport(url, _store_config(store))
     odb = store.odb
     with store_lock(store._lockfile):
         quarantine = Quarantine(store)
@@ -340,7 +345,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
         init_store(target, bare_remote=True)
-    client, path = open_transport(url)
+    client, path = open_transport(url, _store_config(store))
     odb = store.odb
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:

@@ -15,6 +15,7 @@ import re
 from urllib.parse import urlparse
 
 from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
+from dulwich.config import Config
 
 from ..errors import CasError
 
@@ -40,12 +41,17 @@ def local_path(url: str) -> str | None:
     return os.path.abspath(url)
 
 
-def open_transport(url: str) -> tuple[GitClient, str]:
+def open_transport(url: str, config: Config | None = None) -> tuple[GitClient, str]:
+    """A dulwich client and the path on the remote.
+
+    ``config`` is the store's git config: ``http.sslCAInfo``, ``http.sslVerify``,
+    ``http.proxy`` and the like apply as they do for git.
+    """
     path = local_path(url)
     if path is not None:
         return SubprocessGitClient(), path
     try:
-        client, remote_path = get_transport_and_path(url)
+        client, remote_path = get_transport_and_path(url, config=config)
     except ValueError as e:
         raise RemoteError(url, str(e)) from None
     if isinstance(client, SSHGitClient):
