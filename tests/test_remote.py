@@ -289,6 +289,34 @@ def test_dropped_connection_then_retry(tmp_path: Path, remotes: Path) -> None:
     check_all(b.path, path)
 
 
+def test_dropped_connection_on_path_transport(tmp_path: Path, remotes: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """git upload-pack dies after 2 MiB (a wrapper on PATH cuts its output); a retry completes."""
+    import shutil
+
+    path = new_remote(remotes)
+    a, b = stores(tmp_path)
+    a.commit_models("d", model=_file(tmp_path, "big", 8 * MiB), model_id="big")
+    assert a.push(str(path)).ok
+    real_git = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = upload-pack ]; then "{real_git}" "$@" | head -c {2 * MiB}; exit 1; fi\n'
+        f'exec "{real_git}" "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    with monkeypatch.context() as m:
+        m.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+        with pytest.raises(RemoteError):
+            b.pull(str(path))
+    assert b.list_domains() == []
+    assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
+    assert os.listdir(os.path.join(b.path, "objects", "pack")) == []
+    assert b.pull(str(path)).models_added == ["d/big"]
+    check_all(b.path, path)
+
+
 def test_named_remotes(tmp_path: Path, remotes: Path) -> None:
     from casstore.remote.config import RemoteNotFoundError, add_remote, list_remotes, remove_remote
 
