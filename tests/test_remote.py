@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,9 +302,21 @@ def test_dropped_connection_on_path_transport(tmp_path: Path, remotes: Path,
     real_git = shutil.which("git")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    # an unbuffered cut (head -c writes through stdio and would hold back the ref
+    # advertisement, deadlocking the negotiation instead of dropping the connection)
+    (bin_dir / "cut.py").write_text(
+        "import os, sys\n"
+        "left = int(sys.argv[1])\n"
+        "while left > 0:\n"
+        "    data = os.read(0, min(65536, left))\n"
+        "    if not data:\n"
+        "        break\n"
+        "    os.write(1, data)\n"
+        "    left -= len(data)\n")
     (bin_dir / "git").write_text(
         "#!/bin/sh\n"
-        f'if [ "$1" = upload-pack ]; then "{real_git}" "$@" | head -c {2 * MiB}; exit 1; fi\n'
+        f'if [ "$1" = upload-pack ]; then "{real_git}" "$@" | "{sys.executable}" "{bin_dir / "cut.py"}" '
+        f'{2 * MiB}; exit 1; fi\n'
         f'exec "{real_git}" "$@"\n')
     (bin_dir / "git").chmod(0o755)
     with monkeypatch.context() as m:
