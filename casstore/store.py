@@ -537,12 +537,7 @@ class Store:
             if not ids:
                 raise ModelNotFoundException(domain, None)
             model_id = ids[0]
-        check_model_id(model_id)
-        sha = self.refs.get(model_ref(domain, model_id))
-        if sha is None:
-            if domain not in self.refs.domains():
-                raise DomainNotFoundException(domain)
-            raise ModelNotFoundException(domain, model_id)
+        sha = self._model_commit(domain, model_id)
         c = self.odb.read(sha, Commit)
         assert isinstance(c, Commit)
         root = self.odb.read(c.tree, Tree)
