@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Install the system packages whose programs the test suite starts for real, if missing:
-# git (with git-daemon and git-http-backend in git-core) and sshd.
+# git (with git-daemon and git-http-backend in git-core), sshd, and openssl for the
+# throwaway CA of the https tests.
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
