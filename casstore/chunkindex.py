@@ -108,11 +108,6 @@ class Sidecar:
         e = self.entries[i]
         return ChunkLocation(self.pack, int(e["offset"]), int(e["length"]), e["oid"].tobytes(), int(e["raw"]))
 
-    def iter_entries(self) -> Iterable[IndexEntry]:
-        for i in range(self.count):
-            loc = self.location(i)
-            yield IndexEntry(self.key(i), loc.oid, loc.offset, loc.length, loc.raw_size)
-
 
 class ChunkIndex:
     """All sidecars of a store; refreshed on demand when packs come and go."""

@@ -77,11 +77,6 @@ def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
     fsync_dir(directory)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    with atomic_file(path, mode) as f:
-        f.write(data)
-
-
 def write_new_file(path: str, writer: Callable[[BinaryIO], None], mode: int = 0o444) -> bool:
     """Create ``path`` atomically unless it already exists (content-addressed files).
 
