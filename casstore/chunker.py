@@ -4,9 +4,7 @@ Chunk boundaries depend only on content, so an insertion or change in the middle
 file moves at most the boundaries next to it and every other chunk keeps its identity.
 
 A chunk's identity (its *key*) is BLAKE3-256 of its raw bytes: collision resistant,
-so a chunk pulled from a hostile store can never stand in for one of ours.  xxh3-64 is
-computed next to it as a cheap re-read check (see ``ingest``): it catches a source
-file that changes while it is being committed, where no attacker is involved.
+so a chunk pulled from a hostile store can never stand in for one of ours.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import blake3
-import xxhash
 from pyfastcdc import FastCDC
 
 #: pyfastcdc's real average is avg_size + min_size, so this gives ~64 KiB chunks.
@@ -51,7 +48,3 @@ def chunk_key(data: bytes | memoryview) -> bytes:
     """The identity of a raw chunk: BLAKE3-256."""
     return blake3.blake3(data).digest()  # type: ignore[no-any-return]
 
-
-def quick_check(data: bytes | memoryview) -> int:
-    """A fast non-cryptographic checksum of a chunk (xxh3-64)."""
-    return xxhash.xxh3_64_intdigest(data)  # type: ignore[no-any-return]

@@ -3,12 +3,12 @@
 Two passes over each file, so that memory stays bounded by chunk size times
 threads whatever the file size, and so that known chunks are never compressed:
 
-1. *Hash.*  Cut every file into chunks and hash them (BLAKE3 key, xxh3 check)
-   in a thread pool; hash whole files in order on one more thread.  Look all
+1. *Hash.*  Cut every file into chunks and hash them (BLAKE3 keys) in a thread
+   pool; hash whole files in order on one more thread.  Look all
    keys up in the chunk index: what the store has costs nothing more.
 2. *Store.*  Re-read only the new chunks, compress and encode them in the pool,
    and stream them in order into a single pack whose object count is now known.
-   A re-read chunk whose xxh3 differs from pass 1 means the source file changed
+   A re-read chunk whose BLAKE3 differs from its key means the source file changed
    under us: the commit fails instead of storing bytes that do not match their key.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import blake3
 import xxhash
 
-from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks, quick_check
+from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
 from .codec import DEFAULT_LEVEL, encode
 from .errors import CasError
 from .odb import ObjectDB
@@ -60,7 +60,6 @@ class IngestedFile:
     xxh3: bytes = b""
     keys: list[bytes] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
-    checks: list[int] = field(default_factory=list)
     oids: list[bytes] = field(default_factory=list)
 
 
@@ -73,8 +72,8 @@ class IngestStats:
     pack: str | None = None
 
 
-def _hash_batch(batch: list[bytes]) -> list[tuple[bytes, int]]:
-    return [(chunk_key(c), quick_check(c)) for c in batch]
+def _hash_batch(batch: list[bytes]) -> list[bytes]:
+    return [chunk_key(c) for c in batch]
 
 
 def _hash_file(
@@ -90,7 +89,7 @@ def _hash_file(
             whole_b3.update(c)
             whole_xx.update(c)
 
-    def batches() -> Iterator[Callable[[], list[tuple[bytes, int]]]]:
+    def batches() -> Iterator[Callable[[], list[bytes]]]:
         with open(src.local, "rb") as f:
             batch: list[bytes] = []
             nbytes = 0
@@ -113,10 +112,8 @@ def _hash_file(
                     progress(nbytes)
 
     seq_futures: list[Future[None]] = []
-    for result in ordered(pool, window, batches()):
-        for key, check in result:
-            out.keys.append(key)
-            out.checks.append(check)
+    for keys in ordered(pool, window, batches()):
+        out.keys.extend(keys)
         # The whole-file hasher holds every batch queued for it: wait for it when it
         # falls behind (CPU contention), or memory would grow with the file size.
         while seq_futures and (seq_futures[0].done() or len(seq_futures) > window):
@@ -159,13 +156,13 @@ def ingest(
         for key, loc in zip(all_keys, locations, strict=True):
             if loc is not None:
                 known[key] = loc.oid
-        # new chunks, first occurrence only: (file index, offset, size, check)
-        new: dict[bytes, tuple[int, int, int, int]] = {}
+        # new chunks, first occurrence only: (file index, offset, size)
+        new: dict[bytes, tuple[int, int, int]] = {}
         for fi, f in enumerate(files):
             offset = 0
-            for key, size, check in zip(f.keys, f.sizes, f.checks, strict=True):
+            for key, size in zip(f.keys, f.sizes, strict=True):
                 if key not in known and key not in new:
-                    new[key] = (fi, offset, size, check)
+                    new[key] = (fi, offset, size)
                 offset += size
         stats.bytes_given = sum(f.size for f in files)
         stats.chunks_total = len(all_keys)
@@ -181,9 +178,10 @@ def ingest(
                 def store_batch(batch: range) -> list[EncodedEntry]:
                     out = []
                     for i in batch:
-                        fi, off, size, check = todo[i][1]
+                        key, (fi, off, size) = todo[i]
                         data = os.pread(handles[fi].fileno(), size, off)
-                        if len(data) != size or quick_check(data) != check:
+                        # re-read: the bytes must still be the ones whose key pass 1 computed
+                        if len(data) != size or chunk_key(data) != key:
                             raise SourceChangedError(sources[fi].local)
                         out.append(encode_entry(encode(data, level)))
                     return out
@@ -192,7 +190,7 @@ def ingest(
                 jobs = (lambda b=b: store_batch(b) for b in batches)  # type: ignore[misc]
                 for batch, entries in zip(batches, ordered(pool, window, jobs), strict=True):
                     for i, entry in zip(batch, entries, strict=True):
-                        key, (_, _, size, _) = todo[i]
+                        key, (_, _, size) = todo[i]
                         writer.add(entry, key, size)
                         storing(size)
                         known[key] = entry.oid

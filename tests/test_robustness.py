@@ -182,3 +182,30 @@ def test_full_disk_gives_clear_error_and_loses_nothing(tmp_path: Path, forest: t
         assert_git_fsck(store.path)
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_file_changed_during_commit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytes that changed between hashing and storing would not match their keys: refused."""
+    from casstore.ingest import SourceChangedError
+
+    store = casstore.open(tmp_path / "store")
+    src = tmp_path / "w.bin"
+    write_random(src, 4 << 20, seed=11)
+    lookup = store.odb.index.lookup
+
+    def lookup_then_edit(keys):  # type: ignore[no-untyped-def]
+        result = lookup(keys)
+        with open(src, "r+b") as f:  # the user's training job rewrites the file meanwhile
+            f.seek(1 << 20)
+            f.write(b"\x00" * 4096)
+        return result
+
+    monkeypatch.setattr(store.odb.index, "lookup", lookup_then_edit)
+    with pytest.raises(SourceChangedError, match="changed while it was being committed"):
+        store.commit_models("d", model=str(src), model_id="v1")
+    assert not store.model_exists("d", "v1")
+    assert [f for f in os.listdir(os.path.join(store.path, "objects", "pack")) if f.startswith("tmp_")] == []
+    monkeypatch.undo()
+    store.commit_models("d", model=str(src), model_id="v1")  # the file as it is now
+    assert Path(store.load("d", "v1")).read_bytes() == src.read_bytes()
+    assert store.fsck(read_data=True).ok
