@@ -44,7 +44,7 @@ class DomainIndex:
     models: dict[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
     states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
 
-    def to_tree(self, odb: ObjectDB) -> bytes:
+    def to_tree(self, odb: ObjectDB) -> ObjectID:
         root = Tree()
         if self.models:
             t = Tree()
@@ -137,12 +137,18 @@ def _message(event: str, model_id: str, model_commit: ObjectID, state: str | Non
     return ("\n".join(lines) + "\n").encode()
 
 
-def parse_event(c: Commit) -> Event:
-    trailers: dict[str, str] = {}
-    for line in c.message.decode("utf-8", "replace").splitlines():
+def parse_trailers(message: bytes) -> dict[str, str]:
+    """The ``Cas-Key: value`` lines of a commit message."""
+    out: dict[str, str] = {}
+    for line in message.decode("utf-8", "replace").splitlines():
         if line.startswith("Cas-") and ": " in line:
             k, v = line.split(": ", 1)
-            trailers[k] = v
+            out[k] = v
+    return out
+
+
+def parse_event(c: Commit) -> Event:
+    trailers = parse_trailers(c.message)
     return Event(
         event=trailers.get("Cas-Event", "unknown"),
         model_id=trailers.get("Cas-Model", ""),
@@ -183,16 +189,10 @@ def append_event(
         idx = read_index(odb, head)
         if mutate(idx) is False:
             return None
-        c = Commit()
-        c.tree = idx.to_tree(odb)
-        c.parents = [head] if head else []
-        c.author = c.committer = author
-        c.author_time = c.commit_time = int(time.time()) if when is None else when
-        c.author_timezone = c.commit_timezone = 0
-        c.message = _message(event, model_id, model_commit, state, trailers or {})
-        odb.write_loose(c)
-        if refs.set_if_equals(name, head, c.id):
-            return c.id
+        new = odb.write_commit(idx.to_tree(odb), [head] if head else [], author,
+                               _message(event, model_id, model_commit, state, trailers or {}), when)
+        if refs.set_if_equals(name, head, new):
+            return new
 
 
 def iter_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[Event]:

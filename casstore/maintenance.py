@@ -35,7 +35,7 @@ from .chunkindex import Sidecar
 from .errors import CasError
 from .fsutil import fsync_dir
 from .packidx import PackIdx
-from .packwriter import EncodedEntry, PackWriter, encode_entry
+from .packwriter import EncodedEntry, PackWriter, encode_entry, parse_object_header
 
 if TYPE_CHECKING:
     from .store import Store
@@ -123,9 +123,7 @@ def copy_packs(store: Store, packs: list[str],
                 if fd is None:
                     fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
                 entry = os.pread(fd, length, offset)
-                hlen = 1
-                while entry[hlen - 1] & 0x80:
-                    hlen += 1
+                _, _, hlen = parse_object_header(entry)
                 header, zdata = entry[:hlen], entry[hlen:]
                 writer.add(EncodedEntry(oid, header, zdata, zlib.crc32(zdata, zlib.crc32(header)), 0),
                            key, raw)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import weakref
 import zlib
 
 from dulwich.object_store import DiskObjectStore
-from dulwich.objects import ObjectID, ShaFile
+from dulwich.objects import Commit, ObjectID, ShaFile
 
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation
@@ -118,6 +119,18 @@ class ObjectDB:
         cached = self.store._pack_cache.pop(pack, None)
         if cached is not None:
             cached.close()
+
+    def write_commit(self, tree: ObjectID, parents: list[ObjectID], author: bytes, message: bytes,
+                     when: int | None = None) -> ObjectID:
+        """Write a commit (author = committer, UTC) as a loose object; returns its id."""
+        c = Commit()
+        c.tree = tree
+        c.parents = parents
+        c.author = c.committer = author
+        c.author_time = c.commit_time = int(time.time()) if when is None else when
+        c.author_timezone = c.commit_timezone = 0
+        c.message = message
+        return self.write_loose(c)
 
     # -- chunks -----------------------------------------------------------
 

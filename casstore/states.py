@@ -8,7 +8,6 @@ and pull like everything else and concurrent edits are compare-and-swap.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -39,22 +38,21 @@ def states_at(odb: ObjectDB, head: ObjectID | None) -> set[str]:
 def update_states(odb: ObjectDB, refs: Refs, author: bytes, message: str,
                   change: Callable[[set[str]], bool]) -> bool:
     """Apply ``change`` to the set of state names; False from it means no-op."""
-    empty = odb.write_loose(Blob.from_string(b""))
     while True:
         head = refs.get(STATES_REF)
         names = list_states(odb, refs) if head else set()
         if change(names) is False:
             return False
-        t = Tree()
-        for n in sorted(names):
-            t.add(n.encode(), 0o100644, empty)
-        c = Commit()
-        c.tree = odb.write_loose(t)
-        c.parents = [head] if head else []
-        c.author = c.committer = author
-        c.author_time = c.commit_time = int(time.time())
-        c.author_timezone = c.commit_timezone = 0
-        c.message = (message + "\n").encode()
-        odb.write_loose(c)
-        if refs.set_if_equals(STATES_REF, head, c.id):
+        new = write_states(odb, names, [head] if head else [], author, message)
+        if refs.set_if_equals(STATES_REF, head, new):
             return True
+
+
+def write_states(odb: ObjectDB, names: set[str], parents: list[ObjectID], author: bytes,
+                 message: str) -> ObjectID:
+    """A commit for ``refs/cas/states`` whose tree names ``names`` (one empty blob each)."""
+    empty = odb.write_loose(Blob.from_string(b""))
+    t = Tree()
+    for n in sorted(names):
+        t.add(n.encode(), 0o100644, empty)
+    return odb.write_commit(odb.write_loose(t), parents, author, (message + "\n").encode())

@@ -52,7 +52,7 @@ from .errors import (
 from .frameworks import by_name, resolve
 from .fsck import FsckReport, fsck
 from .gc import DEFAULT_GRACE, GcReport, gc
-from .history import DomainIndex, Event, append_event, iter_log, read_index
+from .history import DomainIndex, Event, append_event, iter_log, parse_trailers, read_index
 from .ingest import IngestedFile, Source, ingest
 from .locking import deferred_interrupts, store_lock
 from .maintenance import maintain
@@ -92,15 +92,6 @@ def _author() -> bytes:
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
-
-
-def _trailers(message: bytes) -> dict[str, str]:
-    out = {}
-    for line in message.decode("utf-8", "replace").splitlines():
-        if line.startswith("Cas-") and ": " in line:
-            k, v = line.split(": ", 1)
-            out[k] = v
-    return out
 
 
 def _frameworks_summary(m: Manifest) -> str:
@@ -358,18 +349,14 @@ class Store:
         root = Tree()
         root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
         root.add(b"files", TREE_MODE, odb.write_loose(files_tree))
-        c = Commit()
-        c.tree = odb.write_loose(root)
-        c.author = c.committer = manifest.author.encode()
-        c.author_time = c.commit_time = int(created.timestamp())
-        c.author_timezone = c.commit_timezone = 0
         summary = ", ".join(f"{e.kwarg}={e.framework}" for e in manifest.frameworks)
-        c.message = (
+        message = (
             f"model {manifest.domain}/{manifest.model_id}\n\n{summary}\n\n"
             f"Cas-Domain: {manifest.domain}\nCas-Model: {manifest.model_id}\n"
             f"Cas-Created: {manifest.created}\n"
         ).encode()
-        return odb.write_loose(c)
+        return odb.write_commit(odb.write_loose(root), [], manifest.author.encode(), message,
+                                int(created.timestamp()))
 
     # -- reading ----------------------------------------------------------
 
@@ -385,7 +372,7 @@ class Store:
                 continue
             c = self.odb.read(sha, Commit)
             assert isinstance(c, Commit)
-            out.append((_trailers(c.message).get("Cas-Created", ""), mid))
+            out.append((parse_trailers(c.message).get("Cas-Created", ""), mid))
         return out
 
     def list_models(self, domain: str, state_name: str | None = None) -> list[str]:

@@ -13,7 +13,6 @@ first when it is not.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ from ..locking import store_lock
 from ..names import check_domain, check_model_id
 from ..progress import ProgressFn
 from ..refs import DOMAINS, MODELS, domain_ref, model_ref
-from ..states import STATES_REF, states_at
+from ..states import STATES_REF, states_at, write_states
 from .incoming import Quarantine
 from .merge import ancestry, merge_base, merge_indexes
 from .transport import RemoteError, local_path, open_transport
@@ -117,14 +116,7 @@ def _index_at(store: Store, head: ObjectID | None, models: dict[str, ObjectID] |
 def _history_commit(store: Store, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
     from ..store import _author
 
-    c = Commit()
-    c.tree = index.to_tree(store.odb)
-    c.parents = parents
-    c.author = c.committer = _author()
-    c.author_time = c.commit_time = int(time.time())
-    c.author_timezone = c.commit_timezone = 0
-    c.message = message.encode()
-    return store.odb.write_loose(c)
+    return store.odb.write_commit(index.to_tree(store.odb), parents, _author(), message.encode())
 
 
 def _merge_message(url: str, conflicts: list[str]) -> str:
@@ -173,22 +165,9 @@ def _merge_states(store: Store, ours: ObjectID | None, theirs: ObjectID | None) 
 
 
 def _states_commit(store: Store, names: set[str], parents: list[ObjectID]) -> ObjectID:
-    from dulwich.objects import Blob, Tree
-
     from ..store import _author
 
-    empty = store.odb.write_loose(Blob.from_string(b""))
-    t = Tree()
-    for n in sorted(names):
-        t.add(n.encode(), 0o100644, empty)
-    c = Commit()
-    c.tree = store.odb.write_loose(t)
-    c.parents = parents
-    c.author = c.committer = _author()
-    c.author_time = c.commit_time = int(time.time())
-    c.author_timezone = c.commit_timezone = 0
-    c.message = b"merge states\n"
-    return store.odb.write_loose(c)
+    return write_states(store.odb, names, parents, _author(), "merge states")
 
 
 def _store_config(store: Store) -> ConfigFile:

@@ -14,7 +14,7 @@ from dulwich.pack import UnpackedObject
 from ..errors import MissingObjectError
 from ..odb import ObjectDB
 from ..packidx import PackIdx
-from ..packwriter import object_header
+from ..packwriter import object_header, parse_object_header
 from ..progress import ProgressFn
 
 GITLINK = 0o160000
@@ -123,15 +123,7 @@ class EntrySource:
                     if fd is None:
                         fd = fds[loc[0]] = os.open(os.path.join(self.odb.pack_dir, p.name + ".pack"), os.O_RDONLY)
                     entry = os.pread(fd, int(p.lengths[loc[1]]), int(p.starts[loc[1]]))
-                    t = (entry[0] >> 4) & 7
-                    size = entry[0] & 15
-                    shift, i = 4, 1
-                    c = entry[0]
-                    while c & 0x80:
-                        c = entry[i]
-                        i += 1
-                        size |= (c & 0x7F) << shift
-                        shift += 7
+                    t, size, _ = parse_object_header(entry)
                     u = UnpackedObject(t, sha=raw, decomp_len=size)
                     u.comp_chunks = [entry]
                 else:
