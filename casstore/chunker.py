@@ -33,15 +33,57 @@ class ChunkParams:
 DEFAULT_PARAMS = ChunkParams()
 
 
-def iter_chunks(f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
-    """Yield the chunks of a binary stream in order.
+#: bytes read per block by :func:`iter_chunk_blocks`
+BLOCK_SIZE = 4 << 20
 
-    Each memoryview is valid only until the next one is requested: copy it
-    (``bytes(view)``) to keep it.  Memory is bounded by pyfastcdc's read buffer.
+
+def iter_chunk_blocks(
+    f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS, block_size: int = BLOCK_SIZE
+) -> Iterator[list[memoryview]]:
+    """Yield the chunks of a binary stream in order, a block's worth at a time.
+
+    Each block is read into a buffer of its own and its chunks are views of it
+    that stay valid, so they can be handed to other threads without a copy.
+
+    A chunk is only taken from a block when it starts at least ``max_size``
+    bytes before the block's end: FastCDC then saw exactly what a single pass
+    over the whole stream sees, so the cut points do not depend on block
+    boundaries.  The rest of the block is carried into the next one.
     """
     cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
-    for chunk in cdc.cut_stream(f):
-        yield chunk.data
+    block_size = max(block_size, 2 * params.max_size)
+    carry: bytes | memoryview = b""
+    while True:
+        buf = bytearray(len(carry) + block_size)
+        buf[: len(carry)] = carry
+        view = memoryview(buf)
+        filled = len(carry)
+        while filled < len(buf):
+            n = f.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not n:
+                break
+            filled += n
+        eof = filled < len(buf)
+        view = view[:filled]
+        limit = filled if eof else filled - params.max_size
+        out: list[memoryview] = []
+        for chunk in cdc.cut_buf(view):
+            if chunk.offset >= limit:
+                carry = view[chunk.offset :]
+                break
+            out.append(chunk.data)
+        else:
+            carry = b""
+        if out:
+            yield out
+        if eof:
+            return
+
+
+def iter_chunks(f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
+    """Yield the chunks of a binary stream in order (views that stay valid)."""
+    for block in iter_chunk_blocks(f, params):
+        yield from block
 
 
 def chunk_key(data: bytes | memoryview) -> bytes:

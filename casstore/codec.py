@@ -11,6 +11,7 @@ chunk has, so a hostile blob cannot be a decompression bomb.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import zstandard
 
@@ -43,25 +44,47 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def encode(raw: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
-    """Blob content for a raw chunk."""
+def encode_parts(raw: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tuple[bytes, bytes | memoryview]:
+    """Blob content for a raw chunk as (header, payload), so that it need not be copied."""
     packed = _compressor(level).compress(raw)
     if len(packed) <= len(raw) * (1 - MIN_SAVING):
-        return ZSTD + packed
-    return RAW + bytes(raw)
+        return ZSTD, packed
+    return RAW, raw
 
 
-def decode(blob: bytes, raw_size: int, name: str) -> bytes:
-    """Raw chunk bytes from blob content, bounded by ``raw_size``.
+def encode(raw: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
+    """Blob content for a raw chunk."""
+    return b"".join(encode_parts(raw, level))
+
+
+def _split(blob: bytes | Sequence[bytes | memoryview]) -> tuple[bytes, bytes | memoryview]:
+    """(header, payload) of blob content, copying only a payload that spans pieces."""
+    pieces = [memoryview(blob)] if isinstance(blob, bytes) else [memoryview(p) for p in blob]
+    if not pieces or len(pieces[0]) < HEADER_SIZE:
+        pieces = [memoryview(b"".join(pieces))]
+    first = pieces[0]
+    head = bytes(first[:HEADER_SIZE])
+    rest = [first[HEADER_SIZE:]] + pieces[1:]
+    rest = [p for p in rest if len(p)]
+    if len(rest) == 1:
+        return head, rest[0]
+    return head, b"".join(rest)
+
+
+def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str) -> bytes | memoryview:
+    """Raw chunk bytes from blob content (one buffer or its pieces), bounded by ``raw_size``.
+
+    The result may be a view of ``blob`` (a raw chunk in one piece).
 
     Raises:
         CorruptObjectError: unknown header, bad frame, or wrong size.
     """
-    head = blob[:HEADER_SIZE]
+    head, payload = _split(blob)
+    raw: bytes | memoryview
     if head == RAW:
-        raw = blob[HEADER_SIZE:]
+        raw = payload
     elif head == ZSTD:
-        frame = blob[HEADER_SIZE:]
+        frame = payload
         try:
             declared = zstandard.frame_content_size(frame)
         except zstandard.ZstdError as e:

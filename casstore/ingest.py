@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import blake3
 import xxhash
 
-from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
-from .codec import DEFAULT_LEVEL, encode
+from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunk_blocks
+from .codec import DEFAULT_LEVEL, encode_parts
 from .errors import CasError
 from .odb import ObjectDB
 from .packwriter import EncodedEntry, PackWriter, encode_entry
@@ -31,7 +31,6 @@ from .parallel import batched_sizes, default_workers, ordered
 from .progress import Counter, ProgressFn
 
 Progress = Callable[[int], None]  # called with bytes just processed
-_BATCH_BYTES = 4 << 20
 
 
 class SourceChangedError(CasError):
@@ -72,7 +71,7 @@ class IngestStats:
     pack: str | None = None
 
 
-def _hash_batch(batch: list[bytes]) -> list[bytes]:
+def _hash_batch(batch: list[memoryview]) -> list[bytes]:
     return [chunk_key(c) for c in batch]
 
 
@@ -84,28 +83,18 @@ def _hash_file(
     whole_b3 = blake3.blake3()
     whole_xx = xxhash.xxh3_128()
 
-    def whole(batch: list[bytes]) -> None:
+    def whole(batch: list[memoryview]) -> None:
         for c in batch:
             whole_b3.update(c)
             whole_xx.update(c)
 
     def batches() -> Iterator[Callable[[], list[bytes]]]:
         with open(src.local, "rb") as f:
-            batch: list[bytes] = []
-            nbytes = 0
-            for view in iter_chunks(f, params):
-                c = bytes(view)
-                batch.append(c)
-                out.sizes.append(len(c))
-                nbytes += len(c)
-                if nbytes >= _BATCH_BYTES:
-                    b = batch
-                    seq_futures.append(seq.submit(whole, b))
-                    yield lambda b=b: _hash_batch(b)  # type: ignore[misc]
-                    if progress:
-                        progress(nbytes)
-                    batch, nbytes = [], 0
-            if batch:
+            for batch in iter_chunk_blocks(f, params):
+                nbytes = 0
+                for c in batch:
+                    out.sizes.append(len(c))
+                    nbytes += len(c)
                 seq_futures.append(seq.submit(whole, batch))
                 yield lambda b=batch: _hash_batch(b)  # type: ignore[misc]
                 if progress:
@@ -183,7 +172,7 @@ def ingest(
                         # re-read: the bytes must still be the ones whose key pass 1 computed
                         if len(data) != size or chunk_key(data) != key:
                             raise SourceChangedError(sources[fi].local)
-                        out.append(encode_entry(encode(data, level)))
+                        out.append(encode_entry(*encode_parts(data, level)))
                     return out
 
                 batches = list(batched_sizes([v[2] for _, v in todo]))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -125,7 +124,7 @@ def copy_packs(store: Store, packs: list[str],
                 entry = os.pread(fd, length, offset)
                 _, _, hlen = parse_object_header(entry)
                 header, zdata = entry[:hlen], entry[hlen:]
-                writer.add(EncodedEntry(oid, header, zdata, zlib.crc32(zdata, zlib.crc32(header)), 0),
+                writer.add(EncodedEntry.verbatim(oid, header, zdata),
                            key, raw)
             new = writer.finish()
         except BaseException:
@@ -179,7 +178,7 @@ def pack_loose(store: Store) -> int:
     try:
         for d, fn in found:
             type_num, raw = odb.read_raw(ObjectID((d + fn).encode()))
-            writer.add(encode_entry(raw, type_num, level=1))
+            writer.add(encode_entry(raw, type_num=type_num, level=1))
         writer.finish()
     except CasError:
         writer.abort()  # a corrupt or vanished loose object: leave them all for fsck

@@ -25,7 +25,7 @@ from .chunkindex import ChunkIndex, ChunkLocation
 from .codec import decode
 from .errors import CorruptObjectError, MissingObjectError
 from .fsutil import makedirs_durable, write_new_file
-from .packwriter import BLOB, inflate, parse_object_header
+from .packwriter import BLOB, Buffer, inflate_parts, parse_object_header
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
@@ -142,7 +142,7 @@ class ObjectDB:
                 self._fds[pack] = fd
             return fd
 
-    def _read_chunk_blob(self, oid: bytes, loc: ChunkLocation | None) -> bytes:
+    def _read_chunk_blob(self, oid: bytes, loc: ChunkLocation | None) -> bytes | list[Buffer]:
         oid_hex = oid.hex()
         if loc is not None and loc.oid == oid:
             try:
@@ -153,12 +153,12 @@ class ObjectDB:
             if entry:
                 try:
                     type_num, size, hlen = parse_object_header(entry)
-                    content = inflate(entry[hlen:], size)
+                    parts = inflate_parts(memoryview(entry)[hlen:], size)
                 except (zlib.error, IndexError) as e:
                     raise CorruptObjectError(oid_hex, f"unreadable pack entry: {e}") from None
-                if type_num != BLOB or len(content) != size:
+                if type_num != BLOB or sum(len(p) for p in parts) != size:
                     raise CorruptObjectError(oid_hex, "pack entry is not the expected blob")
-                return content
+                return parts
         try:
             type_num, content = self.store.get_raw(ObjectID(oid_hex.encode()))
         except KeyError:
@@ -169,7 +169,7 @@ class ObjectDB:
             raise CorruptObjectError(oid_hex, "chunk is not a blob")
         return content
 
-    def read_chunk(self, key: bytes, oid: bytes, raw_size: int, loc: ChunkLocation | None) -> bytes:
+    def read_chunk(self, key: bytes, oid: bytes, raw_size: int, loc: ChunkLocation | None) -> bytes | memoryview:
         """The raw bytes of a chunk, verified against its BLAKE3 key.
 
         Raises:

@@ -14,11 +14,14 @@ without a pack) are invisible to readers and removed by gc.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
 import tempfile
+import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dulwich.pack import write_pack_index_v2
@@ -27,6 +30,7 @@ from .chunkindex import IndexEntry, write_cidx
 from .fsutil import TMP_PREFIX, _fsync, fsync_dir
 
 BLOB = 3
+_IOV_MAX = 1024
 
 
 def object_header(type_num: int, size: int) -> bytes:
@@ -46,55 +50,79 @@ _STORED = struct.Struct("<BHH")
 _ADLER = struct.Struct(">I")
 
 
-def deflate_stored(data: bytes) -> bytes:
-    """A zlib stream of ``data`` in stored (uncompressed) deflate blocks.
+_EMPTY_ZLIB = b"\x78\x01\x01\x00\x00\xff\xff\x00\x00\x00\x01"
+Buffer = bytes | memoryview
 
-    What ``zlib.compress(data, 0)`` makes, four times faster: chunk blobs are
-    zstd already, so the only work is framing and the Adler-32.
+
+def deflate_stored_parts(*pieces: Buffer) -> list[Buffer]:
+    """A zlib stream of the concatenated ``pieces`` in stored deflate blocks, as a list of parts.
+
+    What ``zlib.compress(data, 0)`` makes, without copying the data: the parts
+    are block headers and views of ``pieces``, ready for ``writev``.  Chunk blobs
+    are zstd already, so the only work is framing and the Adler-32.
     """
-    n = len(data)
-    if n == 0:
-        return b"\x78\x01\x01\x00\x00\xff\xff\x00\x00\x00\x01"
-    view = memoryview(data)
-    parts: list[bytes | memoryview] = [b"\x78\x01"]
-    pos = 0
-    while pos < n:
-        size = min(0xFFFF, n - pos)
-        parts.append(_STORED.pack(1 if pos + size >= n else 0, size, size ^ 0xFFFF))
-        parts.append(view[pos : pos + size])
-        pos += size
-    parts.append(_ADLER.pack(zlib.adler32(data)))
-    return b"".join(parts)
+    total = sum(len(p) for p in pieces)
+    if total == 0:
+        return [_EMPTY_ZLIB]
+    parts: list[Buffer] = [b"\x78\x01"]
+    adler = 1
+    done = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        adler = zlib.adler32(view, adler)
+        pos, n = 0, len(view)
+        while pos < n:
+            size = min(0xFFFF, n - pos)
+            done += size
+            parts.append(_STORED.pack(1 if done == total else 0, size, size ^ 0xFFFF))
+            parts.append(view[pos : pos + size])
+            pos += size
+    parts.append(_ADLER.pack(adler))
+    return parts
 
 
-def inflate(zdata: bytes, size: int) -> bytes:
-    """Inflate a pack entry's zlib stream of ``size`` bytes; stored blocks are sliced out.
+def deflate_stored(data: Buffer) -> bytes:
+    """:func:`deflate_stored_parts` of one buffer, joined."""
+    return b"".join(deflate_stored_parts(data))
 
-    Any other stream (a pack git wrote) goes through zlib.  The content is
-    verified by the caller (chunk BLAKE3 keys), so the stored-block path skips
-    the Adler-32.
+
+def inflate_parts(zdata: Buffer, size: int) -> list[Buffer]:
+    """Inflate a pack entry's zlib stream of ``size`` bytes into pieces.
+
+    A stream of stored blocks (what casstore writes) is sliced, not copied: the
+    pieces are views of ``zdata``.  Any other stream (a pack git wrote) goes
+    through zlib.  The content is verified by the caller (chunk BLAKE3 keys), so
+    the stored-block path skips the Adler-32.
 
     Raises:
         zlib.error: a malformed stream.
     """
-    if len(zdata) >= 7 and zdata[0] == 0x78 and (zdata[2] & 0x06) == 0:
-        view = memoryview(zdata)
-        parts = []
+    view = memoryview(zdata)
+    n = len(view)
+    if n >= 7 and view[0] == 0x78 and (view[2] & 0x06) == 0:
+        parts: list[Buffer] = []
         pos = 2
+        total = 0
         while True:
-            if pos + 5 > len(zdata) or (zdata[pos] & 0x06) != 0:
+            if pos + 5 > n or (view[pos] & 0x06) != 0:
                 break  # not (only) stored blocks: let zlib handle it
-            final, length, nlength = _STORED.unpack_from(zdata, pos)
-            if length ^ 0xFFFF != nlength or pos + 5 + length > len(zdata):
+            final, length, nlength = _STORED.unpack_from(view, pos)
+            if length ^ 0xFFFF != nlength or pos + 5 + length > n:
                 raise zlib.error("bad stored block")
-            parts.append(view[pos + 5 : pos + 5 + length])
+            if length:
+                parts.append(view[pos + 5 : pos + 5 + length])
+            total += length
             pos += 5 + length
             if final & 1:
-                out = b"".join(parts)
-                if len(out) != size or pos + 4 != len(zdata):
+                if total != size or pos + 4 != n:
                     raise zlib.error("stored stream has the wrong length")
-                return out
-    return zlib.decompress(zdata, bufsize=size + 64)
+                return parts
+    return [zlib.decompress(view, bufsize=size + 64)]
+
+
+def inflate(zdata: Buffer, size: int) -> bytes:
+    """:func:`inflate_parts`, joined."""
+    return b"".join(inflate_parts(zdata, size))
 
 
 def parse_object_header(buf: bytes) -> tuple[int, int, int]:
@@ -116,30 +144,44 @@ def parse_object_header(buf: bytes) -> tuple[int, int, int]:
 class EncodedEntry:
     oid: bytes  # binary SHA-1 of the git object
     header: bytes
-    zdata: bytes  # zlib stream (level 0) of the blob content
+    parts: Sequence[Buffer]  # the entry's zlib stream, in pieces
+    zlen: int  # total length of ``parts``
     crc: int
     size: int  # blob content length
 
     @property
     def length(self) -> int:
-        return len(self.header) + len(self.zdata)
+        return len(self.header) + self.zlen
+
+    @classmethod
+    def verbatim(cls, oid: bytes, header: bytes, zdata: bytes) -> EncodedEntry:
+        """An entry copied as it is from another pack."""
+        return cls(oid, header, (zdata,), len(zdata), zlib.crc32(zdata, zlib.crc32(header)), 0)
 
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
-def encode_entry(content: bytes, type_num: int = BLOB, level: int = 0) -> EncodedEntry:
+def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> EncodedEntry:
     """Everything about an object that can be computed off the writer thread.
 
-    Chunk blobs are zstd already and use zlib level 0; metadata objects packed
-    from loose ones use a real zlib level.
+    ``content`` is the object's content in pieces (a chunk blob is its codec
+    header and its payload), so that it is never copied.  Chunk blobs are zstd
+    already and use zlib level 0; metadata objects packed from loose ones use a
+    real zlib level.
     """
-    oid = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[type_num], len(content)))
-    oid.update(content)
-    header = object_header(type_num, len(content))
-    zdata = deflate_stored(content) if level == 0 else zlib.compress(content, level)
-    crc = zlib.crc32(zdata, zlib.crc32(header))
-    return EncodedEntry(oid.digest(), header, zdata, crc, len(content))
+    size = sum(len(c) for c in content)
+    oid = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[type_num], size))
+    for c in content:
+        oid.update(c)
+    header = object_header(type_num, size)
+    parts = deflate_stored_parts(*content) if level == 0 else [zlib.compress(b"".join(content), level)]
+    crc = zlib.crc32(header)
+    zlen = 0
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+        zlen += len(p)
+    return EncodedEntry(oid.digest(), header, parts, zlen, crc, size)
 
 
 class PackWriter:
@@ -149,24 +191,69 @@ class PackWriter:
     the caller deduplicates first (see ``ingest``).
     """
 
+    #: writes are gathered into one ``writev`` of at most this many bytes / buffers
+    _GATHER_BYTES = 4 << 20
+    _GATHER_COUNT = 512
+    #: start writing dirty pages back in the background every this many bytes,
+    #: so that the fsync in :meth:`finish` has little left to wait for
+    _WRITEBACK_BYTES = 64 << 20
+
     def __init__(self, pack_dir: str, cidx_dir: str, count: int) -> None:
         self.pack_dir = pack_dir
         self.cidx_dir = cidx_dir
         self.count = count
-        fd, self._tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "pack_", dir=pack_dir)
-        self._f = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._fd, self._tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "pack_", dir=pack_dir)
         self._sha = hashlib.sha1()
         self._offset = 0
+        self._pending: list[Buffer] = []
+        self._pending_bytes = 0
+        self._synced_at = 0
+        self._syncer: threading.Thread | None = None
+        self._sync_error: OSError | None = None
         self._entries: list[tuple[bytes, int, int]] = []
         self._index: list[IndexEntry] = []
         #: binary oid -> (offset, entry length) of everything written
         self.locations: dict[bytes, tuple[int, int]] = {}
         self._write(b"PACK" + struct.pack(">II", 2, count))
 
-    def _write(self, b: bytes) -> None:
-        self._f.write(b)
+    def _write(self, b: Buffer) -> None:
         self._sha.update(b)
         self._offset += len(b)
+        self._pending.append(b)
+        self._pending_bytes += len(b)
+
+    def _flush(self) -> None:
+        bufs = self._pending
+        self._pending, self._pending_bytes = [], 0
+        i = 0
+        while i < len(bufs):
+            n = os.writev(self._fd, bufs[i : i + _IOV_MAX])
+            if n == 0:
+                raise OSError(errno.EIO, "writev wrote nothing", self._tmp)
+            while i < len(bufs) and len(bufs[i]) <= n:
+                n -= len(bufs[i])
+                i += 1
+            if n:
+                bufs[i] = memoryview(bufs[i])[n:]
+        if self._offset - self._synced_at >= self._WRITEBACK_BYTES and (
+                self._syncer is None or not self._syncer.is_alive()):
+            self._check_sync()
+            self._synced_at = self._offset
+            self._syncer = threading.Thread(target=self._background_sync, name="cas-writeback", daemon=True)
+            self._syncer.start()
+
+    def _background_sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as e:
+            self._sync_error = e
+
+    def _check_sync(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        if self._sync_error is not None:
+            raise self._sync_error
 
     def add(self, e: EncodedEntry, key: bytes | None = None, raw_size: int = 0) -> int:
         """Append one entry (a chunk blob when ``key`` is given); returns its offset."""
@@ -174,7 +261,10 @@ class PackWriter:
             raise ValueError("more entries than the pack header announced")
         offset = self._offset
         self._write(e.header)
-        self._write(e.zdata)
+        for part in e.parts:
+            self._write(part)
+        if self._pending_bytes >= self._GATHER_BYTES or len(self._pending) >= self._GATHER_COUNT:
+            self._flush()
         self._entries.append((e.oid, offset, e.crc))
         self.locations[e.oid] = (offset, e.length)
         if key is not None:
@@ -186,10 +276,12 @@ class PackWriter:
         if len(self._entries) != self.count:
             raise ValueError(f"pack announced {self.count} entries, got {len(self._entries)}")
         checksum = self._sha.digest()
-        self._f.write(checksum)
-        self._f.flush()
-        _fsync(self._f.fileno())
-        self._f.close()
+        self._pending.append(checksum)
+        self._flush()
+        self._check_sync()
+        _fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
         name = "pack-" + checksum.hex()
         base = os.path.join(self.pack_dir, name)
         write_cidx(os.path.join(self.cidx_dir, name + ".cidx"), checksum, self._index)
@@ -211,11 +303,12 @@ class PackWriter:
         return name
 
     def abort(self) -> None:
-        if not self._f.closed:
-            try:
-                self._f.close()
-            except OSError:
-                pass  # e.g. the disk is full and the buffer cannot be flushed
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         if self._tmp:
             try:
                 os.unlink(self._tmp)

@@ -41,11 +41,11 @@ def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes
 
 def iter_file(
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], pool: ThreadPoolExecutor, window: int
-) -> Iterator[bytes]:
+) -> Iterator[bytes | memoryview]:
     """The raw chunks of a file in order, each verified; then the whole file."""
     locations = odb.index.lookup(entry.keys)
 
-    def read(batch: range) -> list[bytes]:
+    def read(batch: range) -> list[bytes | memoryview]:
         return [odb.read_chunk(entry.keys[i], oids[i], entry.sizes[i], locations[i]) for i in batch]
 
     def jobs() -> Iterator[Callable[[], list[bytes]]]:
@@ -105,7 +105,7 @@ def write_file(
 class _ChunkStream(io.RawIOBase):
     """A read-only stream over verified chunks (each checked before it is handed out)."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes | memoryview]) -> None:
         self._chunks = chunks
         self._buf = memoryview(b"")
 

@@ -79,7 +79,7 @@ class Quarantine:
                 for obj in PackInflater.for_pack_data(data, resolve_ext_ref=resolve_ext_ref):  # type: ignore[arg-type]
                     raw = obj.as_raw_string()
                     is_chunk = obj.type_num == BLOB and raw[:4] in (ZSTD, RAW)
-                    writer.add(encode_entry(raw, obj.type_num, level=0 if is_chunk else 1))
+                    writer.add(encode_entry(raw, type_num=obj.type_num, level=0 if is_chunk else 1))
                 self.pack = writer.finish()
             except BaseException:
                 writer.abort()
