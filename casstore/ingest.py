@@ -159,8 +159,8 @@ def ingest(
 
         if new:
             handles = [open(s.local, "rb") for s in sources]
-            writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
             storing = Counter(progress, "storing", sum(v[2] for v in new.values()))
+            writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
             try:
                 todo = list(new.items())
 

@@ -125,7 +125,7 @@ def inflate(zdata: Buffer, size: int) -> bytes:
     return b"".join(inflate_parts(zdata, size))
 
 
-def parse_object_header(buf: bytes) -> tuple[int, int, int]:
+def parse_object_header(buf: Buffer) -> tuple[int, int, int]:
     """(type, size, header length) of a pack entry header."""
     c = buf[0]
     type_num = (c >> 4) & 7
@@ -198,7 +198,8 @@ class PackWriter:
     #: so that the fsync in :meth:`finish` has little left to wait for
     _WRITEBACK_BYTES = 64 << 20
 
-    def __init__(self, pack_dir: str, cidx_dir: str, count: int) -> None:
+    def __init__(self, pack_dir: str, cidx_dir: str, count: int, *, durable: bool = True) -> None:
+        self.durable = durable  # False for a pack that is only a file to upload
         self.pack_dir = pack_dir
         self.cidx_dir = cidx_dir
         self.count = count
@@ -235,7 +236,7 @@ class PackWriter:
                 i += 1
             if n:
                 bufs[i] = memoryview(bufs[i])[n:]
-        if self._offset - self._synced_at >= self._WRITEBACK_BYTES and (
+        if self.durable and self._offset - self._synced_at >= self._WRITEBACK_BYTES and (
                 self._syncer is None or not self._syncer.is_alive()):
             self._check_sync()
             self._synced_at = self._offset
@@ -279,39 +280,54 @@ class PackWriter:
         self._pending.append(checksum)
         self._flush()
         self._check_sync()
-        _fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
+        if self.durable:
+            _fsync(self._fd)
+        fd, self._fd = self._fd, -1  # a signal between close and reset must not close it twice
+        os.close(fd)
         name = "pack-" + checksum.hex()
         base = os.path.join(self.pack_dir, name)
-        write_cidx(os.path.join(self.cidx_dir, name + ".cidx"), checksum, self._index)
-        os.replace(self._tmp, base + ".pack")
-        self._tmp = ""
-        fd, tmp_idx = tempfile.mkstemp(prefix=TMP_PREFIX + "idx_", dir=self.pack_dir)
+        cidx = os.path.join(self.cidx_dir, name + ".cidx")
+        published: list[str] = []  # removed again if we are stopped before the .idx is in place
         try:
+            write_cidx(cidx, checksum, self._index)
+            published.append(cidx)
+            os.replace(self._tmp, base + ".pack")
+            self._tmp = ""
+            published.append(base + ".pack")
+            fd, tmp_idx = tempfile.mkstemp(prefix=TMP_PREFIX + "idx_", dir=self.pack_dir)
+            published.append(tmp_idx)
             with os.fdopen(fd, "wb") as f:
                 write_pack_index_v2(f, sorted(self._entries), checksum)
                 f.flush()
-                _fsync(f.fileno())
+                if self.durable:
+                    _fsync(f.fileno())
             os.chmod(tmp_idx, 0o444)
             os.chmod(base + ".pack", 0o444)
-            os.replace(tmp_idx, base + ".idx")
+            os.replace(tmp_idx, base + ".idx")  # the pack is visible from here on
         except BaseException:
-            os.unlink(tmp_idx)
+            for path in published:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
             raise
-        fsync_dir(self.pack_dir)
+        if self.durable:
+            fsync_dir(self.pack_dir)
         return name
 
     def abort(self) -> None:
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        if self._tmp:
-            try:
-                os.unlink(self._tmp)
-            except FileNotFoundError:
-                pass
-            self._tmp = ""
+        """Remove the partial pack.  Safe to call at any point, and more than once."""
+        try:
+            if self._syncer is not None:
+                self._syncer.join()
+                self._syncer = None
+            if self._fd >= 0:
+                fd, self._fd = self._fd, -1
+                os.close(fd)
+        finally:
+            if self._tmp:
+                tmp, self._tmp = self._tmp, ""
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zlib
 from typing import TYPE_CHECKING
 
 from dulwich.object_format import SHA1
@@ -85,12 +86,16 @@ class Quarantine:
                 writer.abort()
                 raise
             self.writer = writer
-        except (KeyError, ValueError, AssertionError, OSError) as e:
+        except (KeyError, ValueError, AssertionError, OSError, zlib.error) as e:
             if isinstance(e, CorruptObjectError):
                 raise
-            raise CorruptObjectError("received pack", f"unreadable: {e}") from None
+            # a bad zlib stream, a truncated entry, a delta against nothing...
+            raise CorruptObjectError("received pack", f"unreadable: {type(e).__name__}: {e}") from None
         finally:
-            data.close()
+            try:
+                data.close()
+            except BufferError:
+                pass  # the traceback still holds views of the pack's mmap: it closes when collected
         self.odb.store._update_pack_cache()
         return count
 
