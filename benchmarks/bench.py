@@ -196,36 +196,51 @@ def scaling(w2_size: int) -> dict[str, float]:
 
 
 def transfer(w2_size: int) -> dict[str, float]:
-    """Push and pull of W3's version 2 over git:// to a remote that has version 1."""
+    """Push and pull of W3's version 2 to a remote that has version 1: over git:// and to S3.
+
+    The S3 server is moto's, in its own process on loopback: its times say little
+    about a real object store, the bytes are what they would be anywhere.
+    """
     sys.path.insert(0, str(ROOT))
     import casstore
     from casstore.store import init_store
-    from tests.servers import git_daemon
+    from tests.servers import git_daemon, s3_server
+
+    res: dict[str, float] = {}
+
+    def run_pair(label: str, url: str) -> None:
+        a = casstore.open(fresh(WORK / "push-a"))
+        b = casstore.open(fresh(WORK / "pull-b"))
+        a.commit_models("w", model=str(DATA / "w2.npy"), model_id="v1")
+        for version, data in (("v1", "w2.npy"), ("v2", "w3.npy")):
+            if version == "v2":
+                a.commit_models("w", model=str(DATA / data), model_id="v2")
+            t = time.perf_counter()
+            pushed = a.push(url)
+            res[f"{label} push {version} s"], res[f"{label} push {version} MiB sent"] = (
+                time.perf_counter() - t, pushed.bytes / MiB)
+            t = time.perf_counter()
+            pulled = b.pull(url)
+            res[f"{label} pull {version} s"], res[f"{label} pull {version} MiB received"] = (
+                time.perf_counter() - t, pulled.bytes / MiB)
+        for p in ("push-a", "pull-b"):
+            shutil.rmtree(WORK / p, ignore_errors=True)
 
     root = fresh(WORK / "srv")
     root.mkdir(parents=True)
     init_store(str(root / "models.git"), bare_remote=True)
-    a = casstore.open(fresh(WORK / "push-a"))
-    b = casstore.open(fresh(WORK / "pull-b"))
-    res: dict[str, float] = {}
     with git_daemon(root) as base:
-        url = f"{base}/models.git"
-        a.commit_models("w", model=str(DATA / "w2.npy"), model_id="v1")
-        t = time.perf_counter()
-        pushed = a.push(url)
-        res["push v1 s"], res["push v1 MiB sent"] = time.perf_counter() - t, pushed.bytes / MiB
-        t = time.perf_counter()
-        pulled = b.pull(url)
-        res["pull v1 s"], res["pull v1 MiB received"] = time.perf_counter() - t, pulled.bytes / MiB
-        a.commit_models("w", model=str(DATA / "w3.npy"), model_id="v2")
-        t = time.perf_counter()
-        pushed = a.push(url)
-        res["push v2 s"], res["push v2 MiB sent"] = time.perf_counter() - t, pushed.bytes / MiB
-        t = time.perf_counter()
-        pulled = b.pull(url)
-        res["pull v2 s"], res["pull v2 MiB received"] = time.perf_counter() - t, pulled.bytes / MiB
-    for p in ("srv", "push-a", "pull-b"):
-        shutil.rmtree(WORK / p, ignore_errors=True)
+        run_pair("git", f"{base}/models.git")
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        import boto3
+    except ImportError:
+        log("boto3 missing: no S3 transfer")
+        return res
+    with s3_server() as endpoint:
+        os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_ENDPOINT_URL_S3=endpoint)
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+        run_pair("s3", "s3://bench/models")
     return res
 
 
@@ -259,22 +274,26 @@ def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
         t["4 GiB commit peak RSS < 300 MiB"] = med["4 GiB commit peak MiB"]["casstore"]
         t["4 GiB download peak RSS < 300 MiB"] = med["4 GiB download peak MiB"]["casstore"]
     t["commit with 1,000 models / empty store (<= 1.10)"] = scale["1000 models"] / scale["empty"]
-    if xfer:
-        t["push of W3 v2: MiB sent / file size (<= 0.15)"] = xfer["push v2 MiB sent"] / size_mib
-        t["pull of W3 v2: MiB received / file size (<= 0.15)"] = xfer["pull v2 MiB received"] / size_mib
+    for label in ("git", "s3"):
+        if f"{label} push v2 MiB sent" in xfer:
+            t[f"{label}: push of W3 v2, MiB sent / file size (<= 0.15)"] = xfer[f"{label} push v2 MiB sent"] / size_mib
+            t[f"{label}: pull of W3 v2, MiB received / file size (<= 0.15)"] = (
+                xfer[f"{label} pull v2 MiB received"] / size_mib)
     limits = {"W1 commit >= 10x": (10, ">="), "W1 load": (1.2, "<="), "W2 commit": (1.5, "<="),
               "W2 download": (5, ">="), "W2 load": (5, ">="), "W3 v2": (1 / 3, "<="), "W3 store": (0.15, "<="),
               "W2 commit peak": (300, "<"), "W2 download peak": (300, "<"), "4 GiB commit": (300, "<"),
-              "4 GiB download": (300, "<"), "commit with": (1.10, "<="), "push of": (0.15, "<="),
-              "pull of": (0.15, "<=")}
+              "4 GiB download": (300, "<"), "commit with": (1.10, "<="), "git: push": (0.15, "<="),
+              "git: pull": (0.15, "<="), "s3: push": (0.15, "<="), "s3: pull": (0.15, "<=")}
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for name, value in t.items():
         limit, op = max(((k, v) for k, v in limits.items() if name.startswith(k)), key=lambda kv: len(kv[0]))[1]
         ok = value >= limit if op == ">=" else (value <= limit if op == "<=" else value < limit)
         lines.append(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |")
     lines += ["", "Scaling (W1 commit, median of 3): " + ", ".join(f"{k} {v:.2f} s" for k, v in scale.items())]
-    if xfer:
-        lines += ["", "Transfer over git:// on loopback: " + ", ".join(f"{k} {v:.1f}" for k, v in xfer.items())]
+    for label, where in (("git", "over git:// on loopback"), ("s3", "to S3 (moto server on loopback)")):
+        items = [(k[len(label) + 1:], v) for k, v in xfer.items() if k.startswith(label + " ")]
+        if items:
+            lines += ["", f"Transfer {where}: " + ", ".join(f"{k} {v:.1f}" for k, v in items)]
     return "\n".join(lines)
 
 

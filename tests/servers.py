@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -189,8 +190,9 @@ def sshd(workdir: Path) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 @contextmanager
-def dropping_proxy(target_port: int, limit: int) -> Iterator[int]:
-    """A TCP proxy to ``target_port`` that cuts each connection after ``limit`` bytes from the server."""
+def dropping_proxy(target_port: int, limit: int, limit_up: int | None = None) -> Iterator[int]:
+    """A TCP proxy to ``target_port`` that cuts each connection after ``limit`` bytes from the
+    server (and after ``limit_up`` bytes to it, if given)."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -225,7 +227,7 @@ def dropping_proxy(target_port: int, limit: int) -> Iterator[int]:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", target_port))
-            threading.Thread(target=pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=pipe, args=(client, upstream, limit_up), daemon=True).start()
             threading.Thread(target=pipe, args=(upstream, client, limit), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
@@ -234,3 +236,22 @@ def dropping_proxy(target_port: int, limit: int) -> Iterator[int]:
     finally:
         stop.set()
         listener.close()
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3-compatible server in a process of its own on loopback; yields its endpoint URL.
+
+    It speaks the S3 REST protocol over HTTP, conditional writes (If-None-Match,
+    If-Match) and multipart uploads included, so casstore's boto3 client talks
+    to it exactly as to any S3-compatible service.
+    """
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

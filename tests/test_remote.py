@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import casstore
 from casstore.remote.transport import RemoteError
 from casstore.store import init_store
-from tests.conftest import assert_git_fsck, git
+from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, git
 from tests.servers import dropping_proxy, git_daemon, http_backend, sshd
 
 MiB = 1 << 20
@@ -33,15 +34,41 @@ def new_remote(root: Path, name: str = "models.git") -> Path:
     return path
 
 
-@pytest.fixture(params=["path", "git"])
-def remote_url(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path]]:
-    """A fresh remote reached over a path or over git://."""
+@contextmanager
+def _git_remote(kind: str, remotes: Path) -> Iterator[tuple[str, Path]]:
     path = new_remote(remotes)
-    if request.param == "path":
+    if kind == "path":
         yield str(path), path
     else:
         with git_daemon(remotes) as base:
             yield f"{base}/models.git", path
+
+
+@pytest.fixture(params=["path", "git"])
+def remote_url(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path]]:
+    """A fresh remote reached over a path or over git://."""
+    with _git_remote(request.param, remotes) as r:
+        yield r
+
+
+@pytest.fixture(params=["path", "git", "s3"])
+def any_remote(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path | str]]:
+    """A fresh remote over a path, git:// or S3: (URL, what check_all inspects)."""
+    if request.param == "s3":
+        url = request.getfixturevalue("s3_url")
+        yield url, url
+        return
+    with _git_remote(request.param, remotes) as r:
+        yield r
+
+
+def remote_model_file(tmp_path: Path, url: str, remote: Path | str, domain: str, model_id: str) -> bytes:
+    """The content of a model file as the remote holds it."""
+    if isinstance(remote, Path):
+        return Path(casstore.Store(str(remote)).load(domain, model_id)).read_bytes()
+    fresh = casstore.open(tmp_path / "inspect")
+    fresh.pull(url, [domain])
+    return Path(fresh.load(domain, model_id)).read_bytes()
 
 
 def stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
@@ -50,6 +77,9 @@ def stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
 
 def check_all(*paths: str | Path) -> None:
     for p in paths:
+        if str(p).startswith("s3://"):
+            assert_s3_remote_fsck(str(p))
+            continue
         assert_git_fsck(p)
         if os.path.exists(os.path.join(p, "cas")):
             report = casstore.Store(str(p)).fsck(read_data=True)
@@ -137,8 +167,8 @@ def test_round_trip_scp_like_ssh(tmp_path: Path, remotes: Path, forest: tuple,
         round_trip(a, b, f"{user_host}:{path}", forest, path)
 
 
-def test_only_missing_chunks_travel(tmp_path: Path, remote_url: tuple[str, Path]) -> None:
-    url, remote_path = remote_url
+def test_only_missing_chunks_travel(tmp_path: Path, any_remote: tuple[str, Path | str]) -> None:
+    url, remote_path = any_remote
     a, b = stores(tmp_path)
     size = 32 * MiB
     rng = np.random.default_rng(0)
@@ -174,8 +204,8 @@ def _file(tmp_path: Path, name: str, size: int = 200_000) -> str:
 
 
 @pytest.mark.parametrize("order", ["a-first", "b-first"])
-def test_two_machines_same_domain_merge(tmp_path: Path, remote_url: tuple[str, Path], order: str) -> None:
-    url, remote_path = remote_url
+def test_two_machines_same_domain_merge(tmp_path: Path, any_remote: tuple[str, Path | str], order: str) -> None:
+    url, remote_path = any_remote
     a, b = stores(tmp_path)
     a.commit_models("d", model=_file(tmp_path, "a1"), model_id="a1")
     assert a.push(url).ok
@@ -196,8 +226,8 @@ def test_two_machines_same_domain_merge(tmp_path: Path, remote_url: tuple[str, P
     check_all(a.path, b.path, remote_path)
 
 
-def test_same_id_different_content_is_a_conflict(tmp_path: Path, remote_url: tuple[str, Path]) -> None:
-    url, remote_path = remote_url
+def test_same_id_different_content_is_a_conflict(tmp_path: Path, any_remote: tuple[str, Path | str]) -> None:
+    url, remote_path = any_remote
     a, b = stores(tmp_path)
     a.commit_models("d", model=_file(tmp_path, "base"), model_id="base")
     assert a.push(url).ok and b.pull(url).ok
@@ -214,13 +244,12 @@ def test_same_id_different_content_is_a_conflict(tmp_path: Path, remote_url: tup
     assert a.pull(url).conflicts == []
     assert Path(a.load("d", "x")).read_bytes() == Path(fa).read_bytes()  # remote never overwritten
     assert sorted(a.list_models("d")) == ["base", "other", "x"]
-    remote_store = casstore.Store(str(remote_path))
-    assert Path(remote_store.load("d", "x")).read_bytes() == Path(fa).read_bytes()
+    assert remote_model_file(tmp_path, url, remote_path, "d", "x") == Path(fa).read_bytes()
     check_all(a.path, b.path, remote_path)
 
 
-def test_deletions_and_states_travel(tmp_path: Path, remote_url: tuple[str, Path]) -> None:
-    url, remote_path = remote_url
+def test_deletions_and_states_travel(tmp_path: Path, any_remote: tuple[str, Path | str]) -> None:
+    url, remote_path = any_remote
     a, b = stores(tmp_path)
     for mid in ("v1", "v2"):
         a.commit_models("d", model=_file(tmp_path, mid), model_id=mid)

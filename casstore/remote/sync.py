@@ -12,10 +12,11 @@ first when it is not.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dulwich.config import ConfigFile
 from dulwich.errors import GitProtocolError, HangupException
@@ -174,6 +175,20 @@ def _store_config(store: Store) -> ConfigFile:
     return ConfigFile.from_path(os.path.join(store.path, "config"))
 
 
+def _open(store: Store, url: str) -> tuple[Any, str]:
+    cache = os.path.join(store.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
+    return open_transport(url, _store_config(store), cache)
+
+
+class LocalGraph(ObjectStoreGraphWalker):
+    """dulwich's walker over local history, plus what a remote without negotiation needs."""
+
+    def __init__(self, heads: list[ObjectID], parents: Callable[[ObjectID], list[ObjectID]],
+                 contains: Callable[[ObjectID], bool]) -> None:
+        super().__init__(heads, parents)
+        self.contains = contains
+
+
 def _transport_errors(url: str, e: Exception) -> RemoteError:
     return RemoteError(url, f"{type(e).__name__}: {e}".rstrip(": "))
 
@@ -206,7 +221,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
     """Fetch models and histories from ``url`` and merge them into this store."""
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
-    client, path = open_transport(url, _store_config(store))
+    client, path = _open(store, url)
     odb = store.odb
     with store_lock(store._lockfile):
         quarantine = Quarantine(store)
@@ -233,7 +248,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
                 c = odb.read(sha)
                 return list(c.parents) if isinstance(c, Commit) else []
 
-            walker = ObjectStoreGraphWalker(heads, parents)
+            walker = LocalGraph(heads, parents, odb.contains)
             pack_path = os.path.join(quarantine.dir, "incoming.pack")
             received = 0
             with open(pack_path, "wb") as f:
@@ -324,7 +339,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
         init_store(target, bare_remote=True)
-    client, path = open_transport(url, _store_config(store))
+    client, path = _open(store, url)
     odb = store.odb
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
@@ -367,6 +382,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         known = [h for h in have if h != ZERO_SHA and odb.contains(h)]
         stop = reachable_set(odb, known)
         objects = list(walk(odb, [w for w in want if w != ZERO_SHA], stop))
+        objects.sort(key=lambda o: o[1] == 3)  # commits and trees first: a reader can walk them in one range
         result.objects = len(objects)
         return len(objects), source.records(objects)
 

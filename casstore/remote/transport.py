@@ -6,12 +6,18 @@ on a server (dulwich's in-process local transport reports failed ref updates as
 successes).  ``ssh://`` and ``user@host:path`` use the ``ssh`` command, with
 ``$CAS_SSH_COMMAND`` or ``$GIT_SSH_COMMAND`` if set; ``git://`` and
 ``http(s)://`` speak the smart protocols.
+
+Other kinds of remote register a URL scheme in ``SCHEMES``: a function of the
+URL and a cache directory that returns a client with dulwich's ``fetch_pack`` and
+``send_pack`` (``s3://``: see s3.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
@@ -41,12 +47,29 @@ def local_path(url: str) -> str | None:
     return os.path.abspath(url)
 
 
-def open_transport(url: str, config: Config | None = None) -> tuple[GitClient, str]:
-    """A dulwich client and the path on the remote.
+def _open_s3(url: str, cache_dir: str | None) -> tuple[Any, str]:
+    from .s3 import S3Client
+
+    return S3Client(url, cache_dir), url
+
+
+#: URL scheme -> opener(url, cache_dir) for remotes that are not git servers
+SCHEMES: dict[str, Callable[[str, str | None], tuple[Any, str]]] = {
+    "s3": _open_s3,
+}
+
+
+def open_transport(url: str, config: Config | None = None, cache_dir: str | None = None) -> tuple[GitClient, str]:
+    """A client (dulwich's, or one with the same fetch/send methods) and the path on the remote.
 
     ``config`` is the store's git config: ``http.sslCAInfo``, ``http.sslVerify``,
-    ``http.proxy`` and the like apply as they do for git.
+    ``http.proxy`` and the like apply as they do for git.  ``cache_dir`` is where
+    a client may keep what it learnt about the remote.
     """
+    opener = SCHEMES.get(url.split("://", 1)[0]) if "://" in url else None
+    if opener is not None:
+        client, where = opener(url, cache_dir)
+        return client, where  # type: ignore[no-any-return]
     path = local_path(url)
     if path is not None:
         return SubprocessGitClient(), path

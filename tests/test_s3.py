@@ -1,0 +1,229 @@
+"""S3-compatible object storage as a remote, against a real S3 server on loopback.
+
+The scenarios every transport shares (dedup, merges, conflicts, deletions)
+run on S3 too, in test_remote.py; here: the main round trip and what is
+particular to S3 -- conditional writes, a hostile bucket, a dead or dropping
+endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import casstore
+from casstore import CorruptObjectError
+from casstore.errors import MissingObjectError
+from casstore.remote.s3 import S3Client
+from casstore.remote.transport import RemoteError
+from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, s3_client, s3_objects
+from tests.servers import dropping_proxy, free_port
+
+MiB = 1 << 20
+
+
+def _bucket_prefix(url: str) -> tuple[str, str]:
+    bucket, _, prefix = url[len("s3://"):].partition("/")
+    return bucket, prefix
+
+
+def _put(url: str, key: str, data: bytes) -> None:
+    bucket, prefix = _bucket_prefix(url)
+    s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)  # type: ignore[attr-defined]
+
+
+def _stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
+    return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+
+
+def _snapshot(s: casstore.Store) -> tuple[dict[bytes, bytes], list[str]]:
+    return s.refs.container.as_dict(b"refs/cas"), sorted(os.listdir(os.path.join(s.path, "objects", "pack")))
+
+
+def test_round_trip_s3(tmp_path: Path, s3_url: str, forest: tuple) -> None:
+    clf, X = forest
+    a, b = _stores(tmp_path)
+    a.commit_models("fraud", model=clf, model_id="v1", extra_metadata={"auc": 0.9})
+    result = a.push(s3_url)
+    assert result.ok and result.models_added == ["fraud/v1"], result
+    keys = s3_objects(s3_url)
+    assert "casstore-remote" in keys and "refs/cas/models/fraud/v1" in keys
+    assert len([k for k in keys if k.endswith(".pack")]) == 1
+    result = b.pull(s3_url)
+    assert result.ok and result.models_added == ["fraud/v1"], result
+    np.testing.assert_array_equal(b.load("fraud", "v1").predict_proba(X), clf.predict_proba(X))
+    assert b.get_model_info("fraud", "v1") == a.get_model_info("fraud", "v1")
+    assert [e.model_id for e in b.log("fraud")] == ["v1"]
+    # nothing new: no upload, no download
+    assert a.push(s3_url).objects == 0
+    again = b.pull(s3_url)
+    assert again.ok and again.bytes == 0 and not again.models_added
+    for s in (a, b):
+        assert_git_fsck(s.path)
+        assert s.fsck(read_data=True).ok
+    assert_s3_remote_fsck(s3_url)
+
+
+def test_racing_push_of_the_same_id_is_refused_by_the_server(
+        tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between reading the remote's refs and writing its own, another client created the
+    same model ID: the conditional write (If-None-Match) refuses, nothing is overwritten,
+    and the domain's history is left alone."""
+    a, b = _stores(tmp_path)
+    (tmp_path / "a.bin").write_bytes(os.urandom(100_000))
+    (tmp_path / "b.bin").write_bytes(os.urandom(100_000))
+    a.commit_models("d", model=str(tmp_path / "a.bin"), model_id="m")
+    b.commit_models("d", model=str(tmp_path / "b.bin"), model_id="m")
+    assert a.push(s3_url).ok
+    history = s3_objects(s3_url)["refs/cas/domains/d"]
+
+    real = S3Client.read_refs
+
+    def stale(self: S3Client) -> tuple[dict, dict]:  # what b saw just before a pushed
+        refs, etags = real(self)
+        return ({k: v for k, v in refs.items() if not k.startswith(b"refs/cas/")},
+                {k: v for k, v in etags.items() if not k.startswith(b"refs/cas/")})
+
+    with monkeypatch.context() as m:
+        m.setattr(S3Client, "read_refs", stale)
+        pushed = b.push(s3_url)
+    assert not pushed.ok
+    assert "already exists" in pushed.rejected["refs/cas/models/d/m"]
+    assert "refused" in pushed.rejected["refs/cas/domains/d"]
+    objects = s3_objects(s3_url)
+    assert objects["refs/cas/domains/d"] == history
+    assert objects["refs/cas/models/d/m"].strip() == a.refs.get(b"refs/cas/models/d/m")
+    fresh = casstore.open(tmp_path / "c")
+    assert fresh.pull(s3_url).ok
+    assert Path(fresh.load("d", "m")).read_bytes() == (tmp_path / "a.bin").read_bytes()
+    assert_s3_remote_fsck(s3_url)
+
+
+def test_stale_history_is_a_failed_compare_and_swap(
+        tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = _stores(tmp_path)
+    (tmp_path / "one").write_bytes(os.urandom(1000))
+    a.commit_models("d", model=str(tmp_path / "one"), model_id="one")
+    assert a.push(s3_url).ok
+    a.commit_models("d", model=str(tmp_path / "one"), model_id="two")
+    real = S3Client.read_refs
+
+    def moved_meanwhile(self: S3Client) -> tuple[dict, dict]:
+        refs, etags = real(self)
+        return refs, {k: '"0123456789abcdef0123456789abcdef"' for k in etags}
+
+    with monkeypatch.context() as m:
+        m.setattr(S3Client, "read_refs", moved_meanwhile)
+        pushed = a.push(s3_url)
+    assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
+    assert a.push(s3_url).ok  # with the real ETags it goes through
+    fresh = casstore.open(tmp_path / "c")
+    assert sorted(fresh.pull(s3_url).models_added) == ["d/one", "d/two"]
+    assert [e.model_id for e in fresh.log("d")] == ["two", "one"]
+
+
+def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, s3_url: str) -> None:
+    a, b = _stores(tmp_path)
+    (tmp_path / "m.bin").write_bytes(os.urandom(300_000))
+    (tmp_path / "mine.bin").write_bytes(os.urandom(1000))
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="m")
+    b.commit_models("mine", model=str(tmp_path / "mine.bin"), model_id="keep")
+    assert a.push(s3_url).ok
+    before = _snapshot(b)
+    objects = s3_objects(s3_url)
+
+    # a ref name that is not a casstore name
+    _put(s3_url, "refs/cas/models/d/..bad", objects["refs/cas/models/d/m"])
+    with pytest.raises(CorruptObjectError, match="bad ref name"):
+        b.pull(s3_url)
+    assert _snapshot(b) == before
+    bucket, prefix = _bucket_prefix(s3_url)
+    s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/refs/cas/models/d/..bad")  # type: ignore[attr-defined]
+
+    # a ref to an object no pack holds
+    _put(s3_url, "refs/cas/models/d/ghost", b"1" * 40 + b"\n")
+    with pytest.raises(MissingObjectError):
+        b.pull(s3_url)
+    assert _snapshot(b) == before
+    s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/refs/cas/models/d/ghost")  # type: ignore[attr-defined]
+
+    # a pack whose chunk bytes were altered (the index still claims the old ids)
+    pack_key = next(k for k in objects if k.endswith(".pack"))
+    data = bytearray(objects[pack_key])
+    data[len(data) - 5000] ^= 0xFF  # inside the last chunk blob
+    _put(s3_url, pack_key, bytes(data))
+    with pytest.raises(CorruptObjectError):  # MissingObjectError included
+        b.pull(s3_url)
+    assert _snapshot(b) == before
+    assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
+    assert b.fsck(read_data=True).ok
+
+    _put(s3_url, pack_key, objects[pack_key])  # repaired: the same pull now completes
+    assert b.pull(s3_url).models_added == ["d/m"]
+    assert Path(b.load("d", "m")).read_bytes() == (tmp_path / "m.bin").read_bytes()
+
+
+def test_dead_endpoint_is_a_clear_error(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = _stores(tmp_path)
+    (tmp_path / "m").write_bytes(b"model")
+    a.commit_models("d", model=str(tmp_path / "m"), model_id="m")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(RemoteError, match=r"s3://.*(?i:connect)"):
+        a.push(s3_url)
+    with pytest.raises(RemoteError):
+        a.pull(s3_url)
+    assert a.fsck().ok
+
+
+def test_missing_bucket_is_a_clear_error(tmp_path: Path, s3_url: str) -> None:
+    a, _ = _stores(tmp_path)
+    with pytest.raises(RemoteError, match="NoSuchBucket"):
+        a.pull("s3://no-such-bucket-here/x")
+
+
+def test_dropped_connection_then_retry(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _stores(tmp_path)
+    data = os.urandom(8 * MiB)
+    (tmp_path / "big").write_bytes(data)
+    a.commit_models("d", model=str(tmp_path / "big"), model_id="big")
+    assert a.push(s3_url).ok
+    endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
+    with dropping_proxy(int(endpoint.rsplit(":", 1)[1]), limit=2 * MiB, limit_up=2 * MiB) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{proxy}")
+        with pytest.raises(RemoteError):
+            b.pull(s3_url)
+        assert b.list_domains() == []
+        assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
+        assert os.listdir(os.path.join(b.path, "objects", "pack")) == []
+        # a push cut off mid-upload moves no ref
+        (tmp_path / "big2").write_bytes(os.urandom(8 * MiB))
+        a.commit_models("d", model=str(tmp_path / "big2"), model_id="big2")
+        with pytest.raises(RemoteError):
+            a.push(s3_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    assert "refs/cas/models/d/big2" not in s3_objects(s3_url)
+    assert sorted(b.pull(s3_url).models_added) == ["d/big"]
+    assert a.push(s3_url).models_added == ["d/big2"]
+    assert b.pull(s3_url).models_added == ["d/big2"]
+    assert Path(b.load("d", "big")).read_bytes() == data
+    assert_s3_remote_fsck(s3_url)
+
+
+def test_named_s3_remote_with_the_cli(tmp_path: Path, s3_url: str) -> None:
+    from tests.conftest import run_py
+
+    a, _ = _stores(tmp_path)
+    (tmp_path / "m").write_bytes(os.urandom(5000))
+    a.commit_models("d", model=str(tmp_path / "m"), model_id="m")
+    cli = "import sys; from casstore.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {"CAS_STORE": a.path}
+    assert run_py(cli, "remote", "add", "origin", s3_url, env=env).returncode == 0
+    r = run_py(cli, "push", "origin", env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_py(cli, "pull", s3_url, env={"CAS_STORE": str(tmp_path / "b")})
+    assert r.returncode == 0, r.stderr
+    b = casstore.open(tmp_path / "b")
+    assert b.list_models("d") == ["m"]
