@@ -9,12 +9,16 @@ so a chunk pulled from a hostile store can never stand in for one of ours.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import blake3
 from pyfastcdc import FastCDC
+
+from .parallel import ordered
 
 #: pyfastcdc's real average is avg_size + min_size, so this gives ~64 KiB chunks.
 AVG_SIZE = 48 * 1024
@@ -33,57 +37,97 @@ class ChunkParams:
 DEFAULT_PARAMS = ChunkParams()
 
 
-#: bytes read per block by :func:`iter_chunk_blocks`
+#: bytes per block of :func:`iter_file_chunks`
 BLOCK_SIZE = 4 << 20
 
 
-def iter_chunk_blocks(
-    f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS, block_size: int = BLOCK_SIZE
-) -> Iterator[list[memoryview]]:
-    """Yield the chunks of a binary stream in order, a block's worth at a time.
+class SourceShrankError(Exception):
+    """The file got shorter while it was being read."""
 
-    Each block is read into a buffer of its own and its chunks are views of it
-    that stay valid, so they can be handed to other threads without a copy.
 
-    A chunk is only taken from a block when it starts at least ``max_size``
-    bytes before the block's end: FastCDC then saw exactly what a single pass
-    over the whole stream sees, so the cut points do not depend on block
-    boundaries.  The rest of the block is carried into the next one.
-    """
+@dataclass
+class _Guess:
+    start: int  # file offset of buf[0]
+    buf: memoryview  # the block and ``max_size`` bytes after it (less at the end of the file)
+    limit: int  # chunks starting before this offset belong to this block
+    ends: list[int]  # ends of the chunks cut from ``start``, as if a chunk began there
+    keys: list[bytes]
+
+
+def _guess(fd: int, start: int, limit: int, size: int, params: ChunkParams) -> _Guess:
+    """Read one block and cut it as if a chunk started at its first byte (in a worker thread)."""
+    want = min(limit - start + params.max_size, size - start)
+    data = os.pread(fd, want, start)
+    if len(data) != want:
+        raise SourceShrankError(f"read {len(data)} of {want} bytes at offset {start}")
     cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
+    ends, keys = [], []
+    for chunk in cdc.cut_buf(data):
+        if start + chunk.offset >= limit:
+            break
+        ends.append(start + chunk.offset + chunk.length)
+        keys.append(chunk_key(chunk.data))
+    return _Guess(start, memoryview(data), limit, ends, keys)
+
+
+def iter_file_chunks(
+    fd: int, size: int, pool: ThreadPoolExecutor, window: int, params: ChunkParams = DEFAULT_PARAMS,
+    block_size: int = BLOCK_SIZE,
+) -> Iterator[tuple[list[memoryview], list[bytes]]]:
+    """The chunks of the first ``size`` bytes of a file and their keys, a block at a time.
+
+    FastCDC is sequential: where a chunk ends depends on where it began.  Blocks
+    are cut in parallel as if a chunk began at each block's first byte, and
+    hashed there too.  The true cut that enters a block rarely falls on that
+    guess, but the two chains of cuts meet after a chunk or two, because a cut
+    depends only on the bytes since the previous one: from the first true cut
+    that is also a guessed one, the block's guesses are the true cuts.  Only the
+    chunks before that point are cut (and hashed) here, in order.  Each block
+    is read with ``max_size`` bytes of the next one, so that every chunk
+    starting in it is whole and cut exactly as in one pass (tested against one).
+
+    Raises:
+        SourceShrankError: the file has fewer than ``size`` bytes.
+    """
     block_size = max(block_size, 2 * params.max_size)
-    carry: bytes | memoryview = b""
-    while True:
-        buf = bytearray(len(carry) + block_size)
-        buf[: len(carry)] = carry
-        view = memoryview(buf)
-        filled = len(carry)
-        while filled < len(buf):
-            n = f.readinto(view[filled:])  # type: ignore[attr-defined]
-            if not n:
-                break
-            filled += n
-        eof = filled < len(buf)
-        view = view[:filled]
-        limit = filled if eof else filled - params.max_size
-        out: list[memoryview] = []
-        for chunk in cdc.cut_buf(view):
-            if chunk.offset >= limit:
-                carry = view[chunk.offset :]
-                break
-            out.append(chunk.data)
-        else:
-            carry = b""
-        if out:
-            yield out
-        if eof:
-            return
+    cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
+    starts = []
+    pos = 0
+    while pos < size:
+        # the last block takes the whole tail: no block may start within max_size of the end
+        limit = size if size - pos <= block_size + params.max_size else pos + block_size
+        starts.append((pos, limit))
+        pos = limit
+    jobs = (lambda s=s, lim=lim: _guess(fd, s, lim, size, params) for s, lim in starts)  # type: ignore[misc]
+    pos = 0
+    for g in ordered(pool, window, jobs):
+        views: list[memoryview] = []
+        keys: list[bytes] = []
+        guessed = {end: i + 1 for i, end in enumerate(g.ends)}  # cut -> index of the guessed chunk after it
+        guessed[g.start] = 0
+        while pos < g.limit and pos not in guessed:
+            rel = pos - g.start
+            n = next(iter(cdc.cut_buf(g.buf[rel:]))).length
+            views.append(g.buf[rel : rel + n])
+            keys.append(chunk_key(views[-1]))
+            pos += n
+        if pos < g.limit:
+            for i in range(guessed[pos], len(g.ends)):
+                views.append(g.buf[pos - g.start : g.ends[i] - g.start])
+                keys.append(g.keys[i])
+                pos = g.ends[i]
+        yield views, keys
 
 
 def iter_chunks(f: BinaryIO, params: ChunkParams = DEFAULT_PARAMS) -> Iterator[memoryview]:
-    """Yield the chunks of a binary stream in order (views that stay valid)."""
-    for block in iter_chunk_blocks(f, params):
-        yield from block
+    """Yield the chunks of a binary stream in order, in one pass: the definition of the cut
+    points (:func:`iter_file_chunks` is tested against it).
+
+    Each memoryview is valid only until the next one is requested.
+    """
+    cdc = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
+    for chunk in cdc.cut_stream(f):
+        yield chunk.data
 
 
 def chunk_key(data: bytes | memoryview) -> bytes:

@@ -3,9 +3,10 @@
 Two passes over each file, so that memory stays bounded by chunk size times
 threads whatever the file size, and so that known chunks are never compressed:
 
-1. *Hash.*  Cut every file into chunks and hash them (BLAKE3 keys) in a thread
-   pool; hash whole files in order on one more thread.  Look all
-   keys up in the chunk index: what the store has costs nothing more.
+1. *Hash.*  Cut every file into chunks and hash them (BLAKE3 keys), blocks in
+   parallel in a thread pool (see ``chunker.iter_file_chunks``); hash whole files
+   in order on one more thread.  Look all keys up in the chunk index: what the
+   store has costs nothing more.
 2. *Store.*  Re-read only the new chunks, compress and encode them in the pool,
    and stream them in order into a single pack whose object count is now known.
    A re-read chunk whose BLAKE3 differs from its key means the source file changed
@@ -15,14 +16,14 @@ threads whatever the file size, and so that known chunks are never compressed:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import blake3
 import xxhash
 
-from .chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunk_blocks
+from .chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
 from .codec import DEFAULT_LEVEL, encode_parts
 from .errors import CasError
 from .odb import ObjectDB
@@ -71,10 +72,6 @@ class IngestStats:
     pack: str | None = None
 
 
-def _hash_batch(batch: list[memoryview]) -> list[bytes]:
-    return [chunk_key(c) for c in batch]
-
-
 def _hash_file(
     src: Source, params: ChunkParams, pool: ThreadPoolExecutor, seq: ThreadPoolExecutor,
     window: int, progress: Progress | None,
@@ -88,28 +85,27 @@ def _hash_file(
             whole_b3.update(c)
             whole_xx.update(c)
 
-    def batches() -> Iterator[Callable[[], list[bytes]]]:
-        with open(src.local, "rb") as f:
-            for batch in iter_chunk_blocks(f, params):
-                nbytes = 0
-                for c in batch:
-                    out.sizes.append(len(c))
-                    nbytes += len(c)
-                seq_futures.append(seq.submit(whole, batch))
-                yield lambda b=batch: _hash_batch(b)  # type: ignore[misc]
-                if progress:
-                    progress(nbytes)
-
     seq_futures: list[Future[None]] = []
-    for keys in ordered(pool, window, batches()):
-        out.keys.extend(keys)
-        # The whole-file hasher holds every batch queued for it: wait for it when it
-        # falls behind (CPU contention), or memory would grow with the file size.
-        while seq_futures and (seq_futures[0].done() or len(seq_futures) > window):
-            seq_futures.pop(0).result()
-    for fut in seq_futures:
-        fut.result()
-    out.size = sum(out.sizes)
+    with open(src.local, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            for views, keys in iter_file_chunks(f.fileno(), size, pool, window, params):
+                out.keys.extend(keys)
+                out.sizes.extend(len(v) for v in views)
+                seq_futures.append(seq.submit(whole, views))
+                if progress:
+                    progress(sum(len(v) for v in views))
+                # The whole-file hasher holds every batch queued for it: wait for it when it
+                # falls behind (CPU contention), or memory would grow with the file size.
+                while seq_futures and (seq_futures[0].done() or len(seq_futures) > window):
+                    seq_futures.pop(0).result()
+        except SourceShrankError:
+            raise SourceChangedError(src.local) from None
+        for fut in seq_futures:
+            fut.result()
+        if os.fstat(f.fileno()).st_size != size:
+            raise SourceChangedError(src.local)
+    out.size = size
     out.blake3 = whole_b3.digest()
     out.xxh3 = whole_xx.digest()
     return out

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from casstore import CorruptObjectError, codec
-from casstore.chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunk_blocks, iter_chunks
+from casstore.chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
 from casstore.chunkindex import ChunkIndex, IndexEntry, Sidecar, write_cidx
 from casstore.packwriter import PackWriter, encode_entry, object_header, parse_object_header
 
@@ -48,18 +48,43 @@ PINNED_FIRST_SIZES = [88202, 124454, 46965, 40748]
 PINNED_DIGEST = "a71bc0f22914345a6bb0fb04f19e2ac9b4170460ab33d23ac88795f9cb846982"
 
 
-@pytest.mark.parametrize("size", [0, 1, 300_000, 1 << 20, (1 << 20) + 12345, 5_000_000])
-def test_block_reads_cut_like_one_pass(size: int) -> None:
-    """Chunks read a block at a time are cut exactly as in one pass over the whole buffer."""
+@pytest.mark.parametrize("kind", ["random", "zeros", "mixed"])
+def test_parallel_block_cutting_equals_one_pass(tmp_path: Path, kind: str) -> None:
+    """Blocks cut in parallel from guessed starts give exactly the one-pass chunks and keys,
+    also where the guessed and true cut chains never meet (zeros: every cut at max_size)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from pyfastcdc import FastCDC
 
+    from casstore.chunker import iter_file_chunks
+
     p = DEFAULT_PARAMS
-    data = np.random.default_rng(size).bytes(size)
-    one_pass = [bytes(c.data) for c in FastCDC(p.avg_size, min_size=p.min_size,
-                                                 max_size=p.max_size).cut_buf(data)] if data else []
-    for block in (2 * p.max_size, 1 << 20):
-        got = [bytes(v) for b in iter_chunk_blocks(io.BytesIO(data), p, block) for v in b]
-        assert got == one_pass
+    rng = np.random.default_rng(3)
+    data = {"random": rng.bytes(5_000_000), "zeros": bytes(3_000_000),
+            "mixed": bytes(1_000_000) + rng.bytes(2_000_000) + bytes(700_000) + rng.bytes(1234)}[kind]
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    one_pass = [bytes(c.data) for c in FastCDC(p.avg_size, min_size=p.min_size, max_size=p.max_size).cut_buf(data)]
+    with open(path, "rb") as f, ThreadPoolExecutor(2) as pool:
+        for block in (2 * p.max_size, 600_001, 4 << 20):  # 600_001: guesses start off the max_size grid
+            got, keys = [], []
+            for views, ks in iter_file_chunks(f.fileno(), len(data), pool, 4, p, block):
+                got += [bytes(v) for v in views]
+                keys += ks
+            assert got == one_pass
+            assert keys == [chunk_key(c) for c in one_pass]
+
+
+def test_file_shorter_than_announced_is_an_error(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from casstore.chunker import SourceShrankError, iter_file_chunks
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3_000_000))
+    with open(path, "rb") as f, ThreadPoolExecutor(2) as pool, pytest.raises(SourceShrankError):
+        for _ in iter_file_chunks(f.fileno(), 5_000_000, pool, 4, DEFAULT_PARAMS, 1 << 20):
+            pass
 
 
 def test_insertion_only_changes_nearby_chunks() -> None:
