@@ -35,6 +35,13 @@ def _put(url: str, key: str, data: bytes) -> None:
     s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)  # type: ignore[attr-defined]
 
 
+def _commit_random(s: casstore.Store, path: Path, size: int, model_id: str, domain: str = "d") -> Path:
+    """Commit a new file of ``size`` random bytes at ``path`` as a model; returns the path."""
+    path.write_bytes(os.urandom(size))
+    s.commit_models(domain, model=str(path), model_id=model_id)
+    return path
+
+
 def _stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
     return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
 
@@ -73,10 +80,8 @@ def test_racing_push_of_the_same_id_is_refused_by_the_server(
     same model ID: the conditional write (If-None-Match) refuses, nothing is overwritten,
     and the domain's history is left alone."""
     a, b = _stores(tmp_path)
-    (tmp_path / "a.bin").write_bytes(os.urandom(100_000))
-    (tmp_path / "b.bin").write_bytes(os.urandom(100_000))
-    a.commit_models("d", model=str(tmp_path / "a.bin"), model_id="m")
-    b.commit_models("d", model=str(tmp_path / "b.bin"), model_id="m")
+    a_file = _commit_random(a, tmp_path / "a.bin", 100_000, "m")
+    _commit_random(b, tmp_path / "b.bin", 100_000, "m")
     assert a.push(s3_url).ok
     history = s3_objects(s3_url)["refs/cas/domains/d"]
 
@@ -98,17 +103,16 @@ def test_racing_push_of_the_same_id_is_refused_by_the_server(
     assert objects["refs/cas/models/d/m"].strip() == a.refs.get(b"refs/cas/models/d/m")
     fresh = casstore.open(tmp_path / "c")
     assert fresh.pull(s3_url).ok
-    assert Path(fresh.load("d", "m")).read_bytes() == (tmp_path / "a.bin").read_bytes()
+    assert Path(fresh.load("d", "m")).read_bytes() == a_file.read_bytes()
     assert_s3_remote_fsck(s3_url)
 
 
 def test_stale_history_is_a_failed_compare_and_swap(
         tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     a, _ = _stores(tmp_path)
-    (tmp_path / "one").write_bytes(os.urandom(1000))
-    a.commit_models("d", model=str(tmp_path / "one"), model_id="one")
+    one = _commit_random(a, tmp_path / "one.bin", 1000, "one")
     assert a.push(s3_url).ok
-    a.commit_models("d", model=str(tmp_path / "one"), model_id="two")
+    a.commit_models("d", model=str(one), model_id="two")
     real = S3Client.read_refs
 
     def moved_meanwhile(self: S3Client) -> tuple[dict, dict]:
@@ -127,10 +131,8 @@ def test_stale_history_is_a_failed_compare_and_swap(
 
 def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, s3_url: str) -> None:
     a, b = _stores(tmp_path)
-    (tmp_path / "m.bin").write_bytes(os.urandom(300_000))
-    (tmp_path / "mine.bin").write_bytes(os.urandom(1000))
-    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="m")
-    b.commit_models("mine", model=str(tmp_path / "mine.bin"), model_id="keep")
+    m_file = _commit_random(a, tmp_path / "m.bin", 300_000, "m")
+    _commit_random(b, tmp_path / "mine.bin", 1000, "keep", domain="mine")
     assert a.push(s3_url).ok
     before = _snapshot(b)
     objects = s3_objects(s3_url)
@@ -163,13 +165,12 @@ def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, s3_url: str) -> 
 
     _put(s3_url, pack_key, objects[pack_key])  # repaired: the same pull now completes
     assert b.pull(s3_url).models_added == ["d/m"]
-    assert Path(b.load("d", "m")).read_bytes() == (tmp_path / "m.bin").read_bytes()
+    assert Path(b.load("d", "m")).read_bytes() == m_file.read_bytes()
 
 
 def test_dead_endpoint_is_a_clear_error(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     a, _ = _stores(tmp_path)
-    (tmp_path / "m").write_bytes(b"model")
-    a.commit_models("d", model=str(tmp_path / "m"), model_id="m")
+    _commit_random(a, tmp_path / "m.bin", 5, "m")
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(RemoteError, match=r"s3://.*(?i:connect)"):
         a.push(s3_url)
@@ -178,10 +179,19 @@ def test_dead_endpoint_is_a_clear_error(tmp_path: Path, s3_url: str, monkeypatch
     assert a.fsck().ok
 
 
-def test_missing_bucket_is_a_clear_error(tmp_path: Path, s3_url: str) -> None:
+def test_missing_bucket_bad_url_and_newer_format_are_clear_errors(tmp_path: Path, s3_url: str) -> None:
     a, _ = _stores(tmp_path)
     with pytest.raises(RemoteError, match="NoSuchBucket"):
         a.pull("s3://no-such-bucket-here/x")
+    with pytest.raises(RemoteError, match="not an S3 URL"):
+        a.pull("s3:///no-bucket")
+    _put(s3_url, "casstore-remote", b"casstore-remote 99\n")
+    with pytest.raises(RemoteError, match="newer casstore"):
+        a.pull(s3_url)
+    _commit_random(a, tmp_path / "m.bin", 10, "m")
+    with pytest.raises(RemoteError, match="newer casstore"):
+        a.push(s3_url)
+    assert "refs/cas/models/d/m" not in s3_objects(s3_url)
 
 
 def test_dropped_connection_then_retry(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,8 +226,7 @@ def test_named_s3_remote_with_the_cli(tmp_path: Path, s3_url: str) -> None:
     from tests.conftest import run_py
 
     a, _ = _stores(tmp_path)
-    (tmp_path / "m").write_bytes(os.urandom(5000))
-    a.commit_models("d", model=str(tmp_path / "m"), model_id="m")
+    _commit_random(a, tmp_path / "m.bin", 5000, "m")
     cli = "import sys; from casstore.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {"CAS_STORE": a.path}
     assert run_py(cli, "remote", "add", "origin", s3_url, env=env).returncode == 0

@@ -62,10 +62,6 @@ RUN_BYTES = 8 << 20
 _TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
-class S3RemoteError(CasError):
-    pass
-
-
 @dataclass
 class _RemotePack:
     name: str
@@ -111,7 +107,7 @@ class S3Client:
     def __init__(self, url: str, cache_dir: str | None = None) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise S3RemoteError(f"not an S3 URL (s3://bucket/prefix): {url}")
+            raise RemoteError(url, "not an S3 URL: s3://bucket[/prefix]")
         self.url = url
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
@@ -128,7 +124,7 @@ class S3Client:
                 import boto3
                 from botocore.config import Config
             except ImportError:  # pragma: no cover - depends on the installation
-                raise S3RemoteError("S3 remotes need boto3: pip install 'casstore[s3]'") from None
+                raise RemoteError(self.url, "S3 remotes need boto3: pip install 'casstore[s3]'") from None
             endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
             config = Config(
                 retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
@@ -206,9 +202,9 @@ class S3Client:
             return
         words = got[0].split()
         if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
-            raise S3RemoteError(f"{self.url} holds something other than a casstore remote")
+            raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
         if int(words[1]) > FORMAT:
-            raise S3RemoteError(f"{self.url} was written by a newer casstore (format {int(words[1])})")
+            raise RemoteError(self.url, f"written by a newer casstore (format {int(words[1])}); upgrade casstore")
 
     def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
         """The remote's refs and their ETags (values are checked by the caller)."""
