@@ -90,11 +90,12 @@ def _hash_file(
         size = os.fstat(f.fileno()).st_size
         try:
             for views, keys in iter_file_chunks(f.fileno(), size, pool, window, params):
+                sizes = [len(v) for v in views]
                 out.keys.extend(keys)
-                out.sizes.extend(len(v) for v in views)
+                out.sizes.extend(sizes)
                 seq_futures.append(seq.submit(whole, views))
                 if progress:
-                    progress(sum(len(v) for v in views))
+                    progress(sum(sizes))
                 # The whole-file hasher holds every batch queued for it: wait for it when it
                 # falls behind (CPU contention), or memory would grow with the file size.
                 while seq_futures and (seq_futures[0].done() or len(seq_futures) > window):

@@ -48,7 +48,7 @@ def iter_file(
     def read(batch: range) -> list[bytes | memoryview]:
         return [odb.read_chunk(entry.keys[i], oids[i], entry.sizes[i], locations[i]) for i in batch]
 
-    def jobs() -> Iterator[Callable[[], list[bytes]]]:
+    def jobs() -> Iterator[Callable[[], list[bytes | memoryview]]]:
         for batch in batched_sizes(entry.sizes):
             yield lambda batch=batch: read(batch)  # type: ignore[misc]
 
