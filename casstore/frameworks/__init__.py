@@ -9,9 +9,11 @@ from .base import Framework, Saved
 from .model_file import ModelFileFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
+from .xgboost import XGBoostFramework
 
 FRAMEWORKS: list[Framework] = [
     SklearnFramework(),
+    XGBoostFramework(),
     ShapFramework(),
     ModelFileFramework(),
 ]
