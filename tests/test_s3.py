@@ -54,7 +54,11 @@ def test_round_trip_s3(tmp_path: Path, s3_url: str, forest: tuple) -> None:
     clf, X = forest
     a, b = _stores(tmp_path)
     a.commit_models("fraud", model=clf, model_id="v1", extra_metadata={"auc": 0.9})
+    events: list[tuple[str, int, int]] = []
+    a.progress = lambda label, done, total: events.append((label, done, total))
     result = a.push(s3_url)
+    uploads = [e for e in events if e[0] == "uploading"]
+    assert uploads and uploads[-1][1] == uploads[-1][2] > 0  # the bar reaches the pack's size
     assert result.ok and result.models_added == ["fraud/v1"], result
     keys = s3_objects(s3_url)
     assert "casstore-remote" in keys and "refs/cas/models/fraud/v1" in keys

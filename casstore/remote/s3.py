@@ -31,6 +31,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ from ..errors import CasError, CorruptObjectError, MissingObjectError
 from ..packidx import PackIdx
 from ..packwriter import EncodedEntry, PackWriter, parse_object_header
 from ..parallel import ordered
+from ..progress import Counter, ProgressFn
 from .transport import RemoteError
 from .walk import GITLINK
 
@@ -104,7 +106,7 @@ def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
 class S3Client:
     """push and pull to ``s3://bucket/prefix`` (see the module docstring)."""
 
-    def __init__(self, url: str, cache_dir: str | None = None) -> None:
+    def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise RemoteError(url, "not an S3 URL: s3://bucket[/prefix]")
@@ -112,6 +114,7 @@ class S3Client:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.cache_dir = cache_dir
+        self.progress = progress
         self._client: Any = None
         self._packs: dict[str, _RemotePack] | None = None
 
@@ -474,9 +477,17 @@ class S3Client:
                 writer.abort()
                 raise
             config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
-            for ext in (".pack", ".idx"):  # the .idx last: a pack without one is invisible
-                self.s3.upload_file(os.path.join(work, name + ext), self.bucket,
-                                    self._key(f"objects/pack/{name}{ext}"), Config=config)
+            paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
+            uploading = Counter(self.progress, "uploading", sum(os.path.getsize(p) for p in paths))
+            lock = threading.Lock()
+
+            def sent(n: int) -> None:  # called from the transfer threads
+                with lock:
+                    uploading(n)
+
+            for path in paths:  # the .idx last: a pack without one is invisible
+                self.s3.upload_file(path, self.bucket, self._key("objects/pack/" + os.path.basename(path)),
+                                    Config=config, Callback=sent)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

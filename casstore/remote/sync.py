@@ -175,9 +175,9 @@ def _store_config(store: Store) -> ConfigFile:
     return ConfigFile.from_path(os.path.join(store.path, "config"))
 
 
-def _open(store: Store, url: str) -> tuple[Any, str]:
+def _open(store: Store, url: str, progress: ProgressFn | None) -> tuple[Any, str]:
     cache = os.path.join(store.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
-    return open_transport(url, _store_config(store), cache)
+    return open_transport(url, _store_config(store), cache, progress)
 
 
 class LocalGraph(ObjectStoreGraphWalker):
@@ -221,7 +221,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
     """Fetch models and histories from ``url`` and merge them into this store."""
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
-    client, path = _open(store, url)
+    client, path = _open(store, url, progress)
     odb = store.odb
     with store_lock(store._lockfile):
         quarantine = Quarantine(store)
@@ -339,7 +339,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
         init_store(target, bare_remote=True)
-    client, path = _open(store, url)
+    client, path = _open(store, url, progress)
     odb = store.odb
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:

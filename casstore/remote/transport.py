@@ -8,8 +8,8 @@ successes).  ``ssh://`` and ``user@host:path`` use the ``ssh`` command, with
 ``http(s)://`` speak the smart protocols.
 
 Other kinds of remote register a URL scheme in ``SCHEMES``: a function of the
-URL and a cache directory that returns a client with dulwich's ``fetch_pack`` and
-``send_pack`` (``s3://``: see s3.py).
+URL, a cache directory and a progress function that returns a client with
+dulwich's ``fetch_pack`` and ``send_pack`` (``s3://``: see s3.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_tra
 from dulwich.config import Config
 
 from ..errors import CasError
+from ..progress import ProgressFn
 
 
 class RemoteError(CasError):
@@ -47,28 +48,30 @@ def local_path(url: str) -> str | None:
     return os.path.abspath(url)
 
 
-def _open_s3(url: str, cache_dir: str | None) -> tuple[Any, str]:
+def _open_s3(url: str, cache_dir: str | None, progress: ProgressFn | None) -> tuple[Any, str]:
     from .s3 import S3Client
 
-    return S3Client(url, cache_dir), url
+    return S3Client(url, cache_dir, progress), url
 
 
-#: URL scheme -> opener(url, cache_dir) for remotes that are not git servers
-SCHEMES: dict[str, Callable[[str, str | None], tuple[Any, str]]] = {
+#: URL scheme -> opener(url, cache_dir, progress) for remotes that are not git servers
+SCHEMES: dict[str, Callable[[str, str | None, ProgressFn | None], tuple[Any, str]]] = {
     "s3": _open_s3,
 }
 
 
-def open_transport(url: str, config: Config | None = None, cache_dir: str | None = None) -> tuple[GitClient, str]:
+def open_transport(url: str, config: Config | None = None, cache_dir: str | None = None,
+                   progress: ProgressFn | None = None) -> tuple[GitClient, str]:
     """A client (dulwich's, or one with the same fetch/send methods) and the path on the remote.
 
     ``config`` is the store's git config: ``http.sslCAInfo``, ``http.sslVerify``,
     ``http.proxy`` and the like apply as they do for git.  ``cache_dir`` is where
-    a client may keep what it learnt about the remote.
+    a client may keep what it learnt about the remote; ``progress`` gets what such a
+    client reports beyond the objects sync itself counts (uploads).
     """
     opener = SCHEMES.get(url.split("://", 1)[0]) if "://" in url else None
     if opener is not None:
-        client, where = opener(url, cache_dir)
+        client, where = opener(url, cache_dir, progress)
         return client, where  # type: ignore[no-any-return]
     path = local_path(url)
     if path is not None:
