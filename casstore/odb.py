@@ -16,13 +16,14 @@ import threading
 import time
 import weakref
 import zlib
+from collections.abc import Sequence
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Commit, ObjectID, ShaFile
 
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation
-from .codec import decode
+from .codec import decode_many
 from .errors import CorruptObjectError, MissingObjectError
 from .fsutil import makedirs_durable, write_new_file
 from .packwriter import BLOB, Buffer, inflate_parts, parse_object_header
@@ -169,14 +170,24 @@ class ObjectDB:
             raise CorruptObjectError(oid_hex, "chunk is not a blob")
         return content
 
+    def read_chunks(self, keys: Sequence[bytes], oids: Sequence[bytes], raw_sizes: Sequence[int],
+                    locs: Sequence[ChunkLocation | None]) -> list[bytes | memoryview]:
+        """:meth:`read_chunk` of a batch, decompressed in one call (see ``codec.decode_many``).
+
+        Raises:
+            CorruptObjectError: naming the first chunk blob that is wrong.
+        """
+        blobs = [self._read_chunk_blob(oid, loc) for oid, loc in zip(oids, locs, strict=True)]
+        raws = decode_many(blobs, raw_sizes, [oid.hex() for oid in oids])
+        for raw, key, oid in zip(raws, keys, oids, strict=True):
+            if chunk_key(raw) != key:
+                raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
+        return raws
+
     def read_chunk(self, key: bytes, oid: bytes, raw_size: int, loc: ChunkLocation | None) -> bytes | memoryview:
         """The raw bytes of a chunk, verified against its BLAKE3 key.
 
         Raises:
             CorruptObjectError: naming the chunk blob's oid.
         """
-        blob = self._read_chunk_blob(oid, loc)
-        raw = decode(blob, raw_size, oid.hex())
-        if chunk_key(raw) != key:
-            raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
-        return raw
+        return self.read_chunks([key], [oid], [raw_size], [loc])[0]

@@ -46,7 +46,8 @@ def iter_file(
     locations = odb.index.lookup(entry.keys)
 
     def read(batch: range) -> list[bytes | memoryview]:
-        return [odb.read_chunk(entry.keys[i], oids[i], entry.sizes[i], locations[i]) for i in batch]
+        sl = slice(batch.start, batch.stop)
+        return odb.read_chunks(entry.keys[sl], oids[sl], entry.sizes[sl], locations[sl])
 
     def jobs() -> Iterator[Callable[[], list[bytes | memoryview]]]:
         for batch in batched_sizes(entry.sizes):

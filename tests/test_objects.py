@@ -87,6 +87,30 @@ def test_file_shorter_than_announced_is_an_error(tmp_path: Path) -> None:
             pass
 
 
+def test_decode_many_matches_decode_and_names_the_bad_blob() -> None:
+    rng = np.random.default_rng(7)
+    raws = [b"a" * 70_000, rng.bytes(50_000), b"xyz" * 30_000, rng.bytes(10)]
+    blobs = [codec.encode(r) for r in raws]
+    assert [blobs[i][:4] for i in range(4)] == [codec.ZSTD, codec.RAW, codec.ZSTD, codec.RAW]
+    names = ["n0", "n1", "n2", "n3"]
+    sizes = [len(r) for r in raws]
+    assert [bytes(x) for x in codec.decode_many(blobs, sizes, names)] == raws
+    # the same blobs in pieces, as they come out of a pack
+    pieces = [[b[:2], b[2:9], b[9:]] for b in blobs]
+    assert [bytes(x) for x in codec.decode_many(pieces, sizes, names)] == raws
+    bad = list(blobs)
+    bad[2] = bad[2][:-7] + b"garbage"
+    with pytest.raises(CorruptObjectError, match="n2"):
+        codec.decode_many(bad, sizes, names)
+    # a frame that inflates past the manifest's size (a bomb) is refused, and named
+    bomb = codec.ZSTD + zstandard.ZstdCompressor().compress(bytes(10_000_000))
+    with pytest.raises(CorruptObjectError, match="n1"):
+        codec.decode_many([blobs[0], bomb], [sizes[0], 1000], ["n0", "n1"])
+    no_size = codec.ZSTD + zstandard.ZstdCompressor(write_content_size=False).compress(bytes(10_000_000))
+    with pytest.raises(CorruptObjectError, match="n1"):
+        codec.decode_many([blobs[0], no_size], [sizes[0], 1000], ["n0", "n1"])
+
+
 def test_insertion_only_changes_nearby_chunks() -> None:
     data = np.random.default_rng(1).bytes(4 << 20)
     edited = data[: 2 << 20] + b"inserted bytes" + data[2 << 20 :]
