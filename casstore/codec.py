@@ -120,6 +120,9 @@ def decode_many(
     sizes come from the manifest, never from the frames.  Any error is reported
     by decoding the blobs one by one, so that it names the blob.
     """
+    def one_by_one() -> list[bytes | memoryview]:
+        return [decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]
+
     split = [_split(b) for b in blobs]
     out: list[bytes | memoryview] = [b""] * len(split)
     frames: list[bytes | bytearray | memoryview] = []
@@ -131,16 +134,16 @@ def decode_many(
         elif head == RAW and len(payload) == raw_sizes[i]:
             out[i] = payload
         else:
-            return [decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]
+            return one_by_one()
     if frames:
         sizes = array.array("Q", (raw_sizes[i] for i in where))
         try:
             result = _decompressor().multi_decompress_to_buffer(frames, decompressed_sizes=memoryview(sizes))
         except zstandard.ZstdError:
-            return [decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]
+            return one_by_one()
         for j, i in enumerate(where):
             view = memoryview(result[j])  # type: ignore[arg-type]  # BufferSegment is a buffer
             if len(view) != raw_sizes[i]:
-                return [decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]
+                return one_by_one()
             out[i] = view
     return out
