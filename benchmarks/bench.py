@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from casstore.stats import disk_bytes
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = HERE / "data"
@@ -75,17 +77,6 @@ def ensure_data(w2_size: int) -> None:
         (DATA / "w3.npy").write_bytes(bytes(data))
 
 
-def du(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except FileNotFoundError:
-                pass
-    return total
-
-
 def fresh(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     return path
@@ -131,7 +122,7 @@ def run(reps: int, w2_size: int, big: bool) -> dict:
             r = worker(tool, "commit", "w2", store)
             add("W2 commit s", tool, r["seconds"])
             add("W2 commit peak MiB", tool, r["peak_rss_mib"])
-            add("W2 store MiB", tool, du(store) / MiB)
+            add("W2 store MiB", tool, disk_bytes(str(store)) / MiB)
             mid = r["model_id"]
             out = fresh(WORK / f"{tool}-out")
             r = worker(tool, "download", "w2", store, str(out), model_id=mid)
@@ -143,7 +134,7 @@ def run(reps: int, w2_size: int, big: bool) -> dict:
             # W3: v2 on top of v1
             r = worker(tool, "commit", "w3", store, "w3.npy")
             add("W3 v2 commit s", tool, r["seconds"])
-            add("W3 store MiB", tool, du(store) / MiB)
+            add("W3 store MiB", tool, disk_bytes(str(store)) / MiB)
             shutil.rmtree(store, ignore_errors=True)
         r = worker("joblib", "load", "w1", WORK)
         add("W1 load s", "joblib.load", r["seconds"])
