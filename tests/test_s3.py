@@ -172,6 +172,18 @@ def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, s3_url: str) -> 
     assert Path(b.load("d", "m")).read_bytes() == m_file.read_bytes()
 
 
+def test_keys_outside_refs_cas_are_ignored(tmp_path: Path, s3_url: str) -> None:
+    """A bucket shared with other tools: refs/heads/... is not casstore's, whatever it holds."""
+    a, b = _stores(tmp_path)
+    _commit_random(a, tmp_path / "one.bin", 1000, "one")
+    assert a.push(s3_url).ok
+    _put(s3_url, "refs/heads/main", b"not an object id")
+    _commit_random(a, tmp_path / "two.bin", 1000, "two")
+    assert a.push(s3_url).models_added == ["d/two"]
+    assert sorted(b.pull(s3_url).models_added) == ["d/one", "d/two"]
+    assert s3_objects(s3_url)["refs/heads/main"] == b"not an object id"
+
+
 def test_dead_endpoint_is_a_clear_error(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     a, _ = _stores(tmp_path)
     _commit_random(a, tmp_path / "m.bin", 5, "m")

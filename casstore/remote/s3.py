@@ -210,8 +210,11 @@ class S3Client:
             raise RemoteError(self.url, f"written by a newer casstore (format {int(words[1])}); upgrade casstore")
 
     def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
-        """The remote's refs and their ETags (values are checked by the caller)."""
-        keys = [o["Key"] for o in self._list("refs/")]
+        """The remote's casstore refs and their ETags (names and values are checked by the caller).
+
+        Only ``refs/cas/``: anything else under the prefix is not ours to read.
+        """
+        keys = [o["Key"] for o in self._list("refs/cas/")]
         base = len(self._key(""))
 
         def one(key: str) -> tuple[Ref, ObjectID, str] | None:
