@@ -252,3 +252,9 @@ def test_named_s3_remote_with_the_cli(tmp_path: Path, s3_url: str) -> None:
     assert r.returncode == 0, r.stderr
     b = casstore.open(tmp_path / "b")
     assert b.list_models("d") == ["m"]
+    # the pulling store cached the remote's pack index; `remote rm` forgets it with the name
+    assert run_py(cli, "remote", "add", "bucket", s3_url, env={"CAS_STORE": b.path}).returncode == 0
+    cache = os.path.join(b.path, "cas", "remotes")
+    assert [f for d in os.listdir(cache) for f in os.listdir(os.path.join(cache, d)) if f.endswith(".idx")]
+    assert run_py(cli, "remote", "rm", "bucket", env={"CAS_STORE": b.path}).returncode == 0
+    assert os.listdir(cache) == []

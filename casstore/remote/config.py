@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from typing import TYPE_CHECKING
 
 from dulwich.config import ConfigFile
@@ -49,12 +51,20 @@ def add_remote(store: Store, name: str, url: str) -> None:
     cfg.write_to_path(path)
 
 
+def cache_dir(store: Store, url: str) -> str:
+    """Where a transport may keep what it learnt about the remote at ``url`` (S3: pack indexes)."""
+    return os.path.join(store.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
+
+
 def remove_remote(store: Store, name: str) -> None:
-    if name not in list_remotes(store):
+    """Forget a named remote, and what was cached about it."""
+    url = list_remotes(store).get(name)
+    if url is None:
         raise RemoteNotFoundError(name)
     cfg, path = _config(store)
     del cfg[(b"remote", name.encode())]
     cfg.write_to_path(path)
+    shutil.rmtree(cache_dir(store, url), ignore_errors=True)
 
 
 def resolve_remote(store: Store, remote: str) -> str:

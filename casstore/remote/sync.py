@@ -12,7 +12,6 @@ first when it is not.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from ..names import check_domain, check_model_id
 from ..progress import ProgressFn
 from ..refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..states import STATES_REF, states_at, write_states
+from .config import cache_dir
 from .incoming import Quarantine
 from .merge import ancestry, merge_base, merge_indexes
 from .transport import RemoteError, local_path, open_transport
@@ -176,8 +176,7 @@ def _store_config(store: Store) -> ConfigFile:
 
 
 def _open(store: Store, url: str, progress: ProgressFn | None) -> tuple[Any, str]:
-    cache = os.path.join(store.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
-    return open_transport(url, _store_config(store), cache, progress)
+    return open_transport(url, _store_config(store), cache_dir(store, url), progress)
 
 
 class LocalGraph(ObjectStoreGraphWalker):
