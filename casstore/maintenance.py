@@ -97,19 +97,16 @@ def copy_packs(store: Store, packs: list[str],
         base = os.path.join(odb.pack_dir, pack)
         idx = PackIdx(base + ".idx")
         try:
-            offsets = idx.offsets()
-            order = offsets.argsort()
-            end = os.path.getsize(base + ".pack") - 20
+            starts, ends = idx.entry_bounds(os.path.getsize(base + ".pack"))
             sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
             keys = {sc.location(i).oid: (sc.key(i), sc.location(i).raw_size) for i in range(sc.count)}
-            bounds = offsets[order].tolist() + [end]
-            for n, i in enumerate(order.tolist()):
+            for i in starts.argsort(kind="stable").tolist():
                 oid = idx.sha(i)
                 if oid in seen or (keep is not None and not keep(pi, i)):
                     continue
                 seen.add(oid)
                 key, raw = keys.get(oid, (None, 0))
-                plan.append((pack, bounds[n], bounds[n + 1] - bounds[n], oid, key, raw))
+                plan.append((pack, int(starts[i]), int(ends[i] - starts[i]), oid, key, raw))
         finally:
             idx.close()
     new = None

@@ -45,6 +45,18 @@ class PackIdx:
             small[big] = large[(small[big] & 0x7FFFFFFF)].astype(np.int64)
         return small
 
+    def entry_bounds(self, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) in the pack of every entry, in index (SHA) order.
+
+        An entry ends where the next one (by offset) starts; the last one at the
+        pack's 20-byte trailer.
+        """
+        starts = self.offsets()
+        order = starts.argsort(kind="stable")
+        ends = np.empty_like(starts)
+        ends[order] = np.append(starts[order][1:], pack_size - 20)
+        return starts, ends
+
     def sha(self, i: int) -> bytes:
         assert self._mm is not None
         o = self._sha_off + 20 * i

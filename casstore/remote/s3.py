@@ -44,6 +44,7 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, MissingObjectError
+from ..odb import object_id
 from ..packidx import PackIdx
 from ..packwriter import EncodedEntry, PackWriter, parse_object_header
 from ..parallel import ordered
@@ -259,14 +260,11 @@ class S3Client:
                 os.replace(tmp, path)
             size = listing[name + ".pack"]
             idx = PackIdx(path)
-            idx_starts = idx.offsets()
-            order = np.argsort(idx_starts, kind="stable")
-            offsets = idx_starts[order]
-            ends = np.append(offsets[1:], size - 20)
+            idx_starts, idx_ends = idx.entry_bounds(size)
+            order = idx_starts.argsort(kind="stable")
+            offsets, ends = idx_starts[order], idx_ends[order]
             if idx.count and (offsets[0] < 12 or np.any(ends <= offsets) or ends[-1] > size - 20):
                 raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
-            idx_ends = np.empty_like(ends)
-            idx_ends[order] = ends
             packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
         self._packs = packs
         return packs
@@ -320,9 +318,7 @@ class S3Client:
         if size > MAX_OBJECT:
             raise CorruptObjectError(name, f"object of {size} bytes is larger than casstore writes")
         content = _inflate(memoryview(entry)[hlen:], size, name)
-        h = hashlib.sha1(b"%s %d\x00" % (_TYPES[type_num], size))
-        h.update(content)
-        if h.digest() != oid:
+        if object_id(type_num, content) != oid:
             raise CorruptObjectError(oid.hex(), f"remote {self.url} sent an object that does not hash to its id")
         return type_num, content
 

@@ -92,14 +92,8 @@ class EntrySource:
             if not fn.endswith(".idx") or not os.path.exists(os.path.join(odb.cidx_dir, name + ".cidx")):
                 continue  # only casstore packs are guaranteed delta-free
             idx = PackIdx(os.path.join(odb.pack_dir, fn))
-            offsets = idx.offsets()
-            order = offsets.argsort()
-            end = os.path.getsize(os.path.join(odb.pack_dir, name + ".pack")) - 20
-            sorted_offsets = offsets[order]
-            lengths_sorted = np.diff(np.append(sorted_offsets, end))
-            lengths = np.empty_like(lengths_sorted)
-            lengths[order] = lengths_sorted
-            self.packs.append(_PackEntries(name, idx, offsets, lengths))
+            starts, ends = idx.entry_bounds(os.path.getsize(os.path.join(odb.pack_dir, name + ".pack")))
+            self.packs.append(_PackEntries(name, idx, starts, ends - starts))
         self.bytes_sent = 0
 
     def close(self) -> None:
