@@ -26,13 +26,11 @@ from .chunkindex import ChunkIndex, ChunkLocation
 from .codec import decode_many
 from .errors import CorruptObjectError, MissingObjectError
 from .fsutil import makedirs_durable, write_new_file
-from .packwriter import BLOB, Buffer, inflate_parts, parse_object_header
-
-_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
 
 
 def object_id(type_num: int, raw: bytes) -> bytes:
-    h = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[type_num], len(raw)))
+    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], len(raw)))
     h.update(raw)
     return h.digest()
 
@@ -82,7 +80,7 @@ class ObjectDB:
             raise MissingObjectError(oid_hex.decode()) from None
         except (zlib.error, ValueError, AssertionError) as e:
             raise CorruptObjectError(oid_hex.decode(), f"unreadable: {e}") from None
-        if type_num not in _TYPE_NAMES or object_id(type_num, raw).hex().encode() != oid_hex:
+        if type_num not in TYPE_NAMES or object_id(type_num, raw).hex().encode() != oid_hex:
             raise CorruptObjectError(oid_hex.decode(), "content does not match its SHA-1")
         return type_num, raw
 

@@ -159,7 +159,8 @@ class EncodedEntry:
         return cls(oid, header, (zdata,), len(zdata), zlib.crc32(zdata, zlib.crc32(header)), 0)
 
 
-_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+#: git object type numbers (as in pack entry headers) and names
+TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
 def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> EncodedEntry:
@@ -171,7 +172,7 @@ def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> Enco
     real zlib level.
     """
     size = sum(len(c) for c in content)
-    oid = hashlib.sha1(b"%s %d\x00" % (_TYPE_NAMES[type_num], size))
+    oid = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
     for c in content:
         oid.update(c)
     header = object_header(type_num, size)

@@ -46,7 +46,7 @@ from dulwich.refs import Ref
 from ..errors import CasError, CorruptObjectError, MissingObjectError
 from ..odb import object_id
 from ..packidx import PackIdx
-from ..packwriter import EncodedEntry, PackWriter, parse_object_header
+from ..packwriter import TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..parallel import ordered
 from ..progress import Counter, ProgressFn
 from .transport import RemoteError
@@ -62,7 +62,6 @@ READAHEAD = 256 << 10
 GAP = 64 << 10
 #: size of one ranged request for chunk blobs
 RUN_BYTES = 8 << 20
-_TYPES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 
 
 @dataclass
@@ -313,7 +312,7 @@ class S3Client:
             type_num, size, hlen = parse_object_header(entry)
         except IndexError:
             raise CorruptObjectError(name, "truncated pack entry") from None
-        if type_num not in _TYPES:
+        if type_num not in TYPE_NAMES:
             raise CorruptObjectError(name, f"pack entry of type {type_num}: S3 remotes hold whole objects only")
         if size > MAX_OBJECT:
             raise CorruptObjectError(name, f"object of {size} bytes is larger than casstore writes")
@@ -363,7 +362,7 @@ class S3Client:
                 try:
                     obj = ShaFile.from_raw_string(type_num, content, ObjectID(raw.hex().encode()))
                 except Exception as err:
-                    raise CorruptObjectError(raw.hex(), f"unparseable {_TYPES[type_num].decode()}: {err}") from None
+                    raise CorruptObjectError(raw.hex(), f"unparseable {TYPE_NAMES[type_num].decode()}: {err}") from None
                 if isinstance(obj, Commit):
                     level.extend(bytes.fromhex(x.decode()) for x in [obj.tree, *obj.parents])
                 elif isinstance(obj, Tree):
