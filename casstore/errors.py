@@ -93,6 +93,22 @@ class UnsafePathError(CasError, ValueError):
         super().__init__(f"unsafe file name {path!r}: {rule}")
 
 
+class InvalidIdentityError(CasError, ValueError):
+    """An author identity that git would reject (``CAS_AUTHOR``, git's ``user.name``/``user.email``)."""
+
+    def __init__(self, source: str, value: str, rule: str) -> None:
+        self.source, self.value, self.rule = source, value, rule
+        super().__init__(f"invalid author {value!r} from {source}: {rule}")
+
+
+class ExtraFileError(CasError, ValueError):
+    """An extra file that cannot be stored as given (a symlink loop, a name clash, an unsafe name)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path, self.detail = path, detail
+        super().__init__(f"extra file {path!r}: {detail}")
+
+
 class NotAStoreError(CasError):
     """The path exists but is not a casstore store."""
 

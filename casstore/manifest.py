@@ -95,6 +95,27 @@ def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) 
     return v
 
 
+def check_paths(paths: list[str]) -> None:
+    """Refuse a set of file paths that cannot all exist in one directory tree.
+
+    Every path must pass :func:`check_relpath`, appear once, and not be a parent
+    directory of another (``plots`` and ``plots/a.png`` cannot both be written).
+
+    Raises:
+        UnsafePathError: a path that is unsafe, duplicated or clashes with another.
+    """
+    seen: set[str] = set()
+    for p in paths:
+        if check_relpath(p) in seen:
+            raise UnsafePathError(p, "duplicate path: two files would have it")
+        seen.add(p)
+    for p in paths:
+        parts = p.split("/")
+        for i in range(1, len(parts)):
+            if (parent := "/".join(parts[:i])) in seen:
+                raise UnsafePathError(p, f"needs {parent!r} to be a directory, but it is a file")
+
+
 def decode(data: bytes, oid: str = "manifest") -> Manifest:
     """Parse and validate a manifest blob.
 
@@ -113,15 +134,11 @@ def decode(data: bytes, oid: str = "manifest") -> Manifest:
         domain = check_domain(_get(doc, "domain", str, "manifest"))
         model_id = check_model_id(_get(doc, "model_id", str, "manifest"))
         files: list[FileEntry] = []
-        seen: set[str] = set()
         for i, fd in enumerate(_get(doc, "files", list, "manifest")):
             where = f"files[{i}]"
             if not isinstance(fd, dict):
                 raise ValueError(f"{where}: not a map")
             path = check_relpath(_get(fd, "path", str, where))
-            if path in seen:
-                raise ValueError(f"{where}: duplicate path {path!r}")
-            seen.add(path)
             kind = _get(fd, "kind", str, where)
             if kind not in KINDS:
                 raise ValueError(f"{where}: unknown kind {kind!r}")
@@ -141,6 +158,7 @@ def decode(data: bytes, oid: str = "manifest") -> Manifest:
                 raise ValueError(f"{where}: bad digest length")
             keys = [keys_blob[j : j + KEY_SIZE] for j in range(0, len(keys_blob), KEY_SIZE)]
             files.append(FileEntry(path, kind, size, b3, xx, keys, sizes))
+        check_paths([f.path for f in files])
         frameworks: list[FrameworkEntry] = []
         kwargs: set[str] = set()
         model_paths = {f.path for f in files if f.kind == "model"}

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import getpass
 import os
 import platform
 import shutil
-import socket
+import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -42,21 +41,25 @@ from .errors import (
     CasError,
     CorruptObjectError,
     DomainNotFoundException,
+    ExtraFileError,
     FrameworkError,
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
     StateNotFoundException,
     StoreWriteError,
+    UnsafePathError,
 )
 from .frameworks import by_name, resolve
 from .fsck import FsckReport, fsck
+from .fsutil import check_relpath
 from .gc import DEFAULT_GRACE, GcReport, gc
 from .history import DomainIndex, Event, append_event, iter_log, parse_trailers, read_index
+from .identity import author
 from .ingest import IngestedFile, Source, ingest
 from .locking import deferred_interrupts, store_lock
 from .maintenance import maintain
-from .manifest import FileEntry, FrameworkEntry, Manifest
+from .manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .manifest import decode as decode_manifest
 from .names import check_domain, check_model_id, check_state, new_model_id
 from .odb import ObjectDB
@@ -75,19 +78,6 @@ TREE_MODE = 0o040000
 
 def default_store_path() -> str:
     return os.environ.get("CAS_STORE") or os.path.join(os.path.expanduser("~"), ".casstore")
-
-
-def _author() -> bytes:
-    env = os.environ.get("CAS_AUTHOR")
-    if env and "<" in env and env.rstrip().endswith(">"):
-        text = env.strip()
-    else:
-        try:
-            user = getpass.getuser()
-        except Exception:
-            user = "casstore"
-        text = f"{env or user} <{user}@{socket.gethostname()}>"
-    return "".join(c for c in text if c not in "\n\r\0").encode()
 
 
 def _now() -> _dt.datetime:
@@ -246,6 +236,7 @@ class Store:
         plan = [(kwarg, obj, resolve(kwarg, obj)) for kwarg, obj in models.items()]
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
+        who = author(self.path)  # validated before anything is written
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
@@ -270,7 +261,13 @@ class Store:
                                               list(saved.files), saved.library))
             for name, local in extras:
                 claim(name, f"extra file {local}")
-                sources.append(Source(name, local, "extra"))
+                sources.append(Source(name, _snapshot_unsized(local, work), "extra"))
+            try:
+                check_paths(list(owner))
+            except UnsafePathError as e:
+                other = [q for q in owner if e.path.startswith(q + "/")]
+                raise FrameworkError(f"{owner[e.path]}"
+                                     + (f" and {owner[other[0]]}" if other else "") + f": {e}") from None
 
             with self._write_errors():
                 files, stats = ingest(self.odb, sources, params=self.params, level=self.level,
@@ -280,7 +277,7 @@ class Store:
                 domain=domain,
                 model_id=model_id,
                 created=created.isoformat(),
-                author=_author().decode(),
+                author=who.decode(),
                 frameworks=entries,
                 files=[FileEntry(f.path, f.kind, f.size, f.blake3, f.xxh3, f.keys, f.sizes) for f in files],
                 extra_metadata=extra_metadata,
@@ -298,7 +295,7 @@ class Store:
                 def add(idx: DomainIndex) -> None:
                     idx.models[model_id] = commit_id
 
-                append_event(self.odb, self.refs, domain, _author(), "commit", model_id, commit_id, add,
+                append_event(self.odb, self.refs, domain, who, "commit", model_id, commit_id, add,
                              when=int(created.timestamp()),
                              trailers={"Frameworks": _frameworks_summary(manifest),
                                        "Summary": _metadata_summary(extra_metadata)})
@@ -423,7 +420,7 @@ class Store:
             names.add(state_name)
             return True
 
-        update_states(self.odb, self.refs, _author(), f"create state {state_name}", add)
+        update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
 
     def list_model_states(self) -> list[str]:
         """Every state that was created, sorted."""
@@ -448,7 +445,8 @@ class Store:
             members[model_id] = sha
             return True
 
-        append_event(self.odb, self.refs, domain, _author(), "state-set", model_id, sha, put, state=state_name)
+        append_event(self.odb, self.refs, domain, author(self.path), "state-set", model_id, sha, put,
+                     state=state_name)
 
     def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Take a model out of a state (a no-op if it is not in it)."""
@@ -465,7 +463,7 @@ class Store:
             del members[model_id]
             return True
 
-        append_event(self.odb, self.refs, domain, _author(), "state-unset", model_id, sha, drop,
+        append_event(self.odb, self.refs, domain, author(self.path), "state-unset", model_id, sha, drop,
                      state=state_name)
 
     def get_model_states(self, domain: str, model_id: str) -> list[str]:
@@ -487,7 +485,7 @@ class Store:
             names.discard(state_name)
             return True
 
-        update_states(self.odb, self.refs, _author(), f"delete state {state_name}", remove)
+        update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
         """Delete a model: it leaves listings, loads and states; the deletion is logged.
@@ -500,6 +498,7 @@ class Store:
             ModelNotFoundException: no such model.
         """
         sha = self._model_commit(domain, model_id)
+        who = author(self.path)  # validated before the ref goes
         with deferred_interrupts(), self._write_errors():
             if not self.refs.remove_if_equals(model_ref(domain, model_id), sha):
                 raise ModelNotFoundException(domain, model_id)  # deleted or replaced meanwhile
@@ -510,7 +509,7 @@ class Store:
                     changed = members.pop(model_id, None) is not None or changed
                 return changed
 
-            append_event(self.odb, self.refs, domain, _author(), "delete", model_id, sha, drop)
+            append_event(self.odb, self.refs, domain, who, "delete", model_id, sha, drop)
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -723,10 +722,19 @@ class Store:
 
 def _extra_sources(
     extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
-) -> Iterable[tuple[str, str]]:
+) -> list[tuple[str, str]]:
     """(name in the store, local path) for every extra file; directories recursively.
 
-    Checks every path before anything is stored.
+    A directory ``plots`` (also given as ``plots/``, ``.`` or ``..``: the name is
+    the directory's own) is stored as ``plots/<its files>``.  Symbolic links are
+    followed, to files and to directories alike, as ``cp -rL`` does; a link that
+    leads back into a directory being walked is a loop and refused.  Every name
+    is checked against the manifest's rules here, before anything is stored.
+
+    Raises:
+        FileNotFoundError: a path that does not exist (or a dangling symlink).
+        ExtraFileError: a symlink loop, a file that is not a regular file, or a
+            name the store cannot hold (control characters, backslashes ...).
     """
     if extra_files is None:
         return []
@@ -736,26 +744,73 @@ def _extra_sources(
     for item in extra_files:
         p = os.fspath(item)
         if not os.path.exists(p):
+            if os.path.lexists(p):
+                raise ExtraFileError(p, _NOWHERE)
             raise FileNotFoundError(f"extra file {p!r} does not exist")
-        base = os.path.basename(os.path.normpath(p))
+        base = os.path.basename(os.path.abspath(p))
+        if not base:
+            raise ExtraFileError(p, "has no name to store it under (the root directory)")
         if os.path.isdir(p):
-            found = []
-            for dirpath, _dirnames, filenames in os.walk(p):
-                for fn in filenames:
-                    full = os.path.join(dirpath, fn)
-                    rel = os.path.relpath(full, p).replace(os.sep, "/")
-                    _check_regular(full)
-                    found.append((f"{base}/{rel}", full))
-            out.extend(sorted(found))
+            out.extend(_walk_extra_dir(p, base, {os.path.realpath(p)}))
         else:
             _check_regular(p)
             out.append((base, p))
+    for name, local in out:
+        try:
+            check_relpath(name)
+        except UnsafePathError as e:
+            raise ExtraFileError(local, f"cannot be stored under the name {name!r}: {e.rule}") from None
+    return out
+
+
+_NOWHERE = "is a symbolic link that leads nowhere (dangling, or a loop)"
+
+
+def _walk_extra_dir(path: str, name: str, ancestors: set[str]) -> list[tuple[str, str]]:
+    """The files under directory ``path``, named ``name/...``, sorted; follows symlinks."""
+    out: list[tuple[str, str]] = []
+    with os.scandir(path) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        full = os.path.join(path, e.name)
+        try:
+            is_dir = e.is_dir()  # follows symlinks
+        except OSError as err:
+            raise ExtraFileError(full, f"cannot be read: {err.strerror}") from None
+        if is_dir:
+            real = os.path.realpath(full)
+            if real in ancestors:
+                raise ExtraFileError(full, f"is a symlink loop (it leads back to {real!r})")
+            out.extend(_walk_extra_dir(full, f"{name}/{e.name}", ancestors | {real}))
+        elif not os.path.exists(full):
+            raise ExtraFileError(full, _NOWHERE)
+        else:
+            _check_regular(full)
+            out.append((f"{name}/{e.name}", full))
     return out
 
 
 def _check_regular(path: str) -> None:
-    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:  # ELOOP: a symlink to itself
+        raise ExtraFileError(path, f"cannot be read: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ExtraFileError(path, "is not a regular file")
 
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise CasError(f"extra file {path!r} is not a regular file")
 
+def _snapshot_unsized(local: str, work: str) -> str:
+    """``local``, or a copy of it when it reports size 0 but has content (``/proc`` files).
+
+    Ingest reads as many bytes as ``fstat`` reports; pseudo-files report 0 and
+    would be stored empty.  Such files are small: copy their content as read.
+    """
+    if os.stat(local).st_size != 0:
+        return local
+    with open(local, "rb") as f:
+        if not f.read(1):
+            return local
+    fd, copy = tempfile.mkstemp(dir=work, prefix="unsized-")
+    with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
+        shutil.copyfileobj(src, dst)
+    return copy

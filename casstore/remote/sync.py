@@ -26,6 +26,7 @@ from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError
 from ..history import DomainIndex, read_index
+from ..identity import author
 from ..locking import store_lock
 from ..names import check_domain, check_model_id
 from ..progress import ProgressFn
@@ -115,9 +116,8 @@ def _index_at(store: Store, head: ObjectID | None, models: dict[str, ObjectID] |
 
 
 def _history_commit(store: Store, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
-    from ..store import _author
 
-    return store.odb.write_commit(index.to_tree(store.odb), parents, _author(), message.encode())
+    return store.odb.write_commit(index.to_tree(store.odb), parents, author(store.path), message.encode())
 
 
 def _merge_message(url: str, conflicts: list[str]) -> str:
@@ -166,9 +166,8 @@ def _merge_states(store: Store, ours: ObjectID | None, theirs: ObjectID | None) 
 
 
 def _states_commit(store: Store, names: set[str], parents: list[ObjectID]) -> ObjectID:
-    from ..store import _author
 
-    return write_states(store.odb, names, parents, _author(), "merge states")
+    return write_states(store.odb, names, parents, author(store.path), "merge states")
 
 
 def _store_config(store: Store) -> ConfigFile:
