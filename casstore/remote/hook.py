@@ -137,32 +137,56 @@ check_states() {  # check_states REF OLD NEW
     [ -z "$bad" ] || refuse "$1" "commit $3 has $bad: the state list's tree holds one blob per valid state name"
 }
 
-check_model() {  # check_model REF OLD NEW DOMAIN ID
-    href=refs/cas/domains/$4
-    moved=$(pushed "$href")
-    if ! is_zero "$2" && ! is_zero "$3"; then
-        refuse "$1" "an existing model never moves to another commit"
-    elif is_zero "$3"; then
-        if [ -z "$moved" ] || [ -n "$(git ls-tree "$moved" -- "models/$5" 2>/dev/null)" ]; then
-            refuse "$1" "the domain history still lists it: a model is deleted only by a push that also moves $href \
-to a history without models/$5"
-        fi
-    else
-        is_commit "$1" "$3" "a model" || return
-        tree=$(git ls-tree "$3" | awk '{ print $1, $2, substr($0, index($0, "\t") + 1) }')
-        want=$(printf '040000 tree files\n100644 blob manifest')
-        if [ "$tree" != "$want" ]; then
-            refuse "$1" "model commit $3 must have a tree of 'manifest' and 'files' only"
-            return
-        fi
-        hist=${moved:-$(git rev-parse -q --verify "$href" 2>/dev/null)}
-        entry=
-        [ -n "$hist" ] && entry=$(git ls-tree "$hist" -- "models/$5" 2>/dev/null)
-        if [ "$entry" != "$(printf '160000 commit %s\tmodels/%s' "$3" "$5")" ]; then
-            refuse "$1" "a new model must be recorded in its domain history: after this push, $href must list \
-models/$5 as a gitlink to $3"
-        fi
-    fi
+check_models() {  # every model ref update of the push at once, from $models: "old new ref domain id"
+    # A push may carry thousands of models: a fixed number of git processes per domain
+    # and one `git cat-file --batch-check` for all new models, joined by one awk.
+    bad=$( {
+        for d in $(printf '%s\n' "$models" | awk '{ print $4 }' | sort -u); do
+            href=refs/cas/domains/$d
+            moved=$(pushed "$href")
+            hist=${moved:-$(git rev-parse -q --verify "$href" 2>/dev/null)}
+            echo "history $d ${moved:--}"
+            # the history after the push: its models/ entries, "160000 commit <sha>\tmodels/<id>"
+            [ -z "$hist" ] || git ls-tree "$hist" -- models/ 2>/dev/null | sed "s|^|listed $d |"
+        done
+        printf '%s\n' "$models" | sed 's/^/update /'
+        # per new model: the commit, its tree (for the size), manifest, files
+        printf '%s\n' "$models" | awk '$1 !~ /[^0]/ && $2 ~ /[^0]/ {
+            print $2; print $2 "^{tree}"; print $2 ":manifest"; print $2 ":files" }' |
+            git cat-file --batch-check='%(objecttype) %(objectsize)' | sed 's/^/object /'
+    } | awk '
+    $1 == "history" { moved[$2] = ($3 != "-"); next }
+    $1 == "listed" {
+        tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " ")
+        listed[f[2] "/" substr($0, tab + 8)] = f[3] " " f[4] " " f[5]; next }
+    $1 == "update" { n++; old[n] = $2; new[n] = $3; ref[n] = $4; dom[n] = $5; id[n] = $6; next }
+    $1 == "object" { k++; type[k] = ($NF == "missing") ? "missing" : $2; size[k] = $3; next }
+    END {
+        k = 0
+        for (i = 1; i <= n; i++) {
+            href = "refs/cas/domains/" dom[i]
+            entry = listed[dom[i] "/" id[i]]
+            say = "casstore: " ref[i] ": "
+            if (old[i] ~ /[^0]/ && new[i] ~ /[^0]/) {
+                print say "an existing model never moves to another commit"
+            } else if (new[i] !~ /[^0]/) {
+                if (!moved[dom[i]] || entry != "")
+                    print say "the domain history still lists it: a model is deleted only by a push that also " \
+                        "moves " href " to a history without models/" id[i]
+            } else {
+                # A tree of exactly "40000 files" and "100644 manifest" is 12 + 16 bytes of
+                # names and modes plus two binary object ids: nothing else fits in that size.
+                ok = type[k + 1] == "commit" && type[k + 3] == "blob" && type[k + 4] == "tree" \
+                    && size[k + 2] == 28 + length(new[i])
+                k += 4
+                if (!ok) print say "model commit " new[i] " must have a tree of '\''manifest'\'' and '\''files'\'' only"
+                else if (entry != "160000 commit " new[i])
+                    print say "a new model must be recorded in its domain history: after this push, " href \
+                        " must list models/" id[i] " as a gitlink to " new[i]
+            }
+        }
+    }')
+    [ -z "$bad" ] || { printf '%s\n' "$bad" >&2; fail=1; }
 }
 
 rule='names are ASCII letters, digits, "-", "_" and "." (1-128, no leading ".", no trailing "." or ".lock", no "..")'
@@ -182,7 +206,7 @@ while read -r old new ref kind domain id <&3; do
     case $kind in
     states) check_states "$ref" "$old" "$new" ;;
     history) check_history "$ref" "$old" "$new" ;;
-    model) check_model "$ref" "$old" "$new" "$domain" "$id" ;;
+    model) ;;  # all at once, below
     badhistory) refuse "$ref" "a domain history is refs/cas/domains/<domain>, one level; $rule" ;;
     badmodel) refuse "$ref" "a model ref is refs/cas/models/<domain>/<id>, exactly two levels; $rule" ;;
     *) refuse "$ref" "not a casstore ref: refs/cas/ holds only models/<domain>/<id>, domains/<domain> and states" ;;
@@ -190,6 +214,8 @@ while read -r old new ref kind domain id <&3; do
 done 3<<END_OF_JOBS
 $jobs
 END_OF_JOBS
+models=$(printf '%s\n' "$jobs" | awk '$4 == "model" { print $1, $2, $3, $5, $6 }')
+[ -z "$models" ] || check_models
 exit $fail
 """
 
