@@ -23,7 +23,7 @@ from dulwich.objects import ObjectID
 import casstore
 from casstore.history import append_event
 from casstore.names import check_name
-from casstore.remote.hook import NAME_AWK
+from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck, git
 from tests.servers import git_daemon
@@ -348,6 +348,26 @@ def test_hook_refusal_is_reported_by_the_client(tmp_path: Path, remote: Remote, 
                          capture_output=True, text=True, check=False)
     assert cli.returncode == 1
     assert "rejected by the remote: refs/cas/models/d/odd: model commit" in cli.stdout, cli.stdout + cli.stderr
+
+
+def test_hook_on_a_plain_git_init_bare_remote(tmp_path: Path) -> None:
+    """docs/remotes.md: the script alone, copied into a stock bare repository, enforces the rules."""
+    path = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    hook = path / "hooks" / "pre-receive"
+    hook.write_text(PRE_RECEIVE)
+    hook.chmod(0o755)
+    remote = Remote(str(path), path)
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    a.commit_models("d", model=_file(tmp_path, "v1"), model_id="v1")
+    assert a.push(remote.url).ok
+    b.commit_models("d", model=_file(tmp_path, "x"), model_id="x")
+    before = remote_refs(remote)
+    r = push(b.path, remote.url, "refs/cas/domains/d:refs/cas/domains/d", ":refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/domains/d", "only fast-forwards")
+    r = push(b.path, remote.url, ":refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
+    assert_clients_still_work(tmp_path, remote, a, ["v1"])
 
 
 # -- the naming rule, ported to awk ------------------------------------------------------
