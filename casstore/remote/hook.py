@@ -1,51 +1,260 @@
-"""The server-side hook that `cas init --bare` installs.
+"""The server-side hook that `cas init --bare` installs: casstore's ref rules, enforced by git.
 
-git servers accept a force-overwrite of any ``refs/cas/*`` ref (only
-``refs/heads`` has protections), so a careless or hostile client could replace a
-model.  The hook refuses, for the whole push at once (a pre-receive hook sees
-every ref update together, which an ``update`` hook does not):
+git servers accept a force-overwrite or deletion of any ``refs/cas/*`` ref
+(``receive.denyNonFastForwards`` covers only ``refs/heads``), and they accept
+any ref name git itself allows.  A careless or hostile client -- stock ``git
+push --force`` is enough -- could replace a history, delete a model, or leave a
+ref that makes every later ``cas pull`` and ``cas push`` of that remote fail.
+The ``pre-receive`` hook sees every ref update of a push together (an
+``update`` hook sees one at a time, and could not tell a recorded deletion from
+a bare one) and refuses the whole push, so no ref moves, if any update under
+``refs/cas/`` breaks a rule:
 
-* moving an existing model ref to another commit;
-* deleting a model ref, unless the same push moves that domain's history to a
-  tree that no longer lists the model (a deletion recorded in the history);
-* deleting a domain history or the state list.
+* ``refs/cas/domains/<domain>`` (a history) and ``refs/cas/states`` only
+  fast-forward (the new commit contains the old one) and are never deleted;
+* a history's new commits (every commit the server's histories did not already
+  reach, the tip included) have trees of the domain-index shape only:
+  ``models/<id>`` and ``states/<state>/<id>`` gitlinks; the state list's tip
+  tree holds one blob per state name;
+* ``refs/cas/models/<domain>/<id>`` is created only if, after the push, the
+  domain's history lists ``models/<id>`` as a gitlink to exactly the new model
+  commit, whose tree holds ``manifest`` and ``files`` only; it is deleted only
+  if the same push moves the history to one that no longer lists the ID; an
+  existing model ref never moves;
+* domains, IDs and state names follow casstore's naming rule (names.py), models
+  are exactly two levels under ``models/`` and histories one under
+  ``domains/``; nothing else under ``refs/cas/`` is accepted.
 
-``receive.denyNonFastForwards`` makes history refs fast-forward only.
+Refs outside ``refs/cas/`` are left to git's own rules.  Every message goes to
+stderr (git relays it to the pusher as ``remote: casstore: ...``) and names the
+ref and the rule.
+
+The hook is POSIX ``sh``, ``awk`` and git plumbing, so it runs wherever git
+does and never needs casstore or a particular Python on the server.  It works
+on a remote created with plain ``git init --bare`` too: copy ``PRE_RECEIVE``
+into ``hooks/pre-receive`` and make it executable.
 """
 
-PRE_RECEIVE = r"""#!/bin/sh
-# casstore: protect model refs and histories (installed by `cas init --bare`).
-zero=0000000000000000000000000000000000000000
-updates=$(cat)
+from __future__ import annotations
+
+#: casstore's naming rule (casstore/names.py) as an awk function ``valid(name)``:
+#: ASCII letters, digits, ``-``, ``_`` and ``.``; 1 to 128 characters; no leading
+#: ``.``, no trailing ``.`` or ``.lock``, no ``..``.  Run under ``LC_ALL=C`` so
+#: that ranges and lengths are bytes.  tests/test_hook.py checks it against
+#: ``check_name`` on the same inputs.
+NAME_AWK = (
+    "function valid(n) {"
+    " return n ~ /^[A-Za-z0-9._-]+$/ && length(n) <= 128"
+    " && n !~ /^[.]/ && n !~ /[.]$/ && n !~ /[.]lock$/ && n !~ /[.][.]/"
+    " }"
+)
+
+_SCRIPT = r"""#!/bin/sh
+# casstore: enforce the ref rules of a casstore remote (installed by `cas init --bare`;
+# see casstore/remote/hook.py).  Any refusal refuses the whole push: no ref moves.
+LC_ALL=C
+export LC_ALL
+names='@NAME_AWK@'
 fail=0
-while read -r old new ref; do
+updates=$(cat)
+
+refuse() {  # refuse REF RULE
+    printf 'casstore: %s: %s\n' "$1" "$2" >&2
+    fail=1
+}
+
+is_zero() {  # an all-zero object id: the ref is created (old) or deleted (new)
+    case $1 in *[!0]*) return 1 ;; esac
+    return 0
+}
+
+pushed() {  # pushed REF: the new value this push gives REF, empty if it leaves REF alone
+    printf '%s\n' "$updates" | awk -v r="$1" '$3 == r { print $2 }'
+}
+
+is_commit() {  # is_commit REF SHA WHAT
+    [ "$(git cat-file -t "$2" 2>/dev/null)" = commit ] && return 0
+    refuse "$1" "$3 must be a commit ($2 is not)"
+    return 1
+}
+
+# Domain-index shape, for lines of `git ls-tree -r -t` and of `git log --raw -t`
+# (after "commit <sha>" lines): models/<id> and states/<state>/<id> gitlinks only.
+# Prints the first offending entry.
+shape_awk="$names"'
+/^commit / { at = $2; next }
+{
+    tab = index($0, "\t")
+    if (!tab) next
+    meta = substr($0, 1, tab - 1); path = substr($0, tab + 1)
+    split(meta, f, " ")
+    if (substr(meta, 1, 1) == ":") { if (f[5] == "D") next; mode = f[2] } else mode = f[1]
+    n = split(path, p, "/")
+    if (n == 1) ok = (path == "models" || path == "states") && mode == "040000"
+    else if (n == 2 && p[1] == "models") ok = mode == "160000" && valid(p[2])
+    else if (n == 2 && p[1] == "states") ok = mode == "040000" && valid(p[2])
+    else if (n == 3 && p[1] == "states") ok = mode == "160000" && valid(p[2]) && valid(p[3])
+    else ok = 0
+    if (!ok) { print "commit " at " has " path " (mode " mode ")"; exit }
+}'
+
+check_history() {  # check_history REF OLD NEW
+    if is_zero "$3"; then
+        refuse "$1" "a domain history is never deleted"
+        return
+    fi
+    is_commit "$1" "$3" "a domain history" || return
+    if ! is_zero "$2" && ! git merge-base --is-ancestor "$2" "$3" 2>/dev/null; then
+        refuse "$1" "a domain history only fast-forwards: $3 does not contain $2 (pull, then push)"
+        return
+    fi
+    # The tip, then every commit no history on this server reaches yet: `cas pull` parses
+    # all of them, so one malformed commit would break every later pull of this remote.
+    # A commit whose changes against a parent are well-formed has a well-formed tree
+    # when that parent does, so the changes are enough.
+    bad=$( { echo "commit $3"
+             git ls-tree -r -t "$3"
+             git -c log.showSignature=false log --no-color --no-renames --format='commit %H' \
+                 -m -t --raw --no-abbrev --root "$3" --not --glob=refs/cas/domains
+           } | awk "$shape_awk")
+    [ -z "$bad" ] ||
+        refuse "$1" "$bad: a history tree holds only models/<id> and states/<state>/<id> gitlinks, validly named"
+}
+
+check_states() {  # check_states REF OLD NEW
+    if is_zero "$3"; then
+        refuse "$1" "the state list is never deleted"
+        return
+    fi
+    is_commit "$1" "$3" "the state list" || return
+    if ! is_zero "$2" && ! git merge-base --is-ancestor "$2" "$3" 2>/dev/null; then
+        refuse "$1" "the state list only fast-forwards: $3 does not contain $2 (pull, then push)"
+        return
+    fi
+    bad=$(git ls-tree "$3" | awk "$names"'{
+        tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " "); path = substr($0, tab + 1)
+        if (f[1] != "100644" || !valid(path)) { print path " (mode " f[1] ")"; exit } }')
+    [ -z "$bad" ] || refuse "$1" "commit $3 has $bad: the state list's tree holds one blob per valid state name"
+}
+
+check_models() {  # every model ref update of the push at once, from $models: "old new ref domain id"
+    # A push may carry thousands of models: a fixed number of git processes per domain
+    # and one `git cat-file --batch-check` for all new models, joined by one awk.
+    bad=$( {
+        for d in $(printf '%s\n' "$models" | awk '{ print $4 }' | sort -u); do
+            href=refs/cas/domains/$d
+            moved=$(pushed "$href")
+            hist=${moved:-$(git rev-parse -q --verify "$href" 2>/dev/null)}
+            echo "history $d ${moved:--}"
+            # the history after the push: its models/ entries, "160000 commit <sha>\tmodels/<id>"
+            [ -z "$hist" ] || git ls-tree "$hist" -- models/ 2>/dev/null | sed "s|^|listed $d |"
+        done
+        printf '%s\n' "$models" | sed 's/^/update /'
+        # per new model: the commit, its tree (for the size), manifest, files
+        printf '%s\n' "$models" | awk '$1 !~ /[^0]/ && $2 ~ /[^0]/ {
+            print $2; print $2 "^{tree}"; print $2 ":manifest"; print $2 ":files" }' |
+            git cat-file --batch-check='%(objecttype) %(objectsize)' | sed 's/^/object /'
+    } | awk '
+    $1 == "history" { moved[$2] = ($3 != "-"); next }
+    $1 == "listed" {
+        tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " ")
+        listed[f[2] "/" substr($0, tab + 8)] = f[3] " " f[4] " " f[5]; next }
+    $1 == "update" { n++; old[n] = $2; new[n] = $3; ref[n] = $4; dom[n] = $5; id[n] = $6; next }
+    $1 == "object" { k++; type[k] = ($NF == "missing") ? "missing" : $2; size[k] = $3; next }
+    END {
+        k = 0
+        for (i = 1; i <= n; i++) {
+            href = "refs/cas/domains/" dom[i]
+            entry = listed[dom[i] "/" id[i]]
+            say = "casstore: " ref[i] ": "
+            if (old[i] ~ /[^0]/ && new[i] ~ /[^0]/) {
+                print say "an existing model never moves to another commit"
+            } else if (new[i] !~ /[^0]/) {
+                if (!moved[dom[i]] || entry != "")
+                    print say "the domain history still lists it: a model is deleted only by a push that also " \
+                        "moves " href " to a history without models/" id[i]
+            } else {
+                # A tree of exactly "40000 files" and "100644 manifest" is 12 + 16 bytes of
+                # names and modes plus two binary object ids: nothing else fits in that size.
+                ok = type[k + 1] == "commit" && type[k + 3] == "blob" && type[k + 4] == "tree" \
+                    && size[k + 2] == 28 + length(new[i])
+                k += 4
+                if (!ok) print say "model commit " new[i] " must have a tree of '\''manifest'\'' and '\''files'\'' only"
+                else if (entry != "160000 commit " new[i])
+                    print say "a new model must be recorded in its domain history: after this push, " href \
+                        " must list models/" id[i] " as a gitlink to " new[i]
+            }
+        }
+    }')
+    [ -z "$bad" ] || { printf '%s\n' "$bad" >&2; fail=1; }
+}
+
+rule='names are ASCII letters, digits, "-", "_" and "." (1-128, no leading ".", no trailing "." or ".lock", no "..")'
+jobs=$(printf '%s\n' "$updates" | awk "$names"'
+NF == 3 && substr($3, 1, 9) == "refs/cas/" {
+    rest = substr($3, 10)
+    n = split(rest, p, "/")
+    if (rest == "states") kind = "states"
+    else if (p[1] == "domains") kind = (n == 2 && valid(p[2])) ? "history " p[2] : "badhistory"
+    else if (p[1] == "models") kind = (n == 3 && valid(p[2]) && valid(p[3])) ? "model " p[2] " " p[3] : "badmodel"
+    else kind = "other"
+    print $1, $2, $3, kind
+}')
+
+while read -r old new ref kind domain id <&3; do
     [ -n "$ref" ] || continue
-    case "$ref" in
-    refs/cas/models/*/*)
-        [ "$old" = "$zero" ] && continue
-        if [ "$new" != "$zero" ]; then
-            echo "casstore: refusing to move existing model $ref" >&2
-            fail=1
-            continue
-        fi
-        rest=${ref#refs/cas/models/}
-        domain=${rest%%/*}
-        id=${rest#*/}
-        hist=$(printf '%s\n' "$updates" | awk -v r="refs/cas/domains/$domain" '$3 == r { print $2 }')
-        if [ -z "$hist" ] || [ "$hist" = "$zero" ] || git cat-file -e "$hist:models/$id" 2>/dev/null; then
-            echo "casstore: refusing to delete $ref: the domain history still lists it" >&2
-            fail=1
-        fi
-        ;;
-    refs/cas/domains/*|refs/cas/states)
-        if [ "$new" = "$zero" ]; then
-            echo "casstore: refusing to delete $ref" >&2
-            fail=1
-        fi
-        ;;
+    case $kind in
+    states) check_states "$ref" "$old" "$new" ;;
+    history) check_history "$ref" "$old" "$new" ;;
+    model) ;;  # all at once, below
+    badhistory) refuse "$ref" "a domain history is refs/cas/domains/<domain>, one level; $rule" ;;
+    badmodel) refuse "$ref" "a model ref is refs/cas/models/<domain>/<id>, exactly two levels; $rule" ;;
+    *) refuse "$ref" "not a casstore ref: refs/cas/ holds only models/<domain>/<id>, domains/<domain> and states" ;;
     esac
-done <<END_OF_UPDATES
-$updates
-END_OF_UPDATES
+done 3<<END_OF_JOBS
+$jobs
+END_OF_JOBS
+models=$(printf '%s\n' "$jobs" | awk '$4 == "model" { print $1, $2, $3, $5, $6 }')
+[ -z "$models" ] || check_models
 exit $fail
 """
+
+#: The ``pre-receive`` hook script (POSIX sh).
+PRE_RECEIVE = _SCRIPT.replace("@NAME_AWK@", NAME_AWK)
+
+
+# -- on the client: what the hook said ----------------------------------------------
+
+_PREFIX = "casstore: "
+
+
+def hook_messages(sideband: bytes) -> dict[str, list[str]]:
+    """The hook's refusals in what a remote sent on git's progress channel, by ref name.
+
+    git relays a hook's stderr to the pusher there, and marks every ref of a refused
+    push with the same "pre-receive hook declined"; only these lines say why.
+    """
+    out: dict[str, list[str]] = {}
+    for line in sideband.decode("utf-8", "replace").replace("\r", "\n").splitlines():
+        line = line.strip()
+        if line.startswith("remote: "):
+            line = line[len("remote: "):]
+        if not line.startswith(_PREFIX):
+            continue
+        ref, sep, rule = line[len(_PREFIX):].partition(": ")
+        if sep:
+            out.setdefault(ref, []).append(rule)
+    return out
+
+
+def explain_rejection(ref: str, reason: str, messages: dict[str, list[str]]) -> str:
+    """The reason a remote gave for refusing ``ref``, with the hook's own words.
+
+    A pre-receive hook refuses a whole push: refs it had nothing against are
+    reported with the refs that caused the refusal.
+    """
+    if "hook declined" not in reason or not messages:
+        return reason
+    if ref in messages:
+        return f"{'; '.join(messages[ref])} (refused by the server's casstore hook)"
+    return f"{reason}: the server's casstore hook refused the whole push because of {', '.join(sorted(messages))}"

@@ -33,6 +33,7 @@ from ..progress import ProgressFn
 from ..refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..states import STATES_REF, states_at, write_states
 from .config import cache_dir
+from .hook import explain_rejection, hook_messages
 from .incoming import Quarantine
 from .merge import ancestry, merge_base, merge_indexes
 from .transport import RemoteError, local_path, open_transport
@@ -386,15 +387,18 @@ def push(store: Store, url: str, domains: list[str] | None = None,
 
     with store_lock(store._lockfile):
         source = EntrySource(odb, progress)
+        sideband = bytearray()  # what the server's hooks say: the reasons for a refusal
         try:
             try:
                 status = client.send_pack(path.encode() if isinstance(path, str) else path,
-                                          update_refs, generate_pack_data, atomic=True)  # type: ignore[arg-type]
+                                          update_refs, generate_pack_data, progress=sideband.extend,  # type: ignore[arg-type]
+                                          atomic=True)
             except GitProtocolError as e:
                 if "atomic" not in str(e):
                     raise
                 status = client.send_pack(path.encode() if isinstance(path, str) else path,
-                                          update_refs, generate_pack_data)  # type: ignore[arg-type]
+                                          update_refs, generate_pack_data,  # type: ignore[arg-type]
+                                          progress=sideband.extend)
         except (GitProtocolError, HangupException, OSError) as e:
             if isinstance(e, CasError):
                 raise
@@ -402,9 +406,11 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         finally:
             source.close()
         result.bytes = source.bytes_sent
+    said = hook_messages(bytes(sideband))
     for ref, reason in (status.ref_status or {}).items():
         if reason is not None:
-            result.rejected[ref.decode("utf-8", "replace")] = reason
+            name = ref.decode("utf-8", "replace")
+            result.rejected[name] = explain_rejection(name, reason, said)
     if result.rejected:
         result.models_added = [m for m in result.models_added
                                if model_ref(*m.split("/", 1)).decode() not in result.rejected]

@@ -1,0 +1,397 @@
+"""The pre-receive hook of `cas init --bare` remotes, against stock git pushes.
+
+Every rule is tried with a plain ``git push`` over the path transport and over
+``git daemon``: the push must be refused with a ``casstore:`` message naming the
+ref and the rule, the remote's refs must be exactly as before, and casstore
+clients must still pull and push afterwards.  casstore's own pushes (commits,
+deletions, states, merges) must keep passing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dulwich.objects import ObjectID
+
+import casstore
+from casstore.history import append_event
+from casstore.names import check_name
+from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
+from casstore.store import init_store
+from tests.conftest import assert_git_fsck, git
+from tests.servers import git_daemon
+
+ZERO = "0" * 40
+
+
+@dataclass
+class Remote:
+    url: str
+    path: Path
+
+
+@pytest.fixture(params=["path", "git"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Remote]:
+    """A fresh `cas init --bare` remote, reached over a path or over git://."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    path = root / "models.git"
+    init_store(str(path), bare_remote=True)
+    if request.param == "path":
+        yield Remote(str(path), path)
+    else:
+        with git_daemon(root) as base:
+            yield Remote(f"{base}/models.git", path)
+
+
+def _file(tmp_path: Path, name: str) -> str:
+    p = tmp_path / name
+    p.write_bytes(os.urandom(50_000))
+    return str(p)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, remote: Remote) -> casstore.Store:
+    """A store with d/v1 and d/v2 and two states (v1 in production), pushed to ``remote``."""
+    a = casstore.open(tmp_path / "a")
+    for mid in ("v1", "v2"):
+        a.commit_models("d", model=_file(tmp_path, mid), model_id=mid)
+    a.create_model_state("production")
+    a.create_model_state("staging")
+    a.set_model_state("d", "v1", "production")
+    assert a.push(remote.url).ok
+    return a
+
+
+def run_git(git_dir: str | Path, *args: str, stdin: str | None = None) -> str:
+    r = subprocess.run(["git", "--git-dir", str(git_dir), *args], input=stdin,
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip()
+
+
+def push(git_dir: str | Path, url: str, *refspecs: str) -> subprocess.CompletedProcess[str]:
+    """A stock ``git push --force`` (so that only the server can refuse)."""
+    return subprocess.run(["git", "--git-dir", str(git_dir), "push", "--force", "--porcelain", url, *refspecs],
+                          capture_output=True, text=True, check=False)
+
+
+def remote_refs(remote: Remote) -> str:
+    return git(remote.path, "for-each-ref").stdout
+
+
+def mktree(git_dir: str | Path, *entries: tuple[str, str, str]) -> str:
+    """A tree of (mode, sha, name) entries, written with stock git."""
+    kinds = {"160000": "commit", "040000": "tree", "100644": "blob"}
+    lines = "".join(f"{mode} {kinds[mode]} {sha}\t{name}\n" for mode, sha, name in entries)
+    return run_git(git_dir, "mktree", stdin=lines)
+
+
+def commit(git_dir: str | Path, tree: str, *parents: str) -> str:
+    args = [a for p in parents for a in ("-p", p)]
+    return run_git(git_dir, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, *args, "-m", "x")
+
+
+def history(git_dir: str | Path, models: dict[str, str], *extra: tuple[str, str, str],
+            parent: str | None = None) -> str:
+    """A history commit listing ``models`` (id -> commit), plus ``extra`` top-level entries."""
+    entries = list(extra)
+    if models:
+        entries.append(("040000", mktree(git_dir, *[("160000", c, m) for m, c in models.items()]), "models"))
+    return commit(git_dir, mktree(git_dir, *entries), *([parent] if parent else []))
+
+
+def ref(store: casstore.Store, name: str) -> str:
+    return run_git(store.path, "rev-parse", name)
+
+
+def models_of(store: casstore.Store) -> dict[str, str]:
+    return {m: ref(store, f"refs/cas/models/d/{m}") for m in store.list_models("d")}
+
+
+def assert_refused(r: subprocess.CompletedProcess[str], remote: Remote, before: str, refname: str,
+                   rule: str) -> None:
+    assert r.returncode != 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if f"casstore: {refname}: " in ln]
+    assert lines and any(rule in ln for ln in lines), r.stderr
+    assert remote_refs(remote) == before
+
+
+def assert_clients_still_work(tmp_path: Path, remote: Remote, a: casstore.Store, expected: list[str]) -> None:
+    """A fresh store pulls the remote's models; ``a`` pulls, commits and pushes another one."""
+    fresh = casstore.open(tmp_path / f"fresh-{os.urandom(4).hex()}")
+    pulled = fresh.pull(remote.url)
+    assert pulled.ok and sorted(fresh.list_models("d")) == sorted(expected), pulled
+    assert a.pull(remote.url).ok
+    a.commit_models("d", model=_file(tmp_path, "after"), model_id="after")
+    pushed = a.push(remote.url)
+    assert pushed.ok and pushed.models_added == ["d/after"], pushed
+    assert_git_fsck(remote.path)
+
+
+# -- histories and the state list --------------------------------------------------
+
+
+def test_force_replacing_a_history_with_an_unrelated_one(tmp_path: Path, remote: Remote,
+                                                         seeded: casstore.Store) -> None:
+    # the issue's push: an unrelated root over the history, and a model deleted with it
+    b = casstore.open(tmp_path / "b")
+    b.commit_models("d", model=_file(tmp_path, "x"), model_id="x")
+    before = remote_refs(remote)
+    r = push(b.path, remote.url, "refs/cas/domains/d:refs/cas/domains/d", ":refs/cas/models/d/v2")
+    assert_refused(r, remote, before, "refs/cas/domains/d", "only fast-forwards")
+    # rewinding the history to an older commit of its own is refused too
+    r = push(seeded.path, remote.url, "refs/cas/domains/d~1:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/domains/d", "only fast-forwards")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_deleting_or_rewinding_a_history_or_the_state_list(tmp_path: Path, remote: Remote,
+                                                           seeded: casstore.Store) -> None:
+    before = remote_refs(remote)
+    r = push(seeded.path, remote.url, ":refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/domains/d", "never deleted")
+    r = push(seeded.path, remote.url, ":refs/cas/states")
+    assert_refused(r, remote, before, "refs/cas/states", "never deleted")
+    r = push(seeded.path, remote.url, "refs/cas/states~1:refs/cas/states")  # drops "staging"
+    assert_refused(r, remote, before, "refs/cas/states", "only fast-forwards")
+    # a blob is not a history
+    blob = run_git(seeded.path, "hash-object", "-w", "--stdin", stdin="x")
+    r = push(seeded.path, remote.url, f"{blob}:refs/cas/domains/e")
+    assert_refused(r, remote, before, "refs/cas/domains/e", "must be a commit")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_malformed_history_commits_are_refused(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    g = seeded.path
+    tip = ref(seeded, "refs/cas/domains/d")
+    models = models_of(seeded)
+    blob = run_git(g, "hash-object", "-w", "--stdin", stdin="x")
+    good = history(g, models, parent=tip)
+    before = remote_refs(remote)
+    bad_tips = [  # (history tip, the entry the hook must name)
+        (history(g, models, ("100644", blob, "junk"), parent=tip), "junk"),
+        (history(g, {}, ("040000", mktree(g, ("100644", blob, "v1")), "models"), parent=tip), "models/v1"),
+        (history(g, {**models, "a+b": models["v1"]}, parent=tip), "models/a+b"),
+        (history(g, models, ("040000", mktree(g, ("100644", blob, "production")), "states"), parent=tip),
+         "states/production"),
+        # a malformed commit under a well-formed tip: `cas pull` parses every history commit
+        (history(g, models, parent=history(g, models, ("100644", blob, "junk"), parent=tip)), "junk"),
+        # a merge whose second parent is a malformed unrelated root
+        (commit(g, run_git(g, "rev-parse", f"{good}^{{tree}}"), good, history(g, {}, ("100644", blob, "junk"))),
+         "junk"),
+    ]
+    for sha, entry in bad_tips:
+        r = push(g, remote.url, f"{sha}:refs/cas/domains/d")
+        assert_refused(r, remote, before, "refs/cas/domains/d", f"has {entry} (mode")
+    # the same push with the well-formed tip passes
+    r = push(g, remote.url, f"{good}:refs/cas/domains/d")
+    assert r.returncode == 0, r.stderr
+    assert git(remote.path, "rev-parse", "refs/cas/domains/d").stdout.strip() == good
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_malformed_state_list_is_refused(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    g = seeded.path
+    tip = ref(seeded, "refs/cas/states")
+    blob = run_git(g, "hash-object", "-w", "--stdin", stdin="")
+    before = remote_refs(remote)
+    for entries, bad in [
+        ((("100644", blob, "production"), ("100644", blob, "bad name")), "has bad name (mode 100644)"),
+        ((("100644", blob, "production"), ("040000", mktree(g, ("100644", blob, "x")), "sub")), "sub (mode 040000)"),
+    ]:
+        r = push(g, remote.url, f"{commit(g, mktree(g, *entries), tip)}:refs/cas/states")
+        assert_refused(r, remote, before, "refs/cas/states", bad)
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+# -- model refs ----------------------------------------------------------------------
+
+
+def test_moving_an_existing_model(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    before = remote_refs(remote)
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v2:refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "never moves")
+    # even together with a history that records the move
+    models = models_of(seeded)
+    moved = history(seeded.path, {**models, "v1": models["v2"]}, parent=ref(seeded, "refs/cas/domains/d"))
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v2:refs/cas/models/d/v1", f"{moved}:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "never moves")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_deleting_a_model_the_history_still_lists(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    before = remote_refs(remote)
+    r = push(seeded.path, remote.url, ":refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
+    # a history that moves forward but still lists the model does not record the deletion
+    same = history(seeded.path, models_of(seeded), parent=ref(seeded, "refs/cas/domains/d"))
+    r = push(seeded.path, remote.url, ":refs/cas/models/d/v1", f"{same}:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
+    # with a history that drops it, stock git may delete it: that is a recorded deletion
+    models = models_of(seeded)
+    dropped = history(seeded.path, {"v2": models["v2"]}, parent=ref(seeded, "refs/cas/domains/d"))
+    r = push(seeded.path, remote.url, ":refs/cas/models/d/v1", f"{dropped}:refs/cas/domains/d")
+    assert r.returncode == 0, r.stderr
+    assert "refs/cas/models/d/v1" not in remote_refs(remote)
+    assert_clients_still_work(tmp_path, remote, seeded, ["v2"])
+
+
+def test_creating_a_model_the_history_does_not_list(tmp_path: Path, remote: Remote,
+                                                    seeded: casstore.Store) -> None:
+    models = models_of(seeded)
+    tip = ref(seeded, "refs/cas/domains/d")
+    before = remote_refs(remote)
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v1:refs/cas/models/d/copy")
+    assert_refused(r, remote, before, "refs/cas/models/d/copy", "must list models/copy as a gitlink to")
+    # listed, but as another commit than the one pushed
+    wrong = history(seeded.path, {**models, "copy": models["v2"]}, parent=tip)
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v1:refs/cas/models/d/copy", f"{wrong}:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/models/d/copy", f"as a gitlink to {models['v1']}")
+    # a new domain without any history
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v1:refs/cas/models/e/v1")
+    assert_refused(r, remote, before, "refs/cas/models/e/v1", "refs/cas/domains/e must list models/v1")
+    # a "model" whose tree is not a model's, even with a history that lists it
+    g = seeded.path
+    blob = run_git(g, "hash-object", "-w", "--stdin", stdin="x")
+    fake = commit(g, mktree(g, ("100644", blob, "manifest"), ("100644", blob, "files")))
+    listed = history(g, {**models, "fake": fake}, parent=tip)
+    r = push(g, remote.url, f"{fake}:refs/cas/models/d/fake", f"{listed}:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/models/d/fake", "'manifest' and 'files' only")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+# -- names and foreign refs ------------------------------------------------------------
+
+
+def test_bad_ref_names_under_refs_cas(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    bad = {
+        "refs/cas/models/zzz": "exactly two levels",  # one level: every later pull failed on it
+        "refs/cas/models/d/a/b": "exactly two levels",
+        "refs/cas/models/d/a+b": "exactly two levels",
+        "refs/cas/models/d/" + "x" * 129: "exactly two levels",
+        "refs/cas/models/dé/v1": "exactly two levels",
+        "refs/cas/domains/a/b": "one level",
+        "refs/cas/domains/a+b": "one level",
+        "refs/cas/states/x": "not a casstore ref",
+        "refs/cas/other": "not a casstore ref",
+    }
+    before = remote_refs(remote)
+    r = push(seeded.path, remote.url, *[f"refs/cas/models/d/v1:{name}" for name in bad])
+    assert r.returncode != 0
+    for name, rule in bad.items():
+        assert_refused(r, remote, before, name, rule)
+    # the issue's ref on its own
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v1:refs/cas/models/zzz")
+    assert_refused(r, remote, before, "refs/cas/models/zzz", "exactly two levels")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_refs_outside_refs_cas_are_left_to_git(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    r = push(seeded.path, remote.url, "refs/cas/models/d/v1:refs/heads/main", "refs/cas/states:refs/tags/t")
+    assert r.returncode == 0, r.stderr
+    assert "refs/heads/main" in remote_refs(remote) and "refs/tags/t" in remote_refs(remote)
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+# -- casstore's own pushes ----------------------------------------------------------------
+
+
+def test_casstore_pushes_pass_the_hook(tmp_path: Path, remote: Remote) -> None:
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    for mid in ("v1", "v2", "v3"):  # a first push with several events in its history
+        a.commit_models("d", model=_file(tmp_path, mid), model_id=mid)
+    assert a.push(remote.url).models_added == ["d/v1", "d/v2", "d/v3"]
+    assert b.pull(remote.url).ok
+    a.delete_model("d", "v1")  # a deletion
+    a.create_model_state("production")  # a state change
+    a.set_model_state("d", "v2", "production")
+    pushed = a.push(remote.url)
+    assert pushed.ok and pushed.models_deleted == ["d/v1"], pushed
+    b.commit_models("d", model=_file(tmp_path, "b1"), model_id="b1")  # diverged: b merges
+    b.commit_models("e", model=_file(tmp_path, "e1"), model_id="e1")  # a new domain
+    assert b.pull(remote.url).ok
+    pushed = b.push(remote.url)
+    assert pushed.ok and sorted(pushed.models_added) == ["d/b1", "e/e1"], pushed
+    assert run_git(remote.path, "cat-file", "-p", "refs/cas/domains/d").count("parent ") == 2  # a merge
+    assert a.pull(remote.url).ok
+    assert sorted(a.list_models("d")) == ["b1", "v2", "v3"]
+    assert a.list_models("d", state_name="production") == ["v2"]
+    assert_git_fsck(remote.path)
+
+
+def test_hook_refusal_is_reported_by_the_client(tmp_path: Path, remote: Remote, seeded: casstore.Store) -> None:
+    """A store with a model that is not shaped like one (made with git plumbing) pushes it."""
+    g = seeded.path
+    v1 = ref(seeded, "refs/cas/models/d/v1")
+    blob = run_git(g, "hash-object", "-w", "--stdin", stdin="x")
+    entries = run_git(g, "ls-tree", f"{v1}^{{tree}}") + f"\n100644 blob {blob}\tREADME\n"
+    odd = commit(g, run_git(g, "mktree", stdin=entries))
+    run_git(g, "update-ref", "refs/cas/models/d/odd", odd)
+    oid = ObjectID(odd.encode())
+    append_event(seeded.odb, seeded.refs, "d", b"x <x@x>", "commit", "odd", oid,
+                 lambda idx: idx.models.__setitem__("odd", oid))
+    before = remote_refs(remote)
+    result = seeded.push(remote.url)
+    assert not result.ok
+    assert "'manifest' and 'files' only" in result.rejected["refs/cas/models/d/odd"], result.rejected
+    assert "refused the whole push because of refs/cas/models/d/odd" in result.rejected["refs/cas/domains/d"]
+    assert result.models_added == []
+    assert remote_refs(remote) == before
+    cli = subprocess.run([sys.executable, "-m", "casstore", "--store", g, "push", remote.url],
+                         capture_output=True, text=True, check=False)
+    assert cli.returncode == 1
+    assert "rejected by the remote: refs/cas/models/d/odd: model commit" in cli.stdout, cli.stdout + cli.stderr
+
+
+def test_hook_on_a_plain_git_init_bare_remote(tmp_path: Path) -> None:
+    """docs/remotes.md: the script alone, copied into a stock bare repository, enforces the rules."""
+    path = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
+    hook = path / "hooks" / "pre-receive"
+    hook.write_text(PRE_RECEIVE)
+    hook.chmod(0o755)
+    remote = Remote(str(path), path)
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    a.commit_models("d", model=_file(tmp_path, "v1"), model_id="v1")
+    assert a.push(remote.url).ok
+    b.commit_models("d", model=_file(tmp_path, "x"), model_id="x")
+    before = remote_refs(remote)
+    r = push(b.path, remote.url, "refs/cas/domains/d:refs/cas/domains/d", ":refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/domains/d", "only fast-forwards")
+    r = push(b.path, remote.url, ":refs/cas/models/d/v1")
+    assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
+    assert_clients_still_work(tmp_path, remote, a, ["v1"])
+
+
+# -- the naming rule, ported to awk ------------------------------------------------------
+
+
+def test_hook_name_rule_matches_names_py() -> None:
+    rng = random.Random(0)
+    alphabet = "aZ09._-+/@ é~\t"
+    names = ["a", "v1", "a.b", "a..b", ".a", "a.", "x.lock", "x.locked", "lock", "-", "_", "a-b_c.d",
+             "x" * 128, "x" * 129, "é", "a b", "a/b", "a+b", "..", ".", "a.lock.b"]
+    names += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(3000)]
+    names = [n for n in names if n and "\n" not in n]
+    r = subprocess.run(["awk", NAME_AWK + " { print valid($0) ? 1 : 0 }"], input=("\n".join(names) + "\n").encode(),
+                       capture_output=True, check=True, env={**os.environ, "LC_ALL": "C"})
+    got = r.stdout.decode().split()
+    assert len(got) == len(names)
+
+    def python_says(n: str) -> str:
+        try:
+            check_name(n)
+            return "1"
+        except ValueError:
+            return "0"
+
+    mismatches = [(n, g) for n, g in zip(names, got, strict=True) if python_says(n) != g]
+    assert not mismatches, mismatches[:10]
+    assert got.count("1") > 100 and got.count("0") > 100  # both outcomes are exercised
