@@ -19,6 +19,14 @@ casstore parses::
 
 Appending is a compare-and-swap loop on the ref, so concurrent writers never lose
 each other's events.
+
+The model refs are the truth; the history records them.  casstore's writers
+change a model ref and append its event while holding the domain's lock (see
+locking.py), so between two writers the history at its head lists exactly the
+models the refs hold.  A writer killed between the two steps (SIGKILL, power
+loss) leaves a ref without its event, or an event-less deletion; ``reconcile``,
+run by the next writer of the domain under the same lock (and by
+``cas fsck --repair``), records what is missing.
 """
 
 from __future__ import annotations
@@ -29,10 +37,10 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID, Tree
 
-from .errors import CorruptObjectError
+from .errors import CasError, CorruptObjectError
 from .names import check_model_id, check_state
 from .odb import ObjectDB
-from .refs import Refs, domain_ref
+from .refs import Refs, domain_ref, model_ref
 
 GITLINK = 0o160000
 TREE = 0o040000
@@ -216,3 +224,88 @@ def iter_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[Event]:
                 pc = odb.read(p, Commit)
                 assert isinstance(pc, Commit)
                 frontier.append(pc)
+
+
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _readable_model_refs(refs: Refs, domain: str) -> tuple[dict[str, ObjectID], set[str]]:
+    """The domain's model refs: those that hold an object id, and the IDs of damaged ones."""
+    found: dict[str, ObjectID] = {}
+    damaged: set[str] = set()
+    for mid in refs.model_ids(domain):
+        sha = refs.get(model_ref(domain, mid))
+        if sha is not None and len(sha) == 40 and set(sha) <= _HEX:
+            found[mid] = sha
+        else:
+            damaged.add(mid)
+    return found, damaged
+
+
+def reconcile(
+    odb: ObjectDB,
+    refs: Refs,
+    domain: str,
+    author: bytes,
+    trailers: Callable[[ObjectID], dict[str, str]],
+) -> list[str]:
+    """Record in the history what the model refs say and the history does not.
+
+    A writer killed between changing a model ref and appending its event
+    leaves one of two things, and this records the missing event:
+
+    * a model ref the history lacks (or lists at another commit): a ``commit``
+      event, with the model commit's author and time and ``trailers(commit)``
+      (after a ``delete`` event for the other commit, if any);
+    * a history entry whose ref is gone: a ``delete`` event, which also takes
+      the model out of its states.
+
+    Damaged refs (empty, garbage, not a commit) are left alone for fsck to
+    report: an unreadable ref is never taken for a deleted model.  Callers hold
+    the domain lock, so no writer is between its two steps; each event is
+    still a compare-and-swap append.  Returns what was recorded, in words.
+
+    Raises:
+        CorruptObjectError: the history itself cannot be read.
+    """
+    head = refs.get(domain_ref(domain))
+    idx = read_index(odb, head)
+    found, damaged = _readable_model_refs(refs, domain)
+    done: list[str] = []
+    note = "the writer that changed the model ref stopped before recording it"
+    for mid, sha in sorted(idx.models.items()):
+        if mid in damaged or found.get(mid) == sha:
+            continue
+
+        def drop(i: DomainIndex, mid: str = mid, sha: ObjectID = sha) -> bool:
+            if i.models.get(mid) != sha:
+                return False
+            del i.models[mid]
+            for members in i.states.values():
+                if members.get(mid) == sha:
+                    del members[mid]
+            return True
+
+        if append_event(odb, refs, domain, author, "delete", mid, sha, drop, trailers={"Reconciled": note}):
+            done.append(f"{domain}: recorded the deletion of {mid}")
+    for mid, sha in sorted(found.items()):
+        if idx.models.get(mid) == sha:
+            continue
+        try:
+            c = odb.read(sha, Commit)
+        except CasError:
+            continue  # not a readable model commit: fsck reports the ref
+        if not isinstance(c, Commit):
+            continue
+        extra = dict(trailers(sha), Reconciled=note)
+
+        def put(i: DomainIndex, mid: str = mid, sha: ObjectID = sha) -> bool:
+            if i.models.get(mid) == sha:
+                return False
+            i.models[mid] = sha
+            return True
+
+        if append_event(odb, refs, domain, c.author, "commit", mid, sha, put, when=c.author_time,
+                        trailers=extra):
+            done.append(f"{domain}: recorded the commit of {mid}")
+    return done
