@@ -139,7 +139,7 @@ def repair_histories(store: Store) -> list[str]:
     with store_lock(store._lockfile):
         for domain in sorted(store.refs.domains()):
             try:
-                with store._domain_writer(domain) as recorded:
+                with store._domain_writer(domain, full=True) as recorded:
                     done.extend(recorded)
             except CorruptObjectError:
                 continue

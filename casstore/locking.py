@@ -150,7 +150,9 @@ def deferred_interrupts() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in _HELD}
+    # a handler installed from C (getsignal() is None) could not be put back: leave those alone
+    held = [s for s in _HELD if signal.getsignal(s) is not None]
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in held}
     try:
         yield
     finally:

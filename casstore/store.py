@@ -326,13 +326,14 @@ class Store:
             warnings.warn(f"casstore: store maintenance skipped: {e}", stacklevel=3)
 
     @contextmanager
-    def _domain_writer(self, domain: str) -> Iterator[list[str]]:
+    def _domain_writer(self, domain: str, full: bool = False) -> Iterator[list[str]]:
         """Hold the domain's lock, after recording what killed writers left out.
 
         Every change of a model ref of ``domain`` and the history event that
         records it run inside this block, so no other casstore writer of the
         domain can come between them.  Callers hold the shared store lock.
-        Yields what reconcile recorded (usually nothing).
+        Yields what reconcile recorded (usually nothing); ``full`` reads every
+        model ref (see history.reconcile).
 
         Raises:
             StoreBusyError: another writer held the domain for DOMAIN_LOCK_TIMEOUT.
@@ -340,7 +341,7 @@ class Store:
         """
         check_domain(domain)
         with store_lock(domain_lock_path(self.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
-            yield reconcile(self.odb, self.refs, domain, _author(), self._event_trailers)
+            yield reconcile(self.odb, self.refs, domain, _author(), self._event_trailers, full=full)
 
     def _event_trailers(self, sha: ObjectID) -> dict[str, str]:
         """The trailers a commit event for model commit ``sha`` gets (best effort)."""

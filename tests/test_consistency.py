@@ -124,6 +124,16 @@ def test_gc_never_runs_between_a_writers_objects_and_its_ref(busy: casstore.Stor
     assert_git_fsck(s.path)
 
 
+def test_commit_into_an_unreadable_history_fails_before_claiming_the_id(busy: casstore.Store,
+                                                                        tmp_path: Path) -> None:
+    head = busy.refs.get(domain_ref("d"))
+    assert head is not None
+    os.unlink(os.path.join(busy.path, "objects", head[:2].decode(), head[2:].decode()))
+    with pytest.raises(casstore.CorruptObjectError):
+        busy.commit_models("d", model=_file(tmp_path, "v3.bin", 3), model_id="v3")
+    assert not busy.model_exists("d", "v3")  # the ID is not taken by a model the log can never show
+
+
 # -- case 5: a delete racing the commit of the same ID --------------------------------
 
 
