@@ -65,7 +65,7 @@ def lock_holders(path: str) -> list[str]:
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as c:
-                cmd = c.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+                cmd = " ".join(c.read().replace(b"\0", b" ").decode("utf-8", "replace").split())
         except OSError:
             cmd = ""
         if len(cmd) > 120:
