@@ -158,3 +158,54 @@ class StateNotFoundException(CasError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class StoreBusyError(StoreLockedError):
+    """A store lock (``cas/gc.lock``, a domain lock) stayed held longer than allowed.
+
+    These are flock(2) locks: they are released when the holding process ends,
+    so never remove the file; wait, or stop the process that holds it.
+
+    Attributes:
+        lockfile: the lock file.
+        waited: seconds waited.
+        holders: ``"pid N (command line)"`` of each holder, when they could be told.
+    """
+
+    def __init__(self, lockfile: str, waited: float, holders: list[str]) -> None:
+        self.lockfile = lockfile
+        self.waited = waited
+        self.holders = holders
+        who = ", ".join(holders) if holders else "another process (its pid could not be found)"
+        CasError.__init__(
+            self, f"gave up after waiting {waited:.1f}s for {lockfile}, held by {who}; "
+            "it is released when that operation ends (try again later, or wait longer)")
+
+
+class CorruptRefError(CasError):
+    """A ref cannot be read: an empty or garbage file, a symbolic ref, or it names
+    an object of the wrong kind.  gc refuses to run while one exists.
+
+    Attributes:
+        ref: the ref's name (``refs/cas/models/<domain>/<id>``) or ``packed-refs``.
+        detail: what is wrong with it.
+    """
+
+    def __init__(self, ref: str, detail: str) -> None:
+        self.ref = ref
+        self.detail = detail
+        super().__init__(f"damaged ref {ref}: {detail}")
+
+
+class InvalidDurationError(CasError, ValueError):
+    """A grace period or wait that is not a duration (NaN, negative, unparsable).
+
+    Attributes:
+        what: which setting ("grace period", "wait").
+        value: the rejected value.
+    """
+
+    def __init__(self, what: str, value: object, rule: str) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"invalid {what} {value!r}: {rule}")

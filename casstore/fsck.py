@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from dulwich.objects import ObjectID
 
-from .errors import CasError
+from .errors import CasError, CorruptObjectError
 from .history import read_index
 from .parallel import default_workers
 from .readback import iter_file
@@ -45,6 +45,7 @@ class FsckReport:
     files: int = 0
     chunks: int = 0
     bytes_verified: int = 0
+    repaired: list[str] = field(default_factory=list)  # what ``repair=True`` recorded
 
     @property
     def ok(self) -> bool:
@@ -52,7 +53,7 @@ class FsckReport:
 
     def as_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "models": self.models, "files": self.files, "chunks": self.chunks,
-                "bytes_verified": self.bytes_verified,
+                "bytes_verified": self.bytes_verified, "repaired": list(self.repaired),
                 "problems": [{"kind": p.kind, "name": p.name, "detail": p.detail} for p in self.problems]}
 
 
@@ -120,3 +121,26 @@ def _pack_checksum_ok(path: str) -> bool:
             h.update(block)
             left -= len(block)
         return h.digest() == f.read(20)
+
+
+# -- repair (cas fsck --repair) ---------------------------------------------------
+
+
+def repair_histories(store: Store) -> list[str]:
+    """Record the history events that writers killed mid-way left out, in every domain.
+
+    The same reconcile the next writer of a domain runs (history.reconcile),
+    under the same locks.  A domain whose history cannot be read is left alone
+    (the check reports it).  Returns what was recorded, in words.
+    """
+    from .locking import store_lock
+
+    done: list[str] = []
+    with store_lock(store._lockfile):
+        for domain in sorted(store.refs.domains()):
+            try:
+                with store._domain_writer(domain, full=True) as recorded:
+                    done.extend(recorded)
+            except CorruptObjectError:
+                continue
+    return done

@@ -14,14 +14,20 @@ packs with nothing reachable are deleted; packs casstore wrote that are partly
 reachable are rewritten with their live entries copied verbatim (no
 recompression); loose objects and stale temporary files are removed.
 
-gc holds ``cas/gc.lock`` exclusively, so it runs between commits, never during one.
-If any reachable commit or tree is missing or corrupt gc stops before deleting
-anything: what that object would have reached cannot be known.
+gc holds ``cas/gc.lock`` exclusively, so it runs between writers, never during
+one (every writer holds it shared, see locking.py); it waits a bounded time for
+it, telling who holds it.  If any ref cannot be read (an empty or garbage file,
+a symbolic or packed ref that does not parse, a casstore ref that names no
+commit), or any reachable commit or tree is missing or corrupt, gc stops before
+deleting anything: what that ref or object would have kept alive cannot be known.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,9 +36,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dulwich.objects import Commit, ObjectID, Tag, Tree
 
-from .errors import CorruptObjectError
+from .errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
 from .fsutil import TMP_PREFIX
-from .locking import store_lock
+from .locking import WaitFn, store_lock
 from .maintenance import copy_packs, delete_pack, maintain
 from .packidx import PackIdx
 
@@ -40,7 +46,53 @@ if TYPE_CHECKING:
     from .store import Store
 
 DEFAULT_GRACE = 14 * 24 * 3600
+#: How long gc waits for writers in progress before giving up (seconds).
+DEFAULT_WAIT = 300.0
 GITLINK = 0o160000
+log = logging.getLogger("casstore")
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+          "d": 86400, "day": 86400, "w": 7 * 86400, "week": 7 * 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[ .]?([a-z]*?)s?(?:[ .]ago)?")
+
+
+def check_duration(value: object, what: str = "grace period") -> float:
+    """``value`` as seconds, if it is a number >= 0 (``math.inf`` allowed: forever).
+
+    Raises:
+        InvalidDurationError: NaN, negative, or not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidDurationError(what, value, "must be a number of seconds")
+    if math.isnan(value):
+        raise InvalidDurationError(what, value, "must be a number of seconds, not NaN")
+    if value < 0:
+        raise InvalidDurationError(what, value, "must not be negative")
+    return float(value)
+
+
+def parse_duration(text: str, what: str = "grace period") -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``12h``, ``3d``, ``2w`` (also git's
+    ``2.weeks.ago``), ``now`` (0) or ``never`` (infinite).
+
+    Raises:
+        InvalidDurationError: anything else, NaN and negative values included.
+    """
+    t = text.strip().lower()
+    if t == "now":
+        return 0.0
+    if t in ("never", "inf", "infinity"):
+        return math.inf
+    if t in ("nan", "+nan", "-nan"):
+        raise InvalidDurationError(what, text, "must be a number of seconds, not NaN")
+    if t.startswith("-"):
+        raise InvalidDurationError(what, text, "must not be negative")
+    m = _DURATION.fullmatch(t)
+    unit = m.group(2) if m else ""
+    if m is None or unit not in _UNITS and unit != "":
+        raise InvalidDurationError(what, text, "expected seconds or a duration like 90s, 30m, 12h, 3d, 2w, "
+                                   "now or never")
+    return check_duration(float(m.group(1)) * _UNITS.get(unit, 1), what)
 
 
 @dataclass
@@ -88,9 +140,68 @@ class _Marks:
             i.close()
 
 
+_HEX40 = re.compile(rb"[0-9a-f]{40}")
+
+
+def _read_refs(store: Store) -> dict[bytes, ObjectID]:
+    """Every ref of the store with its object id, read strictly.
+
+    dulwich reads an empty ref file as absent and a garbage one as its text;
+    either would make gc take the ref's objects for garbage.  Loose refs win
+    over packed ones; symbolic refs outside ``refs/cas/`` are skipped (their
+    target is a ref of its own).  Refs under ``refs/cas/`` must name a commit.
+
+    Raises:
+        CorruptRefError: naming the first ref that cannot be read.
+    """
+    found: dict[bytes, ObjectID] = {}
+    packed = os.path.join(store.path, "packed-refs")
+    try:
+        with open(packed, "rb") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for n, line in enumerate(lines, 1):
+        if not line or line.startswith((b"#", b"^")):
+            continue
+        sha, _, name = line.partition(b" ")
+        if not _HEX40.fullmatch(sha) or not name.startswith(b"refs/"):
+            raise CorruptRefError("packed-refs", f"line {n} does not parse: {line[:80]!r}")
+        found[name] = ObjectID(sha)
+    refs_dir = os.path.join(store.path, "refs")
+    for dirpath, _dirnames, filenames in os.walk(refs_dir):
+        for fn in filenames:
+            if fn.endswith(".lock"):
+                continue  # a ref update in progress, or left by a killed writer: not a ref
+            path = os.path.join(dirpath, fn)
+            name = os.fsencode(os.path.relpath(path, store.path)).replace(os.sep.encode(), b"/")
+            with open(path, "rb") as f:
+                data = f.read(4096).strip()
+            if data.startswith(b"ref: ") and not name.startswith(b"refs/cas/"):
+                found.pop(name, None)
+                continue
+            if not _HEX40.fullmatch(data):
+                what = "is empty" if not data else f"does not hold an object id ({data[:60]!r})"
+                raise CorruptRefError(name.decode("utf-8", "replace"), what)
+            found[name] = ObjectID(data)
+    for name, sha in found.items():
+        if name.startswith(b"refs/cas/"):
+            try:
+                obj = store.odb.read(sha)
+            except CasError as e:
+                raise CorruptRefError(name.decode("utf-8", "replace"), f"names {sha.decode()}: {e}") from None
+            if not isinstance(obj, Commit):
+                raise CorruptRefError(name.decode("utf-8", "replace"),
+                                      f"names a {obj.type_name.decode()} ({sha.decode()}), not a commit")
+    return found
+
+
 def _walk(store: Store, marks: _Marks, progress: Callable[[int], None] | None) -> int:
     odb = store.odb
-    roots = {sha for name, sha in store.refs.container.as_dict().items() if name != b"HEAD"}
+    try:
+        roots = set(_read_refs(store).values())
+    except CorruptRefError as e:
+        raise CorruptRefError(e.ref, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
     stack: list[ObjectID] = []
     for sha, fresh in zip(roots, marks.mark([bytes.fromhex(s.decode()) for s in roots]), strict=True):
         if fresh:
@@ -135,10 +246,22 @@ def _remove(path: str) -> int:
         return 0
 
 
-def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None) -> GcReport:
+def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None,
+       wait: float | None = DEFAULT_WAIT, on_wait: WaitFn | None = None) -> GcReport:
+    """See Store.gc."""
+    grace_period = check_duration(grace_period, "grace period")
+    if wait is not None:
+        wait = check_duration(wait, "wait")
     report = GcReport()
     odb = store.odb
-    with store_lock(store._lockfile, exclusive=True):
+
+    def waiting(holders: str, waited: float) -> None:
+        log.info("gc: waiting for %s (writers in progress), held by %s", store._lockfile, holders)
+        if on_wait is not None:
+            on_wait(holders, waited)
+
+    with store_lock(store._lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
+                    on_wait=waiting):
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
         packs = sorted(n[:-4] for n in names if n.endswith(".idx") and n[:-4] + ".pack" in names)

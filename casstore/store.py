@@ -9,6 +9,14 @@ Durability and concurrency, in one place:
   leaves only unreferenced objects, which ``gc`` removes after its grace period.
 * Creating the ref *is* the existence check, so of several processes committing
   the same ID exactly one succeeds and the others get ModelExistsException.
+* Every writer holds ``cas/gc.lock`` shared for its whole operation (gc holds it
+  exclusively), so gc never deletes an object written but not yet referenced.
+* Every change of a model ref and the history event recording it happen under
+  the domain's lock (``cas/locks/domain-<domain>.lock``), after recording
+  whatever a writer killed between those two steps left out (history.reconcile).
+  So once the writers of a domain are done, its history lists exactly the models
+  its refs hold.  Readers take no lock: while a writer is between the two steps,
+  ``list_models`` may show a model that ``log`` does not show yet.
 * Every byte that ``load`` and ``download`` return was checked against the
   manifest (chunk BLAKE3 keys, whole-file xxh3); corruption raises
   CorruptObjectError naming the object and never yields wrong bytes.
@@ -51,13 +59,13 @@ from .errors import (
     UnsafePathError,
 )
 from .frameworks import by_name, resolve
-from .fsck import FsckReport, fsck
+from .fsck import FsckReport, fsck, repair_histories
 from .fsutil import check_relpath
-from .gc import DEFAULT_GRACE, GcReport, gc
-from .history import DomainIndex, Event, append_event, iter_log, parse_trailers, read_index
+from .gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
+from .history import DomainIndex, Event, append_event, iter_log, parse_trailers, read_index, reconcile
 from .identity import author
 from .ingest import IngestedFile, Source, ingest
-from .locking import deferred_interrupts, store_lock
+from .locking import DOMAIN_LOCK_TIMEOUT, WaitFn, deferred_interrupts, domain_lock_path, store_lock
 from .maintenance import maintain
 from .manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .manifest import decode as decode_manifest
@@ -236,7 +244,7 @@ class Store:
         plan = [(kwarg, obj, resolve(kwarg, obj)) for kwarg, obj in models.items()]
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
-        who = author(self.path)  # validated before anything is written
+        ident = author(self.path)  # validated before anything is written
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
@@ -277,7 +285,7 @@ class Store:
                 domain=domain,
                 model_id=model_id,
                 created=created.isoformat(),
-                author=who.decode(),
+                author=ident.decode(),
                 frameworks=entries,
                 files=[FileEntry(f.path, f.kind, f.size, f.blake3, f.xxh3, f.keys, f.sizes) for f in files],
                 extra_metadata=extra_metadata,
@@ -288,14 +296,14 @@ class Store:
             )
             with self._write_errors():
                 commit_id = self._write_model(manifest, files, created)
-            with deferred_interrupts(), self._write_errors():
+            with self._write_errors(), self._domain_writer(domain), deferred_interrupts():
                 if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
                     raise ModelExistsException(domain, model_id)
 
                 def add(idx: DomainIndex) -> None:
                     idx.models[model_id] = commit_id
 
-                append_event(self.odb, self.refs, domain, who, "commit", model_id, commit_id, add,
+                append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
                              when=int(created.timestamp()),
                              trailers={"Frameworks": _frameworks_summary(manifest),
                                        "Summary": _metadata_summary(extra_metadata)})
@@ -313,6 +321,38 @@ class Store:
             maintain(self)
         except (CasError, OSError) as e:
             warnings.warn(f"casstore: store maintenance skipped: {e}", stacklevel=3)
+
+    @contextmanager
+    def _domain_writer(self, domain: str, full: bool = False) -> Iterator[list[str]]:
+        """Hold the domain's lock, after recording what killed writers left out.
+
+        Every change of a model ref of ``domain`` and the history event that
+        records it run inside this block, so no other casstore writer of the
+        domain can come between them.  Callers hold the shared store lock.
+        Yields what reconcile recorded (usually nothing); ``full`` reads every
+        model ref (see history.reconcile).
+
+        Raises:
+            StoreBusyError: another writer held the domain for DOMAIN_LOCK_TIMEOUT.
+            CorruptObjectError: the domain's history cannot be read (nothing was changed).
+        """
+        check_domain(domain)
+        with store_lock(domain_lock_path(self.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
+            yield reconcile(self.odb, self.refs, domain, author(self.path), self._event_trailers, full=full)
+
+    def _event_trailers(self, sha: ObjectID) -> dict[str, str]:
+        """The trailers a commit event for model commit ``sha`` gets (best effort)."""
+        try:
+            c = self.odb.read(sha, Commit)
+            assert isinstance(c, Commit)
+            root = self.odb.read(c.tree, Tree)
+            assert isinstance(root, Tree)
+            blob = self.odb.read(root[b"manifest"][1], Blob)
+            assert isinstance(blob, Blob)
+            m = decode_manifest(blob.as_raw_string(), root[b"manifest"][1].decode())
+        except (CasError, KeyError):
+            return {}
+        return {"Frameworks": _frameworks_summary(m), "Summary": _metadata_summary(m.extra_metadata)}
 
     @contextmanager
     def _write_errors(self) -> Iterator[None]:
@@ -420,7 +460,8 @@ class Store:
             names.add(state_name)
             return True
 
-        update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
+        with store_lock(self._lockfile):  # gc must not take the new commit before the ref names it
+            update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
 
     def list_model_states(self) -> list[str]:
         """Every state that was created, sorted."""
@@ -436,25 +477,34 @@ class Store:
             StateNotFoundException, ModelNotFoundException.
         """
         self._check_state_exists(state_name)
-        sha = self._model_commit(domain, model_id)
+        check_domain(domain)
+        check_model_id(model_id)
+        with store_lock(self._lockfile), self._domain_writer(domain):
+            sha = self._model_commit(domain, model_id)
 
-        def put(idx: DomainIndex) -> bool:
-            members = idx.states.setdefault(state_name, {})
-            if members.get(model_id) == sha:
-                return False
-            members[model_id] = sha
-            return True
+            def put(idx: DomainIndex) -> bool:
+                members = idx.states.setdefault(state_name, {})
+                if members.get(model_id) == sha:
+                    return False
+                members[model_id] = sha
+                return True
 
-        append_event(self.odb, self.refs, domain, author(self.path), "state-set", model_id, sha, put,
-                     state=state_name)
+            append_event(self.odb, self.refs, domain, author(self.path), "state-set", model_id, sha, put,
+                         state=state_name)
 
     def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Take a model out of a state (a no-op if it is not in it)."""
         self._check_state_exists(state_name)
-        self._unset_state(domain, model_id, self._model_commit(domain, model_id), state_name)
+        check_domain(domain)
+        check_model_id(model_id)
+        with store_lock(self._lockfile), self._domain_writer(domain):
+            self._unset_state(domain, model_id, self._model_commit(domain, model_id), state_name)
 
     def _unset_state(self, domain: str, model_id: str, sha: ObjectID, state_name: str) -> None:
-        """Record that ``model_id`` left ``state_name`` (nothing when it was not in it)."""
+        """Record that ``model_id`` left ``state_name`` (nothing when it was not in it).
+
+        Callers hold the store lock and the domain's lock.
+        """
 
         def drop(idx: DomainIndex) -> bool:
             members = idx.states.get(state_name, {})
@@ -475,9 +525,6 @@ class Store:
     def delete_model_state(self, state_name: str) -> None:
         """Delete a state: every model leaves it (recorded in each domain's history)."""
         self._check_state_exists(state_name)
-        for domain in sorted(self.refs.domains()):
-            for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
-                self._unset_state(domain, mid, sha, state_name)
 
         def remove(names: set[str]) -> bool:
             if state_name not in names:
@@ -485,7 +532,12 @@ class Store:
             names.discard(state_name)
             return True
 
-        update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
+        with store_lock(self._lockfile):
+            for domain in sorted(self.refs.domains()):
+                with self._domain_writer(domain):
+                    for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
+                        self._unset_state(domain, mid, sha, state_name)
+            update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
         """Delete a model: it leaves listings, loads and states; the deletion is logged.
@@ -497,19 +549,23 @@ class Store:
         Raises:
             ModelNotFoundException: no such model.
         """
-        sha = self._model_commit(domain, model_id)
-        who = author(self.path)  # validated before the ref goes
-        with deferred_interrupts(), self._write_errors():
-            if not self.refs.remove_if_equals(model_ref(domain, model_id), sha):
-                raise ModelNotFoundException(domain, model_id)  # deleted or replaced meanwhile
+        check_domain(domain)
+        check_model_id(model_id)
+        ident = author(self.path)  # validated before the ref goes
+        with store_lock(self._lockfile), self._write_errors(), self._domain_writer(domain):
+            # read under the domain lock: no other casstore writer can change it now
+            sha = self._model_commit(domain, model_id)
+            with deferred_interrupts():
+                if not self.refs.remove_if_equals(model_ref(domain, model_id), sha):
+                    raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
 
-            def drop(idx: DomainIndex) -> bool:
-                changed = idx.models.pop(model_id, None) is not None
-                for members in idx.states.values():
-                    changed = members.pop(model_id, None) is not None or changed
-                return changed
+                def drop(idx: DomainIndex) -> bool:
+                    idx.models.pop(model_id, None)
+                    for members in idx.states.values():
+                        members.pop(model_id, None)
+                    return True  # always recorded: the log shows every deletion
 
-            append_event(self.odb, self.refs, domain, who, "delete", model_id, sha, drop)
+                append_event(self.odb, self.refs, domain, ident, "delete", model_id, sha, drop)
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -660,13 +716,20 @@ class Store:
                     return b"".join(iter_file(self.odb, f, self._file_oids(files_tree, manifest, i), pool, 4))
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
-    def fsck(self, read_data: bool = False) -> FsckReport:
+    def fsck(self, read_data: bool = False, repair: bool = False) -> FsckReport:
         """Check the whole store and return a report listing every problem.
 
         With ``read_data=True`` every chunk is decompressed and verified too.
+        With ``repair=True`` the domain histories are first brought in line with
+        the model refs: the events that writers killed between a ref change and
+        its history append left out are recorded (``report.repaired`` lists
+        them).  Nothing else is repaired, and no ref is changed.
         """
-        return fsck(self, read_data=read_data,
-                    progress=Counter(self.progress, "verifying", 0) if read_data else None)
+        repaired = repair_histories(self) if repair else []
+        report = fsck(self, read_data=read_data,
+                      progress=Counter(self.progress, "verifying", 0) if read_data else None)
+        report.repaired = repaired
+        return report
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
         """What changed from model ``id_a`` to ``id_b``: files, shared chunks, metadata."""
@@ -676,14 +739,35 @@ class Store:
         """Logical and stored bytes per domain and in total."""
         return stats.du(self)
 
-    def gc(self, grace_period: float = DEFAULT_GRACE) -> GcReport:
+    def gc(self, grace_period: float = DEFAULT_GRACE, *, wait: float | None = DEFAULT_WAIT,
+           on_wait: WaitFn | None = None) -> GcReport:
         """Remove objects no ref reaches that are older than ``grace_period`` seconds.
 
-        The default grace period is two weeks, like git's.  Runs under the
-        store's exclusive lock: it waits for commits in progress and commits
-        wait for it.  Memory: a few bytes per object, whatever the store size.
+        The default grace period is two weeks, like git's; ``0`` removes every
+        unreachable object, ``math.inf`` none.  Runs under the store's exclusive
+        lock: it waits for the writers in progress (commit, delete, state
+        changes, push, pull), at most ``wait`` seconds (None: as long as it
+        takes), and writers wait for it.  While it waits,
+        ``on_wait(holders, seconds)`` is told who holds the lock (by default
+        ``store.progress``, if set, and the ``casstore`` logger).  Stops before
+        deleting anything when a ref cannot be read or a reachable commit or
+        tree is missing.  Memory: a few bytes per object, whatever the store size.
+
+        Raises:
+            InvalidDurationError: ``grace_period`` or ``wait`` is NaN or negative.
+            StoreBusyError: the lock stayed held for ``wait`` seconds; names the holders.
+            CorruptRefError: a ref cannot be read (nothing was deleted).
+            CorruptObjectError: a reachable object is missing or corrupt (nothing was deleted).
         """
-        return gc(self, grace_period, progress=Counter(self.progress, "marking", 0))
+        if on_wait is None and self.progress is not None:
+            progress = self.progress
+            limit = int(wait) if wait is not None and wait < 2**62 else 0
+
+            def on_wait(holders: str, waited: float) -> None:
+                progress(f"waiting for {holders}", int(waited), limit)
+
+        return gc(self, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
+                  on_wait=on_wait)
 
     def push(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
         """Send what ``remote`` lacks: models, their objects, histories, states.

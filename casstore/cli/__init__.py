@@ -134,12 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "fsck", "check the store (exit 1 if problems are found)", "cas fsck --read-data",
              commands.fsck)
     p.add_argument("--read-data", action="store_true", help="also decompress and verify every chunk")
+    p.add_argument("--repair", action="store_true",
+                   help="first record the history events that killed writers left out")
     p.add_argument("--json", action="store_true")
 
     p = _add(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
-    p.add_argument("--grace", type=float, default=None, metavar="SECONDS",
-                   help="keep unreachable objects younger than this (default: two weeks)")
+    p.add_argument("--grace", default=None, metavar="DURATION",
+                   help="keep unreachable objects younger than this: seconds, or 30m, 12h, 3d, 2w, now, "
+                        "never (default: 2w)")
+    p.add_argument("--wait", default=None, metavar="DURATION",
+                   help="wait at most this long for writers in progress (default: 5m; never: no limit)")
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -297,10 +297,12 @@ def du(args: argparse.Namespace) -> int:
 
 def fsck(args: argparse.Namespace) -> int:
     with _open(args) as store:
-        report = store.fsck(read_data=args.read_data)
+        report = store.fsck(read_data=args.read_data, repair=args.repair)
     if args.json:
         print_json(report.as_dict())
     else:
+        for r in report.repaired:
+            print(f"repaired: {r}")
         for p in report.problems:
             print(f"problem: {p}")
         verified = f", {human(report.bytes_verified)} verified" if args.read_data else ""
@@ -310,8 +312,17 @@ def fsck(args: argparse.Namespace) -> int:
 
 
 def gc(args: argparse.Namespace) -> int:
+    from ..gc import DEFAULT_GRACE, DEFAULT_WAIT, parse_duration
+
+    grace = DEFAULT_GRACE if args.grace is None else parse_duration(args.grace, "grace period")
+    wait = DEFAULT_WAIT if args.wait is None else parse_duration(args.wait, "wait")
+
+    def waiting(holders: str, waited: float) -> None:
+        print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
+              f"the store lock is held by {holders}", file=sys.stderr, flush=True)
+
     with _open(args) as store:
-        report = store.gc() if args.grace is None else store.gc(grace_period=args.grace)
+        report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:
         print_json(report.as_dict())
     else:

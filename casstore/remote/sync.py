@@ -287,7 +287,9 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
         for domain in sorted(remote.domains()):
             if selected is not None and domain not in selected:
                 continue
-            _pull_domain(store, domain, remote, url, result)
+            # under the domain lock, after recording what killed local writers left out
+            with store._domain_writer(domain):
+                _pull_domain(store, domain, remote, url, result)
         while True:
             ours = store.refs.get(STATES_REF)
             names, keep = _merge_states(store, ours, remote.states)
