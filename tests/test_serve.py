@@ -394,6 +394,15 @@ def test_listing_follows_deletions_and_recommits(tmp_path: Path, iris_model: obj
         assert [r["model_id"] for r in rest["models"]] == ["c"] and not rest["has_more"]
         assert store.list_models("x") == ["a", "d", "c"]
         assert page["models"][0]["commit"] == store.get_model_info("x", "a")["commit"]
+        # the cheap counts (directory listings) agree with the Store's own
+        store.commit_models("y.z", model=iris_model, model_id="only")
+        assert data.list_domains(store) == store.list_domains() == ["x", "y.z"]
+        assert data.count_models(store, "x") == 3 and data.count_models(store, "nowhere") == 0
+        subprocess.run(["git", "--git-dir", store.path, "pack-refs", "--all"], check=True)
+        store.commit_models("x", model=iris_model, model_id="e")  # loose, next to the packed ones
+        assert data.count_models(store, "x") == 4 == len(store.list_models("x"))
+        assert data.list_domains(store) == ["x", "y.z"]
+        assert [r["model_id"] for r in data.list_page(store, "x")["models"]] == ["e", "a", "d", "c"]
 
 
 def test_url_quoting_of_file_names(demo: tuple[Server, str, dict[str, Any]]) -> None:
