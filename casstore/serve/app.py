@@ -45,6 +45,8 @@ from ..errors import (
     StateNotFoundException,
     UnsafePathError,
 )
+from ..names import check_domain
+from ..refs import domain_ref
 from ..store import Store
 from . import data
 from .chart import line_chart
@@ -97,7 +99,15 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
                   docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
                   description="Read-only JSON view of a casstore store (the pages of `cas serve` use the same data).")
     env = _templates()
-    du = data.DuCache()
+    for name in env.list_templates():
+        env.get_template(name)  # compile now, not during someone's first request
+    cache = data.Background()
+
+    def count(domain: str) -> Callable[[], int | None]:
+        """The domain's model count, from the background (None until known)."""
+        head = store.refs.get(domain_ref(check_domain(domain)))
+        return lambda: cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 0)
+
     static_dir = str(resources.files("casstore.serve") / "static")
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
 
@@ -162,13 +172,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
     @app.get("/api/domains", tags=["api"])
     def api_domains() -> dict[str, Any]:
         """Every domain: model count, newest model, last change, bytes stored; and the state names."""
-        return data.domains(store, du)
+        return data.domains(store, cache)
 
     @app.get("/api/domains/{domain}/models", tags=["api"])
     def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),
                    limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
         """A page of the domain's models, newest first (only those in ``state`` if given)."""
-        return data.list_page(store, domain, offset=offset, limit=limit, state=state)
+        return data.list_page(store, domain, offset=offset, limit=limit, state=state, count=count(domain))
 
     @app.get("/api/domains/{domain}/log", tags=["api"])
     def api_log(domain: str, offset: int = Query(0, ge=0),
@@ -253,13 +263,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page_domains(request: Request) -> Response:
-        return render(request, "domains.html", d=data.domains(store, du), api="/api/domains")
+        return render(request, "domains.html", d=data.domains(store, cache), api="/api/domains")
 
     @app.get("/d/{domain}", response_class=HTMLResponse, include_in_schema=False)
     def page_domain(request: Request, domain: str, state: str | None = None,
                     page: int = Query(1, ge=1)) -> Response:
         state = state or None
-        d = data.list_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state)
+        d = data.list_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state, count=count(domain))
         q = {"state": state} if state else {}
         return render(request, "domain.html", d=d, page=page, states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models?" + urlencode({**q, "offset": d["offset"]}),

@@ -13,10 +13,11 @@ as the page shows (plus deletions and state changes in between).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dulwich.objects import Commit, ObjectID, Tree
@@ -29,6 +30,7 @@ from ..store import Store
 
 #: serialisation formats whose loading runs code from the store (pickle underneath)
 CODE_EXECUTING_FORMATS = frozenset({"joblib", "pickle", "cloudpickle", "dill"})
+log = logging.getLogger("casstore.serve")
 GITLINK = 0o160000
 MAX_LIMIT = 500
 
@@ -49,18 +51,17 @@ def count_models(store: Store, domain: str) -> int:
     ~0.2 ms per model (20 s for 100,000); counting needs only the names.
     """
     prefix = MODELS + domain.encode() + b"/"
-    names: set[bytes] = set()
     try:
-        with os.scandir(os.path.join(store.refs.git_dir, os.fsdecode(prefix))) as it:
-            for e in it:
-                if e.is_file(follow_symlinks=False) and not e.name.endswith(".lock"):
-                    names.add(os.fsencode(e.name))
-    except FileNotFoundError:
-        pass
-    for ref in store.refs.container.get_packed_refs():
-        if ref.startswith(prefix) and b"/" not in ref[len(prefix):]:
-            names.add(ref[len(prefix):])
-    return len(names)
+        # model IDs never contain '/', so every entry is a ref (or a ref's .lock)
+        loose = [n for n in os.listdir(os.path.join(store.refs.git_dir, os.fsdecode(prefix)))
+                 if not n.endswith(".lock")]
+    except (FileNotFoundError, NotADirectoryError):
+        loose = []
+    packed = [ref[len(prefix):] for ref in store.refs.container.get_packed_refs()
+              if ref.startswith(prefix) and b"/" not in ref[len(prefix):]]
+    if not packed:
+        return len(loose)
+    return len({os.fsencode(n) for n in loose} | set(packed))
 
 
 def _require_domain(store: Store, domain: str) -> ObjectID | None:
@@ -146,12 +147,14 @@ def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[s
 
 
 def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
-              state: str | None = None) -> dict[str, Any]:
+              state: str | None = None, count: Callable[[], int | None] | None = None) -> dict[str, Any]:
     """One page of the domain's models, newest first, optionally only those in ``state``.
 
     Costs about ``offset + limit`` history commits plus ``limit`` manifests,
-    whatever the size of the domain.  ``total`` counts the model refs (one
-    directory listing), or the members of ``state``.
+    whatever the size of the domain.  ``total`` is exact when the page reaches
+    the end or filters by state; otherwise it is what ``count`` says (default:
+    ``count_models``, a directory listing of every model ref; the server passes
+    a background count instead, and ``total`` is None until it is known).
     """
     head = _require_domain(store, domain)
     offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
@@ -175,7 +178,12 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
             more = True
             break
         rows.append(model_row(store, domain, mid, states))
-    total = len(members) if members is not None else count_models(store, domain)
+    if members is not None:
+        total: int | None = len(members)
+    elif not more:
+        total = skipped + len(rows)
+    else:
+        total = (count or (lambda: count_models(store, domain)))()
     return {"domain": domain, "state": state, "offset": offset, "limit": limit, "total": total,
             "has_more": more, "models": rows}
 
@@ -197,45 +205,49 @@ def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100
             "events": [e.as_dict() for e in events]}
 
 
-class DuCache:
-    """``Store.du`` (it reads every manifest), remembered until a domain history moves.
+class Background:
+    """Slow answers (``Store.du``, counting a big domain's refs) computed off the request.
 
-    It is computed in a background thread: a caller waits at most ``wait``
-    seconds and otherwise gets the previous value (``None`` the first time), so
-    a store of millions of models cannot make the domains page hang.
+    Each slot (``"du"``, a domain) remembers one value and the key it was
+    computed for (the domain history heads: any change moves them).  A caller
+    waits at most ``wait`` seconds for a fresh value and otherwise gets the
+    previous one (None the first time), so no page hangs on a huge store.
     """
 
-    def __init__(self, wait: float = 2.0) -> None:
-        self.wait = wait
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[tuple[str, str | None], ...] | None = None
-        self._value: dict[str, Any] | None = None
-        self._running: tuple[tuple[tuple[str, str | None], ...], threading.Thread] | None = None
+        self._values: dict[str, tuple[object, Any]] = {}
+        self._running: dict[str, tuple[object, threading.Thread]] = {}
 
-    def get(self, store: Store, domains: list[str]) -> dict[str, Any] | None:
-        key = tuple((d, (h.decode() if (h := _head(store, d)) else None)) for d in domains)
+    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float) -> Any:
         with self._lock:
-            if key == self._key:
-                return self._value
-            if self._running is None or self._running[0] != key:
-                worker = threading.Thread(target=self._compute, args=(store, key), daemon=True,
-                                          name="cas-serve-du")
-                self._running = (key, worker)
+            have = self._values.get(slot)
+            if have is not None and have[0] == key:
+                return have[1]
+            running = self._running.get(slot)
+            if running is None or running[0] != key:
+                worker = threading.Thread(target=self._run, args=(slot, key, compute), daemon=True,
+                                          name=f"cas-serve-{slot}")
+                self._running[slot] = (key, worker)
                 worker.start()
-            worker = self._running[1]
-        worker.join(self.wait)
+            else:
+                worker = running[1]
+        if wait > 0:
+            worker.join(wait)
         with self._lock:
-            return self._value
+            have = self._values.get(slot)
+            return have[1] if have is not None else None
 
-    def _compute(self, store: Store, key: tuple[tuple[str, str | None], ...]) -> None:
+    def _run(self, slot: str, key: object, compute: Callable[[], Any]) -> None:
         try:
-            value = store.du()
-        except Exception as e:  # a damaged manifest: fsck names it; the page shows no sizes
-            value = {"domains": {}, "error": str(e)}
+            value = compute()
+        except Exception as e:  # a damaged object: fsck names it; the page shows no number
+            log.warning("cas serve: %s: %s", slot, e)
+            value = None
         with self._lock:
-            self._key, self._value = key, value
-            if self._running is not None and self._running[0] == key:
-                self._running = None
+            self._values[slot] = (key, value)
+            if self._running.get(slot, (None,))[0] == key:
+                del self._running[slot]
 
 
 def list_domains(store: Store) -> list[str]:
@@ -266,10 +278,25 @@ def list_domains(store: Store) -> list[str]:
     return sorted(out)
 
 
-def domains(store: Store, du: DuCache) -> dict[str, Any]:
-    """Every domain: model count, newest model, last change, bytes stored."""
+def warm_up(store: Store) -> None:
+    """Open the packs and their indexes now (reading each domain's newest event), so
+    that the first visitor does not pay for it.  Costs one object per domain."""
+    for d in list_domains(store):
+        head = _head(store, d)
+        if head is not None:
+            next(iter_log(store.odb, head), None)
+
+
+def domains(store: Store, cache: Background, wait: float = 2.0) -> dict[str, Any]:
+    """Every domain: model count, newest model, last change, bytes stored.
+
+    Sizes come from ``Store.du`` (it reads every manifest), computed in the
+    background and waited for at most ``wait`` seconds; ``sizes_pending``
+    says they are not known yet.
+    """
     names = list_domains(store)
-    usage = du.get(store, names)
+    heads = tuple((d, (h.decode() if (h := _head(store, d)) else None)) for d in names)
+    usage = cache.get("du", heads, store.du, wait)
     sizes = usage["domains"] if usage is not None else {}
     out = []
     for d in names:
