@@ -93,7 +93,9 @@ def build_demo_store(path: Path, work: Path) -> dict[str, Any]:
                                                 "eval": {"loss": 1.0 / (i + 2)}, "dataset": "iris-v1",
                                                 "note": "<script>alert(1)</script>"})
             ids.append(mid)
-        store.commit_models("weights", model=str(big), model_id="w1")
+        odd = work / "模型 \"q\" 1.txt"  # not latin-1, a quote and a space: headers must cope
+        odd.write_text("odd name\n")
+        store.commit_models("weights", model=str(big), model_id="w1", extra_files=[str(odd)])
         store.commit_models("iris", model=DecisionTreeClassifier().fit(X, y), model_id="gone")
         store.delete_model("iris", "gone")
         store.create_model_state("production")
@@ -210,6 +212,10 @@ def test_downloads_stream_the_exact_bytes(demo: tuple[Server, str, dict[str, Any
     assert 'filename="notes.txt"' in h["content-disposition"]
     st, h, body = server.request("GET", "/files/weights/w1/weights.bin")
     assert st == 200 and h["content-length"] == str(BIG) and body == facts["big"]
+    st, h, body = server.request("GET", "/files/weights/w1/" + quote('模型 "q" 1.txt'))
+    assert st == 200 and body == b"odd name\n"
+    assert h["content-disposition"] == (
+        "attachment; filename=\"__ _q_ 1.txt\"; filename*=UTF-8''%E6%A8%A1%E5%9E%8B%20%22q%22%201.txt")
     st, _, body = server.request("GET", "/files/iris/v1/nope.txt")
     assert st == 404 and b"no file" in body
 
@@ -287,6 +293,9 @@ def test_foreign_host_header_is_refused(demo: tuple[Server, str, dict[str, Any]]
     st, _, body = server.request("GET", "/api/domains", headers={"Host": "attacker.example:8780"})
     assert st == 403 and b"iris" not in body
     assert server.request("GET", "/api/domains", headers={"Host": "localhost:8780"})[0] == 200
+    assert server.request("GET", "/api/domains", headers={"Host": "[::1]:8780"})[0] == 200
+    assert server.request("GET", "/api/domains", headers={"Host": "[fe80::1]:8780"})[0] == 403
+    assert server.request("GET", "/api/domains", headers={"Host": "127.0.0.1.attacker.example"})[0] == 403
 
 
 def test_token_and_write_mode(tmp_path: Path, iris_model: object) -> None:

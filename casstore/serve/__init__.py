@@ -68,7 +68,6 @@ def serve(store_path: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
         raise CasError(f"cas serve needs the serve extra: pip install 'casstore[serve]' "
                        f"({e.name} is missing)") from None
     from ..store import Store
-
     from .data import warm_up
 
     store = Store(store_path)

@@ -28,7 +28,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -141,8 +141,8 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if token is None:
-            host = (request.headers.get("host") or "").rsplit(":", 1)[0] if not (
-                request.headers.get("host") or "").startswith("[") else "[::1]"
+            host = request.headers.get("host") or ""
+            host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
             if host not in LOOPBACK_HOSTS:
                 return JSONResponse({"error": "this server answers only loopback Host names"}, status_code=403)
         else:
@@ -241,8 +241,10 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
         connection is cut short of its Content-Length (never wrong bytes)."""
         size, chunks = store.stream_file(domain, model_id, path)
         name = os.path.basename(path) or "file"
+        # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
+        plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
         headers = {"Content-Length": str(size),
-                   "Content-Disposition": f"attachment; filename=\"{name.replace(chr(34), '')}\""}
+                   "Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"}
         if size <= VERIFY_FIRST:
             body = b"".join(chunks)  # raises CorruptObjectError before any byte is sent
             return Response(body, media_type="application/octet-stream", headers=headers)
