@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Install the system packages whose programs the test suite starts for real, if missing:
-# git (with git-daemon and git-http-backend in git-core), sshd, and openssl for the
-# throwaway CA of the https tests.
+# git (with git-daemon and git-http-backend in git-core), sshd, openssl for the
+# throwaway CA of the https tests, and Debian's chromium with its matching chromedriver
+# for the `cas serve` browser tests (no browser can be downloaded any other way here).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2

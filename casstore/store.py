@@ -803,6 +803,31 @@ class Store:
             raise DomainNotFoundException(domain)
         return list(iter_log(self.odb, head))
 
+    def stream_file(self, domain: str, model_id: str, path: str) -> tuple[int, Iterator[bytes | memoryview]]:
+        """The size of one stored file and an iterator over its bytes, for serving it.
+
+        Each piece is verified (BLAKE3) before it is yielded and the whole file
+        (xxh3, size) after the last one; a damaged object raises
+        CorruptObjectError naming it, so a consumer never passes on wrong bytes
+        unnoticed.  Memory stays bounded by the read window whatever the size.
+        Closing the iterator early stops the reads.
+
+        Raises:
+            ModelNotFoundException, InvalidIdError; FileNotFoundError when the
+            model has no file called ``path`` (matched exactly, never opened as a path).
+        """
+        _, manifest, files_tree = self._resolve(domain, model_id)
+        for i, f in enumerate(manifest.files):
+            if f.path == path:
+                oids = self._file_oids(files_tree, manifest, i)
+                self.odb.index.refresh()  # packs may have been merged by another process
+                return f.size, self._stream(f, oids)
+        raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+
+    def _stream(self, entry: FileEntry, oids: list[bytes]) -> Iterator[bytes | memoryview]:
+        with self._pool() as pool:
+            yield from iter_file(self.odb, entry, oids, pool, 2 * pool._max_workers + 2)
+
 
 def _extra_sources(
     extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,

@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id_b", metavar="ID_B")
     p.add_argument("--json", action="store_true")
 
+    p = _add(sub, "serve", "browse the store in a web browser (and a JSON API under /api)",
+             "cas serve --port 8780", commands.serve)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8780, help="port (default: 8780; 0 picks a free one)")
+    p.add_argument("--token", default=None,
+                   help="require this token on every request (default: $CAS_SERVE_TOKEN); needed off loopback")
+    p.add_argument("--write", action="store_true", help="allow state changes from the page (needs a token)")
+
     p = _add(sub, "du", "logical and stored bytes per domain", "cas du", commands.du)
     p.add_argument("--json", action="store_true")
 

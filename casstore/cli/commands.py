@@ -329,3 +329,17 @@ def gc(args: argparse.Namespace) -> int:
         print(f"removed {report.objects_removed} objects ({report.packs_removed} packs removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from ..serve import serve as run
+
+    path = _store_path(args)
+    if not is_store(path):
+        raise NotAStoreError(path, "no store here (create one with `cas init`)")
+    try:
+        run(path, args.host, args.port, token=args.token or os.environ.get("CAS_SERVE_TOKEN") or None,
+            write=args.write)
+    except KeyboardInterrupt:
+        pass
+    return 0

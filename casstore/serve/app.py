@@ -1,0 +1,311 @@
+"""The web application: HTML pages and the JSON API over one Store.
+
+Routes (every page has a JSON twin built from the same dict, see data.py)::
+
+    /                                   /api/domains
+    /d/{domain}?state=&page=            /api/domains/{domain}/models?state=&offset=&limit=
+    /d/{domain}/log?page=               /api/domains/{domain}/log?offset=&limit=
+    /d/{domain}/m/{id}                  /api/domains/{domain}/models/{id}
+    /d/{domain}/compare?a=&b=           /api/domains/{domain}/compare?a=&b=
+    /d/{domain}/metrics                 /api/domains/{domain}/metrics?limit=
+    /files/{domain}/{id}/{path}         (download, streamed and verified)
+    /api/openapi.json                   (the API's OpenAPI description)
+
+Safety: domains and IDs go through the same validation as everywhere else; a
+file is found by comparing ``path`` with the manifest's names, never by opening
+a path, so no URL can name anything outside the store.  With a token, every
+request must carry it (``Authorization: Bearer``, or the cookie that visiting
+any page with ``?token=`` sets).  Without one, only loopback Host headers are
+answered (a DNS-rebinding page cannot reach the server).  State changes exist
+only with ``write=True``, which requires a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from .. import __version__
+from ..errors import (
+    CasError,
+    CorruptObjectError,
+    InvalidIdError,
+    ModelNotFoundException,
+    StateNotFoundException,
+    UnsafePathError,
+)
+from ..names import check_domain
+from ..refs import domain_ref
+from ..store import Store
+from . import data
+from .chart import line_chart
+
+log = logging.getLogger("casstore.serve")
+PAGE = 50
+COOKIE = "cas_token"
+#: files up to this size are verified completely before the first byte is sent, so
+#: any damage gives an error page; bigger ones stream (see _download)
+VERIFY_FIRST = 8 << 20
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def human(n: int | None) -> str:
+    if n is None:
+        return "-"
+    x = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if x < 1024 or unit == "TiB":
+            return f"{int(x)} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    raise AssertionError
+
+
+def _templates() -> Environment:
+    env = Environment(loader=PackageLoader("casstore.serve", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters["human"] = human
+    env.globals["version"] = __version__
+    return env
+
+
+def _status(e: Exception) -> int:
+    if isinstance(e, (InvalidIdError, UnsafePathError)):
+        return 400
+    if isinstance(e, (ModelNotFoundException, StateNotFoundException, FileNotFoundError)):
+        return 404
+    return 500
+
+
+def create_app(store: Store, *, token: str | None = None, write: bool = False) -> FastAPI:
+    """The ASGI application serving ``store``.
+
+    ``write=True`` adds state changes (set/unset a model's state) and requires
+    ``token``.  The app never writes anything else to the store.
+    """
+    if write and not token:
+        raise ValueError("write mode needs a token")
+    app = FastAPI(title="casstore", version=__version__, openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
+                  description="Read-only JSON view of a casstore store (the pages of `cas serve` use the same data).")
+    env = _templates()
+    for name in env.list_templates():
+        env.get_template(name)  # compile now, not during someone's first request
+    cache = data.Background()
+
+    def count(domain: str) -> Callable[[], int | None]:
+        """The domain's model count, from the background (None until known)."""
+        head = store.refs.get(domain_ref(check_domain(domain)))
+        return lambda: cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 0)
+
+    static_dir = str(resources.files("casstore.serve") / "static")
+    app.mount("/static", StaticFiles(directory=static_dir), name="static")
+
+    def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        html = env.get_template(name).render(request=request, write=write, store_path=store.path, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    def error_response(request: Request, e: Exception) -> Response:
+        status = _status(e)
+        body: dict[str, Any] = {"error": str(e), "type": type(e).__name__}
+        for attr in ("domain", "model_id", "oid", "path", "state"):
+            if isinstance(getattr(e, attr, None), str):
+                body[attr] = getattr(e, attr)
+        if status == 500:
+            log.error("%s %s: %s", request.method, request.url.path, e)
+        if wants_json(request):
+            return JSONResponse(body, status_code=status)
+        return render(request, "error.html", status=status, error=body)
+
+    @app.exception_handler(CasError)
+    async def _cas_error(request: Request, e: CasError) -> Response:
+        return error_response(request, e)
+
+    @app.exception_handler(FileNotFoundError)
+    async def _not_found(request: Request, e: FileNotFoundError) -> Response:
+        return error_response(request, e)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if token is None:
+            host = request.headers.get("host") or ""
+            host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+            if host not in LOOPBACK_HOSTS:
+                return JSONResponse({"error": "this server answers only loopback Host names"}, status_code=403)
+        else:
+            given = request.query_params.get("token")
+            if given is not None and hmac.compare_digest(given.encode(), token.encode()):
+                # trade the URL token for a cookie, and drop it from the address bar
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                back = RedirectResponse(request.url.path + ("?" + urlencode(rest) if rest else ""), 303)
+                back.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+                return back
+            auth = request.headers.get("authorization", "")
+            offered = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+            if not hmac.compare_digest(offered.encode(), token.encode()):
+                return JSONResponse({"error": "a token is required (Authorization: Bearer TOKEN, or ?token=)"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("origin")
+            if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+                return JSONResponse({"error": "cross-origin request refused"}, status_code=403)
+        resp = await call_next(request)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self'")
+        return resp
+
+    # -- JSON API ----------------------------------------------------------
+
+    @app.get("/api/domains", tags=["api"])
+    def api_domains() -> dict[str, Any]:
+        """Every domain: model count, newest model, last change, bytes stored; and the state names."""
+        return data.domains(store, cache)
+
+    @app.get("/api/domains/{domain}/models", tags=["api"])
+    def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),
+                   limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
+        """A page of the domain's models, newest first (only those in ``state`` if given)."""
+        return data.list_page(store, domain, offset=offset, limit=limit, state=state, count=count(domain))
+
+    @app.get("/api/domains/{domain}/log", tags=["api"])
+    def api_log(domain: str, offset: int = Query(0, ge=0),
+                limit: int = Query(100, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
+        """The domain's history, newest first: commits, deletions, state changes."""
+        return data.history_page(store, domain, offset=offset, limit=limit)
+
+    @app.get("/api/domains/{domain}/models/{model_id}", tags=["api"])
+    def api_model(domain: str, model_id: str) -> dict[str, Any]:
+        """One model: frameworks, files, metadata, states, commit, how to load it."""
+        return data.model(store, domain, model_id)
+
+    @app.get("/api/domains/{domain}/compare", tags=["api"])
+    def api_compare(domain: str, a: str, b: str) -> dict[str, Any]:
+        """What changed from model ``a`` to model ``b`` (like ``cas diff``)."""
+        return data.compare(store, domain, a, b)
+
+    @app.get("/api/domains/{domain}/metrics", tags=["api"])
+    def api_metrics(domain: str, limit: int = Query(200, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
+        """Numeric extra_metadata values across the newest ``limit`` versions, newest last."""
+        return data.metrics(store, domain, limit=limit)
+
+    @app.get("/api/states", tags=["api"])
+    def api_states() -> list[str]:
+        """Every model state that was created."""
+        return store.list_model_states()
+
+    if write:
+        @app.put("/api/domains/{domain}/models/{model_id}/states/{state}", tags=["write"])
+        def api_set_state(domain: str, model_id: str, state: str) -> dict[str, Any]:
+            """Put the model in ``state`` (write mode only)."""
+            store.set_model_state(domain, model_id, state)
+            return {"states": data.model(store, domain, model_id)["states"]}
+
+        @app.delete("/api/domains/{domain}/models/{model_id}/states/{state}", tags=["write"])
+        def api_unset_state(domain: str, model_id: str, state: str) -> dict[str, Any]:
+            """Take the model out of ``state`` (write mode only)."""
+            store.remove_model_state(domain, model_id, state)
+            return {"states": data.model(store, domain, model_id)["states"]}
+
+        @app.post("/d/{domain}/m/{model_id}/states", include_in_schema=False)
+        async def page_state(domain: str, model_id: str, request: Request) -> Response:
+            form = (await request.body()).decode()
+            fields = {k: v[0] for k, v in parse_qs(form).items()}
+            state, action = fields.get("state", ""), fields.get("action", "")
+            if action == "set":
+                store.set_model_state(domain, model_id, state)
+            elif action == "unset":
+                store.remove_model_state(domain, model_id, state)
+            else:
+                return JSONResponse({"error": "action must be set or unset"}, status_code=400)
+            return RedirectResponse(f"/d/{domain}/m/{model_id}", 303)
+
+    # -- downloads ---------------------------------------------------------
+
+    @app.get("/files/{domain}/{model_id}/{path:path}", tags=["api"])
+    def download(domain: str, model_id: str, path: str) -> Response:
+        """One stored file, verified.  Small files are checked whole before sending;
+        a large one streams and, if a damaged chunk turns up part-way, the
+        connection is cut short of its Content-Length (never wrong bytes)."""
+        size, chunks = store.stream_file(domain, model_id, path)
+        name = os.path.basename(path) or "file"
+        # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
+        plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+        headers = {"Content-Length": str(size),
+                   "Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"}
+        if size <= VERIFY_FIRST:
+            body = b"".join(chunks)  # raises CorruptObjectError before any byte is sent
+            return Response(body, media_type="application/octet-stream", headers=headers)
+        first = next(chunks, b"")  # the first chunk's damage still gets an error page
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield bytes(first)
+                for c in chunks:
+                    yield bytes(c)
+            except CorruptObjectError as e:
+                log.error("download of %s/%s/%s stopped: %s", domain, model_id, path, e)
+                raise
+
+        return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)
+
+    # -- pages -------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page_domains(request: Request) -> Response:
+        return render(request, "domains.html", d=data.domains(store, cache), api="/api/domains")
+
+    @app.get("/d/{domain}", response_class=HTMLResponse, include_in_schema=False)
+    def page_domain(request: Request, domain: str, state: str | None = None,
+                    page: int = Query(1, ge=1)) -> Response:
+        state = state or None
+        d = data.list_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state, count=count(domain))
+        q = {"state": state} if state else {}
+        return render(request, "domain.html", d=d, page=page, states=store.list_model_states(),
+                      api=f"/api/domains/{domain}/models?" + urlencode({**q, "offset": d["offset"]}),
+                      query=q)
+
+    @app.get("/d/{domain}/log", response_class=HTMLResponse, include_in_schema=False)
+    def page_log(request: Request, domain: str, page: int = Query(1, ge=1)) -> Response:
+        d = data.history_page(store, domain, offset=(page - 1) * 100, limit=100)
+        return render(request, "log.html", d=d, page=page, api=f"/api/domains/{domain}/log?offset={d['offset']}")
+
+    @app.get("/d/{domain}/m/{model_id}", response_class=HTMLResponse, include_in_schema=False)
+    def page_model(request: Request, domain: str, model_id: str) -> Response:
+        m = data.model(store, domain, model_id)
+        return render(request, "model.html", m=m, all_states=store.list_model_states(),
+                      api=f"/api/domains/{domain}/models/{model_id}")
+
+    @app.get("/d/{domain}/compare", response_class=HTMLResponse, include_in_schema=False)
+    def page_compare(request: Request, domain: str, a: str | None = None, b: str | None = None) -> Response:
+        if not a or not b:
+            # default: the newest model against the one before it
+            page = data.list_page(store, domain, limit=2)
+            ids = [r["model_id"] for r in page["models"]]
+            if len(ids) < 2:
+                return render(request, "error.html", status=404,
+                              error={"error": f"domain {domain!r} has fewer than two models to compare"})
+            return RedirectResponse(f"/d/{domain}/compare?" + urlencode({"a": a or ids[1], "b": b or ids[0]}), 303)
+        d = data.compare(store, domain, a, b)
+        return render(request, "compare.html", d=d, api=f"/api/domains/{domain}/compare?" + urlencode({"a": a, "b": b}))
+
+    @app.get("/d/{domain}/metrics", response_class=HTMLResponse, include_in_schema=False)
+    def page_metrics(request: Request, domain: str) -> Response:
+        d = data.metrics(store, domain)
+        labels = [v["model_id"] for v in d["versions"]]
+        charts = [(k, Markup(line_chart(k, labels, vals))) for k, vals in d["series"].items()]
+        return render(request, "metrics.html", d=d, charts=charts, api=f"/api/domains/{domain}/metrics")
+
+    return app

@@ -1,0 +1,385 @@
+"""What the pages and the JSON API show: plain dicts built from the Store's public API.
+
+Every page is rendered from the very dict its ``/api/...`` twin returns, so the
+two cannot disagree.  Nothing here writes to the store.
+
+Listing a domain cheaply: ``Store.list_models`` reads every model's commit to sort
+by creation time, which for 100,000 models takes seconds.  A page needs only the
+newest few, and the domain history already lists commits newest first: walking it
+from its head and keeping the commit events whose model ref still points at the
+same commit gives the newest models after reading about as many history commits
+as the page shows (plus deletions and state changes in between).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dulwich.objects import Commit, ObjectID, Tree
+
+from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundException
+from ..history import Event, iter_log
+from ..names import check_domain, check_model_id, check_state
+from ..refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..store import Store
+
+#: serialisation formats whose loading runs code from the store (pickle underneath)
+CODE_EXECUTING_FORMATS = frozenset({"joblib", "pickle", "cloudpickle", "dill"})
+log = logging.getLogger("casstore.serve")
+GITLINK = 0o160000
+MAX_LIMIT = 500
+
+
+def _iso(t: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _head(store: Store, domain: str) -> ObjectID | None:
+    check_domain(domain)
+    return store.refs.get(domain_ref(domain))
+
+
+def count_models(store: Store, domain: str) -> int:
+    """How many model refs the domain has: one directory listing plus packed-refs.
+
+    ``Refs.model_ids`` validates every ref name through dulwich, which costs
+    ~0.2 ms per model (20 s for 100,000); counting needs only the names.
+    """
+    prefix = MODELS + domain.encode() + b"/"
+    try:
+        # model IDs never contain '/', so every entry is a ref (or a ref's .lock)
+        loose = [n for n in os.listdir(os.path.join(store.refs.git_dir, os.fsdecode(prefix)))
+                 if not n.endswith(".lock")]
+    except (FileNotFoundError, NotADirectoryError):
+        loose = []
+    packed = [ref[len(prefix):] for ref in store.refs.container.get_packed_refs()
+              if ref.startswith(prefix) and b"/" not in ref[len(prefix):]]
+    if not packed:
+        return len(loose)
+    return len({os.fsencode(n) for n in loose} | set(packed))
+
+
+def _require_domain(store: Store, domain: str) -> ObjectID | None:
+    head = _head(store, domain)
+    if head is None and not count_models(store, domain):
+        raise DomainNotFoundException(domain)
+    return head
+
+
+def domain_states(store: Store, head: ObjectID | None) -> dict[str, dict[str, str]]:
+    """state -> model ID -> model commit, from the domain index at ``head``.
+
+    Reads only the ``states`` subtree: the ``models`` subtree of a large domain
+    holds an entry per model and is not needed to answer this.
+    """
+    out: dict[str, dict[str, str]] = {}
+    if head is None:
+        return out
+    c = store.odb.read(head, Commit)
+    assert isinstance(c, Commit)
+    root = store.odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path != b"states":
+            continue
+        st = store.odb.read(entry.sha, Tree)
+        assert isinstance(st, Tree)
+        for s in st.iteritems():
+            members = store.odb.read(s.sha, Tree)
+            assert isinstance(members, Tree)
+            state = check_state(s.path.decode())
+            for m in members.iteritems():
+                if m.mode != GITLINK:
+                    raise CorruptObjectError(s.sha.decode(), f"unexpected entry {m.path!r} in domain index")
+                out.setdefault(state, {})[check_model_id(m.path.decode())] = m.sha.decode()
+    return out
+
+
+def _newest(store: Store, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
+    """(model ID, model commit) of the domain's live models, newest first.
+
+    History order: commit events by time (merged histories interleaved by time,
+    like ``git log``).  A model whose ref no longer points at the commit an event
+    names was deleted or replaced; its newer event, seen first, decides.  Models
+    the history does not mention (a damaged or missing history) come last, in
+    ``list_models`` order.
+    """
+    decided: set[str] = set()
+    for ev in iter_log(store.odb, head):
+        if ev.event not in ("commit", "delete") or ev.model_id in decided:
+            continue
+        decided.add(ev.model_id)
+        if ev.event == "commit":
+            try:
+                current = store.refs.get(model_ref(domain, check_model_id(ev.model_id)))
+            except ValueError:
+                continue  # a name no ref can have: fsck reports it
+            if current is not None and current.decode() == ev.model_commit:
+                yield ev.model_id, ev.model_commit
+    rest = store.refs.model_ids(domain) - decided
+    if rest:
+        for mid in store.list_models(domain):
+            if mid in rest:
+                sha = store.refs.get(model_ref(domain, mid))
+                if sha is not None:
+                    yield mid, sha.decode()
+
+
+def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """One line of a domain's model table."""
+    info = store.get_model_info(domain, model_id)
+    st = info.get("stats") or {}
+    return {
+        "model_id": model_id,
+        "commit": info["commit"],
+        "created": info["created"],
+        "author": info["author"],
+        "frameworks": {k: v["framework"] for k, v in info["frameworks"].items()},
+        "states": sorted(s for s, members in states.items() if members.get(model_id) == info["commit"]),
+        "size": sum(f["size"] for f in info["files"]),
+        "new_bytes": st.get("bytes_stored"),
+    }
+
+
+def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
+              state: str | None = None, count: Callable[[], int | None] | None = None) -> dict[str, Any]:
+    """One page of the domain's models, newest first, optionally only those in ``state``.
+
+    Costs about ``offset + limit`` history commits plus ``limit`` manifests,
+    whatever the size of the domain.  ``total`` is exact when the page reaches
+    the end or filters by state; otherwise it is what ``count`` says (default:
+    ``count_models``, a directory listing of every model ref; the server passes
+    a background count instead, and ``total`` is None until it is known).
+    """
+    head = _require_domain(store, domain)
+    offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
+    states = domain_states(store, head)
+    members: dict[str, str] | None = None
+    if state is not None:
+        check_state(state)
+        if state not in store.list_model_states():
+            raise StateNotFoundException(state)
+        members = states.get(state, {})
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    more = False
+    for mid, sha in _newest(store, domain, head):
+        if members is not None and members.get(mid) != sha:
+            continue
+        if skipped < offset:
+            skipped += 1
+            continue
+        if len(rows) == limit:
+            more = True
+            break
+        rows.append(model_row(store, domain, mid, states))
+    if members is not None:
+        total: int | None = len(members)
+    elif not more:
+        total = skipped + len(rows)
+    else:
+        total = (count or (lambda: count_models(store, domain)))()
+    return {"domain": domain, "state": state, "offset": offset, "limit": limit, "total": total,
+            "has_more": more, "models": rows}
+
+
+def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+    """Events newest first, like ``cas log``: commits, deletions, state changes."""
+    head = _require_domain(store, domain)
+    offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
+    events: list[Event] = []
+    more = False
+    for i, ev in enumerate(iter_log(store.odb, head)):
+        if i < offset:
+            continue
+        if len(events) == limit:
+            more = True
+            break
+        events.append(ev)
+    return {"domain": domain, "offset": offset, "limit": limit, "has_more": more,
+            "events": [e.as_dict() for e in events]}
+
+
+class Background:
+    """Slow answers (``Store.du``, counting a big domain's refs) computed off the request.
+
+    Each slot (``"du"``, a domain) remembers one value and the key it was
+    computed for (the domain history heads: any change moves them).  A caller
+    waits at most ``wait`` seconds for a fresh value and otherwise gets the
+    previous one (None the first time), so no page hangs on a huge store.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[object, Any]] = {}
+        self._running: dict[str, tuple[object, threading.Thread]] = {}
+
+    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float) -> Any:
+        with self._lock:
+            have = self._values.get(slot)
+            if have is not None and have[0] == key:
+                return have[1]
+            running = self._running.get(slot)
+            if running is None or running[0] != key:
+                worker = threading.Thread(target=self._run, args=(slot, key, compute), daemon=True,
+                                          name=f"cas-serve-{slot}")
+                self._running[slot] = (key, worker)
+                worker.start()
+            else:
+                worker = running[1]
+        if wait > 0:
+            worker.join(wait)
+        with self._lock:
+            have = self._values.get(slot)
+            return have[1] if have is not None else None
+
+    def _run(self, slot: str, key: object, compute: Callable[[], Any]) -> None:
+        try:
+            value = compute()
+        except Exception as e:  # a damaged object: fsck names it; the page shows no number
+            log.warning("cas serve: %s: %s", slot, e)
+            value = None
+        with self._lock:
+            self._values[slot] = (key, value)
+            if self._running.get(slot, (None,))[0] == key:
+                del self._running[slot]
+
+
+def list_domains(store: Store) -> list[str]:
+    """Every domain with model refs or a history, sorted, from directory listings.
+
+    ``Store.list_domains`` validates every model ref's name (20 s for 100,000
+    models); a domain is a directory name here, checked once.
+    """
+    names: set[str] = set()
+    for base, want_dir in ((MODELS, True), (DOMAINS, False)):
+        try:
+            with os.scandir(os.path.join(store.refs.git_dir, os.fsdecode(base))) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False) == want_dir and not e.name.endswith(".lock"):
+                        names.add(e.name)
+        except FileNotFoundError:
+            pass
+    for ref in store.refs.container.get_packed_refs():
+        for base in (MODELS, DOMAINS):
+            if ref.startswith(base):
+                names.add(ref[len(base):].split(b"/")[0].decode("utf-8", "replace"))
+    out = []
+    for n in names:
+        try:
+            out.append(check_domain(n))
+        except ValueError:
+            continue  # not a name casstore writes: fsck's business
+    return sorted(out)
+
+
+def warm_up(store: Store) -> None:
+    """Open the packs and their indexes now (reading each domain's newest event), so
+    that the first visitor does not pay for it.  Costs one object per domain."""
+    for d in list_domains(store):
+        head = _head(store, d)
+        if head is not None:
+            next(iter_log(store.odb, head), None)
+
+
+def domains(store: Store, cache: Background, wait: float = 2.0) -> dict[str, Any]:
+    """Every domain: model count, newest model, last change, bytes stored.
+
+    Sizes come from ``Store.du`` (it reads every manifest), computed in the
+    background and waited for at most ``wait`` seconds; ``sizes_pending``
+    says they are not known yet.
+    """
+    names = list_domains(store)
+    heads = tuple((d, (h.decode() if (h := _head(store, d)) else None)) for d in names)
+    usage = cache.get("du", heads, store.du, wait)
+    sizes = usage["domains"] if usage is not None else {}
+    out = []
+    for d in names:
+        head = _head(store, d)
+        last: dict[str, Any] | None = None
+        if head is not None:
+            ev = next(iter_log(store.odb, head), None)
+            if ev is not None:
+                last = {"event": ev.event, "model_id": ev.model_id, "state": ev.state, "time": _iso(ev.time)}
+        newest = next(_newest(store, d, head), None)
+        out.append({
+            "domain": d,
+            "models": count_models(store, d),
+            "newest": newest[0] if newest else None,
+            "last_change": last,
+            "logical_bytes": sizes[d]["logical_bytes"] if d in sizes else None,
+            "stored_bytes": sizes[d]["stored_bytes"] if d in sizes else None,
+        })
+    return {"domains": out, "states": store.list_model_states(), "sizes_pending": usage is None}
+
+
+def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
+    """Everything about one model, plus how to load it."""
+    info = store.get_model_info(domain, model_id)
+    states = domain_states(store, _head(store, domain))
+    for fw in info["frameworks"].values():
+        fw["executes_code"] = fw["format"] in CODE_EXECUTING_FORMATS
+    info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
+    info["load"] = {
+        "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
+        "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
+    }
+    return info
+
+
+def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
+    """``cas diff`` plus both models' files side by side."""
+    d = store.diff(domain, a, b)
+    d["models"] = {
+        "a": store.get_model_info(domain, a),
+        "b": store.get_model_info(domain, b),
+    }
+    bytes_b = sum(f["size"] for f in d["models"]["b"]["files"])
+    unchanged = {f["path"]: f["size"] for f in d["models"]["b"]["files"] if f["path"] in d["unchanged"]}
+    d["shared"] = {
+        "bytes_shared": sum(unchanged.values()) + sum(c["bytes_shared"] for c in d["changed"]),
+        "bytes_b": bytes_b,
+        "chunks_shared": sum(c["chunks_shared"] for c in d["changed"]) + sum(
+            f["chunks"] for f in d["models"]["b"]["files"] if f["path"] in unchanged),
+        "chunks_b": sum(f["chunks"] for f in d["models"]["b"]["files"]),
+    }
+    return d
+
+
+def _numbers(meta: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, float]]:
+    """Numeric leaves of extra_metadata (nested dicts as ``a.b``); booleans are not numbers."""
+    if not isinstance(meta, dict) or depth > 3:
+        return
+    for k, v in meta.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
+            yield key, float(v)
+        elif isinstance(v, dict):
+            yield from _numbers(v, key + ".", depth + 1)
+
+
+def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
+    """Numeric extra_metadata keys across the newest ``limit`` versions, oldest first."""
+    head = _require_domain(store, domain)
+    limit = min(max(limit, 1), MAX_LIMIT)
+    versions: list[tuple[str, str, dict[str, float]]] = []
+    for mid, _ in _newest(store, domain, head):
+        if len(versions) == limit:
+            break
+        info = store.get_model_info(domain, mid)
+        versions.append((mid, info["created"], dict(_numbers(info["extra_metadata"]))))
+    versions.reverse()  # newest last
+    keys = sorted({k for _, _, nums in versions for k in nums})
+    return {
+        "domain": domain,
+        "limit": limit,
+        "versions": [{"model_id": mid, "created": created} for mid, created, _ in versions],
+        "series": {k: [nums.get(k) for _, _, nums in versions] for k in keys},
+    }

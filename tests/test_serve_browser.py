@@ -1,0 +1,165 @@
+"""`cas serve` in a real browser: Debian's Chromium, headless, driven by selenium through chromedriver.
+
+Each page is opened, domain -> model -> compare is clicked through, a file is
+downloaded and its bytes checked, and a screenshot of each page is saved: into
+$CAS_SERVE_SCREENSHOTS when set (docs/ uses these), else into the test's temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from tests.test_serve import Server, build_demo_store, start_server, stop_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# read at import: the autouse fixture in conftest.py clears CAS_* variables before each test
+SHOTS = os.environ.get("CAS_SERVE_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("serve-browser")
+    facts = build_demo_store(root / "store", root / "work")
+    server = start_server(str(root / "store"))
+    yield server, facts
+    stop_server(server)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    # the network is closed: without these Chromium stalls on lookups and updates
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False,
+                                           "safebrowsing.enabled": False})
+    # an explicit driver path: selenium then never tries to download one
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver, downloads
+    finally:
+        driver.quit()
+
+
+def _shot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> None:
+    out = Path(SHOTS or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    # the whole page, not just the window: resize to the document's height first
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(max(int(height) + 20, 600), 2400))
+    path = out / f"serve-{name}.png"
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    driver.set_window_size(1280, 900)
+
+
+def _wait_for_file(path: Path, size: int, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size == size:
+            return path.read_bytes()
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not arrive ({list(path.parent.iterdir())})")
+
+
+def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
+                                           browser: tuple[webdriver.Chrome, Path], tmp_path: Path) -> None:
+    server, facts = site
+    driver, downloads = browser
+    base = f"http://{server.host}:{server.port}"
+
+    driver.get(base + "/")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#domains tbody tr")
+    assert [r.find_element(By.CSS_SELECTOR, "a.domain").text for r in rows] == ["iris", "weights"]
+    assert "v4" in rows[0].text and "staging" in rows[0].text
+    _shot(driver, tmp_path, "domains")
+
+    driver.find_element(By.LINK_TEXT, "iris").click()
+    assert driver.current_url == base + "/d/iris"
+    ids = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#models a.model")]
+    assert ids == ["v4", "v3", "v2", "v1"]
+    _shot(driver, tmp_path, "domain")
+
+    # filter by state through the form
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, "state-filter")).select_by_visible_text("production")
+    driver.find_element(By.CSS_SELECTOR, "form.filter button").click()
+    assert driver.current_url.endswith("/d/iris?state=production")
+    assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#models a.model")] == ["v2"]
+    driver.back()
+
+    driver.find_element(By.LINK_TEXT, "v2").click()
+    assert driver.current_url == base + "/d/iris/m/v2"
+    assert "DecisionTreeClassifier" in driver.find_element(By.ID, "frameworks").text
+    assert "yes: joblib unpickles" in driver.find_element(By.ID, "frameworks").text
+    assert "production" in driver.find_element(By.CSS_SELECTOR, "p.meta").text
+    meta = driver.find_element(By.ID, "metadata").text
+    assert "accuracy" in meta and "loss" in meta and "<script>alert(1)</script>" in meta  # shown as text
+    assert "load('iris', 'v2')" in driver.find_element(By.ID, "load-python").text
+    _shot(driver, tmp_path, "model")
+
+    driver.find_element(By.LINK_TEXT, "notes.txt").click()
+    assert _wait_for_file(downloads / "notes.txt", len(facts["notes"])) == facts["notes"]
+
+    driver.find_element(By.LINK_TEXT, "iris").click()
+    driver.find_element(By.ID, "compare-link").click()
+    assert driver.current_url == base + "/d/iris/compare?a=v3&b=v4"
+    assert "notes.txt" in driver.find_element(By.ID, "file-changes").text
+    changes = driver.find_element(By.ID, "meta-changes").text
+    assert "accuracy" in changes and "depth" in changes
+    assert "shares" in driver.find_element(By.ID, "shared").text
+    _shot(driver, tmp_path, "compare")
+
+    # compare two chosen rows from the domain table
+    driver.get(base + "/d/iris")
+    driver.find_element(By.CSS_SELECTOR, "input[name=a][value=v1]").click()
+    driver.find_element(By.CSS_SELECTOR, "input[name=b][value=v3]").click()
+    driver.find_element(By.ID, "compare-selected").click()
+    assert parse_qs(urlsplit(driver.current_url).query) == {"a": ["v1"], "b": ["v3"]}
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Compare v1 → v3"
+
+    driver.get(base + "/d/iris/log")
+    events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#log tbody tr")]
+    assert "state-set" in events[0] and "staging" in events[0] and "delete" in events[2]
+    _shot(driver, tmp_path, "log")
+
+    driver.get(base + "/d/iris/metrics")
+    charts = driver.find_elements(By.CSS_SELECTOR, "figure.metric")
+    assert [c.find_element(By.TAG_NAME, "figcaption").text for c in charts] == ["accuracy", "depth", "eval.loss"]
+    assert len(charts[0].find_elements(By.TAG_NAME, "circle")) == 4
+    _shot(driver, tmp_path, "metrics")
+
+
+def test_large_download_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
+    server, facts = site
+    driver, downloads = browser
+    driver.get(f"http://{server.host}:{server.port}/d/weights/m/w1")
+    assert "no" in driver.find_element(By.ID, "frameworks").text.split("file")[-1]  # a plain file runs no code
+    driver.find_element(By.LINK_TEXT, "weights.bin").click()
+    assert _wait_for_file(downloads / "weights.bin", len(facts["big"])) == facts["big"]
+
+
+def test_error_page_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
+    server, _ = site
+    driver, _ = browser
+    driver.get(f"http://{server.host}:{server.port}/d/iris/m/nope")
+    assert driver.find_element(By.ID, "error-message").text == "model 'nope' not found in domain 'iris'"
