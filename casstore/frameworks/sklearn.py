@@ -11,6 +11,8 @@ from .base import Framework, Saved, class_name, instance_of, library_version
 class SklearnFramework(Framework):
     name = "sklearn"
     kwargs = ("model",)
+    extra = "sklearn"
+    safe_alternative = "download() the files instead of loading them (estimators are stored as joblib pickles)"
     file_name = "model.joblib"
 
     def matches(self, obj: Any) -> bool:
