@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import CasError, FrameworkError
 from .base import Framework, Saved, library_version
+from .catboost import CatBoostFramework
+from .keras import KerasFramework
 from .lightgbm import LightGBMFramework
 from .model_file import ModelFileFramework
 from .numpy_arrays import NumpyArraysFramework
@@ -25,6 +27,8 @@ FRAMEWORKS: list[Framework] = [
     NumpyArraysFramework(),
     LightGBMFramework(),
     OnnxFramework(),
+    CatBoostFramework(),
+    KerasFramework(),
 ]
 
 if TYPE_CHECKING:
