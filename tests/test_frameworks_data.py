@@ -146,3 +146,29 @@ def test_data_frameworks_next_to_each_other_under_allow_pickle_false(store: cass
     np.testing.assert_array_equal(_run(out["onnx"], x), x)
     np.testing.assert_array_equal(out["numpy"]["w"], w)
     assert out["pytorch"]["param_groups"][0]["momentum"] == 0.9
+
+
+def test_sklearn_as_skops_round_trips_under_allow_pickle_false(store: casstore.Store, iris_model: object) -> None:
+    from sklearn.datasets import load_iris
+
+    from casstore.frameworks.sklearn import Skops
+
+    X, _ = load_iris(return_X_y=True)
+    meta = store.commit_models("sk", model=Skops(iris_model), arrays={"X": X}, model_id="m")
+    assert [f["path"] for f in meta["files"]] == ["model.skops", "arrays.safetensors"]
+    entry = meta["frameworks"]["model"]
+    assert (entry["framework"], entry["format"], entry["executes_code"]) == ("sklearn", "skops", False)
+    assert entry["class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    out = store.load("sk", "m", allow_pickle=False)
+    assert type(out["sklearn"]) is type(iris_model)
+    np.testing.assert_array_equal(out["sklearn"].predict_proba(X), iris_model.predict_proba(X))  # type: ignore[attr-defined]
+
+
+def test_skops_types_outside_the_trusted_list_are_refused(store: casstore.Store, forest: tuple) -> None:
+    """A forest's tree arrays are indexed without bounds checks: skops does not trust
+    them by default, and neither does load."""
+    from casstore.frameworks.sklearn import Skops
+
+    store.commit_models("sk", model=Skops(forest[0]), model_id="forest")
+    with pytest.raises(FrameworkError, match=r"types skops does not trust by default: sklearn\.tree\._tree\.Tree"):
+        store.load("sk", "forest")

@@ -149,7 +149,8 @@ def test_every_framework_declares_its_extra_and_safe_formats() -> None:
     for fw in frameworks.FRAMEWORKS:
         assert fw.extra, fw.name
     safe = {fw.name: fw.data_formats for fw in frameworks.FRAMEWORKS}
-    assert safe["sklearn"] == safe["shap"] == ()
+    assert safe["shap"] == ()
+    assert safe["sklearn"] == ("skops",)
     assert safe["pytorch"] == safe["numpy"] == ("safetensors",)
 
 
