@@ -52,7 +52,7 @@ def test_lightgbm_booster_round_trips_as_model_text(store: casstore.Store) -> No
     import lightgbm
 
     X, y = _lgb_data()
-    booster = lightgbm.train({"objective": "binary", "num_leaves": 7, "verbose": -1},
+    booster = lightgbm.train({"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1},
                              lightgbm.Dataset(X, label=y), num_boost_round=15)
     meta = store.commit_models("lgb", model=booster, model_id="b")
     assert [f["path"] for f in meta["files"]] == ["model.txt"]
@@ -69,7 +69,7 @@ def test_lightgbm_sklearn_wrapper_goes_to_sklearn_and_its_booster_to_lightgbm() 
     import lightgbm
 
     X, y = _lgb_data()
-    clf = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, y)
+    clf = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1, n_jobs=1).fit(X, y)
     assert resolve("model", clf).name == "sklearn"
     assert resolve("model", clf.booster_).name == "lightgbm"
 

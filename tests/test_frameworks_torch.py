@@ -161,3 +161,9 @@ def test_a_structure_naming_a_missing_tensor_is_corrupt() -> None:
             fw.load(paths, "torch.nn.Linear", "safetensors")
     with pytest.raises(CorruptObjectError, match="not a pytorch format"):
         fw.load({}, "torch.nn.Linear", "pickle")
+
+
+def test_a_pickled_module_cannot_be_loaded_into_another(store: casstore.Store) -> None:
+    store.commit_models("torch", model=Pickled(torch.nn.Linear(2, 2)), model_id="p")
+    with pytest.raises(FrameworkError, match="a pickled module loads as itself"):
+        store.load("torch", "p", model=torch.nn.Linear(2, 2))

@@ -43,7 +43,8 @@ class NumpyArraysFramework(Framework):
 
     def save(self, obj: Any, kwarg: str, directory: str) -> Saved:
         import numpy as np
-        from safetensors.numpy import save_file
+
+        save_file = require("safetensors.numpy", self.extra).save_file
 
         arrays = {}
         for name, a in obj.items():
@@ -62,8 +63,7 @@ class NumpyArraysFramework(Framework):
         if format != FORMAT:
             raise CorruptObjectError(format, "not a numpy format this casstore loads")
         require("numpy", self.extra)
-        require("safetensors", self.extra)
-        from safetensors.numpy import load as load_arrays
+        load_arrays = require("safetensors.numpy", self.extra).load
 
         src = paths[self.file_name]
         if isinstance(src, str):

@@ -124,7 +124,7 @@ class PyTorchFramework(Framework):
             path = os.path.join(directory, f"{kwarg}.pt")
             torch.save(obj.module, path)
             return Saved(PICKLE_FORMAT, {f"{kwarg}.pt": path}, library_version("torch"), class_name(obj.module))
-        from safetensors.torch import save_file
+        save_file = require("safetensors.torch", self.extra).save_file
 
         state = obj.state_dict()
         tensors: dict[str, Any] = {}
@@ -151,7 +151,7 @@ class PyTorchFramework(Framework):
         if format != FORMAT:
             raise CorruptObjectError(format, "not a pytorch format this casstore loads")
         require("torch", self.extra)
-        from safetensors.torch import load as load_tensors
+        load_tensors = require("safetensors.torch", self.extra).load
 
         weights = [n for n in paths if n.endswith(".safetensors")]
         structure = [n for n in paths if n.endswith(".structure.json")]
@@ -184,5 +184,7 @@ class PyTorchFramework(Framework):
     def load_into(self, paths: dict[str, str | BinaryIO], cls: str, format: str, target: Any) -> Any:
         if not self.matches(target) or isinstance(target, Pickled):
             raise FrameworkError(f"cannot load a pytorch state dict into a {class_name(target)}")
+        if format == PICKLE_FORMAT:
+            raise FrameworkError("a pickled module loads as itself: call load() without an object to load into")
         target.load_state_dict(self._state(paths, format))
         return target
