@@ -138,6 +138,30 @@ class FrameworkError(CasError, ValueError):
     """A framework could not save or load a model, or two claim the same thing."""
 
 
+class PickleRefusedError(FrameworkError):
+    """``load(..., allow_pickle=False)`` met an entry whose loading can execute code.
+
+    Attributes:
+        domain, model_id: the model.
+        kwarg, framework, format: the refused entry (``model``, ``sklearn``, ``joblib``).
+        alternative: what to do instead.
+    """
+
+    def __init__(self, domain: str, model_id: str, kwarg: str, framework: str, format: str,
+                 alternative: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        self.kwarg = kwarg
+        self.framework = framework
+        self.format = format
+        self.alternative = alternative
+        super().__init__(
+            f"refusing to load {domain}/{model_id}: entry {kwarg}={framework} is stored as {format}, "
+            f"and loading it can execute code from the store (allow_pickle is off); "
+            f"safe alternative: {alternative}"
+        )
+
+
 class StoreWriteError(CasError, OSError):
     """Writing to the store failed (disk full, quota, I/O error); nothing was committed."""
 

@@ -22,6 +22,14 @@ VERSION = 1
 #: Refuse chunks larger than this when reading (ours are at most 256 KiB).
 MAX_CHUNK = 16 << 20
 KINDS = ("model", "extra")
+#: Formats that manifests written before ``executes_code`` existed could hold and that
+#: load as data.  An old entry of any other format (``joblib``) counts as code.
+_DATA_FORMATS_V1 = ("ubjson", "file")
+
+
+def executes_code_default(format: str) -> bool:
+    """The ``executes_code`` flag of an entry written before the field existed."""
+    return format not in _DATA_FORMATS_V1
 
 
 @dataclass
@@ -43,6 +51,8 @@ class FrameworkEntry:
     format: str
     files: list[str]
     library: dict[str, str] = field(default_factory=dict)
+    #: loading this entry can execute code from the store (a pickle): see docs/frameworks.md
+    executes_code: bool = True
 
 
 @dataclass
@@ -71,7 +81,8 @@ class Manifest:
             "author": self.author,
             "frameworks": [
                 {"kwarg": e.kwarg, "framework": e.framework, "class": e.cls,
-                 "format": e.format, "files": e.files, "library": e.library}
+                 "format": e.format, "files": e.files, "library": e.library,
+                 "executes_code": e.executes_code}
                 for e in self.frameworks
             ],
             "files": [
@@ -175,10 +186,12 @@ def decode(data: bytes, oid: str = "manifest") -> Manifest:
                 if p not in model_paths:
                     raise ValueError(f"{where}: file {p!r} is not a model file of this manifest")
             library = _get(ed, "library", dict, where)
+            fmt = _get(ed, "format", str, where)
+            # absent in manifests written before the field: derived from the format
+            code = _get(ed, "executes_code", bool, where) if "executes_code" in ed else executes_code_default(fmt)
             frameworks.append(FrameworkEntry(
                 kwarg, _get(ed, "framework", str, where), _get(ed, "class", str, where),
-                _get(ed, "format", str, where), list(efiles),
-                {str(k): str(v) for k, v in library.items()},
+                fmt, list(efiles), {str(k): str(v) for k, v in library.items()}, code,
             ))
         return Manifest(
             domain=domain,

@@ -54,11 +54,12 @@ from .errors import (
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
+    PickleRefusedError,
     StateNotFoundException,
     StoreWriteError,
     UnsafePathError,
 )
-from .frameworks import by_name, resolve
+from .frameworks import by_name, entry_executes_code, load_entry, resolve
 from .fsck import FsckReport, fsck, repair_histories
 from .fsutil import check_relpath
 from .gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
@@ -173,7 +174,8 @@ class Store:
             raise NotAStoreError(self.path, "no such directory")
         if not is_store(self.path):
             raise NotAStoreError(self.path, "no casstore config (create one with `cas init`)")
-        version = int(ConfigFile.from_path(os.path.join(self.path, "config")).get((b"cas",), b"formatVersion"))
+        config = ConfigFile.from_path(os.path.join(self.path, "config"))
+        version = int(config.get((b"cas",), b"formatVersion"))
         if version > FORMAT_VERSION:
             raise NotAStoreError(self.path, f"format version {version} is newer than this casstore ({FORMAT_VERSION})")
         for d in ("cas", "cas/chunkidx", "cas/tmp"):
@@ -182,6 +184,9 @@ class Store:
         self.refs = Refs(self.path)
         self.params = ChunkParams()
         self.level = DEFAULT_LEVEL
+        #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
+        #: (true unless set; set it to false for a store pulled from elsewhere)
+        self.allow_pickle = config.get_boolean((b"cas",), b"allowPickle", True)
         #: progress(label, done, total) for long operations; the CLI sets it on a terminal
         self.progress: ProgressFn | None = None
         self._lockfile = os.path.join(self.path, "cas", "gc.lock")
@@ -266,7 +271,7 @@ class Store:
                     claim(name, f"{kwarg}={fw.name}")
                     sources.append(Source(name, local, "model"))
                 entries.append(FrameworkEntry(kwarg, fw.name, saved.cls, saved.format,
-                                              list(saved.files), saved.library))
+                                              list(saved.files), saved.library, fw.executes_code(saved.format)))
             for name, local in extras:
                 claim(name, f"extra file {local}")
                 sources.append(Source(name, _snapshot_unsized(local, work), "extra"))
@@ -622,7 +627,8 @@ class Store:
             "author": m.author,
             "frameworks": {
                 e.kwarg: {"framework": e.framework, "class": e.cls, "format": e.format,
-                          "files": list(e.files), "library": dict(e.library)}
+                          "files": list(e.files), "library": dict(e.library),
+                          "executes_code": entry_executes_code(e)}
                 for e in m.frameworks
             },
             "files": [
@@ -658,23 +664,43 @@ class Store:
                            2 * pool._max_workers + 2, counter)
         return root
 
-    def load(self, domain: str, model_id: str | None = None) -> Any:
+    def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
+             **into: Any) -> Any:
         """Load the model(s) committed under ``model_id`` (default: the newest).
 
         Returns the object itself when one model was committed, else a dict keyed
-        by framework name (``models["sklearn"]``, ``models["shap"]``).  Extra
-        files are never loaded.  Frameworks that only store files (model_file)
-        give the path of the downloaded file.
+        by framework name (``models["sklearn"]``, ``models["shap"]``); a framework
+        committed under several keywords (``model=`` and ``optimizer=`` for
+        pytorch) gives a dict keyed by keyword.  Extra files are never loaded.
+        Frameworks that only store files (model_file) give the path of the
+        downloaded file.  ``into`` passes objects to load the state into, by
+        keyword (``load(domain, id, model=net)``): they are filled and returned.
 
-        Loading runs the framework's deserialiser; for joblib/pickle formats that
-        executes code from the store, so load only models you trust.
+        Loading a pickle-based entry (joblib, torch pickles, shap explainers)
+        executes code from the store.  With ``allow_pickle=False`` (default: the
+        store's ``cas.allowPickle`` setting, true unless set) such an entry is
+        refused before anything is read: :class:`PickleRefusedError` names it
+        and the safe alternative.  A library whose major version differs from
+        the one the model was saved with gives a warning; a failed load raises
+        :class:`FrameworkError` naming both versions.
         """
         sha, manifest, files_tree = self._resolve(domain, model_id)
+        kwargs = {e.kwarg for e in manifest.frameworks}
+        for k in into:
+            if k not in kwargs:
+                raise TypeError(f"load(): {manifest.domain}/{manifest.model_id} has no {k!r} to load into "
+                                f"(it has {', '.join(sorted(kwargs))})")
+        allowed = self.allow_pickle if allow_pickle is None else allow_pickle
+        if not allowed:
+            for e in manifest.frameworks:
+                if entry_executes_code(e):
+                    raise PickleRefusedError(manifest.domain, manifest.model_id, e.kwarg, e.framework,
+                                             e.format, by_name(e.framework).safe_alternative)
         self.odb.index.refresh()  # packs may have been merged by another process
         index = {f.path: i for i, f in enumerate(manifest.files)}
         work = tempfile.mkdtemp(prefix="casstore-load-")
         keep = False
-        result: dict[str, Any] = {}
+        result: dict[str, dict[str, Any]] = {}
         try:
             with self._pool() as pool:
                 window = 2 * pool._max_workers + 2
@@ -693,9 +719,7 @@ class Store:
                         else:
                             paths[name] = write_file(self.odb, f, oids, os.path.join(work, e.kwarg), pool, window)
                     keep = keep or not fw.loads
-                    if e.framework in result:
-                        raise CorruptObjectError(sha.decode(), f"two entries for framework {e.framework}")
-                    result[e.framework] = fw.load(paths, e.cls, e.format)
+                    result.setdefault(e.framework, {})[e.kwarg] = load_entry(fw, e, paths, into.get(e.kwarg))
                     for done in finish:
                         done()  # whatever the deserialiser did not read is verified too
                     if fw.loads:
@@ -703,9 +727,11 @@ class Store:
         finally:
             if not keep:
                 shutil.rmtree(work, ignore_errors=True)
-        if len(result) == 1:
-            return next(iter(result.values()))
-        return result
+        objects = {name: next(iter(by_kwarg.values())) if len(by_kwarg) == 1 else by_kwarg
+                   for name, by_kwarg in result.items()}
+        if len(objects) == 1:
+            return next(iter(objects.values()))
+        return objects
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""

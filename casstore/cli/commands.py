@@ -177,7 +177,9 @@ def show(args: argparse.Namespace) -> int:
     for kwarg, fw in info["frameworks"].items():
         lib = fw["library"]
         version = f" ({lib.get('name')} {lib.get('version')})" if lib.get("version") else ""
-        print(f"  {kwarg}: {fw['framework']} {fw['class']} [{fw['format']}]{version}")
+        # a store pulled from elsewhere may be hostile: say which entries run code on load
+        safety = "loading runs code (pickle)" if fw["executes_code"] else "data only"
+        print(f"  {kwarg}: {fw['framework']} {fw['class']} [{fw['format']}]{version}  {safety}")
     print("\nFiles:")
     for f in info["files"]:
         print(f"  {f['path']:<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")

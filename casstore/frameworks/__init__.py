@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..errors import FrameworkError
-from .base import Framework, Saved
+from ..errors import CasError, FrameworkError
+from .base import Framework, Saved, library_version
+from .catboost import CatBoostFramework
+from .keras import KerasFramework
+from .lightgbm import LightGBMFramework
 from .model_file import ModelFileFramework
+from .numpy_arrays import NumpyArraysFramework
+from .onnx import OnnxFramework
+from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
 from .xgboost import XGBoostFramework
@@ -16,9 +23,19 @@ FRAMEWORKS: list[Framework] = [
     XGBoostFramework(),
     ShapFramework(),
     ModelFileFramework(),
+    PyTorchFramework(),
+    NumpyArraysFramework(),
+    LightGBMFramework(),
+    OnnxFramework(),
+    CatBoostFramework(),
+    KerasFramework(),
 ]
 
-__all__ = ["FRAMEWORKS", "Framework", "Saved", "by_name", "known_kwargs", "resolve"]
+if TYPE_CHECKING:
+    from ..manifest import FrameworkEntry
+
+__all__ = ["FRAMEWORKS", "Framework", "Saved", "by_name", "entry_executes_code", "known_kwargs", "load_entry",
+           "resolve"]
 
 
 def by_name(name: str) -> Framework:
@@ -64,3 +81,59 @@ def resolve(kwarg: str, obj: Any) -> Framework:
             "declare which one overrides the others"
         )
     return claims[0]
+
+
+def entry_executes_code(entry: FrameworkEntry) -> bool:
+    """Whether loading ``entry`` can execute code from the store.
+
+    True if the manifest says so or if the framework does not know its format
+    as data: a hostile manifest cannot mark a pickle safe.  An entry of a
+    framework this casstore does not know counts as code.
+    """
+    if entry.executes_code:
+        return True
+    try:
+        return by_name(entry.framework).executes_code(entry.format)
+    except FrameworkError:
+        return True
+
+
+def _major(version: str) -> str:
+    return version.split(".")[0].split("+")[0]
+
+
+def load_entry(fw: Framework, entry: FrameworkEntry, paths: dict[str, str | BinaryIO], target: Any) -> Any:
+    """``fw.load`` (or ``load_into`` ``target``) with the library-version checks.
+
+    Warns when the installed library's major version differs from the one the
+    entry was saved with.
+
+    Raises:
+        FrameworkError: the load failed; the message names both versions.
+        CasError: raised by the framework or by verification, unchanged.
+    """
+    name = entry.library.get("name", "")
+    saved = entry.library.get("version")
+    try:
+        if target is None:
+            obj = fw.load(paths, entry.cls, entry.format)
+        else:
+            obj = fw.load_into(paths, entry.cls, entry.format, target)
+    except CasError:
+        raise
+    except Exception as e:
+        # the library is imported by now if it is installed: sys.modules says which version
+        now = library_version(name).get("version", "not imported") if name else "unknown"
+        raise FrameworkError(
+            f"loading {entry.kwarg}={entry.framework} ({entry.cls}, {entry.format}) failed: "
+            f"{type(e).__name__}: {e} (saved with {name or 'unknown library'} {saved or 'of unknown version'}, "
+            f"installed: {now})"
+        ) from e
+    loaded_with = library_version(name).get("version") if name else None
+    if saved and loaded_with and _major(saved) != _major(loaded_with):
+        warnings.warn(
+            f"casstore: {entry.kwarg}={entry.framework} was saved with {name} {saved} and loaded with "
+            f"{name} {loaded_with} (another major version): check its predictions",
+            stacklevel=3,
+        )
+    return obj

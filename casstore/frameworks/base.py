@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
+from ..errors import FrameworkError
+
 
 @dataclass
 class Saved:
@@ -44,6 +46,20 @@ def instance_of(obj: object, module: str, name: str) -> bool:
     return isinstance(obj, cls)
 
 
+def require(module: str, extra: str) -> Any:
+    """Import ``module`` for loading, or say which pip extra installs it.
+
+    Raises:
+        FrameworkError: the library is not installed.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise FrameworkError(
+            f"{module} is not installed ({e}): pip install 'casstore[{extra}]' (or 'casstore[all]')"
+        ) from None
+
+
 def library_version(module: str) -> dict[str, str]:
     mod = sys.modules.get(module)
     version = getattr(mod, "__version__", None)
@@ -60,12 +76,28 @@ class Framework(ABC):
             xgboost model is also an sklearn estimator: xgboost overrides sklearn).
         loads: False for frameworks whose files are only downloaded; ``load``
             then returns the path of the file instead of an object.
+        data_formats: the formats this framework writes and loads as data only;
+            loading any other format (a pickle) can execute code from the store.
+        safe_alternative: what to do instead when a code-executing entry is
+            refused (``load(..., allow_pickle=False)``).
+        extra: the pip extra that installs the library (``casstore[extra]``).
     """
 
     name: ClassVar[str]
     kwargs: ClassVar[tuple[str, ...]]
     overrides: ClassVar[tuple[str, ...]] = ()
     loads: ClassVar[bool] = True
+    data_formats: ClassVar[tuple[str, ...]] = ()
+    safe_alternative: ClassVar[str] = "download() the files instead of loading them"
+    extra: ClassVar[str] = "all"
+
+    def executes_code(self, format: str) -> bool:
+        """True if loading an entry of ``format`` can run code from the store.
+
+        Decided by the framework, not by the manifest's flag: a hostile manifest
+        could mark a pickle as data, so any format not known to be data counts.
+        """
+        return format not in self.data_formats
 
     @abstractmethod
     def matches(self, obj: Any) -> bool:
@@ -81,5 +113,15 @@ class Framework(ABC):
 
         Frameworks with ``loads = True`` get verified in-memory file objects for
         files up to a few hundred MiB, paths for larger ones; ``loads = False``
-        frameworks always get paths.
+        frameworks always get paths.  ``format`` comes from the manifest, which may
+        be hostile: a loader must refuse a format it does not know rather than
+        fall back to a code-executing one.
         """
+
+    def load_into(self, paths: dict[str, str | BinaryIO], cls: str, format: str, target: Any) -> Any:
+        """Load the stored state into ``target`` (``load(..., model=net)``) and return it.
+
+        Raises:
+            FrameworkError: this framework cannot load into an existing object.
+        """
+        raise FrameworkError(f"framework {self.name} cannot load into an existing object")

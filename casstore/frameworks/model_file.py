@@ -25,6 +25,7 @@ def _paths(obj: Any) -> list[str] | None:
 class ModelFileFramework(Framework):
     name = "model_file"
     kwargs = ("model",)
+    data_formats = ("file",)
     loads = False
 
     def matches(self, obj: Any) -> bool:

@@ -11,6 +11,8 @@ from .base import Framework, Saved, class_name, instance_of, library_version
 class ShapFramework(Framework):
     name = "shap"
     kwargs = ("explainer",)
+    extra = "shap"
+    safe_alternative = "download() the files; shap explainers have no data-only format"
     file_name = "explainer.joblib"
 
     def matches(self, obj: Any) -> bool:

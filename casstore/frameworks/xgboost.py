@@ -20,6 +20,8 @@ from .base import Framework, Saved, class_name, instance_of, library_version
 class XGBoostFramework(Framework):
     name = "xgboost"
     kwargs = ("model",)
+    extra = "xgboost"
+    data_formats = ("ubjson",)
     overrides = ("sklearn",)
     file_name = "model.ubj"
 
