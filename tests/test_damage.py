@@ -232,3 +232,23 @@ def test_damage(template: Template, tmp_path: Path, kind: str, mode: str, op: st
                                  if ref not in _damaged_refs(template, kind)))
             missing = keep - _present(store, keep)
             assert not missing, f"gc deleted {len(missing)} reachable objects"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_damage_from_the_cli(template: Template, tmp_path: Path, kind: str, mode: str) -> None:
+    """From the CLI every damaged cell is one line on stderr and exit 0, 1 or 2, never a traceback."""
+    store = tmp_path / "store"
+    shutil.copytree(template.path, store)
+    damage(template, store, kind, mode)
+    (tmp_path / "c.bin").write_bytes(b"new model " * 5000)
+    for argv in (["ls", "d"], ["download", "d", "b", str(tmp_path / "out")],
+                 ["commit", "e", str(tmp_path / "c.bin"), "--id", "c"], ["gc", "--grace", "0"]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli_main(["--store", str(store), *argv])
+        errors = [line for line in err.getvalue().splitlines() if not line.startswith("cas: warning:")]
+        assert rc in (0, 2) and "internal error" not in err.getvalue(), (argv, err.getvalue())
+        assert len(errors) == (rc != 0), (argv, err.getvalue())
+        if rc:
+            assert errors[0].startswith("cas: error: "), errors
