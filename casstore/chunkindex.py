@@ -179,7 +179,7 @@ class ChunkIndex:
                     warnings.warn(f"casstore: ignoring the chunk index {path} ({what}); "
                                   "its chunks stay readable but do not deduplicate", stacklevel=2)
                     continue
-                except FileNotFoundError:
+                except FileNotFoundError:  # the sidecar or its .pack vanished: nothing to dedupe against
                     continue
             loaded = self._sidecars.get(pack)
             if loaded is not None:
