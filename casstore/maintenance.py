@@ -214,7 +214,15 @@ def copy_packs(store: Store, packs: list[str],
                 os.close(fd)
     before = sum(os.path.getsize(os.path.join(odb.pack_dir, p + ext)) for p in packs for ext in (".pack", ".idx"))
     for pack in packs:
-        delete_pack(store, pack)
+        # the copy of one pack (or of packs whose objects all duplicate one of them) can be
+        # byte-identical to it, hence have the same name: deleting it would delete the copy
+        if pack != new:
+            delete_pack(store, pack)
+    if new:  # every entry of the new pack verified: nothing in it is distrusted
+        try:
+            os.unlink(os.path.join(odb.cidx_dir, new + ".bad"))
+        except FileNotFoundError:
+            pass
     after = sum(os.path.getsize(os.path.join(odb.pack_dir, new + ext)) for ext in (".pack", ".idx")) if new else 0
     odb.index.refresh()
     return new, before - after

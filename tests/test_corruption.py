@@ -304,3 +304,16 @@ def test_fsck_read_data_also_distrusts_corrupt_chunks(store: casstore.Store, tmp
     meta = s2.commit_models("d", model=str(tmp_path / "w.bin"), model_id="m2")
     assert meta["stats"]["chunks_new"] == 1
     assert Path(s2.load("d", "m")).read_bytes() == data
+
+
+def test_copying_a_pack_onto_its_own_name_keeps_it(store: casstore.Store, tmp_path: Path) -> None:
+    """Copying one pack whole gives identical bytes, hence the same name: it was then deleted."""
+    from casstore.maintenance import copy_packs
+
+    _, data = _commit_file(store, tmp_path)
+    pack, _ = _pack_files(store)
+    name = os.path.basename(pack)[:-5]
+    assert copy_packs(store, [name])[0] == name
+    s2 = casstore.open(store.path)
+    assert Path(s2.load("d", "m")).read_bytes() == data
+    assert s2.fsck(read_data=True).ok
