@@ -15,6 +15,12 @@ Format (all integers big-endian)::
     count x (20B oid | u64 offset | u32 entry length | u32 raw size)
     20-byte SHA-1 of everything above
 
+A sidecar that fails its checksum is skipped with a warning (it is derived data:
+its chunks stay readable by oid, they only stop deduplicating) and listed in
+``ChunkIndex.damaged`` for fsck.  A chunk that a read found corrupt is listed in
+``<pack>.bad`` (32-byte keys, appended): lookups no longer return that copy, so
+the next commit of those bytes stores a fresh copy, which every reader prefers.
+
 Lookups are vectorised with numpy's ``searchsorted`` over the prefix column of
 every sidecar, so a commit's cost does not grow with the number of models stored.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -100,6 +107,22 @@ class Sidecar:
         pos += 32 * count
         self.entries = np.frombuffer(data, dtype=_ENTRY_DTYPE, count=count, offset=pos)
         self.count = count
+        #: keys whose copy in this pack failed verification (see ``<pack>.bad``)
+        self.bad: frozenset[bytes] = frozenset()
+        self._bad_size = 0
+
+    def load_bad(self, path: str) -> None:
+        try:
+            size = os.path.getsize(path)
+            if size == self._bad_size:
+                return
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self.bad, self._bad_size = frozenset(), 0
+            return
+        self._bad_size = size
+        self.bad = frozenset(data[i : i + 32] for i in range(0, len(data) - 31, 32))
 
     def key(self, i: int) -> bytes:
         return self._keys[32 * i : 32 * i + 32]
@@ -116,8 +139,15 @@ class ChunkIndex:
         self.index_dir = index_dir
         self.pack_dir = pack_dir
         self._sidecars: dict[str, Sidecar] = {}
+        #: pack -> what is wrong with its sidecar, for sidecars skipped as damaged
+        self.damaged: dict[str, str] = {}
 
     def refresh(self) -> None:
+        """Load the sidecars of packs that appeared, forget those of packs that went.
+
+        A damaged sidecar is skipped with a warning, never raised: the store must
+        stay usable (and fsck, gc able to run) whatever happened to derived data.
+        """
         try:
             names = os.listdir(self.index_dir)
         except FileNotFoundError:
@@ -132,10 +162,53 @@ class ChunkIndex:
             if not os.path.exists(os.path.join(self.pack_dir, pack + ".idx")):
                 continue
             live.add(pack)
-            if pack not in self._sidecars:
-                self._sidecars[pack] = Sidecar(os.path.join(self.index_dir, name), pack)
+            if pack not in self._sidecars and pack not in self.damaged:
+                path = os.path.join(self.index_dir, name)
+                try:
+                    sc = Sidecar(path, pack)
+                    if sc.count:
+                        # a pack cut short (truncated copy, full disk) must not be deduplicated against
+                        end = int((sc.entries["offset"] + sc.entries["length"]).max()) + 20
+                        if os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < end:
+                            raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
+                                                     "pack is shorter than its chunk index says (truncated)")
+                    self._sidecars[pack] = sc
+                except CorruptObjectError as e:
+                    self.damaged[pack] = e.detail
+                    what = e.detail if e.oid == path else f"{e.oid}: {e.detail}"
+                    warnings.warn(f"casstore: ignoring the chunk index {path} ({what}); "
+                                  "its chunks stay readable but do not deduplicate", stacklevel=2)
+                    continue
+                except FileNotFoundError:  # the sidecar or its .pack vanished: nothing to dedupe against
+                    continue
+            loaded = self._sidecars.get(pack)
+            if loaded is not None:
+                loaded.load_bad(os.path.join(self.index_dir, pack + ".bad"))
         for pack in set(self._sidecars) - live:
             del self._sidecars[pack]
+        for pack in set(self.damaged) - live:
+            del self.damaged[pack]
+
+    def distrust(self, loc: ChunkLocation, key: bytes) -> None:
+        """Record that the copy of chunk ``key`` at ``loc`` failed verification.
+
+        Lookups stop returning it, here and in every process that refreshes, so
+        the next commit of these bytes writes a fresh copy (which readers then
+        prefer).  Best effort: a store we cannot write to just keeps the entry.
+        """
+        sc = self._sidecars.get(loc.pack)
+        if sc is None or key in sc.bad:
+            return
+        sc.bad = sc.bad | {key}
+        try:
+            fd = os.open(os.path.join(self.index_dir, loc.pack + ".bad"),
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, key)  # one small O_APPEND write: atomic among writers
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     @property
     def sidecars(self) -> list[Sidecar]:
@@ -159,7 +232,8 @@ class ChunkIndex:
                 i = int(pos[qi])
                 while i < sc.count and sc.prefixes[i] == q[qi]:
                     if sc.key(i) == keys[qi]:
-                        result[qi] = sc.location(i)
+                        if keys[qi] not in sc.bad:
+                            result[qi] = sc.location(i)
                         break
                     i += 1
         return result

@@ -1,8 +1,11 @@
 """Consistency check of a whole store.
 
-Checks that every model ref points at a model commit whose tree, manifest and
-chunk trees agree and whose chunks all exist; that every domain history parses
-and agrees with the model refs.  With ``read_data`` every chunk is also read,
+Checks that every ref file and ``packed-refs`` parse; that every model ref points
+at a model commit whose tree, manifest and chunk trees agree and whose chunks all
+exist; that every domain history parses and agrees with the model refs, and that
+every older commit of it (and of ``refs/cas/states``) is present and intact; that
+every pack index (``.idx``, checksum and fan-out) and chunk index (``.cidx``)
+verifies and agrees with its pack.  With ``read_data`` every chunk is also read,
 decompressed and checked against its BLAKE3 key, and every file against its
 checksum.  Problems are collected, not raised, so one report lists them all.
 """
@@ -16,13 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dulwich.objects import ObjectID
+from dulwich.objects import Commit, ObjectID, Tree
 
 from .errors import CasError, CorruptObjectError
 from .history import read_index
+from .maintenance import pack_layout
 from .parallel import default_workers
 from .readback import iter_file
 from .refs import domain_ref, model_ref
+from .states import STATES_REF, list_states
 
 if TYPE_CHECKING:
     from .store import Store
@@ -61,8 +66,20 @@ def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] 
     report = FsckReport()
     odb = store.odb
     odb.index.refresh()
+    _check_packs(store, report)
+    try:
+        domains = sorted(store.refs.domains())
+        store.refs.container.as_dict()  # every ref file, loose and packed, must parse
+    except CasError as e:
+        report.problems.append(Problem("ref", getattr(e, "oid", "refs"), str(e)))
+        return report  # which models exist cannot be known
+    try:
+        list_states(odb, store.refs)
+        _check_chain(store, store.refs.get(STATES_REF))
+    except CasError as e:
+        report.problems.append(Problem("history", STATES_REF.decode(), str(e)))
     with ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-fsck") as pool:
-        for domain in sorted(store.refs.domains()):
+        for domain in domains:
             ids = sorted(store.refs.model_ids(domain))
             for mid in ids:
                 name = f"{domain}/{mid}"
@@ -86,7 +103,9 @@ def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] 
                 except CasError as e:
                     report.problems.append(Problem("model", name, str(e)))
             try:
-                idx = read_index(odb, store.refs.get(domain_ref(domain)))
+                head = store.refs.get(domain_ref(domain))
+                idx = read_index(odb, head)
+                _check_chain(store, head)
             except CasError as e:
                 report.problems.append(Problem("history", domain, str(e)))
                 continue
@@ -107,6 +126,48 @@ def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] 
                 if not _pack_checksum_ok(os.path.join(odb.pack_dir, fn)):
                     report.problems.append(Problem("object", fn, "pack checksum mismatch: the pack file is damaged"))
     return report
+
+
+def _check_packs(store: Store, report: FsckReport) -> None:
+    """Every ``.idx`` verifies and describes its ``.pack``; every ``.cidx`` agrees with both."""
+    odb = store.odb
+    names = set(os.listdir(odb.pack_dir))
+    for fn in sorted(names):
+        if not fn.endswith(".idx"):
+            continue
+        pack = fn[:-4]
+        try:
+            if pack + ".pack" not in names:
+                raise CorruptObjectError(os.path.join(odb.pack_dir, pack + ".pack"), "pack file is missing")
+            pack_layout(odb.pack_dir, odb.cidx_dir, pack)  # .idx, .pack trailer and .cidx cross-checked
+        except CorruptObjectError as e:
+            report.problems.append(Problem("object", e.oid, e.detail))
+    for pack, detail in sorted(odb.index.damaged.items()):
+        path = os.path.join(odb.cidx_dir, pack + ".cidx")
+        if not any(p.name == path for p in report.problems):  # not already named by pack_layout
+            report.problems.append(Problem("object", path, detail + " (derived data: chunks still readable)"))
+
+
+def _check_chain(store: Store, head: ObjectID | None) -> None:
+    """Read every commit and tree of a history (``refs/cas/domains/*``, ``refs/cas/states``).
+
+    Each object is verified against its SHA-1; gitlinks (the models) are not followed.
+
+    Raises:
+        CorruptObjectError: the first missing or damaged object.
+    """
+    seen: set[bytes] = set()
+    stack = [head] if head is not None else []
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        obj = store.odb.read(oid)
+        if isinstance(obj, Commit):
+            stack.extend([obj.tree, *obj.parents])
+        elif isinstance(obj, Tree):
+            stack.extend(e.sha for e in obj.iteritems() if e.mode != 0o160000)
 
 
 def _pack_checksum_ok(path: str) -> bool:

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -112,7 +113,13 @@ class GcReport:
 class _Marks:
     def __init__(self, pack_dir: str, packs: list[str]) -> None:
         self.packs = packs
-        self.idx = [PackIdx(os.path.join(pack_dir, p + ".idx")) for p in packs]
+        self.idx: list[PackIdx] = []
+        try:
+            for p in packs:
+                self.idx.append(PackIdx(os.path.join(pack_dir, p + ".idx")))  # verified: checksum, fan-out
+        except BaseException:
+            self.close()
+            raise
         self.bits = [np.zeros(i.count, dtype=bool) for i in self.idx]
         self.loose: set[bytes] = set()
 
@@ -265,7 +272,10 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
         packs = sorted(n[:-4] for n in names if n.endswith(".idx") and n[:-4] + ".pack" in names)
-        marks = _Marks(odb.pack_dir, packs)
+        try:
+            marks = _Marks(odb.pack_dir, packs)
+        except CorruptObjectError as e:  # a damaged .idx: what it holds cannot be known
+            raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
         try:
             report.reachable = _walk(store, marks, progress)
             for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
@@ -284,7 +294,13 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                     def live_only(_pack: int, pos: int, bits: np.ndarray = bits) -> bool:
                         return bool(bits[pos])
 
-                    _, freed = copy_packs(store, [pack], keep=live_only)
+                    try:
+                        _, freed = copy_packs(store, [pack], keep=live_only)
+                    except CorruptObjectError as e:
+                        # copy_packs verified before publishing or deleting anything: keep the
+                        # damaged pack as it is, for fsck to report and a good copy to replace
+                        warnings.warn(f"casstore: gc left pack {pack} as it is: {e}", stacklevel=2)
+                        continue
                     report.bytes_freed += freed
                     report.packs_rewritten += 1
                     report.objects_removed += idx.count - live
@@ -315,17 +331,25 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                 os.rmdir(sub)
             except OSError:
                 pass
+        # A reachable object that is in no pack index and not loose may be in a pack whose
+        # .idx was lost: then index-less packs (and their sidecars) are kept, not taken
+        # for a crashed writer's leftovers.
+        unindexed = sum(not os.path.exists(os.path.join(odb.objects_dir, o.hex()[:2], o.hex()[2:]))
+                        for o in marks.loose)
+        if unindexed:
+            warnings.warn(f"casstore: {unindexed} reachable objects are in no pack index: gc kept every "
+                          "pack without an index (run cas fsck)", stacklevel=2)
         # temporary files of crashed writers, pack data without an index, orphan sidecars
         for fn in os.listdir(odb.pack_dir):
             path = os.path.join(odb.pack_dir, fn)
-            orphan = fn.endswith(".pack") and not os.path.exists(path[:-5] + ".idx")
+            orphan = fn.endswith(".pack") and not os.path.exists(path[:-5] + ".idx") and not unindexed
             if (fn.startswith(TMP_PREFIX) or orphan) and os.path.getmtime(path) <= cutoff:
                 report.bytes_freed += _remove(path)
                 report.tmp_removed += 1
         for fn in os.listdir(odb.cidx_dir):
             path = os.path.join(odb.cidx_dir, fn)
             pack_idx = os.path.join(odb.pack_dir, fn[:-5] + ".idx") if fn.endswith(".cidx") else ""
-            if fn.startswith(TMP_PREFIX) or (pack_idx and not os.path.exists(pack_idx)):
+            if fn.startswith(TMP_PREFIX) or (pack_idx and not os.path.exists(pack_idx) and not unindexed):
                 if os.path.getmtime(path) <= cutoff or not fn.startswith(TMP_PREFIX):
                     report.bytes_freed += _remove(path)
         tmp = store._tmp

@@ -23,18 +23,21 @@ store lock (like a commit), so gc never runs at the same time.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from dulwich.objects import ObjectID
 
 from .chunkindex import Sidecar
-from .errors import CasError
+from .errors import CasError, CorruptObjectError
 from .fsutil import fsync_dir
 from .packidx import PackIdx
-from .packwriter import EncodedEntry, PackWriter, encode_entry, parse_object_header
+from .packwriter import TYPE_NAMES, EncodedEntry, PackWriter, encode_entry, inflate_parts, parse_object_header
 
 if TYPE_CHECKING:
     from .store import Store
@@ -50,10 +53,13 @@ class MaintenanceReport:
 
 
 def _our_packs(store: Store) -> list[tuple[str, int]]:
+    """Packs casstore wrote, with sizes; those with a damaged index or sidecar are left alone."""
     odb = store.odb
+    odb.index.refresh()
+    damaged = set(odb.damaged_packs()) | set(odb.index.damaged)
     out = []
     for fn in os.listdir(odb.pack_dir):
-        if not fn.endswith(".idx"):
+        if not fn.endswith(".idx") or fn[:-4] in damaged:
             continue
         name = fn[:-4]
         if os.path.exists(os.path.join(odb.cidx_dir, name + ".cidx")):
@@ -82,6 +88,75 @@ def _estimate_loose(objects_dir: str) -> int:
         return 0
 
 
+def _verified_entry(entry: bytes, oid: bytes) -> EncodedEntry | None:
+    """The pack entry as a verbatim copy if it is an intact object ``oid``, else None.
+
+    Checks what a copy would otherwise carry along blindly: the entry's content
+    hashes to the oid it is filed under (so a damaged ``.idx`` can never make us
+    file bytes under the wrong id), and its zlib framing is intact.
+    """
+    try:
+        type_num, size, hlen = parse_object_header(entry)
+        zdata = memoryview(entry)[hlen:]
+        parts = inflate_parts(zdata, size)
+    except (zlib.error, IndexError, ValueError):
+        return None
+    if type_num not in TYPE_NAMES or sum(len(p) for p in parts) != size:
+        return None
+    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
+    adler = 1
+    for part in parts:
+        h.update(part)
+        adler = zlib.adler32(part, adler)
+    if h.digest() != oid:
+        return None
+    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
+    if all(isinstance(p, memoryview) for p in parts) and bytes(zdata[-4:]) != adler.to_bytes(4, "big"):
+        return None
+    return EncodedEntry.verbatim(oid, entry[:hlen], entry[hlen:])
+
+
+def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np.ndarray, list[bytes],
+                                                                  dict[bytes, tuple[bytes, int]]]:
+    """Entry bounds, oids (in ``.idx`` order) and chunk keys by oid of one pack, cross-checked.
+
+    A pack without a ``.cidx`` has no chunk keys.
+
+    Raises:
+        CorruptObjectError: the ``.idx`` or ``.cidx`` is damaged, the pack is not
+            the one its index describes (truncated, replaced), or they disagree.
+    """
+    base = os.path.join(pack_dir, pack)
+    idx = PackIdx(base + ".idx")
+    try:
+        size = os.path.getsize(base + ".pack")
+        with open(base + ".pack", "rb") as f:
+            f.seek(max(size - 20, 0))
+            trailer = f.read(20)
+        if size < 32 or trailer != idx.pack_checksum:
+            raise CorruptObjectError(base + ".pack", "pack does not match its index (truncated or damaged)")
+        starts, ends = idx.entry_bounds(size)
+        if idx.count and (int(starts.min()) < 12 or int(starts.max()) >= size - 20
+                          or len(np.unique(starts)) != idx.count):
+            raise CorruptObjectError(base + ".idx", "pack index offsets point outside the pack")
+        oids = [idx.sha(i) for i in range(idx.count)]
+    finally:
+        idx.close()
+    keys: dict[bytes, tuple[bytes, int]] = {}
+    if not os.path.exists(os.path.join(cidx_dir, pack + ".cidx")):
+        return starts, ends, oids, keys
+    sc = Sidecar(os.path.join(cidx_dir, pack + ".cidx"), pack)
+    position = {oid: i for i, oid in enumerate(oids)}
+    for j in range(sc.count):
+        loc = sc.location(j)
+        i = position.get(loc.oid)
+        if i is None or int(starts[i]) != loc.offset:
+            raise CorruptObjectError(os.path.join(cidx_dir, pack + ".cidx"),
+                                     f"chunk index and pack index disagree about {loc.oid.hex()}")
+        keys[loc.oid] = (sc.key(j), loc.raw_size)
+    return starts, ends, oids, keys
+
+
 def copy_packs(store: Store, packs: list[str],
                keep: Callable[[int, int], bool] | None = None) -> tuple[str | None, int]:
     """Copy the objects of ``packs`` (casstore packs) into one new pack, then delete them.
@@ -89,40 +164,47 @@ def copy_packs(store: Store, packs: list[str],
     ``keep(i, position)`` selects objects by pack number and position in its
     ``.idx`` (gc keeps the reachable ones); by default everything is kept.
     Returns the new pack (None if nothing was kept) and the bytes freed.
+
+    Every entry is verified before it is copied (its content hashes to its oid,
+    the ``.idx`` checksum holds, the ``.cidx`` agrees with it); an object held
+    by several of the packs is copied from the first copy that verifies.  If an
+    object has no intact copy, nothing is published or deleted.
+
+    Raises:
+        CorruptObjectError: naming the damaged file or object.
     """
     odb = store.odb
-    seen: set[bytes] = set()
-    plan: list[tuple[str, int, int, bytes, bytes | None, int]] = []  # pack, offset, length, oid, key, raw
+    # oid -> candidates (pack, offset, length), key, raw size; in pack order
+    plan: dict[bytes, tuple[list[tuple[str, int, int]], bytes | None, int]] = {}
     for pi, pack in enumerate(packs):
-        base = os.path.join(odb.pack_dir, pack)
-        idx = PackIdx(base + ".idx")
-        try:
-            starts, ends = idx.entry_bounds(os.path.getsize(base + ".pack"))
-            sc = Sidecar(os.path.join(odb.cidx_dir, pack + ".cidx"), pack)
-            keys = {sc.location(i).oid: (sc.key(i), sc.location(i).raw_size) for i in range(sc.count)}
-            for i in starts.argsort(kind="stable").tolist():
-                oid = idx.sha(i)
-                if oid in seen or (keep is not None and not keep(pi, i)):
-                    continue
-                seen.add(oid)
+        starts, ends, oids, keys = pack_layout(odb.pack_dir, odb.cidx_dir, pack)
+        for i in starts.argsort(kind="stable").tolist():
+            if keep is not None and not keep(pi, i):
+                continue
+            oid = oids[i]
+            at = (pack, int(starts[i]), int(ends[i] - starts[i]))
+            if oid in plan:
+                plan[oid][0].append(at)
+            else:
                 key, raw = keys.get(oid, (None, 0))
-                plan.append((pack, int(starts[i]), int(ends[i] - starts[i]), oid, key, raw))
-        finally:
-            idx.close()
+                plan[oid] = ([at], key, raw)
     new = None
     if plan:
         writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(plan))
         fds: dict[str, int] = {}
         try:
-            for pack, offset, length, oid, key, raw in plan:
-                fd = fds.get(pack)
-                if fd is None:
-                    fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
-                entry = os.pread(fd, length, offset)
-                _, _, hlen = parse_object_header(entry)
-                header, zdata = entry[:hlen], entry[hlen:]
-                writer.add(EncodedEntry.verbatim(oid, header, zdata),
-                           key, raw)
+            for oid, (where, key, raw) in plan.items():
+                for pack, offset, length in where:
+                    fd = fds.get(pack)
+                    if fd is None:
+                        fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
+                    entry = _verified_entry(os.pread(fd, length, offset), oid)
+                    if entry is not None:
+                        writer.add(entry, key, raw)
+                        break
+                else:
+                    raise CorruptObjectError(oid.hex(), "damaged in pack " + ", ".join(w[0] for w in where)
+                                             + "; left as it is (run cas fsck)")
             new = writer.finish()
         except BaseException:
             writer.abort()
@@ -132,7 +214,15 @@ def copy_packs(store: Store, packs: list[str],
                 os.close(fd)
     before = sum(os.path.getsize(os.path.join(odb.pack_dir, p + ext)) for p in packs for ext in (".pack", ".idx"))
     for pack in packs:
-        delete_pack(store, pack)
+        # the copy of one pack (or of packs whose objects all duplicate one of them) can be
+        # byte-identical to it, hence have the same name: deleting it would delete the copy
+        if pack != new:
+            delete_pack(store, pack)
+    if new:  # every entry of the new pack verified: nothing in it is distrusted
+        try:
+            os.unlink(os.path.join(odb.cidx_dir, new + ".bad"))
+        except FileNotFoundError:
+            pass
     after = sum(os.path.getsize(os.path.join(odb.pack_dir, new + ext)) for ext in (".pack", ".idx")) if new else 0
     odb.index.refresh()
     return new, before - after
@@ -145,7 +235,7 @@ def delete_pack(store: Store, pack: str) -> int:
     base = os.path.join(odb.pack_dir, pack)
     freed = 0
     for path in (base + ".idx", base + ".pack", base + ".rev", base + ".bitmap",
-                 os.path.join(odb.cidx_dir, pack + ".cidx")):
+                 os.path.join(odb.cidx_dir, pack + ".cidx"), os.path.join(odb.cidx_dir, pack + ".bad")):
         try:
             freed += os.path.getsize(path)
             os.unlink(path)

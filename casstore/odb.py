@@ -20,12 +20,14 @@ from collections.abc import Sequence
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Commit, ObjectID, ShaFile
+from dulwich.pack import Pack
 
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation
 from .codec import decode_many
 from .errors import CorruptObjectError, MissingObjectError
 from .fsutil import makedirs_durable, write_new_file
+from .packidx import check_idx
 from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
 
 
@@ -33,6 +35,42 @@ def object_id(type_num: int, raw: bytes) -> bytes:
     h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], len(raw)))
     h.update(raw)
     return h.digest()
+
+
+class CheckedObjectStore(DiskObjectStore):
+    """dulwich's object store, minus packs whose ``.idx`` is damaged.
+
+    dulwich trusts an ``.idx`` blindly: a truncated one makes every lookup raise
+    ``struct.error``, and a flipped byte misplaces objects.  Each pack's index is
+    verified (:func:`packidx.check_idx`) the first time this process sees it;
+    a damaged one is left out of lookups and listed in :attr:`damaged` (pack
+    basename -> what is wrong), so reads of its objects fail as missing,
+    naming the damaged index, and fsck reports it.  Its chunks stay readable
+    through the chunk index, which points into the ``.pack`` directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.damaged: dict[str, str] = {}
+
+    def _update_pack_cache(self) -> list[Pack]:
+        fresh = []
+        for pack in super()._update_pack_cache():
+            base = os.path.basename(pack._basename)
+            path = pack._basename + ".idx"
+            try:
+                with open(path, "rb") as f:
+                    check_idx(path, f.read())
+            except CorruptObjectError as e:
+                self.damaged[base] = e.detail
+                self._evict_pack(pack)
+                continue
+            except FileNotFoundError:
+                self._evict_pack(pack)
+                continue
+            self.damaged.pop(base, None)
+            fresh.append(pack)
+        return fresh
 
 
 def _close_all(store: DiskObjectStore, fds: dict[str, int]) -> None:
@@ -50,7 +88,7 @@ class ObjectDB:
         self.objects_dir = os.path.join(git_dir, "objects")
         self.pack_dir = os.path.join(self.objects_dir, "pack")
         self.cidx_dir = os.path.join(git_dir, "cas", "chunkidx")
-        self.store = DiskObjectStore(self.objects_dir)
+        self.store = CheckedObjectStore(self.objects_dir)
         self.index = ChunkIndex(self.cidx_dir, self.pack_dir)
         self.index.refresh()
         self._fds: dict[str, int] = {}
@@ -65,7 +103,18 @@ class ObjectDB:
     # -- metadata objects -------------------------------------------------
 
     def contains(self, oid_hex: ObjectID) -> bool:
-        return oid_hex in self.store
+        try:
+            return oid_hex in self.store
+        except OSError:
+            raise
+        except Exception:  # a damaged pack that dulwich cannot parse
+            return False
+
+    def _missing(self, oid_hex: str, detail: str = "object is missing") -> MissingObjectError:
+        if self.store.damaged:
+            detail += " (perhaps it is in a pack whose index is damaged: " + ", ".join(
+                sorted(f"{p}.idx" for p in self.store.damaged)) + "; run cas fsck)"
+        return MissingObjectError(oid_hex, detail)
 
     def read_raw(self, oid_hex: ObjectID) -> tuple[int, bytes]:
         """Type number and content of an object, verified against its id.
@@ -77,9 +126,11 @@ class ObjectDB:
         try:
             type_num, raw = self.store.get_raw(oid_hex)
         except KeyError:
-            raise MissingObjectError(oid_hex.decode()) from None
-        except (zlib.error, ValueError, AssertionError) as e:
-            raise CorruptObjectError(oid_hex.decode(), f"unreadable: {e}") from None
+            raise self._missing(oid_hex.decode()) from None
+        except OSError:
+            raise
+        except Exception as e:  # dulwich's zoo for damaged packs: zlib, struct, checksum, index errors
+            raise CorruptObjectError(oid_hex.decode(), f"unreadable: {type(e).__name__}: {e}") from None
         if type_num not in TYPE_NAMES or object_id(type_num, raw).hex().encode() != oid_hex:
             raise CorruptObjectError(oid_hex.decode(), "content does not match its SHA-1")
         return type_num, raw
@@ -99,7 +150,7 @@ class ObjectDB:
     def write_loose(self, obj: ShaFile) -> ObjectID:
         """Store a (small) object as a durable loose object; returns its hex id."""
         oid = obj.id
-        if oid in self.store:
+        if self.contains(oid):
             return oid
         hexs = oid.decode()
         d = os.path.join(self.objects_dir, hexs[:2])
@@ -108,6 +159,11 @@ class ObjectDB:
         data = zlib.compress(b"%s %d\x00" % (obj.type_name, len(raw)) + raw, 1)
         write_new_file(os.path.join(d, hexs[2:]), lambda f: None if f.write(data) else None)
         return oid
+
+    def damaged_packs(self) -> dict[str, str]:
+        """Packs left out of lookups because their ``.idx`` is damaged: name -> what is wrong."""
+        self.store._update_pack_cache()
+        return dict(self.store.damaged)
 
     def forget_pack(self, pack: str) -> None:
         """Drop cached handles of a pack that is about to be deleted."""
@@ -153,7 +209,7 @@ class ObjectDB:
                 try:
                     type_num, size, hlen = parse_object_header(entry)
                     parts = inflate_parts(memoryview(entry)[hlen:], size)
-                except (zlib.error, IndexError) as e:
+                except (zlib.error, IndexError, ValueError) as e:
                     raise CorruptObjectError(oid_hex, f"unreadable pack entry: {e}") from None
                 if type_num != BLOB or sum(len(p) for p in parts) != size:
                     raise CorruptObjectError(oid_hex, "pack entry is not the expected blob")
@@ -161,9 +217,11 @@ class ObjectDB:
         try:
             type_num, content = self.store.get_raw(ObjectID(oid_hex.encode()))
         except KeyError:
-            raise MissingObjectError(oid_hex, "chunk blob is missing") from None
-        except (zlib.error, ValueError, AssertionError) as e:
-            raise CorruptObjectError(oid_hex, f"unreadable: {e}") from None
+            raise self._missing(oid_hex, "chunk blob is missing") from None
+        except OSError:
+            raise
+        except Exception as e:  # see read_raw
+            raise CorruptObjectError(oid_hex, f"unreadable: {type(e).__name__}: {e}") from None
         if type_num != BLOB:
             raise CorruptObjectError(oid_hex, "chunk is not a blob")
         return content
@@ -175,11 +233,19 @@ class ObjectDB:
         Raises:
             CorruptObjectError: naming the first chunk blob that is wrong.
         """
-        blobs = [self._read_chunk_blob(oid, loc) for oid, loc in zip(oids, locs, strict=True)]
-        raws = decode_many(blobs, raw_sizes, [oid.hex() for oid in oids])
-        for raw, key, oid in zip(raws, keys, oids, strict=True):
-            if chunk_key(raw) != key:
-                raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
+        try:
+            blobs = [self._read_chunk_blob(oid, loc) for oid, loc in zip(oids, locs, strict=True)]
+            raws = decode_many(blobs, raw_sizes, [oid.hex() for oid in oids])
+            for raw, key, oid in zip(raws, keys, oids, strict=True):
+                if chunk_key(raw) != key:
+                    raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
+        except CorruptObjectError as e:
+            # Stop deduplicating against the copy that failed, so that committing these
+            # bytes again stores a good copy (see ChunkIndex.distrust).
+            for key, oid, loc in zip(keys, oids, locs, strict=True):
+                if loc is not None and oid.hex() == e.oid:
+                    self.index.distrust(loc, key)
+            raise
         return raws
 
     def read_chunk(self, key: bytes, oid: bytes, raw_size: int, loc: ChunkLocation | None) -> bytes | memoryview:

@@ -7,6 +7,7 @@ object: the sorted SHA table is searched with numpy on its first 8 bytes.
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 from collections.abc import Sequence
@@ -15,21 +16,56 @@ import numpy as np
 
 from .errors import CorruptObjectError
 
+_HEADER = b"\377tOc\x00\x00\x00\x02"
+_MIN_SIZE = 8 + 1024 + 40
+
+
+def check_idx(path: str, data: bytes | mmap.mmap | memoryview) -> int:
+    """Verify a whole ``.idx`` v2: header, fan-out, size and SHA-1 trailer; returns its count.
+
+    A damaged index silently misplaces objects (a flipped oid makes one object
+    vanish and another appear; a flipped offset files the wrong bytes under an id),
+    so everything that copies or drops pack entries on its word checks it first.
+
+    Raises:
+        CorruptObjectError: naming the file, with what is wrong.
+    """
+    size = len(data)
+    if size < _MIN_SIZE or data[:8] != _HEADER:
+        raise CorruptObjectError(path, "not a version 2 pack index (damaged or truncated)")
+    if hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
+        raise CorruptObjectError(path, "pack index checksum mismatch: the .idx file is damaged")
+    fanout = np.frombuffer(data, dtype=">u4", count=256, offset=8)
+    count = int(fanout[-1])
+    if np.any(fanout[1:] < fanout[:-1]) or not (
+            _MIN_SIZE + 28 * count <= size <= _MIN_SIZE + 36 * count):
+        raise CorruptObjectError(path, "pack index has an inconsistent fan-out table or size")
+    return count
+
 
 class PackIdx:
+    """A verified, memory-mapped ``.idx``.
+
+    Raises:
+        CorruptObjectError: the file is damaged (see :func:`check_idx`).
+        FileNotFoundError: it is gone.
+    """
+
     def __init__(self, path: str) -> None:
         self.path = path
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         mm = self._mm
-        if mm is None or mm[:8] != b"\377tOc\x00\x00\x00\x02":
-            raise CorruptObjectError(path, "not a version 2 pack index")
-        fanout = np.frombuffer(mm, dtype=">u4", count=256, offset=8)
-        self.count = int(fanout[-1])
+        try:
+            self.count = check_idx(path, mm if mm is not None else b"")
+        except CorruptObjectError:
+            self.close()
+            raise
+        assert mm is not None
         self._sha_off = 8 + 1024
-        if size < self._sha_off + 28 * self.count + 40:
-            raise CorruptObjectError(path, "pack index is truncated")
+        #: the checksum of the pack this index describes (its last 20 bytes)
+        self.pack_checksum = bytes(mm[-40:-20])
         # contiguous copy of the first 8 bytes of each SHA: 8 bytes per object
         self.prefixes = np.ndarray((self.count,), dtype=">u8", buffer=mm, offset=self._sha_off,
                                    strides=(20,)).copy()

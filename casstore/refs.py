@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from dulwich.errors import PackedRefsException
 from dulwich.file import FileLocked
-from dulwich.objects import ObjectID
-from dulwich.refs import DiskRefsContainer, Ref
+from dulwich.objects import ObjectID, valid_hexsha
+from dulwich.refs import SYMREF, DiskRefsContainer, Ref
 
-from .errors import StoreLockedError
+from .errors import CorruptObjectError, StoreLockedError
 from .fsutil import fsync_dir
 
 MODELS = b"refs/cas/models/"
@@ -55,12 +56,42 @@ def with_lock_retry(fn: Callable[[], T], timeout: float = LOCK_TIMEOUT) -> T:
             delay = min(delay * 2, 0.25)
 
 
+class CheckedRefsContainer(DiskRefsContainer):
+    """dulwich's refs, with damage reported as :class:`CorruptObjectError`.
+
+    dulwich raises ``PackedRefsException`` (or ``StopIteration`` for an empty
+    file) from every ref lookup once ``packed-refs`` holds one bad line, and hands
+    back whatever text a damaged loose ref file holds.  Both are named here, by
+    file, so that callers (and gc, which must know every root) stop with one clear
+    error instead of a traceback or a lookup of garbage.
+    """
+
+    def get_packed_refs(self) -> dict[Ref, ObjectID]:
+        path = os.path.join(os.fsdecode(self.path), "packed-refs")
+        try:
+            return super().get_packed_refs()
+        except (PackedRefsException, StopIteration, ValueError) as e:
+            self._invalidate_packed_refs_cache()
+            raise CorruptObjectError(path, f"damaged packed-refs file: {e or 'empty'}") from None
+
+    def read_loose_ref(self, name: Ref) -> bytes | None:
+        value = super().read_loose_ref(name)
+        if value is not None and not value.startswith(SYMREF) and not valid_hexsha(value):
+            raise CorruptObjectError(os.path.join(os.fsdecode(self.path), os.fsdecode(name)),
+                                     f"damaged ref file: {value[:60]!r} is not an object id")
+        return value
+
+
 class Refs:
-    """casstore's view of the store's refs."""
+    """casstore's view of the store's refs.
+
+    Reading a damaged ref (a loose ref file that does not hold an object id, or
+    a damaged ``packed-refs``) raises :class:`CorruptObjectError` naming the file.
+    """
 
     def __init__(self, git_dir: str) -> None:
         self.git_dir = git_dir
-        self.container = DiskRefsContainer(git_dir)
+        self.container = CheckedRefsContainer(git_dir)
 
     def _sync(self, name: bytes) -> None:
         # dulwich fsyncs the ref file but not the directory holding its new name.  After

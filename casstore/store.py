@@ -175,7 +175,11 @@ class Store:
         if not is_store(self.path):
             raise NotAStoreError(self.path, "no casstore config (create one with `cas init`)")
         config = ConfigFile.from_path(os.path.join(self.path, "config"))
-        version = int(config.get((b"cas",), b"formatVersion"))
+        marker = config.get((b"cas",), b"formatVersion")
+        try:
+            version = int(marker)
+        except ValueError:
+            raise NotAStoreError(self.path, f"damaged format marker cas.formatVersion = {marker!r} in config") from None
         if version > FORMAT_VERSION:
             raise NotAStoreError(self.path, f"format version {version} is newer than this casstore ({FORMAT_VERSION})")
         for d in ("cas", "cas/chunkidx", "cas/tmp"):

@@ -237,6 +237,7 @@ def test_chunk_index_lookup_with_awkward_bytes(tmp_path: Path) -> None:
     (tmp_path / "pack").mkdir()
     (tmp_path / "cidx").mkdir()
     (tmp_path / "pack" / "pack-a.idx").write_bytes(b"")
+    (tmp_path / "pack" / "pack-a.pack").write_bytes(bytes(200))  # as long as its chunk index says
     write_cidx(str(tmp_path / "cidx" / "pack-a.cidx"), b"\x00" * 20, entries)
     idx = ChunkIndex(str(tmp_path / "cidx"), str(tmp_path / "pack"))
     idx.refresh()

@@ -1,7 +1,8 @@
 """The ``cas`` command: a thin layer over the Python API.
 
 Exit codes: 0 ok, 1 problems found (fsck), 2 usage or runtime error.  User
-errors print one line naming the problem, never a traceback.
+errors and damaged stores print one line naming the problem, never a traceback
+(``CAS_DEBUG=1`` shows it); warnings print as ``cas: warning: ...``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -157,11 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    text = str(message).removeprefix("casstore: ")
+    print(f"cas: warning: {text}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("cas: interrupted", file=sys.stderr)
         return 130
@@ -174,4 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         msg = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else str(e.args[0])
         print(f"cas: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug, or damage nothing above recognised: still one line
+        if os.environ.get("CAS_DEBUG"):
+            raise
+        print(f"cas: internal error: {type(e).__name__}: {e} (set CAS_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 2
