@@ -700,17 +700,20 @@ class Store:
 
         return push(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
 
-    def pull(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
+    def pull(self, remote: str, domains: Sequence[str] | None = None, *, theirs: bool = False) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
 
         Everything received is verified before any ref moves; a hostile or
         broken remote leaves this store as it was.  Never overwrites a local
-        model; conflicting IDs are reported and the rest completes.
+        model: a domain with a conflicting ID is left as it was and the ID
+        reported; other domains complete.  ``theirs=True`` resolves conflicts
+        by deleting our model (logged) and taking the remote's.
         """
         from .remote.config import resolve_remote
         from .remote.sync import pull
 
-        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
+        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress,
+                    take_theirs=theirs)
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""
