@@ -23,6 +23,32 @@ from tests.test_remote import remotes as remotes  # noqa: F401 - a fixture any_r
 Remote = tuple[str, Path | str]
 
 
+def test_merge_applies_a_deletion_only_to_the_commit_it_names() -> None:
+    from dulwich.objects import ObjectID
+
+    from casstore.history import DomainIndex
+    from casstore.remote.merge import merge_indexes
+
+    c0, ca, cb = (ObjectID(c * 40) for c in (b"0", b"a", b"b"))
+
+    def merge(loc: ObjectID | None, rem: ObjectID | None, loc_del: frozenset[ObjectID] = frozenset(),
+              rem_del: frozenset[ObjectID] = frozenset()) -> tuple[dict[str, ObjectID], list[str]]:
+        sides = [DomainIndex({"v1": c} if c else {}) for c in (loc, rem)]
+        r = merge_indexes(DomainIndex(), sides[0], sides[1], {"v1": set(loc_del)}, {"v1": set(rem_del)})
+        back = merge_indexes(DomainIndex(), sides[1], sides[0], {"v1": set(rem_del)}, {"v1": set(loc_del)})
+        assert (back.index.models, back.conflicts) == (r.index.models, r.conflicts)  # symmetric
+        return r.index.models, r.conflicts
+
+    assert merge(ca, ca) == ({"v1": ca}, [])
+    assert merge(None, ca) == ({"v1": ca}, [])  # an addition
+    assert merge(None, ca, loc_del=frozenset({ca})) == ({}, [])  # our deletion of exactly ca travels
+    assert merge(None, ca, loc_del=frozenset({cb})) == ({"v1": ca}, [])  # we deleted cb: ca is untouched
+    assert merge(cb, None, rem_del=frozenset({ca})) == ({"v1": cb}, [])
+    assert merge(cb, ca) == ({}, ["v1"])  # a conflict has no merged value
+    assert merge(cb, ca, rem_del=frozenset({c0})) == ({}, ["v1"])
+    assert merge(cb, c0, loc_del=frozenset({c0})) == ({"v1": cb}, [])  # deleted c0, committed cb anew
+
+
 def _file(tmp_path: Path, name: str) -> Path:
     p = tmp_path / name
     p.write_bytes(os.urandom(150_000))
@@ -182,4 +208,22 @@ def test_keep_ours_under_a_new_id(tmp_path: Path, any_remote: Remote) -> None:  
         assert sorted(cas("ls", "d", store=store).stdout.split()) == ["v1", "v1-b"]
         assert model_bytes(tmp_path, store, "v1") == bytes_a
         assert model_bytes(tmp_path, store, "v1-b") == bytes_b
+    check_everything(tmp_path, url, remote, a, b)
+
+
+def test_ours_wins_when_theirs_is_deleted_where_it_was_made(tmp_path: Path, any_remote: Remote) -> None:
+    """The other way round: A deletes its v1; B's v1 then stops conflicting and travels."""
+    url, remote = any_remote
+    a, b, _, bytes_b = conflict_setup(tmp_path, url)
+    commit_b = commit_of(b, "v1")
+    cas("rm", "d", "v1", store=a)
+    r = json.loads(cas("push", url, "--json", store=a).stdout)
+    assert r["models_deleted"] == ["d/v1"] and r["ok"], r
+    r = json.loads(cas("pull", url, "--json", store=b).stdout)
+    assert r["models_deleted"] == [] and r["conflicts"] == [], r  # A deleted A's commit, not B's
+    r = json.loads(cas("push", url, "--json", store=b).stdout)
+    assert r["models_added"] == ["d/v1"] and r["ok"], r
+    r = json.loads(cas("pull", url, "--json", store=a).stdout)
+    assert r["models_added"] == ["d/v1"] and r["ok"], r
+    assert commit_of(a, "v1") == commit_b and model_bytes(tmp_path, a, "v1") == bytes_b
     check_everything(tmp_path, url, remote, a, b)

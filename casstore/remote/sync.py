@@ -25,7 +25,7 @@ from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError
-from ..history import DomainIndex, append_event, read_index
+from ..history import DomainIndex, read_index
 from ..locking import store_lock
 from ..names import check_domain, check_model_id
 from ..progress import ProgressFn
@@ -356,20 +356,15 @@ def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result
 
 
 def _delete_local(store: Store, domain: str, model_id: str, sha: ObjectID) -> None:
-    """Delete our model ``sha`` under ``model_id`` and record it (``pull --theirs``)."""
-    from ..store import _author
+    """Delete our model ``sha`` under ``model_id``, logged as a delete event (``pull --theirs``)."""
+    from ..errors import ModelNotFoundException
 
-    if not store.refs.remove_if_equals(model_ref(domain, model_id), sha):
+    if store.refs.get(model_ref(domain, model_id)) != sha:
         return  # changed meanwhile: the caller merges again
-
-    def drop(idx: DomainIndex) -> bool:
-        idx.models.pop(model_id, None)
-        for members in idx.states.values():
-            members.pop(model_id, None)
-        return True  # record the deletion even if the history did not list it
-
-    append_event(store.odb, store.refs, domain, _author(), "delete", model_id, sha, drop,
-                 trailers={"Summary": "replaced by the remote's model (pull --theirs)"})
+    try:
+        store.delete_model(domain, model_id)
+    except ModelNotFoundException:
+        pass  # deleted or replaced meanwhile: the caller merges again
 
 
 # -- push ---------------------------------------------------------------------
