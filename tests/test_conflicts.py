@@ -12,9 +12,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 import casstore
 from casstore.history import iter_log
 from casstore.refs import domain_ref
+from tests.conftest import assert_s3_remote_fsck
 from tests.test_cli import cas
 from tests.test_remote import any_remote as any_remote  # noqa: F401 - a fixture, used by name
 from tests.test_remote import check_all
@@ -227,3 +230,36 @@ def test_ours_wins_when_theirs_is_deleted_where_it_was_made(tmp_path: Path, any_
     assert r["models_added"] == ["d/v1"] and r["ok"], r
     assert commit_of(a, "v1") == commit_b and model_bytes(tmp_path, a, "v1") == bytes_b
     check_everything(tmp_path, url, remote, a, b)
+
+
+def test_s3_refused_history_leaves_remote_models_alone(
+        tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 has no atomic push: a deletion waits until the history that records it has moved,
+    so a refused compare-and-swap never leaves the remote without a model its history lists."""
+    from casstore.remote.s3 import S3Client
+    from tests.conftest import s3_objects
+
+    a = casstore.open(tmp_path / "a")
+    for mid in ("v1", "v2"):
+        a.commit_models("d", model=str(_file(tmp_path, mid)), model_id=mid)
+    assert a.push(s3_url).ok
+    a.delete_model("d", "v1")
+    real = S3Client.read_refs
+
+    def history_moved_meanwhile(self: S3Client) -> tuple[dict, dict]:
+        refs, etags = real(self)
+        return refs, {k: '"0123456789abcdef0123456789abcdef"' if k.startswith(b"refs/cas/domains/") else v
+                      for k, v in etags.items()}
+
+    with monkeypatch.context() as m:
+        m.setattr(S3Client, "read_refs", history_moved_meanwhile)
+        pushed = a.push(s3_url)
+    assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
+    assert "refs/cas/models/d/v1" in pushed.rejected and pushed.models_deleted == []
+    assert "refs/cas/models/d/v1" in s3_objects(s3_url)
+    assert_consistent(remote_view(tmp_path, s3_url, s3_url))
+    pushed = a.push(s3_url)
+    assert pushed.ok and pushed.models_deleted == ["d/v1"]
+    assert "refs/cas/models/d/v1" not in s3_objects(s3_url)
+    assert_consistent(remote_view(tmp_path, s3_url, s3_url))
+    assert_s3_remote_fsck(s3_url)
