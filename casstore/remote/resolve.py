@@ -2,8 +2,8 @@
 
 ``cas cp DOMAIN ID NEW_ID`` is how a user keeps *our* side of a conflict: the
 copy gets a new manifest (the same one with the new ID) next to the very same
-``files`` tree, so no chunk is read, re-chunked or written again and the copy
-costs three small objects.  Then ``cas pull --theirs`` (or ``cas rm`` and
+``files`` tree, so no chunk is read, re-chunked or written again: the copy
+costs a manifest (about 32 bytes per chunk), a tree, a commit and its history event.  Then ``cas pull --theirs`` (or ``cas rm`` and
 ``cas pull``) takes the remote's model under the old ID.
 """
 
