@@ -41,7 +41,7 @@ from dulwich.objects import Commit, ObjectID, Tree
 from .errors import CasError, CorruptObjectError, InvalidIdError
 from .names import check_model_id, check_state
 from .odb import ObjectDB
-from .refs import MODELS, Refs, domain_ref
+from .refs import MODELS, Refs, domain_ref, model_ref
 
 GITLINK = 0o160000
 TREE = 0o040000
@@ -278,6 +278,28 @@ def _model_refs(refs: Refs, domain: str, known: dict[str, ObjectID] | None) -> t
             found.pop(e.name, None)
             damaged.add(e.name)
     return found, damaged
+
+
+def record_delete(odb: ObjectDB, refs: Refs, domain: str, author: bytes, model_id: str,
+                  sha: ObjectID) -> bool:
+    """Delete the model ref ``domain``/``model_id`` if it still holds ``sha``, and log it.
+
+    The caller holds the domain's lock (and the shared store lock) and holds
+    signals back, so the ref change and its ``delete`` event are one step.
+    The event is always recorded, also when the history did not list the model.
+    Returns False (nothing changed) when the ref no longer holds ``sha``.
+    """
+    if not refs.remove_if_equals(model_ref(domain, model_id), sha):
+        return False
+
+    def drop(idx: DomainIndex) -> bool:
+        idx.models.pop(model_id, None)
+        for members in idx.states.values():
+            members.pop(model_id, None)
+        return True
+
+    append_event(odb, refs, domain, author, "delete", model_id, sha, drop)
+    return True
 
 
 def reconcile(

@@ -24,6 +24,7 @@ Durability and concurrency, in one place:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import errno
 import os
@@ -63,7 +64,16 @@ from .frameworks import by_name, entry_executes_code, load_entry, resolve
 from .fsck import FsckReport, fsck, repair_histories
 from .fsutil import check_relpath
 from .gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
-from .history import DomainIndex, Event, append_event, iter_log, parse_trailers, read_index, reconcile
+from .history import (
+    DomainIndex,
+    Event,
+    append_event,
+    iter_log,
+    parse_trailers,
+    read_index,
+    reconcile,
+    record_delete,
+)
 from .identity import author
 from .ingest import IngestedFile, Source, ingest
 from .locking import DOMAIN_LOCK_TIMEOUT, WaitFn, deferred_interrupts, domain_lock_path, store_lock
@@ -304,20 +314,64 @@ class Store:
                        "chunks_total": stats.chunks_total, "chunks_new": stats.chunks_new},
             )
             with self._write_errors():
-                commit_id = self._write_model(manifest, files, created)
-            with self._write_errors(), self._domain_writer(domain), deferred_interrupts():
-                if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
-                    raise ModelExistsException(domain, model_id)
-
-                def add(idx: DomainIndex) -> None:
-                    idx.models[model_id] = commit_id
-
-                append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
-                             when=int(created.timestamp()),
-                             trailers={"Frameworks": _frameworks_summary(manifest),
-                                       "Summary": _metadata_summary(extra_metadata)})
+                commit_id = self._write_model(manifest, self._write_files_tree(files), created)
+            self._claim(manifest, commit_id, ident)
             self._maintain()
         return self._info(decode_manifest(manifest.encode()), commit_id)
+
+    def _claim(self, manifest: Manifest, commit_id: ObjectID, ident: bytes,
+               trailers: dict[str, str] | None = None) -> None:
+        """Create the model ref (the ID claim) and log the commit event, as one step.
+
+        Callers hold the shared store lock, so gc keeps the new objects until the ref names them.
+
+        Raises:
+            ModelExistsException: the ID is taken.
+        """
+        domain, model_id = manifest.domain, manifest.model_id
+        with self._write_errors(), self._domain_writer(domain), deferred_interrupts():
+            if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
+                raise ModelExistsException(domain, model_id)
+
+            def add(idx: DomainIndex) -> None:
+                idx.models[model_id] = commit_id
+
+            append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
+                         when=int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
+                         trailers={"Frameworks": _frameworks_summary(manifest),
+                                   "Summary": _metadata_summary(manifest.extra_metadata), **(trailers or {})})
+
+    def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
+        """Commit the model ``domain/model_id`` again as ``domain/new_id``, sharing its files.
+
+        This is how to keep *our* side of a push/pull conflict (``cas cp``): the copy
+        gets a new manifest (the same one with the new ID) next to the very same
+        ``files`` tree, so no chunk is read or written again; it costs a manifest
+        (about 32 bytes per chunk), a tree, a commit and a history event.  The copy
+        keeps the original's created time, author, metadata and files, and is logged
+        as a ``commit`` event with a ``Cas-Copied-From`` trailer.
+
+        Returns:
+            The new model's metadata, as ``get_model_info`` returns it.
+
+        Raises:
+            ModelNotFoundException, DomainNotFoundException: no such model.
+            ModelExistsException: ``new_id`` is taken (checked atomically).
+            InvalidIdError: ``new_id`` breaks the naming rules.
+        """
+        check_model_id(new_id)
+        sha, manifest, files_tree = self._resolve(domain, model_id)
+        if self.model_exists(domain, new_id):
+            raise ModelExistsException(domain, new_id)
+        ident = author(self.path)
+        copy = dataclasses.replace(manifest, model_id=new_id)
+        origin = f"{domain}/{model_id} {sha.decode()}"
+        with store_lock(self._lockfile):  # gc must not collect the new objects before the ref exists
+            with self._write_errors():
+                commit_id = self._write_model(copy, files_tree.id, _dt.datetime.fromisoformat(copy.created),
+                                              {"Copied-From": origin})
+            self._claim(copy, commit_id, ident, {"Copied-From": origin})
+        return self._info(decode_manifest(copy.encode()), commit_id)
 
     upload = commit_models
 
@@ -384,22 +438,29 @@ class Store:
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"extra_metadata is not msgpack-serialisable: {e}") from None
 
-    def _write_model(self, manifest: Manifest, files: list[IngestedFile], created: _dt.datetime) -> ObjectID:
-        odb = self.odb
+    def _write_files_tree(self, files: list[IngestedFile]) -> ObjectID:
+        """The ``files`` tree: one tree per file listing its chunk blobs in order."""
         files_tree = Tree()
         for i, f in enumerate(files):
             t = Tree()
             for j, oid in enumerate(f.oids):
                 t.add(b"%08x" % j, BLOB_MODE, ObjectID(oid.hex().encode()))
-            files_tree.add(b"%08x" % i, TREE_MODE, odb.write_loose(t))
+            files_tree.add(b"%08x" % i, TREE_MODE, self.odb.write_loose(t))
+        return self.odb.write_loose(files_tree)
+
+    def _write_model(self, manifest: Manifest, files_id: ObjectID, created: _dt.datetime,
+                     trailers: dict[str, str] | None = None) -> ObjectID:
+        """The model commit: a root tree of the manifest and the ``files`` tree."""
+        odb = self.odb
         root = Tree()
         root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
-        root.add(b"files", TREE_MODE, odb.write_loose(files_tree))
+        root.add(b"files", TREE_MODE, files_id)
         summary = ", ".join(f"{e.kwarg}={e.framework}" for e in manifest.frameworks)
+        extra = "".join(f"Cas-{k}: {v}\n" for k, v in (trailers or {}).items())
         message = (
             f"model {manifest.domain}/{manifest.model_id}\n\n{summary}\n\n"
             f"Cas-Domain: {manifest.domain}\nCas-Model: {manifest.model_id}\n"
-            f"Cas-Created: {manifest.created}\n"
+            f"Cas-Created: {manifest.created}\n{extra}"
         ).encode()
         return odb.write_commit(odb.write_loose(root), [], manifest.author.encode(), message,
                                 int(created.timestamp()))
@@ -565,16 +626,8 @@ class Store:
             # read under the domain lock: no other casstore writer can change it now
             sha = self._model_commit(domain, model_id)
             with deferred_interrupts():
-                if not self.refs.remove_if_equals(model_ref(domain, model_id), sha):
+                if not record_delete(self.odb, self.refs, domain, ident, model_id, sha):
                     raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
-
-                def drop(idx: DomainIndex) -> bool:
-                    idx.models.pop(model_id, None)
-                    for members in idx.states.values():
-                        members.pop(model_id, None)
-                    return True  # always recorded: the log shows every deletion
-
-                append_event(self.odb, self.refs, domain, ident, "delete", model_id, sha, drop)
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -813,17 +866,20 @@ class Store:
 
         return push(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
 
-    def pull(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
+    def pull(self, remote: str, domains: Sequence[str] | None = None, *, theirs: bool = False) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
 
         Everything received is verified before any ref moves; a hostile or
         broken remote leaves this store as it was.  Never overwrites a local
-        model; conflicting IDs are reported and the rest completes.
+        model: a domain with a conflicting ID is left as it was and the ID
+        reported; other domains complete.  ``theirs=True`` resolves conflicts
+        by deleting our model (logged) and taking the remote's.
         """
         from .remote.config import resolve_remote
         from .remote.sync import pull
 
-        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
+        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress,
+                    take_theirs=theirs)
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""

@@ -239,12 +239,18 @@ def test_same_id_different_content_is_a_conflict(tmp_path: Path, any_remote: tup
     pulled = b.pull(url)
     assert pulled.conflicts == ["d/x"]
     assert Path(b.load("d", "x")).read_bytes() == Path(fb).read_bytes()  # local model kept
-    pushed = b.push(url)
-    assert pushed.conflicts == ["d/x"] and pushed.models_added == ["d/other"]
+    pushed = b.push(url)  # a conflict holds back the whole domain (docs/remotes.md)
+    assert pushed.conflicts == ["d/x"] and pushed.models_added == []
     assert a.pull(url).conflicts == []
     assert Path(a.load("d", "x")).read_bytes() == Path(fa).read_bytes()  # remote never overwritten
-    assert sorted(a.list_models("d")) == ["base", "other", "x"]
+    assert sorted(a.list_models("d")) == ["base", "x"]
     assert remote_model_file(tmp_path, url, remote_path, "d", "x") == Path(fa).read_bytes()
+    b.delete_model("d", "x")  # resolved: B keeps theirs
+    assert b.pull(url).ok
+    assert b.push(url).models_added == ["d/other"]
+    assert a.pull(url).models_added == ["d/other"]
+    assert sorted(a.list_models("d")) == ["base", "other", "x"]
+    assert Path(b.load("d", "x")).read_bytes() == Path(fa).read_bytes()
     check_all(a.path, b.path, remote_path)
 
 

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
         p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
         p.add_argument("--json", action="store_true")
+        if verb == "pull":
+            p.add_argument("--theirs", action="store_true",
+                           help="resolve conflicts: delete our model under each conflicting ID, take theirs")
 
     p = _add(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
     p.add_argument("domain")
@@ -103,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
+
+    p = _add(sub, "cp", "copy a model under a new ID (shares its files; e.g. to keep ours in a conflict)",
+             "cas cp my-domain v1 v1-laptop", commands.cp)
+    p.add_argument("domain")
+    p.add_argument("model_id", metavar="ID")
+    p.add_argument("new_id", metavar="NEW_ID")
+    p.add_argument("--json", action="store_true")
 
     p = _add(sub, "state", "model states: create, set, unset, ls, rm",
              "cas state create production && cas state set my-domain v1 production", commands.state)

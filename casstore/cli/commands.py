@@ -79,16 +79,24 @@ def remote(args: argparse.Namespace) -> int:
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
     with _open(args, create=verb == "pull") as store:
-        fn = store.push if verb == "push" else store.pull
-        result = fn(args.remote, args.domains or None)
+        if verb == "push":
+            result = store.push(args.remote, args.domains or None)
+        else:
+            result = store.pull(args.remote, args.domains or None, theirs=args.theirs)
     if args.json:
         print_json(result.as_dict())
     else:
         moved = "sent" if verb == "push" else "received"
         print(f"{verb} {result.url}: {len(result.models_added)} models added, "
-              f"{len(result.models_deleted)} deleted; {result.objects} objects, {human(result.bytes)} {moved}")
+              f"{len(result.models_deleted)} deleted"
+              + (f", {len(result.models_replaced)} replaced" if result.models_replaced else "")
+              + f"; {result.objects} objects, {human(result.bytes)} {moved}")
         for m in result.conflicts:
-            print(f"conflict: {m} differs on both sides; left as it was on each")
+            domain = m.split("/", 1)[0]
+            print(f"conflict: {m} is a different model on each side; domain {domain} left as it was on both")
+        if result.conflicts:
+            print("  resolve: `cas pull --theirs` (take theirs), or `cas cp DOMAIN ID NEW_ID` first to keep ours "
+                  "under a new ID; see docs/remotes.md")
         for d in result.diverged:
             print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
         for ref, reason in result.rejected.items():
@@ -226,6 +234,17 @@ def download(args: argparse.Namespace) -> int:
     with _open(args) as store:
         path = store.download(args.directory, args.domain, args.model_id)
     print(path)
+    return 0
+
+
+def cp(args: argparse.Namespace) -> int:
+
+    with _open(args) as store:
+        info = store.copy_model(args.domain, args.model_id, args.new_id)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"copied {args.domain}/{args.model_id} to {info['domain']}/{info['model_id']} ({info['commit'][:10]})")
     return 0
 
 

@@ -1,16 +1,26 @@
-"""Three-way merge of domain indexes (what pull does with two histories).
+"""Merging two sides' domain indexes (what push and pull do with two histories).
 
-For every model ID, with ``b`` its commit in the merge base, ``l`` locally and
-``r`` on the remote (None when absent):
+Model refs are the truth and a history records them; a deletion event names the
+model *commit* it deleted (``Cas-Commit``).  For every model ID, with ``l`` its
+commit here and ``r`` on the other side (None when absent), and ``Dl`` / ``Dr``
+the commits each side's history has deleted under that ID:
 
 * ``l == r``: nothing to do;
-* ``l == b``: only the remote changed it: take ``r`` (an addition, or a deletion
-  when ``r`` is None) -- except that an existing local model is never replaced
-  by a different one: that is a conflict;
-* ``r == b``: only the local side changed it: keep ``l``;
-* otherwise both changed it differently: a conflict, and the local side wins.
+* one side lacks it: if the side that lacks it deleted exactly that commit, the
+  deletion travels (the model goes on both sides); otherwise it is an addition
+  (the model comes to both sides);
+* both have it, different commits: if one side deleted exactly the other's
+  commit (and not the reverse), the surviving commit replaces it; otherwise it
+  is a **conflict**.
 
-State membership merges the same way, per (state, ID).
+A deletion therefore only ever removes the model it was made for, never another
+model that has the same ID elsewhere.  A conflict has no merged value: callers
+leave the whole domain untouched on both sides (no ref moves, no history is
+merged) and report the ID until a user resolves it (docs/remotes.md), so no
+history ever lists, or shows an event for, a model its side's ref does not hold.
+
+State membership merges three-way against the histories' merge base, per
+(state, ID), and only keeps members the merged index holds at that commit.
 """
 
 from __future__ import annotations
@@ -19,49 +29,85 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID
 
-from ..history import DomainIndex
+from ..history import DomainIndex, parse_trailers
 from ..odb import ObjectDB
 
 
 @dataclass
 class MergeResult:
     index: DomainIndex
-    conflicts: list[str] = field(default_factory=list)  # model IDs
+    conflicts: list[str] = field(default_factory=list)  # model IDs; ``index`` is meaningless if any
 
 
-def _pick(b: ObjectID | None, loc: ObjectID | None, rem: ObjectID | None) -> tuple[ObjectID | None, bool]:
-    """(merged value, conflict?)"""
+Deleted = dict[str, set[ObjectID]]  # model ID -> model commits a history deleted
+
+
+def deleted_commits(odb: ObjectDB, head: ObjectID | None) -> Deleted:
+    """Every model commit a history's delete events name, by model ID (its whole ancestry)."""
+    out: Deleted = {}
+    if head is None:
+        return out
+    for sha in ancestry(odb, head):
+        c = odb.read(sha, Commit)
+        assert isinstance(c, Commit)
+        trailers = parse_trailers(c.message)
+        if trailers.get("Cas-Event") == "delete" and trailers.get("Cas-Model") and trailers.get("Cas-Commit"):
+            out.setdefault(trailers["Cas-Model"], set()).add(ObjectID(trailers["Cas-Commit"].encode()))
+    return out
+
+
+def _pick_model(loc: ObjectID | None, rem: ObjectID | None, loc_deleted: set[ObjectID],
+                rem_deleted: set[ObjectID]) -> tuple[ObjectID | None, bool]:
+    """(merged commit, conflict?) for one model ID; see the module docstring."""
     if loc == rem:
         return loc, False
-    if loc == b:
-        if loc is not None and rem is not None:
-            return loc, True  # the remote replaced a model we have: never overwrite
-        return rem, False
-    if rem == b:
+    if loc is None:
+        return (None, False) if rem in loc_deleted else (rem, False)
+    if rem is None:
+        return (None, False) if loc in rem_deleted else (loc, False)
+    ours_gone, theirs_gone = loc in rem_deleted, rem in loc_deleted
+    if theirs_gone and not ours_gone:
         return loc, False
-    return loc, True
+    if ours_gone and not theirs_gone:
+        return rem, False
+    return None, True
 
 
-def merge_indexes(base: DomainIndex, local: DomainIndex, remote: DomainIndex) -> MergeResult:
+def _pick(b: ObjectID | None, loc: ObjectID | None, rem: ObjectID | None) -> ObjectID | None:
+    """Three-way pick for state membership: a change on one side wins."""
+    if loc == rem or rem == b:
+        return loc
+    return rem
+
+
+def merge_indexes(base: DomainIndex, local: DomainIndex, remote: DomainIndex,
+                  local_deleted: Deleted | None = None, remote_deleted: Deleted | None = None) -> MergeResult:
+    """Merge two sides' indexes; ``local.models`` and ``remote.models`` are their model refs.
+
+    Symmetric: swapping the sides swaps nothing in the result but the order of
+    arguments.  ``base`` (the histories' merge base) only serves state membership.
+    """
+    ld, rd = local_deleted or {}, remote_deleted or {}
     out = DomainIndex()
-    conflicts: set[str] = set()
-    for mid in sorted(set(base.models) | set(local.models) | set(remote.models)):
-        value, conflict = _pick(base.models.get(mid), local.models.get(mid), remote.models.get(mid))
+    conflicts: list[str] = []
+    for mid in sorted(set(local.models) | set(remote.models)):
+        value, conflict = _pick_model(local.models.get(mid), remote.models.get(mid),
+                                      ld.get(mid, set()), rd.get(mid, set()))
         if conflict:
-            conflicts.add(mid)
-        if value is not None:
+            conflicts.append(mid)
+        elif value is not None:
             out.models[mid] = value
     for state in sorted(set(base.states) | set(local.states) | set(remote.states)):
         b, lo, r = base.states.get(state, {}), local.states.get(state, {}), remote.states.get(state, {})
         members: dict[str, ObjectID] = {}
         for mid in sorted(set(b) | set(lo) | set(r)):
-            value, _ = _pick(b.get(mid), lo.get(mid), r.get(mid))
+            value = _pick(b.get(mid), lo.get(mid), r.get(mid))
             # a state can only hold a model the merged index has, at that commit
             if value is not None and out.models.get(mid) == value:
                 members[mid] = value
         if members:
             out.states[state] = members
-    return MergeResult(out, sorted(conflicts))
+    return MergeResult(out, conflicts)
 
 
 def ancestry(odb: ObjectDB, head: ObjectID) -> dict[ObjectID, tuple[list[ObjectID], int]]:

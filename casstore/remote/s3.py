@@ -507,15 +507,33 @@ class S3Client:
                 raise
             return None
 
+        # Several requests, no transaction: order them so that an interruption or a
+        # refused compare-and-swap never loses a model.  New model refs first (a model
+        # the history does not list yet is harmless: model refs are the truth); then
+        # the histories (compare-and-swap on the ETag read with the refs); deletions
+        # and replacements of existing model refs last, and only for domains whose
+        # history moved, so a refused history never leaves a remote model deleted.
+        def domain_of(ref: Ref) -> bytes:
+            return ref[len(b"refs/cas/models/"):].split(b"/", 1)[0]
+
         models = sorted(r for r in changes if r.startswith(b"refs/cas/models/"))
+        creations = [r for r in models if r not in etags]
+        removals = [r for r in models if r in etags]
         failed_domains = set()
-        for ref in models:
+        for ref in creations:
             result.ref_status[ref] = reason = write(ref, changes[ref])
             if reason is not None:
-                failed_domains.add(ref[len(b"refs/cas/models/"):].split(b"/", 1)[0])
+                failed_domains.add(domain_of(ref))
         for ref in sorted(set(changes) - set(models)):
             if ref.startswith(b"refs/cas/domains/") and ref[len(b"refs/cas/domains/"):] in failed_domains:
                 result.ref_status[ref] = "not moved: a model ref of this domain was refused"
+                continue
+            result.ref_status[ref] = reason = write(ref, changes[ref])
+            if reason is not None and ref.startswith(b"refs/cas/domains/"):
+                failed_domains.add(ref[len(b"refs/cas/domains/"):])
+        for ref in removals:
+            if domain_of(ref) in failed_domains:
+                result.ref_status[ref] = "not changed: this domain's history was not moved"
                 continue
             result.ref_status[ref] = write(ref, changes[ref])
         for ref, reason in result.ref_status.items():

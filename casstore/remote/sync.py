@@ -25,9 +25,9 @@ from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError
-from ..history import DomainIndex, read_index
+from ..history import DomainIndex, read_index, record_delete
 from ..identity import author
-from ..locking import store_lock
+from ..locking import deferred_interrupts, store_lock
 from ..names import check_domain, check_model_id
 from ..progress import ProgressFn
 from ..refs import DOMAINS, MODELS, domain_ref, model_ref
@@ -35,7 +35,7 @@ from ..states import STATES_REF, states_at, write_states
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages
 from .incoming import Quarantine
-from .merge import ancestry, merge_base, merge_indexes
+from .merge import ancestry, deleted_commits, merge_base, merge_indexes
 from .transport import RemoteError, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
 
@@ -86,6 +86,8 @@ class SyncResult:
     url: str
     models_added: list[str] = field(default_factory=list)  # "domain/id"
     models_deleted: list[str] = field(default_factory=list)
+    #: the ID's model commit changed: one side's history deleted exactly the old one
+    models_replaced: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)  # domains that need a pull first (push)
     rejected: dict[str, str] = field(default_factory=dict)  # ref -> reason given by the remote
@@ -216,8 +218,15 @@ def _haves(store: Store) -> list[ObjectID]:
 
 
 def pull(store: Store, url: str, domains: list[str] | None = None,
-         progress: ProgressFn | None = None) -> SyncResult:
-    """Fetch models and histories from ``url`` and merge them into this store."""
+         progress: ProgressFn | None = None, take_theirs: bool = False) -> SyncResult:
+    """Fetch models and histories from ``url`` and merge them into this store.
+
+    Everything received is verified before any ref moves.  A domain with a
+    conflict (the same ID, different model commits, neither deleted by the other
+    side) is left exactly as it was and reported in ``conflicts``; other domains
+    complete.  ``take_theirs`` resolves conflicts by deleting our model (recorded
+    in the history) and taking the remote's.
+    """
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
     client, path = _open(store, url, progress)
@@ -289,7 +298,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
                 continue
             # under the domain lock, after recording what killed local writers left out
             with store._domain_writer(domain):
-                _pull_domain(store, domain, remote, url, result)
+                _pull_domain(store, domain, remote, url, result, take_theirs)
         while True:
             ours = store.refs.get(STATES_REF)
             names, keep = _merge_states(store, ours, remote.states)
@@ -302,20 +311,42 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
     return result
 
 
-def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result: SyncResult) -> None:
+def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result: SyncResult,
+                 take_theirs: bool) -> None:
+    """Merge one domain's remote history and model refs into this store.
+
+    A conflict leaves the domain exactly as it was here (refs and history) and is
+    reported; with ``take_theirs`` each conflicting local model is first deleted
+    (a delete event naming our commit), so the remote's model then comes in.
+    """
     odb = store.odb
     theirs = remote.histories.get(domain)
     remote_models = remote.models.get(domain, {})
+    their_deleted = deleted_commits(odb, theirs)
     while True:
         ours, local = _local_index(store, domain)
         base = merge_base(odb, ours, theirs) if ours and theirs else None
-        merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models))
+        merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models),
+                               deleted_commits(odb, ours), their_deleted)
+        if merged.conflicts:
+            if take_theirs:
+                for mid in merged.conflicts:
+                    _delete_local(store, domain, mid, local.models[mid])
+                continue
+            result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
+            return
         for mid, sha in merged.index.models.items():
-            if mid not in local.models:
+            had = local.models.get(mid)
+            if had is None:
                 if store.refs.add_if_new(model_ref(domain, mid), sha):
                     result.models_added.append(f"{domain}/{mid}")
+            elif had != sha:
+                # our history deleted exactly the commit we hold here... or theirs deleted ours
+                if store.refs.set_if_equals(model_ref(domain, mid), had, sha):
+                    result.models_replaced.append(f"{domain}/{mid}")
         for mid, sha in local.models.items():
             if mid not in merged.index.models:
+                # only the commit the remote's history deleted: remove_if_equals checks it
                 if store.refs.remove_if_equals(model_ref(domain, mid), sha):
                     result.models_deleted.append(f"{domain}/{mid}")
         _, now = _local_index(store, domain)
@@ -323,8 +354,17 @@ def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result
             continue  # a local commit or delete raced with us: merge again
         head = _choose_head(store, ours, theirs, merged.index, url, merged.conflicts)
         if head == ours or store.refs.set_if_equals(domain_ref(domain), ours, head):  # type: ignore[arg-type]
-            result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
             return
+
+
+def _delete_local(store: Store, domain: str, model_id: str, sha: ObjectID) -> None:
+    """Delete our model ``sha`` under ``model_id``, logged as a delete event (``pull --theirs``).
+
+    The caller holds the domain's lock; a ref that changed meanwhile is left
+    alone (the caller merges again).
+    """
+    with deferred_interrupts():
+        record_delete(store.odb, store.refs, domain, author(store.path), model_id, sha)
 
 
 # -- push ---------------------------------------------------------------------
@@ -348,6 +388,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         changes: dict[Ref, ObjectID] = {}
         # may run twice (the retry without atomic push): start the report afresh
         result.models_added, result.models_deleted, result.conflicts, result.diverged = [], [], [], []
+        result.models_replaced = []
         local_domains = store.refs.domains()
         for domain in sorted(local_domains if selected is None else selected & local_domains):
             ours, local = _local_index(store, domain)
@@ -357,15 +398,24 @@ def push(store: Store, url: str, domains: list[str] | None = None,
                 continue
             remote_models = remote.models.get(domain, {})
             base = merge_base(odb, ours, theirs) if ours and theirs else None
-            # merge as the remote would: on a conflict the remote's model stays
-            merged = merge_indexes(_index_at(store, base), _index_at(store, theirs, remote_models), local)
-            result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
+            merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models),
+                                   deleted_commits(odb, ours), deleted_commits(odb, theirs))
+            if merged.conflicts:
+                # nothing of this domain moves: a history that lists our model while the
+                # remote's ref holds theirs would be a lie, and a partial one could not be
+                # merged back without losing the conflict
+                result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
+                continue
             for mid, sha in merged.index.models.items():
-                if mid not in remote_models:
+                had = remote_models.get(mid)
+                if had != sha:
+                    # a replacement only when our history deleted exactly ``had``
                     changes[model_ref(domain, mid)] = sha
-                    result.models_added.append(f"{domain}/{mid}")
+                    (result.models_added if had is None else result.models_replaced).append(f"{domain}/{mid}")
             for mid in remote_models:
                 if mid not in merged.index.models:
+                    # our history (or theirs) deleted exactly this commit; the remote
+                    # checks the old value (git's old-sha, S3's If-Match)
                     changes[model_ref(domain, mid)] = ZERO_SHA
                     result.models_deleted.append(f"{domain}/{mid}")
             head = _choose_head(store, theirs, ours, merged.index, url, merged.conflicts)
@@ -414,6 +464,10 @@ def push(store: Store, url: str, domains: list[str] | None = None,
             name = ref.decode("utf-8", "replace")
             result.rejected[name] = explain_rejection(name, reason, said)
     if result.rejected:
-        result.models_added = [m for m in result.models_added
-                               if model_ref(*m.split("/", 1)).decode() not in result.rejected]
+        def moved(m: str) -> bool:
+            return model_ref(*m.split("/", 1)).decode() not in result.rejected
+
+        result.models_added = [m for m in result.models_added if moved(m)]
+        result.models_deleted = [m for m in result.models_deleted if moved(m)]
+        result.models_replaced = [m for m in result.models_replaced if moved(m)]
     return result
