@@ -376,3 +376,29 @@ def test_named_remotes(tmp_path: Path, remotes: Path) -> None:
     remove_remote(a, "origin")
     with pytest.raises(RemoteNotFoundError):
         a.push("origin")
+
+
+def test_push_when_the_remote_has_a_state_list_we_never_pulled(tmp_path: Path,
+                                                               any_remote: tuple[str, Path | str]) -> None:
+    """Found by the stateful test: such a push crashed with "object is missing"."""
+    url, remote = any_remote
+    a, b = stores(tmp_path)
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"weights")
+    a.create_model_state("prod")
+    a.commit_models("d", model=str(model), model_id="v1")
+    assert a.push(url).ok
+    # b has no state list of its own: its models go, nothing to merge
+    b.commit_models("e", model=str(model), model_id="w1")
+    result = b.push(url)
+    assert result.ok and result.models_added == ["e/w1"], result
+    # b has states of its own: models still go, the state list waits for a pull
+    b.create_model_state("staging")
+    b.commit_models("e", model=str(model), model_id="w2")
+    result = b.push(url)
+    assert not result.ok and result.diverged == ["refs/cas/states"] and result.models_added == ["e/w2"], result
+    assert b.pull(url).ok
+    assert b.list_model_states() == ["prod", "staging"]
+    assert b.push(url).ok
+    assert a.pull(url).ok and a.list_model_states() == ["prod", "staging"]
+    check_all(a.path, b.path, remote)

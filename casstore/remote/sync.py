@@ -421,10 +421,16 @@ def push(store: Store, url: str, domains: list[str] | None = None,
             head = _choose_head(store, theirs, ours, merged.index, url, merged.conflicts)
             if head is not None and head != theirs:
                 changes[domain_ref(domain)] = head
-        names, keep = _merge_states(store, remote.states, store.refs.get(STATES_REF))
+        ours_states = store.refs.get(STATES_REF)
+        if remote.states is not None and not odb.contains(remote.states):
+            # their state list is new here: it cannot be merged before a pull (like a history)
+            if ours_states is not None:
+                result.diverged.append(STATES_REF.decode())
+            return {**refs, **changes}
+        names, keep = _merge_states(store, remote.states, ours_states)
         if keep != remote.states:
             new = keep if keep is not None else _states_commit(
-                store, names, [p for p in (remote.states, store.refs.get(STATES_REF)) if p is not None])
+                store, names, [p for p in (remote.states, ours_states) if p is not None])
             changes[STATES_REF] = new
         return {**refs, **changes}
 
