@@ -206,7 +206,7 @@ class StoreBusyError(StoreLockedError):
             "it is released when that operation ends (try again later, or wait longer)")
 
 
-class CorruptRefError(CasError):
+class CorruptRefError(CorruptObjectError):
     """A ref cannot be read: an empty or garbage file, a symbolic ref, or it names
     an object of the wrong kind.  gc refuses to run while one exists.
 
@@ -216,9 +216,9 @@ class CorruptRefError(CasError):
     """
 
     def __init__(self, ref: str, detail: str) -> None:
-        self.ref = ref
+        self.ref = self.oid = ref
         self.detail = detail
-        super().__init__(f"damaged ref {ref}: {detail}")
+        CasError.__init__(self, f"damaged ref {ref}: {detail}")
 
 
 class InvalidDurationError(CasError, ValueError):

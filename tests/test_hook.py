@@ -93,18 +93,18 @@ def mktree(git_dir: str | Path, *entries: tuple[str, str, str]) -> str:
     return run_git(git_dir, "mktree", stdin=lines)
 
 
-def commit(git_dir: str | Path, tree: str, *parents: str) -> str:
+def commit(git_dir: str | Path, tree: str, *parents: str, message: str = "x") -> str:
     args = [a for p in parents for a in ("-p", p)]
-    return run_git(git_dir, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, *args, "-m", "x")
+    return run_git(git_dir, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, *args, "-m", message)
 
 
 def history(git_dir: str | Path, models: dict[str, str], *extra: tuple[str, str, str],
-            parent: str | None = None) -> str:
+            parent: str | None = None, message: str = "x") -> str:
     """A history commit listing ``models`` (id -> commit), plus ``extra`` top-level entries."""
     entries = list(extra)
     if models:
         entries.append(("040000", mktree(git_dir, *[("160000", c, m) for m, c in models.items()]), "models"))
-    return commit(git_dir, mktree(git_dir, *entries), *([parent] if parent else []))
+    return commit(git_dir, mktree(git_dir, *entries), *([parent] if parent else []), message=message)
 
 
 def ref(store: casstore.Store, name: str) -> str:
@@ -234,9 +234,11 @@ def test_deleting_a_model_the_history_still_lists(tmp_path: Path, remote: Remote
     same = history(seeded.path, models_of(seeded), parent=ref(seeded, "refs/cas/domains/d"))
     r = push(seeded.path, remote.url, ":refs/cas/models/d/v1", f"{same}:refs/cas/domains/d")
     assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
-    # with a history that drops it, stock git may delete it: that is a recorded deletion
+    # with a history that drops it and records the delete event (of that very commit),
+    # stock git may delete it: clients then take the deletion (docs/remotes.md)
     models = models_of(seeded)
-    dropped = history(seeded.path, {"v2": models["v2"]}, parent=ref(seeded, "refs/cas/domains/d"))
+    event = f"delete v1\n\nCas-Event: delete\nCas-Model: v1\nCas-Commit: {models['v1']}\n"
+    dropped = history(seeded.path, {"v2": models["v2"]}, parent=ref(seeded, "refs/cas/domains/d"), message=event)
     r = push(seeded.path, remote.url, ":refs/cas/models/d/v1", f"{dropped}:refs/cas/domains/d")
     assert r.returncode == 0, r.stderr
     assert "refs/cas/models/d/v1" not in remote_refs(remote)
