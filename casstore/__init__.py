@@ -6,8 +6,6 @@
 >>> clf = store.load("my-domain", "v1")              # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from .errors import (  # noqa: E402
     CasError,
     CorruptObjectError,
@@ -24,6 +22,7 @@ from .errors import (  # noqa: E402
     UnsafePathError,
 )
 from .store import Store, init_store, open_store  # noqa: E402
+from .version import __version__ as __version__
 
 open = open_store  # noqa: A001  (casstore.open(), like the issue asks)
 

@@ -233,3 +233,12 @@ class InvalidDurationError(CasError, ValueError):
         self.what = what
         self.value = value
         super().__init__(f"invalid {what} {value!r}: {rule}")
+
+
+class RemoteError(CasError):
+    """The remote could not be reached or refused the operation."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        self.detail = detail
+        super().__init__(f"remote {url}: {detail}")

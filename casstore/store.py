@@ -39,58 +39,56 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
-from dulwich.config import ConfigFile
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.repo import Repo
 
-from . import __version__, stats
-from .chunker import ChunkParams
-from .codec import DEFAULT_LEVEL
 from .errors import (
     CasError,
-    CorruptObjectError,
     DomainNotFoundException,
     ExtraFileError,
     FrameworkError,
     ModelExistsException,
     ModelNotFoundException,
-    NotAStoreError,
     PickleRefusedError,
     StateNotFoundException,
     StoreWriteError,
     UnsafePathError,
 )
 from .frameworks import by_name, entry_executes_code, load_entry, resolve
-from .fsck import FsckReport, fsck, repair_histories
-from .fsutil import check_relpath
-from .gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
-from .history import (
+from .model.history import (
     DomainIndex,
     Event,
     append_event,
     iter_log,
     parse_trailers,
     read_index,
-    reconcile,
     record_delete,
 )
-from .identity import author
-from .ingest import IngestedFile, Source, ingest
-from .locking import DOMAIN_LOCK_TIMEOUT, WaitFn, deferred_interrupts, domain_lock_path, store_lock
-from .maintenance import maintain
-from .manifest import FileEntry, FrameworkEntry, Manifest, check_paths
-from .manifest import decode as decode_manifest
-from .names import check_domain, check_model_id, check_state, new_model_id
-from .odb import ObjectDB
-from .progress import Counter, ProgressFn
-from .readback import chunk_oids, iter_file, open_file, write_file
-from .refs import Refs, domain_ref, model_ref
+from .model.ingest import IngestedFile, Source, ingest
+from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
+from .model.manifest import decode as decode_manifest
+from .model.readback import iter_file, open_file, write_file
+from .model.reading import file_oids, model_commit, read_model
+from .model.writer import domain_writer, event_trailers
+from .objects.chunker import ChunkParams
+from .objects.codec import DEFAULT_LEVEL
+from .objects.maintenance import maintain
+from .objects.refs import domain_ref, model_ref
+from .objects.repository import Repository, init_repository, is_repository
+from .ops import stats
+from .ops.fsck import FsckReport, fsck, repair_histories
+from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
+from .util.fsutil import check_relpath
+from .util.identity import author
+from .util.locking import WaitFn, deferred_interrupts
+from .util.names import check_domain, check_model_id, check_state, new_model_id
+from .util.parallel import default_workers
+from .util.progress import Counter, ProgressFn
+from .version import __version__
 
 if TYPE_CHECKING:
     from .remote.sync import SyncResult
-from .states import list_states, update_states
+from .model.states import list_states, update_states
 
-FORMAT_VERSION = 1
 BLOB_MODE = 0o100644
 TREE_MODE = 0o040000
 
@@ -103,64 +101,22 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def _frameworks_summary(m: Manifest) -> str:
-    return " ".join(f"{e.kwarg}={e.framework}" for e in m.frameworks)
-
-
-def _metadata_summary(meta: Any) -> str:
-    if not isinstance(meta, dict):
-        return ""
-    parts = []
-    for k, v in meta.items():
-        text = repr(v) if not isinstance(v, str) else v
-        parts.append(f"{k}={text if len(text) <= 40 else text[:37] + '...'}")
-    return " ".join(parts)
-
-
 def init_store(path: str, *, bare_remote: bool = False) -> None:
     """Create a new, empty store at ``path`` (a bare git repository).
 
     ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
-    hook that refuses to move or delete existing models, and fast-forward-only
-    histories (see remote/hook.py).
+    hook that enforces casstore's rules on every push (see remote/hook.py).
     """
-    os.makedirs(path, exist_ok=True)
-    if os.listdir(path):
-        raise NotAStoreError(path, "directory is not empty")
-    Repo.init_bare(path).close()
-    cfg_path = os.path.join(path, "config")
-    cfg = ConfigFile.from_path(cfg_path)
-    cfg.set((b"cas",), b"formatVersion", str(FORMAT_VERSION).encode())
-    # Chunk blobs are zstd already: git must not zlib them again.
-    cfg.set((b"core",), b"compression", b"0")
-    cfg.set((b"core",), b"fsync", b"objects,reference")
-    # git's automatic gc would repack without our chunk index sidecars and prune
-    # with its own rules; `cas gc` does this job.
-    cfg.set((b"gc",), b"auto", b"0")
-    cfg.set((b"receive",), b"fsckObjects", b"true")
-    cfg.write_to_path(cfg_path)
+    init_repository(path)
     if bare_remote:
-        from .remote.hook import PRE_RECEIVE
+        from .remote.hook import install_hook
 
-        cfg.set((b"receive",), b"denyNonFastForwards", b"true")
-        cfg.write_to_path(cfg_path)
-        hook = os.path.join(path, "hooks", "pre-receive")
-        os.makedirs(os.path.dirname(hook), exist_ok=True)
-        with open(hook, "w") as f:
-            f.write(PRE_RECEIVE)
-        os.chmod(hook, 0o755)
-    for d in ("cas", "cas/chunkidx", "cas/tmp"):
-        os.makedirs(os.path.join(path, d), exist_ok=True)
+        install_hook(path)
 
 
 def is_store(path: str) -> bool:
-    cfg = os.path.join(path, "config")
-    if not os.path.isfile(cfg) or not os.path.isdir(os.path.join(path, "objects")):
-        return False
-    try:
-        return ConfigFile.from_path(cfg).get((b"cas",), b"formatVersion") is not None
-    except (KeyError, ValueError, OSError):
-        return False
+    """Whether ``path`` holds a casstore store."""
+    return is_repository(path)
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
@@ -179,38 +135,24 @@ class Store:
     """
 
     def __init__(self, path: str) -> None:
-        self.path = os.path.abspath(path)
-        if not os.path.isdir(self.path):
-            raise NotAStoreError(self.path, "no such directory")
-        if not is_store(self.path):
-            raise NotAStoreError(self.path, "no casstore config (create one with `cas init`)")
-        config = ConfigFile.from_path(os.path.join(self.path, "config"))
-        marker = config.get((b"cas",), b"formatVersion")
-        try:
-            version = int(marker)
-        except ValueError:
-            raise NotAStoreError(self.path, f"damaged format marker cas.formatVersion = {marker!r} in config") from None
-        if version > FORMAT_VERSION:
-            raise NotAStoreError(self.path, f"format version {version} is newer than this casstore ({FORMAT_VERSION})")
-        for d in ("cas", "cas/chunkidx", "cas/tmp"):
-            os.makedirs(os.path.join(self.path, d), exist_ok=True)
-        self.odb = ObjectDB(self.path)
-        self.refs = Refs(self.path)
+        #: the repository underneath: objects, refs, locks (what gc, fsck and remotes use)
+        self.repo = Repository(path)
+        self.path = self.repo.path
+        self.odb = self.repo.odb
+        self.refs = self.repo.refs
         self.params = ChunkParams()
         self.level = DEFAULT_LEVEL
         #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
         #: (true unless set; set it to false for a store pulled from elsewhere)
-        self.allow_pickle = config.get_boolean((b"cas",), b"allowPickle", True)
+        self.allow_pickle = self.repo.config.get_boolean((b"cas",), b"allowPickle", True)
         #: progress(label, done, total) for long operations; the CLI sets it on a terminal
         self.progress: ProgressFn | None = None
-        self._lockfile = os.path.join(self.path, "cas", "gc.lock")
-        self._tmp = os.path.join(self.path, "cas", "tmp")
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
 
     def close(self) -> None:
-        self.odb.close()
+        self.repo.close()
 
     def __enter__(self) -> Store:
         return self
@@ -267,7 +209,7 @@ class Store:
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
-        with store_lock(self._lockfile), tempfile.TemporaryDirectory(dir=self._tmp, prefix="commit-") as work:
+        with self.repo.lock(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
             entries: list[FrameworkEntry] = []
             sources: list[Source] = []
             owner: dict[str, str] = {}
@@ -329,7 +271,7 @@ class Store:
             ModelExistsException: the ID is taken.
         """
         domain, model_id = manifest.domain, manifest.model_id
-        with self._write_errors(), self._domain_writer(domain), deferred_interrupts():
+        with self._write_errors(), domain_writer(self.repo, domain), deferred_interrupts():
             if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
                 raise ModelExistsException(domain, model_id)
 
@@ -338,8 +280,7 @@ class Store:
 
             append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
                          when=int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
-                         trailers={"Frameworks": _frameworks_summary(manifest),
-                                   "Summary": _metadata_summary(manifest.extra_metadata), **(trailers or {})})
+                         trailers={**event_trailers(manifest), **(trailers or {})})
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
         """Commit the model ``domain/model_id`` again as ``domain/new_id``, sharing its files.
@@ -366,7 +307,7 @@ class Store:
         ident = author(self.path)
         copy = dataclasses.replace(manifest, model_id=new_id)
         origin = f"{domain}/{model_id} {sha.decode()}"
-        with store_lock(self._lockfile):  # gc must not collect the new objects before the ref exists
+        with self.repo.lock():  # gc must not collect the new objects before the ref exists
             with self._write_errors():
                 commit_id = self._write_model(copy, files_tree.id, _dt.datetime.fromisoformat(copy.created),
                                               {"Copied-From": origin})
@@ -381,41 +322,9 @@ class Store:
         The commit is complete when this runs; a failure here only costs speed.
         """
         try:
-            maintain(self)
+            maintain(self.repo)
         except (CasError, OSError) as e:
             warnings.warn(f"casstore: store maintenance skipped: {e}", stacklevel=3)
-
-    @contextmanager
-    def _domain_writer(self, domain: str, full: bool = False) -> Iterator[list[str]]:
-        """Hold the domain's lock, after recording what killed writers left out.
-
-        Every change of a model ref of ``domain`` and the history event that
-        records it run inside this block, so no other casstore writer of the
-        domain can come between them.  Callers hold the shared store lock.
-        Yields what reconcile recorded (usually nothing); ``full`` reads every
-        model ref (see history.reconcile).
-
-        Raises:
-            StoreBusyError: another writer held the domain for DOMAIN_LOCK_TIMEOUT.
-            CorruptObjectError: the domain's history cannot be read (nothing was changed).
-        """
-        check_domain(domain)
-        with store_lock(domain_lock_path(self.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
-            yield reconcile(self.odb, self.refs, domain, author(self.path), self._event_trailers, full=full)
-
-    def _event_trailers(self, sha: ObjectID) -> dict[str, str]:
-        """The trailers a commit event for model commit ``sha`` gets (best effort)."""
-        try:
-            c = self.odb.read(sha, Commit)
-            assert isinstance(c, Commit)
-            root = self.odb.read(c.tree, Tree)
-            assert isinstance(root, Tree)
-            blob = self.odb.read(root[b"manifest"][1], Blob)
-            assert isinstance(blob, Blob)
-            m = decode_manifest(blob.as_raw_string(), root[b"manifest"][1].decode())
-        except (CasError, KeyError):
-            return {}
-        return {"Frameworks": _frameworks_summary(m), "Summary": _metadata_summary(m.extra_metadata)}
 
     @contextmanager
     def _write_errors(self) -> Iterator[None]:
@@ -510,16 +419,6 @@ class Store:
         if state not in list_states(self.odb, self.refs):
             raise StateNotFoundException(state)
 
-    def _model_commit(self, domain: str, model_id: str) -> ObjectID:
-        check_domain(domain)
-        check_model_id(model_id)
-        sha = self.refs.get(model_ref(domain, model_id))
-        if sha is None:
-            if domain not in self.refs.domains():
-                raise DomainNotFoundException(domain)
-            raise ModelNotFoundException(domain, model_id)
-        return sha
-
     def create_model_state(self, state_name: str) -> None:
         """Create a model state (a no-op if it exists)."""
         check_state(state_name)
@@ -530,7 +429,7 @@ class Store:
             names.add(state_name)
             return True
 
-        with store_lock(self._lockfile):  # gc must not take the new commit before the ref names it
+        with self.repo.lock():  # gc must not take the new commit before the ref names it
             update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
 
     def list_model_states(self) -> list[str]:
@@ -549,8 +448,8 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with store_lock(self._lockfile), self._domain_writer(domain):
-            sha = self._model_commit(domain, model_id)
+        with self.repo.lock(), domain_writer(self.repo, domain):
+            sha = model_commit(self.repo, domain, model_id)
 
             def put(idx: DomainIndex) -> bool:
                 members = idx.states.setdefault(state_name, {})
@@ -567,8 +466,8 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with store_lock(self._lockfile), self._domain_writer(domain):
-            self._unset_state(domain, model_id, self._model_commit(domain, model_id), state_name)
+        with self.repo.lock(), domain_writer(self.repo, domain):
+            self._unset_state(domain, model_id, model_commit(self.repo, domain, model_id), state_name)
 
     def _unset_state(self, domain: str, model_id: str, sha: ObjectID, state_name: str) -> None:
         """Record that ``model_id`` left ``state_name`` (nothing when it was not in it).
@@ -588,7 +487,7 @@ class Store:
 
     def get_model_states(self, domain: str, model_id: str) -> list[str]:
         """The states the model is in, sorted."""
-        sha = self._model_commit(domain, model_id)
+        sha = model_commit(self.repo, domain, model_id)
         idx = self._index(domain)
         return sorted(s for s, members in idx.states.items() if members.get(model_id) == sha)
 
@@ -602,9 +501,9 @@ class Store:
             names.discard(state_name)
             return True
 
-        with store_lock(self._lockfile):
+        with self.repo.lock():
             for domain in sorted(self.refs.domains()):
-                with self._domain_writer(domain):
+                with domain_writer(self.repo, domain):
                     for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
                         self._unset_state(domain, mid, sha, state_name)
             update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
@@ -622,9 +521,9 @@ class Store:
         check_domain(domain)
         check_model_id(model_id)
         ident = author(self.path)  # validated before the ref goes
-        with store_lock(self._lockfile), self._write_errors(), self._domain_writer(domain):
+        with self.repo.lock(), self._write_errors(), domain_writer(self.repo, domain):
             # read under the domain lock: no other casstore writer can change it now
-            sha = self._model_commit(domain, model_id)
+            sha = model_commit(self.repo, domain, model_id)
             with deferred_interrupts():
                 if not record_delete(self.odb, self.refs, domain, ident, model_id, sha):
                     raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
@@ -635,39 +534,15 @@ class Store:
         return self.refs.get(model_ref(domain, model_id)) is not None
 
     def _resolve(self, domain: str, model_id: str | None) -> tuple[ObjectID, Manifest, Tree]:
+        """The model ``model_id`` of ``domain``, or its newest model when ``model_id`` is None."""
         check_domain(domain)
         if model_id is None:
             ids = self.list_models(domain)
             if not ids:
                 raise ModelNotFoundException(domain, None)
             model_id = ids[0]
-        sha = self._model_commit(domain, model_id)
-        c = self.odb.read(sha, Commit)
-        assert isinstance(c, Commit)
-        root = self.odb.read(c.tree, Tree)
-        assert isinstance(root, Tree)
-        try:
-            mode, manifest_id = root[b"manifest"]
-            mode2, files_id = root[b"files"]
-        except KeyError:
-            raise CorruptObjectError(c.tree.decode(), "model tree lacks manifest or files") from None
-        blob = self.odb.read(manifest_id, Blob)
-        assert isinstance(blob, Blob)
-        manifest = decode_manifest(blob.as_raw_string(), manifest_id.decode())
-        if manifest.domain != domain or manifest.model_id != model_id:
-            raise CorruptObjectError(
-                sha.decode(), f"ref {domain}/{model_id} points at model {manifest.domain}/{manifest.model_id}"
-            )
-        files_tree = self.odb.read(files_id, Tree)
-        assert isinstance(files_tree, Tree)
-        return sha, manifest, files_tree
-
-    def _file_oids(self, files_tree: Tree, manifest: Manifest, index: int) -> list[bytes]:
-        try:
-            _, tid = files_tree[b"%08x" % index]
-        except KeyError:
-            raise CorruptObjectError(files_tree.id.decode(), f"no chunk tree for file {index}") from None
-        return chunk_oids(self.odb, tid, manifest.files[index])
+        m = read_model(self.repo, domain, model_id)
+        return m.commit, m.manifest, m.files_tree
 
     def get_model_info(self, domain: str, model_id: str | None = None) -> dict[str, Any]:
         """The model's metadata: the same dict ``commit_models`` returned."""
@@ -699,10 +574,14 @@ class Store:
             "stats": dict(m.stats),
         }
 
-    def _pool(self) -> ThreadPoolExecutor:
-        from .parallel import default_workers
-
+    @staticmethod
+    def _pool() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-read")
+
+    @staticmethod
+    def _window() -> int:
+        """Chunks in flight per read: enough to keep the pool busy, bounded whatever the file size."""
+        return 2 * default_workers() + 2
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None) -> str:
         """Write every file of the model (extra files included) into ``local_path``.
@@ -717,8 +596,8 @@ class Store:
         counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files))
         with self._pool() as pool:
             for i, f in enumerate(manifest.files):
-                write_file(self.odb, f, self._file_oids(files_tree, manifest, i), root, pool,
-                           2 * pool._max_workers + 2, counter)
+                write_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), root, pool,
+                           self._window(), counter)
         return root
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
@@ -760,14 +639,14 @@ class Store:
         result: dict[str, dict[str, Any]] = {}
         try:
             with self._pool() as pool:
-                window = 2 * pool._max_workers + 2
+                window = self._window()
                 for e in manifest.frameworks:
                     fw = by_name(e.framework)
                     paths: dict[str, str | BinaryIO] = {}
                     finish: list[Callable[[], None]] = []
                     for name in e.files:
                         i = index[name]
-                        f, oids = manifest.files[i], self._file_oids(files_tree, manifest, i)
+                        f, oids = manifest.files[i], file_oids(self.repo, files_tree, manifest, i)
                         if fw.loads:
                             # deserialise while chunks are decompressed and verified: no
                             # temporary file, memory bounded by the read window
@@ -796,7 +675,7 @@ class Store:
         for i, f in enumerate(manifest.files):
             if f.path == path:
                 with self._pool() as pool:
-                    return b"".join(iter_file(self.odb, f, self._file_oids(files_tree, manifest, i), pool, 4))
+                    return b"".join(iter_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), pool, 4))
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
     def fsck(self, read_data: bool = False, repair: bool = False) -> FsckReport:
@@ -808,19 +687,19 @@ class Store:
         its history append left out are recorded (``report.repaired`` lists
         them).  Nothing else is repaired, and no ref is changed.
         """
-        repaired = repair_histories(self) if repair else []
-        report = fsck(self, read_data=read_data,
+        repaired = repair_histories(self.repo) if repair else []
+        report = fsck(self.repo, read_data=read_data,
                       progress=Counter(self.progress, "verifying", 0) if read_data else None)
         report.repaired = repaired
         return report
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
         """What changed from model ``id_a`` to ``id_b``: files, shared chunks, metadata."""
-        return stats.diff(self, domain, id_a, id_b)
+        return stats.diff(self.repo, domain, id_a, id_b)
 
     def du(self) -> dict[str, Any]:
         """Logical and stored bytes per domain and in total."""
-        return stats.du(self)
+        return stats.du(self.repo)
 
     def gc(self, grace_period: float = DEFAULT_GRACE, *, wait: float | None = DEFAULT_WAIT,
            on_wait: WaitFn | None = None) -> GcReport:
@@ -849,7 +728,7 @@ class Store:
             def on_wait(holders: str, waited: float) -> None:
                 progress(f"waiting for {holders}", int(waited), limit)
 
-        return gc(self, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
+        return gc(self.repo, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
                   on_wait=on_wait)
 
     def push(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
@@ -864,7 +743,7 @@ class Store:
         from .remote.config import resolve_remote
         from .remote.sync import push
 
-        return push(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress)
+        return push(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress)
 
     def pull(self, remote: str, domains: Sequence[str] | None = None, *, theirs: bool = False) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
@@ -878,7 +757,7 @@ class Store:
         from .remote.config import resolve_remote
         from .remote.sync import pull
 
-        return pull(self, resolve_remote(self, remote), list(domains) if domains else None, self.progress,
+        return pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
                     take_theirs=theirs)
 
     def log(self, domain: str) -> list[Event]:
@@ -905,14 +784,14 @@ class Store:
         _, manifest, files_tree = self._resolve(domain, model_id)
         for i, f in enumerate(manifest.files):
             if f.path == path:
-                oids = self._file_oids(files_tree, manifest, i)
+                oids = file_oids(self.repo, files_tree, manifest, i)
                 self.odb.index.refresh()  # packs may have been merged by another process
                 return f.size, self._stream(f, oids)
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
     def _stream(self, entry: FileEntry, oids: list[bytes]) -> Iterator[bytes | memoryview]:
         with self._pool() as pool:
-            yield from iter_file(self.odb, entry, oids, pool, 2 * pool._max_workers + 2)
+            yield from iter_file(self.odb, entry, oids, pool, self._window())
 
 
 def _extra_sources(

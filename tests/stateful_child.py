@@ -23,7 +23,7 @@ import boto3  # noqa: F401  (imported here, not by a child in the middle of its 
 
 import casstore
 import casstore.frameworks.model_file  # noqa: F401
-import casstore.gc  # noqa: F401
+import casstore.ops.gc  # noqa: F401
 import casstore.remote.s3  # noqa: F401
 import casstore.remote.sync  # noqa: F401
 

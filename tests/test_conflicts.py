@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import casstore
-from casstore.history import iter_log
-from casstore.refs import domain_ref
+from casstore.model.history import iter_log
+from casstore.objects.refs import domain_ref
 from tests.conftest import assert_s3_remote_fsck
 from tests.test_cli import cas
 from tests.test_remote import any_remote as any_remote  # noqa: F401 - a fixture, used by name
@@ -29,7 +29,7 @@ Remote = tuple[str, Path | str]
 def test_merge_applies_a_deletion_only_to_the_commit_it_names() -> None:
     from dulwich.objects import ObjectID
 
-    from casstore.history import DomainIndex
+    from casstore.model.history import DomainIndex
     from casstore.remote.merge import merge_indexes
 
     c0, ca, cb = (ObjectID(c * 40) for c in (b"0", b"a", b"b"))

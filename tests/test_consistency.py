@@ -24,8 +24,8 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 import casstore
 from casstore.errors import CorruptRefError, InvalidDurationError, StoreBusyError
-from casstore.refs import domain_ref
-from casstore.states import STATES_REF
+from casstore.model.states import STATES_REF
+from casstore.objects.refs import domain_ref
 from tests.conftest import assert_git_fsck, write_random
 from tests.test_cli import cas
 
@@ -367,7 +367,7 @@ def test_gc_grace_and_wait_from_the_cli(busy: casstore.Store) -> None:
 
 HOLDER = r"""
 import sys, time
-from casstore.locking import store_lock
+from casstore.util.locking import store_lock
 with store_lock(sys.argv[1]):  # a writer stalled while holding the shared lock
     print("held", flush=True)
     time.sleep(120)
@@ -375,7 +375,7 @@ with store_lock(sys.argv[1]):  # a writer stalled while holding the shared lock
 
 
 def test_gc_gives_up_waiting_for_a_stalled_writer_and_names_it(busy: casstore.Store) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, busy._lockfile], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, busy.repo.lockfile], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         told: list[str] = []

@@ -133,7 +133,7 @@ def _pack_files(store: casstore.Store) -> tuple[str, str]:
 def test_flipped_idx_byte_is_reported_and_never_loses_chunks(store: casstore.Store, tmp_path: Path,
                                                               table: str) -> None:
     """Case 7: a damaged .idx made roll-up and gc copy chunks under wrong ids or drop them."""
-    from casstore.maintenance import maintain
+    from casstore.objects.maintenance import maintain
 
     _, data = _commit_file(store, tmp_path)
     _, idx = _pack_files(store)
@@ -146,7 +146,7 @@ def test_flipped_idx_byte_is_reported_and_never_loses_chunks(store: casstore.Sto
     assert not report.ok and os.path.basename(idx) in str(report.problems)
     with pytest.raises(casstore.CasError, match=os.path.basename(idx)):
         s2.gc(grace_period=0)
-    maintain(s2, force=True)  # the roll-up after ordinary commits
+    maintain(s2.repo, force=True)  # the roll-up after ordinary commits
     s2.close()
     # nothing was copied or dropped on the damaged index's word: restoring it restores everything
     assert os.path.exists(idx)
@@ -239,8 +239,8 @@ def test_fsck_checks_history_ancestors_and_states(store: casstore.Store, tmp_pat
     """Case 12: a missing older history commit or a broken states ref gave "ok"."""
     from dulwich.objects import Commit
 
-    from casstore.refs import domain_ref
-    from casstore.states import STATES_REF
+    from casstore.model.states import STATES_REF
+    from casstore.objects.refs import domain_ref
 
     _commit_file(store, tmp_path)
     store.create_model_state("prod")
@@ -271,7 +271,7 @@ def test_fsck_checks_history_ancestors_and_states(store: casstore.Store, tmp_pat
 
 def test_recommit_repairs_a_corrupt_chunk(store: casstore.Store, tmp_path: Path) -> None:
     """Case 13: a commit deduped against a corrupt chunk, and re-committing could not repair it."""
-    from casstore.maintenance import maintain
+    from casstore.objects.maintenance import maintain
 
     _, data = _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
@@ -287,7 +287,7 @@ def test_recommit_repairs_a_corrupt_chunk(store: casstore.Store, tmp_path: Path)
     assert meta["stats"]["chunks_new"] == 1
     for mid in ("m", "m2", "m3"):  # the fresh copy is preferred by every reader
         assert Path(s3.load("d", mid)).read_bytes() == data
-    maintain(s3, force=True)  # the roll-up keeps the good copy
+    maintain(s3.repo, force=True)  # the roll-up keeps the good copy
     s3.gc(grace_period=0)
     s4 = casstore.open(store.path)
     for mid in ("m", "m2", "m3"):
@@ -308,12 +308,12 @@ def test_fsck_read_data_also_distrusts_corrupt_chunks(store: casstore.Store, tmp
 
 def test_copying_a_pack_onto_its_own_name_keeps_it(store: casstore.Store, tmp_path: Path) -> None:
     """Copying one pack whole gives identical bytes, hence the same name: it was then deleted."""
-    from casstore.maintenance import copy_packs
+    from casstore.objects.maintenance import copy_packs
 
     _, data = _commit_file(store, tmp_path)
     pack, _ = _pack_files(store)
     name = os.path.basename(pack)[:-5]
-    assert copy_packs(store, [name])[0] == name
+    assert copy_packs(store.repo, [name])[0] == name
     s2 = casstore.open(store.path)
     assert Path(s2.load("d", "m")).read_bytes() == data
     assert s2.fsck(read_data=True).ok

@@ -94,7 +94,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
         reach = {name: set(git(path, "rev-list", "--objects", sha).stdout.split()) - {""}
                  for name, sha in refs.items()}
         reach = {name: {w for w in oids if re.fullmatch("[0-9a-f]{40}", w)} for name, oids in reach.items()}
-        from casstore.packidx import PackIdx
+        from casstore.objects.packidx import PackIdx
 
         idx = PackIdx(str(path / files["idx"]))
         in_pack = {idx.sha(i).hex() for i in range(idx.count)}

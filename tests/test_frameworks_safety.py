@@ -16,7 +16,7 @@ from casstore import frameworks
 from casstore.errors import CorruptObjectError, FrameworkError, PickleRefusedError
 from casstore.frameworks.base import require
 from casstore.frameworks.sklearn import SklearnFramework
-from casstore.manifest import Manifest, decode
+from casstore.model.manifest import Manifest, decode
 
 
 def _without_flag(data: bytes) -> bytes:

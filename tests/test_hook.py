@@ -21,10 +21,10 @@ import pytest
 from dulwich.objects import ObjectID
 
 import casstore
-from casstore.history import append_event
-from casstore.names import check_name
+from casstore.model.history import append_event
 from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
+from casstore.util.names import check_name
 from tests.conftest import assert_git_fsck, git
 from tests.servers import git_daemon
 

@@ -159,7 +159,7 @@ def test_missing_chunk(tmp_path: Path, victim: casstore.Store) -> None:
 def test_decompression_bomb_chunk(tmp_path: Path, victim: casstore.Store) -> None:
     import zstandard
 
-    from casstore import codec
+    from casstore.objects import codec
 
     s, path = hostile_store(tmp_path)
     bomb = codec.ZSTD + zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import casstore
-from casstore.maintenance import geometric_rollup, maintain
+from casstore.objects.maintenance import geometric_rollup, maintain
 from tests.conftest import assert_git_fsck
 
 
@@ -53,7 +53,7 @@ def test_forced_maintenance_packs_loose_objects_and_merges(store: casstore.Store
         f = tmp_path / f"m{i}.bin"
         f.write_bytes(os.urandom(10_000))
         store.commit_models("d", model=str(f), model_id=f"m{i}")
-    report = maintain(store, force=True)
+    report = maintain(store.repo, force=True)
     assert report.loose_packed > 0
     loose = [d for d in os.listdir(os.path.join(store.path, "objects")) if len(d) == 2
              and os.listdir(os.path.join(store.path, "objects", d))]
@@ -83,5 +83,5 @@ def test_reader_survives_packs_merged_under_it(store: casstore.Store, tmp_path: 
         g = tmp_path / f"x{i}.bin"
         g.write_bytes(os.urandom(5000))
         other.commit_models("d", model=str(g))
-    maintain(other, force=True)
+    maintain(other.repo, force=True)
     assert Path(reader.load("d", "w")).read_bytes() == data

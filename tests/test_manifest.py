@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from casstore import CorruptObjectError
-from casstore.manifest import FileEntry, FrameworkEntry, Manifest, decode
+from casstore.model.manifest import FileEntry, FrameworkEntry, Manifest, decode
 
 KEY = b"k" * 32
 

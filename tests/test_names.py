@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from casstore import InvalidIdError
-from casstore.names import check_domain, check_model_id, new_model_id
+from casstore.util.names import check_domain, check_model_id, new_model_id
 
 
 @pytest.mark.parametrize("name", ["v1", "my-custom-id-v1", "a.b_c-D9", "x" * 128, "1.0.0", "model_v2.pkl"])

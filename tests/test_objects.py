@@ -14,10 +14,11 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from casstore import CorruptObjectError, codec
-from casstore.chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
-from casstore.chunkindex import ChunkIndex, IndexEntry, Sidecar, write_cidx
-from casstore.packwriter import PackWriter, encode_entry, object_header, parse_object_header
+from casstore import CorruptObjectError
+from casstore.objects import codec
+from casstore.objects.chunker import DEFAULT_PARAMS, ChunkParams, chunk_key, iter_chunks
+from casstore.objects.chunkindex import ChunkIndex, IndexEntry, Sidecar, write_cidx
+from casstore.objects.packwriter import PackWriter, encode_entry, object_header, parse_object_header
 
 
 def chunks_of(data: bytes, params: ChunkParams = DEFAULT_PARAMS) -> list[bytes]:
@@ -56,7 +57,7 @@ def test_parallel_block_cutting_equals_one_pass(tmp_path: Path, kind: str) -> No
 
     from pyfastcdc import FastCDC
 
-    from casstore.chunker import iter_file_chunks
+    from casstore.objects.chunker import iter_file_chunks
 
     p = DEFAULT_PARAMS
     rng = np.random.default_rng(3)
@@ -78,7 +79,7 @@ def test_parallel_block_cutting_equals_one_pass(tmp_path: Path, kind: str) -> No
 def test_file_shorter_than_announced_is_an_error(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from casstore.chunker import SourceShrankError, iter_file_chunks
+    from casstore.objects.chunker import SourceShrankError, iter_file_chunks
 
     path = tmp_path / "f"
     path.write_bytes(os.urandom(3_000_000))
@@ -184,7 +185,7 @@ def test_pack_accepted_by_git_verify_pack(tmp_path: Path) -> None:
 def test_pack_of_blobs_in_pieces_and_partial_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Entries given in pieces (codec header + payload), more parts than one writev takes,
     and short writes all give a pack that git accepts and that reads back."""
-    from casstore import packwriter
+    from casstore.objects import packwriter
 
     real_writev = os.writev
     calls = []
@@ -269,7 +270,7 @@ def test_chunk_index_ignores_sidecar_without_pack_and_detects_corruption(tmp_pat
 def test_stored_deflate_matches_zlib(n: int) -> None:
     import zlib
 
-    from casstore.packwriter import deflate_stored, inflate
+    from casstore.objects.packwriter import deflate_stored, inflate
 
     data = os.urandom(n)
     z = deflate_stored(data)

@@ -369,11 +369,11 @@ def test_named_remotes(tmp_path: Path, remotes: Path) -> None:
     from casstore.remote.config import RemoteNotFoundError, add_remote, list_remotes, remove_remote
 
     a, _ = stores(tmp_path)
-    add_remote(a, "origin", str(remotes / "r"))
-    assert list_remotes(a) == {"origin": str(remotes / "r")}
+    add_remote(a.repo, "origin", str(remotes / "r"))
+    assert list_remotes(a.repo) == {"origin": str(remotes / "r")}
     a.commit_models("d", model=_file(tmp_path, "m"), model_id="m")
     assert a.push("origin").models_added == ["d/m"]
-    remove_remote(a, "origin")
+    remove_remote(a.repo, "origin")
     with pytest.raises(RemoteNotFoundError):
         a.push("origin")
 

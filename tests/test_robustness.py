@@ -192,7 +192,7 @@ def test_full_disk_gives_clear_error_and_loses_nothing(tmp_path: Path, forest: t
 
 def test_file_changed_during_commit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bytes that changed between hashing and storing would not match their keys: refused."""
-    from casstore.ingest import SourceChangedError
+    from casstore.model.ingest import SourceChangedError
 
     store = casstore.open(tmp_path / "store")
     src = tmp_path / "w.bin"

@@ -60,7 +60,7 @@ from hypothesis.stateful import (
 
 import casstore
 from casstore.errors import ModelExistsException, ModelNotFoundException, StateNotFoundException
-from casstore.refs import model_ref
+from casstore.objects.refs import model_ref
 from casstore.remote.sync import SyncResult
 from casstore.store import init_store
 from tests.conftest import REPO, assert_git_fsck, s3_client

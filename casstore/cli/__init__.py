@@ -13,8 +13,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .. import __version__
 from ..errors import CasError
+from ..version import __version__
 from . import commands
 
 EPILOG = "The store is --store PATH, else $CAS_STORE, else ~/.casstore."

@@ -13,11 +13,11 @@ from itertools import islice
 from typing import Any
 
 from ..errors import DomainNotFoundException, NotAStoreError
-from ..history import iter_log
-from ..names import check_domain
-from ..progress import TerminalProgress
-from ..refs import domain_ref
+from ..model.history import iter_log
+from ..objects.refs import domain_ref
 from ..store import Store, default_store_path, init_store, is_store, open_store
+from ..util.names import check_domain
+from ..util.progress import TerminalProgress
 from .output import human, pager, paint, print_json, use_color
 
 Command = Callable[[argparse.Namespace], int]
@@ -64,11 +64,11 @@ def remote(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         if args.action == "add":
-            add_remote(store, args.name, args.url)
+            add_remote(store.repo, args.name, args.url)
         elif args.action == "rm":
-            remove_remote(store, args.name)
+            remove_remote(store.repo, args.name)
         else:
-            remotes = list_remotes(store)
+            remotes = list_remotes(store.repo)
             if args.json:
                 print_json(remotes)
             else:
@@ -333,7 +333,7 @@ def fsck(args: argparse.Namespace) -> int:
 
 
 def gc(args: argparse.Namespace) -> int:
-    from ..gc import DEFAULT_GRACE, DEFAULT_WAIT, parse_duration
+    from ..ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, parse_duration
 
     grace = DEFAULT_GRACE if args.grace is None else parse_duration(args.grace, "grace period")
     wait = DEFAULT_WAIT if args.wait is None else parse_duration(args.wait, "wait")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TextIO
 
-from ..progress import human
+from ..util.progress import human
 
 __all__ = ["human", "pager", "paint", "print_json", "use_color"]
 

@@ -32,7 +32,7 @@ FRAMEWORKS: list[Framework] = [
 ]
 
 if TYPE_CHECKING:
-    from ..manifest import FrameworkEntry
+    from ..model.manifest import FrameworkEntry
 
 __all__ = ["FRAMEWORKS", "Framework", "Saved", "by_name", "entry_executes_code", "known_kwargs", "load_entry",
            "resolve"]

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from dulwich.config import ConfigFile
 
 from ..errors import CasError
-from ..names import check_name
+from ..util.names import check_name
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..objects.repository import Repository
 
 
 class RemoteNotFoundError(CasError, KeyError):
@@ -25,13 +25,13 @@ class RemoteNotFoundError(CasError, KeyError):
         return str(self.args[0])
 
 
-def _config(store: Store) -> tuple[ConfigFile, str]:
-    path = os.path.join(store.path, "config")
+def _config(repo: Repository) -> tuple[ConfigFile, str]:
+    path = os.path.join(repo.path, "config")
     return ConfigFile.from_path(path), path
 
 
-def list_remotes(store: Store) -> dict[str, str]:
-    cfg, _ = _config(store)
+def list_remotes(repo: Repository) -> dict[str, str]:
+    cfg, _ = _config(repo)
     out = {}
     for section in cfg.sections():
         if len(section) == 2 and section[0] == b"remote":
@@ -42,34 +42,34 @@ def list_remotes(store: Store) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def add_remote(store: Store, name: str, url: str) -> None:
+def add_remote(repo: Repository, name: str, url: str) -> None:
     check_name(name, "remote name")
-    if name in list_remotes(store):
+    if name in list_remotes(repo):
         raise CasError(f"remote {name!r} already exists")
-    cfg, path = _config(store)
+    cfg, path = _config(repo)
     cfg.set((b"remote", name.encode()), b"url", url.encode())
     cfg.write_to_path(path)
 
 
-def cache_dir(store: Store, url: str) -> str:
+def cache_dir(repo: Repository, url: str) -> str:
     """Where a transport may keep what it learnt about the remote at ``url`` (S3: pack indexes)."""
-    return os.path.join(store.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
+    return os.path.join(repo.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
 
 
-def remove_remote(store: Store, name: str) -> None:
+def remove_remote(repo: Repository, name: str) -> None:
     """Forget a named remote, and what was cached about it."""
-    url = list_remotes(store).get(name)
+    url = list_remotes(repo).get(name)
     if url is None:
         raise RemoteNotFoundError(name)
-    cfg, path = _config(store)
+    cfg, path = _config(repo)
     del cfg[(b"remote", name.encode())]
     cfg.write_to_path(path)
-    shutil.rmtree(cache_dir(store, url), ignore_errors=True)
+    shutil.rmtree(cache_dir(repo, url), ignore_errors=True)
 
 
-def resolve_remote(store: Store, remote: str) -> str:
+def resolve_remote(repo: Repository, remote: str) -> str:
     """A configured remote's URL, or ``remote`` itself when it looks like a URL or path."""
-    remotes = list_remotes(store)
+    remotes = list_remotes(repo)
     if remote in remotes:
         return remotes[remote]
     if "/" in remote or ":" in remote or remote.startswith("."):

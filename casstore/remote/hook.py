@@ -37,7 +37,11 @@ into ``hooks/pre-receive`` and make it executable.
 
 from __future__ import annotations
 
-#: casstore's naming rule (casstore/names.py) as an awk function ``valid(name)``:
+import os
+
+from dulwich.config import ConfigFile
+
+#: casstore's naming rule (casstore/util/names.py) as an awk function ``valid(name)``:
 #: ASCII letters, digits, ``-``, ``_`` and ``.``; 1 to 128 characters; no leading
 #: ``.``, no trailing ``.`` or ``.lock``, no ``..``.  Run under ``LC_ALL=C`` so
 #: that ranges and lengths are bytes.  tests/test_hook.py checks it against
@@ -258,3 +262,16 @@ def explain_rejection(ref: str, reason: str, messages: dict[str, list[str]]) -> 
     if ref in messages:
         return f"{'; '.join(messages[ref])} (refused by the server's casstore hook)"
     return f"{reason}: the server's casstore hook refused the whole push because of {', '.join(sorted(messages))}"
+
+
+def install_hook(path: str) -> None:
+    """Make the repository at ``path`` a shared remote: the hook, and no non-fast-forwards."""
+    cfg_path = os.path.join(path, "config")
+    cfg = ConfigFile.from_path(cfg_path)
+    cfg.set((b"receive",), b"denyNonFastForwards", b"true")
+    cfg.write_to_path(cfg_path)
+    hook = os.path.join(path, "hooks", "pre-receive")
+    os.makedirs(os.path.dirname(hook), exist_ok=True)
+    with open(hook, "w") as f:
+        f.write(PRE_RECEIVE)
+    os.chmod(hook, 0o755)

@@ -27,32 +27,32 @@ from dulwich.object_format import SHA1
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import PackData, PackInflater
 
-from ..chunkindex import IndexEntry, write_cidx
-from ..codec import RAW, ZSTD
 from ..errors import CorruptObjectError, MissingObjectError
-from ..fsutil import fsync_dir
-from ..history import read_index
-from ..manifest import Manifest
-from ..manifest import decode as decode_manifest
-from ..odb import ObjectDB
-from ..packwriter import BLOB, PackWriter, encode_entry
-from ..readback import chunk_oids
-from ..states import states_at
+from ..model.history import read_index
+from ..model.manifest import Manifest
+from ..model.manifest import decode as decode_manifest
+from ..model.readback import chunk_oids
+from ..model.states import states_at
+from ..objects.chunkindex import IndexEntry, write_cidx
+from ..objects.codec import RAW, ZSTD
+from ..objects.odb import ObjectDB
+from ..objects.packwriter import BLOB, PackWriter, encode_entry
+from ..util.fsutil import fsync_dir
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..objects.repository import Repository
 
 
 class Quarantine:
     """A temporary object store for received objects, deleted unless published."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.dir = tempfile.mkdtemp(prefix="incoming-", dir=store._tmp)
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.dir = tempfile.mkdtemp(prefix="incoming-", dir=repo.tmp)
         for d in ("objects/pack", "objects/info", "cas/chunkidx"):
             os.makedirs(os.path.join(self.dir, d))
         with open(os.path.join(self.dir, "objects", "info", "alternates"), "w") as f:
-            f.write(store.odb.objects_dir + "\n")
+            f.write(repo.odb.objects_dir + "\n")
         self.odb = ObjectDB(self.dir)
         self.writer: PackWriter | None = None
         self.pack: str | None = None
@@ -64,7 +64,7 @@ class Quarantine:
 
     def import_pack(self, path: str) -> int:
         """Rewrite a received (possibly thin) pack as a casstore pack; returns the object count."""
-        main = self.store.odb.store
+        main = self.repo.odb.store
 
         def resolve_ext_ref(sha: bytes) -> tuple[int, bytes]:
             type_num, raw = main.get_raw(sha)  # type: ignore[arg-type]
@@ -96,7 +96,7 @@ class Quarantine:
                 data.close()
             except BufferError:
                 pass  # the traceback still holds views of the pack's mmap: it closes when collected
-        self.odb.store._update_pack_cache()
+        self.odb.rescan_packs()
         return count
 
     # -- verification ------------------------------------------------------
@@ -137,7 +137,7 @@ class Quarantine:
                         self.new_chunks[oid] = (key, size)
                     elif self.new_chunks[oid] != (key, size):
                         raise CorruptObjectError(oid.hex(), "one chunk blob claimed under two keys")
-                elif not self.store.odb.contains(ObjectID(oid.hex().encode())):
+                elif not self.repo.odb.contains(ObjectID(oid.hex().encode())):
                     raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
         return manifest
 
@@ -147,7 +147,7 @@ class Quarantine:
         seen: set[ObjectID] = set()
         while stack:
             sha = stack.pop()
-            if sha in seen or self.store.odb.contains(sha):
+            if sha in seen or self.repo.odb.contains(sha):
                 continue
             seen.add(sha)
             c = self.odb.read(sha, Commit)
@@ -164,7 +164,7 @@ class Quarantine:
         """Move the verified pack into the store, indexing the verified chunks."""
         if self.pack is None or self.writer is None:
             return
-        main = self.store.odb
+        main = self.repo.odb
         entries = []
         for oid, (key, size) in self.new_chunks.items():
             offset, length = self.writer.locations[oid]
@@ -176,5 +176,5 @@ class Quarantine:
         os.replace(src + ".pack", dst + ".pack")
         os.replace(src + ".idx", dst + ".idx")  # visible from here on
         fsync_dir(main.pack_dir)
-        main.store._update_pack_cache()
+        main.rescan_packs()
         main.index.refresh()

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID
 
-from ..history import DomainIndex, parse_trailers
-from ..odb import ObjectDB
+from ..model.history import DomainIndex, parse_trailers
+from ..objects.odb import ObjectDB
 
 
 @dataclass

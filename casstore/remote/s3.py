@@ -43,13 +43,12 @@ import numpy as np
 from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
 from dulwich.refs import Ref
 
-from ..errors import CasError, CorruptObjectError, MissingObjectError
-from ..odb import object_id
-from ..packidx import PackIdx
-from ..packwriter import TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
-from ..parallel import ordered
-from ..progress import Counter, ProgressFn
-from .transport import RemoteError
+from ..errors import CasError, CorruptObjectError, MissingObjectError, RemoteError
+from ..objects.odb import object_id
+from ..objects.packidx import PackIdx
+from ..objects.packwriter import TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
+from ..util.parallel import ordered
+from ..util.progress import Counter, ProgressFn
 from .walk import GITLINK
 
 MARKER = "casstore-remote"

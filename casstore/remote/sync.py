@@ -24,23 +24,25 @@ from dulwich.objects import ZERO_SHA, Commit, ObjectID
 from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
-from ..errors import CasError, CorruptObjectError
-from ..history import DomainIndex, read_index, record_delete
-from ..identity import author
-from ..locking import deferred_interrupts, store_lock
-from ..names import check_domain, check_model_id
-from ..progress import ProgressFn
-from ..refs import DOMAINS, MODELS, domain_ref, model_ref
-from ..states import STATES_REF, states_at, write_states
+from ..errors import CasError, CorruptObjectError, RemoteError
+from ..model.history import DomainIndex, read_index, record_delete
+from ..model.states import STATES_REF, states_at, write_states
+from ..model.writer import domain_writer
+from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..objects.repository import init_repository
+from ..util.identity import author
+from ..util.locking import deferred_interrupts
+from ..util.names import check_domain, check_model_id
+from ..util.progress import ProgressFn
 from .config import cache_dir
-from .hook import explain_rejection, hook_messages
+from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import Quarantine
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
-from .transport import RemoteError, local_path, open_transport
+from .transport import local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
 
 if TYPE_CHECKING:
-    from ..store import Store
+    from ..objects.repository import Repository
 
 
 @dataclass
@@ -102,25 +104,25 @@ class SyncResult:
         return dict(self.__dict__, ok=self.ok)
 
 
-def _local_index(store: Store, domain: str) -> tuple[ObjectID | None, DomainIndex]:
-    head = store.refs.get(domain_ref(domain))
-    idx = read_index(store.odb, head)
+def _local_index(repo: Repository, domain: str) -> tuple[ObjectID | None, DomainIndex]:
+    head = repo.refs.get(domain_ref(domain))
+    idx = read_index(repo.odb, head)
     # the model refs are the truth; the history only records them
-    idx.models = {mid: sha for mid in store.refs.model_ids(domain)
-                  if (sha := store.refs.get(model_ref(domain, mid))) is not None}
+    idx.models = {mid: sha for mid in repo.refs.model_ids(domain)
+                  if (sha := repo.refs.get(model_ref(domain, mid))) is not None}
     return head, idx
 
 
-def _index_at(store: Store, head: ObjectID | None, models: dict[str, ObjectID] | None = None) -> DomainIndex:
-    idx = read_index(store.odb, head)
+def _index_at(repo: Repository, head: ObjectID | None, models: dict[str, ObjectID] | None = None) -> DomainIndex:
+    idx = read_index(repo.odb, head)
     if models is not None:
         idx.models = dict(models)
     return idx
 
 
-def _history_commit(store: Store, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
+def _history_commit(repo: Repository, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
 
-    return store.odb.write_commit(index.to_tree(store.odb), parents, author(store.path), message.encode())
+    return repo.odb.write_commit(index.to_tree(repo.odb), parents, author(repo.path), message.encode())
 
 
 def _merge_message(url: str, conflicts: list[str]) -> str:
@@ -130,30 +132,30 @@ def _merge_message(url: str, conflicts: list[str]) -> str:
     return text
 
 
-def _choose_head(store: Store, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,
+def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,
                  url: str, conflicts: list[str]) -> ObjectID | None:
     """The history head that records ``result`` and contains both histories."""
-    odb = store.odb
+    odb = repo.odb
     if theirs is None or theirs == ours:
-        if ours is not None and _index_at(store, ours) == result:
+        if ours is not None and _index_at(repo, ours) == result:
             return ours
-        return _history_commit(store, result, [ours] if ours else [], _merge_message(url, conflicts))
+        return _history_commit(repo, result, [ours] if ours else [], _merge_message(url, conflicts))
     if ours is None:
-        if _index_at(store, theirs) == result:
+        if _index_at(repo, theirs) == result:
             return theirs
-        return _history_commit(store, result, [theirs], _merge_message(url, conflicts))
+        return _history_commit(repo, result, [theirs], _merge_message(url, conflicts))
     ours_anc = ancestry(odb, ours)
-    if theirs in ours_anc and _index_at(store, ours) == result:
+    if theirs in ours_anc and _index_at(repo, ours) == result:
         return ours
-    if ours in ancestry(odb, theirs) and _index_at(store, theirs) == result:
+    if ours in ancestry(odb, theirs) and _index_at(repo, theirs) == result:
         return theirs
     parents = [ours] if theirs in ours_anc else [ours, theirs]
-    return _history_commit(store, result, parents, _merge_message(url, conflicts))
+    return _history_commit(repo, result, parents, _merge_message(url, conflicts))
 
 
-def _merge_states(store: Store, ours: ObjectID | None, theirs: ObjectID | None) -> tuple[set[str], ObjectID | None]:
+def _merge_states(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None) -> tuple[set[str], ObjectID | None]:
     """Three-way merge of state names; returns the names and the head to keep if unchanged."""
-    odb = store.odb
+    odb = repo.odb
     if theirs is None or theirs == ours:
         return states_at(odb, ours), ours
     if ours is None:
@@ -168,17 +170,17 @@ def _merge_states(store: Store, ours: ObjectID | None, theirs: ObjectID | None) 
     return merged, None
 
 
-def _states_commit(store: Store, names: set[str], parents: list[ObjectID]) -> ObjectID:
+def _states_commit(repo: Repository, names: set[str], parents: list[ObjectID]) -> ObjectID:
 
-    return write_states(store.odb, names, parents, author(store.path), "merge states")
-
-
-def _store_config(store: Store) -> ConfigFile:
-    return ConfigFile.from_path(os.path.join(store.path, "config"))
+    return write_states(repo.odb, names, parents, author(repo.path), "merge states")
 
 
-def _open(store: Store, url: str, progress: ProgressFn | None) -> tuple[Any, str]:
-    return open_transport(url, _store_config(store), cache_dir(store, url), progress)
+def _store_config(repo: Repository) -> ConfigFile:
+    return ConfigFile.from_path(os.path.join(repo.path, "config"))
+
+
+def _open(repo: Repository, url: str, progress: ProgressFn | None) -> tuple[Any, str]:
+    return open_transport(url, _store_config(repo), cache_dir(repo, url), progress)
 
 
 class LocalGraph(ObjectStoreGraphWalker):
@@ -197,7 +199,7 @@ def _transport_errors(url: str, e: Exception) -> RemoteError:
 # -- pull ---------------------------------------------------------------------
 
 
-def _haves(store: Store) -> list[ObjectID]:
+def _haves(repo: Repository) -> list[ObjectID]:
     """What to announce as "have" when fetching.
 
     Every model commit is a root, and git's pack-objects only subtracts the trees
@@ -206,9 +208,9 @@ def _haves(store: Store) -> list[ObjectID]:
     the models' root trees as haves makes the server mark them, and every chunk
     below them, uninteresting -- so only chunks we lack travel.
     """
-    odb = store.odb
+    odb = repo.odb
     out: list[ObjectID] = []
-    for name, sha in sorted(store.refs.container.as_dict(Ref(b"refs/cas")).items()):
+    for name, sha in sorted(repo.refs.container.as_dict(Ref(b"refs/cas")).items()):
         out.append(sha)
         if name.startswith(b"models/"):
             c = odb.read(sha)
@@ -217,7 +219,7 @@ def _haves(store: Store) -> list[ObjectID]:
     return out
 
 
-def pull(store: Store, url: str, domains: list[str] | None = None,
+def pull(repo: Repository, url: str, domains: list[str] | None = None,
          progress: ProgressFn | None = None, take_theirs: bool = False) -> SyncResult:
     """Fetch models and histories from ``url`` and merge them into this store.
 
@@ -229,10 +231,10 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
     """
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
-    client, path = _open(store, url, progress)
-    odb = store.odb
-    with store_lock(store._lockfile):
-        quarantine = Quarantine(store)
+    client, path = _open(repo, url, progress)
+    odb = repo.odb
+    with repo.lock():
+        quarantine = Quarantine(repo)
         try:
             seen: dict[str, RemoteRefs] = {}
 
@@ -250,7 +252,7 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
                     wanted.append(remote.states)
                 return sorted({w for w in wanted if not odb.contains(w)})
 
-            heads = _haves(store)
+            heads = _haves(repo)
 
             def parents(sha: ObjectID) -> list[ObjectID]:
                 c = odb.read(sha)
@@ -297,21 +299,21 @@ def pull(store: Store, url: str, domains: list[str] | None = None,
             if selected is not None and domain not in selected:
                 continue
             # under the domain lock, after recording what killed local writers left out
-            with store._domain_writer(domain):
-                _pull_domain(store, domain, remote, url, result, take_theirs)
+            with domain_writer(repo, domain):
+                _pull_domain(repo, domain, remote, url, result, take_theirs)
         while True:
-            ours = store.refs.get(STATES_REF)
-            names, keep = _merge_states(store, ours, remote.states)
+            ours = repo.refs.get(STATES_REF)
+            names, keep = _merge_states(repo, ours, remote.states)
             if keep == ours:
                 break
             new = keep if keep is not None else _states_commit(
-                store, names, [p for p in (ours, remote.states) if p is not None])
-            if store.refs.set_if_equals(STATES_REF, ours, new):
+                repo, names, [p for p in (ours, remote.states) if p is not None])
+            if repo.refs.set_if_equals(STATES_REF, ours, new):
                 break
     return result
 
 
-def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result: SyncResult,
+def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, result: SyncResult,
                  take_theirs: bool) -> None:
     """Merge one domain's remote history and model refs into this store.
 
@@ -319,69 +321,68 @@ def _pull_domain(store: Store, domain: str, remote: RemoteRefs, url: str, result
     reported; with ``take_theirs`` each conflicting local model is first deleted
     (a delete event naming our commit), so the remote's model then comes in.
     """
-    odb = store.odb
+    odb = repo.odb
     theirs = remote.histories.get(domain)
     remote_models = remote.models.get(domain, {})
     their_deleted = deleted_commits(odb, theirs)
     while True:
-        ours, local = _local_index(store, domain)
+        ours, local = _local_index(repo, domain)
         base = merge_base(odb, ours, theirs) if ours and theirs else None
-        merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models),
+        merged = merge_indexes(_index_at(repo, base), local, _index_at(repo, theirs, remote_models),
                                deleted_commits(odb, ours), their_deleted)
         if merged.conflicts:
             if take_theirs:
                 for mid in merged.conflicts:
-                    _delete_local(store, domain, mid, local.models[mid])
+                    _delete_local(repo, domain, mid, local.models[mid])
                 continue
             result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
             return
         for mid, sha in merged.index.models.items():
             had = local.models.get(mid)
             if had is None:
-                if store.refs.add_if_new(model_ref(domain, mid), sha):
+                if repo.refs.add_if_new(model_ref(domain, mid), sha):
                     result.models_added.append(f"{domain}/{mid}")
             elif had != sha:
                 # our history deleted exactly the commit we hold here... or theirs deleted ours
-                if store.refs.set_if_equals(model_ref(domain, mid), had, sha):
+                if repo.refs.set_if_equals(model_ref(domain, mid), had, sha):
                     result.models_replaced.append(f"{domain}/{mid}")
         for mid, sha in local.models.items():
             if mid not in merged.index.models:
                 # only the commit the remote's history deleted: remove_if_equals checks it
-                if store.refs.remove_if_equals(model_ref(domain, mid), sha):
+                if repo.refs.remove_if_equals(model_ref(domain, mid), sha):
                     result.models_deleted.append(f"{domain}/{mid}")
-        _, now = _local_index(store, domain)
+        _, now = _local_index(repo, domain)
         if now.models != merged.index.models:
             continue  # a local commit or delete raced with us: merge again
-        head = _choose_head(store, ours, theirs, merged.index, url, merged.conflicts)
-        if head == ours or store.refs.set_if_equals(domain_ref(domain), ours, head):  # type: ignore[arg-type]
+        head = _choose_head(repo, ours, theirs, merged.index, url, merged.conflicts)
+        if head == ours or repo.refs.set_if_equals(domain_ref(domain), ours, head):  # type: ignore[arg-type]
             return
 
 
-def _delete_local(store: Store, domain: str, model_id: str, sha: ObjectID) -> None:
+def _delete_local(repo: Repository, domain: str, model_id: str, sha: ObjectID) -> None:
     """Delete our model ``sha`` under ``model_id``, logged as a delete event (``pull --theirs``).
 
     The caller holds the domain's lock; a ref that changed meanwhile is left
     alone (the caller merges again).
     """
     with deferred_interrupts():
-        record_delete(store.odb, store.refs, domain, author(store.path), model_id, sha)
+        record_delete(repo.odb, repo.refs, domain, author(repo.path), model_id, sha)
 
 
 # -- push ---------------------------------------------------------------------
 
 
-def push(store: Store, url: str, domains: list[str] | None = None,
+def push(repo: Repository, url: str, domains: list[str] | None = None,
          progress: ProgressFn | None = None) -> SyncResult:
     """Send models and histories that ``url`` lacks; never overwrite a remote model."""
-    from ..store import init_store
-
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
-        init_store(target, bare_remote=True)
-    client, path = _open(store, url, progress)
-    odb = store.odb
+        init_repository(target)
+        install_hook(target)
+    client, path = _open(repo, url, progress)
+    odb = repo.odb
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
         remote = parse_refs(refs, url)
@@ -389,16 +390,16 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         # may run twice (the retry without atomic push): start the report afresh
         result.models_added, result.models_deleted, result.conflicts, result.diverged = [], [], [], []
         result.models_replaced = []
-        local_domains = store.refs.domains()
+        local_domains = repo.refs.domains()
         for domain in sorted(local_domains if selected is None else selected & local_domains):
-            ours, local = _local_index(store, domain)
+            ours, local = _local_index(repo, domain)
             theirs = remote.histories.get(domain)
             if theirs is not None and not odb.contains(theirs):
                 result.diverged.append(domain)  # we have never seen their history: pull first
                 continue
             remote_models = remote.models.get(domain, {})
             base = merge_base(odb, ours, theirs) if ours and theirs else None
-            merged = merge_indexes(_index_at(store, base), local, _index_at(store, theirs, remote_models),
+            merged = merge_indexes(_index_at(repo, base), local, _index_at(repo, theirs, remote_models),
                                    deleted_commits(odb, ours), deleted_commits(odb, theirs))
             if merged.conflicts:
                 # nothing of this domain moves: a history that lists our model while the
@@ -418,19 +419,19 @@ def push(store: Store, url: str, domains: list[str] | None = None,
                     # checks the old value (git's old-sha, S3's If-Match)
                     changes[model_ref(domain, mid)] = ZERO_SHA
                     result.models_deleted.append(f"{domain}/{mid}")
-            head = _choose_head(store, theirs, ours, merged.index, url, merged.conflicts)
+            head = _choose_head(repo, theirs, ours, merged.index, url, merged.conflicts)
             if head is not None and head != theirs:
                 changes[domain_ref(domain)] = head
-        ours_states = store.refs.get(STATES_REF)
+        ours_states = repo.refs.get(STATES_REF)
         if remote.states is not None and not odb.contains(remote.states):
             # their state list is new here: it cannot be merged before a pull (like a history)
             if ours_states is not None:
                 result.diverged.append(STATES_REF.decode())
             return {**refs, **changes}
-        names, keep = _merge_states(store, remote.states, ours_states)
+        names, keep = _merge_states(repo, remote.states, ours_states)
         if keep != remote.states:
             new = keep if keep is not None else _states_commit(
-                store, names, [p for p in (remote.states, ours_states) if p is not None])
+                repo, names, [p for p in (remote.states, ours_states) if p is not None])
             changes[STATES_REF] = new
         return {**refs, **changes}
 
@@ -443,7 +444,7 @@ def push(store: Store, url: str, domains: list[str] | None = None,
         result.objects = len(objects)
         return len(objects), source.records(objects)
 
-    with store_lock(store._lockfile):
+    with repo.lock():
         source = EntrySource(odb, progress)
         sideband = bytearray()  # what the server's hooks say: the reasons for a refusal
         try:

@@ -23,18 +23,8 @@ from urllib.parse import urlparse
 from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
 from dulwich.config import Config
 
-from ..errors import CasError
-from ..progress import ProgressFn
-
-
-class RemoteError(CasError):
-    """The remote could not be reached or refused the operation."""
-
-    def __init__(self, url: str, detail: str) -> None:
-        self.url = url
-        self.detail = detail
-        super().__init__(f"remote {url}: {detail}")
-
+from ..errors import RemoteError as RemoteError  # raised here; defined with the other errors
+from ..util.progress import ProgressFn
 
 _SCP_LIKE = re.compile(r"^[^/:@]+@[^/:]+:")
 

@@ -12,10 +12,10 @@ from dulwich.objects import Commit, ObjectID, Tag, Tree
 from dulwich.pack import UnpackedObject
 
 from ..errors import MissingObjectError
-from ..odb import ObjectDB
-from ..packidx import PackIdx
-from ..packwriter import object_header, parse_object_header
-from ..progress import ProgressFn
+from ..objects.odb import ObjectDB
+from ..objects.packidx import PackIdx
+from ..objects.packwriter import object_header, parse_object_header
+from ..util.progress import ProgressFn
 
 GITLINK = 0o160000
 TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}

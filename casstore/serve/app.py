@@ -36,7 +36,6 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from .. import __version__
 from ..errors import (
     CasError,
     CorruptObjectError,
@@ -45,9 +44,10 @@ from ..errors import (
     StateNotFoundException,
     UnsafePathError,
 )
-from ..names import check_domain
-from ..refs import domain_ref
+from ..objects.refs import domain_ref
 from ..store import Store
+from ..util.names import check_domain
+from ..version import __version__
 from . import data
 from .chart import line_chart
 

@@ -23,10 +23,10 @@ from typing import Any
 from dulwich.objects import Commit, ObjectID, Tree
 
 from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundException
-from ..history import Event, iter_log
-from ..names import check_domain, check_model_id, check_state
-from ..refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..model.history import Event, iter_log
+from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..store import Store
+from ..util.names import check_domain, check_model_id, check_state
 
 #: serialisation formats whose loading runs code from the store (pickle underneath)
 CODE_EXECUTING_FORMATS = frozenset({"joblib", "pickle", "cloudpickle", "dill"})

@@ -13,11 +13,11 @@ from typing import Any, BinaryIO
 import xxhash
 from dulwich.objects import ObjectID, Tree
 
-from .errors import CorruptObjectError
-from .fsutil import TMP_PREFIX, safe_target
+from ..errors import CorruptObjectError
+from ..objects.odb import ObjectDB
+from ..util.fsutil import TMP_PREFIX, safe_target
+from ..util.parallel import batched_sizes, ordered
 from .manifest import FileEntry
-from .odb import ObjectDB
-from .parallel import batched_sizes, ordered
 
 BLOB_MODE = 0o100644
 

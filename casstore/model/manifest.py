@@ -12,10 +12,10 @@ from typing import Any
 
 import msgpack
 
-from .chunker import KEY_SIZE
-from .errors import CorruptObjectError, InvalidIdError, UnsafePathError
-from .fsutil import check_relpath
-from .names import check_domain, check_model_id
+from ..errors import CorruptObjectError, InvalidIdError, UnsafePathError
+from ..objects.chunker import KEY_SIZE
+from ..util.fsutil import check_relpath
+from ..util.names import check_domain, check_model_id
 
 SCHEMA = "casstore/manifest"
 VERSION = 1

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .errors import StoreBusyError
+from ..errors import StoreBusyError
 
 #: How long a writer waits for another writer of the same domain (the critical
 #: section is a ref update and a history append: milliseconds, seconds for a pull).

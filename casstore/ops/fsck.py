@@ -21,16 +21,18 @@ from typing import TYPE_CHECKING
 
 from dulwich.objects import Commit, ObjectID, Tree
 
-from .errors import CasError, CorruptObjectError
-from .history import read_index
-from .maintenance import pack_layout
-from .parallel import default_workers
-from .readback import iter_file
-from .refs import domain_ref, model_ref
-from .states import STATES_REF, list_states
+from ..errors import CasError, CorruptObjectError
+from ..model.history import read_index
+from ..model.readback import iter_file
+from ..model.reading import file_oids, read_model
+from ..model.states import STATES_REF, list_states
+from ..model.writer import domain_writer
+from ..objects.maintenance import pack_layout
+from ..objects.refs import domain_ref, model_ref
+from ..util.parallel import default_workers
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..objects.repository import Repository
 
 
 @dataclass
@@ -62,33 +64,34 @@ class FsckReport:
                 "problems": [{"kind": p.kind, "name": p.name, "detail": p.detail} for p in self.problems]}
 
 
-def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] | None = None) -> FsckReport:
+def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], None] | None = None) -> FsckReport:
     report = FsckReport()
-    odb = store.odb
+    odb = repo.odb
     odb.index.refresh()
-    _check_packs(store, report)
+    _check_packs(repo, report)
     try:
-        domains = sorted(store.refs.domains())
-        store.refs.container.as_dict()  # every ref file, loose and packed, must parse
+        domains = sorted(repo.refs.domains())
+        repo.refs.container.as_dict()  # every ref file, loose and packed, must parse
     except CasError as e:
         report.problems.append(Problem("ref", getattr(e, "oid", "refs"), str(e)))
         return report  # which models exist cannot be known
     try:
-        list_states(odb, store.refs)
-        _check_chain(store, store.refs.get(STATES_REF))
+        list_states(odb, repo.refs)
+        _check_chain(repo, repo.refs.get(STATES_REF))
     except CasError as e:
         report.problems.append(Problem("history", STATES_REF.decode(), str(e)))
     with ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-fsck") as pool:
         for domain in domains:
-            ids = sorted(store.refs.model_ids(domain))
+            ids = sorted(repo.refs.model_ids(domain))
             for mid in ids:
                 name = f"{domain}/{mid}"
                 report.models += 1
                 try:
-                    sha, manifest, files_tree = store._resolve(domain, mid)
+                    m = read_model(repo, domain, mid)
+                    manifest, files_tree = m.manifest, m.files_tree
                     for i, f in enumerate(manifest.files):
                         report.files += 1
-                        oids = store._file_oids(files_tree, manifest, i)
+                        oids = file_oids(repo, files_tree, manifest, i)
                         report.chunks += len(oids)
                         if read_data:
                             for raw in iter_file(odb, f, oids, pool, 2 * default_workers() + 2):
@@ -103,14 +106,14 @@ def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] 
                 except CasError as e:
                     report.problems.append(Problem("model", name, str(e)))
             try:
-                head = store.refs.get(domain_ref(domain))
+                head = repo.refs.get(domain_ref(domain))
                 idx = read_index(odb, head)
-                _check_chain(store, head)
+                _check_chain(repo, head)
             except CasError as e:
                 report.problems.append(Problem("history", domain, str(e)))
                 continue
             for mid in ids:
-                target = store.refs.get(model_ref(domain, mid))
+                target = repo.refs.get(model_ref(domain, mid))
                 if mid not in idx.models:
                     report.problems.append(Problem("history", domain, f"model {mid} is not in the domain history"))
                 elif idx.models[mid] != target:
@@ -128,9 +131,9 @@ def fsck(store: Store, read_data: bool = False, progress: Callable[[int], None] 
     return report
 
 
-def _check_packs(store: Store, report: FsckReport) -> None:
+def _check_packs(repo: Repository, report: FsckReport) -> None:
     """Every ``.idx`` verifies and describes its ``.pack``; every ``.cidx`` agrees with both."""
-    odb = store.odb
+    odb = repo.odb
     names = set(os.listdir(odb.pack_dir))
     for fn in sorted(names):
         if not fn.endswith(".idx"):
@@ -148,7 +151,7 @@ def _check_packs(store: Store, report: FsckReport) -> None:
             report.problems.append(Problem("object", path, detail + " (derived data: chunks still readable)"))
 
 
-def _check_chain(store: Store, head: ObjectID | None) -> None:
+def _check_chain(repo: Repository, head: ObjectID | None) -> None:
     """Read every commit and tree of a history (``refs/cas/domains/*``, ``refs/cas/states``).
 
     Each object is verified against its SHA-1; gitlinks (the models) are not followed.
@@ -163,7 +166,7 @@ def _check_chain(store: Store, head: ObjectID | None) -> None:
         if oid in seen:
             continue
         seen.add(oid)
-        obj = store.odb.read(oid)
+        obj = repo.odb.read(oid)
         if isinstance(obj, Commit):
             stack.extend([obj.tree, *obj.parents])
         elif isinstance(obj, Tree):
@@ -187,20 +190,19 @@ def _pack_checksum_ok(path: str) -> bool:
 # -- repair (cas fsck --repair) ---------------------------------------------------
 
 
-def repair_histories(store: Store) -> list[str]:
+def repair_histories(repo: Repository) -> list[str]:
     """Record the history events that writers killed mid-way left out, in every domain.
 
     The same reconcile the next writer of a domain runs (history.reconcile),
     under the same locks.  A domain whose history cannot be read is left alone
     (the check reports it).  Returns what was recorded, in words.
     """
-    from .locking import store_lock
 
     done: list[str] = []
-    with store_lock(store._lockfile):
-        for domain in sorted(store.refs.domains()):
+    with repo.lock():
+        for domain in sorted(repo.refs.domains()):
             try:
-                with store._domain_writer(domain, full=True) as recorded:
+                with domain_writer(repo, domain, full=True) as recorded:
                     done.extend(recorded)
             except CorruptObjectError:
                 continue

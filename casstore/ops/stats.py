@@ -5,21 +5,22 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .errors import CasError
+from ..errors import CasError
+from ..model.reading import read_model
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..objects.repository import Repository
 
 
-def diff(store: Store, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
+def diff(repo: Repository, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
     """Files added, removed, changed and unchanged from model ``id_a`` to ``id_b``.
 
     For each changed file: how many of its chunks (and bytes) ``id_b`` shares with
     any file of ``id_a``, and how many are new.  Also the extra_metadata keys that
     were added, removed or changed.
     """
-    _, ma, _ = store._resolve(domain, id_a)
-    _, mb, _ = store._resolve(domain, id_b)
+    ma = read_model(repo, domain, id_a).manifest
+    mb = read_model(repo, domain, id_b).manifest
     fa = {f.path: f for f in ma.files}
     fb = {f.path: f for f in mb.files}
     keys_a = {k for f in ma.files for k in f.keys}
@@ -62,7 +63,7 @@ def disk_bytes(root: str) -> int:
     return total
 
 
-def du(store: Store) -> dict[str, Any]:
+def du(repo: Repository) -> dict[str, Any]:
     """Logical bytes (what users committed) and stored bytes, per domain and in total.
 
     A domain's ``stored_bytes`` counts each chunk its models use once, at its
@@ -70,16 +71,16 @@ def du(store: Store) -> dict[str, Any]:
     domains can add up to more than ``total.stored_bytes``, which is what the
     store's objects take on disk.
     """
-    odb = store.odb
+    odb = repo.odb
     odb.index.refresh()
     domains: dict[str, Any] = {}
-    for domain in sorted(store.refs.domains()):
+    for domain in sorted(repo.refs.domains()):
         logical = 0
         models = 0
         chunk_sizes: dict[bytes, int] = {}
-        for mid in sorted(store.refs.model_ids(domain)):
+        for mid in sorted(repo.refs.model_ids(domain)):
             try:
-                _, m, _ = store._resolve(domain, mid)
+                m = read_model(repo, domain, mid).manifest
             except CasError:
                 continue  # fsck reports it
             models += 1

@@ -23,7 +23,7 @@ import socket
 
 from dulwich.config import ConfigFile, StackedConfig
 
-from .errors import InvalidIdentityError
+from ..errors import InvalidIdentityError
 
 # git's fsck_ident: the name is non-empty and holds no '<', '>' or newline, one
 # space separates it from '<email>', and the email holds no '<', '>' or newline.

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CorruptObjectError
-from .fsutil import atomic_file
+from ..errors import CorruptObjectError
+from ..util.fsutil import atomic_file
 
 MAGIC = b"CIDX"
 VERSION = 1

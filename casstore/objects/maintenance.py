@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dulwich.objects import ObjectID
 
+from ..errors import CasError, CorruptObjectError
+from ..util.fsutil import fsync_dir
 from .chunkindex import Sidecar
-from .errors import CasError, CorruptObjectError
-from .fsutil import fsync_dir
 from .packidx import PackIdx
 from .packwriter import TYPE_NAMES, EncodedEntry, PackWriter, encode_entry, inflate_parts, parse_object_header
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .repository import Repository
 
 LOOSE_LIMIT = 512
 FACTOR = 2
@@ -52,9 +52,9 @@ class MaintenanceReport:
     packs_merged: int = 0
 
 
-def _our_packs(store: Store) -> list[tuple[str, int]]:
+def _our_packs(repo: Repository) -> list[tuple[str, int]]:
     """Packs casstore wrote, with sizes; those with a damaged index or sidecar are left alone."""
-    odb = store.odb
+    odb = repo.odb
     odb.index.refresh()
     damaged = set(odb.damaged_packs()) | set(odb.index.damaged)
     out = []
@@ -157,7 +157,7 @@ def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np
     return starts, ends, oids, keys
 
 
-def copy_packs(store: Store, packs: list[str],
+def copy_packs(repo: Repository, packs: list[str],
                keep: Callable[[int, int], bool] | None = None) -> tuple[str | None, int]:
     """Copy the objects of ``packs`` (casstore packs) into one new pack, then delete them.
 
@@ -173,7 +173,7 @@ def copy_packs(store: Store, packs: list[str],
     Raises:
         CorruptObjectError: naming the damaged file or object.
     """
-    odb = store.odb
+    odb = repo.odb
     # oid -> candidates (pack, offset, length), key, raw size; in pack order
     plan: dict[bytes, tuple[list[tuple[str, int, int]], bytes | None, int]] = {}
     for pi, pack in enumerate(packs):
@@ -217,7 +217,7 @@ def copy_packs(store: Store, packs: list[str],
         # the copy of one pack (or of packs whose objects all duplicate one of them) can be
         # byte-identical to it, hence have the same name: deleting it would delete the copy
         if pack != new:
-            delete_pack(store, pack)
+            delete_pack(repo, pack)
     if new:  # every entry of the new pack verified: nothing in it is distrusted
         try:
             os.unlink(os.path.join(odb.cidx_dir, new + ".bad"))
@@ -228,9 +228,9 @@ def copy_packs(store: Store, packs: list[str],
     return new, before - after
 
 
-def delete_pack(store: Store, pack: str) -> int:
+def delete_pack(repo: Repository, pack: str) -> int:
     """Remove a pack and its index files; the .idx first, which makes it invisible."""
-    odb = store.odb
+    odb = repo.odb
     odb.forget_pack(pack)
     base = os.path.join(odb.pack_dir, pack)
     freed = 0
@@ -245,9 +245,9 @@ def delete_pack(store: Store, pack: str) -> int:
     return freed
 
 
-def pack_loose(store: Store) -> int:
+def pack_loose(repo: Repository) -> int:
     """Move every loose object into one new pack; returns how many."""
-    odb = store.odb
+    odb = repo.odb
     found: list[tuple[str, str]] = []
     for d in os.listdir(odb.objects_dir):
         if len(d) != 2:
@@ -281,25 +281,25 @@ def pack_loose(store: Store) -> int:
     return len(found)
 
 
-def maintain(store: Store, force: bool = False) -> MaintenanceReport:
+def maintain(repo: Repository, force: bool = False) -> MaintenanceReport:
     """Pack loose objects and roll up small packs when needed (cheap when not).
 
     Callers hold the shared store lock.  Only one process maintains at a time;
     the others skip it.
     """
     report = MaintenanceReport()
-    fd = os.open(os.path.join(store.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(repo.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return report
-        if force or _estimate_loose(store.odb.objects_dir) > LOOSE_LIMIT:
-            report.loose_packed = pack_loose(store)
-        packs = sorted(_our_packs(store), key=lambda p: p[1])
+        if force or _estimate_loose(repo.odb.objects_dir) > LOOSE_LIMIT:
+            report.loose_packed = pack_loose(repo)
+        packs = sorted(_our_packs(repo), key=lambda p: p[1])
         k = len(packs) if force and len(packs) > 1 else geometric_rollup([s for _, s in packs])
         if k:
-            copy_packs(store, [name for name, _ in packs[:k]])
+            copy_packs(repo, [name for name, _ in packs[:k]])
             report.packs_merged = k
     finally:
         os.close(fd)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from .errors import InvalidIdError
+from ..errors import InvalidIdError
 
 MAX_NAME_LENGTH = 128
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]+")

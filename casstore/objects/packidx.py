@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import CorruptObjectError
+from ..errors import CorruptObjectError
 
 _HEADER = b"\377tOc\x00\x00\x00\x02"
 _MIN_SIZE = 8 + 1024 + 40

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import blake3
 from pyfastcdc import FastCDC
 
-from .parallel import ordered
+from ..util.parallel import ordered
 
 #: pyfastcdc's real average is avg_size + min_size, so this gives ~64 KiB chunks.
 AVG_SIZE = 48 * 1024

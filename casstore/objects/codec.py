@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import zstandard
 
-from .errors import CorruptObjectError
+from ..errors import CorruptObjectError
 
 ZSTD = b"CASZ"
 RAW = b"CASR"

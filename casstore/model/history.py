@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID, Tree
 
-from .errors import CasError, CorruptObjectError, InvalidIdError
-from .names import check_model_id, check_state
-from .odb import ObjectDB
-from .refs import MODELS, Refs, domain_ref, model_ref
+from ..errors import CasError, CorruptObjectError, InvalidIdError
+from ..objects.odb import ObjectDB
+from ..objects.refs import MODELS, Refs, domain_ref, model_ref
+from ..util.names import check_model_id, check_state
 
 GITLINK = 0o160000
 TREE = 0o040000

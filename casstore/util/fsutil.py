@@ -4,7 +4,7 @@ The rule is git's: write to a temporary name in the same directory, fsync the
 file, rename it into place, fsync the directory.  A crash at any point leaves
 either the old state or the new one, plus at worst a stray temporary file
 (``tmp_*``) that ``gc`` removes.  Tests inject failures by patching
-:func:`_fsync` or :func:`os.replace` here.
+:func:`fsync_fd` or :func:`os.replace` here.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-from .errors import UnsafePathError
+from ..errors import UnsafePathError
 
 TMP_PREFIX = "tmp_"
 
 
-def _fsync(fd: int) -> None:
+def fsync_fd(fd: int) -> None:
+    """fsync ``fd``: every durability point of casstore goes through here (one seam for tests)."""
     os.fsync(fd)
 
 
@@ -29,7 +30,7 @@ def fsync_dir(path: str) -> None:
     """Make a rename or creation inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        _fsync(fd)
+        fsync_fd(fd)
     finally:
         os.close(fd)
 
@@ -65,7 +66,7 @@ def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            _fsync(f.fileno())
+            fsync_fd(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

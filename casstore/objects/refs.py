@@ -24,8 +24,8 @@ from dulwich.file import FileLocked
 from dulwich.objects import ObjectID, valid_hexsha
 from dulwich.refs import SYMREF, DiskRefsContainer, Ref
 
-from .errors import CorruptObjectError, StoreLockedError
-from .fsutil import fsync_dir
+from ..errors import CorruptObjectError, StoreLockedError
+from ..util.fsutil import fsync_dir
 
 MODELS = b"refs/cas/models/"
 DOMAINS = b"refs/cas/domains/"

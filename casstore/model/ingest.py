@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import blake3
 import xxhash
 
-from .chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
-from .codec import DEFAULT_LEVEL, encode_parts
-from .errors import CasError
-from .odb import ObjectDB
-from .packwriter import EncodedEntry, PackWriter, encode_entry
-from .parallel import batched_sizes, default_workers, ordered
-from .progress import Counter, ProgressFn
+from ..errors import CasError
+from ..objects.chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
+from ..objects.codec import DEFAULT_LEVEL, encode_parts
+from ..objects.odb import ObjectDB
+from ..objects.packwriter import EncodedEntry, PackWriter, encode_entry
+from ..util.parallel import batched_sizes, default_workers, ordered
+from ..util.progress import Counter, ProgressFn
 
 Progress = Callable[[int], None]  # called with bytes just processed
 

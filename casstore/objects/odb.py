@@ -22,11 +22,11 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Commit, ObjectID, ShaFile
 from dulwich.pack import Pack
 
+from ..errors import CorruptObjectError, MissingObjectError
+from ..util.fsutil import makedirs_durable, write_new_file
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation
 from .codec import decode_many
-from .errors import CorruptObjectError, MissingObjectError
-from .fsutil import makedirs_durable, write_new_file
 from .packidx import check_idx
 from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
 
@@ -162,8 +162,12 @@ class ObjectDB:
 
     def damaged_packs(self) -> dict[str, str]:
         """Packs left out of lookups because their ``.idx`` is damaged: name -> what is wrong."""
-        self.store._update_pack_cache()
+        self.rescan_packs()
         return dict(self.store.damaged)
+
+    def rescan_packs(self) -> None:
+        """Make packs that appeared on disk (published here or by another process) readable."""
+        self.store._update_pack_cache()  # dulwich has no public name for its rescan
 
     def forget_pack(self, pack: str) -> None:
         """Drop cached handles of a pack that is about to be deleted."""

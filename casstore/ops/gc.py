@@ -37,14 +37,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dulwich.objects import Commit, ObjectID, Tag, Tree
 
-from .errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
-from .fsutil import TMP_PREFIX
-from .locking import WaitFn, store_lock
-from .maintenance import copy_packs, delete_pack, maintain
-from .packidx import PackIdx
+from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
+from ..objects.maintenance import copy_packs, delete_pack, maintain
+from ..objects.packidx import PackIdx
+from ..util.fsutil import TMP_PREFIX
+from ..util.locking import WaitFn, store_lock
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..objects.repository import Repository
 
 DEFAULT_GRACE = 14 * 24 * 3600
 #: How long gc waits for writers in progress before giving up (seconds).
@@ -150,7 +150,7 @@ class _Marks:
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 
 
-def _read_refs(store: Store) -> dict[bytes, ObjectID]:
+def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
     """Every ref of the store with its object id, read strictly.
 
     dulwich reads an empty ref file as absent and a garbage one as its text;
@@ -162,7 +162,7 @@ def _read_refs(store: Store) -> dict[bytes, ObjectID]:
         CorruptRefError: naming the first ref that cannot be read.
     """
     found: dict[bytes, ObjectID] = {}
-    packed = os.path.join(store.path, "packed-refs")
+    packed = os.path.join(repo.path, "packed-refs")
     try:
         with open(packed, "rb") as f:
             lines = f.read().splitlines()
@@ -175,13 +175,13 @@ def _read_refs(store: Store) -> dict[bytes, ObjectID]:
         if not _HEX40.fullmatch(sha) or not name.startswith(b"refs/"):
             raise CorruptRefError("packed-refs", f"line {n} does not parse: {line[:80]!r}")
         found[name] = ObjectID(sha)
-    refs_dir = os.path.join(store.path, "refs")
+    refs_dir = os.path.join(repo.path, "refs")
     for dirpath, _dirnames, filenames in os.walk(refs_dir):
         for fn in filenames:
             if fn.endswith(".lock"):
                 continue  # a ref update in progress, or left by a killed writer: not a ref
             path = os.path.join(dirpath, fn)
-            name = os.fsencode(os.path.relpath(path, store.path)).replace(os.sep.encode(), b"/")
+            name = os.fsencode(os.path.relpath(path, repo.path)).replace(os.sep.encode(), b"/")
             with open(path, "rb") as f:
                 data = f.read(4096).strip()
             if data.startswith(b"ref: ") and not name.startswith(b"refs/cas/"):
@@ -194,7 +194,7 @@ def _read_refs(store: Store) -> dict[bytes, ObjectID]:
     for name, sha in found.items():
         if name.startswith(b"refs/cas/"):
             try:
-                obj = store.odb.read(sha)
+                obj = repo.odb.read(sha)
             except CasError as e:
                 raise CorruptRefError(name.decode("utf-8", "replace"), f"names {sha.decode()}: {e}") from None
             if not isinstance(obj, Commit):
@@ -203,10 +203,10 @@ def _read_refs(store: Store) -> dict[bytes, ObjectID]:
     return found
 
 
-def _walk(store: Store, marks: _Marks, progress: Callable[[int], None] | None) -> int:
-    odb = store.odb
+def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | None) -> int:
+    odb = repo.odb
     try:
-        roots = set(_read_refs(store).values())
+        roots = set(_read_refs(repo).values())
     except CorruptRefError as e:
         raise CorruptRefError(e.ref, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
     stack: list[ObjectID] = []
@@ -253,21 +253,21 @@ def _remove(path: str) -> int:
         return 0
 
 
-def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None,
+def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable[[int], None] | None = None,
        wait: float | None = DEFAULT_WAIT, on_wait: WaitFn | None = None) -> GcReport:
-    """See Store.gc."""
+    """See Repository.gc."""
     grace_period = check_duration(grace_period, "grace period")
     if wait is not None:
         wait = check_duration(wait, "wait")
     report = GcReport()
-    odb = store.odb
+    odb = repo.odb
 
     def waiting(holders: str, waited: float) -> None:
-        log.info("gc: waiting for %s (writers in progress), held by %s", store._lockfile, holders)
+        log.info("gc: waiting for %s (writers in progress), held by %s", repo.lockfile, holders)
         if on_wait is not None:
             on_wait(holders, waited)
 
-    with store_lock(store._lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
+    with store_lock(repo.lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
                     on_wait=waiting):
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
@@ -277,7 +277,7 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
         except CorruptObjectError as e:  # a damaged .idx: what it holds cannot be known
             raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
         try:
-            report.reachable = _walk(store, marks, progress)
+            report.reachable = _walk(repo, marks, progress)
             for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
                 live = int(bits.sum())
                 base = os.path.join(odb.pack_dir, pack)
@@ -286,7 +286,7 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                 if os.path.getmtime(base + ".pack") > cutoff:
                     continue
                 if live == 0:
-                    report.bytes_freed += delete_pack(store, pack)
+                    report.bytes_freed += delete_pack(repo, pack)
                     report.packs_removed += 1
                     report.objects_removed += idx.count
                 elif os.path.exists(os.path.join(odb.cidx_dir, pack + ".cidx")):
@@ -295,7 +295,7 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                         return bool(bits[pos])
 
                     try:
-                        _, freed = copy_packs(store, [pack], keep=live_only)
+                        _, freed = copy_packs(repo, [pack], keep=live_only)
                     except CorruptObjectError as e:
                         # copy_packs verified before publishing or deleting anything: keep the
                         # damaged pack as it is, for fsck to report and a good copy to replace
@@ -352,7 +352,7 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
             if fn.startswith(TMP_PREFIX) or (pack_idx and not os.path.exists(pack_idx) and not unindexed):
                 if os.path.getmtime(path) <= cutoff or not fn.startswith(TMP_PREFIX):
                     report.bytes_freed += _remove(path)
-        tmp = store._tmp
+        tmp = repo.tmp
         for fn in os.listdir(tmp):
             path = os.path.join(tmp, fn)
             if os.path.getmtime(path) <= cutoff:
@@ -361,5 +361,5 @@ def gc(store: Store, grace_period: float = DEFAULT_GRACE, progress: Callable[[in
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
                 report.tmp_removed += 1
         odb.index.refresh()
-        maintain(store)  # pack what is left loose, roll up small packs
+        maintain(repo)  # pack what is left loose, roll up small packs
     return report

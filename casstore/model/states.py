@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 
-from .names import check_state
-from .odb import ObjectDB
-from .refs import Refs
+from ..objects.odb import ObjectDB
+from ..objects.refs import Refs
+from ..util.names import check_state
 
 STATES_REF = Ref(b"refs/cas/states")
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from dulwich.pack import write_pack_index_v2
 
+from ..util.fsutil import TMP_PREFIX, fsync_dir, fsync_fd
 from .chunkindex import IndexEntry, write_cidx
-from .fsutil import TMP_PREFIX, _fsync, fsync_dir
 
 BLOB = 3
 _IOV_MAX = 1024
@@ -282,7 +282,7 @@ class PackWriter:
         self._flush()
         self._check_sync()
         if self.durable:
-            _fsync(self._fd)
+            fsync_fd(self._fd)
         fd, self._fd = self._fd, -1  # a signal between close and reset must not close it twice
         os.close(fd)
         name = "pack-" + checksum.hex()
@@ -301,7 +301,7 @@ class PackWriter:
                 write_pack_index_v2(f, sorted(self._entries), checksum)
                 f.flush()
                 if self.durable:
-                    _fsync(f.fileno())
+                    fsync_fd(f.fileno())
             os.chmod(tmp_idx, 0o444)
             os.chmod(base + ".pack", 0o444)
             os.replace(tmp_idx, base + ".idx")  # the pack is visible from here on

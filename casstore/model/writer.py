@@ -1,0 +1,74 @@
+"""Writing to a domain: its lock, reconciling its history, and the event trailers.
+
+Every change of a model ref of a domain and the history event that records it
+run inside :func:`domain_writer`, so no other casstore writer of the domain can
+come between them (docs/format.md, "Locks and the history invariant").  The Store,
+pull and ``fsck --repair`` all write through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dulwich.objects import ObjectID
+
+from ..errors import CasError
+from ..objects.repository import Repository
+from ..util.identity import author
+from ..util.locking import DOMAIN_LOCK_TIMEOUT, domain_lock_path, store_lock
+from ..util.names import check_domain
+from .history import reconcile
+from .manifest import Manifest
+from .reading import read_manifest
+
+
+def frameworks_summary(m: Manifest) -> str:
+    """``model=sklearn explainer=shap``: the Cas-Frameworks trailer of a commit event."""
+    return " ".join(f"{e.kwarg}={e.framework}" for e in m.frameworks)
+
+
+def metadata_summary(meta: Any) -> str:
+    """``auc=0.91 dataset=v2``: the Cas-Summary trailer (each value cut at 40 characters)."""
+    if not isinstance(meta, dict):
+        return ""
+    parts = []
+    for k, v in meta.items():
+        text = repr(v) if not isinstance(v, str) else v
+        parts.append(f"{k}={text if len(text) <= 40 else text[:37] + '...'}")
+    return " ".join(parts)
+
+
+def event_trailers(m: Manifest) -> dict[str, str]:
+    """The trailers of the commit event for a model with manifest ``m``."""
+    return {"Frameworks": frameworks_summary(m), "Summary": metadata_summary(m.extra_metadata)}
+
+
+def model_event_trailers(repo: Repository, sha: ObjectID) -> dict[str, str]:
+    """The commit-event trailers for model commit ``sha`` (best effort: {} if unreadable)."""
+    try:
+        manifest, _ = read_manifest(repo, sha)
+    except (CasError, KeyError):
+        return {}
+    return event_trailers(manifest)
+
+
+@contextmanager
+def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator[list[str]]:
+    """Hold the domain's lock, after recording what killed writers left out.
+
+    Every change of a model ref of ``domain`` and the history event that
+    records it run inside this block, so no other casstore writer of the
+    domain can come between them.  Callers hold the shared store lock.
+    Yields what reconcile recorded (usually nothing); ``full`` reads every
+    model ref (see history.reconcile).
+
+    Raises:
+        StoreBusyError: another writer held the domain for DOMAIN_LOCK_TIMEOUT.
+        CorruptObjectError: the domain's history cannot be read (nothing was changed).
+    """
+    check_domain(domain)
+    with store_lock(domain_lock_path(repo.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
+        yield reconcile(repo.odb, repo.refs, domain, author(repo.path),
+                        lambda sha: model_event_trailers(repo, sha), full=full)

@@ -1,0 +1,119 @@
+"""The repository: a bare git repository with casstore's object database, refs and lock.
+
+This is what every layer above the objects needs from "the store": the object
+database (:class:`~casstore.objects.odb.ObjectDB`), the refs
+(:class:`~casstore.objects.refs.Refs`), the store lock that orders writers
+(shared) against gc (exclusive), the scratch directory, and the format marker.
+It knows nothing of models, frameworks or remotes: gc, fsck, statistics,
+maintenance and the remote code take a Repository, and :class:`casstore.Store`
+is built on one.
+
+Layout (docs/format.md)::
+
+    <path>/config            git config + [cas] formatVersion
+    <path>/objects/          packs and loose objects
+    <path>/refs/cas/...      models, domain histories, states
+    <path>/cas/chunkidx/     chunk index sidecars, one per pack
+    <path>/cas/tmp/          scratch space (same file system, for renames)
+    <path>/cas/gc.lock       the store lock
+    <path>/cas/locks/        one lock per domain (model/writer.py)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dulwich.config import ConfigFile
+from dulwich.repo import Repo
+
+from ..errors import NotAStoreError
+from ..util.locking import WaitFn, store_lock
+from .odb import ObjectDB
+from .refs import Refs
+
+FORMAT_VERSION = 1
+_CAS_DIRS = ("cas", "cas/chunkidx", "cas/tmp")
+
+
+def init_repository(path: str) -> None:
+    """Create a new, empty repository at ``path`` (an empty or missing directory).
+
+    Raises:
+        NotAStoreError: ``path`` is a directory that is not empty.
+    """
+    os.makedirs(path, exist_ok=True)
+    if os.listdir(path):
+        raise NotAStoreError(path, "directory is not empty")
+    Repo.init_bare(path).close()
+    cfg_path = os.path.join(path, "config")
+    cfg = ConfigFile.from_path(cfg_path)
+    cfg.set((b"cas",), b"formatVersion", str(FORMAT_VERSION).encode())
+    # Chunk blobs are zstd already: git must not zlib them again.
+    cfg.set((b"core",), b"compression", b"0")
+    cfg.set((b"core",), b"fsync", b"objects,reference")
+    # git's automatic gc would repack without our chunk index sidecars and prune
+    # with its own rules; `cas gc` does this job.
+    cfg.set((b"gc",), b"auto", b"0")
+    cfg.set((b"receive",), b"fsckObjects", b"true")
+    cfg.write_to_path(cfg_path)
+    for d in _CAS_DIRS:
+        os.makedirs(os.path.join(path, d), exist_ok=True)
+
+
+def is_repository(path: str) -> bool:
+    """Whether ``path`` holds a casstore repository (a git repo with the format marker)."""
+    cfg = os.path.join(path, "config")
+    if not os.path.isfile(cfg) or not os.path.isdir(os.path.join(path, "objects")):
+        return False
+    try:
+        return ConfigFile.from_path(cfg).get((b"cas",), b"formatVersion") is not None
+    except (KeyError, ValueError, OSError):
+        return False
+
+
+class Repository:
+    """An open casstore repository.  Safe to share between threads and processes.
+
+    Raises (on open):
+        NotAStoreError: ``path`` is missing, not a casstore repository, has a
+            damaged format marker, or is of a newer format than this casstore reads.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        if not os.path.isdir(self.path):
+            raise NotAStoreError(self.path, "no such directory")
+        if not is_repository(self.path):
+            raise NotAStoreError(self.path, "no casstore config (create one with `cas init`)")
+        #: the store's git config as read when it was opened
+        self.config = ConfigFile.from_path(os.path.join(self.path, "config"))
+        marker = self.config.get((b"cas",), b"formatVersion")
+        try:
+            version = int(marker)
+        except ValueError:
+            raise NotAStoreError(self.path, f"damaged format marker cas.formatVersion = {marker!r} in config") from None
+        if version > FORMAT_VERSION:
+            raise NotAStoreError(self.path, f"format version {version} is newer than this casstore ({FORMAT_VERSION})")
+        for d in _CAS_DIRS:
+            os.makedirs(os.path.join(self.path, d), exist_ok=True)
+        self.odb = ObjectDB(self.path)
+        self.refs = Refs(self.path)
+        #: the store lock: writers hold it shared, gc exclusive
+        self.lockfile = os.path.join(self.path, "cas", "gc.lock")
+        #: scratch space on the store's file system (renames into objects/ are atomic)
+        self.tmp = os.path.join(self.path, "cas", "tmp")
+
+    def __repr__(self) -> str:
+        return f"Repository({self.path!r})"
+
+    @contextmanager
+    def lock(self, exclusive: bool = False, timeout: float | None = None,
+             on_wait: WaitFn | None = None) -> Iterator[None]:
+        """Hold the store lock: shared for writers, exclusive for gc (see util/locking.py)."""
+        with store_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
+            yield
+
+    def close(self) -> None:
+        self.odb.close()

@@ -1,0 +1,1 @@
+"""Whole-store operations over a repository: garbage collection, fsck, statistics and diffs."""
