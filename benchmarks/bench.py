@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from casstore.stats import disk_bytes
+from casstore.ops.stats import disk_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

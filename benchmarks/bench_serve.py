@@ -38,10 +38,10 @@ import time
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 import casstore
-from casstore.history import GITLINK, TREE, _message
-from casstore.manifest import Manifest
-from casstore.packwriter import encode_entry
-from casstore.refs import domain_ref, model_ref
+from casstore.model.history import GITLINK, TREE, _message
+from casstore.model.manifest import Manifest
+from casstore.objects.packwriter import encode_entry
+from casstore.objects.refs import domain_ref, model_ref
 
 BLOB, TREE_T, COMMIT = 3, 2, 1
 CHECKPOINT = 10_000
@@ -108,7 +108,7 @@ def generate(store_path: str, n: int) -> float:
                                                           "Summary": f"accuracy={0.5 + 0.4 * i / n}"})
         objs.append((h.as_raw_string(), COMMIT))
         parent = h.id
-    from casstore.packwriter import PackWriter
+    from casstore.objects.packwriter import PackWriter
 
     w = PackWriter(store.odb.pack_dir, os.path.join(store.path, "cas", "chunkidx"), len(objs), durable=False)
     for raw, type_num in objs:
