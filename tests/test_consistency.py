@@ -392,3 +392,36 @@ def test_gc_gives_up_waiting_for_a_stalled_writer_and_names_it(busy: casstore.St
         holder.kill()
         holder.wait()
     assert busy.gc(grace_period=0, wait=10).reachable > 0
+
+
+@pytest.mark.parametrize("age", [3600.0, 0.0])
+def test_ref_locks_left_by_a_killed_writer_do_not_block_the_domain(store: casstore.Store, tmp_path: Path,
+                                                                  age: float) -> None:
+    """Found by the long stateful run: a SIGKILL while dulwich held ``<ref>.lock`` blocked
+    every later write to the domain (StoreLockedError after 30 s, for ever)."""
+    store.commit_models("d", model=_file(tmp_path, "a", 1), model_id="v1")
+    sha = store.refs.get(domain_ref("d"))
+    assert sha is not None
+    locks = [Path(store.path, "refs/cas/domains/d.lock"), Path(store.path, "refs/cas/models/d/v1.lock")]
+    for lock in locks:
+        lock.write_bytes(sha + b"\n")  # what dulwich had written when the writer died
+        old = time.time() - age  # long ago, or just now (the next command right after the kill)
+        os.utime(lock, (old, old))
+    start = time.monotonic()
+    with pytest.warns(UserWarning, match="left by a killed writer"):
+        store.commit_models("d", model=_file(tmp_path, "b", 2), model_id="v2")
+    assert time.monotonic() - start < 20  # well under the 30 s a held lock is waited for
+    store.delete_model("d", "v1")  # the model ref whose lock was left behind
+    assert not any(lock.exists() for lock in locks)
+    assert store.list_models("d") == ["v2"] and not _problems(store)
+    assert_git_fsck(store.path)
+
+
+def test_a_live_ref_lock_is_waited_for_not_removed(store: casstore.Store, tmp_path: Path) -> None:
+    """A lock that vanishes within the stale age is a live writer's (a git push into the store)."""
+    store.commit_models("d", model=_file(tmp_path, "a", 1), model_id="v1")
+    lock = Path(store.path, "refs/cas/domains/d.lock")
+    lock.write_bytes(b"in progress\n")
+    threading.Timer(0.5, lock.unlink).start()
+    removed = store.refs.clear_stale_locks("d")
+    assert removed == [] and not lock.exists()

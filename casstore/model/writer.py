@@ -8,6 +8,7 @@ pull and ``fsck --repair`` all write through here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,7 +61,9 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
 
     Every change of a model ref of ``domain`` and the history event that
     records it run inside this block, so no other casstore writer of the
-    domain can come between them.  Callers hold the shared store lock.
+    domain can come between them.  Callers hold the shared store lock.  Ref
+    lock files a killed writer left for this domain are removed first
+    (Refs.clear_stale_locks), with a warning.
     Yields what reconcile recorded (usually nothing); ``full`` reads every
     model ref (see history.reconcile).
 
@@ -70,5 +73,7 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
     """
     check_domain(domain)
     with store_lock(domain_lock_path(repo.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
+        for path in repo.refs.clear_stale_locks(domain):
+            warnings.warn(f"casstore: removed {path}, a ref lock left by a killed writer", stacklevel=3)
         yield reconcile(repo.odb, repo.refs, domain, author(repo.path),
                         lambda sha: model_event_trailers(repo, sha), full=full)

@@ -30,6 +30,8 @@ from ..util.fsutil import fsync_dir
 MODELS = b"refs/cas/models/"
 DOMAINS = b"refs/cas/domains/"
 LOCK_TIMEOUT = 30.0
+#: a ref lock this old, found while holding the domain lock, was left by a killed writer
+STALE_LOCK_AGE = 2.0
 T = TypeVar("T")
 
 
@@ -92,6 +94,46 @@ class Refs:
     def __init__(self, git_dir: str) -> None:
         self.git_dir = git_dir
         self.container = CheckedRefsContainer(git_dir)
+
+    def clear_stale_locks(self, domain: str, min_age: float = STALE_LOCK_AGE) -> list[str]:
+        """Remove the ``.lock`` files of ``domain``'s refs that a killed writer left behind.
+
+        dulwich updates a ref through ``<ref>.lock``; a writer SIGKILLed in between
+        leaves the file, and every later update of that ref fails until it is gone.
+        Only for callers holding the domain's lock (model/writer.py): no casstore
+        writer can be updating these refs then, so such a file is a leftover, or
+        the live lock of a foreign writer (a ``git push`` into this store), which
+        holds it for milliseconds.  A lock younger than ``min_age`` is therefore
+        waited for (until it vanishes or reaches that age) before it is removed.
+
+        Returns the paths removed.
+        """
+        refs_dir = os.path.join(self.git_dir, "refs", "cas")
+        models = os.path.join(refs_dir, "models", domain)
+        candidates = [os.path.join(refs_dir, "domains", domain + ".lock")]
+        try:
+            candidates += [os.path.join(models, n) for n in sorted(os.listdir(models)) if n.endswith(".lock")]
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        removed = []
+        for path in candidates:
+            while True:
+                try:
+                    age = time.time() - os.stat(path).st_mtime
+                except FileNotFoundError:
+                    break  # none, or a live writer finished
+                if age < min_age:
+                    time.sleep(min(min_age - age, 0.1) + 0.005)
+                    continue
+                try:
+                    os.unlink(path)
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+                break
+        if removed:
+            fsync_dir(refs_dir)
+        return removed
 
     def _sync(self, name: bytes) -> None:
         # dulwich fsyncs the ref file but not the directory holding its new name.  After
