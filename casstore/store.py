@@ -68,7 +68,7 @@ from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.readback import iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
-from .model.writer import domain_writer, event_trailers
+from .model.writer import domain_writer, event_trailers, states_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
@@ -430,7 +430,8 @@ class Store:
             return True
 
         with self.repo.lock():  # gc must not take the new commit before the ref names it
-            update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
+            with states_writer(self.repo):
+                update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
 
     def list_model_states(self) -> list[str]:
         """Every state that was created, sorted."""
@@ -506,7 +507,8 @@ class Store:
                 with domain_writer(self.repo, domain):
                     for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
                         self._unset_state(domain, mid, sha, state_name)
-            update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
+            with states_writer(self.repo):
+                update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
         """Delete a model: it leaves listings, loads and states; the deletion is logged.

@@ -425,3 +425,13 @@ def test_a_live_ref_lock_is_waited_for_not_removed(store: casstore.Store, tmp_pa
     threading.Timer(0.5, lock.unlink).start()
     removed = store.refs.clear_stale_locks("d")
     assert removed == [] and not lock.exists()
+
+
+def test_a_state_list_lock_left_by_a_killed_writer_does_not_block_states(store: casstore.Store) -> None:
+    store.create_model_state("prod")
+    lock = Path(store.path, "refs/cas/states.lock")
+    lock.write_bytes(b"left behind\n")
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    with pytest.warns(UserWarning, match="left by a killed writer"):
+        store.create_model_state("staging")
+    assert store.list_model_states() == ["prod", "staging"] and not lock.exists()

@@ -8,6 +8,7 @@ pull and ``fsck --repair`` all write through here.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,7 +74,24 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
     """
     check_domain(domain)
     with store_lock(domain_lock_path(repo.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
-        for path in repo.refs.clear_stale_locks(domain):
-            warnings.warn(f"casstore: removed {path}, a ref lock left by a killed writer", stacklevel=3)
+        _clear_stale_locks(repo, domain)
         yield reconcile(repo.odb, repo.refs, domain, author(repo.path),
                         lambda sha: model_event_trailers(repo, sha), full=full)
+
+
+@contextmanager
+def states_writer(repo: Repository) -> Iterator[None]:
+    """Hold the state list's lock: every update of ``refs/cas/states`` runs inside it.
+
+    Like :func:`domain_writer`, it first removes a ref lock a killed writer left.
+    Callers hold the shared store lock.
+    """
+    with store_lock(os.path.join(repo.path, "cas", "locks", "states.lock"), exclusive=True,
+                    timeout=DOMAIN_LOCK_TIMEOUT):
+        _clear_stale_locks(repo, None)
+        yield
+
+
+def _clear_stale_locks(repo: Repository, domain: str | None) -> None:
+    for path in repo.refs.clear_stale_locks(domain):
+        warnings.warn(f"casstore: removed {path}, a ref lock left by a killed writer", stacklevel=4)

@@ -95,28 +95,35 @@ class Refs:
         self.git_dir = git_dir
         self.container = CheckedRefsContainer(git_dir)
 
-    def clear_stale_locks(self, domain: str, min_age: float = STALE_LOCK_AGE) -> list[str]:
-        """Remove the ``.lock`` files of ``domain``'s refs that a killed writer left behind.
+    def lock_files(self, domain: str | None) -> list[str]:
+        """The ``.lock`` files that exist for ``domain``'s refs (None: the state list's)."""
+        refs_dir = os.path.join(self.git_dir, "refs", "cas")
+        if domain is None:
+            return [os.path.join(refs_dir, "states.lock")]
+        models = os.path.join(refs_dir, "models", domain)
+        out = [os.path.join(refs_dir, "domains", domain + ".lock")]
+        try:
+            out += [os.path.join(models, n) for n in sorted(os.listdir(models)) if n.endswith(".lock")]
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return out
+
+    def clear_stale_locks(self, domain: str | None, min_age: float = STALE_LOCK_AGE) -> list[str]:
+        """Remove the ref ``.lock`` files that a killed writer left behind.
 
         dulwich updates a ref through ``<ref>.lock``; a writer SIGKILLed in between
         leaves the file, and every later update of that ref fails until it is gone.
-        Only for callers holding the domain's lock (model/writer.py): no casstore
-        writer can be updating these refs then, so such a file is a leftover, or
-        the live lock of a foreign writer (a ``git push`` into this store), which
+        Only for callers holding the lock that orders casstore's writers of these
+        refs (the domain's, or for ``domain=None`` the state list's; model/writer.py):
+        no casstore writer can be updating them then, so such a file is a leftover,
+        or the live lock of a foreign writer (a ``git push`` into this store), which
         holds it for milliseconds.  A lock younger than ``min_age`` is therefore
         waited for (until it vanishes or reaches that age) before it is removed.
 
         Returns the paths removed.
         """
-        refs_dir = os.path.join(self.git_dir, "refs", "cas")
-        models = os.path.join(refs_dir, "models", domain)
-        candidates = [os.path.join(refs_dir, "domains", domain + ".lock")]
-        try:
-            candidates += [os.path.join(models, n) for n in sorted(os.listdir(models)) if n.endswith(".lock")]
-        except (FileNotFoundError, NotADirectoryError):
-            pass
         removed = []
-        for path in candidates:
+        for path in self.lock_files(domain):
             while True:
                 try:
                     age = time.time() - os.stat(path).st_mtime
@@ -131,8 +138,8 @@ class Refs:
                 except FileNotFoundError:
                     pass
                 break
-        if removed:
-            fsync_dir(refs_dir)
+        for d in sorted({os.path.dirname(p) for p in removed}):
+            fsync_dir(d)
         return removed
 
     def _sync(self, name: bytes) -> None:

@@ -27,7 +27,7 @@ from dulwich.refs import Ref
 from ..errors import CasError, CorruptObjectError, RemoteError
 from ..model.history import DomainIndex, read_index, record_delete
 from ..model.states import STATES_REF, states_at, write_states
-from ..model.writer import domain_writer
+from ..model.writer import domain_writer, states_writer
 from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..objects.repository import init_repository
 from ..util.identity import author
@@ -301,15 +301,16 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
             # under the domain lock, after recording what killed local writers left out
             with domain_writer(repo, domain):
                 _pull_domain(repo, domain, remote, url, result, take_theirs)
-        while True:
-            ours = repo.refs.get(STATES_REF)
-            names, keep = _merge_states(repo, ours, remote.states)
-            if keep == ours:
-                break
-            new = keep if keep is not None else _states_commit(
-                repo, names, [p for p in (ours, remote.states) if p is not None])
-            if repo.refs.set_if_equals(STATES_REF, ours, new):
-                break
+        with states_writer(repo):
+            while True:
+                ours = repo.refs.get(STATES_REF)
+                names, keep = _merge_states(repo, ours, remote.states)
+                if keep == ours:
+                    break
+                new = keep if keep is not None else _states_commit(
+                    repo, names, [p for p in (ours, remote.states) if p is not None])
+                if repo.refs.set_if_equals(STATES_REF, ours, new):
+                    break
     return result
 
 
