@@ -60,6 +60,14 @@ def require(module: str, extra: str) -> Any:
         ) from None
 
 
+def read_bytes(src: str | BinaryIO) -> bytes:
+    """The whole content of a stored file as ``load`` receives it: a path or a verified stream."""
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            return f.read()
+    return src.read()
+
+
 def library_version(module: str) -> dict[str, str]:
     mod = sys.modules.get(module)
     version = getattr(mod, "__version__", None)

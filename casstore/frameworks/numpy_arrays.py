@@ -12,7 +12,7 @@ import os
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, FrameworkError
-from .base import Framework, Saved, instance_of, library_version, require
+from .base import Framework, Saved, instance_of, library_version, read_bytes, require
 
 FORMAT = "safetensors"
 ORDER_KEY = "casstore.order"
@@ -64,11 +64,5 @@ class NumpyArraysFramework(Framework):
             raise CorruptObjectError(format, "not a numpy format this casstore loads")
         require("numpy", self.extra)
         load_arrays = require("safetensors.numpy", self.extra).load
-
-        src = paths[self.file_name]
-        if isinstance(src, str):
-            with open(src, "rb") as f:
-                data = f.read()
-        else:
-            data = src.read()
+        data = read_bytes(paths[self.file_name])
         return _in_order(load_arrays(data), data)

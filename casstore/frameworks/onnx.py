@@ -12,7 +12,7 @@ import os
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError
-from .base import Framework, Saved, class_name, instance_of, library_version, require
+from .base import Framework, Saved, class_name, instance_of, library_version, read_bytes, require
 
 FORMAT = "onnx"
 
@@ -39,12 +39,7 @@ class OnnxFramework(Framework):
         onnx = require("onnx", self.extra)
         from onnx.external_data_helper import uses_external_data
 
-        src = paths[self.file_name]
-        if isinstance(src, str):
-            with open(src, "rb") as f:
-                data = f.read()
-        else:
-            data = src.read()
+        data = read_bytes(paths[self.file_name])
         model = onnx.load_model_from_string(data)
         for t in onnx.external_data_helper._get_all_tensors(model):
             if uses_external_data(t):

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, FrameworkError
-from .base import Framework, Saved, class_name, instance_of, library_version, require
+from .base import Framework, Saved, class_name, instance_of, library_version, read_bytes, require
 
 FORMAT = "safetensors"
 PICKLE_FORMAT = "torch-pickle"
@@ -98,13 +98,6 @@ def _join(node: Any, tensors: dict[str, Any], used: set[str]) -> Any:
     raise ValueError(f"bad node {node!r:.60}")
 
 
-def _read(src: str | BinaryIO) -> bytes:
-    if isinstance(src, str):
-        with open(src, "rb") as f:
-            return f.read()
-    return src.read()
-
-
 class PyTorchFramework(Framework):
     name = "pytorch"
     kwargs = ("model", "optimizer")
@@ -157,9 +150,9 @@ class PyTorchFramework(Framework):
         structure = [n for n in paths if n.endswith(".structure.json")]
         if len(weights) != 1 or len(structure) != 1:
             raise CorruptObjectError(", ".join(paths), "expected one .safetensors and one .structure.json file")
-        tensors = load_tensors(_read(paths[weights[0]]))
+        tensors = load_tensors(read_bytes(paths[weights[0]]))
         try:
-            doc = json.loads(_read(paths[structure[0]]))
+            doc = json.loads(read_bytes(paths[structure[0]]))
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
             used: set[str] = set()

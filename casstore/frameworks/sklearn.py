@@ -15,7 +15,7 @@ import os
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, FrameworkError
-from .base import Framework, Saved, class_name, instance_of, library_version, require
+from .base import Framework, Saved, class_name, instance_of, library_version, read_bytes, require
 
 JOBLIB = "joblib"
 SKOPS = "skops"
@@ -63,12 +63,7 @@ class SklearnFramework(Framework):
         if format != SKOPS:
             raise CorruptObjectError(format, "not a scikit-learn format this casstore loads")
         sio = require("skops.io", "skops")
-        src = paths[self.skops_name]
-        if isinstance(src, str):
-            with open(src, "rb") as f:
-                data = f.read()
-        else:
-            data = src.read()
+        data = read_bytes(paths[self.skops_name])
         untrusted = sio.get_untrusted_types(data=data)
         if untrusted:
             raise FrameworkError(
