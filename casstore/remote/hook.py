@@ -102,16 +102,20 @@ shape_awk="$names"'
     if (!ok) { print "commit " at " has " path " (mode " mode ")"; exit }
 }'
 
-check_history() {  # check_history REF OLD NEW
+fast_forward() {  # fast_forward REF OLD NEW WHAT: never deleted, a commit, only forwards
     if is_zero "$3"; then
-        refuse "$1" "a domain history is never deleted"
-        return
+        refuse "$1" "$4 is never deleted"
+        return 1
     fi
-    is_commit "$1" "$3" "a domain history" || return
+    is_commit "$1" "$3" "$4" || return 1
     if ! is_zero "$2" && ! git merge-base --is-ancestor "$2" "$3" 2>/dev/null; then
-        refuse "$1" "a domain history only fast-forwards: $3 does not contain $2 (pull, then push)"
-        return
+        refuse "$1" "$4 only fast-forwards: $3 does not contain $2 (pull, then push)"
+        return 1
     fi
+}
+
+check_history() {  # check_history REF OLD NEW
+    fast_forward "$1" "$2" "$3" "a domain history" || return
     # The tip, then every commit no history on this server reaches yet: `cas pull` parses
     # all of them, so one malformed commit would break every later pull of this remote.
     # A commit whose changes against a parent are well-formed has a well-formed tree
@@ -126,15 +130,7 @@ check_history() {  # check_history REF OLD NEW
 }
 
 check_states() {  # check_states REF OLD NEW
-    if is_zero "$3"; then
-        refuse "$1" "the state list is never deleted"
-        return
-    fi
-    is_commit "$1" "$3" "the state list" || return
-    if ! is_zero "$2" && ! git merge-base --is-ancestor "$2" "$3" 2>/dev/null; then
-        refuse "$1" "the state list only fast-forwards: $3 does not contain $2 (pull, then push)"
-        return
-    fi
+    fast_forward "$1" "$2" "$3" "the state list" || return
     bad=$(git ls-tree "$3" | awk "$names"'{
         tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " "); path = substr($0, tab + 1)
         if (f[1] != "100644" || !valid(path)) { print path " (mode " f[1] ")"; exit } }')
