@@ -8,10 +8,12 @@ errors and damaged stores print one line naming the problem, never a traceback
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from ..errors import CasError
 from ..version import __version__
@@ -20,8 +22,18 @@ from . import commands
 EPILOG = "The store is --store PATH, else $CAS_STORE, else ~/.casstore."
 
 
-def _add(sub: argparse._SubParsersAction, name: str, help: str, example: str,  # type: ignore[type-arg]
-         func: commands.Command) -> argparse.ArgumentParser:
+#: what ``add_subparsers()`` returns: argparse has no public name for its type
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+#: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
+#: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
+#: module and one entry here.
+PLUGINS: tuple[str, ...] = ("serve",)
+
+
+def add_command(sub: SubParsers, name: str, help: str, example: str,
+                func: commands.Command) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` to ``cas``; ``func(args)`` runs it and returns the exit code."""
     p: argparse.ArgumentParser = sub.add_parser(
         name, help=help, description=help, epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,12 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"casstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = _add(sub, "init", "create an empty store", "cas init ./models", commands.init)
+    p = add_command(sub, "init", "create an empty store", "cas init ./models", commands.init)
     p.add_argument("path", nargs="?", help="where (default: the --store path)")
     p.add_argument("--bare", action="store_true",
                    help="a store others push to: install the hook that protects existing models")
 
-    p = _add(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
+    p = add_command(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     r = rsub.add_parser("add", help="add a remote")
@@ -55,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
                        ("pull", "fetch models and histories from a remote and merge them")):
-        p = _add(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
+        p = add_command(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
         p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
         p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
         p.add_argument("--json", action="store_true")
@@ -63,29 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--theirs", action="store_true",
                            help="resolve conflicts: delete our model under each conflicting ID, take theirs")
 
-    p = _add(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
+    p = add_command(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
     p.add_argument("domain")
     p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N events")
     p.add_argument("--oneline", action="store_true", help="one line per event")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-pager", action="store_true", help="do not page the output")
 
-    p = _add(sub, "domains", "list domains", "cas domains", commands.domains)
+    p = add_command(sub, "domains", "list domains", "cas domains", commands.domains)
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "ls", "list a domain's models, newest first", "cas ls my-domain --state production",
+    p = add_command(sub, "ls", "list a domain's models, newest first", "cas ls my-domain --state production",
              commands.ls)
     p.add_argument("domain")
     p.add_argument("--state", help="only models in this state")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "show", "show a model: frameworks, files, metadata, states", "cas show my-domain v1",
+    p = add_command(sub, "show", "show a model: frameworks, files, metadata, states", "cas show my-domain v1",
              commands.show)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "commit", "commit model files from the shell",
+    p = add_command(sub, "commit", "commit model files from the shell",
              "cas commit my-domain model.onnx --id v1 --extra metrics.csv --meta accuracy=0.95",
              commands.commit)
     p.add_argument("domain")
@@ -97,24 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metadata; VALUE is parsed as JSON when it can be (repeatable)")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "download", "write every file of a model into a directory",
+    p = add_command(sub, "download", "write every file of a model into a directory",
              "cas download my-domain v1 ./out", commands.download)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("directory", metavar="DIR")
 
-    p = _add(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
+    p = add_command(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
 
-    p = _add(sub, "cp", "copy a model under a new ID (shares its files; e.g. to keep ours in a conflict)",
+    p = add_command(sub, "cp", "copy a model under a new ID (shares its files; e.g. to keep ours in a conflict)",
              "cas cp my-domain v1 v1-laptop", commands.cp)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("new_id", metavar="NEW_ID")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "state", "model states: create, set, unset, ls, rm",
+    p = add_command(sub, "state", "model states: create, set, unset, ls, rm",
              "cas state create production && cas state set my-domain v1 production", commands.state)
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = ssub.add_parser("create", help="create a state")
@@ -134,31 +146,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model_id", nargs="?", metavar="ID")
     s.add_argument("--json", action="store_true")
 
-    p = _add(sub, "diff", "compare two models of a domain", "cas diff my-domain v1 v2", commands.diff)
+    p = add_command(sub, "diff", "compare two models of a domain", "cas diff my-domain v1 v2", commands.diff)
     p.add_argument("domain")
     p.add_argument("id_a", metavar="ID_A")
     p.add_argument("id_b", metavar="ID_B")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "serve", "browse the store in a web browser (and a JSON API under /api)",
-             "cas serve --port 8780", commands.serve)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=8780, help="port (default: 8780; 0 picks a free one)")
-    p.add_argument("--token", default=None,
-                   help="require this token on every request (default: $CAS_SERVE_TOKEN); needed off loopback")
-    p.add_argument("--write", action="store_true", help="allow state changes from the page (needs a token)")
-
-    p = _add(sub, "du", "logical and stored bytes per domain", "cas du", commands.du)
+    p = add_command(sub, "du", "logical and stored bytes per domain", "cas du", commands.du)
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "fsck", "check the store (exit 1 if problems are found)", "cas fsck --read-data",
+    p = add_command(sub, "fsck", "check the store (exit 1 if problems are found)", "cas fsck --read-data",
              commands.fsck)
     p.add_argument("--read-data", action="store_true", help="also decompress and verify every chunk")
     p.add_argument("--repair", action="store_true",
                    help="first record the history events that killed writers left out")
     p.add_argument("--json", action="store_true")
 
-    p = _add(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
+    p = add_command(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
     p.add_argument("--grace", default=None, metavar="DURATION",
                    help="keep unreachable objects younger than this: seconds, or 30m, 12h, 3d, 2w, now, "
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", default=None, metavar="DURATION",
                    help="wait at most this long for writers in progress (default: 5m; never: no limit)")
     p.add_argument("--json", action="store_true")
+
+    for name in PLUGINS:
+        importlib.import_module(f"{__package__}.cmd_{name}").register(sub)
     return parser
 
 

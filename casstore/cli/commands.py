@@ -23,13 +23,14 @@ from .output import human, pager, paint, print_json, use_color
 Command = Callable[[argparse.Namespace], int]
 
 
-def _store_path(args: argparse.Namespace) -> str:
+def store_path(args: argparse.Namespace) -> str:
     return os.path.abspath(args.store or default_store_path())
 
 
 @contextmanager
-def _open(args: argparse.Namespace, create: bool = False) -> Iterator[Store]:
-    path = _store_path(args)
+def open_store_for(args: argparse.Namespace, create: bool = False) -> Iterator[Store]:
+    """The store a command names (``--store``, ``$CAS_STORE``, ``~/.casstore``), with progress on a tty."""
+    path = store_path(args)
     if not create and not is_store(path):
         raise NotAStoreError(path, "no store here (create one with `cas init`)"
                              if not os.path.exists(path) else "no casstore config")
@@ -49,7 +50,7 @@ def _when(t: int) -> str:
 
 
 def init(args: argparse.Namespace) -> int:
-    path = os.path.abspath(args.path or _store_path(args))
+    path = os.path.abspath(args.path or store_path(args))
     if is_store(path):
         print(f"store already exists at {path}")
         return 0
@@ -62,7 +63,7 @@ def init(args: argparse.Namespace) -> int:
 def remote(args: argparse.Namespace) -> int:
     from ..remote.config import add_remote, list_remotes, remove_remote
 
-    with _open(args) as store:
+    with open_store_for(args) as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
         elif args.action == "rm":
@@ -78,7 +79,7 @@ def remote(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    with _open(args, create=verb == "pull") as store:
+    with open_store_for(args, create=verb == "pull") as store:
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
         else:
@@ -113,7 +114,7 @@ def pull(args: argparse.Namespace) -> int:
 
 
 def log(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         head = store.refs.get(domain_ref(check_domain(args.domain)))
         if head is None:
             raise DomainNotFoundException(args.domain)
@@ -156,19 +157,19 @@ def _print_list(items: list[str], as_json: bool) -> None:
 
 
 def domains(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         _print_list(store.list_domains(), args.json)
     return 0
 
 
 def ls(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         _print_list(store.list_models(args.domain, state_name=args.state), args.json)
     return 0
 
 
 def show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         info = store.get_model_info(args.domain, args.model_id)
         info["states"] = store.get_model_states(args.domain, args.model_id)
     if args.json:
@@ -217,7 +218,7 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
     model = args.files[0] if len(args.files) == 1 else list(args.files)
-    with _open(args, create=True) as store:
+    with open_store_for(args, create=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
                                    extra_files=args.extra or None, extra_metadata=meta or None)
     if args.json:
@@ -231,7 +232,7 @@ def commit(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         path = store.download(args.directory, args.domain, args.model_id)
     print(path)
     return 0
@@ -239,7 +240,7 @@ def download(args: argparse.Namespace) -> int:
 
 def cp(args: argparse.Namespace) -> int:
 
-    with _open(args) as store:
+    with open_store_for(args) as store:
         info = store.copy_model(args.domain, args.model_id, args.new_id)
     if args.json:
         print_json(info)
@@ -249,14 +250,14 @@ def cp(args: argparse.Namespace) -> int:
 
 
 def rm(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         store.delete_model(args.domain, args.model_id)
     print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
     return 0
 
 
 def state(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         if args.action == "create":
             store.create_model_state(args.name)
         elif args.action == "rm":
@@ -274,7 +275,7 @@ def state(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         d = store.diff(args.domain, args.id_a, args.id_b)
     if args.json:
         print_json(d)
@@ -302,7 +303,7 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def du(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         d = store.du()
     if args.json:
         print_json(d)
@@ -317,7 +318,7 @@ def du(args: argparse.Namespace) -> int:
 
 
 def fsck(args: argparse.Namespace) -> int:
-    with _open(args) as store:
+    with open_store_for(args) as store:
         report = store.fsck(read_data=args.read_data, repair=args.repair)
     if args.json:
         print_json(report.as_dict())
@@ -342,7 +343,7 @@ def gc(args: argparse.Namespace) -> int:
         print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
               f"the store lock is held by {holders}", file=sys.stderr, flush=True)
 
-    with _open(args) as store:
+    with open_store_for(args) as store:
         report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:
         print_json(report.as_dict())
@@ -351,16 +352,3 @@ def gc(args: argparse.Namespace) -> int:
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
     return 0
 
-
-def serve(args: argparse.Namespace) -> int:
-    from ..serve import serve as run
-
-    path = _store_path(args)
-    if not is_store(path):
-        raise NotAStoreError(path, "no store here (create one with `cas init`)")
-    try:
-        run(path, args.host, args.port, token=args.token or os.environ.get("CAS_SERVE_TOKEN") or None,
-            write=args.write)
-    except KeyboardInterrupt:
-        pass
-    return 0
