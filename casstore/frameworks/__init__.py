@@ -16,6 +16,7 @@ from .onnx import OnnxFramework
 from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
+from .transformers import TransformersFramework
 from .xgboost import XGBoostFramework
 
 FRAMEWORKS: list[Framework] = [
@@ -29,6 +30,7 @@ FRAMEWORKS: list[Framework] = [
     OnnxFramework(),
     CatBoostFramework(),
     KerasFramework(),
+    TransformersFramework(),
 ]
 
 if TYPE_CHECKING:
