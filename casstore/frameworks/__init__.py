@@ -10,6 +10,7 @@ from .base import Framework, Saved, library_version
 from .catboost import CatBoostFramework
 from .keras import KerasFramework
 from .lightgbm import LightGBMFramework
+from .lightning import LightningFramework
 from .model_file import ModelFileFramework
 from .numpy_arrays import NumpyArraysFramework
 from .onnx import OnnxFramework
@@ -31,6 +32,7 @@ FRAMEWORKS: list[Framework] = [
     CatBoostFramework(),
     KerasFramework(),
     TransformersFramework(),
+    LightningFramework(),
 ]
 
 if TYPE_CHECKING:
