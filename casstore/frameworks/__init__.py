@@ -17,6 +17,7 @@ from .onnx import OnnxFramework
 from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
+from .skorch import SkorchFramework
 from .transformers import TransformersFramework
 from .xgboost import XGBoostFramework
 
@@ -33,6 +34,7 @@ FRAMEWORKS: list[Framework] = [
     KerasFramework(),
     TransformersFramework(),
     LightningFramework(),
+    SkorchFramework(),
 ]
 
 if TYPE_CHECKING:
