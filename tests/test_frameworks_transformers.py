@@ -144,3 +144,16 @@ def test_custom_code_next_to_the_weights_never_runs(bert: tuple[Any, Any, Any], 
     auto = fw.load_into(paths, "", FORMAT, transformers.AutoModelForMaskedLM)
     assert type(auto) is transformers.BertForMaskedLM
     assert not marker.exists()
+
+
+def test_an_image_processor_round_trips(store: casstore.Store) -> None:
+    import numpy as np
+
+    processor = transformers.ViTImageProcessorPil(size={"height": 8, "width": 8}, image_mean=[0.2, 0.3, 0.4])
+    meta = store.commit_models("hf", processor=processor, model_id="p")
+    assert [f["path"] for f in meta["files"]] == ["processor/preprocessor_config.json"]
+    loaded = store.load("hf", "p", allow_pickle=False)
+    assert type(loaded) is type(processor)
+    image = (np.random.default_rng(0).random((3, 16, 16)) * 255).astype("uint8")
+    np.testing.assert_array_equal(loaded(image, return_tensors="np")["pixel_values"],
+                                  processor(image, return_tensors="np")["pixel_values"])
