@@ -139,3 +139,13 @@ def test_the_older_pytorch_lightning_package_goes_to_lightning_too(store: cassto
                                                       "version": pytorch_lightning.__version__}
     built = store.load("pl", "old", model=Old)
     assert torch.equal(built.lin.weight, old.lin.weight)
+
+
+def test_importing_casstore_imports_none_of_these_libraries() -> None:
+    import subprocess
+    import sys
+
+    libs = ("transformers", "lightning", "pytorch_lightning", "skorch", "torch")
+    code = f"import sys, casstore, casstore.cli; print(sorted(m for m in {libs!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

@@ -143,3 +143,9 @@ def test_a_hostile_config_cannot_import_or_build_other_classes(fitted: tuple[Any
         fw.load(paths(callbacks="subprocess:Popen"), cls, FORMAT)
     with pytest.raises(CorruptObjectError, match="not a skorch.NeuralNet class"):
         fw.load(paths(), "subprocess.Popen", FORMAT)
+
+
+def test_without_skorch_loading_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "skorch", None)  # import skorch now raises ImportError
+    with pytest.raises(FrameworkError, match=r"pip install 'casstore\[skorch\]'"):
+        SkorchFramework().load({}, "skorch.classifier.NeuralNetClassifier", FORMAT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,9 @@ def test_an_image_processor_round_trips(store: casstore.Store) -> None:
     image = (np.random.default_rng(0).random((3, 16, 16)) * 255).astype("uint8")
     np.testing.assert_array_equal(loaded(image, return_tensors="np")["pixel_values"],
                                   processor(image, return_tensors="np")["pixel_values"])
+
+
+def test_without_transformers_loading_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
+    with pytest.raises(FrameworkError, match=r"pip install 'casstore\[transformers\]'"):
+        TransformersFramework().load({}, "transformers.models.bert.modeling_bert.BertModel", FORMAT)
