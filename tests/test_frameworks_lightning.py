@@ -149,3 +149,28 @@ def test_importing_casstore_imports_none_of_these_libraries() -> None:
     code = f"import sys, casstore, casstore.cli; print(sorted(m for m in {libs!r} if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_damaged_entries_are_corrupt_not_loaded(tmp_path: Path) -> None:
+    import io
+
+    from casstore.errors import CorruptObjectError
+    from casstore.frameworks.lightning import CHECKPOINT_FORMAT, MODULE_FORMAT, LightningFramework
+
+    fw = LightningFramework()
+    saved = fw.save(Regressor(), "model", str(tmp_path))
+
+    def paths(hparams: bytes) -> dict[str, Any]:
+        files = {n: io.BytesIO(Path(p).read_bytes()) for n, p in saved.files.items()}
+        files["model.hparams.json"] = io.BytesIO(hparams)
+        return files
+
+    assert fw.load(paths(b'{"hyper_parameters": {"hidden": 8}}'), "", MODULE_FORMAT)["hyper_parameters"] == {
+        "hidden": 8}
+    for bad in (b"[]", b'{"hyper_parameters": [1]}', b"not json"):
+        with pytest.raises(CorruptObjectError, match="bad hyper-parameters"):
+            fw.load(paths(bad), "", MODULE_FORMAT)
+    with pytest.raises(CorruptObjectError, match="not a lightning format"):
+        fw.load(paths(b"{}"), "", "pickle")
+    with pytest.raises(FrameworkError, match="loads as a checkpoint dict"):
+        fw.load_into(paths(b"{}"), "", CHECKPOINT_FORMAT, Regressor())
