@@ -96,6 +96,14 @@ def test_what_is_not_data_is_listed_and_a_rebuild_warns(store: casstore.Store) -
         rebuilt = store.load("sk", "split")
     np.testing.assert_array_equal(rebuilt.predict(X), net.predict(X))
 
+    given = NeuralNetClassifier(Classifier(hidden=5), max_epochs=1, train_split=None, verbose=0).fit(X, y)
+    store.commit_models("sk", model=given, model_id="instance")
+    assert json.loads(store.read_file("sk", "instance", "model.skorch.json"))["not_stored"] == ["module"]
+    with pytest.raises(FrameworkError, match="given its module as an instance"):
+        store.load("sk", "instance")
+    into = NeuralNetClassifier(Classifier(hidden=5), verbose=0)
+    np.testing.assert_array_equal(store.load("sk", "instance", model=into).predict(X), given.predict(X))
+
 
 def test_a_module_class_that_cannot_be_found_by_name_needs_a_net(store: casstore.Store) -> None:
     class Local(torch.nn.Module):

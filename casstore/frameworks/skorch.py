@@ -163,6 +163,9 @@ class SkorchFramework(Framework):
         config, state = self._read(paths, format)
         mod, _, qual = cls.rpartition(".")
         net_cls = _imported_class(f"{mod}:{qual}", "skorch", "NeuralNet")
+        if "module" in config["not_stored"]:
+            raise FrameworkError(f"the net was given its module as an instance, which is not stored as data: "
+                                 f"pass a net to load into: load(domain, id, model={qual}(MyModule(...)))")
         kwargs = dict(config["params"])
         for key, ref in config["classes"].items():
             if key not in CLASS_PARAMS or not isinstance(ref, str):
@@ -175,8 +178,9 @@ class SkorchFramework(Framework):
                           stacklevel=4)
         try:
             net = net_cls(**kwargs)
-        except TypeError as e:
-            raise CorruptObjectError(cls, f"the stored parameters do not build a {qual}: {e}") from None
+        except TypeError as e:  # another skorch version, or a damaged config
+            raise FrameworkError(f"the stored parameters do not build a {cls}: {e}; pass a net to load "
+                                 "into: load(domain, id, model=net)") from None
         return self._fill(net, config, state)
 
     def load_into(self, paths: dict[str, str | BinaryIO], cls: str, format: str, target: Any) -> Any:
