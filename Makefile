@@ -39,6 +39,7 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 	$(PY) benchmarks/bench_log.py
 	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_torch_dedup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,12 +10,15 @@ from .base import Framework, Saved, library_version
 from .catboost import CatBoostFramework
 from .keras import KerasFramework
 from .lightgbm import LightGBMFramework
+from .lightning import LightningFramework
 from .model_file import ModelFileFramework
 from .numpy_arrays import NumpyArraysFramework
 from .onnx import OnnxFramework
 from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
+from .skorch import SkorchFramework
+from .transformers import TransformersFramework
 from .xgboost import XGBoostFramework
 
 FRAMEWORKS: list[Framework] = [
@@ -29,6 +32,9 @@ FRAMEWORKS: list[Framework] = [
     OnnxFramework(),
     CatBoostFramework(),
     KerasFramework(),
+    TransformersFramework(),
+    LightningFramework(),
+    SkorchFramework(),
 ]
 
 if TYPE_CHECKING:

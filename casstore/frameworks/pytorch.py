@@ -98,6 +98,69 @@ def _join(node: Any, tensors: dict[str, Any], used: set[str]) -> Any:
     raise ValueError(f"bad node {node!r:.60}")
 
 
+def save_state(state: Any, kwarg: str, directory: str) -> dict[str, str]:
+    """Write a state dict (or any nest of dicts, lists and tensors) as safetensors + JSON.
+
+    Returns the files written (``<kwarg>.safetensors``, ``<kwarg>.structure.json``:
+    name in the store -> path); :func:`load_state` reads them back.  Shared by the
+    frameworks that store torch state (lightning, skorch).
+
+    Raises:
+        FrameworkError: a value that is none of tensor, dict, list, tuple, str,
+            number, bool or None (naming its path in the dict).
+    """
+    save_file = require("safetensors.torch", "torch").save_file
+    tensors: dict[str, Any] = {}
+    skeleton = _split(state, "", tensors, kwarg)
+    meta = getattr(state, "_metadata", None)  # per-submodule versions load_state_dict reads
+    doc = {"state": skeleton, "metadata": {str(k): v for k, v in meta.items()} if meta else None}
+    # tensors sharing storage (tied weights) are stored once each: safetensors refuses aliases
+    seen: set[tuple[int, int]] = set()
+    for key, t in tensors.items():
+        if t.numel():
+            span = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+            if span in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+                tensors[key] = t.clone()
+            seen.add(span)
+    weights = os.path.join(directory, f"{kwarg}.safetensors")
+    structure = os.path.join(directory, f"{kwarg}.structure.json")
+    save_file(tensors, weights)
+    with open(structure, "w") as f:
+        json.dump(doc, f)
+    return {f"{kwarg}.safetensors": weights, f"{kwarg}.structure.json": structure}
+
+
+def load_state(paths: dict[str, str | BinaryIO]) -> Any:
+    """Read back what :func:`save_state` wrote: the one ``.safetensors`` and the one
+    ``.structure.json`` file among ``paths``.  Runs no code from the store.
+
+    Raises:
+        CorruptObjectError: the files are missing or do not fit together.
+    """
+    require("torch", "torch")
+    load_tensors = require("safetensors.torch", "torch").load
+
+    weights = [n for n in paths if n.endswith(".safetensors")]
+    structure = [n for n in paths if n.endswith(".structure.json")]
+    if len(weights) != 1 or len(structure) != 1:
+        raise CorruptObjectError(", ".join(paths), "expected one .safetensors and one .structure.json file")
+    tensors = load_tensors(read_bytes(paths[weights[0]]))
+    try:
+        doc = json.loads(read_bytes(paths[structure[0]]))
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        used: set[str] = set()
+        state = _join(doc.get("state"), tensors, used)
+        meta = doc.get("metadata")
+        if isinstance(state, OrderedDict) and isinstance(meta, dict):
+            state._metadata = OrderedDict(meta)  # type: ignore[attr-defined]
+    except (ValueError, RecursionError) as e:
+        raise CorruptObjectError(structure[0], f"bad state dict structure: {e}") from None
+    if used != set(tensors):
+        raise CorruptObjectError(weights[0], f"{len(set(tensors) - used)} tensors the structure does not use")
+    return state
+
+
 class PyTorchFramework(Framework):
     name = "pytorch"
     kwargs = ("model", "optimizer")
@@ -117,54 +180,13 @@ class PyTorchFramework(Framework):
             path = os.path.join(directory, f"{kwarg}.pt")
             torch.save(obj.module, path)
             return Saved(PICKLE_FORMAT, {f"{kwarg}.pt": path}, library_version("torch"), class_name(obj.module))
-        save_file = require("safetensors.torch", self.extra).save_file
-
-        state = obj.state_dict()
-        tensors: dict[str, Any] = {}
-        skeleton = _split(state, "", tensors, kwarg)
-        meta = getattr(state, "_metadata", None)  # per-submodule versions load_state_dict reads
-        doc = {"state": skeleton, "metadata": {str(k): v for k, v in meta.items()} if meta else None}
-        # tensors sharing storage (tied weights) are stored once each: safetensors refuses aliases
-        seen: set[tuple[int, int]] = set()
-        for key, t in tensors.items():
-            if t.numel():
-                span = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-                if span in seen or t.untyped_storage().nbytes() != t.numel() * t.element_size():
-                    tensors[key] = t.clone()
-                seen.add(span)
-        weights = os.path.join(directory, f"{kwarg}.safetensors")
-        structure = os.path.join(directory, f"{kwarg}.structure.json")
-        save_file(tensors, weights)
-        with open(structure, "w") as f:
-            json.dump(doc, f)
-        return Saved(FORMAT, {f"{kwarg}.safetensors": weights, f"{kwarg}.structure.json": structure},
-                     library_version("torch"), class_name(obj))
+        return Saved(FORMAT, save_state(obj.state_dict(), kwarg, directory), library_version("torch"),
+                     class_name(obj))
 
     def _state(self, paths: dict[str, str | BinaryIO], format: str) -> Any:
         if format != FORMAT:
             raise CorruptObjectError(format, "not a pytorch format this casstore loads")
-        require("torch", self.extra)
-        load_tensors = require("safetensors.torch", self.extra).load
-
-        weights = [n for n in paths if n.endswith(".safetensors")]
-        structure = [n for n in paths if n.endswith(".structure.json")]
-        if len(weights) != 1 or len(structure) != 1:
-            raise CorruptObjectError(", ".join(paths), "expected one .safetensors and one .structure.json file")
-        tensors = load_tensors(read_bytes(paths[weights[0]]))
-        try:
-            doc = json.loads(read_bytes(paths[structure[0]]))
-            if not isinstance(doc, dict):
-                raise ValueError("not an object")
-            used: set[str] = set()
-            state = _join(doc.get("state"), tensors, used)
-            meta = doc.get("metadata")
-            if isinstance(state, OrderedDict) and isinstance(meta, dict):
-                state._metadata = OrderedDict(meta)  # type: ignore[attr-defined]
-        except (ValueError, RecursionError) as e:
-            raise CorruptObjectError(structure[0], f"bad state dict structure: {e}") from None
-        if used != set(tensors):
-            raise CorruptObjectError(weights[0], f"{len(set(tensors) - used)} tensors the structure does not use")
-        return state
+        return load_state(paths)
 
     def load(self, paths: dict[str, str | BinaryIO], cls: str, format: str) -> Any:
         if format == PICKLE_FORMAT:
