@@ -16,6 +16,7 @@ from .model_file import ModelFileFramework
 from .numpy_arrays import NumpyArraysFramework
 from .onnx import OnnxFramework
 from .prophet import ProphetFramework
+from .pyspark import PySparkFramework
 from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
@@ -35,6 +36,7 @@ FRAMEWORKS: list[Framework] = [
     ProphetFramework(),
     GensimFramework(),
     AnnoyFramework(),
+    PySparkFramework(),
 ]
 
 if TYPE_CHECKING:
