@@ -264,8 +264,17 @@ def test_under_the_skops_setting_a_forest_warns_at_commit_what_load_will_refuse(
 
 def test_an_unknown_sklearn_format_setting_is_refused_naming_it(store: casstore.Store, iris_model: Any) -> None:
     store.sklearn_format = "pickle"
-    with pytest.raises(FrameworkError, match=r"cas\.sklearnFormat = 'pickle': the store setting must be joblib or skops"):
+    with pytest.raises(FrameworkError, match=r"sklearnFormat = 'pickle': the store setting must be joblib or skops"):
         store.commit_models("sk", model=iris_model, model_id="m")
     assert not store.model_exists("sk", "m")
     # a commit without a scikit-learn estimator does not need the setting
     store.commit_models("sk", arrays={"a": np.ones(2)}, model_id="arrays")
+
+
+def test_importing_casstore_imports_none_of_these_libraries() -> None:
+    import sys
+
+    libs = ("prophet", "gensim", "annoy", "pyspark", "skops")
+    code = f"import sys, casstore, casstore.cli; print(sorted(m for m in {libs!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

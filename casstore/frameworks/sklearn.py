@@ -69,7 +69,7 @@ class SklearnFramework(Framework):
                 # stored all the same (the caller asked for skops), but say now what load() will say
                 warnings.warn(f"casstore: {kwarg}={class_name(obj.estimator)} needs types skops does not trust "
                               f"by default ({', '.join(untrusted)}): load() will refuse it; download() the file "
-                              "and call skops.io.load(path, trusted=[...]) after reviewing them", stacklevel=4)
+                              "and call skops.io.load(path, trusted=[...]) after reviewing them", stacklevel=3)
             return Saved(SKOPS, {self.skops_name: path}, library_version("sklearn"), class_name(obj.estimator))
         import joblib
 
