@@ -112,10 +112,12 @@ def test_gensim_keyed_vectors_are_stored_as_word2vec_binary_data(store: casstore
     from gensim.models import KeyedVectors
 
     kv = word2vec.wv
-    meta = store.commit_models("g", model=kv, model_id="kv")
+    meta = store.commit_models("g", model=kv, arrays={"w": np.ones(2)}, model_id="kv")
     entry = meta["frameworks"]["model"]
     assert (entry["format"], entry["executes_code"], entry["files"]) == ("word2vec-binary", False, ["model.w2v.bin"])
-    loaded = store.load("g", "kv", allow_pickle=False)
+    out = store.load("g", "kv", allow_pickle=False)
+    np.testing.assert_array_equal(out["numpy"]["w"], np.ones(2))
+    loaded = out["gensim"]
     assert type(loaded) is KeyedVectors
     assert loaded.index_to_key == kv.index_to_key
     np.testing.assert_array_equal(loaded.vectors, kv.vectors)

@@ -30,6 +30,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                .config("spark.driver.host", "127.0.0.1")
                .config("spark.driver.memory", "512m")
                .config("spark.sql.shuffle.partitions", "2")
+               # the tests' JVM lives for seconds: C1 alone compiles sooner, adaptive planning is overhead
+               .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1")
+               .config("spark.sql.adaptive.enabled", "false")
                .config("spark.local.dir", str(scratch))
                .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
                .getOrCreate())
@@ -46,7 +49,7 @@ def pipeline(spark: Any) -> tuple[Any, Any]:
     from pyspark.ml.feature import VectorAssembler
 
     rows = [(float(i % 7), float(i % 3), float((i % 7) > 3)) for i in range(40)]
-    df = spark.createDataFrame(rows, ["a", "b", "label"])
+    df = spark.createDataFrame(rows, ["a", "b", "label"]).coalesce(1).cache()
     stages = [VectorAssembler(inputCols=["a", "b"], outputCol="features"), LogisticRegression(maxIter=5)]
     return Pipeline(stages=stages).fit(df), df
 
