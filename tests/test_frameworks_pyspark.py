@@ -98,6 +98,8 @@ def test_metadata_naming_a_class_outside_spark_ml_is_refused_before_spark_reads_
     doc = json.loads(files[meta_name])
     doc["class"] = "os.system"
     files[meta_name] = json.dumps(doc).encode()
+    # a hostile author drops Hadoop's checksum too, which would otherwise catch the edit
+    del files[str(Path(meta_name).parent / f".{Path(meta_name).name}.crc")]
     paths: dict[str, Any] = {n: io.BytesIO(b) for n, b in files.items()}
     with pytest.raises(CorruptObjectError, match=r"metadata names the class 'os.system'"):
         PySparkFramework().load(paths, "pyspark.ml.pipeline.PipelineModel", "spark-ml")
