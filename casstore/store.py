@@ -53,7 +53,8 @@ from .errors import (
     StoreWriteError,
     UnsafePathError,
 )
-from .frameworks import by_name, entry_executes_code, load_entry, resolve
+from .frameworks import bundle_params, by_name, entry_executes_code, load_entry, resolve
+from .frameworks.sklearn import with_store_format
 from .model.history import (
     DomainIndex,
     Event,
@@ -145,6 +146,13 @@ class Store:
         #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
         #: (true unless set; set it to false for a store pulled from elsewhere)
         self.allow_pickle = self.repo.config.get_boolean((b"cas",), b"allowPickle", True)
+        #: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"`` (a pickle, the
+        #: default) or ``"skops"`` (data, loaded with skops' trusted-types check); the store's
+        #: ``cas.sklearnFormat`` setting
+        try:
+            self.sklearn_format = self.repo.config.get((b"cas",), b"sklearnFormat").decode("utf-8", "replace")
+        except KeyError:
+            self.sklearn_format = "joblib"
         #: progress(label, done, total) for long operations; the CLI sets it on a terminal
         self.progress: ProgressFn | None = None
 
@@ -202,7 +210,10 @@ class Store:
         model_id = new_model_id() if model_id is None else check_model_id(model_id)
         if not models:
             raise TypeError("commit_models() needs at least one model, e.g. model=clf")
+        models = bundle_params(models)  # annoy's metric= and num_trees= describe its model=
         plan = [(kwarg, obj, resolve(kwarg, obj)) for kwarg, obj in models.items()]
+        plan = [(k, with_store_format(o, self.sklearn_format) if fw.name == "sklearn" else o, fw)
+                for k, o, fw in plan]
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
         ident = author(self.path)  # validated before anything is written

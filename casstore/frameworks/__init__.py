@@ -6,14 +6,18 @@ import warnings
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import CasError, FrameworkError
+from .annoy import AnnoyFramework
 from .base import Framework, Saved, library_version
 from .catboost import CatBoostFramework
+from .gensim import GensimFramework
 from .keras import KerasFramework
 from .lightgbm import LightGBMFramework
 from .lightning import LightningFramework
 from .model_file import ModelFileFramework
 from .numpy_arrays import NumpyArraysFramework
 from .onnx import OnnxFramework
+from .prophet import ProphetFramework
+from .pyspark import PySparkFramework
 from .pytorch import PyTorchFramework
 from .shap import ShapFramework
 from .sklearn import SklearnFramework
@@ -35,13 +39,17 @@ FRAMEWORKS: list[Framework] = [
     TransformersFramework(),
     LightningFramework(),
     SkorchFramework(),
+    ProphetFramework(),
+    GensimFramework(),
+    AnnoyFramework(),
+    PySparkFramework(),
 ]
 
 if TYPE_CHECKING:
     from ..model.manifest import FrameworkEntry
 
-__all__ = ["FRAMEWORKS", "Framework", "Saved", "by_name", "entry_executes_code", "known_kwargs", "load_entry",
-           "resolve"]
+__all__ = ["FRAMEWORKS", "Framework", "Saved", "bundle_params", "by_name", "entry_executes_code", "known_kwargs",
+           "load_entry", "resolve"]
 
 
 def by_name(name: str) -> Framework:
@@ -56,7 +64,21 @@ def known_kwargs() -> list[str]:
     for fw in FRAMEWORKS:
         for k in fw.kwargs:
             seen[k] = None
+        for k in fw.params:
+            seen[k] = None
     return list(seen)
+
+
+def bundle_params(models: dict[str, Any]) -> dict[str, Any]:
+    """``commit_models``' keywords with parameter keywords (annoy's ``metric=``) folded into their object.
+
+    Raises:
+        TypeError: a parameter keyword without its object, or an object without a parameter it needs.
+    """
+    for fw in FRAMEWORKS:
+        if fw.params:
+            models = fw.bundle(models)
+    return models
 
 
 def resolve(kwarg: str, obj: Any) -> Framework:

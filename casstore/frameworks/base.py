@@ -11,6 +11,7 @@ is not installed costs nothing.
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -68,6 +69,16 @@ def read_bytes(src: str | BinaryIO) -> bytes:
     return src.read()
 
 
+def spool(src: str | BinaryIO, path: str) -> None:
+    """Copy a stored file as ``load`` receives it (a path or a verified stream) to ``path``,
+    for libraries that read only from paths."""
+    if isinstance(src, str):
+        shutil.copyfile(src, path)
+    else:
+        with open(path, "wb") as f:
+            shutil.copyfileobj(src, f)
+
+
 def library_version(module: str) -> dict[str, str]:
     mod = sys.modules.get(module)
     version = getattr(mod, "__version__", None)
@@ -89,6 +100,7 @@ class Framework(ABC):
         safe_alternative: what to do instead when a code-executing entry is
             refused (``load(..., allow_pickle=False)``).
         extra: the pip extra that installs the library (``casstore[extra]``).
+        params: keyword arguments that are settings of another keyword's object.
     """
 
     name: ClassVar[str]
@@ -98,6 +110,9 @@ class Framework(ABC):
     data_formats: ClassVar[tuple[str, ...]] = ()
     safe_alternative: ClassVar[str] = "download() the files instead of loading them"
     extra: ClassVar[str] = "all"
+    #: keyword arguments that describe another keyword's object instead of being one
+    #: (annoy's ``metric=``, ``num_trees=``): :meth:`bundle` folds them into it
+    params: ClassVar[tuple[str, ...]] = ()
 
     def executes_code(self, format: str) -> bool:
         """True if loading an entry of ``format`` can run code from the store.
@@ -106,6 +121,16 @@ class Framework(ABC):
         could mark a pickle as data, so any format not known to be data counts.
         """
         return format not in self.data_formats
+
+    def bundle(self, models: dict[str, Any]) -> dict[str, Any]:
+        """``commit_models``' keywords with this framework's ``params`` folded into their object.
+
+        Called before any framework is chosen, for frameworks with ``params``.
+
+        Raises:
+            TypeError: a parameter without its object, or an object without a parameter it needs.
+        """
+        return models
 
     @abstractmethod
     def matches(self, obj: Any) -> bool:

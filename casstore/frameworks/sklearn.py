@@ -12,6 +12,7 @@ is refused, naming the types; review them, then ``download`` the file and call
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, FrameworkError
@@ -26,6 +27,21 @@ class Skops:
 
     def __init__(self, estimator: Any) -> None:
         self.estimator = estimator
+
+
+def with_store_format(obj: Any, setting: str) -> Any:
+    """``obj`` (an estimator the sklearn framework claimed) as the store setting
+    ``cas.sklearnFormat`` asks: ``Skops(obj)`` under ``skops``; an explicit
+    ``Skops(...)`` stays one under ``joblib``.
+
+    Raises:
+        FrameworkError: the setting names neither format.
+    """
+    if setting not in (JOBLIB, SKOPS):
+        raise FrameworkError(f"cas.sklearnFormat = {setting!r}: the store setting must be {JOBLIB} or {SKOPS}")
+    if setting == SKOPS and not isinstance(obj, Skops):
+        return Skops(obj)
+    return obj
 
 
 class SklearnFramework(Framework):
@@ -48,6 +64,12 @@ class SklearnFramework(Framework):
             sio = require("skops.io", "skops")
             path = os.path.join(directory, self.skops_name)
             sio.dump(obj.estimator, path)
+            untrusted = sio.get_untrusted_types(file=path)
+            if untrusted:
+                # stored all the same (the caller asked for skops), but say now what load() will say
+                warnings.warn(f"casstore: {kwarg}={class_name(obj.estimator)} needs types skops does not trust "
+                              f"by default ({', '.join(untrusted)}): load() will refuse it; download() the file "
+                              "and call skops.io.load(path, trusted=[...]) after reviewing them", stacklevel=3)
             return Saved(SKOPS, {self.skops_name: path}, library_version("sklearn"), class_name(obj.estimator))
         import joblib
 
