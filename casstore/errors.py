@@ -54,6 +54,22 @@ class ModelNotFoundException(CasError, KeyError):
         return str(self.args[0])
 
 
+class ModelDeletedException(CasError, KeyError):
+    """The model was deleted (modelstore's exception, raised by ``casstore.ModelStore``).
+
+    Not a ModelNotFoundException, as in modelstore: code that tells the two apart
+    keeps working.  The native ``Store`` raises ModelNotFoundException for both.
+    """
+
+    def __init__(self, domain: str, model_id: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        super().__init__(f"model={model_id!r} has been deleted from domain={domain!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class DomainNotFoundException(ModelNotFoundException):
     """The domain has never been used in this store."""
 
