@@ -216,3 +216,29 @@ def test_hostile_source_never_writes_outside_the_scratch_dir(tmp_path: Path, wri
     assert sorted(store.list_models("evil")) == ["good"]
     assert os.listdir(os.path.join(store.path, "cas", "tmp")) == []  # scratch cleaned up
     assert store.fsck().ok
+
+
+def test_import_from_an_s3_bucket_modelstore_wrote(tmp_path: Path, s3_url: str, iris_model: Any,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """modelstore's own S3 backend writes the bucket (moto on loopback); the import reads it back."""
+    from modelstore import ModelStore as Original
+
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    ms = Original.from_aws_s3(bucket_name=bucket, region="us-east-1", root_prefix="team")
+    extra = tmp_path / "notes.txt"
+    extra.write_text("from s3\n")
+    ms.create_model_state("production")
+    v1 = ms.upload("fraud", "v1", model=iris_model, extra_files=[str(extra)], extra_metadata={"auc": 0.8})
+    ms.upload("fraud", "gone", model=iris_model)
+    ms.set_model_state("fraud", "v1", "production")
+    ms.delete_model("fraud", "gone", skip_prompt=True)
+    code, out = _run(tmp_path / "store", f"s3://{bucket}/team", capsys)
+    assert code == 0 and "1 models imported, 1 deleted models" in out, out
+    got = ModelStore(casstore.open(tmp_path / "store"))
+    assert got.get_model_info("fraud", "v1") == ms.get_model_info("fraud", "v1") == v1
+    assert got.list_models("fraud", "production") == ["v1"]
+    assert got.list_models("fraud", "modelstore-deleted") == ["gone"]
+    got.download(str(tmp_path / "out"), "fraud", "v1")
+    assert (tmp_path / "out" / "extras" / "notes.txt").read_text() == "from s3\n"
+    code, out = _run(tmp_path / "store", f"s3://{bucket}/team", capsys)
+    assert code == 0 and "0 models imported, 0 deleted models, 2 already here" in out, out
