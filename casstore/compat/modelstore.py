@@ -251,6 +251,11 @@ class ModelStore:
         prefix = "/".join(p for p in ((root_prefix or os.environ.get("MODEL_STORE_ROOT_PREFIX") or "").strip("/"),
                                       STORE_DIR) if p)
         url = f"{scheme}://{bucket}/{prefix}"
+        from ..remote.transport import SCHEMES
+
+        if scheme not in SCHEMES:  # gs:// and az:// arrive with their remote modules
+            raise RemoteError(url, f"this casstore has no {scheme}:// remote (it has: "
+                                   f"{', '.join(sorted(SCHEMES))}); see docs/remotes.md")
         # one cache store per bucket URL: a readable name, and a hash so that two URLs never share one
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{scheme}-{bucket}")[:60]
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
