@@ -242,3 +242,36 @@ def test_import_from_an_s3_bucket_modelstore_wrote(tmp_path: Path, s3_url: str, 
     assert (tmp_path / "out" / "extras" / "notes.txt").read_text() == "from s3\n"
     code, out = _run(tmp_path / "store", f"s3://{bucket}/team", capsys)
     assert code == 0 and "0 models imported, 0 deleted models, 2 already here" in out, out
+
+
+def test_store_commit_files_keeps_bytes_and_a_given_creation_time(tmp_path: Path, iris_model: Any) -> None:
+    """The two Store additions the import stands on: commit_files (files a framework already
+    wrote, stored byte for byte) and created= (an older model sorts as older)."""
+    import datetime as dt
+
+    import joblib
+
+    from casstore.errors import FrameworkError
+    from casstore.frameworks import Saved
+
+    store = casstore.open(tmp_path / "store")
+    path = tmp_path / "model.joblib"
+    joblib.dump(iris_model, path, compress=3)  # not how casstore would write it: kept as it is
+    store.commit_models("d", model_id="new", model=iris_model)
+    when = dt.datetime(2021, 3, 4, 5, 6, 7, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    info = store.commit_files("d", model_id="old", created=when,
+                              frameworks=[("model", "sklearn", Saved("joblib", {"model.joblib": str(path)},
+                                                                      {"name": "sklearn"}, "LogisticRegression"))])
+    assert info["created"] == "2021-03-04T03:06:07+00:00"  # kept in UTC, so listings sort it
+    assert store.list_models("d") == ["new", "old"]
+    assert store.read_file("d", "old", "model.joblib") == path.read_bytes()
+    X = np.random.default_rng(1).normal(size=(4, 4))
+    np.testing.assert_array_equal(store.load("d", "old").predict(X), iris_model.predict(X))
+    assert [e.time for e in store.log("d") if e.model_id == "old"] == [int(when.timestamp())]
+    with pytest.raises(TypeError, match="timezone"):
+        store.commit_models("d", model=iris_model, created=dt.datetime(2021, 1, 1))
+    with pytest.raises(FrameworkError):
+        store.commit_files("d", frameworks=[("model", "no-such-framework", Saved("x", {}))])
+    with pytest.raises(FrameworkError):
+        store.commit_files("d", frameworks=[])
+    assert store.list_models("d") == ["new", "old"]
