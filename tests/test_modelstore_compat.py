@@ -22,6 +22,7 @@ from casstore import (
     ModelNotFoundException,
     ModelStore,
 )
+from casstore.errors import NoMatchingFrameworkError, StateNameError
 
 
 @pytest.fixture
@@ -291,15 +292,18 @@ def test_modelstore_signatures_and_exceptions(tmp_path: Path, model_store: Model
             model_store.get_model_info("second", bad)  # type: ignore[arg-type]
         with pytest.raises(DomainNotFoundException):
             model_store.list_models(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="could not find matching manager"):
+    with pytest.raises(ValueError, match="could not find matching manager") as no_match:
         model_store.upload("first", model=object())
+    assert isinstance(no_match.value, NoMatchingFrameworkError)
+    assert (no_match.value.kwarg, no_match.value.type_name) == ("model", "builtins.object")
     with pytest.raises(ValueError, match="invalid characters"):
         model_store.upload("first", "has space", model=model_file)
     with pytest.raises(ValueError):
         model_store.upload("", model=model_file)
     # states: unknown -> ValueError, short names refused, the reserved one hidden and refused
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist") as unknown:
         model_store.list_models("first", "production")
+    assert isinstance(unknown.value, StateNameError) and unknown.value.state == "production"
     with pytest.raises(ValueError, match="does not exist"):
         model_store.set_model_state("first", "newer", "production")
     for bad_state in ("ab", "", "modelstore-deleted", "a/b/c"):

@@ -52,7 +52,9 @@ from ..errors import (
     ModelDeletedException,
     ModelExistsException,
     ModelNotFoundException,
+    NoMatchingFrameworkError,
     RemoteError,
+    StateNameError,
 )
 from ..frameworks import resolve
 from ..store import Store, open_store
@@ -432,7 +434,7 @@ class ModelStore:
         self.refresh()
         if state_name is not None and state_name not in RESERVED_STATES and (
                 state_name not in self.store.list_model_states()):
-            raise ValueError(f"State: '{state_name}' does not exist")
+            raise StateNameError(state_name, f"State: '{state_name}' does not exist")
         domain, _ = self._lookup(domain)
         self._check_domain_exists(domain)
         if state_name == DELETED_STATE:
@@ -520,13 +522,15 @@ class ModelStore:
                 cloud flavours: exactly one of several racing uploads wins).
         """
         if not isinstance(domain, str) or not domain:
-            raise ValueError("Please provide a non-empty domain name.")
+            raise InvalidIdError("domain", domain, "must not be empty (please provide a non-empty domain name)")
         if domain in RESERVED_DOMAINS:
-            raise ValueError("Please use a different domain name.")
+            raise InvalidIdError("domain", domain, "is a directory of modelstore's layout; please use a different "
+                                                   "domain name")
         check_domain(domain)
         model_id = str(model_id) if model_id is not None else str(uuid.uuid4())
         if re.search(" +", model_id) or _MODELSTORE_ID_CHARS & set(model_id):
-            raise ValueError(f"model_id='{model_id}' contains invalid characters")
+            raise InvalidIdError("model ID", model_id, "contains invalid characters (spaces, or one of "
+                                                       "modelstore's reserved <>:\"/\\|?*#^`%~{}[])")
         check_model_id(model_id)
         extras = self._extra_paths(kwargs)
         extra_metadata = kwargs.pop("extra_metadata", None)
@@ -545,9 +549,10 @@ class ModelStore:
             try:
                 plan[kwarg] = resolve(kwarg, obj)
             except TypeError:
-                raise ValueError("could not find matching manager") from None
+                t = type(obj)
+                raise NoMatchingFrameworkError(kwarg, f"{t.__module__}.{t.__qualname__}") from None
         if not plan:
-            raise ValueError("could not find matching manager")
+            raise NoMatchingFrameworkError(None, None)
 
         self.refresh()
         if self.store.model_exists(domain, model_id):
@@ -685,7 +690,7 @@ class ModelStore:
                 characters, a path) or casstore refuses (see the naming rules).
         """
         if not is_valid_state_name(state_name):
-            raise ValueError(f"Cannot create state with name: '{state_name}'")
+            raise StateNameError(state_name, f"Cannot create state with name: '{state_name}'")
         self.refresh()
         if state_name in self.store.list_model_states():
             return
@@ -694,7 +699,7 @@ class ModelStore:
 
     def _check_state(self, state_name: str) -> None:
         if state_name not in self.store.list_model_states():
-            raise ValueError(f"State '{state_name}' does not exist")
+            raise StateNameError(state_name, f"State '{state_name}' does not exist")
 
     def delete_model_state(self, state_name: str, skip_prompt: bool = False) -> None:
         """Delete a state (asks first unless ``skip_prompt``); every model leaves it.
@@ -703,7 +708,7 @@ class ModelStore:
             ValueError: the state is reserved, or does not exist.
         """
         if state_name in RESERVED_STATES:
-            raise ValueError(f"State '{state_name}' is reserved and cannot be deleted")
+            raise StateNameError(state_name, f"State '{state_name}' is reserved and cannot be deleted")
         self.refresh()
         self._check_state(state_name)
         if not skip_prompt and not _confirm(
@@ -720,7 +725,7 @@ class ModelStore:
             DomainNotFoundException, ModelDeletedException, ModelNotFoundException.
         """
         if state_name in RESERVED_STATES:
-            raise ValueError(f"State '{state_name}' is reserved: use delete_model()")
+            raise StateNameError(state_name, f"State '{state_name}' is reserved: use delete_model()")
         domain, model_id = self._lookup(domain, model_id)
         self.refresh()
         self._check_state(state_name)
