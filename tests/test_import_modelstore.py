@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,32 @@ from casstore.cli import main
 from tests.conftest import assert_git_fsck
 
 
+def _only_the_libraries_used(storage: Any = None) -> Iterator[tuple[str, Any]]:
+    """modelstore's managers for the libraries these tests upload, as modelstore's own tests
+    do (``iter_only_sklearn``): its default probes every library it knows by importing it
+    (torch, tensorflow, pyspark, ...), which took 50 s per ModelStore on the shared machine.
+    What modelstore writes does not depend on it."""
+    from modelstore.models.model_file import ModelFileManager
+    from modelstore.models.sklearn import SKLearnManager
+
+    for manager in (SKLearnManager, ModelFileManager):
+        yield manager.NAME, manager(storage)
+
+
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory, iris_model: Any) -> dict[str, Any]:
-    """A modelstore file-system store written by modelstore itself, and what modelstore answered."""
+def original() -> Iterator[type]:
+    """modelstore's own ModelStore class, from the package installed next to casstore."""
     from modelstore import ModelStore as Original
 
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("modelstore.model_store.iter_libraries", _only_the_libraries_used)
+        yield Original
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory, iris_model: Any, original: Any) -> dict[str, Any]:
+    """A modelstore file-system store written by modelstore itself, and what modelstore answered."""
+    Original = original
     base = tmp_path_factory.mktemp("modelstore")
     root = base / "root"
     ms = Original.from_file_system(root_directory=str(root), create_directory=True)
@@ -103,10 +125,9 @@ def test_import_round_trips_a_real_modelstore_store(tmp_path: Path, written: dic
     assert_git_fsck(target)
 
 
-def test_import_is_resumable(tmp_path: Path, written: dict[str, Any], iris_model: Any,
+def test_import_is_resumable(tmp_path: Path, written: dict[str, Any], iris_model: Any, original: Any,
                              capsys: pytest.CaptureFixture[str]) -> None:
-    from modelstore import ModelStore as Original
-
+    Original = original
     root = tmp_path / "root"
     shutil.copytree(written["root"], root, symlinks=True)
     target = tmp_path / "store"
@@ -218,11 +239,10 @@ def test_hostile_source_never_writes_outside_the_scratch_dir(tmp_path: Path, wri
     assert store.fsck().ok
 
 
-def test_import_from_an_s3_bucket_modelstore_wrote(tmp_path: Path, s3_url: str, iris_model: Any,
+def test_import_from_an_s3_bucket_modelstore_wrote(tmp_path: Path, s3_url: str, iris_model: Any, original: Any,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """modelstore's own S3 backend writes the bucket (moto on loopback); the import reads it back."""
-    from modelstore import ModelStore as Original
-
+    Original = original
     bucket = s3_url[len("s3://"):].split("/", 1)[0]
     ms = Original.from_aws_s3(bucket_name=bucket, region="us-east-1", root_prefix="team")
     extra = tmp_path / "notes.txt"

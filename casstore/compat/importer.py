@@ -30,6 +30,7 @@ directory and nowhere else.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import posixpath
@@ -235,6 +236,19 @@ def as_modelstore_returns(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def _created(meta: dict[str, Any]) -> _dt.datetime:
+    """When modelstore created the model: ``code.created`` (``meta.created`` in its older files).
+
+    Raises:
+        ValueError: neither holds a time in modelstore's format.
+    """
+    for section in ("code", "meta"):
+        part = meta.get(section)
+        if isinstance(part, dict) and isinstance(part.get("created"), str):
+            return parse_time(part["created"])
+    raise ValueError("its metadata has no creation time (code.created)")
+
+
 def _archive_key(meta: dict[str, Any]) -> str:
     """Where modelstore put the model's archive, relative to its root (from the stored location).
 
@@ -355,7 +369,7 @@ class _Importer:
         versions = f"{domain}/versions"
         live = list(self._metas(versions))
         gone = list(self._metas(f"{versions}/{DELETED_STATE}"))
-        todo: list[tuple[str, str, str, dict[str, Any]]] = []  # (created, kind, id, meta)
+        todo: list[tuple[float, str, str, dict[str, Any]]] = []  # (created, kind, id, meta)
         for kind, entries in (("live", live), ("deleted", gone)):
             for mid, meta in entries:
                 key = f"{domain}/{mid}"
@@ -367,11 +381,11 @@ class _Importer:
                     if meta["model"].get("model_id") != mid or meta["model"].get("domain") != domain:
                         raise ValueError(f"its metadata names {meta['model'].get('domain')!r}/"
                                          f"{meta['model'].get('model_id')!r}")
-                    created = parse_time(str((meta.get("code") or {}).get("created")))
+                    created = _created(meta)
                 except (CasError, ValueError, TypeError) as e:
                     self.report.failed[key] = f"not imported: {e}"
                     continue
-                todo.append((created.isoformat(), kind, mid, as_modelstore_returns(meta)))
+                todo.append((created.timestamp(), kind, mid, as_modelstore_returns(meta)))
         # oldest first, so the history tells the story in modelstore's order
         deleted_here = set(self.ms.list_models(domain, DELETED_STATE)) if todo and (
             domain in self.store.list_domains()) else set()
@@ -433,7 +447,7 @@ class _Importer:
             if extras:
                 extra_files.append(os.path.join(files, EXTRAS_DIR))
             self.store.commit_files(domain, frameworks=[entry], model_id=mid, extra_files=extra_files,
-                                    extra_metadata={META_KEY: meta}, created=parse_time(meta["code"]["created"]))
+                                    extra_metadata={META_KEY: meta}, created=_created(meta))
 
     def _deleted(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
         """A deleted model: commit its metadata alone, then delete it (the history shows both)."""
@@ -443,7 +457,7 @@ class _Importer:
                 json.dump(meta, f)
             saved = Saved("file", {f"{DELETED_STATE}.json": path}, {}, "file")
             self.store.commit_files(domain, frameworks=[("model", "model_file", saved)], model_id=mid,
-                                    extra_metadata={META_KEY: meta}, created=parse_time(meta["code"]["created"]))
+                                    extra_metadata={META_KEY: meta}, created=_created(meta))
         self.store.delete_model(domain, mid)
 
 
