@@ -105,7 +105,7 @@ def test_import_round_trips_a_real_modelstore_store(tmp_path: Path, written: dic
     assert sorted(ms.list_models("fraud")) == ["v1", "v2"]
     # creation times are modelstore's: the native created time is the one it recorded
     native = ms.store.get_model_info("fraud", "v1")
-    from casstore.compat.modelstore import modelstore_time
+    from casstore.compat.meta import modelstore_time
 
     assert modelstore_time(__import__("datetime").datetime.fromisoformat(native["created"])) == (
         written["live"][("fraud", "v1")]["code"]["created"])

@@ -2,7 +2,8 @@
 
 ``casstore.ModelStore`` (modelstore.py) is modelstore's ``ModelStore`` over a
 casstore Store; importer.py copies an existing modelstore store into casstore
-(``cas import-modelstore``).  See docs/modelstore.md.
+(``cas import-modelstore``); meta.py holds modelstore's names and metadata dict,
+which both use.  See docs/modelstore.md.
 """
 
 from __future__ import annotations

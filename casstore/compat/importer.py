@@ -48,8 +48,9 @@ from ..frameworks import Saved
 from ..store import Store
 from ..util.fsutil import check_relpath
 from ..util.names import check_domain, check_model_id
-from .modelstore import DELETED_STATE, EXTRAS_DIR, META_KEY, MODEL_INFO, ModelStore, is_valid_state_name
-from .modelstore import parse_modelstore_time as parse_time
+from .meta import DELETED_STATE, EXTRAS_DIR, META_KEY, MODEL_INFO, as_modelstore_returns, is_valid_state_name
+from .meta import parse_modelstore_time as parse_time
+from .modelstore import ModelStore
 
 ROOT = "operatorai-model-store"
 #: no metadata file modelstore writes comes near this; a bigger one is refused unread
@@ -205,35 +206,6 @@ def open_source(source: str) -> ModelstoreSource:
     if "://" in source:
         raise RemoteError(source, "cas import-modelstore reads a directory or s3://bucket/prefix")
     return FileSystemSource(source)
-
-
-def _defaults(doc: Any, fields: tuple[str, ...]) -> None:
-    if isinstance(doc, dict):
-        for f in fields:
-            doc.setdefault(f, None)
-
-
-def as_modelstore_returns(meta: dict[str, Any]) -> dict[str, Any]:
-    """The metadata JSON as modelstore's ``get_model_info`` returns it: its files leave
-    out the optional fields that are None, its dataclasses put them back."""
-    _defaults(meta, ("code", "extra"))
-    model = meta.get("model")
-    _defaults(model, ("parameters", "data"))
-    if isinstance(model, dict):
-        types = [model.get("model_type")]
-        while types:
-            t = types.pop()
-            _defaults(t, ("type", "models"))
-            if isinstance(t, dict) and isinstance(t.get("models"), list):
-                types.extend(t["models"])
-        data = model.get("data")
-        _defaults(data, ("features", "labels"))
-        if isinstance(data, dict):
-            _defaults(data.get("features"), ("shape",))
-            _defaults(data.get("labels"), ("shape", "values"))
-    _defaults(meta.get("storage"), ("root", "path", "bucket", "prefix", "container"))
-    _defaults(meta.get("code"), ("git",))
-    return meta
 
 
 def _created(meta: dict[str, Any]) -> _dt.datetime:

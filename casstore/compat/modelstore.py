@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import getpass
 import hashlib
 import json
 import os
 import platform
 import re
-import sys
 import tempfile
 import uuid
 import warnings
@@ -60,63 +58,36 @@ from ..frameworks import resolve
 from ..store import Store, open_store
 from ..util.names import check_domain, check_model_id
 from ..version import __version__
+from .meta import (
+    DELETED_STATE,
+    EXTRAS_DIR,
+    META_KEY,
+    MODEL_INFO,
+    MODELSTORE_ID_CHARS,
+    RESERVED_DOMAINS,
+    RESERVED_STATES,
+    dependencies,
+    is_valid_state_name,
+    model_type_of,
+    modelstore_time,
+    parameters,
+    user,
+)
 
 if TYPE_CHECKING:
     from ..remote.sync import SyncResult
 
-#: modelstore's reserved state: the models deleted from a domain
-DELETED_STATE = "modelstore-deleted"
-RESERVED_STATES = (DELETED_STATE,)
-#: the key of ``extra_metadata`` that holds modelstore's metadata dict
-META_KEY = "modelstore"
-#: modelstore's model-type file and extras directory, in every model it writes
-MODEL_INFO = "model-info.json"
-EXTRAS_DIR = "extras"
 #: the casstore store's place under a modelstore root directory or bucket prefix
 STORE_DIR = "casstore"
-#: domain names modelstore refuses (they are directories of its own layout)
-RESERVED_DOMAINS = ("versions", "domains", "modelstore", "operatorai-model-store")
-#: characters modelstore refuses in model IDs (casstore's own rules are stricter still)
-_MODELSTORE_ID_CHARS = set('<>:"/\\|?*#^`%~{}[]')
 #: kwargs modelstore reads as training data for its metadata, never stored as models
 _DATA_KWARGS = ("X_train", "y_train")
 #: attempts to publish a change when other writers keep moving the remote's history
 _PUBLISH_ATTEMPTS = 5
-_TIME_FORMAT = "%Y/%m/%d/%H:%M:%S"
 
 
 def default_cache_dir() -> str:
     """Where cloud ModelStores keep their local stores: ``$CAS_CACHE_DIR``, else ``~/.cache/casstore``."""
     return os.environ.get("CAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "casstore")
-
-
-def modelstore_time(when: _dt.datetime) -> str:
-    """modelstore's ``code.created``: local time, to the second."""
-    return when.astimezone().strftime(_TIME_FORMAT)
-
-
-def parse_modelstore_time(text: str) -> _dt.datetime:
-    """The inverse of :func:`modelstore_time` (modelstore wrote naive local times).
-
-    Raises:
-        ValueError: not modelstore's format.
-    """
-    return _dt.datetime.strptime(text, _TIME_FORMAT).astimezone()
-
-
-def is_valid_state_name(state_name: object) -> bool:
-    """modelstore's rule for user state names: 3 characters or more, no path, not reserved."""
-    return (isinstance(state_name, str) and len(state_name) >= 3
-            and os.path.split(state_name)[1] == state_name and state_name not in RESERVED_STATES)
-
-
-def model_type_of(frameworks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """modelstore's ``model_type`` for a model's framework entries (``get_model_info()["frameworks"]``)."""
-    types = [{"library": e["framework"], "type": str(e.get("class") or "").rsplit(".", 1)[-1] or None,
-              "models": None} for e in frameworks.values()]
-    if len(types) == 1:
-        return types[0]
-    return {"library": "multiple-models", "type": None, "models": types}
 
 
 def _confirm(message: str) -> bool:
@@ -528,7 +499,7 @@ class ModelStore:
                                                    "domain name")
         check_domain(domain)
         model_id = str(model_id) if model_id is not None else str(uuid.uuid4())
-        if re.search(" +", model_id) or _MODELSTORE_ID_CHARS & set(model_id):
+        if re.search(" +", model_id) or MODELSTORE_ID_CHARS & set(model_id):
             raise InvalidIdError("model ID", model_id, "contains invalid characters (spaces, or one of "
                                                        "modelstore's reserved <>:\"/\\|?*#^`%~{}[])")
         check_model_id(model_id)
@@ -563,11 +534,11 @@ class ModelStore:
         model_type = types[0] if len(types) == 1 else {"library": "multiple-models", "type": None, "models": types}
         meta = {
             "model": {"domain": domain, "model_id": model_id, "model_type": model_type,
-                      "parameters": _parameters(models.get("model")), "data": None},
+                      "parameters": parameters(models.get("model")), "data": None},
             "storage": self._storage_of(domain, model_id),
             "modelstore": f"casstore-{__version__}",
-            "code": {"runtime": f"python:{platform.python_version()}", "user": _user(), "created":
-                     modelstore_time(created), "dependencies": _dependencies(fw.name for fw in plan.values()),
+            "code": {"runtime": f"python:{platform.python_version()}", "user": user(), "created":
+                     modelstore_time(created), "dependencies": dependencies(fw.name for fw in plan.values()),
                      "git": None},
             "extra": extra_metadata,
         }
@@ -759,35 +730,3 @@ class ModelStore:
         self.refresh()
         self._info(domain, model_id)
         return self.store.get_model_states(domain, model_id)
-
-
-def _parameters(model: Any) -> dict[str, Any]:
-    """modelstore's ``parameters``: ``get_params()`` when the model has it and it is JSON-serialisable."""
-    get_params = getattr(model, "get_params", None)
-    if not callable(get_params):
-        return {}
-    try:
-        params = get_params()
-        json.dumps(params)
-    except Exception:  # modelstore drops parameters it cannot serialise, whatever the reason
-        return {}
-    return params if isinstance(params, dict) else {}
-
-
-def _dependencies(frameworks: Iterator[str] | Sequence[str]) -> dict[str, str]:
-    """Versions of the frameworks' libraries and modelstore's usual companions, as imported now."""
-    names = {"sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost",
-             "pytorch": "torch", "shap": "shap", "onnx": "onnx", "keras": "keras"}
-    out: dict[str, str] = {}
-    for module in [names.get(f, f) for f in frameworks] + ["numpy", "scipy", "pandas", "joblib"]:
-        version = getattr(sys.modules.get(module), "__version__", None)
-        if version:
-            out[module] = str(version)
-    return out
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in a container without a passwd entry
-        return ""
