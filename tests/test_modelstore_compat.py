@@ -272,6 +272,25 @@ def test_s3_same_id_from_two_machines_exactly_one_wins(s3_url: str, tmp_path: Pa
             assert Path(d, winner_file.name).read_bytes() == winner_file.read_bytes()
 
 
+def test_s3_push_that_loses_the_id_deletes_only_its_own_copy(s3_url: str, tmp_path: Path) -> None:
+    """The losing side of the race, step by step: B has committed ``x`` to its cache (the state
+    B's upload is in after its commit) when A's upload of ``x`` reaches the bucket first."""
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    a = ModelStore.from_aws_s3(bucket, cache_dir=str(tmp_path / "a"))
+    b = ModelStore.from_aws_s3(bucket, cache_dir=str(tmp_path / "b"))
+    (tmp_path / "a.bin").write_bytes(b"A" * 1000)
+    (tmp_path / "b.bin").write_bytes(b"B" * 1000)
+    b.store.commit_models("d", model_id="x", model=str(tmp_path / "b.bin"))
+    won = a.upload("d", "x", model=str(tmp_path / "a.bin"))
+    with pytest.raises(ModelExistsException):
+        b._publish_model("d", "x")  # what upload does right after its commit
+    assert b.store.read_file("d", "x", "a.bin") == b"A" * 1000  # the winner's model, pulled
+    assert b.get_model_info("d", "x") == won == a.get_model_info("d", "x")
+    assert [e.event for e in b.store.log("d")].count("delete") == 1  # its own attempt, logged
+    b.upload("d", "y", model=str(tmp_path / "b.bin"))  # B's history goes to the bucket with its next push
+    assert a.list_models("d") == ["y", "x"] and a.get_model_info("d", "x") == won
+
+
 # -- the differences issue 11 lists, one assertion each ---------------------------------
 
 
