@@ -295,3 +295,9 @@ def test_store_commit_files_keeps_bytes_and_a_given_creation_time(tmp_path: Path
     with pytest.raises(FrameworkError):
         store.commit_files("d", frameworks=[])
     assert store.list_models("d") == ["new", "old"]
+
+
+def test_a_missing_source_is_an_error_and_creates_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--store", str(tmp_path / "store"), "import-modelstore", str(tmp_path / "nothing")])
+    assert code == 2 and "no modelstore store here" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()

@@ -12,13 +12,15 @@ from .output import print_json
 
 def import_modelstore(args: argparse.Namespace) -> int:
     from ..compat.importer import import_modelstore as run
+    from ..compat.importer import open_source
 
+    source = open_source(args.source)  # a missing source creates no store
     with open_store_for(args, create=True) as store:
         def say(text: str) -> None:
             if not args.json and sys.stderr.isatty():
                 print(f"cas import-modelstore: {text}", file=sys.stderr, flush=True)
 
-        report = run(store, args.source, say)
+        report = run(store, source, say)
     if args.json:
         print_json(report.as_dict())
     else:
