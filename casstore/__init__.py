@@ -6,6 +6,7 @@
 >>> clf = store.load("my-domain", "v1")              # doctest: +SKIP
 """
 
+from .compat import ModelStore  # noqa: E402  (modelstore's API: docs/modelstore.md)
 from .errors import (  # noqa: E402
     CasError,
     CorruptObjectError,
@@ -13,6 +14,7 @@ from .errors import (  # noqa: E402
     FrameworkError,
     InvalidIdError,
     MissingObjectError,
+    ModelDeletedException,
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
@@ -33,8 +35,10 @@ __all__ = [
     "FrameworkError",
     "InvalidIdError",
     "MissingObjectError",
+    "ModelDeletedException",
     "ModelExistsException",
     "ModelNotFoundException",
+    "ModelStore",
     "NotAStoreError",
     "StateNotFoundException",
     "Store",

@@ -54,6 +54,52 @@ class ModelNotFoundException(CasError, KeyError):
         return str(self.args[0])
 
 
+class ModelDeletedException(CasError, KeyError):
+    """The model was deleted (modelstore's exception, raised by ``casstore.ModelStore``).
+
+    Not a ModelNotFoundException, as in modelstore: code that tells the two apart
+    keeps working.  The native ``Store`` raises ModelNotFoundException for both.
+    """
+
+    def __init__(self, domain: str, model_id: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        super().__init__(f"model={model_id!r} has been deleted from domain={domain!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StateNameError(CasError, ValueError):
+    """``casstore.ModelStore`` refuses a state name as modelstore does: unknown, reserved, too short.
+
+    A ValueError, as modelstore raises; the message keeps modelstore's wording.
+
+    Attributes:
+        state: the refused name.
+    """
+
+    def __init__(self, state: object, message: str) -> None:
+        self.state = state
+        super().__init__(message)
+
+
+class NoMatchingFrameworkError(CasError, ValueError):
+    """``casstore.ModelStore.upload`` got an object no framework recognises
+    (modelstore's ``ValueError("could not find matching manager")``).
+
+    Attributes:
+        kwarg: the keyword it was given as; ``None`` when no model was given at all.
+        type_name: the object's class, ``module.qualname``.
+    """
+
+    def __init__(self, kwarg: str | None, type_name: str | None) -> None:
+        self.kwarg = kwarg
+        self.type_name = type_name
+        what = f" for {kwarg}={type_name}" if kwarg else " (no model given)"
+        super().__init__(f"could not find matching manager{what}")
+
+
 class DomainNotFoundException(ModelNotFoundException):
     """The domain has never been used in this store."""
 

@@ -53,7 +53,7 @@ from .errors import (
     StoreWriteError,
     UnsafePathError,
 )
-from .frameworks import bundle_params, by_name, entry_executes_code, load_entry, resolve
+from .frameworks import Framework, Saved, bundle_params, by_name, entry_executes_code, load_entry, resolve
 from .frameworks.sklearn import with_store_format
 from .model.history import (
     DomainIndex,
@@ -177,6 +177,7 @@ class Store:
         model_id: str | None = None,
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         extra_metadata: dict[Any, Any] | None = None,
+        created: _dt.datetime | None = None,
         **models: Any,
     ) -> dict[str, Any]:
         """Store one or more models, with extra files and metadata, under a new ID.
@@ -188,6 +189,9 @@ class Store:
                 recursively.  Stored and downloaded, never loaded.
             extra_metadata: any msgpack-serialisable dict, returned unchanged
                 by ``get_model_info``.
+            created: the model's creation time (timezone-aware; default: now).
+                For imports from other registries, which keep their models'
+                original times; listings order models by it.
             **models: the models, by keyword (``model=``, ``explainer=``, ...).
 
         Returns:
@@ -206,14 +210,69 @@ class Store:
         (or Ctrl-C) the store is left as it was, apart from unreferenced
         objects that gc removes.
         """
-        check_domain(domain)
-        model_id = new_model_id() if model_id is None else check_model_id(model_id)
+        check_domain(domain)  # the names first: their errors win over the objects'
+        if model_id is not None:
+            check_model_id(model_id)
         if not models:
             raise TypeError("commit_models() needs at least one model, e.g. model=clf")
         models = bundle_params(models)  # annoy's metric= and num_trees= describe its model=
-        plan = [(kwarg, obj, resolve(kwarg, obj)) for kwarg, obj in models.items()]
-        plan = [(k, with_store_format(o, self.sklearn_format) if fw.name == "sklearn" else o, fw)
-                for k, o, fw in plan]
+        plan = [(kwarg, resolve(kwarg, obj), obj) for kwarg, obj in models.items()]
+        plan = [(k, fw, with_store_format(o, self.sklearn_format) if fw.name == "sklearn" else o)
+                for k, fw, o in plan]
+
+        def save(kwarg: str, fw: Framework, obj: Any, directory: str) -> Saved:
+            return fw.save(obj, kwarg, directory)
+
+        return self._commit(domain, model_id, plan, save, extra_files, extra_metadata, created)
+
+    def commit_files(
+        self,
+        domain: str,
+        *,
+        frameworks: Sequence[tuple[str, str, Saved]],
+        model_id: str | None = None,
+        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+        extra_metadata: dict[Any, Any] | None = None,
+        created: _dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """Store model files that a framework already wrote, as ``commit_models`` would.
+
+        For imports from other registries: their files are stored byte for byte
+        (never deserialised and saved again), with the framework entry that
+        loads them.  ``frameworks`` lists ``(kwarg, framework name, Saved)``;
+        every file of a ``Saved`` is read from its local path.  The guarantees,
+        arguments and exceptions are those of ``commit_models``, plus:
+
+        Raises:
+            FrameworkError: an unknown framework name, or no entries.
+        """
+        if not frameworks:
+            raise FrameworkError("commit_files() needs at least one framework entry")
+        plan = [(kwarg, by_name(name), saved) for kwarg, name, saved in frameworks]
+
+        def given(kwarg: str, fw: Framework, saved: Saved, directory: str) -> Saved:
+            return saved
+
+        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created)
+
+    def _commit(
+        self,
+        domain: str,
+        model_id: str | None,
+        plan: Sequence[tuple[str, Framework, Any]],
+        save: Callable[[str, Framework, Any, str], Saved],
+        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+        extra_metadata: dict[Any, Any] | None,
+        created: _dt.datetime | None,
+    ) -> dict[str, Any]:
+        """The body of ``commit_models`` and ``commit_files``: ``save(kwarg, fw, item, dir)`` writes each entry."""
+        check_domain(domain)
+        model_id = new_model_id() if model_id is None else check_model_id(model_id)
+        if created is not None and created.tzinfo is None:
+            raise TypeError("created must be a timezone-aware datetime")
+        if created is not None:
+            # listings sort the ISO strings: every model's time must be in one zone (UTC, as _now)
+            created = created.astimezone(_dt.timezone.utc)
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
         ident = author(self.path)  # validated before anything is written
@@ -230,10 +289,10 @@ class Store:
                     raise FrameworkError(f"{who} and {owner[path]} both write the file {path!r}")
                 owner[path] = who
 
-            for i, (kwarg, obj, fw) in enumerate(plan):
+            for i, (kwarg, fw, obj) in enumerate(plan):
                 d = os.path.join(work, f"{i}")
                 os.mkdir(d)
-                saved = fw.save(obj, kwarg, d)
+                saved = save(kwarg, fw, obj, d)
                 for name, local in saved.files.items():
                     claim(name, f"{kwarg}={fw.name}")
                     sources.append(Source(name, local, "model"))
@@ -252,7 +311,7 @@ class Store:
             with self._write_errors():
                 files, stats = ingest(self.odb, sources, params=self.params, level=self.level,
                                       progress=self.progress)
-            created = _now()
+            created = _now() if created is None else created
             manifest = Manifest(
                 domain=domain,
                 model_id=model_id,

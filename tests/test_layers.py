@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "casstore.remote": 5,
     "casstore.store": 6,
     "casstore.serve": 7,
+    "casstore.compat": 7,
     "casstore.cli": 8,
     "casstore": 8,  # the package's __init__: the public API
     "casstore.__main__": 9,

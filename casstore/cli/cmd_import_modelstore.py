@@ -1,0 +1,50 @@
+"""``cas import-modelstore``: migrate a modelstore store into casstore (casstore/compat/importer.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import SubParsers, add_command
+from .commands import open_store_for
+from .output import print_json
+
+
+def import_modelstore(args: argparse.Namespace) -> int:
+    from ..compat.importer import import_modelstore as run
+    from ..compat.importer import open_source
+
+    source = open_source(args.source)  # a missing source creates no store
+    with open_store_for(args, create=True) as store:
+        def say(text: str) -> None:
+            if not args.json and sys.stderr.isatty():
+                print(f"cas import-modelstore: {text}", file=sys.stderr, flush=True)
+
+        report = run(store, source, say)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        for key in report.imported:
+            print(f"imported: {key}")
+        for key in report.deleted:
+            print(f"imported as deleted: {key}")
+        for name in report.states_created:
+            print(f"state created: {name}")
+        for item in report.states_set:
+            print(f"state set: {item}")
+        for key, note in report.notes.items():
+            print(f"note: {key}: {note}")
+        for key, why in report.failed.items():
+            print(f"failed: {key}: {why}")
+        print(f"{len(report.imported)} models imported, {len(report.deleted)} deleted models, "
+              f"{len(report.skipped)} already here, {len(report.failed)} failed")
+    return 0 if report.ok else 1
+
+
+def register(sub: SubParsers) -> None:
+    p = add_command(sub, "import-modelstore",
+                    "copy a modelstore store (domains, models, states, deletions) into this store; resumable",
+                    "cas --store ./models import-modelstore /data/modelstore-root", import_modelstore)
+    p.add_argument("source", metavar="SOURCE",
+                   help="a modelstore root directory (or its operatorai-model-store), or s3://bucket/root_prefix")
+    p.add_argument("--json", action="store_true", help="machine-readable report")

@@ -1,0 +1,451 @@
+"""Import a modelstore store into a casstore store (``cas import-modelstore``).
+
+modelstore keeps, under ``<root>/operatorai-model-store/``::
+
+    model_states/<state>.json                    {"state_name": ..., "created": ...}
+    domains/<domain>.json                         the metadata of the domain's last upload
+    <domain>/versions/<id>.json                   each live model's metadata
+    <domain>/versions/<state>/<id>.json           the models in a state
+    <domain>/versions/modelstore-deleted/<id>.json   deleted models (their archives are gone)
+    <domain>/<upload time>/<id>/artifacts.tar.gz  model files, model-info.json, extras/<name>
+
+Every live model becomes a casstore model with the same domain, ID and creation
+time, its archive's files stored byte for byte (a scikit-learn ``model.joblib``
+as an sklearn entry that ``load`` reads; other libraries' files as ``model_file``
+entries, whose ``load`` returns their paths), ``extras/<name>`` and
+``model-info.json`` as extra files, and modelstore's metadata dict kept whole
+under ``extra_metadata["modelstore"]``, so ``casstore.ModelStore`` returns what
+modelstore returned.  A deleted model is committed (its metadata only) and
+deleted, so the history shows both and ``ModelStore`` raises
+ModelDeletedException for it.  States are created and set.
+
+The import is resumable: a model whose ID the store already holds (or already
+shows as deleted) is skipped, state changes that are already there record
+nothing.  Whatever cannot be imported is reported, with the reason, and the rest
+goes on.  The source may be hostile: names are checked before use, nothing is
+read outside the source root, and archives are unpacked member by member
+(regular files with plain relative names only) into the store's scratch
+directory and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import urlparse
+
+from ..errors import CasError, RemoteError, UnsafePathError
+from ..frameworks import Saved
+from ..store import Store
+from ..util.fsutil import check_relpath
+from ..util.names import check_domain, check_model_id
+from .meta import DELETED_STATE, EXTRAS_DIR, META_KEY, MODEL_INFO, as_modelstore_returns, is_valid_state_name
+from .meta import parse_modelstore_time as parse_time
+from .modelstore import ModelStore
+
+ROOT = "operatorai-model-store"
+#: no metadata file modelstore writes comes near this; a bigger one is refused unread
+MAX_JSON = 16 << 20
+_LAYOUT_DIRS = ("domains", "model_states")
+
+
+@dataclass
+class ImportReport:
+    """What ``import_modelstore`` did: ``"domain/id"`` lists, and failures with their reasons."""
+
+    source: str
+    imported: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # imported as deleted models
+    skipped: list[str] = field(default_factory=list)  # already in the store (an earlier run)
+    states_created: list[str] = field(default_factory=list)
+    states_set: list[str] = field(default_factory=list)  # "domain/id state"
+    #: imported, but not as modelstore had it (e.g. a library loaded as files)
+    notes: dict[str, str] = field(default_factory=dict)
+    #: what could not be imported ("domain/id", a state or a path) -> why
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__, ok=self.ok)
+
+
+class ModelstoreSource(ABC):
+    """Read access to a modelstore root (``operatorai-model-store``): keys are relative paths in it."""
+
+    url: str
+
+    @abstractmethod
+    def list(self, prefix: str) -> tuple[list[str], list[str]]:
+        """(sub-directories, files) directly under ``prefix`` ("" for the root), names only."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """The file ``key``, for reading.
+
+        Raises:
+            FileNotFoundError: no such file.
+            UnsafePathError: a key that leaves the root.
+        """
+
+    def read_json(self, key: str) -> Any:
+        """The JSON document at ``key``.
+
+        Raises:
+            ValueError: not JSON, or larger than MAX_JSON.
+        """
+        with self.open(key) as f:
+            data = f.read(MAX_JSON + 1)
+        if len(data) > MAX_JSON:
+            raise ValueError(f"{key}: larger than {MAX_JSON} bytes")
+        return json.loads(data)
+
+
+def _check_key(key: str) -> str:
+    if key:
+        check_relpath(key)
+    return key
+
+
+class FileSystemSource(ModelstoreSource):
+    """A modelstore file-system root: ``root_directory`` or its ``operatorai-model-store``."""
+
+    def __init__(self, path: str) -> None:
+        path = os.path.abspath(path)
+        inner = os.path.join(path, ROOT)
+        self.base = os.path.realpath(inner if os.path.isdir(inner) else path)
+        if not os.path.isdir(self.base):
+            raise FileNotFoundError(f"{path}: no modelstore store here (no {ROOT} directory)")
+        self.url = self.base
+
+    def _path(self, key: str) -> str:
+        p = os.path.join(self.base, _check_key(key))
+        real = os.path.realpath(p)
+        if real != self.base and not real.startswith(self.base + os.sep):
+            raise UnsafePathError(key, f"leads outside the source ({real})")
+        return real
+
+    def list(self, prefix: str) -> tuple[list[str], list[str]]:
+        p = self._path(prefix)
+        if not os.path.isdir(p):
+            return [], []
+        dirs, files = [], []
+        with os.scandir(p) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    dirs.append(e.name)
+                elif e.is_file(follow_symlinks=True):
+                    files.append(e.name)
+        return sorted(dirs), sorted(files)
+
+    def open(self, key: str) -> BinaryIO:
+        p = self._path(key)
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"{key}: not a file in {self.base}")
+        return open(p, "rb")
+
+
+class S3Source(ModelstoreSource):
+    """A modelstore store in an S3 bucket: ``s3://bucket/<root_prefix>`` (boto3's usual configuration)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise RemoteError(url, "not an S3 URL: s3://bucket[/root_prefix]")
+        self.url = url
+        self.bucket = parsed.netloc
+        prefix = parsed.path.strip("/")
+        if prefix.split("/")[-1] != ROOT:
+            prefix = f"{prefix}/{ROOT}" if prefix else ROOT
+        self.prefix = prefix
+        import boto3
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        session = boto3.session.Session()
+        self.s3 = session.client("s3", region_name=session.region_name or "us-east-1", endpoint_url=endpoint)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{_check_key(key)}" if key else self.prefix
+
+    def list(self, prefix: str) -> tuple[list[str], list[str]]:
+        full = self._key(prefix) + "/"
+        dirs, files = [], []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                      Delimiter="/"):
+            dirs += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            files += [o["Key"][len(full):] for o in page.get("Contents", [])]
+        return sorted(d for d in dirs if d), sorted(f for f in files if f)
+
+    def open(self, key: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except ClientError as e:
+            if str(e.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"{key}: not in {self.url}") from None
+            raise RemoteError(self.url, f"{key}: {e}") from e
+        return body  # type: ignore[no-any-return]
+
+
+def open_source(source: str) -> ModelstoreSource:
+    """A source for ``source``: ``s3://bucket/prefix`` or a directory."""
+    if source.startswith("s3://"):
+        return S3Source(source)
+    if "://" in source:
+        raise RemoteError(source, "cas import-modelstore reads a directory or s3://bucket/prefix")
+    return FileSystemSource(source)
+
+
+def _created(meta: dict[str, Any]) -> _dt.datetime:
+    """When modelstore created the model: ``code.created`` (``meta.created`` in its older files).
+
+    Raises:
+        ValueError: neither holds a time in modelstore's format.
+    """
+    for section in ("code", "meta"):
+        part = meta.get(section)
+        if isinstance(part, dict) and isinstance(part.get("created"), str):
+            return parse_time(part["created"])
+    raise ValueError("its metadata has no creation time (code.created)")
+
+
+def _archive_key(meta: dict[str, Any]) -> str:
+    """Where modelstore put the model's archive, relative to its root (from the stored location).
+
+    Raises:
+        ValueError: the location names no archive inside ``operatorai-model-store``.
+    """
+    storage = meta.get("storage") or {}
+    for loc in (storage.get("path"), storage.get("prefix")):
+        if isinstance(loc, str) and f"{ROOT}/" in loc:
+            key = loc.split(f"{ROOT}/", 1)[1]
+            return _check_key(posixpath.normpath(key))
+    raise ValueError(f"its metadata names no archive inside {ROOT} (storage: {storage!r})")
+
+
+def _unpack(archive: BinaryIO, into: str) -> tuple[list[str], list[str]]:
+    """Unpack a modelstore archive into ``into``: (top-level file names, extra file names).
+
+    Only regular files named ``<name>`` or ``extras/<name>`` are written, each by
+    its own ``open`` under ``into``; anything else (links, devices, ``..``,
+    absolute or deeper names) refuses the whole archive.
+
+    Raises:
+        UnsafePathError: a member that is not a plain file with a plain name.
+        tarfile.TarError: not a gzip tar.
+    """
+    top: list[str] = []
+    extras: list[str] = []
+    with tarfile.open(fileobj=archive, mode="r|gz") as tar:
+        for member in tar:
+            name = member.name
+            if name.startswith("./"):
+                name = name[2:]
+            if member.isdir() and name.rstrip("/") in ("", ".", EXTRAS_DIR):
+                continue
+            if not member.isreg():
+                raise UnsafePathError(member.name, "archive member is not a regular file (a link or device)")
+            check_relpath(name)
+            parts = name.split("/")
+            if len(parts) == 1:
+                seen = top
+            elif len(parts) == 2 and parts[0] == EXTRAS_DIR:
+                seen = extras
+            else:
+                raise UnsafePathError(member.name, "not a name modelstore writes (<file> or extras/<file>)")
+            if parts[-1] in seen:
+                raise UnsafePathError(member.name, "archive holds this name twice")
+            d = os.path.join(into, *parts[:-1])
+            os.makedirs(d, exist_ok=True)
+            src = tar.extractfile(member)
+            assert src is not None  # a regular file
+            # O_EXCL + O_NOFOLLOW: never through a link, never over an existing file
+            fd = os.open(os.path.join(d, parts[-1]), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            seen.append(parts[-1])
+    return top, extras
+
+
+class _Importer:
+    def __init__(self, store: Store, source: ModelstoreSource, progress: Callable[[str], None] | None) -> None:
+        self.store = store
+        self.source = source
+        self.ms = ModelStore(store)
+        self.report = ImportReport(source.url)
+        self.say = progress or (lambda text: None)
+
+    def run(self) -> ImportReport:
+        states = self._states()
+        dirs, _ = self.source.list("")
+        for domain in dirs:
+            if domain in _LAYOUT_DIRS:
+                continue
+            try:
+                check_domain(domain)
+            except CasError as e:
+                self.report.failed[domain] = f"domain not imported: {e}"
+                continue
+            self._domain(domain, states)
+        return self.report
+
+    def _states(self) -> set[str]:
+        existing = set(self.store.list_model_states())
+        _, files = self.source.list("model_states")
+        for f in files:
+            if not f.endswith(".json"):
+                continue
+            name = f[: -len(".json")]
+            if name == DELETED_STATE:
+                continue  # modelstore's own; deletions are history events here
+            try:
+                doc = self.source.read_json(f"model_states/{f}")
+                if not isinstance(doc, dict) or doc.get("state_name") != name or not is_valid_state_name(name):
+                    raise ValueError(f"not a state modelstore creates: {doc!r:.200}")
+                if name not in existing:
+                    self.store.create_model_state(name)
+                    existing.add(name)
+                    self.report.states_created.append(name)
+            except (CasError, OSError, ValueError) as e:
+                self.report.failed[f"state {name}"] = str(e)
+        return existing
+
+    def _metas(self, prefix: str) -> Iterator[tuple[str, dict[str, Any] | str]]:
+        """(model ID, metadata or the reason it is unusable) for each ``<id>.json`` under ``prefix``."""
+        _, files = self.source.list(prefix)
+        for f in files:
+            if not f.endswith(".json"):
+                continue
+            mid = f[: -len(".json")]
+            try:
+                meta = self.source.read_json(f"{prefix}/{f}")
+                if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+                    raise ValueError("not modelstore metadata")
+                yield mid, meta
+            except (CasError, OSError, ValueError) as e:
+                yield mid, f"{prefix}/{f}: {e}"
+
+    def _domain(self, domain: str, states: set[str]) -> None:
+        versions = f"{domain}/versions"
+        live = list(self._metas(versions))
+        gone = list(self._metas(f"{versions}/{DELETED_STATE}"))
+        todo: list[tuple[float, str, str, dict[str, Any]]] = []  # (created, kind, id, meta)
+        for kind, entries in (("live", live), ("deleted", gone)):
+            for mid, meta in entries:
+                key = f"{domain}/{mid}"
+                if isinstance(meta, str):
+                    self.report.failed[key] = meta
+                    continue
+                try:
+                    check_model_id(mid)
+                    if meta["model"].get("model_id") != mid or meta["model"].get("domain") != domain:
+                        raise ValueError(f"its metadata names {meta['model'].get('domain')!r}/"
+                                         f"{meta['model'].get('model_id')!r}")
+                    created = _created(meta)
+                except (CasError, ValueError, TypeError) as e:
+                    self.report.failed[key] = f"not imported: {e}"
+                    continue
+                todo.append((created.timestamp(), kind, mid, as_modelstore_returns(meta)))
+        # oldest first, so the history tells the story in modelstore's order
+        deleted_here = set(self.ms.list_models(domain, DELETED_STATE)) if todo and (
+            domain in self.store.list_domains()) else set()
+        for _, kind, mid, meta in sorted(todo, key=lambda t: (t[0], t[2])):
+            key = f"{domain}/{mid}"
+            if self.store.model_exists(domain, mid) or (kind == "deleted" and mid in deleted_here):
+                self.report.skipped.append(key)
+                continue
+            self.say(f"importing {key}")
+            try:
+                if kind == "live":
+                    self._model(domain, mid, meta)
+                    self.report.imported.append(key)
+                else:
+                    self._deleted(domain, mid, meta)
+                    self.report.deleted.append(key)
+            except (CasError, OSError, ValueError, TypeError, KeyError, tarfile.TarError) as e:
+                self.report.failed[key] = f"{type(e).__name__}: {e}"
+        for state in self.source.list(versions)[0]:
+            if state == DELETED_STATE:
+                continue
+            for mid, _meta in self._metas(f"{versions}/{state}"):
+                key = f"{domain}/{mid} {state}"
+                try:
+                    if state not in states:
+                        raise ValueError(f"state {state!r} was never created (no model_states/{state}.json)")
+                    if not self.store.model_exists(domain, mid):
+                        raise ValueError("the model was not imported")
+                    if state not in self.store.get_model_states(domain, mid):
+                        self.store.set_model_state(domain, mid, state)
+                        self.report.states_set.append(key)
+                except (CasError, OSError, ValueError) as e:
+                    self.report.failed[key] = f"state not set: {e}"
+
+    def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
+        key = _archive_key(meta)
+        with tempfile.TemporaryDirectory(dir=self.store.repo.tmp, prefix="import-") as work:
+            files = os.path.join(work, "files")
+            os.mkdir(files)
+            with self.source.open(key) as archive:
+                top, extras = _unpack(archive, files)
+            model_type = meta["model"].get("model_type") or {}
+            library = model_type.get("library") if isinstance(model_type, dict) else None
+            model_files = [f for f in top if f != MODEL_INFO]
+            if not model_files:
+                raise ValueError(f"{key}: the archive holds no model file")
+            paths = {f: os.path.join(files, f) for f in model_files}
+            if library == "sklearn" and model_files == ["model.joblib"]:
+                version = ((meta.get("code") or {}).get("dependencies") or {}).get("sklearn")
+                lib = {"name": "sklearn", **({"version": str(version)} if version else {})}
+                entry = ("model", "sklearn", Saved("joblib", paths, lib, str(model_type.get("type") or "")))
+            else:
+                entry = ("model", "model_file", Saved("file", paths, {}, "file" if len(paths) == 1 else "files"))
+                self.report.notes[f"{domain}/{mid}"] = (
+                    f"{library} model imported as files ({', '.join(model_files)}): load() returns their paths")
+            extra_files = []
+            if MODEL_INFO in top:
+                extra_files.append(os.path.join(files, MODEL_INFO))
+            if extras:
+                extra_files.append(os.path.join(files, EXTRAS_DIR))
+            self.store.commit_files(domain, frameworks=[entry], model_id=mid, extra_files=extra_files,
+                                    extra_metadata={META_KEY: meta}, created=_created(meta))
+
+    def _deleted(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
+        """A deleted model: commit its metadata alone, then delete it (the history shows both)."""
+        with tempfile.TemporaryDirectory(dir=self.store.repo.tmp, prefix="import-") as work:
+            path = os.path.join(work, f"{DELETED_STATE}.json")
+            with open(path, "w") as f:
+                json.dump(meta, f)
+            saved = Saved("file", {f"{DELETED_STATE}.json": path}, {}, "file")
+            self.store.commit_files(domain, frameworks=[("model", "model_file", saved)], model_id=mid,
+                                    extra_metadata={META_KEY: meta}, created=_created(meta))
+        self.store.delete_model(domain, mid)
+
+
+def import_modelstore(store: Store, source: str | ModelstoreSource,
+                      progress: Callable[[str], None] | None = None) -> ImportReport:
+    """Import every domain, model, state and deletion of a modelstore store into ``store``.
+
+    ``source`` is a modelstore file-system root (the ``root_directory`` or its
+    ``operatorai-model-store``) or ``s3://bucket/<root_prefix>``.  Resumable;
+    see the module docstring for what is kept and what is refused.
+
+    Raises:
+        FileNotFoundError: no modelstore store at ``source``.
+        RemoteError: the bucket cannot be read.
+    """
+    src = open_source(source) if isinstance(source, str) else source
+    return _Importer(store, src, progress).run()
+
+
