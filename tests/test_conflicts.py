@@ -1,7 +1,7 @@
 """Issue 9: a conflict or a delete never loses a model, through the CLI, with two machines.
 
 Stores A and B commit ``d/v1`` with different bytes; A pushes first.  Every
-scenario runs on a path remote, git:// and S3 (``any_remote``), drives ``cas``
+scenario runs on a path remote, git://, S3, GCS and Azure (``any_remote``), drives ``cas``
 as a user would, and after each step checks on both stores and on the remote
 that the domain history agrees with the model refs (see ``assert_consistent``).
 """

@@ -88,7 +88,6 @@ class GCSClient(BucketClient):
         """The ``google.cloud.storage.Bucket``, made on first use."""
         if self._bucket is None:
             try:
-                from google.api_core.retry import Retry
                 from google.cloud import storage
                 from google.cloud.storage.retry import DEFAULT_RETRY
             except ImportError:  # pragma: no cover - depends on the installation
@@ -107,8 +106,8 @@ class GCSClient(BucketClient):
                                                 "GOOGLE_APPLICATION_CREDENTIALS or run "
                                                 "`gcloud auth application-default login`") from None
             # the library's default keeps retrying for two minutes; a dead endpoint should fail sooner
-            self._retry = Retry(predicate=DEFAULT_RETRY._predicate, initial=0.5, maximum=4.0,
-                                multiplier=2.0, timeout=RETRY_SECONDS)
+            self._retry = DEFAULT_RETRY.with_timeout(RETRY_SECONDS).with_delay(initial=0.5, maximum=4.0,
+                                                                               multiplier=2.0)
             self._bucket = client.bucket(self.bucket)
         return self._bucket
 
