@@ -2,8 +2,9 @@
 # Install the system packages whose programs the test suite starts for real, if missing:
 # git (with git-daemon and git-http-backend in git-core), sshd, openssl for the
 # throwaway CA of the https tests, and Debian's chromium with its matching chromedriver
-# for the `cas serve` browser tests (no browser can be downloaded any other way here),
-# and a Java runtime for the pyspark tests.
+# for the `cas serve` browser tests (no browser can be downloaded any other way here);
+# a Java runtime for the pyspark tests; node and npm for Azurite, the Azure Blob emulator
+# of the az:// remote tests (below).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -14,6 +15,7 @@ command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # pyspark's tests start a local JVM: Spark 4 runs on Java 17 (or 21)
 java -version >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2
@@ -24,4 +26,13 @@ if [ ${#need[@]} -gt 0 ]; then
     mkdir -p /usr/share/man/man1
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Azurite from npm into .ci/node (git-ignored), where tests/servers.py looks for it.
+# Pinned: 3.36 and later need node 22; Debian's node is 20.
+azurite_version=3.35.0
+node_dir="$(cd "$(dirname "$0")" && pwd)/node"
+if ! grep -qs "\"version\": \"$azurite_version\"" "$node_dir/node_modules/azurite/package.json"; then
+    echo "installing azurite@$azurite_version into $node_dir" >&2
+    npm install --prefix "$node_dir" --no-audit --no-fund --loglevel=error "azurite@$azurite_version" >/dev/null
 fi

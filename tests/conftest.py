@@ -23,7 +23,7 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     for k in list(os.environ):
-        if k.startswith(("GIT_", "CAS_", "AWS_")):
+        if k.startswith(("GIT_", "CAS_", "AWS_", "AZURE_", "GOOGLE_", "STORAGE_EMULATOR_")):
             monkeypatch.delenv(k)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("CAS_AUTHOR", "Test User <test@example.com>")
@@ -90,13 +90,108 @@ def s3_objects(url: str) -> dict[str, bytes]:
     return out
 
 
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    from tests.servers import gcs_server
+
+    with gcs_server() as endpoint:
+        yield endpoint
+
+
+def gcs_bucket(url: str) -> object:
+    """The google-cloud-storage Bucket of a ``gs://`` URL, on the emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[import-untyped]
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    return client.bucket(url[len("gs://"):].partition("/")[0])
+
+
+@pytest.fixture
+def gs_url(gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``gs://<new bucket>/team/models`` on the test GCS emulator, with STORAGE_EMULATOR_HOST set."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    url = f"gs://cas-{uuid.uuid4().hex[:12]}/team/models"
+    gcs_bucket(url).create()  # type: ignore[attr-defined]
+    return url
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    from tests.servers import azurite_server
+
+    with azurite_server() as connection_string:
+        yield connection_string
+
+
+def azure_container(url: str) -> object:
+    """The azure-storage-blob ContainerClient of an ``az://`` URL, on the emulator."""
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient.from_connection_string(os.environ["AZURE_STORAGE_CONNECTION_STRING"],
+                                                  url[len("az://"):].partition("/")[0])
+
+
+@pytest.fixture
+def az_url(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``az://<new container>/team/models`` on Azurite, with AZURE_STORAGE_CONNECTION_STRING set."""
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    url = f"az://cas-{uuid.uuid4().hex[:12]}/team/models"
+    azure_container(url).create_container()  # type: ignore[attr-defined]
+    return url
+
+
+#: bucket kind -> the fixture that makes a fresh remote URL of that kind
+BUCKET_URL_FIXTURES = {"s3": "s3_url", "gcs": "gs_url", "azure": "az_url"}
+
+
+def is_bucket_url(url: str | Path) -> bool:
+    return str(url).startswith(("s3://", "gs://", "az://"))
+
+
+def bucket_objects(url: str) -> dict[str, bytes]:
+    """Every object under a bucket remote (S3, GCS or Azure), by key relative to its prefix."""
+    if url.startswith("s3://"):
+        return s3_objects(url)
+    prefix = url.split("://", 1)[1].partition("/")[2] + "/"
+    if url.startswith("gs://"):
+        bucket = gcs_bucket(url)
+        return {b.name[len(prefix):]: b.download_as_bytes()
+                for b in bucket.client.list_blobs(bucket, prefix=prefix)}  # type: ignore[attr-defined]
+    container = azure_container(url)
+    return {b.name[len(prefix):]: container.download_blob(b.name).readall()  # type: ignore[attr-defined]
+            for b in container.list_blobs(name_starts_with=prefix)}  # type: ignore[attr-defined]
+
+
+def put_bucket_object(url: str, key: str, data: bytes) -> None:
+    """Write ``<prefix>/<key>`` of a bucket remote directly, as another tool (or an attacker) would."""
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+    if url.startswith("s3://"):
+        s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)  # type: ignore[attr-defined]
+    elif url.startswith("gs://"):
+        gcs_bucket(url).blob(f"{prefix}/{key}").upload_from_string(data)  # type: ignore[attr-defined]
+    else:
+        azure_container(url).upload_blob(f"{prefix}/{key}", data, overwrite=True)  # type: ignore[attr-defined]
+
+
+def delete_bucket_object(url: str, key: str) -> None:
+    bucket, _, prefix = url.split("://", 1)[1].partition("/")
+    if url.startswith("s3://"):
+        s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/{key}")  # type: ignore[attr-defined]
+    elif url.startswith("gs://"):
+        gcs_bucket(url).blob(f"{prefix}/{key}").delete()  # type: ignore[attr-defined]
+    else:
+        azure_container(url).delete_blob(f"{prefix}/{key}")  # type: ignore[attr-defined]
+
+
 def assert_s3_remote_fsck(url: str) -> None:
-    """An S3 remote laid out as a bare repository passes stock ``git fsck --strict``."""
+    """A bucket remote (S3, GCS or Azure) laid out as a bare repository passes stock ``git fsck --strict``."""
     with tempfile.TemporaryDirectory() as d:
         subprocess.run(["git", "init", "-q", "--bare", d], check=True)
-        for key, data in s3_objects(url).items():
+        for key, data in bucket_objects(url).items():
             if key.startswith(("objects/pack/", "refs/")):
                 path = Path(d, key)
+                assert path.resolve().is_relative_to(Path(d).resolve()), key  # a test's own hostile keys
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
         assert_git_fsck(d)
@@ -124,3 +219,7 @@ def run_py(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, check=False)
+
+
+#: the same check under the name that says what it covers
+assert_bucket_remote_fsck = assert_s3_remote_fsck

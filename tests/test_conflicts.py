@@ -1,7 +1,7 @@
 """Issue 9: a conflict or a delete never loses a model, through the CLI, with two machines.
 
 Stores A and B commit ``d/v1`` with different bytes; A pushes first.  Every
-scenario runs on a path remote, git:// and S3 (``any_remote``), drives ``cas``
+scenario runs on a path remote, git://, S3, GCS and Azure (``any_remote``), drives ``cas``
 as a user would, and after each step checks on both stores and on the remote
 that the domain history agrees with the model refs (see ``assert_consistent``).
 """
@@ -103,9 +103,9 @@ def remote_refs(url: str, remote: Path | str) -> dict[str, str]:
     if isinstance(remote, Path):
         s = casstore.Store(str(remote))
         return {"refs/cas/" + k.decode(): v.decode() for k, v in s.refs.container.as_dict(b"refs/cas").items()}
-    from tests.conftest import s3_objects
+    from tests.conftest import bucket_objects
 
-    return {k: v.decode().strip() for k, v in s3_objects(url).items() if k.startswith("refs/")}
+    return {k: v.decode().strip() for k, v in bucket_objects(url).items() if k.startswith("refs/")}
 
 
 def check_everything(tmp_path: Path, url: str, remote: Path | str, a: Path, b: Path) -> None:

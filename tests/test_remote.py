@@ -15,7 +15,7 @@ import pytest
 import casstore
 from casstore.remote.transport import RemoteError
 from casstore.store import init_store
-from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, git
+from tests.conftest import BUCKET_URL_FIXTURES, assert_bucket_remote_fsck, assert_git_fsck, git, is_bucket_url
 from tests.servers import dropping_proxy, git_daemon, http_backend, sshd
 
 MiB = 1 << 20
@@ -51,11 +51,11 @@ def remote_url(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[
         yield r
 
 
-@pytest.fixture(params=["path", "git", "s3"])
+@pytest.fixture(params=["path", "git", "s3", "gcs", "azure"])
 def any_remote(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path | str]]:
-    """A fresh remote over a path, git:// or S3: (URL, what check_all inspects)."""
-    if request.param == "s3":
-        url = request.getfixturevalue("s3_url")
+    """A fresh remote over a path, git://, S3, GCS or Azure Blob: (URL, what check_all inspects)."""
+    if request.param in BUCKET_URL_FIXTURES:
+        url = request.getfixturevalue(BUCKET_URL_FIXTURES[request.param])
         yield url, url
         return
     with _git_remote(request.param, remotes) as r:
@@ -77,8 +77,8 @@ def stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
 
 def check_all(*paths: str | Path) -> None:
     for p in paths:
-        if str(p).startswith("s3://"):
-            assert_s3_remote_fsck(str(p))
+        if is_bucket_url(p):
+            assert_bucket_remote_fsck(str(p))
             continue
         assert_git_fsck(p)
         if os.path.exists(os.path.join(p, "cas")):

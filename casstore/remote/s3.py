@@ -1,123 +1,37 @@
 """S3-compatible object storage as a remote: ``s3://bucket/prefix``.
 
-There is no git server to negotiate with, so the remote is laid out like a
-bare repository that clients read and write with plain object requests::
+The layout and the protocol are bucket.py's; this module is the S3 requests.
+A ref's version is its ETag: a model ref is created with ``If-None-Match: *``,
+a history or the states ref is replaced, and a model ref deleted, with
+``If-Match: <ETag>``.
 
-    <prefix>/casstore-remote                  format marker ("casstore-remote 1")
-    <prefix>/objects/pack/pack-<sha>.pack     git packs of whole objects, no deltas,
-    <prefix>/objects/pack/pack-<sha>.idx      non-blob objects first; .idx uploaded last
-    <prefix>/refs/cas/...                     one object per ref: "<hex oid>\\n"
-
-Push uploads one pack of exactly the objects the remote's refs do not reach,
-then moves refs with conditional writes: a model ref is created with
-``If-None-Match: *`` (it never overwrites, even between racing clients), a
-history or the states ref is replaced with ``If-Match: <ETag>`` (compare and
-swap).  Pull walks the object graph from the wanted refs, fetching by byte
-range from the remote packs only the objects the local store lacks (objects
-next to each other travel in one request), and hands them to the quarantine
-as one pack: everything is verified there before any ref moves.
-
-The client has the shape of dulwich's ``fetch_pack``/``send_pack`` so that
-``sync`` treats it like any git transport.  Credentials, region and endpoint
-come from boto3's usual sources (``AWS_ACCESS_KEY_ID``, ``~/.aws/config``,
-``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` for S3-compatible servers).
+Credentials, region and endpoint come from boto3's usual sources
+(``AWS_ACCESS_KEY_ID``, ``~/.aws/config``, ``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL`` for S3-compatible servers).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import shutil
-import struct
-import tempfile
-import threading
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlparse
 
-import numpy as np
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
-from dulwich.refs import Ref
-
-from ..errors import CasError, CorruptObjectError, MissingObjectError, RemoteError
-from ..objects.odb import object_id
-from ..objects.packidx import PackIdx
-from ..objects.packwriter import TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
-from ..util.parallel import ordered
-from ..util.progress import Counter, ProgressFn
-from .walk import GITLINK
-
-MARKER = "casstore-remote"
-FORMAT = 1
-#: no object a casstore store writes comes near this; a bigger one is refused unread
-MAX_OBJECT = 256 << 20
-#: bytes read past the objects asked for, parsed for the next round of the walk
-READAHEAD = 256 << 10
-#: objects this close together are fetched in one request
-GAP = 64 << 10
-#: size of one ranged request for chunk blobs
-RUN_BYTES = 8 << 20
+from ..errors import CorruptObjectError, RemoteError
+from ..util.progress import ProgressFn
+from .bucket import BucketClient
+from .bucket import SendResult as SendResult  # re-exported: it was defined here
 
 
-@dataclass
-class _RemotePack:
-    name: str
-    size: int
-    idx: PackIdx
-    offsets: np.ndarray  # entry offsets, sorted
-    ends: np.ndarray  # entry end offsets, in the same order
-    order: np.ndarray  # idx position of each sorted entry
-    idx_starts: np.ndarray  # entry offsets by idx position
-    idx_ends: np.ndarray
+class S3Client(BucketClient):
+    """push and pull to ``s3://bucket/prefix`` (see bucket.py)."""
 
-    def entry(self, pos: int) -> tuple[int, int]:
-        """(start, end) in the pack of the entry at idx position ``pos``."""
-        return int(self.idx_starts[pos]), int(self.idx_ends[pos])
-
-
-_Loc = tuple[_RemotePack, int, int]  # where an object is: pack, start, end
-
-
-@dataclass
-class SendResult:
-    """What ``send_pack`` reports, like dulwich's SendPackResult."""
-
-    refs: dict[Ref, ObjectID]
-    ref_status: dict[Ref, str | None] = field(default_factory=dict)
-
-
-def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
-    """A pack entry's zlib stream, never inflating beyond ``size`` bytes."""
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(zdata, size + 1)
-    except zlib.error as e:
-        raise CorruptObjectError(name, f"unreadable pack entry: {e}") from None
-    if len(out) != size or not d.eof:
-        raise CorruptObjectError(name, "pack entry does not inflate to its declared size")
-    return out
-
-
-class S3Client:
-    """push and pull to ``s3://bucket/prefix`` (see the module docstring)."""
+    scheme = "s3"
+    kind = "S3"
+    error_modules = ("botocore", "boto3", "s3transfer")
 
     def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise RemoteError(url, "not an S3 URL: s3://bucket[/prefix]")
-        self.url = url
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
-        self.cache_dir = cache_dir
-        self.progress = progress
+        super().__init__(url, cache_dir, progress)
         self._client: Any = None
-        self._packs: dict[str, _RemotePack] | None = None
-
-    # -- plumbing --------------------------------------------------------------
 
     @property
     def s3(self) -> Any:
@@ -137,43 +51,18 @@ class S3Client:
                                           endpoint_url=endpoint, config=config)
         return self._client
 
-    def _workdir(self) -> str:
-        """Where pack indexes are cached and pushed packs are written."""
-        if self.cache_dir is None:
-            self.cache_dir = tempfile.mkdtemp(prefix="casstore-s3-")
-        os.makedirs(self.cache_dir, exist_ok=True)
-        return self.cache_dir
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}/{name}" if self.prefix else name
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """botocore's exceptions as RemoteError naming the URL."""
-        try:
-            yield
-        except CasError:
-            raise
-        except Exception as e:
-            # network failures only: a local OSError (a full disk, say) keeps its own name
-            module = type(e).__module__ or ""
-            if not (module.startswith(("botocore", "boto3", "s3transfer", "urllib3"))
-                    or isinstance(e, (ConnectionError, TimeoutError))):
-                raise
-            raise RemoteError(self.url, f"{type(e).__name__}: {e}") from e
-
     @staticmethod
     def _code(e: Exception) -> str:
         response = getattr(e, "response", None) or {}
         return str(response.get("Error", {}).get("Code", ""))
 
-    def _list(self, sub: str) -> Iterator[dict[str, Any]]:
+    def _list(self, sub: str) -> Iterator[tuple[str, int]]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(sub))
         for page in pages:
-            yield from page.get("Contents", [])
+            for o in page.get("Contents", []):
+                yield str(o["Key"]), int(o["Size"])
 
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
-        """(body, ETag) of a small object, or None when it does not exist."""
         from botocore.exceptions import ClientError
 
         try:
@@ -188,358 +77,35 @@ class S3Client:
             raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
         return data, str(r.get("ETag", ""))
 
-    def _get_range(self, key: str, start: int, end: int) -> bytes:
+    def _read_range(self, key: str, start: int, end: int) -> bytes:
         r = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
         with r["Body"] as body:
             data: bytes = body.read(end - start + 1)
-        if len(data) != end - start:  # the connection closed early (or the object shrank)
-            raise RemoteError(self.url, f"{key}: read {len(data)} of {end - start} bytes")
         return data
 
-    def _check_marker(self, create: bool) -> None:
-        got = self._get(self._key(MARKER), 256)
-        if got is None:
-            if create:
-                self.s3.put_object(Bucket=self.bucket, Key=self._key(MARKER), Body=f"{MARKER} {FORMAT}\n".encode())
-            return
-        words = got[0].split()
-        if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
-            raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
-        if int(words[1]) > FORMAT:
-            raise RemoteError(self.url, f"written by a newer casstore (format {int(words[1])}); upgrade casstore")
+    def _put(self, key: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
 
-    def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
-        """The remote's casstore refs and their ETags (names and values are checked by the caller).
-
-        Only ``refs/cas/``: anything else under the prefix is not ours to read.
-        """
-        keys = [o["Key"] for o in self._list("refs/cas/")]
-        base = len(self._key(""))
-
-        def one(key: str) -> tuple[Ref, ObjectID, str] | None:
-            got = self._get(key, 100)
-            if got is None:
-                return None  # deleted since the listing
-            return Ref(key[base:].encode()), ObjectID(got[0].strip()), got[1]
-
-        refs: dict[Ref, ObjectID] = {}
-        etags: dict[Ref, str] = {}
-        with ThreadPoolExecutor(8) as pool:
-            for item in pool.map(one, keys):
-                if item is not None:
-                    refs[item[0]], etags[item[0]] = item[1], item[2]
-        return refs, etags
-
-    # -- packs -------------------------------------------------------------------
-
-    def _load_packs(self) -> dict[str, _RemotePack]:
-        """Every published remote pack, with its index (cached locally by name and size)."""
-        if self._packs is not None:
-            return self._packs
-        listing = {o["Key"].rsplit("/", 1)[-1]: int(o["Size"]) for o in self._list("objects/pack/")}
-        packs: dict[str, _RemotePack] = {}
-        cache = self._workdir()
-        for fn, idx_size in sorted(listing.items()):
-            name = fn[: -len(".idx")]
-            if not fn.endswith(".idx") or name + ".pack" not in listing:
-                continue
-            if not name.startswith("pack-") or len(name) != 45 or any(c not in "0123456789abcdef" for c in name[5:]):
-                raise CorruptObjectError(fn, f"remote {self.url} has a pack with a bad name")
-            path = os.path.join(cache, fn)
-            if not os.path.exists(path) or os.path.getsize(path) != idx_size:
-                data = self._get_range(self._key("objects/pack/" + fn), 0, idx_size) if idx_size else b""
-                if len(data) < 40 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
-                    raise CorruptObjectError(fn, f"remote {self.url}: pack index checksum mismatch")
-                if data[-40:-20].hex() != name[5:]:
-                    raise CorruptObjectError(fn, f"remote {self.url}: pack index belongs to another pack")
-                fd, tmp = tempfile.mkstemp(dir=cache)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            size = listing[name + ".pack"]
-            idx = PackIdx(path)
-            idx_starts, idx_ends = idx.entry_bounds(size)
-            order = idx_starts.argsort(kind="stable")
-            offsets, ends = idx_starts[order], idx_ends[order]
-            if idx.count and (offsets[0] < 12 or np.any(ends <= offsets) or ends[-1] > size - 20):
-                raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
-            packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
-        self._packs = packs
-        return packs
-
-    def _locate(self, raws: list[bytes]) -> dict[bytes, _Loc]:
-        """Where each binary oid is on the remote: (pack, start, end).
-
-        Raises:
-            MissingObjectError: an object no remote pack holds.
-        """
-        out: dict[bytes, _Loc] = {}
-        todo = list(raws)
-        for p in self._load_packs().values():
-            if not todo:
-                break
-            found = p.idx.find(todo)
-            rest = []
-            for raw, pos in zip(todo, found.tolist(), strict=True):
-                if pos >= 0:
-                    start, end = p.entry(pos)
-                    if end - start > MAX_OBJECT + 64:
-                        raise CorruptObjectError(raw.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
-                    out[raw] = (p, start, end)
-                else:
-                    rest.append(raw)
-            todo = rest
-        if todo:
-            raise MissingObjectError(todo[0].hex(), f"the remote {self.url} refers to it but has no pack holding it")
-        return out
-
-    @staticmethod
-    def _runs(items: list[_Loc], gap: int, limit: int) -> Iterator[list[_Loc]]:
-        """Entries grouped into ranges of one pack: sorted, at most ``gap`` apart, ``limit`` long."""
-        run: list[_Loc] = []
-        for item in sorted(items, key=lambda t: (t[0].name, t[1])):
-            if run and (item[0] is not run[0][0] or item[1] - run[-1][2] > gap or item[2] - run[0][1] > limit):
-                yield run
-                run = []
-            run.append(item)
-        if run:
-            yield run
-
-    def _parse_entry(self, entry: bytes | memoryview, oid: bytes, name: str) -> tuple[int, bytes]:
-        """(type, content) of a whole-object pack entry, checked against its oid."""
-        try:
-            type_num, size, hlen = parse_object_header(entry)
-        except IndexError:
-            raise CorruptObjectError(name, "truncated pack entry") from None
-        if type_num not in TYPE_NAMES:
-            raise CorruptObjectError(name, f"pack entry of type {type_num}: S3 remotes hold whole objects only")
-        if size > MAX_OBJECT:
-            raise CorruptObjectError(name, f"object of {size} bytes is larger than casstore writes")
-        content = _inflate(memoryview(entry)[hlen:], size, name)
-        if object_id(type_num, content) != oid:
-            raise CorruptObjectError(oid.hex(), f"remote {self.url} sent an object that does not hash to its id")
-        return type_num, content
-
-    # -- fetch ---------------------------------------------------------------------
-
-    def fetch_pack(self, path: str, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,
-                   pack_data: Callable[[bytes], object], progress: Any = None, depth: int | None = None) -> None:
-        """Send a pack of what the wanted refs reach and the local store lacks to ``pack_data``.
-
-        ``graph_walker.contains(hex oid)`` says what the local store has.
-        """
-        with self._errors():
-            self._check_marker(create=False)
-            refs, _ = self.read_refs()
-            wants = determine_wants(refs)
-            if not wants:
-                return
-            contains: Callable[[ObjectID], bool] = graph_walker.contains
-            inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
-            self._send(inner, blobs, pack_data)
-
-    def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:
-        """Entries of the commits and trees to fetch, and the blobs they need that we lack."""
-        inner: dict[bytes, bytes] = {}  # oid -> verbatim pack entry
-        blobs: dict[bytes, None] = {}
-        parsed: dict[bytes, tuple[int, bytes, bytes]] = {}  # read ahead, verified: oid -> (type, content, entry)
-        seen: set[bytes] = set()
-        level = wants
-        while level:
-            todo = []
-            for raw in level:
-                if raw not in seen and not contains(ObjectID(raw.hex().encode())):
-                    seen.add(raw)
-                    todo.append(raw)
-            missing = [r for r in todo if r not in parsed]
-            if missing:
-                self._fetch_inner(missing, parsed)
-            level = []
-            for raw in todo:
-                type_num, content, entry = parsed.pop(raw)
-                inner[raw] = entry
-                try:
-                    obj = ShaFile.from_raw_string(type_num, content, ObjectID(raw.hex().encode()))
-                except Exception as err:
-                    raise CorruptObjectError(raw.hex(), f"unparseable {TYPE_NAMES[type_num].decode()}: {err}") from None
-                if isinstance(obj, Commit):
-                    level.extend(bytes.fromhex(x.decode()) for x in [obj.tree, *obj.parents])
-                elif isinstance(obj, Tree):
-                    for it in obj.iteritems():
-                        child = bytes.fromhex(it.sha.decode())
-                        if it.mode == GITLINK:
-                            continue
-                        if it.mode & 0o040000:
-                            level.append(child)
-                        elif child not in seen and not contains(it.sha):
-                            seen.add(child)
-                            blobs[child] = None
-                elif isinstance(obj, Tag):
-                    level.append(bytes.fromhex(obj.object[1].decode()))
-        return inner, list(blobs)
-
-    def _fetch_inner(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:
-        """Fetch commits and trees, reading ahead: every whole non-blob entry read is kept, verified."""
-        wanted = set(raws)
-        for run in self._runs(list(self._locate(raws).values()), GAP, RUN_BYTES):
-            p = run[0][0]
-            start = run[0][1]
-            end = min(max(e for _, _, e in run) + READAHEAD, p.size - 20)
-            data = self._get_range(self._key(f"objects/pack/{p.name}.pack"), start, end)
-            lo = int(np.searchsorted(p.offsets, start))
-            for i in range(lo, len(p.offsets)):
-                s, e = int(p.offsets[i]), int(p.ends[i])
-                if e > end:
-                    break
-                oid = p.idx.sha(int(p.order[i]))
-                if oid in parsed:
-                    continue
-                entry = data[s - start : e - start]
-                if oid not in wanted and (entry[0] >> 4) & 7 not in (1, 2, 4):
-                    continue  # a blob or something odd that nobody asked for
-                try:
-                    type_num, content = self._parse_entry(entry, oid, f"{p.name}@{s}")
-                except CorruptObjectError:
-                    if oid in wanted:
-                        raise
-                    continue  # read ahead only: it may never be needed
-                parsed[oid] = (type_num, content, entry)
-        for raw in raws:
-            if raw not in parsed:  # pragma: no cover - _locate found it, the range covered it
-                raise MissingObjectError(raw.hex(), f"not read from the remote {self.url}")
-
-    def _send(self, inner: dict[bytes, bytes], blobs: list[bytes], pack_data: Callable[[bytes], object]) -> None:
-        """Write one pack: the commits and trees, then the blobs, fetched in parallel ranges."""
-        located = self._locate(blobs)
-        sha = hashlib.sha1()
-
-        def out(b: bytes | memoryview) -> None:
-            sha.update(b)
-            pack_data(bytes(b))
-
-        out(b"PACK" + struct.pack(">II", 2, len(inner) + len(blobs)))
-        for entry in inner.values():
-            out(entry)
-        runs = list(self._runs(list(located.values()), 0, RUN_BYTES))
-
-        def fetch(run: list[_Loc]) -> tuple[list[_Loc], bytes]:
-            p = run[0][0]
-            return run, self._get_range(self._key(f"objects/pack/{p.name}.pack"), run[0][1], run[-1][2])
-
-        with ThreadPoolExecutor(4) as pool:
-            for run, data in ordered(pool, 8, (lambda r=r: fetch(r) for r in runs)):  # type: ignore[misc]
-                base = run[0][1]
-                for p, s, e in run:
-                    view = memoryview(data)[s - base : e - base]
-                    type_num, size, _ = parse_object_header(view)
-                    if type_num != 3 or size > MAX_OBJECT:
-                        raise CorruptObjectError(f"{p.name}@{s}", "expected a blob entry on the remote")
-                    out(view)
-        out(sha.digest())
-
-    # -- push ------------------------------------------------------------------------
-
-    def send_pack(self, path: str, update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
-                  generate_pack_data: Callable[..., tuple[int, Iterator[Any]]], progress: Any = None,
-                  atomic: bool = False) -> SendResult:
-        """Upload what the remote lacks, then move its refs with conditional writes."""
-        with self._errors():
-            self._check_marker(create=True)
-            refs, etags = self.read_refs()
-            new = update_refs(dict(refs))
-            changes = {r: s for r, s in new.items() if refs.get(r) != s}
-            result = SendResult(dict(refs))
-            if not changes:
-                return result
-            count, records = generate_pack_data(set(refs.values()), {s for s in changes.values() if s != ZERO_SHA},
-                                                ofs_delta=False)
-            if count:
-                self._upload_pack(count, records)
-            self._update_refs(changes, etags, result)
-            return result
-
-    def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
+    def _upload(self, key: str, path: str, sent: Callable[[int], None]) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        work = tempfile.mkdtemp(prefix="push-", dir=self._workdir())
-        try:
-            writer = PackWriter(work, work, count, durable=False)
-            try:
-                for u in records:
-                    entry = b"".join(u.comp_chunks)
-                    _, _, hlen = parse_object_header(entry)
-                    writer.add(EncodedEntry.verbatim(u.sha(), entry[:hlen], entry[hlen:]))
-                name = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
-            paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
-            uploading = Counter(self.progress, "uploading", sum(os.path.getsize(p) for p in paths))
-            lock = threading.Lock()
+        config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+        self.s3.upload_file(path, self.bucket, key, Config=config, Callback=sent)
 
-            def sent(n: int) -> None:  # called from the transfer threads
-                with lock:
-                    uploading(n)
-
-            for path in paths:  # the .idx last: a pack without one is invisible
-                self.s3.upload_file(path, self.bucket, self._key("objects/pack/" + os.path.basename(path)),
-                                    Config=config, Callback=sent)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    def _update_refs(self, changes: Mapping[Ref, ObjectID], etags: Mapping[Ref, str], result: SendResult) -> None:
+    def _conditional(self, request: Callable[..., Any], **kwargs: Any) -> bool:
         from botocore.exceptions import ClientError
 
-        def write(ref: Ref, sha: ObjectID) -> str | None:
-            key = self._key(ref.decode())
-            condition = {"IfMatch": etags[ref]} if ref in etags else {"IfNoneMatch": "*"}
-            try:
-                if sha == ZERO_SHA:
-                    if ref in etags:
-                        self.s3.delete_object(Bucket=self.bucket, Key=key, **condition)
-                else:
-                    self.s3.put_object(Bucket=self.bucket, Key=key, Body=sha + b"\n", **condition)
-            except ClientError as e:
-                if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                    return "changed on the remote meanwhile" if ref in etags else "already exists on the remote"
-                raise
-            return None
+        try:
+            request(Bucket=self.bucket, **kwargs)
+        except ClientError as e:
+            if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
 
-        # Several requests, no transaction: order them so that an interruption or a
-        # refused compare-and-swap never loses a model.  New model refs first (a model
-        # the history does not list yet is harmless: model refs are the truth); then
-        # the histories (compare-and-swap on the ETag read with the refs); deletions
-        # and replacements of existing model refs last, and only for domains whose
-        # history moved, so a refused history never leaves a remote model deleted.
-        def domain_of(ref: Ref) -> bytes:
-            return ref[len(b"refs/cas/models/"):].split(b"/", 1)[0]
+    def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        return self._conditional(self.s3.put_object, Key=key, Body=data, **condition)
 
-        models = sorted(r for r in changes if r.startswith(b"refs/cas/models/"))
-        creations = [r for r in models if r not in etags]
-        removals = [r for r in models if r in etags]
-        failed_domains = set()
-        for ref in creations:
-            result.ref_status[ref] = reason = write(ref, changes[ref])
-            if reason is not None:
-                failed_domains.add(domain_of(ref))
-        for ref in sorted(set(changes) - set(models)):
-            if ref.startswith(b"refs/cas/domains/") and ref[len(b"refs/cas/domains/"):] in failed_domains:
-                result.ref_status[ref] = "not moved: a model ref of this domain was refused"
-                continue
-            result.ref_status[ref] = reason = write(ref, changes[ref])
-            if reason is not None and ref.startswith(b"refs/cas/domains/"):
-                failed_domains.add(ref[len(b"refs/cas/domains/"):])
-        for ref in removals:
-            if domain_of(ref) in failed_domains:
-                result.ref_status[ref] = "not changed: this domain's history was not moved"
-                continue
-            result.ref_status[ref] = write(ref, changes[ref])
-        for ref, reason in result.ref_status.items():
-            if reason is None:
-                sha = changes[ref]
-                if sha == ZERO_SHA:
-                    result.refs.pop(ref, None)
-                else:
-                    result.refs[ref] = sha
-
+    def _delete_ref(self, key: str, version: str) -> bool:
+        return self._conditional(self.s3.delete_object, Key=key, IfMatch=version)

@@ -9,7 +9,8 @@ successes).  ``ssh://`` and ``user@host:path`` use the ``ssh`` command, with
 
 Other kinds of remote register a URL scheme in ``SCHEMES``: a function of the
 URL, a cache directory and a progress function that returns a client with
-dulwich's ``fetch_pack`` and ``send_pack`` (``s3://``: see s3.py).
+dulwich's ``fetch_pack`` and ``send_pack`` (``s3://``, ``gs://``, ``az://``:
+see bucket.py).
 """
 
 from __future__ import annotations
@@ -44,9 +45,23 @@ def _open_s3(url: str, cache_dir: str | None, progress: ProgressFn | None) -> tu
     return S3Client(url, cache_dir, progress), url
 
 
+def _open_gcs(url: str, cache_dir: str | None, progress: ProgressFn | None) -> tuple[Any, str]:
+    from .gcs import GCSClient
+
+    return GCSClient(url, cache_dir, progress), url
+
+
+def _open_azure(url: str, cache_dir: str | None, progress: ProgressFn | None) -> tuple[Any, str]:
+    from .azure import AzureClient
+
+    return AzureClient(url, cache_dir, progress), url
+
+
 #: URL scheme -> opener(url, cache_dir, progress) for remotes that are not git servers
 SCHEMES: dict[str, Callable[[str, str | None, ProgressFn | None], tuple[Any, str]]] = {
     "s3": _open_s3,
+    "gs": _open_gcs,
+    "az": _open_azure,
 }
 
 

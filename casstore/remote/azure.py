@@ -1,0 +1,139 @@
+"""Azure Blob Storage as a remote: ``az://container/prefix``.
+
+The layout and the protocol are bucket.py's; this module is the Blob service
+requests, through azure-storage-blob (``pip install 'casstore[azure]'``).  A
+ref's version is its ETag: a model ref is created with ``If-None-Match: *``
+(the service answers 409 if it exists), a history or the states ref is
+replaced, and a model ref deleted, with ``If-Match: <ETag>`` (412 if stale).
+
+Configuration comes from the environment, so that a URL alone opens a remote:
+``AZURE_STORAGE_CONNECTION_STRING`` if set (an account key, a SAS, or a local
+emulator such as Azurite); else ``AZURE_STORAGE_ACCOUNT`` names the account,
+reached at ``https://<account>.blob.core.windows.net`` with azure-identity's
+``DefaultAzureCredential`` (environment, managed identity, ``az login``), which
+must then be installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import CorruptObjectError, RemoteError
+from ..util.progress import ProgressFn
+from .bucket import BucketClient
+
+#: seconds to connect, and to wait for data on an open connection
+CONNECT_TIMEOUT, READ_TIMEOUT = 10, 120
+#: retries of one request through transient failures, about 3, 5 and 9 s apart
+#: (the SDK's default waits 15 + 3, then 15 + 9, then 15 + 27 s)
+RETRIES = 3
+
+
+class AzureClient(BucketClient):
+    """push and pull to ``az://container/prefix`` (see bucket.py and the module docstring)."""
+
+    scheme = "az"
+    kind = "Azure Blob"
+    error_modules = ("azure", "requests")
+
+    def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
+        super().__init__(url, cache_dir, progress)
+        self._container: Any = None
+
+    @property
+    def az(self) -> Any:
+        """The ``azure.storage.blob.ContainerClient``, made on first use."""
+        if self._container is None:
+            try:
+                from azure.storage.blob import BlobServiceClient, ExponentialRetry
+            except ImportError:  # pragma: no cover - depends on the installation
+                raise RemoteError(self.url, "Azure Blob remotes need azure-storage-blob: "
+                                            "pip install 'casstore[azure]'") from None
+            options: dict[str, Any] = {
+                "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=RETRIES),
+                "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+            }
+            connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+            account = os.environ.get("AZURE_STORAGE_ACCOUNT")
+            if connection:
+                try:
+                    service = BlobServiceClient.from_connection_string(connection, **options)
+                except ValueError as e:
+                    raise RemoteError(self.url, f"AZURE_STORAGE_CONNECTION_STRING: {e}") from None
+            elif account:
+                try:
+                    from azure.identity import DefaultAzureCredential
+                except ImportError:
+                    raise RemoteError(self.url, "AZURE_STORAGE_ACCOUNT without a connection string needs "
+                                                "azure-identity for credentials (pip install azure-identity), "
+                                                "or set AZURE_STORAGE_CONNECTION_STRING") from None
+                service = BlobServiceClient(f"https://{account}.blob.core.windows.net",
+                                            credential=DefaultAzureCredential(), **options)
+            else:
+                raise RemoteError(self.url, "no Azure storage account: set AZURE_STORAGE_CONNECTION_STRING, "
+                                            "or AZURE_STORAGE_ACCOUNT (with azure-identity installed)")
+            self._container = service.get_container_client(self.bucket)
+        return self._container
+
+    def _list(self, sub: str) -> Iterator[tuple[str, int]]:
+        for blob in self.az.list_blobs(name_starts_with=self._key(sub)):
+            yield str(blob.name), int(blob.size or 0)
+
+    def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            # a range, so that a huge blob planted under a ref's name is not downloaded whole
+            stream = self.az.get_blob_client(key).download_blob(offset=0, length=limit + 1)
+            data = stream.readall()
+        except ResourceNotFoundError:
+            return None
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        return bytes(data), str(stream.properties.etag)
+
+    def _read_range(self, key: str, start: int, end: int) -> bytes:
+        stream = self.az.get_blob_client(key).download_blob(offset=start, length=end - start)
+        return bytes(stream.readall())
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.az.get_blob_client(key).upload_blob(data, overwrite=True)
+
+    def _upload(self, key: str, path: str, sent: Callable[[int], None]) -> None:
+        done = 0
+
+        def hook(current: int, total: int | None) -> None:  # cumulative: the bar wants increments
+            nonlocal done
+            if current > done:
+                sent(current - done)
+                done = current
+
+        with open(path, "rb") as f:
+            self.az.get_blob_client(key).upload_blob(f, length=os.path.getsize(path), overwrite=True,
+                                                     max_concurrency=4, progress_hook=hook)
+
+    def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+        blob = self.az.get_blob_client(key)
+        try:
+            if version is None:
+                blob.upload_blob(data, overwrite=False)  # If-None-Match: *
+            else:
+                blob.upload_blob(data, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    def _delete_ref(self, key: str, version: str) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        try:
+            self.az.get_blob_client(key).delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True

@@ -1,0 +1,353 @@
+"""Bucket remotes -- S3, GCS and Azure Blob -- against real emulators on loopback.
+
+Each test runs on every bucket kind (``bucket`` fixture): moto's S3 server,
+fake-gcs-server and Azurite, each started by the tests in a process of its own.
+The scenarios every transport shares (dedup, merges, conflicts, deletions,
+states) run on these through ``any_remote`` in test_remote.py and
+test_conflicts.py; here: what is particular to buckets -- the layout,
+conditional writes between racing clients, a hostile bucket, a cut connection.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import casstore
+from casstore import CorruptObjectError
+from casstore.errors import MissingObjectError
+from casstore.remote.bucket import BucketClient
+from casstore.remote.transport import RemoteError, open_transport
+from tests.conftest import (
+    BUCKET_URL_FIXTURES,
+    assert_bucket_remote_fsck,
+    assert_git_fsck,
+    bucket_objects,
+    delete_bucket_object,
+    put_bucket_object,
+)
+from tests.servers import dying_proxy, free_port
+
+MiB = 1 << 20
+
+
+@pytest.fixture(params=sorted(BUCKET_URL_FIXTURES))
+def bucket(request: pytest.FixtureRequest) -> str:
+    """A fresh ``s3://``, ``gs://`` or ``az://`` remote URL on its emulator."""
+    return str(request.getfixturevalue(BUCKET_URL_FIXTURES[request.param]))
+
+
+def _client(url: str) -> BucketClient:
+    client, _ = open_transport(url)
+    assert isinstance(client, BucketClient)
+    return client
+
+
+def _commit_random(s: casstore.Store, path: Path, size: int, model_id: str, domain: str = "d") -> Path:
+    path.write_bytes(os.urandom(size))
+    s.commit_models(domain, model=str(path), model_id=model_id)
+    return path
+
+
+def _stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
+    return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+
+
+def _snapshot(s: casstore.Store) -> tuple[dict[bytes, bytes], list[str]]:
+    return s.refs.container.as_dict(b"refs/cas"), sorted(os.listdir(os.path.join(s.path, "objects", "pack")))
+
+
+def test_round_trip(tmp_path: Path, bucket: str) -> None:
+    a, b = _stores(tmp_path)
+    one = _commit_random(a, tmp_path / "one.bin", 3 * MiB, "one")
+    events: list[tuple[str, int, int]] = []
+    a.progress = lambda label, done, total: events.append((label, done, total))
+    result = a.push(bucket)
+    uploads = [e for e in events if e[0] == "uploading"]
+    assert uploads and uploads[-1][1] == uploads[-1][2] > 0  # the bar reaches the pack's size
+    assert result.ok and result.models_added == ["d/one"], result
+    keys = bucket_objects(bucket)
+    assert keys["casstore-remote"] == b"casstore-remote 1\n"
+    assert keys["refs/cas/models/d/one"].strip() == a.refs.get(b"refs/cas/models/d/one")
+    assert len([k for k in keys if k.endswith(".pack")]) == 1
+    assert b.pull(bucket).models_added == ["d/one"]
+    assert Path(b.load("d", "one")).read_bytes() == one.read_bytes()
+    assert b.get_model_info("d", "one") == a.get_model_info("d", "one")
+    assert a.push(bucket).objects == 0  # nothing new: no upload, no download
+    again = b.pull(bucket)
+    assert again.ok and again.bytes == 0 and not again.models_added
+    for s in (a, b):
+        assert_git_fsck(s.path)
+        assert s.fsck(read_data=True).ok
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_racing_creates_exactly_one_wins(bucket: str) -> None:
+    """Eight clients create the same ref at the same moment: the service lets exactly one write."""
+    clients = [_client(bucket) for _ in range(8)]
+    key = clients[0]._key("refs/cas/models/d/race")
+    clients[0]._list("refs/")  # connections made before the start, so that the writes overlap
+    barrier = threading.Barrier(len(clients))
+    won: dict[int, bool] = {}
+
+    def create(i: int) -> None:
+        barrier.wait()
+        won[i] = clients[i]._put_ref(key, b"%040d\n" % i, None)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [i for i, ok in won.items() if ok]
+    assert len(won) == len(clients) and len(winners) == 1, won
+    assert bucket_objects(bucket)["refs/cas/models/d/race"] == b"%040d\n" % winners[0]
+
+
+def test_racing_push_of_the_same_id_is_refused_by_the_service(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between reading the remote's refs and writing its own, another client created the
+    same model ID: the conditional create refuses, nothing is overwritten, and the
+    domain's history is left alone."""
+    a, b = _stores(tmp_path)
+    a_file = _commit_random(a, tmp_path / "a.bin", 100_000, "m")
+    _commit_random(b, tmp_path / "b.bin", 100_000, "m")
+    assert a.push(bucket).ok
+    history = bucket_objects(bucket)["refs/cas/domains/d"]
+    real = BucketClient.read_refs
+
+    def before_a_pushed(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        refs, versions = real(self)
+        return ({k: v for k, v in refs.items() if not k.startswith(b"refs/cas/")},
+                {k: v for k, v in versions.items() if not k.startswith(b"refs/cas/")})
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "read_refs", before_a_pushed)
+        pushed = b.push(bucket)
+    assert not pushed.ok
+    assert "already exists" in pushed.rejected["refs/cas/models/d/m"]
+    assert "refused" in pushed.rejected["refs/cas/domains/d"]
+    objects = bucket_objects(bucket)
+    assert objects["refs/cas/domains/d"] == history
+    assert objects["refs/cas/models/d/m"].strip() == a.refs.get(b"refs/cas/models/d/m")
+    fresh = casstore.open(tmp_path / "c")
+    assert fresh.pull(bucket).ok
+    assert Path(fresh.load("d", "m")).read_bytes() == a_file.read_bytes()
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_a_create_whose_answer_was_lost_is_not_reported_as_refused(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create retried after its answer was lost finds the ref it wrote itself: that is success.
+
+    The bucket is put in the state a lost answer leaves (the model ref already holds
+    our commit, while the refs we read do not show it)."""
+    a, _ = _stores(tmp_path)
+    _commit_random(a, tmp_path / "m.bin", 1000, "m")
+    put_bucket_object(bucket, "refs/cas/models/d/m", a.refs.get(b"refs/cas/models/d/m") + b"\n")
+    real = BucketClient.read_refs
+
+    def answer_lost(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        refs, versions = real(self)
+        return ({k: v for k, v in refs.items() if k != b"refs/cas/models/d/m"},
+                {k: v for k, v in versions.items() if k != b"refs/cas/models/d/m"})
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "read_refs", answer_lost)
+        pushed = a.push(bucket)
+    assert pushed.ok and pushed.models_added == ["d/m"], pushed
+    assert casstore.open(tmp_path / "c").pull(bucket).models_added == ["d/m"]
+
+
+def test_stale_history_is_a_failed_compare_and_swap(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another client rewrote the history after we read it (a new version):
+    the compare-and-swap refuses ours; with fresh versions the push goes through."""
+    a, _ = _stores(tmp_path)
+    one = _commit_random(a, tmp_path / "one.bin", 1000, "one")
+    assert a.push(bucket).ok
+    a.commit_models("d", model=str(one), model_id="two")
+    real = BucketClient.read_refs
+
+    def rewritten_meanwhile(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        refs, versions = real(self)
+        # the same commit in other bytes: a new version everywhere (S3's ETag is the bytes' MD5)
+        put_bucket_object(bucket, "refs/cas/domains/d", refs[b"refs/cas/domains/d"] + b"\n\n")
+        return refs, versions
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "read_refs", rewritten_meanwhile)
+        pushed = a.push(bucket)
+    assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
+    assert "refs/cas/models/d/two" in bucket_objects(bucket)  # created: harmless, the history follows
+    assert a.push(bucket).ok  # with the real versions it goes through
+    fresh = casstore.open(tmp_path / "c")
+    assert sorted(fresh.pull(bucket).models_added) == ["d/one", "d/two"]
+    assert [e.model_id for e in fresh.log("d")] == ["two", "one"]
+    assert_bucket_remote_fsck(bucket)
+
+
+# fake-gcs-server ignores ifGenerationMatch on DELETE (it deletes whatever the
+# generation), so a stale conditional delete can only be shown refused on S3 and Azure.
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_stale_conditional_delete_is_refused(request: pytest.FixtureRequest, kind: str) -> None:
+    url = str(request.getfixturevalue(BUCKET_URL_FIXTURES[kind]))
+    client = _client(url)
+    key = client._key("refs/cas/models/d/x")
+    assert client._put_ref(key, b"1" * 40 + b"\n", None)
+    got = client._get(key, 100)
+    assert got is not None
+    assert client._put_ref(key, b"2" * 40 + b"\n", got[1])  # moves on: the version read is now stale
+    assert not client._delete_ref(key, got[1])
+    assert bucket_objects(url)["refs/cas/models/d/x"] == b"2" * 40 + b"\n"
+    fresh = client._get(key, 100)
+    assert fresh is not None and client._delete_ref(key, fresh[1])
+    assert "refs/cas/models/d/x" not in bucket_objects(url)
+
+
+def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, bucket: str) -> None:
+    a, b = _stores(tmp_path)
+    m_file = _commit_random(a, tmp_path / "m.bin", 300_000, "m")
+    _commit_random(b, tmp_path / "mine.bin", 1000, "keep", domain="mine")
+    assert a.push(bucket).ok
+    before = _snapshot(b)
+    objects = bucket_objects(bucket)
+    model_ref = objects["refs/cas/models/d/m"]
+
+    def refused(key: str, data: bytes, error: type[Exception], match: str | None = None) -> None:
+        put_bucket_object(bucket, key, data)
+        with pytest.raises(error, match=match):
+            b.pull(bucket)
+        assert _snapshot(b) == before
+        assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
+        delete_bucket_object(bucket, key)
+
+    # ref names that are not casstore names, path traversal included
+    refused("refs/cas/models/d/..bad", model_ref, CorruptObjectError, "bad ref name")
+    traversal = "../../../../../.."
+    if bucket.startswith("az://"):
+        # Azure resolves "../" in a blob's URL: such a name cannot even be written
+        from azure.core.exceptions import HttpResponseError
+
+        with pytest.raises(HttpResponseError):
+            put_bucket_object(bucket, f"refs/cas/models/d/{traversal}/escape", model_ref)
+        traversal = "..%2F..%2F..%2F..%2F..%2F.."  # what an attacker can write there instead
+    refused(f"refs/cas/models/d/{traversal}/escape", model_ref, CorruptObjectError, "bad ref name")
+    # a ref to an object no pack holds; a ref far bigger than an object id
+    refused("refs/cas/models/d/ghost", b"1" * 40 + b"\n", MissingObjectError)
+    refused("refs/cas/models/d/huge", b"1" * 4096, CorruptObjectError, "larger than")
+    # a pack whose name climbs out of the index cache
+    name = f"{traversal}/tmp/casstore-escape-{uuid.uuid4().hex}"
+    put_bucket_object(bucket, f"objects/pack/{name}.pack", b"PACK")
+    refused(f"objects/pack/{name}.idx", b"\0" * 64, CorruptObjectError, "bad name")
+    delete_bucket_object(bucket, f"objects/pack/{name}.pack")
+    assert not [f for f in os.listdir("/tmp") if f.startswith("casstore-escape-")]
+    # a pack whose chunk bytes were altered (the index still claims the old ids)
+    pack_key = next(k for k in objects if k.endswith(".pack"))
+    data = bytearray(objects[pack_key])
+    data[len(data) - 5000] ^= 0xFF  # inside the last chunk blob
+    put_bucket_object(bucket, pack_key, bytes(data))
+    with pytest.raises(CorruptObjectError):  # MissingObjectError included
+        b.pull(bucket)
+    assert _snapshot(b) == before
+    assert b.fsck(read_data=True).ok
+
+    put_bucket_object(bucket, pack_key, objects[pack_key])  # repaired: the same pull now completes
+    assert b.pull(bucket).models_added == ["d/m"]
+    assert Path(b.load("d", "m")).read_bytes() == m_file.read_bytes()
+    assert_bucket_remote_fsck(bucket)
+
+
+@contextmanager
+def _through(url: str, port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the bucket client of ``url`` at 127.0.0.1:``port`` (a proxy, or nothing) for a while."""
+    name = {"s3": "AWS_ENDPOINT_URL_S3", "gs": "STORAGE_EMULATOR_HOST",
+            "az": "AZURE_STORAGE_CONNECTION_STRING"}[url.split("://")[0]]
+    real = os.environ[name]
+    endpoint = real.split("BlobEndpoint=", 1)[-1].split(";")[0]  # the whole value, except on Azure
+    host_port = endpoint.split("/")[2]
+    with monkeypatch.context() as m:
+        m.setenv(name, real.replace(host_port, f"127.0.0.1:{port}"))
+        yield
+
+
+def _emulator_port(url: str) -> int:
+    name = {"s3": "AWS_ENDPOINT_URL_S3", "gs": "STORAGE_EMULATOR_HOST",
+            "az": "AZURE_STORAGE_CONNECTION_STRING"}[url.split("://")[0]]
+    endpoint = os.environ[name].split("BlobEndpoint=", 1)[-1].split(";")[0]
+    return int(endpoint.split("/")[2].rsplit(":", 1)[1])
+
+
+def test_server_killed_mid_transfer_then_retry(tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service dies (every connection cut, then refused) 2 MiB into a pull, and 2 MiB
+    into a push's upload: nothing changes on either side, both pass fsck, and the same
+    commands then complete against the live service."""
+    import casstore.remote.gcs
+
+    monkeypatch.setattr(casstore.remote.gcs, "RETRY_SECONDS", 3.0)  # the service is gone: fail sooner
+    a, b = _stores(tmp_path)
+    big = _commit_random(a, tmp_path / "big", 8 * MiB, "big")
+    assert a.push(bucket).ok
+    with dying_proxy(_emulator_port(bucket), after=2 * MiB) as proxy, _through(bucket, proxy, monkeypatch):
+        with pytest.raises(RemoteError):
+            b.pull(bucket)
+    assert b.list_domains() == []
+    assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
+    assert os.listdir(os.path.join(b.path, "objects", "pack")) == []
+    _commit_random(a, tmp_path / "big2", 8 * MiB, "big2")
+    with dying_proxy(_emulator_port(bucket), after=2 * MiB) as proxy, _through(bucket, proxy, monkeypatch):
+        with pytest.raises(RemoteError):  # killed mid-upload: no ref moves
+            a.push(bucket)
+    assert "refs/cas/models/d/big2" not in bucket_objects(bucket)
+    assert_bucket_remote_fsck(bucket)
+    for s in (a, b):
+        assert s.fsck(read_data=True).ok
+        assert_git_fsck(s.path)
+    assert b.pull(bucket).models_added == ["d/big"]
+    assert a.push(bucket).models_added == ["d/big2"]
+    assert b.pull(bucket).models_added == ["d/big2"]
+    assert Path(b.load("d", "big")).read_bytes() == big.read_bytes()
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_dead_endpoint_missing_bucket_and_bad_url_are_clear_errors(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import casstore.remote.gcs
+
+    monkeypatch.setattr(casstore.remote.gcs, "RETRY_SECONDS", 3.0)
+    a, _ = _stores(tmp_path)
+    _commit_random(a, tmp_path / "m.bin", 5, "m")
+    scheme = bucket.split("://")[0]
+    with _through(bucket, free_port(), monkeypatch):
+        with pytest.raises(RemoteError, match=f"{scheme}://"):
+            a.push(bucket)
+    with pytest.raises(RemoteError, match=f"{scheme}://no-such-bucket-here"):
+        a.pull(f"{scheme}://no-such-bucket-here/x")
+    with pytest.raises(RemoteError, match=f"not an? .* URL: {scheme}://bucket"):
+        a.pull(f"{scheme}:///no-bucket")
+    put_bucket_object(bucket, "casstore-remote", b"casstore-remote 99\n")
+    with pytest.raises(RemoteError, match="newer casstore"):
+        a.push(bucket)
+    assert "refs/cas/models/d/m" not in bucket_objects(bucket)
+    assert a.fsck().ok
+
+
+def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Azure remote without an account is a clear error, as is an account without credentials."""
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    with pytest.raises(RemoteError, match="AZURE_STORAGE_CONNECTION_STRING"):
+        assert _client("az://c/p").az is None  # never reached: opening the container raises
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "someaccount")
+    try:
+        import azure.identity  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        with pytest.raises(RemoteError, match="azure-identity"):
+            assert _client("az://c/p").az is None  # never reached
+    else:  # pragma: no cover - azure-identity is not a test dependency
+        assert _client("az://c/p").az.url.startswith("https://someaccount.blob.core.windows.net/c")
