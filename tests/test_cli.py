@@ -276,3 +276,27 @@ def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
     assert "no remote named 'nowhere'" in r.stderr
     cas("remote", "rm", "origin", store=a)
     assert cas("remote", "ls", store=a).stdout == ""
+
+
+def test_errors_in_cli_words(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    r = cas("state", "set", "d", "v1", "nosuchstate", store=cli_store, check=2)
+    assert "`cas state create nosuchstate`" in r.stderr and "create_model_state" not in r.stderr
+    (tmp_path / "v2").mkdir()
+    r = cas("commit", "d", str(tmp_path / "v2"), store=cli_store, check=2)
+    assert "--extra" in r.stderr and "extra_files" not in r.stderr
+    r = cas("download", "d", "v1", str(model_file), store=cli_store, check=2)
+    assert "is a file, not a directory" in r.stderr and "Errno" not in r.stderr
+    # the Python API keeps its own words
+    with pytest.raises(casstore.StateNotFoundException, match="create_model_state"):
+        casstore.open(cli_store).set_model_state("d", "v1", "nosuchstate")
+
+
+@pytest.mark.parametrize("url", ["git://127.0.0.1:1/x", "http://127.0.0.1:1/x", "ssh://nobody@127.0.0.1:1/x",
+                                 "http://no-such-host.invalid/x"])
+def test_remote_errors_one_line_no_class_names(cli_store: Path, url: str) -> None:
+    r = cas("pull", url, store=cli_store, check=2, env={"CAS_SSH_COMMAND": "ssh -o BatchMode=yes"})
+    assert r.stderr.startswith(f"cas: error: remote {url}: ") and r.stderr.count("\n") == 1
+    for word in ("Exception", "Error(", "HTTPConnection", "urllib3", "Errno", "object at 0x"):
+        assert word not in r.stderr, r.stderr
+    assert "refused" in r.stderr or "unknown host" in r.stderr

@@ -18,6 +18,7 @@ from typing import TypeAlias
 from ..errors import CasError
 from ..version import __version__
 from . import commands
+from .output import cli_message
 
 EPILOG = "The store is --store PATH, else $CAS_STORE, else ~/.casstore."
 
@@ -200,8 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CasError, OSError, ValueError, KeyError, TypeError) as e:
         if os.environ.get("CAS_DEBUG"):
             raise
-        msg = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else str(e.args[0])
-        print(f"cas: error: {msg}", file=sys.stderr)
+        print(f"cas: error: {cli_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug, or damage nothing above recognised: still one line
         if os.environ.get("CAS_DEBUG"):

@@ -217,6 +217,10 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
 
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
+    for f in args.files:
+        if os.path.isdir(f):  # the API's advice (extra_files=) is not what a shell user types
+            raise IsADirectoryError(f"{f} is a directory: model FILEs are files; "
+                                    f"commit a directory with --extra {f}")
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, create=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
@@ -232,6 +236,9 @@ def commit(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
+                                 f"files are written (to write one file, use --file PATH)")
     with open_store_for(args) as store:
         path = store.download(args.directory, args.domain, args.model_id)
     print(path)

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TextIO
 
+from ..errors import CasError, StateNotFoundException
 from ..util.progress import human
 
-__all__ = ["human", "pager", "paint", "print_json", "use_color"]
+__all__ = ["cli_message", "human", "pager", "paint", "print_json", "use_color"]
 
 COLORS = {"yellow": "33", "green": "32", "red": "31", "bold": "1", "dim": "2", "cyan": "36"}
 
@@ -65,3 +66,21 @@ def pager(enabled: bool) -> Iterator[IO[str]]:
             pass
         proc.wait()
 
+
+
+def cli_message(e: BaseException) -> str:
+    """The one-line message ``cas`` prints for error ``e``, in the command line's words.
+
+    The exceptions keep the Python API's wording (``create_model_state``,
+    ``extra_files``), which is right for Python users; the few errors whose advice
+    names a Python call are reworded here with the ``cas`` command that does the
+    same.  Everything else prints as ``str(e)``.
+    """
+    if isinstance(e, StateNotFoundException):
+        return f"model state {e.state!r} does not exist (create it with `cas state create {e.state}`)"
+    if isinstance(e, KeyError) and not isinstance(e, CasError) and e.args:
+        return str(e.args[0])  # KeyError's str() is the repr of its argument
+    if isinstance(e, OSError) and e.filename is not None and e.strerror and str(e).startswith("[Errno"):
+        # "[Errno 17] File exists: 'x'" is Python's wording: say "x: file exists"
+        return f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    return str(e)

@@ -38,7 +38,7 @@ from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import Quarantine
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
-from .transport import local_path, open_transport
+from .transport import describe_transport_error, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class LocalGraph(ObjectStoreGraphWalker):
 
 
 def _transport_errors(url: str, e: Exception) -> RemoteError:
-    return RemoteError(url, f"{type(e).__name__}: {e}".rstrip(": "))
+    return RemoteError(url, describe_transport_error(e))
 
 
 # -- pull ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
 from dulwich.config import Config
+from dulwich.errors import HangupException
 
 from ..errors import RemoteError as RemoteError  # raised here; defined with the other errors
 from ..util.progress import ProgressFn
@@ -75,3 +76,39 @@ def open_transport(url: str, config: Config | None = None, cache_dir: str | None
         if command:
             client.ssh_command = command
     return client, remote_path
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
+_HTTP_CAUSE = re.compile(r"(Failed to resolve|Name or service not known|timed out|Connection refused|"
+                         r"CERTIFICATE_VERIFY_FAILED|certificate verify failed)")
+
+
+def describe_transport_error(e: BaseException) -> str:
+    """One line saying what went wrong talking to a remote, in words, without class names.
+
+    dulwich and urllib3 raise their own exception types whose text is a repr of
+    nested objects (``HangupException``, ``MaxRetryError(NewConnectionError(...))``);
+    a user needs the reason (refused, unknown host, what the server said), and the URL,
+    which :class:`RemoteError` adds.
+    """
+    stderr = getattr(e, "stderr_lines", None)
+    if stderr:  # what the server or ssh said: the most useful text there is
+        lines = [b.decode("utf-8", "replace").strip() for b in stderr]
+        lines = [ln.removeprefix("fatal: ").removeprefix("error: ") for ln in lines if ln]
+        return "; ".join(lines) or "the remote closed the connection"
+    text = str(e)
+    if isinstance(e, HangupException):
+        return "the remote closed the connection"
+    if isinstance(e, ConnectionRefusedError):
+        return "cannot connect: connection refused"
+    if isinstance(e, TimeoutError):
+        return "cannot connect: timed out"
+    if isinstance(e, OSError) and e.strerror:
+        return f"cannot connect: {e.strerror[:1].lower()}{e.strerror[1:]}" if e.errno else e.strerror
+    if "Max retries exceeded" in text or "Connection" in text:
+        m = _HTTP_CAUSE.search(text) or _ERRNO_TEXT.search(text)
+        reason = m.group(1) if m else "the server did not answer"
+        if reason in ("Failed to resolve", "Name or service not known"):
+            reason = "unknown host"
+        return f"cannot connect: {reason[:1].lower()}{reason[1:]}"
+    return text.splitlines()[0] if text else "the transfer failed"
