@@ -300,3 +300,23 @@ def test_remote_errors_one_line_no_class_names(cli_store: Path, url: str) -> Non
     for word in ("Exception", "Error(", "HTTPConnection", "urllib3", "Errno", "object at 0x"):
         assert word not in r.stderr, r.stderr
     assert "refused" in r.stderr or "unknown host" in r.stderr
+
+
+def test_json_is_always_valid(cli_store: Path, model_file: Path) -> None:
+    def strict(text: str) -> object:
+        def refuse(name: str) -> object:
+            raise AssertionError(f"{name} is not JSON")
+        return json.loads(text, parse_constant=refuse)
+
+    info = strict(cas("commit", "d", str(model_file), "--id", "v1", "--meta", "auc=NaN", "--meta", "hi=Infinity",
+                      "--json", store=cli_store).stdout)
+    assert info["extra_metadata"] == {"auc": "NaN", "hi": "Infinity"}  # type: ignore[index]
+    s = casstore.open(cli_store)
+    s.commit_models("d", model=str(model_file), model_id="v2",
+                    extra_metadata={b"raw": b"\x00\xff", 1: float("-inf"), "t": (1, 2), b"\xff": None})
+    for args in (["show", "d", "v1"], ["show", "d", "v2"], ["log", "d"], ["diff", "d", "v1", "v2"], ["ls", "d"]):
+        doc = strict(cas(*args, "--json", store=cli_store).stdout)
+        assert doc
+    shown = strict(cas("show", "d", "v2", "--json", store=cli_store).stdout)
+    assert shown["extra_metadata"] == {"raw": "00ff", "1": "-Infinity", "t": [1, 2], "ff": None}  # type: ignore[index]
+    assert "raw" in cas("show", "d", "v2", store=cli_store).stdout

@@ -18,7 +18,7 @@ from ..objects.refs import domain_ref
 from ..store import Store, default_store_path, init_store, is_store, open_store
 from ..util.names import check_domain
 from ..util.progress import TerminalProgress
-from .output import human, pager, paint, print_json, use_color
+from .output import human, pager, paint, print_json, to_json, use_color
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -194,7 +194,7 @@ def show(args: argparse.Namespace) -> int:
         print(f"  {f['path']:<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")
     if info["extra_metadata"]:
         print("\nMetadata:")
-        for line in json.dumps(info["extra_metadata"], indent=2, default=str).splitlines():
+        for line in json.dumps(to_json(info["extra_metadata"]), indent=2).splitlines():
             print(f"  {line}")
     s = info["stats"]
     print(f"\nStored:  {human(s['bytes_stored'])} new of {human(s['bytes_given'])} "
@@ -300,11 +300,11 @@ def diff(args: argparse.Namespace) -> int:
         print(f"  {p}")
     m = d["metadata"]
     for k, v in m["added"].items():
-        print(paint(f"+ metadata {k}={json.dumps(v, default=str)}", "green", color))
+        print(paint(f"+ metadata {k}={json.dumps(to_json(v))}", "green", color))
     for k, v in m["removed"].items():
-        print(paint(f"- metadata {k}={json.dumps(v, default=str)}", "red", color))
+        print(paint(f"- metadata {k}={json.dumps(to_json(v))}", "red", color))
     for k, (a, b) in m["changed"].items():
-        print(paint(f"~ metadata {k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}",
+        print(paint(f"~ metadata {k}: {json.dumps(to_json(a))} -> {json.dumps(to_json(b))}",
                     "yellow", color))
     return 0
 
