@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import casstore
+from casstore.cli import build_parser
 from tests.conftest import assert_git_fsck, write_random
 
 
@@ -95,7 +97,8 @@ def test_commit_show_ls_download(cli_store: Path, model_file: Path, tmp_path: Pa
     assert json.loads(cas("ls", "d", "--json", store=cli_store).stdout) == ["v2", "v1"]
     assert json.loads(cas("domains", "--json", store=cli_store).stdout) == ["d"]
     out = tmp_path / "out"
-    assert cas("download", "d", "v1", str(out), store=cli_store).stdout.strip() == str(out)
+    r = cas("download", "d", "v1", str(out), store=cli_store)
+    assert r.stdout == f"downloaded d/v1: 2 files, 293.0 KiB into {out}\n"
     assert (out / "model.onnx").read_bytes() == model_file.read_bytes()
     assert (out / "metrics.csv").read_text() == "auc,0.9\n"
     assert_git_fsck(cli_store)
@@ -214,7 +217,7 @@ def test_usage_errors_exit_2(cli_store: Path) -> None:
     r = cas("log", store=cli_store, check=2)
     assert "usage:" in r.stderr
     r = cas("frobnicate", check=2)
-    assert "invalid choice" in r.stderr
+    assert "'frobnicate' is not a cas command (choose from init, " in r.stderr
 
 
 def test_help_has_examples() -> None:
@@ -320,3 +323,51 @@ def test_json_is_always_valid(cli_store: Path, model_file: Path) -> None:
     shown = strict(cas("show", "d", "v2", "--json", store=cli_store).stdout)
     assert shown["extra_metadata"] == {"raw": "00ff", "1": "-Infinity", "t": [1, 2], "ff": None}  # type: ignore[index]
     assert "raw" in cas("show", "d", "v2", store=cli_store).stdout
+
+
+def test_cli_habits(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    r = cas()
+    assert "COMMAND" in r.stdout and "commit" in r.stdout and "usage: cas" in r.stdout
+    for flag in ("-V", "--version"):
+        assert cas(flag).stdout.startswith("casstore ")
+    r = cas("comit", check=2)
+    assert "did you mean commit?" in r.stderr
+    r = cas("state", "sett", check=2)
+    assert "did you mean set" in r.stderr
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if "--json" in action.option_strings:
+                assert action.help and "JSON" in action.help, name
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    line = cas("log", "d", "--oneline", store=cli_store).stdout
+    assert re.match(r"[0-9a-f]{10} \d{4}-\d\d-\d\d \d\d:\d\d \+0000 commit v1", line), line
+    assert cas("fsck", store=cli_store).stdout.startswith("1 model, 1 file, ")
+
+
+def test_download_over_existing_files(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"mine")
+    (out / "notes.txt").write_text("keep")
+    r = cas("download", "d", "v1", str(out), store=cli_store, check=2)
+    assert "already holds 1 file of d/v1 (model.onnx)" in r.stderr and "--force" in r.stderr
+    assert (out / "model.onnx").read_bytes() == b"mine"
+    r = cas("download", "d", "v1", str(out), "--force", store=cli_store)
+    assert "replaced model.onnx" in r.stdout and "also holds 1 other file" in r.stdout
+    assert (out / "model.onnx").read_bytes() == model_file.read_bytes()
+    assert (out / "notes.txt").read_text() == "keep"
+
+
+def test_push_to_plain_git_remote_warns(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    r = cas("push", str(remote), store=cli_store)
+    assert r.stderr.count("cas: warning:") == 1 and "has no casstore hook" in r.stderr
+    assert f"cas init --bare {remote}" in r.stderr
+    assert "installed the model-protecting hook" in cas("init", "--bare", str(remote)).stdout
+    assert (remote / "hooks" / "pre-receive").exists()
+    assert cas("push", str(remote), store=cli_store).stderr == ""

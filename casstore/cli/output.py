@@ -16,9 +16,14 @@ from typing import IO, Any, TextIO
 from ..errors import CasError, StateNotFoundException
 from ..util.progress import human
 
-__all__ = ["cli_message", "human", "pager", "paint", "print_json", "to_json", "use_color"]
+__all__ = ["cli_message", "count", "human", "pager", "paint", "print_json", "to_json", "use_color"]
 
 COLORS = {"yellow": "33", "green": "32", "red": "31", "bold": "1", "dim": "2", "cyan": "36"}
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 model"``, ``"2 models"``, ``"0 models"``: a number with its noun agreeing."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def use_color(stream: TextIO) -> bool:
