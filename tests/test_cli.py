@@ -371,3 +371,23 @@ def test_push_to_plain_git_remote_warns(cli_store: Path, model_file: Path, tmp_p
     assert "installed the model-protecting hook" in cas("init", "--bare", str(remote)).stdout
     assert (remote / "hooks" / "pre-receive").exists()
     assert cas("push", str(remote), store=cli_store).stderr == ""
+
+
+def test_diff_pairs_renamed_files_by_chunks(cli_store: Path, tmp_path: Path) -> None:
+    big, big2 = tmp_path / "big.bin", tmp_path / "big2.bin"
+    data = bytearray(write_random(big, 4 << 20))
+    data[1 << 20: (1 << 20) + (400 << 10)] = os.urandom(400 << 10)  # ~10 % changed
+    big2.write_bytes(bytes(data))
+    other = tmp_path / "other.txt"
+    other.write_text("unrelated")
+    cas("commit", "d", str(big), "--id", "a", store=cli_store)
+    r = cas("commit", "d", str(big2), "--id", "b", "--extra", str(other), store=cli_store)
+    assert re.search(r"4\.0 MiB given, \d+/\d+ chunks new, [\d.]+ KiB stored$", r.stdout.strip()), r.stdout
+    d = json.loads(cas("diff", "d", "a", "b", "--json", store=cli_store).stdout)
+    assert d["added"] == ["other.txt"] and d["removed"] == []
+    (c,) = d["changed"]
+    assert (c["path_a"], c["path"]) == ("big.bin", "big2.bin")
+    assert 3 << 20 < c["bytes_shared"] < 4 << 20 and c["bytes_new"] == (4 << 20) - c["bytes_shared"]
+    text = cas("diff", "d", "a", "b", store=cli_store).stdout
+    assert "~ big.bin -> big2.bin  4.0 MiB -> 4.0 MiB; shares " in text and "of new data" in text
+    assert "+ other.txt" in text and "- big.bin" not in text

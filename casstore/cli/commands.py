@@ -362,9 +362,11 @@ def diff(args: argparse.Namespace) -> int:
     for p in d["removed"]:
         print(paint(f"- {p}", "red", color))
     for c in d["changed"]:
-        print(paint(f"~ {c['path']}", "yellow", color) +
-              f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/{c['chunks']} "
-              f"chunks ({human(c['bytes_shared'])}), {human(c['bytes_new'])} new")
+        name = f"{c['path_a']} -> {c['path']}" if "path_a" in c else c["path"]
+        # raw bytes the new version does not share, not what storing them cost (see commit)
+        print(paint(f"~ {name}", "yellow", color) +
+              f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/"
+              f"{count(c['chunks'], 'chunk')} ({human(c['bytes_shared'])}), {human(c['bytes_new'])} of new data")
     for p in d["unchanged"]:
         print(f"  {p}")
     m = d["metadata"]
