@@ -34,7 +34,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve",)
+PLUGINS: tuple[str, ...] = ("serve", "cat")
 
 
 def add_command(sub: SubParsers, name: str, help: str, example: str,
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--force", action="store_true",
                    help="replace files of the same names already in DIR (default: refuse, write nothing)")
+    p.add_argument("--file", action="append", dest="files", metavar="PATH",
+                   help="write only this stored file (repeatable; names as `cas show` lists them)")
 
     p = add_command(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
     p.add_argument("domain")

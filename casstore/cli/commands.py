@@ -283,6 +283,12 @@ def download(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.directory)
     with open_store_for(args) as store:
         info = store.get_model_info(args.domain, args.model_id)
+        known = {f["path"] for f in info["files"]}
+        for p in args.files or []:
+            if p not in known:
+                raise FileNotFoundError(f"{args.domain}/{args.model_id} has no file {p!r} "
+                                        f"(its files: {', '.join(sorted(known))})")
+        info["files"] = [f for f in info["files"] if not args.files or f["path"] in args.files]
         paths = [f["path"] for f in info["files"]]
         # like `git checkout`, never replace a user's file without being told to
         present = [p for p in paths if os.path.lexists(os.path.join(root, p))]
@@ -292,7 +298,7 @@ def download(args: argparse.Namespace) -> int:
                                   f"{args.domain}/{args.model_id} ({shown}): nothing written; "
                                   f"use --force to replace them, or another DIR")
         before = _all_files(root)
-        store.download(root, args.domain, args.model_id)
+        store.download(root, args.domain, args.model_id, files=args.files)
     name = f"{info['domain']}/{info['model_id']}"
     print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
           f"into {root}")
