@@ -391,3 +391,37 @@ def test_diff_pairs_renamed_files_by_chunks(cli_store: Path, tmp_path: Path) -> 
     text = cas("diff", "d", "a", "b", store=cli_store).stdout
     assert "~ big.bin -> big2.bin  4.0 MiB -> 4.0 MiB; shares " in text and "of new data" in text
     assert "+ other.txt" in text and "- big.bin" not in text
+
+
+def _tree_listing(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["path", "s3"])
+def test_status_compares_refs_only(kind: str, tmp_path: Path, model_file: Path, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("s3_url") if kind == "s3" else str(tmp_path / "remote.git")
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    a.commit_models("d", model=str(model_file), model_id="v1")
+    r = cas("status", url, store=tmp_path / "a")
+    assert r.stdout.startswith(f"remote {url}: differs\n") and "  d: 1 model only here (v1); history: here only" \
+        in r.stdout
+    a.push(url)
+    assert cas("status", url, store=tmp_path / "a").stdout == f"remote {url}: up to date\n"
+    b.pull(url)
+    b.commit_models("d", model=str(model_file), model_id="v2")
+    b.create_model_state("prod")
+    b.push(url)
+    a.commit_models("e", model=str(model_file), model_id="x")
+    before = _tree_listing(tmp_path / "a" / "objects")
+    st = json.loads(cas("status", url, "--json", store=tmp_path / "a").stdout)
+    assert st["domains"]["d"] == {"here_only": [], "there_only": ["v2"], "different": [],
+                                  "history": "remote has events we lack", "up_to_date": False}
+    assert st["domains"]["e"]["here_only"] == ["x"] and st["states"] == "there only"
+    assert _tree_listing(tmp_path / "a" / "objects") == before  # nothing was fetched
+    text = cas("status", url, store=tmp_path / "a").stdout
+    assert "  d: 1 model only there (v2); history: remote has events we lack\n" in text
+    assert "  states: there only\n" in text
+    a.pull(url)
+    st = json.loads(cas("status", url, "--json", store=tmp_path / "a").stdout)
+    assert st["domains"]["d"]["up_to_date"] and st["states"] == "same"
+    assert st["domains"]["e"]["history"] == "here only" and not st["up_to_date"]

@@ -196,6 +196,38 @@ def _transport_errors(url: str, e: Exception) -> RemoteError:
     return RemoteError(url, describe_transport_error(e))
 
 
+def list_refs(repo: Repository, url: str) -> RemoteRefs:
+    """The casstore refs of the remote at ``url``, from its ref listing alone.
+
+    A path remote that does not exist yet is empty (a push creates it).
+
+    No object travels: the fetch wants nothing, so a git server sends only its
+    ref advertisement and an S3 remote reads only its refs.  Names are validated
+    as for a pull.
+
+    Raises:
+        RemoteError: the remote cannot be reached; CorruptObjectError: a bad ref.
+    """
+    local = local_path(url)
+    if local is not None and not os.path.exists(local):
+        return RemoteRefs()  # a path remote a first push creates: empty until then
+    client, path = _open(repo, url, None)
+    seen: dict[str, RemoteRefs] = {}
+
+    def determine_wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        seen["refs"] = parse_refs(refs, url)
+        return []
+
+    try:
+        client.fetch_pack(path, determine_wants, ObjectStoreGraphWalker([], lambda sha: []),  # type: ignore[arg-type]
+                          lambda data: None)
+    except (GitProtocolError, HangupException, OSError) as e:
+        if isinstance(e, CasError):
+            raise
+        raise _transport_errors(url, e) from e
+    return seen.get("refs", RemoteRefs())
+
+
 # -- pull ---------------------------------------------------------------------
 
 
