@@ -425,3 +425,31 @@ def test_status_compares_refs_only(kind: str, tmp_path: Path, model_file: Path, 
     st = json.loads(cas("status", url, "--json", store=tmp_path / "a").stdout)
     assert st["domains"]["d"]["up_to_date"] and st["states"] == "same"
     assert st["domains"]["e"]["history"] == "here only" and not st["up_to_date"]
+
+
+def test_shell_completion(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    casstore.open(cli_store).commit_models("fraud", model=str(model_file), model_id="v1")
+    script = tmp_path / "cas.bash"
+    script.write_text(cas("completion", "bash").stdout)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    zsh = cas("completion", "zsh").stdout
+    assert zsh.startswith("#compdef cas\n") and "bashcompinit" in zsh and "_cas_complete()" in zsh
+
+    def complete(*words: str) -> list[str]:
+        body = (f"source {script}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+                f"COMP_CWORD={len(words) - 1}; _cas_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        r = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    commands = complete("cas", "")
+    assert {"init", "commit", "log", "status", "cat", "completion", "state"} <= set(commands)
+    assert complete("cas", "com") == ["commit", "completion"]
+    assert complete("cas", "state", "s") == ["set"]
+    assert "--oneline" in complete("cas", "log", "--")
+    assert complete("cas", "--store", str(cli_store), "log", "") == ["fraud"]
+    assert complete("cas", "--store", str(cli_store), "show", "fraud", "") == ["v1"]
+    assert complete("cas", "--store", str(cli_store), "state", "set", "fr") == ["fraud"]
+    assert complete("cas", "commit", "fraud", "cas.b") == ["cas.bash"]

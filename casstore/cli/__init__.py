@@ -34,7 +34,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve", "cat", "status")
+PLUGINS: tuple[str, ...] = ("serve", "cat", "status", "completion")
 
 
 def add_command(sub: SubParsers, name: str, help: str, example: str,
