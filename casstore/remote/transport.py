@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -79,8 +80,15 @@ def open_transport(url: str, config: Config | None = None, cache_dir: str | None
 
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
-_HTTP_CAUSE = re.compile(r"(Failed to resolve|Name or service not known|timed out|Connection refused|"
-                         r"CERTIFICATE_VERIFY_FAILED|certificate verify failed)")
+#: what urllib3 buries in a MaxRetryError's repr, and how to say it
+_HTTP_CAUSES = (
+    (re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"),
+     "the server's TLS certificate is not trusted (certificate verify failed; set http.sslCAInfo "
+     "in the store's config to its CA)"),
+    (re.compile(r"Failed to resolve|Name or service not known|nodename nor servname"), "cannot connect: unknown host"),
+    (re.compile(r"Connection refused"), "cannot connect: connection refused"),
+    (re.compile(r"timed out"), "cannot connect: timed out"),
+)
 
 
 def describe_transport_error(e: BaseException) -> str:
@@ -103,12 +111,14 @@ def describe_transport_error(e: BaseException) -> str:
         return "cannot connect: connection refused"
     if isinstance(e, TimeoutError):
         return "cannot connect: timed out"
-    if isinstance(e, OSError) and e.strerror:
-        return f"cannot connect: {e.strerror[:1].lower()}{e.strerror[1:]}" if e.errno else e.strerror
-    if "Max retries exceeded" in text or "Connection" in text:
-        m = _HTTP_CAUSE.search(text) or _ERRNO_TEXT.search(text)
-        reason = m.group(1) if m else "the server did not answer"
-        if reason in ("Failed to resolve", "Name or service not known"):
-            reason = "unknown host"
-        return f"cannot connect: {reason[:1].lower()}{reason[1:]}"
+    if isinstance(e, (ConnectionError, socket.gaierror)) and e.strerror:
+        return f"cannot connect: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    if isinstance(e, OSError) and e.strerror:  # e.g. a full disk while receiving: not the network's fault
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    for pattern, words in _HTTP_CAUSES:
+        if pattern.search(text):
+            return words
+    if "Max retries exceeded" in text or "Caused by" in text:
+        m = _ERRNO_TEXT.search(text)
+        return f"cannot connect: {m.group(1).lower()}" if m else "cannot connect: the server did not answer"
     return text.splitlines()[0] if text else "the transfer failed"
