@@ -592,7 +592,9 @@ class Store:
 
         The directory is created if missing; each file appears atomically and only
         after all of its bytes verified.  ``files`` (stored paths, as ``cas show``
-        lists them) writes only those.  Returns ``local_path``.
+        lists them) writes only those.  A file of the same name already there is
+        replaced; other files in ``local_path`` are left alone (``cas download``
+        refuses to replace without ``--force``).  Returns ``local_path``.
 
         Raises:
             FileNotFoundError: a name in ``files`` is not a file of the model

@@ -263,7 +263,7 @@ def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
     cas("remote", "add", "origin", str(remote), store=a)
     assert cas("remote", "ls", store=a).stdout == f"origin\t{remote}\n"
     r = cas("push", store=a)
-    assert r.stdout.startswith(f"push {remote}: 1 models added")
+    assert r.stdout.startswith(f"push {remote}: 1 model added")
     info = json.loads(cas("pull", str(remote), "--json", store=b).stdout)
     assert info["ok"] and info["models_added"] == ["d/v1"]
     assert cas("ls", "d", store=b).stdout.split() == ["v1"]
