@@ -160,7 +160,8 @@ class S3Client:
             if not (module.startswith(("botocore", "boto3", "s3transfer", "urllib3"))
                     or isinstance(e, (ConnectionError, TimeoutError))):
                 raise
-            raise RemoteError(self.url, f"{type(e).__name__}: {e}") from e
+            # botocore's messages say what failed; its class names mean nothing to a user
+            raise RemoteError(self.url, (str(e).splitlines() or [type(e).__name__])[0]) from e
 
     @staticmethod
     def _code(e: Exception) -> str:
