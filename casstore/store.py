@@ -67,6 +67,7 @@ from .model.history import (
 from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
+from .model.openfile import StoredFile
 from .model.readback import iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
 from .model.writer import domain_writer, event_trailers, states_writer
@@ -655,19 +656,33 @@ class Store:
         """Chunks in flight per read: enough to keep the pool busy, bounded whatever the file size."""
         return 2 * default_workers() + 2
 
-    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None) -> str:
+    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
+                 *, files: Sequence[str] | None = None) -> str:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
-        after all of its bytes verified.  Returns ``local_path``.
+        after all of its bytes verified.  ``files`` (stored paths, as ``cas show``
+        lists them) writes only those.  A file of the same name already there is
+        replaced; other files in ``local_path`` are left alone (``cas download``
+        refuses to replace without ``--force``).  Returns ``local_path``.
+
+        Raises:
+            FileNotFoundError: a name in ``files`` is not a file of the model
+                (nothing is written).
         """
         root = os.path.abspath(os.fspath(local_path))
         sha, manifest, files_tree = self._resolve(domain, model_id)
+        wanted = {f.path for f in manifest.files} if files is None else set(files)
+        unknown = wanted - {f.path for f in manifest.files}
+        if unknown:
+            raise FileNotFoundError(f"{manifest.domain}/{manifest.model_id} has no file {sorted(unknown)[0]!r}")
         os.makedirs(root, exist_ok=True)
         self.odb.index.refresh()  # packs may have been merged by another process
-        counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files))
+        counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files if f.path in wanted))
         with self._pool() as pool:
             for i, f in enumerate(manifest.files):
+                if f.path not in wanted:
+                    continue
                 write_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), root, pool,
                            self._window(), counter)
         return root
@@ -859,6 +874,28 @@ class Store:
                 oids = file_oids(self.repo, files_tree, manifest, i)
                 self.odb.index.refresh()  # packs may have been merged by another process
                 return f.size, self._stream(f, oids)
+        raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+
+    def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
+        """One stored file as a read-only, seekable binary file object (``rb``).
+
+        Reads touch only the chunks they overlap: each is read, decompressed and
+        checked against its BLAKE3 key and size before a byte of it is returned;
+        read in order to the end, the whole file is checked against its xxh3 digest
+        too (see :class:`~casstore.model.openfile.StoredFile`).  Use it as a context
+        manager; ``.chunks_read`` counts the chunks read so far.
+
+        Raises:
+            ModelNotFoundException, InvalidIdError; FileNotFoundError when the
+            model has no file called ``path`` (matched exactly, never opened as a path).
+            CorruptObjectError: on a read, naming the chunk blob or file that is wrong.
+        """
+        _, manifest, files_tree = self._resolve(domain, model_id)
+        for i, f in enumerate(manifest.files):
+            if f.path == path:
+                self.odb.index.refresh()  # packs may have been merged by another process
+                return StoredFile(self.odb, f, file_oids(self.repo, files_tree, manifest, i),
+                                  f"{manifest.domain}/{manifest.model_id}/{path}")
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
     def _stream(self, entry: FileEntry, oids: list[bytes]) -> Iterator[bytes | memoryview]:

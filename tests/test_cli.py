@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import casstore
+from casstore.cli import build_parser
 from tests.conftest import assert_git_fsck, write_random
 
 
@@ -95,7 +97,8 @@ def test_commit_show_ls_download(cli_store: Path, model_file: Path, tmp_path: Pa
     assert json.loads(cas("ls", "d", "--json", store=cli_store).stdout) == ["v2", "v1"]
     assert json.loads(cas("domains", "--json", store=cli_store).stdout) == ["d"]
     out = tmp_path / "out"
-    assert cas("download", "d", "v1", str(out), store=cli_store).stdout.strip() == str(out)
+    r = cas("download", "d", "v1", str(out), store=cli_store)
+    assert r.stdout == f"downloaded d/v1: 2 files, 293.0 KiB into {out}\n"
     assert (out / "model.onnx").read_bytes() == model_file.read_bytes()
     assert (out / "metrics.csv").read_text() == "auc,0.9\n"
     assert_git_fsck(cli_store)
@@ -214,7 +217,7 @@ def test_usage_errors_exit_2(cli_store: Path) -> None:
     r = cas("log", store=cli_store, check=2)
     assert "usage:" in r.stderr
     r = cas("frobnicate", check=2)
-    assert "invalid choice" in r.stderr
+    assert "'frobnicate' is not a cas command (choose from init, " in r.stderr
 
 
 def test_help_has_examples() -> None:
@@ -260,7 +263,7 @@ def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
     cas("remote", "add", "origin", str(remote), store=a)
     assert cas("remote", "ls", store=a).stdout == f"origin\t{remote}\n"
     r = cas("push", store=a)
-    assert r.stdout.startswith(f"push {remote}: 1 models added")
+    assert r.stdout.startswith(f"push {remote}: 1 model added")
     info = json.loads(cas("pull", str(remote), "--json", store=b).stdout)
     assert info["ok"] and info["models_added"] == ["d/v1"]
     assert cas("ls", "d", store=b).stdout.split() == ["v1"]
@@ -276,3 +279,179 @@ def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
     assert "no remote named 'nowhere'" in r.stderr
     cas("remote", "rm", "origin", store=a)
     assert cas("remote", "ls", store=a).stdout == ""
+
+
+def test_errors_in_cli_words(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    r = cas("state", "set", "d", "v1", "nosuchstate", store=cli_store, check=2)
+    assert "`cas state create nosuchstate`" in r.stderr and "create_model_state" not in r.stderr
+    (tmp_path / "v2").mkdir()
+    r = cas("commit", "d", str(tmp_path / "v2"), store=cli_store, check=2)
+    assert "--extra" in r.stderr and "extra_files" not in r.stderr
+    r = cas("download", "d", "v1", str(model_file), store=cli_store, check=2)
+    assert "is a file, not a directory" in r.stderr and "Errno" not in r.stderr
+    # the Python API keeps its own words
+    with pytest.raises(casstore.StateNotFoundException, match="create_model_state"):
+        casstore.open(cli_store).set_model_state("d", "v1", "nosuchstate")
+
+
+@pytest.mark.parametrize("url", ["git://127.0.0.1:1/x", "http://127.0.0.1:1/x", "ssh://nobody@127.0.0.1:1/x",
+                                 "http://no-such-host.invalid/x", "s3://bucket/x"])
+def test_remote_errors_one_line_no_class_names(cli_store: Path, url: str) -> None:
+    env = {"CAS_SSH_COMMAND": "ssh -o BatchMode=yes", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:1",
+           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1"}
+    r = cas("pull", url, store=cli_store, check=2, env=env)
+    assert r.stderr.startswith(f"cas: error: remote {url}: ") and r.stderr.count("\n") == 1
+    for word in ("Exception", "Error(", "Error:", "HTTPConnection", "urllib3", "Errno", "object at 0x"):
+        assert word not in r.stderr, r.stderr
+    assert "refused" in r.stderr or "unknown host" in r.stderr or "Could not connect" in r.stderr
+
+
+def test_json_is_always_valid(cli_store: Path, model_file: Path) -> None:
+    def strict(text: str) -> object:
+        def refuse(name: str) -> object:
+            raise AssertionError(f"{name} is not JSON")
+        return json.loads(text, parse_constant=refuse)
+
+    info = strict(cas("commit", "d", str(model_file), "--id", "v1", "--meta", "auc=NaN", "--meta", "hi=Infinity",
+                      "--json", store=cli_store).stdout)
+    assert info["extra_metadata"] == {"auc": "NaN", "hi": "Infinity"}  # type: ignore[index]
+    s = casstore.open(cli_store)
+    s.commit_models("d", model=str(model_file), model_id="v2",
+                    extra_metadata={b"raw": b"\x00\xff", 1: float("-inf"), "t": (1, 2), b"\xff": None})
+    for args in (["show", "d", "v1"], ["show", "d", "v2"], ["log", "d"], ["diff", "d", "v1", "v2"], ["ls", "d"]):
+        doc = strict(cas(*args, "--json", store=cli_store).stdout)
+        assert doc
+    shown = strict(cas("show", "d", "v2", "--json", store=cli_store).stdout)
+    assert shown["extra_metadata"] == {"raw": "00ff", "1": "-Infinity", "t": [1, 2], "ff": None}  # type: ignore[index]
+    assert "raw" in cas("show", "d", "v2", store=cli_store).stdout
+
+
+def test_cli_habits(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    r = cas()
+    assert "COMMAND" in r.stdout and "commit" in r.stdout and "usage: cas" in r.stdout
+    for flag in ("-V", "--version"):
+        assert cas(flag).stdout.startswith("casstore ")
+    r = cas("comit", check=2)
+    assert "did you mean commit?" in r.stderr
+    r = cas("state", "sett", check=2)
+    assert "did you mean set" in r.stderr
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if "--json" in action.option_strings:
+                assert action.help and "JSON" in action.help, name
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    line = cas("log", "d", "--oneline", store=cli_store).stdout
+    assert re.match(r"[0-9a-f]{10} \d{4}-\d\d-\d\d \d\d:\d\d \+0000 commit v1", line), line
+    assert cas("fsck", store=cli_store).stdout.startswith("1 model, 1 file, ")
+
+
+def test_download_over_existing_files(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_bytes(b"mine")
+    (out / "notes.txt").write_text("keep")
+    r = cas("download", "d", "v1", str(out), store=cli_store, check=2)
+    assert "already holds 1 file of d/v1 (model.onnx)" in r.stderr and "--force" in r.stderr
+    assert (out / "model.onnx").read_bytes() == b"mine"
+    r = cas("download", "d", "v1", str(out), "--force", store=cli_store)
+    assert "replaced model.onnx" in r.stdout and "also holds 1 other file" in r.stdout
+    assert (out / "model.onnx").read_bytes() == model_file.read_bytes()
+    assert (out / "notes.txt").read_text() == "keep"
+
+
+def test_push_to_plain_git_remote_warns(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    r = cas("push", str(remote), store=cli_store)
+    assert r.stderr.count("cas: warning:") == 1 and "has no casstore hook" in r.stderr
+    assert f"cas init --bare {remote}" in r.stderr
+    assert "installed the model-protecting hook" in cas("init", "--bare", str(remote)).stdout
+    assert (remote / "hooks" / "pre-receive").exists()
+    assert cas("push", str(remote), store=cli_store).stderr == ""
+
+
+def test_diff_pairs_renamed_files_by_chunks(cli_store: Path, tmp_path: Path) -> None:
+    big, big2 = tmp_path / "big.bin", tmp_path / "big2.bin"
+    data = bytearray(write_random(big, 4 << 20))
+    data[1 << 20: (1 << 20) + (400 << 10)] = os.urandom(400 << 10)  # ~10 % changed
+    big2.write_bytes(bytes(data))
+    other = tmp_path / "other.txt"
+    other.write_text("unrelated")
+    cas("commit", "d", str(big), "--id", "a", store=cli_store)
+    r = cas("commit", "d", str(big2), "--id", "b", "--extra", str(other), store=cli_store)
+    assert re.search(r"4\.0 MiB given, \d+/\d+ chunks new, [\d.]+ KiB stored$", r.stdout.strip()), r.stdout
+    d = json.loads(cas("diff", "d", "a", "b", "--json", store=cli_store).stdout)
+    assert d["added"] == ["other.txt"] and d["removed"] == []
+    (c,) = d["changed"]
+    assert (c["path_a"], c["path"]) == ("big.bin", "big2.bin")
+    assert 3 << 20 < c["bytes_shared"] < 4 << 20 and c["bytes_new"] == (4 << 20) - c["bytes_shared"]
+    text = cas("diff", "d", "a", "b", store=cli_store).stdout
+    assert "~ big.bin -> big2.bin  4.0 MiB -> 4.0 MiB; shares " in text and "of new data" in text
+    assert "+ other.txt" in text and "- big.bin" not in text
+
+
+def _tree_listing(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["path", "s3"])
+def test_status_compares_refs_only(kind: str, tmp_path: Path, model_file: Path, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("s3_url") if kind == "s3" else str(tmp_path / "remote.git")
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    a.commit_models("d", model=str(model_file), model_id="v1")
+    r = cas("status", url, store=tmp_path / "a")
+    assert r.stdout.startswith(f"remote {url}: differs\n") and "  d: 1 model only here (v1); history: here only" \
+        in r.stdout
+    a.push(url)
+    assert cas("status", url, store=tmp_path / "a").stdout == f"remote {url}: up to date\n"
+    b.pull(url)
+    b.commit_models("d", model=str(model_file), model_id="v2")
+    b.create_model_state("prod")
+    b.push(url)
+    a.commit_models("e", model=str(model_file), model_id="x")
+    before = _tree_listing(tmp_path / "a" / "objects")
+    st = json.loads(cas("status", url, "--json", store=tmp_path / "a").stdout)
+    assert st["domains"]["d"] == {"here_only": [], "there_only": ["v2"], "different": [],
+                                  "history": "remote has events we lack", "up_to_date": False}
+    assert st["domains"]["e"]["here_only"] == ["x"] and st["states"] == "there only"
+    assert _tree_listing(tmp_path / "a" / "objects") == before  # nothing was fetched
+    text = cas("status", url, store=tmp_path / "a").stdout
+    assert "  d: 1 model only there (v2); history: remote has events we lack\n" in text
+    assert "  states: there only\n" in text
+    a.pull(url)
+    st = json.loads(cas("status", url, "--json", store=tmp_path / "a").stdout)
+    assert st["domains"]["d"]["up_to_date"] and st["states"] == "same"
+    assert st["domains"]["e"]["history"] == "here only" and not st["up_to_date"]
+
+
+def test_shell_completion(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    casstore.open(cli_store).commit_models("fraud", model=str(model_file), model_id="v1")
+    script = tmp_path / "cas.bash"
+    script.write_text(cas("completion", "bash").stdout)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    zsh = cas("completion", "zsh").stdout
+    assert zsh.startswith("#compdef cas\n") and "bashcompinit" in zsh and "_cas_complete()" in zsh
+
+    def complete(*words: str) -> list[str]:
+        body = (f"source {script}; COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+                f"COMP_CWORD={len(words) - 1}; _cas_complete; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        r = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    commands = complete("cas", "")
+    assert {"init", "commit", "log", "status", "cat", "completion", "state"} <= set(commands)
+    assert complete("cas", "com") == ["commit", "completion"]
+    assert complete("cas", "state", "s") == ["set"]
+    assert "--oneline" in complete("cas", "log", "--")
+    assert complete("cas", "--store", str(cli_store), "log", "") == ["fraud"]
+    assert complete("cas", "--store", str(cli_store), "show", "fraud", "") == ["v1"]
+    assert complete("cas", "--store", str(cli_store), "state", "set", "fr") == ["fraud"]
+    assert complete("cas", "commit", "fraud", "cas.b") == ["cas.bash"]

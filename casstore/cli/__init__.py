@@ -8,18 +8,24 @@ errors and damaged stores print one line naming the problem, never a traceback
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 from ..errors import CasError
 from ..version import __version__
 from . import commands
+from .output import cli_message
 
 EPILOG = "The store is --store PATH, else $CAS_STORE, else ~/.casstore."
+
+#: the help of every ``--json`` option (plug-ins use it too)
+JSON_HELP = "machine-readable output: one JSON document (docs/cli.md says how metadata maps to JSON)"
 
 
 #: what ``add_subparsers()`` returns: argparse has no public name for its type
@@ -28,7 +34,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve", "import_modelstore")
+PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion")
 
 
 def add_command(sub: SubParsers, name: str, help: str, example: str,
@@ -41,18 +47,36 @@ def add_command(sub: SubParsers, name: str, help: str, example: str,
     return p
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus git's "did you mean" for a mistyped command or action."""
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=3, cutoff=0.6)
+            message = f"{m.group(1)!r} is not a cas command" if self.prog == "cas" else \
+                f"invalid choice: {m.group(1)!r}"
+            if close:
+                message += "; did you mean " + " or ".join(close) + "?"
+            else:
+                message += f" (choose from {', '.join(choices)})"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)
     parser.add_argument("--store", metavar="PATH", help="the store to use (default: $CAS_STORE or ~/.casstore)")
-    parser.add_argument("--version", action="version", version=f"casstore {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"casstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = add_command(sub, "init", "create an empty store", "cas init ./models", commands.init)
     p.add_argument("path", nargs="?", help="where (default: the --store path)")
     p.add_argument("--bare", action="store_true",
-                   help="a store others push to: install the hook that protects existing models")
+                   help="a store others push to: install the hook that protects existing models "
+                        "(on an existing plain git repository: install just the hook)")
 
     p = add_command(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
@@ -63,14 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("rm", help="remove a remote")
     r.add_argument("name")
     r = rsub.add_parser("ls", help="list remotes")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
                        ("pull", "fetch models and histories from a remote and merge them")):
         p = add_command(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
         p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
         p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
         if verb == "pull":
             p.add_argument("--theirs", action="store_true",
                            help="resolve conflicts: delete our model under each conflicting ID, take theirs")
@@ -79,23 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("domain")
     p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N events")
     p.add_argument("--oneline", action="store_true", help="one line per event")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--no-pager", action="store_true", help="do not page the output")
 
     p = add_command(sub, "domains", "list domains", "cas domains", commands.domains)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "ls", "list a domain's models, newest first", "cas ls my-domain --state production",
              commands.ls)
     p.add_argument("domain")
     p.add_argument("--state", help="only models in this state")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "show", "show a model: frameworks, files, metadata, states", "cas show my-domain v1",
              commands.show)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "commit", "commit model files from the shell",
              "cas commit my-domain model.onnx --id v1 --extra metrics.csv --meta accuracy=0.95",
@@ -107,13 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra file or directory (repeatable)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="metadata; VALUE is parsed as JSON when it can be (repeatable)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "download", "write every file of a model into a directory",
              "cas download my-domain v1 ./out", commands.download)
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("directory", metavar="DIR")
+    p.add_argument("--force", action="store_true",
+                   help="replace files of the same names already in DIR (default: refuse, write nothing)")
+    p.add_argument("--file", action="append", dest="files", metavar="PATH",
+                   help="write only this stored file (repeatable; names as `cas show` lists them)")
 
     p = add_command(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
     p.add_argument("domain")
@@ -124,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
     p.add_argument("new_id", metavar="NEW_ID")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "state", "model states: create, set, unset, ls, rm",
              "cas state create production && cas state set my-domain v1 production", commands.state)
@@ -144,23 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = ssub.add_parser("ls", help="list states, or a model's states")
     s.add_argument("domain", nargs="?")
     s.add_argument("model_id", nargs="?", metavar="ID")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "diff", "compare two models of a domain", "cas diff my-domain v1 v2", commands.diff)
     p.add_argument("domain")
     p.add_argument("id_a", metavar="ID_A")
     p.add_argument("id_b", metavar="ID_B")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "du", "logical and stored bytes per domain", "cas du", commands.du)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "fsck", "check the store (exit 1 if problems are found)", "cas fsck --read-data",
              commands.fsck)
     p.add_argument("--read-data", action="store_true", help="also decompress and verify every chunk")
     p.add_argument("--repair", action="store_true",
                    help="first record the history events that killed writers left out")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
@@ -169,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "never (default: 2w)")
     p.add_argument("--wait", default=None, metavar="DURATION",
                    help="wait at most this long for writers in progress (default: 5m; never: no limit)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for name in PLUGINS:
         importlib.import_module(f"{__package__}.cmd_{name}").register(sub)
@@ -184,6 +212,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else list(argv)):
+        parser.print_help()  # bare `cas`: what it can do, as `git` does; asked for, so not an error
+        return 0
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -200,8 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CasError, OSError, ValueError, KeyError, TypeError) as e:
         if os.environ.get("CAS_DEBUG"):
             raise
-        msg = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else str(e.args[0])
-        print(f"cas: error: {msg}", file=sys.stderr)
+        print(f"cas: error: {cli_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:  # a bug, or damage nothing above recognised: still one line
         if os.environ.get("CAS_DEBUG"):

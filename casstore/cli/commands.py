@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -18,7 +20,7 @@ from ..objects.refs import domain_ref
 from ..store import Store, default_store_path, init_store, is_store, open_store
 from ..util.names import check_domain
 from ..util.progress import TerminalProgress
-from .output import human, pager, paint, print_json, use_color
+from .output import count, human, pager, paint, print_json, to_json, use_color
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -54,10 +56,41 @@ def init(args: argparse.Namespace) -> int:
     if is_store(path):
         print(f"store already exists at {path}")
         return 0
+    if args.bare and _plain_git_repo(path):
+        # a remote made with `git init --bare`: give it what `cas init --bare` would have
+        from ..remote.hook import install_hook
+
+        install_hook(path)
+        subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
+        print(f"installed the model-protecting hook in the git repository at {path}")
+        return 0
     init_store(path, bare_remote=args.bare)
     kind = "bare remote store (with the model-protecting hook)" if args.bare else "store"
     print(f"initialised empty {kind} at {path}")
     return 0
+
+
+def _plain_git_repo(path: str) -> bool:
+    """Whether ``path`` is a bare git repository (not made by casstore)."""
+    return all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs", "config"))
+
+
+def _hook_missing(url: str) -> bool:
+    """Whether ``url`` is a local git repository without casstore's pre-receive hook.
+
+    Only local remotes can be checked; a server's hooks are invisible to a client.
+    """
+    from ..remote.hook import PRE_RECEIVE
+    from ..remote.transport import local_path
+
+    path = local_path(url)
+    if path is None or not _plain_git_repo(path):
+        return False
+    try:
+        with open(os.path.join(path, "hooks", "pre-receive")) as f:
+            return f.read() != PRE_RECEIVE
+    except FileNotFoundError:
+        return True
 
 
 def remote(args: argparse.Namespace) -> int:
@@ -82,16 +115,19 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
     with open_store_for(args, create=verb == "pull") as store:
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
+            if _hook_missing(result.url):
+                warnings.warn(f"{result.url} has no casstore hook: plain git clients can overwrite or delete "
+                              f"models there; install it with `cas init --bare {result.url}`", stacklevel=1)
         else:
             result = store.pull(args.remote, args.domains or None, theirs=args.theirs)
     if args.json:
         print_json(result.as_dict())
     else:
         moved = "sent" if verb == "push" else "received"
-        print(f"{verb} {result.url}: {len(result.models_added)} models added, "
+        print(f"{verb} {result.url}: {count(len(result.models_added), 'model')} added, "
               f"{len(result.models_deleted)} deleted"
               + (f", {len(result.models_replaced)} replaced" if result.models_replaced else "")
-              + f"; {result.objects} objects, {human(result.bytes)} {moved}")
+              + f"; {count(result.objects, 'object')}, {human(result.bytes)} {moved}")
         for m in result.conflicts:
             domain = m.split("/", 1)[0]
             print(f"conflict: {m} is a different model on each side; domain {domain} left as it was on both")
@@ -131,7 +167,7 @@ def log(args: argparse.Namespace) -> int:
                 if args.oneline:
                     extra = f" [{e.frameworks}]" if e.frameworks else ""
                     out.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
-                              f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(e.time))} {title}{extra}\n")
+                              f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
                     continue
                 if i:
                     out.write("\n")
@@ -194,12 +230,16 @@ def show(args: argparse.Namespace) -> int:
         print(f"  {f['path']:<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")
     if info["extra_metadata"]:
         print("\nMetadata:")
-        for line in json.dumps(info["extra_metadata"], indent=2, default=str).splitlines():
+        for line in json.dumps(to_json(info["extra_metadata"]), indent=2).splitlines():
             print(f"  {line}")
     s = info["stats"]
-    print(f"\nStored:  {human(s['bytes_stored'])} new of {human(s['bytes_given'])} "
-          f"({s['chunks_new']}/{s['chunks_total']} chunks new)")
+    print(f"\nStored:  {human(s['bytes_stored'])} written for {human(s['bytes_given'])} given "
+          f"({_chunks_new(s['chunks_new'], s['chunks_total'])})")
     return 0
+
+
+def _chunks_new(new: int, total: int) -> str:
+    return f"{new}/{count(total, 'chunk')} new"
 
 
 def _meta(pairs: list[str]) -> dict[str, Any]:
@@ -217,6 +257,10 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
 
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
+    for f in args.files:
+        if os.path.isdir(f):  # the API's advice (extra_files=) is not what a shell user types
+            raise IsADirectoryError(f"{f} is a directory: model FILEs are files; "
+                                    f"commit a directory with --extra {f}")
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, create=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
@@ -225,17 +269,55 @@ def commit(args: argparse.Namespace) -> int:
         print_json(info)
     else:
         s = info["stats"]
+        # raw bytes given vs compressed bytes written: never both called "new"
         print(f"committed {info['domain']}/{info['model_id']} ({info['commit'][:10]}): "
-              f"{human(s['bytes_given'])} given, {human(s['bytes_stored'])} new, "
-              f"{s['chunks_new']}/{s['chunks_total']} chunks new")
+              f"{human(s['bytes_given'])} given, {_chunks_new(s['chunks_new'], s['chunks_total'])}, "
+              f"{human(s['bytes_stored'])} stored")
     return 0
 
 
 def download(args: argparse.Namespace) -> int:
+    if os.path.exists(args.directory) and not os.path.isdir(args.directory):
+        raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
+                                 f"files are written (to write one file, use --file PATH)")
+    root = os.path.abspath(args.directory)
     with open_store_for(args) as store:
-        path = store.download(args.directory, args.domain, args.model_id)
-    print(path)
+        info = store.get_model_info(args.domain, args.model_id)
+        known = {f["path"] for f in info["files"]}
+        for p in args.files or []:
+            if p not in known:
+                raise FileNotFoundError(f"{args.domain}/{args.model_id} has no file {p!r} "
+                                        f"(its files: {', '.join(sorted(known))})")
+        info["files"] = [f for f in info["files"] if not args.files or f["path"] in args.files]
+        paths = [f["path"] for f in info["files"]]
+        # like `git checkout`, never replace a user's file without being told to
+        present = [p for p in paths if os.path.lexists(os.path.join(root, p))]
+        if present and not args.force:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise FileExistsError(f"{root} already holds {count(len(present), 'file')} of "
+                                  f"{args.domain}/{args.model_id} ({shown}): nothing written; "
+                                  f"use --force to replace them, or another DIR")
+        before = _all_files(root)
+        store.download(root, args.domain, args.model_id, files=args.files)
+    name = f"{info['domain']}/{info['model_id']}"
+    print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
+          f"into {root}")
+    for p in present:
+        print(f"replaced {p}")
+    others = before - set(paths) - set(present)
+    if others:
+        print(f"note: {root} also holds {count(len(others), 'other file')} that {name} does not have "
+              f"(left untouched)")
     return 0
+
+
+def _all_files(root: str) -> set[str]:
+    """Relative paths of the files under ``root`` (empty if it does not exist)."""
+    out: set[str] = set()
+    for dirpath, _, files in os.walk(root):
+        for fn in files:
+            out.add(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
+    return out
 
 
 def cp(args: argparse.Namespace) -> int:
@@ -286,18 +368,20 @@ def diff(args: argparse.Namespace) -> int:
     for p in d["removed"]:
         print(paint(f"- {p}", "red", color))
     for c in d["changed"]:
-        print(paint(f"~ {c['path']}", "yellow", color) +
-              f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/{c['chunks']} "
-              f"chunks ({human(c['bytes_shared'])}), {human(c['bytes_new'])} new")
+        name = f"{c['path_a']} -> {c['path']}" if "path_a" in c else c["path"]
+        # raw bytes the new version does not share, not what storing them cost (see commit)
+        print(paint(f"~ {name}", "yellow", color) +
+              f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/"
+              f"{count(c['chunks'], 'chunk')} ({human(c['bytes_shared'])}), {human(c['bytes_new'])} of new data")
     for p in d["unchanged"]:
         print(f"  {p}")
     m = d["metadata"]
     for k, v in m["added"].items():
-        print(paint(f"+ metadata {k}={json.dumps(v, default=str)}", "green", color))
+        print(paint(f"+ metadata {k}={json.dumps(to_json(v))}", "green", color))
     for k, v in m["removed"].items():
-        print(paint(f"- metadata {k}={json.dumps(v, default=str)}", "red", color))
+        print(paint(f"- metadata {k}={json.dumps(to_json(v))}", "red", color))
     for k, (a, b) in m["changed"].items():
-        print(paint(f"~ metadata {k}: {json.dumps(a, default=str)} -> {json.dumps(b, default=str)}",
+        print(paint(f"~ metadata {k}: {json.dumps(to_json(a))} -> {json.dumps(to_json(b))}",
                     "yellow", color))
     return 0
 
@@ -328,8 +412,9 @@ def fsck(args: argparse.Namespace) -> int:
         for p in report.problems:
             print(f"problem: {p}")
         verified = f", {human(report.bytes_verified)} verified" if args.read_data else ""
-        print(f"{report.models} models, {report.files} files, {report.chunks} chunks checked{verified}: "
-              + ("ok" if report.ok else f"{len(report.problems)} problems"))
+        print(f"{count(report.models, 'model')}, {count(report.files, 'file')}, "
+              f"{count(report.chunks, 'chunk')} checked{verified}: "
+              + ("ok" if report.ok else count(len(report.problems), "problem")))
     return 0 if report.ok else 1
 
 
@@ -348,7 +433,7 @@ def gc(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        print(f"removed {report.objects_removed} objects ({report.packs_removed} packs removed, "
+        print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
     return 0
 

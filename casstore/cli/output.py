@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -12,11 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any, TextIO
 
+from ..errors import CasError, StateNotFoundException
 from ..util.progress import human
 
-__all__ = ["human", "pager", "paint", "print_json", "use_color"]
+__all__ = ["cli_message", "count", "human", "pager", "paint", "print_json", "to_json", "use_color"]
 
 COLORS = {"yellow": "33", "green": "32", "red": "31", "bold": "1", "dim": "2", "cyan": "36"}
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 model"``, ``"2 models"``, ``"0 models"``: a number with its noun agreeing."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def use_color(stream: TextIO) -> bool:
@@ -28,14 +35,56 @@ def paint(text: str, color: str, enabled: bool) -> str:
 
 
 def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=_json_default)
-    sys.stdout.write("\n")
+    """Print ``obj`` as one valid JSON document (RFC 8259), or nothing at all.
+
+    The whole document is built before the first byte is written, so a value
+    that cannot be converted fails the command without half a document on
+    stdout.  Metadata may hold what JSON cannot (it is stored as msgpack); the
+    mapping, documented in docs/cli.md, is :func:`to_json`'s.
+    """
+    text = json.dumps(to_json(obj), indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, bytes):
-        return o.hex()
-    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+def to_json(o: Any) -> Any:
+    """``o`` with every value JSON can hold as itself, and the rest mapped to strings.
+
+    - NaN, Infinity, -Infinity (floats) -> the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+    - bytes values -> lowercase hex (as digests and object ids are shown)
+    - bytes keys -> the text when they are UTF-8, else hex; other non-string keys
+      -> their JSON text (``1`` -> ``"1"``, ``None`` -> ``"null"``, ``True`` -> ``"true"``)
+    - tuples and lists -> arrays; anything else -> ``str(o)``
+
+    Two keys that map to the same string keep the last value (as msgpack maps
+    with such keys are rare and JSON objects cannot repeat keys).
+    """
+    if o is None or isinstance(o, (bool, int, str)):
+        return o
+    if isinstance(o, float):
+        if math.isnan(o):
+            return "NaN"
+        if math.isinf(o):
+            return "Infinity" if o > 0 else "-Infinity"
+        return o
+    if isinstance(o, (bytes, bytearray, memoryview)):
+        return bytes(o).hex()
+    if isinstance(o, dict):
+        return {_json_key(k): to_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [to_json(v) for v in o]
+    return str(o)
+
+
+def _json_key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    if isinstance(k, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(k).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(k).hex()
+    converted = to_json(k)
+    return converted if isinstance(converted, str) else json.dumps(converted)
 
 
 @contextmanager
@@ -65,3 +114,21 @@ def pager(enabled: bool) -> Iterator[IO[str]]:
             pass
         proc.wait()
 
+
+
+def cli_message(e: BaseException) -> str:
+    """The one-line message ``cas`` prints for error ``e``, in the command line's words.
+
+    The exceptions keep the Python API's wording (``create_model_state``,
+    ``extra_files``), which is right for Python users; the few errors whose advice
+    names a Python call are reworded here with the ``cas`` command that does the
+    same.  Everything else prints as ``str(e)``.
+    """
+    if isinstance(e, StateNotFoundException):
+        return f"model state {e.state!r} does not exist (create it with `cas state create {e.state}`)"
+    if isinstance(e, KeyError) and not isinstance(e, CasError) and e.args:
+        return str(e.args[0])  # KeyError's str() is the repr of its argument
+    if isinstance(e, OSError) and e.filename is not None and e.strerror and str(e).startswith("[Errno"):
+        # "[Errno 17] File exists: 'x'" is Python's wording: say "x: file exists"
+        return f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    return str(e)

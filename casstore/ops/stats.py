@@ -9,6 +9,7 @@ from ..errors import CasError
 from ..model.reading import read_model
 
 if TYPE_CHECKING:
+    from ..model.manifest import FileEntry
     from ..objects.repository import Repository
 
 
@@ -16,7 +17,10 @@ def diff(repo: Repository, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
     """Files added, removed, changed and unchanged from model ``id_a`` to ``id_b``.
 
     For each changed file: how many of its chunks (and bytes) ``id_b`` shares with
-    any file of ``id_a``, and how many are new.  Also the extra_metadata keys that
+    any file of ``id_a``, and how many are new (raw bytes, before compression).
+    A file of ``id_b`` under a name ``id_a`` lacks, sharing chunks with a file
+    only ``id_a`` has, is paired with it (the one it shares the most bytes with)
+    and listed as changed with ``path_a`` naming the old file.  Also the extra_metadata keys that
     were added, removed or changed.
     """
     ma = read_model(repo, domain, id_a).manifest
@@ -24,23 +28,28 @@ def diff(repo: Repository, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
     fa = {f.path: f for f in ma.files}
     fb = {f.path: f for f in mb.files}
     keys_a = {k for f in ma.files for k in f.keys}
-    changed = []
-    for path in sorted(set(fa) & set(fb)):
-        a, b = fa[path], fb[path]
-        if a.blake3 == b.blake3:
-            continue
+
+    def change(a: FileEntry, b: FileEntry) -> dict[str, Any]:
         shared = [(k, s) for k, s in zip(b.keys, b.sizes, strict=True) if k in keys_a]
-        changed.append({
-            "path": path, "size_a": a.size, "size_b": b.size, "chunks": len(b.keys),
+        return {
+            "path": b.path, "size_a": a.size, "size_b": b.size, "chunks": len(b.keys),
             "chunks_shared": len(shared), "chunks_new": len(b.keys) - len(shared),
             "bytes_shared": sum(s for _, s in shared), "bytes_new": b.size - sum(s for _, s in shared),
-        })
+        }
+
+    changed = [change(fa[p], fb[p]) for p in sorted(set(fa) & set(fb)) if fa[p].blake3 != fb[p].blake3]
+    added, removed = sorted(set(fb) - set(fa)), sorted(set(fa) - set(fb))
+    for path_a, path_b in _pair_by_content([fa[p] for p in removed], [fb[p] for p in added]):
+        # a file saved under another name (big.bin -> big2.bin): a change, not an add and a remove
+        changed.append({**change(fa[path_a], fb[path_b]), "path_a": path_a})
+        added.remove(path_b)
+        removed.remove(path_a)
     meta_a = ma.extra_metadata if isinstance(ma.extra_metadata, dict) else {}
     meta_b = mb.extra_metadata if isinstance(mb.extra_metadata, dict) else {}
     return {
         "domain": domain, "a": id_a, "b": id_b,
-        "added": sorted(set(fb) - set(fa)),
-        "removed": sorted(set(fa) - set(fb)),
+        "added": added,
+        "removed": removed,
         "unchanged": sorted(p for p in set(fa) & set(fb) if fa[p].blake3 == fb[p].blake3),
         "changed": changed,
         "metadata": {
@@ -49,6 +58,30 @@ def diff(repo: Repository, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
             "changed": {k: [meta_a[k], meta_b[k]] for k in meta_a if k in meta_b and meta_a[k] != meta_b[k]},
         },
     }
+
+
+def _pair_by_content(gone: list[FileEntry], new: list[FileEntry]) -> list[tuple[str, str]]:
+    """Pairs (old path, new path) of files that share chunks, most shared bytes first.
+
+    Each file is in at most one pair; files that share no chunk stay unpaired.
+    Cost: one set of chunk keys per removed file, one pass over each added file.
+    """
+    candidates = []
+    for a in gone:
+        keys = set(a.keys)
+        for b in new:
+            shared = sum(s for k, s in zip(b.keys, b.sizes, strict=True) if k in keys)
+            if shared:
+                candidates.append((-shared, a.path, b.path))
+    pairs: list[tuple[str, str]] = []
+    used_a: set[str] = set()
+    used_b: set[str] = set()
+    for _, pa, pb in sorted(candidates):
+        if pa not in used_a and pb not in used_b:
+            pairs.append((pa, pb))
+            used_a.add(pa)
+            used_b.add(pb)
+    return pairs
 
 
 def disk_bytes(root: str) -> int:

@@ -194,7 +194,8 @@ class BucketClient:
             if not (module.startswith((*self.error_modules, "urllib3", "requests"))
                     or isinstance(e, (ConnectionError, TimeoutError))):
                 raise
-            raise RemoteError(self.url, f"{type(e).__name__}: {e}") from e
+            # the services' messages say what failed; their class names mean nothing to a user
+            raise RemoteError(self.url, (str(e).splitlines() or [type(e).__name__])[0]) from e
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
         data = self._read_range(key, start, end)

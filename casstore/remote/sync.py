@@ -38,7 +38,7 @@ from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import Quarantine
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
-from .transport import local_path, open_transport
+from .transport import describe_transport_error, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
 
 if TYPE_CHECKING:
@@ -193,7 +193,39 @@ class LocalGraph(ObjectStoreGraphWalker):
 
 
 def _transport_errors(url: str, e: Exception) -> RemoteError:
-    return RemoteError(url, f"{type(e).__name__}: {e}".rstrip(": "))
+    return RemoteError(url, describe_transport_error(e))
+
+
+def list_refs(repo: Repository, url: str) -> RemoteRefs:
+    """The casstore refs of the remote at ``url``, from its ref listing alone.
+
+    A path remote that does not exist yet is empty (a push creates it).
+
+    No object travels: the fetch wants nothing, so a git server sends only its
+    ref advertisement and an S3 remote reads only its refs.  Names are validated
+    as for a pull.
+
+    Raises:
+        RemoteError: the remote cannot be reached; CorruptObjectError: a bad ref.
+    """
+    local = local_path(url)
+    if local is not None and not os.path.exists(local):
+        return RemoteRefs()  # a path remote a first push creates: empty until then
+    client, path = _open(repo, url, None)
+    seen: dict[str, RemoteRefs] = {}
+
+    def determine_wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        seen["refs"] = parse_refs(refs, url)
+        return []
+
+    try:
+        client.fetch_pack(path, determine_wants, ObjectStoreGraphWalker([], lambda sha: []),  # type: ignore[arg-type]
+                          lambda data: None)
+    except (GitProtocolError, HangupException, OSError) as e:
+        if isinstance(e, CasError):
+            raise
+        raise _transport_errors(url, e) from e
+    return seen.get("refs", RemoteRefs())
 
 
 # -- pull ---------------------------------------------------------------------

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
 from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
 from dulwich.config import Config
+from dulwich.errors import HangupException
 
 from ..errors import RemoteError as RemoteError  # raised here; defined with the other errors
 from ..util.progress import ProgressFn
@@ -90,3 +92,48 @@ def open_transport(url: str, config: Config | None = None, cache_dir: str | None
         if command:
             client.ssh_command = command
     return client, remote_path
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
+#: what urllib3 buries in a MaxRetryError's repr, and how to say it
+_HTTP_CAUSES = (
+    (re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"),
+     "the server's TLS certificate is not trusted (certificate verify failed; set http.sslCAInfo "
+     "in the store's config to its CA)"),
+    (re.compile(r"Failed to resolve|Name or service not known|nodename nor servname"), "cannot connect: unknown host"),
+    (re.compile(r"Connection refused"), "cannot connect: connection refused"),
+    (re.compile(r"timed out"), "cannot connect: timed out"),
+)
+
+
+def describe_transport_error(e: BaseException) -> str:
+    """One line saying what went wrong talking to a remote, in words, without class names.
+
+    dulwich and urllib3 raise their own exception types whose text is a repr of
+    nested objects (``HangupException``, ``MaxRetryError(NewConnectionError(...))``);
+    a user needs the reason (refused, unknown host, what the server said), and the URL,
+    which :class:`RemoteError` adds.
+    """
+    stderr = getattr(e, "stderr_lines", None)
+    if stderr:  # what the server or ssh said: the most useful text there is
+        lines = [b.decode("utf-8", "replace").strip() for b in stderr]
+        lines = [ln.removeprefix("fatal: ").removeprefix("error: ") for ln in lines if ln]
+        return "; ".join(lines) or "the remote closed the connection"
+    text = str(e)
+    if isinstance(e, HangupException):
+        return "the remote closed the connection"
+    if isinstance(e, ConnectionRefusedError):
+        return "cannot connect: connection refused"
+    if isinstance(e, TimeoutError):
+        return "cannot connect: timed out"
+    if isinstance(e, (ConnectionError, socket.gaierror)) and e.strerror:
+        return f"cannot connect: {e.strerror[:1].lower()}{e.strerror[1:]}"
+    if isinstance(e, OSError) and e.strerror:  # e.g. a full disk while receiving: not the network's fault
+        return e.strerror + (f": {e.filename}" if e.filename else "")
+    for pattern, words in _HTTP_CAUSES:
+        if pattern.search(text):
+            return words
+    if "Max retries exceeded" in text or "Caused by" in text:
+        m = _ERRNO_TEXT.search(text)
+        return f"cannot connect: {m.group(1).lower()}" if m else "cannot connect: the server did not answer"
+    return text.splitlines()[0] if text else "the transfer failed"
