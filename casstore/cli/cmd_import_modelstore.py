@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import SubParsers, add_command
+from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for
 from .output import print_json
 
@@ -47,4 +47,4 @@ def register(sub: SubParsers) -> None:
                     "cas --store ./models import-modelstore /data/modelstore-root", import_modelstore)
     p.add_argument("source", metavar="SOURCE",
                    help="a modelstore root directory (or its operatorai-model-store), or s3://bucket/root_prefix")
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
