@@ -99,6 +99,19 @@ class Quarantine:
         self.odb.rescan_packs()
         return count
 
+    def adopt(self, writer: PackWriter | None, pack: str | None, verified: dict[bytes, tuple[bytes, int]]) -> None:
+        """Take a pack written into this quarantine by ``writer`` (a copy from a local store).
+
+        ``verified`` maps chunk blob oids to the (BLAKE3 key, raw size) their content
+        was checked against while copying: :meth:`verify_model` does not decompress
+        them again, and still refuses a model that claims one under another key.
+        """
+        if pack is None or writer is None:
+            return
+        self.writer, self.pack = writer, pack
+        self.new_chunks.update(verified)
+        self.odb.rescan_packs()
+
     # -- verification ------------------------------------------------------
 
     def _is_new(self, oid: bytes) -> bool:
