@@ -155,3 +155,21 @@ def test_crash_mid_copy_leaves_both_stores_clean_and_resumable(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert Path(casstore.Store(str(b)).load("d", "v1")).read_bytes() == data
     check_clean(b, remote)
+
+
+def test_bare_store_is_configured_for_serving(tmp_path: Path) -> None:
+    """`cas init --bare` (and a first push into an empty directory) write the server options git reads."""
+    from casstore.objects.repository import SERVER_CONFIG
+
+    bare = tmp_path / "bare.git"
+    init_store(str(bare), bare_remote=True)
+    a = casstore.open(tmp_path / "a")
+    write_random(tmp_path / "m.bin", 100_000)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    pushed = tmp_path / "pushed.git"
+    assert a.push(str(pushed)).ok
+    for repo in (bare, pushed):
+        for (section, name), value in SERVER_CONFIG.items():
+            assert git(repo, "config", f"{section.decode()}.{name.decode()}").stdout.strip() == value.decode()
+    # a local store that nobody serves keeps git's defaults
+    assert git(a.path, "config", "pack.window").stdout == ""

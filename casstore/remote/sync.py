@@ -454,7 +454,7 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
     result = SyncResult(url)
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
-        init_repository(target)
+        init_repository(target, served=True)
         install_hook(target)
     client, path = _open(repo, url, progress)
     odb = repo.odb
