@@ -173,3 +173,37 @@ def test_bare_store_is_configured_for_serving(tmp_path: Path) -> None:
             assert git(repo, "config", f"{section.decode()}.{name.decode()}").stdout.strip() == value.decode()
     # a local store that nobody serves keeps git's defaults
     assert git(a.path, "config", "pack.window").stdout == ""
+
+
+def test_git_pull_keeps_a_pack_in_our_format_and_rewrites_others(tmp_path: Path) -> None:
+    """Over git://, a pack of whole objects with stored chunk blobs is indexed where it is; a pack
+    that stock git recompressed (a plain `git repack` of the remote) is rewritten; both verify."""
+    from tests.servers import git_daemon
+
+    a = casstore.open(tmp_path / "a")
+    data = write_random(tmp_path / "m.bin", 2 * MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    init_store(str(srv / "m.git"), bare_remote=True)
+    a.push(str(srv / "m.git"))
+    with git_daemon(srv) as base:
+        kept = casstore.open(tmp_path / "kept")
+        assert kept.pull(f"{base}/m.git").models_added == ["d/v1"]
+        # a stock repack at zlib level 9: the chunk blobs arrive zlib-compressed
+        assert git(srv / "m.git", "-c", "core.compression=9", "-c", "pack.compression=9",
+                   "repack", "-a", "-d", "-F", "-q").returncode == 0
+        rewritten = casstore.open(tmp_path / "rewritten")
+        assert rewritten.pull(f"{base}/m.git").models_added == ["d/v1"]
+    for s in (kept, rewritten):
+        assert Path(s.load("d", "v1")).read_bytes() == data
+        pack = next(p for p in (Path(s.path) / "objects" / "pack").iterdir() if p.suffix == ".pack")
+        # either way, the chunk blobs end up in stored zlib blocks (what readers slice without copying)
+        loc = s.odb.index.lookup([s.odb.index.sidecars[0].key(0)])[0]
+        assert loc is not None and pack.name.startswith(loc.pack)
+        entry = pack.read_bytes()[loc.offset : loc.offset + loc.length]
+        from casstore.objects.packwriter import parse_object_header
+
+        _, _, hlen = parse_object_header(entry)
+        assert entry[hlen] == 0x78 and entry[hlen + 2] & 0x06 == 0
+    check_clean(kept.path, rewritten.path)
