@@ -259,12 +259,82 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
+TARGETS = {  # step -> (limit on casstore time / DVC time, where it comes from)
+    "W2 commit s": (1.0, "issue 14 item 2 (add vs commit)"),
+    "W2 push s": (1.0, "item 1: path push no slower than DVC push"),
+    "W2 fresh pull+download s": (1.0, "item 1: path pull no slower than DVC pull"),
+    "W3 commit+push s": (1.0, "item 2"),
+    "W3 fresh pull+download both s": (1.0, "item 1"),
+}
+NETWORK_LIMIT = 1.5  # git://, ssh, http(s) within 1.5x of DVC's path transfer
+RSS_LIMIT = 300
+
+
+def targets(results: dict[str, dict[str, list[float]]]) -> list[tuple[str, float, float, bool]]:
+    """(target, measured, limit, met) for every transfer target this run measured."""
+    out = []
+    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
+    for step, (limit, _) in TARGETS.items():
+        m = med.get(step, {})
+        if "casstore" in m and "DVC" in m:
+            r = m["casstore"] / m["DVC"]
+            out.append((f"{step[:-2]}: casstore / DVC (path)", r, limit, r <= limit))
+        for tool, v in m.items():
+            if tool.startswith("casstore ") and "DVC" in m and step in ("W2 push s", "W2 fresh pull+download s"):
+                r = v / m["DVC"]
+                out.append((f"{step[:-2]}: {tool} / DVC (path)", r, NETWORK_LIMIT, r <= NETWORK_LIMIT))
+    for step, m in med.items():
+        if step.endswith("peak MiB"):
+            for tool, v in m.items():
+                if tool.startswith("casstore"):
+                    out.append((f"{step}: {tool}", v, RSS_LIMIT, v < RSS_LIMIT))
+    return out
+
+
+def chart(results: dict[str, dict[str, list[float]]], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = targets(results)
+    ratios = [r for r in rows if "peak" not in r[0]]
+    rss = [r for r in rows if "peak" in r[0]]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 0.32 * len(rows) + 2.5),
+                             gridspec_kw={"height_ratios": [max(len(ratios), 1), max(len(rss), 1)]})
+    for ax, part, xlabel in ((axes[0], ratios, "casstore time / DVC time (target: at most the dashed line)"),
+                             (axes[1], rss, "peak RSS of the largest process, MiB (target: < 300)")):
+        names = [r[0] for r in part]
+        values = [r[1] for r in part]
+        colors = ["#3a7" if r[3] else "#c44" for r in part]
+        ax.barh(names, values, color=colors)
+        for i, r in enumerate(part):
+            ax.plot([r[2], r[2]], [i - 0.4, i + 0.4], color="#333", ls="--", lw=1)
+            ax.text(r[1], i, f" {r[1]:.2f}" if "peak" not in r[0] else f" {r[1]:.0f}", va="center", fontsize=7)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlabel(xlabel, fontsize=8)
+    axes[0].set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _title(saved: dict) -> str:  # type: ignore[type-arg]
+    return (f"casstore vs DVC {DVC_VERSION}: transfers, {saved['when']}, {saved['machine']},\n"
+            f"W2 = {saved['w2_mib']} MiB, medians of {saved['reps']}, load average {saved['loadavg'][0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=256, help="W2 size in MiB (the issue's full run: 1024)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-network", action="store_true", help="only the path remote (no git://, ssh, http)")
+    ap.add_argument("--chart-only", type=Path, help="redraw the chart from a results_transfer.json")
     args = ap.parse_args()
+    if args.chart_only:
+        saved = json.loads(args.chart_only.read_text())
+        chart(saved["results"], _title(saved), ROOT / "docs" / "benchmarks-transfer.png")
+        return
     ensure_dvc()
     WORK.mkdir(parents=True, exist_ok=True)
     w2, w3 = ensure_data(args.size * MiB)
@@ -283,9 +353,16 @@ def main() -> None:
     print(f"# transfer benchmark ({when}, {machine}, W2 = {args.size} MiB, {args.reps} repetitions, medians; "
           f"load average at the end {os.getloadavg()[0]:.1f})\n")
     print(table(results))
-    (HERE / "results_transfer.json").write_text(json.dumps(
-        {"results": results, "machine": machine, "when": when, "w2_mib": args.size, "reps": args.reps,
-         "loadavg": os.getloadavg()}, indent=1))
+    print("\n| target | measured | limit | met |\n|---|---|---|---|")
+    for name, value, limit, met in targets(results):
+        print(f"| {name} | {value:.2f} | {limit:g} | {'yes' if met else 'NO'} |")
+    saved = {"results": results, "machine": machine, "when": when, "w2_mib": args.size, "reps": args.reps,
+             "loadavg": os.getloadavg()}
+    (HERE / "results_transfer.json").write_text(json.dumps(saved, indent=1))
+    try:
+        chart(results, _title(saved), ROOT / "docs" / "benchmarks-transfer.png")
+    except ImportError:
+        log("matplotlib missing: no chart")
 
 
 if __name__ == "__main__":
