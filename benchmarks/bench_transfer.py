@@ -260,7 +260,6 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
 
 
 TARGETS = {  # step -> (limit on casstore time / DVC time, where it comes from)
-    "W2 commit s": (1.0, "issue 14 item 2 (add vs commit)"),
     "W2 push s": (1.0, "item 1: path push no slower than DVC push"),
     "W2 fresh pull+download s": (1.0, "item 1: path pull no slower than DVC pull"),
     "W3 commit+push s": (1.0, "item 2"),
@@ -283,6 +282,13 @@ def targets(results: dict[str, dict[str, list[float]]]) -> list[tuple[str, float
             if tool.startswith("casstore ") and "DVC" in m and step in ("W2 push s", "W2 fresh pull+download s"):
                 r = v / m["DVC"]
                 out.append((f"{step[:-2]}: {tool} / DVC (path)", r, NETWORK_LIMIT, r <= NETWORK_LIMIT))
+    c, p = med.get("W2 commit s", {}), med.get("W2 push s", {})
+    if "zstd -3 -T2" in c and "casstore" in c:
+        r = c["casstore"] / c["zstd -3 -T2"]
+        out.append(("W2 commit: casstore / zstd -3 -T2", r, 1.5, r <= 1.5))
+    if all(t in d for d in (c, p) for t in ("casstore", "DVC")):
+        r = (c["casstore"] + p["casstore"]) / (c["DVC"] + p["DVC"])
+        out.append(("W2 commit+push: casstore / DVC add+push (path)", r, 1.0, r <= 1.0))
     for step, m in med.items():
         if step.endswith("peak MiB"):
             for tool, v in m.items():
