@@ -207,3 +207,17 @@ def test_git_pull_keeps_a_pack_in_our_format_and_rewrites_others(tmp_path: Path)
         _, _, hlen = parse_object_header(entry)
         assert entry[hlen] == 0x78 and entry[hlen + 2] & 0x06 == 0
     check_clean(kept.path, rewritten.path)
+
+
+def test_push_to_a_plain_git_remote_leaves_no_casstore_files(tmp_path: Path) -> None:
+    """A `git init --bare` remote gets a pack and its .idx, no sidecar and no cas/ directory."""
+    plain = tmp_path / "plain.git"
+    assert subprocess.run(["git", "init", "-q", "--bare", str(plain)]).returncode == 0
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    data = write_random(tmp_path / "m.bin", MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    assert a.push(str(plain)).models_added == ["d/v1"]
+    assert not (plain / "cas").exists()
+    assert_git_fsck(plain)
+    assert b.pull(f"file://{plain}").models_added == ["d/v1"]
+    assert Path(b.load("d", "v1")).read_bytes() == data
