@@ -37,6 +37,7 @@ bench: setup sysdeps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	command -v zstd >/dev/null || (apt-get update -qq && apt-get install -y -qq zstd >/dev/null)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_transfer.py $(BENCH_TRANSFER_ARGS)
 	$(PY) benchmarks/bench_log.py
 	$(PY) benchmarks/bench_serve.py
 	$(PY) benchmarks/bench_torch_dedup.py

@@ -109,7 +109,7 @@ def init_store(path: str, *, bare_remote: bool = False) -> None:
     ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
     hook that enforces casstore's rules on every push (see remote/hook.py).
     """
-    init_repository(path)
+    init_repository(path, served=bare_remote)
     if bare_remote:
         from .remote.hook import install_hook
 

@@ -258,3 +258,43 @@ def test_named_s3_remote_with_the_cli(tmp_path: Path, s3_url: str) -> None:
     assert [f for d in os.listdir(cache) for f in os.listdir(os.path.join(cache, d)) if f.endswith(".idx")]
     assert run_py(cli, "remote", "rm", "bucket", env={"CAS_STORE": b.path}).returncode == 0
     assert os.listdir(cache) == []
+
+
+def test_cached_indexes_of_packs_gone_from_the_bucket_are_pruned(tmp_path: Path, s3_url: str) -> None:
+    """Another client combines the bucket's packs into one: the next pull forgets the old indexes."""
+    import subprocess
+
+    from casstore.remote.config import cache_dir
+
+    a, b = _stores(tmp_path)
+    for mid in ("v1", "v2"):
+        _commit_random(a, tmp_path / f"{mid}.bin", 200_000, mid)
+        assert a.push(s3_url).ok
+    assert b.pull(s3_url).models_added == ["d/v1", "d/v2"]
+    cache = Path(cache_dir(b.repo, s3_url))
+    old = sorted(p.name for p in cache.iterdir() if p.suffix == ".idx")
+    assert len(old) == 2
+    # combine the two packs with stock git (whole objects only), publish, then delete the old ones
+    bucket, prefix = _bucket_prefix(s3_url)
+    repo = tmp_path / "combine.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    for key, data in s3_objects(s3_url).items():
+        if key.startswith(("objects/pack/", "refs/")):
+            (repo / key).parent.mkdir(parents=True, exist_ok=True)
+            (repo / key).write_bytes(data)
+    subprocess.run(["git", "--git-dir", str(repo), "-c", "pack.window=0", "repack", "-a", "-d", "-F", "-q"],
+                   check=True)
+    (new,) = [p for p in (repo / "objects" / "pack").iterdir() if p.suffix == ".pack"]
+    for ext in (".pack", ".idx"):
+        _put(s3_url, f"objects/pack/{new.stem}{ext}", new.with_suffix(ext).read_bytes())
+    for name in old:
+        for ext in (".idx", ".pack"):
+            s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/objects/pack/{name[:-4]}{ext}")  # type: ignore[attr-defined]
+    _commit_random(a, tmp_path / "v3.bin", 100_000, "v3")
+    assert a.push(s3_url).ok
+    assert b.pull(s3_url).models_added == ["d/v3"]
+    left = sorted(p.name for p in cache.iterdir() if p.suffix == ".idx")
+    assert not set(old) & set(left) and f"{new.stem}.idx" in left
+    c = casstore.open(tmp_path / "c")
+    assert c.pull(s3_url).models_added == ["d/v1", "d/v2", "d/v3"]
+    assert c.fsck(read_data=True).ok

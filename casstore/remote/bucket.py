@@ -271,8 +271,24 @@ class BucketClient:
             if idx.count and (offsets[0] < 12 or np.any(ends <= offsets) or ends[-1] > size - 20):
                 raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
             packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
+        self._prune_cache(cache, {name + ".idx" for name in packs})
         self._packs = packs
         return packs
+
+    @staticmethod
+    def _prune_cache(cache: str, live: set[str]) -> None:
+        """Delete cached indexes of packs the bucket no longer lists (combined or gc'd there).
+
+        The cache only ever grows otherwise: one ``.idx`` per pack ever seen.  A
+        cached index is derived data (fetched again by name and size if needed), so
+        removing one another process is reading costs that process a re-fetch at most.
+        """
+        for fn in os.listdir(cache):
+            if fn.startswith("pack-") and fn.endswith(".idx") and fn not in live:
+                try:
+                    os.unlink(os.path.join(cache, fn))
+                except FileNotFoundError:
+                    pass
 
     def _locate(self, raws: list[bytes]) -> dict[bytes, _Loc]:
         """Where each binary oid is on the remote: (pack, start, end).

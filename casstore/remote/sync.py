@@ -13,6 +13,7 @@ first when it is not.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from ..errors import CasError, CorruptObjectError, RemoteError
 from ..model.history import DomainIndex, read_index, record_delete
 from ..model.states import STATES_REF, states_at, write_states
 from ..model.writer import domain_writer, states_writer
+from ..objects.odb import ObjectDB
 from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..objects.repository import init_repository
 from ..util.identity import author
@@ -37,6 +39,7 @@ from ..util.progress import ProgressFn
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import Quarantine
+from .localpath import LocalPathClient, Presence, chunk_claims, copy_objects, missing_objects, scratch_cidx_dir
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
 from .transport import describe_transport_error, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
@@ -251,6 +254,55 @@ def _haves(repo: Repository) -> list[ObjectID]:
     return out
 
 
+def _fetch_pack(client: Any, path: str, determine_wants: Callable[..., list[ObjectID]], walker: LocalGraph,
+                pack_path: str, url: str, progress: ProgressFn | None) -> int:
+    """Fetch a pack into ``pack_path`` through the client's protocol; returns the bytes received."""
+    received = 0
+    with open(pack_path, "wb") as f:
+        def write(data: bytes) -> int:
+            nonlocal received
+            received += len(data)
+            if progress:
+                progress("receiving", received, 0)
+            return f.write(data)
+
+        try:
+            client.fetch_pack(path, determine_wants, walker, write)
+        except (GitProtocolError, HangupException, OSError) as e:
+            if isinstance(e, CasError):
+                raise
+            raise _transport_errors(url, e) from e
+    return received
+
+
+def _git_dir(path: str) -> str:
+    dot_git = os.path.join(path, ".git")
+    return dot_git if os.path.isdir(dot_git) else path
+
+
+def _copy_in(repo: Repository, quarantine: Quarantine, path: str, wants: list[ObjectID],
+             progress: ProgressFn | None) -> tuple[int, int]:
+    """Copy what ``wants`` reaches and this store lacks from a local store into the quarantine.
+
+    Returns (objects, pack bytes).  Every entry and every chunk a manifest names is
+    verified on the way (localpath.py); the quarantine's model checks follow.
+    """
+    if not wants:
+        return 0, 0
+    src = ObjectDB(_git_dir(path))
+    have = Presence(repo.odb)
+    try:
+        objects, models = missing_objects(src, wants, have)
+        claims = chunk_claims(src, models)
+        stats = copy_objects(src, objects, quarantine.odb.pack_dir, quarantine.odb.cidx_dir, claims,
+                             verify_chunks=True, progress=progress, label="receiving")
+    finally:
+        have.close()
+        src.close()
+    quarantine.adopt(stats.writer, stats.pack, stats.chunks)
+    return stats.objects, stats.pack_bytes
+
+
 def pull(repo: Repository, url: str, domains: list[str] | None = None,
          progress: ProgressFn | None = None, take_theirs: bool = False) -> SyncResult:
     """Fetch models and histories from ``url`` and merge them into this store.
@@ -293,25 +345,23 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
             walker = LocalGraph(heads, parents, odb.contains)
             pack_path = os.path.join(quarantine.dir, "incoming.pack")
             received = 0
-            with open(pack_path, "wb") as f:
-                def write(data: bytes) -> int:
-                    nonlocal received
-                    received += len(data)
-                    if progress:
-                        progress("receiving", received, 0)
-                    return f.write(data)
-
+            if isinstance(client, LocalPathClient):
+                # a directory on this machine: copy the entries we lack (verified) instead of
+                # having git's pack-objects build, and us rewrite, a pack (localpath.py)
                 try:
-                    client.fetch_pack(path, determine_wants, walker, write)  # type: ignore[arg-type]
+                    remote_refs = client.remote_refs(path)
                 except (GitProtocolError, HangupException, OSError) as e:
-                    if isinstance(e, CasError):
-                        raise
                     raise _transport_errors(url, e) from e
+                result.objects, received = _copy_in(repo, quarantine, path, determine_wants(remote_refs),
+                                                    progress)
+            else:
+                received = _fetch_pack(client, path, determine_wants, walker, pack_path, url, progress)
             result.bytes = received
             remote = seen.get("refs", RemoteRefs())
-            if received:
+            if received and not isinstance(client, LocalPathClient):
                 result.objects = quarantine.import_pack(pack_path)
-            os.unlink(pack_path)
+            if os.path.exists(pack_path):
+                os.unlink(pack_path)
             # verify everything new before any ref moves
             for domain in remote.domains():
                 if selected is not None and domain not in selected:
@@ -405,6 +455,30 @@ def _delete_local(repo: Repository, domain: str, model_id: str, sha: ObjectID) -
 # -- push ---------------------------------------------------------------------
 
 
+def _copy_out(repo: Repository, path: str, wants: list[ObjectID], result: SyncResult,
+              progress: ProgressFn | None) -> None:
+    """Copy what ``wants`` reaches and the local remote at ``path`` lacks into one pack there."""
+    git_dir = _git_dir(path)
+    dest = ObjectDB(git_dir)
+    have = Presence(dest)
+    try:
+        objects, models = missing_objects(repo.odb, wants, have)
+    finally:
+        have.close()
+        dest.close()
+    claims = chunk_claims(repo.odb, models)
+    cidx_dir = scratch_cidx_dir(git_dir)
+    try:
+        # our own chunks were verified when they entered this store: check each entry's
+        # oid (cheap, catches damage on disk), not every chunk's BLAKE3 again
+        stats = copy_objects(repo.odb, objects, os.path.join(git_dir, "objects", "pack"), cidx_dir, claims,
+                             verify_chunks=False, progress=progress, label="sending")
+    finally:
+        if not cidx_dir.startswith(git_dir):
+            shutil.rmtree(cidx_dir, ignore_errors=True)
+    result.objects, result.bytes = stats.objects, stats.pack_bytes
+
+
 def push(repo: Repository, url: str, domains: list[str] | None = None,
          progress: ProgressFn | None = None) -> SyncResult:
     """Send models and histories that ``url`` lacks; never overwrite a remote model."""
@@ -412,10 +486,11 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
     result = SyncResult(url)
     target = local_path(url)
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
-        init_repository(target)
+        init_repository(target, served=True)
         install_hook(target)
     client, path = _open(repo, url, progress)
     odb = repo.odb
+    report = progress  # generate_pack_data's own ``progress`` is dulwich's
 
     def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
         remote = parse_refs(refs, url)
@@ -470,6 +545,11 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
 
     def generate_pack_data(have: set[ObjectID], want: set[ObjectID], *, ofs_delta: bool = False,
                            progress: object = None) -> tuple[int, Iterator[UnpackedObject]]:
+        if isinstance(client, LocalPathClient):
+            # objects go by file copy, published in the remote before git moves any ref;
+            # receive-pack then gets an empty pack, and its hooks judge the ref updates
+            _copy_out(repo, path, [w for w in want if w != ZERO_SHA], result, report)
+            return 0, iter([])
         known = [h for h in have if h != ZERO_SHA and odb.contains(h)]
         stop = reachable_set(odb, known)
         objects = list(walk(odb, [w for w in want if w != ZERO_SHA], stop))
@@ -497,7 +577,8 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
             raise _transport_errors(url, e) from e
         finally:
             source.close()
-        result.bytes = source.bytes_sent
+        if not isinstance(client, LocalPathClient):
+            result.bytes = source.bytes_sent
     said = hook_messages(bytes(sideband))
     for ref, reason in (status.ref_status or {}).items():
         if reason is not None:

@@ -1,9 +1,10 @@
 """Opening a connection to a remote: any git transport dulwich speaks.
 
-Local paths and ``file://`` URLs use ``git-upload-pack``/``git-receive-pack``
-subprocesses, so server-side hooks run and ref updates are reported exactly as
-on a server (dulwich's in-process local transport reports failed ref updates as
-successes).  ``ssh://`` and ``user@host:path`` use the ``ssh`` command, with
+Local paths and ``file://`` URLs copy objects as pack entries (localpath.py)
+and move refs through ``git-upload-pack``/``git-receive-pack`` subprocesses, so
+server-side hooks run and ref updates are reported exactly as on a server
+(dulwich's in-process local transport reports failed ref updates as successes).
+``ssh://`` and ``user@host:path`` use the ``ssh`` command, with
 ``$CAS_SSH_COMMAND`` or ``$GIT_SSH_COMMAND`` if set; ``git://`` and
 ``http(s)://`` speak the smart protocols.
 
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from dulwich.client import GitClient, SSHGitClient, SubprocessGitClient, get_transport_and_path
+from dulwich.client import GitClient, SSHGitClient, get_transport_and_path
 from dulwich.config import Config
 from dulwich.errors import HangupException
 
 from ..errors import RemoteError as RemoteError  # raised here; defined with the other errors
 from ..util.progress import ProgressFn
+from .localpath import LocalPathClient
 
 _SCP_LIKE = re.compile(r"^[^/:@]+@[^/:]+:")
 
@@ -82,7 +84,7 @@ def open_transport(url: str, config: Config | None = None, cache_dir: str | None
         return client, where  # type: ignore[no-any-return]
     path = local_path(url)
     if path is not None:
-        return SubprocessGitClient(), path
+        return LocalPathClient(), path
     try:
         client, remote_path = get_transport_and_path(url, config=config)
     except ValueError as e:

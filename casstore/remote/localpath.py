@@ -1,0 +1,412 @@
+"""Path and ``file://`` remotes: objects move by copying pack entries, refs through git.
+
+git's ``upload-pack``/``receive-pack`` inflate, hash and (for a pull) delta-search
+every object, and ``pack-objects`` holds about the whole pack in memory while it
+serves a pull (measured: ~1 GiB RSS for a 1 GiB model).  Our chunk blobs are zstd
+in stored deflate blocks, so none of that work is needed to move them between two
+stores on the same machine.  For a local remote, casstore therefore:
+
+* finds the objects the destination lacks (walk from the wanted tips, stopping at
+  every object the destination has; gitlinks are not followed);
+* copies each one's pack entry verbatim into **one new pack** in the destination
+  (objects that are loose or deltas in the source are re-encoded, metadata at zlib
+  level 1, chunk blobs at level 0), after verifying it: its content hashes to its
+  oid, its zlib framing (Adler-32) holds, and, for a pull, every chunk blob that a
+  model's manifest names decompresses (bounded by the manifest's size) to bytes
+  whose BLAKE3 is the manifest's key.  Verification runs in a thread pool, a few
+  MiB per job, with a bounded window: memory does not grow with the model;
+* writes the pack's ``.idx`` and ``.cidx`` from what it computed (the source's
+  index files are never trusted), fsyncs, and renames sidecar, ``.pack``, ``.idx``
+  last -- the order :class:`~casstore.objects.packwriter.PackWriter` keeps.
+
+**Push** writes that pack straight into the remote's ``objects/pack`` and then
+moves refs through ``git-receive-pack`` exactly as before, with an empty pack:
+the remote's ``pre-receive`` hook sees and can refuse every ref update, git's
+atomic update and old-value checks apply, and the reported status is git's.  A
+refused push leaves the copied objects unreferenced in the remote (its gc frees
+them after the grace period), as a crash after the copy does.  The remote's
+``receive.fsckObjects`` does not see the copied objects (git checks only the
+objects it receives): anyone who can write the remote's directory can put any
+file there anyway, so the hook's ref rules are what protects such a store.
+
+**Pull** writes the pack into the quarantine of :mod:`.incoming` (its chunks
+already verified, so they are not decompressed twice), where the usual checks of
+models, histories and states run before the pack is published and refs move.  A
+remote pack whose content is wrong is rejected and leaves the local store as it
+was.  Refs are read with ``git-upload-pack --advertise-refs``, as before.
+
+A crash at any point leaves a ``tmp_pack_*`` (or a quarantine directory) that gc
+removes; nothing half-copied is ever visible; running the command again copies
+what is still missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from dulwich.client import SubprocessGitClient
+from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.refs import Ref
+
+from ..errors import CorruptObjectError
+from ..model.manifest import decode as decode_manifest
+from ..model.readback import chunk_oids
+from ..objects.chunker import chunk_key
+from ..objects.codec import RAW, ZSTD, decode
+from ..objects.odb import ObjectDB
+from ..objects.packidx import PackIdx
+from ..objects.packwriter import (
+    BLOB,
+    TYPE_NAMES,
+    EncodedEntry,
+    PackWriter,
+    encode_entry,
+    inflate_parts,
+    parse_object_header,
+)
+from ..util.parallel import default_workers, ordered
+from ..util.progress import ProgressFn
+
+GITLINK = 0o160000
+#: the largest object read into memory from a source pack; casstore's chunks are at
+#: most 16 MiB and its metadata objects far smaller, so anything bigger is refused
+MAX_ENTRY = 64 << 20
+_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
+_JOB_BYTES = 4 << 20
+
+
+class LocalPathClient(SubprocessGitClient):
+    """dulwich's subprocess client (refs through git), whose objects travel by file copy.
+
+    ``sync`` asks :meth:`isinstance` of this class to take the copy path; the
+    ``send_pack`` and ``get_refs`` it inherits run ``git-receive-pack`` and
+    ``git-upload-pack`` so that hooks and ref semantics are git's.
+    """
+
+    def remote_refs(self, path: str) -> dict[Ref, ObjectID]:
+        refs = self.get_refs(path.encode()).refs
+        return {name: sha for name, sha in refs.items() if sha is not None}
+
+
+@dataclass
+class CopyStats:
+    objects: int = 0
+    pack_bytes: int = 0  # pack bytes written
+    #: binary oid -> (BLAKE3 key, raw size) of every chunk blob verified while copying
+    chunks: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
+    pack: str | None = None
+    writer: PackWriter | None = None
+
+
+class Presence:
+    """Which objects a store holds, answered for many blobs at once.
+
+    dulwich's ``in`` rescans the pack directory on every miss (a ``listdir`` per
+    chunk the store lacks); here every ``.idx`` is loaded once and searched with
+    numpy, and loose objects are looked up by file name.
+    """
+
+    def __init__(self, odb: ObjectDB) -> None:
+        self.odb = odb
+        self.idxs: list[PackIdx] = []
+        for fn in sorted(os.listdir(odb.pack_dir)):
+            if fn.endswith(".idx") and not fn.startswith("tmp"):
+                try:
+                    self.idxs.append(PackIdx(os.path.join(odb.pack_dir, fn)))
+                except (CorruptObjectError, FileNotFoundError):
+                    continue  # its objects count as absent: copying them again is harmless
+
+    def close(self) -> None:
+        for idx in self.idxs:
+            idx.close()
+
+    def __call__(self, oid: ObjectID) -> bool:
+        return self.odb.contains(oid)
+
+    def many(self, oids: list[ObjectID]) -> list[bool]:
+        raws = [bytes.fromhex(o.decode()) for o in oids]
+        found = np.zeros(len(raws), dtype=bool)
+        for idx in self.idxs:
+            found |= idx.find(raws) >= 0
+        out = found.tolist()
+        for i, hit in enumerate(out):
+            if not hit:
+                h = oids[i].decode()
+                out[i] = os.path.exists(os.path.join(self.odb.objects_dir, h[:2], h[2:]))
+        return out
+
+
+def missing_objects(src: ObjectDB, tips: Iterable[ObjectID], have: Presence
+                    ) -> tuple[list[tuple[ObjectID, int]], list[ObjectID]]:
+    """(hex oid, type) of every object reachable from ``tips`` that ``have`` lacks, and model root trees.
+
+    An object the destination has is neither listed nor descended into: a store
+    that holds an object holds everything it reaches (objects are published before
+    anything refers to them).  Blobs are never read, and looked up in one batch.
+    Commits and trees come first in the list, blobs after.  Model root trees
+    (``manifest`` + ``files``) among the missing are returned so that their chunk
+    keys can be checked while copying.
+    """
+    seen: set[ObjectID] = set()
+    stack: list[tuple[ObjectID, int]] = []
+    for t in tips:
+        if t not in seen and not have(t):
+            seen.add(t)
+            stack.append((t, 0))
+    meta: list[tuple[ObjectID, int]] = []
+    blobs: list[ObjectID] = []
+    models: list[ObjectID] = []
+    while stack:
+        oid, type_num = stack.pop()
+        obj = src.read(oid)
+        type_num = _TYPES[obj.type_name]
+        meta.append((oid, type_num))
+        children: list[ObjectID] = []
+        if isinstance(obj, Commit):
+            children = [obj.tree, *obj.parents]
+        elif isinstance(obj, Tree):
+            names = []
+            for e in obj.iteritems():
+                names.append(e.path)
+                if e.mode == GITLINK:
+                    continue
+                if e.mode & 0o040000:
+                    children.append(e.sha)
+                elif e.sha not in seen:
+                    seen.add(e.sha)
+                    blobs.append(e.sha)
+            if names == [b"files", b"manifest"]:
+                models.append(oid)
+        elif isinstance(obj, Tag):
+            children = [obj.object[1]]
+        for child in children:
+            if child in seen or have(child):
+                continue
+            seen.add(child)
+            stack.append((child, 0))
+    present = have.many(blobs)
+    return meta + [(b, BLOB) for b, p in zip(blobs, present, strict=True) if not p], models
+
+
+def chunk_claims(src: ObjectDB, model_trees: Iterable[ObjectID]) -> dict[bytes, tuple[bytes, int]]:
+    """Chunk blob oid -> (BLAKE3 key, raw size) that the manifests of these model trees claim.
+
+    Where two manifests claim one blob under different keys, the first claim is
+    kept: copying checks it, and the model check that follows
+    (:meth:`Quarantine.verify_model`) refuses the other.
+
+    Raises:
+        CorruptObjectError: a manifest or chunk tree that does not parse.
+    """
+    claims: dict[bytes, tuple[bytes, int]] = {}
+    for root_id in model_trees:
+        root = src.read(root_id, Tree)
+        assert isinstance(root, Tree)
+        _, manifest_id = root[b"manifest"]
+        _, files_id = root[b"files"]
+        blob = src.read(manifest_id)
+        manifest = decode_manifest(blob.as_raw_string(), manifest_id.decode())
+        files = src.read(files_id, Tree)
+        assert isinstance(files, Tree)
+        entries = list(files.iteritems())
+        if len(entries) != len(manifest.files):
+            raise CorruptObjectError(files_id.decode(), "files tree does not match the manifest")
+        for f, e in zip(manifest.files, entries, strict=True):
+            for key, oid, size in zip(f.keys, chunk_oids(src, e.sha, f), f.sizes, strict=True):
+                claims.setdefault(oid, (key, size))
+    return claims
+
+
+@dataclass
+class _Pack:
+    name: str
+    fd: int
+    idx: PackIdx
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+class EntryReader:
+    """Pack entries of a store's objects, located through its (verified) ``.idx`` files."""
+
+    def __init__(self, odb: ObjectDB) -> None:
+        self.odb = odb
+        self.packs: list[_Pack] = []
+        for fn in sorted(os.listdir(odb.pack_dir)):
+            if not fn.endswith(".idx") or fn.startswith("tmp"):
+                continue
+            base = os.path.join(odb.pack_dir, fn[:-4])
+            try:
+                idx = PackIdx(base + ".idx")
+            except (CorruptObjectError, FileNotFoundError):
+                continue  # objects there are read through dulwich (or reported missing)
+            try:
+                fd = os.open(base + ".pack", os.O_RDONLY)
+            except FileNotFoundError:
+                idx.close()
+                continue
+            size = os.fstat(fd).st_size
+            trailer = os.pread(fd, 20, max(size - 20, 0))
+            if size < 32 or trailer != idx.pack_checksum:
+                os.close(fd)
+                idx.close()
+                continue  # a pack that is not what its index describes: never sliced by offsets
+            starts, ends = idx.entry_bounds(size)
+            self.packs.append(_Pack(fn[:-4], fd, idx, starts, ends))
+
+    def close(self) -> None:
+        for p in self.packs:
+            os.close(p.fd)
+            p.idx.close()
+        self.packs = []
+
+    def locate(self, oids: list[bytes]) -> list[tuple[int, int, int] | None]:
+        """(pack number, offset, length) of each binary oid's entry, None if not packed."""
+        where: list[tuple[int, int, int] | None] = [None] * len(oids)
+        for pi, p in enumerate(self.packs):
+            pos = p.idx.find(oids)
+            for i in np.nonzero(pos >= 0)[0].tolist():
+                if where[i] is None:
+                    j = int(pos[i])
+                    where[i] = (pi, int(p.starts[j]), int(p.ends[j] - p.starts[j]))
+        return where
+
+    def entry(self, oid: bytes, loc: tuple[int, int, int] | None
+              ) -> tuple[EncodedEntry, int, list[bytes | memoryview] | None]:
+        """The verified pack entry of ``oid`` (verbatim when possible), its type and content pieces.
+
+        Raises:
+            CorruptObjectError: naming the object, when its copy does not verify.
+            MissingObjectError: it is nowhere in the store.
+        """
+        if loc is not None:
+            pi, offset, length = loc
+            if not 0 < length <= MAX_ENTRY:
+                raise CorruptObjectError(oid.hex(), f"pack entry of {length} bytes is out of bounds")
+            data = os.pread(self.packs[pi].fd, length, offset)
+            try:
+                type_num, size, hlen = parse_object_header(data)
+            except IndexError:
+                raise CorruptObjectError(oid.hex(), "truncated pack entry header") from None
+            if type_num in TYPE_NAMES:
+                if size > MAX_ENTRY:
+                    raise CorruptObjectError(oid.hex(), f"object of {size} bytes is out of bounds")
+                parts = _verified_parts(oid, type_num, size, memoryview(data)[hlen:])
+                return EncodedEntry.verbatim(oid, data[:hlen], data[hlen:]), type_num, parts
+            # a delta (a pack git wrote): let dulwich resolve it, then verify below
+        type_num, raw = self.odb.read_raw(ObjectID(oid.hex().encode()))  # verified against its SHA-1
+        is_chunk = type_num == BLOB and raw[:4] in (ZSTD, RAW)
+        return encode_entry(raw, type_num=type_num, level=0 if is_chunk else 1), type_num, [raw]
+
+
+def _verified_parts(oid: bytes, type_num: int, size: int, zdata: memoryview) -> list[bytes | memoryview]:
+    try:
+        parts = inflate_parts(zdata, size)
+    except zlib.error as e:
+        raise CorruptObjectError(oid.hex(), f"unreadable pack entry: {e}") from None
+    if sum(len(p) for p in parts) != size:
+        raise CorruptObjectError(oid.hex(), "pack entry has the wrong size")
+    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
+    adler = 1
+    for part in parts:
+        h.update(part)
+        adler = zlib.adler32(part, adler)
+    if h.digest() != oid:
+        raise CorruptObjectError(oid.hex(), "content does not match its SHA-1")
+    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
+    if all(isinstance(p, memoryview) for p in parts) and bytes(zdata[-4:]) != adler.to_bytes(4, "big"):
+        raise CorruptObjectError(oid.hex(), "pack entry fails its Adler-32")
+    return parts
+
+
+def _check_chunk(oid: bytes, parts: list[bytes | memoryview], key: bytes, size: int) -> None:
+    raw = decode(parts, size, oid.hex())
+    if chunk_key(raw) != key:
+        raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
+
+
+def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: str, cidx_dir: str,
+                 claims: Mapping[bytes, tuple[bytes, int]], *, verify_chunks: bool,
+                 progress: ProgressFn | None = None, label: str = "copying") -> CopyStats:
+    """Copy ``objects`` from ``src`` into one new, published pack in ``pack_dir``.
+
+    Every entry is verified as it is read (see the module docstring); with
+    ``verify_chunks`` every claimed chunk blob is also decompressed and its BLAKE3
+    compared with its claimed key.  The new pack's ``.cidx`` (in ``cidx_dir``)
+    lists the claimed chunks.  Memory is bounded by a few jobs of ~4 MiB.
+
+    Raises:
+        CorruptObjectError: naming the first object that does not verify; nothing
+            is published then.
+    """
+    stats = CopyStats()
+    if not objects:
+        return stats
+    reader = EntryReader(src)
+    raws = [bytes.fromhex(o.decode()) for o, _ in objects]
+    where = reader.locate(raws)
+    writer = PackWriter(pack_dir, cidx_dir, len(objects))
+
+    def job(batch: range) -> Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]:
+        def run() -> list[tuple[EncodedEntry, bytes | None, int]]:
+            out: list[tuple[EncodedEntry, bytes | None, int]] = []
+            for i in batch:
+                oid = raws[i]
+                entry, type_num, parts = reader.entry(oid, where[i])
+                claim = claims.get(oid) if type_num == BLOB else None
+                if claim is not None and verify_chunks and parts is not None:
+                    _check_chunk(oid, parts, *claim)
+                out.append((entry, claim[0] if claim else None, claim[1] if claim else 0))
+            return out
+        return run
+
+    def jobs() -> Iterator[Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]]:
+        start, total = 0, 0
+        for i, loc in enumerate(where):
+            total += loc[2] if loc is not None else 4096
+            if total >= _JOB_BYTES:
+                yield job(range(start, i + 1))
+                start, total = i + 1, 0
+        if start < len(where):
+            yield job(range(start, len(where)))
+
+    workers = default_workers()
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="cas-copy") as pool:
+            for batch in ordered(pool, 2 * workers, jobs()):
+                for entry, key, raw_size in batch:
+                    writer.add(entry, key, raw_size)
+                    if key is not None:
+                        stats.chunks[entry.oid] = (key, raw_size)
+                    stats.pack_bytes += entry.length
+                    if progress:
+                        progress(label, stats.pack_bytes, 0)
+        stats.pack = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        reader.close()
+    stats.objects = len(objects)
+    stats.writer = writer
+    return stats
+
+
+def scratch_cidx_dir(git_dir: str) -> str:
+    """Where a pushed pack's ``.cidx`` goes: the remote's chunk index, or a scratch directory.
+
+    A remote that is not a casstore store (``git init --bare``) gets no sidecar:
+    the caller removes the scratch directory (``tempfile.mkdtemp``) afterwards.
+    """
+    cidx = os.path.join(git_dir, "cas", "chunkidx")
+    if os.path.isdir(cidx):
+        return cidx
+    return tempfile.mkdtemp(prefix="cas-cidx-")
+

@@ -1,0 +1,223 @@
+"""Path remotes: objects travel as copied pack entries, refs through git (casstore/remote/localpath.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import casstore
+from casstore import CorruptObjectError
+from casstore.store import init_store
+from tests.conftest import assert_git_fsck, git, write_random
+from tests.test_hostile_remote import snapshot
+
+MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cas(*args: str, fsize_kib: int | None = None) -> subprocess.CompletedProcess[str]:
+    """`cas` in a child process; with ``fsize_kib`` the kernel kills it (SIGXFSZ) on the
+    first write that makes a file larger: a real crash in the middle of a pack copy."""
+    limit = None
+    if fsize_kib is not None:
+        def limit() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_kib * 1024, fsize_kib * 1024))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Python ignores SIGXFSZ (a write then fails with EFBIG and is cleaned up): restore the
+    # default action so that the kernel kills the process where it stands
+    main = ("import runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
+            "sys.argv[0] = 'cas'; runpy.run_module('casstore', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", main, *args], capture_output=True, text=True,
+                          env=env, preexec_fn=limit, timeout=300)
+
+
+def check_clean(*paths: Path) -> None:
+    for p in paths:
+        assert_git_fsck(p)
+        report = casstore.Store(str(p)).fsck(read_data=True)
+        assert report.ok, report.problems
+
+
+def test_push_and_pull_copy_one_verbatim_pack(tmp_path: Path) -> None:
+    """What moves is one new pack with .idx and .cidx on each side; no git pack is built or rewritten."""
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    data = write_random(tmp_path / "m.bin", 3 * MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    remote = tmp_path / "remote.git"
+    pushed = a.push(str(remote))
+    assert pushed.ok and pushed.models_added == ["d/v1"]
+    packs = sorted(os.listdir(remote / "objects" / "pack"))
+    assert len(packs) == 2 and packs[0].endswith(".idx") and packs[1].endswith(".pack")
+    # the remote's sidecar makes its pack a casstore pack: entries are reused verbatim by later pushes
+    assert os.listdir(remote / "cas" / "chunkidx") == [packs[0][:-4] + ".cidx"]
+    assert pushed.bytes >= 3 * MiB
+    pulled = b.pull(str(remote))
+    assert pulled.models_added == ["d/v1"] and pulled.objects == pushed.objects
+    assert Path(b.load("d", "v1")).read_bytes() == data
+    # pulled chunks entered the chunk index: committing the same bytes adds no chunk
+    def indexed() -> int:
+        b.odb.index.refresh()
+        return sum(sc.count for sc in b.odb.index.sidecars)
+
+    before = indexed()
+    assert before > 0
+    b.commit_models("d", model=str(tmp_path / "m.bin"), model_id="again")
+    assert indexed() == before
+    check_clean(a.path, b.path, remote)
+    # nothing more to move: a second push and pull copy nothing
+    assert a.push(str(remote)).objects == 0 and b.pull(str(remote)).objects == 0
+
+
+def test_only_missing_objects_are_copied(tmp_path: Path) -> None:
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    v1 = bytearray(write_random(tmp_path / "m.bin", 4 * MiB))
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    remote = tmp_path / "remote.git"
+    a.push(str(remote))
+    b.pull(str(remote))
+    v1[MiB : MiB + 4096] = os.urandom(4096)
+    (tmp_path / "m.bin").write_bytes(v1)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v2")
+    pushed = a.push(str(remote))
+    assert pushed.models_added == ["d/v2"] and pushed.bytes < MiB
+    pulled = b.pull(str(remote))
+    assert pulled.models_added == ["d/v2"] and pulled.bytes < MiB
+    assert Path(b.load("d", "v2")).read_bytes() == bytes(v1)
+    check_clean(b.path, remote)
+
+
+def test_hook_still_judges_pushed_refs(tmp_path: Path) -> None:
+    """Objects are copied, but refs go through receive-pack: the --bare remote's hook refuses a bad push."""
+    a = casstore.open(tmp_path / "a")
+    write_random(tmp_path / "m.bin", MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    remote = tmp_path / "remote.git"
+    init_store(str(remote), bare_remote=True)
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'casstore: refs/cas/models/d/v1: refused for the test' >&2\nexit 1\n")
+    result = a.push(str(remote))
+    assert not result.ok and "refs/cas/models/d/v1" in result.rejected
+    assert result.models_added == []
+    assert git(remote, "for-each-ref").stdout == ""
+    check_clean(remote)  # the copied pack is there, unreferenced: gc's business
+
+
+def test_damaged_remote_pack_is_rejected(tmp_path: Path) -> None:
+    """A remote pack entry whose bytes are not its object (a consistent .idx, wrong content) is refused."""
+    src = casstore.open(tmp_path / "src")
+    write_random(tmp_path / "m.bin", 2 * MiB)
+    src.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    victim = casstore.open(tmp_path / "victim")
+    write_random(tmp_path / "own.bin", 100_000, seed=1)
+    victim.commit_models("d", model=str(tmp_path / "own.bin"), model_id="own")
+    pack_dir = Path(src.path) / "objects" / "pack"
+    pack = next(p for p in pack_dir.iterdir() if p.suffix == ".pack")
+    pack.chmod(0o644)
+    with open(pack, "r+b") as f:  # a byte in the middle of some chunk's payload
+        f.seek(pack.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    before = snapshot(victim.path)
+    with pytest.raises(CorruptObjectError, match="SHA-1|Adler|BLAKE3"):
+        victim.pull(str(src.path))
+    assert snapshot(victim.path) == before
+    assert victim.list_models("d") == ["own"]
+
+
+def test_crash_mid_copy_leaves_both_stores_clean_and_resumable(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    init_store(str(a))
+    init_store(str(b))
+    data = write_random(tmp_path / "m.bin", 6 * MiB)
+    assert _cas("--store", str(a), "commit", "--id", "v1", "d", str(tmp_path / "m.bin")).returncode == 0
+    remote = tmp_path / "remote.git"
+    init_store(str(remote), bare_remote=True)
+    # push killed while its pack grows in the remote
+    crashed = _cas("--store", str(a), "push", str(remote), fsize_kib=2048)
+    assert crashed.returncode == -signal.SIGXFSZ, crashed.stderr
+    assert git(remote, "for-each-ref").stdout == ""
+    check_clean(a, remote)
+    assert _cas("--store", str(a), "push", str(remote)).returncode == 0
+    # pull killed while its pack grows in the quarantine
+    crashed = _cas("--store", str(b), "pull", str(remote), fsize_kib=2048)
+    assert crashed.returncode == -signal.SIGXFSZ, crashed.stderr
+    assert casstore.Store(str(b)).list_domains() == []
+    check_clean(b)
+    done = _cas("--store", str(b), "pull", str(remote))
+    assert done.returncode == 0, done.stderr
+    assert Path(casstore.Store(str(b)).load("d", "v1")).read_bytes() == data
+    check_clean(b, remote)
+
+
+def test_bare_store_is_configured_for_serving(tmp_path: Path) -> None:
+    """`cas init --bare` (and a first push into an empty directory) write the server options git reads."""
+    from casstore.objects.repository import SERVER_CONFIG
+
+    bare = tmp_path / "bare.git"
+    init_store(str(bare), bare_remote=True)
+    a = casstore.open(tmp_path / "a")
+    write_random(tmp_path / "m.bin", 100_000)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    pushed = tmp_path / "pushed.git"
+    assert a.push(str(pushed)).ok
+    for repo in (bare, pushed):
+        for (section, name), value in SERVER_CONFIG.items():
+            assert git(repo, "config", f"{section.decode()}.{name.decode()}").stdout.strip() == value.decode()
+    # a local store that nobody serves keeps git's defaults
+    assert git(a.path, "config", "pack.window").stdout == ""
+
+
+def test_git_pull_keeps_a_pack_in_our_format_and_rewrites_others(tmp_path: Path) -> None:
+    """Over git://, a pack of whole objects with stored chunk blobs is indexed where it is; a pack
+    that stock git recompressed (a plain `git repack` of the remote) is rewritten; both verify."""
+    from tests.servers import git_daemon
+
+    a = casstore.open(tmp_path / "a")
+    data = write_random(tmp_path / "m.bin", 2 * MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    init_store(str(srv / "m.git"), bare_remote=True)
+    a.push(str(srv / "m.git"))
+    with git_daemon(srv) as base:
+        kept = casstore.open(tmp_path / "kept")
+        assert kept.pull(f"{base}/m.git").models_added == ["d/v1"]
+        # a stock repack at zlib level 9: the chunk blobs arrive zlib-compressed
+        assert git(srv / "m.git", "-c", "core.compression=9", "-c", "pack.compression=9",
+                   "repack", "-a", "-d", "-F", "-q").returncode == 0
+        rewritten = casstore.open(tmp_path / "rewritten")
+        assert rewritten.pull(f"{base}/m.git").models_added == ["d/v1"]
+    for s in (kept, rewritten):
+        assert Path(s.load("d", "v1")).read_bytes() == data
+        pack = next(p for p in (Path(s.path) / "objects" / "pack").iterdir() if p.suffix == ".pack")
+        # either way, the chunk blobs end up in stored zlib blocks (what readers slice without copying)
+        loc = s.odb.index.lookup([s.odb.index.sidecars[0].key(0)])[0]
+        assert loc is not None and pack.name.startswith(loc.pack)
+        entry = pack.read_bytes()[loc.offset : loc.offset + loc.length]
+        from casstore.objects.packwriter import parse_object_header
+
+        _, _, hlen = parse_object_header(entry)
+        assert entry[hlen] == 0x78 and entry[hlen + 2] & 0x06 == 0
+    check_clean(kept.path, rewritten.path)
+
+
+def test_push_to_a_plain_git_remote_leaves_no_casstore_files(tmp_path: Path) -> None:
+    """A `git init --bare` remote gets a pack and its .idx, no sidecar and no cas/ directory."""
+    plain = tmp_path / "plain.git"
+    assert subprocess.run(["git", "init", "-q", "--bare", str(plain)]).returncode == 0
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    data = write_random(tmp_path / "m.bin", MiB)
+    a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    assert a.push(str(plain)).models_added == ["d/v1"]
+    assert not (plain / "cas").exists()
+    assert_git_fsck(plain)
+    assert b.pull(f"file://{plain}").models_added == ["d/v1"]
+    assert Path(b.load("d", "v1")).read_bytes() == data
