@@ -48,6 +48,7 @@ from .errors import (
     FrameworkError,
     ModelExistsException,
     ModelNotFoundException,
+    NotAStoreError,
     PickleRefusedError,
     StateNotFoundException,
     StoreWriteError,
@@ -94,7 +95,38 @@ TREE_MODE = 0o040000
 
 
 def default_store_path() -> str:
+    """``$CAS_STORE`` as given (a relative path is relative to the current directory), else ~/.casstore."""
     return os.environ.get("CAS_STORE") or os.path.join(os.path.expanduser("~"), ".casstore")
+
+
+def resolve_store(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """The absolute path of the store to use, and where that choice came from.
+
+    ``path`` if given, else ``$CAS_STORE``, else ``~/.casstore``.  A relative
+    path resolves against the current directory, like git's ``GIT_DIR``: the
+    same ``CAS_STORE=./models`` names another directory in a subdirectory, and
+    commands that do not create stores then say so instead of guessing.  The
+    second value (``"--store"``, ``"$CAS_STORE=./models"``, ``"the default"``)
+    is for messages that have to say why this path was chosen.
+    """
+    if path is not None:
+        return os.path.abspath(os.fspath(path)), "--store"
+    env = os.environ.get("CAS_STORE")
+    if env:
+        relative = "" if os.path.isabs(env) else f", relative to the current directory {os.getcwd()}"
+        return os.path.abspath(env), f"$CAS_STORE={env}{relative}"
+    return os.path.join(os.path.expanduser("~"), ".casstore"), "the default ~/.casstore: no --store, no $CAS_STORE"
+
+
+def missing_store_error(path: str, source: str) -> NotAStoreError:
+    """The error for a store that is not there: names the path, where it came from, and the fix."""
+    if not os.path.exists(path):
+        detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
+        if source.startswith("$CAS_STORE=") and "relative" in source:
+            detail += ", or make $CAS_STORE absolute to use one store from every directory"
+    else:
+        detail = f"no casstore config (store chosen by {source})"
+    return NotAStoreError(path, detail)
 
 
 def _now() -> _dt.datetime:
@@ -120,10 +152,17 @@ def is_store(path: str) -> bool:
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
-    """Open the store at ``path`` ($CAS_STORE, else ~/.casstore), creating it if missing."""
-    p = os.path.abspath(os.fspath(path) if path is not None else default_store_path())
+    """Open the store at ``path`` ($CAS_STORE, else ~/.casstore; see :func:`resolve_store`).
+
+    With ``create=True`` (the default) a missing store, or an empty directory,
+    becomes a new empty store.  With ``create=False`` a missing store raises
+    :class:`NotAStoreError` naming the path and where it came from.
+    """
+    p, source = resolve_store(path)
     if create and (not os.path.exists(p) or (os.path.isdir(p) and not os.listdir(p))):
         init_store(p)
+    elif not create and not os.path.exists(p):
+        raise missing_store_error(p, source)  # anything else there: Repository says what is wrong
     return Store(p)
 
 

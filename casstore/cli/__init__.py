@@ -31,12 +31,26 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 PLUGINS: tuple[str, ...] = ("serve",)
 
 
+def _common() -> argparse.ArgumentParser:
+    """Options every (sub)command accepts after its name too: ``cas ls d --store ./models``.
+
+    SUPPRESS as the default: a subcommand not given ``--store`` (or ``-v``) must not
+    overwrite what was given before it (``cas --store X ls d``).
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the store to use (default: $CAS_STORE or ~/.casstore)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what casstore does on stderr (-vv: debug detail)")
+    return common
+
+
 def add_command(sub: SubParsers, name: str, help: str, example: str,
                 func: commands.Command) -> argparse.ArgumentParser:
     """Add subcommand ``name`` to ``cas``; ``func(args)`` runs it and returns the exit code."""
     p: argparse.ArgumentParser = sub.add_parser(
         name, help=help, description=help, epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common()])
     p.set_defaults(func=func)
     return p
 
@@ -46,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)
     parser.add_argument("--store", metavar="PATH", help="the store to use (default: $CAS_STORE or ~/.casstore)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what casstore does on stderr (-vv: debug detail)")
     parser.add_argument("--version", action="version", version=f"casstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -57,12 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    r = rsub.add_parser("add", help="add a remote")
+    r = rsub.add_parser("add", parents=[_common()], help="add a remote")
     r.add_argument("name")
     r.add_argument("url")
-    r = rsub.add_parser("rm", help="remove a remote")
+    r = rsub.add_parser("rm", parents=[_common()], help="remove a remote")
     r.add_argument("name")
-    r = rsub.add_parser("ls", help="list remotes")
+    r = rsub.add_parser("ls", parents=[_common()], help="list remotes")
     r.add_argument("--json", action="store_true")
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
@@ -129,19 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "state", "model states: create, set, unset, ls, rm",
              "cas state create production && cas state set my-domain v1 production", commands.state)
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    s = ssub.add_parser("create", help="create a state")
+    s = ssub.add_parser("create", parents=[_common()], help="create a state")
     s.add_argument("name")
-    s = ssub.add_parser("rm", help="delete a state (every model leaves it)")
+    s = ssub.add_parser("rm", parents=[_common()], help="delete a state (every model leaves it)")
     s.add_argument("name")
-    s = ssub.add_parser("set", help="put a model in a state")
+    s = ssub.add_parser("set", parents=[_common()], help="put a model in a state")
     s.add_argument("domain")
     s.add_argument("model_id", metavar="ID")
     s.add_argument("name", metavar="STATE")
-    s = ssub.add_parser("unset", help="take a model out of a state")
+    s = ssub.add_parser("unset", parents=[_common()], help="take a model out of a state")
     s.add_argument("domain")
     s.add_argument("model_id", metavar="ID")
     s.add_argument("name", metavar="STATE")
-    s = ssub.add_parser("ls", help="list states, or a model's states")
+    s = ssub.add_parser("ls", parents=[_common()], help="list states, or a model's states")
     s.add_argument("domain", nargs="?")
     s.add_argument("model_id", nargs="?", metavar="ID")
     s.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import DomainNotFoundException, NotAStoreError
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
-from ..store import Store, default_store_path, init_store, is_store, open_store
+from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
 from ..util.names import check_domain
 from ..util.progress import TerminalProgress
 from .output import human, pager, paint, print_json, use_color
@@ -23,18 +23,40 @@ from .output import human, pager, paint, print_json, use_color
 Command = Callable[[argparse.Namespace], int]
 
 
+def store_location(args: argparse.Namespace) -> tuple[str, str]:
+    """The store a command names (``--store``, ``$CAS_STORE``, ``~/.casstore``) and where that came from."""
+    return resolve_store(getattr(args, "store", None))
+
+
 def store_path(args: argparse.Namespace) -> str:
-    return os.path.abspath(args.store or default_store_path())
+    return store_location(args)[0]
+
+
+def require_store(args: argparse.Namespace) -> str:
+    """The store's path; NotAStoreError naming the path and its source when nothing is there.
+
+    Only ``cas init`` creates a store: a mistyped ``$CAS_STORE``, or a relative one used
+    from another directory, must fail here rather than leave a new empty store behind.
+    """
+    path, source = store_location(args)
+    if not os.path.exists(path):
+        raise missing_store_error(path, source)
+    if not is_store(path):
+        raise NotAStoreError(path, f"no casstore config (store chosen by {source})")
+    return path
 
 
 @contextmanager
-def open_store_for(args: argparse.Namespace, create: bool = False) -> Iterator[Store]:
-    """The store a command names (``--store``, ``$CAS_STORE``, ``~/.casstore``), with progress on a tty."""
-    path = store_path(args)
-    if not create and not is_store(path):
-        raise NotAStoreError(path, "no store here (create one with `cas init`)"
-                             if not os.path.exists(path) else "no casstore config")
-    store = open_store(path, create=create)
+def open_store_for(args: argparse.Namespace, write: bool = False) -> Iterator[Store]:
+    """The store a command names, with progress on a tty; never creates one.
+
+    ``write=True`` (commands that change the store) names the store on stderr, so
+    that a store chosen by ``$CAS_STORE`` or the default is never a surprise.
+    """
+    path = require_store(args)
+    store = open_store(path, create=False)
+    if write:
+        print(f"cas: store {path}", file=sys.stderr)
     progress = TerminalProgress() if sys.stderr.isatty() else None
     store.progress = progress
     try:
@@ -63,7 +85,7 @@ def init(args: argparse.Namespace) -> int:
 def remote(args: argparse.Namespace) -> int:
     from ..remote.config import add_remote, list_remotes, remove_remote
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
         elif args.action == "rm":
@@ -79,7 +101,7 @@ def remote(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    with open_store_for(args, create=verb == "pull") as store:
+    with open_store_for(args, write=True) as store:
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
         else:
@@ -218,7 +240,7 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
     model = args.files[0] if len(args.files) == 1 else list(args.files)
-    with open_store_for(args, create=True) as store:
+    with open_store_for(args, write=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
                                    extra_files=args.extra or None, extra_metadata=meta or None)
     if args.json:
@@ -240,7 +262,7 @@ def download(args: argparse.Namespace) -> int:
 
 def cp(args: argparse.Namespace) -> int:
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         info = store.copy_model(args.domain, args.model_id, args.new_id)
     if args.json:
         print_json(info)
@@ -250,14 +272,14 @@ def cp(args: argparse.Namespace) -> int:
 
 
 def rm(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         store.delete_model(args.domain, args.model_id)
     print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
     return 0
 
 
 def state(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "create":
             store.create_model_state(args.name)
         elif args.action == "rm":
@@ -318,7 +340,7 @@ def du(args: argparse.Namespace) -> int:
 
 
 def fsck(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.repair) as store:
         report = store.fsck(read_data=args.read_data, repair=args.repair)
     if args.json:
         print_json(report.as_dict())
@@ -343,7 +365,7 @@ def gc(args: argparse.Namespace) -> int:
         print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
               f"the store lock is held by {holders}", file=sys.stderr, flush=True)
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:
         print_json(report.as_dict())
