@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeAlias
 
 from ..errors import CasError
@@ -28,7 +30,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve",)
+PLUGINS: tuple[str, ...] = ("serve", "cache", "config")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bare", action="store_true",
                    help="a store others push to: install the hook that protects existing models")
 
-    p = add_command(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
+    p = add_command(sub, "remote", "named remotes: add, ls, rm, set-url, rename", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     r = rsub.add_parser("add", parents=[_common()], help="add a remote")
@@ -78,13 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("url")
     r = rsub.add_parser("rm", parents=[_common()], help="remove a remote")
     r.add_argument("name")
+    r = rsub.add_parser("set-url", parents=[_common()], help="change a remote's URL")
+    r.add_argument("name")
+    r.add_argument("url")
+    r = rsub.add_parser("rename", parents=[_common()], help="rename a remote")
+    r.add_argument("name")
+    r.add_argument("new_name", metavar="NEW")
     r = rsub.add_parser("ls", parents=[_common()], help="list remotes")
     r.add_argument("--json", action="store_true")
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
                        ("pull", "fetch models and histories from a remote and merge them")):
         p = add_command(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
-        p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
+        p.add_argument("remote", nargs="?", default=None,
+                       help="remote name or URL (default: cas.defaultRemote, else origin)")
         p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
         p.add_argument("--json", action="store_true")
         if verb == "pull":
@@ -198,9 +207,33 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"cas: warning: {text}", file=sys.stderr)
 
 
+@contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """``-v``: casstore's log (commit, push, pull, gc summaries, lock waits) on stderr; ``-vv``: debug too."""
+    if verbosity <= 0:
+        yield
+        return
+    logger = logging.getLogger("casstore")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cas: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:  # main() may run many times in one process (tests, embedding)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _logging(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -50,13 +50,12 @@ def require_store(args: argparse.Namespace) -> str:
 def open_store_for(args: argparse.Namespace, write: bool = False) -> Iterator[Store]:
     """The store a command names, with progress on a tty; never creates one.
 
-    ``write=True`` (commands that change the store) names the store on stderr, so
-    that a store chosen by ``$CAS_STORE`` or the default is never a surprise.
+    ``write=True`` (commands that change the store): once the command succeeded, a
+    store chosen by ``$CAS_STORE`` or the default (not one named with ``--store``) is
+    named on stderr, so that changing an unexpected store is never silent.
     """
     path = require_store(args)
     store = open_store(path, create=False)
-    if write:
-        print(f"cas: store {path}", file=sys.stderr)
     progress = TerminalProgress() if sys.stderr.isatty() else None
     store.progress = progress
     try:
@@ -65,6 +64,14 @@ def open_store_for(args: argparse.Namespace, write: bool = False) -> Iterator[St
         if progress:
             progress.finish()
         store.close()
+    if write:
+        name_store(args, path)
+
+
+def name_store(args: argparse.Namespace, path: str) -> None:
+    """``cas: store PATH`` on stderr, unless the user named the store with ``--store``."""
+    if getattr(args, "store", None) is None:
+        print(f"cas: store {path} ({store_location(args)[1]})", file=sys.stderr)
 
 
 def _when(t: int) -> str:
@@ -83,13 +90,17 @@ def init(args: argparse.Namespace) -> int:
 
 
 def remote(args: argparse.Namespace) -> int:
-    from ..remote.config import add_remote, list_remotes, remove_remote
+    from ..remote.config import add_remote, list_remotes, remove_remote, rename_remote, set_remote_url
 
     with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
         elif args.action == "rm":
             remove_remote(store.repo, args.name)
+        elif args.action == "set-url":
+            set_remote_url(store.repo, args.name, args.url)
+        elif args.action == "rename":
+            rename_remote(store.repo, args.name, args.new_name)
         else:
             remotes = list_remotes(store.repo)
             if args.json:
