@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import errno
+import hashlib
 import logging
 import os
 import platform
@@ -36,7 +37,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
@@ -115,22 +116,26 @@ def resolve_store(path: str | os.PathLike[str] | None = None) -> tuple[str, str]
     same ``CAS_STORE=./models`` names another directory in a subdirectory, and
     commands that do not create stores then say so instead of guessing.  The
     second value (``"--store"``, ``"$CAS_STORE=./models"``, ``"the default"``)
-    is for messages that have to say why this path was chosen.
+    is for messages that have to say why this path was chosen (see :func:`missing_store_error`).
     """
     if path is not None:
         return os.path.abspath(os.fspath(path)), "--store"
     env = os.environ.get("CAS_STORE")
     if env:
-        relative = "" if os.path.isabs(env) else f", relative to the current directory {os.getcwd()}"
-        return os.path.abspath(env), f"$CAS_STORE={env}{relative}"
-    return os.path.join(os.path.expanduser("~"), ".casstore"), "the default ~/.casstore: no --store, no $CAS_STORE"
+        return os.path.abspath(env), f"$CAS_STORE={env}"
+    return os.path.join(os.path.expanduser("~"), ".casstore"), "the default ~/.casstore"
 
 
 def missing_store_error(path: str, source: str) -> NotAStoreError:
     """The error for a store that is not there: names the path, where it came from, and the fix."""
+    env = source.removeprefix("$CAS_STORE=")
+    if env != source and not os.path.isabs(env):
+        source += f", relative to the current directory {os.getcwd()}"
+    elif source.startswith("the default"):
+        source += ": no --store, no $CAS_STORE"
     if not os.path.exists(path):
         detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
-        if source.startswith("$CAS_STORE=") and "relative" in source:
+        if env != source and not os.path.isabs(env):
             detail += ", or make $CAS_STORE absolute to use one store from every directory"
     else:
         detail = f"no casstore config (store chosen by {source})"
@@ -201,7 +206,7 @@ class Store:
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
 
-    def _lock(self) -> Any:
+    def _lock(self) -> AbstractContextManager[None]:
         """The shared store lock of writers; a wait for it (gc running) is logged."""
         def waiting(holders: str, waited: float) -> None:
             log.info("waiting for the store lock (%.0fs so far), held by %s", waited, holders)
@@ -708,6 +713,11 @@ class Store:
             # entries handed over as paths live in the load cache, reused while intact
             as_paths = [(e.kwarg, index[name]) for e in manifest.frameworks if not by_name(e.framework).loads
                         for name in e.files]
+            for kwarg, _ in as_paths:
+                # the keyword names a directory of the cache: a forged manifest's "../x" must not escape
+                if not kwarg.isidentifier():
+                    raise UnsafePathError(kwarg, f"{manifest.domain}/{manifest.model_id}: a model keyword "
+                                                 "must be a Python identifier")
             cached = ""
             if as_paths:
                 files = [(kwarg, manifest.files[i]) for kwarg, i in as_paths]
@@ -754,7 +764,13 @@ class Store:
         """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
         text = get_setting(os.path.join(self.path, "config"), "cas.loadCacheLimit")
         limit = DEFAULT_CACHE_LIMIT if text is None else parse_size(text, "cas.loadCacheLimit")
-        return LoadCache(os.path.join(self.path, "cas", "cache", "load"), limit)
+        root = os.path.join(self.path, "cas", "cache", "load")
+        if not os.access(os.path.join(self.path, "cas"), os.W_OK):
+            # a store we may only read (shared, read-only mount) still loads: the cache then
+            # lives in the user's cache directory, one per store
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            root = os.path.join(base, "casstore", "load", hashlib.sha256(self.path.encode()).hexdigest()[:16])
+        return LoadCache(root, limit)
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""

@@ -100,3 +100,20 @@ def test_cas_cache_ls_and_clear(store: casstore.Store, tmp_path: Path, capsys: p
     assert _cached_files(store) == []
     # and the next load fills it again
     assert Path(store.load("fraud", "v1")).read_bytes() == f.read_bytes()
+
+
+def test_a_forged_keyword_cannot_escape_the_cache(tmp_path: Path) -> None:
+    """Regression: a manifest's keyword became a directory name unchecked (``../../x`` wrote outside)."""
+    from tests.test_hostile_remote import forge_model, hostile_store
+
+    s, _ = hostile_store(tmp_path)
+
+    def evil(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "evil"
+        doc["frameworks"][0]["kwarg"] = "../../../../escaped"
+
+    forge_model(s, "evil", evil)
+    with pytest.raises(casstore.UnsafePathError, match="escaped"):
+        s.load("d", "evil")
+    assert list(tmp_path.rglob("escaped")) == []
+    assert Path(s.load("d", "legit")).read_bytes() == (tmp_path / "legit.bin").read_bytes()

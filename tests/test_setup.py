@@ -34,8 +34,7 @@ def test_relative_cas_store_from_a_subdirectory_creates_nothing(tmp_path: Path) 
     env = {"CAS_STORE": "./models"}
     r = cas("commit", "fraud", str(model), "--id", "v1", env=env, cwd=tmp_path)
     # a write names the store the environment chose
-    assert r.stderr == f"cas: store {tmp_path / 'models'} ($CAS_STORE=./models, relative to the current " \
-                       f"directory {tmp_path})\n"
+    assert r.stderr == f"cas: store {tmp_path / 'models'} (from $CAS_STORE=./models)\n"
     r = cas("commit", "fraud", str(model), "--id", "v2", env=env, cwd=tmp_path / "sub", check=2)
     assert not (tmp_path / "sub" / "models").exists()
     assert r.stderr.startswith(f"cas: error: {tmp_path / 'sub' / 'models'} is not a casstore store")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException, NotAStoreError
+from ..errors import DomainNotFoundException
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
@@ -42,7 +42,7 @@ def require_store(args: argparse.Namespace) -> str:
     if not os.path.exists(path):
         raise missing_store_error(path, source)
     if not is_store(path):
-        raise NotAStoreError(path, f"no casstore config (store chosen by {source})")
+        raise missing_store_error(path, source)
     return path
 
 
@@ -71,7 +71,7 @@ def open_store_for(args: argparse.Namespace, write: bool = False) -> Iterator[St
 def name_store(args: argparse.Namespace, path: str) -> None:
     """``cas: store PATH`` on stderr, unless the user named the store with ``--store``."""
     if getattr(args, "store", None) is None:
-        print(f"cas: store {path} ({store_location(args)[1]})", file=sys.stderr)
+        print(f"cas: store {path} (from {store_location(args)[1]})", file=sys.stderr)
 
 
 def _when(t: int) -> str:
