@@ -19,7 +19,9 @@ Durability and concurrency, in one place:
   ``list_models`` may show a model that ``log`` does not show yet.
 * Every byte that ``load`` and ``download`` return was checked against the
   manifest (chunk BLAKE3 keys, whole-file xxh3); corruption raises
-  CorruptObjectError naming the object and never yields wrong bytes.
+  CorruptObjectError naming the object and never yields wrong bytes.  A file
+  ``load`` reuses from its load cache (ops/loadcache.py) was checked so when
+  written, and again (size, whole-file xxh3) on each reuse.
 """
 
 from __future__ import annotations
