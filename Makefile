@@ -1,9 +1,11 @@
 # casstore: `make demo` runs the main job on the default store, `make test` runs the suite.
-# Both set everything up first (a virtualenv in .venv, system packages the tests need).
+# Both set everything up first (a virtualenv in .venv, system packages the tests need);
+# the demo installs only what it needs (casstore and its `demo` extra), not the test tools.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 # every pip install below (and in the venv's own builds) honours these pins
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
@@ -29,7 +31,13 @@ typecheck: setup
 test: setup sysdeps lint typecheck
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider
 
-demo: setup
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+# afterwards `cas` is .venv/bin/cas (or `source .venv/bin/activate`): see README.md
+demo: $(DEMO_STAMP)
 	$(PY) -m casstore.demo
 
 # Compares casstore with modelstore (installed from PyPI into benchmarks/.venv-modelstore).

@@ -6,6 +6,8 @@
 >>> clf = store.load("my-domain", "v1")              # doctest: +SKIP
 """
 
+import logging
+
 from .compat import ModelStore  # noqa: E402  (modelstore's API: docs/modelstore.md)
 from .errors import (  # noqa: E402
     CasError,
@@ -27,6 +29,9 @@ from .store import Store, init_store, open_store  # noqa: E402
 from .version import __version__ as __version__
 
 open = open_store  # noqa: A001  (casstore.open(), like the issue asks)
+
+# a library logs, the application decides where it goes: silent unless configured (`cas -v` does)
+logging.getLogger("casstore").addHandler(logging.NullHandler())
 
 __all__ = [
     "CasError",

@@ -19,7 +19,9 @@ Durability and concurrency, in one place:
   ``list_models`` may show a model that ``log`` does not show yet.
 * Every byte that ``load`` and ``download`` return was checked against the
   manifest (chunk BLAKE3 keys, whole-file xxh3); corruption raises
-  CorruptObjectError naming the object and never yields wrong bytes.
+  CorruptObjectError naming the object and never yields wrong bytes.  A file
+  ``load`` reuses from its load cache (ops/loadcache.py) was checked so when
+  written, and again (size, whole-file xxh3) on each reuse.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import errno
+import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -35,7 +39,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgpack
@@ -48,6 +52,7 @@ from .errors import (
     FrameworkError,
     ModelExistsException,
     ModelNotFoundException,
+    NotAStoreError,
     PickleRefusedError,
     StateNotFoundException,
     StoreWriteError,
@@ -79,12 +84,15 @@ from .objects.repository import Repository, init_repository, is_repository
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
+from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
+from .ops.loadcache import LoadCache, parse_size
+from .util.config import get_setting, parse_bool
 from .util.fsutil import check_relpath
 from .util.identity import author
 from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
 from .util.parallel import default_workers
-from .util.progress import Counter, ProgressFn
+from .util.progress import Counter, ProgressFn, default_progress
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -94,9 +102,48 @@ from .model.states import list_states, update_states
 BLOB_MODE = 0o100644
 TREE_MODE = 0o040000
 
+#: what the store does, for applications and `cas -v`; silent unless the application
+#: configures logging (casstore/__init__.py adds a NullHandler, as libraries should)
+log = logging.getLogger("casstore")
+
 
 def default_store_path() -> str:
+    """``$CAS_STORE`` as given (a relative path is relative to the current directory), else ~/.casstore."""
     return os.environ.get("CAS_STORE") or os.path.join(os.path.expanduser("~"), ".casstore")
+
+
+def resolve_store(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """The absolute path of the store to use, and where that choice came from.
+
+    ``path`` if given, else ``$CAS_STORE``, else ``~/.casstore``.  A relative
+    path resolves against the current directory, like git's ``GIT_DIR``: the
+    same ``CAS_STORE=./models`` names another directory in a subdirectory, and
+    commands that do not create stores then say so instead of guessing.  The
+    second value (``"--store"``, ``"$CAS_STORE=./models"``, ``"the default"``)
+    is for messages that have to say why this path was chosen (see :func:`missing_store_error`).
+    """
+    if path is not None:
+        return os.path.abspath(os.fspath(path)), "--store"
+    env = os.environ.get("CAS_STORE")
+    if env:
+        return os.path.abspath(env), f"$CAS_STORE={env}"
+    return os.path.join(os.path.expanduser("~"), ".casstore"), "the default ~/.casstore"
+
+
+def missing_store_error(path: str, source: str) -> NotAStoreError:
+    """The error for a store that is not there: names the path, where it came from, and the fix."""
+    env = source.removeprefix("$CAS_STORE=")
+    if env != source and not os.path.isabs(env):
+        source += f", relative to the current directory {os.getcwd()}"
+    elif source.startswith("the default"):
+        source += ": no --store, no $CAS_STORE"
+    if not os.path.exists(path):
+        detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
+        if env != source and not os.path.isabs(env):
+            detail += ", or make $CAS_STORE absolute to use one store from every directory"
+    else:
+        detail = f"no casstore config (store chosen by {source})"
+    return NotAStoreError(path, detail)
 
 
 def _now() -> _dt.datetime:
@@ -122,10 +169,17 @@ def is_store(path: str) -> bool:
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
-    """Open the store at ``path`` ($CAS_STORE, else ~/.casstore), creating it if missing."""
-    p = os.path.abspath(os.fspath(path) if path is not None else default_store_path())
+    """Open the store at ``path`` ($CAS_STORE, else ~/.casstore; see :func:`resolve_store`).
+
+    With ``create=True`` (the default) a missing store, or an empty directory,
+    becomes a new empty store.  With ``create=False`` a missing store raises
+    :class:`NotAStoreError` naming the path and where it came from.
+    """
+    p, source = resolve_store(path)
     if create and (not os.path.exists(p) or (os.path.isdir(p) and not os.listdir(p))):
         init_store(p)
+    elif not create and not os.path.exists(p):
+        raise missing_store_error(p, source)  # anything else there: Repository says what is wrong
     return Store(p)
 
 
@@ -145,20 +199,27 @@ class Store:
         self.params = ChunkParams()
         self.level = DEFAULT_LEVEL
         #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
-        #: (true unless set; set it to false for a store pulled from elsewhere)
-        self.allow_pickle = self.repo.config.get_boolean((b"cas",), b"allowPickle", True)
+        #: (true unless set, there or in the user's casstore config; set it to false for a
+        #: store pulled from elsewhere)
+        pickle = get_setting(os.path.join(self.path, "config"), "cas.allowPickle")
+        self.allow_pickle = True if pickle is None else parse_bool(pickle, "cas.allowPickle")
+        #: progress(label, done, total) for long operations: by default tqdm bars in a notebook
+        #: or on a terminal and None elsewhere (util/progress.py); assign None to silence it
+        self.progress: ProgressFn | None = default_progress()
         #: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"`` (a pickle, the
         #: default) or ``"skops"`` (data, loaded with skops' trusted-types check); the store's
         #: ``cas.sklearnFormat`` setting
-        try:
-            self.sklearn_format = self.repo.config.get((b"cas",), b"sklearnFormat").decode("utf-8", "replace")
-        except KeyError:
-            self.sklearn_format = "joblib"
-        #: progress(label, done, total) for long operations; the CLI sets it on a terminal
-        self.progress: ProgressFn | None = None
+        self.sklearn_format = get_setting(os.path.join(self.path, "config"), "cas.sklearnFormat") or "joblib"
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
+
+    def _lock(self) -> AbstractContextManager[None]:
+        """The shared store lock of writers; a wait for it (gc running) is logged."""
+        def waiting(holders: str, waited: float) -> None:
+            log.info("waiting for the store lock (%.0fs so far), held by %s", waited, holders)
+
+        return self.repo.lock(on_wait=waiting)
 
     def close(self) -> None:
         self.repo.close()
@@ -280,7 +341,7 @@ class Store:
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
-        with self.repo.lock(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
+        with self._lock(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
             entries: list[FrameworkEntry] = []
             sources: list[Source] = []
             owner: dict[str, str] = {}
@@ -330,6 +391,9 @@ class Store:
                 commit_id = self._write_model(manifest, self._write_files_tree(files), created)
             self._claim(manifest, commit_id, ident)
             self._maintain()
+        log.info("committed %s/%s (%s): %d bytes given, %d stored, %d/%d chunks new", domain, model_id,
+                 commit_id.decode()[:10], stats.bytes_given, stats.bytes_stored, stats.chunks_new,
+                 stats.chunks_total)
         return self._info(decode_manifest(manifest.encode()), commit_id)
 
     def _claim(self, manifest: Manifest, commit_id: ObjectID, ident: bytes,
@@ -378,7 +442,7 @@ class Store:
         ident = author(self.path)
         copy = dataclasses.replace(manifest, model_id=new_id)
         origin = f"{domain}/{model_id} {sha.decode()}"
-        with self.repo.lock():  # gc must not collect the new objects before the ref exists
+        with self._lock():  # gc must not collect the new objects before the ref exists
             with self._write_errors():
                 commit_id = self._write_model(copy, files_tree.id, _dt.datetime.fromisoformat(copy.created),
                                               {"Copied-From": origin})
@@ -500,7 +564,7 @@ class Store:
             names.add(state_name)
             return True
 
-        with self.repo.lock():  # gc must not take the new commit before the ref names it
+        with self._lock():  # gc must not take the new commit before the ref names it
             with states_writer(self.repo):
                 update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
 
@@ -520,7 +584,7 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with self.repo.lock(), domain_writer(self.repo, domain):
+        with self._lock(), domain_writer(self.repo, domain):
             sha = model_commit(self.repo, domain, model_id)
 
             def put(idx: DomainIndex) -> bool:
@@ -538,7 +602,7 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with self.repo.lock(), domain_writer(self.repo, domain):
+        with self._lock(), domain_writer(self.repo, domain):
             self._unset_state(domain, model_id, model_commit(self.repo, domain, model_id), state_name)
 
     def _unset_state(self, domain: str, model_id: str, sha: ObjectID, state_name: str) -> None:
@@ -573,7 +637,7 @@ class Store:
             names.discard(state_name)
             return True
 
-        with self.repo.lock():
+        with self._lock():
             for domain in sorted(self.refs.domains()):
                 with domain_writer(self.repo, domain):
                     for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
@@ -594,12 +658,13 @@ class Store:
         check_domain(domain)
         check_model_id(model_id)
         ident = author(self.path)  # validated before the ref goes
-        with self.repo.lock(), self._write_errors(), domain_writer(self.repo, domain):
+        with self._lock(), self._write_errors(), domain_writer(self.repo, domain):
             # read under the domain lock: no other casstore writer can change it now
             sha = model_commit(self.repo, domain, model_id)
             with deferred_interrupts():
                 if not record_delete(self.odb, self.refs, domain, ident, model_id, sha):
                     raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
+        log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -685,6 +750,7 @@ class Store:
                     continue
                 write_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), root, pool,
                            self._window(), counter)
+        log.debug("downloaded %s/%s: %d files into %s", manifest.domain, manifest.model_id, len(manifest.files), root)
         return root
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
@@ -696,7 +762,11 @@ class Store:
         committed under several keywords (``model=`` and ``optimizer=`` for
         pytorch) gives a dict keyed by keyword.  Extra files are never loaded.
         Frameworks that only store files (model_file) give the path of the
-        downloaded file.  ``into`` passes objects to load the state into, by
+        file in the store's load cache (``<store>/cas/cache/load/``): reused by
+        the next load of the same model after checking it is intact, bounded by
+        ``cas.loadCacheLimit`` (least recently used entries go first); read the
+        file, do not change it, and copy it to keep it beyond the cache's
+        eviction (see casstore/ops/loadcache.py, ``cas cache``).  ``into`` passes objects to load the state into, by
         keyword (``load(domain, id, model=net)``): they are filled and returned.
 
         Loading a pickle-based entry (joblib, torch pickles, shap explainers)
@@ -721,40 +791,70 @@ class Store:
                                              e.format, by_name(e.framework).safe_alternative)
         self.odb.index.refresh()  # packs may have been merged by another process
         index = {f.path: i for i, f in enumerate(manifest.files)}
-        work = tempfile.mkdtemp(prefix="casstore-load-")
-        keep = False
         result: dict[str, dict[str, Any]] = {}
-        try:
-            with self._pool() as pool:
-                window = self._window()
-                for e in manifest.frameworks:
-                    fw = by_name(e.framework)
-                    paths: dict[str, str | BinaryIO] = {}
-                    finish: list[Callable[[], None]] = []
-                    for name in e.files:
-                        i = index[name]
-                        f, oids = manifest.files[i], file_oids(self.repo, files_tree, manifest, i)
-                        if fw.loads:
-                            # deserialise while chunks are decompressed and verified: no
-                            # temporary file, memory bounded by the read window
-                            paths[name], done = open_file(self.odb, f, oids, pool, window)
-                            finish.append(done)
-                        else:
-                            paths[name] = write_file(self.odb, f, oids, os.path.join(work, e.kwarg), pool, window)
-                    keep = keep or not fw.loads
-                    result.setdefault(e.framework, {})[e.kwarg] = load_entry(fw, e, paths, into.get(e.kwarg))
-                    for done in finish:
-                        done()  # whatever the deserialiser did not read is verified too
+        with self._pool() as pool:
+            window = self._window()
+            # entries handed over as paths live in the load cache, reused while intact
+            as_paths = [(e.kwarg, index[name]) for e in manifest.frameworks if not by_name(e.framework).loads
+                        for name in e.files]
+            for kwarg, _ in as_paths:
+                # the keyword names a directory of the cache: a forged manifest's "../x" must not escape
+                if not kwarg.isidentifier():
+                    raise UnsafePathError(kwarg, f"{manifest.domain}/{manifest.model_id}: a model keyword "
+                                                 "must be a Python identifier")
+            cached = ""
+            if as_paths:
+                files = [(kwarg, manifest.files[i]) for kwarg, i in as_paths]
+                cache = self.load_cache()
+                found = cache.get(sha.decode(), files)
+                if found is None:
+                    counter = Counter(self.progress, "downloading", sum(f.size for _, f in files))
+
+                    def write(root: str) -> None:
+                        for kwarg, i in as_paths:
+                            write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i),
+                                       os.path.join(root, kwarg), pool, window, counter)
+
+                    found = cache.fill(sha.decode(), manifest.domain, manifest.model_id, files, write)
+                    log.debug("load %s/%s: files written to the load cache %s", manifest.domain,
+                              manifest.model_id, found)
+                else:
+                    log.debug("load %s/%s: reusing %s (verified)", manifest.domain, manifest.model_id, found)
+                cached = found
+            for e in manifest.frameworks:
+                fw = by_name(e.framework)
+                paths: dict[str, str | BinaryIO] = {}
+                finish: list[Callable[[], None]] = []
+                for name in e.files:
+                    i = index[name]
                     if fw.loads:
-                        shutil.rmtree(os.path.join(work, e.kwarg), ignore_errors=True)
-        finally:
-            if not keep:
-                shutil.rmtree(work, ignore_errors=True)
+                        # deserialise while chunks are decompressed and verified: no
+                        # temporary file, memory bounded by the read window
+                        oids = file_oids(self.repo, files_tree, manifest, i)
+                        paths[name], done = open_file(self.odb, manifest.files[i], oids, pool, window)
+                        finish.append(done)
+                    else:
+                        paths[name] = os.path.join(cached, e.kwarg, *name.split("/"))
+                result.setdefault(e.framework, {})[e.kwarg] = load_entry(fw, e, paths, into.get(e.kwarg))
+                for done in finish:
+                    done()  # whatever the deserialiser did not read is verified too
         objects = {name: next(iter(by_kwarg.values())) if len(by_kwarg) == 1 else by_kwarg
                    for name, by_kwarg in result.items()}
         if len(objects) == 1:
             return next(iter(objects.values()))
         return objects
+
+    def load_cache(self) -> LoadCache:
+        """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
+        text = get_setting(os.path.join(self.path, "config"), "cas.loadCacheLimit")
+        limit = DEFAULT_CACHE_LIMIT if text is None else parse_size(text, "cas.loadCacheLimit")
+        root = os.path.join(self.path, "cas", "cache", "load")
+        if not os.access(os.path.join(self.path, "cas"), os.W_OK):
+            # a store we may only read (shared, read-only mount) still loads: the cache then
+            # lives in the user's cache directory, one per store
+            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            root = os.path.join(base, "casstore", "load", hashlib.sha256(self.path.encode()).hexdigest()[:16])
+        return LoadCache(root, limit)
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""
@@ -775,9 +875,13 @@ class Store:
         them).  Nothing else is repaired, and no ref is changed.
         """
         repaired = repair_histories(self.repo) if repair else []
+        for r in repaired:
+            log.warning("fsck --repair: %s", r)
         report = fsck(self.repo, read_data=read_data,
                       progress=Counter(self.progress, "verifying", 0) if read_data else None)
         report.repaired = repaired
+        log.info("fsck: %d models, %d files, %d chunks checked: %s", report.models, report.files, report.chunks,
+                 "ok" if report.ok else f"{len(report.problems)} problems")
         return report
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
@@ -815,24 +919,32 @@ class Store:
             def on_wait(holders: str, waited: float) -> None:
                 progress(f"waiting for {holders}", int(waited), limit)
 
-        return gc(self.repo, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
-                  on_wait=on_wait)
+        report = gc(self.repo, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
+                    on_wait=on_wait)
+        log.info("gc: removed %d objects (%d packs removed, %d rewritten), freed %d bytes", report.objects_removed,
+                 report.packs_removed, report.packs_rewritten, report.bytes_freed)
+        return report
 
-    def push(self, remote: str, domains: Sequence[str] | None = None) -> SyncResult:
+    def push(self, remote: str | None = None, domains: Sequence[str] | None = None) -> SyncResult:
         """Send what ``remote`` lacks: models, their objects, histories, states.
 
         ``remote`` is a configured remote name or a URL (path, ``file://``,
-        ``ssh://``, ``user@host:path``, ``git://``, ``http(s)://``).  Never
+        ``ssh://``, ``user@host:path``, ``git://``, ``http(s)://``, ``s3://``);
+        None: the store's ``cas.defaultRemote``, else ``origin``.  Never
         overwrites a model on the remote; conflicting IDs are reported in the
         result and everything else is pushed.  A domain whose remote history
         this store has never seen is reported as diverged: pull first.
         """
-        from .remote.config import resolve_remote
+        from .remote.config import default_remote, resolve_remote
         from .remote.sync import push
 
-        return push(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress)
+        remote = default_remote(self.repo) if remote is None else remote
+        result = push(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress)
+        _log_sync("push", result)
+        return result
 
-    def pull(self, remote: str, domains: Sequence[str] | None = None, *, theirs: bool = False) -> SyncResult:
+    def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
+             theirs: bool = False) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
 
         Everything received is verified before any ref moves; a hostile or
@@ -841,11 +953,14 @@ class Store:
         reported; other domains complete.  ``theirs=True`` resolves conflicts
         by deleting our model (logged) and taking the remote's.
         """
-        from .remote.config import resolve_remote
+        from .remote.config import default_remote, resolve_remote
         from .remote.sync import pull
 
-        return pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
-                    take_theirs=theirs)
+        remote = default_remote(self.repo) if remote is None else remote
+        result = pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
+                      take_theirs=theirs)
+        _log_sync("pull", result)
+        return result
 
     def log(self, domain: str) -> list[Event]:
         """The domain's history, newest first."""
@@ -901,6 +1016,18 @@ class Store:
     def _stream(self, entry: FileEntry, oids: list[bytes]) -> Iterator[bytes | memoryview]:
         with self._pool() as pool:
             yield from iter_file(self.odb, entry, oids, pool, self._window())
+
+
+def _log_sync(verb: str, result: SyncResult) -> None:
+    log.info("%s %s: %d models added, %d deleted, %d replaced; %d objects, %d bytes", verb, result.url,
+             len(result.models_added), len(result.models_deleted), len(result.models_replaced), result.objects,
+             result.bytes)
+    for m in result.conflicts:
+        log.warning("%s %s: conflict: %s is a different model on each side", verb, result.url, m)
+    for d in result.diverged:
+        log.warning("%s %s: diverged: %s", verb, result.url, d)
+    for ref, reason in result.rejected.items():
+        log.warning("%s %s: rejected by the remote: %s: %s", verb, result.url, ref, reason)
 
 
 def _extra_sources(

@@ -19,12 +19,12 @@ from tests.conftest import assert_git_fsck, write_random
 
 
 def cas(*args: str, store: Path | None = None, env: dict[str, str] | None = None,
-        check: int | None = 0) -> subprocess.CompletedProcess[str]:
+        check: int | None = 0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "casstore"]
     if store is not None:
         cmd += ["--store", str(store)]
     r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
-                       env={**os.environ, **(env or {})})
+                       env={**os.environ, **(env or {})}, cwd=cwd)
     if check is not None:
         assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
     return r
@@ -234,6 +234,7 @@ def test_cas_console_script_installed() -> None:
 
 def test_default_store_from_env(tmp_path: Path, model_file: Path) -> None:
     env = {"CAS_STORE": str(tmp_path / "envstore")}
+    cas("init", env=env)
     cas("commit", "d", str(model_file), "--id", "v1", env=env)
     assert cas("ls", "d", env=env).stdout.split() == ["v1"]
 
@@ -259,6 +260,8 @@ def test_remote_push_pull_cli(tmp_path: Path, model_file: Path) -> None:
     r = cas("init", "--bare", str(remote))
     assert "bare remote store" in r.stdout
     assert (remote / "hooks" / "pre-receive").exists()
+    cas("init", str(a))
+    cas("init", str(b))
     cas("commit", "d", str(model_file), "--id", "v1", store=a)
     cas("remote", "add", "origin", str(remote), store=a)
     assert cas("remote", "ls", store=a).stdout == f"origin\t{remote}\n"

@@ -70,6 +70,7 @@ def _data(tag: str, size: int = 70_000) -> bytes:
 def _remote_models(root: Path, url: str, domain: str) -> dict[str, str]:
     """What the remote holds: pulled into a fresh store."""
     fresh = root / f"inspect-{time.monotonic_ns()}"
+    cas("init", str(fresh))  # only `cas init` creates a store (docs/config.md)
     cas("pull", url, store=fresh)
     return _models(fresh, domain)
 

@@ -299,12 +299,9 @@ class ThreeStoresOneRemote(RuleBasedStateMachine):
     @staticmethod
     def _load(store: casstore.Store, domain: str, model_id: str) -> bytes:
         path = Path(store.load(domain, model_id))
-        try:
-            return path.read_bytes()
-        finally:
-            work = path.parent.parent  # load's own temporary directory
-            assert work.name.startswith("casstore-load-"), path
-            shutil.rmtree(work, ignore_errors=True)
+        # load's file lives in the store's bounded load cache (ops/loadcache.py), nowhere else
+        assert path.is_relative_to(Path(store.path, "cas", "cache", "load")), path
+        return path.read_bytes()
 
     # -- rules -------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import logging
 import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn, TypeAlias
 
 from ..errors import CasError
@@ -34,7 +36,21 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion")
+PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config")
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every (sub)command accepts after its name too: ``cas ls d --store ./models``.
+
+    SUPPRESS as the default: a subcommand not given ``--store`` (or ``-v``) must not
+    overwrite what was given before it (``cas --store X ls d``).
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS,
+                        help="the store to use (default: $CAS_STORE or ~/.casstore)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what casstore does on stderr (-vv: debug detail)")
+    return common
 
 
 def add_command(sub: SubParsers, name: str, help: str, example: str,
@@ -42,7 +58,7 @@ def add_command(sub: SubParsers, name: str, help: str, example: str,
     """Add subcommand ``name`` to ``cas``; ``func(args)`` runs it and returns the exit code."""
     p: argparse.ArgumentParser = sub.add_parser(
         name, help=help, description=help, epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=[_common()])
     p.set_defaults(func=func)
     return p
 
@@ -69,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)
     parser.add_argument("--store", metavar="PATH", help="the store to use (default: $CAS_STORE or ~/.casstore)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what casstore does on stderr (-vv: debug detail)")
     parser.add_argument("-V", "--version", action="version", version=f"casstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -78,21 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a store others push to: install the hook that protects existing models "
                         "(on an existing plain git repository: install just the hook)")
 
-    p = add_command(sub, "remote", "named remotes: add, ls, rm", "cas remote add origin ssh://host/srv/models.git",
+    p = add_command(sub, "remote", "named remotes: add, ls, rm, set-url, rename", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
     rsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    r = rsub.add_parser("add", help="add a remote")
+    r = rsub.add_parser("add", parents=[_common()], help="add a remote")
     r.add_argument("name")
     r.add_argument("url")
-    r = rsub.add_parser("rm", help="remove a remote")
+    r = rsub.add_parser("rm", parents=[_common()], help="remove a remote")
     r.add_argument("name")
-    r = rsub.add_parser("ls", help="list remotes")
+    r = rsub.add_parser("set-url", parents=[_common()], help="change a remote's URL")
+    r.add_argument("name")
+    r.add_argument("url")
+    r = rsub.add_parser("rename", parents=[_common()], help="rename a remote")
+    r.add_argument("name")
+    r.add_argument("new_name", metavar="NEW")
+    r = rsub.add_parser("ls", parents=[_common()], help="list remotes")
     r.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
                        ("pull", "fetch models and histories from a remote and merge them")):
         p = add_command(sub, verb, text, f"cas {verb} origin my-domain", getattr(commands, verb))
-        p.add_argument("remote", nargs="?", default="origin", help="remote name or URL (default: origin)")
+        p.add_argument("remote", nargs="?", default=None,
+                       help="remote name or URL (default: cas.defaultRemote, else origin)")
         p.add_argument("domains", nargs="*", metavar="DOMAIN", help="only these domains (default: all)")
         p.add_argument("--json", action="store_true", help=JSON_HELP)
         if verb == "pull":
@@ -157,19 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "state", "model states: create, set, unset, ls, rm",
              "cas state create production && cas state set my-domain v1 production", commands.state)
     ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    s = ssub.add_parser("create", help="create a state")
+    s = ssub.add_parser("create", parents=[_common()], help="create a state")
     s.add_argument("name")
-    s = ssub.add_parser("rm", help="delete a state (every model leaves it)")
+    s = ssub.add_parser("rm", parents=[_common()], help="delete a state (every model leaves it)")
     s.add_argument("name")
-    s = ssub.add_parser("set", help="put a model in a state")
+    s = ssub.add_parser("set", parents=[_common()], help="put a model in a state")
     s.add_argument("domain")
     s.add_argument("model_id", metavar="ID")
     s.add_argument("name", metavar="STATE")
-    s = ssub.add_parser("unset", help="take a model out of a state")
+    s = ssub.add_parser("unset", parents=[_common()], help="take a model out of a state")
     s.add_argument("domain")
     s.add_argument("model_id", metavar="ID")
     s.add_argument("name", metavar="STATE")
-    s = ssub.add_parser("ls", help="list states, or a model's states")
+    s = ssub.add_parser("ls", parents=[_common()], help="list states, or a model's states")
     s.add_argument("domain", nargs="?")
     s.add_argument("model_id", nargs="?", metavar="ID")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -210,12 +235,36 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"cas: warning: {text}", file=sys.stderr)
 
 
+@contextmanager
+def _logging(verbosity: int) -> Iterator[None]:
+    """``-v``: casstore's log (commit, push, pull, gc summaries, lock waits) on stderr; ``-vv``: debug too."""
+    if verbosity <= 0:
+        yield
+        return
+    logger = logging.getLogger("casstore")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cas: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbosity == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:  # main() may run many times in one process (tests, embedding)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else list(argv)):
         parser.print_help()  # bare `cas`: what it can do, as `git` does; asked for, so not an error
         return 0
     args = parser.parse_args(argv)
+    with _logging(getattr(args, "verbose", 0)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..store import init_store, is_store
 from . import JSON_HELP, SubParsers, add_command
-from .commands import open_store_for
+from .commands import open_store_for, store_path
 from .output import print_json
 
 
@@ -15,7 +16,11 @@ def import_modelstore(args: argparse.Namespace) -> int:
     from ..compat.importer import open_source
 
     source = open_source(args.source)  # a missing source creates no store
-    with open_store_for(args, create=True) as store:
+    # the one command besides `cas init` that creates its store: its job is to fill a new one
+    path = store_path(args)
+    if not is_store(path):
+        init_store(path)
+    with open_store_for(args, write=True) as store:
         def say(text: str) -> None:
             if not args.json and sys.stderr.isatty():
                 print(f"cas import-modelstore: {text}", file=sys.stderr, flush=True)

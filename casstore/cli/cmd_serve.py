@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..errors import NotAStoreError
-from ..store import is_store
 from . import SubParsers, add_command
-from .commands import store_path
+from .commands import require_store
 
 
 def serve(args: argparse.Namespace) -> int:
     from ..serve import serve as run
 
-    path = store_path(args)
-    if not is_store(path):
-        raise NotAStoreError(path, "no store here (create one with `cas init`)")
+    path = require_store(args)  # names the path and where it came from when nothing is there
     try:
         run(path, args.host, args.port, token=args.token or os.environ.get("CAS_SERVE_TOKEN") or None,
             write=args.write)

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException, NotAStoreError
+from ..errors import DomainNotFoundException
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
-from ..store import Store, default_store_path, init_store, is_store, open_store
+from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
 from ..util.names import check_domain
 from ..util.progress import TerminalProgress
 from .output import count, human, pager, paint, print_json, to_json, use_color
@@ -25,18 +25,39 @@ from .output import count, human, pager, paint, print_json, to_json, use_color
 Command = Callable[[argparse.Namespace], int]
 
 
+def store_location(args: argparse.Namespace) -> tuple[str, str]:
+    """The store a command names (``--store``, ``$CAS_STORE``, ``~/.casstore``) and where that came from."""
+    return resolve_store(getattr(args, "store", None))
+
+
 def store_path(args: argparse.Namespace) -> str:
-    return os.path.abspath(args.store or default_store_path())
+    return store_location(args)[0]
+
+
+def require_store(args: argparse.Namespace) -> str:
+    """The store's path; NotAStoreError naming the path and its source when nothing is there.
+
+    Only ``cas init`` creates a store: a mistyped ``$CAS_STORE``, or a relative one used
+    from another directory, must fail here rather than leave a new empty store behind.
+    """
+    path, source = store_location(args)
+    if not os.path.exists(path):
+        raise missing_store_error(path, source)
+    if not is_store(path):
+        raise missing_store_error(path, source)
+    return path
 
 
 @contextmanager
-def open_store_for(args: argparse.Namespace, create: bool = False) -> Iterator[Store]:
-    """The store a command names (``--store``, ``$CAS_STORE``, ``~/.casstore``), with progress on a tty."""
-    path = store_path(args)
-    if not create and not is_store(path):
-        raise NotAStoreError(path, "no store here (create one with `cas init`)"
-                             if not os.path.exists(path) else "no casstore config")
-    store = open_store(path, create=create)
+def open_store_for(args: argparse.Namespace, write: bool = False) -> Iterator[Store]:
+    """The store a command names, with progress on a tty; never creates one.
+
+    ``write=True`` (commands that change the store): once the command succeeded, a
+    store chosen by ``$CAS_STORE`` or the default (not one named with ``--store``) is
+    named on stderr, so that changing an unexpected store is never silent.
+    """
+    path = require_store(args)
+    store = open_store(path, create=False)
     progress = TerminalProgress() if sys.stderr.isatty() else None
     store.progress = progress
     try:
@@ -45,6 +66,14 @@ def open_store_for(args: argparse.Namespace, create: bool = False) -> Iterator[S
         if progress:
             progress.finish()
         store.close()
+    if write:
+        name_store(args, path)
+
+
+def name_store(args: argparse.Namespace, path: str) -> None:
+    """``cas: store PATH`` on stderr, unless the user named the store with ``--store``."""
+    if getattr(args, "store", None) is None:
+        print(f"cas: store {path} (from {store_location(args)[1]})", file=sys.stderr)
 
 
 def _when(t: int) -> str:
@@ -94,13 +123,17 @@ def _hook_missing(url: str) -> bool:
 
 
 def remote(args: argparse.Namespace) -> int:
-    from ..remote.config import add_remote, list_remotes, remove_remote
+    from ..remote.config import add_remote, list_remotes, remove_remote, rename_remote, set_remote_url
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
         elif args.action == "rm":
             remove_remote(store.repo, args.name)
+        elif args.action == "set-url":
+            set_remote_url(store.repo, args.name, args.url)
+        elif args.action == "rename":
+            rename_remote(store.repo, args.name, args.new_name)
         else:
             remotes = list_remotes(store.repo)
             if args.json:
@@ -112,7 +145,7 @@ def remote(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    with open_store_for(args, create=verb == "pull") as store:
+    with open_store_for(args, write=True) as store:
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
             if _hook_missing(result.url):
@@ -262,7 +295,7 @@ def commit(args: argparse.Namespace) -> int:
             raise IsADirectoryError(f"{f} is a directory: model FILEs are files; "
                                     f"commit a directory with --extra {f}")
     model = args.files[0] if len(args.files) == 1 else list(args.files)
-    with open_store_for(args, create=True) as store:
+    with open_store_for(args, write=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
                                    extra_files=args.extra or None, extra_metadata=meta or None)
     if args.json:
@@ -322,7 +355,7 @@ def _all_files(root: str) -> set[str]:
 
 def cp(args: argparse.Namespace) -> int:
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         info = store.copy_model(args.domain, args.model_id, args.new_id)
     if args.json:
         print_json(info)
@@ -332,14 +365,14 @@ def cp(args: argparse.Namespace) -> int:
 
 
 def rm(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         store.delete_model(args.domain, args.model_id)
     print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
     return 0
 
 
 def state(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "create":
             store.create_model_state(args.name)
         elif args.action == "rm":
@@ -402,7 +435,7 @@ def du(args: argparse.Namespace) -> int:
 
 
 def fsck(args: argparse.Namespace) -> int:
-    with open_store_for(args) as store:
+    with open_store_for(args, write=args.repair) as store:
         report = store.fsck(read_data=args.read_data, repair=args.repair)
     if args.json:
         print_json(report.as_dict())
@@ -428,7 +461,7 @@ def gc(args: argparse.Namespace) -> int:
         print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
               f"the store lock is held by {holders}", file=sys.stderr, flush=True)
 
-    with open_store_for(args) as store:
+    with open_store_for(args, write=True) as store:
         report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:
         print_json(report.as_dict())
