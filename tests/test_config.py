@@ -77,10 +77,10 @@ def test_default_remote_set_url_and_rename(store_path: Path, tmp_path: Path,
     assert rc == 2 and "no remote named 'origin'" in err
     run(capsys, "config", "cas.defaultRemote", "backup", "--store", s)
     rc, out, _ = run(capsys, "push", "--store", s)
-    assert rc == 0 and out.startswith(f"push {other}: 1 models added")
+    assert rc == 0 and out.startswith(f"push {other}: 1 model added")
     # set-url: the same name now sends elsewhere
     assert run(capsys, "remote", "set-url", "backup", str(moved), "--store", s)[0] == 0
-    assert run(capsys, "push", "--store", s)[1].startswith(f"push {moved}: 1 models added")
+    assert run(capsys, "push", "--store", s)[1].startswith(f"push {moved}: 1 model added")
     # rename: the default follows the name
     assert run(capsys, "remote", "rename", "backup", "archive", "--store", s)[0] == 0
     with casstore.open(store_path, create=False) as st:

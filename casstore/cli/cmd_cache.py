@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import SubParsers, add_command
+from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for
 from .output import human, print_json
 
@@ -34,4 +34,4 @@ def register(sub: SubParsers) -> None:
                     "cas cache clear", cache)
     p.add_argument("action", nargs="?", choices=("ls", "clear"), default="ls",
                    help="ls (default): list cached models with sizes; clear: remove them all")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
