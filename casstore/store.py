@@ -46,6 +46,7 @@ from .errors import (
     DomainNotFoundException,
     ExtraFileError,
     FrameworkError,
+    InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
     PickleRefusedError,
@@ -408,6 +409,54 @@ class Store:
             members = self._index(domain).states.get(state_name, {})
             ids = [mid for mid in ids if mid in members]
         return ids
+
+    def iter_models(self, domain: str, state_name: str | None = None) -> Iterator[str]:
+        """The domain's model IDs, newest first, read lazily from the domain history.
+
+        The first ``n`` IDs cost about ``n`` history commits (plus the deletions and
+        state changes between them) and one ref read each, whatever the size of the
+        domain: this is what ``cas ls | head`` and a first page need; ``list_models``
+        reads every model.  The order is the history's: commit events newest first
+        (merged histories interleaved by time, like ``git log``).  That is
+        ``list_models``' order, except that models created within the same second
+        by concurrent writers come in the order their events were recorded.  Models
+        whose ref the history does not record yet (a writer killed between its two
+        steps) come last, in ``list_models`` order.
+
+        Raises:
+            DomainNotFoundException: the domain was never used (raised at once).
+            StateNotFoundException: ``state_name`` was never created.
+        """
+        check_domain(domain)
+        head = self.refs.get(domain_ref(domain))
+        if head is None and not self.refs.has_domain(domain):
+            raise DomainNotFoundException(domain)
+        members: dict[str, ObjectID] | None = None
+        if state_name is not None:
+            self._check_state_exists(state_name)
+            members = read_index(self.odb, head).states.get(state_name, {})
+        return self._newest(domain, head, members)
+
+    def _newest(self, domain: str, head: ObjectID | None, members: dict[str, ObjectID] | None) -> Iterator[str]:
+        decided: set[str] = set()
+        for ev in iter_log(self.odb, head):
+            if ev.event not in ("commit", "delete") or ev.model_id in decided:
+                continue
+            decided.add(ev.model_id)  # its newest event decides: later (older) ones are history
+            if ev.event != "commit":
+                continue
+            try:
+                current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
+            except InvalidIdError:
+                continue  # a name no ref can have: fsck reports it
+            if current is not None and current.decode() == ev.model_commit:
+                if members is None or members.get(ev.model_id) == current:
+                    yield ev.model_id
+        rest = self.refs.model_ids(domain) - decided
+        if rest:
+            for mid in self.list_models(domain):
+                if mid in rest and (members is None or mid in members):
+                    yield mid
 
     # -- states and deletion ------------------------------------------------
 

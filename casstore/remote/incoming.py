@@ -152,7 +152,7 @@ class Quarantine:
             seen.add(sha)
             c = self.odb.read(sha, Commit)
             assert isinstance(c, Commit)
-            read_index(self.odb, sha)  # names and entry types
+            read_index(self.odb, sha, full=True)  # names, entry types, shards
             stack.extend(c.parents)
 
     def verify_states(self, tip: ObjectID) -> None:
