@@ -287,3 +287,44 @@ def test_domains_are_found_loose_and_packed(tmp_path: Path) -> None:
         fresh.load("two", "a")
     with pytest.raises(casstore.DomainNotFoundException):
         fresh.load("three", "a")
+
+
+def test_a_sidecar_is_verified_once_and_a_damaged_one_still_never_used(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.objects import chunkindex
+
+    store = casstore.open(tmp_path / "s")
+    data = os.urandom(300_000)
+    (tmp_path / "m.bin").write_bytes(data)
+    store.commit_models("d", model=str(tmp_path / "m.bin"), model_id="a")
+    store.close()
+    fresh = casstore.Store(store.path)  # verifies what it has not seen, and stamps it
+    packs = sorted(sc.pack for sc in fresh.odb.index.sidecars)
+    assert packs
+    stamped = (Path(store.path) / "cas" / "chunkidx" / "verified").read_text().splitlines()
+    assert sorted(line.split(" ")[0] for line in stamped[1:]) == packs
+    fresh.close()
+    hashed: list[int] = []
+    real_sha1 = chunkindex.hashlib.sha1
+
+    def counting_sha1(data: bytes = b"") -> object:
+        hashed.append(len(data))
+        return real_sha1(data)
+
+    monkeypatch.setattr(chunkindex.hashlib, "sha1", counting_sha1)
+    again = casstore.Store(store.path)
+    assert sorted(sc.pack for sc in again.odb.index.sidecars) == packs and hashed == []
+    again.close()
+    # damage in place: the file is no longer the version that was verified, so it is read
+    # in full again, found damaged and never used for deduplication
+    path = Path(store.path) / "cas" / "chunkidx" / f"{packs[0]}.cidx"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="ignoring the chunk index"):
+        damaged = casstore.Store(store.path)
+    assert packs[0] in damaged.odb.index.damaged and hashed
+    assert packs[0] not in {sc.pack for sc in damaged.odb.index.sidecars}
+    assert damaged.commit_models("d", model=str(tmp_path / "m.bin"), model_id="b")["model_id"] == "b"
+    assert damaged.read_file("d", "b", "m.bin") == data

@@ -28,6 +28,7 @@ every sidecar, so a commit's cost does not grow with the number of models stored
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
 import warnings
@@ -37,9 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CorruptObjectError
-from ..util.fsutil import atomic_file
+from ..util.fsutil import TMP_PREFIX, atomic_file
 
 MAGIC = b"CIDX"
+#: cas/chunkidx/verified: the sidecars verified in full, and which version of each file
+STAMPS = "verified"
+STAMPS_HEADER = "casstore-cidx-verified 1"
 VERSION = 1
 _HEADER = struct.Struct(">4sII20s")
 _ENTRY = struct.Struct(">20sQII")
@@ -84,29 +88,60 @@ def write_cidx(path: str, pack_checksum: bytes, entries: Iterable[IndexEntry]) -
         f.write(h.digest())
 
 
-class Sidecar:
-    """One loaded, verified ``.cidx`` file."""
+def _stat_key(st: os.stat_result) -> str:
+    """What identifies one version of a file: a rewrite, rename or in-place write changes it."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
-    def __init__(self, path: str, pack: str) -> None:
+
+class Sidecar:
+    """One ``.cidx`` file, memory-mapped.
+
+    With ``trusted=None`` the whole file is verified (SHA-1 trailer, layout) now.
+    ``trusted`` is the stamp of a verification done before (see ChunkIndex): it
+    is honoured only if the file is still the very version that was verified (same
+    inode, size, mtime and ctime, see ``stat_key``); otherwise the file is verified
+    in full.  After construction ``verified_now`` says which happened, and
+    ``stat_key`` / ``end`` (where its last entry ends in the pack) are what a
+    stamp records.  Only the header is read otherwise: lookups touch the pages a
+    binary search needs.
+
+    Raises:
+        CorruptObjectError: a damaged file (it must then never be used).
+        FileNotFoundError: it is gone.
+    """
+
+    def __init__(self, path: str, pack: str, trusted: tuple[str, int] | None = None) -> None:
         self.path = path
         self.pack = pack
         with open(path, "rb") as f:
-            data = f.read()
-        if len(data) < _HEADER.size + 20 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            data: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self.stat_key = _stat_key(st)
+        self._mm = data
+        if size < _HEADER.size + 20:
             raise CorruptObjectError(path, "chunk index checksum mismatch")
         magic, version, count, self.pack_checksum = _HEADER.unpack_from(data)
         if magic != MAGIC or version != VERSION:
             raise CorruptObjectError(path, f"not a chunk index (magic {magic!r} v{version})")
         expect = _HEADER.size + count * (8 + 32 + _ENTRY.size) + 20
-        if len(data) != expect:
-            raise CorruptObjectError(path, f"chunk index has {len(data)} bytes, expected {expect}")
+        if size != expect:
+            raise CorruptObjectError(path, f"chunk index has {size} bytes, expected {expect}")
+        self.verified_now = trusted is None or trusted[0] != self.stat_key
+        if self.verified_now and hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
+            raise CorruptObjectError(path, "chunk index checksum mismatch")
         pos = _HEADER.size
         self.prefixes = np.frombuffer(data, dtype=">u8", count=count, offset=pos)
         pos += 8 * count
-        self._keys = data[pos : pos + 32 * count]
+        self._keys_off = pos
         pos += 32 * count
         self.entries = np.frombuffer(data, dtype=_ENTRY_DTYPE, count=count, offset=pos)
         self.count = count
+        #: where the last entry ends in the pack (+ its 20-byte trailer): a shorter pack is truncated
+        if not self.verified_now and trusted is not None:
+            self.end = trusted[1]
+        else:
+            self.end = int((self.entries["offset"] + self.entries["length"]).max()) + 20 if count else 0
         #: keys whose copy in this pack failed verification (see ``<pack>.bad``)
         self.bad: frozenset[bytes] = frozenset()
         self._bad_size = 0
@@ -125,7 +160,8 @@ class Sidecar:
         self.bad = frozenset(data[i : i + 32] for i in range(0, len(data) - 31, 32))
 
     def key(self, i: int) -> bytes:
-        return self._keys[32 * i : 32 * i + 32]
+        at = self._keys_off + 32 * i
+        return bytes(self._mm[at : at + 32])
 
     def location(self, i: int) -> ChunkLocation:
         e = self.entries[i]
@@ -142,17 +178,56 @@ class ChunkIndex:
         #: pack -> what is wrong with its sidecar, for sidecars skipped as damaged
         self.damaged: dict[str, str] = {}
 
+    def _read_stamps(self) -> dict[str, tuple[str, int]]:
+        """``verified``: pack -> (stat key of its sidecar when it was verified, end)."""
+        out: dict[str, tuple[str, int]] = {}
+        try:
+            with open(os.path.join(self.index_dir, STAMPS)) as f:
+                text = f.read()
+        except OSError:
+            return out
+        lines = text.splitlines()
+        if not lines or lines[0] != STAMPS_HEADER:
+            return out
+        for line in lines[1:]:
+            parts = line.split(" ")
+            if len(parts) == 3 and parts[2].isdigit():
+                out[parts[0]] = (parts[1], int(parts[2]))
+        return out
+
+    def _write_stamps(self, stamps: dict[str, tuple[str, int]]) -> None:
+        """Best effort, not fsynced: a lost or torn file only costs a verification."""
+        body = STAMPS_HEADER + "\n" + "".join(f"{p} {k} {e}\n" for p, (k, e) in sorted(stamps.items()))
+        tmp = os.path.join(self.index_dir, f"{TMP_PREFIX}verified-{os.getpid()}")
+        try:
+            with open(tmp, "w") as f:
+                f.write(body)
+            os.replace(tmp, os.path.join(self.index_dir, STAMPS))
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
     def refresh(self) -> None:
         """Load the sidecars of packs that appeared, forget those of packs that went.
 
         A damaged sidecar is skipped with a warning, never raised: the store must
         stay usable (and fsck, gc able to run) whatever happened to derived data.
+
+        Each sidecar is verified in full (SHA-1) once, by the first process that
+        loads it; that is recorded in ``cas/chunkidx/verified`` with the file's
+        inode, size, mtime and ctime, and later processes map a sidecar that is
+        still that very file without reading it (see Sidecar).  Opening a store
+        therefore costs a stat and a mapping per sidecar, not a read of the index.
         """
         try:
             names = os.listdir(self.index_dir)
         except FileNotFoundError:
             names = []
         live = set()
+        stamps: dict[str, tuple[str, int]] | None = None
+        changed = False
         for name in names:
             if not name.endswith(".cidx"):
                 continue
@@ -164,16 +239,21 @@ class ChunkIndex:
             live.add(pack)
             if pack not in self._sidecars and pack not in self.damaged:
                 path = os.path.join(self.index_dir, name)
+                if stamps is None:
+                    stamps = self._read_stamps()
                 try:
-                    sc = Sidecar(path, pack)
-                    if sc.count:
-                        # a pack cut short (truncated copy, full disk) must not be deduplicated against
-                        end = int((sc.entries["offset"] + sc.entries["length"]).max()) + 20
-                        if os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < end:
-                            raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
-                                                     "pack is shorter than its chunk index says (truncated)")
+                    sc = Sidecar(path, pack, stamps.get(pack))
+                    if sc.verified_now:
+                        stamps[pack] = (sc.stat_key, sc.end)
+                        changed = True
+                    # a pack cut short (truncated copy, full disk) must not be deduplicated against
+                    if sc.count and os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < sc.end:
+                        raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
+                                                 "pack is shorter than its chunk index says (truncated)")
                     self._sidecars[pack] = sc
                 except CorruptObjectError as e:
+                    if stamps.pop(pack, None) is not None:
+                        changed = True
                     self.damaged[pack] = e.detail
                     what = e.detail if e.oid == path else f"{e.oid}: {e.detail}"
                     warnings.warn(f"casstore: ignoring the chunk index {path} ({what}); "
@@ -188,6 +268,8 @@ class ChunkIndex:
             del self._sidecars[pack]
         for pack in set(self.damaged) - live:
             del self.damaged[pack]
+        if changed and stamps is not None:
+            self._write_stamps({p: v for p, v in stamps.items() if p in live})
 
     def distrust(self, loc: ChunkLocation, key: bytes) -> None:
         """Record that the copy of chunk ``key`` at ``loc`` failed verification.
