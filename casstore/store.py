@@ -588,10 +588,10 @@ class Store:
         """The model ``model_id`` of ``domain``, or its newest model when ``model_id`` is None."""
         check_domain(domain)
         if model_id is None:
-            ids = self.list_models(domain)
-            if not ids:
+            # the newest event, not a sort of every model: cheap in a domain of any size
+            model_id = next(self.iter_models(domain), None)
+            if model_id is None:
                 raise ModelNotFoundException(domain, None)
-            model_id = ids[0]
         m = read_model(self.repo, domain, model_id)
         return m.commit, m.manifest, m.files_tree
 

@@ -57,24 +57,46 @@ def model_event_trailers(repo: Repository, sha: ObjectID) -> dict[str, str]:
     return event_trailers(manifest)
 
 
-def _refs_stamp(repo: Repository, domain: str) -> str:
+def _refs_stamp(repo: Repository, domain: str) -> tuple[str, int]:
     """What the domain's refs look like on disk, cheaply: a change of any model ref shows.
 
     Creating, deleting or renaming a ref file (and dulwich's ``<ref>.lock`` files)
     changes its directory's mtime/ctime; ``packed-refs`` is stat'ed too, and the
     history head read.  Writing a ref file in place is not seen: casstore never
-    does, and ``fsck --repair`` reads every ref.
+    does, and ``fsck --repair`` reads every ref.  Returns the stamp's text and the
+    newest mtime in it (see domain_writer for why).
     """
     parts = []
+    newest = 0
     for path in (os.path.join(repo.path, "refs", "cas", "models", domain), os.path.join(repo.path, "packed-refs")):
         try:
             st = os.stat(path)
             parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
         except OSError:
             parts.append("-")
     head = repo.refs.get(domain_ref(domain))
     parts.append(head.decode() if head else "-")
-    return "casstore-refs-stamp-1 " + " ".join(parts) + "\n"
+    return "casstore-refs-stamp-1 " + " ".join(parts) + "\n", newest
+
+
+def _stamp_holds(repo: Repository, domain: str, stamp_path: str) -> bool:
+    """Whether the refs are exactly as the stamp at ``stamp_path`` describes them.
+
+    File system clocks are coarse (a few ms, up to seconds on some): a change made
+    in the same tick as the last one the stamp saw would leave every time stamp
+    as it was.  So the stamp only counts when the stamp file itself was written
+    in a later tick than everything it describes: any change after it then gets
+    a newer time than the one recorded.
+    """
+    try:
+        with open(stamp_path) as f:
+            stamped = f.read()
+            written = os.fstat(f.fileno()).st_mtime_ns
+    except OSError:
+        return False
+    text, newest = _refs_stamp(repo, domain)
+    return bool(stamped) and stamped == text and newest < written
 
 
 @contextmanager
@@ -105,12 +127,7 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
     lock = domain_lock_path(repo.path, domain)
     stamp_path = lock[: -len(".lock")] + ".stamp"
     with store_lock(lock, exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
-        try:
-            with open(stamp_path) as f:
-                stamped = f.read()
-        except OSError:
-            stamped = ""
-        if not full and stamped and stamped == _refs_stamp(repo, domain):
+        if not full and _stamp_holds(repo, domain, stamp_path):
             _clear_stale_locks(repo, domain, models=False)
             # the history must still be readable before any ref changes (reconcile's check)
             read_index(repo.odb, repo.refs.get(domain_ref(domain)))
@@ -128,7 +145,7 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
         # refs and history it describes were made durable before this point.
         try:
             with open(stamp_path, "w") as f:  # a torn stamp never matches: the full check
-                f.write(_refs_stamp(repo, domain))
+                f.write(_refs_stamp(repo, domain)[0])
         except OSError:
             pass
 

@@ -31,6 +31,7 @@ import hashlib
 import mmap
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,6 @@ from ..util.fsutil import TMP_PREFIX, atomic_file
 MAGIC = b"CIDX"
 #: cas/chunkidx/verified: the sidecars verified in full, and which version of each file
 STAMPS = "verified"
-STAMPS_HEADER = "casstore-cidx-verified 1"
 VERSION = 1
 _HEADER = struct.Struct(">4sII20s")
 _ENTRY = struct.Struct(">20sQII")
@@ -88,9 +88,73 @@ def write_cidx(path: str, pack_checksum: bytes, entries: Iterable[IndexEntry]) -
         f.write(h.digest())
 
 
-def _stat_key(st: os.stat_result) -> str:
+def stat_key(st: os.stat_result) -> str:
     """What identifies one version of a file: a rewrite, rename or in-place write changes it."""
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+class VerifiedFiles:
+    """A record of files verified in full, and of which version of each (``stat_key``).
+
+    Used for the store's ``.cidx`` (``cas/chunkidx/verified``) and ``.idx``
+    (``cas/idx-verified``) files: a process trusts a file without reading it only
+    while it is the very version some process verified.  The record is derived
+    data: written with a rename, not fsynced; a lost, torn or unreadable record
+    only means verifying again.  Lines: ``<name> <stat key> <int>``.
+    """
+
+    HEADER = "casstore-verified 1"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._data: dict[str, tuple[str, int]] | None = None
+        self.changed = False
+
+    def _load(self) -> dict[str, tuple[str, int]]:
+        if self._data is None:
+            self._data = {}
+            try:
+                with open(self.path) as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                lines = []
+            if lines and lines[0] == self.HEADER:
+                for line in lines[1:]:
+                    parts = line.split(" ")
+                    if len(parts) == 3 and parts[2].isdigit():
+                        self._data[parts[0]] = (parts[1], int(parts[2]))
+        return self._data
+
+    def get(self, name: str) -> tuple[str, int] | None:
+        return self._load().get(name)
+
+    def put(self, name: str, key: str, value: int = 0) -> None:
+        if self._load().get(name) != (key, value):
+            self._load()[name] = (key, value)
+            self.changed = True
+
+    def drop(self, name: str) -> None:
+        if self._load().pop(name, None) is not None:
+            self.changed = True
+
+    def save(self, live: set[str]) -> None:
+        """Write the record (keeping only ``live`` names) if it changed; best effort."""
+        if not self.changed or self._data is None:
+            return
+        self.changed = False
+        body = self.HEADER + "\n" + "".join(f"{n} {k} {v}\n" for n, (k, v) in sorted(self._data.items())
+                                            if n in live)
+        tmp = os.path.join(os.path.dirname(self.path), f"{TMP_PREFIX}verified-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with open(tmp, "w") as f:
+                f.write(body)
+            os.replace(tmp, self.path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self._data = None  # re-read next time: other processes may have added theirs
 
 
 class Sidecar:
@@ -117,7 +181,7 @@ class Sidecar:
             st = os.fstat(f.fileno())
             size = st.st_size
             data: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self.stat_key = _stat_key(st)
+        self.stat_key = stat_key(st)
         self._mm = data
         if size < _HEADER.size + 20:
             raise CorruptObjectError(path, "chunk index checksum mismatch")
@@ -178,37 +242,6 @@ class ChunkIndex:
         #: pack -> what is wrong with its sidecar, for sidecars skipped as damaged
         self.damaged: dict[str, str] = {}
 
-    def _read_stamps(self) -> dict[str, tuple[str, int]]:
-        """``verified``: pack -> (stat key of its sidecar when it was verified, end)."""
-        out: dict[str, tuple[str, int]] = {}
-        try:
-            with open(os.path.join(self.index_dir, STAMPS)) as f:
-                text = f.read()
-        except OSError:
-            return out
-        lines = text.splitlines()
-        if not lines or lines[0] != STAMPS_HEADER:
-            return out
-        for line in lines[1:]:
-            parts = line.split(" ")
-            if len(parts) == 3 and parts[2].isdigit():
-                out[parts[0]] = (parts[1], int(parts[2]))
-        return out
-
-    def _write_stamps(self, stamps: dict[str, tuple[str, int]]) -> None:
-        """Best effort, not fsynced: a lost or torn file only costs a verification."""
-        body = STAMPS_HEADER + "\n" + "".join(f"{p} {k} {e}\n" for p, (k, e) in sorted(stamps.items()))
-        tmp = os.path.join(self.index_dir, f"{TMP_PREFIX}verified-{os.getpid()}")
-        try:
-            with open(tmp, "w") as f:
-                f.write(body)
-            os.replace(tmp, os.path.join(self.index_dir, STAMPS))
-        except OSError:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-
     def refresh(self) -> None:
         """Load the sidecars of packs that appeared, forget those of packs that went.
 
@@ -226,8 +259,7 @@ class ChunkIndex:
         except FileNotFoundError:
             names = []
         live = set()
-        stamps: dict[str, tuple[str, int]] | None = None
-        changed = False
+        stamps = VerifiedFiles(os.path.join(self.index_dir, STAMPS))
         for name in names:
             if not name.endswith(".cidx"):
                 continue
@@ -239,21 +271,17 @@ class ChunkIndex:
             live.add(pack)
             if pack not in self._sidecars and pack not in self.damaged:
                 path = os.path.join(self.index_dir, name)
-                if stamps is None:
-                    stamps = self._read_stamps()
                 try:
                     sc = Sidecar(path, pack, stamps.get(pack))
                     if sc.verified_now:
-                        stamps[pack] = (sc.stat_key, sc.end)
-                        changed = True
+                        stamps.put(pack, sc.stat_key, sc.end)
                     # a pack cut short (truncated copy, full disk) must not be deduplicated against
                     if sc.count and os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < sc.end:
                         raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
                                                  "pack is shorter than its chunk index says (truncated)")
                     self._sidecars[pack] = sc
                 except CorruptObjectError as e:
-                    if stamps.pop(pack, None) is not None:
-                        changed = True
+                    stamps.drop(pack)
                     self.damaged[pack] = e.detail
                     what = e.detail if e.oid == path else f"{e.oid}: {e.detail}"
                     warnings.warn(f"casstore: ignoring the chunk index {path} ({what}); "
@@ -268,8 +296,7 @@ class ChunkIndex:
             del self._sidecars[pack]
         for pack in set(self.damaged) - live:
             del self.damaged[pack]
-        if changed and stamps is not None:
-            self._write_stamps({p: v for p, v in stamps.items() if p in live})
+        stamps.save(live)
 
     def distrust(self, loc: ChunkLocation, key: bytes) -> None:
         """Record that the copy of chunk ``key`` at ``loc`` failed verification.
