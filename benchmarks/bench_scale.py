@@ -324,6 +324,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--reuse", action="store_true", help="measure the stores already in --dir")
     ap.add_argument("--parallel", type=int, default=0, metavar="N",
                     help="instead: N processes committing at once vs one after another")
     ap.add_argument("--parallel-size", type=int, default=32 << 20)
@@ -349,16 +350,18 @@ def main() -> None:
     work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
     os.makedirs(work, exist_ok=True)
     model_file = os.path.join(work, "model.bin")
-    with open(model_file, "wb") as f:
-        f.write(os.urandom(20_000))
+    if not (args.reuse and os.path.exists(model_file)):
+        with open(model_file, "wb") as f:
+            f.write(os.urandom(20_000))
     results = {}
     small = args.recent + 1  # the baseline: a domain with just the models a first page shows
     for name, models, domains, recent in (("small", small, 0, args.recent),
                                           ("big", args.models, args.domains, args.recent)):
         path = os.path.join(work, name)
-        shutil.rmtree(path, ignore_errors=True)
-        took = build(path, models, domains, model_file, recent)
-        print(f"built {name}: {models} models in d, {domains} more domains, {took:.1f} s", flush=True)
+        if not (args.reuse and os.path.isdir(path)):
+            shutil.rmtree(path, ignore_errors=True)
+            took = build(path, models, domains, model_file, recent)
+            print(f"built {name}: {models} models in d, {domains} more domains, {took:.1f} s", flush=True)
         # one commit through the API, not measured: a store casstore has written to before
         # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
         run_worker("commit", path, model_file)

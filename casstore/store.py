@@ -438,21 +438,22 @@ class Store:
         return self._newest(domain, head, members)
 
     def _newest(self, domain: str, head: ObjectID | None, members: dict[str, ObjectID] | None) -> Iterator[str]:
-        decided: set[str] = set()
+        # A model is listed at the newest commit event of the very commit its ref holds.
+        # Delete events decide nothing: after a merge, a delete of *another* commit under
+        # the same ID (the other side's) can be newer than the commit event of ours.
+        done: set[str] = set()
         for ev in iter_log(self.odb, head):
-            if ev.event not in ("commit", "delete") or ev.model_id in decided:
-                continue
-            decided.add(ev.model_id)  # its newest event decides: later (older) ones are history
-            if ev.event != "commit":
+            if ev.event != "commit" or ev.model_id in done:
                 continue
             try:
                 current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
             except InvalidIdError:
                 continue  # a name no ref can have: fsck reports it
             if current is not None and current.decode() == ev.model_commit:
+                done.add(ev.model_id)
                 if members is None or members.get(ev.model_id) == current:
                     yield ev.model_id
-        rest = self.refs.model_ids(domain) - decided
+        rest = self.refs.model_ids(domain) - done
         if rest:
             for mid in self.list_models(domain):
                 if mid in rest and (members is None or mid in members):
