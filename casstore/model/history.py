@@ -2,8 +2,12 @@
 
 Each history commit's tree is the domain index *after* the event::
 
-    models/<model_id>           gitlink (mode 160000) -> the model's commit
+    models/<xx>/<model_id>      gitlink (mode 160000) -> the model's commit
     states/<state>/<model_id>   gitlink -> the model's commit
+
+``xx`` is the ID's shard (``shard_of``): an event rewrites one shard, not the
+index (docs/format.md, "Fan-out").  Trees of the flat layout older versions
+wrote (``models/<model_id>``) are read too, and converted by the next write.
 
 Gitlinks are not followed by git's reachability walk, so the history never keeps a
 deleted model's data alive; the model refs do that.  The commit message is
