@@ -328,3 +328,14 @@ def test_a_sidecar_is_verified_once_and_a_damaged_one_still_never_used(tmp_path:
     assert packs[0] not in {sc.pack for sc in damaged.odb.index.sidecars}
     assert damaged.commit_models("d", model=str(tmp_path / "m.bin"), model_id="b")["model_id"] == "b"
     assert damaged.read_file("d", "b", "m.bin") == data
+
+
+def test_a_pulled_history_with_a_misfiled_model_is_refused(tmp_path: Path) -> None:
+    bad = casstore.open(tmp_path / "bad")
+    bad.commit_models("d", model=_file(tmp_path, "m.bin"), model_id="only")
+    head = bad.refs.get(domain_ref("d"))
+    assert head is not None and bad.refs.set_if_equals(domain_ref("d"), head, _misfiled_history(bad, "d"))
+    fresh = casstore.open(tmp_path / "fresh")
+    with pytest.raises(CorruptObjectError, match="only"):
+        fresh.pull(str(bad.path))
+    assert fresh.list_domains() == [] and fresh.refs.get(domain_ref("d")) is None

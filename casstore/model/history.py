@@ -260,6 +260,30 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) ->
     return idx
 
 
+def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> None:
+    """Check the shape of the domain index at ``commit_id`` (what ``read_index(full=True)`` checks).
+
+    Shard trees whose ids are in ``checked`` were checked before and are skipped;
+    the ones checked now are added.  Checking a chain of history commits (a pull)
+    therefore reads each shard version once, instead of every shard per commit.
+
+    Raises:
+        CorruptObjectError: an entry that is not of the index's shape.
+    """
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    if c.tree in checked:
+        return
+    idx = read_index(odb, commit_id)  # root, states and the models tree itself
+    models = idx.models
+    assert isinstance(models, ShardedModels)
+    for shard, tree_id in sorted(models._trees.items()):
+        if tree_id not in checked:
+            _read_gitlinks(odb, tree_id, shard)
+            checked.add(tree_id)
+    checked.add(c.tree)
+
+
 @dataclass
 class Event:
     """One entry of ``store.log``."""
