@@ -134,6 +134,10 @@ class ShardedModels(MutableMapping[str, ObjectID]):
             self._loaded[shard] = members
         return members
 
+    def shard_trees(self) -> list[tuple[str, ObjectID]]:
+        """(shard, tree id) of every shard as read from the tree, not yet checked."""
+        return sorted(self._trees.items())
+
     def load_all(self) -> None:
         """Read every shard now (and so check every entry)."""
         for shard in sorted(self._trees):
@@ -277,7 +281,7 @@ def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> N
     idx = read_index(odb, commit_id)  # root, states and the models tree itself
     models = idx.models
     assert isinstance(models, ShardedModels)
-    for shard, tree_id in sorted(models._trees.items()):
+    for shard, tree_id in models.shard_trees():
         if tree_id not in checked:
             _read_gitlinks(odb, tree_id, shard)
             checked.add(tree_id)
