@@ -50,6 +50,7 @@ from .errors import (
     DomainNotFoundException,
     ExtraFileError,
     FrameworkError,
+    InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
@@ -544,6 +545,55 @@ class Store:
             ids = [mid for mid in ids if mid in members]
         return ids
 
+    def iter_models(self, domain: str, state_name: str | None = None) -> Iterator[str]:
+        """The domain's model IDs, newest first, read lazily from the domain history.
+
+        The first ``n`` IDs cost about ``n`` history commits (plus the deletions and
+        state changes between them) and one ref read each, whatever the size of the
+        domain: this is what ``cas ls | head`` and a first page need; ``list_models``
+        reads every model.  The order is the history's: commit events newest first
+        (merged histories interleaved by time, like ``git log``).  That is
+        ``list_models``' order, except that models created within the same second
+        by concurrent writers come in the order their events were recorded.  Models
+        whose ref the history does not record yet (a writer killed between its two
+        steps) come last, in ``list_models`` order.
+
+        Raises:
+            DomainNotFoundException: the domain was never used (raised at once).
+            StateNotFoundException: ``state_name`` was never created.
+        """
+        check_domain(domain)
+        head = self.refs.get(domain_ref(domain))
+        if head is None and not self.refs.has_domain(domain):
+            raise DomainNotFoundException(domain)
+        members: dict[str, ObjectID] | None = None
+        if state_name is not None:
+            self._check_state_exists(state_name)
+            members = read_index(self.odb, head).states.get(state_name, {})
+        return self._newest(domain, head, members)
+
+    def _newest(self, domain: str, head: ObjectID | None, members: dict[str, ObjectID] | None) -> Iterator[str]:
+        # A model is listed at the newest commit event of the very commit its ref holds.
+        # Delete events decide nothing: after a merge, a delete of *another* commit under
+        # the same ID (the other side's) can be newer than the commit event of ours.
+        done: set[str] = set()
+        for ev in iter_log(self.odb, head):
+            if ev.event != "commit" or ev.model_id in done:
+                continue
+            try:
+                current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
+            except InvalidIdError:
+                continue  # a name no ref can have: fsck reports it
+            if current is not None and current.decode() == ev.model_commit:
+                done.add(ev.model_id)
+                if members is None or members.get(ev.model_id) == current:
+                    yield ev.model_id
+        rest = self.refs.model_ids(domain) - done
+        if rest:
+            for mid in self.list_models(domain):
+                if mid in rest and (members is None or mid in members):
+                    yield mid
+
     # -- states and deletion ------------------------------------------------
 
     def _index(self, domain: str) -> DomainIndex:
@@ -675,10 +725,10 @@ class Store:
         """The model ``model_id`` of ``domain``, or its newest model when ``model_id`` is None."""
         check_domain(domain)
         if model_id is None:
-            ids = self.list_models(domain)
-            if not ids:
+            # the newest event, not a sort of every model: cheap in a domain of any size
+            model_id = next(self.iter_models(domain), None)
+            if model_id is None:
                 raise ModelNotFoundException(domain, None)
-            model_id = ids[0]
         m = read_model(self.repo, domain, model_id)
         return m.commit, m.manifest, m.files_tree
 

@@ -155,6 +155,14 @@ def read_cas_refs(repo: Repo) -> tuple[dict[str, dict[str, str]], dict[str, str]
     return models, histories
 
 
+def _shard(model_id: str) -> str:
+    """docs/format.md's fan-out directory of a model ID, written out again (an oracle)."""
+    h = 0
+    for b in model_id.encode():
+        h = (h * 131 + b) % 1000003
+    return f"{h % 256:02x}"
+
+
 def history_models(repo: Repo, head: str) -> dict[str, str]:
     """The ``models/`` gitlinks of the domain index at history commit ``head``."""
     c = repo.object_store[head.encode()]
@@ -166,7 +174,17 @@ def history_models(repo: Repo, head: str) -> dict[str, str]:
     _, tid = root[b"models"]
     t = repo.object_store[tid]
     assert isinstance(t, Tree)
-    return {e.path.decode(): e.sha.decode() for e in t.iteritems()}
+    out: dict[str, str] = {}
+    for e in t.iteritems():
+        if e.mode == 0o160000:  # the flat layout of older stores: models/<id>
+            out[e.path.decode()] = e.sha.decode()
+            continue
+        shard = repo.object_store[e.sha]  # models/<xx>/<id>
+        assert isinstance(shard, Tree)
+        for m in shard.iteritems():
+            assert m.mode == 0o160000 and _shard(m.path.decode()) == e.path.decode(), m
+            out[m.path.decode()] = m.sha.decode()
+    return out
 
 
 def assert_histories_agree(repo: Repo, where: str) -> None:

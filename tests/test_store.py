@@ -211,7 +211,7 @@ def test_stored_history_is_git_readable(store: casstore.Store, iris_model: objec
     store.commit_models("d", model=iris_model, model_id="v2")
     r = git(store.path, "log", "--format=%s", "refs/cas/domains/d")
     assert r.stdout.split("\n")[:2] == ["commit v2", "commit v1"]
-    r = git(store.path, "ls-tree", "refs/cas/domains/d", "models/")
+    r = git(store.path, "ls-tree", "-r", "refs/cas/domains/d", "models/")
     assert "160000 commit" in r.stdout and "v1" in r.stdout and "v2" in r.stdout
     assert [e.model_id for e in store.log("d")] == ["v2", "v1"]
     assert_git_fsck(store.path)

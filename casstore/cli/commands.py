@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
@@ -217,9 +217,9 @@ def log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_list(items: list[str], as_json: bool) -> None:
+def _print_list(items: Iterable[str], as_json: bool) -> None:
     if as_json:
-        print_json(items)
+        print_json(list(items))
     else:
         for item in items:
             print(item)
@@ -233,7 +233,8 @@ def domains(args: argparse.Namespace) -> int:
 
 def ls(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
-        _print_list(store.list_models(args.domain, state_name=args.state), args.json)
+        # streamed newest first from the history: `cas ls | head` reads a few events, not every model
+        _print_list(store.iter_models(args.domain, state_name=args.state), args.json)
     return 0
 
 

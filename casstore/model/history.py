@@ -2,8 +2,12 @@
 
 Each history commit's tree is the domain index *after* the event::
 
-    models/<model_id>           gitlink (mode 160000) -> the model's commit
+    models/<xx>/<model_id>      gitlink (mode 160000) -> the model's commit
     states/<state>/<model_id>   gitlink -> the model's commit
+
+``xx`` is the ID's shard (``shard_of``): an event rewrites one shard, not the
+index (docs/format.md, "Fan-out").  Trees of the flat layout older versions
+wrote (``models/<model_id>``) are read too, and converted by the next write.
 
 Gitlinks are not followed by git's reachability walk, so the history never keeps a
 deleted model's data alive; the model refs do that.  The commit message is
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID, Tree
@@ -48,43 +52,191 @@ TREE = 0o040000
 EVENTS = ("commit", "delete", "state-set", "state-unset", "merge")
 
 
-@dataclass
-class DomainIndex:
-    models: dict[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
-    states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
+def shard_of(model_id: str) -> str:
+    """The fan-out directory of ``model_id`` in the domain index: 2 lowercase hex digits.
 
-    def to_tree(self, odb: ObjectDB) -> ObjectID:
-        root = Tree()
-        if self.models:
-            t = Tree()
-            for mid, sha in self.models.items():
-                t.add(mid.encode(), GITLINK, sha)
-            root.add(b"models", TREE, odb.write_loose(t))
-        if any(self.states.values()):
-            st = Tree()
-            for state, members in self.states.items():
-                if not members:
-                    continue
-                t = Tree()
-                for mid, sha in members.items():
-                    t.add(mid.encode(), GITLINK, sha)
-                st.add(state.encode(), TREE, odb.write_loose(t))
-            root.add(b"states", TREE, odb.write_loose(st))
-        return odb.write_loose(root)
+    A polynomial hash of the ID's bytes (not a cryptographic one: nothing is
+    gained by choosing IDs that share a shard but a slower history).  It is
+    simple on purpose: the server hook (remote/hook.py) recomputes it in awk,
+    where only exact integer arithmetic below 2**53 is available.
+    """
+    h = 0
+    for b in model_id.encode():
+        h = (h * SHARD_MUL + b) % SHARD_MOD
+    return f"{h % 256:02x}"
 
 
-def _gitlinks(odb: ObjectDB, tree_id: ObjectID) -> dict[str, ObjectID]:
+SHARD_MUL = 131
+SHARD_MOD = 1000003
+_SHARD_NAMES = frozenset(f"{i:02x}" for i in range(256))
+
+
+def _read_gitlinks(odb: ObjectDB, tree_id: ObjectID, shard: str | None) -> dict[str, ObjectID]:
+    """The gitlinks of one tree of the index; with ``shard``, each ID must belong to it."""
     t = odb.read(tree_id, Tree)
     assert isinstance(t, Tree)
     out: dict[str, ObjectID] = {}
     for entry in t.iteritems():
         if entry.mode != GITLINK:
             raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
-        out[check_model_id(entry.path.decode())] = entry.sha
+        mid = check_model_id(entry.path.decode())
+        if shard is not None and shard_of(mid) != shard:
+            raise CorruptObjectError(tree_id.decode(), f"model {mid} is filed under models/{shard}/, "
+                                     f"not models/{shard_of(mid)}/, in domain index")
+        out[mid] = entry.sha
     return out
 
 
-def read_index(odb: ObjectDB, commit_id: ObjectID | None) -> DomainIndex:
+class ShardedModels(MutableMapping[str, ObjectID]):
+    """``models/`` of a domain index, read one shard at a time (model ID -> model commit).
+
+    Looking up, adding or removing one ID reads only its shard (``models/<xx>/``);
+    ``to_tree`` then writes only the shards that changed and reuses the others'
+    tree ids, so an event costs a root tree, the 256-entry ``models`` tree and one
+    shard, whatever the domain's size.  Iterating reads every shard.  Entries of
+    the old, flat layout (``models/<id>`` gitlinks) are read as well; a tree that
+    has any is rewritten whole in the sharded layout by its next write.
+    """
+
+    def __init__(self, odb: ObjectDB, tree_id: ObjectID | None) -> None:
+        self._odb = odb
+        self._trees: dict[str, ObjectID] = {}  # shard -> tree id, as read
+        self._loaded: dict[str, dict[str, ObjectID]] = {}
+        self._dirty: set[str] = set()
+        #: read from a tree of the flat layout (models/<id>): the next write converts it
+        self.flat = False
+        if tree_id is None:
+            return
+        t = odb.read(tree_id, Tree)
+        assert isinstance(t, Tree)
+        flat: dict[str, ObjectID] = {}
+        for entry in t.iteritems():
+            name = entry.path.decode("utf-8", "replace")
+            if entry.mode == TREE and name in _SHARD_NAMES:
+                self._trees[name] = entry.sha
+            elif entry.mode == GITLINK:
+                flat[check_model_id(name)] = entry.sha  # the flat layout of older stores
+            else:
+                raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
+        for mid, sha in flat.items():
+            members = self._shard(shard_of(mid))
+            if mid in members:
+                raise CorruptObjectError(tree_id.decode(), f"model {mid} is listed twice in domain index")
+            members[mid] = sha
+            self._dirty.add(shard_of(mid))
+        self.flat = bool(flat)
+
+    def _shard(self, shard: str) -> dict[str, ObjectID]:
+        members = self._loaded.get(shard)
+        if members is None:
+            tree_id = self._trees.get(shard)
+            members = {} if tree_id is None else _read_gitlinks(self._odb, tree_id, shard)
+            self._loaded[shard] = members
+        return members
+
+    def shard_trees(self) -> list[tuple[str, ObjectID]]:
+        """(shard, tree id) of every shard as read from the tree, not yet checked."""
+        return sorted(self._trees.items())
+
+    def load_all(self) -> None:
+        """Read every shard now (and so check every entry)."""
+        for shard in sorted(self._trees):
+            self._shard(shard)
+
+    def __getitem__(self, mid: str) -> ObjectID:
+        return self._shard(shard_of(mid))[mid]
+
+    def __contains__(self, mid: object) -> bool:
+        return isinstance(mid, str) and mid in self._shard(shard_of(mid))
+
+    def __setitem__(self, mid: str, sha: ObjectID) -> None:
+        s = shard_of(mid)
+        self._shard(s)[mid] = sha
+        self._dirty.add(s)
+
+    def __delitem__(self, mid: str) -> None:
+        s = shard_of(mid)
+        del self._shard(s)[mid]
+        self._dirty.add(s)
+
+    def __iter__(self) -> Iterator[str]:
+        self.load_all()
+        for shard in sorted(self._loaded):
+            yield from list(self._loaded[shard])
+
+    def __len__(self) -> int:
+        self.load_all()
+        return sum(len(m) for m in self._loaded.values())
+
+    def to_tree(self, odb: ObjectDB) -> ObjectID | None:
+        """The ``models`` tree (None when empty), writing only the shards that changed."""
+        root = Tree()
+        for shard in sorted(set(self._trees) | set(self._loaded)):
+            if shard in self._dirty:
+                members = self._loaded[shard]
+                if members:
+                    root.add(shard.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
+            else:
+                root.add(shard.encode(), TREE, self._trees[shard])
+        return odb.write_loose(root) if root.items() else None
+
+
+def _gitlink_tree(members: Mapping[str, ObjectID]) -> Tree:
+    t = Tree()
+    for mid, sha in members.items():
+        t.add(mid.encode(), GITLINK, sha)
+    return t
+
+
+def _models_tree(odb: ObjectDB, models: Mapping[str, ObjectID]) -> ObjectID | None:
+    if isinstance(models, ShardedModels):
+        return models.to_tree(odb)
+    shards: dict[str, dict[str, ObjectID]] = {}
+    for mid, sha in models.items():
+        shards.setdefault(shard_of(mid), {})[mid] = sha
+    root = Tree()
+    for shard, members in shards.items():
+        root.add(shard.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
+    return odb.write_loose(root) if shards else None
+
+
+@dataclass
+class DomainIndex:
+    """The domain index of one history commit: ``models`` and ``states``.
+
+    ``models`` is a :class:`ShardedModels` when read from a history (lazy, per
+    shard) or any mapping when built by a caller (merge); ``to_tree`` writes the
+    sharded layout either way.
+    """
+
+    models: MutableMapping[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
+    states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
+
+    def to_tree(self, odb: ObjectDB) -> ObjectID:
+        root = Tree()
+        models = _models_tree(odb, self.models)
+        if models is not None:
+            root.add(b"models", TREE, models)
+        if any(self.states.values()):
+            st = Tree()
+            for state, members in self.states.items():
+                if not members:
+                    continue
+                st.add(state.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
+            root.add(b"states", TREE, odb.write_loose(st))
+        return odb.write_loose(root)
+
+
+def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) -> DomainIndex:
+    """The domain index at history commit ``commit_id`` (empty for None).
+
+    Reads the root, ``models`` and ``states`` trees now and each ``models/<xx>``
+    shard when first used; ``full`` reads and checks every shard now.
+
+    Raises:
+        CorruptObjectError: an entry that is not of the index's shape (also
+            raised later, by the access that reads a damaged shard).
+    """
     idx = DomainIndex()
     if commit_id is None:
         return idx
@@ -92,17 +244,48 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None) -> DomainIndex:
     assert isinstance(c, Commit)
     root = odb.read(c.tree, Tree)
     assert isinstance(root, Tree)
+    models: ObjectID | None = None
     for entry in root.iteritems():
         if entry.path == b"models" and entry.mode == TREE:
-            idx.models = _gitlinks(odb, entry.sha)
+            models = entry.sha
         elif entry.path == b"states" and entry.mode == TREE:
             st = odb.read(entry.sha, Tree)
             assert isinstance(st, Tree)
             for s in st.iteritems():
-                idx.states[check_state(s.path.decode())] = _gitlinks(odb, s.sha)
+                if s.mode != TREE:
+                    raise CorruptObjectError(entry.sha.decode(), f"unexpected entry {s.path!r} in domain index")
+                idx.states[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha, None)
         else:
             raise CorruptObjectError(c.tree.decode(), f"unexpected entry {entry.path!r} in domain index")
+    sharded = ShardedModels(odb, models)
+    if full:
+        sharded.load_all()
+    idx.models = sharded
     return idx
+
+
+def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> None:
+    """Check the shape of the domain index at ``commit_id`` (what ``read_index(full=True)`` checks).
+
+    Shard trees whose ids are in ``checked`` were checked before and are skipped;
+    the ones checked now are added.  Checking a chain of history commits (a pull)
+    therefore reads each shard version once, instead of every shard per commit.
+
+    Raises:
+        CorruptObjectError: an entry that is not of the index's shape.
+    """
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    if c.tree in checked:
+        return
+    idx = read_index(odb, commit_id)  # root, states and the models tree itself
+    models = idx.models
+    assert isinstance(models, ShardedModels)
+    for shard, tree_id in models.shard_trees():
+        if tree_id not in checked:
+            _read_gitlinks(odb, tree_id, shard)
+            checked.add(tree_id)
+    checked.add(c.tree)
 
 
 @dataclass
@@ -237,7 +420,7 @@ def _read_ref_file(path: str) -> ObjectID | None:
     return ObjectID(data) if len(data) == 40 and set(data) <= _HEX else None
 
 
-def _model_refs(refs: Refs, domain: str, known: dict[str, ObjectID] | None) -> tuple[dict[str, ObjectID], set[str]]:
+def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -> tuple[dict[str, ObjectID], set[str]]:
     """The domain's model refs that hold an object id, and the IDs of damaged ones.
 
     With ``known`` (the history's models), a loose ref whose ID the history

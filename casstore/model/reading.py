@@ -40,7 +40,7 @@ def model_commit(repo: Repository, domain: str, model_id: str) -> ObjectID:
     check_model_id(model_id)
     sha = repo.refs.get(model_ref(domain, model_id))
     if sha is None:
-        if domain not in repo.refs.domains():
+        if not repo.refs.has_domain(domain):
             raise DomainNotFoundException(domain)
         raise ModelNotFoundException(domain, model_id)
     return sha

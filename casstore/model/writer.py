@@ -17,11 +17,12 @@ from typing import Any
 from dulwich.objects import ObjectID
 
 from ..errors import CasError
+from ..objects.refs import domain_ref
 from ..objects.repository import Repository
 from ..util.identity import author
 from ..util.locking import DOMAIN_LOCK_TIMEOUT, domain_lock_path, store_lock
 from ..util.names import check_domain
-from .history import reconcile
+from .history import read_index, reconcile
 from .manifest import Manifest
 from .reading import read_manifest
 
@@ -56,6 +57,48 @@ def model_event_trailers(repo: Repository, sha: ObjectID) -> dict[str, str]:
     return event_trailers(manifest)
 
 
+def _refs_stamp(repo: Repository, domain: str) -> tuple[str, int]:
+    """What the domain's refs look like on disk, cheaply: a change of any model ref shows.
+
+    Creating, deleting or renaming a ref file (and dulwich's ``<ref>.lock`` files)
+    changes its directory's mtime/ctime; ``packed-refs`` is stat'ed too, and the
+    history head read.  Writing a ref file in place is not seen: casstore never
+    does, and ``fsck --repair`` reads every ref.  Returns the stamp's text and the
+    newest mtime in it (see domain_writer for why).
+    """
+    parts = []
+    newest = 0
+    for path in (os.path.join(repo.path, "refs", "cas", "models", domain), os.path.join(repo.path, "packed-refs")):
+        try:
+            st = os.stat(path)
+            parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+            newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            parts.append("-")
+    head = repo.refs.get(domain_ref(domain))
+    parts.append(head.decode() if head else "-")
+    return "casstore-refs-stamp-1 " + " ".join(parts) + "\n", newest
+
+
+def _stamp_holds(repo: Repository, domain: str, stamp_path: str) -> bool:
+    """Whether the refs are exactly as the stamp at ``stamp_path`` describes them.
+
+    File system clocks are coarse (a few ms, up to seconds on some): a change made
+    in the same tick as the last one the stamp saw would leave every time stamp
+    as it was.  So the stamp only counts when the stamp file itself was written
+    in a later tick than everything it describes: any change after it then gets
+    a newer time than the one recorded.
+    """
+    try:
+        with open(stamp_path) as f:
+            stamped = f.read()
+            written = os.fstat(f.fileno()).st_mtime_ns
+    except OSError:
+        return False
+    text, newest = _refs_stamp(repo, domain)
+    return bool(stamped) and stamped == text and newest < written
+
+
 @contextmanager
 def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator[list[str]]:
     """Hold the domain's lock, after recording what killed writers left out.
@@ -68,15 +111,43 @@ def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator
     Yields what reconcile recorded (usually nothing); ``full`` reads every
     model ref (see history.reconcile).
 
+    A writer that finishes its block records a stamp of the domain's refs
+    (``cas/locks/domain-<domain>.stamp``, see _refs_stamp).  When the next
+    writer finds the refs as stamped, no writer was killed between a ref change
+    and its event since, and nothing else touched the refs: reconcile and the
+    listing of stale ref locks (each O(models of the domain)) are skipped, and
+    only the history ref's own lock file is looked for.  A missing, torn or
+    different stamp means the full check.
+
     Raises:
         StoreBusyError: another writer held the domain for DOMAIN_LOCK_TIMEOUT.
         CorruptObjectError: the domain's history cannot be read (nothing was changed).
     """
     check_domain(domain)
-    with store_lock(domain_lock_path(repo.path, domain), exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
-        _clear_stale_locks(repo, domain)
-        yield reconcile(repo.odb, repo.refs, domain, author(repo.path),
-                        lambda sha: model_event_trailers(repo, sha), full=full)
+    lock = domain_lock_path(repo.path, domain)
+    stamp_path = lock[: -len(".lock")] + ".stamp"
+    with store_lock(lock, exclusive=True, timeout=DOMAIN_LOCK_TIMEOUT):
+        if not full and _stamp_holds(repo, domain, stamp_path):
+            _clear_stale_locks(repo, domain, models=False)
+            # the history must still be readable before any ref changes (reconcile's check)
+            read_index(repo.odb, repo.refs.get(domain_ref(domain)))
+            done: list[str] = []
+        else:
+            _clear_stale_locks(repo, domain)
+            done = reconcile(repo.odb, repo.refs, domain, author(repo.path),
+                             lambda sha: model_event_trailers(repo, sha), full=full)
+        try:
+            os.unlink(stamp_path)  # until this block ends well, the next writer checks in full
+        except FileNotFoundError:
+            pass
+        yield done
+        # Not fsynced: a lost stamp only costs the next writer the full check, and the
+        # refs and history it describes were made durable before this point.
+        try:
+            with open(stamp_path, "w") as f:  # a torn stamp never matches: the full check
+                f.write(_refs_stamp(repo, domain)[0])
+        except OSError:
+            pass
 
 
 @contextmanager
@@ -92,6 +163,6 @@ def states_writer(repo: Repository) -> Iterator[None]:
         yield
 
 
-def _clear_stale_locks(repo: Repository, domain: str | None) -> None:
-    for path in repo.refs.clear_stale_locks(domain):
+def _clear_stale_locks(repo: Repository, domain: str | None, models: bool = True) -> None:
+    for path in repo.refs.clear_stale_locks(domain, with_models=models):
         warnings.warn(f"casstore: removed {path}, a ref lock left by a killed writer", stacklevel=4)

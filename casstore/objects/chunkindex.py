@@ -28,8 +28,10 @@ every sidecar, so a commit's cost does not grow with the number of models stored
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import struct
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,9 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CorruptObjectError
-from ..util.fsutil import atomic_file
+from ..util.fsutil import TMP_PREFIX, atomic_file
 
 MAGIC = b"CIDX"
+#: cas/chunkidx/verified: the sidecars verified in full, and which version of each file
+STAMPS = "verified"
 VERSION = 1
 _HEADER = struct.Struct(">4sII20s")
 _ENTRY = struct.Struct(">20sQII")
@@ -84,29 +88,124 @@ def write_cidx(path: str, pack_checksum: bytes, entries: Iterable[IndexEntry]) -
         f.write(h.digest())
 
 
-class Sidecar:
-    """One loaded, verified ``.cidx`` file."""
+def stat_key(st: os.stat_result) -> str:
+    """What identifies one version of a file: a rewrite, rename or in-place write changes it."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
-    def __init__(self, path: str, pack: str) -> None:
+
+class VerifiedFiles:
+    """A record of files verified in full, and of which version of each (``stat_key``).
+
+    Used for the store's ``.cidx`` (``cas/chunkidx/verified``) and ``.idx``
+    (``cas/idx-verified``) files: a process trusts a file without reading it only
+    while it is the very version some process verified.  The record is derived
+    data: written with a rename, not fsynced; a lost, torn or unreadable record
+    only means verifying again.  Lines: ``<name> <stat key> <int>``.
+    """
+
+    HEADER = "casstore-verified 1"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._data: dict[str, tuple[str, int]] | None = None
+        self.changed = False
+
+    def _load(self) -> dict[str, tuple[str, int]]:
+        if self._data is None:
+            self._data = {}
+            try:
+                with open(self.path) as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                lines = []
+            if lines and lines[0] == self.HEADER:
+                for line in lines[1:]:
+                    parts = line.split(" ")
+                    if len(parts) == 3 and parts[2].isdigit():
+                        self._data[parts[0]] = (parts[1], int(parts[2]))
+        return self._data
+
+    def get(self, name: str) -> tuple[str, int] | None:
+        return self._load().get(name)
+
+    def put(self, name: str, key: str, value: int = 0) -> None:
+        if self._load().get(name) != (key, value):
+            self._load()[name] = (key, value)
+            self.changed = True
+
+    def drop(self, name: str) -> None:
+        if self._load().pop(name, None) is not None:
+            self.changed = True
+
+    def save(self, live: set[str]) -> None:
+        """Write the record (keeping only ``live`` names) if it changed; best effort."""
+        if not self.changed or self._data is None:
+            return
+        self.changed = False
+        body = self.HEADER + "\n" + "".join(f"{n} {k} {v}\n" for n, (k, v) in sorted(self._data.items())
+                                            if n in live)
+        tmp = os.path.join(os.path.dirname(self.path), f"{TMP_PREFIX}verified-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with open(tmp, "w") as f:
+                f.write(body)
+            os.replace(tmp, self.path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self._data = None  # re-read next time: other processes may have added theirs
+
+
+class Sidecar:
+    """One ``.cidx`` file, memory-mapped.
+
+    With ``trusted=None`` the whole file is verified (SHA-1 trailer, layout) now.
+    ``trusted`` is the stamp of a verification done before (see ChunkIndex): it
+    is honoured only if the file is still the very version that was verified (same
+    inode, size, mtime and ctime, see ``stat_key``); otherwise the file is verified
+    in full.  After construction ``verified_now`` says which happened, and
+    ``stat_key`` / ``end`` (where its last entry ends in the pack) are what a
+    stamp records.  Only the header is read otherwise: lookups touch the pages a
+    binary search needs.
+
+    Raises:
+        CorruptObjectError: a damaged file (it must then never be used).
+        FileNotFoundError: it is gone.
+    """
+
+    def __init__(self, path: str, pack: str, trusted: tuple[str, int] | None = None) -> None:
         self.path = path
         self.pack = pack
         with open(path, "rb") as f:
-            data = f.read()
-        if len(data) < _HEADER.size + 20 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            data: mmap.mmap | bytes = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self.stat_key = stat_key(st)
+        self._mm = data
+        if size < _HEADER.size + 20:
             raise CorruptObjectError(path, "chunk index checksum mismatch")
         magic, version, count, self.pack_checksum = _HEADER.unpack_from(data)
         if magic != MAGIC or version != VERSION:
             raise CorruptObjectError(path, f"not a chunk index (magic {magic!r} v{version})")
         expect = _HEADER.size + count * (8 + 32 + _ENTRY.size) + 20
-        if len(data) != expect:
-            raise CorruptObjectError(path, f"chunk index has {len(data)} bytes, expected {expect}")
+        if size != expect:
+            raise CorruptObjectError(path, f"chunk index has {size} bytes, expected {expect}")
+        self.verified_now = trusted is None or trusted[0] != self.stat_key
+        if self.verified_now and hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
+            raise CorruptObjectError(path, "chunk index checksum mismatch")
         pos = _HEADER.size
         self.prefixes = np.frombuffer(data, dtype=">u8", count=count, offset=pos)
         pos += 8 * count
-        self._keys = data[pos : pos + 32 * count]
+        self._keys_off = pos
         pos += 32 * count
         self.entries = np.frombuffer(data, dtype=_ENTRY_DTYPE, count=count, offset=pos)
         self.count = count
+        #: where the last entry ends in the pack (+ its 20-byte trailer): a shorter pack is truncated
+        if not self.verified_now and trusted is not None:
+            self.end = trusted[1]
+        else:
+            self.end = int((self.entries["offset"] + self.entries["length"]).max()) + 20 if count else 0
         #: keys whose copy in this pack failed verification (see ``<pack>.bad``)
         self.bad: frozenset[bytes] = frozenset()
         self._bad_size = 0
@@ -125,7 +224,8 @@ class Sidecar:
         self.bad = frozenset(data[i : i + 32] for i in range(0, len(data) - 31, 32))
 
     def key(self, i: int) -> bytes:
-        return self._keys[32 * i : 32 * i + 32]
+        at = self._keys_off + 32 * i
+        return bytes(self._mm[at : at + 32])
 
     def location(self, i: int) -> ChunkLocation:
         e = self.entries[i]
@@ -147,12 +247,19 @@ class ChunkIndex:
 
         A damaged sidecar is skipped with a warning, never raised: the store must
         stay usable (and fsck, gc able to run) whatever happened to derived data.
+
+        Each sidecar is verified in full (SHA-1) once, by the first process that
+        loads it; that is recorded in ``cas/chunkidx/verified`` with the file's
+        inode, size, mtime and ctime, and later processes map a sidecar that is
+        still that very file without reading it (see Sidecar).  Opening a store
+        therefore costs a stat and a mapping per sidecar, not a read of the index.
         """
         try:
             names = os.listdir(self.index_dir)
         except FileNotFoundError:
             names = []
         live = set()
+        stamps = VerifiedFiles(os.path.join(self.index_dir, STAMPS))
         for name in names:
             if not name.endswith(".cidx"):
                 continue
@@ -165,15 +272,16 @@ class ChunkIndex:
             if pack not in self._sidecars and pack not in self.damaged:
                 path = os.path.join(self.index_dir, name)
                 try:
-                    sc = Sidecar(path, pack)
-                    if sc.count:
-                        # a pack cut short (truncated copy, full disk) must not be deduplicated against
-                        end = int((sc.entries["offset"] + sc.entries["length"]).max()) + 20
-                        if os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < end:
-                            raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
-                                                     "pack is shorter than its chunk index says (truncated)")
+                    sc = Sidecar(path, pack, stamps.get(pack))
+                    if sc.verified_now:
+                        stamps.put(pack, sc.stat_key, sc.end)
+                    # a pack cut short (truncated copy, full disk) must not be deduplicated against
+                    if sc.count and os.path.getsize(os.path.join(self.pack_dir, pack + ".pack")) < sc.end:
+                        raise CorruptObjectError(os.path.join(self.pack_dir, pack + ".pack"),
+                                                 "pack is shorter than its chunk index says (truncated)")
                     self._sidecars[pack] = sc
                 except CorruptObjectError as e:
+                    stamps.drop(pack)
                     self.damaged[pack] = e.detail
                     what = e.detail if e.oid == path else f"{e.oid}: {e.detail}"
                     warnings.warn(f"casstore: ignoring the chunk index {path} ({what}); "
@@ -188,6 +296,7 @@ class ChunkIndex:
             del self._sidecars[pack]
         for pack in set(self.damaged) - live:
             del self.damaged[pack]
+        stamps.save(live)
 
     def distrust(self, loc: ChunkLocation, key: bytes) -> None:
         """Record that the copy of chunk ``key`` at ``loc`` failed verification.

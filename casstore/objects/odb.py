@@ -25,7 +25,7 @@ from dulwich.pack import Pack
 from ..errors import CorruptObjectError, MissingObjectError
 from ..util.fsutil import makedirs_durable, write_new_file
 from .chunker import chunk_key
-from .chunkindex import ChunkIndex, ChunkLocation
+from .chunkindex import ChunkIndex, ChunkLocation, VerifiedFiles, stat_key
 from .codec import decode_many
 from .packidx import check_idx
 from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
@@ -42,16 +42,21 @@ class CheckedObjectStore(DiskObjectStore):
 
     dulwich trusts an ``.idx`` blindly: a truncated one makes every lookup raise
     ``struct.error``, and a flipped byte misplaces objects.  Each pack's index is
-    verified (:func:`packidx.check_idx`) the first time this process sees it;
+    verified (:func:`packidx.check_idx`) the first time this process sees it,
+    unless ``cas/idx-verified`` records that this very file version (inode, size,
+    mtime, ctime) was verified whole before;
     a damaged one is left out of lookups and listed in :attr:`damaged` (pack
     basename -> what is wrong), so reads of its objects fail as missing,
     naming the damaged index, and fsck reports it.  Its chunks stay readable
     through the chunk index, which points into the ``.pack`` directly.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, verified: str | None = None) -> None:
         super().__init__(path)
         self.damaged: dict[str, str] = {}
+        #: the ``.idx`` files some process verified whole, by file version (see VerifiedFiles):
+        #: a process maps an index that is still that very file without reading all of it
+        self.verified = VerifiedFiles(verified) if verified else None
 
     def _update_pack_cache(self) -> list[Pack]:
         fresh = []
@@ -60,8 +65,15 @@ class CheckedObjectStore(DiskObjectStore):
             path = pack._basename + ".idx"
             try:
                 with open(path, "rb") as f:
-                    check_idx(path, f.read())
+                    key = stat_key(os.fstat(f.fileno()))
+                    stamp = self.verified.get(base) if self.verified else None
+                    if stamp is None or stamp[0] != key:
+                        check_idx(path, f.read())
+                        if self.verified:
+                            self.verified.put(base, key)
             except CorruptObjectError as e:
+                if self.verified:
+                    self.verified.drop(base)
                 self.damaged[base] = e.detail
                 self._evict_pack(pack)
                 continue
@@ -70,6 +82,12 @@ class CheckedObjectStore(DiskObjectStore):
                 continue
             self.damaged.pop(base, None)
             fresh.append(pack)
+        if self.verified and self.verified.changed:
+            try:
+                live = {fn[:-4] for fn in os.listdir(self.pack_dir) if fn.endswith(".idx")}
+            except OSError:
+                live = set()
+            self.verified.save(live)
         return fresh
 
 
@@ -88,7 +106,7 @@ class ObjectDB:
         self.objects_dir = os.path.join(git_dir, "objects")
         self.pack_dir = os.path.join(self.objects_dir, "pack")
         self.cidx_dir = os.path.join(git_dir, "cas", "chunkidx")
-        self.store = CheckedObjectStore(self.objects_dir)
+        self.store = CheckedObjectStore(self.objects_dir, os.path.join(git_dir, "cas", "idx-verified"))
         self.index = ChunkIndex(self.cidx_dir, self.pack_dir)
         self.index.refresh()
         self._fds: dict[str, int] = {}

@@ -95,20 +95,26 @@ class Refs:
         self.git_dir = git_dir
         self.container = CheckedRefsContainer(git_dir)
 
-    def lock_files(self, domain: str | None) -> list[str]:
-        """The ``.lock`` files that exist for ``domain``'s refs (None: the state list's)."""
+    def lock_files(self, domain: str | None, with_models: bool = True) -> list[str]:
+        """The ``.lock`` files that exist for ``domain``'s refs (None: the state list's).
+
+        ``with_models=False`` names only the history ref's, without listing the model refs.
+        """
         refs_dir = os.path.join(self.git_dir, "refs", "cas")
         if domain is None:
             return [os.path.join(refs_dir, "states.lock")]
         models = os.path.join(refs_dir, "models", domain)
         out = [os.path.join(refs_dir, "domains", domain + ".lock")]
+        if not with_models:
+            return out
         try:
             out += [os.path.join(models, n) for n in sorted(os.listdir(models)) if n.endswith(".lock")]
         except (FileNotFoundError, NotADirectoryError):
             pass
         return out
 
-    def clear_stale_locks(self, domain: str | None, min_age: float = STALE_LOCK_AGE) -> list[str]:
+    def clear_stale_locks(self, domain: str | None, min_age: float = STALE_LOCK_AGE,
+                          with_models: bool = True) -> list[str]:
         """Remove the ref ``.lock`` files that a killed writer left behind.
 
         dulwich updates a ref through ``<ref>.lock``; a writer SIGKILLed in between
@@ -123,7 +129,7 @@ class Refs:
         Returns the paths removed.
         """
         removed = []
-        for path in self.lock_files(domain):
+        for path in self.lock_files(domain, with_models):
             while True:
                 try:
                     age = time.time() - os.stat(path).st_mtime
@@ -184,9 +190,49 @@ class Refs:
         return set(self.container.subkeys(Ref(base)))
 
     def domains(self) -> set[str]:
-        names = {k.split(b"/")[0] for k in self.subkeys(MODELS)}
-        names |= {k.split(b"/")[0] for k in self.subkeys(DOMAINS)}
-        return {n.decode() for n in names if n}
+        """Every domain with a model ref or a history, loose or packed.
+
+        Reads two directories and ``packed-refs``, never the model refs themselves:
+        listing every ref under ``refs/cas/models/`` cost O(models in the store).
+        """
+        names: set[str] = set()
+        base = os.path.join(self.git_dir, "refs", "cas")
+        for sub, want_dir in (("models", True), ("domains", False)):
+            try:
+                entries = list(os.scandir(os.path.join(base, sub)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.name.endswith(".lock") or e.name.startswith("."):
+                    continue
+                if want_dir and e.is_dir(follow_symlinks=False):
+                    if self._has_loose_ref(e.path):
+                        names.add(e.name)
+                elif not want_dir and e.is_file(follow_symlinks=False):
+                    names.add(e.name)
+        for name in self.container.get_packed_refs():
+            for prefix in (MODELS, DOMAINS):
+                if name.startswith(prefix):
+                    first = name[len(prefix):].split(b"/")[0]
+                    if first:
+                        names.add(first.decode())
+        return names
+
+    @staticmethod
+    def _has_loose_ref(directory: str) -> bool:
+        """Whether a model refs directory holds a ref (dulwich may leave it empty, or with locks)."""
+        with os.scandir(directory) as it:
+            return any(not e.name.endswith(".lock") for e in it)
+
+    def has_domain(self, domain: str) -> bool:
+        """Whether ``domain`` has a history or a model ref: a stat, and rarely a listing."""
+        if self.get(domain_ref(domain)) is not None:
+            return True
+        models = os.path.join(self.git_dir, "refs", "cas", "models", domain)
+        if os.path.isdir(models) and self._has_loose_ref(models):
+            return True
+        prefix = MODELS + domain.encode() + b"/"
+        return any(name.startswith(prefix) for name in self.container.get_packed_refs())
 
     def model_ids(self, domain: str) -> set[str]:
         return {k.decode() for k in self.subkeys(MODELS + domain.encode() + b"/") if b"/" not in k}

@@ -107,7 +107,7 @@ def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], No
                     report.problems.append(Problem("model", name, str(e)))
             try:
                 head = repo.refs.get(domain_ref(domain))
-                idx = read_index(odb, head)
+                idx = read_index(odb, head, full=True)
                 _check_chain(repo, head)
             except CasError as e:
                 report.problems.append(Problem("history", domain, str(e)))

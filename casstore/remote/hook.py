@@ -14,10 +14,11 @@ a bare one) and refuses the whole push, so no ref moves, if any update under
   fast-forward (the new commit contains the old one) and are never deleted;
 * a history's new commits (every commit the server's histories did not already
   reach, the tip included) have trees of the domain-index shape only:
-  ``models/<id>`` and ``states/<state>/<id>`` gitlinks; the state list's tip
+  ``models/<xx>/<id>`` (``xx`` the ID's shard, history.shard_of), ``models/<id>``
+  (older stores) and ``states/<state>/<id>`` gitlinks; the state list's tip
   tree holds one blob per state name;
 * ``refs/cas/models/<domain>/<id>`` is created only if, after the push, the
-  domain's history lists ``models/<id>`` as a gitlink to exactly the new model
+  domain's history lists the ID under ``models/`` as a gitlink to exactly the new model
   commit, whose tree holds ``manifest`` and ``files`` only; it is deleted only
   if the same push moves the history to one that no longer lists the ID; an
   existing model ref never moves;
@@ -53,12 +54,26 @@ NAME_AWK = (
     " }"
 )
 
+#: history.shard_of as an awk function ``shard(id)``: the 2 hex digits of the fan-out
+#: directory ``models/<xx>/<id>``.  IDs are printable ASCII (checked by ``valid``), so
+#: a table of printable characters serves as ``ord``.  tests/test_scale.py checks it
+#: against ``shard_of``.
+SHARD_AWK = (
+    "function shard(n,  i, h) {"
+    " if (!ord_ready) { for (i = 32; i < 127; i++) ord[sprintf(\"%c\", i)] = i; ord_ready = 1 }"
+    " h = 0;"
+    " for (i = 1; i <= length(n); i++) h = (h * 131 + ord[substr(n, i, 1)]) % 1000003;"
+    " return sprintf(\"%02x\", h % 256)"
+    " }"
+)
+
 _SCRIPT = r"""#!/bin/sh
 # casstore: enforce the ref rules of a casstore remote (installed by `cas init --bare`;
 # see casstore/remote/hook.py).  Any refusal refuses the whole push: no ref moves.
 LC_ALL=C
 export LC_ALL
 names='@NAME_AWK@'
+shard='@SHARD_AWK@'
 fail=0
 updates=$(cat)
 
@@ -83,9 +98,10 @@ is_commit() {  # is_commit REF SHA WHAT
 }
 
 # Domain-index shape, for lines of `git ls-tree -r -t` and of `git log --raw -t`
-# (after "commit <sha>" lines): models/<id> and states/<state>/<id> gitlinks only.
+# (after "commit <sha>" lines): models/<xx>/<id> (xx = shard(id)), models/<id> (the
+# flat layout of older stores) and states/<state>/<id> gitlinks only.
 # Prints the first offending entry.
-shape_awk="$names"'
+shape_awk="$names $shard"'
 /^commit / { at = $2; next }
 {
     tab = index($0, "\t")
@@ -95,7 +111,10 @@ shape_awk="$names"'
     if (substr(meta, 1, 1) == ":") { if (f[5] == "D") next; mode = f[2] } else mode = f[1]
     n = split(path, p, "/")
     if (n == 1) ok = (path == "models" || path == "states") && mode == "040000"
-    else if (n == 2 && p[1] == "models") ok = mode == "160000" && valid(p[2])
+    else if (n == 2 && p[1] == "models")
+        ok = (mode == "160000" && valid(p[2])) || (mode == "040000" && p[2] ~ /^[0-9a-f][0-9a-f]$/)
+    else if (n == 3 && p[1] == "models")
+        ok = mode == "160000" && p[2] ~ /^[0-9a-f][0-9a-f]$/ && valid(p[3]) && shard(p[3]) == p[2]
     else if (n == 2 && p[1] == "states") ok = mode == "040000" && valid(p[2])
     else if (n == 3 && p[1] == "states") ok = mode == "160000" && valid(p[2]) && valid(p[3])
     else ok = 0
@@ -126,7 +145,8 @@ check_history() {  # check_history REF OLD NEW
                  -m -t --raw --no-abbrev --root "$3" --not --glob=refs/cas/domains
            } | awk "$shape_awk")
     [ -z "$bad" ] ||
-        refuse "$1" "$bad: a history tree holds only models/<id> and states/<state>/<id> gitlinks, validly named"
+        refuse "$1" "$bad: a history tree holds only models/<shard>/<id> (or models/<id>) and \
+states/<state>/<id> gitlinks, validly named and sharded"
 }
 
 check_states() {  # check_states REF OLD NEW
@@ -146,8 +166,8 @@ check_models() {  # every model ref update of the push at once, from $models: "o
             moved=$(pushed "$href")
             hist=${moved:-$(git rev-parse -q --verify "$href" 2>/dev/null)}
             echo "history $d ${moved:--}"
-            # the history after the push: its models/ entries, "160000 commit <sha>\tmodels/<id>"
-            [ -z "$hist" ] || git ls-tree "$hist" -- models/ 2>/dev/null | sed "s|^|listed $d |"
+            # the history after the push: its models/ gitlinks, "160000 commit <sha>\tmodels/[<xx>/]<id>"
+            [ -z "$hist" ] || git ls-tree -r "$hist" -- models/ 2>/dev/null | sed "s|^|listed $d |"
         done
         printf '%s\n' "$models" | sed 's/^/update /'
         # per new model: the commit, its tree (for the size), manifest, files
@@ -158,7 +178,8 @@ check_models() {  # every model ref update of the push at once, from $models: "o
     $1 == "history" { moved[$2] = ($3 != "-"); next }
     $1 == "listed" {
         tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " ")
-        listed[f[2] "/" substr($0, tab + 8)] = f[3] " " f[4] " " f[5]; next }
+        path = substr($0, tab + 8); if (path ~ /^[0-9a-f][0-9a-f]\//) path = substr(path, 4)
+        listed[f[2] "/" path] = f[3] " " f[4] " " f[5]; next }
     $1 == "update" { n++; old[n] = $2; new[n] = $3; ref[n] = $4; dom[n] = $5; id[n] = $6; next }
     $1 == "object" { k++; type[k] = ($NF == "missing") ? "missing" : $2; size[k] = $3; next }
     END {
@@ -220,7 +241,7 @@ exit $fail
 """
 
 #: The ``pre-receive`` hook script (POSIX sh).
-PRE_RECEIVE = _SCRIPT.replace("@NAME_AWK@", NAME_AWK)
+PRE_RECEIVE = _SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@SHARD_AWK@", SHARD_AWK)
 
 
 # -- on the client: what the hook said ----------------------------------------------

@@ -30,7 +30,7 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.pack import PackData, PackInflater, unpack_object, write_pack_index_v2
 
 from ..errors import CorruptObjectError, MissingObjectError
-from ..model.history import read_index
+from ..model.history import check_index
 from ..model.manifest import Manifest
 from ..model.manifest import decode as decode_manifest
 from ..model.readback import chunk_oids
@@ -184,6 +184,7 @@ class Quarantine:
         """Parse every history commit from ``tip`` down to ones the store already had."""
         stack = [tip]
         seen: set[ObjectID] = set()
+        checked: set[ObjectID] = set()  # index trees already checked: each shard version once
         while stack:
             sha = stack.pop()
             if sha in seen or self.repo.odb.contains(sha):
@@ -191,7 +192,7 @@ class Quarantine:
             seen.add(sha)
             c = self.odb.read(sha, Commit)
             assert isinstance(c, Commit)
-            read_index(self.odb, sha)  # names and entry types
+            check_index(self.odb, sha, checked)  # names, entry types, shards
             stack.extend(c.parents)
 
     def verify_states(self, tip: ObjectID) -> None:

@@ -1,0 +1,381 @@
+"""Scale of a store (issue 14, item 3): a 100,000-model domain and 1,000 domains.
+
+Two stores are built in the same run: **small** (one domain ``d`` with
+``--recent`` + 1 models: as few as a first page needs) and **big** (domain ``d``
+with ``--models`` models, plus ``--domains`` other domains of one model each).
+Both start from a model committed through the API; the rest is generated
+directly (see ``build``: model commits with their own manifests sharing the first
+model's ``files`` tree in one pack, loose refs, one history commit listing the
+bulk, then ``--recent`` real history appends), which takes minutes instead of
+hours.  Every *measured* operation is the real API or CLI, in a fresh process,
+median of ``--runs``:
+
+* ``commit``: ``commit_models`` of a 20 KB file (after import and ``Store()``);
+* ``event bytes``: bytes the commit added under ``objects/`` (loose metadata objects
+  and its pack), that is, what one event costs the store;
+* ``log -n 40``, ``ls | head``: whole ``cas`` processes, output to a pipe;
+* ``first page``: the newest 50 IDs (``iter_models`` when the code has it,
+  else ``list_models()[:50]``);
+* ``model_exists``, ``load`` of one model (after import and ``Store()``).
+
+Ratios big / small are what the targets (within 1.2x) are about.  Run against
+another checkout (``PYTHONPATH=/path/to/checkout``) to measure the code before a
+change: the generator writes the flat history layout when the code has no
+``shard_of``.
+
+    python benchmarks/bench_scale.py [--models 100000] [--domains 1000] [--runs 3] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKER = r"""
+import itertools, json, os, sys, time
+op, path, arg = sys.argv[1], sys.argv[2], sys.argv[3]
+import casstore
+from casstore.objects.refs import domain_ref
+store = casstore.Store(path)
+def objects_bytes():
+    total = 0
+    for root, _, files in os.walk(os.path.join(path, "objects")):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+t = time.perf_counter()
+out = {}
+if op == "commit":
+    before = objects_bytes()
+    t = time.perf_counter()
+    store.commit_models("d", model=arg, model_id="new-" + os.urandom(6).hex())
+    out["s"] = time.perf_counter() - t
+    out["bytes"] = objects_bytes() - before
+elif op == "first_page":
+    if hasattr(store, "iter_models"):
+        ids = list(itertools.islice(store.iter_models("d"), 50))
+    else:
+        ids = store.list_models("d")[:50]
+    out["s"] = time.perf_counter() - t
+elif op == "exists":
+    assert store.model_exists("d", arg)
+    out["s"] = time.perf_counter() - t
+elif op == "load":
+    store.load("d", arg)
+    out["s"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def run_worker(op: str, store: str, arg: str) -> dict[str, float]:
+    r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run_cli(store: str, args: list[str], lines: int) -> float:
+    t = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "casstore", "--store", store, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    assert p.stdout is not None
+    for _ in range(lines):
+        if not p.stdout.readline():
+            break
+    took = time.perf_counter() - t
+    p.stdout.close()
+    p.wait()
+    return took
+
+
+def build(path: str, models: int, domains: int, model_file: str, recent: int) -> float:
+    """A store: domain d with ``models`` models, and ``domains`` more domains of one model.
+
+    The model commits (own manifest, the first model's ``files`` tree) go into one
+    pack and their refs are written as loose files, as casstore writes them.  The
+    history of d is the first model's, then one commit whose index lists every
+    generated model but the newest ``recent``, then one real ``append_event`` per
+    recent model (so ``log`` and the first page read real events).  Indexes are
+    written by the code under test (``DomainIndex.to_tree``): its own layout.
+    """
+    from dulwich.objects import Blob, Commit, Tree
+
+    import casstore
+    from casstore.model.history import DomainIndex, append_event, read_index
+    from casstore.model.manifest import decode
+
+    t0 = time.perf_counter()
+    store = casstore.open(path)
+    store.commit_models("d", model=model_file, model_id="m0000000")
+    sha = store.refs.get(b"refs/cas/models/d/m0000000")  # type: ignore[arg-type]
+    assert sha
+    c = store.odb.read(sha, Commit)
+    assert isinstance(c, Commit)
+    root = store.odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    template = decode(store.odb.read(root[b"manifest"][1]).as_raw_string())  # type: ignore[union-attr]
+    files = root[b"files"][1]
+    base = 1_700_000_000
+    jobs = [("d", f"m{i:07d}") for i in range(1, models)] + [(f"dom{j:04d}", "m0") for j in range(domains)]
+    objects: list[tuple[object, None]] = []
+    commits: dict[tuple[str, str], tuple[bytes, int]] = {}
+    for k, (domain, mid) in enumerate(jobs):
+        when = base + k
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime(when))
+        blob = Blob.from_string(dataclasses.replace(template, domain=domain, model_id=mid, created=created).encode())
+        tree = Tree()
+        tree.add(b"manifest", 0o100644, blob.id)
+        tree.add(b"files", 0o040000, files)
+        commit = Commit()
+        commit.tree = tree.id
+        commit.author = commit.committer = b"bench <bench@bench.invalid>"
+        commit.author_time = commit.commit_time = when
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = (f"model {domain}/{mid}\n\nmodel=model_file\n\nCas-Domain: {domain}\nCas-Model: {mid}\n"
+                          f"Cas-Created: {created}\n").encode()
+        objects += [(blob, None), (tree, None), (commit, None)]
+        commits[(domain, mid)] = (commit.id, when)
+    store.odb.store.add_objects(objects)  # type: ignore[arg-type]
+    for (domain, mid), (cid, _) in commits.items():
+        d = os.path.join(path, "refs", "cas", "models", domain)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, mid), "wb") as f:
+            f.write(cid + b"\n")
+    who = b"bench <bench@bench.invalid>"
+    by_domain: dict[str, dict[str, bytes]] = {}
+    for (domain, mid), (cid, _) in commits.items():
+        by_domain.setdefault(domain, {})[mid] = cid
+    d_models = by_domain.pop("d", {})
+    ordered = sorted(d_models)
+    bulk, late = ordered[: len(ordered) - recent], ordered[len(ordered) - recent:]
+    head = store.refs.get(b"refs/cas/domains/d")  # type: ignore[arg-type]
+    if not d_models:
+        return time.perf_counter() - t0
+    idx = read_index(store.odb, head)
+    merged = dict(idx.models)
+    merged.update({m: d_models[m] for m in bulk})  # type: ignore[misc]
+    new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb), [head], who,  # type: ignore[arg-type]
+                                 b"commit bulk\n\nCas-Event: merge\n", base)
+    assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
+    for mid in late:
+        cid, when = commits[("d", mid)]
+
+        def add(i: DomainIndex, mid: str = mid, cid: bytes = cid) -> None:
+            i.models[mid] = cid  # type: ignore[assignment]
+
+        append_event(store.odb, store.refs, "d", who, "commit", mid, cid, add, when=when)  # type: ignore[arg-type]
+    for domain, ms in by_domain.items():
+        (mid, cid), = ms.items()
+        hist = store.odb.write_commit(DomainIndex(models=dict(ms)).to_tree(store.odb), [], who,  # type: ignore[arg-type]
+                                      f"commit {mid}\n\nCas-Event: commit\nCas-Model: {mid}\nCas-Commit: "
+                                      f"{cid.decode()}\n".encode(), base)
+        assert store.refs.add_if_new(f"refs/cas/domains/{domain}".encode(), hist)  # type: ignore[arg-type]
+    return time.perf_counter() - t0
+
+
+def measure(store: str, model_file: str, runs: int) -> dict[str, float]:
+    """Medians of ``runs`` fresh processes per operation."""
+    out: dict[str, list[float]] = {}
+    for _ in range(runs):
+        r = run_worker("commit", store, model_file)
+        out.setdefault("commit s", []).append(r["s"])
+        out.setdefault("event bytes", []).append(r["bytes"])
+        out.setdefault("log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
+        out.setdefault("ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
+        out.setdefault("first page s", []).append(run_worker("first_page", store, "")["s"])
+        out.setdefault("model_exists s", []).append(run_worker("exists", store, "m0000000")["s"])
+        out.setdefault("load s", []).append(run_worker("load", store, "m0000000")["s"])
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+COMMITTER = r"""
+import sys, casstore
+store = casstore.Store(sys.argv[1])
+store.commit_models(sys.argv[2], model=sys.argv[3], model_id=sys.argv[4])
+"""
+
+
+def concurrent(work: str, n: int, size: int) -> dict[str, float]:
+    """``n`` processes committing one ``size``-byte model each: one after another, then at once.
+
+    Wall time of the whole batch, for the same domain and for ``n`` domains, each
+    into a fresh store (after one warm-up commit).
+    """
+    import casstore
+
+    files = []
+    for i in range(n):
+        f = os.path.join(work, f"par-{i}.bin")
+        with open(f, "wb") as fh:
+            fh.write(os.urandom(size))
+        files.append(f)
+    out: dict[str, float] = {}
+    for layout in ("same domain", "different domains"):
+        for how in ("sequential", "parallel"):
+            path = os.path.join(work, "par-store")
+            shutil.rmtree(path, ignore_errors=True)
+            casstore.open(path).commit_models("d0", model=files[0], model_id="warm")
+            cmds = [[sys.executable, "-c", COMMITTER, path, "d0" if layout == "same domain" else f"d{i}",
+                     files[i], f"m{i}"] for i in range(n)]
+            t = time.perf_counter()
+            if how == "sequential":
+                for c in cmds:
+                    subprocess.run(c, check=True)
+            else:
+                procs = [subprocess.Popen(c) for c in cmds]
+                assert all(p.wait() == 0 for p in procs)
+            out[f"{n} commits, {layout}, {how} s"] = time.perf_counter() - t
+            assert len(casstore.Store(path).list_models("d0")) == (n + 1 if layout == "same domain" else 2)
+    return out
+
+
+OPENER = r"""
+import os, sys, time
+t = time.perf_counter()
+import casstore
+t_import = time.perf_counter() - t
+t = time.perf_counter()
+store = casstore.Store(sys.argv[1])
+keys = [os.urandom(32) for _ in range(16384)]  # a 1 GiB model's chunk keys: all misses
+store.odb.index.lookup(keys)
+t_open = time.perf_counter() - t
+t = time.perf_counter()
+store.commit_models("d", model=sys.argv[2], model_id="c-" + os.urandom(4).hex())
+print(t_open, time.perf_counter() - t)
+"""
+
+
+def big_chunk_index(work: str, entries: int, runs: int) -> dict[str, float]:
+    """A store whose chunk index holds ``entries`` entries (one sidecar), as ~1 TB of chunks would.
+
+    The sidecar of a real pack is replaced by one holding its real entries plus
+    ``entries`` made-up ones (random keys; oid, offset and length of a real entry,
+    so the truncation check passes), written with numpy in the documented layout.
+    Measured per fresh process: opening the store plus one lookup of 16,384 keys
+    (a 1 GiB model's chunks), then a whole ``commit_models`` of a 1 MiB file.
+    """
+    import hashlib
+
+    import numpy as np
+
+    import casstore
+    from casstore.objects import chunkindex as ci
+
+    path = os.path.join(work, "cidx-store")
+    shutil.rmtree(path, ignore_errors=True)
+    model = os.path.join(work, "cidx-model.bin")
+    with open(model, "wb") as fh:
+        fh.write(os.urandom(1 << 20))
+    first = os.path.join(work, "cidx-first.bin")
+    with open(first, "wb") as fh:
+        # big enough that the measured commits' small packs never roll up into it
+        fh.write(os.urandom(64 << 20))
+    store = casstore.open(path)
+    store.commit_models("d", model=first, model_id="first")
+    os.unlink(first)
+    (sc,) = store.odb.index.sidecars
+    n = sc.count + entries
+    rng = np.random.default_rng(0)
+    keys = np.empty((n, 32), dtype=np.uint8)
+    keys[: sc.count] = np.frombuffer(b"".join(sc.key(i) for i in range(sc.count)), dtype=np.uint8).reshape(-1, 32)
+    keys[sc.count:] = rng.integers(0, 256, size=(entries, 32), dtype=np.uint8)
+    table = np.empty(n, dtype=ci._ENTRY_DTYPE)
+    table[: sc.count] = sc.entries
+    table[sc.count:] = sc.entries[0]
+    prefixes = keys[:, :8].copy().view(">u8").reshape(n)
+    order = np.argsort(prefixes, kind="stable")
+    prefixes, keys, table = prefixes[order], keys[order], table[order]
+    target = sc.path
+    store.close()
+    h = hashlib.sha1()
+    tmp = target + ".tmp"
+    with open(tmp, "wb") as f:
+        for part in (ci._HEADER.pack(ci.MAGIC, ci.VERSION, n, sc.pack_checksum), prefixes.tobytes(),
+                     keys.tobytes(), table.tobytes()):
+            h.update(part)
+            f.write(part)
+        f.write(h.digest())
+    del keys, table, prefixes, order
+    os.chmod(target, 0o644)
+    os.replace(tmp, target)
+    out: dict[str, list[float]] = {}
+    for i in range(runs + 1):
+        r = subprocess.run([sys.executable, "-c", OPENER, path, model], capture_output=True, text=True, check=True)
+        t_open, t_commit = map(float, r.stdout.split())
+        label = "first process" if i == 0 else "later processes"
+        out.setdefault(f"{label}: open + lookup s", []).append(t_open)
+        out.setdefault(f"{label}: commit s", []).append(t_commit)
+    res = {k: statistics.median(v) for k, v in out.items()}
+    res["sidecar MiB"] = os.path.getsize(target) / 2**20
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", type=int, default=100_000)
+    ap.add_argument("--domains", type=int, default=1_000)
+    ap.add_argument("--recent", type=int, default=60, help="models of d appended as real events")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--dir", default=None)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--reuse", action="store_true", help="measure the stores already in --dir")
+    ap.add_argument("--parallel", type=int, default=0, metavar="N",
+                    help="instead: N processes committing at once vs one after another")
+    ap.add_argument("--parallel-size", type=int, default=32 << 20)
+    ap.add_argument("--cidx", type=int, default=0, metavar="N",
+                    help="instead: open and dedupe in a store whose chunk index has N entries")
+    args = ap.parse_args()
+    if args.cidx:
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        for k, v in big_chunk_index(work, args.cidx, args.runs).items():
+            print(f"{k:<40} {v:10.3f}")
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.parallel:
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        for k, v in concurrent(work, args.parallel, args.parallel_size).items():
+            print(f"{k:<45} {v:8.2f}")
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+    os.makedirs(work, exist_ok=True)
+    model_file = os.path.join(work, "model.bin")
+    if not (args.reuse and os.path.exists(model_file)):
+        with open(model_file, "wb") as f:
+            f.write(os.urandom(20_000))
+    results = {}
+    small = args.recent + 1  # the baseline: a domain with just the models a first page shows
+    for name, models, domains, recent in (("small", small, 0, args.recent),
+                                          ("big", args.models, args.domains, args.recent)):
+        path = os.path.join(work, name)
+        if not (args.reuse and os.path.isdir(path)):
+            shutil.rmtree(path, ignore_errors=True)
+            took = build(path, models, domains, model_file, recent)
+            print(f"built {name}: {models} models in d, {domains} more domains, {took:.1f} s", flush=True)
+        # one commit through the API, not measured: a store casstore has written to before
+        # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
+        run_worker("commit", path, model_file)
+        results[name] = measure(path, model_file, args.runs)
+    print(f"{'measurement':<18} {'small':>10} {'big':>10} {'big/small':>10}")
+    for k in results["small"]:
+        e, b = results["small"][k], results["big"][k]
+        print(f"{k:<18} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if not args.dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
