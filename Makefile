@@ -49,6 +49,7 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench_log.py
 	$(PY) benchmarks/bench_serve.py
 	$(PY) benchmarks/bench_torch_dedup.py
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
