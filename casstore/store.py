@@ -570,9 +570,15 @@ class Store:
         if state_name is not None:
             self._check_state_exists(state_name)
             members = read_index(self.odb, head).states.get(state_name, {})
-        return self._newest(domain, head, members)
+        return (mid for mid, sha in self.iter_model_commits(domain, head)
+                if members is None or members.get(mid) == sha.encode())
 
-    def _newest(self, domain: str, head: ObjectID | None, members: dict[str, ObjectID] | None) -> Iterator[str]:
+    def iter_model_commits(self, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
+        """(model ID, model commit) of the domain's live models, newest first (see ``iter_models``).
+
+        ``head`` is the domain history's head as the caller read it (None: no history),
+        so that a caller paging through the list reads one version of it.
+        """
         # A model is listed at the newest commit event of the very commit its ref holds.
         # Delete events decide nothing: after a merge, a delete of *another* commit under
         # the same ID (the other side's) can be newer than the commit event of ours.
@@ -586,13 +592,14 @@ class Store:
                 continue  # a name no ref can have: fsck reports it
             if current is not None and current.decode() == ev.model_commit:
                 done.add(ev.model_id)
-                if members is None or members.get(ev.model_id) == current:
-                    yield ev.model_id
+                yield ev.model_id, ev.model_commit
         rest = self.refs.model_ids(domain) - done
         if rest:
             for mid in self.list_models(domain):
-                if mid in rest and (members is None or mid in members):
-                    yield mid
+                if mid in rest:
+                    sha = self.refs.get(model_ref(domain, mid))
+                    if sha is not None:
+                        yield mid, sha.decode()
 
     # -- states and deletion ------------------------------------------------
 

@@ -173,6 +173,14 @@ def test_bare_store_is_configured_for_serving(tmp_path: Path) -> None:
             assert git(repo, "config", f"{section.decode()}.{name.decode()}").stdout.strip() == value.decode()
     # a local store that nobody serves keeps git's defaults
     assert git(a.path, "config", "pack.window").stdout == ""
+    # git reads the sizes as meant, and dulwich's Repo (which int()s core.packedGitLimit) opens
+    # the served stores: with git's "64m" spelling it raised ValueError (found by test_stateful)
+    from dulwich.repo import Repo
+
+    assert git(bare, "config", "--type=int", "core.packedGitLimit").stdout.strip() == str(64 << 20)
+    for repo in (bare, pushed):
+        with Repo(str(repo)) as r:
+            assert r.object_store is not None
 
 
 def test_git_pull_keeps_a_pack_in_our_format_and_rewrites_others(tmp_path: Path) -> None:

@@ -44,12 +44,14 @@ _CAS_DIRS = ("cas", "cas/chunkidx", "cas/tmp")
 #: while streaming our chunk entries counts in its RSS: small windows bound that.  Our
 #: chunk blobs are zstd: no delta can shrink them, so pack-objects must not search for
 #: one (``pack.window=0``), and objects above 32 KiB are streamed, never held whole
-#: (``core.bigFileThreshold``).
+#: (``core.bigFileThreshold``).  Sizes are written as plain byte counts, not git's
+#: ``16m``: dulwich's ``Repo`` reads ``core.packedGitLimit`` with ``int()`` and refuses
+#: to open a repository whose config says ``64m``.
 SERVER_CONFIG: dict[tuple[bytes, bytes], bytes] = {
-    (b"core", b"packedGitWindowSize"): b"16m",
-    (b"core", b"packedGitLimit"): b"64m",
+    (b"core", b"packedGitWindowSize"): str(16 << 20).encode(),
+    (b"core", b"packedGitLimit"): str(64 << 20).encode(),
     (b"pack", b"window"): b"0",
-    (b"core", b"bigFileThreshold"): b"32k",
+    (b"core", b"bigFileThreshold"): str(32 << 10).encode(),
 }
 
 

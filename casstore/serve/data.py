@@ -24,7 +24,7 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundException
 from ..model.history import Event, iter_log
-from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..objects.refs import DOMAINS, MODELS, domain_ref
 from ..store import Store
 from ..util.names import check_domain, check_model_id, check_state
 
@@ -100,36 +100,6 @@ def domain_states(store: Store, head: ObjectID | None) -> dict[str, dict[str, st
     return out
 
 
-def _newest(store: Store, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
-    """(model ID, model commit) of the domain's live models, newest first.
-
-    History order: commit events by time (merged histories interleaved by time,
-    like ``git log``).  A model whose ref no longer points at the commit an event
-    names was deleted or replaced; its newer event, seen first, decides.  Models
-    the history does not mention (a damaged or missing history) come last, in
-    ``list_models`` order.
-    """
-    decided: set[str] = set()
-    for ev in iter_log(store.odb, head):
-        if ev.event not in ("commit", "delete") or ev.model_id in decided:
-            continue
-        decided.add(ev.model_id)
-        if ev.event == "commit":
-            try:
-                current = store.refs.get(model_ref(domain, check_model_id(ev.model_id)))
-            except ValueError:
-                continue  # a name no ref can have: fsck reports it
-            if current is not None and current.decode() == ev.model_commit:
-                yield ev.model_id, ev.model_commit
-    rest = store.refs.model_ids(domain) - decided
-    if rest:
-        for mid in store.list_models(domain):
-            if mid in rest:
-                sha = store.refs.get(model_ref(domain, mid))
-                if sha is not None:
-                    yield mid, sha.decode()
-
-
 def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
     """One line of a domain's model table."""
     info = store.get_model_info(domain, model_id)
@@ -168,7 +138,7 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
     rows: list[dict[str, Any]] = []
     skipped = 0
     more = False
-    for mid, sha in _newest(store, domain, head):
+    for mid, sha in store.iter_model_commits(domain, head):
         if members is not None and members.get(mid) != sha:
             continue
         if skipped < offset:
@@ -306,7 +276,7 @@ def domains(store: Store, cache: Background, wait: float = 2.0) -> dict[str, Any
             ev = next(iter_log(store.odb, head), None)
             if ev is not None:
                 last = {"event": ev.event, "model_id": ev.model_id, "state": ev.state, "time": _iso(ev.time)}
-        newest = next(_newest(store, d, head), None)
+        newest = next(store.iter_model_commits(d, head), None)
         out.append({
             "domain": d,
             "models": count_models(store, d),
@@ -370,7 +340,7 @@ def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
     head = _require_domain(store, domain)
     limit = min(max(limit, 1), MAX_LIMIT)
     versions: list[tuple[str, str, dict[str, float]]] = []
-    for mid, _ in _newest(store, domain, head):
+    for mid, _ in store.iter_model_commits(domain, head):
         if len(versions) == limit:
             break
         info = store.get_model_info(domain, mid)
