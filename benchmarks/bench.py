@@ -235,18 +235,8 @@ def transfer(w2_size: int) -> dict[str, float]:
     return res
 
 
-def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
-    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
-    lines = ["| measurement | casstore | modelstore | reference | casstore vs modelstore |", "|---|---|---|---|---|"]
-    for key, vals in med.items():
-        c, m = vals.get("casstore"), vals.get("modelstore")
-        refs = ", ".join(f"{t} {v:.2f}" for t, v in vals.items() if t not in ("casstore", "modelstore"))
-        ratio = ""
-        if c and m:
-            ratio = f"{m / c:.1f}x {'faster' if key.endswith(' s') else 'smaller'}" if c < m else f"{c / m:.2f}x more"
-        fmt = (lambda v: f"{v:.2f}") if key.endswith(" s") else (lambda v: f"{v:.0f}")
-        lines.append(f"| {key} | {fmt(c) if c is not None else ''} | {fmt(m) if m is not None else ''} | "
-                     f"{refs} | {ratio} |")
+def targets(med: dict, scale: dict, xfer: dict, w2_size: int) -> list[tuple[str, float, float, str, bool]]:
+    """Every target of the benchmark: (name, measured, limit, "<=" / ">=" / "<", met)."""
     size_mib = w2_size / MiB
     t = {}
     c, m = med.get("W1 commit s", {}), med.get("W1 load s", {})
@@ -275,10 +265,28 @@ def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
               "W2 commit peak": (300, "<"), "W2 download peak": (300, "<"), "4 GiB commit": (300, "<"),
               "4 GiB download": (300, "<"), "commit with": (1.10, "<="), "git: push": (0.15, "<="),
               "git: pull": (0.15, "<="), "s3: push": (0.15, "<="), "s3: pull": (0.15, "<=")}
-    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    out = []
     for name, value in t.items():
         limit, op = max(((k, v) for k, v in limits.items() if name.startswith(k)), key=lambda kv: len(kv[0]))[1]
         ok = value >= limit if op == ">=" else (value <= limit if op == "<=" else value < limit)
+        out.append((name, float(value), float(limit), op, bool(ok)))
+    return out
+
+
+def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
+    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
+    lines = ["| measurement | casstore | modelstore | reference | casstore vs modelstore |", "|---|---|---|---|---|"]
+    for key, vals in med.items():
+        c, m = vals.get("casstore"), vals.get("modelstore")
+        refs = ", ".join(f"{t} {v:.2f}" for t, v in vals.items() if t not in ("casstore", "modelstore"))
+        ratio = ""
+        if c and m:
+            ratio = f"{m / c:.1f}x {'faster' if key.endswith(' s') else 'smaller'}" if c < m else f"{c / m:.2f}x more"
+        fmt = (lambda v: f"{v:.2f}") if key.endswith(" s") else (lambda v: f"{v:.0f}")
+        lines.append(f"| {key} | {fmt(c) if c is not None else ''} | {fmt(m) if m is not None else ''} | "
+                     f"{refs} | {ratio} |")
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    for name, value, _limit, _op, ok in targets(med, scale, xfer, w2_size):
         lines.append(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |")
     lines += ["", "Scaling (W1 commit, median of 3): " + ", ".join(f"{k} {v:.2f} s" for k, v in scale.items())]
     for label, where in (("git", "over git:// on loopback"), ("s3", "to S3 (moto server on loopback)")):
@@ -288,23 +296,54 @@ def report(results: dict, scale: dict, xfer: dict, w2_size: int) -> str:
     return "\n".join(lines)
 
 
-def chart(results: dict, path: Path) -> None:
+def chart(results: dict, goals: list[tuple[str, float, float, str, bool]], title: str, path: Path) -> None:
+    """Two panels: every measurement as casstore vs modelstore, and every target, met or not.
+
+    Nothing is left out for looking bad: bars where casstore is worse are drawn in red,
+    unmet targets too. The title carries the date, the machine and the workload size.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log("matplotlib missing: no chart")
         return
-    keys = [k for k in results if k.endswith(" s") and "modelstore" in results[k] and "casstore" in results[k]]
-    ratios = [statistics.median(results[k]["modelstore"]) / statistics.median(results[k]["casstore"]) for k in keys]
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.barh(keys, ratios, color="#3a7")
-    ax.axvline(1, color="#888", lw=1)
-    ax.set_xlabel("modelstore time / casstore time (higher is better for casstore)")
+    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
+    keys = [k for k in med if "casstore" in med[k] and "modelstore" in med[k]]
+    # > 1: casstore is better (faster, smaller, less memory), whatever the unit
+    ratios = [med[k]["modelstore"] / med[k]["casstore"] for k in keys]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 0.32 * (len(keys) + len(goals)) + 2.4),
+                                   gridspec_kw={"height_ratios": [len(keys), len(goals)]})
+    ax1.barh(keys, ratios, color=["#3a7" if r >= 1 else "#c44" for r in ratios])
+    ax1.set_xscale("log")
+    ax1.axvline(1, color="#555", lw=1, ls="--", label="1x: as good as modelstore")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.set_xlabel("modelstore / casstore (time, peak memory, size): right of 1x casstore is better, "
+                   "left (red) worse", fontsize=8)
     for i, r in enumerate(ratios):
-        ax.text(r, i, f" {r:.1f}x", va="center")
+        ax1.text(r, i, f" {r:.2f}x", va="center", fontsize=8)
+    ax1.invert_yaxis()
+    # each target as measured / limit, so that 1 is the limit for every kind of target
+    names = [g[0] for g in goals]
+    scores = [(g[1] / g[2] if g[3] != ">=" else g[2] / g[1]) if g[1] and g[2] else float("nan") for g in goals]
+    ax2.barh(names, scores, color=["#3a7" if g[4] else "#c44" for g in goals])
+    ax2.axvline(1, color="#555", lw=1, ls="--", label="1: the target's limit")
+    ax2.legend(loc="lower right", fontsize=8)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("measured / limit (for 'at least' targets: limit / measured): left of 1 is met (green), "
+                   "right is not (red)", fontsize=8)
+    for i, (g, sc) in enumerate(zip(goals, scores, strict=True)):
+        ax2.text(sc, i, f" {g[1]:.2f} ({'met' if g[4] else 'NOT met'})", va="center", fontsize=8)
+    ax2.invert_yaxis()
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:g}")
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="y", labelsize=8)
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -330,7 +369,10 @@ def main() -> None:
     print(table)
     (HERE / "results.json").write_text(json.dumps({"results": results, "scaling": scale, "transfer": xfer,
                                                    "machine": machine, "w2_bytes": w2_size}, indent=1))
-    chart(results, ROOT / "docs" / "benchmarks.png")
+    med = {k: {t: statistics.median(v) for t, v in d.items()} for k, d in results.items()}
+    title = (f"casstore vs modelstore 0.0.82, {time.strftime('%Y-%m-%d')}, {machine}, "
+             f"W2 = {w2_size >> 20} MiB, medians of {reps}")
+    chart(results, targets(med, scale, xfer, w2_size), title, ROOT / "docs" / "benchmarks.png")
 
 
 if __name__ == "__main__":

@@ -413,3 +413,33 @@ def test_cloud_cache_lives_under_cas_cache_dir(s3_url: str, tmp_path: Path,
     assert home.store.path.startswith(os.path.join(os.environ["HOME"], ".cache", "casstore", "stores"))
 
 
+
+
+def _cloud_store(kind: str, url: str, cache: Path) -> ModelStore:
+    bucket, prefix = url.split("://", 1)[1].split("/", 1)
+    if kind == "gcs":
+        return ModelStore.from_gcloud(bucket_name=bucket, root_prefix=prefix, cache_dir=str(cache))
+    return ModelStore.from_azure(container_name=bucket, root_prefix=prefix, cache_dir=str(cache))
+
+
+@pytest.mark.parametrize("kind", ["gcs", "azure"])
+def test_gcloud_and_azure_buckets_are_the_source_of_truth(kind: str, request: pytest.FixtureRequest,
+                                                          tmp_path: Path, iris_model: Any) -> None:
+    """from_gcloud / from_azure as from_aws_s3: two machines share a bucket of the emulator the
+    tests start (fake-gcs-server, Azurite); one ID has exactly one winner."""
+    url: str = request.getfixturevalue({"gcs": "gs_url", "azure": "az_url"}[kind])
+    a = _cloud_store(kind, url, tmp_path / "a")
+    b = _cloud_store(kind, url, tmp_path / "b")
+    assert a.remote is not None and a.remote.startswith(("gs://", "az://")) and a.remote.endswith("/casstore")
+    meta = a.upload("fraud", "v1", model=iris_model, extra_metadata={"auc": 0.9})
+    assert meta["model"]["model_id"] == "v1"
+    assert b.get_model_info("fraud", "v1") == meta
+    with pytest.raises(ModelExistsException):
+        b.upload("fraud", "v1", model=iris_model)
+    assert a.get_model_info("fraud", "v1") == meta  # the winner's model, untouched
+    b.create_model_state("production")
+    b.set_model_state("fraud", "v1", "production")
+    assert a.list_models("fraud", "production") == ["v1"]
+    a.delete_model("fraud", "v1", skip_prompt=True)
+    with pytest.raises(ModelDeletedException):
+        b.load("fraud", "v1")
