@@ -1,9 +1,10 @@
 """S3-compatible object storage as a remote, against a real S3 server on loopback.
 
 The scenarios every transport shares (dedup, merges, conflicts, deletions)
-run on S3 too, in test_remote.py; here: the main round trip and what is
-particular to S3 -- conditional writes, a hostile bucket, a dead or dropping
-endpoint.
+run on S3 too, in test_remote.py, and what every bucket remote shares
+(conditional writes, racing pushes, a hostile bucket) in test_buckets.py; here:
+the main round trip and what is particular to S3 -- keys outside refs/cas/, a
+dead or dropping endpoint, the CLI, the cache of remote indexes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import numpy as np
 import pytest
 
 import casstore
-from casstore import CorruptObjectError
-from casstore.errors import MissingObjectError
-from casstore.remote.s3 import S3Client
 from casstore.remote.transport import RemoteError
 from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, s3_client, s3_objects
 from tests.servers import dropping_proxy, free_port
@@ -76,100 +74,6 @@ def test_round_trip_s3(tmp_path: Path, s3_url: str, forest: tuple) -> None:
         assert_git_fsck(s.path)
         assert s.fsck(read_data=True).ok
     assert_s3_remote_fsck(s3_url)
-
-
-def test_racing_push_of_the_same_id_is_refused_by_the_server(
-        tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Between reading the remote's refs and writing its own, another client created the
-    same model ID: the conditional write (If-None-Match) refuses, nothing is overwritten,
-    and the domain's history is left alone."""
-    a, b = _stores(tmp_path)
-    a_file = _commit_random(a, tmp_path / "a.bin", 100_000, "m")
-    _commit_random(b, tmp_path / "b.bin", 100_000, "m")
-    assert a.push(s3_url).ok
-    history = s3_objects(s3_url)["refs/cas/domains/d"]
-
-    real = S3Client.read_refs
-
-    def stale(self: S3Client) -> tuple[dict, dict]:  # what b saw just before a pushed
-        refs, etags = real(self)
-        return ({k: v for k, v in refs.items() if not k.startswith(b"refs/cas/")},
-                {k: v for k, v in etags.items() if not k.startswith(b"refs/cas/")})
-
-    with monkeypatch.context() as m:
-        m.setattr(S3Client, "read_refs", stale)
-        pushed = b.push(s3_url)
-    assert not pushed.ok
-    assert "already exists" in pushed.rejected["refs/cas/models/d/m"]
-    assert "refused" in pushed.rejected["refs/cas/domains/d"]
-    objects = s3_objects(s3_url)
-    assert objects["refs/cas/domains/d"] == history
-    assert objects["refs/cas/models/d/m"].strip() == a.refs.get(b"refs/cas/models/d/m")
-    fresh = casstore.open(tmp_path / "c")
-    assert fresh.pull(s3_url).ok
-    assert Path(fresh.load("d", "m")).read_bytes() == a_file.read_bytes()
-    assert_s3_remote_fsck(s3_url)
-
-
-def test_stale_history_is_a_failed_compare_and_swap(
-        tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    a, _ = _stores(tmp_path)
-    one = _commit_random(a, tmp_path / "one.bin", 1000, "one")
-    assert a.push(s3_url).ok
-    a.commit_models("d", model=str(one), model_id="two")
-    real = S3Client.read_refs
-
-    def moved_meanwhile(self: S3Client) -> tuple[dict, dict]:
-        refs, etags = real(self)
-        return refs, {k: '"0123456789abcdef0123456789abcdef"' for k in etags}
-
-    with monkeypatch.context() as m:
-        m.setattr(S3Client, "read_refs", moved_meanwhile)
-        pushed = a.push(s3_url)
-    assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
-    assert a.push(s3_url).ok  # with the real ETags it goes through
-    fresh = casstore.open(tmp_path / "c")
-    assert sorted(fresh.pull(s3_url).models_added) == ["d/one", "d/two"]
-    assert [e.model_id for e in fresh.log("d")] == ["two", "one"]
-
-
-def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, s3_url: str) -> None:
-    a, b = _stores(tmp_path)
-    m_file = _commit_random(a, tmp_path / "m.bin", 300_000, "m")
-    _commit_random(b, tmp_path / "mine.bin", 1000, "keep", domain="mine")
-    assert a.push(s3_url).ok
-    before = _snapshot(b)
-    objects = s3_objects(s3_url)
-
-    # a ref name that is not a casstore name
-    _put(s3_url, "refs/cas/models/d/..bad", objects["refs/cas/models/d/m"])
-    with pytest.raises(CorruptObjectError, match="bad ref name"):
-        b.pull(s3_url)
-    assert _snapshot(b) == before
-    bucket, prefix = _bucket_prefix(s3_url)
-    s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/refs/cas/models/d/..bad")  # type: ignore[attr-defined]
-
-    # a ref to an object no pack holds
-    _put(s3_url, "refs/cas/models/d/ghost", b"1" * 40 + b"\n")
-    with pytest.raises(MissingObjectError):
-        b.pull(s3_url)
-    assert _snapshot(b) == before
-    s3_client().delete_object(Bucket=bucket, Key=f"{prefix}/refs/cas/models/d/ghost")  # type: ignore[attr-defined]
-
-    # a pack whose chunk bytes were altered (the index still claims the old ids)
-    pack_key = next(k for k in objects if k.endswith(".pack"))
-    data = bytearray(objects[pack_key])
-    data[len(data) - 5000] ^= 0xFF  # inside the last chunk blob
-    _put(s3_url, pack_key, bytes(data))
-    with pytest.raises(CorruptObjectError):  # MissingObjectError included
-        b.pull(s3_url)
-    assert _snapshot(b) == before
-    assert os.listdir(os.path.join(b.path, "cas", "tmp")) == []
-    assert b.fsck(read_data=True).ok
-
-    _put(s3_url, pack_key, objects[pack_key])  # repaired: the same pull now completes
-    assert b.pull(s3_url).models_added == ["d/m"]
-    assert Path(b.load("d", "m")).read_bytes() == m_file.read_bytes()
 
 
 def test_keys_outside_refs_cas_are_ignored(tmp_path: Path, s3_url: str) -> None:
