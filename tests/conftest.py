@@ -18,6 +18,41 @@ import casstore
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_in_pty(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+               size: tuple[int, int] | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run ``argv`` with stdin, stdout and stderr on a pseudo-terminal: (exit code, screen text).
+
+    ``size`` (rows, columns) sizes the terminal first: a new pty is 0x0 until a terminal
+    sizes it, and tqdm draws nothing in 0 columns.  ``env`` replaces the environment.
+    """
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                         env=env if env is not None else dict(os.environ), close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], timeout)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return p.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace")
+
+
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")

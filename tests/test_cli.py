@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 
 import casstore
 from casstore.cli import build_parser
-from tests.conftest import assert_git_fsck, write_random
+from tests.conftest import assert_git_fsck, run_in_pty, write_random
 
 
 def cas(*args: str, store: Path | None = None, env: dict[str, str] | None = None,
@@ -32,24 +30,7 @@ def cas(*args: str, store: Path | None = None, env: dict[str, str] | None = None
 
 def cas_tty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run cas with stdout and stderr on a pseudo-terminal; returns (exit code, screen text)."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "casstore", *args], stdin=slave, stdout=slave, stderr=slave,
-                         env={**os.environ, "TERM": "xterm", **(env or {})}, close_fds=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        r, _, _ = select.select([master], [], [], 60)
-        if not r:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return p.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    return run_in_pty([sys.executable, "-m", "casstore", *args], env={**os.environ, "TERM": "xterm", **(env or {})})
 
 
 @pytest.fixture

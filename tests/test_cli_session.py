@@ -10,15 +10,12 @@ Commit ids, dates and the directory are the only parts compared loosely.
 from __future__ import annotations
 
 import os
-import pty
 import re
-import select
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, write_random
+from tests.conftest import REPO, run_in_pty, write_random
 
 HOME = "/home/ana"  # the directory the documented session ran in
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -40,23 +37,7 @@ def session_block() -> list[tuple[str, list[str]]]:
 
 
 def run_tty(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    master, slave = pty.openpty()
-    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True)
-    os.close(slave)
-    out = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        if not ready:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        out.append(data)
-    os.close(master)
-    return p.wait(timeout=120), b"".join(out).decode("utf-8", "replace")
+    return run_in_pty(argv, env=env, cwd=cwd, timeout=120)
 
 
 def screen_lines(raw: str) -> list[str]:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import pty
-import select
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import threading
 from pathlib import Path
 
@@ -21,7 +17,7 @@ import casstore
 from casstore.cli import main as cli_main
 from casstore.store import resolve_store
 from casstore.util.progress import TqdmProgress, default_progress
-from tests.conftest import write_random
+from tests.conftest import run_in_pty, write_random
 from tests.test_cli import cas
 
 
@@ -197,26 +193,7 @@ def test_python_api_shows_progress_on_a_terminal_and_not_when_piped(tmp_path: Pa
 
 
 def _python_in_pty(code: str, *args: str) -> tuple[int, str]:
-    master, slave = pty.openpty()
-    # a new pty is 0x0 until a terminal sizes it; tqdm draws nothing in 0 columns
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    p = subprocess.Popen([sys.executable, "-c", code, *args], stdin=slave, stdout=slave, stderr=slave,
-                         env={**os.environ, "TERM": "xterm"}, close_fds=True)
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 60)
-        if not ready:
-            break
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return p.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    return run_in_pty([sys.executable, "-c", code, *args], env={**os.environ, "TERM": "xterm"}, size=(24, 100))
 
 
 # -- the demo -------------------------------------------------------------------------
