@@ -33,6 +33,7 @@ from tests.conftest import (
     put_bucket_object,
 )
 from tests.servers import dying_proxy, free_port
+from tests.test_s3 import _commit_random, _snapshot, _stores  # the same helpers, one copy
 
 MiB = 1 << 20
 
@@ -47,20 +48,6 @@ def _client(url: str) -> BucketClient:
     client, _ = open_transport(url)
     assert isinstance(client, BucketClient)
     return client
-
-
-def _commit_random(s: casstore.Store, path: Path, size: int, model_id: str, domain: str = "d") -> Path:
-    path.write_bytes(os.urandom(size))
-    s.commit_models(domain, model=str(path), model_id=model_id)
-    return path
-
-
-def _stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
-    return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
-
-
-def _snapshot(s: casstore.Store) -> tuple[dict[bytes, bytes], list[str]]:
-    return s.refs.container.as_dict(b"refs/cas"), sorted(os.listdir(os.path.join(s.path, "objects", "pack")))
 
 
 def test_round_trip(tmp_path: Path, bucket: str) -> None:
