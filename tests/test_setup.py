@@ -210,6 +210,9 @@ def test_demo_shows_what_it_committed_and_replaces_its_models(tmp_path: Path) ->
         assert "explainer=shap" in out and "predictions.csv" in out and "notes/README.txt" in out
         assert ("replaced the previous demo's models (v2, v1)" in out) == (run == 2)
         assert "next steps (`cas` is " in out and "cas diff casstore-demo v1 v2" in out
+        # run from a checkout (the cwd here): the install hint names it, not PyPI
+        checkout = os.path.relpath(Path(casstore.__file__).resolve().parents[1])
+        assert f"pip install -e '{checkout}[serve]'" in out or f"'./{checkout}[serve]'" in out, out
     with casstore.open(tmp_path / "store", create=False) as store:
         assert store.list_domains() == ["casstore-demo"]
         assert store.list_models("casstore-demo") == ["v2", "v1"]  # two runs, still two models
