@@ -45,21 +45,25 @@ def check_clean(*paths: Path) -> None:
         assert report.ok, report.problems
 
 
-def test_push_and_pull_copy_one_verbatim_pack(tmp_path: Path) -> None:
-    """What moves is one new pack with .idx and .cidx on each side; no git pack is built or rewritten."""
+def test_push_and_pull_copy_the_commits_pack_whole(tmp_path: Path) -> None:
+    """The pack a commit wrote travels byte for byte (a kernel copy) to the remote and on to a
+    fresh store, with its .idx and .cidx; the commit's few loose objects go in one small pack."""
     a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
     data = write_random(tmp_path / "m.bin", 3 * MiB)
     a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    (chunk_pack,) = [p for p in (Path(a.path) / "objects" / "pack").iterdir() if p.suffix == ".pack"]
     remote = tmp_path / "remote.git"
     pushed = a.push(str(remote))
     assert pushed.ok and pushed.models_added == ["d/v1"]
     packs = sorted(os.listdir(remote / "objects" / "pack"))
-    assert len(packs) == 2 and packs[0].endswith(".idx") and packs[1].endswith(".pack")
-    # the remote's sidecar makes its pack a casstore pack: entries are reused verbatim by later pushes
-    assert os.listdir(remote / "cas" / "chunkidx") == [packs[0][:-4] + ".cidx"]
+    assert len(packs) == 4 and chunk_pack.name in packs
+    assert (remote / "objects" / "pack" / chunk_pack.name).read_bytes() == chunk_pack.read_bytes()
+    # the remote's sidecars make its packs casstore packs: entries are reused verbatim by later pushes
+    assert sorted(os.listdir(remote / "cas" / "chunkidx")) == [p[:-4] + ".cidx" for p in packs if p.endswith(".idx")]
     assert pushed.bytes >= 3 * MiB
     pulled = b.pull(str(remote))
     assert pulled.models_added == ["d/v1"] and pulled.objects == pushed.objects
+    assert (Path(b.path) / "objects" / "pack" / chunk_pack.name).read_bytes() == chunk_pack.read_bytes()
     assert Path(b.load("d", "v1")).read_bytes() == data
     # pulled chunks entered the chunk index: committing the same bytes adds no chunk
     def indexed() -> int:
