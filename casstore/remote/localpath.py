@@ -591,14 +591,17 @@ def copy_whole_pack(p: _Pack, pack_dir: str, cidx_dir: str, claims: Mapping[byte
             if copy_range(p.fd, fd, p.size) != p.size:
                 raise CorruptObjectError(p.name + ".pack", "pack became shorter while it was copied")
             workers = default_workers()
-            # a pool of its own: leaving it waits for every job, so none reads ``fd`` after close
-            with ThreadPoolExecutor(workers, thread_name_prefix="cas-verify") as pool:
+            # a pool of its own: leaving it waits for every job (so none reads ``fd`` after
+            # close) and for the write-back, started now so that it overlaps the checks
+            with ThreadPoolExecutor(workers + 1, thread_name_prefix="cas-verify") as pool:
+                synced = pool.submit(os.fdatasync, fd)
                 if hostile:
                     checksum, crcs, chunks = _verify_hostile_copy(fd, p, lay, claims, pool, 2 * workers)
                 else:
                     checksum, crcs = _check_trusted_copy(fd, p, lay, pool, 2 * workers), lay.crcs
                     chunks = {oid: claims[oid] for oid in lay.oids if oid in claims}
-            fsync_fd(fd)
+                synced.result()
+            fsync_fd(fd)  # whatever the write-back did not cover, and the metadata
         finally:
             os.close(fd)
     except BaseException:
