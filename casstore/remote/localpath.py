@@ -1,4 +1,4 @@
-"""Path and ``file://`` remotes: objects move by copying pack entries, refs through git.
+"""Path and ``file://`` remotes: objects move by copying packs and pack entries, refs through git.
 
 git's ``upload-pack``/``receive-pack`` inflate, hash and (for a pull) delta-search
 every object, and ``pack-objects`` holds about the whole pack in memory while it
@@ -8,18 +8,28 @@ stores on the same machine.  For a local remote, casstore therefore:
 
 * finds the objects the destination lacks (walk from the wanted tips, stopping at
   every object the destination has; gitlinks are not followed);
-* copies each one's pack entry verbatim into **one new pack** in the destination
+* copies every source pack *all* of whose objects are among them (the normal case: a
+  commit's pack holds only the chunks it added) **whole**, with the kernel
+  (``copy_file_range``/``sendfile``: no user-space copy), and checks the copy where it
+  lies, in parallel ``pread`` jobs of a few MiB: for our own pack (a push) what git
+  checks when it reuses pack data -- each entry's CRC-32 against the ``.idx``, the
+  trailer; for a possibly hostile one (a pull) everything -- the entries tile the pack
+  exactly, each hashes to the oid the ``.idx`` files it under, every claimed chunk
+  decompresses to bytes with its BLAKE3 key, the trailer is the pack's SHA-1
+  (:func:`copy_whole_pack`);
+* copies everything else (objects of packs the destination partly has, loose
+  objects, deltas) entry by entry into **one new pack**: each pack entry verbatim
   (objects that are loose or deltas in the source are re-encoded, metadata at zlib
   level 1, chunk blobs at level 0), after verifying it: its content hashes to its
   oid, its zlib framing (Adler-32) holds, and, for a pull, every chunk blob that a
   model's manifest names decompresses (bounded by the manifest's size) to bytes
   whose BLAKE3 is the manifest's key.  Verification runs in a thread pool, a few
   MiB per job, with a bounded window: memory does not grow with the model;
-* writes the pack's ``.idx`` and ``.cidx`` from what it computed (the source's
+* writes each new pack's ``.idx`` and ``.cidx`` from what it verified (a remote's
   index files are never trusted), fsyncs, and renames sidecar, ``.pack``, ``.idx``
   last -- the order :class:`~casstore.objects.packwriter.PackWriter` keeps.
 
-**Push** writes that pack straight into the remote's ``objects/pack`` and then
+**Push** writes those packs straight into the remote's ``objects/pack`` and then
 moves refs through ``git-receive-pack`` exactly as before, with an empty pack:
 the remote's ``pre-receive`` hook sees and can refuse every ref update, git's
 atomic update and old-value checks apply, and the reported status is git's.  A
@@ -29,15 +39,15 @@ them after the grace period), as a crash after the copy does.  The remote's
 objects it receives): anyone who can write the remote's directory can put any
 file there anyway, so the hook's ref rules are what protects such a store.
 
-**Pull** writes the pack into the quarantine of :mod:`.incoming` (its chunks
+**Pull** writes the packs into the quarantine of :mod:`.incoming` (their chunks
 already verified, so they are not decompressed twice), where the usual checks of
 models, histories and states run before the pack is published and refs move.  A
 remote pack whose content is wrong is rejected and leaves the local store as it
 was.  Refs are read with ``git-upload-pack --advertise-refs``, as before.
 
-A crash at any point leaves a ``tmp_pack_*`` (or a quarantine directory) that gc
-removes; nothing half-copied is ever visible; running the command again copies
-what is still missing.
+A crash at any point leaves a ``tmp_pack_*``, a ``.pack`` without ``.idx`` (or a
+quarantine directory) that gc removes; nothing half-copied is ever visible; running
+the command again copies what is still missing.
 """
 
 from __future__ import annotations
