@@ -331,3 +331,21 @@ def test_push_to_a_plain_git_remote_leaves_no_casstore_files(tmp_path: Path) -> 
     assert_git_fsck(plain)
     assert b.pull(f"file://{plain}").models_added == ["d/v1"]
     assert Path(b.load("d", "v1")).read_bytes() == data
+
+
+@pytest.mark.parametrize("other_fs", [False, True])
+def test_copy_range_copies_every_byte(tmp_path: Path, other_fs: bool) -> None:
+    """The kernel copy under whole-pack transfers, on one file system and (tmpfs: EXDEV, so
+    sendfile) across two; a source shorter than asked is reported, not padded."""
+    import tempfile
+
+    from casstore.objects.packwriter import copy_range
+
+    data = write_random(tmp_path / "src", 3 * MiB + 17)
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if other_fs else tmp_path) as d:
+        dst = Path(d) / "dst"
+        with open(tmp_path / "src", "rb") as s, open(dst, "wb") as t:
+            assert copy_range(s.fileno(), t.fileno(), len(data)) == len(data)
+        assert dst.read_bytes() == data
+        with open(tmp_path / "src", "rb") as s, open(dst, "wb") as t:
+            assert copy_range(s.fileno(), t.fileno(), len(data) + 100) == len(data)

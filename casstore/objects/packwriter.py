@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import threading
 import zlib
@@ -243,20 +244,24 @@ def copy_range(src_fd: int, dst_fd: int, size: int) -> int:
     number of bytes copied, less than ``size`` only if the source is shorter.
     """
     done = 0
-    kernel_copy = True
+    # copy_file_range, then sendfile (Linux: any file), then pread/write (elsewhere)
+    how = "range" if hasattr(os, "copy_file_range") else "send" if sys.platform == "linux" else "read"
     while done < size:
         want = min(size - done, 1 << 30)
-        if kernel_copy:
+        if how == "range":
             try:
                 n = os.copy_file_range(src_fd, dst_fd, want, done, done)
             except OSError as e:
                 if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                     raise
-                kernel_copy = False  # another file system, or an old kernel
-                os.lseek(dst_fd, done, os.SEEK_SET)
+                how = "send" if sys.platform == "linux" else "read"  # another file system, an old kernel
                 continue
-        else:
+        elif how == "send":
+            os.lseek(dst_fd, done, os.SEEK_SET)
             n = os.sendfile(dst_fd, src_fd, done, want)
+        else:
+            block = os.pread(src_fd, min(want, 4 << 20), done)
+            n = os.pwrite(dst_fd, block, done) if block else 0
         if n == 0:
             break
         done += n
