@@ -155,6 +155,17 @@ def _swap_offsets(data: bytearray) -> None:
     data[at : at + 4], data[at + 4 : at + 8] = data[at + 4 : at + 8], data[at : at + 4]
 
 
+def _same_offset(data: bytearray) -> None:
+    """File the second object at the first one's offset: two ids, one entry."""
+    n = struct.unpack_from(">I", data, 8 + 255 * 4)[0]
+    at = 8 + 1024 + 24 * n
+    data[at + 4 : at + 8] = data[at : at + 4]
+
+
+def _duplicate_offsets(pack: Path, idx: Path) -> None:
+    _rewrite_idx(idx, _same_offset)
+
+
 def _flip_chunk_byte(pack: Path, idx: Path) -> None:
     with open(pack, "r+b") as f:  # a byte in the middle of some chunk's payload
         f.seek(pack.stat().st_size // 2)
@@ -185,6 +196,7 @@ def _wrong_trailer(pack: Path, idx: Path) -> None:
 @pytest.mark.parametrize("tamper, error", [
     (_flip_chunk_byte, "SHA-1|Adler"),
     (_forge_offsets, "content does not match its SHA-1"),
+    (_duplicate_offsets, "offsets do not tile the pack"),
     (_trailing_bytes, "unreadable pack entry"),
     (_wrong_trailer, "pack checksum mismatch"),
 ])
@@ -349,3 +361,22 @@ def test_copy_range_copies_every_byte(tmp_path: Path, other_fs: bool) -> None:
         assert dst.read_bytes() == data
         with open(tmp_path / "src", "rb") as s, open(dst, "wb") as t:
             assert copy_range(s.fileno(), t.fileno(), len(data) + 100) == len(data)
+
+
+def test_inflate_is_bounded_and_exact() -> None:
+    """A pack entry's zlib stream (one git compressed) must inflate to exactly its declared size
+    and end exactly at the entry's end: trailing bytes would be carried along unchecked by a
+    whole-pack copy, and a stream inflating past its size could be a zip bomb."""
+    import zlib
+
+    from casstore.objects.packwriter import inflate_parts
+
+    content = b"tree or commit " * 1000
+    stream = zlib.compress(content, 6)
+    assert b"".join(inflate_parts(stream, len(content))) == content
+    with pytest.raises(zlib.error):
+        inflate_parts(stream + b"junk", len(content))
+    with pytest.raises(zlib.error):
+        inflate_parts(zlib.compress(bytes(64 * MiB), 9), 1000)  # declared 1000 bytes, inflates to 64 MiB
+    with pytest.raises(zlib.error):
+        inflate_parts(stream[:-1], len(content))
