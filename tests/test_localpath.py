@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,21 +48,25 @@ def check_clean(*paths: Path) -> None:
         assert report.ok, report.problems
 
 
-def test_push_and_pull_copy_one_verbatim_pack(tmp_path: Path) -> None:
-    """What moves is one new pack with .idx and .cidx on each side; no git pack is built or rewritten."""
+def test_push_and_pull_copy_the_commits_pack_whole(tmp_path: Path) -> None:
+    """The pack a commit wrote travels byte for byte (a kernel copy) to the remote and on to a
+    fresh store, with its .idx and .cidx; the commit's few loose objects go in one small pack."""
     a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
     data = write_random(tmp_path / "m.bin", 3 * MiB)
     a.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    (chunk_pack,) = [p for p in (Path(a.path) / "objects" / "pack").iterdir() if p.suffix == ".pack"]
     remote = tmp_path / "remote.git"
     pushed = a.push(str(remote))
     assert pushed.ok and pushed.models_added == ["d/v1"]
     packs = sorted(os.listdir(remote / "objects" / "pack"))
-    assert len(packs) == 2 and packs[0].endswith(".idx") and packs[1].endswith(".pack")
-    # the remote's sidecar makes its pack a casstore pack: entries are reused verbatim by later pushes
-    assert os.listdir(remote / "cas" / "chunkidx") == [packs[0][:-4] + ".cidx"]
+    assert len(packs) == 4 and chunk_pack.name in packs
+    assert (remote / "objects" / "pack" / chunk_pack.name).read_bytes() == chunk_pack.read_bytes()
+    # the remote's sidecars make its packs casstore packs: entries are reused verbatim by later pushes
+    assert sorted(os.listdir(remote / "cas" / "chunkidx")) == [p[:-4] + ".cidx" for p in packs if p.endswith(".idx")]
     assert pushed.bytes >= 3 * MiB
     pulled = b.pull(str(remote))
     assert pulled.models_added == ["d/v1"] and pulled.objects == pushed.objects
+    assert (Path(b.path) / "objects" / "pack" / chunk_pack.name).read_bytes() == chunk_pack.read_bytes()
     assert Path(b.load("d", "v1")).read_bytes() == data
     # pulled chunks entered the chunk index: committing the same bytes adds no chunk
     def indexed() -> int:
@@ -130,6 +137,113 @@ def test_damaged_remote_pack_is_rejected(tmp_path: Path) -> None:
         victim.pull(str(src.path))
     assert snapshot(victim.path) == before
     assert victim.list_models("d") == ["own"]
+
+
+def _rewrite_idx(idx: Path, edit: Callable[[bytearray], None]) -> None:
+    """Edit a .idx and give it a valid SHA-1 trailer again: a forgery, not damage."""
+    data = bytearray(idx.read_bytes())
+    edit(data)
+    data[-20:] = hashlib.sha1(bytes(data[:-20])).digest()
+    idx.chmod(0o644)
+    idx.write_bytes(bytes(data))
+
+
+def _swap_offsets(data: bytearray) -> None:
+    """Swap the pack offsets of the first two objects: each is filed under the other's id."""
+    n = struct.unpack_from(">I", data, 8 + 255 * 4)[0]
+    at = 8 + 1024 + 24 * n
+    data[at : at + 4], data[at + 4 : at + 8] = data[at + 4 : at + 8], data[at : at + 4]
+
+
+def _same_offset(data: bytearray) -> None:
+    """File the second object at the first one's offset: two ids, one entry."""
+    n = struct.unpack_from(">I", data, 8 + 255 * 4)[0]
+    at = 8 + 1024 + 24 * n
+    data[at + 4 : at + 8] = data[at : at + 4]
+
+
+def _duplicate_offsets(pack: Path, idx: Path) -> None:
+    _rewrite_idx(idx, _same_offset)
+
+
+def _flip_chunk_byte(pack: Path, idx: Path) -> None:
+    with open(pack, "r+b") as f:  # a byte in the middle of some chunk's payload
+        f.seek(pack.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _forge_offsets(pack: Path, idx: Path) -> None:
+    _rewrite_idx(idx, _swap_offsets)
+
+
+def _trailing_bytes(pack: Path, idx: Path) -> None:
+    data = pack.read_bytes()  # junk before the trailer, which still matches the .idx
+    pack.write_bytes(data[:-20] + b"junk" * 100 + data[-20:])
+
+
+def _wrong_trailer(pack: Path, idx: Path) -> None:
+    forged = bytes(20 * [0xAB])  # pack and .idx agree on a checksum that is not the pack's SHA-1
+    pack.write_bytes(pack.read_bytes()[:-20] + forged)
+
+    def edit(data: bytearray) -> None:
+        data[-40:-20] = forged
+
+    _rewrite_idx(idx, edit)
+
+
+@pytest.mark.parametrize("tamper, error", [
+    (_flip_chunk_byte, "SHA-1|Adler"),
+    (_forge_offsets, "content does not match its SHA-1"),
+    (_duplicate_offsets, "offsets do not tile the pack"),
+    (_trailing_bytes, "unreadable pack entry"),
+    (_wrong_trailer, "pack checksum mismatch"),
+])
+def test_hostile_whole_pack_is_rejected_with_nothing_published(
+        tmp_path: Path, tamper: Callable[[Path, Path], None], error: str) -> None:
+    """A remote's pack that the puller lacks entirely is copied whole and verified in place; every
+    kind of lie (content, .idx offsets, bytes after the last entry, trailer) is refused, naming
+    the object or pack, before anything is published."""
+    src = casstore.open(tmp_path / "src")
+    write_random(tmp_path / "m.bin", 2 * MiB)
+    src.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
+    victim = casstore.open(tmp_path / "victim")
+    write_random(tmp_path / "own.bin", 100_000, seed=1)
+    victim.commit_models("d", model=str(tmp_path / "own.bin"), model_id="own")
+    pack_dir = Path(src.path) / "objects" / "pack"
+    (pack,) = [p for p in pack_dir.iterdir() if p.suffix == ".pack"]
+    objects = set(git(src.path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").stdout.split())
+    pack.chmod(0o644)
+    tamper(pack, pack.with_suffix(".idx"))
+    before = snapshot(victim.path)
+    with pytest.raises(CorruptObjectError, match=error) as caught:
+        victim.pull(str(src.path))
+    assert caught.value.oid in {pack.name} | objects  # the error names what is wrong
+    assert snapshot(victim.path) == before
+    assert victim.list_models("d") == ["own"]
+
+
+def test_partial_pack_is_copied_entry_by_entry(tmp_path: Path) -> None:
+    """When the destination has some objects of a source pack, only the missing entries travel."""
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    shared = write_random(tmp_path / "x.bin", 3 * MiB)
+    a.commit_models("d", model=str(tmp_path / "x.bin"), model_id="x")
+    # b's one pack holds x's chunks and new ones: a has part of it
+    y = shared + write_random(tmp_path / "tail.bin", 2 * MiB, seed=7)
+    (tmp_path / "y.bin").write_bytes(y)
+    b.commit_models("d", model=str(tmp_path / "y.bin"), model_id="y")
+    (b_pack,) = [p for p in (Path(b.path) / "objects" / "pack").iterdir() if p.suffix == ".pack"]
+    remote = tmp_path / "remote.git"
+    assert b.push(str(remote)).ok
+    in_pack = int(git(remote, "count-objects", "-v").stdout.split("in-pack: ")[1].split()[0])
+    pulled = a.pull(str(remote))
+    assert pulled.models_added == ["d/y"]
+    # fewer objects than the remote holds, and not its chunk pack under its own name
+    assert 0 < pulled.objects < in_pack
+    assert not (Path(a.path) / "objects" / "pack" / b_pack.name).exists()
+    assert Path(a.load("d", "y")).read_bytes() == y
+    check_clean(a.path, remote)
 
 
 def test_crash_mid_copy_leaves_both_stores_clean_and_resumable(tmp_path: Path) -> None:
@@ -229,3 +343,40 @@ def test_push_to_a_plain_git_remote_leaves_no_casstore_files(tmp_path: Path) -> 
     assert_git_fsck(plain)
     assert b.pull(f"file://{plain}").models_added == ["d/v1"]
     assert Path(b.load("d", "v1")).read_bytes() == data
+
+
+@pytest.mark.parametrize("other_fs", [False, True])
+def test_copy_range_copies_every_byte(tmp_path: Path, other_fs: bool) -> None:
+    """The kernel copy under whole-pack transfers, on one file system and (tmpfs: EXDEV, so
+    sendfile) across two; a source shorter than asked is reported, not padded."""
+    import tempfile
+
+    from casstore.objects.packwriter import copy_range
+
+    data = write_random(tmp_path / "src", 3 * MiB + 17)
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if other_fs else tmp_path) as d:
+        dst = Path(d) / "dst"
+        with open(tmp_path / "src", "rb") as s, open(dst, "wb") as t:
+            assert copy_range(s.fileno(), t.fileno(), len(data)) == len(data)
+        assert dst.read_bytes() == data
+        with open(tmp_path / "src", "rb") as s, open(dst, "wb") as t:
+            assert copy_range(s.fileno(), t.fileno(), len(data) + 100) == len(data)
+
+
+def test_inflate_is_bounded_and_exact() -> None:
+    """A pack entry's zlib stream (one git compressed) must inflate to exactly its declared size
+    and end exactly at the entry's end: trailing bytes would be carried along unchecked by a
+    whole-pack copy, and a stream inflating past its size could be a zip bomb."""
+    import zlib
+
+    from casstore.objects.packwriter import inflate_parts
+
+    content = b"tree or commit " * 1000
+    stream = zlib.compress(content, 6)
+    assert b"".join(inflate_parts(stream, len(content))) == content
+    with pytest.raises(zlib.error):
+        inflate_parts(stream + b"junk", len(content))
+    with pytest.raises(zlib.error):
+        inflate_parts(zlib.compress(bytes(64 * MiB), 9), 1000)  # declared 1000 bytes, inflates to 64 MiB
+    with pytest.raises(zlib.error):
+        inflate_parts(stream[:-1], len(content))

@@ -81,6 +81,12 @@ class PackIdx:
             small[big] = large[(small[big] & 0x7FFFFFFF)].astype(np.int64)
         return small
 
+    def crcs(self) -> np.ndarray:
+        """CRC-32 of every entry's bytes in the pack, in index (SHA) order."""
+        assert self._mm is not None
+        return np.frombuffer(self._mm, dtype=">u4", count=self.count, offset=self._sha_off + 20 * self.count
+                             ).astype(np.int64)
+
     def entry_bounds(self, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) in the pack of every entry, in index (SHA) order.
 

@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import threading
 import zlib
@@ -117,7 +118,13 @@ def inflate_parts(zdata: Buffer, size: int) -> list[Buffer]:
                 if total != size or pos + 4 != n:
                     raise zlib.error("stored stream has the wrong length")
                 return parts
-    return [zlib.decompress(view, bufsize=size + 64)]
+    # bounded: a stream that inflates past ``size`` is wrong, and a hostile one could be a
+    # zip bomb; exact: bytes after the stream's end would be carried along unchecked
+    d = zlib.decompressobj()
+    out = d.decompress(view, size + 1)
+    if len(out) != size or not d.eof or d.unused_data or d.unconsumed_tail:
+        raise zlib.error("stream does not inflate to exactly its size and length")
+    return [out]
 
 
 def inflate(zdata: Buffer, size: int) -> bytes:
@@ -183,6 +190,82 @@ def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> Enco
         crc = zlib.crc32(p, crc)
         zlen += len(p)
     return EncodedEntry(oid.digest(), header, parts, zlen, crc, size)
+
+
+def publish_pack(pack_dir: str, cidx_dir: str, tmp_pack: str, checksum: bytes,
+                 entries: Sequence[tuple[bytes, int, int]], index: Sequence[IndexEntry], *,
+                 durable: bool = True) -> str:
+    """Publish a complete pack file ``tmp_pack`` (fsynced by the caller when ``durable``).
+
+    Writes the ``.cidx`` of ``index`` into ``cidx_dir``, renames the pack to
+    ``pack-<checksum>.pack`` and writes its ``.idx`` from ``entries`` (binary oid,
+    offset, CRC-32), renamed into place last: the pack is visible only from then
+    on.  If this is interrupted, what it had published is removed again; a crash
+    leaves at most a ``tmp_`` file or a ``.pack`` without ``.idx`` (invisible;
+    gc removes both, and copying the pack again replaces it).  On an error
+    ``tmp_pack`` is removed.  Returns the pack's basename.
+    """
+    name = "pack-" + checksum.hex()
+    base = os.path.join(pack_dir, name)
+    cidx = os.path.join(cidx_dir, name + ".cidx")
+    published: list[str] = [tmp_pack]  # removed again if we are stopped before the .idx is in place
+    try:
+        write_cidx(cidx, checksum, index)
+        published.append(cidx)
+        os.replace(tmp_pack, base + ".pack")
+        published.append(base + ".pack")
+        fd, tmp_idx = tempfile.mkstemp(prefix=TMP_PREFIX + "idx_", dir=pack_dir)
+        published.append(tmp_idx)
+        with os.fdopen(fd, "wb") as f:
+            write_pack_index_v2(f, sorted(entries), checksum)
+            f.flush()
+            if durable:
+                fsync_fd(f.fileno())
+        os.chmod(tmp_idx, 0o444)
+        os.chmod(base + ".pack", 0o444)
+        os.replace(tmp_idx, base + ".idx")  # the pack is visible from here on
+    except BaseException:
+        for path in published:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        raise
+    if durable:
+        fsync_dir(pack_dir)
+    return name
+
+
+def copy_range(src_fd: int, dst_fd: int, size: int) -> int:
+    """Copy the first ``size`` bytes of ``src_fd`` to the start of ``dst_fd`` in the kernel.
+
+    ``copy_file_range`` (a reflink or server-side copy where the file system can),
+    else ``sendfile``: the bytes never pass through user space.  Returns the
+    number of bytes copied, less than ``size`` only if the source is shorter.
+    """
+    done = 0
+    # copy_file_range, then sendfile (Linux: any file), then pread/write (elsewhere)
+    how = "range" if hasattr(os, "copy_file_range") else "send" if sys.platform == "linux" else "read"
+    while done < size:
+        want = min(size - done, 1 << 30)
+        if how == "range":
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, want, done, done)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                how = "send" if sys.platform == "linux" else "read"  # another file system, an old kernel
+                continue
+        elif how == "send":
+            os.lseek(dst_fd, done, os.SEEK_SET)
+            n = os.sendfile(dst_fd, src_fd, done, want)
+        else:
+            block = os.pread(src_fd, min(want, 4 << 20), done)
+            n = os.pwrite(dst_fd, block, done) if block else 0
+        if n == 0:
+            break
+        done += n
+    return done
 
 
 class PackWriter:
@@ -285,36 +368,9 @@ class PackWriter:
             fsync_fd(self._fd)
         fd, self._fd = self._fd, -1  # a signal between close and reset must not close it twice
         os.close(fd)
-        name = "pack-" + checksum.hex()
-        base = os.path.join(self.pack_dir, name)
-        cidx = os.path.join(self.cidx_dir, name + ".cidx")
-        published: list[str] = []  # removed again if we are stopped before the .idx is in place
-        try:
-            write_cidx(cidx, checksum, self._index)
-            published.append(cidx)
-            os.replace(self._tmp, base + ".pack")
-            self._tmp = ""
-            published.append(base + ".pack")
-            fd, tmp_idx = tempfile.mkstemp(prefix=TMP_PREFIX + "idx_", dir=self.pack_dir)
-            published.append(tmp_idx)
-            with os.fdopen(fd, "wb") as f:
-                write_pack_index_v2(f, sorted(self._entries), checksum)
-                f.flush()
-                if self.durable:
-                    fsync_fd(f.fileno())
-            os.chmod(tmp_idx, 0o444)
-            os.chmod(base + ".pack", 0o444)
-            os.replace(tmp_idx, base + ".idx")  # the pack is visible from here on
-        except BaseException:
-            for path in published:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-            raise
-        if self.durable:
-            fsync_dir(self.pack_dir)
-        return name
+        tmp, self._tmp = self._tmp, ""
+        return publish_pack(self.pack_dir, self.cidx_dir, tmp, checksum, self._entries, self._index,
+                            durable=self.durable)
 
     def abort(self) -> None:
         """Remove the partial pack.  Safe to call at any point, and more than once."""

@@ -60,6 +60,8 @@ class Quarantine:
         #: binary oid -> (offset, entry length) of every object in the quarantine's pack
         self.locations: dict[bytes, tuple[int, int]] = {}
         self.new_chunks: dict[bytes, tuple[bytes, int]] = {}  # oid -> (key, raw size), verified
+        #: further packs and their locations (whole packs copied from a local store)
+        self.more: list[tuple[str, dict[bytes, tuple[int, int]]]] = []
 
     def close(self) -> None:
         self.odb.close()
@@ -130,14 +132,25 @@ class Quarantine:
         """
         if pack is None or writer is None:
             return
-        self.pack, self.locations = pack, writer.locations
+        self.adopt_pack(pack, writer.locations, verified)
+
+    def adopt_pack(self, pack: str, locations: dict[bytes, tuple[int, int]],
+                   verified: dict[bytes, tuple[bytes, int]]) -> None:
+        """Take one more verified pack written into this quarantine (see :meth:`adopt`)."""
+        if self.pack is None:
+            self.pack, self.locations = pack, locations
+        else:
+            self.more.append((pack, locations))
         self.new_chunks.update(verified)
         self.odb.rescan_packs()
+
+    def _packs(self) -> list[tuple[str, dict[bytes, tuple[int, int]]]]:
+        return ([(self.pack, self.locations)] if self.pack is not None else []) + self.more
 
     # -- verification ------------------------------------------------------
 
     def _is_new(self, oid: bytes) -> bool:
-        return oid in self.locations
+        return any(oid in locations for _, locations in self._packs())
 
     def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
         """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
@@ -170,9 +183,9 @@ class Quarantine:
                         # Read the entry where the writer put it (one pread), not through
                         # dulwich, which maps the whole pack: every page read counted in
                         # the RSS, ~1 GiB for a 1 GiB model
-                        assert self.pack is not None
-                        offset, length = self.locations[oid]
-                        odb.read_chunk(key, oid, size, ChunkLocation(self.pack, offset, length, oid, size))
+                        pack, locations = next(pl for pl in self._packs() if oid in pl[1])
+                        offset, length = locations[oid]
+                        odb.read_chunk(key, oid, size, ChunkLocation(pack, offset, length, oid, size))
                         self.new_chunks[oid] = (key, size)
                     elif self.new_chunks[oid] != (key, size):
                         raise CorruptObjectError(oid.hex(), "one chunk blob claimed under two keys")
@@ -201,20 +214,27 @@ class Quarantine:
     # -- publication -------------------------------------------------------
 
     def publish(self) -> None:
-        """Move the verified pack into the store, indexing the verified chunks."""
+        """Move the verified packs into the store, indexing the verified chunks.
+
+        Each pack is published on its own (sidecar, pack, ``.idx`` last); a crash
+        between two leaves the first one's objects unreferenced (gc frees them, a
+        new pull finds them present).
+        """
         if self.pack is None:
             return
         main = self.repo.odb
-        entries = []
-        for oid, (key, size) in self.new_chunks.items():
-            offset, length = self.locations[oid]
-            entries.append(IndexEntry(key, oid, offset, length, size))
-        checksum = bytes.fromhex(self.pack[len("pack-"):])
-        write_cidx(os.path.join(main.cidx_dir, self.pack + ".cidx"), checksum, entries)
-        src = os.path.join(self.odb.pack_dir, self.pack)
-        dst = os.path.join(main.pack_dir, self.pack)
-        os.replace(src + ".pack", dst + ".pack")
-        os.replace(src + ".idx", dst + ".idx")  # visible from here on
+        for pack, locations in self._packs():
+            entries = []
+            for oid, (key, size) in self.new_chunks.items():
+                if oid in locations:
+                    offset, length = locations[oid]
+                    entries.append(IndexEntry(key, oid, offset, length, size))
+            checksum = bytes.fromhex(pack[len("pack-"):])
+            write_cidx(os.path.join(main.cidx_dir, pack + ".cidx"), checksum, entries)
+            src = os.path.join(self.odb.pack_dir, pack)
+            dst = os.path.join(main.pack_dir, pack)
+            os.replace(src + ".pack", dst + ".pack")
+            os.replace(src + ".idx", dst + ".idx")  # visible from here on
         fsync_dir(main.pack_dir)
         main.rescan_packs()
         main.index.refresh()

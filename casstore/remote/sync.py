@@ -39,7 +39,7 @@ from ..util.progress import ProgressFn
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import Quarantine
-from .localpath import LocalPathClient, Presence, chunk_claims, copy_objects, missing_objects, scratch_cidx_dir
+from .localpath import LocalPathClient, Presence, chunk_claims, missing_objects, scratch_cidx_dir, transfer
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
 from .transport import describe_transport_error, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
@@ -294,11 +294,13 @@ def _copy_in(repo: Repository, quarantine: Quarantine, path: str, wants: list[Ob
     try:
         objects, models = missing_objects(src, wants, have)
         claims = chunk_claims(src, models)
-        stats = copy_objects(src, objects, quarantine.odb.pack_dir, quarantine.odb.cidx_dir, claims,
-                             verify_chunks=True, progress=progress, label="receiving")
+        stats = transfer(src, objects, quarantine.odb.pack_dir, quarantine.odb.cidx_dir, claims,
+                         hostile=True, progress=progress, label="receiving")
     finally:
         have.close()
         src.close()
+    for pc in stats.packs:
+        quarantine.adopt_pack(pc.name, pc.locations, pc.chunks)
     quarantine.adopt(stats.writer, stats.pack, stats.chunks)
     return stats.objects, stats.pack_bytes
 
@@ -457,7 +459,7 @@ def _delete_local(repo: Repository, domain: str, model_id: str, sha: ObjectID) -
 
 def _copy_out(repo: Repository, path: str, wants: list[ObjectID], result: SyncResult,
               progress: ProgressFn | None) -> None:
-    """Copy what ``wants`` reaches and the local remote at ``path`` lacks into one pack there."""
+    """Copy what ``wants`` reaches and the local remote at ``path`` lacks there (localpath.transfer)."""
     git_dir = _git_dir(path)
     dest = ObjectDB(git_dir)
     have = Presence(dest)
@@ -471,8 +473,8 @@ def _copy_out(repo: Repository, path: str, wants: list[ObjectID], result: SyncRe
     try:
         # our own chunks were verified when they entered this store: check each entry's
         # oid (cheap, catches damage on disk), not every chunk's BLAKE3 again
-        stats = copy_objects(repo.odb, objects, os.path.join(git_dir, "objects", "pack"), cidx_dir, claims,
-                             verify_chunks=False, progress=progress, label="sending")
+        stats = transfer(repo.odb, objects, os.path.join(git_dir, "objects", "pack"), cidx_dir, claims,
+                         hostile=False, progress=progress, label="sending")
     finally:
         if not cidx_dir.startswith(git_dir):
             shutil.rmtree(cidx_dir, ignore_errors=True)
