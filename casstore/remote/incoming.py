@@ -23,7 +23,7 @@ import shutil
 import struct
 import tempfile
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dulwich.object_format import SHA1
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -42,6 +42,9 @@ from ..objects.packwriter import BLOB, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+    from zlib import _Decompress
+
     from ..objects.repository import Repository
 
 
@@ -252,7 +255,7 @@ class PackIndexer:
         self._pack = hashlib.sha1()
         self._seen: set[bytes] = set()
         self._stored: bytes | None = None
-        self._entry: tuple[int, int, int, Any, Any] | None = None  # offset, type, size, inflater, oid hash
+        self._entry: tuple[int, int, int, _Decompress, _Hash] | None = None  # offset, type, size, inflater, oid hash
         self._crc = 0
         self._inflated = 0
         self._first = b""  # first bytes of the content (a chunk blob's codec tag)

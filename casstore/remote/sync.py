@@ -351,6 +351,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
             walker = LocalGraph(heads, parents, odb.contains)
             pack_path = os.path.join(quarantine.dir, "incoming.pack")
             received = 0
+            indexer: PackIndexer | None = None
             if isinstance(client, LocalPathClient):
                 # a directory on this machine: copy the entries we lack (verified) instead of
                 # having git's pack-objects build, and us rewrite, a pack (localpath.py)
