@@ -77,13 +77,25 @@ def git_index(pack: Path, tmp_path: Path) -> bytes:
     return ref.with_suffix(".idx").read_bytes()
 
 
+@pytest.fixture(scope="module")
+def sent_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes, bytes]]:
+    """size -> (the pack a served store sends, git's .idx of it), made once for the module."""
+    out = {}
+    for name, size in (("small", 100_000), ("big", 2 * MiB)):
+        d = tmp_path_factory.mktemp(name)
+        pack = served_pack(d, size)
+        out[name] = (pack.read_bytes(), git_index(pack, d))
+    return out
+
+
 @pytest.mark.parametrize("pieces", ["one", "bytes", "random", "side-band"])
-def test_indexer_fed_as_received_writes_git_s_index(tmp_path: Path, pieces: str) -> None:
+def test_indexer_fed_as_received_writes_git_s_index(tmp_path: Path, pieces: str,
+                                                    sent_packs: dict[str, tuple[bytes, bytes]]) -> None:
     """Fed in pieces of any size (a byte at a time, the whole pack at once, the 65515-byte
     pieces of git's side-band), the pack is indexed exactly as `git index-pack` does."""
-    pack = served_pack(tmp_path, 300_000 if pieces == "bytes" else 2 * MiB)
-    data = pack.read_bytes()
-    expected = git_index(pack, tmp_path)
+    data, expected = sent_packs["small" if pieces == "bytes" else "big"]
+    pack = tmp_path / "received.pack"
+    pack.write_bytes(data)
     indexer = PackIndexer()
     rng = random.Random(7)
     pos = 0
@@ -112,9 +124,9 @@ def _fed(data: bytes) -> PackIndexer:
     return indexer
 
 
-def test_indexer_refuses_a_damaged_pack(tmp_path: Path) -> None:
+def test_indexer_refuses_a_damaged_pack(tmp_path: Path, sent_packs: dict[str, tuple[bytes, bytes]]) -> None:
     """Truncated, one byte changed, bytes after the checksum: each is refused, nothing moved."""
-    data = served_pack(tmp_path, 2 * MiB).read_bytes()
+    data = sent_packs["big"][0]
     dest = tmp_path / "dest"
     dest.mkdir()
     flipped = bytearray(data)
