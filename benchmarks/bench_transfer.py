@@ -12,24 +12,37 @@ git's upload-pack/receive-pack/pack-objects and DVC's workers):
   W2 commit / dvc add        W2 push              W2 fresh pull + download
   W3 commit + push           W3 fresh pull + download of both versions     store sizes
 
+Every step also records the CPU seconds (user + system) of its whole process tree.
+Over git://, http and ssh the server is started afresh for each push and pull, in a
+process tree of its own measured the same way (class Remote): the server's CPU seconds
+and the peak RSS of its largest process are rows of their own, and every git process it
+runs (upload-pack, pack-objects, receive-pack, index-pack, http-backend...) is logged
+with its CPU and peak RSS (printed after the tables).  git:// is served one `git daemon
+--inetd` per connection, http by a streaming CGI server (bench_servers.py), ssh by sshd.
+
 DVC is installed from PyPI into benchmarks/.venv-dvc.  References: `cp`, `cp` + `sync`,
 `zstd -3 -T2` of W2.  Results: benchmarks/results_transfer.json and a markdown table on
 stdout.
 
     python benchmarks/bench_transfer.py [--size MiB] [--reps N] [--no-network]
+        [--net-reps N] [--transports git://,http,ssh] [--w2-only] [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +54,9 @@ DVC = DVC_VENV / "bin" / "dvc"
 DVC_VERSION = "3.67.1"
 MiB = 1 << 20
 TIME = "/usr/bin/time"
+
+sys.path.insert(0, str(ROOT))
+from tests.servers import free_port, wait_port  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -79,19 +95,23 @@ def fresh(path: Path) -> Path:
     return path
 
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1", "CAS_AUTHOR": "bench <bench@example.com>"}
+# PYTHONDONTWRITEBYTECODE (set in some shells and CI) would make every `cas` process compile
+# casstore from source (0.3-0.5 s of CPU each) while DVC's installed modules load compiled
+ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+       "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1", "CAS_AUTHOR": "bench <bench@example.com>"}
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS MiB of the largest process in the tree) of one command."""
+def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """(seconds, peak RSS MiB of the largest process in the tree, CPU seconds of the tree) of one command."""
     subprocess.run(["sync"])
     t = time.perf_counter()
-    r = subprocess.run([TIME, "-f", "RSSKIB %M", *cmd], cwd=cwd, env=env or ENV, capture_output=True, text=True)
+    r = subprocess.run([TIME, "-f", "RSSKIB %M %U %S", *cmd], cwd=cwd, env=env or ENV, capture_output=True, text=True)
     dt = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    kib = int(next(line for line in r.stderr.splitlines()[::-1] if line.startswith("RSSKIB")).split()[1])
-    return dt, kib / 1024
+    line = next(line for line in r.stderr.splitlines()[::-1] if line.startswith("RSSKIB"))
+    kib, user, system = line.split()[1:]
+    return dt, int(kib) / 1024, float(user) + float(system)
 
 
 def du(*paths: Path) -> float:
@@ -110,46 +130,214 @@ def cas(*args: str) -> list[str]:
     return [sys.executable, "-m", "casstore", *args]
 
 
-def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], url: str | None = None,
-                  label: str = "path") -> None:
-    """The five steps for casstore; ``url`` replaces the path remote (network transports)."""
+class Remote:
+    """Where casstore pushes to and pulls from; a git server is started afresh for every step.
+
+    A path remote is a directory.  For git://, http and ssh the server runs under GNU
+    ``time`` (its whole tree: the daemon, the CGI server or sshd, and every process they
+    wait for), and every git process it starts runs through a wrapper in a private
+    exec-path (and PATH, for sshd's sessions) that logs that process's own CPU seconds
+    and peak RSS (GNU time, ``git-procs.log``).  :meth:`step` yields the URL and, after the
+    step, leaves its measurements in :attr:`last`: the server tree's CPU seconds and the
+    peak RSS of its largest process, and per git command (CPU s, peak MiB; a parent's
+    figures include the children it waited for: upload-pack includes pack-objects).
+    """
+
+    def __init__(self, kind: str, root: Path | None = None) -> None:
+        self.kind = kind
+        self.root = root
+        self.last: dict[str, object] = {}
+        if kind != "path":
+            self.log = WORK / "git-procs.log"
+            self.exec_dir, self.path_dir = _git_wrappers(WORK / "git-wrap", self.log)
+
+    def url_of(self, base: str) -> str:
+        return f"{base}{self.root}/models.git" if self.kind == "ssh" else f"{base}/models.git"
+
+    @contextmanager
+    def step(self, target: Path) -> Iterator[str]:
+        if self.kind == "path":
+            yield str(target)
+            return
+        assert self.root is not None
+        env = {**os.environ, "GIT_EXEC_PATH": str(self.exec_dir), "PATH": f"{self.path_dir}:{os.environ['PATH']}"}
+        outer = WORK / "server-time.log"
+        self.log.unlink(missing_ok=True)
+        port = free_port()
+        extra: dict[str, str] = {}
+        if self.kind == "git://":
+            # one process per connection, as inetd / systemd socket activation serve git://:
+            # a standing `git daemon` reaps its children when the next connection comes, so
+            # the last one's CPU would never reach its rusage
+            cmd = [sys.executable, str(HERE / "bench_servers.py"), "git-inetd", str(self.root), str(port)]
+            base = f"git://127.0.0.1:{port}"
+        elif self.kind == "http":
+            cmd = [sys.executable, str(HERE / "bench_servers.py"), "http", str(self.root), str(port)]
+            base = f"http://127.0.0.1:{port}"
+        else:
+            conf, base, extra = _sshd_config(WORK / "sshd", port, self.exec_dir, self.path_dir)
+            cmd = [shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(conf)]
+        proc = subprocess.Popen([TIME, "-o", str(outer), "-f", "SERVER %M %U %S", *cmd], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        saved = dict(ENV)
+        try:
+            wait_port(port, proc)
+            ENV.update(extra)
+            yield self.url_of(base)
+        finally:
+            ENV.clear()
+            ENV.update(saved)
+            assert proc.stdin is not None
+            proc.stdin.close()  # bench_servers.py stops at EOF
+            server_pid = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if self.kind == "ssh":
+                for pid in server_pid:
+                    os.kill(int(pid), signal.SIGTERM)
+            proc.wait(timeout=60)
+        line = next(ln for ln in outer.read_text().splitlines()[::-1] if ln.startswith("SERVER "))
+        kib, user, system = line.split()[1:]
+        procs: dict[str, list[float]] = {}
+        for ln in (self.log.read_text().splitlines() if self.log.exists() else []):
+            if ln.startswith("GITPROC "):
+                _, name, pkib, puser, psys = ln.split()
+                got = procs.setdefault(name, [0.0, 0.0])
+                got[0] += float(puser) + float(psys)
+                got[1] = max(got[1], int(pkib) / 1024)
+        peak = max([int(kib) / 1024, *(v[1] for v in procs.values())])
+        self.last = {"cpu": float(user) + float(system), "peak": peak, "procs": procs}
+
+
+def _git_wrappers(d: Path, log_path: Path) -> tuple[Path, Path]:
+    """An exec-path and a PATH directory whose git commands log their CPU and peak RSS to ``log_path``.
+
+    git runs its subcommands (``upload-pack``, ``pack-objects``, ``index-pack``...) as
+    ``git <name>`` from its exec-path; sshd's sessions run ``git-upload-pack`` from PATH.
+    """
+    real = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip()
+    exec_dir, path_dir = d / "exec", d / "bin"
+    if exec_dir.exists():
+        return exec_dir, path_dir
+    exec_dir.mkdir(parents=True)
+    path_dir.mkdir(parents=True)
+    for name in os.listdir(real):
+        if name != "git":
+            os.symlink(os.path.join(real, name), exec_dir / name)
+
+    def wrapper(path: Path, target: str, label: str) -> None:
+        path.write_text(f'''#!/bin/sh
+# the subcommand: the first argument that is not an option (git -c x=y --git-dir=... index-pack)
+name={label}
+if [ -z "$name" ]; then
+  skip=0
+  for a in "$@"; do
+    if [ $skip = 1 ]; then skip=0; continue; fi
+    case "$a" in -c|-C) skip=1;; -*) ;; *) name="$a"; break;; esac
+  done
+fi
+exec {TIME} -a -o {log_path} -f "GITPROC $name %M %U %S" {target} "$@"
+''')
+        path.chmod(0o755)
+
+    wrapper(exec_dir / "git", os.path.join(real, "git"), "")
+    for cmd in ("upload-pack", "receive-pack"):
+        wrapper(path_dir / f"git-{cmd}", os.path.join(real, f"git-{cmd}"), cmd)
+    return exec_dir, path_dir
+
+
+def _sshd_config(d: Path, port: int, exec_dir: Path, path_dir: Path) -> tuple[Path, str, dict[str, str]]:
+    """sshd as tests/servers.py runs it, with the sessions' git commands going through the wrappers."""
+    if not d.exists():
+        d.mkdir(parents=True)
+        for key in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+        shutil.copy(d / "client_key.pub", d / "authorized_keys")
+        os.chmod(d / "authorized_keys", 0o600)
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", exist_ok=True)
+    conf = d / "sshd_config"
+    conf.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "PermitRootLogin prohibit-password\nPrintMotd no\n"
+        f"SetEnv PATH={path_dir}:/usr/local/bin:/usr/bin:/bin GIT_EXEC_PATH={exec_dir}\n")
+    command = (f"ssh -F /dev/null -i {d / 'client_key'} -o IdentitiesOnly=yes -o BatchMode=yes "
+               "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+    return conf, f"ssh://{getpass.getuser()}@127.0.0.1:{port}", {"GIT_SSH_COMMAND": command}
+
+
+def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], remote: Remote | None = None,
+                  label: str = "path", w3_rows: bool = True) -> None:
+    """The five steps for casstore; ``remote`` replaces the path remote (network transports).
+
+    For each step: wall seconds, the client tree's peak RSS and CPU seconds, and over a
+    git server the server tree's CPU seconds and peak RSS (:class:`Remote`).
+    """
+    remote = remote or Remote("path")
+    tool = f"casstore {label}" if label != "path" else "casstore"
+
     def add(key: str, value: float) -> None:
-        out.setdefault(key, {}).setdefault(f"casstore {label}" if label != "path" else "casstore", []).append(value)
+        out.setdefault(key, {}).setdefault(tool, []).append(value)
+
+    def server(step: str) -> None:
+        if remote.kind == "path":
+            return
+        add(f"{step} server CPU s", remote.last["cpu"])  # type: ignore[arg-type]
+        add(f"{step} server peak MiB", remote.last["peak"])  # type: ignore[arg-type]
+        PROCS.setdefault(f"{step}, {tool}", []).append(remote.last["procs"])
 
     src = fresh(WORK / "cas-src")
-    remote = fresh(WORK / "cas-remote")
-    target = url or str(remote)
+    path_remote = fresh(WORK / "cas-remote")
     run(cas("init", str(src)))
-    if url is None:
-        add("W2 commit s", (r := run(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2))))[0])
+    if remote.kind == "path":
+        r = run(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2)))
+        add("W2 commit s", r[0])
         add("W2 commit peak MiB", r[1])
+        add("W2 commit CPU s", r[2])
     else:
         run(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2)))
-    r = run(cas("--store", str(src), "push", target))
+    with remote.step(path_remote) as target:
+        r = run(cas("--store", str(src), "push", target))
     add("W2 push s", r[0])
     add("W2 push peak MiB", r[1])
+    add("W2 push CPU s", r[2])
+    server("W2 push")
     dst = fresh(WORK / "cas-dst")
     run(cas("init", str(dst)))
-    p = run(cas("--store", str(dst), "pull", target))
+    with remote.step(path_remote) as target:
+        p = run(cas("--store", str(dst), "pull", target))
+    server("W2 pull")
     d = run(cas("--store", str(dst), "download", "w", "v1", str(fresh(WORK / "cas-out"))))
     add("W2 fresh pull+download s", p[0] + d[0])
     add("W2 fresh pull+download peak MiB", max(p[1], d[1]))
-    c = run(cas("--store", str(src), "commit", "--id", "v2", "w", str(w3)))
-    p = run(cas("--store", str(src), "push", target))
-    add("W3 commit+push s", c[0] + p[0])
-    add("W3 commit+push peak MiB", max(c[1], p[1]))
-    dst2 = fresh(WORK / "cas-dst2")
-    run(cas("init", str(dst2)))
-    p = run(cas("--store", str(dst2), "pull", target))
-    d1 = run(cas("--store", str(dst2), "download", "w", "v1", str(fresh(WORK / "cas-out1"))))
-    d2 = run(cas("--store", str(dst2), "download", "w", "v2", str(fresh(WORK / "cas-out2"))))
-    add("W3 fresh pull+download both s", p[0] + d1[0] + d2[0])
-    add("W3 fresh pull+download both peak MiB", max(p[1], d1[1], d2[1]))
-    if url is None:
+    add("W2 fresh pull+download CPU s", p[2] + d[2])
+    if w3_rows:
+        c = run(cas("--store", str(src), "commit", "--id", "v2", "w", str(w3)))
+        with remote.step(path_remote) as target:
+            p = run(cas("--store", str(src), "push", target))
+        server("W3 push")
+        add("W3 commit+push s", c[0] + p[0])
+        add("W3 commit+push peak MiB", max(c[1], p[1]))
+        add("W3 commit+push CPU s", c[2] + p[2])
+        dst2 = fresh(WORK / "cas-dst2")
+        run(cas("init", str(dst2)))
+        with remote.step(path_remote) as target:
+            p = run(cas("--store", str(dst2), "pull", target))
+        server("W3 pull")
+        d1 = run(cas("--store", str(dst2), "download", "w", "v1", str(fresh(WORK / "cas-out1"))))
+        d2 = run(cas("--store", str(dst2), "download", "w", "v2", str(fresh(WORK / "cas-out2"))))
+        add("W3 fresh pull+download both s", p[0] + d1[0] + d2[0])
+        add("W3 fresh pull+download both peak MiB", max(p[1], d1[1], d2[1]))
+        add("W3 fresh pull+download both CPU s", p[2] + d1[2] + d2[2])
+    if remote.kind == "path" and w3_rows:
         add("store after W3 MiB (local)", du(src))
-        add("store after W3 MiB (remote)", du(remote))
+        add("store after W3 MiB (remote)", du(path_remote))
     for d in ("cas-src", "cas-remote", "cas-dst", "cas-dst2", "cas-out", "cas-out1", "cas-out2"):
         shutil.rmtree(WORK / d, ignore_errors=True)
+
+
+#: "step, tool" -> per repetition: git command -> (CPU s, peak MiB) on the server
+PROCS: dict[str, list[dict[str, list[float]]]] = {}
 
 
 def dvc_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]]) -> None:
@@ -169,15 +357,18 @@ def dvc_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]]) -> None
     r = run([str(DVC), "add", "-q", "model.npy"], cwd=src)
     add("W2 commit s", r[0])
     add("W2 commit peak MiB", r[1])
+    add("W2 commit CPU s", r[2])
     v1 = (src / "model.npy.dvc").read_text()
     r = run([str(DVC), "push", "-q"], cwd=src)
     add("W2 push s", r[0])
     add("W2 push peak MiB", r[1])
+    add("W2 push CPU s", r[2])
     dst = project(WORK / "dvc-dst", remote)
     (dst / "model.npy.dvc").write_text(v1)
     r = run([str(DVC), "pull", "-q"], cwd=dst)  # pull = fetch + checkout: the file is in place
     add("W2 fresh pull+download s", r[0])
     add("W2 fresh pull+download peak MiB", r[1])
+    add("W2 fresh pull+download CPU s", r[2])
     (src / "model.npy").unlink()
     shutil.copyfile(w3, src / "model.npy")
     a = run([str(DVC), "add", "-q", "model.npy"], cwd=src)
@@ -210,34 +401,19 @@ def references(w2: Path, out: dict[str, dict[str, list[float]]]) -> None:
     dst.unlink()
 
 
-def network(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]]) -> None:
-    sys.path.insert(0, str(ROOT))
+def network(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], transports: list[str], rep: int,
+            w3_rows: bool) -> None:
+    """casstore over each git transport, a fresh bare store (`cas init --bare`) each; the order
+    rotates with ``rep`` so that no transport always runs first (the machine's load drifts)."""
     from casstore.store import init_store
-    from tests.servers import git_daemon, http_backend, sshd
 
-    root = fresh(WORK / "srv")
-    root.mkdir(parents=True)
-
-    def bare() -> Path:
-        path = fresh(root / "models.git")
-        init_store(str(path), bare_remote=True)
-        return path
-
-    bare()
-    with git_daemon(root) as base:
-        casstore_path(w2, w3, out, f"{base}/models.git", "git://")
-    bare()
-    with http_backend(root) as base:
-        casstore_path(w2, w3, out, f"{base}/models.git", "http")
-    path = bare()
-    with sshd(WORK) as (base, env):
-        saved = dict(ENV)
-        ENV.update(env)
-        try:
-            casstore_path(w2, w3, out, f"{base}{path}", "ssh")
-        finally:
-            ENV.clear()
-            ENV.update(saved)
+    root = WORK / "srv"
+    order = transports[rep % len(transports):] + transports[:rep % len(transports)]
+    for kind in order:
+        fresh(root).mkdir(parents=True)
+        init_store(str(root / "models.git"), bare_remote=True)
+        log(f"  casstore over {kind}")
+        casstore_path(w2, w3, out, Remote(kind, root), kind, w3_rows)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -335,12 +511,19 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="W2 size in MiB (the issue's full run: 1024)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--no-network", action="store_true", help="only the path remote (no git://, ssh, http)")
+    ap.add_argument("--net-reps", type=int, default=None, help="repetitions over the network (default: --reps)")
+    ap.add_argument("--transports", default="git://,http,ssh", help="comma-separated: git://, http, ssh")
+    ap.add_argument("--w2-only", action="store_true", help="only W2's push and pull over the network (no W3 rows)")
+    ap.add_argument("--work", type=Path, help="where the data and the stores go (default benchmarks/data)")
     ap.add_argument("--chart-only", type=Path, help="redraw the chart from a results_transfer.json")
     args = ap.parse_args()
     if args.chart_only:
         saved = json.loads(args.chart_only.read_text())
         chart(saved["results"], _title(saved), ROOT / "docs" / "benchmarks-transfer.png")
         return
+    global DATA, WORK
+    if args.work:
+        DATA, WORK = args.work, args.work / "xfer"
     ensure_dvc()
     WORK.mkdir(parents=True, exist_ok=True)
     w2, w3 = ensure_data(args.size * MiB)
@@ -352,8 +535,10 @@ def main() -> None:
             fn(w2, w3, results)
         references(w2, results)
     if not args.no_network:
-        log("casstore over git://, http and ssh")
-        network(w2, w3, results)
+        transports = args.transports.split(",")
+        for rep in range(args.reps if args.net_reps is None else args.net_reps):
+            log(f"network repetition {rep + 1}")
+            network(w2, w3, results, transports, rep, not args.w2_only)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"# transfer benchmark ({when}, {machine}, W2 = {args.size} MiB, {args.reps} repetitions, medians; "
@@ -362,8 +547,14 @@ def main() -> None:
     print("\n| target | measured | limit | met |\n|---|---|---|---|")
     for name, value, limit, met in targets(results):
         print(f"| {name} | {value:.2f} | {limit:g} | {'yes' if met else 'NO'} |")
+    print("\nserver-side git processes, per repetition: command CPU s / peak MiB "
+          "(a parent's figures include the children it waited for)")
+    for step, reps in PROCS.items():
+        cells = ["; ".join(f"{n} {c:.2f}/{m:.0f}" for n, (c, m) in sorted(r.items(), key=lambda kv: -kv[1][0])
+                           if c >= 0.05 or m >= 20) for r in reps]
+        print(f"- {step}: " + " | ".join(cells))
     saved = {"results": results, "machine": machine, "when": when, "w2_mib": args.size, "reps": args.reps,
-             "loadavg": os.getloadavg()}
+             "loadavg": os.getloadavg(), "server_processes": PROCS}
     (HERE / "results_transfer.json").write_text(json.dumps(saved, indent=1))
     try:
         chart(results, _title(saved), ROOT / "docs" / "benchmarks-transfer.png")

@@ -44,7 +44,11 @@ _CAS_DIRS = ("cas", "cas/chunkidx", "cas/tmp")
 #: while streaming our chunk entries counts in its RSS: small windows bound that.  Our
 #: chunk blobs are zstd: no delta can shrink them, so pack-objects must not search for
 #: one (``pack.window=0``), and objects above 32 KiB are streamed, never held whole
-#: (``core.bigFileThreshold``).  Sizes are written as plain byte counts, not git's
+#: (``core.bigFileThreshold``).  ``receive.unpackLimit=1``: git explodes a push of fewer
+#: than 100 objects (a small model, a few changed chunks) into loose objects, a file and
+#: an fsync each, which every pack-objects that serves them must inflate and deflate
+#: again; kept as the pack that arrived, its entries are served verbatim.  Sizes are
+#: written as plain byte counts, not git's
 #: ``16m``: dulwich's ``Repo`` reads ``core.packedGitLimit`` with ``int()`` and refuses
 #: to open a repository whose config says ``64m``.
 SERVER_CONFIG: dict[tuple[bytes, bytes], bytes] = {
@@ -52,6 +56,7 @@ SERVER_CONFIG: dict[tuple[bytes, bytes], bytes] = {
     (b"core", b"packedGitLimit"): str(64 << 20).encode(),
     (b"pack", b"window"): b"0",
     (b"core", b"bigFileThreshold"): str(32 << 10).encode(),
+    (b"receive", b"unpackLimit"): b"1",
 }
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from dulwich.object_format import SHA1
 from dulwich.objects import Blob, Commit, ObjectID, Tree
-from dulwich.pack import PackData, PackInflater, unpack_object, write_pack_index_v2
+from dulwich.pack import PackData, PackInflater, write_pack_index_v2
 
 from ..errors import CorruptObjectError, MissingObjectError
 from ..model.history import check_index
@@ -42,6 +42,9 @@ from ..objects.packwriter import BLOB, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+    from zlib import _Decompress
+
     from ..objects.repository import Repository
 
 
@@ -67,17 +70,18 @@ class Quarantine:
         self.odb.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def import_pack(self, path: str) -> int:
+    def import_pack(self, path: str, indexer: PackIndexer | None = None) -> int:
         """Take a received pack into the quarantine; returns the object count.
 
         A pack of whole objects whose chunk blobs are stored zlib blocks (what a
         casstore store served by git sends) is kept as it is: one streaming pass
         recomputes every object id, CRC and the checksum, and writes the ``.idx``
-        (:func:`index_in_place`).  Any other pack (deltas, a thin pack, chunk blobs
-        that git compressed) is rewritten as a casstore pack.
+        (:func:`index_in_place`) -- or ``indexer`` made that pass while the pack was
+        received.  Any other pack (deltas, a thin pack, chunk blobs that git
+        compressed) is rewritten as a casstore pack.
         """
         try:
-            indexed = index_in_place(path, self.odb.pack_dir)
+            indexed = index_in_place(path, self.odb.pack_dir, indexer)
         except (ValueError, AssertionError, zlib.error, struct.error) as e:
             raise CorruptObjectError("received pack", f"unreadable: {type(e).__name__}: {e}") from None
         if indexed is not None:
@@ -240,66 +244,193 @@ class Quarantine:
         main.index.refresh()
 
 
-def index_in_place(path: str, pack_dir: str) -> tuple[str, dict[bytes, tuple[int, int]]] | None:
+class PackIndexer:
+    """Indexes a pack of whole objects as its bytes arrive, for :func:`index_in_place`.
+
+    :meth:`feed` takes the pack in pieces of any size (what a transport delivers, while
+    it delivers: the work overlaps the server's); each entry is inflated in bounded
+    steps, its id computed from its content (so the ``.idx`` is ours whatever the
+    sender claimed) and its CRC-32 taken; the pack's checksum is computed on the way.
+    Memory: one entry's worth of pending input at most, plus 1 MiB of inflated output.
+
+    After the last byte: :attr:`error` says why the pack is damaged (truncated, bad
+    checksum, an entry larger than its header says...), :attr:`unsuitable` why it is
+    not in casstore's format (a delta, a duplicate object, a chunk blob git
+    compressed) and must be rewritten; with neither, :meth:`finish` has the entries.
+    """
+
+    _STEP = 1 << 20  # inflated bytes per decompress call: bounds a zlib bomb's memory
+    #: what is parsed at a time: each step copies what is pending, so pieces much larger
+    #: than an entry would make the work quadratic (git's side-band pieces are 64 KiB)
+    PIECE = 1 << 16
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.unsuitable: str | None = None
+        self.entries: list[tuple[bytes, int, int]] = []  # (oid, offset, crc32)
+        self.end = 0  # offset of the checksum (the end of the last entry) once known
+        self._pending = bytearray()
+        self._offset = 0  # pack offset of _pending[0]
+        self._count = -1  # entries still to come; -1 before the pack header
+        self._pack = hashlib.sha1()
+        self._seen: set[bytes] = set()
+        self._stored: bytes | None = None
+        self._entry: tuple[int, int, int, _Decompress, _Hash] | None = None  # offset, type, size, inflater, oid hash
+        self._crc = 0
+        self._inflated = 0
+        self._first = b""  # first bytes of the content (a chunk blob's codec tag)
+        self._comp = b""  # first bytes of the zlib stream (its first deflate block's type)
+
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None or self.unsuitable is not None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), self.PIECE):
+            if self.stopped:
+                return
+            self._pending += view[start:start + self.PIECE]
+            try:
+                while self._step():
+                    pass
+            except (zlib.error, ValueError, struct.error) as e:
+                self.error = f"unreadable: {type(e).__name__}: {e}"
+
+    def _take(self, n: int) -> bytes:
+        """Consume ``n`` pending bytes into the pack checksum."""
+        out = bytes(self._pending[:n])
+        del self._pending[:n]
+        self._pack.update(out)
+        self._offset += n
+        return out
+
+    def _step(self) -> bool:
+        """Parse what the pending bytes allow; False when more input is needed (or it stopped)."""
+        if self._count < 0:
+            if len(self._pending) < 12:
+                return False
+            head = self._take(12)
+            if head[:4] != b"PACK" or struct.unpack(">I", head[4:8])[0] not in (2, 3):
+                self.error = "not a git pack"
+                return False
+            self._count = struct.unpack(">I", head[8:12])[0]
+            return True
+        if self._count == 0:
+            if self._stored is None:
+                self.end = self._offset
+                self._stored = b""
+            if len(self._pending) > 20:
+                self.error = f"{len(self._pending) - 20} bytes after the checksum"
+            return False
+        if self._entry is None:
+            return self._entry_header()
+        return self._entry_body()
+
+    def _entry_header(self) -> bool:
+        n = 0
+        while n < len(self._pending) and self._pending[n] & 0x80:
+            n += 1
+        if n >= len(self._pending):
+            return False  # the header continues in the next piece
+        if n > 9:
+            raise ValueError("entry header too long")
+        type_num = (self._pending[0] >> 4) & 7
+        if type_num not in TYPE_NAMES:
+            self.unsuitable = "a delta"
+            return False
+        size = self._pending[0] & 15
+        for i in range(1, n + 1):
+            size |= (self._pending[i] & 0x7F) << (4 + 7 * (i - 1))
+        offset = self._offset
+        header = self._take(n + 1)
+        self._crc = zlib.crc32(header)
+        self._inflated, self._first, self._comp = 0, b"", b""
+        oid_hash = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
+        self._entry = (offset, type_num, size, zlib.decompressobj(), oid_hash)
+        return True
+
+    def _entry_body(self) -> bool:
+        assert self._entry is not None
+        offset, type_num, size, inflater, oid_hash = self._entry
+        if not self._pending:
+            return False
+        data = bytes(self._pending)
+        if len(self._comp) < 3:
+            self._comp += data[:3 - len(self._comp)]
+        out = inflater.decompress(data, self._STEP)
+        while True:
+            self._inflated += len(out)
+            if self._inflated > size:
+                self.error = f"entry at offset {offset} inflates to more than its {size} bytes"
+                return False
+            if len(self._first) < 4:
+                self._first += out[:4 - len(self._first)]
+            oid_hash.update(out)
+            if not inflater.unconsumed_tail:
+                break
+            out = inflater.decompress(inflater.unconsumed_tail, self._STEP)
+        used = len(data) - len(inflater.unused_data)
+        self._crc = zlib.crc32(data[:used], self._crc)
+        self._take(used)
+        if not inflater.eof:
+            return False
+        if self._inflated != size:
+            self.error = f"entry at offset {offset} inflates to {self._inflated} bytes, not {size}"
+            return False
+        oid = oid_hash.digest()
+        self._entry = None
+        self._count -= 1
+        if oid in self._seen:
+            self.unsuitable = "a duplicate object"
+            return False
+        self._seen.add(oid)
+        if type_num == BLOB and self._first in (ZSTD, RAW) and (len(self._comp) < 3 or self._comp[2] & 0x06):
+            self.unsuitable = "a chunk blob git compressed"  # store it as ours (zlib level 0)
+            return False
+        self.entries.append((oid, offset, self._crc))
+        return True
+
+    def finish(self) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+        """The pack's checksum and its entries, once every byte was fed.
+
+        Raises:
+            CorruptObjectError: the pack is damaged or ends early.
+        """
+        if self.error is not None:
+            raise CorruptObjectError("received pack", self.error)
+        if self._count != 0 or len(self._pending) < 20:
+            raise CorruptObjectError("received pack", "truncated")
+        checksum = self._pack.digest()
+        if checksum != bytes(self._pending):
+            raise CorruptObjectError("received pack", "pack checksum mismatch")
+        return checksum, self.entries
+
+
+def index_in_place(path: str, pack_dir: str, indexer: PackIndexer | None = None,
+                   ) -> tuple[str, dict[bytes, tuple[int, int]]] | None:
     """Index a received pack where it is, if it is in casstore's format; else None.
 
-    One pass over the file through ``read`` (no mmap: the pages of a memory-mapped
-    pack count in the RSS, about the pack's size): each entry is inflated one at a
-    time and its id computed from its content, so the ``.idx`` is ours whatever the
-    sender claimed.  The pack is then moved to ``pack_dir/pack-<checksum>.pack`` and
-    the ``.idx`` written (fsynced) next to it.  Returns the pack name and oid ->
-    (offset, entry length); None (nothing moved) for a pack with a delta, a
-    duplicate object, or a chunk blob not in stored zlib blocks.
+    ``indexer`` has seen the whole file already (fed while it was received); without
+    one, the file is read once through ``read`` (no mmap: the pages of a memory-mapped
+    pack count in the RSS, about the pack's size) into a :class:`PackIndexer`.  The
+    pack is then moved to ``pack_dir/pack-<checksum>.pack`` and the ``.idx`` written
+    (fsynced) next to it.  Returns the pack name and oid -> (offset, entry length);
+    None (nothing moved) for a pack with a delta, a duplicate object, or a chunk blob
+    not in stored zlib blocks.
 
     Raises:
         CorruptObjectError: the checksum does not match, or the pack is truncated.
     """
-    size = os.path.getsize(path)
-    entries: list[tuple[bytes, int, int]] = []
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) != 12 or head[:4] != b"PACK" or struct.unpack(">I", head[4:8])[0] not in (2, 3):
-            raise CorruptObjectError("received pack", "not a git pack")
-        count = struct.unpack(">I", head[8:12])[0]
-        seen: set[bytes] = set()
-        for _ in range(count):
-            offset = f.tell()
-            unpacked, unused = unpack_object(f.read, hashlib.sha1, compute_crc32=True, include_comp=True)
-            f.seek(-len(unused), os.SEEK_CUR)
-            type_num = unpacked.pack_type_num
-            if type_num not in TYPE_NAMES:
-                return None  # a delta: rewrite
-            chunks = unpacked.decomp_chunks
-            h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], sum(len(c) for c in chunks)))
-            for c in chunks:
-                h.update(c)
-            oid = h.digest()
-            if oid in seen:
-                return None
-            seen.add(oid)
-            if type_num == BLOB:
-                first = b"".join(chunks)[:4] if not chunks or len(chunks[0]) < 4 else bytes(chunks[0][:4])
-                comp = b"".join(unpacked.comp_chunks or [])[:3]
-                if first in (ZSTD, RAW) and (len(comp) < 3 or comp[2] & 0x06):
-                    return None  # a chunk blob git compressed: store it as ours (zlib level 0)
-            assert unpacked.crc32 is not None
-            entries.append((oid, offset, unpacked.crc32))
-        end = f.tell()
-        if end != size - 20:
-            raise CorruptObjectError("received pack", f"{size - 20 - end} bytes where the checksum should be")
-        stored = f.read(20)
-        f.seek(0)
-        sha = hashlib.sha1()
-        left = end
-        while left:
-            block = f.read(min(1 << 20, left))
-            if not block:
-                raise CorruptObjectError("received pack", "truncated")
-            sha.update(block)
-            left -= len(block)
-    checksum = sha.digest()
-    if checksum != stored:
-        raise CorruptObjectError("received pack", "pack checksum mismatch")
+    if indexer is None:
+        indexer = PackIndexer()
+        with open(path, "rb") as f:
+            while not indexer.stopped and (block := f.read(PackIndexer.PIECE)):
+                indexer.feed(block)
+    if indexer.unsuitable is not None and indexer.error is None:
+        return None
+    checksum, entries = indexer.finish()
+    end = indexer.end
     name = "pack-" + checksum.hex()
     base = os.path.join(pack_dir, name)
     os.replace(path, base + ".pack")

@@ -38,7 +38,7 @@ from ..util.names import check_domain, check_model_id
 from ..util.progress import ProgressFn
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
-from .incoming import Quarantine
+from .incoming import PackIndexer, Quarantine
 from .localpath import LocalPathClient, Presence, chunk_claims, missing_objects, scratch_cidx_dir, transfer
 from .merge import ancestry, deleted_commits, merge_base, merge_indexes
 from .transport import describe_transport_error, local_path, open_transport
@@ -255,8 +255,12 @@ def _haves(repo: Repository) -> list[ObjectID]:
 
 
 def _fetch_pack(client: Any, path: str, determine_wants: Callable[..., list[ObjectID]], walker: LocalGraph,
-                pack_path: str, url: str, progress: ProgressFn | None) -> int:
-    """Fetch a pack into ``pack_path`` through the client's protocol; returns the bytes received."""
+                pack_path: str, url: str, progress: ProgressFn | None, indexer: PackIndexer | None = None) -> int:
+    """Fetch a pack into ``pack_path`` through the client's protocol; returns the bytes received.
+
+    ``indexer`` is fed every piece as it arrives: indexing the pack overlaps the
+    server's work and the network instead of following them.
+    """
     received = 0
     with open(pack_path, "wb") as f:
         def write(data: bytes) -> int:
@@ -264,6 +268,8 @@ def _fetch_pack(client: Any, path: str, determine_wants: Callable[..., list[Obje
             received += len(data)
             if progress:
                 progress("receiving", received, 0)
+            if indexer is not None:
+                indexer.feed(data)
             return f.write(data)
 
         try:
@@ -347,6 +353,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
             walker = LocalGraph(heads, parents, odb.contains)
             pack_path = os.path.join(quarantine.dir, "incoming.pack")
             received = 0
+            indexer: PackIndexer | None = None
             if isinstance(client, LocalPathClient):
                 # a directory on this machine: copy the entries we lack (verified) instead of
                 # having git's pack-objects build, and us rewrite, a pack (localpath.py)
@@ -357,11 +364,12 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                 result.objects, received = _copy_in(repo, quarantine, path, determine_wants(remote_refs),
                                                     progress)
             else:
-                received = _fetch_pack(client, path, determine_wants, walker, pack_path, url, progress)
+                indexer = PackIndexer()
+                received = _fetch_pack(client, path, determine_wants, walker, pack_path, url, progress, indexer)
             result.bytes = received
             remote = seen.get("refs", RemoteRefs())
             if received and not isinstance(client, LocalPathClient):
-                result.objects = quarantine.import_pack(pack_path)
+                result.objects = quarantine.import_pack(pack_path, indexer)
             if os.path.exists(pack_path):
                 os.unlink(pack_path)
             # verify everything new before any ref moves
