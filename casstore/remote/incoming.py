@@ -36,7 +36,7 @@ from ..model.manifest import decode as decode_manifest
 from ..model.readback import chunk_oids
 from ..model.states import states_at
 from ..objects.chunkindex import ChunkLocation, IndexEntry, write_cidx
-from ..objects.codec import RAW, ZSTD
+from ..objects.codec import HEADERS
 from ..objects.odb import ObjectDB
 from ..objects.packwriter import BLOB, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
@@ -101,7 +101,7 @@ class Quarantine:
             try:
                 for obj in PackInflater.for_pack_data(data, resolve_ext_ref=resolve_ext_ref):  # type: ignore[arg-type]
                     raw = obj.as_raw_string()
-                    is_chunk = obj.type_num == BLOB and raw[:4] in (ZSTD, RAW)
+                    is_chunk = obj.type_num == BLOB and raw[:4] in HEADERS
                     writer.add(encode_entry(raw, type_num=obj.type_num, level=0 if is_chunk else 1))
                 self.pack = writer.finish()
             except BaseException:
@@ -260,7 +260,7 @@ def index_in_place(path: str, pack_dir: str) -> tuple[str, dict[bytes, tuple[int
             if type_num == BLOB:
                 first = b"".join(chunks)[:4] if not chunks or len(chunks[0]) < 4 else bytes(chunks[0][:4])
                 comp = b"".join(unpacked.comp_chunks or [])[:3]
-                if first in (ZSTD, RAW) and (len(comp) < 3 or comp[2] & 0x06):
+                if first in HEADERS and (len(comp) < 3 or comp[2] & 0x06):
                     return None  # a chunk blob git compressed: store it as ours (zlib level 0)
             assert unpacked.crc32 is not None
             entries.append((oid, offset, unpacked.crc32))
