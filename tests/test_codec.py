@@ -88,6 +88,14 @@ def _corrupt(blob: bytes, size: int, match: str) -> None:
     assert e.value.oid == "deadbeef"
 
 
+def test_small_files_are_not_probed(tmp_path: Path) -> None:
+    """Fewer than PROBE_CHUNKS new chunks: one zstd frame a chunk, as before lanes existed."""
+    (tmp_path / "small.bin").write_bytes(floats(40_000))  # 160 KB: ~3 chunks
+    a = casstore.open(tmp_path / "a")
+    a.commit_models("d", model=str(tmp_path / "small.bin"), model_id="v1")
+    assert set(_chunk_headers(a)) == {codec.ZSTD}
+
+
 def test_hostile_lane_blobs_are_corrupt_objects() -> None:
     raw = floats(4096)
     blob = lanes_blob(raw, 4)
@@ -140,6 +148,9 @@ def test_float_model_round_trips_through_every_reader(tmp_path: Path) -> None:
     with a.open_file("d", "v1", "w.bin") as f:
         f.seek(1_000_003)
         assert f.read(100_000) == data[1_000_003:1_100_003]
+    size, pieces = a.stream_file("d", "v1", "w.bin")  # what `cas serve` sends
+    assert size == len(data) and b"".join(bytes(p) for p in pieces) == data
+    assert Path(a.load("d", "v1")).read_bytes() == data
 
     # the same bytes dedup whatever encoding their chunks got: keys are BLAKE3 of raw bytes
     (tmp_path / "copy").mkdir()
