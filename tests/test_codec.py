@@ -73,9 +73,11 @@ def test_probe_picks_per_kind_of_data() -> None:
     assert codec.probe(text) == codec.PLAIN
     # a raw plan still stores a chunk, and decodes
     assert codec.encode(text[0], plan=codec.STORE)[:4] == codec.RAW
-    # a lanes plan on data that lanes do not shrink falls back per chunk
+    # a lanes plan on a chunk that lanes do not shrink: one frame if that does, else raw
     junk = rng.bytes(4096)
     assert lanes_blob(junk, 4)[:4] == codec.RAW
+    # (here a plan that tries no lane, on text: the lanes save nothing, one frame saves much)
+    assert codec.encode(text[0], plan=codec.Plan("lanes", 4, (False,) * 4))[:4] == codec.ZSTD
 
 
 def _corrupt(blob: bytes, size: int, match: str) -> None:

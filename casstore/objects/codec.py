@@ -150,8 +150,10 @@ def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int =
     With ``m = (len(raw) - r) // s``, lane ``j`` holds bytes ``r + j + k*s`` for
     ``k < m``; its stored length is ``m`` when it is stored raw and less when it
     is a zstd frame (of ``m`` bytes).  ``r`` aligns the lanes with the file
-    (``r = -offset mod s``); decoding does not need the offset.  A chunk that
-    would not shrink by ``MIN_SAVING`` is stored ``CASR`` whatever the plan.
+    (``r = -offset mod s``); decoding does not need the offset.  A chunk whose
+    lanes would not shrink it by ``MIN_SAVING`` is tried as one zstd frame (a
+    part of the file that is not float values), and stored ``CASR`` if that does
+    not either.
     """
     if plan.kind == "raw":
         return RAW, raw
@@ -162,7 +164,7 @@ def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int =
     lanes, tail = _lane_frames(raw, s, skip, plan.packed)
     head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *(len(x) for x in lanes))
     if len(head) + sum(len(x) for x in lanes) + len(tail) > len(raw) * (1 - MIN_SAVING):
-        return RAW, raw
+        return encode_parts(raw, level)
     return (head, *lanes, tail) if len(tail) else (head, *lanes)
 
 
