@@ -48,6 +48,7 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench_transfer.py $(BENCH_TRANSFER_ARGS)
 	$(PY) benchmarks/bench_log.py
 	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_codec.py
 	$(PY) benchmarks/bench_torch_dedup.py
 	$(PY) benchmarks/bench_scale.py
 

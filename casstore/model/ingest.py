@@ -8,7 +8,9 @@ threads whatever the file size, and so that known chunks are never compressed:
    in order on one more thread.  Look all keys up in the chunk index: what the
    store has costs nothing more.
 2. *Store.*  Re-read only the new chunks, compress and encode them in the pool,
-   and stream them in order into a single pack whose object count is now known.
+   each file's chunks as a probe of a few of them chose (``codec.probe``: one zstd
+   frame, byte lanes for float tensors, or raw for data zstd cannot shrink), and
+   stream them in order into a single pack whose object count is now known.
    A re-read chunk whose BLAKE3 differs from its key means the source file changed
    under us: the commit fails instead of storing bytes that do not match their key.
 """
@@ -25,7 +27,7 @@ import xxhash
 
 from ..errors import CasError
 from ..objects.chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
-from ..objects.codec import DEFAULT_LEVEL, encode_parts
+from ..objects.codec import DEFAULT_LEVEL, PLAIN, PROBE_CHUNKS, Plan, encode_pieces, probe
 from ..objects.odb import ObjectDB
 from ..objects.packwriter import EncodedEntry, PackWriter, encode_entry
 from ..util.parallel import batched_sizes, default_workers, ordered
@@ -112,6 +114,27 @@ def _hash_file(
     return out
 
 
+def _plans(fds: Sequence[int], todo: Sequence[tuple[bytes, tuple[int, int, int]]], level: int) -> dict[int, Plan]:
+    """How to encode each file's new chunks: ``codec.probe`` of up to ``PROBE_CHUNKS`` of them, evenly spread.
+
+    A file with fewer new chunks than that is not probed (one zstd frame a chunk, as
+    before): for small files the probe would cost more than it could save.  Only the
+    encoding depends on it; chunk keys, and so dedup, do not.
+    """
+    per_file: dict[int, list[tuple[int, int]]] = {}
+    for _, (fi, off, size) in todo:
+        per_file.setdefault(fi, []).append((off, size))
+    plans = {}
+    for fi, spans in per_file.items():
+        if len(spans) < PROBE_CHUNKS:
+            continue
+        step = len(spans) / PROBE_CHUNKS
+        samples = [spans[int(k * step)] for k in range(PROBE_CHUNKS)]
+        plans[fi] = probe([os.pread(fds[fi], size, off) for off, size in samples], level,
+                          [off for off, _ in samples])
+    return plans
+
+
 def ingest(
     odb: ObjectDB,
     sources: Sequence[Source],
@@ -160,6 +183,7 @@ def ingest(
             writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
             try:
                 todo = list(new.items())
+                plans = _plans([h.fileno() for h in handles], todo, level)
 
                 def store_batch(batch: range) -> list[EncodedEntry]:
                     out = []
@@ -169,7 +193,7 @@ def ingest(
                         # re-read: the bytes must still be the ones whose key pass 1 computed
                         if len(data) != size or chunk_key(data) != key:
                             raise SourceChangedError(sources[fi].local)
-                        out.append(encode_entry(*encode_parts(data, level)))
+                        out.append(encode_entry(*encode_pieces(data, level, plans.get(fi, PLAIN), off)))
                     return out
 
                 batches = list(batched_sizes([v[2] for _, v in todo]))

@@ -1,28 +1,49 @@
 """The content of a chunk blob: a 4-byte header then the (compressed) bytes.
 
 ``CASZ`` + one zstd frame, or ``CASR`` + the raw bytes when zstd saves less than
-``MIN_SAVING`` (already-compressed data).  Git stores the blob in packs with
-zlib level 0, so nothing is compressed twice.
+``MIN_SAVING`` (already-compressed data), or ``CASB`` + the chunk's byte lanes
+(see :func:`encode_pieces`: float tensors, whose exponent bytes compress and whose
+mantissa bytes do not).  Git stores the blob in packs with zlib level 0, so
+nothing is compressed twice.  The chunk's identity (its BLAKE3 key) is always
+that of the raw bytes, so the same chunk dedups whichever way it was encoded.
+
+Which encoding a file's chunks get is chosen once per file by :func:`probe` on
+a few sampled chunks; each chunk still falls back to ``CASR`` on its own.
 
 Decoding is bounded: a frame never inflates beyond the size the manifest says the
-chunk has, so a hostile blob cannot be a decompression bomb.
+chunk (or the lane) has, so a hostile blob cannot be a decompression bomb.
 """
 
 from __future__ import annotations
 
 import array
+import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import zstandard
 
 from ..errors import CorruptObjectError
 
 ZSTD = b"CASZ"
 RAW = b"CASR"
+LANES = b"CASB"
+#: every header this version reads: what recognises a chunk blob in a received pack
+HEADERS = (ZSTD, RAW, LANES)
 HEADER_SIZE = 4
 DEFAULT_LEVEL = 3
 MIN_SAVING = 0.03
+#: byte-lane strides: 2 (float16, bfloat16), 4 (float32)
+STRIDES = (2, 4)
+#: lanes are chosen over one frame only when the probe finds them this much smaller:
+#: they cost a transpose on write and on read (~1.5 GB/s each with numpy)
+LANES_GAIN = 0.02
+#: chunks a probe compresses each way; files with fewer new chunks are not probed
+PROBE_CHUNKS = 8
+#: no lanes for a chunk smaller than this: the lane table would eat the gain
+MIN_LANES_CHUNK = 256
 
 _local = threading.local()
 
@@ -35,6 +56,22 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     c = cache.get(level)
     if c is None:
         c = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=False)
+    return c
+
+
+#: zstd settings for a lane: byte lanes have few long matches worth finding, and the gain is in
+#: the entropy coder; the fast strategy with zstd's longest minimum match (7) spends little on
+#: match search.  Measured on a float32 exponent lane of 16 KiB: 76 us and 5.7 KB against level
+#: 3's 199 us and 6.9 KB (benchmarks/bench_codec.py, docs/benchmarks.md).
+_LANE_PARAMS = {"window_log": 17, "hash_log": 10, "min_match": 7, "search_log": 1,
+                "strategy": zstandard.STRATEGY_FAST, "write_checksum": 0, "write_content_size": 1}
+
+
+def _lane_compressor() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "lane", None)
+    if c is None:
+        c = _local.lane = zstandard.ZstdCompressor(
+            compression_params=zstandard.ZstdCompressionParameters(**_LANE_PARAMS))
     return c
 
 
@@ -53,9 +90,115 @@ def encode_parts(raw: bytes | memoryview, level: int = DEFAULT_LEVEL) -> tuple[b
     return RAW, raw
 
 
-def encode(raw: bytes | memoryview, level: int = DEFAULT_LEVEL) -> bytes:
-    """Blob content for a raw chunk."""
-    return b"".join(encode_parts(raw, level))
+def encode(raw: bytes | memoryview, level: int = DEFAULT_LEVEL, plan: Plan | None = None, offset: int = 0) -> bytes:
+    """Blob content for a raw chunk (found at ``offset`` in its file)."""
+    return b"".join(encode_pieces(raw, level, plan or PLAIN, offset))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to encode the chunks of one file (see :func:`probe`).
+
+    ``kind`` is ``"zstd"`` (one frame a chunk), ``"raw"`` (store the bytes, do not
+    spend zstd's time on them) or ``"lanes"``: ``stride`` byte lanes, the lanes
+    flagged in ``packed`` tried with zstd, the others stored as they are.  Lane
+    ``j`` holds the bytes at file offsets ``j mod stride``, so that it is the same
+    byte of every value in every chunk, wherever the chunker cut.
+    """
+
+    kind: str
+    stride: int = 0
+    packed: tuple[bool, ...] = ()
+
+
+PLAIN = Plan("zstd")
+STORE = Plan("raw")
+
+
+def _lanes(raw: bytes | memoryview, s: int, skip: int) -> tuple[list[memoryview], memoryview]:
+    """The ``s`` byte lanes of ``raw[skip:]`` (lane ``j``: bytes ``skip + j + k*s``), each contiguous,
+    and the bytes in no lane (the ``skip`` first ones, then the tail that fills no row)."""
+    a = np.frombuffer(raw, np.uint8)
+    skip = min(skip, len(a))
+    n = (len(a) - skip) // s * s
+    rows = a[skip:skip + n].reshape(-1, s)
+    view = memoryview(raw)
+    rest = view[skip + n:] if not skip else memoryview(bytes(view[:skip]) + bytes(view[skip + n:]))
+    return [np.ascontiguousarray(rows[:, j]).data for j in range(s)], rest
+
+
+def _lane_frames(raw: bytes | memoryview, s: int, skip: int, packed: Sequence[bool]) -> tuple[
+        list[bytes | memoryview], memoryview]:
+    """Each lane as a zstd frame where ``packed`` says so and zstd saves ``MIN_SAVING``, else raw."""
+    lanes, tail = _lanes(raw, s, skip)
+    c = _lane_compressor()
+    out: list[bytes | memoryview] = []
+    for lane, pack in zip(lanes, packed, strict=True):
+        frame = c.compress(lane) if pack else b""
+        out.append(frame if pack and len(frame) <= len(lane) * (1 - MIN_SAVING) else lane)
+    return out, tail
+
+
+def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int = 0) -> tuple[
+        bytes | memoryview, ...]:
+    """Blob content for a raw chunk found at ``offset`` in its file, as pieces (the header
+    first), so that it need not be copied.
+
+    ``CASB`` layout: the header; one stride byte ``s``; one skip byte ``r < s``;
+    ``s`` little-endian uint32 lane lengths; the lanes; then the bytes in no lane,
+    raw: the ``r`` first bytes of the chunk and the ``(len(raw) - r) % s`` last.
+    With ``m = (len(raw) - r) // s``, lane ``j`` holds bytes ``r + j + k*s`` for
+    ``k < m``; its stored length is ``m`` when it is stored raw and less when it
+    is a zstd frame (of ``m`` bytes).  ``r`` aligns the lanes with the file
+    (``r = -offset mod s``); decoding does not need the offset.  A chunk whose
+    lanes would not shrink it by ``MIN_SAVING`` is tried as one zstd frame (a
+    part of the file that is not float values), and stored ``CASR`` if that does
+    not either.
+    """
+    if plan.kind == "raw":
+        return RAW, raw
+    if plan.kind != "lanes" or len(raw) < MIN_LANES_CHUNK:
+        return encode_parts(raw, level)
+    s = plan.stride
+    skip = -offset % s
+    lanes, tail = _lane_frames(raw, s, skip, plan.packed)
+    head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *(len(x) for x in lanes))
+    if len(head) + sum(len(x) for x in lanes) + len(tail) > len(raw) * (1 - MIN_SAVING):
+        return encode_parts(raw, level)
+    return (head, *lanes, tail) if len(tail) else (head, *lanes)
+
+
+def probe(samples: Sequence[bytes | memoryview], level: int = DEFAULT_LEVEL,
+          offsets: Sequence[int] | None = None) -> Plan:
+    """The plan for a file, from a few of its chunks (found at ``offsets``) compressed each way.
+
+    ``"raw"`` when zstd saves less than ``MIN_SAVING`` on the samples (zstd's time
+    would be spent for nothing), ``"lanes"`` when byte lanes of some stride are at
+    least ``LANES_GAIN`` smaller than one frame a chunk, else ``"zstd"``.  Only
+    size and speed depend on the choice: every plan decodes to the same bytes.
+    """
+    total = sum(len(x) for x in samples)
+    if not total:
+        return PLAIN
+    c = _compressor(level)
+    plain = sum(min(len(c.compress(x)), len(x)) for x in samples)
+    c = _lane_compressor()
+    best, best_size = PLAIN, float(plain) * (1 - LANES_GAIN)
+    for s in STRIDES:
+        stored = [0] * s
+        packed = [0] * s
+        for i, x in enumerate(samples):
+            lanes, _ = _lanes(x, s, -offsets[i] % s if offsets else 0)
+            for j, lane in enumerate(lanes):
+                stored[j] += len(lane)
+                packed[j] += len(c.compress(lane))
+        use = tuple(p <= n * (1 - MIN_SAVING) for p, n in zip(packed, stored, strict=True))
+        size = total - sum(stored) + sum(p if u else n for p, n, u in zip(packed, stored, use, strict=True))
+        if any(use) and size < best_size:
+            best, best_size = Plan("lanes", s, use), size
+    if best is PLAIN and plain > total * (1 - MIN_SAVING):
+        return STORE
+    return best
 
 
 def _split(blob: bytes | Sequence[bytes | memoryview]) -> tuple[bytes, bytes | memoryview]:
@@ -72,36 +215,94 @@ def _split(blob: bytes | Sequence[bytes | memoryview]) -> tuple[bytes, bytes | m
     return head, b"".join(rest)
 
 
+def _inflate(frame: bytes | memoryview, raw_size: int, name: str, what: str = "") -> bytes:
+    """One zstd frame that must inflate to exactly ``raw_size`` bytes."""
+    try:
+        declared = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError as e:
+        raise CorruptObjectError(name, f"bad zstd frame header{what}: {e}") from None
+    # A frame that declares its size makes zstandard allocate that much:
+    # refuse any size but the one the manifest gives before decompressing.
+    if declared not in (raw_size, zstandard.CONTENTSIZE_UNKNOWN):
+        raise CorruptObjectError(name, f"zstd frame{what} declares {declared} bytes, manifest says {raw_size}")
+    try:
+        out: bytes = _decompressor().decompress(frame, max_output_size=max(raw_size, 1))
+    except zstandard.ZstdError as e:
+        raise CorruptObjectError(name, f"bad zstd frame{what}: {e}") from None
+    if len(out) != raw_size:
+        raise CorruptObjectError(name, f"zstd frame{what} has {len(out)} bytes, should have {raw_size}")
+    return out
+
+
+@dataclass
+class _LaneLayout:
+    stride: int
+    skip: int
+    lane_size: int
+    lanes: list[memoryview]  # as stored: a frame when shorter than lane_size
+    rest: memoryview  # the skipped bytes, then the tail
+
+
+def _lane_layout(payload: bytes | memoryview, raw_size: int, name: str) -> _LaneLayout:
+    """The parts of a ``CASB`` payload, every length checked against ``raw_size``."""
+    view = memoryview(payload)
+    s = view[0] if len(view) else 0
+    if s not in STRIDES:
+        raise CorruptObjectError(name, f"byte-lane chunk with stride {s}")
+    table = 2 + 4 * s
+    if len(view) < table:
+        raise CorruptObjectError(name, "byte-lane chunk shorter than its lane table")
+    skip = view[1]
+    if skip >= s or skip > raw_size:
+        raise CorruptObjectError(name, f"byte-lane chunk skips {skip} bytes (stride {s}, {raw_size} bytes)")
+    lengths = struct.unpack(f"<{s}I", view[2:table])
+    m = (raw_size - skip) // s
+    if any(n > m for n in lengths):
+        raise CorruptObjectError(name, f"byte lane longer than the chunk's {m}-byte lanes")
+    rest = raw_size - m * s
+    if table + sum(lengths) + rest != len(view):
+        raise CorruptObjectError(name, f"byte-lane chunk has {len(view) - table} bytes after its lane table, "
+                                 f"its lengths and the manifest's size say {sum(lengths) + rest}")
+    lanes, pos = [], table
+    for n in lengths:
+        lanes.append(view[pos:pos + n])
+        pos += n
+    return _LaneLayout(s, skip, m, lanes, view[pos:])
+
+
+def _interleave(layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> memoryview:
+    """The chunk from its raw lanes and the bytes in no lane."""
+    s, r, m = layout.stride, layout.skip, layout.lane_size
+    out = bytearray(m * s + len(layout.rest))
+    a = np.frombuffer(out, np.uint8)
+    rows = a[r:r + m * s].reshape(-1, s)
+    for j, lane in enumerate(lanes):
+        rows[:, j] = np.frombuffer(lane, np.uint8)
+    rest = np.frombuffer(layout.rest, np.uint8)
+    a[:r] = rest[:r]
+    a[r + m * s:] = rest[r:]
+    return memoryview(out)
+
+
 def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str) -> bytes | memoryview:
     """Raw chunk bytes from blob content (one buffer or its pieces), bounded by ``raw_size``.
 
     The result may be a view of ``blob`` (a raw chunk in one piece).
 
     Raises:
-        CorruptObjectError: unknown header, bad frame, or wrong size.
+        CorruptObjectError: unknown header, bad frame, bad lane table, or wrong size.
     """
     head, payload = _split(blob)
     raw: bytes | memoryview
     if head == RAW:
         raw = payload
     elif head == ZSTD:
-        frame = payload
-        try:
-            declared = zstandard.frame_content_size(frame)
-        except zstandard.ZstdError as e:
-            raise CorruptObjectError(name, f"bad zstd frame header: {e}") from None
-        # A frame that declares its size makes zstandard allocate that much:
-        # refuse any size but the one the manifest gives before decompressing.
-        if declared not in (raw_size, zstandard.CONTENTSIZE_UNKNOWN):
-            raise CorruptObjectError(
-                name, f"zstd frame declares {declared} bytes, manifest says {raw_size}"
-            )
-        try:
-            raw = _decompressor().decompress(
-                frame, max_output_size=max(raw_size, 1)
-            )
-        except zstandard.ZstdError as e:
-            raise CorruptObjectError(name, f"bad zstd frame: {e}") from None
+        raw = _inflate(payload, raw_size, name)
+    elif head == LANES:
+        layout = _lane_layout(payload, raw_size, name)
+        m = layout.lane_size
+        raw = _interleave(layout, [
+            x if len(x) == m else _inflate(x, m, name, f" of byte lane {j}") for j, x in enumerate(layout.lanes)])
     else:
         raise CorruptObjectError(name, f"not a casstore chunk (header {head!r})")
     if len(raw) != raw_size:
@@ -126,24 +327,44 @@ def decode_many(
     split = [_split(b) for b in blobs]
     out: list[bytes | memoryview] = [b""] * len(split)
     frames: list[bytes | bytearray | memoryview] = []
-    where: list[int] = []
+    frame_sizes: list[int] = []
+    # where each frame's output goes: (blob, -1) for a CASZ chunk, (blob, lane) for a CASB lane
+    where: list[tuple[int, int]] = []
+    layouts: dict[int, tuple[_LaneLayout, list[bytes | memoryview]]] = {}
     for i, (head, payload) in enumerate(split):
         if head == ZSTD and raw_sizes[i] > 0:
             frames.append(payload)
-            where.append(i)
+            frame_sizes.append(raw_sizes[i])
+            where.append((i, -1))
         elif head == RAW and len(payload) == raw_sizes[i]:
             out[i] = payload
+        elif head == LANES:
+            try:
+                layout = _lane_layout(payload, raw_sizes[i], names[i])
+            except CorruptObjectError:
+                return one_by_one()
+            layouts[i] = layout, list(layout.lanes)
+            for j, x in enumerate(layout.lanes):
+                if len(x) < layout.lane_size:
+                    frames.append(x)
+                    frame_sizes.append(layout.lane_size)
+                    where.append((i, j))
         else:
             return one_by_one()
     if frames:
-        sizes = array.array("Q", (raw_sizes[i] for i in where))
+        sizes = array.array("Q", frame_sizes)
         try:
             result = _decompressor().multi_decompress_to_buffer(frames, decompressed_sizes=memoryview(sizes))
         except zstandard.ZstdError:
             return one_by_one()
-        for j, i in enumerate(where):
-            view = memoryview(result[j])  # type: ignore[arg-type]  # BufferSegment is a buffer
-            if len(view) != raw_sizes[i]:
+        for k, (i, j) in enumerate(where):
+            view = memoryview(result[k])  # type: ignore[arg-type]  # BufferSegment is a buffer
+            if len(view) != frame_sizes[k]:
                 return one_by_one()
-            out[i] = view
+            if j < 0:
+                out[i] = view
+            else:
+                layouts[i][1][j] = view
+    for i, (layout, lanes) in layouts.items():
+        out[i] = _interleave(layout, lanes)
     return out

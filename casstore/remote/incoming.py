@@ -36,7 +36,7 @@ from ..model.manifest import decode as decode_manifest
 from ..model.readback import chunk_oids
 from ..model.states import states_at
 from ..objects.chunkindex import ChunkLocation, IndexEntry, write_cidx
-from ..objects.codec import RAW, ZSTD
+from ..objects.codec import HEADERS
 from ..objects.odb import ObjectDB
 from ..objects.packwriter import BLOB, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
@@ -107,7 +107,7 @@ class Quarantine:
             try:
                 for obj in PackInflater.for_pack_data(data, resolve_ext_ref=resolve_ext_ref):  # type: ignore[arg-type]
                     raw = obj.as_raw_string()
-                    is_chunk = obj.type_num == BLOB and raw[:4] in (ZSTD, RAW)
+                    is_chunk = obj.type_num == BLOB and raw[:4] in HEADERS
                     writer.add(encode_entry(raw, type_num=obj.type_num, level=0 if is_chunk else 1))
                 self.pack = writer.finish()
             except BaseException:
@@ -385,7 +385,7 @@ class PackIndexer:
             self.unsuitable = "a duplicate object"
             return False
         self._seen.add(oid)
-        if type_num == BLOB and self._first in (ZSTD, RAW) and (len(self._comp) < 3 or self._comp[2] & 0x06):
+        if type_num == BLOB and self._first in HEADERS and (len(self._comp) < 3 or self._comp[2] & 0x06):
             self.unsuitable = "a chunk blob git compressed"  # store it as ours (zlib level 0)
             return False
         self.entries.append((oid, offset, self._crc))

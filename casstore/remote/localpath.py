@@ -72,7 +72,7 @@ from ..model.manifest import decode as decode_manifest
 from ..model.readback import chunk_oids
 from ..objects.chunker import chunk_key
 from ..objects.chunkindex import IndexEntry
-from ..objects.codec import RAW, ZSTD, decode
+from ..objects.codec import HEADERS, decode
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import (
@@ -333,7 +333,7 @@ class EntryReader:
                 return EncodedEntry.verbatim(oid, data[:hlen], data[hlen:]), type_num, parts
             # a delta (a pack git wrote): let dulwich resolve it, then verify below
         type_num, raw = self.odb.read_raw(ObjectID(oid.hex().encode()))  # verified against its SHA-1
-        is_chunk = type_num == BLOB and raw[:4] in (ZSTD, RAW)
+        is_chunk = type_num == BLOB and raw[:4] in HEADERS
         return encode_entry(raw, type_num=type_num, level=0 if is_chunk else 1), type_num, [raw]
 
 
