@@ -338,3 +338,21 @@ def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
             assert _client("az://c/p").az is None  # never reached
     else:  # pragma: no cover - azure-identity is not a test dependency
         assert _client("az://c/p").az.url.startswith("https://someaccount.blob.core.windows.net/c")
+
+
+def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushes and pulls reuse one service client (boto3's costs 0.2-0.5 s to make);
+    another endpoint in the environment gets a client of its own."""
+    import casstore.remote.bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "_clients", {})
+    a, b = _stores(tmp_path)
+    _commit_random(a, tmp_path / "m.bin", 1000, "m")
+    assert a.push(bucket).ok
+    assert b.pull(bucket).models_added == ["d/m"]
+    assert b.pull(bucket).ok
+    assert len(bucket_module._clients) == 1
+    with _through(bucket, free_port(), monkeypatch):  # made on first use: no request is sent
+        getattr(_client(bucket), {"s3": "s3", "gs": "gcs", "az": "az"}[bucket.split("://")[0]])
+    assert len(bucket_module._clients) == 2

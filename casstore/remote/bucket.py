@@ -67,6 +67,34 @@ GAP = 64 << 10
 RUN_BYTES = 8 << 20
 
 
+_clients: dict[tuple[object, ...], Any] = {}
+_clients_lock = threading.Lock()
+#: clients kept at most; a process rarely talks to more than one or two configurations
+MAX_CLIENTS = 8
+
+
+def shared_client(kind: str, env: tuple[str, ...], make: Callable[[], Any]) -> Any:
+    """The service client of this process for ``kind`` and the configuration in ``env``.
+
+    Every push, pull or listing opens a new ``BucketClient``; a service client is
+    reused across them, so that its setup (boto3's service model, credentials,
+    pooled connections) is paid once per process.  The key holds the values of
+    the environment variables the client is configured from, so another endpoint
+    or other credentials get a client of their own, and the process id, so a
+    forked child never shares its parent's connections.  ``make`` runs under a
+    lock (a boto3 session is not thread-safe); the clients themselves are.
+    """
+    key = (kind, os.getpid(), *(os.environ.get(name) for name in env))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = make()
+            if len(_clients) >= MAX_CLIENTS:
+                _clients.clear()
+            _clients[key] = client
+        return client
+
+
 @dataclass
 class _RemotePack:
     name: str
