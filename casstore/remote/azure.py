@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient, shared_client
+from .bucket import BucketClient, ObjectGoneError, shared_client
 
 #: seconds to connect, and to wait for data on an open connection
 CONNECT_TIMEOUT, READ_TIMEOUT = 10, 120
@@ -108,8 +108,21 @@ class AzureClient(BucketClient):
         return bytes(data), str(stream.properties.etag)
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
-        stream = self.az.get_blob_client(key).download_blob(offset=start, length=end - start)
-        return bytes(stream.readall())
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            stream = self.az.get_blob_client(key).download_blob(offset=start, length=end - start)
+            return bytes(stream.readall())
+        except ResourceNotFoundError:
+            raise ObjectGoneError(self.url, key) from None
+
+    def _delete(self, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.az.get_blob_client(key).delete_blob()
+        except ResourceNotFoundError:
+            pass  # deleted already: by another client combining the same packs, or a retried request
 
     def _put(self, key: str, data: bytes) -> None:
         self.az.get_blob_client(key).upload_blob(data, overwrite=True)

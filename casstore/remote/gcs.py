@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient, shared_client
+from .bucket import BucketClient, ObjectGoneError, shared_client
 
 #: (connect, read) timeouts of one request, in seconds
 TIMEOUT = (10, 120)
@@ -144,11 +144,24 @@ class GCSClient(BucketClient):
         return bytes(data), str(blob.generation)
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
+        from google.api_core.exceptions import NotFound
+
         # checksum=None: a range cannot be checked against the whole object's hash;
         # the caller verifies every object it parses from the bytes
-        data = self.gcs.blob(key).download_as_bytes(start=start, end=end - 1, checksum=None,
-                                                    timeout=TIMEOUT, retry=self._retry)
+        try:
+            data = self.gcs.blob(key).download_as_bytes(start=start, end=end - 1, checksum=None,
+                                                        timeout=TIMEOUT, retry=self._retry)
+        except NotFound:
+            raise ObjectGoneError(self.url, key) from None
         return bytes(data)
+
+    def _delete(self, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.gcs.blob(key).delete(timeout=TIMEOUT, retry=self._retry)
+        except NotFound:
+            pass  # deleted already: by another client combining the same packs, or a retried request
 
     def _put(self, key: str, data: bytes) -> None:
         self.gcs.blob(key).upload_from_string(data, timeout=TIMEOUT, retry=self._retry)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient, shared_client
+from .bucket import BucketClient, ObjectGoneError, shared_client
 from .bucket import SendResult as SendResult  # re-exported: it was defined here
 
 #: the environment that decides which client a URL gets: endpoint, region, credentials
@@ -91,13 +91,23 @@ class S3Client(BucketClient):
         return data, str(r.get("ETag", ""))
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
-        r = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        except ClientError as e:
+            if self._code(e) in ("NoSuchKey", "404"):
+                raise ObjectGoneError(self.url, key) from None
+            raise
         with r["Body"] as body:
             data: bytes = body.read(end - start + 1)
         return data
 
     def _put(self, key: str, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def _delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)  # S3 answers 204 for a key already gone
 
     def _upload(self, key: str, path: str, sent: Callable[[int], None]) -> None:
         from boto3.s3.transfer import TransferConfig
