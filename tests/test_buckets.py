@@ -535,3 +535,20 @@ def test_a_failed_combine_does_not_fail_the_push(tmp_path: Path, bucket: str, mo
     assert "combining small packs failed" in caplog.text and "went away" in caplog.text
     assert len(_packs(bucket)) == 3
     _assert_pulls_everything(tmp_path, bucket, ["m0", "m1", "m2"])
+
+
+def test_a_pack_twice_as_big_as_the_smaller_ones_together_is_not_rewritten(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The geometric rule: combining leaves a big pack alone, so early pushes are not
+    rewritten by every combine."""
+    from casstore.remote import bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 3)
+    a, _ = _stores(tmp_path)
+    _commit_random(a, tmp_path / "big.bin", 200_000, "big")
+    assert a.push(bucket).ok
+    (big,) = _packs(bucket)
+    _push_models(a, tmp_path, bucket, ["s0", "s1", "s2"])  # the fourth small pack: a combine
+    after = _packs(bucket)
+    assert len(after) == 2 and big in after
+    _assert_pulls_everything(tmp_path, bucket, ["big", "s0", "s1", "s2"])

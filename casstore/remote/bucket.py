@@ -12,14 +12,19 @@ Push uploads one pack of exactly the objects the remote's refs do not reach,
 then moves refs with conditional writes: a model ref is created only if absent
 (it never overwrites, even between racing clients), a history or the states
 ref is replaced only if it still has the version it was read with (compare and
-swap).  Pull walks the object graph from the wanted refs, fetching by byte
-range from the remote packs only the objects the local store lacks (objects
-next to each other travel in one request), and hands them to the quarantine
-as one pack: everything is verified there before any ref moves.
+swap).  Then, when the bucket holds more than ``MAX_SMALL_PACKS`` packs under
+``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
+is published before any old one is deleted, so an object is never missing).
+
+Pull walks the object graph from the wanted refs, fetching by byte range from
+the remote packs only the objects the local store lacks (objects next to each
+other travel in one request), and hands them to the quarantine as one pack:
+everything is verified there before any ref moves.  A pack found gone since it
+was listed (combined meanwhile) makes the reader list again.
 
 ``BucketClient`` is that protocol; a bucket kind (s3.py, gcs.py, azure.py) is
 a subclass that supplies the object requests: list, get (whole and by range),
-put, upload a file, put-if-absent / put-if-version / delete-if-version of a
+put, upload a file, delete, put-if-absent / put-if-version / delete-if-version of a
 ref.  A *version* is whatever the service compares in its conditional requests
 (an ETag on S3 and Azure, a generation number on GCS), read with the ref.
 
@@ -693,9 +698,11 @@ class BucketClient:
         Every push uploads one pack; without this a bucket pushed to N times holds
         N packs, and every reader lists and indexes all of them.  A pack under
         ``SMALL_PACK`` bytes is small; a push that leaves more than
-        ``MAX_SMALL_PACKS`` of them (``force``: more than one) combines them all,
-        so there are never more than that many small packs after a push, plus one
-        pack per ``SMALL_PACK`` bytes or more of objects.
+        ``MAX_SMALL_PACKS`` of them combines them, except those at least twice
+        as big as all smaller ones together (``_geometric``), so there are never
+        more than that many small packs after a push, plus one pack per
+        ``SMALL_PACK`` bytes or more of objects.  ``force`` combines every small
+        pack when there are at least two.
 
         The small packs are streamed (one ranged request of at most ``RUN_BYTES``
         at a time, a few in flight; blobs spooled to a local file), every object
@@ -731,6 +738,8 @@ class BucketClient:
                                  if fn.endswith(".pack") and fn[:-5] + ".idx" in listing and size < SMALL_PACK)
             if len(small_names) <= (1 if force else MAX_SMALL_PACKS):
                 return None
+            if not force:
+                small_names = self._geometric(small_names, listing)
             packs = self._list_packs(listing)
             small = [packs[n] for n in small_names if n in packs]
             work = tempfile.mkdtemp(prefix="combine-", dir=self._workdir())
@@ -754,6 +763,27 @@ class BucketClient:
             with self._packs_lock:
                 self._packs = None
             return CombineResult(old, name, objects, size)
+
+    @staticmethod
+    def _geometric(names: list[str], listing: dict[str, int]) -> list[str]:
+        """The small packs to combine: all but those at least twice the size of all smaller ones.
+
+        Keeping the big packs of a geometric progression (as ``git repack
+        --geometric=2`` does) bounds how often a byte is rewritten by the log of
+        the number of pushes, where combining every small pack each time rewrote
+        the bytes of the first pushes once per 16 pushes until their pack reached
+        ``SMALL_PACK``.  At least two packs are combined.
+        """
+        by_size = sorted(names, key=lambda n: (-listing[n + ".pack"], n))
+        sizes = [listing[n + ".pack"] for n in by_size]
+        rest = sum(sizes)
+        keep = 0
+        for size in sizes:
+            rest -= size
+            if size < 2 * rest:
+                break
+            keep += 1
+        return sorted(by_size[min(keep, len(by_size) - 2):])
 
     def _write_combined(self, small: list[_RemotePack], work: str) -> tuple[str, int]:
         """Write one pack in ``work`` of every object of ``small``, once; returns (name, objects).
