@@ -338,3 +338,221 @@ def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
             assert _client("az://c/p").az is None  # never reached
     else:  # pragma: no cover - azure-identity is not a test dependency
         assert _client("az://c/p").az.url.startswith("https://someaccount.blob.core.windows.net/c")
+
+
+def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushes and pulls reuse one service client (boto3's costs 0.2-0.5 s to make);
+    another endpoint in the environment gets a client of its own."""
+    import casstore.remote.bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "_clients", {})
+    a, b = _stores(tmp_path)
+    _commit_random(a, tmp_path / "m.bin", 1000, "m")
+    assert a.push(bucket).ok
+    assert b.pull(bucket).models_added == ["d/m"]
+    assert b.pull(bucket).ok
+    assert len(bucket_module._clients) == 1
+    with _through(bucket, free_port(), monkeypatch):  # made on first use: no request is sent
+        getattr(_client(bucket), {"s3": "s3", "gs": "gcs", "az": "az"}[bucket.split("://")[0]])
+    assert len(bucket_module._clients) == 2
+
+
+# -- combining small packs ----------------------------------------------------------
+
+
+def _packs(url: str) -> list[str]:
+    """Names of the published packs of a bucket remote (those with an index)."""
+    listing = _client(url)._listing()
+    return sorted(fn[:-5] for fn in listing if fn.endswith(".pack") and fn[:-5] + ".idx" in listing)
+
+
+def _push_models(s: casstore.Store, tmp_path: Path, url: str, ids: list[str]) -> None:
+    for mid in ids:
+        _commit_random(s, tmp_path / f"{mid}.bin", 3000, mid)
+        assert s.push(url).ok
+
+
+def _assert_pulls_everything(tmp_path: Path, url: str, ids: list[str], name: str = "fresh") -> None:
+    fresh = casstore.open(tmp_path / name)
+    result = fresh.pull(url)
+    assert result.ok and sorted(result.models_added) == sorted(f"d/{m}" for m in ids), result
+    assert fresh.fsck(read_data=True).ok
+    assert_git_fsck(fresh.path)
+
+
+def test_many_small_pushes_leave_a_bounded_number_of_packs(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 pushes of one small model each, with the threshold at 5 small packs (16 by
+    default; benchmarks/bench_bucket.py pushes 200 times with it): never more than 5
+    packs, every model still pulls, and a reader's cache of remote indexes follows
+    the combines."""
+    from casstore.remote import bucket as bucket_module
+    from casstore.remote.config import cache_dir
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 5)
+    a, b = _stores(tmp_path)
+    ids = [f"m{i:02d}" for i in range(20)]
+    counts = []
+    for i, mid in enumerate(ids):
+        _push_models(a, tmp_path, bucket, [mid])
+        counts.append(len(_packs(bucket)))
+        if i == 3:
+            assert b.pull(bucket).ok  # caches the indexes of the four packs there are now
+    assert counts[:6] == [1, 2, 3, 4, 5, 1], counts  # one pack per push, then all combined
+    assert max(counts) <= 5 and counts.count(1) >= 2, counts  # bounded, and combined again later
+    _assert_pulls_everything(tmp_path, bucket, ids)
+    assert b.pull(bucket).ok
+    cache = Path(cache_dir(b.repo, bucket))
+    assert sorted(p.stem for p in cache.iterdir() if p.suffix == ".idx") == _packs(bucket)
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_a_reader_that_listed_before_a_combine_still_gets_every_object(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packs combined and deleted after a reader listed them: it lists again and reads
+    the combined pack, in the walk of commits and trees and in the blob transfer alike."""
+    from casstore.remote import bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 1000)  # pushes leave their packs alone
+    a, _ = _stores(tmp_path)
+    first = [f"a{i}" for i in range(5)]
+    _push_models(a, tmp_path, bucket, first)
+    real_read_refs, real_send = BucketClient.read_refs, BucketClient._send
+    combined: list[bucket_module.CombineResult | None] = []
+
+    def combine_elsewhere() -> None:
+        combined.append(_client(bucket).combine_packs(force=True))
+
+    def listed_then_combined(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        refs = real_read_refs(self)
+        self._load_packs()
+        combine_elsewhere()
+        return refs
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "read_refs", listed_then_combined)
+        _assert_pulls_everything(tmp_path, bucket, first, "b1")
+    assert combined[-1] is not None and len(combined[-1].combined) == 5
+    assert _packs(bucket) == [combined[-1].pack]
+
+    second = [f"b{i}" for i in range(3)]
+    _push_models(a, tmp_path, bucket, second)
+
+    def send_after_a_combine(self: BucketClient, *args: object) -> None:
+        combine_elsewhere()  # the walk listed the packs: the blobs are to be read from deleted ones
+        real_send(self, *args)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "_send", send_after_a_combine)
+        _assert_pulls_everything(tmp_path, bucket, first + second, "b2")
+    assert combined[-1] is not None and len(combined[-1].combined) == 4
+    assert _packs(bucket) == [combined[-1].pack]
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_two_machines_combining_at_once(tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One combiner is held between its upload and its deletions while a pusher adds a
+    pack and a second combiner runs to the end: the first deletes only packs it listed,
+    and nothing is lost."""
+    from casstore.remote import bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 1000)
+    a, _ = _stores(tmp_path)
+    ids = [f"m{i}" for i in range(6)]
+    _push_models(a, tmp_path, bucket, ids)
+    listed = _packs(bucket)
+    first, second = _client(bucket), _client(bucket)
+    uploaded, go_on = threading.Event(), threading.Event()
+    deleted: list[str] = []
+    real_delete = first._delete
+
+    def held_delete(key: str) -> None:
+        uploaded.set()
+        assert go_on.wait(60)
+        deleted.append(key.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+        real_delete(key)
+
+    first._delete = held_delete  # type: ignore[method-assign]
+    results: list[bucket_module.CombineResult | None] = []
+    thread = threading.Thread(target=lambda: results.append(first.combine_packs(force=True)))
+    thread.start()
+    try:
+        assert uploaded.wait(60)
+        _push_models(a, tmp_path, bucket, ["late"])  # a pusher, between the first's upload and deletions
+        late = sorted(set(_packs(bucket)) - set(listed))
+        assert len(late) == 2  # the late push's pack and the first combiner's
+        other = second.combine_packs(force=True)
+        assert other is not None and sorted(other.combined) == sorted(listed + late)
+    finally:
+        go_on.set()
+        thread.join()
+    assert results[0] is not None and sorted(results[0].combined) == listed
+    assert set(deleted) == set(listed)  # never the late pack, nor its own
+    assert _packs(bucket) == [other.pack]
+    _assert_pulls_everything(tmp_path, bucket, [*ids, "late"])
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_a_combine_killed_between_upload_and_delete(tmp_path: Path, bucket: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A combining process killed after publishing its pack, before deleting: duplicates
+    only, every model pulls, and the next combine removes them."""
+    from casstore.remote import bucket as bucket_module
+    from tests.conftest import run_py
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 4)
+    a, _ = _stores(tmp_path)
+    ids = [f"m{i}" for i in range(4)]
+    _push_models(a, tmp_path, bucket, ids)
+    before = _packs(bucket)
+    killed = run_py("import os, sys\n"
+                    "from casstore.remote.transport import open_transport\n"
+                    "client, _ = open_transport(sys.argv[1], cache_dir=sys.argv[2])\n"
+                    "client._delete = lambda key: os._exit(9)\n"
+                    "client.combine_packs(force=True)\n", bucket, str(tmp_path / "killed-cache"))
+    assert killed.returncode == 9, killed.stderr
+    after = _packs(bucket)
+    assert len(after) == 5 and set(before) < set(after)  # the combined pack next to the old ones
+    _assert_pulls_everything(tmp_path, bucket, ids)
+    _push_models(a, tmp_path, bucket, ["next"])  # six small packs > 4: this push combines them
+    (final,) = _packs(bucket)
+    assert final not in after
+    _assert_pulls_everything(tmp_path, bucket, [*ids, "next"], "fresh2")
+    assert_bucket_remote_fsck(bucket)
+
+
+def test_a_failed_combine_does_not_fail_the_push(tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from casstore.remote import bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 2)
+    a, _ = _stores(tmp_path)
+    _push_models(a, tmp_path, bucket, ["m0", "m1"])
+
+    def broken(self: BucketClient, small: list, work: str) -> tuple[str, int]:  # type: ignore[type-arg]
+        raise RemoteError(self.url, "the service went away")
+
+    monkeypatch.setattr(BucketClient, "_write_combined", broken)
+    with caplog.at_level("WARNING", logger="casstore"):
+        _push_models(a, tmp_path, bucket, ["m2"])
+    assert "combining small packs failed" in caplog.text and "went away" in caplog.text
+    assert len(_packs(bucket)) == 3
+    _assert_pulls_everything(tmp_path, bucket, ["m0", "m1", "m2"])
+
+
+def test_a_pack_twice_as_big_as_the_smaller_ones_together_is_not_rewritten(
+        tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The geometric rule: combining leaves a big pack alone, so early pushes are not
+    rewritten by every combine."""
+    from casstore.remote import bucket as bucket_module
+
+    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 3)
+    a, _ = _stores(tmp_path)
+    _commit_random(a, tmp_path / "big.bin", 200_000, "big")
+    assert a.push(bucket).ok
+    (big,) = _packs(bucket)
+    _push_models(a, tmp_path, bucket, ["s0", "s1", "s2"])  # the fourth small pack: a combine
+    after = _packs(bucket)
+    assert len(after) == 2 and big in after
+    _assert_pulls_everything(tmp_path, bucket, ["big", "s0", "s1", "s2"])

@@ -22,13 +22,48 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient
+from .bucket import BucketClient, ObjectGoneError, shared_client
 
 #: seconds to connect, and to wait for data on an open connection
 CONNECT_TIMEOUT, READ_TIMEOUT = 10, 120
 #: retries of one request through transient failures, about 3, 5 and 9 s apart
 #: (the SDK's default waits 15 + 3, then 15 + 9, then 15 + 27 s)
 RETRIES = 3
+
+
+#: the environment that decides which client a URL gets
+_ENV = ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT", "AZURE_CLIENT_ID", "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_FEDERATED_TOKEN_FILE")
+
+
+def _make_service(url: str) -> Any:
+    """A ``BlobServiceClient`` (its credential fetches and caches tokens: one per process)."""
+    from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+    options: dict[str, Any] = {
+        "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=RETRIES),
+        "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+    }
+    connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    account = os.environ.get("AZURE_STORAGE_ACCOUNT")
+    if connection:
+        try:
+            service = BlobServiceClient.from_connection_string(connection, **options)
+        except ValueError as e:
+            raise RemoteError(url, f"AZURE_STORAGE_CONNECTION_STRING: {e}") from None
+    elif account:
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            raise RemoteError(url, "AZURE_STORAGE_ACCOUNT without a connection string needs "
+                                   "azure-identity for credentials (pip install azure-identity), "
+                                   "or set AZURE_STORAGE_CONNECTION_STRING") from None
+        service = BlobServiceClient(f"https://{account}.blob.core.windows.net",
+                                    credential=DefaultAzureCredential(), **options)
+    else:
+        raise RemoteError(url, "no Azure storage account: set AZURE_STORAGE_CONNECTION_STRING, "
+                               "or AZURE_STORAGE_ACCOUNT (with azure-identity installed)")
+    return service
 
 
 class AzureClient(BucketClient):
@@ -47,33 +82,11 @@ class AzureClient(BucketClient):
         """The ``azure.storage.blob.ContainerClient``, made on first use."""
         if self._container is None:
             try:
-                from azure.storage.blob import BlobServiceClient, ExponentialRetry
+                import azure.storage.blob  # noqa: F401
             except ImportError:  # pragma: no cover - depends on the installation
                 raise RemoteError(self.url, "Azure Blob remotes need azure-storage-blob: "
                                             "pip install 'casstore[azure]'") from None
-            options: dict[str, Any] = {
-                "retry_policy": ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=RETRIES),
-                "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
-            }
-            connection = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-            account = os.environ.get("AZURE_STORAGE_ACCOUNT")
-            if connection:
-                try:
-                    service = BlobServiceClient.from_connection_string(connection, **options)
-                except ValueError as e:
-                    raise RemoteError(self.url, f"AZURE_STORAGE_CONNECTION_STRING: {e}") from None
-            elif account:
-                try:
-                    from azure.identity import DefaultAzureCredential
-                except ImportError:
-                    raise RemoteError(self.url, "AZURE_STORAGE_ACCOUNT without a connection string needs "
-                                                "azure-identity for credentials (pip install azure-identity), "
-                                                "or set AZURE_STORAGE_CONNECTION_STRING") from None
-                service = BlobServiceClient(f"https://{account}.blob.core.windows.net",
-                                            credential=DefaultAzureCredential(), **options)
-            else:
-                raise RemoteError(self.url, "no Azure storage account: set AZURE_STORAGE_CONNECTION_STRING, "
-                                            "or AZURE_STORAGE_ACCOUNT (with azure-identity installed)")
+            service = shared_client("az", _ENV, lambda: _make_service(self.url))
             self._container = service.get_container_client(self.bucket)
         return self._container
 
@@ -95,8 +108,21 @@ class AzureClient(BucketClient):
         return bytes(data), str(stream.properties.etag)
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
-        stream = self.az.get_blob_client(key).download_blob(offset=start, length=end - start)
-        return bytes(stream.readall())
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            stream = self.az.get_blob_client(key).download_blob(offset=start, length=end - start)
+            return bytes(stream.readall())
+        except ResourceNotFoundError:
+            raise ObjectGoneError(self.url, key) from None
+
+    def _delete(self, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.az.get_blob_client(key).delete_blob()
+        except ResourceNotFoundError:
+            pass  # deleted already: by another client combining the same packs, or a retried request
 
     def _put(self, key: str, data: bytes) -> None:
         self.az.get_blob_client(key).upload_blob(data, overwrite=True)

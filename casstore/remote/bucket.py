@@ -12,14 +12,19 @@ Push uploads one pack of exactly the objects the remote's refs do not reach,
 then moves refs with conditional writes: a model ref is created only if absent
 (it never overwrites, even between racing clients), a history or the states
 ref is replaced only if it still has the version it was read with (compare and
-swap).  Pull walks the object graph from the wanted refs, fetching by byte
-range from the remote packs only the objects the local store lacks (objects
-next to each other travel in one request), and hands them to the quarantine
-as one pack: everything is verified there before any ref moves.
+swap).  Then, when the bucket holds more than ``MAX_SMALL_PACKS`` packs under
+``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
+is published before any old one is deleted, so an object is never missing).
+
+Pull walks the object graph from the wanted refs, fetching by byte range from
+the remote packs only the objects the local store lacks (objects next to each
+other travel in one request), and hands them to the quarantine as one pack:
+everything is verified there before any ref moves.  A pack found gone since it
+was listed (combined meanwhile) makes the reader list again.
 
 ``BucketClient`` is that protocol; a bucket kind (s3.py, gcs.py, azure.py) is
 a subclass that supplies the object requests: list, get (whole and by range),
-put, upload a file, put-if-absent / put-if-version / delete-if-version of a
+put, upload a file, delete, put-if-absent / put-if-version / delete-if-version of a
 ref.  A *version* is whatever the service compares in its conditional requests
 (an ETag on S3 and Azure, a generation number on GCS), read with the ref.
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import struct
@@ -65,6 +71,60 @@ READAHEAD = 256 << 10
 GAP = 64 << 10
 #: size of one ranged request for chunk blobs
 RUN_BYTES = 8 << 20
+#: a pack smaller than this is "small": a candidate for combining
+SMALL_PACK = 64 << 20
+#: a push that finds more small packs than this combines them into one (see combine_packs)
+MAX_SMALL_PACKS = 16
+#: times a reader lists the packs again when one it listed is gone (combined meanwhile)
+RELIST = 4
+
+log = logging.getLogger("casstore")
+
+
+class ObjectGoneError(RemoteError):
+    """An object the client listed is no longer in the bucket (a pack combined and deleted since)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.key = key
+        super().__init__(url, f"{key}: deleted since it was listed")
+
+
+@dataclass
+class CombineResult:
+    """What ``combine_packs`` did: the packs it replaced and the one that replaced them."""
+
+    combined: list[str]
+    pack: str
+    objects: int
+    bytes: int
+
+
+_clients: dict[tuple[object, ...], Any] = {}
+_clients_lock = threading.Lock()
+#: clients kept at most; a process rarely talks to more than one or two configurations
+MAX_CLIENTS = 8
+
+
+def shared_client(kind: str, env: tuple[str, ...], make: Callable[[], Any]) -> Any:
+    """The service client of this process for ``kind`` and the configuration in ``env``.
+
+    Every push, pull or listing opens a new ``BucketClient``; a service client is
+    reused across them, so that its setup (boto3's service model, credentials,
+    pooled connections) is paid once per process.  The key holds the values of
+    the environment variables the client is configured from, so another endpoint
+    or other credentials get a client of their own, and the process id, so a
+    forked child never shares its parent's connections.  ``make`` runs under a
+    lock (a boto3 session is not thread-safe); the clients themselves are.
+    """
+    key = (kind, os.getpid(), *(os.environ.get(name) for name in env))
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = make()
+            if len(_clients) >= MAX_CLIENTS:
+                _clients.clear()
+            _clients[key] = client
+        return client
 
 
 @dataclass
@@ -131,6 +191,7 @@ class BucketClient:
         self.cache_dir = cache_dir
         self.progress = progress
         self._packs: dict[str, _RemotePack] | None = None
+        self._packs_lock = threading.Lock()
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -147,7 +208,15 @@ class BucketClient:
         raise NotImplementedError
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
-        """Bytes ``start`` to ``end`` (exclusive) of an object; may return fewer if cut."""
+        """Bytes ``start`` to ``end`` (exclusive) of an object; may return fewer if cut.
+
+        Raises:
+            ObjectGoneError: the object does not exist (a pack deleted since it was listed).
+        """
+        raise NotImplementedError
+
+    def _delete(self, key: str) -> None:
+        """Delete an object unconditionally; an object already gone is not an error."""
         raise NotImplementedError
 
     def _put(self, key: str, data: bytes) -> None:
@@ -240,10 +309,40 @@ class BucketClient:
     # -- packs -------------------------------------------------------------------
 
     def _load_packs(self) -> dict[str, _RemotePack]:
-        """Every published remote pack, with its index (cached locally by name and size)."""
-        if self._packs is not None:
+        """Every published remote pack, with its index (cached locally by name and size).
+
+        The listing is kept for the client's life: a pack deleted since (combined
+        into another by ``combine_packs``, which publishes the new pack before it
+        deletes any old one) makes the read that finds it gone list again
+        (``_reload_packs``): the new listing holds the pack that replaced it.
+        """
+        with self._packs_lock:
+            for attempt in range(RELIST):
+                if self._packs is not None:
+                    break
+                try:
+                    self._packs = self._list_packs()
+                except ObjectGoneError:  # an index deleted between the listing and its download
+                    if attempt == RELIST - 1:
+                        raise
+            assert self._packs is not None
             return self._packs
-        listing = {key.rsplit("/", 1)[-1]: size for key, size in self._list("objects/pack/")}
+
+    def _reload_packs(self, key: str) -> None:
+        """List the packs again because the pack object ``key`` was deleted, unless another thread did since."""
+        gone = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        with self._packs_lock:
+            if self._packs is not None and gone in self._packs:
+                self._packs = None
+        self._load_packs()
+
+    def _listing(self) -> dict[str, int]:
+        """Size of every object under objects/pack/, by file name."""
+        return {key.rsplit("/", 1)[-1]: size for key, size in self._list("objects/pack/")}
+
+    def _list_packs(self, listing: dict[str, int] | None = None) -> dict[str, _RemotePack]:
+        if listing is None:
+            listing = self._listing()
         packs: dict[str, _RemotePack] = {}
         cache = self._workdir()
         for fn, idx_size in sorted(listing.items()):
@@ -272,7 +371,6 @@ class BucketClient:
                 raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
             packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
         self._prune_cache(cache, {name + ".idx" for name in packs})
-        self._packs = packs
         return packs
 
     @staticmethod
@@ -402,7 +500,21 @@ class BucketClient:
         return inner, list(blobs)
 
     def _fetch_inner(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:
-        """Fetch commits and trees, reading ahead: every whole non-blob entry read is kept, verified."""
+        """Fetch commits and trees, reading ahead: every whole non-blob entry read is kept, verified.
+
+        A pack deleted since it was listed (combined into another) is looked up
+        again in a fresh listing; what was already parsed is kept.
+        """
+        for attempt in range(RELIST):
+            try:
+                self._fetch_inner_once(raws, parsed)
+                return
+            except ObjectGoneError as e:
+                if attempt == RELIST - 1:
+                    raise
+                self._reload_packs(e.key)
+
+    def _fetch_inner_once(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:
         wanted = set(raws)
         for run in self._runs(list(self._locate(raws).values()), GAP, RUN_BYTES):
             p = run[0][0]
@@ -443,20 +555,31 @@ class BucketClient:
         out(b"PACK" + struct.pack(">II", 2, len(inner) + len(blobs)))
         for entry in inner.values():
             out(entry)
-        runs = list(self._runs(list(located.values()), 0, RUN_BYTES))
+        where = {(p.name, start): raw for raw, (p, start, _) in located.items()}
 
-        def fetch(run: list[_Loc]) -> tuple[list[_Loc], bytes]:
+        def fetch(run: list[_Loc], attempt: int = 0) -> list[memoryview]:
+            """The entries of one run; of their new packs if the run's pack was combined meanwhile."""
             p = run[0][0]
-            return run, self._get_range(self._key(f"objects/pack/{p.name}.pack"), run[0][1], run[-1][2])
+            try:
+                data = self._get_range(self._key(f"objects/pack/{p.name}.pack"), run[0][1], run[-1][2])
+            except ObjectGoneError as e:
+                if attempt == RELIST - 1:
+                    raise
+                self._reload_packs(e.key)
+                moved = self._locate([where[(q.name, start)] for q, start, _ in run])
+                where.update({(q.name, start): raw for raw, (q, start, _) in moved.items()})
+                return [view for sub in self._runs(list(moved.values()), 0, RUN_BYTES)
+                        for view in fetch(sub, attempt + 1)]
+            base = run[0][1]
+            return [memoryview(data)[start - base : end - base] for _, start, end in run]
 
         with ThreadPoolExecutor(4) as pool:
-            for run, data in ordered(pool, 8, (lambda r=r: fetch(r) for r in runs)):  # type: ignore[misc]
-                base = run[0][1]
-                for p, s, e in run:
-                    view = memoryview(data)[s - base : e - base]
+            runs = self._runs(list(located.values()), 0, RUN_BYTES)
+            for views in ordered(pool, 8, (lambda r=r: fetch(r) for r in runs)):  # type: ignore[misc]
+                for view in views:
                     type_num, size, _ = parse_object_header(view)
                     if type_num != 3 or size > MAX_OBJECT:
-                        raise CorruptObjectError(f"{p.name}@{s}", "expected a blob entry on the remote")
+                        raise CorruptObjectError(f"remote {self.url}", "expected a blob entry on the remote")
                     out(view)
         out(sha.digest())
 
@@ -479,7 +602,11 @@ class BucketClient:
             if count:
                 self._upload_pack(count, records)
             self._update_refs(changes, versions, result)
-            return result
+        try:
+            self.combine_packs()
+        except Exception as e:  # best effort: the push is complete, and the next one tries again
+            log.warning("remote %s: combining small packs failed (the push itself succeeded): %s", self.url, e)
+        return result
 
     def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
         work = tempfile.mkdtemp(prefix="push-", dir=self._workdir())
@@ -562,3 +689,153 @@ class BucketClient:
                 else:
                     result.refs[ref] = sha
 
+
+    # -- combining packs -------------------------------------------------------------
+
+    def combine_packs(self, force: bool = False) -> CombineResult | None:
+        """Combine the bucket's small packs into one, when there are more than ``MAX_SMALL_PACKS``.
+
+        Every push uploads one pack; without this a bucket pushed to N times holds
+        N packs, and every reader lists and indexes all of them.  A pack under
+        ``SMALL_PACK`` bytes is small; a push that leaves more than
+        ``MAX_SMALL_PACKS`` of them combines them, except those at least twice
+        as big as all smaller ones together (``_geometric``), so there are never
+        more than that many small packs after a push, plus one pack per
+        ``SMALL_PACK`` bytes or more of objects.  ``force`` combines every small
+        pack when there are at least two.
+
+        The small packs are streamed (one ranged request of at most ``RUN_BYTES``
+        at a time, a few in flight; blobs spooled to a local file), every object
+        checked against its id, and written as one pack without duplicates:
+        commits and trees first, then blobs, as every bucket pack is.  It is
+        uploaded, its ``.idx`` last, and only then are the small packs deleted
+        (each ``.pack`` before its ``.idx``: an index whose pack is gone is
+        ignored by readers and deleted by the next combine).
+
+        Guarantees, with any number of pushers, readers and combiners at once:
+        only packs in the listing taken at the start are deleted (a pack pushed
+        meanwhile is not), and each only after the published new pack holds every
+        object it held; two combiners at once leave duplicates at worst, never a
+        missing object; a reader that listed a pack deleted since lists again and
+        finds the objects in the new one; a combine stopped between upload and
+        delete leaves duplicates, which the next combine removes.
+
+        Returns None when there was nothing to combine.
+
+        Raises:
+            RemoteError, CorruptObjectError: the bucket could not be read or written,
+                or a small pack holds an object that does not hash to its id;
+                nothing has been deleted then.
+        """
+        with self._errors():
+            listing = self._listing()
+            # an index without its pack: a combine stopped between the two deletions
+            # (a pusher uploads the pack first, so never one of its packs in flight)
+            orphans = [fn for fn in listing if fn.endswith(".idx") and fn[:-4] + ".pack" not in listing]
+            for fn in orphans:
+                self._delete(self._key("objects/pack/" + fn))
+            small_names = sorted(fn[:-5] for fn, size in listing.items()
+                                 if fn.endswith(".pack") and fn[:-5] + ".idx" in listing and size < SMALL_PACK)
+            if len(small_names) <= (1 if force else MAX_SMALL_PACKS):
+                return None
+            if not force:
+                small_names = self._geometric(small_names, listing)
+            packs = self._list_packs(listing)
+            small = [packs[n] for n in small_names if n in packs]
+            work = tempfile.mkdtemp(prefix="combine-", dir=self._workdir())
+            try:
+                name, objects = self._write_combined(small, work)
+                paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
+                size = os.path.getsize(paths[0])
+                for path in paths:  # the .idx last: the pack is published when it is visible
+                    self._upload(self._key("objects/pack/" + os.path.basename(path)), path, lambda n: None)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            # from here every object of every small pack is in the published pack `name`
+            old = [p.name for p in small if p.name != name]
+
+            def delete(pack: str) -> None:
+                self._delete(self._key(f"objects/pack/{pack}.pack"))
+                self._delete(self._key(f"objects/pack/{pack}.idx"))
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(delete, old))
+            with self._packs_lock:
+                self._packs = None
+            return CombineResult(old, name, objects, size)
+
+    @staticmethod
+    def _geometric(names: list[str], listing: dict[str, int]) -> list[str]:
+        """The small packs to combine: all but those at least twice the size of all smaller ones.
+
+        Keeping the big packs of a geometric progression (as ``git repack
+        --geometric=2`` does) bounds how often a byte is rewritten by the log of
+        the number of pushes, where combining every small pack each time rewrote
+        the bytes of the first pushes once per 16 pushes until their pack reached
+        ``SMALL_PACK``.  At least two packs are combined.
+        """
+        by_size = sorted(names, key=lambda n: (-listing[n + ".pack"], n))
+        sizes = [listing[n + ".pack"] for n in by_size]
+        rest = sum(sizes)
+        keep = 0
+        for size in sizes:
+            rest -= size
+            if size < 2 * rest:
+                break
+            keep += 1
+        return sorted(by_size[min(keep, len(by_size) - 2):])
+
+    def _write_combined(self, small: list[_RemotePack], work: str) -> tuple[str, int]:
+        """Write one pack in ``work`` of every object of ``small``, once; returns (name, objects).
+
+        Memory holds the object ids and a few ranges in flight, never a whole
+        pack: blob entries wait in a spool file until the commits and trees,
+        which go first, are written.
+        """
+        seen: set[bytes] = set()
+        where: dict[tuple[str, int], bytes] = {}  # (pack, offset) -> oid, of the copy kept
+        locs: list[_Loc] = []
+        for p in small:
+            for pos in range(p.idx.count):
+                oid = bytes(p.idx.sha(pos))
+                if oid in seen:  # pushed twice, or left by an earlier combine: keep one copy
+                    continue
+                seen.add(oid)
+                start, end = p.entry(pos)
+                if end - start > MAX_OBJECT + 64:
+                    raise CorruptObjectError(oid.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
+                where[(p.name, start)] = oid
+                locs.append((p, start, end))
+        combining = Counter(self.progress, "combining packs", sum(e - s for _, s, e in locs))
+        writer = PackWriter(work, work, len(locs), durable=False)
+        try:
+            blobs: list[tuple[bytes, int, int]] = []  # oid, header length, entry length, in spool order
+            with tempfile.TemporaryFile(dir=work) as spool:
+
+                def fetch(run: list[_Loc]) -> tuple[list[_Loc], bytes]:
+                    p = run[0][0]
+                    return run, self._get_range(self._key(f"objects/pack/{p.name}.pack"), run[0][1], run[-1][2])
+
+                with ThreadPoolExecutor(4) as pool:
+                    runs = self._runs(locs, GAP, RUN_BYTES)
+                    for run, data in ordered(pool, 4, (lambda r=r: fetch(r) for r in runs)):  # type: ignore[misc]
+                        base = run[0][1]
+                        for p, start, end in run:
+                            entry = memoryview(data)[start - base : end - base]
+                            oid = where[(p.name, start)]
+                            type_num, _ = self._parse_entry(entry, oid, f"{p.name}@{start}")
+                            _, _, hlen = parse_object_header(entry)
+                            if type_num == 3:
+                                spool.write(entry)
+                                blobs.append((oid, hlen, len(entry)))
+                            else:
+                                writer.add(EncodedEntry.verbatim(oid, bytes(entry[:hlen]), bytes(entry[hlen:])))
+                            combining(len(entry))
+                spool.seek(0)
+                for oid, hlen, n in blobs:
+                    entry_bytes = spool.read(n)
+                    writer.add(EncodedEntry.verbatim(oid, entry_bytes[:hlen], entry_bytes[hlen:]))
+            return writer.finish(), len(locs)
+        except BaseException:
+            writer.abort()
+            raise

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient
+from .bucket import BucketClient, ObjectGoneError, shared_client
 
 #: (connect, read) timeouts of one request, in seconds
 TIMEOUT = (10, 120)
@@ -71,6 +71,27 @@ class _Counting(io.RawIOBase):
         return len(data)
 
 
+#: the environment that decides which client a URL gets
+_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG")
+
+
+def _make_client(url: str, storage: Any) -> Any:
+    """A ``google.cloud.storage.Client`` (finding credentials may take requests: one per process)."""
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        client = storage.Client(project=project or "casstore", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    else:
+        try:
+            client = storage.Client(project=project)
+        except Exception as e:  # DefaultCredentialsError and the like
+            raise RemoteError(url, f"no Google credentials ({type(e).__name__}: {e}); set "
+                                   "GOOGLE_APPLICATION_CREDENTIALS or run "
+                                   "`gcloud auth application-default login`") from None
+    return client
+
+
 class GCSClient(BucketClient):
     """push and pull to ``gs://bucket/prefix`` (see bucket.py and the module docstring)."""
 
@@ -93,18 +114,7 @@ class GCSClient(BucketClient):
             except ImportError:  # pragma: no cover - depends on the installation
                 raise RemoteError(self.url, "GCS remotes need google-cloud-storage: "
                                             "pip install 'casstore[gcs]'") from None
-            project = os.environ.get("GOOGLE_CLOUD_PROJECT")
-            if os.environ.get("STORAGE_EMULATOR_HOST"):
-                from google.auth.credentials import AnonymousCredentials
-
-                client = storage.Client(project=project or "casstore", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-            else:
-                try:
-                    client = storage.Client(project=project)
-                except Exception as e:  # DefaultCredentialsError and the like
-                    raise RemoteError(self.url, f"no Google credentials ({type(e).__name__}: {e}); set "
-                                                "GOOGLE_APPLICATION_CREDENTIALS or run "
-                                                "`gcloud auth application-default login`") from None
+            client = shared_client("gs", _ENV, lambda: _make_client(self.url, storage))
             # the library's default keeps retrying for two minutes; a dead endpoint should fail sooner
             self._retry = DEFAULT_RETRY.with_timeout(RETRY_SECONDS).with_delay(initial=0.5, maximum=4.0,
                                                                                multiplier=2.0)
@@ -134,11 +144,24 @@ class GCSClient(BucketClient):
         return bytes(data), str(blob.generation)
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
+        from google.api_core.exceptions import NotFound
+
         # checksum=None: a range cannot be checked against the whole object's hash;
         # the caller verifies every object it parses from the bytes
-        data = self.gcs.blob(key).download_as_bytes(start=start, end=end - 1, checksum=None,
-                                                    timeout=TIMEOUT, retry=self._retry)
+        try:
+            data = self.gcs.blob(key).download_as_bytes(start=start, end=end - 1, checksum=None,
+                                                        timeout=TIMEOUT, retry=self._retry)
+        except NotFound:
+            raise ObjectGoneError(self.url, key) from None
         return bytes(data)
+
+    def _delete(self, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.gcs.blob(key).delete(timeout=TIMEOUT, retry=self._retry)
+        except NotFound:
+            pass  # deleted already: by another client combining the same packs, or a retried request
 
     def _put(self, key: str, data: bytes) -> None:
         self.gcs.blob(key).upload_from_string(data, timeout=TIMEOUT, retry=self._retry)

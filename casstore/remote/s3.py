@@ -18,8 +18,32 @@ from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
 from ..util.progress import ProgressFn
-from .bucket import BucketClient
+from .bucket import BucketClient, ObjectGoneError, shared_client
 from .bucket import SendResult as SendResult  # re-exported: it was defined here
+
+#: the environment that decides which client a URL gets: endpoint, region, credentials
+_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE")
+
+
+def _make_client(url: str) -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise RemoteError(url, "S3 remotes need boto3: pip install 'casstore[s3]'") from None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
+        max_pool_connections=16, s3={"addressing_style": "path"} if endpoint else {},
+    )
+    # a boto3 session loads and parses the service model: 0.2 to 0.5 s, most of a small
+    # push or pull, hence one client per process (shared_client); sessions are not
+    # thread-safe, so this one is used here only, under shared_client's lock
+    session = boto3.session.Session()
+    return session.client("s3", region_name=session.region_name or "us-east-1", endpoint_url=endpoint,
+                          config=config)
 
 
 class S3Client(BucketClient):
@@ -35,20 +59,9 @@ class S3Client(BucketClient):
 
     @property
     def s3(self) -> Any:
+        """The boto3 client: one per process and configuration (boto3 clients are thread-safe)."""
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError:  # pragma: no cover - depends on the installation
-                raise RemoteError(self.url, "S3 remotes need boto3: pip install 'casstore[s3]'") from None
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            config = Config(
-                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,
-                max_pool_connections=16, s3={"addressing_style": "path"} if endpoint else {},
-            )
-            session = boto3.session.Session()
-            self._client = session.client("s3", region_name=session.region_name or "us-east-1",
-                                          endpoint_url=endpoint, config=config)
+            self._client = shared_client("s3", _ENV, lambda: _make_client(self.url))
         return self._client
 
     @staticmethod
@@ -78,13 +91,23 @@ class S3Client(BucketClient):
         return data, str(r.get("ETag", ""))
 
     def _read_range(self, key: str, start: int, end: int) -> bytes:
-        r = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        except ClientError as e:
+            if self._code(e) in ("NoSuchKey", "404"):
+                raise ObjectGoneError(self.url, key) from None
+            raise
         with r["Body"] as body:
             data: bytes = body.read(end - start + 1)
         return data
 
     def _put(self, key: str, data: bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def _delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)  # S3 answers 204 for a key already gone
 
     def _upload(self, key: str, path: str, sent: Callable[[int], None]) -> None:
         from boto3.s3.transfer import TransferConfig
