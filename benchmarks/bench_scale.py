@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -59,12 +60,21 @@ if op == "commit":
     store.commit_models("d", model=arg, model_id="new-" + os.urandom(6).hex())
     out["s"] = time.perf_counter() - t
     out["bytes"] = objects_bytes() - before
-elif op == "first_page":
-    if hasattr(store, "iter_models"):
-        ids = list(itertools.islice(store.iter_models("d"), 50))
-    else:
+elif op == "first_page":  # list_models' first 50: limit= when the code has it
+    try:
+        ids = store.list_models("d", limit=50)
+    except TypeError:
         ids = store.list_models("d")[:50]
     out["s"] = time.perf_counter() - t
+    assert len(ids) == 50
+elif op == "iter_page":  # the history order's first 50 (the same IDs, see Store.iter_models)
+    ids = list(itertools.islice(store.iter_models("d"), 50))
+    out["s"] = time.perf_counter() - t
+elif op == "log":  # what `cas log -n 40` does after opening the store
+    from casstore.model.history import iter_log
+    events = list(itertools.islice(iter_log(store.odb, store.refs.get(domain_ref("d"))), 40))
+    out["s"] = time.perf_counter() - t
+    assert len(events) == 40
 elif op == "exists":
     assert store.model_exists("d", arg)
     out["s"] = time.perf_counter() - t
@@ -75,12 +85,22 @@ print(json.dumps(out))
 """
 
 
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_worker(op: str, store: str, arg: str) -> dict[str, float]:
+    """One fresh process: the operation's own time ("s") and the process's CPU seconds ("cpu")."""
+    cpu = _children_cpu()
     r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
+    out["cpu"] = _children_cpu() - cpu
+    return out
 
 
 def run_cli(store: str, args: list[str], lines: int) -> float:
+    """Wall time of a whole ``cas`` process until ``lines`` lines of output (or its end)."""
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "casstore", "--store", store, *args], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
@@ -107,6 +127,7 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     from dulwich.objects import Blob, Commit, Tree
 
     import casstore
+    from casstore.model import history
     from casstore.model.history import DomainIndex, append_event, read_index
     from casstore.model.manifest import decode
 
@@ -160,8 +181,13 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     idx = read_index(store.odb, head)
     merged = dict(idx.models)
     merged.update({m: d_models[m] for m in bulk})  # type: ignore[misc]
+    message = "commit bulk\n\nCas-Event: merge\n"
+    if hasattr(history, "newest_created"):
+        # what append_event writes on every history commit: the newest creation time (s) it records
+        newest = max([commits[("d", m)][1] for m in bulk] + [history.newest_created(store.odb, head) or 0])
+        message += f"Cas-Newest: {newest}\n"
     new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb), [head], who,  # type: ignore[arg-type]
-                                 b"commit bulk\n\nCas-Event: merge\n", base)
+                                 message.encode(), base)
     assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
     for mid in late:
         cid, when = commits[("d", mid)]
@@ -185,12 +211,20 @@ def measure(store: str, model_file: str, runs: int) -> dict[str, float]:
     for _ in range(runs):
         r = run_worker("commit", store, model_file)
         out.setdefault("commit s", []).append(r["s"])
+        out.setdefault("commit cpu", []).append(r["cpu"])
         out.setdefault("event bytes", []).append(r["bytes"])
-        out.setdefault("log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
-        out.setdefault("ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
-        out.setdefault("first page s", []).append(run_worker("first_page", store, "")["s"])
-        out.setdefault("model_exists s", []).append(run_worker("exists", store, "m0000000")["s"])
-        out.setdefault("load s", []).append(run_worker("load", store, "m0000000")["s"])
+        cpu = _children_cpu()
+        out.setdefault("cas log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
+        out.setdefault("cas log -n 40 cpu", []).append(_children_cpu() - cpu)
+        cpu = _children_cpu()
+        out.setdefault("cas ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
+        out.setdefault("cas ls | head cpu", []).append(_children_cpu() - cpu)
+        for op, label, arg in (("log", "log 40 events", ""), ("first_page", "list_models 50", ""),
+                               ("iter_page", "iter_models 50", ""), ("exists", "model_exists", "m0000000"),
+                               ("load", "load", "m0000000")):
+            r = run_worker(op, store, arg)
+            out.setdefault(f"{label} s", []).append(r["s"])
+            out.setdefault(f"{label} cpu", []).append(r["cpu"])
     return {k: statistics.median(v) for k, v in out.items()}
 
 
@@ -366,10 +400,10 @@ def main() -> None:
         # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
         run_worker("commit", path, model_file)
         results[name] = measure(path, model_file, args.runs)
-    print(f"{'measurement':<18} {'small':>10} {'big':>10} {'big/small':>10}")
+    print(f"{'measurement':<24} {'small':>10} {'big':>10} {'big/small':>10}")
     for k in results["small"]:
         e, b = results["small"][k], results["big"][k]
-        print(f"{k:<18} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
+        print(f"{k:<24} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
