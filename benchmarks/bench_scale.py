@@ -350,6 +350,96 @@ def big_chunk_index(work: str, entries: int, runs: int) -> dict[str, float]:
     return res
 
 
+def _hash2(model_id: str, mul: int) -> int:
+    h = 0
+    for b in model_id.encode():
+        h = (h * mul + b) % 1000003
+    return h
+
+
+def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
+    """What one event writes, and what a full read of the index touches, per index layout.
+
+    No store is built: for a domain of each size (UUID4 IDs, as ``new_model_id``), the
+    trees of each layout are serialised and zlib-compressed as git's loose objects are,
+    and one event (a new model) rewrites the trees on its path.  ``event B``: the
+    compressed trees that event writes, mean of ``sample`` events; ``trees``: how many
+    trees a full read of the index reads; ``parse s``: CPU time to parse them all
+    with dulwich (the floor of a full read: merge, fsck, gc; the hook parses in C).
+
+    * ``256``: today's ``models/<xx>/<id>``;
+    * ``256x256``: ``models/<xx>/<yy>/<id>`` for every domain;
+    * ``256+split``: a shard above 256 entries becomes 256 sub-shards;
+    * ``16x16x16``: three levels of one hex digit each.
+    """
+    import random
+    import uuid
+    import zlib
+
+    from dulwich.objects import Tree
+
+    def compressed(t: Tree) -> int:
+        raw = t.as_raw_string()
+        return len(zlib.compress(b"tree %d\x00" % len(raw) + raw))
+
+    def tree_of(entries: dict[str, bytes]) -> Tree:
+        t = Tree()
+        for name, sha in entries.items():
+            t.add(name.encode(), 0o160000 if len(name) > 4 else 0o040000, sha.hex().encode())
+        return t
+
+    def path_of(layout: str, mid: str, big: set[str]) -> list[str]:
+        a = f"{_hash2(mid, 131) % 256:02x}"
+        b = f"{_hash2(mid, 257) % 256:02x}"
+        if layout == "256":
+            return [a]
+        if layout == "256x256" or (layout == "256+split" and a in big):
+            return [a, b]
+        if layout == "256+split":
+            return [a]
+        h = _hash2(mid, 131) % 4096
+        return [f"{h >> 8:x}", f"{(h >> 4) & 15:x}", f"{h & 15:x}"]
+
+    rng = random.Random(0)
+    out: dict[str, dict[str, float]] = {}
+    for n in sizes:
+        ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+        first = {f"{_hash2(m, 131) % 256:02x}" for m in ids}
+        counts: dict[str, int] = {}
+        for m in ids:
+            a = f"{_hash2(m, 131) % 256:02x}"
+            counts[a] = counts.get(a, 0) + 1
+        big = {a for a, c in counts.items() if c > 256}
+        assert first
+        for layout in ("256", "256x256", "256+split", "16x16x16"):
+            tree: dict[tuple[str, ...], dict[str, bytes]] = {}
+            for m in ids:
+                p = tuple(path_of(layout, m, big))
+                tree.setdefault(p, {})[m] = os.urandom(20)
+                for k in range(len(p)):
+                    sub = tree.setdefault(p[:k], {})
+                    if p[k] not in sub:
+                        sub[p[k]] = os.urandom(20)  # a sub-tree's id: random, as a hash is
+            t0 = time.process_time()
+            raws = {p: tree_of(e).as_raw_string() for p, e in tree.items()}
+            for raw in raws.values():
+                Tree.from_string(raw)
+            parse = time.process_time() - t0
+            written = []
+            for _ in range(sample):
+                mid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                p = tuple(path_of(layout, mid, big))
+                total = 0
+                for k in range(len(p) + 1):
+                    entries = dict(tree.get(p[:k], {}))
+                    entries[mid if k == len(p) else p[k]] = os.urandom(20)
+                    total += compressed(tree_of(entries))
+                written.append(total)
+            out[f"{n} models, {layout}"] = {"event B": statistics.mean(written), "trees": len(tree),
+                                            "parse s": parse}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=100_000)
@@ -364,7 +454,13 @@ def main() -> None:
     ap.add_argument("--parallel-size", type=int, default=32 << 20)
     ap.add_argument("--cidx", type=int, default=0, metavar="N",
                     help="instead: open and dedupe in a store whose chunk index has N entries")
+    ap.add_argument("--layouts", default=None, metavar="N,N,...",
+                    help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
+    if args.layouts:
+        for k, v in layouts([int(x) for x in args.layouts.split(",")]).items():
+            print(f"{k:<32} {v['event B']:>9.0f} B/event {v['trees']:>7.0f} trees {v['parse s']:>7.2f} s to parse")
+        return
     if args.cidx:
         work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
         os.makedirs(work, exist_ok=True)
