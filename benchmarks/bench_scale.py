@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import resource
@@ -133,7 +134,10 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
 
     t0 = time.perf_counter()
     store = casstore.open(path)
-    store.commit_models("d", model=model_file, model_id="m0000000")
+    base = 1_700_000_000
+    # created before the generated models, as if committed first: the history is in time order
+    store.commit_models("d", model=model_file, model_id="m0000000",
+                        created=datetime.datetime.fromtimestamp(base - 1, datetime.timezone.utc))
     sha = store.refs.get(b"refs/cas/models/d/m0000000")  # type: ignore[arg-type]
     assert sha
     c = store.odb.read(sha, Commit)
@@ -142,7 +146,6 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     assert isinstance(root, Tree)
     template = decode(store.odb.read(root[b"manifest"][1]).as_raw_string())  # type: ignore[union-attr]
     files = root[b"files"][1]
-    base = 1_700_000_000
     jobs = [("d", f"m{i:07d}") for i in range(1, models)] + [(f"dom{j:04d}", "m0") for j in range(domains)]
     objects: list[tuple[object, None]] = []
     commits: dict[tuple[str, str], tuple[bytes, int]] = {}
@@ -186,8 +189,8 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
         # what append_event writes on every history commit: the newest creation time (s) it records
         newest = max([commits[("d", m)][1] for m in bulk] + [history.newest_created(store.odb, head) or 0])
         message += f"Cas-Newest: {newest}\n"
-    new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb), [head], who,  # type: ignore[arg-type]
-                                 message.encode(), base)
+    new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb),  # type: ignore[arg-type]
+                                 [head], who, message.encode(), base)  # type: ignore[list-item]
     assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
     for mid in late:
         cid, when = commits[("d", mid)]
@@ -205,27 +208,24 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     return time.perf_counter() - t0
 
 
-def measure(store: str, model_file: str, runs: int) -> dict[str, float]:
-    """Medians of ``runs`` fresh processes per operation."""
-    out: dict[str, list[float]] = {}
-    for _ in range(runs):
-        r = run_worker("commit", store, model_file)
-        out.setdefault("commit s", []).append(r["s"])
-        out.setdefault("commit cpu", []).append(r["cpu"])
-        out.setdefault("event bytes", []).append(r["bytes"])
-        cpu = _children_cpu()
-        out.setdefault("cas log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
-        out.setdefault("cas log -n 40 cpu", []).append(_children_cpu() - cpu)
-        cpu = _children_cpu()
-        out.setdefault("cas ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
-        out.setdefault("cas ls | head cpu", []).append(_children_cpu() - cpu)
-        for op, label, arg in (("log", "log 40 events", ""), ("first_page", "list_models 50", ""),
-                               ("iter_page", "iter_models 50", ""), ("exists", "model_exists", "m0000000"),
-                               ("load", "load", "m0000000")):
-            r = run_worker(op, store, arg)
-            out.setdefault(f"{label} s", []).append(r["s"])
-            out.setdefault(f"{label} cpu", []).append(r["cpu"])
-    return {k: statistics.median(v) for k, v in out.items()}
+def measure_once(store: str, model_file: str, out: dict[str, list[float]]) -> None:
+    """One fresh process per operation; appends to ``out``."""
+    r = run_worker("commit", store, model_file)
+    out.setdefault("commit s", []).append(r["s"])
+    out.setdefault("commit cpu", []).append(r["cpu"])
+    out.setdefault("event bytes", []).append(r["bytes"])
+    cpu = _children_cpu()
+    out.setdefault("cas log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
+    out.setdefault("cas log -n 40 cpu", []).append(_children_cpu() - cpu)
+    cpu = _children_cpu()
+    out.setdefault("cas ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
+    out.setdefault("cas ls | head cpu", []).append(_children_cpu() - cpu)
+    for op, label, arg in (("log", "log 40 events", ""), ("first_page", "list_models 50", ""),
+                           ("iter_page", "iter_models 50", ""), ("exists", "model_exists", "m0000000"),
+                           ("load", "load", "m0000000")):
+        r = run_worker(op, store, arg)
+        out.setdefault(f"{label} s", []).append(r["s"])
+        out.setdefault(f"{label} cpu", []).append(r["cpu"])
 
 
 COMMITTER = r"""
@@ -376,7 +376,7 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
     import uuid
     import zlib
 
-    from dulwich.objects import Tree
+    from dulwich.objects import ObjectID, Tree
 
     def compressed(t: Tree) -> int:
         raw = t.as_raw_string()
@@ -385,7 +385,7 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
     def tree_of(entries: dict[str, bytes]) -> Tree:
         t = Tree()
         for name, sha in entries.items():
-            t.add(name.encode(), 0o160000 if len(name) > 4 else 0o040000, sha.hex().encode())
+            t.add(name.encode(), 0o160000 if len(name) > 4 else 0o040000, ObjectID(sha.hex().encode()))
         return t
 
     def path_of(layout: str, mid: str, big: set[str]) -> list[str]:
@@ -458,8 +458,9 @@ def main() -> None:
                     help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
     if args.layouts:
-        for k, v in layouts([int(x) for x in args.layouts.split(",")]).items():
-            print(f"{k:<32} {v['event B']:>9.0f} B/event {v['trees']:>7.0f} trees {v['parse s']:>7.2f} s to parse")
+        for k, row in layouts([int(x) for x in args.layouts.split(",")]).items():
+            print(f"{k:<32} {row['event B']:>9.0f} B/event {row['trees']:>7.0f} trees "
+                  f"{row['parse s']:>7.2f} s to parse")
         return
     if args.cidx:
         work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
@@ -483,7 +484,6 @@ def main() -> None:
     if not (args.reuse and os.path.exists(model_file)):
         with open(model_file, "wb") as f:
             f.write(os.urandom(20_000))
-    results = {}
     small = args.recent + 1  # the baseline: a domain with just the models a first page shows
     for name, models, domains, recent in (("small", small, 0, args.recent),
                                           ("big", args.models, args.domains, args.recent)):
@@ -495,7 +495,12 @@ def main() -> None:
         # one commit through the API, not measured: a store casstore has written to before
         # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
         run_worker("commit", path, model_file)
-        results[name] = measure(path, model_file, args.runs)
+    # small and big alternate, so that the machine's other load weighs on both alike
+    raw: dict[str, dict[str, list[float]]] = {"small": {}, "big": {}}
+    for _ in range(args.runs):
+        for name in ("small", "big"):
+            measure_once(os.path.join(work, name), model_file, raw[name])
+    results = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in raw.items()}
     print(f"{'measurement':<24} {'small':>10} {'big':>10} {'big/small':>10}")
     for k in results["small"]:
         e, b = results["small"][k], results["big"][k]

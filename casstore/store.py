@@ -597,9 +597,10 @@ class Store:
                         found.sort(reverse=True)
                         del found[limit:]
             if bound == -1:
-                # the whole history was read: a small domain, or no bound to stop at (a
-                # merged-in index may list models without their events): sort every ref
-                return None
+                # the whole history was read (a small domain, or a model created after the
+                # rest at its very start): exact if every ref was met at its event; an
+                # index written by other tools may list models without one: sort every ref
+                return [mid for _, mid in found] if len(done) == len(self.refs.model_ids(domain)) else None
             if bound is not None and (limit == 0 or len(found) == limit):
                 # the rest records models created before bound + 1 s; ours are all newer?
                 try:
