@@ -54,6 +54,7 @@ def objects_bytes():
             total += os.path.getsize(os.path.join(root, f))
     return total
 t = time.perf_counter()
+c0 = time.process_time()
 out = {}
 if op == "commit":
     before = objects_bytes()
@@ -82,6 +83,7 @@ elif op == "exists":
 elif op == "load":
     store.load("d", arg)
     out["s"] = time.perf_counter() - t
+out["op cpu"] = time.process_time() - c0
 print(json.dumps(out))
 """
 
@@ -92,7 +94,7 @@ def _children_cpu() -> float:
 
 
 def run_worker(op: str, store: str, arg: str) -> dict[str, float]:
-    """One fresh process: the operation's own time ("s") and the process's CPU seconds ("cpu")."""
+    """One fresh process: the operation's own time ("s") and CPU seconds ("op cpu"), the process's ("cpu")."""
     cpu = _children_cpu()
     r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True)
     out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -226,6 +228,7 @@ def measure_once(store: str, model_file: str, out: dict[str, list[float]]) -> No
         r = run_worker(op, store, arg)
         out.setdefault(f"{label} s", []).append(r["s"])
         out.setdefault(f"{label} cpu", []).append(r["cpu"])
+        out.setdefault(f"{label} op cpu", []).append(r["op cpu"])
 
 
 COMMITTER = r"""
