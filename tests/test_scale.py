@@ -417,3 +417,28 @@ def test_list_models_limit_without_the_bound_or_with_a_ref_the_history_lacks(tmp
     sha = store.refs.get(model_ref("d", "y"))
     assert sha is not None and store.refs.add_if_new(model_ref("d", "yy"), sha)
     assert store.list_models("d", limit=2) == store.list_models("d")[:2] == ["yy", "y"]
+
+
+def test_list_models_limit_after_a_pull_merged_two_histories(tmp_path: Path) -> None:
+    path = _file(tmp_path, "m.bin")
+    theirs = casstore.open(tmp_path / "theirs")
+    ours = casstore.open(tmp_path / "ours")
+    # creation times interleave across the two stores, so the merged walk must interleave too
+    for day, mid in ((2, "t2"), (4, "t4"), (6, "t6"), (9, "t9")):
+        theirs.commit_models("d", model=path, model_id=mid, created=_created(day))
+    for day, mid in ((1, "o1"), (5, "o5"), (7, "o7"), (8, "o8")):
+        ours.commit_models("d", model=path, model_id=mid, created=_created(day))
+    assert ours.pull(str(theirs.path)).ok
+    full = ["t9", "o8", "o7", "t6", "o5", "t4", "t2", "o1"]
+    assert ours.list_models("d") == full
+    for n in range(len(full) + 1):
+        assert ours.list_models("d", limit=n) == full[:n]
+    # the next write appends after the merge commit: its bound covers both sides
+    ours.commit_models("d", model=path, model_id="o3", created=_created(3))
+    head = ours.refs.get(domain_ref("d"))
+    assert head is not None
+    assert b"\nCas-Newest: " + str(int(_created(9).timestamp())).encode() + b"\n" in ours.odb.read(head, Commit).message
+    full = ["t9", "o8", "o7", "t6", "o5", "t4", "o3", "t2", "o1"]
+    assert ours.list_models("d") == full
+    for n in range(len(full) + 1):
+        assert ours.list_models("d", limit=n) == full[:n]
