@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +54,7 @@ def objects_bytes():
             total += os.path.getsize(os.path.join(root, f))
     return total
 t = time.perf_counter()
+c0 = time.process_time()
 out = {}
 if op == "commit":
     before = objects_bytes()
@@ -59,28 +62,48 @@ if op == "commit":
     store.commit_models("d", model=arg, model_id="new-" + os.urandom(6).hex())
     out["s"] = time.perf_counter() - t
     out["bytes"] = objects_bytes() - before
-elif op == "first_page":
-    if hasattr(store, "iter_models"):
-        ids = list(itertools.islice(store.iter_models("d"), 50))
-    else:
+elif op == "first_page":  # list_models' first 50: limit= when the code has it
+    try:
+        ids = store.list_models("d", limit=50)
+    except TypeError:
         ids = store.list_models("d")[:50]
     out["s"] = time.perf_counter() - t
+    assert len(ids) == 50
+elif op == "iter_page":  # the history order's first 50 (the same IDs, see Store.iter_models)
+    ids = list(itertools.islice(store.iter_models("d"), 50))
+    out["s"] = time.perf_counter() - t
+elif op == "log":  # what `cas log -n 40` does after opening the store
+    from casstore.model.history import iter_log
+    events = list(itertools.islice(iter_log(store.odb, store.refs.get(domain_ref("d"))), 40))
+    out["s"] = time.perf_counter() - t
+    assert len(events) == 40
 elif op == "exists":
     assert store.model_exists("d", arg)
     out["s"] = time.perf_counter() - t
 elif op == "load":
     store.load("d", arg)
     out["s"] = time.perf_counter() - t
+out["op cpu"] = time.process_time() - c0
 print(json.dumps(out))
 """
 
 
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_worker(op: str, store: str, arg: str) -> dict[str, float]:
+    """One fresh process: the operation's own time ("s") and CPU seconds ("op cpu"), the process's ("cpu")."""
+    cpu = _children_cpu()
     r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
+    out["cpu"] = _children_cpu() - cpu
+    return out
 
 
 def run_cli(store: str, args: list[str], lines: int) -> float:
+    """Wall time of a whole ``cas`` process until ``lines`` lines of output (or its end)."""
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "casstore", "--store", store, *args], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
@@ -107,12 +130,16 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     from dulwich.objects import Blob, Commit, Tree
 
     import casstore
+    from casstore.model import history
     from casstore.model.history import DomainIndex, append_event, read_index
     from casstore.model.manifest import decode
 
     t0 = time.perf_counter()
     store = casstore.open(path)
-    store.commit_models("d", model=model_file, model_id="m0000000")
+    base = 1_700_000_000
+    # created before the generated models, as if committed first: the history is in time order
+    store.commit_models("d", model=model_file, model_id="m0000000",
+                        created=datetime.datetime.fromtimestamp(base - 1, datetime.timezone.utc))
     sha = store.refs.get(b"refs/cas/models/d/m0000000")  # type: ignore[arg-type]
     assert sha
     c = store.odb.read(sha, Commit)
@@ -121,7 +148,6 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     assert isinstance(root, Tree)
     template = decode(store.odb.read(root[b"manifest"][1]).as_raw_string())  # type: ignore[union-attr]
     files = root[b"files"][1]
-    base = 1_700_000_000
     jobs = [("d", f"m{i:07d}") for i in range(1, models)] + [(f"dom{j:04d}", "m0") for j in range(domains)]
     objects: list[tuple[object, None]] = []
     commits: dict[tuple[str, str], tuple[bytes, int]] = {}
@@ -160,8 +186,13 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     idx = read_index(store.odb, head)
     merged = dict(idx.models)
     merged.update({m: d_models[m] for m in bulk})  # type: ignore[misc]
-    new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb), [head], who,  # type: ignore[arg-type]
-                                 b"commit bulk\n\nCas-Event: merge\n", base)
+    message = "commit bulk\n\nCas-Event: merge\n"
+    if hasattr(history, "newest_created"):
+        # what append_event writes on every history commit: the newest creation time (s) it records
+        newest = max([commits[("d", m)][1] for m in bulk] + [history.newest_created(store.odb, head) or 0])
+        message += f"Cas-Newest: {newest}\n"
+    new = store.odb.write_commit(DomainIndex(models=merged).to_tree(store.odb),  # type: ignore[arg-type]
+                                 [head], who, message.encode(), base)  # type: ignore[list-item]
     assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
     for mid in late:
         cid, when = commits[("d", mid)]
@@ -179,19 +210,25 @@ def build(path: str, models: int, domains: int, model_file: str, recent: int) ->
     return time.perf_counter() - t0
 
 
-def measure(store: str, model_file: str, runs: int) -> dict[str, float]:
-    """Medians of ``runs`` fresh processes per operation."""
-    out: dict[str, list[float]] = {}
-    for _ in range(runs):
-        r = run_worker("commit", store, model_file)
-        out.setdefault("commit s", []).append(r["s"])
-        out.setdefault("event bytes", []).append(r["bytes"])
-        out.setdefault("log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
-        out.setdefault("ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
-        out.setdefault("first page s", []).append(run_worker("first_page", store, "")["s"])
-        out.setdefault("model_exists s", []).append(run_worker("exists", store, "m0000000")["s"])
-        out.setdefault("load s", []).append(run_worker("load", store, "m0000000")["s"])
-    return {k: statistics.median(v) for k, v in out.items()}
+def measure_once(store: str, model_file: str, out: dict[str, list[float]]) -> None:
+    """One fresh process per operation; appends to ``out``."""
+    r = run_worker("commit", store, model_file)
+    out.setdefault("commit s", []).append(r["s"])
+    out.setdefault("commit cpu", []).append(r["cpu"])
+    out.setdefault("event bytes", []).append(r["bytes"])
+    cpu = _children_cpu()
+    out.setdefault("cas log -n 40 s", []).append(run_cli(store, ["log", "-n", "40", "--no-pager", "d"], 10_000))
+    out.setdefault("cas log -n 40 cpu", []).append(_children_cpu() - cpu)
+    cpu = _children_cpu()
+    out.setdefault("cas ls | head s", []).append(run_cli(store, ["ls", "d"], 10))
+    out.setdefault("cas ls | head cpu", []).append(_children_cpu() - cpu)
+    for op, label, arg in (("log", "log 40 events", ""), ("first_page", "list_models 50", ""),
+                           ("iter_page", "iter_models 50", ""), ("exists", "model_exists", "m0000000"),
+                           ("load", "load", "m0000000")):
+        r = run_worker(op, store, arg)
+        out.setdefault(f"{label} s", []).append(r["s"])
+        out.setdefault(f"{label} cpu", []).append(r["cpu"])
+        out.setdefault(f"{label} op cpu", []).append(r["op cpu"])
 
 
 COMMITTER = r"""
@@ -316,6 +353,96 @@ def big_chunk_index(work: str, entries: int, runs: int) -> dict[str, float]:
     return res
 
 
+def _hash2(model_id: str, mul: int) -> int:
+    h = 0
+    for b in model_id.encode():
+        h = (h * mul + b) % 1000003
+    return h
+
+
+def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
+    """What one event writes, and what a full read of the index touches, per index layout.
+
+    No store is built: for a domain of each size (UUID4 IDs, as ``new_model_id``), the
+    trees of each layout are serialised and zlib-compressed as git's loose objects are,
+    and one event (a new model) rewrites the trees on its path.  ``event B``: the
+    compressed trees that event writes, mean of ``sample`` events; ``trees``: how many
+    trees a full read of the index reads; ``parse s``: CPU time to parse them all
+    with dulwich (the floor of a full read: merge, fsck, gc; the hook parses in C).
+
+    * ``256``: today's ``models/<xx>/<id>``;
+    * ``256x256``: ``models/<xx>/<yy>/<id>`` for every domain;
+    * ``256+split``: a shard above 256 entries becomes 256 sub-shards;
+    * ``16x16x16``: three levels of one hex digit each.
+    """
+    import random
+    import uuid
+    import zlib
+
+    from dulwich.objects import ObjectID, Tree
+
+    def compressed(t: Tree) -> int:
+        raw = t.as_raw_string()
+        return len(zlib.compress(b"tree %d\x00" % len(raw) + raw))
+
+    def tree_of(entries: dict[str, bytes]) -> Tree:
+        t = Tree()
+        for name, sha in entries.items():
+            t.add(name.encode(), 0o160000 if len(name) > 4 else 0o040000, ObjectID(sha.hex().encode()))
+        return t
+
+    def path_of(layout: str, mid: str, big: set[str]) -> list[str]:
+        a = f"{_hash2(mid, 131) % 256:02x}"
+        b = f"{_hash2(mid, 257) % 256:02x}"
+        if layout == "256":
+            return [a]
+        if layout == "256x256" or (layout == "256+split" and a in big):
+            return [a, b]
+        if layout == "256+split":
+            return [a]
+        h = _hash2(mid, 131) % 4096
+        return [f"{h >> 8:x}", f"{(h >> 4) & 15:x}", f"{h & 15:x}"]
+
+    rng = random.Random(0)
+    out: dict[str, dict[str, float]] = {}
+    for n in sizes:
+        ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+        first = {f"{_hash2(m, 131) % 256:02x}" for m in ids}
+        counts: dict[str, int] = {}
+        for m in ids:
+            a = f"{_hash2(m, 131) % 256:02x}"
+            counts[a] = counts.get(a, 0) + 1
+        big = {a for a, c in counts.items() if c > 256}
+        assert first
+        for layout in ("256", "256x256", "256+split", "16x16x16"):
+            tree: dict[tuple[str, ...], dict[str, bytes]] = {}
+            for m in ids:
+                p = tuple(path_of(layout, m, big))
+                tree.setdefault(p, {})[m] = os.urandom(20)
+                for k in range(len(p)):
+                    sub = tree.setdefault(p[:k], {})
+                    if p[k] not in sub:
+                        sub[p[k]] = os.urandom(20)  # a sub-tree's id: random, as a hash is
+            t0 = time.process_time()
+            raws = {p: tree_of(e).as_raw_string() for p, e in tree.items()}
+            for raw in raws.values():
+                Tree.from_string(raw)
+            parse = time.process_time() - t0
+            written = []
+            for _ in range(sample):
+                mid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                p = tuple(path_of(layout, mid, big))
+                total = 0
+                for k in range(len(p) + 1):
+                    entries = dict(tree.get(p[:k], {}))
+                    entries[mid if k == len(p) else p[k]] = os.urandom(20)
+                    total += compressed(tree_of(entries))
+                written.append(total)
+            out[f"{n} models, {layout}"] = {"event B": statistics.mean(written), "trees": len(tree),
+                                            "parse s": parse}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=100_000)
@@ -330,7 +457,14 @@ def main() -> None:
     ap.add_argument("--parallel-size", type=int, default=32 << 20)
     ap.add_argument("--cidx", type=int, default=0, metavar="N",
                     help="instead: open and dedupe in a store whose chunk index has N entries")
+    ap.add_argument("--layouts", default=None, metavar="N,N,...",
+                    help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
+    if args.layouts:
+        for k, row in layouts([int(x) for x in args.layouts.split(",")]).items():
+            print(f"{k:<32} {row['event B']:>9.0f} B/event {row['trees']:>7.0f} trees "
+                  f"{row['parse s']:>7.2f} s to parse")
+        return
     if args.cidx:
         work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
         os.makedirs(work, exist_ok=True)
@@ -353,7 +487,6 @@ def main() -> None:
     if not (args.reuse and os.path.exists(model_file)):
         with open(model_file, "wb") as f:
             f.write(os.urandom(20_000))
-    results = {}
     small = args.recent + 1  # the baseline: a domain with just the models a first page shows
     for name, models, domains, recent in (("small", small, 0, args.recent),
                                           ("big", args.models, args.domains, args.recent)):
@@ -365,11 +498,16 @@ def main() -> None:
         # one commit through the API, not measured: a store casstore has written to before
         # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
         run_worker("commit", path, model_file)
-        results[name] = measure(path, model_file, args.runs)
-    print(f"{'measurement':<18} {'small':>10} {'big':>10} {'big/small':>10}")
+    # small and big alternate, so that the machine's other load weighs on both alike
+    raw: dict[str, dict[str, list[float]]] = {"small": {}, "big": {}}
+    for _ in range(args.runs):
+        for name in ("small", "big"):
+            measure_once(os.path.join(work, name), model_file, raw[name])
+    results = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in raw.items()}
+    print(f"{'measurement':<24} {'small':>10} {'big':>10} {'big/small':>10}")
     for k in results["small"]:
         e, b = results["small"][k], results["big"][k]
-        print(f"{k:<18} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
+        print(f"{k:<24} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -65,10 +65,12 @@ from .model.history import (
     DomainIndex,
     Event,
     append_event,
+    has_newest,
     iter_log,
     parse_trailers,
     read_index,
     record_delete,
+    walk_log,
 )
 from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
@@ -76,7 +78,7 @@ from .model.manifest import decode as decode_manifest
 from .model.openfile import StoredFile
 from .model.readback import iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
-from .model.writer import domain_writer, event_trailers, states_writer
+from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
@@ -527,14 +529,28 @@ class Store:
             out.append((parse_trailers(c.message).get("Cas-Created", ""), mid))
         return out
 
-    def list_models(self, domain: str, state_name: str | None = None) -> list[str]:
+    def list_models(self, domain: str, state_name: str | None = None, limit: int | None = None) -> list[str]:
         """The domain's model IDs, newest first; only those in ``state_name`` if given.
+
+        Newest first means by creation time (``created``), then by ID, both
+        descending.  With ``limit``, the first ``limit`` of that same list, read
+        from the newest end of the domain history: about ``limit`` history events,
+        ref reads and model commits, whatever the domain's size (see
+        ``_first_models`` for when it must read every model instead).
 
         Raises:
             DomainNotFoundException: the domain was never used.
             StateNotFoundException: ``state_name`` was never created.
+            ValueError: ``limit`` is negative.
         """
         check_domain(domain)
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"list_models: limit must be >= 0, not {limit}")
+            first = self._first_models(domain, state_name, limit)
+            if first is not None:
+                return first
+            return self.list_models(domain, state_name)[:limit]
         times = self._model_times(domain)
         if not times and self.refs.get(domain_ref(domain)) is None:
             raise DomainNotFoundException(domain)
@@ -544,6 +560,56 @@ class Store:
             members = self._index(domain).states.get(state_name, {})
             ids = [mid for mid in ids if mid in members]
         return ids
+
+    def _first_models(self, domain: str, state_name: str | None, limit: int) -> list[str] | None:
+        """``list_models(domain, state_name)[:limit]`` from the newest history events; None: cannot tell.
+
+        Walks the history newest first, keeping each live model (ref at the commit
+        of the event) with its creation time, and stops once ``limit`` of them are
+        newer than anything the rest of the history can hold: every history commit
+        casstore writes bounds the creation times of its ancestry (``Cas-Newest``,
+        see history.walk_log).  None, for the full sort, when the refs may hold a
+        model the history does not record (the refs stamp does not hold: a killed
+        writer, a foreign one), or when the bound is missing (a history written
+        before the bound existed) until the walk reaches the end.
+        """
+        head = self.refs.get(domain_ref(domain))
+        if head is None or not refs_as_stamped(self.repo, domain) or not has_newest(self.odb, head):
+            return None
+        members: dict[str, ObjectID] | None = None
+        if state_name is not None:
+            self._check_state_exists(state_name)
+            members = read_index(self.odb, head).states.get(state_name, {})
+        found: list[tuple[str, str]] = []  # (created, id), as _model_times
+        done: set[str] = set()
+        for ev, bound in walk_log(self.odb, head):
+            if ev.event == "commit" and ev.model_id not in done:
+                try:
+                    current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
+                except InvalidIdError:
+                    current = None  # a name no ref can have: fsck reports it
+                if current is not None and current.decode() == ev.model_commit:
+                    done.add(ev.model_id)
+                    if members is None or ev.model_id in members:
+                        c = self.odb.read(current, Commit)
+                        assert isinstance(c, Commit)
+                        found.append((parse_trailers(c.message).get("Cas-Created", ""), ev.model_id))
+                        found.sort(reverse=True)
+                        del found[limit:]
+            if bound == -1:
+                # the whole history was read (a small domain, or a model created after the
+                # rest at its very start): exact if every ref was met at its event; an
+                # index written by other tools may list models without one: sort every ref
+                return [mid for _, mid in found] if len(done) == len(self.refs.model_ids(domain)) else None
+            if bound is not None and (limit == 0 or len(found) == limit):
+                # the rest records models created before bound + 1 s; ours are all newer?
+                try:
+                    last = _dt.datetime.fromisoformat(found[-1][0]).timestamp() if limit else float("inf")
+                except ValueError:
+                    continue
+                if last >= bound + 1:
+                    return [mid for _, mid in found]
+        return None
 
     def iter_models(self, domain: str, state_name: str | None = None) -> Iterator[str]:
         """The domain's model IDs, newest first, read lazily from the domain history.

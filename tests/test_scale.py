@@ -6,6 +6,7 @@ benchmarks/bench_scale.py.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from dulwich.objects import Commit, ObjectID, Tree
 
 import casstore
-from casstore.errors import CorruptObjectError
+from casstore.errors import CasError, CorruptObjectError
 from casstore.model.history import GITLINK, TREE, read_index, shard_of
 from casstore.objects.refs import domain_ref, model_ref
 from casstore.remote.hook import NAME_AWK, SHARD_AWK
@@ -339,3 +340,105 @@ def test_a_pulled_history_with_a_misfiled_model_is_refused(tmp_path: Path) -> No
     with pytest.raises(CorruptObjectError, match="only"):
         fresh.pull(str(bad.path))
     assert fresh.list_domains() == [] and fresh.refs.get(domain_ref("d")) is None
+
+
+def _created(day: int) -> _dt.datetime:
+    return _dt.datetime(2024, 1, day, 12, 0, 0, 250_000, tzinfo=_dt.timezone.utc)
+
+
+def _unlink_loose(store: casstore.Store, sha: bytes) -> None:
+    """Take a (loose) object out of the store: whatever reads it from now on fails."""
+    path = os.path.join(store.path, "objects", sha[:2].decode(), sha[2:].decode())
+    assert os.path.exists(path)
+    os.chmod(path, 0o644)
+    os.unlink(path)
+
+
+def test_list_models_limit_is_the_full_lists_first_models_read_from_the_newest_events(tmp_path: Path) -> None:
+    store = casstore.open(tmp_path / "s")
+    path = _file(tmp_path, "m.bin")
+    # creation times out of commit order: "future" is the newest model although committed first
+    store.commit_models("d", model=path, model_id="future", created=_created(20))
+    for day, mid in ((3, "old"), (5, "b"), (5, "a"), (9, "c"), (1, "oldest"), (10, "e"), (11, "f"), (12, "g")):
+        store.commit_models("d", model=path, model_id=mid, created=_created(day))
+    store.delete_model("d", "c")
+    store.create_model_state("prod")
+    for mid in ("old", "a", "g"):
+        store.set_model_state("d", mid, "prod")
+    full = store.list_models("d")
+    assert full == ["future", "g", "f", "e", "b", "a", "old", "oldest"]
+    for n in range(len(full) + 2):
+        assert store.list_models("d", limit=n) == full[:n]
+        assert store.list_models("d", "prod", limit=n) == ["g", "a", "old"][:n]
+    # every history commit bounds the creation times behind it
+    head = store.refs.get(domain_ref("d"))
+    assert head is not None and b"\nCas-Newest: " in store.odb.read(head, Commit).message
+    # in creation order (no model from the future): the first page comes from the newest events,
+    # the older models' commits are never read
+    for day in range(1, 9):
+        store.commit_models("d2", model=path, model_id=f"m{day}", created=_created(day))
+    for mid in ("m1", "m2", "m3"):
+        sha = store.refs.get(model_ref("d2", mid))
+        assert sha is not None
+        _unlink_loose(store, sha)
+    with pytest.raises(CasError):
+        store.list_models("d2")
+    assert store.list_models("d2", limit=4) == ["m8", "m7", "m6", "m5"]
+    with pytest.raises(ValueError):
+        store.list_models("d", limit=-1)
+    with pytest.raises(casstore.DomainNotFoundException):
+        store.list_models("nope", limit=3)
+    with pytest.raises(casstore.StateNotFoundException):
+        store.list_models("d", "staging", limit=3)
+
+
+def test_list_models_limit_without_the_bound_or_with_a_ref_the_history_lacks(tmp_path: Path) -> None:
+    store = casstore.open(tmp_path / "s")
+    path = _file(tmp_path, "m.bin")
+    for day, mid in ((2, "x"), (4, "y"), (3, "z")):
+        store.commit_models("d", model=path, model_id=mid, created=_created(day))
+    # a history older versions wrote (no Cas-Newest): still the full list's order
+    flatten_histories(store)
+    head = store.refs.get(domain_ref("d"))
+    assert head is not None
+    c = store.odb.read(head, Commit)
+    assert isinstance(c, Commit)
+    new = store.odb.write_commit(c.tree, c.parents, c.author, c.message.split(b"Cas-Newest")[0], c.author_time)
+    assert store.refs.set_if_equals(domain_ref("d"), head, new)
+    assert store.list_models("d", limit=2) == ["y", "z"]
+    # its next write adds the bound, computed from the whole history once
+    store.commit_models("d", model=path, model_id="w", created=_created(1))
+    head = store.refs.get(domain_ref("d"))
+    assert head is not None
+    assert b"\nCas-Newest: " + str(int(_created(4).timestamp())).encode() + b"\n" in \
+        store.odb.read(head, Commit).message
+    assert store.list_models("d", limit=2) == ["y", "z"]
+    # a ref the history does not record (a writer killed between its two steps) still counts
+    sha = store.refs.get(model_ref("d", "y"))
+    assert sha is not None and store.refs.add_if_new(model_ref("d", "yy"), sha)
+    assert store.list_models("d", limit=2) == store.list_models("d")[:2] == ["yy", "y"]
+
+
+def test_list_models_limit_after_a_pull_merged_two_histories(tmp_path: Path) -> None:
+    path = _file(tmp_path, "m.bin")
+    theirs = casstore.open(tmp_path / "theirs")
+    ours = casstore.open(tmp_path / "ours")
+    # creation times interleave across the two stores, so the merged walk must interleave too
+    for day, mid in ((2, "t2"), (4, "t4"), (6, "t6"), (9, "t9")):
+        theirs.commit_models("d", model=path, model_id=mid, created=_created(day))
+    for day, mid in ((1, "o1"), (5, "o5"), (7, "o7"), (8, "o8")):
+        ours.commit_models("d", model=path, model_id=mid, created=_created(day))
+    assert ours.pull(str(theirs.path)).ok
+    full = ["t9", "o8", "o7", "t6", "o5", "t4", "t2", "o1"]
+    assert ours.list_models("d") == full
+    for n in range(len(full) + 1):
+        assert ours.list_models("d", limit=n) == full[:n]
+    # the next write appends after the merge commit: its bound covers both sides
+    ours.commit_models("d", model=path, model_id="o3", created=_created(3))
+    head = ours.refs.get(domain_ref("d"))
+    assert head is not None
+    assert b"\nCas-Newest: " + str(int(_created(9).timestamp())).encode() + b"\n" in ours.odb.read(head, Commit).message
+    full = ["t9", "o8", "o7", "t6", "o5", "t4", "o3", "t2", "o1"]
+    assert ours.list_models("d") == full
+    for n in range(len(full) + 1):
+        assert ours.list_models("d", limit=n) == full[:n]

@@ -376,19 +376,38 @@ def append_event(
     """
     assert event in EVENTS
     name = domain_ref(domain)
+    when = int(time.time()) if when is None else when
     while True:
         head = refs.get(name)
         idx = read_index(odb, head)
         if mutate(idx) is False:
             return None
+        newest = newest_created(odb, head)
+        if event == "commit":
+            newest = when if newest is None else max(newest, when)
+        extra = dict(trailers or {})
+        if newest is not None:
+            extra[NEWEST[len("Cas-"):]] = str(newest)
         new = odb.write_commit(idx.to_tree(odb), [head] if head else [], author,
-                               _message(event, model_id, model_commit, state, trailers or {}), when)
+                               _message(event, model_id, model_commit, state, extra), when)
         if refs.set_if_equals(name, head, new):
             return new
 
 
 def iter_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[Event]:
     """Events newest first (by commit time across merges, like ``git log``)."""
+    for ev, _ in walk_log(odb, head):
+        yield ev
+
+
+def walk_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[tuple[Event, int | None]]:
+    """``iter_log``'s events, each with a bound on the events not yet yielded.
+
+    The bound (None: unknown) is the newest creation time, in whole seconds, of a
+    model any event still to come records: the largest ``Cas-Newest`` trailer of
+    the commits left to walk.  A commit without one (written by older versions,
+    or a merge) makes it unknown until the walk has passed it.
+    """
     if head is None:
         return
     seen = {head}
@@ -399,15 +418,75 @@ def iter_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[Event]:
     while frontier:
         frontier.sort(key=lambda x: x.commit_time)
         c = frontier.pop()
-        ev = parse_event(c)
-        if ev.event != "merge":
-            yield ev
         for p in c.parents:
             if p not in seen:
                 seen.add(p)
                 pc = odb.read(p, Commit)
                 assert isinstance(pc, Commit)
                 frontier.append(pc)
+        ev = parse_event(c)
+        if ev.event != "merge":
+            bound: int | None = None
+            for f in frontier:
+                n = _newest_trailer(f)
+                if n is None:
+                    bound = None
+                    break
+                bound = n if bound is None else max(bound, n)
+            yield ev, (bound if frontier else -1)
+
+
+#: the trailer of a history commit that bounds the creation times its ancestry records
+NEWEST = "Cas-Newest"
+
+
+def _newest_trailer(c: Commit) -> int | None:
+    """``Cas-Newest`` of a history commit (None when absent or not a number)."""
+    marker = b"\n" + NEWEST.encode() + b": "
+    at = c.message.rfind(marker)
+    if at < 0:
+        return None
+    value = c.message[at + len(marker):].split(b"\n", 1)[0]
+    return int(value) if value.isdigit() and len(value) < 20 else None
+
+
+def has_newest(odb: ObjectDB, head: ObjectID) -> bool:
+    """Whether the history commit ``head`` bounds its ancestry's creation times.
+
+    True when it has ``Cas-Newest`` or is a merge (a pull's merge commit has none,
+    its parents do): a walk from it will reach bounds soon.
+    """
+    c = odb.read(head, Commit)
+    assert isinstance(c, Commit)
+    return _newest_trailer(c) is not None or b"\nCas-Event: merge\n" in c.message
+
+
+def newest_created(odb: ObjectDB, head: ObjectID | None) -> int | None:
+    """The newest model creation time (whole seconds) the commit events up to ``head`` record.
+
+    That is the value of ``head``'s ``Cas-Newest`` trailer, which ``append_event``
+    writes on every history commit: the maximum of its parent's and, for a
+    ``commit`` event, its own time (the model's creation time, rounded down).
+    A history whose head lacks it (older versions, merges) is walked once, in
+    full, to compute it; None for an empty history.
+    """
+    if head is None:
+        return None
+    best: int | None = None
+    seen = {head}
+    stack = [head]
+    while stack:
+        c = odb.read(stack.pop(), Commit)
+        assert isinstance(c, Commit)
+        n = _newest_trailer(c)
+        if n is None:
+            if b"\nCas-Event: commit\n" in c.message:
+                n = c.author_time
+            stack.extend(p for p in c.parents if p not in seen)
+            seen.update(c.parents)
+        if n is not None:
+            best = n if best is None else max(best, n)
+    return best
 
 
 _HEX = frozenset(b"0123456789abcdef")

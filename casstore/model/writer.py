@@ -99,6 +99,17 @@ def _stamp_holds(repo: Repository, domain: str, stamp_path: str) -> bool:
     return bool(stamped) and stamped == text and newest < written
 
 
+def refs_as_stamped(repo: Repository, domain: str) -> bool:
+    """Whether the domain's model refs are as its last writer left them (its stamp holds).
+
+    Then the history at its head lists exactly the refs (every writer changes both
+    under the domain lock before the stamp is written): a reader may trust the
+    history without listing the refs.  Costs two stats and two small file reads.
+    """
+    lock = domain_lock_path(repo.path, domain)
+    return _stamp_holds(repo, domain, lock[: -len(".lock")] + ".stamp")
+
+
 @contextmanager
 def domain_writer(repo: Repository, domain: str, full: bool = False) -> Iterator[list[str]]:
     """Hold the domain's lock, after recording what killed writers left out.
