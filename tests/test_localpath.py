@@ -116,14 +116,20 @@ def test_hook_still_judges_pushed_refs(tmp_path: Path) -> None:
     check_clean(remote)  # the copied pack is there, unreferenced: gc's business
 
 
-def test_damaged_remote_pack_is_rejected(tmp_path: Path) -> None:
-    """A remote pack entry whose bytes are not its object (a consistent .idx, wrong content) is refused."""
+def _source_and_victim(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
+    """A store with one 2 MiB model (to be damaged) and a victim with a model of its own."""
     src = casstore.open(tmp_path / "src")
     write_random(tmp_path / "m.bin", 2 * MiB)
     src.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
     victim = casstore.open(tmp_path / "victim")
     write_random(tmp_path / "own.bin", 100_000, seed=1)
     victim.commit_models("d", model=str(tmp_path / "own.bin"), model_id="own")
+    return src, victim
+
+
+def test_damaged_remote_pack_is_rejected(tmp_path: Path) -> None:
+    """A remote pack entry whose bytes are not its object (a consistent .idx, wrong content) is refused."""
+    src, victim = _source_and_victim(tmp_path)
     pack_dir = Path(src.path) / "objects" / "pack"
     pack = next(p for p in pack_dir.iterdir() if p.suffix == ".pack")
     pack.chmod(0o644)
@@ -205,12 +211,7 @@ def test_hostile_whole_pack_is_rejected_with_nothing_published(
     """A remote's pack that the puller lacks entirely is copied whole and verified in place; every
     kind of lie (content, .idx offsets, bytes after the last entry, trailer) is refused, naming
     the object or pack, before anything is published."""
-    src = casstore.open(tmp_path / "src")
-    write_random(tmp_path / "m.bin", 2 * MiB)
-    src.commit_models("d", model=str(tmp_path / "m.bin"), model_id="v1")
-    victim = casstore.open(tmp_path / "victim")
-    write_random(tmp_path / "own.bin", 100_000, seed=1)
-    victim.commit_models("d", model=str(tmp_path / "own.bin"), model_id="own")
+    src, victim = _source_and_victim(tmp_path)
     pack_dir = Path(src.path) / "objects" / "pack"
     (pack,) = [p for p in pack_dir.iterdir() if p.suffix == ".pack"]
     objects = set(git(src.path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").stdout.split())

@@ -15,7 +15,7 @@ from dulwich.objects import ObjectID, Tree
 
 from ..errors import CorruptObjectError
 from ..objects.odb import ObjectDB
-from ..util.fsutil import TMP_PREFIX, safe_target
+from ..util.fsutil import TMP_PREFIX, removed_on_error, safe_target
 from ..util.parallel import batched_sizes, ordered
 from .manifest import FileEntry
 
@@ -80,7 +80,7 @@ def write_file(
     if os.path.isdir(target):
         raise IsADirectoryError(f"cannot write {entry.path}: {target} is a directory")
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
-    try:
+    with removed_on_error(tmp):
         if entry.size:
             try:  # one extent up front: less filesystem work, and ENOSPC before any byte is read
                 os.posix_fallocate(fd, 0, entry.size)
@@ -94,12 +94,6 @@ def write_file(
                     progress(len(raw))
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return target
 
 

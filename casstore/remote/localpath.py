@@ -86,7 +86,7 @@ from ..objects.packwriter import (
     parse_object_header,
     publish_pack,
 )
-from ..util.fsutil import TMP_PREFIX, fsync_fd
+from ..util.fsutil import TMP_PREFIX, fsync_fd, removed_on_error
 from ..util.parallel import default_workers, ordered
 from ..util.progress import ProgressFn
 
@@ -596,7 +596,7 @@ def copy_whole_pack(p: _Pack, pack_dir: str, cidx_dir: str, claims: Mapping[byte
     """
     lay = _layout(p)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + "pack_", dir=pack_dir)
-    try:
+    with removed_on_error(tmp):
         try:
             if copy_range(p.fd, fd, p.size) != p.size:
                 raise CorruptObjectError(p.name + ".pack", "pack became shorter while it was copied")
@@ -614,12 +614,6 @@ def copy_whole_pack(p: _Pack, pack_dir: str, cidx_dir: str, claims: Mapping[byte
             fsync_fd(fd)  # whatever the write-back did not cover, and the metadata
         finally:
             os.close(fd)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     locations = {oid: (a, b - a) for oid, a, b in zip(lay.oids, lay.starts, lay.ends, strict=True)}
     index = [IndexEntry(key, oid, *locations[oid], raw) for oid, (key, raw) in chunks.items()]
     name = publish_pack(pack_dir, cidx_dir, tmp, checksum, list(zip(lay.oids, lay.starts, crcs, strict=True)),

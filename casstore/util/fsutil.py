@@ -54,6 +54,22 @@ def makedirs_durable(path: str) -> None:
 
 
 @contextmanager
+def removed_on_error(path: str) -> Iterator[None]:
+    """Remove ``path`` (a temporary file being written) if the block raises, then re-raise.
+
+    Whatever the error, Ctrl-C included, no half-written file stays behind.
+    """
+    try:
+        yield
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@contextmanager
 def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
     """Open a temporary file next to ``path``; on success it replaces ``path``.
 
@@ -62,19 +78,13 @@ def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
     """
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
-    try:
+    with removed_on_error(tmp):
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             fsync_fd(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     fsync_dir(directory)
 
 
