@@ -155,6 +155,22 @@ class ExtraFileError(CasError, ValueError):
         super().__init__(f"extra file {path!r}: {detail}")
 
 
+class ModelTooLargeError(CasError, ValueError):
+    """A commit whose manifest would exceed the largest object casstore writes or accepts.
+
+    The manifest lists every chunk of every file (about 35 bytes per ~48 KiB chunk) and
+    the user's metadata; above ``objects.packwriter.MAX_OBJECT`` no remote would accept
+    it, so the commit is refused instead of storing a model that could never be pushed.
+    """
+
+    def __init__(self, domain: str, model_id: str, size: int, limit: int) -> None:
+        self.domain, self.model_id, self.size, self.limit = domain, model_id, size, limit
+        super().__init__(f"model {domain}/{model_id}: its manifest would be {size:,} bytes, more than the "
+                         f"{limit:,} a casstore object may have (about {limit // 35 * 48 // (1 << 20):,} GiB of "
+                         "files at the default chunk size, or very large extra_metadata): split it over "
+                         "several model IDs")
+
+
 class NotAStoreError(CasError):
     """The path exists but is not a casstore store."""
 

@@ -167,3 +167,20 @@ def test_author_defaults_to_git_user_name_and_email(store: casstore.Store, model
     assert store.commit_models("d", model=str(model_file), model_id="v2")["author"] == \
         "Ada Lovelace <ada@example.org>"
     assert_git_fsck(store.path)
+
+
+def test_a_manifest_larger_than_any_remote_accepts_is_refused(store: casstore.Store, model_file: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose manifest would exceed MAX_OBJECT (256 MiB: ~350 GiB of files) could be committed
+    but never pushed, since every transport refuses such an object; the commit refuses it instead,
+    naming the model, and the ID stays free.  The limit is lowered here so that a small model hits it."""
+    import casstore.model.manifest as manifest
+
+    monkeypatch.setattr(manifest, "MAX_OBJECT", 4096)
+    with pytest.raises(casstore.ModelTooLargeError, match=r"model d/v1: its manifest would be [\d,]+ bytes"):
+        store.commit_models("d", model=str(model_file), extra_metadata={"notes": "x" * 5000}, model_id="v1")
+    _nothing_written(store)
+    store.commit_models("d", model=str(model_file), extra_metadata={"notes": "x" * 100}, model_id="v1")
+    monkeypatch.undo()
+    store.commit_models("d", model=str(model_file), extra_metadata={"notes": "x" * 5000}, model_id="v2")
+    assert store.list_models("d") == ["v2", "v1"] and store.fsck().ok

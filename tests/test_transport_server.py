@@ -6,10 +6,13 @@ making the packs a server sends, `git index-pack` as the reference for our index
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -124,8 +127,21 @@ def _fed(data: bytes) -> PackIndexer:
     return indexer
 
 
+def _pack_declaring(size: int) -> bytes:
+    """A one-blob pack whose entry header says ``size`` bytes (its zlib stream inflates to 4 KiB)."""
+    head = [(3 << 4) | (size & 15)]
+    size >>= 4
+    while size:
+        head[-1] |= 0x80
+        head.append(size & 0x7F)
+        size >>= 7
+    body = b"PACK" + struct.pack(">II", 2, 1) + bytes(head) + zlib.compress(b"x" * 4096)
+    return body + hashlib.sha1(body).digest()
+
+
 def test_indexer_refuses_a_damaged_pack(tmp_path: Path, sent_packs: dict[str, tuple[bytes, bytes]]) -> None:
-    """Truncated, one byte changed, bytes after the checksum: each is refused, nothing moved."""
+    """Truncated, one byte changed, bytes after the checksum, an entry larger than any casstore object:
+    each is refused, nothing moved."""
     data = sent_packs["big"][0]
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -136,6 +152,7 @@ def test_indexer_refuses_a_damaged_pack(tmp_path: Path, sent_packs: dict[str, tu
         "flipped": (bytes(flipped), "incorrect data check"),  # zlib's adler32
         "trailing": (data + b"junk", "after the checksum"),
         "header": (b"PACX" + data[4:], "not a git pack"),
+        "oversized": (_pack_declaring(1 << 40), "declares 1099511627776 bytes"),
     }
     for case, (bad, words) in cases.items():
         path = tmp_path / f"{case}.pack"

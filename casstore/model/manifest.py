@@ -12,8 +12,9 @@ from typing import Any
 
 import msgpack
 
-from ..errors import CorruptObjectError, InvalidIdError, UnsafePathError
+from ..errors import CorruptObjectError, InvalidIdError, ModelTooLargeError, UnsafePathError
 from ..objects.chunker import KEY_SIZE
+from ..objects.packwriter import MAX_OBJECT
 from ..util.fsutil import check_relpath
 from ..util.names import check_domain, check_model_id
 
@@ -94,7 +95,10 @@ class Manifest:
             "environment": self.environment,
             "stats": self.stats,
         }
-        return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
+        out: bytes = msgpack.packb(doc, use_bin_type=True)
+        if len(out) > MAX_OBJECT:
+            raise ModelTooLargeError(self.domain, self.model_id, len(out), MAX_OBJECT)
+        return out
 
 
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:

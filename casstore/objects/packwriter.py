@@ -31,6 +31,13 @@ from ..util.fsutil import TMP_PREFIX, fsync_dir, fsync_fd
 from .chunkindex import IndexEntry, write_cidx
 
 BLOB = 3
+#: The largest object casstore writes, and accepts from a remote (larger ones are
+#: refused unread: a hostile pack cannot make a reader buffer or hash more).  Chunks
+#: are at most 16 MiB; the largest objects are manifests (~35 bytes per chunk: 256 MiB
+#: is ~350 GiB of files in one model at the default chunk size) and, far smaller, the
+#: per-file chunk trees.  A commit whose manifest would be larger is refused
+#: (ModelTooLargeError) rather than stored where no push could move it.
+MAX_OBJECT = 256 << 20
 _IOV_MAX = 1024
 
 

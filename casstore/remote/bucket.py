@@ -56,15 +56,13 @@ from dulwich.refs import Ref
 from ..errors import CasError, CorruptObjectError, MissingObjectError, RemoteError
 from ..objects.odb import object_id
 from ..objects.packidx import PackIdx
-from ..objects.packwriter import TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
+from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
 from .walk import GITLINK
 
 MARKER = "casstore-remote"
 FORMAT = 1
-#: no object a casstore store writes comes near this; a bigger one is refused unread
-MAX_OBJECT = 256 << 20
 #: bytes read past the objects asked for, parsed for the next round of the walk
 READAHEAD = 256 << 10
 #: objects this close together are fetched in one request

@@ -38,7 +38,7 @@ from ..model.states import states_at
 from ..objects.chunkindex import ChunkLocation, IndexEntry, write_cidx
 from ..objects.codec import HEADERS
 from ..objects.odb import ObjectDB
-from ..objects.packwriter import BLOB, TYPE_NAMES, PackWriter, encode_entry
+from ..objects.packwriter import BLOB, MAX_OBJECT, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
 
 if TYPE_CHECKING:
@@ -343,6 +343,9 @@ class PackIndexer:
         for i in range(1, n + 1):
             size |= (self._pending[i] & 0x7F) << (4 + 7 * (i - 1))
         offset = self._offset
+        if size > MAX_OBJECT:  # no casstore object is that large: do not inflate and hash it
+            self.error = f"entry at offset {offset} declares {size} bytes, more than any casstore object"
+            return False
         header = self._take(n + 1)
         self._crc = zlib.crc32(header)
         self._inflated, self._first, self._comp = 0, b"", b""

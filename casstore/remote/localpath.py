@@ -77,6 +77,7 @@ from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import (
     BLOB,
+    MAX_OBJECT,
     TYPE_NAMES,
     EncodedEntry,
     PackWriter,
@@ -91,9 +92,8 @@ from ..util.parallel import default_workers, ordered
 from ..util.progress import ProgressFn
 
 GITLINK = 0o160000
-#: the largest object read into memory from a source pack; casstore's chunks are at
-#: most 16 MiB and its metadata objects far smaller, so anything bigger is refused
-MAX_ENTRY = 64 << 20
+#: the largest object read into memory from a source pack: anything bigger is refused
+MAX_ENTRY = MAX_OBJECT
 _TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _JOB_BYTES = 4 << 20
 
