@@ -451,6 +451,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--chart", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs",
+                                                    "benchmarks-scale.png"),
+                    help="where a run at 100,000 models or more draws its chart ('' for none)")
     ap.add_argument("--reuse", action="store_true", help="measure the stores already in --dir")
     ap.add_argument("--parallel", type=int, default=0, metavar="N",
                     help="instead: N processes committing at once vs one after another")
@@ -511,8 +514,66 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.chart and args.models >= 100_000:  # the issue's scale: only such a run redraws the doc's chart
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        chart(results, f"casstore at scale: a domain of {args.models:,} models + {args.domains:,} domains "
+                       f"vs one of {small} models, {when}, {os.uname().machine}, {os.cpu_count()} cores, "
+                       f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.chart)
     if not args.dir:
         shutil.rmtree(work, ignore_errors=True)
+
+
+#: (label, wall-time key, CPU key) of every scale target: big store / small store within 1.2x
+SCALE_TARGETS = [("commit", "commit s", "commit cpu"),
+                 ("cas log -n 40", "cas log -n 40 s", "cas log -n 40 cpu"),
+                 ("cas ls | head", "cas ls | head s", "cas ls | head cpu"),
+                 ("list_models first page (limit=50)", "list_models 50 s", "list_models 50 op cpu"),
+                 ("iter_models first page", "iter_models 50 s", "iter_models 50 op cpu"),
+                 ("model_exists", "model_exists s", "model_exists op cpu"),
+                 ("load by ID", "load s", "load op cpu")]
+SCALE_LIMIT = 1.2
+
+
+def chart(results: dict[str, dict[str, float]], title: str, path: str) -> None:
+    """Every scale target, met or not: big/small ratios (wall and CPU) against 1.2x, and the
+    bytes one event adds in each store (target: flat, i.e. the same in both)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    small, big = results["small"], results["big"]
+    names, walls, cpus = [], [], []
+    for label, wall, cpu in SCALE_TARGETS:
+        if wall in small and cpu in small:
+            names.append(label)
+            walls.append(big[wall] / small[wall])
+            cpus.append(big[cpu] / small[cpu] if small[cpu] else float("nan"))
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(10, 0.45 * len(names) + 3.2),
+                                 gridspec_kw={"height_ratios": [len(names), 1.2]})
+    ys = range(len(names))
+    ax.barh([y - 0.2 for y in ys], walls, height=0.4, label="wall time",
+            color=["#3a7" if w <= SCALE_LIMIT else "#c44" for w in walls])
+    ax.barh([y + 0.2 for y in ys], cpus, height=0.4, label="CPU time", color="#9bd")
+    for y, (w, c) in enumerate(zip(walls, cpus, strict=True)):
+        ax.text(w, y - 0.2, f" {w:.2f}", va="center", fontsize=7)
+        ax.text(c, y + 0.2, f" {c:.2f}", va="center", fontsize=7)
+    ax.axvline(SCALE_LIMIT, color="#333", ls="--", lw=1)
+    ax.set_yticks(list(ys), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("big store / small store (target: at most the dashed line, 1.2x; red: wall time above it)",
+                  fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ev = [small["event bytes"], big["event bytes"]]
+    bx.barh(["small store", "big store"], ev, color=["#9bd", "#3a7" if ev[1] <= ev[0] * SCALE_LIMIT else "#c44"])
+    for y, v in enumerate(ev):
+        bx.text(v, y, f" {v:,.0f} B", va="center", fontsize=7)
+    bx.invert_yaxis()
+    bx.tick_params(axis="y", labelsize=8)
+    bx.set_xlabel("bytes one event adds to the store (target: flat, the same in both; red: it grows)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
