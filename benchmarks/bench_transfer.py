@@ -266,6 +266,17 @@ def _sshd_config(d: Path, port: int, exec_dir: Path, path_dir: Path) -> tuple[Pa
     return conf, f"ssh://{getpass.getuser()}@127.0.0.1:{port}", {"GIT_SSH_COMMAND": command}
 
 
+Run = tuple[float, float, float]  # what run() returns: wall s, peak MiB, CPU s
+
+
+def record(out: dict[str, dict[str, list[float]]], tool: str, step: str, *runs: Run) -> None:
+    """One step of one tool, made of ``runs`` (processes one after another): their wall and
+    CPU seconds add up, the peak RSS is the largest."""
+    for key, value in ((f"{step} s", sum(r[0] for r in runs)), (f"{step} peak MiB", max(r[1] for r in runs)),
+                       (f"{step} CPU s", sum(r[2] for r in runs))):
+        out.setdefault(key, {}).setdefault(tool, []).append(value)
+
+
 def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], remote: Remote | None = None,
                   label: str = "path", w3_rows: bool = True) -> None:
     """The five steps for casstore; ``remote`` replaces the path remote (network transports).
@@ -291,16 +302,12 @@ def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], re
     run(cas("init", str(src)))
     if remote.kind == "path":
         r = run(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2)))
-        add("W2 commit s", r[0])
-        add("W2 commit peak MiB", r[1])
-        add("W2 commit CPU s", r[2])
+        record(out, tool, "W2 commit", r)
     else:
         run(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2)))
     with remote.step(path_remote) as target:
         r = run(cas("--store", str(src), "push", target))
-    add("W2 push s", r[0])
-    add("W2 push peak MiB", r[1])
-    add("W2 push CPU s", r[2])
+    record(out, tool, "W2 push", r)
     server("W2 push")
     dst = fresh(WORK / "cas-dst")
     run(cas("init", str(dst)))
@@ -308,17 +315,13 @@ def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], re
         p = run(cas("--store", str(dst), "pull", target))
     server("W2 pull")
     d = run(cas("--store", str(dst), "download", "w", "v1", str(fresh(WORK / "cas-out"))))
-    add("W2 fresh pull+download s", p[0] + d[0])
-    add("W2 fresh pull+download peak MiB", max(p[1], d[1]))
-    add("W2 fresh pull+download CPU s", p[2] + d[2])
+    record(out, tool, "W2 fresh pull+download", p, d)
     if w3_rows:
         c = run(cas("--store", str(src), "commit", "--id", "v2", "w", str(w3)))
         with remote.step(path_remote) as target:
             p = run(cas("--store", str(src), "push", target))
         server("W3 push")
-        add("W3 commit+push s", c[0] + p[0])
-        add("W3 commit+push peak MiB", max(c[1], p[1]))
-        add("W3 commit+push CPU s", c[2] + p[2])
+        record(out, tool, "W3 commit+push", c, p)
         dst2 = fresh(WORK / "cas-dst2")
         run(cas("init", str(dst2)))
         with remote.step(path_remote) as target:
@@ -326,14 +329,12 @@ def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], re
         server("W3 pull")
         d1 = run(cas("--store", str(dst2), "download", "w", "v1", str(fresh(WORK / "cas-out1"))))
         d2 = run(cas("--store", str(dst2), "download", "w", "v2", str(fresh(WORK / "cas-out2"))))
-        add("W3 fresh pull+download both s", p[0] + d1[0] + d2[0])
-        add("W3 fresh pull+download both peak MiB", max(p[1], d1[1], d2[1]))
-        add("W3 fresh pull+download both CPU s", p[2] + d1[2] + d2[2])
+        record(out, tool, "W3 fresh pull+download both", p, d1, d2)
     if remote.kind == "path" and w3_rows:
         add("store after W3 MiB (local)", du(src))
         add("store after W3 MiB (remote)", du(path_remote))
-    for d in ("cas-src", "cas-remote", "cas-dst", "cas-dst2", "cas-out", "cas-out1", "cas-out2"):
-        shutil.rmtree(WORK / d, ignore_errors=True)
+    for name in ("cas-src", "cas-remote", "cas-dst", "cas-dst2", "cas-out", "cas-out1", "cas-out2"):
+        shutil.rmtree(WORK / name, ignore_errors=True)
 
 
 #: "step, tool" -> per repetition: git command -> (CPU s, peak MiB) on the server
@@ -355,33 +356,25 @@ def dvc_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]]) -> None
     src = project(WORK / "dvc-src", remote)
     shutil.copyfile(w2, src / "model.npy")
     r = run([str(DVC), "add", "-q", "model.npy"], cwd=src)
-    add("W2 commit s", r[0])
-    add("W2 commit peak MiB", r[1])
-    add("W2 commit CPU s", r[2])
+    record(out, "DVC", "W2 commit", r)
     v1 = (src / "model.npy.dvc").read_text()
     r = run([str(DVC), "push", "-q"], cwd=src)
-    add("W2 push s", r[0])
-    add("W2 push peak MiB", r[1])
-    add("W2 push CPU s", r[2])
+    record(out, "DVC", "W2 push", r)
     dst = project(WORK / "dvc-dst", remote)
     (dst / "model.npy.dvc").write_text(v1)
     r = run([str(DVC), "pull", "-q"], cwd=dst)  # pull = fetch + checkout: the file is in place
-    add("W2 fresh pull+download s", r[0])
-    add("W2 fresh pull+download peak MiB", r[1])
-    add("W2 fresh pull+download CPU s", r[2])
+    record(out, "DVC", "W2 fresh pull+download", r)
     (src / "model.npy").unlink()
     shutil.copyfile(w3, src / "model.npy")
     a = run([str(DVC), "add", "-q", "model.npy"], cwd=src)
     p = run([str(DVC), "push", "-q"], cwd=src)
-    add("W3 commit+push s", a[0] + p[0])
-    add("W3 commit+push peak MiB", max(a[1], p[1]))
+    record(out, "DVC", "W3 commit+push", a, p)
     v2 = (src / "model.npy.dvc").read_text()
     dst2 = project(WORK / "dvc-dst2", remote)
     (dst2 / "v1.npy.dvc").write_text(v1.replace("path: model.npy", "path: v1.npy"))
     (dst2 / "v2.npy.dvc").write_text(v2.replace("path: model.npy", "path: v2.npy"))
     r = run([str(DVC), "pull", "-q"], cwd=dst2)
-    add("W3 fresh pull+download both s", r[0])
-    add("W3 fresh pull+download both peak MiB", r[1])
+    record(out, "DVC", "W3 fresh pull+download both", r)
     add("store after W3 MiB (local)", du(src / ".dvc" / "cache"))
     add("store after W3 MiB (remote)", du(remote))
     for d in ("dvc-src", "dvc-remote", "dvc-dst", "dvc-dst2"):
