@@ -309,10 +309,14 @@ def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], re
         r = run(cas("--store", str(src), "push", target))
     record(out, tool, "W2 push", r)
     server("W2 push")
-    dst = fresh(WORK / "cas-dst")
-    run(cas("init", str(dst)))
-    with remote.step(path_remote) as target:
-        p = run(cas("--store", str(dst), "pull", target))
+    def fresh_pull(name: str) -> tuple[Path, Run]:
+        """A new store named ``name`` and the pull of everything into it."""
+        dst = fresh(WORK / name)
+        run(cas("init", str(dst)))
+        with remote.step(path_remote) as target:
+            return dst, run(cas("--store", str(dst), "pull", target))
+
+    dst, p = fresh_pull("cas-dst")
     server("W2 pull")
     d = run(cas("--store", str(dst), "download", "w", "v1", str(fresh(WORK / "cas-out"))))
     record(out, tool, "W2 fresh pull+download", p, d)
@@ -322,10 +326,7 @@ def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], re
             p = run(cas("--store", str(src), "push", target))
         server("W3 push")
         record(out, tool, "W3 commit+push", c, p)
-        dst2 = fresh(WORK / "cas-dst2")
-        run(cas("init", str(dst2)))
-        with remote.step(path_remote) as target:
-            p = run(cas("--store", str(dst2), "pull", target))
+        dst2, p = fresh_pull("cas-dst2")
         server("W3 pull")
         d1 = run(cas("--store", str(dst2), "download", "w", "v1", str(fresh(WORK / "cas-out1"))))
         d2 = run(cas("--store", str(dst2), "download", "w", "v2", str(fresh(WORK / "cas-out2"))))
