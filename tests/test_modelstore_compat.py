@@ -291,6 +291,91 @@ def test_s3_push_that_loses_the_id_deletes_only_its_own_copy(s3_url: str, tmp_pa
     assert a.list_models("d") == ["y", "x"] and a.get_model_info("d", "x") == won
 
 
+def _upload_that_dies_before_its_push(bucket: str, cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                      model_id: str, payload: Path) -> str:
+    """An upload whose network dies between its local commit and its push (a real cut: the
+    machine reaches moto through a proxy, closed right after the commit)."""
+    from contextlib import ExitStack
+
+    from casstore.errors import RemoteError
+    from tests.servers import dying_proxy
+
+    port = int(os.environ["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1])
+    with ExitStack() as network:
+        proxy = network.enter_context(dying_proxy(port, after=1 << 40))
+        a = ModelStore.from_minio(f"127.0.0.1:{proxy}", bucket_name=bucket, root_prefix="team", secure=False,
+                                  cache_dir=str(cache))
+        commit = a.store.commit_models
+
+        def commit_then_cut(*args: Any, **kwargs: Any) -> Any:
+            info = commit(*args, **kwargs)
+            network.close()
+            return info
+
+        monkeypatch.setattr(a.store, "commit_models", commit_then_cut)
+        with pytest.raises(RemoteError) as failed:
+            a.upload("d", model_id, model=str(payload))
+    assert a.store.model_exists("d", model_id)  # in the cache only
+    assert not any(f"/models/d/{model_id}" in k for k in _bucket_keys(bucket))
+    return str(failed.value)
+
+
+def _bucket_keys(bucket: str) -> list[str]:
+    from tests.conftest import s3_client
+
+    pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket)  # type: ignore[attr-defined]
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_s3_upload_that_never_reached_the_bucket_does_not_claim_the_id(
+        s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21.4: an upload cut between its local commit and its push leaves the model in that
+    machine's cache only; the retry publishes (it does not raise ModelExistsException), and
+    then the ID is taken for every machine."""
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    (tmp_path / "a.bin").write_bytes(b"A" * 1000)
+    why = _upload_that_dies_before_its_push(bucket, tmp_path / "a", monkeypatch, "x", tmp_path / "a.bin")
+    a = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "a"))  # the network is back
+    with pytest.warns(UserWarning, match="never reached"):
+        meta = a.upload("d", "x", model=str(tmp_path / "a.bin"))
+    b = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "b"))
+    assert b.get_model_info("d", "x") == meta == a.get_model_info("d", "x")
+    assert b.store.read_file("d", "x", "a.bin") == b"A" * 1000
+    for ms in (a, b):
+        with pytest.raises(ModelExistsException):
+            ms.upload("d", "x", model=str(tmp_path / "a.bin"))
+    assert a.list_models("d") == ["x"] and a.list_models("d", "modelstore-deleted") == []
+    assert a.store.fsck().ok
+    assert "d/x was not published" in why and "upload it again" in why  # the failed upload said so
+
+
+def test_s3_upload_that_never_reached_the_bucket_yields_to_another_machine(
+        s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21.4: while A's cut upload of ``x`` sits in A's cache only, B uploads ``x``. The
+    bucket is the truth: A drops its unpublished copy (with a warning) and reads B's model,
+    A's retry gets ModelExistsException, and A's later writes go through."""
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    (tmp_path / "a.bin").write_bytes(b"A" * 1000)
+    (tmp_path / "b.bin").write_bytes(b"B" * 1000)
+    _upload_that_dies_before_its_push(bucket, tmp_path / "a", monkeypatch, "x", tmp_path / "a.bin")
+    b = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "b"))
+    won = b.upload("d", "x", model=str(tmp_path / "b.bin"))
+    with pytest.warns(UserWarning, match="never published"):
+        a = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "a"))
+    assert a.get_model_info("d", "x") == won
+    with _tmpdir() as d:
+        a.download(d, "d", "x")
+        assert Path(d, "b.bin").read_bytes() == b"B" * 1000 and not Path(d, "a.bin").exists()
+    with pytest.raises(ModelExistsException):
+        a.upload("d", "x", model=str(tmp_path / "a.bin"))
+    a.upload("d", "y", model=str(tmp_path / "a.bin"))  # A's later writes are not stuck on the conflict
+    a.create_model_state("production")
+    a.set_model_state("d", "x", "production")
+    assert b.list_models("d") == ["y", "x"] and b.list_models("d", "production") == ["x"]
+    assert b.get_model_info("d", "x") == won and b.store.read_file("d", "y", "a.bin") == b"A" * 1000
+    assert a.store.fsck().ok and b.store.fsck().ok
+
+
 # -- the differences issue 11 lists, one assertion each ---------------------------------
 
 

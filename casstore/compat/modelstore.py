@@ -264,8 +264,14 @@ class ModelStore:
             return
         with self._environment():
             result = self.store.pull(self.remote)
+            if result.conflicts:
+                # only a model this cache never published can conflict with the bucket's (an
+                # upload killed, or whose push failed, before the bucket took it, while another
+                # machine uploaded the ID): the bucket is the truth, ours is dropped (logged)
+                self.store.pull(self.remote, theirs=True)
         if result.conflicts:
-            warnings.warn(f"casstore: {self.remote}: conflicting models left as they were here: "
+            warnings.warn(f"casstore: {self.remote} holds other models under IDs this cache never published "
+                          f"(uploads that did not reach the bucket), taken in their place: "
                           f"{', '.join(result.conflicts)}", stacklevel=3)
 
     def _push(self, domains: Sequence[str] | None) -> SyncResult:
@@ -304,18 +310,71 @@ class ModelStore:
         key = f"{domain}/{model_id}"
         ref = f"refs/cas/models/{domain}/{model_id}"
         for _ in range(_PUBLISH_ATTEMPTS):
-            result = self._push([domain])
+            try:
+                result = self._push([domain])
+            except RemoteError as e:
+                raise RemoteError(self.remote, f"{key} was not published ({e.detail}); it is in the local cache "
+                                               "only, where it does not count as uploaded: upload it again") from e
             if key in result.conflicts or "already exists" in result.rejected.get(ref, ""):
-                # lost the race: the bucket holds another model under this ID.  Deleting
-                # ours logs the deletion of our commit only, so the pull takes theirs.
-                self.store.delete_model(domain, model_id)
-                self.refresh()
-                raise ModelExistsException(domain, model_id)
+                self._lost(domain, model_id)
             if result.ok:
                 return
-            self.refresh()
+            # someone else moved the domain's history: merge theirs, then push again
+            with self._environment():
+                pulled = self.store.pull(self.remote)
+            if key in pulled.conflicts:
+                self._lost(domain, model_id)
+            if pulled.conflicts:
+                self.refresh()  # other IDs this cache never published: the bucket's models win
         raise RemoteError(self.remote, f"could not publish {key}: the remote's history of {domain!r} kept "
-                                       "changing; the model is in the local cache and goes with the next push")
+                                       "changing; the model is in the local cache only, where it does not count "
+                                       "as uploaded: upload it again")
+
+    def _lost(self, domain: str, model_id: str) -> None:
+        """Our upload lost the ID: the bucket holds another model under it.
+
+        Deleting ours logs the deletion of our commit only, so the pull takes theirs.
+
+        Raises:
+            ModelExistsException: always.
+        """
+        self.store.delete_model(domain, model_id)
+        self.refresh()
+        raise ModelExistsException(domain, model_id)
+
+    def _published(self, domain: str, model_id: str) -> bool:
+        """Whether the cache's model ``domain/model_id`` is the one the bucket holds (always, for a local store).
+
+        Raises:
+            RemoteError: the bucket cannot be read.
+        """
+        if self.remote is None:
+            return True
+        from ..objects.refs import model_ref
+        from ..remote.sync import list_refs
+
+        with self._environment():
+            theirs = list_refs(self.store.repo, self.remote).models.get(domain, {}).get(model_id)
+        return theirs is not None and theirs == self.store.refs.get(model_ref(domain, model_id))
+
+    @contextmanager
+    def _uploading(self, domain: str) -> Iterator[None]:
+        """Hold this cache's upload lock of ``domain`` (cloud flavours only).
+
+        Between its local commit and its push an upload's model is in the cache
+        only; the lock tells a live upload of another process from a dead one:
+        what an upload finds unpublished while holding it was left by an upload
+        that died (or whose push failed).  A killed holder's lock is released by
+        the kernel.
+        """
+        if self.remote is None:
+            yield
+            return
+        from ..util.locking import store_lock
+
+        with store_lock(os.path.join(self.store.path, "cas", "locks", f"modelstore-upload-{domain}.lock"),
+                        exclusive=True):
+            yield
 
     # -- names ---------------------------------------------------------------------
 
@@ -525,9 +584,20 @@ class ModelStore:
         if not plan:
             raise NoMatchingFrameworkError(None, None)
 
-        self.refresh()
-        if self.store.model_exists(domain, model_id):
-            raise ModelExistsException(domain, model_id)
+        with self._uploading(domain):
+            self.refresh()
+            if self.store.model_exists(domain, model_id):
+                if self._published(domain, model_id):
+                    raise ModelExistsException(domain, model_id)
+                # an upload committed here and died (or failed to push) before the bucket took
+                # it: the bucket never had it, so the ID is free and this upload replaces it
+                warnings.warn(f"casstore: {domain}/{model_id} was committed to the local cache by an upload "
+                              f"that never reached {self.remote}: replaced by this upload", stacklevel=2)
+                self.store.delete_model(domain, model_id)
+            return self._upload(domain, model_id, models, plan, extras, extra_metadata)
+
+    def _upload(self, domain: str, model_id: str, models: dict[str, Any], plan: dict[str, Any],
+                extras: list[str], extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
         created = _dt.datetime.now(_dt.timezone.utc)
         types = [{"library": fw.name, "type": type(models[k]).__name__ if fw.name != "model_file" else None,
                   "models": None} for k, fw in plan.items()]
