@@ -239,6 +239,48 @@ def test_hostile_source_never_writes_outside_the_scratch_dir(tmp_path: Path, wri
     assert store.fsck().ok
 
 
+def _plant(root: Path, template: dict[str, Any], domain: str, model_id: str, archive: bytes | None) -> None:
+    """A model in the modelstore store at ``root``: metadata made from ``template``, and its archive."""
+    meta = json.loads(json.dumps(template))
+    meta["model"]["domain"], meta["model"]["model_id"] = domain, model_id
+    rel = f"{domain}/2026.01.01-00.00.00/{model_id}/artifacts.tar.gz"
+    meta["storage"]["path"] = f"{root}/operatorai-model-store/{rel}"
+    base = root / "operatorai-model-store"
+    (base / domain / "versions").mkdir(parents=True, exist_ok=True)
+    (base / domain / "versions" / f"{model_id}.json").write_text(json.dumps(meta))
+    if archive is not None:
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(archive)
+
+
+def test_an_archive_that_expands_too_far_is_refused_by_name(tmp_path: Path, written: dict[str, Any],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 20.8: a gzip bomb (96 MiB of zeros in ~100 KiB) fails its model, named, while the
+    rest imports; unpacking stops at the bound, and --max-expansion lets a real one through."""
+    root = tmp_path / "root"
+    shutil.copytree(written["root"], root, symlinks=True)
+    bomb = _tar([_file("model.joblib", bytes(96 << 20))])
+    assert len(bomb) < 200 << 10
+    _plant(root, written["live"][("fraud", "v1")], "evil", "bomb", bomb)
+    store_dir = tmp_path / "store"
+    code, out = _run(store_dir, str(root), capsys)
+    assert code == 1, out
+    line = next(x for x in out.splitlines() if x.startswith("failed: evil/bomb:"))
+    assert "evil/2026.01.01-00.00.00/bomb/artifacts.tar.gz" in line and "expands to more than 100 times" in line
+    assert "--max-expansion" in line and "imported: fraud/v1" in out
+    store = casstore.open(store_dir)
+    assert not store.model_exists("evil", "bomb")
+    assert os.listdir(os.path.join(store.path, "cas", "tmp")) == [] and store.fsck().ok
+    code, out = _run(store_dir, str(root), capsys)  # the same refusal on every run, nothing else to do
+    assert code == 1 and "failed: evil/bomb:" in out and "0 models imported" in out
+    with pytest.raises(SystemExit) as usage:
+        main(["--store", str(store_dir), "import-modelstore", "--max-expansion", "0.5", str(root)])
+    assert usage.value.code == 2 and "at least 1" in capsys.readouterr().err
+    code = main(["--store", str(store_dir), "import-modelstore", "--max-expansion", "2000", str(root)])
+    assert code == 0, capsys.readouterr().out
+    assert casstore.open(store_dir).read_file("evil", "bomb", "model.joblib") == bytes(96 << 20)
+
+
 def test_import_from_an_s3_bucket_modelstore_wrote(tmp_path: Path, s3_url: str, iris_model: Any, original: Any,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """modelstore's own S3 backend writes the bucket (moto on loopback); the import reads it back."""

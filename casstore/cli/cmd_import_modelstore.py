@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..compat.importer import EXPANSION_ALLOWANCE, MAX_EXPANSION
 from ..store import init_store, is_store
 from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for, store_path
@@ -25,7 +26,7 @@ def import_modelstore(args: argparse.Namespace) -> int:
             if not args.json and sys.stderr.isatty():
                 print(f"cas import-modelstore: {text}", file=sys.stderr, flush=True)
 
-        report = run(store, source, say)
+        report = run(store, source, say, max_expansion=args.max_expansion)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -52,4 +53,17 @@ def register(sub: SubParsers) -> None:
                     "cas --store ./models import-modelstore /data/modelstore-root", import_modelstore)
     p.add_argument("source", metavar="SOURCE",
                    help="a modelstore root directory (or its operatorai-model-store), or s3://bucket/root_prefix")
+    p.add_argument("--max-expansion", type=_ratio, default=MAX_EXPANSION, metavar="RATIO",
+                   help=f"refuse an archive that expands to more than RATIO times its compressed size, plus "
+                        f"{EXPANSION_ALLOWANCE >> 20} MiB, as a decompression bomb (default {MAX_EXPANSION})")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: a ratio of at least 1")
+    return value

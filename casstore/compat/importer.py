@@ -31,12 +31,15 @@ directory and nowhere else.
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
+import io
 import json
 import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +58,11 @@ from .modelstore import ModelStore
 ROOT = "operatorai-model-store"
 #: no metadata file modelstore writes comes near this; a bigger one is refused unread
 MAX_JSON = 16 << 20
+#: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
+#: model files compress a few times at most, a decompression bomb a thousand times
+MAX_EXPANSION = 100
+#: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
+EXPANSION_ALLOWANCE = 64 << 20
 _LAYOUT_DIRS = ("domains", "model_states")
 
 
@@ -235,20 +243,87 @@ def _archive_key(meta: dict[str, Any]) -> str:
     raise ValueError(f"its metadata names no archive inside {ROOT} (storage: {storage!r})")
 
 
-def _unpack(archive: BinaryIO, into: str) -> tuple[list[str], list[str]]:
+class ArchiveTooLargeError(CasError, ValueError):
+    """An archive expands further than the import allows: a decompression bomb, or a limit set too low."""
+
+    def __init__(self, key: str, compressed: int, expanded: int, ratio: float) -> None:
+        self.key = key
+        self.compressed = compressed
+        self.expanded = expanded
+        self.ratio = ratio
+        super().__init__(f"{key}: refused: expands to more than {ratio:g} times its compressed size "
+                         f"(over {expanded} bytes from the first {compressed}), as a decompression bomb does; "
+                         f"--max-expansion raises the limit")
+
+
+class _Counted(io.RawIOBase):
+    """The compressed archive, counting the bytes read from it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+class _Bounded(io.RawIOBase):
+    """The archive's decompressed stream, refused as soon as it outgrows ``ratio`` times what was read.
+
+    The bound is checked on every read, before the bytes go on, so a bomb's
+    memory and disk use stop at the bound (as a pull bounds every object's inflation).
+    """
+
+    def __init__(self, key: str, archive: BinaryIO, ratio: float) -> None:
+        self.key = key
+        self.ratio = ratio
+        self.counted = _Counted(archive)
+        self.inflated = gzip.GzipFile(fileobj=io.BufferedReader(self.counted, 1 << 16), mode="rb")
+        self.expanded = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            data = self.inflated.read(min(len(b), 1 << 20))
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # what tarfile's own gzip reader calls these
+            raise tarfile.ReadError(f"{self.key}: not a complete gzip archive ({e})") from e
+        n = len(data)
+        self.expanded += n
+        if self.expanded > self.ratio * self.counted.count + EXPANSION_ALLOWANCE:
+            raise ArchiveTooLargeError(self.key, self.counted.count, self.expanded, self.ratio)
+        b[:n] = data
+        return n
+
+
+def _unpack(archive: BinaryIO, into: str, key: str = "archive",
+            max_expansion: float = MAX_EXPANSION) -> tuple[list[str], list[str]]:
     """Unpack a modelstore archive into ``into``: (top-level file names, extra file names).
 
     Only regular files named ``<name>`` or ``extras/<name>`` are written, each by
     its own ``open`` under ``into``; anything else (links, devices, ``..``,
     absolute or deeper names) refuses the whole archive.
 
+    The archive (``key`` in errors) may expand to ``max_expansion`` times its
+    compressed size plus EXPANSION_ALLOWANCE, counted as it is read.
+
     Raises:
         UnsafePathError: a member that is not a plain file with a plain name.
+        ArchiveTooLargeError: it expands further than that.
         tarfile.TarError: not a gzip tar.
     """
     top: list[str] = []
     extras: list[str] = []
-    with tarfile.open(fileobj=archive, mode="r|gz") as tar:
+    stream = _Bounded(key, archive, max_expansion)
+    with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 16), mode="r|") as tar:
         for member in tar:
             name = member.name
             if name.startswith("./"):
@@ -280,7 +355,9 @@ def _unpack(archive: BinaryIO, into: str) -> tuple[list[str], list[str]]:
 
 
 class _Importer:
-    def __init__(self, store: Store, source: ModelstoreSource, progress: Callable[[str], None] | None) -> None:
+    def __init__(self, store: Store, source: ModelstoreSource, progress: Callable[[str], None] | None,
+                 max_expansion: float = MAX_EXPANSION) -> None:
+        self.max_expansion = max_expansion
         self.store = store
         self.source = source
         self.ms = ModelStore(store)
@@ -398,7 +475,7 @@ class _Importer:
             files = os.path.join(work, "files")
             os.mkdir(files)
             with self.source.open(key) as archive:
-                top, extras = _unpack(archive, files)
+                top, extras = _unpack(archive, files, key, self.max_expansion)
             model_type = meta["model"].get("model_type") or {}
             library = model_type.get("library") if isinstance(model_type, dict) else None
             model_files = [f for f in top if f != MODEL_INFO]
@@ -434,18 +511,21 @@ class _Importer:
 
 
 def import_modelstore(store: Store, source: str | ModelstoreSource,
-                      progress: Callable[[str], None] | None = None) -> ImportReport:
+                      progress: Callable[[str], None] | None = None, *,
+                      max_expansion: float = MAX_EXPANSION) -> ImportReport:
     """Import every domain, model, state and deletion of a modelstore store into ``store``.
 
     ``source`` is a modelstore file-system root (the ``root_directory`` or its
     ``operatorai-model-store``) or ``s3://bucket/<root_prefix>``.  Resumable;
-    see the module docstring for what is kept and what is refused.
+    see the module docstring for what is kept and what is refused.  An archive
+    that expands to more than ``max_expansion`` times its compressed size (plus
+    EXPANSION_ALLOWANCE) fails its model, as a decompression bomb.
 
     Raises:
         FileNotFoundError: no modelstore store at ``source``.
         RemoteError: the bucket cannot be read.
     """
     src = open_source(source) if isinstance(source, str) else source
-    return _Importer(store, src, progress).run()
+    return _Importer(store, src, progress, max_expansion).run()
 
 
