@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tarfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,63 @@ def test_store_commit_files_keeps_bytes_and_a_given_creation_time(tmp_path: Path
     with pytest.raises(FrameworkError):
         store.commit_files("d", frameworks=[])
     assert store.list_models("d") == ["new", "old"]
+
+
+DOC_MARKER = "<!-- tests/test_import_modelstore.py runs the console and python blocks below"
+
+
+def test_the_documented_migration_runs_as_written(tmp_path: Path, written: dict[str, Any]) -> None:
+    """Issue 21.6: docs/modelstore.md's migration (the import, then the user's unchanged
+    from_file_system code) shows the imported models; each block runs exactly as written."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "modelstore.md").read_text()
+    after = text.split(DOC_MARKER, 1)[1]
+    console = re.search(r"```console\n(.*?)```", after, flags=re.S)
+    python = re.search(r"```python\n(.*?)```", after, flags=re.S)
+    assert console and python
+    shutil.copytree(written["root"], tmp_path / "ml-models", symlinks=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("CAS_STORE", None)
+    for line in console.group(1).splitlines():
+        argv = shlex.split(line.removeprefix("$ "))
+        assert argv[0] == "cas", line
+        r = subprocess.run([sys.executable, "-m", "casstore", *argv[1:]], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "ml-models/casstore" in r.stderr  # it says where the import went
+    r = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", python.group(1)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    domains, models = r.stdout.splitlines()
+    assert sorted(eval(domains)) == written["domains"]  # noqa: S307 (the snippet prints a list)
+    assert sorted(eval(models)) == ["v1", "v2"]  # noqa: S307
+    assert not Path(os.environ["HOME"], ".casstore").exists()
+
+
+def test_from_file_system_warns_beside_an_unimported_modelstore_store(tmp_path: Path, written: dict[str, Any],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21.6: an empty casstore store beside modelstore's tree is named, with the command
+    that imports it; once imported (or with nothing of modelstore's there) there is no warning."""
+    root = tmp_path / "root"
+    shutil.copytree(written["root"], root, symlinks=True)
+    with pytest.warns(UserWarning, match=r"cas import-modelstore .*root"):
+        assert ModelStore.from_file_system(root_directory=str(root)).list_domains() == []
+    code = main(["--store", str(tmp_path / "elsewhere"), "import-modelstore", str(root)])
+    assert code == 0 and "from_file_system(root_directory=" in capsys.readouterr().err  # the note
+    code = main(["import-modelstore", str(root / "operatorai-model-store")])
+    assert code == 0, capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sorted(ModelStore.from_file_system(root_directory=str(root)).list_domains()) == written["domains"]
+        empty = tmp_path / "fresh"
+        empty.mkdir()
+        assert ModelStore.from_file_system(root_directory=str(empty)).list_domains() == []
 
 
 def test_a_missing_source_is_an_error_and_creates_no_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..compat.importer import EXPANSION_ALLOWANCE, MAX_EXPANSION
+from ..compat.modelstore import STORE_DIR
 from ..store import init_store, is_store
 from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for, store_path
@@ -17,6 +19,16 @@ def import_modelstore(args: argparse.Namespace) -> int:
     from ..compat.importer import open_source
 
     source = open_source(args.source)  # a missing source creates no store
+    root = getattr(source, "root", None)  # a modelstore root directory
+    if getattr(args, "store", None) is None and root is not None:
+        # where the user's unchanged ModelStore.from_file_system(root_directory=root) looks
+        args.store = os.path.join(root, STORE_DIR)
+        print(f"cas: store {args.store} (beside the modelstore store: "
+              f"ModelStore.from_file_system(root_directory={root!r}) reads it)", file=sys.stderr)
+    elif root is not None and os.path.abspath(store_path(args)) != os.path.join(root, STORE_DIR):
+        print(f"cas: note: ModelStore.from_file_system(root_directory={root!r}) reads "
+              f"{os.path.join(root, STORE_DIR)}, not this store; without --store the import goes there",
+              file=sys.stderr)
     # the one command besides `cas init` that creates its store: its job is to fill a new one
     path = store_path(args)
     if not is_store(path):

@@ -51,11 +51,19 @@ from ..frameworks import Saved
 from ..store import Store
 from ..util.fsutil import check_relpath
 from ..util.names import check_domain, check_model_id
-from .meta import DELETED_STATE, EXTRAS_DIR, META_KEY, MODEL_INFO, as_modelstore_returns, is_valid_state_name
+from .meta import (
+    DELETED_STATE,
+    EXTRAS_DIR,
+    META_KEY,
+    MODEL_INFO,
+    MODELSTORE_DIR,
+    as_modelstore_returns,
+    is_valid_state_name,
+)
 from .meta import parse_modelstore_time as parse_time
 from .modelstore import ModelStore
 
-ROOT = "operatorai-model-store"
+ROOT = MODELSTORE_DIR
 #: no metadata file modelstore writes comes near this; a bigger one is refused unread
 MAX_JSON = 16 << 20
 #: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
@@ -136,6 +144,8 @@ class FileSystemSource(ModelstoreSource):
         if not os.path.isdir(self.base):
             raise FileNotFoundError(f"{path}: no modelstore store here (no {ROOT} directory)")
         self.url = self.base
+        #: the root_directory modelstore was given (where ModelStore.from_file_system looks too)
+        self.root = os.path.dirname(path) if os.path.basename(path) == ROOT else path
 
     def _path(self, key: str) -> str:
         p = os.path.join(self.base, _check_key(key))

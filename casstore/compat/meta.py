@@ -23,6 +23,8 @@ META_KEY = "modelstore"
 MODEL_INFO = "model-info.json"
 EXTRAS_DIR = "extras"
 #: domain names modelstore refuses (they are directories of its own layout)
+#: modelstore's own directory (or prefix) under its root directory (or bucket root prefix)
+MODELSTORE_DIR = "operatorai-model-store"
 RESERVED_DOMAINS = ("versions", "domains", "modelstore", "operatorai-model-store")
 #: characters modelstore refuses in model IDs (casstore's own rules are stricter still)
 MODELSTORE_ID_CHARS = set('<>:"/\\|?*#^`%~{}[]')

@@ -63,6 +63,7 @@ from .meta import (
     EXTRAS_DIR,
     META_KEY,
     MODEL_INFO,
+    MODELSTORE_DIR,
     MODELSTORE_ID_CHARS,
     RESERVED_DOMAINS,
     RESERVED_STATES,
@@ -150,6 +151,12 @@ class ModelStore:
         if not os.path.isdir(root):
             raise NotADirectoryError(f"Error: root_dir {root!r} needs to be a directory")
         store = open_store(os.path.join(root, STORE_DIR))
+        theirs = os.path.join(root, MODELSTORE_DIR)
+        if os.path.isdir(theirs) and os.listdir(theirs) and not store.list_domains() and (
+                not store.list_model_states()):
+            warnings.warn(f"casstore: {store.path} is empty, and beside it is modelstore's store {theirs}, "
+                          f"which casstore does not read: import it with `cas import-modelstore {root}` "
+                          "(see docs/modelstore.md)", stacklevel=2)
         return cls(store, storage={"type": "casstore:file_system", "root": root})
 
     @classmethod
