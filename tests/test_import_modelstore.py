@@ -340,6 +340,134 @@ def test_store_commit_files_keeps_bytes_and_a_given_creation_time(tmp_path: Path
     assert store.list_models("d") == ["new", "old"]
 
 
+#: runs an import that dies (os._exit, as a SIGKILL would leave it) right after its Nth change to the store
+_DIE_AFTER = """
+import os, sys
+import casstore
+from casstore.compat.importer import import_modelstore
+from casstore.store import Store
+
+steps = 0
+def dying(name):
+    real = getattr(Store, name)
+    def step(self, *args, **kwargs):
+        global steps
+        out = real(self, *args, **kwargs)
+        steps += 1
+        if steps == int(sys.argv[3]):
+            os._exit(9)
+        return out
+    setattr(Store, name, step)
+for name in ("commit_files", "delete_model", "create_model_state", "set_model_state"):
+    dying(name)
+import_modelstore(casstore.open(sys.argv[1]), sys.argv[2])
+print(steps)
+"""
+
+
+def _end_state(path: Path) -> dict[str, Any]:
+    """What a user of the imported store sees: domains, models and their metadata, deletions, states."""
+    ms = ModelStore(casstore.open(path, create=False))
+    out: dict[str, Any] = {"states": ms.list_model_states(), "domains": sorted(ms.list_domains())}
+    for d in out["domains"]:
+        out[d] = {"live": {m: ms.get_model_info(d, m) for m in ms.list_models(d)},
+                  "deleted": sorted(ms.list_models(d, "modelstore-deleted")),
+                  "states": {s: sorted(ms.list_models(d, s)) for s in out["states"]}}
+    assert ms.store.fsck().ok
+    return out
+
+
+def test_an_import_killed_at_any_step_resumes_to_the_same_end(tmp_path: Path, written: dict[str, Any],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21.5: an import killed after each of its changes to the store (between a deleted
+    model's placeholder commit and its deletion among them), then run again, ends exactly as
+    an uninterrupted import: the deleted model deleted, nothing twice, nothing missing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    root = str(written["root"])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    whole = subprocess.run([sys.executable, "-c", _DIE_AFTER, str(tmp_path / "whole"), root, "0"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    steps = int(whole.stdout)
+    assert steps == 10  # 2 states, 4 models, the deleted model's commit and deletion, 2 state memberships
+    expected = _end_state(tmp_path / "whole")
+    assert expected["fraud"]["deleted"] == ["gone"]
+    for n in range(1, steps):
+        store = tmp_path / f"killed-{n}"
+        r = subprocess.run([sys.executable, "-c", _DIE_AFTER, str(store), root, str(n)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 9, (n, r.stderr)
+        code, out = _run(store, root, capsys)
+        assert code == 0, (n, out)
+        assert _end_state(store) == expected, n
+        code, out = _run(store, root, capsys)  # and a third run finds everything there
+        assert code == 0 and "0 models imported, 0 deleted models, 5 already here, 0 failed" in out, (n, out)
+
+
+def test_a_bad_metadata_file_fails_alone(tmp_path: Path, written: dict[str, Any],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21.5: metadata with "storage" as a list, or nested deeper than the JSON parser
+    allows, is reported by name while the rest imports (it aborted the whole import)."""
+    root = tmp_path / "root"
+    shutil.copytree(written["root"], root, symlinks=True)
+    versions = root / "operatorai-model-store" / "fraud" / "versions"
+    listed = json.loads((versions / "v2.json").read_text())
+    listed["model"]["model_id"], listed["storage"] = "listed", ["not", "an", "object"]
+    (versions / "listed.json").write_text(json.dumps(listed))
+    (versions / "deep.json").write_text('{"model": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    deep_extra = json.loads((versions / "v2.json").read_text())
+    deep_extra["model"]["model_id"] = "deep-extra"
+    (versions / "deep-extra.json").write_text(json.dumps(deep_extra)[:-1] + ', "x": '
+                                              + "[" * 100_000 + "]" * 100_000 + "}")
+    code, out = _run(tmp_path / "store", str(root), capsys)
+    assert code == 1, out
+    assert "failed: fraud/listed: ValueError: its metadata's storage is a list, not an object" in out
+    assert "failed: fraud/deep:" in out and "nested deeper than the JSON parser allows" in out
+    assert "failed: fraud/deep-extra:" in out and "internal error" not in out
+    assert "4 models imported, 1 deleted models, 0 already here, 3 failed" in out
+    assert sorted(casstore.open(tmp_path / "store").list_models("fraud")) == ["v1", "v2"]
+
+
+def test_ids_casstore_refuses_come_through_with_map_ids(tmp_path: Path, written: dict[str, Any], iris_model: Any,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 21.5: a modelstore ID such as ``v1+exp`` fails with a hint; ``--map-ids`` imports it
+    under a casstore ID made from it (the same on every run), modelstore's ID in its metadata."""
+    from casstore.compat.importer import mapped_id
+
+    root = tmp_path / "root"
+    shutil.copytree(written["root"], root, symlinks=True)
+    good = next((root / "operatorai-model-store").rglob("artifacts.tar.gz")).read_bytes()
+    template = written["live"][("fraud", "v1")]
+    _plant(root, template, "fraud", "v1+exp", good)
+    _plant(root, template, "fraud", "..hidden", good)
+    state_dir = root / "operatorai-model-store" / "fraud" / "versions" / "production"
+    (state_dir / "v1+exp.json").write_text((root / "operatorai-model-store" / "fraud" / "versions" /
+                                           "v1+exp.json").read_text())
+    store_dir = tmp_path / "store"
+    code, out = _run(store_dir, str(root), capsys)
+    assert code == 1 and "failed: fraud/v1+exp: not imported:" in out and "--map-ids" in out, out
+    mapped = mapped_id("v1+exp")
+    assert mapped.startswith("v1-exp-") and mapped == mapped_id("v1+exp") != mapped_id("v1-exp")
+    assert mapped_id("..hidden").startswith("hidden-")
+    code = main(["--store", str(store_dir), "import-modelstore", "--map-ids", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"imported: fraud/{mapped}" in out and f"imported as {mapped}" in out
+    ms = ModelStore(casstore.open(store_dir))
+    meta = ms.get_model_info("fraud", mapped)
+    assert meta["model"]["model_id"] == mapped and meta["model"]["modelstore_model_id"] == "v1+exp"
+    assert mapped in ms.list_models("fraud", "production")
+    X = np.random.default_rng(0).normal(size=(3, 4))
+    np.testing.assert_array_equal(ms.load("fraud", mapped).predict(X), iris_model.predict(X))
+    assert ms.load("fraud", mapped_id("..hidden")) is not None
+    code = main(["--store", str(store_dir), "import-modelstore", "--map-ids", str(root)])
+    assert code == 0 and "0 models imported" in capsys.readouterr().out  # the same IDs: nothing twice
+
+
 DOC_MARKER = "<!-- tests/test_import_modelstore.py runs the console and python blocks below"
 
 

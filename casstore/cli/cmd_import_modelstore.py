@@ -38,7 +38,7 @@ def import_modelstore(args: argparse.Namespace) -> int:
             if not args.json and sys.stderr.isatty():
                 print(f"cas import-modelstore: {text}", file=sys.stderr, flush=True)
 
-        report = run(store, source, say, max_expansion=args.max_expansion)
+        report = run(store, source, say, max_expansion=args.max_expansion, map_ids=args.map_ids)
     if args.json:
         print_json(report.as_dict())
     else:
@@ -68,6 +68,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--max-expansion", type=_ratio, default=MAX_EXPANSION, metavar="RATIO",
                    help=f"refuse an archive that expands to more than RATIO times its compressed size, plus "
                         f"{EXPANSION_ALLOWANCE >> 20} MiB, as a decompression bomb (default {MAX_EXPANSION})")
+    p.add_argument("--map-ids", action="store_true",
+                   help="import a model whose modelstore ID casstore refuses (e.g. v1+exp) under an ID made from "
+                        "it (v1-exp-<hash>), keeping modelstore's in meta['model']['modelstore_model_id']")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
 

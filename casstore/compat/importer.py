@@ -21,9 +21,11 @@ ModelDeletedException for it.  States are created and set.
 
 The import is resumable: a model whose ID the store already holds (or already
 shows as deleted) is skipped, state changes that are already there record
-nothing.  Whatever cannot be imported is reported, with the reason, and the rest
-goes on.  The source may be hostile: names are checked before use, nothing is
-read outside the source root, and archives are unpacked member by member
+nothing; a model modelstore lists as deleted that the store holds as exactly that
+model (a placeholder whose deletion an interrupted run never reached) is deleted.
+Whatever cannot be imported is reported, with the reason, and the rest goes on.
+The source may be hostile: names are checked before use, nothing is read outside
+the source root, and archives are unpacked member by member
 (regular files with plain relative names only) into the store's scratch
 directory and nowhere else.
 """
@@ -32,10 +34,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import gzip
+import hashlib
 import io
 import json
 import os
 import posixpath
+import re
 import shutil
 import tarfile
 import tempfile
@@ -46,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
-from ..errors import CasError, RemoteError, UnsafePathError
+from ..errors import CasError, InvalidIdError, RemoteError, UnsafePathError
 from ..frameworks import Saved
 from ..store import Store
 from ..util.fsutil import check_relpath
@@ -72,6 +76,8 @@ MAX_EXPANSION = 100
 #: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
 EXPANSION_ALLOWANCE = 64 << 20
 _LAYOUT_DIRS = ("domains", "model_states")
+#: where ``--map-ids`` keeps modelstore's own ID: ``meta["model"][ORIGINAL_ID]``
+ORIGINAL_ID = "modelstore_model_id"
 
 
 @dataclass
@@ -119,13 +125,16 @@ class ModelstoreSource(ABC):
         """The JSON document at ``key``.
 
         Raises:
-            ValueError: not JSON, or larger than MAX_JSON.
+            ValueError: not JSON, nested deeper than the parser allows, or larger than MAX_JSON.
         """
         with self.open(key) as f:
             data = f.read(MAX_JSON + 1)
         if len(data) > MAX_JSON:
             raise ValueError(f"{key}: larger than {MAX_JSON} bytes")
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise ValueError(f"{key}: nested deeper than the JSON parser allows") from None
 
 
 def _check_key(key: str) -> str:
@@ -239,6 +248,16 @@ def _created(meta: dict[str, Any]) -> _dt.datetime:
     raise ValueError("its metadata has no creation time (code.created)")
 
 
+def mapped_id(model_id: str) -> str:
+    """A casstore ID for a modelstore ID casstore refuses (``--map-ids``): the same for the same ID.
+
+    Runs of characters outside casstore's alphabet become ``-``, and a hash of the
+    original ends it, so two IDs never map to one: ``v1+exp`` -> ``v1-exp-<8 hex>``.
+    """
+    base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", model_id)).lstrip(".")[:100] or "id"
+    return check_model_id(f"{base}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}")
+
+
 def _archive_key(meta: dict[str, Any]) -> str:
     """Where modelstore put the model's archive, relative to its root (from the stored location).
 
@@ -246,6 +265,8 @@ def _archive_key(meta: dict[str, Any]) -> str:
         ValueError: the location names no archive inside ``operatorai-model-store``.
     """
     storage = meta.get("storage") or {}
+    if not isinstance(storage, dict):
+        raise ValueError(f"its metadata's storage is a {type(storage).__name__}, not an object: {storage!r:.200}")
     for loc in (storage.get("path"), storage.get("prefix")):
         if isinstance(loc, str) and f"{ROOT}/" in loc:
             key = loc.split(f"{ROOT}/", 1)[1]
@@ -366,8 +387,9 @@ def _unpack(archive: BinaryIO, into: str, key: str = "archive",
 
 class _Importer:
     def __init__(self, store: Store, source: ModelstoreSource, progress: Callable[[str], None] | None,
-                 max_expansion: float = MAX_EXPANSION) -> None:
+                 max_expansion: float = MAX_EXPANSION, map_ids: bool = False) -> None:
         self.max_expansion = max_expansion
+        self.map_ids = map_ids
         self.store = store
         self.source = source
         self.ms = ModelStore(store)
@@ -424,6 +446,42 @@ class _Importer:
             except (CasError, OSError, ValueError) as e:
                 yield mid, f"{prefix}/{f}: {e}"
 
+    def _id(self, mid: str) -> str:
+        """The casstore ID of modelstore's ``mid``: itself, or (``map_ids``) its mapped_id if casstore refuses it.
+
+        Raises:
+            InvalidIdError: casstore refuses it and IDs are not mapped.
+        """
+        try:
+            return check_model_id(mid)
+        except InvalidIdError as e:
+            if not self.map_ids:
+                raise InvalidIdError(e.kind, e.name, f"{e.rule}; --map-ids imports it under a casstore "
+                                                     "ID made from it") from None
+            return mapped_id(mid)
+
+    def _todo(self, domain: str, kind: str, mid: str, meta: dict[str, Any] | str) -> tuple[float, str, str,
+                                                                                           dict[str, Any]]:
+        """(created, kind, casstore ID, metadata as modelstore returns it) for one metadata file.
+
+        Raises:
+            ValueError, TypeError, CasError: why the model cannot be imported.
+        """
+        if isinstance(meta, str):
+            raise ValueError(meta)
+        if meta["model"].get("model_id") != mid or meta["model"].get("domain") != domain:
+            raise ValueError(f"its metadata names {meta['model'].get('domain')!r}/"
+                             f"{meta['model'].get('model_id')!r}")
+        cas_id = self._id(mid)
+        created = _created(meta)
+        meta = as_modelstore_returns(meta)
+        if cas_id != mid:  # the ID the model has here, as ModelStore returns it; modelstore's kept beside it
+            meta["model"]["model_id"] = cas_id
+            meta["model"][ORIGINAL_ID] = mid
+            self.report.notes[f"{domain}/{cas_id}"] = (f"modelstore's ID {mid!r} is not a casstore ID: "
+                                                       f"imported as {cas_id}")
+        return created.timestamp(), kind, cas_id, meta
+
     def _domain(self, domain: str, states: set[str]) -> None:
         versions = f"{domain}/versions"
         live = list(self._metas(versions))
@@ -431,44 +489,46 @@ class _Importer:
         todo: list[tuple[float, str, str, dict[str, Any]]] = []  # (created, kind, id, meta)
         for kind, entries in (("live", live), ("deleted", gone)):
             for mid, meta in entries:
-                key = f"{domain}/{mid}"
-                if isinstance(meta, str):
-                    self.report.failed[key] = meta
-                    continue
                 try:
-                    check_model_id(mid)
-                    if meta["model"].get("model_id") != mid or meta["model"].get("domain") != domain:
-                        raise ValueError(f"its metadata names {meta['model'].get('domain')!r}/"
-                                         f"{meta['model'].get('model_id')!r}")
-                    created = _created(meta)
-                except (CasError, ValueError, TypeError) as e:
-                    self.report.failed[key] = f"not imported: {e}"
-                    continue
-                todo.append((created.timestamp(), kind, mid, as_modelstore_returns(meta)))
+                    todo.append(self._todo(domain, kind, mid, meta))
+                except (CasError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+                    self.report.failed[f"{domain}/{mid}"] = e.args[0] if isinstance(meta, str) else f"not imported: {e}"
         # oldest first, so the history tells the story in modelstore's order
         deleted_here = set(self.ms.list_models(domain, DELETED_STATE)) if todo and (
             domain in self.store.list_domains()) else set()
         for _, kind, mid, meta in sorted(todo, key=lambda t: (t[0], t[2])):
             key = f"{domain}/{mid}"
-            if self.store.model_exists(domain, mid) or (kind == "deleted" and mid in deleted_here):
-                self.report.skipped.append(key)
-                continue
-            self.say(f"importing {key}")
             try:
+                if self.store.model_exists(domain, mid):
+                    if kind == "live" or not self._ours(domain, mid, meta):
+                        self.report.skipped.append(key)
+                        continue
+                    # a deleted model's placeholder whose deletion an interrupted run never
+                    # reached (or a model imported live that modelstore deleted since): delete it
+                    self.say(f"deleting {key}")
+                    self.store.delete_model(domain, mid)
+                    self.report.deleted.append(key)
+                    continue
+                if kind == "deleted" and mid in deleted_here:
+                    self.report.skipped.append(key)
+                    continue
+                self.say(f"importing {key}")
                 if kind == "live":
                     self._model(domain, mid, meta)
                     self.report.imported.append(key)
                 else:
                     self._deleted(domain, mid, meta)
                     self.report.deleted.append(key)
-            except (CasError, OSError, ValueError, TypeError, KeyError, tarfile.TarError) as e:
+            except (CasError, OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
+                    tarfile.TarError) as e:
                 self.report.failed[key] = f"{type(e).__name__}: {e}"
         for state in self.source.list(versions)[0]:
             if state == DELETED_STATE:
                 continue
-            for mid, _meta in self._metas(f"{versions}/{state}"):
-                key = f"{domain}/{mid} {state}"
+            for source_id, _meta in self._metas(f"{versions}/{state}"):
+                key = f"{domain}/{source_id} {state}"
                 try:
+                    mid = self._id(source_id)
                     if state not in states:
                         raise ValueError(f"state {state!r} was never created (no model_states/{state}.json)")
                     if not self.store.model_exists(domain, mid):
@@ -478,6 +538,11 @@ class _Importer:
                         self.report.states_set.append(key)
                 except (CasError, OSError, ValueError) as e:
                     self.report.failed[key] = f"state not set: {e}"
+
+    def _ours(self, domain: str, mid: str, meta: dict[str, Any]) -> bool:
+        """Whether the store's model ``domain/mid`` is the one modelstore's metadata ``meta`` describes."""
+        extra = self.store.get_model_info(domain, mid).get("extra_metadata")
+        return isinstance(extra, dict) and extra.get(META_KEY) == meta
 
     def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
         key = _archive_key(meta)
@@ -522,20 +587,23 @@ class _Importer:
 
 def import_modelstore(store: Store, source: str | ModelstoreSource,
                       progress: Callable[[str], None] | None = None, *,
-                      max_expansion: float = MAX_EXPANSION) -> ImportReport:
+                      max_expansion: float = MAX_EXPANSION, map_ids: bool = False) -> ImportReport:
     """Import every domain, model, state and deletion of a modelstore store into ``store``.
 
     ``source`` is a modelstore file-system root (the ``root_directory`` or its
     ``operatorai-model-store``) or ``s3://bucket/<root_prefix>``.  Resumable;
     see the module docstring for what is kept and what is refused.  An archive
     that expands to more than ``max_expansion`` times its compressed size (plus
-    EXPANSION_ALLOWANCE) fails its model, as a decompression bomb.
+    EXPANSION_ALLOWANCE) fails its model, as a decompression bomb.  With
+    ``map_ids``, a model whose modelstore ID casstore refuses is imported under
+    :func:`mapped_id` of it, modelstore's ID kept in its metadata
+    (``meta["model"]["modelstore_model_id"]``); without, it fails, and says so.
 
     Raises:
         FileNotFoundError: no modelstore store at ``source``.
         RemoteError: the bucket cannot be read.
     """
     src = open_source(source) if isinstance(source, str) else source
-    return _Importer(store, src, progress, max_expansion).run()
+    return _Importer(store, src, progress, max_expansion, map_ids).run()
 
 
