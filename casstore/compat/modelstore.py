@@ -24,7 +24,11 @@ first, every write commits to the cache and pushes before returning.  The
 bucket is the source of truth; two machines uploading the same ID race on the
 remote's create-if-absent of the model ref, and exactly one wins.  The loser's
 local copy is deleted (a logged deletion of *its* commit only) and it gets
-ModelExistsException.  See docs/modelstore.md.
+ModelExistsException.  A model in the cache that the bucket does not hold (an
+upload that died, or whose push failed, after its local commit) holds no ID:
+the next upload of the ID replaces it, and if the bucket got another model
+under that ID meanwhile, the next refresh takes the bucket's.  See
+docs/modelstore.md.
 """
 
 from __future__ import annotations
@@ -556,7 +560,10 @@ class ModelStore:
                 framework recognises.
             TypeError: ``extra_metadata`` is not a JSON-serialisable dict.
             ModelExistsException: the ID is taken (on the bucket too, for the
-                cloud flavours: exactly one of several racing uploads wins).
+                cloud flavours: exactly one of several racing uploads wins; a
+                model in the cache that the bucket lacks does not take it).
+            RemoteError: the push failed; the model is in the cache only and
+                the ID is not taken: upload it again.
         """
         if not isinstance(domain, str) or not domain:
             raise InvalidIdError("domain", domain, "must not be empty (please provide a non-empty domain name)")
