@@ -349,6 +349,39 @@ def test_s3_upload_that_never_reached_the_bucket_does_not_claim_the_id(
     assert "d/x was not published" in why and "upload it again" in why  # the failed upload said so
 
 
+def test_s3_upload_killed_between_commit_and_push_does_not_claim_the_id(s3_url: str, tmp_path: Path) -> None:
+    """Issue 21.4, with a kill: a process dies (os._exit) right after its upload's local commit;
+    the next upload of the ID on that machine publishes, and another machine reads it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    (tmp_path / "a.bin").write_bytes(b"A" * 1000)
+    child = f"""
+import os
+from casstore import ModelStore
+ms = ModelStore.from_aws_s3({bucket!r}, root_prefix="team", cache_dir={str(tmp_path / "a")!r})
+commit = ms.store.commit_models
+def commit_then_die(*args, **kwargs):
+    commit(*args, **kwargs)
+    os._exit(9)
+ms.store.commit_models = commit_then_die
+ms.upload("d", "x", model={str(tmp_path / "a.bin")!r})
+"""
+    r = subprocess.run([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": str(REPO)},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 9, r.stderr
+    assert not any("/models/d/x" in k for k in _bucket_keys(bucket))
+    a = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "a"))
+    assert a.store.model_exists("d", "x")  # the killed upload's commit, in the cache only
+    with pytest.warns(UserWarning, match="never reached"):
+        meta = a.upload("d", "x", model=str(tmp_path / "a.bin"))
+    b = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "b"))
+    assert b.get_model_info("d", "x") == meta and b.store.read_file("d", "x", "a.bin") == b"A" * 1000
+
+
 def test_s3_upload_that_never_reached_the_bucket_yields_to_another_machine(
         s3_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 21.4: while A's cut upload of ``x`` sits in A's cache only, B uploads ``x``. The
