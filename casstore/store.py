@@ -99,7 +99,7 @@ from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
 from .util.parallel import default_workers
 from .util.progress import Counter, ProgressFn, default_progress
-from .util.sshsig import Verdict, key_signer, require_policy
+from .util.sshsig import Verdict, key_signer, require_policy, signs_by_default
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -157,17 +157,21 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def init_store(path: str, *, bare_remote: bool = False) -> None:
+def init_store(path: str, *, bare_remote: bool = False, require_signed: str | None = None) -> None:
     """Create a new, empty store at ``path`` (a bare git repository).
 
     ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
     hook that enforces casstore's rules on every push (see remote/hook.py).
+    ``require_signed`` (with ``bare_remote``): an allowed signers file; the hook then
+    refuses pushes of commits no key of it signed.
     """
+    if require_signed is not None and not os.path.isfile(require_signed):
+        raise FileNotFoundError(f"allowed signers file {require_signed}: no such file")
     init_repository(path, served=bare_remote)
     if bare_remote:
         from .remote.hook import install_hook
 
-        install_hook(path)
+        install_hook(path, require_signed)
 
 
 def is_store(path: str) -> bool:
@@ -841,6 +845,13 @@ class Store:
             self._verifier = Verifier(self.repo)
         return self._verifier
 
+    def signing_in_use(self) -> bool:
+        """Whether this store signs or checks signatures (``cas.signCommits``, an allowed
+        signers file, or a ``cas.requireSigned`` policy): front ends then say "unsigned"
+        where a commit has no signature, instead of saying nothing."""
+        return (self.require_signed != "off" or self.verifier().allowed is not None
+                or signs_by_default(self.path))
+
     def signature(self, domain: str, commit: str) -> Verdict:
         """Who signed ``commit`` (a model commit or a history event of ``domain``)."""
         check_domain(domain)
@@ -1150,21 +1161,25 @@ class Store:
         return result
 
     def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
-             theirs: bool = False) -> SyncResult:
+             theirs: bool = False, require_signed: bool | None = None) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
 
         Everything received is verified before any ref moves; a hostile or
         broken remote leaves this store as it was.  Never overwrites a local
         model: a domain with a conflicting ID is left as it was and the ID
         reported; other domains complete.  ``theirs=True`` resolves conflicts
-        by deleting our model (logged) and taking the remote's.
+        by deleting our model (logged) and taking the remote's.  ``require_signed=True``
+        (default: whether the store's ``cas.requireSigned`` is ``refuse``) refuses the pull,
+        changing nothing, unless every new model and history event is signed by a key the
+        allowed signers file allows for its domain (:class:`UnsignedModelError` names the first).
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.sync import pull
 
         remote = default_remote(self.repo) if remote is None else remote
+        strict = self.require_signed == "refuse" if require_signed is None else require_signed
         result = pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
-                      take_theirs=theirs)
+                      take_theirs=theirs, require_signed=self.verifier() if strict else None)
         _log_sync("pull", result)
         return result
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import BinaryIO
 
 from dulwich.objects import Commit, ObjectID
 
+from ..errors import UnsignedModelError
+from ..objects.odb import ObjectDB
 from ..objects.repository import Repository
 from ..util.fsutil import write_new_file
 from ..util.sshsig import UNSIGNED, Verdict, allowed_signers_file, verify
+from .history import parse_event
 
 
 class Verifier:
@@ -53,16 +57,22 @@ class Verifier:
         assert isinstance(c, Commit)
         return self.of(c, domain)
 
-    def of(self, c: Commit, domain: str) -> Verdict:
-        """The verdict on the signature of the commit object ``c`` (already read and verified)."""
+    def of(self, c: Commit, domain: str, *, cache: bool = True) -> Verdict:
+        """The verdict on the signature of the commit object ``c`` (already read and verified).
+
+        ``cache=False``: neither read nor write the verdict cache (objects that are not the
+        store's yet: a refused pull leaves no trace).
+        """
         oid = bytes(c.id)
         if not c.gpgsig:
             return Verdict(UNSIGNED)
         name = hashlib.sha1(oid + b"\0" + self._key.encode() + b"\0" + domain.encode()).hexdigest()
         path = os.path.join(self.cache_dir, name)
-        verdict = _read_cached(path)
+        verdict = _read_cached(path) if cache else None
         if verdict is None:
             verdict = verify(c.raw_without_sig(), c.gpgsig, self.allowed, when=c.commit_time, domain=domain)
+            if not cache:
+                return verdict
             _write_cached(path, verdict)
         self._memo[(oid, domain)] = verdict
         return verdict
@@ -89,3 +99,40 @@ def _write_cached(path: str, verdict: Verdict) -> None:
         write_new_file(path, write)
     except OSError:
         pass
+
+
+def check_received(verifier: Verifier, odb: ObjectDB, domain: str, models: Mapping[str, ObjectID],
+                   history: ObjectID | None, known: Callable[[ObjectID], bool]) -> None:
+    """Refuse what a pull would add to ``domain`` unless an allowed key signed it all.
+
+    ``models``: the remote's model refs of the domain; ``history``: its history tip;
+    ``odb``: where the received objects are (the quarantine); ``known``: whether this
+    store already has an object (what it has was checked when it arrived, or made here).
+    Every new model commit and every new history event must be ``good``.
+
+    Raises:
+        UnsignedModelError: naming the first model or event that is not.
+    """
+    for mid, sha in sorted(models.items()):
+        if known(sha):
+            continue
+        c = odb.read(sha, Commit)
+        assert isinstance(c, Commit)
+        verdict = verifier.of(c, domain, cache=False)
+        if not verdict.ok:
+            raise UnsignedModelError(domain, mid, sha.decode(), verdict.describe())
+    stack = [history] if history is not None else []
+    seen: set[ObjectID] = set()
+    while stack:
+        sha = stack.pop()
+        if sha in seen or known(sha):
+            continue
+        seen.add(sha)
+        c = odb.read(sha, Commit)
+        assert isinstance(c, Commit)
+        verdict = verifier.of(c, domain, cache=False)
+        if not verdict.ok:
+            ev = parse_event(c)
+            raise UnsignedModelError(domain, ev.model_id or "-", sha.decode(),
+                                     f"history event '{ev.event} {ev.model_id}': {verdict.describe()}")
+        stack.extend(c.parents)

@@ -80,8 +80,9 @@ class Verdict:
         return f"BAD signature{key}{why}"
 
     def as_dict(self) -> dict[str, str | None]:
+        """For JSON: the fields, and ``summary``, the line ``describe`` gives."""
         return {"status": self.status, "principal": self.principal, "key": self.fingerprint,
-                "detail": self.detail or None}
+                "detail": self.detail or None, "summary": self.describe()}
 
 
 def _ssh_keygen() -> str:
