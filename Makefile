@@ -53,6 +53,7 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_bucket.py
 	$(PY) benchmarks/bench_open_file.py
+	$(PY) benchmarks/bench_signing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

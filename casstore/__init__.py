@@ -21,10 +21,12 @@ from .errors import (  # noqa: E402
     ModelNotFoundException,
     ModelTooLargeError,
     NotAStoreError,
+    SigningError,
     StateNotFoundException,
     StoreLockedError,
     StoreWriteError,
     UnsafePathError,
+    UnsignedModelError,
 )
 from .store import Store, init_store, open_store  # noqa: E402
 from .version import __version__ as __version__
@@ -47,11 +49,13 @@ __all__ = [
     "ModelTooLargeError",
     "ModelStore",
     "NotAStoreError",
+    "SigningError",
     "StateNotFoundException",
     "Store",
     "StoreLockedError",
     "StoreWriteError",
     "UnsafePathError",
+    "UnsignedModelError",
     "init_store",
     "open",
     "open_store",

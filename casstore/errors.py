@@ -304,3 +304,31 @@ class RemoteError(CasError):
         self.url = url
         self.detail = detail
         super().__init__(f"remote {url}: {detail}")
+
+
+class SigningError(CasError):
+    """A signature could not be made: no ssh-keygen, no signing key, or a key it cannot use."""
+
+
+class UnsignedModelError(CasError):
+    """A model (or a pulled history event) is not signed by a key the allowed signers file
+    allows for its domain, and the policy (``cas.requireSigned refuse``,
+    ``require_signed=True``, ``cas pull --require-signed``) refuses it.
+
+    Attributes:
+        domain, model_id: the model.
+        commit: the commit that is not trusted (hex).
+        verdict: what its signature says (``unsigned``, ``untrusted: ...``, ``BAD ...``).
+    """
+
+    def __init__(self, domain: str, model_id: str, commit: str, verdict: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        self.commit = commit
+        self.verdict = verdict
+        super().__init__(f"model {domain}/{model_id} (commit {commit[:12]}) is not signed by an allowed key: "
+                         f"{verdict}")
+
+
+class UnsignedModelWarning(UserWarning):
+    """Under ``cas.requireSigned warn``: a model read is not signed by an allowed key."""

@@ -58,6 +58,8 @@ from .errors import (
     StateNotFoundException,
     StoreWriteError,
     UnsafePathError,
+    UnsignedModelError,
+    UnsignedModelWarning,
 )
 from .frameworks import Framework, Saved, bundle_params, by_name, entry_executes_code, load_entry, resolve
 from .frameworks.sklearn import with_store_format
@@ -78,6 +80,7 @@ from .model.manifest import decode as decode_manifest
 from .model.openfile import StoredFile
 from .model.readback import iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
+from .model.signatures import Verifier
 from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
@@ -96,6 +99,7 @@ from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
 from .util.parallel import default_workers
 from .util.progress import Counter, ProgressFn, default_progress
+from .util.sshsig import Verdict, key_signer, require_policy, signs_by_default
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -153,17 +157,21 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def init_store(path: str, *, bare_remote: bool = False) -> None:
+def init_store(path: str, *, bare_remote: bool = False, require_signed: str | None = None) -> None:
     """Create a new, empty store at ``path`` (a bare git repository).
 
     ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
     hook that enforces casstore's rules on every push (see remote/hook.py).
+    ``require_signed`` (with ``bare_remote``): an allowed signers file; the hook then
+    refuses pushes of commits no key of it signed.
     """
+    if require_signed is not None and not os.path.isfile(require_signed):
+        raise FileNotFoundError(f"allowed signers file {require_signed}: no such file")
     init_repository(path, served=bare_remote)
     if bare_remote:
         from .remote.hook import install_hook
 
-        install_hook(path)
+        install_hook(path, require_signed)
 
 
 def is_store(path: str) -> bool:
@@ -213,6 +221,10 @@ class Store:
         #: default) or ``"skops"`` (data, loaded with skops' trusted-types check); the store's
         #: ``cas.sklearnFormat`` setting
         self.sklearn_format = get_setting(os.path.join(self.path, "config"), "cas.sklearnFormat") or "joblib"
+        #: what reading a model not signed by an allowed key does: ``"off"``, ``"warn"`` or
+        #: ``"refuse"`` (the store's ``cas.requireSigned``; docs/signing.md)
+        self.require_signed = require_policy(self.path)
+        self._verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
@@ -243,6 +255,7 @@ class Store:
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         extra_metadata: dict[Any, Any] | None = None,
         created: _dt.datetime | None = None,
+        sign: bool | str | None = None,
         **models: Any,
     ) -> dict[str, Any]:
         """Store one or more models, with extra files and metadata, under a new ID.
@@ -257,6 +270,10 @@ class Store:
             created: the model's creation time (timezone-aware; default: now).
                 For imports from other registries, which keep their models'
                 original times; listings order models by it.
+            sign: True signs the model commit and its history event with the configured
+                key (``cas.signingKey``, else git's ``user.signingKey``), a string signs with
+                that key file, False does not sign, None (default) follows ``cas.signCommits``
+                (docs/signing.md).
             **models: the models, by keyword (``model=``, ``explainer=``, ...).
 
         Returns:
@@ -288,7 +305,16 @@ class Store:
         def save(kwarg: str, fw: Framework, obj: Any, directory: str) -> Saved:
             return fw.save(obj, kwarg, directory)
 
-        return self._commit(domain, model_id, plan, save, extra_files, extra_metadata, created)
+        with self._signing(sign):
+            return self._commit(domain, model_id, plan, save, extra_files, extra_metadata, created)
+
+    def _signing(self, sign: bool | str | None) -> AbstractContextManager[None]:
+        """The block's commits signed as ``sign`` asks (see ``commit_models``)."""
+        if sign is None:  # cas.signCommits: a missing key fails here, before anything is written
+            return self.odb.signing(self.repo.configured_signer())
+        if sign is False:
+            return self.odb.signing(None)
+        return self.odb.signing(self.repo.signer() if sign is True else key_signer(str(sign)))
 
     def commit_files(
         self,
@@ -810,6 +836,66 @@ class Store:
         sha, manifest, _ = self._resolve(domain, model_id)
         return self._info(manifest, sha)
 
+    # -- signatures ---------------------------------------------------------
+
+    def verifier(self) -> Verifier:
+        """Checks signatures against the store's allowed signers file (``cas.allowedSigners``,
+        else git's ``gpg.ssh.allowedSignersFile``); it caches verdicts (docs/signing.md)."""
+        if self._verifier is None:
+            self._verifier = Verifier(self.repo)
+        return self._verifier
+
+    def signing_in_use(self) -> bool:
+        """Whether this store signs or checks signatures (``cas.signCommits``, an allowed
+        signers file, or a ``cas.requireSigned`` policy): front ends then say "unsigned"
+        where a commit has no signature, instead of saying nothing."""
+        return (self.require_signed != "off" or self.verifier().allowed is not None
+                or signs_by_default(self.path))
+
+    def signature(self, domain: str, commit: str) -> Verdict:
+        """Who signed ``commit`` (a model commit or a history event of ``domain``)."""
+        check_domain(domain)
+        return self.verifier().commit(commit, domain)
+
+    def verify_model(self, domain: str, model_id: str | None = None) -> dict[str, Any]:
+        """Who signed the model ``model_id`` of ``domain`` (default: every live model) and each
+        event of its history: ``{"models": [{"model_id", "commit", "signature"}], "events":
+        [{"event", "model_id", "history_commit", "time", "signature"}], "ok": bool}``, each
+        signature a dict with ``status`` (good, untrusted, unsigned, bad), ``principal``, ``key``.
+        ``ok`` is True when every one is good.
+        """
+        check_domain(domain)
+        v = self.verifier()
+        ids = [model_id] if model_id is not None else sorted(self.iter_models(domain))
+        verdicts: list[Verdict] = []
+        models = []
+        for mid in ids:
+            sha, _, _ = self._resolve(domain, mid)
+            verdicts.append(v.commit(sha, domain))
+            models.append({"model_id": mid, "commit": sha.decode(), "signature": verdicts[-1].as_dict()})
+        events = []
+        for e in self.log(domain):
+            if model_id is None or e.model_id == model_id:
+                verdicts.append(v.commit(e.history_commit, domain))
+                events.append({"event": e.event, "model_id": e.model_id, "history_commit": e.history_commit,
+                               "time": e.as_dict()["time"], "signature": verdicts[-1].as_dict()})
+        ok = all(x.ok for x in verdicts)
+        return {"domain": domain, "allowed_signers": v.allowed, "models": models, "events": events, "ok": ok}
+
+    def _trusted(self, domain: str, model_id: str | None,
+                 require_signed: bool | None = None) -> tuple[ObjectID, Manifest, Tree]:
+        """``_resolve`` for reading a model's bytes: the signature policy applies first."""
+        sha, manifest, files_tree = self._resolve(domain, model_id)
+        policy = self.require_signed if require_signed is None else ("refuse" if require_signed else "off")
+        if policy != "off":
+            verdict = self.verifier().commit(sha, manifest.domain)
+            if not verdict.ok:
+                err = UnsignedModelError(manifest.domain, manifest.model_id, sha.decode(), verdict.describe())
+                if policy == "refuse":
+                    raise err
+                warnings.warn(str(err), UnsignedModelWarning, stacklevel=3)
+        return sha, manifest, files_tree
+
     @staticmethod
     def _info(m: Manifest, sha: ObjectID) -> dict[str, Any]:
         return {
@@ -845,7 +931,7 @@ class Store:
         return 2 * default_workers() + 2
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
-                 *, files: Sequence[str] | None = None) -> str:
+                 *, files: Sequence[str] | None = None, require_signed: bool | None = None) -> str:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
@@ -854,12 +940,15 @@ class Store:
         replaced; other files in ``local_path`` are left alone (``cas download``
         refuses to replace without ``--force``).  Returns ``local_path``.
 
+        ``require_signed`` as for :meth:`load`.
+
         Raises:
             FileNotFoundError: a name in ``files`` is not a file of the model
                 (nothing is written).
+            UnsignedModelError: the signature policy refuses the model.
         """
         root = os.path.abspath(os.fspath(local_path))
-        sha, manifest, files_tree = self._resolve(domain, model_id)
+        sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
         wanted = {f.path for f in manifest.files} if files is None else set(files)
         unknown = wanted - {f.path for f in manifest.files}
         if unknown:
@@ -877,7 +966,7 @@ class Store:
         return root
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
-             **into: Any) -> Any:
+             require_signed: bool | None = None, **into: Any) -> Any:
         """Load the model(s) committed under ``model_id`` (default: the newest).
 
         Returns the object itself when one model was committed, else a dict keyed
@@ -899,8 +988,13 @@ class Store:
         and the safe alternative.  A library whose major version differs from
         the one the model was saved with gives a warning; a failed load raises
         :class:`FrameworkError` naming both versions.
+
+        ``require_signed=True`` refuses (:class:`UnsignedModelError`) a model whose commit
+        is not signed by a key the allowed signers file allows for its domain; False loads
+        it whatever its signature; None (default) follows the store's ``cas.requireSigned``
+        (off, warn or refuse; docs/signing.md).
         """
-        sha, manifest, files_tree = self._resolve(domain, model_id)
+        sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
         kwargs = {e.kwarg for e in manifest.frameworks}
         for k in into:
             if k not in kwargs:
@@ -981,7 +1075,7 @@ class Store:
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""
-        sha, manifest, files_tree = self._resolve(domain, model_id)
+        sha, manifest, files_tree = self._trusted(domain, model_id)
         for i, f in enumerate(manifest.files):
             if f.path == path:
                 with self._pool() as pool:
@@ -1067,21 +1161,25 @@ class Store:
         return result
 
     def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
-             theirs: bool = False) -> SyncResult:
+             theirs: bool = False, require_signed: bool | None = None) -> SyncResult:
         """Fetch models and histories from ``remote`` and merge them in.
 
         Everything received is verified before any ref moves; a hostile or
         broken remote leaves this store as it was.  Never overwrites a local
         model: a domain with a conflicting ID is left as it was and the ID
         reported; other domains complete.  ``theirs=True`` resolves conflicts
-        by deleting our model (logged) and taking the remote's.
+        by deleting our model (logged) and taking the remote's.  ``require_signed=True``
+        (default: whether the store's ``cas.requireSigned`` is ``refuse``) refuses the pull,
+        changing nothing, unless every new model and history event is signed by a key the
+        allowed signers file allows for its domain (:class:`UnsignedModelError` names the first).
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.sync import pull
 
         remote = default_remote(self.repo) if remote is None else remote
+        strict = self.require_signed == "refuse" if require_signed is None else require_signed
         result = pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
-                      take_theirs=theirs)
+                      take_theirs=theirs, require_signed=self.verifier() if strict else None)
         _log_sync("pull", result)
         return result
 
@@ -1105,8 +1203,9 @@ class Store:
         Raises:
             ModelNotFoundException, InvalidIdError; FileNotFoundError when the
             model has no file called ``path`` (matched exactly, never opened as a path).
+            UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._resolve(domain, model_id)
+        _, manifest, files_tree = self._trusted(domain, model_id)
         for i, f in enumerate(manifest.files):
             if f.path == path:
                 oids = file_oids(self.repo, files_tree, manifest, i)
@@ -1127,8 +1226,9 @@ class Store:
             ModelNotFoundException, InvalidIdError; FileNotFoundError when the
             model has no file called ``path`` (matched exactly, never opened as a path).
             CorruptObjectError: on a read, naming the chunk blob or file that is wrong.
+            UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._resolve(domain, model_id)
+        _, manifest, files_tree = self._trusted(domain, model_id)
         for i, f in enumerate(manifest.files):
             if f.path == path:
                 self.odb.index.refresh()  # packs may have been merged by another process

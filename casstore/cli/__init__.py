@@ -36,7 +36,8 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config")
+PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config",
+                             "verify")
 
 
 def _common() -> argparse.ArgumentParser:
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bare", action="store_true",
                    help="a store others push to: install the hook that protects existing models "
                         "(on an existing plain git repository: install just the hook)")
+    p.add_argument("--require-signed", metavar="FILE",
+                   help="with --bare: the hook also refuses commits not signed by a key of FILE "
+                        "(git's allowed signers format; docs/signing.md)")
 
     p = add_command(sub, "remote", "named remotes: add, ls, rm, set-url, rename", "cas remote add origin ssh://host/srv/models.git",
              commands.remote)
@@ -123,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "pull":
             p.add_argument("--theirs", action="store_true",
                            help="resolve conflicts: delete our model under each conflicting ID, take theirs")
+            p.add_argument("--require-signed", action="store_true", default=None,
+                           help="refuse the pull (changing nothing) unless every new model and event is signed "
+                                "by an allowed key (default: when cas.requireSigned is refuse)")
 
     p = add_command(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
     p.add_argument("domain")
@@ -156,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra file or directory (repeatable)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="metadata; VALUE is parsed as JSON when it can be (repeatable)")
+    p.add_argument("--sign", action="store_true", default=None,
+                   help="sign the commit with cas.signingKey (default: cas.signCommits)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "download", "write every file of a model into a directory",

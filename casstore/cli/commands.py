@@ -85,15 +85,17 @@ def init(args: argparse.Namespace) -> int:
     if is_store(path):
         print(f"store already exists at {path}")
         return 0
+    if args.require_signed is not None and not args.bare:
+        raise ValueError("--require-signed FILE is for a store others push to: use it with --bare")
     if args.bare and _plain_git_repo(path):
         # a remote made with `git init --bare`: give it what `cas init --bare` would have
         from ..remote.hook import install_hook
 
-        install_hook(path)
+        install_hook(path, args.require_signed)
         subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
         print(f"installed the model-protecting hook in the git repository at {path}")
         return 0
-    init_store(path, bare_remote=args.bare)
+    init_store(path, bare_remote=args.bare, require_signed=args.require_signed)
     kind = "bare remote store (with the model-protecting hook)" if args.bare else "store"
     print(f"initialised empty {kind} at {path}")
     return 0
@@ -152,7 +154,8 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
                 warnings.warn(f"{result.url} has no casstore hook: plain git clients can overwrite or delete "
                               f"models there; install it with `cas init --bare {result.url}`", stacklevel=1)
         else:
-            result = store.pull(args.remote, args.domains or None, theirs=args.theirs)
+            result = store.pull(args.remote, args.domains or None, theirs=args.theirs,
+                                require_signed=args.require_signed)
     if args.json:
         print_json(result.as_dict())
     else:
@@ -190,8 +193,10 @@ def log(args: argparse.Namespace) -> int:
         events = iter_log(store.odb, head)
         if args.max_count is not None:
             events = islice(events, max(args.max_count, 0))
+        signing = store.signing_in_use()
         if args.json:
-            print_json([e.as_dict() for e in events])
+            print_json([{**e.as_dict(), "signature": store.signature(args.domain, e.history_commit).as_dict()}
+                        for e in events])
             return 0
         with pager(not args.no_pager) as out:
             color = use_color(sys.stdout)
@@ -208,6 +213,9 @@ def log(args: argparse.Namespace) -> int:
                 out.write(f"Model:   {e.model_commit}\n")
                 out.write(f"Author:  {e.author}\n")
                 out.write(f"Date:    {_when(e.time)}\n")
+                verdict = store.signature(args.domain, e.history_commit)
+                if signing or verdict.status != "unsigned":
+                    out.write(f"Signed:  {verdict.describe()}\n")
                 if e.frameworks or e.summary:
                     out.write("\n")
                 if e.frameworks:
@@ -242,6 +250,9 @@ def show(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
         info = store.get_model_info(args.domain, args.model_id)
         info["states"] = store.get_model_states(args.domain, args.model_id)
+        verdict = store.signature(info["domain"], info["commit"])
+        info["signature"] = verdict.as_dict()
+        signing = store.signing_in_use()
     if args.json:
         print_json(info)
         return 0
@@ -250,6 +261,8 @@ def show(args: argparse.Namespace) -> int:
     print(f"Commit:  {info['commit']}")
     print(f"Author:  {info['author']}")
     print(f"Created: {info['created']}")
+    if signing or verdict.status != "unsigned":
+        print(f"Signed:  {verdict.describe()}")
     if info["states"]:
         print(f"States:  {', '.join(info['states'])}")
     print("\nFrameworks:")
@@ -298,7 +311,8 @@ def commit(args: argparse.Namespace) -> int:
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, write=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
-                                   extra_files=args.extra or None, extra_metadata=meta or None)
+                                   extra_files=args.extra or None, extra_metadata=meta or None,
+                                   sign=args.sign)
     if args.json:
         print_json(info)
     else:

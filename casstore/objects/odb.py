@@ -16,7 +16,9 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Commit, ObjectID, ShaFile
@@ -29,6 +31,11 @@ from .chunkindex import ChunkIndex, ChunkLocation, VerifiedFiles, stat_key
 from .codec import decode_many
 from .packidx import check_idx
 from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
+
+#: turns a commit's bytes into the armored signature for its ``gpgsig`` header
+Signer = Callable[[bytes], bytes]
+#: this thread's signer for new commits, if one was chosen with ``ObjectDB.signing``
+_SIGNER: ContextVar[tuple[Signer | None] | None] = ContextVar("casstore_signer", default=None)
 
 
 def object_id(type_num: int, raw: bytes) -> bytes:
@@ -111,6 +118,10 @@ class ObjectDB:
         self.index.refresh()
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: returns the signer for new commits (None: unsigned) when ``signing`` chose none:
+        #: the store's ``cas.signCommits`` setting; asked at each commit, so a missing key
+        #: fails the write that needs it, not the opening of the store
+        self.default_signer: Callable[[], Signer | None] = lambda: None
         # Close packs at exit even if nobody calls close(): dulwich warns otherwise.
         self._finalizer = weakref.finalize(self, _close_all, self.store, self._fds)
 
@@ -207,7 +218,21 @@ class ObjectDB:
         c.author_time = c.commit_time = int(time.time()) if when is None else when
         c.author_timezone = c.commit_timezone = 0
         c.message = message
+        chosen = _SIGNER.get()
+        signer = chosen[0] if chosen is not None else self.default_signer()
+        if signer is not None:
+            # git's SSH signing: the signature covers the commit without its gpgsig header
+            c.gpgsig = signer(c.as_raw_string())
         return self.write_loose(c)
+
+    @contextmanager
+    def signing(self, signer: Signer | None) -> Iterator[None]:
+        """Sign (or, with None, do not sign) the commits this thread writes in the block."""
+        token = _SIGNER.set((signer,))
+        try:
+            yield
+        finally:
+            _SIGNER.reset(token)
 
     # -- chunks -----------------------------------------------------------
 

@@ -28,9 +28,10 @@ from contextlib import contextmanager
 from dulwich.config import ConfigFile
 from dulwich.repo import Repo
 
-from ..errors import NotAStoreError
+from ..errors import NotAStoreError, SigningError
 from ..util.locking import WaitFn, store_lock
-from .odb import ObjectDB
+from ..util.sshsig import key_signer, signing_key, signs_by_default
+from .odb import ObjectDB, Signer
 from .refs import Refs
 
 FORMAT_VERSION = 1
@@ -128,6 +129,7 @@ class Repository:
         for d in _CAS_DIRS:
             os.makedirs(os.path.join(self.path, d), exist_ok=True)
         self.odb = ObjectDB(self.path)
+        self.odb.default_signer = self.configured_signer
         self.refs = Refs(self.path)
         #: the store lock: writers hold it shared, gc exclusive
         self.lockfile = os.path.join(self.path, "cas", "gc.lock")
@@ -143,6 +145,28 @@ class Repository:
         """Hold the store lock: shared for writers, exclusive for gc (see util/locking.py)."""
         with store_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
             yield
+
+    def configured_signer(self) -> Signer | None:
+        """The signer ``cas.signCommits`` asks for (None when it is off).
+
+        Raises:
+            SigningError: signing is on but no key is configured.
+        """
+        if not signs_by_default(self.path):
+            return None
+        return self.signer()
+
+    def signer(self) -> Signer:
+        """A signer with the configured key (``cas.signingKey``, else git's ``user.signingKey``).
+
+        Raises:
+            SigningError: no key is configured.
+        """
+        key = signing_key(self.path)
+        if key is None:
+            raise SigningError("signing needs a key: `cas config cas.signingKey ~/.ssh/id_ed25519` "
+                               "(or git's user.signingKey)")
+        return key_signer(key)
 
     def close(self) -> None:
         self.odb.close()

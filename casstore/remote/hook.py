@@ -237,6 +237,24 @@ $jobs
 END_OF_JOBS
 models=$(printf '%s\n' "$jobs" | awk '$4 == "model" { print $1, $2, $3, $5, $6 }')
 [ -z "$models" ] || check_models
+
+# Signatures (`cas init --bare --require-signed FILE`): every commit this push brings under
+# refs/cas/ (models, history events, state lists) must verify, as `git verify-commit` does,
+# against the allowed signers file in cas.hookAllowedSigners.
+signers=$(git config cas.hookAllowedSigners)
+if [ -n "$signers" ]; then
+    tips=$(printf '%s\n' "$updates" | awk 'substr($3, 1, 9) == "refs/cas/" && $2 ~ /[^0]/ { print $2, $3 }')
+    while read -r new ref <&4; do
+        [ -n "$ref" ] || continue
+        for c in $(git rev-list "$new" --not --all); do
+            git -c gpg.ssh.allowedSignersFile="$signers" verify-commit "$c" >/dev/null 2>&1 ||
+                refuse "$ref" "commit $c is not signed by a key of the allowed signers file $signers \
+(the remote requires signed commits: \`cas config cas.signCommits true\`, docs/signing.md)"
+        done
+    done 4<<END_OF_TIPS
+$tips
+END_OF_TIPS
+fi
 exit $fail
 """
 
@@ -281,11 +299,17 @@ def explain_rejection(ref: str, reason: str, messages: dict[str, list[str]]) -> 
     return f"{reason}: the server's casstore hook refused the whole push because of {', '.join(sorted(messages))}"
 
 
-def install_hook(path: str) -> None:
-    """Make the repository at ``path`` a shared remote: the hook, and no non-fast-forwards."""
+def install_hook(path: str, allowed_signers: str | None = None) -> None:
+    """Make the repository at ``path`` a shared remote: the hook, and no non-fast-forwards.
+
+    ``allowed_signers``: also refuse pushes of commits not signed by a key of this file
+    (git's allowed signers format; the hook reads it at each push).
+    """
     cfg_path = os.path.join(path, "config")
     cfg = ConfigFile.from_path(cfg_path)
     cfg.set((b"receive",), b"denyNonFastForwards", b"true")
+    if allowed_signers is not None:
+        cfg.set((b"cas",), b"hookAllowedSigners", os.path.abspath(allowed_signers).encode())
     cfg.write_to_path(cfg_path)
     hook = os.path.join(path, "hooks", "pre-receive")
     os.makedirs(os.path.dirname(hook), exist_ok=True)

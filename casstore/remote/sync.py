@@ -27,6 +27,7 @@ from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, RemoteError
 from ..model.history import DomainIndex, read_index, record_delete
+from ..model.signatures import Verifier, check_received
 from ..model.states import STATES_REF, states_at, write_states
 from ..model.writer import domain_writer, states_writer
 from ..objects.odb import ObjectDB
@@ -312,14 +313,17 @@ def _copy_in(repo: Repository, quarantine: Quarantine, path: str, wants: list[Ob
 
 
 def pull(repo: Repository, url: str, domains: list[str] | None = None,
-         progress: ProgressFn | None = None, take_theirs: bool = False) -> SyncResult:
+         progress: ProgressFn | None = None, take_theirs: bool = False,
+         require_signed: Verifier | None = None) -> SyncResult:
     """Fetch models and histories from ``url`` and merge them into this store.
 
     Everything received is verified before any ref moves.  A domain with a
     conflict (the same ID, different model commits, neither deleted by the other
     side) is left exactly as it was and reported in ``conflicts``; other domains
     complete.  ``take_theirs`` resolves conflicts by deleting our model (recorded
-    in the history) and taking the remote's.
+    in the history) and taking the remote's.  ``require_signed``: every new model commit
+    and history event must be signed by a key it allows, else UnsignedModelError and
+    nothing changes.
     """
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
@@ -383,6 +387,11 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                     quarantine.verify_history(remote.histories[domain])
             if remote.states is not None and not odb.contains(remote.states):
                 quarantine.verify_states(remote.states)
+            if require_signed is not None:
+                for domain in sorted(remote.domains()):
+                    if selected is None or domain in selected:
+                        check_received(require_signed, quarantine.odb, domain, remote.models.get(domain, {}),
+                                       remote.histories.get(domain), odb.contains)
             quarantine.publish()
         finally:
             quarantine.close()

@@ -24,6 +24,12 @@ SETTINGS: dict[str, str] = {
     "cas.defaultRemote": "the remote push and pull use when none is named (default origin)",
     "cas.loadCacheLimit": "bound of the load cache, e.g. 4g, 512m (default 4g)",
     "cas.sklearnFormat": "joblib or skops: how commit_models stores a plain scikit-learn estimator (default joblib)",
+    "cas.signCommits": "true or false: sign every commit and history event with cas.signingKey (default false)",
+    "cas.signingKey": "the SSH key that signs (a private key file, or a .pub whose key is in ssh-agent); "
+                      "else git's user.signingKey",
+    "cas.allowedSigners": "git's allowed signers file that verification trusts; else git's gpg.ssh.allowedSignersFile",
+    "cas.requireSigned": "off, warn or refuse: what load, download and serve do with a model not signed "
+                         "by an allowed key (default off)",
     "user.name": "the author's name recorded in commits (else git's user.name)",
     "user.email": "the author's email recorded in commits (else git's user.email)",
 }
@@ -53,8 +59,10 @@ def parse_bool(text: str, key: str) -> bool:
 
 def check_value(key: str, value: str) -> None:
     """Refuse a value the setting cannot take, before it is written."""
-    if key == "cas.allowPickle":
+    if key in ("cas.allowPickle", "cas.signCommits"):
         parse_bool(value, key)
+    elif key == "cas.requireSigned" and value not in ("off", "warn", "refuse"):
+        raise ConfigKeyError(key, f"{value!r} is not one of off, warn, refuse")
     elif key == "cas.loadCacheLimit":
         t = value.strip().lower()
         if not (t[:-1] if t[-1:] in ("k", "m", "g", "t") else t).isdigit():
