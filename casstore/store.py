@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import msgpack
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -83,7 +83,7 @@ from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
 from .objects.refs import domain_ref, model_ref
-from .objects.repository import Repository, init_repository, is_repository
+from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
@@ -144,6 +144,8 @@ def missing_store_error(path: str, source: str) -> NotAStoreError:
         detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
         if env != source and not os.path.isabs(env):
             detail += ", or make $CAS_STORE absolute to use one store from every directory"
+    elif is_git_copy_of_store(path):
+        detail = GIT_COPY_HINT.format(path=path)
     else:
         detail = f"no casstore config (store chosen by {source})"
     return NotAStoreError(path, detail)
@@ -164,6 +166,43 @@ def init_store(path: str, *, bare_remote: bool = False) -> None:
         from .remote.hook import install_hook
 
         install_hook(path)
+
+
+def clone_store(url: str, path: str | os.PathLike[str], *,
+                progress: ProgressFn | None | Literal["default"] = "default") -> tuple[Store, SyncResult]:
+    """A new store at ``path`` holding everything at ``url``: ``cas init``, ``cas remote add
+    origin URL`` and ``cas pull``, as ``git clone`` does.  ``path`` must be missing or an
+    empty directory; if anything fails, it is left as it was (missing, or empty).
+    ``progress``: the pull's progress (default: the store's, bars on a terminal).
+
+    Returns the open store and the pull's result.
+    """
+    from .remote.config import add_remote, check_url
+
+    check_url(url)
+    root = os.path.abspath(os.fspath(path))
+    existed = os.path.isdir(root)
+    if os.path.exists(root) and not (existed and not os.listdir(root)):
+        raise NotAStoreError(root, "already exists and is not an empty directory: clone into a new one")
+    try:
+        init_store(root)
+        store = Store(root)
+        if progress != "default":
+            store.progress = progress
+        try:
+            add_remote(store.repo, "origin", url)
+            result = store.pull("origin")
+        except BaseException:
+            store.close()
+            raise
+    except BaseException:
+        for entry in os.listdir(root) if os.path.isdir(root) else []:
+            full = os.path.join(root, entry)
+            shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+        if not existed and os.path.isdir(root):
+            os.rmdir(root)
+        raise
+    return store, result
 
 
 def is_store(path: str) -> bool:
