@@ -34,7 +34,6 @@ import logging
 import os
 import platform
 import shutil
-import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -90,7 +89,7 @@ from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
 from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from .ops.loadcache import LoadCache, parse_size
 from .util.config import get_setting, parse_bool
-from .util.fsutil import check_relpath
+from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
 from .util.identity import author
 from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
@@ -1217,15 +1216,15 @@ def _extra_sources(
         p = os.fspath(item)
         if not os.path.exists(p):
             if os.path.lexists(p):
-                raise ExtraFileError(p, _NOWHERE)
+                raise ExtraFileError(p, NOWHERE)
             raise FileNotFoundError(f"extra file {p!r} does not exist")
         base = os.path.basename(os.path.abspath(p))
         if not base:
             raise ExtraFileError(p, "has no name to store it under (the root directory)")
         if os.path.isdir(p):
-            out.extend(_walk_extra_dir(p, base, {os.path.realpath(p)}))
+            out.extend(walk_files(p, base, ExtraFileError))
         else:
-            _check_regular(p)
+            check_regular(p, ExtraFileError)
             out.append((base, p))
     for name, local in out:
         try:
@@ -1233,42 +1232,6 @@ def _extra_sources(
         except UnsafePathError as e:
             raise ExtraFileError(local, f"cannot be stored under the name {name!r}: {e.rule}") from None
     return out
-
-
-_NOWHERE = "is a symbolic link that leads nowhere (dangling, or a loop)"
-
-
-def _walk_extra_dir(path: str, name: str, ancestors: set[str]) -> list[tuple[str, str]]:
-    """The files under directory ``path``, named ``name/...``, sorted; follows symlinks."""
-    out: list[tuple[str, str]] = []
-    with os.scandir(path) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        full = os.path.join(path, e.name)
-        try:
-            is_dir = e.is_dir()  # follows symlinks
-        except OSError as err:
-            raise ExtraFileError(full, f"cannot be read: {err.strerror}") from None
-        if is_dir:
-            real = os.path.realpath(full)
-            if real in ancestors:
-                raise ExtraFileError(full, f"is a symlink loop (it leads back to {real!r})")
-            out.extend(_walk_extra_dir(full, f"{name}/{e.name}", ancestors | {real}))
-        elif not os.path.exists(full):
-            raise ExtraFileError(full, _NOWHERE)
-        else:
-            _check_regular(full)
-            out.append((f"{name}/{e.name}", full))
-    return out
-
-
-def _check_regular(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as err:  # ELOOP: a symlink to itself
-        raise ExtraFileError(path, f"cannot be read: {err.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ExtraFileError(path, "is not a regular file")
 
 
 def _snapshot_unsized(local: str, work: str) -> str:
