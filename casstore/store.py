@@ -34,13 +34,12 @@ import logging
 import os
 import platform
 import shutil
-import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import msgpack
 from dulwich.objects import Blob, Commit, ObjectID, Tree
@@ -86,14 +85,14 @@ from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
 from .objects.refs import domain_ref, model_ref
-from .objects.repository import Repository, init_repository, is_repository
+from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
 from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from .ops.loadcache import LoadCache, parse_size
 from .util.config import get_setting, parse_bool
-from .util.fsutil import check_relpath
+from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
 from .util.identity import author
 from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
@@ -148,6 +147,8 @@ def missing_store_error(path: str, source: str) -> NotAStoreError:
         detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
         if env != source and not os.path.isabs(env):
             detail += ", or make $CAS_STORE absolute to use one store from every directory"
+    elif is_git_copy_of_store(path):
+        detail = GIT_COPY_HINT.format(path=path)
     else:
         detail = f"no casstore config (store chosen by {source})"
     return NotAStoreError(path, detail)
@@ -172,6 +173,43 @@ def init_store(path: str, *, bare_remote: bool = False, require_signed: str | No
         from .remote.hook import install_hook
 
         install_hook(path, require_signed)
+
+
+def clone_store(url: str, path: str | os.PathLike[str], *,
+                progress: ProgressFn | None | Literal["default"] = "default") -> tuple[Store, SyncResult]:
+    """A new store at ``path`` holding everything at ``url``: ``cas init``, ``cas remote add
+    origin URL`` and ``cas pull``, as ``git clone`` does.  ``path`` must be missing or an
+    empty directory; if anything fails, it is left as it was (missing, or empty).
+    ``progress``: the pull's progress (default: the store's, bars on a terminal).
+
+    Returns the open store and the pull's result.
+    """
+    from .remote.config import add_remote, check_url
+
+    check_url(url)
+    root = os.path.abspath(os.fspath(path))
+    existed = os.path.isdir(root)
+    if os.path.exists(root) and not (existed and not os.listdir(root)):
+        raise NotAStoreError(root, "already exists and is not an empty directory: clone into a new one")
+    try:
+        init_store(root)
+        store = Store(root)
+        if progress != "default":
+            store.progress = progress
+        try:
+            add_remote(store.repo, "origin", url)
+            result = store.pull("origin")
+        except BaseException:
+            store.close()
+            raise
+    except BaseException:
+        for entry in os.listdir(root) if os.path.isdir(root) else []:
+            full = os.path.join(root, entry)
+            shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.unlink(full)
+        if not existed and os.path.isdir(root):
+            os.rmdir(root)
+        raise
+    return store, result
 
 
 def is_store(path: str) -> bool:
@@ -1278,15 +1316,15 @@ def _extra_sources(
         p = os.fspath(item)
         if not os.path.exists(p):
             if os.path.lexists(p):
-                raise ExtraFileError(p, _NOWHERE)
+                raise ExtraFileError(p, NOWHERE)
             raise FileNotFoundError(f"extra file {p!r} does not exist")
         base = os.path.basename(os.path.abspath(p))
         if not base:
             raise ExtraFileError(p, "has no name to store it under (the root directory)")
         if os.path.isdir(p):
-            out.extend(_walk_extra_dir(p, base, {os.path.realpath(p)}))
+            out.extend(walk_files(p, base, ExtraFileError))
         else:
-            _check_regular(p)
+            check_regular(p, ExtraFileError)
             out.append((base, p))
     for name, local in out:
         try:
@@ -1294,42 +1332,6 @@ def _extra_sources(
         except UnsafePathError as e:
             raise ExtraFileError(local, f"cannot be stored under the name {name!r}: {e.rule}") from None
     return out
-
-
-_NOWHERE = "is a symbolic link that leads nowhere (dangling, or a loop)"
-
-
-def _walk_extra_dir(path: str, name: str, ancestors: set[str]) -> list[tuple[str, str]]:
-    """The files under directory ``path``, named ``name/...``, sorted; follows symlinks."""
-    out: list[tuple[str, str]] = []
-    with os.scandir(path) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        full = os.path.join(path, e.name)
-        try:
-            is_dir = e.is_dir()  # follows symlinks
-        except OSError as err:
-            raise ExtraFileError(full, f"cannot be read: {err.strerror}") from None
-        if is_dir:
-            real = os.path.realpath(full)
-            if real in ancestors:
-                raise ExtraFileError(full, f"is a symlink loop (it leads back to {real!r})")
-            out.extend(_walk_extra_dir(full, f"{name}/{e.name}", ancestors | {real}))
-        elif not os.path.exists(full):
-            raise ExtraFileError(full, _NOWHERE)
-        else:
-            _check_regular(full)
-            out.append((f"{name}/{e.name}", full))
-    return out
-
-
-def _check_regular(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as err:  # ELOOP: a symlink to itself
-        raise ExtraFileError(path, f"cannot be read: {err.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ExtraFileError(path, "is not a regular file")
 
 
 def _snapshot_unsized(local: str, work: str) -> str:

@@ -271,7 +271,12 @@ def test_errors_in_cli_words(cli_store: Path, model_file: Path, tmp_path: Path) 
     assert "`cas state create nosuchstate`" in r.stderr and "create_model_state" not in r.stderr
     (tmp_path / "v2").mkdir()
     r = cas("commit", "d", str(tmp_path / "v2"), store=cli_store, check=2)
-    assert "--extra" in r.stderr and "extra_files" not in r.stderr
+    assert "is an empty directory: nothing to store" in r.stderr
+    # a directory with files is a model directory (a SavedModel, a checkpoint), structure kept
+    (tmp_path / "v2" / "sub").mkdir()
+    (tmp_path / "v2" / "sub" / "w.bin").write_bytes(b"w")
+    cas("commit", "d", str(tmp_path / "v2"), "--id", "v2", store=cli_store)
+    assert "v2/sub/w.bin" in cas("show", "d", "v2", store=cli_store).stdout
     r = cas("download", "d", "v1", str(model_file), store=cli_store, check=2)
     assert "is a file, not a directory" in r.stderr and "Errno" not in r.stderr
     # the Python API keeps its own words

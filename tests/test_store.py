@@ -179,8 +179,42 @@ def test_model_file_framework(store: casstore.Store, tmp_path: Path) -> None:
     assert Path(path).read_bytes() == payload
     with pytest.raises(FileNotFoundError, match="no such file"):
         store.commit_models("d", model=str(tmp_path / "missing.onnx"))
-    with pytest.raises(IsADirectoryError):
-        store.commit_models("d", model=str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(casstore.FrameworkError, match="empty directory"):
+        store.commit_models("d", model=str(tmp_path / "empty"))
+
+
+def test_a_directory_as_a_model_keeps_its_structure(store: casstore.Store, tmp_path: Path) -> None:
+    """A SavedModel or checkpoint directory is one model-file entry; load gives the directory back."""
+    src = tmp_path / "export" / "saved_model"
+    (src / "variables").mkdir(parents=True)
+    files = {"saved_model.pb": os.urandom(20_000), "variables/variables.index": b"index",
+             "variables/variables.data-00000-of-00001": os.urandom(150_000), "fingerprint.pb": b"fp"}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    meta = store.commit_models("d", model=str(src), model_id="dir")
+    entry = meta["frameworks"]["model"]
+    assert (entry["framework"], entry["class"], entry["executes_code"]) == ("model_file", "directory", False)
+    assert sorted(entry["files"]) == sorted(f"saved_model/{n}" for n in files)
+    loaded = Path(store.load("d", "dir"))
+    assert loaded.name == "saved_model" and loaded.is_dir()
+    got = {str(p.relative_to(loaded)): p.read_bytes() for p in loaded.rglob("*") if p.is_file()}
+    assert got == files
+    assert Path(store.load("d", "dir")) == loaded  # the cache entry is reused
+    # a list mixing a directory and a file keeps the directory's structure too
+    (tmp_path / "tokenizer.json").write_text("{}")
+    meta = store.commit_models("d", model=[str(src), str(tmp_path / "tokenizer.json")], model_id="mixed")
+    assert "saved_model/variables/variables.index" in meta["frameworks"]["model"]["files"]
+    paths = store.load("d", "mixed")
+    root = os.path.commonpath(paths)
+    assert sorted(os.path.relpath(p, root) for p in paths) == sorted(
+        [f"saved_model/{n}" for n in files] + ["tokenizer.json"])
+    assert Path(root, "saved_model", "variables", "variables.index").read_bytes() == b"index"
+    # a name that two entries would share is refused, naming it
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(casstore.FrameworkError, match="saved_model.pb"):
+        store.commit_models("d", model=[str(src / "saved_model.pb"), str(tmp_path / "other" / "saved_model.pb")])
 
 
 def test_load_without_id_gives_newest(store: casstore.Store, iris_model: object, forest: tuple) -> None:

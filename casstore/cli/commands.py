@@ -304,10 +304,6 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
 
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
-    for f in args.files:
-        if os.path.isdir(f):  # the API's advice (extra_files=) is not what a shell user types
-            raise IsADirectoryError(f"{f} is a directory: model FILEs are files; "
-                                    f"commit a directory with --extra {f}")
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, write=True) as store:
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,

@@ -103,6 +103,25 @@ def is_repository(path: str) -> bool:
         return False
 
 
+def is_git_copy_of_store(path: str) -> bool:
+    """Whether ``path`` is a git repository holding casstore refs but no casstore config: a
+    ``git clone --mirror`` (or a plain copy made with git) of a store."""
+    if not os.path.isdir(os.path.join(path, "objects")) or is_repository(path):
+        return False
+    if os.path.isdir(os.path.join(path, "refs", "cas")):
+        return True
+    try:
+        with open(os.path.join(path, "packed-refs"), "rb") as f:
+            return any(b" refs/cas/" in line for line in f)
+    except OSError:
+        return False
+
+
+#: what to do with a git copy of a store
+GIT_COPY_HINT = ("a git copy of a casstore store (git clone --mirror), not a store: its chunk indexes and "
+                 "settings do not travel with git; make a store from it with `cas clone {path} DIR`")
+
+
 class Repository:
     """An open casstore repository.  Safe to share between threads and processes.
 
@@ -115,6 +134,8 @@ class Repository:
         self.path = os.path.abspath(path)
         if not os.path.isdir(self.path):
             raise NotAStoreError(self.path, "no such directory")
+        if is_git_copy_of_store(self.path):
+            raise NotAStoreError(self.path, GIT_COPY_HINT.format(path=self.path))
         if not is_repository(self.path):
             raise NotAStoreError(self.path, "no casstore config (create one with `cas init`)")
         #: the store's git config as read when it was opened

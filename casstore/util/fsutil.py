@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -147,3 +148,53 @@ def safe_target(root: str, relpath: str) -> str:
     if os.path.commonpath([root, target]) != root:
         raise UnsafePathError(relpath, "escapes the target directory")
     return target
+
+
+#: ``fail(path, detail)``: the exception to raise for a file that cannot be stored
+Failure = Callable[[str, str], Exception]
+
+NOWHERE = "is a symbolic link that leads nowhere (dangling, or a loop)"
+
+
+def walk_files(path: str, name: str, fail: Failure) -> list[tuple[str, str]]:
+    """(stored name, local path) of every file under the directory ``path``, named
+    ``name/...``, sorted.  Symbolic links are followed, to files and to directories alike,
+    as ``cp -rL`` does; a link that leads back into a directory being walked is a loop.
+
+    Raises (through ``fail``): a symlink loop, a dangling link, an unreadable entry, or
+    something that is not a regular file.
+    """
+    return _walk(path, name, {os.path.realpath(path)}, fail)
+
+
+def _walk(path: str, name: str, ancestors: set[str], fail: Failure) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    with os.scandir(path) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        full = os.path.join(path, e.name)
+        try:
+            is_dir = e.is_dir()  # follows symlinks
+        except OSError as err:
+            raise fail(full, f"cannot be read: {err.strerror}") from None
+        if is_dir:
+            real = os.path.realpath(full)
+            if real in ancestors:
+                raise fail(full, f"is a symlink loop (it leads back to {real!r})")
+            out.extend(_walk(full, f"{name}/{e.name}", ancestors | {real}, fail))
+        elif not os.path.exists(full):
+            raise fail(full, NOWHERE)
+        else:
+            check_regular(full, fail)
+            out.append((f"{name}/{e.name}", full))
+    return out
+
+
+def check_regular(path: str, fail: Failure) -> None:
+    """Raise ``fail(path, ...)`` unless ``path`` is (a link to) a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:  # ELOOP: a symlink to itself
+        raise fail(path, f"cannot be read: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise fail(path, "is not a regular file")
