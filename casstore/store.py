@@ -54,6 +54,7 @@ from .errors import (
     ModelNotFoundException,
     NotAStoreError,
     PickleRefusedError,
+    SigningError,
     StateNotFoundException,
     StoreWriteError,
     UnsafePathError,
@@ -98,7 +99,7 @@ from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_state, new_model_id
 from .util.parallel import default_workers
 from .util.progress import Counter, ProgressFn, default_progress
-from .util.sshsig import Verdict, key_signer, require_policy, signs_by_default
+from .util.sshsig import Verdict, key_signer, require_policy, signing_key, signs_by_default
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -919,6 +920,32 @@ class Store:
                                "time": e.as_dict()["time"], "signature": verdicts[-1].as_dict()})
         ok = all(x.ok for x in verdicts)
         return {"domain": domain, "allowed_signers": v.allowed, "models": models, "events": events, "ok": ok}
+
+    def sign_directory(self, directory: str | os.PathLike[str]) -> str:
+        """Write ``directory/model.sig``, an OpenSSF model signature (``model_signing``) over the
+        directory's files, with the store's signing key (an ecdsa key); returns its path.
+
+        Raises:
+            SigningError: no key, a key model_signing cannot use, or model-signing not installed.
+        """
+        from .util.modelsig import sign_directory
+
+        key = signing_key(self.path)
+        if key is None:
+            raise SigningError("signing needs a key: `cas config cas.signingKey ~/.ssh/id_ecdsa` "
+                               "(or git's user.signingKey)")
+        return sign_directory(os.fspath(directory), key)
+
+    def check_model_signature(self, path: str | os.PathLike[str], signature: str | os.PathLike[str]) -> str:
+        """Check an OpenSSF model signature over ``path`` (a file or a directory) against the
+        ecdsa keys of the allowed signers file; returns the principals of the key that verified.
+
+        Raises:
+            SigningError: it does not verify with any allowed key (or no file, no library).
+        """
+        from .util.modelsig import verify_directory
+
+        return verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
 
     def _trusted(self, domain: str, model_id: str | None,
                  require_signed: bool | None = None) -> tuple[ObjectID, Manifest, Tree]:

@@ -263,3 +263,59 @@ def test_tampered_commit_from_a_hostile_remote_is_refused(tmp_path: Path, keys: 
     with pytest.raises(UnsignedModelError, match="BAD signature"):
         b.pull(str(tmp_path / "a"))
     assert snapshot(b.path) == before
+
+
+def test_openssf_model_signing_round_trip(tmp_path: Path) -> None:
+    """cas download --signature writes a signature `model_signing verify key` accepts with the
+    same (ecdsa) key; cas commit --verify-signature checks one before storing a directory."""
+    from cryptography.hazmat.primitives import serialization
+
+    from casstore.util.modelsig import public_pem
+
+    model_signing = os.path.join(os.path.dirname(sys.executable), "model_signing")
+    key = tmp_path / "ec"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "256", "-N", "", "-C", "ana", "-f", str(key)],
+                   check=True)
+    pub = Path(str(key) + ".pub").read_text()
+    (tmp_path / "pub.pem").write_bytes(public_pem(pub))
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f'ana@example.org namespaces="git" {pub}')
+    store = tmp_path / "s"
+    signing_store(store, key, allowed).close()
+    src = tmp_path / "saved_model"
+    (src / "variables").mkdir(parents=True)
+    (src / "saved_model.pb").write_bytes(os.urandom(40_000))
+    (src / "variables" / "data").write_bytes(os.urandom(90_000))
+    cas("commit", "d", str(src), "--id", "v1", store=store)
+    out = tmp_path / "out"
+    r = cas("download", "d", "v1", str(out), "--signature", store=store)
+    sig = out / "model.sig"
+    assert sig.is_file() and str(sig) in r.stdout
+    check = [model_signing, "verify", "key", str(out), "--signature", str(sig), "--public_key", str(tmp_path / "pub.pem")]
+    v = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    assert v.returncode == 0 and "Verification succeeded" in v.stdout + v.stderr, v.stdout + v.stderr
+    # one changed byte and model_signing refuses: the signature covers the files' contents
+    data = out / "saved_model" / "variables" / "data"
+    data.write_bytes(b"x" + data.read_bytes()[1:])
+    assert subprocess.run(check, capture_output=True, timeout=120).returncode != 0
+
+    # the other way: a directory signed with model_signing's own CLI is checked before it is stored
+    pem = tmp_path / "ec.pem"
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+
+    pem.write_bytes(load_ssh_private_key(key.read_bytes(), None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    signed = tmp_path / "model.sig"
+    subprocess.run([model_signing, "sign", "key", str(src), "--private_key", str(pem), "--signature", str(signed)],
+                   check=True, capture_output=True, timeout=120)
+    r = cas("commit", "d", str(src), "--id", "v2", "--verify-signature", str(signed), store=store)
+    assert "verified: signed by ana@example.org" in r.stdout
+    (src / "saved_model.pb").write_bytes(b"tampered")
+    r = cas("commit", "d", str(src), "--id", "v3", "--verify-signature", str(signed), store=store, check=2)
+    assert "does not verify" in r.stderr
+    assert not casstore.open(store).model_exists("d", "v3")
+    # an ed25519 key is refused by name: model_signing takes elliptic-curve keys only
+    ed = keygen(tmp_path / "ed", "ed")
+    git(store, "config", "cas.signingKey", str(ed))
+    r = cas("download", "d", "v1", str(tmp_path / "out2"), "--signature", store=store, check=2)
+    assert "elliptic-curve keys only" in r.stderr

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metadata; VALUE is parsed as JSON when it can be (repeatable)")
     p.add_argument("--sign", action="store_true", default=None,
                    help="sign the commit with cas.signingKey (default: cas.signCommits)")
+    p.add_argument("--verify-signature", metavar="SIG",
+                   help="first check an OpenSSF model signature (model_signing) over FILE against the "
+                        "allowed signers' ecdsa keys; refuse the commit if it does not verify")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = add_command(sub, "download", "write every file of a model into a directory",
@@ -176,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace files of the same names already in DIR (default: refuse, write nothing)")
     p.add_argument("--file", action="append", dest="files", metavar="PATH",
                    help="write only this stored file (repeatable; names as `cas show` lists them)")
+    p.add_argument("--signature", action="store_true",
+                   help="also write DIR/model.sig, an OpenSSF model signature (model_signing) over DIR's "
+                        "files made with cas.signingKey (an ecdsa key)")
 
     p = add_command(sub, "rm", "delete a model (its chunks are freed by gc)", "cas rm my-domain v1", commands.rm)
     p.add_argument("domain")

@@ -306,6 +306,12 @@ def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, write=True) as store:
+        if args.verify_signature:
+            if len(args.files) != 1:
+                raise ValueError("--verify-signature checks one model path (a file or a directory), "
+                                 f"not {len(args.files)}")
+            who = store.check_model_signature(args.files[0], args.verify_signature)
+            print(f"model signature {args.verify_signature} verified: signed by {who}")
         info = store.commit_models(args.domain, model=model, model_id=args.model_id,
                                    extra_files=args.extra or None, extra_metadata=meta or None,
                                    sign=args.sign)
@@ -343,6 +349,10 @@ def download(args: argparse.Namespace) -> int:
                                   f"use --force to replace them, or another DIR")
         before = _all_files(root)
         store.download(root, args.domain, args.model_id, files=args.files)
+        if args.signature:
+            sig = store.sign_directory(root)
+            print(f"signed {root} for OpenSSF model signing: {sig} "
+                  f"(check: model_signing verify key {root} --signature {sig} --public_key KEY.pem)")
     name = f"{info['domain']}/{info['model_id']}"
     print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
           f"into {root}")
