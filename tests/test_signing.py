@@ -291,7 +291,8 @@ def test_openssf_model_signing_round_trip(tmp_path: Path) -> None:
     r = cas("download", "d", "v1", str(out), "--signature", store=store)
     sig = out / "model.sig"
     assert sig.is_file() and str(sig) in r.stdout
-    check = [model_signing, "verify", "key", str(out), "--signature", str(sig), "--public_key", str(tmp_path / "pub.pem")]
+    check = [model_signing, "verify", "key", str(out), "--signature", str(sig),
+             "--public_key", str(tmp_path / "pub.pem")]
     v = subprocess.run(check, capture_output=True, text=True, timeout=120)
     assert v.returncode == 0 and "Verification succeeded" in v.stdout + v.stderr, v.stdout + v.stderr
     # one changed byte and model_signing refuses: the signature covers the files' contents
