@@ -295,6 +295,8 @@ def test_openssf_model_signing_round_trip(tmp_path: Path) -> None:
              "--public_key", str(tmp_path / "pub.pem")]
     v = subprocess.run(check, capture_output=True, text=True, timeout=120)
     assert v.returncode == 0 and "Verification succeeded" in v.stdout + v.stderr, v.stdout + v.stderr
+    # and casstore's own check agrees, with the signature inside the directory it covers
+    assert casstore.open(store).check_model_signature(out, sig) == "ana@example.org"
     # one changed byte and model_signing refuses: the signature covers the files' contents
     data = out / "saved_model" / "variables" / "data"
     data.write_bytes(b"x" + data.read_bytes()[1:])

@@ -63,6 +63,16 @@ def public_pem(ssh_public: str) -> bytes:
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def _hashing(lib: Any, model: str, signature: str) -> Any:
+    """model_signing's hashing settings as its CLI makes them: the signature file, when it lies
+    inside the model directory, is not part of the model (git's files neither, the default)."""
+    ignored = []
+    sig, root = os.path.abspath(signature), os.path.abspath(model)
+    if os.path.isdir(root) and sig.startswith(root + os.sep):
+        ignored.append(os.path.relpath(sig, root))
+    return lib.hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
+
+
 def sign_directory(directory: str, ssh_key: str, signature: str | None = None) -> str:
     """Sign every file of ``directory`` as ``model_signing sign key`` does; returns the
     signature's path (default ``directory/model.sig``, which verification skips).
@@ -75,7 +85,8 @@ def sign_directory(directory: str, ssh_key: str, signature: str | None = None) -
     with tempfile.TemporaryDirectory(prefix="cas-modelsig-") as tmp:
         pem = os.path.join(tmp, "key.pem")
         _pem_private(ssh_key, pem)
-        lib.signing.Config().use_elliptic_key_signer(private_key=pem).sign(directory, path)
+        lib.signing.Config().use_elliptic_key_signer(private_key=pem).set_hashing_config(
+            _hashing(lib, directory, path)).sign(directory, path)
     return path
 
 
@@ -121,7 +132,8 @@ def verify_directory(path: str, signature: str, allowed_signers: str | None) -> 
             with open(pem, "wb") as f:
                 f.write(public_pem(line))
             try:
-                lib.verifying.Config().use_elliptic_key_verifier(public_key=pem).verify(path, signature)
+                lib.verifying.Config().use_elliptic_key_verifier(public_key=pem).set_hashing_config(
+                    _hashing(lib, path, signature)).verify(path, signature)
                 return principals
             except Exception as e:  # the library raises ValueError and its own errors
                 errors.append(f"{principals}: {e}")
