@@ -109,6 +109,16 @@ class DomainNotFoundException(ModelNotFoundException):
         CasError.__init__(self, f"domain {domain!r} not found")
 
 
+class NoModelInStateError(ModelNotFoundException):
+    """No model of the domain is in the state (``load(domain, state=...)``, ``cas download --state``)."""
+
+    def __init__(self, domain: str, state: str) -> None:
+        self.domain = domain
+        self.model_id = None
+        self.state = state
+        CasError.__init__(self, f"no model of domain {domain!r} is in state {state!r}")
+
+
 class CorruptObjectError(CasError):
     """Stored data does not verify: wrong hash, bad format, missing object.
 

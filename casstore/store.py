@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-import msgpack
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 
 from .errors import (
@@ -52,6 +51,7 @@ from .errors import (
     InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
+    NoModelInStateError,
     NotAStoreError,
     PickleRefusedError,
     SigningError,
@@ -77,6 +77,7 @@ from .model.history import (
 from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
+from .model.metadata import plain_metadata
 from .model.openfile import StoredFile
 from .model.readback import iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
@@ -264,6 +265,8 @@ class Store:
         #: ``"refuse"`` (the store's ``cas.requireSigned``; docs/signing.md)
         self.require_signed = require_policy(self.path)
         self._verifier: Verifier | None = None
+        #: domain -> (history head, its states): see ``_states_of``
+        self._states_cache: dict[str, tuple[ObjectID | None, dict[str, dict[str, ObjectID]]]] = {}
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
@@ -305,7 +308,8 @@ class Store:
             extra_files: a path or a list of paths; directories are included
                 recursively.  Stored and downloaded, never loaded.
             extra_metadata: any msgpack-serialisable dict, returned unchanged
-                by ``get_model_info``.
+                by ``get_model_info`` (tuples become lists; numpy scalars and
+                one-element arrays become Python numbers and bools).
             created: the model's creation time (timezone-aware; default: now).
                 For imports from other registries, which keep their models'
                 original times; listings order models by it.
@@ -541,14 +545,7 @@ class Store:
 
     @staticmethod
     def _check_metadata(meta: Any) -> Any:
-        if meta is None:
-            return None
-        if not isinstance(meta, dict):
-            raise TypeError(f"extra_metadata must be a dict, not {type(meta).__name__}")
-        try:
-            return msgpack.unpackb(msgpack.packb(meta, use_bin_type=True), raw=False, strict_map_key=False)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise TypeError(f"extra_metadata is not msgpack-serialisable: {e}") from None
+        return plain_metadata(meta)  # numpy scalars made plain (model/metadata.py)
 
     def _write_files_tree(self, files: list[IngestedFile]) -> ObjectID:
         """The ``files`` tree: one tree per file listing its chunk blobs in order."""
@@ -870,10 +867,37 @@ class Store:
         m = read_model(self.repo, domain, model_id)
         return m.commit, m.manifest, m.files_tree
 
-    def get_model_info(self, domain: str, model_id: str | None = None) -> dict[str, Any]:
-        """The model's metadata: the same dict ``commit_models`` returned."""
-        sha, manifest, _ = self._resolve(domain, model_id)
-        return self._info(manifest, sha)
+    def _in_state(self, domain: str, model_id: str | None, state: str | None) -> str | None:
+        """The ID to read: ``model_id``, or with ``state`` the newest model in that state
+        (newest as ``list_models`` orders them)."""
+        if state is None:
+            return model_id
+        if model_id is not None:
+            raise ValueError(f"give a model ID ({model_id!r}) or a state ({state!r}), not both")
+        found = self.list_models(domain, state, limit=1)
+        if not found:
+            raise NoModelInStateError(domain, state)
+        return found[0]
+
+    def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> dict[str, Any]:
+        """The model's metadata: the same dict ``commit_models`` returned, with
+        ``states`` now the states the model is in (sorted), as ``cas show --json``.
+        ``state`` instead of ``model_id``: the newest model in that state (as ``load``)."""
+        sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
+        info = self._info(manifest, sha)
+        info["states"] = self._states_of(domain, manifest.model_id, sha)
+        return info
+
+    def _states_of(self, domain: str, model_id: str, sha: ObjectID) -> list[str]:
+        """The states ``model_id`` (at commit ``sha``) is in, from the domain index of the
+        history's head; the index's states are kept per head, so a listing that asks for
+        every model's info reads them once."""
+        head = self.refs.get(domain_ref(domain))
+        cached = self._states_cache.get(domain)
+        if cached is None or cached[0] != head:
+            cached = (head, read_index(self.odb, head).states)
+            self._states_cache[domain] = cached
+        return sorted(s for s, members in cached[1].items() if members.get(model_id) == sha)
 
     # -- signatures ---------------------------------------------------------
 
@@ -984,6 +1008,7 @@ class Store:
             "extra_metadata": m.extra_metadata,
             "environment": dict(m.environment),
             "stats": dict(m.stats),
+            "states": [],  # a new model is in none; get_model_info fills them in
         }
 
     @staticmethod
@@ -996,7 +1021,8 @@ class Store:
         return 2 * default_workers() + 2
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
-                 *, files: Sequence[str] | None = None, require_signed: bool | None = None) -> str:
+                 *, files: Sequence[str] | None = None, state: str | None = None,
+                 require_signed: bool | None = None) -> str:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
@@ -1004,15 +1030,18 @@ class Store:
         lists them) writes only those.  A file of the same name already there is
         replaced; other files in ``local_path`` are left alone (``cas download``
         refuses to replace without ``--force``).  Returns ``local_path``.
+        ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
 
         ``require_signed`` as for :meth:`load`.
 
         Raises:
             FileNotFoundError: a name in ``files`` is not a file of the model
                 (nothing is written).
+            NoModelInStateError, StateNotFoundException: see ``load``.
             UnsignedModelError: the signature policy refuses the model.
         """
         root = os.path.abspath(os.fspath(local_path))
+        model_id = self._in_state(domain, model_id, state)
         sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
         wanted = {f.path for f in manifest.files} if files is None else set(files)
         unknown = wanted - {f.path for f in manifest.files}
@@ -1031,8 +1060,9 @@ class Store:
         return root
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
-             require_signed: bool | None = None, **into: Any) -> Any:
-        """Load the model(s) committed under ``model_id`` (default: the newest).
+             state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
+        """Load the model(s) committed under ``model_id`` (default: the newest; with
+        ``state``, the newest model in that state: ``load("fraud", state="production")``).
 
         Returns the object itself when one model was committed, else a dict keyed
         by framework name (``models["sklearn"]``, ``models["shap"]``); a framework
@@ -1058,7 +1088,14 @@ class Store:
         is not signed by a key the allowed signers file allows for its domain; False loads
         it whatever its signature; None (default) follows the store's ``cas.requireSigned``
         (off, warn or refuse; docs/signing.md).
+
+        Raises:
+            NoModelInStateError: no model of the domain is in ``state`` (a
+                ModelNotFoundException); StateNotFoundException: no such state;
+            ValueError: both ``model_id`` and ``state`` given.
+            UnsignedModelError: the signature policy refuses the model.
         """
+        model_id = self._in_state(domain, model_id, state)
         sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
         kwargs = {e.kwarg for e in manifest.frameworks}
         for k in into:

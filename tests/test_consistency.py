@@ -382,7 +382,7 @@ def test_gc_gives_up_waiting_for_a_stalled_writer_and_names_it(busy: casstore.St
         t0 = time.monotonic()
         with pytest.raises(StoreBusyError) as e:
             busy.gc(grace_period=0, wait=0.5, on_wait=lambda holders, waited: told.append(holders))
-        assert 0.5 <= time.monotonic() - t0 < 10
+        assert 0.5 <= time.monotonic() - t0 < 60  # gave up, long before the holder's 120 s (a busy machine is slow)
         assert f"pid {holder.pid}" in str(e.value) and any(f"pid {holder.pid}" in h for h in e.value.holders)
         assert told and f"pid {holder.pid}" in told[0]
         r = cas("gc", "--grace", "now", "--wait", "1", store=Path(busy.path), check=2)
@@ -423,7 +423,8 @@ def test_a_live_ref_lock_is_waited_for_not_removed(store: casstore.Store, tmp_pa
     lock = Path(store.path, "refs/cas/domains/d.lock")
     lock.write_bytes(b"in progress\n")
     threading.Timer(0.5, lock.unlink).start()
-    removed = store.refs.clear_stale_locks("d")
+    # a stale age far above the timer's 0.5 s: on a busy machine the timer may fire seconds late
+    removed = store.refs.clear_stale_locks("d", min_age=60)
     assert removed == [] and not lock.exists()
 
 

@@ -20,6 +20,7 @@ RACE = r"""
 import sys, time, os, casstore
 store_path, go, payload, out = sys.argv[1:5]
 s = casstore.open(store_path)
+print("ready", flush=True)
 while not os.path.exists(go):
     time.sleep(0.001)
 try:
@@ -40,7 +41,9 @@ def test_racing_commits_of_one_id_exactly_one_wins(tmp_path: Path) -> None:
         payloads.append(write_random(p, 200_000 + i, seed=i))
         procs.append(subprocess.Popen([sys.executable, "-c", RACE, store.path, str(go), str(p), ""],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    time.sleep(2.0)  # let every process import casstore and wait at the line
+    for proc in procs:  # every process has imported casstore and waits at the line (however long that took)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n", proc.communicate(timeout=120)
     go.touch()
     results = [p.communicate(timeout=120) for p in procs]
     outs = [o.strip() for o, _ in results]

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,16 @@ class Server:
         st, _, body = self.request("GET", path, **kw)
         assert st == status, (path, st, body[:500])
         return json.loads(body)
+
+    def poll_json(self, path: str, until: Callable[[Any], bool], what: str, timeout: float = 60) -> Any:
+        """GET ``path`` until its answer passes ``until``: for what the server computes in the
+        background (a busy machine can take seconds where an idle one takes milliseconds)."""
+        deadline = time.monotonic() + timeout
+        while not until(d := self.json(path)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} never arrived in {timeout} s: {d}")
+            time.sleep(0.1)
+        return d
 
 
 def start_server(store_path: str, *args: str, env: dict[str, str] | None = None) -> Server:
@@ -117,7 +127,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str
 
 def test_domains(demo: tuple[Server, str, dict[str, Any]]) -> None:
     server, path, _ = demo
-    d = server.json("/api/domains")
+    # the sizes come from a du in the background, waited for 2 s per request
+    d = server.poll_json("/api/domains", lambda d: not d["sizes_pending"], "the sizes from du")
     by = {x["domain"]: x for x in d["domains"]}
     assert set(by) == {"iris", "weights"}
     assert by["iris"]["models"] == 4 and by["iris"]["newest"] == "v4"
@@ -144,12 +155,7 @@ def test_models_newest_first_paged_and_filtered(demo: tuple[Server, str, dict[st
     assert p1["has_more"] and not p2["has_more"]
     assert p2["total"] == 4  # the last page knows the total: it walked to the end
     # a first page of a big domain does not wait for the count; it is counted in the background
-    for _ in range(100):
-        if server.json("/api/domains/iris/models?limit=3")["total"] == 4:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the background model count never arrived")
+    server.poll_json("/api/domains/iris/models?limit=3", lambda d: d["total"] == 4, "the background model count")
     prod = server.json("/api/domains/iris/models?state=production")
     assert [m["model_id"] for m in prod["models"]] == ["v2"] and prod["total"] == 1
     err = server.json("/api/domains/iris/models?state=nope", status=404)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.test_serve import Server, build_demo_store, start_server, stop_server
 
@@ -25,6 +27,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # read at import: the autouse fixture in conftest.py clears CAS_* variables before each test
 SHOTS = os.environ.get("CAS_SERVE_SCREENSHOTS")
+# a click returns before the page it asks for has loaded: every step waits, generously, for what
+# it asserts next (two busy cores can stretch a page load to seconds; issue 27)
+WAIT = 30
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +76,36 @@ def _shot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> None:
     driver.set_window_size(1280, 900)
 
 
+def _on_page(driver: webdriver.Chrome, url: str | Callable[[str], bool]) -> None:
+    """Wait until the browser shows a fully loaded page at `url` (or one whose URL passes the test)."""
+    def arrived(d: webdriver.Chrome) -> bool:
+        now = d.current_url
+        if not (url(now) if callable(url) else now == url):
+            return False
+        return bool(d.execute_script("return document.readyState") == "complete")
+
+    WebDriverWait(driver, WAIT, ignored_exceptions=(JavascriptException,)).until(
+        arrived, message=f"page {url!r} did not load (at {driver.current_url})")
+
+
+def _texts(driver: webdriver.Chrome, css: str, expected: list[str]) -> None:
+    """Wait until the elements matching `css` carry exactly the `expected` texts."""
+    seen: list[str] = []
+
+    def match(d: webdriver.Chrome) -> bool:
+        seen[:] = [e.text for e in d.find_elements(By.CSS_SELECTOR, css)]
+        return seen == expected
+
+    WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        match, message=f"{css}: wanted {expected}, last saw {seen}")
+
+
+def _find(driver: webdriver.Chrome, by: str, value: str) -> Any:
+    """The element, once it is there (the page may still be arriving)."""
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(NoSuchElementException,)).until(
+        lambda d: d.find_element(by, value), message=f"no element {by}={value!r}")
+
+
 def _wait_for_file(path: Path, size: int, timeout: float = 60) -> bytes:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,29 +122,28 @@ def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
     base = f"http://{server.host}:{server.port}"
 
     driver.get(base + "/")
+    _on_page(driver, base + "/")
+    _texts(driver, "#domains tbody tr a.domain", ["iris", "weights"])
     rows = driver.find_elements(By.CSS_SELECTOR, "#domains tbody tr")
-    assert [r.find_element(By.CSS_SELECTOR, "a.domain").text for r in rows] == ["iris", "weights"]
     assert "v4" in rows[0].text and "staging" in rows[0].text
     _shot(driver, tmp_path, "domains")
 
-    driver.find_element(By.LINK_TEXT, "iris").click()
-    assert driver.current_url == base + "/d/iris"
-    ids = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#models a.model")]
-    assert ids == ["v4", "v3", "v2", "v1"]
+    _find(driver, By.LINK_TEXT, "iris").click()
+    _on_page(driver, base + "/d/iris")
+    _texts(driver, "#models a.model", ["v4", "v3", "v2", "v1"])
     _shot(driver, tmp_path, "domain")
 
     # filter by state through the form
-    from selenium.webdriver.support.ui import Select
-
-    Select(driver.find_element(By.ID, "state-filter")).select_by_visible_text("production")
-    driver.find_element(By.CSS_SELECTOR, "form.filter button").click()
-    assert driver.current_url.endswith("/d/iris?state=production")
-    assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#models a.model")] == ["v2"]
+    Select(_find(driver, By.ID, "state-filter")).select_by_visible_text("production")
+    _find(driver, By.CSS_SELECTOR, "form.filter button").click()
+    _on_page(driver, lambda url: url.endswith("/d/iris?state=production"))
+    _texts(driver, "#models a.model", ["v2"])
     driver.back()
+    _on_page(driver, base + "/d/iris")
 
-    driver.find_element(By.LINK_TEXT, "v2").click()
-    assert driver.current_url == base + "/d/iris/m/v2"
-    assert "DecisionTreeClassifier" in driver.find_element(By.ID, "frameworks").text
+    _find(driver, By.LINK_TEXT, "v2").click()
+    _on_page(driver, base + "/d/iris/m/v2")
+    assert "DecisionTreeClassifier" in _find(driver, By.ID, "frameworks").text
     assert "yes: joblib unpickles" in driver.find_element(By.ID, "frameworks").text
     assert "production" in driver.find_element(By.CSS_SELECTOR, "p.meta").text
     meta = driver.find_element(By.ID, "metadata").text
@@ -117,13 +151,14 @@ def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
     assert "load('iris', 'v2')" in driver.find_element(By.ID, "load-python").text
     _shot(driver, tmp_path, "model")
 
-    driver.find_element(By.LINK_TEXT, "notes.txt").click()
+    _find(driver, By.LINK_TEXT, "notes.txt").click()
     assert _wait_for_file(downloads / "notes.txt", len(facts["notes"])) == facts["notes"]
 
-    driver.find_element(By.LINK_TEXT, "iris").click()
-    driver.find_element(By.ID, "compare-link").click()
-    assert driver.current_url == base + "/d/iris/compare?a=v3&b=v4"
-    assert "notes.txt" in driver.find_element(By.ID, "file-changes").text
+    _find(driver, By.LINK_TEXT, "iris").click()
+    _on_page(driver, base + "/d/iris")
+    _find(driver, By.ID, "compare-link").click()
+    _on_page(driver, base + "/d/iris/compare?a=v3&b=v4")
+    assert "notes.txt" in _find(driver, By.ID, "file-changes").text
     changes = driver.find_element(By.ID, "meta-changes").text
     assert "accuracy" in changes and "depth" in changes
     assert "shares" in driver.find_element(By.ID, "shared").text
@@ -131,20 +166,24 @@ def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
 
     # compare two chosen rows from the domain table
     driver.get(base + "/d/iris")
-    driver.find_element(By.CSS_SELECTOR, "input[name=a][value=v1]").click()
-    driver.find_element(By.CSS_SELECTOR, "input[name=b][value=v3]").click()
-    driver.find_element(By.ID, "compare-selected").click()
+    _on_page(driver, base + "/d/iris")
+    _find(driver, By.CSS_SELECTOR, "input[name=a][value=v1]").click()
+    _find(driver, By.CSS_SELECTOR, "input[name=b][value=v3]").click()
+    _find(driver, By.ID, "compare-selected").click()
+    _on_page(driver, lambda url: "/d/iris/compare?" in url)
     assert parse_qs(urlsplit(driver.current_url).query) == {"a": ["v1"], "b": ["v3"]}
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Compare v1 → v3"
+    assert _find(driver, By.TAG_NAME, "h1").text == "Compare v1 → v3"
 
     driver.get(base + "/d/iris/log")
+    _on_page(driver, base + "/d/iris/log")
     events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#log tbody tr")]
     assert "state-set" in events[0] and "staging" in events[0] and "delete" in events[2]
     _shot(driver, tmp_path, "log")
 
     driver.get(base + "/d/iris/metrics")
+    _on_page(driver, base + "/d/iris/metrics")
+    _texts(driver, "figure.metric figcaption", ["accuracy", "depth", "eval.loss"])
     charts = driver.find_elements(By.CSS_SELECTOR, "figure.metric")
-    assert [c.find_element(By.TAG_NAME, "figcaption").text for c in charts] == ["accuracy", "depth", "eval.loss"]
     assert len(charts[0].find_elements(By.TAG_NAME, "circle")) == 4
     _shot(driver, tmp_path, "metrics")
 
@@ -152,14 +191,18 @@ def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
 def test_large_download_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
     server, facts = site
     driver, downloads = browser
-    driver.get(f"http://{server.host}:{server.port}/d/weights/m/w1")
-    assert "no" in driver.find_element(By.ID, "frameworks").text.split("file")[-1]  # a plain file runs no code
-    driver.find_element(By.LINK_TEXT, "weights.bin").click()
+    url = f"http://{server.host}:{server.port}/d/weights/m/w1"
+    driver.get(url)
+    _on_page(driver, url)
+    assert "no" in _find(driver, By.ID, "frameworks").text.split("file")[-1]  # a plain file runs no code
+    _find(driver, By.LINK_TEXT, "weights.bin").click()
     assert _wait_for_file(downloads / "weights.bin", len(facts["big"])) == facts["big"]
 
 
 def test_error_page_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
     server, _ = site
     driver, _ = browser
-    driver.get(f"http://{server.host}:{server.port}/d/iris/m/nope")
-    assert driver.find_element(By.ID, "error-message").text == "model 'nope' not found in domain 'iris'"
+    url = f"http://{server.host}:{server.port}/d/iris/m/nope"
+    driver.get(url)
+    _on_page(driver, url)
+    assert _find(driver, By.ID, "error-message").text == "model 'nope' not found in domain 'iris'"

@@ -132,15 +132,25 @@ def test_a_wait_for_the_store_lock_is_logged(store: casstore.Store, tmp_path: Pa
     def gc_like_holder() -> None:
         with store.repo.lock(exclusive=True):
             held.set()
-            release.wait(10)
+            release.wait(60)  # until the commit has said that it waits (not a fixed time: issue 27)
+
+    class ReleaseOnWait(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("waiting for the store lock"):
+                release.set()
 
     t = threading.Thread(target=gc_like_holder)
     t.start()
-    held.wait(10)
-    threading.Timer(0.5, release.set).start()
-    with caplog.at_level(logging.INFO, logger="casstore"):
-        store.commit_models("d", model=str(model), model_id="v1")
-    t.join()
+    assert held.wait(60)
+    logger = logging.getLogger("casstore")
+    logger.addHandler(handler := ReleaseOnWait())
+    try:
+        with caplog.at_level(logging.INFO, logger="casstore"):
+            store.commit_models("d", model=str(model), model_id="v1")
+    finally:
+        logger.removeHandler(handler)
+        release.set()
+        t.join()
     assert any(r.getMessage().startswith("waiting for the store lock") for r in caplog.records), caplog.text
 
 

@@ -172,9 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "download", "write every file of a model into a directory",
              "cas download my-domain v1 ./out", commands.download)
+    p.usage = "%(prog)s [options] DOMAIN ID DIR\n       %(prog)s [options] DOMAIN --state STATE DIR"
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
-    p.add_argument("directory", metavar="DIR")
+    p.add_argument("directory", metavar="DIR", nargs="?")  # with --state, the one positional after DOMAIN
+    p.add_argument("--state", metavar="STATE",
+                   help="instead of an ID: the newest model in this state (e.g. --state production)")
     p.add_argument("--force", action="store_true",
                    help="replace files of the same names already in DIR (default: refuse, write nothing)")
     p.add_argument("--file", action="append", dest="files", metavar="PATH",

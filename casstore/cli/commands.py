@@ -249,7 +249,6 @@ def ls(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
         info = store.get_model_info(args.domain, args.model_id)
-        info["states"] = store.get_model_states(args.domain, args.model_id)
         verdict = store.signature(info["domain"], info["commit"])
         info["signature"] = verdict.as_dict()
         signing = store.signing_in_use()
@@ -327,12 +326,19 @@ def commit(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
+    if args.state is not None:  # `cas download DOMAIN --state STATE DIR`: argparse took DIR for the ID
+        if args.directory is not None:
+            raise ValueError(f"give an ID ({args.model_id}) or --state {args.state}, not both")
+        args.directory, args.model_id = args.model_id, None
+    elif args.directory is None:
+        raise ValueError("cas download DOMAIN ID DIR: DIR is missing (or use --state STATE instead of the ID)")
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
         raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
                                  f"files are written (to write one file, use --file PATH)")
     root = os.path.abspath(args.directory)
     with open_store_for(args) as store:
-        info = store.get_model_info(args.domain, args.model_id)
+        info = store.get_model_info(args.domain, args.model_id, state=args.state)
+        args.model_id = info["model_id"]  # the very model `--state` found, downloaded below
         known = {f["path"] for f in info["files"]}
         for p in args.files or []:
             if p not in known:

@@ -55,6 +55,7 @@ from ..errors import (
     ModelExistsException,
     ModelNotFoundException,
     NoMatchingFrameworkError,
+    NoModelInStateError,
     RemoteError,
     StateNameError,
 )
@@ -675,27 +676,39 @@ class ModelStore:
                 out.append(p)
         return out
 
-    def load(self, domain: str, model_id: str) -> Any:
+    def load(self, domain: str, model_id: str | None = None, *, state_name: str | None = None) -> Any:
         """Load the model: the object, or a dict by library for several (as modelstore).
 
+        ``state_name`` instead of ``model_id`` (casstore's addition): the newest
+        model in that state, ``load("fraud", state_name="production")``.
+
         Raises:
-            DomainNotFoundException, ModelDeletedException, ModelNotFoundException.
+            DomainNotFoundException, ModelDeletedException, ModelNotFoundException
+            (NoModelInStateError: no model is in ``state_name``).
+            ValueError: ``state_name`` does not exist, or is given with a ``model_id``.
         """
+        model_id = self._in_state(domain, model_id, state_name)
         domain, model_id = self._lookup(domain, model_id)
         self.refresh()
         self._info(domain, model_id)
         return self.store.load(domain, model_id)
 
-    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None) -> str:
+    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
+                 *, state_name: str | None = None) -> str:
         """Write the model's files into ``local_path`` (modelstore's layout) and return its absolute path.
 
         The model's files at the top, extra files under ``extras/``, and
-        ``model-info.json``.  ``model_id=None``: the domain's newest model.
+        ``model-info.json``.  ``model_id=None``: the domain's newest model;
+        ``state_name`` (casstore's addition): the newest model in that state.
 
         Raises:
-            DomainNotFoundException, ModelDeletedException, ModelNotFoundException.
+            DomainNotFoundException, ModelDeletedException, ModelNotFoundException
+            (NoModelInStateError: no model is in ``state_name``).
+            ValueError: ``state_name`` does not exist, or is given with a ``model_id``.
         """
         root = os.path.abspath(os.fspath(local_path))
+        if state_name is not None:
+            model_id = self._in_state(domain, model_id, state_name)
         if model_id is None:
             domain, _ = self._lookup(domain)
             self.refresh()
@@ -714,6 +727,19 @@ class ModelStore:
             with open(info_path, "w") as f:
                 json.dump(self._meta(info)["model"]["model_type"], f)
         return root
+
+    def _in_state(self, domain: str, model_id: str | None, state_name: str | None) -> str:
+        """``model_id``, or the newest model in ``state_name`` (``list_models``' first)."""
+        if state_name is None:
+            if model_id is None:
+                raise TypeError("load() needs a model_id (or state_name=...)")
+            return model_id
+        if model_id is not None:
+            raise ValueError(f"give a model_id ({model_id!r}) or a state_name ({state_name!r}), not both")
+        found = self.list_models(domain, state_name)
+        if not found:
+            raise NoModelInStateError(str(domain), state_name)
+        return found[0]
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = False) -> None:
         """Delete a model (asks first unless ``skip_prompt``): it leaves every state and
