@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgpack
 import pytest
@@ -368,6 +369,9 @@ def test_stored_and_pulled_hidden_names_are_escaped_wherever_shown(tmp_path: Pat
         assert json.loads(cas(tmp_path / store, "show", "--json", "d", "odd"))["files"][0]["path"] == evil
     server = served(str(tmp_path / "down"))
     assert server.json("/api/domains/d/models/odd")["files"][0]["path"] == evil  # JSON stays exact
+    st, h, body = server.request("GET", "/files/d/odd/" + quote(evil))
+    assert st == 200 and body == f.read_bytes()
+    assert h["content-disposition"] == "attachment; filename=\"report_gpj.exe_x_\"; filename*=UTF-8''report_gpj.exe_x_"
     for url in ("/d/d/m/odd", "/d/d/compare?a=plain&b=odd"):
         st, _, page = server.request("GET", url)
         text = page.decode()

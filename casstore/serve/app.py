@@ -47,7 +47,7 @@ from ..errors import (
 )
 from ..objects.refs import domain_ref
 from ..store import Store
-from ..util.names import check_domain, shown
+from ..util.names import check_domain, hidden_chars, shown
 from ..version import __version__
 from . import data
 from .chart import line_chart
@@ -279,7 +279,8 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
             chunks.close()  # nothing was read yet
             return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
         try:
-            name = os.path.basename(path) or "file"
+            # a name that displays as another (U+202E ...) is not offered to the browser to save under
+            name = "".join("_" if hidden_chars(c) else c for c in os.path.basename(path)) or "file"
             # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
             plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
             headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream",
