@@ -36,7 +36,7 @@ import platform
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -97,7 +97,7 @@ from .util.config import get_setting, parse_bool
 from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
 from .util.identity import author
 from .util.locking import WaitFn, deferred_interrupts
-from .util.names import check_domain, check_model_id, check_state, new_model_id
+from .util.names import check_domain, check_model_id, check_shown_name, check_state, new_model_id
 from .util.parallel import default_workers
 from .util.progress import Counter, ProgressFn, default_progress
 from .util.sshsig import Verdict, key_signer, require_policy, signing_key, signs_by_default
@@ -437,6 +437,8 @@ class Store:
                 sources.append(Source(name, _snapshot_unsized(local, work), "extra"))
             try:
                 check_paths(list(owner))
+                for name in owner:
+                    check_shown_name(name)  # new names only: stored ones are escaped when shown
             except UnsafePathError as e:
                 other = [q for q in owner if e.path.startswith(q + "/")]
                 raise FrameworkError(f"{owner[e.path]}"
@@ -1293,13 +1295,16 @@ class Store:
             raise DomainNotFoundException(domain)
         return list(iter_log(self.odb, head))
 
-    def stream_file(self, domain: str, model_id: str, path: str) -> tuple[int, Iterator[bytes | memoryview]]:
+    def stream_file(self, domain: str, model_id: str, path: str,
+                    window: int | None = None) -> tuple[int, Generator[bytes | memoryview, None, None]]:
         """The size of one stored file and an iterator over its bytes, for serving it.
 
         Each piece is verified (BLAKE3) before it is yielded and the whole file
         (xxh3, size) after the last one; a damaged object raises
         CorruptObjectError naming it, so a consumer never passes on wrong bytes
-        unnoticed.  Memory stays bounded by the read window whatever the size.
+        unnoticed.  Memory stays bounded by the read window whatever the size:
+        ``window`` batches of about 2 MiB read ahead (default: enough to keep
+        every core busy; a server with many clients passes a small one).
         Closing the iterator early stops the reads.
 
         Raises:
@@ -1312,7 +1317,7 @@ class Store:
             if f.path == path:
                 oids = file_oids(self.repo, files_tree, manifest, i)
                 self.odb.index.refresh()  # packs may have been merged by another process
-                return f.size, self._stream(f, oids)
+                return f.size, self._stream(f, oids, window or self._window())
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
     def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
@@ -1338,9 +1343,9 @@ class Store:
                                   f"{manifest.domain}/{manifest.model_id}/{path}")
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
-    def _stream(self, entry: FileEntry, oids: list[bytes]) -> Iterator[bytes | memoryview]:
-        with self._pool() as pool:
-            yield from iter_file(self.odb, entry, oids, pool, self._window())
+    def _stream(self, entry: FileEntry, oids: list[bytes], window: int) -> Generator[bytes | memoryview, None, None]:
+        with ThreadPoolExecutor(min(default_workers(), window), thread_name_prefix="cas-read") as pool:
+            yield from iter_file(self.odb, entry, oids, pool, window)
 
 
 def _log_sync(verb: str, result: SyncResult) -> None:
@@ -1392,7 +1397,7 @@ def _extra_sources(
             out.append((base, p))
     for name, local in out:
         try:
-            check_relpath(name)
+            check_shown_name(check_relpath(name))
         except UnsafePathError as e:
             raise ExtraFileError(local, f"cannot be stored under the name {name!r}: {e.rule}") from None
     return out

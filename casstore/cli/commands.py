@@ -18,7 +18,7 @@ from ..errors import DomainNotFoundException
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
-from ..util.names import check_domain
+from ..util.names import check_domain, shown
 from ..util.progress import TerminalProgress
 from .output import count, human, pager, paint, print_json, to_json, use_color
 
@@ -211,7 +211,7 @@ def log(args: argparse.Namespace) -> int:
                     out.write("\n")
                 out.write(paint(title, "yellow", color) + "\n")
                 out.write(f"Model:   {e.model_commit}\n")
-                out.write(f"Author:  {e.author}\n")
+                out.write(f"Author:  {shown(e.author)}\n")
                 out.write(f"Date:    {_when(e.time)}\n")
                 verdict = store.signature(args.domain, e.history_commit)
                 if signing or verdict.status != "unsigned":
@@ -258,7 +258,7 @@ def show(args: argparse.Namespace) -> int:
     color = use_color(sys.stdout)
     print(paint(f"model {info['domain']}/{info['model_id']}", "yellow", color))
     print(f"Commit:  {info['commit']}")
-    print(f"Author:  {info['author']}")
+    print(f"Author:  {shown(info['author'])}")
     print(f"Created: {info['created']}")
     if signing or verdict.status != "unsigned":
         print(f"Signed:  {verdict.describe()}")
@@ -270,10 +270,10 @@ def show(args: argparse.Namespace) -> int:
         version = f" ({lib.get('name')} {lib.get('version')})" if lib.get("version") else ""
         # a store pulled from elsewhere may be hostile: say which entries run code on load
         safety = "loading runs code (pickle)" if fw["executes_code"] else "data only"
-        print(f"  {kwarg}: {fw['framework']} {fw['class']} [{fw['format']}]{version}  {safety}")
+        print(shown(f"  {kwarg}: {fw['framework']} {fw['class']} [{fw['format']}]{version}  {safety}"))
     print("\nFiles:")
     for f in info["files"]:
-        print(f"  {f['path']:<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")
+        print(f"  {shown(f['path']):<40} {human(f['size']):>10}  {f['kind']:<5}  {f['digest'][:23]}...")
     if info["extra_metadata"]:
         print("\nMetadata:")
         for line in json.dumps(to_json(info["extra_metadata"]), indent=2).splitlines():
@@ -349,9 +349,9 @@ def download(args: argparse.Namespace) -> int:
         # like `git checkout`, never replace a user's file without being told to
         present = [p for p in paths if os.path.lexists(os.path.join(root, p))]
         if present and not args.force:
-            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            listed = ", ".join(map(shown, present[:5])) + (", ..." if len(present) > 5 else "")
             raise FileExistsError(f"{root} already holds {count(len(present), 'file')} of "
-                                  f"{args.domain}/{args.model_id} ({shown}): nothing written; "
+                                  f"{args.domain}/{args.model_id} ({listed}): nothing written; "
                                   f"use --force to replace them, or another DIR")
         before = _all_files(root)
         store.download(root, args.domain, args.model_id, files=args.files)
@@ -363,7 +363,7 @@ def download(args: argparse.Namespace) -> int:
     print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
           f"into {root}")
     for p in present:
-        print(f"replaced {p}")
+        print(f"replaced {shown(p)}")
     others = before - set(paths) - set(present)
     if others:
         print(f"note: {root} also holds {count(len(others), 'other file')} that {name} does not have "
@@ -424,24 +424,24 @@ def diff(args: argparse.Namespace) -> int:
         return 0
     color = use_color(sys.stdout)
     for p in d["added"]:
-        print(paint(f"+ {p}", "green", color))
+        print(paint(f"+ {shown(p)}", "green", color))
     for p in d["removed"]:
-        print(paint(f"- {p}", "red", color))
+        print(paint(f"- {shown(p)}", "red", color))
     for c in d["changed"]:
-        name = f"{c['path_a']} -> {c['path']}" if "path_a" in c else c["path"]
+        name = shown(f"{c['path_a']} -> {c['path']}" if "path_a" in c else c["path"])
         # raw bytes the new version does not share, not what storing them cost (see commit)
         print(paint(f"~ {name}", "yellow", color) +
               f"  {human(c['size_a'])} -> {human(c['size_b'])}; shares {c['chunks_shared']}/"
               f"{count(c['chunks'], 'chunk')} ({human(c['bytes_shared'])}), {human(c['bytes_new'])} of new data")
     for p in d["unchanged"]:
-        print(f"  {p}")
+        print(f"  {shown(p)}")
     m = d["metadata"]
     for k, v in m["added"].items():
-        print(paint(f"+ metadata {k}={json.dumps(to_json(v))}", "green", color))
+        print(paint(f"+ metadata {shown(str(k))}={json.dumps(to_json(v))}", "green", color))
     for k, v in m["removed"].items():
-        print(paint(f"- metadata {k}={json.dumps(to_json(v))}", "red", color))
+        print(paint(f"- metadata {shown(str(k))}={json.dumps(to_json(v))}", "red", color))
     for k, (a, b) in m["changed"].items():
-        print(paint(f"~ metadata {k}: {json.dumps(to_json(a))} -> {json.dumps(to_json(b))}",
+        print(paint(f"~ metadata {shown(str(k))}: {json.dumps(to_json(a))} -> {json.dumps(to_json(b))}",
                     "yellow", color))
     return 0
 

@@ -69,9 +69,10 @@ def serve(store_path: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
                        f"({e.name} is missing)") from None
     from ..store import Store
     from .data import warm_up
+    from .downloads import Limits
 
     store = Store(store_path)
-    app = create_app(store, token=token, write=write)
+    app = create_app(store, token=token, write=write, limits=Limits.of_store(store.path))
     warm_up(store)
     _first_request(app)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -23,6 +23,7 @@ only with ``write=True``, which requires a token.
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -31,14 +32,14 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from ..errors import (
     CasError,
-    CorruptObjectError,
     InvalidIdError,
     ModelNotFoundException,
     StateNotFoundException,
@@ -46,10 +47,11 @@ from ..errors import (
 )
 from ..objects.refs import domain_ref
 from ..store import Store
-from ..util.names import check_domain
+from ..util.names import check_domain, hidden_chars, shown
 from ..version import __version__
 from . import data
 from .chart import line_chart
+from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
 
 log = logging.getLogger("casstore.serve")
 PAGE = 50
@@ -72,11 +74,23 @@ def human(n: int | None) -> str:
 
 
 def _templates() -> Environment:
+    # every value a page shows goes through shown(): a stored name with U+202E or a
+    # control character is displayed escaped, never as the name it imitates
     env = Environment(loader=PackageLoader("casstore.serve", "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      finalize=lambda v: shown(v) if isinstance(v, str) and not isinstance(v, Markup) else v)
     env.filters["human"] = human
     env.globals["version"] = __version__
     return env
+
+
+def _local(path: str) -> str:
+    """``path`` as a redirect target that stays on this server.
+
+    ``//evil.com/x`` (or ``/\\evil.com``) is a path to the server but a
+    scheme-relative URL to a browser: one leading slash only.
+    """
+    return "/" + path.lstrip("/\\")
 
 
 def _status(e: Exception) -> int:
@@ -87,11 +101,13 @@ def _status(e: Exception) -> int:
     return 500
 
 
-def create_app(store: Store, *, token: str | None = None, write: bool = False) -> FastAPI:
+def create_app(store: Store, *, token: str | None = None, write: bool = False,
+               limits: Limits | None = None) -> FastAPI:
     """The ASGI application serving ``store``.
 
     ``write=True`` adds state changes (set/unset a model's state) and requires
-    ``token``.  The app never writes anything else to the store.
+    ``token``.  The app never writes anything else to the store.  ``limits``
+    bound downloads (default: ``Limits()``; ``cas serve`` reads the store's settings).
     """
     if write and not token:
         raise ValueError("write mode needs a token")
@@ -102,6 +118,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
     for name in env.list_templates():
         env.get_template(name)  # compile now, not during someone's first request
     cache = data.Background()
+    budget = Budget(limits or Limits())
 
     def count(domain: str) -> Callable[[], int | None]:
         """The domain's model count, from the background (None until known)."""
@@ -124,6 +141,8 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
         for attr in ("domain", "model_id", "oid", "path", "state"):
             if isinstance(getattr(e, attr, None), str):
                 body[attr] = getattr(e, attr)
+        if status == 500 and isinstance(request.path_params.get("domain"), str):
+            body.setdefault("domain", request.path_params["domain"])  # which domain is damaged
         if status == 500:
             log.error("%s %s: %s", request.method, request.url.path, e)
         if wants_json(request):
@@ -138,6 +157,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
     async def _not_found(request: Request, e: FileNotFoundError) -> Response:
         return error_response(request, e)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception) -> Response:
+        # damage casstore does not name (a ref holding garbage, an unreadable object):
+        # an error page naming what failed, never a traceback (that goes to the log)
+        log.error("%s %s", request.method, request.url.path, exc_info=e)
+        return error_response(request, e)
+
     @app.middleware("http")
     async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if token is None:
@@ -150,7 +176,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
             if given is not None and hmac.compare_digest(given.encode(), token.encode()):
                 # trade the URL token for a cookie, and drop it from the address bar
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                back = RedirectResponse(request.url.path + ("?" + urlencode(rest) if rest else ""), 303)
+                back = RedirectResponse(_local(request.url.path) + ("?" + urlencode(rest) if rest else ""), 303)
                 back.set_cookie(COOKIE, token, httponly=True, samesite="strict")
                 return back
             auth = request.headers.get("authorization", "")
@@ -221,7 +247,11 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
 
         @app.post("/d/{domain}/m/{model_id}/states", include_in_schema=False)
         async def page_state(domain: str, model_id: str, request: Request) -> Response:
-            form = (await request.body()).decode()
+            try:
+                form = (await request.body()).decode()
+            except UnicodeDecodeError:
+                return JSONResponse({"error": "the form is not UTF-8 (application/x-www-form-urlencoded)"},
+                                    status_code=400)
             fields = {k: v[0] for k, v in parse_qs(form).items()}
             state, action = fields.get("state", ""), fields.get("action", "")
             if action == "set":
@@ -235,31 +265,38 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False) -
     # -- downloads ---------------------------------------------------------
 
     @app.get("/files/{domain}/{model_id}/{path:path}", tags=["api"])
-    def download(domain: str, model_id: str, path: str) -> Response:
+    async def download(domain: str, model_id: str, path: str) -> Response:
         """One stored file, verified.  Small files are checked whole before sending;
         a large one streams and, if a damaged chunk turns up part-way, the
-        connection is cut short of its Content-Length (never wrong bytes)."""
-        size, chunks = store.stream_file(domain, model_id, path)
-        name = os.path.basename(path) or "file"
-        # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
-        plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-        headers = {"Content-Length": str(size),
-                   "Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"}
-        if size <= VERIFY_FIRST:
-            body = b"".join(chunks)  # raises CorruptObjectError before any byte is sent
-            return Response(body, media_type="application/octet-stream", headers=headers)
-        first = next(chunks, b"")  # the first chunk's damage still gets an error page
-
-        def stream() -> Iterator[bytes]:
-            try:
-                yield bytes(first)
-                for c in chunks:
-                    yield bytes(c)
-            except CorruptObjectError as e:
-                log.error("download of %s/%s/%s stopped: %s", domain, model_id, path, e)
-                raise
-
-        return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)
+        connection is cut short of its Content-Length (never wrong bytes).
+        At most ``cas.serveMaxDownloads`` at once, holding at most
+        ``cas.serveDownloadBuffer`` bytes between them: beyond that, 503."""
+        size, chunks = await run_in_threadpool(store.stream_file, domain, model_id, path, STREAM_WINDOW)
+        reserve = size if size <= VERIFY_FIRST else STREAM_RESERVE
+        try:
+            budget.take(reserve)
+        except Busy as e:
+            chunks.close()  # nothing was read yet
+            return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
+        try:
+            # a name that displays as another (U+202E ...) is not offered to the browser to save under
+            name = "".join("_" if hidden_chars(c) else c for c in os.path.basename(path)) or "file"
+            # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
+            plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+            headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream",
+                       "Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"}
+            if size <= VERIFY_FIRST:
+                # raises CorruptObjectError before any byte is sent
+                body = await run_in_threadpool(b"".join, chunks)
+                pieces: Iterator[bytes | memoryview] = pieces_of(body)
+            else:
+                first = await run_in_threadpool(next, chunks, b"")  # the first chunk's damage gets an error page
+                pieces = itertools.chain([first], chunks)
+        except BaseException:
+            budget.give_back(reserve)
+            chunks.close()
+            raise
+        return Download(budget, reserve, headers, pieces, f"{domain}/{model_id}/{path}", close=chunks)
 
     # -- pages -------------------------------------------------------------
 

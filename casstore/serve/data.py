@@ -26,10 +26,9 @@ from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundE
 from ..model.history import Event, iter_log
 from ..objects.refs import DOMAINS, MODELS, domain_ref
 from ..store import Store
+from ..util.jsonsafe import to_json
 from ..util.names import check_domain, check_model_id, check_state
 
-#: serialisation formats whose loading runs code from the store (pickle underneath)
-CODE_EXECUTING_FORMATS = frozenset({"joblib", "pickle", "cloudpickle", "dill"})
 log = logging.getLogger("casstore.serve")
 GITLINK = 0o160000
 MAX_LIMIT = 500
@@ -252,9 +251,12 @@ def warm_up(store: Store) -> None:
     """Open the packs and their indexes now (reading each domain's newest event), so
     that the first visitor does not pay for it.  Costs one object per domain."""
     for d in list_domains(store):
-        head = _head(store, d)
-        if head is not None:
-            next(iter_log(store.odb, head), None)
+        try:
+            head = _head(store, d)
+            if head is not None:
+                next(iter_log(store.odb, head), None)
+        except Exception as e:  # one damaged domain must not stop the server: its pages name it
+            log.warning("cas serve: domain %s: %s", d, e)
 
 
 def domains(store: Store, cache: Background, wait: float = 2.0) -> dict[str, Any]:
@@ -265,41 +267,59 @@ def domains(store: Store, cache: Background, wait: float = 2.0) -> dict[str, Any
     says they are not known yet.
     """
     names = list_domains(store)
-    heads = tuple((d, (h.decode() if (h := _head(store, d)) else None)) for d in names)
+    heads = tuple((d, _head_or_error(store, d)) for d in names)
     usage = cache.get("du", heads, store.du, wait)
     sizes = usage["domains"] if usage is not None else {}
     out = []
     for d in names:
-        head = _head(store, d)
-        last: dict[str, Any] | None = None
-        if head is not None:
-            ev = next(iter_log(store.odb, head), None)
-            if ev is not None:
-                last = {"event": ev.event, "model_id": ev.model_id, "state": ev.state, "time": _iso(ev.time)}
-        newest = next(store.iter_model_commits(d, head), None)
-        out.append({
-            "domain": d,
-            "models": count_models(store, d),
-            "newest": newest[0] if newest else None,
-            "last_change": last,
-            "logical_bytes": sizes[d]["logical_bytes"] if d in sizes else None,
-            "stored_bytes": sizes[d]["stored_bytes"] if d in sizes else None,
-        })
+        row: dict[str, Any] = {"domain": d, "models": None, "newest": None, "last_change": None,
+                               "logical_bytes": sizes[d]["logical_bytes"] if d in sizes else None,
+                               "stored_bytes": sizes[d]["stored_bytes"] if d in sizes else None}
+        try:
+            row.update(_domain_summary(store, d))
+        except Exception as e:  # one damaged domain: its row names the damage, the others stay
+            log.warning("cas serve: domain %s: %s", d, e)
+            row["error"] = f"{type(e).__name__}: {e}"
+        out.append(row)
     return {"domains": out, "states": store.list_model_states(), "sizes_pending": usage is None}
 
 
+def _head_or_error(store: Store, domain: str) -> str | None:
+    """The domain history's head as hex, or the error reading it (a key for the du cache)."""
+    try:
+        h = _head(store, domain)
+    except Exception as e:
+        return f"error: {e}"
+    return h.decode() if h else None
+
+
+def _domain_summary(store: Store, d: str) -> dict[str, Any]:
+    head = _head(store, d)
+    last: dict[str, Any] | None = None
+    if head is not None:
+        ev = next(iter_log(store.odb, head), None)
+        if ev is not None:
+            last = {"event": ev.event, "model_id": ev.model_id, "state": ev.state, "time": _iso(ev.time)}
+    newest = next(store.iter_model_commits(d, head), None)
+    return {"models": count_models(store, d), "newest": newest[0] if newest else None, "last_change": last}
+
+
 def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
-    """Everything about one model, plus how to load it."""
+    """Everything about one model, plus how to load it.
+
+    ``executes_code`` is the Store's (``frameworks.entry_executes_code``, as
+    ``cas show`` says); metadata values JSON lacks are mapped as ``cas show --json``
+    maps them (``util.jsonsafe``), so the page and the API show the same.
+    """
     info = store.get_model_info(domain, model_id)
     states = domain_states(store, _head(store, domain))
-    for fw in info["frameworks"].values():
-        fw["executes_code"] = fw["format"] in CODE_EXECUTING_FORMATS
     info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
     info["load"] = {
         "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
         "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
     }
-    return info
+    out: dict[str, Any] = to_json(info)
+    return out
 
 
 def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
@@ -318,7 +338,8 @@ def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
             f["chunks"] for f in d["models"]["b"]["files"] if f["path"] in unchanged),
         "chunks_b": sum(f["chunks"] for f in d["models"]["b"]["files"]),
     }
-    return d
+    out: dict[str, Any] = to_json(d)
+    return out
 
 
 def _numbers(meta: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, float]]:

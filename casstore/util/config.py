@@ -23,6 +23,9 @@ SETTINGS: dict[str, str] = {
     "cas.allowPickle": "true or false: may load() run pickle-based deserialisers (default true)",
     "cas.defaultRemote": "the remote push and pull use when none is named (default origin)",
     "cas.loadCacheLimit": "bound of the load cache, e.g. 4g, 512m (default 4g)",
+    "cas.serveDownloadBuffer": "bytes all of cas serve's downloads may hold at once, e.g. 128m (default 128m)",
+    "cas.serveMaxDownloads": "downloads cas serve runs at once; more get 503 (default 16)",
+    "cas.serveStallTimeout": "seconds cas serve waits for a client to take bytes before it disconnects it (default 60)",
     "cas.sklearnFormat": "joblib or skops: how commit_models stores a plain scikit-learn estimator (default joblib)",
     "cas.signCommits": "true or false: sign every commit and history event with cas.signingKey (default false)",
     "cas.signingKey": "the SSH key that signs (a private key file, or a .pub whose key is in ssh-agent); "
@@ -63,7 +66,11 @@ def check_value(key: str, value: str) -> None:
         parse_bool(value, key)
     elif key == "cas.requireSigned" and value not in ("off", "warn", "refuse"):
         raise ConfigKeyError(key, f"{value!r} is not one of off, warn, refuse")
-    elif key == "cas.loadCacheLimit":
+    elif key == "cas.serveMaxDownloads" and not (value.strip().isdigit() and int(value) > 0):
+        raise ConfigKeyError(key, f"{value!r} is not a positive whole number")
+    elif key == "cas.serveStallTimeout" and not _positive_number(value):
+        raise ConfigKeyError(key, f"{value!r} is not a positive number of seconds")
+    elif key in ("cas.loadCacheLimit", "cas.serveDownloadBuffer"):
         t = value.strip().lower()
         if not (t[:-1] if t[-1:] in ("k", "m", "g", "t") else t).isdigit():
             raise ConfigKeyError(key, f"{value!r} is not a size (e.g. 4g, 512m, 1000000)")
@@ -71,6 +78,13 @@ def check_value(key: str, value: str) -> None:
         raise ConfigKeyError(key, f"{value!r} is neither joblib nor skops")
     elif key == "cas.defaultRemote" and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
         raise ConfigKeyError(key, f"{value!r} is not a remote name")
+
+
+def _positive_number(text: str) -> bool:
+    try:
+        return 0 < float(text) < float("inf")
+    except ValueError:
+        return False
 
 
 def user_config_path() -> str:

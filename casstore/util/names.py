@@ -10,9 +10,10 @@ and ``.``, at most 128 characters, not starting with ``.``, not ending with
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
-from ..errors import InvalidIdError
+from ..errors import InvalidIdError, UnsafePathError
 
 MAX_NAME_LENGTH = 128
 _ALLOWED = re.compile(r"[A-Za-z0-9._-]+")
@@ -64,3 +65,51 @@ def check_state(state: object) -> str:
 def new_model_id() -> str:
     """A fresh default model ID (UUID4, as modelstore does)."""
     return str(uuid.uuid4())
+
+
+#: Unicode categories of characters that display as something else, or as nothing:
+#: controls (C0, DEL, C1), format characters (U+202E right-to-left override, U+200B
+#: zero-width space, U+2066..U+2069 isolates, U+FEFF), line and paragraph separators
+#: (U+2028, U+2029), surrogates, private-use and unassigned code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def hidden_chars(name: str) -> list[str]:
+    """The characters of ``name`` that a terminal or a browser would not show as themselves.
+
+    Spaces other than U+0020 (U+00A0, U+3000, ...) count too: they look like a
+    plain space.
+    """
+    return [c for c in name
+            if unicodedata.category(c) in _HIDDEN_CATEGORIES or (c.isspace() and c != " ")]
+
+
+def check_shown_name(path: str) -> str:
+    """Refuse a file name that would display as another name.
+
+    Applied to every file name a commit stores (model files and extra files).
+    Names already in a store (committed before this rule, or pulled from a store
+    that did not have it) stay readable; :func:`shown` escapes them wherever they
+    are displayed.
+
+    Raises:
+        UnsafePathError: naming the first such character as ``U+XXXX``.
+    """
+    bad = hidden_chars(path)
+    if bad:
+        c = bad[0]
+        raise UnsafePathError(path, f"contains U+{ord(c):04X} ({unicodedata.name(c, 'a control character')}), "
+                                    "which displays as something else or as nothing")
+    return path
+
+
+def shown(name: str) -> str:
+    """``name`` as a terminal or a page may display it: every hidden character as ``\\uXXXX``.
+
+    Unambiguous for stored file names, which never contain a backslash.  JSON
+    output keeps names exact; only text meant for eyes goes through this.
+    """
+    if not hidden_chars(name):
+        return name
+    return "".join((f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}") if hidden_chars(c) else c
+                   for c in name)
