@@ -469,5 +469,11 @@ def gc(args: argparse.Namespace) -> int:
     else:
         print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+        if report.objects_kept_young:
+            # "freed 0 B" right after `cas rm` must say why, and how to free it now
+            period = args.grace if args.grace is not None else "2w"
+            print(f"kept {count(report.objects_kept_young, 'unreachable object')} "
+                  f"({human(report.bytes_kept_young)}) younger than the grace period ({period}); "
+                  f"`cas gc --grace now` frees them now")
     return 0
 
