@@ -29,7 +29,7 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo
 
 from ..errors import NotAStoreError
-from ..util.locking import WaitFn, store_lock
+from ..util.locking import WaitFn, yielding_lock
 from .odb import ObjectDB
 from .refs import Refs
 
@@ -140,8 +140,8 @@ class Repository:
     @contextmanager
     def lock(self, exclusive: bool = False, timeout: float | None = None,
              on_wait: WaitFn | None = None) -> Iterator[None]:
-        """Hold the store lock: shared for writers, exclusive for gc (see util/locking.py)."""
-        with store_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
+        """Hold the store lock: shared for writers, exclusive for gc; fair to gc (see util/locking.py)."""
+        with yielding_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
             yield
 
     def close(self) -> None:

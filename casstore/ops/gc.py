@@ -41,7 +41,7 @@ from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurat
 from ..objects.maintenance import copy_packs, delete_pack, maintain
 from ..objects.packidx import PackIdx
 from ..util.fsutil import TMP_PREFIX
-from ..util.locking import WaitFn, store_lock
+from ..util.locking import WaitFn, yielding_lock
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -287,7 +287,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
         if on_wait is not None:
             on_wait(holders, waited)
 
-    with store_lock(repo.lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
+    with yielding_lock(repo.lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
                     on_wait=waiting):
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
