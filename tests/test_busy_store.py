@@ -67,12 +67,18 @@ def test_store_gc_takes_grace_as_the_cli_names_it(store: casstore.Store, tmp_pat
 WRITER = r"""
 import os, sys, time
 import casstore
-store, tag, model, stop, limit = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+store, tag, model, stop, limit, mode = *sys.argv[1:5], float(sys.argv[5]), sys.argv[6]
 s = casstore.open(store)
 deadline = time.monotonic() + limit
 i = 0
 while not os.path.exists(stop) and time.monotonic() < deadline:
+    if mode == "varied":  # new bytes each time: new packs, and the roll-ups that follow them
+        with open(model, "wb") as f:
+            f.write(os.urandom(30_000))
     s.commit_models("d", model=model, model_id=f"{tag}-{i}")
+    if mode == "varied" and i % 3 == 2:
+        s.delete_model("d", f"{tag}-{i - 1}")
+        print(f"deleted {tag}-{i - 1}", flush=True)
     i += 1
     print(i, flush=True)
 """
@@ -81,20 +87,22 @@ while not os.path.exists(stop) and time.monotonic() < deadline:
 class Writers:
     """Real processes committing small models in loops until told to stop (or ``limit`` seconds)."""
 
-    def __init__(self, tmp_path: Path, store: Path, n: int, limit: float = 90.0) -> None:
+    def __init__(self, tmp_path: Path, store: Path, n: int, limit: float = 90.0, mode: str = "same") -> None:
         self.stop = tmp_path / "stop"
-        model = tmp_path / "small.bin"
-        write_random(model, 20_000)
+        models = [tmp_path / f"small{k}.bin" for k in range(n)]
+        for m in models:
+            write_random(m, 20_000)
         self.outs = [(tmp_path / f"writer{k}.out").open("w+") for k in range(n)]
-        self.procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(store), f"w{k}", str(model),
-                                        str(self.stop), str(limit)], stdout=out, stderr=subprocess.STDOUT, text=True)
+        self.procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(store), f"w{k}", str(models[k]),
+                                        str(self.stop), str(limit), mode],
+                                       stdout=out, stderr=subprocess.STDOUT, text=True)
                       for k, out in enumerate(self.outs)]
 
     def counts(self) -> list[int]:
         out = []
         for f in self.outs:
             f.seek(0)
-            lines = [x for x in f.read().split() if x.isdigit()]
+            lines = [x for x in f.read().splitlines() if x.isdigit()]
             out.append(int(lines[-1]) if lines else 0)
         return out
 
@@ -145,4 +153,34 @@ def test_gc_gets_its_turn_between_steady_writers(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in writers.procs), writers.output()
     s = casstore.open(store)
     assert sorted(s.list_models("d")) == sorted(f"w{k}-{i}" for k, n in enumerate(counts) for i in range(n))
+    assert s.fsck().ok
+
+
+# -- item 7: fsck on a store in use reports only real problems -----------------------
+
+
+def test_fsck_during_commits_and_deletes_raises_no_false_alarm(tmp_path: Path) -> None:
+    """Regression: fsck during commits said "history lists cN, which has no model ref" (exit 1) in about
+    half the runs, and exited 2 when a pack roll-up removed an .idx it was reading."""
+    store = tmp_path / "store"
+    cas("init", str(store))
+    writers = Writers(tmp_path, store, 2, mode="varied")
+    reports: list[tuple[int, str]] = []
+    try:
+        writers.wait_for(2)
+        deadline = time.monotonic() + 45
+        while len(reports) < 20 and time.monotonic() < deadline:
+            read_data = ["--read-data"] if len(reports) % 3 == 2 else []
+            r = cas("fsck", *read_data, store=store, check=None)
+            reports.append((r.returncode, r.stdout + r.stderr))
+        moved = writers.counts()
+    finally:
+        counts = writers.finish()
+    assert all(p.returncode == 0 for p in writers.procs), writers.output()
+    assert len(reports) >= 5 and min(moved) >= 4, (len(reports), moved)
+    print(f"{len(reports)} fsck runs while the writers went from 2 to {moved} commits each")
+    bad = [(rc, out) for rc, out in reports if rc != 0 or "problem" in out]
+    assert not bad, f"{len(bad)} of {len(reports)} fsck runs during commits failed: {bad[:3]}"
+    s = casstore.open(store)
+    assert sum(counts) > 0 and s.fsck().ok
     assert s.fsck().ok
