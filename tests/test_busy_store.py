@@ -184,3 +184,40 @@ def test_fsck_during_commits_and_deletes_raises_no_false_alarm(tmp_path: Path) -
     s = casstore.open(store)
     assert sum(counts) > 0 and s.fsck().ok
     assert s.fsck().ok
+
+
+GC_WAITER = r"""
+import sys, time
+from casstore.util.locking import yielding_lock
+with yielding_lock(sys.argv[1], exclusive=True, timeout=60):
+    print("got it", flush=True)
+"""
+
+
+def test_a_writer_nested_in_its_own_shared_hold_does_not_queue_behind_gc(tmp_path: Path) -> None:
+    """While gc waits (in another process), a writer that already holds the store lock may take it again:
+    queueing behind gc would wait for a gc that waits for it."""
+    from casstore.util.locking import lock_holders, queue_lock_path, yielding_lock
+
+    lock = str(tmp_path / "cas" / "gc.lock")
+    with yielding_lock(lock):
+        gc = subprocess.Popen([sys.executable, "-c", GC_WAITER, lock], stdout=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not any(f"pid {gc.pid}" in h for h in lock_holders(queue_lock_path(lock))):
+                assert time.monotonic() < deadline and gc.poll() is None, "gc never queued"
+                time.sleep(0.05)
+            t0 = time.monotonic()
+            with yielding_lock(lock, timeout=10):  # nested: must not wait for gc
+                assert time.monotonic() - t0 < 5
+            # a writer of another process queues behind gc instead
+            other = subprocess.run([sys.executable, "-c", "import sys\nfrom casstore.util.locking import "
+                                    "yielding_lock\nwith yielding_lock(sys.argv[1], timeout=0.5): pass", lock],
+                                   capture_output=True, text=True, timeout=60)
+            assert other.returncode != 0 and "StoreBusyError" in other.stderr, other.stderr
+            assert gc.poll() is None  # gc still waits for us
+        except BaseException:
+            gc.kill()
+            raise
+    assert gc.stdout is not None and gc.stdout.readline().strip() == "got it"
+    assert gc.wait(timeout=30) == 0
