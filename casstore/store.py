@@ -1026,7 +1026,8 @@ class Store:
         period kept (``objects_kept_young``, ``bytes_kept_young``).  Runs under the store's exclusive
         lock: it waits for the writers in progress (commit, delete, state
         changes, push, pull), at most ``wait`` seconds (None: as long as it
-        takes), and writers wait for it.  While it waits,
+        takes), and writers wait for it: once gc waits, new writers queue behind
+        it, so steady writers cannot keep it out (util/locking.py).  While it waits,
         ``on_wait(holders, seconds)`` is told who holds the lock (by default
         ``store.progress``, if set, and the ``casstore`` logger).  Stops before
         deleting anything when a ref cannot be read or a reachable commit or

@@ -116,7 +116,7 @@ def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], No
                 try:
                     ok = _pack_checksum_ok(os.path.join(odb.pack_dir, fn))
                 except FileNotFoundError:
-                    ok = not os.path.exists(idx)  # rolled up into another pack meanwhile
+                    continue  # rolled up into another pack meanwhile (or missing: _check_packs named it)
                 if not ok and os.path.exists(idx):
                     report.problems.append(Problem("object", fn, "pack checksum mismatch: the pack file is damaged"))
     return report
