@@ -90,7 +90,7 @@ from .objects.refs import domain_ref, model_ref
 from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
-from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc
+from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc, parse_duration
 from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from .ops.loadcache import LoadCache, parse_size
 from .util.config import get_setting, parse_bool
@@ -1213,22 +1213,27 @@ class Store:
         """Logical and stored bytes per domain and in total."""
         return stats.du(self.repo)
 
-    def gc(self, grace_period: float = DEFAULT_GRACE, *, wait: float | None = DEFAULT_WAIT,
-           on_wait: WaitFn | None = None) -> GcReport:
-        """Remove objects no ref reaches that are older than ``grace_period`` seconds.
+    def gc(self, grace_period: float | str | None = None, *, grace: float | str | None = None,
+           wait: float | None = DEFAULT_WAIT, on_wait: WaitFn | None = None) -> GcReport:
+        """Remove objects no ref reaches that are older than the grace period.
 
-        The default grace period is two weeks, like git's; ``0`` removes every
-        unreachable object, ``math.inf`` none.  Runs under the store's exclusive
+        ``grace`` (as ``cas gc --grace`` names it; ``grace_period`` is the same, kept
+        for older code): seconds, or a duration such as ``"12h"``, ``"2w"``, ``"now"``,
+        ``"never"``.  The default is two weeks, like git's; ``0`` removes every
+        unreachable object, ``math.inf`` none.  The report counts what the grace
+        period kept (``objects_kept_young``, ``bytes_kept_young``).  Runs under the store's exclusive
         lock: it waits for the writers in progress (commit, delete, state
         changes, push, pull), at most ``wait`` seconds (None: as long as it
-        takes), and writers wait for it.  While it waits,
+        takes), and writers wait for it: once gc waits, new writers queue behind
+        it, so steady writers cannot keep it out (util/locking.py).  While it waits,
         ``on_wait(holders, seconds)`` is told who holds the lock (by default
         ``store.progress``, if set, and the ``casstore`` logger).  Stops before
         deleting anything when a ref cannot be read or a reachable commit or
         tree is missing.  Memory: a few bytes per object, whatever the store size.
 
         Raises:
-            InvalidDurationError: ``grace_period`` or ``wait`` is NaN or negative.
+            InvalidDurationError: ``grace`` or ``wait`` is NaN, negative or not a duration.
+            TypeError: both ``grace`` and ``grace_period`` were given.
             StoreBusyError: the lock stayed held for ``wait`` seconds; names the holders.
             CorruptRefError: a ref cannot be read (nothing was deleted).
             CorruptObjectError: a reachable object is missing or corrupt (nothing was deleted).
@@ -1240,7 +1245,11 @@ class Store:
             def on_wait(holders: str, waited: float) -> None:
                 progress(f"waiting for {holders}", int(waited), limit)
 
-        report = gc(self.repo, grace_period, progress=Counter(self.progress, "marking", 0), wait=wait,
+        if grace is not None and grace_period is not None:
+            raise TypeError("gc() takes grace= or grace_period= (the same setting), not both")
+        chosen = grace if grace is not None else grace_period
+        period = DEFAULT_GRACE if chosen is None else parse_duration(chosen) if isinstance(chosen, str) else chosen
+        report = gc(self.repo, period, progress=Counter(self.progress, "marking", 0), wait=wait,
                     on_wait=on_wait)
         log.info("gc: removed %d objects (%d packs removed, %d rewritten), freed %d bytes", report.objects_removed,
                  report.packs_removed, report.packs_rewritten, report.bytes_freed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -90,13 +91,13 @@ def test_cas_cache_ls_and_clear(store: casstore.Store, tmp_path: Path, capsys: p
     store.load("fraud", "v1")
     assert cli_main(["cache", "--store", store.path]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("fraud/v1 ") and "97.7 KiB" in out and "1 cached models" in out
+    assert out.startswith("fraud/v1 ") and "97.7 KiB" in out and "\n1 cached model, 97.7 KiB" in out
     assert cli_main(["cache", "--json", "--store", store.path]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(e["domain"], e["model_id"], e["bytes"]) for e in doc["entries"]] == [("fraud", "v1", 100_000)]
     assert doc["limit"] == 4 << 30
     assert cli_main(["cache", "clear", "--store", store.path]) == 0
-    assert capsys.readouterr().out == "removed 1 cached models, freed 97.7 KiB\n"
+    assert capsys.readouterr().out == "removed 1 cached model, freed 97.7 KiB\n"  # one model, singular
     assert _cached_files(store) == []
     # and the next load fills it again
     assert Path(store.load("fraud", "v1")).read_bytes() == f.read_bytes()
@@ -117,3 +118,40 @@ def test_a_forged_keyword_cannot_escape_the_cache(tmp_path: Path) -> None:
         s.load("d", "evil")
     assert list(tmp_path.rglob("escaped")) == []
     assert Path(s.load("d", "legit")).read_bytes() == (tmp_path / "legit.bin").read_bytes()
+
+
+@pytest.mark.parametrize("stray", ["file", "symlink-to-dir", "symlink-to-file", "dangling-symlink", "kwarg-symlink"])
+def test_a_stray_entry_is_rebuilt_never_followed(store: casstore.Store, tmp_path: Path, stray: str) -> None:
+    """Regression: a file or symlink at cas/cache/load/<commit> failed every load until `cas cache clear`."""
+    f = tmp_path / "model.onnx"
+    write_random(f, 50_000)
+    store.commit_models("d", model=str(f), model_id="v1")
+    commit = store.get_model_info("d", "v1")["commit"]
+    first = Path(store.load("d", "v1"))
+    kwarg = first.relative_to(store.path, "cas", "cache", "load", commit).parts[0]
+    entry = Path(store.path, "cas", "cache", "load", commit)
+    # a copy of the right entry outside the cache: a link to it must still not be used
+    outside = tmp_path / "outside"
+    shutil.copytree(entry, outside)
+    shutil.rmtree(entry)
+    before = {str(p.relative_to(outside)): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    if stray == "file":
+        entry.write_bytes(b"not a directory")
+    elif stray == "symlink-to-dir":
+        entry.symlink_to(outside)
+    elif stray == "symlink-to-file":
+        entry.symlink_to(f)
+    elif stray == "dangling-symlink":
+        entry.symlink_to(tmp_path / "nowhere")
+    else:
+        entry.mkdir()
+        (entry / kwarg).symlink_to(outside / kwarg)
+        shutil.copy(outside / "entry.json", entry / "entry.json")
+    path = Path(store.load("d", "v1"))
+    assert path.read_bytes() == f.read_bytes()
+    assert os.path.realpath(path).startswith(os.path.realpath(entry) + os.sep)
+    assert not entry.is_symlink() and not (entry / kwarg).is_symlink()
+    # what a link pointed at is left as it was
+    assert {str(p.relative_to(outside)): p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+    assert f.exists() and f.stat().st_size == 50_000
+    assert Path(store.load("d", "v1")) == path

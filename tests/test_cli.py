@@ -444,3 +444,109 @@ def test_shell_completion(cli_store: Path, model_file: Path, tmp_path: Path) -> 
     assert complete("cas", "--store", str(cli_store), "show", "fraud", "") == ["v1"]
     assert complete("cas", "--store", str(cli_store), "state", "set", "fr") == ["fraud"]
     assert complete("cas", "commit", "fraud", "cas.b") == ["cas.bash"]
+
+
+# -- issue 21 item 11: errors that name the problem ----------------------------------
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr and "Errno" not in r.stderr, r.stderr
+    return r.stderr
+
+
+def test_mistyped_options_get_the_commands_usage_and_a_did_you_mean(cli_store: Path, model_file: Path) -> None:
+    """Regression: `cas fsck --readdata` and `cas show d v1 --jsn` printed the top-level usage, no hint."""
+    cas("commit", "d", str(model_file), "--id", "v1", store=cli_store)
+    err = _one_line_error(cas("fsck", "--readdata", store=cli_store, check=2))
+    assert err.startswith("usage: cas fsck ") and "did you mean --read-data?" in err, err
+    err = _one_line_error(cas("show", "d", "v1", "--jsn", store=cli_store, check=2))
+    assert err.startswith("usage: cas show ") and "did you mean --json?" in err, err
+    err = _one_line_error(cas("state", "ls", "--jsonn", store=cli_store, check=2))
+    assert err.startswith("usage: cas state ls ") and "did you mean --json?" in err, err
+    err = _one_line_error(cas("rm", "d", "v1", "surplus", store=cli_store, check=2))
+    assert err.startswith("usage: cas rm ") and "unrecognized arguments: surplus" in err, err
+    assert casstore.open(cli_store).list_models("d") == ["v1"]
+
+
+def test_shell_mistakes_are_named(cli_store: Path, model_file: Path, tmp_path: Path) -> None:
+    """Regression: the ID given where FILEs go, the DIR where the ID goes, huge -n, deep --meta."""
+    err = _one_line_error(cas("commit", "fraud", str(model_file), "v1", store=cli_store, check=2))
+    assert "v1: no such file" in err and "use --id v1" in err, err
+    cas("commit", "fraud", str(model_file), "--id", "v1", store=cli_store)
+    err = _one_line_error(cas("download", "fraud", "./o3", store=cli_store, check=2, cwd=tmp_path))
+    assert "no DIR given" in err and "'./o3' looks like a directory" in err and "cas download fraud ID ./o3" in err
+    assert not (tmp_path / "o3").exists()
+    err = _one_line_error(cas("download", "fraud", "v1", store=cli_store, check=2))
+    assert "no DIR given" in err and "cas download fraud v1 DIR" in err, err
+    r = cas("log", "fraud", "-n", "99999999999999999999999", "--oneline", store=cli_store)
+    assert r.stdout.count("\n") == 1 and "commit v1" in r.stdout
+    for bad, why in (("-3", "-3 is negative"), ("lots", "'lots' is not a whole number")):
+        err = cas("log", "fraud", "-n", bad, store=cli_store, check=2).stderr
+        assert err.startswith("usage: cas log ") and why in err, err
+    deep = "[" * 5000 + "]" * 5000
+    for value in (deep, "[" * 101 + "]" * 101):
+        err = _one_line_error(cas("commit", "fraud", str(model_file), "--id", "deep", "--meta", f"x={value}",
+                                  store=cli_store, check=2))
+        assert "--meta x: the value is nested too deeply" in err, err
+    cas("commit", "fraud", str(model_file), "--id", "deep", "--meta", "x=" + "[" * 100 + "]" * 100,
+        store=cli_store)
+    assert casstore.open(cli_store).list_models("fraud") == ["deep", "v1"]
+
+
+def test_a_file_name_that_is_not_utf8_is_named(cli_store: Path, tmp_path: Path) -> None:
+    """Regression: a non-UTF-8 file name failed with "'utf-8' codec can't encode character '\\udcff'"."""
+    bad = os.path.join(os.fsencode(tmp_path), b"m\xff.bin")
+    with open(bad, "wb") as f:
+        f.write(b"weights")
+    (tmp_path / "extras").mkdir()
+    with open(os.path.join(os.fsencode(tmp_path / "extras"), b"e\xfe.txt"), "wb") as f:
+        f.write(b"x")
+    good = tmp_path / "model.onnx"
+    good.write_bytes(b"model")
+    err = _one_line_error(cas("commit", "d", os.fsdecode(bad), "--id", "v1", store=cli_store, check=2))
+    assert "is not UTF-8" in err and r"b'm\xff.bin'" in err and "codec" not in err, err
+    err = _one_line_error(cas("commit", "d", str(good), "--id", "v1", "--extra", str(tmp_path / "extras"),
+                              store=cli_store, check=2))
+    assert "is not UTF-8" in err and r"b'extras/e\xfe.txt'" in err and "codec" not in err, err
+    s = casstore.open(cli_store)
+    with pytest.raises(casstore.CasError, match="is not UTF-8"):
+        s.commit_models("d", model=os.fsdecode(bad), model_id="v1")
+    assert s.list_domains() == [] and s.fsck().ok  # nothing written, the ID still free
+
+
+def test_serve_arguments_are_named(cli_store: Path) -> None:
+    """Regression: `serve --port 99999` said "internal error", `--host 256.1.1.1` talked about tokens,
+    and a busy port said "[Errno 98]"."""
+    err = cas("serve", "--port", "99999", store=cli_store, check=2).stderr
+    assert err.startswith("usage: cas serve ") and "99999 is not a port number: ports are 0-65535" in err, err
+    err = _one_line_error(cas("serve", "--host", "256.1.1.1", store=cli_store, check=2))
+    assert "--host 256.1.1.1 is not a valid IPv4 address" in err and "token" not in err, err
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        err = _one_line_error(cas("serve", "--port", str(port), store=cli_store, check=2))
+    assert f"port {port} on 127.0.0.1 is already in use" in err and "--port 0" in err, err
+
+
+def test_conflict_hint_names_the_conflicting_model(tmp_path: Path) -> None:
+    """Regression: the hint said `cas cp DOMAIN ID NEW_ID` instead of the conflict's own names."""
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote.git"
+    for s in (a, b):
+        cas("init", str(s))
+    cas("init", "--bare", str(remote))
+    for s, seed in ((a, 1), (b, 2)):
+        f = tmp_path / f"m{seed}.bin"
+        write_random(f, 10_000, seed=seed)
+        cas("commit", "fraud", str(f), "--id", "v1", store=s)
+    cas("push", str(remote), store=a)
+    r = cas("pull", str(remote), store=b, check=1)
+    assert f"`cas pull --theirs {remote}`" in r.stdout and "`cas cp fraud v1 v1-mine`" in r.stdout, r.stdout
+    assert "DOMAIN" not in r.stdout
+    # the hint's command works as printed
+    cas("cp", "fraud", "v1", "v1-mine", store=b)
+    cas("pull", "--theirs", str(remote), store=b)
+    assert sorted(casstore.open(b).list_models("fraud")) == ["v1", "v1-mine"]

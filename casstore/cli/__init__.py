@@ -64,6 +64,17 @@ def add_command(sub: SubParsers, name: str, help: str, example: str,
     return p
 
 
+def _count_arg(text: str) -> int:
+    """A count such as ``-n 5``: an integer >= 0; a huge one means "all" (Python cannot slice past sys.maxsize)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give a count of 0 or more")
+    return min(n, sys.maxsize)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, plus git's "did you mean" for a mistyped command or action."""
 
@@ -133,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "log", "show a domain's history, newest first", "cas log my-domain -n 5", commands.log)
     p.add_argument("domain")
-    p.add_argument("-n", "--max-count", type=int, metavar="N", help="show at most N events")
+    p.add_argument("-n", "--max-count", type=_count_arg, metavar="N", help="show at most N events")
     p.add_argument("--oneline", action="store_true", help="one line per event")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--no-pager", action="store_true", help="do not page the output")
@@ -175,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.usage = "%(prog)s [options] DOMAIN ID DIR\n       %(prog)s [options] DOMAIN --state STATE DIR"
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
-    p.add_argument("directory", metavar="DIR", nargs="?")  # with --state, the one positional after DOMAIN
+    p.add_argument("directory", metavar="DIR", nargs="?")  # with --state, the one positional after DOMAIN; missing: download() says what was taken as the ID
     p.add_argument("--state", metavar="STATE",
                    help="instead of an ID: the newest model in this state (e.g. --state production)")
     p.add_argument("--force", action="store_true",
@@ -247,6 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> NoReturn:
+    """Refuse arguments no parser took, with the usage of the (sub)command they were given to.
+
+    argparse's own ``parse_args`` reports them from the top-level parser, so
+    ``cas fsck --readdata`` printed ``cas``'s usage; here it is ``cas fsck``'s,
+    with git's "did you mean" for a mistyped option.
+    """
+    target = parser
+    while True:
+        subs = [a for a in target._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if not subs or chosen not in subs[0].choices:
+            break
+        target = subs[0].choices[chosen]
+    options = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for x in extras:
+        if x.startswith("--"):
+            close = difflib.get_close_matches(x.partition("=")[0], options, n=2, cutoff=0.6)
+            if close:
+                hints.append(f"{x}: did you mean {' or '.join(close)}?")
+    target.error(f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else ""))
+
+
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
     text = str(message).removeprefix("casstore: ")
@@ -277,7 +312,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (sys.argv[1:] if argv is None else list(argv)):
         parser.print_help()  # bare `cas`: what it can do, as `git` does; asked for, so not an error
         return 0
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _unrecognized(parser, args, extras)
     with _logging(getattr(args, "verbose", 0)):
         return _run(args)
 

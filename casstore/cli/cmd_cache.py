@@ -7,7 +7,7 @@ import time
 
 from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for
-from .output import human, print_json
+from .output import count, human, print_json
 
 
 def cache(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def cache(args: argparse.Namespace) -> int:
         lc = store.load_cache()
         if args.action == "clear":
             removed = lc.clear()
-            print(f"removed {len(removed)} cached models, freed {human(sum(e.bytes for e in removed))}")
+            print(f"removed {count(len(removed), 'cached model')}, freed {human(sum(e.bytes for e in removed))}")
             return 0
         entries = lc.entries()
     if args.json:
@@ -24,7 +24,7 @@ def cache(args: argparse.Namespace) -> int:
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         print(f"{e.domain}/{e.model_id:<40} {human(e.bytes):>11}  last used {used}  {e.commit[:10]}")
-    print(f"{len(entries)} cached models, {human(sum(e.bytes for e in entries))} "
+    print(f"{count(len(entries), 'cached model')}, {human(sum(e.bytes for e in entries))} "
           f"(limit {human(lc.limit)}: cas.loadCacheLimit) in {lc.root}")
     return 0
 

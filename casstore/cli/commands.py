@@ -18,7 +18,7 @@ from ..errors import DomainNotFoundException
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
-from ..util.names import check_domain, shown
+from ..util.names import check_domain, check_model_id, shown
 from ..util.progress import TerminalProgress
 from .output import count, human, pager, paint, print_json, to_json, use_color
 
@@ -168,8 +168,12 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
             domain = m.split("/", 1)[0]
             print(f"conflict: {m} is a different model on each side; domain {domain} left as it was on both")
         if result.conflicts:
-            print("  resolve: `cas pull --theirs` (take theirs), or `cas cp DOMAIN ID NEW_ID` first to keep ours "
-                  "under a new ID; see docs/remotes.md")
+            # the commands to type, with this pull's names (not DOMAIN ID NEW_ID)
+            copies = [f"`cas cp {d} {i} {i}-mine`" for d, _, i in (m.partition("/") for m in result.conflicts)]
+            remote = f" {args.remote}" if args.remote else ""
+            print(f"  resolve: `cas pull --theirs{remote}` (take theirs), or first "
+                  + ", ".join(copies[:3]) + (", ..." if len(copies) > 3 else "")
+                  + " to keep ours under a new ID; see docs/remotes.md")
         for d in result.diverged:
             print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
         for ref, reason in result.rejected.items():
@@ -298,11 +302,53 @@ def _meta(pairs: list[str]) -> dict[str, Any]:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:  # Python's parser gives up near 1000 levels, with its own words
+            depth = len(value) - len(value.lstrip("[{ "))
+            raise ValueError(f"--meta {key}: the value is nested too deeply ({depth}+ levels of JSON "
+                             f"arrays/objects; at most {MAX_META_DEPTH} are supported)") from None
+        if _depth(out[key]) > MAX_META_DEPTH:
+            raise ValueError(f"--meta {key}: the value is nested too deeply (more than {MAX_META_DEPTH} "
+                             f"levels of JSON arrays/objects)")
     return out
+
+
+#: how deeply a --meta value may nest: far beyond any real metadata, and well within
+#: what msgpack, ``cas show`` and ``--json`` output handle
+MAX_META_DEPTH = 100
+
+
+def _depth(v: Any) -> int:
+    """How deeply ``v`` nests (0 for a scalar); iterative, so any depth is measured safely."""
+    deepest, stack = 0, [(v, 0)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, (list, dict)):
+            if d + 1 > deepest:
+                deepest = d + 1
+            if deepest > MAX_META_DEPTH:
+                return deepest
+            stack.extend((x, d + 1) for x in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _is_model_id(text: str) -> bool:
+    try:
+        check_model_id(text)
+        return True
+    except ValueError:
+        return False
 
 
 def commit(args: argparse.Namespace) -> int:
     meta = _meta(args.meta)
+    for i, f in enumerate(args.files):
+        if not os.path.lexists(f):
+            hint = ""
+            if i == len(args.files) - 1 and i > 0 and args.model_id is None and _is_model_id(f):
+                # `cas commit fraud model.onnx v1`: the ID given where FILEs go
+                hint = f"; to name the model {f}, use --id {f} (`cas commit {args.domain} " \
+                       f"{' '.join(args.files[:-1])} --id {f}`)"
+            raise FileNotFoundError(f"{f}: no such file{hint}")
     model = args.files[0] if len(args.files) == 1 else list(args.files)
     with open_store_for(args, write=True) as store:
         if args.verify_signature:
@@ -331,7 +377,14 @@ def download(args: argparse.Namespace) -> int:
             raise ValueError(f"give an ID ({args.model_id}) or --state {args.state}, not both")
         args.directory, args.model_id = args.model_id, None
     elif args.directory is None:
-        raise ValueError("cas download DOMAIN ID DIR: DIR is missing (or use --state STATE instead of the ID)")
+        # `cas download fraud ./o3`: the directory given where the ID goes
+        given = args.model_id
+        if "/" in given or given.startswith(".") or os.path.isdir(given):
+            raise ValueError(f"cas download DOMAIN ID DIR: no DIR given, and {given!r} looks like a directory, "
+                             f"not a model ID: `cas download {args.domain} ID {given}` "
+                             f"(`cas ls {args.domain}` lists the IDs)")
+        raise ValueError(f"cas download DOMAIN ID DIR: no DIR given: where should the files of "
+                         f"{args.domain}/{given} go? (`cas download {args.domain} {given} DIR`)")
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
         raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
                                  f"files are written (to write one file, use --file PATH)")
@@ -495,5 +548,11 @@ def gc(args: argparse.Namespace) -> int:
     else:
         print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+        if report.objects_kept_young:
+            # "freed 0 B" right after `cas rm` must say why, and how to free it now
+            period = args.grace if args.grace is not None else "2w"
+            print(f"kept {count(report.objects_kept_young, 'unreachable object')} "
+                  f"({human(report.bytes_kept_young)}) younger than the grace period ({period}); "
+                  f"`cas gc --grace now` frees them now")
     return 0
 

@@ -29,7 +29,7 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo
 
 from ..errors import NotAStoreError, SigningError
-from ..util.locking import WaitFn, store_lock
+from ..util.locking import WaitFn, yielding_lock
 from ..util.sshsig import key_signer, signing_key, signs_by_default
 from .odb import ObjectDB, Signer
 from .refs import Refs
@@ -163,8 +163,8 @@ class Repository:
     @contextmanager
     def lock(self, exclusive: bool = False, timeout: float | None = None,
              on_wait: WaitFn | None = None) -> Iterator[None]:
-        """Hold the store lock: shared for writers, exclusive for gc (see util/locking.py)."""
-        with store_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
+        """Hold the store lock: shared for writers, exclusive for gc; fair to gc (see util/locking.py)."""
+        with yielding_lock(self.lockfile, exclusive=exclusive, timeout=timeout, on_wait=on_wait):
             yield
 
     def configured_signer(self) -> Signer | None:

@@ -8,12 +8,22 @@ every pack index (``.idx``, checksum and fan-out) and chunk index (``.cidx``)
 verifies and agrees with its pack.  With ``read_data`` every chunk is also read,
 decompressed and checked against its BLAKE3 key, and every file against its
 checksum.  Problems are collected, not raised, so one report lists them all.
+
+fsck takes no store lock, so writers and gc go on while it runs; it reports only
+what is wrong in a consistent view.  A domain's model refs and history are
+compared as one snapshot: a disagreement in the first read (a writer between its
+ref change and its history event) is read again under the domain's lock, which
+every writer holds across both steps, and reported only if it is still there
+(a writer killed in between).  A model, history or pack whose check fails is
+checked again after the pack list is re-read, and not reported when what was
+checked has gone meanwhile (a model deleted, a pack rolled up into another).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from dulwich.objects import Commit, ObjectID, Tree
 
-from ..errors import CasError, CorruptObjectError
+from ..errors import CasError, CorruptObjectError, StoreBusyError
 from ..model.history import read_index
 from ..model.readback import iter_file
 from ..model.reading import file_oids, read_model
@@ -29,6 +39,7 @@ from ..model.states import STATES_REF, list_states
 from ..model.writer import domain_writer
 from ..objects.maintenance import pack_layout
 from ..objects.refs import domain_ref, model_ref
+from ..util.locking import domain_lock_path, store_lock
 from ..util.parallel import default_workers
 
 if TYPE_CHECKING:
@@ -64,6 +75,12 @@ class FsckReport:
                 "problems": [{"kind": p.kind, "name": p.name, "detail": p.detail} for p in self.problems]}
 
 
+#: how often a check that failed is run again (after the pack list is re-read) before it is reported
+ATTEMPTS = 3
+#: how long fsck waits for a domain's writer to finish, to read its refs and history as one
+DOMAIN_WAIT = 30.0
+
+
 def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], None] | None = None) -> FsckReport:
     report = FsckReport()
     odb = repo.odb
@@ -75,76 +92,163 @@ def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], No
     except CasError as e:
         report.problems.append(Problem("ref", getattr(e, "oid", "refs"), str(e)))
         return report  # which models exist cannot be known
-    try:
+
+    def check_states() -> None:
         list_states(odb, repo.refs)
         _check_chain(repo, repo.refs.get(STATES_REF))
+
+    try:
+        _again(repo, check_states)
     except CasError as e:
         report.problems.append(Problem("history", STATES_REF.decode(), str(e)))
     with ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-fsck") as pool:
         for domain in domains:
-            ids = sorted(repo.refs.model_ids(domain))
-            for mid in ids:
-                name = f"{domain}/{mid}"
-                report.models += 1
-                try:
-                    m = read_model(repo, domain, mid)
-                    manifest, files_tree = m.manifest, m.files_tree
-                    for i, f in enumerate(manifest.files):
-                        report.files += 1
-                        oids = file_oids(repo, files_tree, manifest, i)
-                        report.chunks += len(oids)
-                        if read_data:
-                            for raw in iter_file(odb, f, oids, pool, 2 * default_workers() + 2):
-                                report.bytes_verified += len(raw)
-                                if progress:
-                                    progress(len(raw))
-                        else:
-                            for oid in oids:
-                                if not odb.contains(ObjectID(oid.hex().encode())):
-                                    report.problems.append(Problem("object", oid.hex(),
-                                                                   f"chunk of {name}:{f.path} is missing"))
-                except CasError as e:
-                    report.problems.append(Problem("model", name, str(e)))
-            try:
-                head = repo.refs.get(domain_ref(domain))
-                idx = read_index(odb, head, full=True)
-                _check_chain(repo, head)
-            except CasError as e:
-                report.problems.append(Problem("history", domain, str(e)))
-                continue
-            for mid in ids:
-                target = repo.refs.get(model_ref(domain, mid))
-                if mid not in idx.models:
-                    report.problems.append(Problem("history", domain, f"model {mid} is not in the domain history"))
-                elif idx.models[mid] != target:
-                    report.problems.append(Problem("history", domain,
-                                                   f"history has another commit for model {mid}"))
-            for mid in sorted(set(idx.models) - set(ids)):
-                report.problems.append(Problem("history", domain, f"history lists {mid}, which has no model ref"))
+            refs, problems = _domain_view(repo, domain)
+            report.problems.extend(problems)
+            for mid, target in sorted(refs.items()):
+                _check_model(repo, report, pool, domain, mid, target, read_data, progress)
     if read_data:
         # Chunk reads verify content (BLAKE3), not the zlib framing around it; the
         # pack checksums cover every byte, framing included, as git verify-pack does.
         for fn in sorted(os.listdir(odb.pack_dir)):
-            if fn.endswith(".pack") and os.path.exists(os.path.join(odb.pack_dir, fn[:-5] + ".idx")):
-                if not _pack_checksum_ok(os.path.join(odb.pack_dir, fn)):
+            idx = os.path.join(odb.pack_dir, fn[:-5] + ".idx")
+            if fn.endswith(".pack") and os.path.exists(idx):
+                try:
+                    ok = _pack_checksum_ok(os.path.join(odb.pack_dir, fn))
+                except FileNotFoundError:
+                    continue  # rolled up into another pack meanwhile (or missing: _check_packs named it)
+                if not ok and os.path.exists(idx):
                     report.problems.append(Problem("object", fn, "pack checksum mismatch: the pack file is damaged"))
     return report
+
+
+def _again(repo: Repository, check: Callable[[], None]) -> None:
+    """Run ``check``; when it raises CasError, re-read the pack list and run it again (ATTEMPTS in all)."""
+    for attempt in range(ATTEMPTS):
+        try:
+            check()
+            return
+        except CasError:
+            if attempt == ATTEMPTS - 1:
+                raise
+            _rescan(repo)
+
+
+def _rescan(repo: Repository) -> None:
+    """See packs published and forget packs removed since the last look (a roll-up in another process)."""
+    repo.odb.index.refresh()
+    repo.odb.rescan_packs()
+
+
+def _domain_view(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
+    """A domain's model refs, and what is wrong between them and its history, from one consistent read.
+
+    The first read takes no lock.  Only if it finds a disagreement is the domain
+    read again under its lock (every writer holds it from a ref change to the
+    event that records it), so what is reported is what a finished writer left.
+    A store whose lock cannot be taken (read-only, or a writer holding it for
+    DOMAIN_WAIT) is read once more without it.
+    """
+    refs, problems = _domain_snapshot(repo, domain)
+    if not problems:
+        return refs, problems
+    _rescan(repo)
+    try:
+        with store_lock(domain_lock_path(repo.path, domain), exclusive=True, timeout=DOMAIN_WAIT):
+            return _domain_snapshot(repo, domain)
+    except (StoreBusyError, OSError):
+        return _domain_snapshot(repo, domain)
+
+
+def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
+    refs: dict[str, ObjectID] = {}
+    for mid in repo.refs.model_ids(domain):
+        target = repo.refs.get(model_ref(domain, mid))
+        if target is not None:  # None: deleted since it was listed
+            refs[mid] = target
+    try:
+        head = repo.refs.get(domain_ref(domain))
+        idx = read_index(repo.odb, head, full=True)
+        _check_chain(repo, head)
+    except CasError as e:
+        return refs, [Problem("history", domain, str(e))]
+    problems = []
+    for mid, target in sorted(refs.items()):
+        if mid not in idx.models:
+            problems.append(Problem("history", domain, f"model {mid} is not in the domain history"))
+        elif idx.models[mid] != target:
+            problems.append(Problem("history", domain, f"history has another commit for model {mid}"))
+    for mid in sorted(set(idx.models) - set(refs)):
+        problems.append(Problem("history", domain, f"history lists {mid}, which has no model ref"))
+    return refs, problems
+
+
+def _check_model(repo: Repository, report: FsckReport, pool: ThreadPoolExecutor, domain: str, mid: str,
+                 target: ObjectID, read_data: bool, progress: Callable[[int], None] | None) -> None:
+    """Check model ``domain/mid`` (whose ref named ``target``), into ``report``.
+
+    A check that finds problems is run again after the pack list is re-read; a
+    model whose ref no longer names ``target`` (deleted meanwhile) is not reported.
+    """
+    odb = repo.odb
+    name = f"{domain}/{mid}"
+    for attempt in range(ATTEMPTS):
+        problems: list[Problem] = []
+        files = chunks = verified = 0
+        try:
+            m = read_model(repo, domain, mid)
+            if m.commit != target:
+                return  # deleted and committed again since the snapshot: the next fsck checks it
+            manifest, files_tree = m.manifest, m.files_tree
+            for i, f in enumerate(manifest.files):
+                files += 1
+                oids = file_oids(repo, files_tree, manifest, i)
+                chunks += len(oids)
+                if read_data:
+                    for raw in iter_file(odb, f, oids, pool, 2 * default_workers() + 2):
+                        verified += len(raw)
+                        if progress:
+                            progress(len(raw))
+                else:
+                    for oid in oids:
+                        if not odb.contains(ObjectID(oid.hex().encode())):
+                            problems.append(Problem("object", oid.hex(), f"chunk of {name}:{f.path} is missing"))
+        except CasError as e:
+            problems.append(Problem("model", name, str(e)))
+        if problems and repo.refs.get(model_ref(domain, mid)) != target:
+            return  # deleted while it was read (and perhaps collected): nothing to report
+        if not problems or attempt == ATTEMPTS - 1:
+            break
+        _rescan(repo)
+    report.models += 1
+    report.files += files
+    report.chunks += chunks
+    report.bytes_verified += verified
+    report.problems.extend(problems)
 
 
 def _check_packs(repo: Repository, report: FsckReport) -> None:
     """Every ``.idx`` verifies and describes its ``.pack``; every ``.cidx`` agrees with both."""
     odb = repo.odb
-    names = set(os.listdir(odb.pack_dir))
-    for fn in sorted(names):
+    for fn in sorted(os.listdir(odb.pack_dir)):
         if not fn.endswith(".idx"):
             continue
         pack = fn[:-4]
-        try:
-            if pack + ".pack" not in names:
-                raise CorruptObjectError(os.path.join(odb.pack_dir, pack + ".pack"), "pack file is missing")
-            pack_layout(odb.pack_dir, odb.cidx_dir, pack)  # .idx, .pack trailer and .cidx cross-checked
-        except CorruptObjectError as e:
-            report.problems.append(Problem("object", e.oid, e.detail))
+        idx = os.path.join(odb.pack_dir, fn)
+        for attempt in range(ATTEMPTS):
+            try:
+                if not os.path.exists(os.path.join(odb.pack_dir, pack + ".pack")):
+                    raise CorruptObjectError(os.path.join(odb.pack_dir, pack + ".pack"), "pack file is missing")
+                pack_layout(odb.pack_dir, odb.cidx_dir, pack)  # .idx, .pack trailer and .cidx cross-checked
+                break
+            except (CorruptObjectError, OSError) as e:
+                if not os.path.exists(idx):
+                    break  # removed meanwhile (rolled up into another pack, or gc): nothing to check
+                if attempt == ATTEMPTS - 1:
+                    report.problems.append(Problem("object", e.oid, e.detail) if isinstance(e, CorruptObjectError)
+                                           else Problem("object", idx, f"cannot be read: {e}"))
+                else:
+                    time.sleep(0.05)  # a removal in progress (delete_pack: .idx first, then .pack)
     for pack, detail in sorted(odb.index.damaged.items()):
         path = os.path.join(odb.cidx_dir, pack + ".cidx")
         if not any(p.name == path for p in report.problems):  # not already named by pack_layout

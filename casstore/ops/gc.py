@@ -41,7 +41,7 @@ from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurat
 from ..objects.maintenance import copy_packs, delete_pack, maintain
 from ..objects.packidx import PackIdx
 from ..util.fsutil import TMP_PREFIX
-from ..util.locking import WaitFn, store_lock
+from ..util.locking import WaitFn, yielding_lock
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -105,9 +105,18 @@ class GcReport:
     loose_removed: int = 0
     tmp_removed: int = 0
     reachable: int = 0
+    #: unreachable objects kept because they are younger than the grace period (and their bytes
+    #: on disk): what ``gc`` with a shorter grace period would free now
+    objects_kept_young: int = 0
+    bytes_kept_young: int = 0
+    #: the grace period this run used, in seconds (``math.inf`` for never)
+    grace_period: float = DEFAULT_GRACE
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, float | None]:
+        d: dict[str, float | None] = dict(self.__dict__)
+        if math.isinf(self.grace_period):
+            d["grace_period"] = None  # JSON has no infinity: null means never
+        return d
 
 
 class _Marks:
@@ -244,6 +253,17 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
     return count
 
 
+def _count_young(report: GcReport, idx: PackIdx, bits: np.ndarray, pack: str, live: int) -> None:
+    """Count a pack's unreachable entries that the grace period keeps (gc's report says so)."""
+    report.objects_kept_young += idx.count - live
+    size = os.path.getsize(pack)
+    if live == 0:
+        report.bytes_kept_young += size
+    else:
+        starts, ends = idx.entry_bounds(size)
+        report.bytes_kept_young += int((ends - starts)[~bits].sum())
+
+
 def _remove(path: str) -> int:
     try:
         size = os.path.getsize(path)
@@ -259,7 +279,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
     grace_period = check_duration(grace_period, "grace period")
     if wait is not None:
         wait = check_duration(wait, "wait")
-    report = GcReport()
+    report = GcReport(grace_period=grace_period)
     odb = repo.odb
 
     def waiting(holders: str, waited: float) -> None:
@@ -267,7 +287,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
         if on_wait is not None:
             on_wait(holders, waited)
 
-    with store_lock(repo.lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
+    with yielding_lock(repo.lockfile, exclusive=True, timeout=None if wait == math.inf else wait,
                     on_wait=waiting):
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
@@ -284,6 +304,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                 if live == idx.count or os.path.exists(base + ".keep"):
                     continue
                 if os.path.getmtime(base + ".pack") > cutoff:
+                    _count_young(report, idx, bits, base + ".pack", live)
                     continue
                 if live == 0:
                     report.bytes_freed += delete_pack(repo, pack)
@@ -323,10 +344,19 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                     oid = bytes.fromhex(d + fn)
                 except ValueError:
                     continue
-                if oid not in marks.loose and os.path.getmtime(path) <= cutoff:
+                if oid in marks.loose:
+                    continue
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                if st.st_mtime <= cutoff:
                     report.bytes_freed += _remove(path)
                     report.loose_removed += 1
                     report.objects_removed += 1
+                else:
+                    report.objects_kept_young += 1
+                    report.bytes_kept_young += st.st_size
             try:
                 os.rmdir(sub)
             except OSError:

@@ -21,6 +21,9 @@ Guarantees:
   the limit still loads.  A path returned earlier stays valid until its entry is
   evicted or the cache cleared (``cas cache clear``); copy the file to keep it
   longer.
+* Whatever else sits at an entry's place is rebuilt, never followed: a stray
+  file or a symlink at ``<commit>`` (or at a directory or file inside it) is
+  removed (the link itself, not what it points to) and the entry written again.
 """
 
 from __future__ import annotations
@@ -86,11 +89,15 @@ class LoadCache:
         d = self._dir(commit)
         try:
             if not stat.S_ISDIR(os.lstat(d).st_mode):
+                # a stray file or a symlink (maybe to a directory outside the cache): never
+                # read through it, remove it so that the entry can be written in its place
+                log.warning("load cache: %s is not an entry directory; loading the model again", d)
+                self._remove(d)
                 return None
         except FileNotFoundError:
             return None
         for kwarg, f in files:
-            if not _intact(os.path.join(d, kwarg, *f.path.split("/")), f):
+            if not _intact(d, kwarg, f):
                 log.warning("load cache: %s/%s changed since it was loaded; loading it again", kwarg, f.path)
                 self._remove(d)
                 return None
@@ -172,15 +179,31 @@ class LoadCache:
         # rename first: readers and `cas cache` never see a half-deleted entry as complete
         trash = os.path.join(self.root, f"tmp-removed-{os.getpid()}-{time.monotonic_ns()}")
         try:
-            os.rename(d, trash)
+            os.rename(d, trash)  # a symlink is renamed itself, not what it points to
         except FileNotFoundError:
             return
-        shutil.rmtree(trash, ignore_errors=True)
+        try:
+            if stat.S_ISDIR(os.lstat(trash).st_mode):
+                shutil.rmtree(trash, ignore_errors=True)  # rmtree never follows symlinks inside
+            else:
+                os.unlink(trash)
+        except OSError:
+            pass
 
 
-def _intact(path: str, f: FileEntry) -> bool:
-    """Whether ``path`` is a regular file with exactly ``f``'s size and xxh3."""
+def _intact(entry: str, kwarg: str, f: FileEntry) -> bool:
+    """Whether the entry holds ``kwarg/f.path`` as a regular file with exactly ``f``'s size and xxh3.
+
+    No component of the path below ``entry`` may be a symlink: the file returned
+    must be the cache's own, not one a link points at.
+    """
+    path = entry
     try:
+        for part in (kwarg, *f.path.split("/")[:-1]):
+            path = os.path.join(path, part)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        path = os.path.join(path, f.path.split("/")[-1])
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
             return False

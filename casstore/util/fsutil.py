@@ -109,12 +109,19 @@ def check_relpath(path: str) -> str:
 
     Raises:
         UnsafePathError: absolute paths, ``..`` or ``.`` components, empty
-            components, backslashes, NUL or control characters.
+            components, backslashes, NUL or control characters, names that
+            are not UTF-8.
     """
     if not isinstance(path, str) or not path:
         raise UnsafePathError(str(path), "must be a non-empty string")
     if any(ord(c) < 32 or c == "\x7f" for c in path):
         raise UnsafePathError(path, "must not contain control characters")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a POSIX name that is not UTF-8 (Python keeps its bytes as surrogates)
+        raw = path.encode("utf-8", "surrogateescape")
+        raise UnsafePathError(path, f"is not UTF-8 (its bytes: {raw!r}); stored names are UTF-8 text: "
+                                    f"rename the file") from None
     if "\\" in path:
         raise UnsafePathError(path, "must not contain backslashes")
     if path.startswith("/"):

@@ -13,7 +13,17 @@ the history append that records it, so no other casstore writer can slip a ref
 change or an event in between (a delete racing the commit of the same ID can
 then never leave a history listing a deleted model).
 
-Both are flock(2) locks: they die with their process, so a killed writer never
+``cas/gc.queue.lock`` makes the store lock fair to gc (:func:`yielding_lock`).
+flock(2) grants a shared lock whenever no one holds it exclusively, so writers
+whose operations overlap (two processes committing in loops) would keep it held
+forever and gc would never get its turn.  gc therefore first takes the queue
+lock exclusively, then waits for the store lock; a writer passes through the
+queue lock (shared, released as soon as it holds the store lock), so once gc
+waits, new writers wait behind it and gc runs as soon as the writers already in
+progress finish.  A writer that already holds the store lock in this process
+(nested operations) does not queue again: it would wait for a gc that waits for it.
+
+All are flock(2) locks: they die with their process, so a killed writer never
 blocks anyone; what a killed writer leaves half done is repaired by the next
 writer of the domain (see history.reconcile).
 """
@@ -94,33 +104,104 @@ def store_lock(path: str, exclusive: bool = False, timeout: float | None = None,
     Raises:
         StoreBusyError: the lock stayed held for longer than ``timeout``.
     """
+    fd = _acquire(path, exclusive, timeout, on_wait, time.monotonic())
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _acquire(path: str, exclusive: bool, timeout: float | None, on_wait: WaitFn | None, start: float) -> int:
+    """Open ``path`` and flock it; returns the descriptor (closing it releases the lock).
+
+    ``timeout`` counts from ``start`` (so that two locks taken in turn share one bound).
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         if timeout is None and on_wait is None:
             fcntl.flock(fd, mode)
-        else:
-            start = time.monotonic()
-            told, told_at = "", 0.0
-            delay = 0.002
-            while True:
-                try:
-                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    waited = time.monotonic() - start
-                    if timeout is not None and waited >= timeout:
-                        raise StoreBusyError(path, waited, lock_holders(path)) from None
-                    if on_wait is not None:
-                        holders = describe_holders(path)
-                        if holders != told or waited - told_at >= REPORT_EVERY:
-                            on_wait(holders, waited)
-                            told, told_at = holders, waited
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.05)
+            return fd
+        told, told_at = "", 0.0
+        delay = 0.002
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if timeout is not None and waited >= timeout:
+                    raise StoreBusyError(path, waited, lock_holders(path)) from None
+                if on_wait is not None:
+                    holders = describe_holders(path)
+                    if holders != told or waited - told_at >= REPORT_EVERY:
+                        on_wait(holders, waited)
+                        told, told_at = holders, waited
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def queue_lock_path(path: str) -> str:
+    """The queue lock beside a store lock: ``cas/gc.lock`` -> ``cas/gc.queue.lock``."""
+    return (path[:-5] if path.endswith(".lock") else path) + ".queue.lock"
+
+
+# (pid, lock path) -> how many shared holds of yielding_lock this process has now
+_shared_held: dict[tuple[int, str], int] = {}
+_shared_mutex = threading.Lock()
+
+
+@contextmanager
+def yielding_lock(path: str, exclusive: bool = False, timeout: float | None = None,
+                  on_wait: WaitFn | None = None) -> Iterator[None]:
+    """:func:`store_lock`, fair to the exclusive holder: once it waits, new shared holders wait behind it.
+
+    The exclusive side holds the queue lock (:func:`queue_lock_path`) while it
+    waits and runs; the shared side takes the queue lock for a moment only,
+    unless this process already holds ``path`` shared (see the module docstring).
+    ``timeout`` bounds the whole wait, both locks together.
+
+    Raises:
+        StoreBusyError: the locks stayed held for longer than ``timeout``.
+    """
+    start = time.monotonic()
+    queue = queue_lock_path(path)
+    if exclusive:
+        gate = _acquire(queue, True, timeout, on_wait, start)
+        try:
+            fd = _acquire(path, True, timeout, on_wait, start)
+            try:
+                yield
+            finally:
+                os.close(fd)
+        finally:
+            os.close(gate)
+        return
+    key = (os.getpid(), os.path.abspath(path))
+    with _shared_mutex:
+        nested = _shared_held.get(key, 0) > 0
+    if nested:
+        fd = _acquire(path, False, timeout, on_wait, start)
+    else:
+        gate = _acquire(queue, False, timeout, on_wait, start)
+        try:
+            # while we hold the queue lock shared, no exclusive holder can hold the store lock
+            fd = _acquire(path, False, timeout, on_wait, start)
+        finally:
+            os.close(gate)
+    with _shared_mutex:
+        _shared_held[key] = _shared_held.get(key, 0) + 1
+    try:
         yield
     finally:
+        with _shared_mutex:
+            _shared_held[key] -= 1
+            if not _shared_held[key]:
+                del _shared_held[key]
         os.close(fd)
 
 
