@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.usage = "%(prog)s [options] DOMAIN ID DIR\n       %(prog)s [options] DOMAIN --state STATE DIR"
     p.add_argument("domain")
     p.add_argument("model_id", metavar="ID")
-    p.add_argument("directory", metavar="DIR", nargs="?")  # with --state, the one positional after DOMAIN; missing: download() says what was taken as the ID
+    # with --state, the one positional after DOMAIN; missing: download() says what was taken as the ID
+    p.add_argument("directory", metavar="DIR", nargs="?")
     p.add_argument("--state", metavar="STATE",
                    help="instead of an ID: the newest model in this state (e.g. --state production)")
     p.add_argument("--force", action="store_true",
