@@ -70,15 +70,15 @@ def forge_model(s: casstore.Store, ref_id: str, change) -> None:  # type: ignore
     s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, s.odb.write_loose(nc))
 
 
-def expect_refused(victim: casstore.Store, path: str, match: str) -> None:
-    """The pull is refused over a path and over git://, and the victim is unchanged."""
+def expect_refused(victim: casstore.Store, path: str, match: str, models: tuple[str, ...] = ("own",)) -> None:
+    """The pull is refused over a path and over git://, and the victim is unchanged (holding ``models``)."""
     before = snapshot(victim.path)
     with git_daemon(Path(path).parent) as base:
         for url in (path, f"{base}/{Path(path).name}"):
             with pytest.raises(CasError, match=match):
                 victim.pull(url)
             assert snapshot(victim.path) == before
-    assert victim.list_models("d") == ["own"]
+    assert sorted(victim.list_models("d") if models else []) == sorted(models)
     assert victim.fsck(read_data=True).ok
     assert_git_fsck(victim.path)
 
@@ -168,3 +168,26 @@ def test_decompression_bomb_chunk(tmp_path: Path, victim: casstore.Store) -> Non
     with pytest.raises(CorruptObjectError, match="declares"):
         victim.pull(str(path))
     assert snapshot(victim.path) == before
+
+
+def alias_legit(s: casstore.Store, ref_id: str) -> None:
+    """refs/cas/models/d/<ref_id> -> the commit of d/legit, recorded in d's history as stock git could push it."""
+    from dulwich.objects import ObjectID
+
+    from casstore.model.history import append_event
+
+    sha = ObjectID(s.refs.get(b"refs/cas/models/d/legit"))
+    s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, sha)
+    append_event(s.odb, s.refs, "d", b"x <x@x>", "commit", ref_id, sha,
+                 lambda idx: idx.models.__setitem__(ref_id, sha))
+
+
+def test_a_ref_aliasing_a_model_the_store_already_holds(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 item 3: the victim pulled d/legit; then the remote gains d/evil -> that same commit.
+    The objects are all present, and the ref is refused all the same (before: taken in, fsck then failed)."""
+    s, path = hostile_store(tmp_path)
+    assert victim.pull(str(path)).ok
+    alias_legit(s, "evil")
+    expect_refused(victim, str(path), "ref d/evil carries model d/legit", ("legit", "own"))
+    fresh = casstore.open(tmp_path / "fresh")
+    expect_refused(fresh, str(path), "ref d/evil carries model d/legit", ())

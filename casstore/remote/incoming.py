@@ -156,8 +156,12 @@ class Quarantine:
     def _is_new(self, oid: bytes) -> bool:
         return any(oid in locations for _, locations in self._packs())
 
-    def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
-        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
+    def verify_model_name(self, domain: str, model_id: str, sha: ObjectID) -> tuple[Manifest, ObjectID]:
+        """The manifest and files tree id of model commit ``sha``, checked to name ``domain``/``model_id``.
+
+        Run for every model ref a pull would move, also when the store already holds
+        ``sha``: a ref aliasing another model's commit must not come in either way.
+        """
         odb = self.odb
         c = odb.read(sha, Commit)
         assert isinstance(c, Commit)
@@ -174,6 +178,12 @@ class Quarantine:
         if (manifest.domain, manifest.model_id) != (domain, model_id):
             raise CorruptObjectError(
                 sha.decode(), f"ref {domain}/{model_id} carries model {manifest.domain}/{manifest.model_id}")
+        return manifest, files_id
+
+    def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
+        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
+        odb = self.odb
+        manifest, files_id = self.verify_model_name(domain, model_id, sha)
         files_tree = odb.read(files_id, Tree)
         assert isinstance(files_tree, Tree)
         entries = list(files_tree.iteritems())
