@@ -191,3 +191,48 @@ def test_a_ref_aliasing_a_model_the_store_already_holds(tmp_path: Path, victim: 
     expect_refused(victim, str(path), "ref d/evil carries model d/legit", ("legit", "own"))
     fresh = casstore.open(tmp_path / "fresh")
     expect_refused(fresh, str(path), "ref d/evil carries model d/legit", ())
+
+
+def test_a_manifest_claiming_another_files_digest(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 item 2: d/liar has legit's chunks (all present in a store that pulled legit)
+    but records another file's BLAKE3: refused like a chunk that does not match its key."""
+    s, path = hostile_store(tmp_path)
+
+    def lie(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "liar"
+        doc["files"][0]["blake3"] = hashlib.blake2s(b"another file").digest()
+
+    forge_model(s, "liar", lie)
+    expect_refused(victim, str(path), "BLAKE3 digest")  # the chunks are new here
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/liar", None)
+    assert victim.pull(str(path)).ok
+    forge_model(s, "liar", lie)
+    expect_refused(victim, str(path), "d/liar:legit.bin: file does not match its manifest BLAKE3 digest",
+                   ("legit", "own"))  # every chunk was here already
+
+
+def test_a_remote_carrying_a_false_digest_and_an_alias(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 items 2 and 3 together, as a teammate with push access could leave a remote:
+    d/evil aliases d/legit's commit and d/liar records a false digest.  A store that already
+    holds the aliased commit and a fresh store both refuse the pull and stay byte-identical."""
+    s, path = hostile_store(tmp_path)
+    assert victim.pull(str(path)).ok  # holds d/legit, the commit d/evil will alias
+
+    def lie(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "liar"
+        doc["files"][0]["blake3"] = bytes(32)
+
+    forge_model(s, "liar", lie)
+    alias_legit(s, "evil")
+    fresh = casstore.open(tmp_path / "fresh")
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "ref d/evil carries model d/legit|BLAKE3 digest", models)
+    # each lie alone is refused too, into both stores
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/liar", None)
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "ref d/evil carries model d/legit", models)
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/evil", None)
+    forge_model(s, "liar", lie)
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "d/liar:legit.bin: file does not match its manifest BLAKE3 digest",
+                       models)
