@@ -223,7 +223,7 @@ check_models() {  # every model ref update of the push at once, from $models: "o
 # order (schema, version, domain, model_id, ...), and clients refuse a manifest with a key
 # twice, so the first bytes decide: they must be that encoding of the ref's own names.
 # One `git cat-file --batch` reads every new manifest; od turns it into hex for awk.
-manifest_awk="$names"'
+manifest_awk='
 function enc(s,  i, h) {
     h = length(s) < 32 ? sprintf("%02x", 160 + length(s)) : "d9" sprintf("%02x", length(s))
     for (i = 1; i <= length(s); i++) h = h sprintf("%02x", ord[substr(s, i, 1)])
@@ -249,7 +249,15 @@ function byte(b,  h) {
 }
 BEGIN { for (i = 1; i < 256; i++) { ord[sprintf("%c", i)] = i; chr[sprintf("%02x", i)] = sprintf("%c", i) } }
 $1 == "expect" { n++; ref[n] = $2; sha[n] = $3; want[n] = "@MANIFEST_HEAD@" enc($4) "@MANIFEST_MID@" enc($5); next }
-$1 == "bytes" { for (j = 2; j <= NF; j++) byte($j) }'
+$1 == "bytes" {
+    for (j = 2; j <= NF; j++) {
+        if (state == "body" && length(got) >= length(want[k])) {  # the rest of a manifest: skip it
+            skip = NF - j + 1 < left ? NF - j + 1 : left
+            left -= skip; j += skip - 1
+            if (left == 0) { judge(); state = "nl" }
+        } else byte($j)
+    }
+}'
 
 check_manifest_names() {  # every new model ref of $models: its manifest names the ref's domain and ID
     new_models=$(printf '%s\n' "$models" | awk '$1 !~ /[^0]/ && $2 ~ /[^0]/')
