@@ -16,7 +16,6 @@ refuses it, naming the version to upgrade to.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import shutil
@@ -32,6 +31,8 @@ SAFE_MODE_FROM = (3, 12)
 
 
 def _installed_version() -> str | None:
+    import importlib.metadata  # not at import time: casstore's import stays light
+
     try:
         return importlib.metadata.version("keras")
     except importlib.metadata.PackageNotFoundError:
