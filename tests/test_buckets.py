@@ -249,6 +249,9 @@ def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, bucket: str) -> 
     assert b.pull(bucket).models_added == ["d/m"]
     assert Path(b.load("d", "m")).read_bytes() == m_file.read_bytes()
     assert_bucket_remote_fsck(bucket)
+    # issue 20 item 3: a ref aliasing d/m's commit, which b now holds: no hook on a bucket, b refuses it
+    before = _snapshot(b)
+    refused("refs/cas/models/d/alias", model_ref, CorruptObjectError, "ref d/alias carries model d/m")
 
 
 @contextmanager

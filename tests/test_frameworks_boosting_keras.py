@@ -110,3 +110,21 @@ def test_keras_without_a_backend_says_to_set_keras_backend(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.startswith("FrameworkError keras is not installed"), out
     assert "KERAS_BACKEND names another backend (torch, jax)" in out
+
+
+def test_keras_with_a_known_safe_mode_bypass_counts_as_code(store: casstore.Store,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 20 item 1 (the audit of every loader): a crafted .keras file runs code through
+    Keras < 3.12 even under safe_mode, so with such a Keras installed a keras entry is
+    refused under allow_pickle=False, naming the version to upgrade to."""
+    from casstore.errors import PickleRefusedError
+    from casstore.frameworks import keras as keras_framework
+
+    store.commit_models("k", model=_keras_model(), model_id="m")
+    monkeypatch.setattr(keras_framework, "_installed_version", lambda: "3.10.0")
+    assert store.get_model_info("k", "m")["frameworks"]["model"]["executes_code"] is True
+    with pytest.raises(PickleRefusedError, match=r"upgrade Keras \(installed: 3.10.0\) to 3.12"):
+        store.load("k", "m", allow_pickle=False)
+    monkeypatch.setattr(keras_framework, "_installed_version", lambda: "3.12.0")
+    assert store.get_model_info("k", "m")["frameworks"]["model"]["executes_code"] is False
+    store.load("k", "m", allow_pickle=False)

@@ -121,3 +121,21 @@ def test_spark_load_without_a_session_says_to_start_one(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=tmp_path).stdout
     assert out.startswith("FrameworkError loading pyspark.ml.pipeline.PipelineModel needs an active SparkSession")
+
+
+@pytest.mark.parametrize("doc", [
+    # pyspark imports org.apache.spark.X as pyspark.X: its connect models are torch pickles
+    {"class": "org.apache.spark.ml.connect.classification.LogisticRegressionModel", "uid": "a"},
+    {"class": "org.apache.spark.ml.torch.distributor.TorchDistributor", "uid": "a"},
+    # a stage's directory is stages/<i>_<uid>: a uid must not lead out of the private copy
+    {"class": "pyspark.ml.pipeline.PipelineModel", "uid": "x",
+     "paramMap": {"stageUids": ["x/../../../../tmp/elsewhere"]}},
+    {"class": "pyspark.ml.classification.LogisticRegressionModel", "uid": "../up"},
+])
+def test_metadata_naming_an_excluded_class_or_a_path_as_uid_is_refused(spark: Any, doc: dict[str, Any]) -> None:
+    """issue 20 item 1 (the audit of every loader): the names Spark ML itself turns into imports
+    and paths are checked the way pyspark will use them."""
+    line = json.dumps(doc).encode()
+    paths: dict[str, Any] = {"model.spark/metadata/part-00000": io.BytesIO(line)}
+    with pytest.raises(CorruptObjectError, match="metadata names the"):
+        PySparkFramework().load(paths, "pyspark.ml.pipeline.PipelineModel", "spark-ml")

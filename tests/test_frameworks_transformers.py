@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,94 @@ def test_without_transformers_loading_names_the_extra(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
     with pytest.raises(FrameworkError, match=r"pip install 'casstore\[transformers\]'"):
         TransformersFramework().load({}, "transformers.models.bert.modeling_bert.BertModel", FORMAT)
+
+
+_LOAD_WITH_AUTO_CLASSES = """
+import os, sys
+if sys.argv[2] == "closed":
+    sys.stdin.close()
+    os.close(0)
+import casstore, transformers
+s = casstore.open(sys.argv[1])
+for auto in (transformers.AutoProcessor, transformers.AutoImageProcessor):
+    try:
+        p = s.load("hf", "p", allow_pickle=False, processor=auto)
+        print("loaded", type(p).__module__, type(p).__name__)
+    except casstore.FrameworkError as e:
+        print("refused", str(e)[:200])
+"""
+
+
+@pytest.mark.parametrize("stdin", ["y", "closed"])
+def test_a_processor_with_custom_code_never_runs_it_nor_asks(store: casstore.Store, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, stdin: str) -> None:
+    """issue 20 item 1: a real image processor registered for AutoImageProcessor, whose
+    save_pretrained directory carries ``auto_map`` and its module's ``.py`` file: loading it
+    through AutoProcessor / AutoImageProcessor (a fresh process, stdin answering "y" or closed)
+    never imports that file and never asks; the file is stored and downloaded all the same."""
+    marker = tmp_path / "ran"
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "evilproc.py").write_text(
+        f"with open({str(marker)!r}, 'a') as f:\n    f.write('ran\\n')\n"
+        "from transformers import ViTImageProcessorPil\n\n\n"
+        "class EvilImageProcessor(ViTImageProcessorPil):\n    pass\n")
+    monkeypatch.syspath_prepend(str(code_dir))
+    import evilproc  # the committer's own code: imported here, once
+
+    evilproc.EvilImageProcessor.register_for_auto_class("AutoImageProcessor")
+    meta = store.commit_models("hf", processor=evilproc.EvilImageProcessor(size={"height": 8, "width": 8}),
+                               model_id="p")
+    paths = {f["path"] for f in meta["files"]}
+    assert "processor/evilproc.py" in paths
+    config = json.loads((Path(store.download(str(tmp_path / "out"), "hf", "p")) / "processor"
+                         / "preprocessor_config.json").read_text())
+    assert config["auto_map"] == {"AutoImageProcessor": "evilproc.EvilImageProcessor"}
+    assert marker.read_text() == "ran\n"
+    del sys.modules["evilproc"]
+
+    r = subprocess.run([sys.executable, "-c", _LOAD_WITH_AUTO_CLASSES, str(store.path), stdin],
+                       input="y\n" if stdin == "y" else None, capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Do you wish to run the custom code" not in r.stdout + r.stderr
+    assert marker.read_text() == "ran\n", "evilproc.py ran at load"
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith(("loaded transformers.", "refused")) for line in lines), lines
+
+
+@pytest.mark.parametrize("auto", ["transformers.models.auto.processing_auto.AutoProcessor",
+                                  "transformers.models.auto.image_processing_auto.AutoImageProcessor",
+                                  "transformers.models.auto.feature_extraction_auto.AutoFeatureExtractor"])
+def test_a_hostile_manifest_naming_an_auto_processor_runs_no_code(tmp_path: Path, auto: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The class recorded in a hostile manifest is an Auto factory and the config's
+    ``auto_map`` names a file of the entry for every Auto class: nothing is imported, nothing asked."""
+    processor = transformers.ViTImageProcessorPil(size={"height": 8, "width": 8})
+    paths = _saved(processor, "processor", tmp_path)
+    marker = tmp_path / "ran"
+    cfg = json.loads(paths["processor/preprocessor_config.json"].getvalue())
+    cfg["auto_map"] = {k: "evil.EvilProcessor" for k in ("AutoProcessor", "AutoImageProcessor",
+                                                         "AutoFeatureExtractor")}
+    paths["processor/preprocessor_config.json"] = io.BytesIO(json.dumps(cfg).encode())
+    paths["processor/evil.py"] = io.BytesIO(
+        f"open({str(marker)!r}, 'w').write('x')\nfrom transformers import ViTImageProcessorPil as EvilProcessor\n"
+        .encode())
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    try:
+        loaded = TransformersFramework().load(paths, auto, FORMAT)
+        assert type(loaded).__module__.startswith("transformers.")
+    except (FrameworkError, ValueError, OSError):
+        pass  # refusing is fine too; running evil.py is not
+    assert not marker.exists()
+
+
+def test_a_config_naming_a_hub_kernel_is_refused(bert: tuple[Any, Any, Any], tmp_path: Path) -> None:
+    """``attn_implementation: "org/kernel"`` makes transformers fetch and run a hub kernel: refused."""
+    model, _, _ = bert
+    paths = _saved(model, "model", tmp_path)
+    cfg = json.loads(paths["model/config.json"].getvalue())
+    cfg["attn_implementation"] = "kernels-community/evil"
+    paths["model/config.json"] = io.BytesIO(json.dumps(cfg).encode())
+    with pytest.raises(CorruptObjectError, match="hub kernel 'kernels-community/evil'"):
+        TransformersFramework().load(paths, "transformers.models.bert.modeling_bert.BertForMaskedLM", FORMAT)

@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import pytest
 from dulwich.objects import ObjectID
 
 import casstore
+from casstore.errors import CorruptObjectError
 from casstore.model.history import append_event
 from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
@@ -269,6 +271,37 @@ def test_creating_a_model_the_history_does_not_list(tmp_path: Path, remote: Remo
     assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
 
 
+def test_a_model_ref_aliasing_another_models_commit(tmp_path: Path, remote: Remote,
+                                                    seeded: casstore.Store) -> None:
+    """issue 20 item 3: refs/cas/models/d/evil -> the commit of d/v1, with a history that lists
+    it there (every other rule is met), is refused: the commit's manifest names d/v1."""
+    models = models_of(seeded)
+    tip = ref(seeded, "refs/cas/domains/d")
+    before = remote_refs(remote)
+    listed = history(seeded.path, {**models, "evil": models["v1"]}, parent=tip)
+    r = push(seeded.path, remote.url, f"{models['v1']}:refs/cas/models/d/evil", f"{listed}:refs/cas/domains/d")
+    assert_refused(r, remote, before, "refs/cas/models/d/evil", "holds a manifest of another model")
+    # into another domain, with its own new history
+    other = history(seeded.path, {"v1": models["v1"]})
+    r = push(seeded.path, remote.url, f"{models['v1']}:refs/cas/models/e/v1", f"{other}:refs/cas/domains/e")
+    assert_refused(r, remote, before, "refs/cas/models/e/v1", "holds a manifest of another model")
+    # a casstore push of IDs whose names encode on both sides of msgpack's 32-byte fixstr limit passes
+    for mid in ("x" * 31, "y" * 32, "z" * 128, "a.b-c_D9"):
+        seeded.commit_models("d" * 40, model=_file(tmp_path, mid[:8]), model_id=mid)
+    pushed = seeded.push(remote.url)
+    assert pushed.ok and len(pushed.models_added) == 4, pushed
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+    # a store that holds such a ref (made with plumbing) does not push it: bucket remotes have no hook
+    v1 = ObjectID(models["v1"].encode())
+    run_git(seeded.path, "update-ref", "refs/cas/models/d/alias", models["v1"])
+    append_event(seeded.odb, seeded.refs, "d", b"x <x@x>", "commit", "alias", v1,
+                 lambda idx: idx.models.__setitem__("alias", v1))
+    before = remote_refs(remote)
+    with pytest.raises(CorruptObjectError, match="ref d/alias points at model d/v1"):
+        seeded.push(remote.url)
+    assert remote_refs(remote) == before
+
+
 # -- names and foreign refs ------------------------------------------------------------
 
 
@@ -333,8 +366,14 @@ def test_hook_refusal_is_reported_by_the_client(tmp_path: Path, remote: Remote, 
     g = seeded.path
     v1 = ref(seeded, "refs/cas/models/d/v1")
     blob = run_git(g, "hash-object", "-w", "--stdin", stdin="x")
-    entries = run_git(g, "ls-tree", f"{v1}^{{tree}}") + f"\n100644 blob {blob}\tREADME\n"
-    odd = commit(g, run_git(g, "mktree", stdin=entries))
+    # its manifest names it (the client checks that before pushing), its tree has a README too
+    doc = msgpack.unpackb(subprocess.run(["git", "--git-dir", g, "cat-file", "blob", f"{v1}:manifest"],
+                                         capture_output=True, check=True).stdout, raw=False)
+    doc["model_id"] = "odd"
+    manifest = subprocess.run(["git", "--git-dir", g, "hash-object", "-w", "--stdin"], check=True,
+                              input=msgpack.packb(doc, use_bin_type=True), capture_output=True).stdout.decode().strip()
+    files = run_git(g, "rev-parse", f"{v1}:files")
+    odd = commit(g, mktree(g, ("100644", manifest, "manifest"), ("040000", files, "files"), ("100644", blob, "README")))
     run_git(g, "update-ref", "refs/cas/models/d/odd", odd)
     oid = ObjectID(odd.encode())
     append_event(seeded.odb, seeded.refs, "d", b"x <x@x>", "commit", "odd", oid,

@@ -70,15 +70,15 @@ def forge_model(s: casstore.Store, ref_id: str, change) -> None:  # type: ignore
     s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, s.odb.write_loose(nc))
 
 
-def expect_refused(victim: casstore.Store, path: str, match: str) -> None:
-    """The pull is refused over a path and over git://, and the victim is unchanged."""
+def expect_refused(victim: casstore.Store, path: str, match: str, models: tuple[str, ...] = ("own",)) -> None:
+    """The pull is refused over a path and over git://, and the victim is unchanged (holding ``models``)."""
     before = snapshot(victim.path)
     with git_daemon(Path(path).parent) as base:
         for url in (path, f"{base}/{Path(path).name}"):
             with pytest.raises(CasError, match=match):
                 victim.pull(url)
             assert snapshot(victim.path) == before
-    assert victim.list_models("d") == ["own"]
+    assert sorted(victim.list_models("d") if models else []) == sorted(models)
     assert victim.fsck(read_data=True).ok
     assert_git_fsck(victim.path)
 
@@ -168,3 +168,71 @@ def test_decompression_bomb_chunk(tmp_path: Path, victim: casstore.Store) -> Non
     with pytest.raises(CorruptObjectError, match="declares"):
         victim.pull(str(path))
     assert snapshot(victim.path) == before
+
+
+def alias_legit(s: casstore.Store, ref_id: str) -> None:
+    """refs/cas/models/d/<ref_id> -> the commit of d/legit, recorded in d's history as stock git could push it."""
+    from dulwich.objects import ObjectID
+
+    from casstore.model.history import append_event
+
+    sha = ObjectID(s.refs.get(b"refs/cas/models/d/legit"))
+    s.refs.container.set_if_equals(b"refs/cas/models/d/" + ref_id.encode(), None, sha)
+    append_event(s.odb, s.refs, "d", b"x <x@x>", "commit", ref_id, sha,
+                 lambda idx: idx.models.__setitem__(ref_id, sha))
+
+
+def test_a_ref_aliasing_a_model_the_store_already_holds(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 item 3: the victim pulled d/legit; then the remote gains d/evil -> that same commit.
+    The objects are all present, and the ref is refused all the same (before: taken in, fsck then failed)."""
+    s, path = hostile_store(tmp_path)
+    assert victim.pull(str(path)).ok
+    alias_legit(s, "evil")
+    expect_refused(victim, str(path), "ref d/evil carries model d/legit", ("legit", "own"))
+    fresh = casstore.open(tmp_path / "fresh")
+    expect_refused(fresh, str(path), "ref d/evil carries model d/legit", ())
+
+
+def test_a_manifest_claiming_another_files_digest(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 item 2: d/liar has legit's chunks (all present in a store that pulled legit)
+    but records another file's BLAKE3: refused like a chunk that does not match its key."""
+    s, path = hostile_store(tmp_path)
+
+    def lie(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "liar"
+        doc["files"][0]["blake3"] = hashlib.blake2s(b"another file").digest()
+
+    forge_model(s, "liar", lie)
+    expect_refused(victim, str(path), "BLAKE3 digest")  # the chunks are new here
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/liar", None)
+    assert victim.pull(str(path)).ok
+    forge_model(s, "liar", lie)
+    expect_refused(victim, str(path), "d/liar:legit.bin: file does not match its manifest BLAKE3 digest",
+                   ("legit", "own"))  # every chunk was here already
+
+
+def test_a_remote_carrying_a_false_digest_and_an_alias(tmp_path: Path, victim: casstore.Store) -> None:
+    """issue 20 items 2 and 3 together, as a teammate with push access could leave a remote:
+    d/evil aliases d/legit's commit and d/liar records a false digest.  A store that already
+    holds the aliased commit and a fresh store both refuse the pull and stay byte-identical."""
+    s, path = hostile_store(tmp_path)
+    assert victim.pull(str(path)).ok  # holds d/legit, the commit d/evil will alias
+
+    def lie(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["model_id"] = "liar"
+        doc["files"][0]["blake3"] = bytes(32)
+
+    forge_model(s, "liar", lie)
+    alias_legit(s, "evil")
+    fresh = casstore.open(tmp_path / "fresh")
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "ref d/evil carries model d/legit|BLAKE3 digest", models)
+    # each lie alone is refused too, into both stores
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/liar", None)
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "ref d/evil carries model d/legit", models)
+    s.refs.container.remove_if_equals(b"refs/cas/models/d/evil", None)
+    forge_model(s, "liar", lie)
+    for store, models in ((victim, ("legit", "own")), (fresh, ())):
+        expect_refused(store, str(path), "d/liar:legit.bin: file does not match its manifest BLAKE3 digest",
+                       models)

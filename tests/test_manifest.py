@@ -86,3 +86,20 @@ def test_duplicate_paths_rejected() -> None:
     f = FileEntry("a", "extra", 10, b"b" * 32, b"x" * 16, [KEY], [10])
     with pytest.raises(CorruptObjectError, match="duplicate path"):
         decode(make([make().files[0], f, f]).encode())
+
+
+def test_a_key_twice_is_rejected() -> None:
+    """issue 20 item 3: a manifest whose map repeats ``domain`` (the last would win) is refused,
+    so the server hook may judge the names by the manifest's first bytes."""
+    from casstore.remote.hook import MANIFEST_HEAD, MANIFEST_MID
+
+    good = make().encode()
+    # the hook's idea of how a manifest starts is what encode writes
+    assert good.hex().startswith(MANIFEST_HEAD + msgpack.packb("d").hex() + MANIFEST_MID + msgpack.packb("v1").hex())
+    doc = msgpack.unpackb(good, raw=False, strict_map_key=False)
+    del doc["extra_metadata"]  # room for a second domain in an 11-entry map
+    body = msgpack.packb(doc, use_bin_type=True)[1:]
+    forged = bytes([0x8b]) + body + msgpack.packb("domain") + msgpack.packb("other")
+    assert msgpack.unpackb(forged, raw=False, strict_map_key=False)["domain"] == "other"
+    with pytest.raises(CorruptObjectError, match="a map has a key twice"):
+        decode(forged)

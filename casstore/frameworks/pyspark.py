@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 import weakref
@@ -39,12 +40,19 @@ _ALLOWED = ("org.apache.spark.ml.", "pyspark.ml.")
 _EXCLUDED = ("pyspark.ml.connect.", "pyspark.ml.torch.", "pyspark.ml.deepspeed.", "pyspark.ml.dl_util")
 
 
+#: what a stage's uid may look like: pyspark joins it into the path it loads the stage from
+_UID = re.compile(r"[A-Za-z0-9_\-]{1,200}\Z")
+
+
 def _spark_class_ok(name: object) -> bool:
-    return isinstance(name, str) and name.startswith(_ALLOWED) and not name.startswith(_EXCLUDED)
+    # pyspark turns org.apache.spark.X into pyspark.X before importing it: check what it imports
+    return (isinstance(name, str) and name.startswith(_ALLOWED)
+            and not name.replace("org.apache.spark", "pyspark", 1).startswith(_EXCLUDED))
 
 
 def _check_metadata(name: str, data: bytes) -> None:
-    """Refuse a metadata file that names a class other than Spark ML's own."""
+    """Refuse a metadata file that names a class other than Spark ML's own, or a stage
+    uid that is not a plain name (``stages/0_<uid>`` must not lead out of the copy)."""
     for line in data.decode("utf-8", "replace").splitlines():
         if not line.strip():
             continue
@@ -56,6 +64,12 @@ def _check_metadata(name: str, data: bytes) -> None:
         if not _spark_class_ok(cls):
             raise CorruptObjectError(name, f"metadata names the class {cls!r}, not one of Spark ML's own "
                                      "(org.apache.spark.ml.*, pyspark.ml.*)")
+        params = doc.get("paramMap") if isinstance(doc, dict) else None
+        stage_uids = params.get("stageUids") if isinstance(params, dict) else None
+        uids = [doc.get("uid")] + (stage_uids if isinstance(stage_uids, list) else [])
+        for uid in uids:
+            if uid is not None and not (isinstance(uid, str) and _UID.match(uid)):
+                raise CorruptObjectError(name, f"metadata names the uid {uid!r}, not a plain name")
 
 
 def _local_uri(path: str) -> str:

@@ -9,8 +9,13 @@ or the tokenizer's own data files.  A save that writes a pickle (``.bin``, ``.pt
 Loading spools the entry's files into a private temporary directory and calls
 ``from_pretrained`` on the class recorded in the manifest, with
 ``local_files_only=True`` (no hub access), ``use_safetensors=True`` for models and
-``trust_remote_code=False``: Python files that came with a model (custom code
-registered with ``auto_map``) are stored but never run.  Because the manifest may be
+``trust_remote_code=False`` for every kind (model, tokenizer, config, processor, and the
+tokenizer or image processor a processor loads): no load ever asks on stdin whether to
+run custom code.  Python files that came with a model (custom code registered with
+``auto_map``) are stored and downloaded but never laid out for ``from_pretrained``, so
+nothing can import them; a JSON file that names a hub kernel as an attention or experts
+implementation (``"attn_implementation": "org/kernel"``: code fetched and run by the
+``kernels`` library) is refused.  Because the manifest may be
 hostile, the recorded class is only used if it is a transformers class (its module is
 under ``transformers.``) of the right kind; for a class of your own, pass it:
 ``load(domain, id, model=MyBertSubclass)`` calls ``MyBertSubclass.from_pretrained``.
@@ -19,13 +24,14 @@ under ``transformers.``) of the right kind; for a class of your own, pass it:
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import tempfile
 from typing import Any, BinaryIO
 
 from ..errors import CorruptObjectError, FrameworkError
-from .base import Framework, Saved, class_name, instance_of, library_version, require
+from .base import Framework, Saved, class_name, instance_of, library_version, read_bytes, require
 
 FORMAT = "transformers"
 
@@ -40,6 +46,31 @@ KINDS: dict[str, tuple[tuple[str, str], ...]] = {
 
 #: files that deserialise by unpickling: save_pretrained must not leave any behind
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".h5", ".msgpack")
+
+#: files transformers imports as code (custom classes named by ``auto_map``): stored, never spooled
+CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
+
+
+def _names_a_kernel(doc: Any, under_implementation: bool = False) -> str | None:
+    """The first hub kernel (``org/name``) a config names as an ``*_implementation``, if any.
+
+    transformers fetches such a kernel with the ``kernels`` library and runs it: code
+    named by stored data.  Nested configs (``text_config`` ...) and per-config dicts
+    are searched too.
+    """
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            found = _names_a_kernel(v, under_implementation or (isinstance(k, str) and "implementation" in k))
+            if found:
+                return found
+    elif isinstance(doc, list):
+        for v in doc:
+            found = _names_a_kernel(v, under_implementation)
+            if found:
+                return found
+    elif under_implementation and isinstance(doc, str) and ("/" in doc or ":" in doc):
+        return doc
+    return None
 
 
 def _kind(obj: Any) -> str | None:
@@ -101,13 +132,28 @@ def _spool(paths: dict[str, str | BinaryIO], into: str) -> str:
         rel = os.path.normpath(name.split("/", 1)[1])
         if os.path.isabs(rel) or rel == ".." or rel.startswith(".." + os.sep):
             raise CorruptObjectError(name, "file name leaves its directory")
+        if rel.lower().endswith(CODE_SUFFIXES):
+            continue  # custom code: stored and downloaded, never where transformers could import it
         dest = os.path.join(root, rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if isinstance(src, str):
+        if rel.lower().endswith(".json"):
+            data = read_bytes(src)
+            try:
+                kernel = _names_a_kernel(json.loads(data))
+            except (ValueError, RecursionError):
+                kernel = None  # not JSON: transformers will say so, and runs nothing from it
+            if kernel:
+                raise CorruptObjectError(name, f"names the hub kernel {kernel!r} as an implementation: "
+                                         "code that transformers would fetch and run")
+            with open(dest, "xb") as f:
+                f.write(data)
+        elif isinstance(src, str):
             os.symlink(os.path.abspath(src), dest)  # a large file, already verified on disk: no copy
         else:
             with open(dest, "xb") as f:
                 shutil.copyfileobj(src, f)
+    if not os.path.isdir(root):
+        raise CorruptObjectError(", ".join(paths), "no file of a save_pretrained directory but code")
     return root
 
 
@@ -146,11 +192,11 @@ class TransformersFramework(Framework):
         if format != FORMAT:
             raise CorruptObjectError(format, "not a transformers format this casstore loads")
         kind = _kind_of_class(cls)
-        options: dict[str, Any] = {"local_files_only": True}
+        # every kind, processors too: a processor passes it on to the tokenizer and image
+        # processor it loads, and without it transformers asks on stdin whether to run auto_map code
+        options: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
         if kind == "model":
-            options.update(use_safetensors=True, trust_remote_code=False)
-        elif kind in ("config", "tokenizer"):
-            options["trust_remote_code"] = False
+            options["use_safetensors"] = True
         with tempfile.TemporaryDirectory(prefix="casstore-transformers-") as d:
             # from_pretrained reads every file it needs before returning (weights are copied
             # out of the safetensors mapping into the module), so the directory can go

@@ -131,6 +131,15 @@ def check_paths(paths: list[str]) -> None:
                 raise UnsafePathError(p, f"needs {parent!r} to be a directory, but it is a file")
 
 
+def _no_repeated_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map, refusing a key that appears twice: the last one would win unseen, and the
+    server hook judges a manifest's domain and ID by its first bytes (remote/hook.py)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a map has a key twice")
+    return out
+
+
 def decode(data: bytes, oid: str = "manifest") -> Manifest:
     """Parse and validate a manifest blob.
 
@@ -138,7 +147,8 @@ def decode(data: bytes, oid: str = "manifest") -> Manifest:
         CorruptObjectError: naming ``oid`` and the first problem found.
     """
     try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=1 << 30)
+        doc = msgpack.unpackb(data, raw=False, strict_map_key=False, max_bin_len=1 << 30,
+                              object_pairs_hook=_no_repeated_keys)
         if not isinstance(doc, dict):
             raise ValueError("not a map")
         if doc.get("schema") != SCHEMA:

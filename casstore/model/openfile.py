@@ -13,11 +13,10 @@ import io
 import itertools
 from typing import Any
 
-import xxhash
-
 from ..errors import CorruptObjectError
 from ..objects.odb import ObjectDB
 from .manifest import FileEntry
+from .readback import WholeFile
 
 
 class StoredFile(io.RawIOBase):
@@ -35,7 +34,7 @@ class StoredFile(io.RawIOBase):
       their raw bytes.
     - Read sequentially from offset 0 to the end (seeking back and re-reading
       is fine, skipping ahead is not), the whole file is also checked against
-      its manifest's xxh3 digest and size when the end is reached; a mismatch
+      its manifest's size, xxh3 and BLAKE3 digests when the end is reached; a mismatch
       raises :class:`CorruptObjectError` naming the file.  After a skip, only
       the per-chunk checks apply.
 
@@ -58,7 +57,7 @@ class StoredFile(io.RawIOBase):
                                                  f"the manifest says {entry.size}")
         self._pos = 0
         self._cached: tuple[int, bytes | memoryview] | None = None
-        self._xx = xxhash.xxh3_128()
+        self._whole = WholeFile(entry)
         self._hashed = 0  # bytes hashed in order from 0; -1 once a read skipped ahead
         self.name = name or entry.path
         #: chunks read, decompressed and verified so far (a measure of the I/O a read cost)
@@ -136,12 +135,11 @@ class StoredFile(io.RawIOBase):
             return
         new = data[self._hashed - start:]
         if new:
-            self._xx.update(new)
+            self._whole.update(new)
             self._hashed += len(new)
         if self._hashed == self._entry.size:
             self._hashed = -1  # checked once
-            if self._xx.digest() != self._entry.xxh3:
-                raise CorruptObjectError(self._entry.path, "file does not match its manifest checksum")
+            self._whole.check()
 
     def close(self) -> None:
         self._cached = None

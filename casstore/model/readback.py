@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+import blake3
 import xxhash
 from dulwich.objects import ObjectID, Tree
 
@@ -20,6 +21,37 @@ from ..util.parallel import batched_sizes, ordered
 from .manifest import FileEntry
 
 BLOB_MODE = 0o100644
+
+
+class WholeFile:
+    """The whole-file checks of one stored file, fed its bytes in order: size, xxh3 and the
+    BLAKE3 digest its manifest records (what ``cas show`` and the API report as its digest).
+
+    The chunks are each checked against their BLAKE3 keys, which already fixes the bytes;
+    these checks make sure the manifest's claims about the whole file are true as well (a
+    manifest may name the digest of another file).
+    """
+
+    def __init__(self, entry: FileEntry) -> None:
+        self.entry = entry
+        self.size = 0
+        self._xx = xxhash.xxh3_128()
+        self._b3 = blake3.blake3()
+
+    def update(self, raw: bytes | memoryview) -> None:
+        self._xx.update(raw)
+        self._b3.update(raw)
+        self.size += len(raw)
+
+    def check(self) -> None:
+        """Raises :class:`CorruptObjectError` naming the file if any whole-file claim is false."""
+        e = self.entry
+        if self.size != e.size or self._xx.digest() != e.xxh3:
+            raise CorruptObjectError(e.path, "file does not match its manifest checksum")
+        if self._b3.digest() != e.blake3:
+            raise CorruptObjectError(e.path, "file does not match its manifest BLAKE3 digest "
+                                     f"(it records {e.blake3.hex()[:16]}..., the bytes hash to "
+                                     f"{self._b3.hexdigest()[:16]}...)")
 
 
 def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes]:
@@ -42,7 +74,7 @@ def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes
 def iter_file(
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], pool: ThreadPoolExecutor, window: int
 ) -> Iterator[bytes | memoryview]:
-    """The raw chunks of a file in order, each verified; then the whole file."""
+    """The raw chunks of a file in order, each verified; then the whole file (:class:`WholeFile`)."""
     locations = odb.index.lookup(entry.keys)
 
     def read(batch: range) -> list[bytes | memoryview]:
@@ -53,15 +85,12 @@ def iter_file(
         for batch in batched_sizes(entry.sizes):
             yield lambda batch=batch: read(batch)  # type: ignore[misc]
 
-    xx = xxhash.xxh3_128()
-    total = 0
+    whole = WholeFile(entry)
     for raws in ordered(pool, window, jobs()):
         for raw in raws:
-            xx.update(raw)
-            total += len(raw)
+            whole.update(raw)
             yield raw
-    if total != entry.size or xx.digest() != entry.xxh3:
-        raise CorruptObjectError(entry.path, "file does not match its manifest checksum")
+    whole.check()
 
 
 def write_file(

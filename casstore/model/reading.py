@@ -78,12 +78,24 @@ def read_model(repo: Repository, domain: str, model_id: str) -> StoredModel:
             at another model.
     """
     sha = model_commit(repo, domain, model_id)
+    manifest, files_tree = read_named_manifest(repo, domain, model_id, sha)
+    return StoredModel(sha, manifest, files_tree)
+
+
+def read_named_manifest(repo: Repository, domain: str, model_id: str, sha: ObjectID) -> tuple[Manifest, Tree]:
+    """:func:`read_manifest` of ``sha``, checked to name ``domain``/``model_id``: what a ref
+    ``refs/cas/models/<domain>/<model_id>`` may point at (a ref aliasing another model's
+    commit would show, load and push that model under a second name).
+
+    Raises:
+        CorruptObjectError: a damaged model, or one whose manifest names another model.
+    """
     manifest, files_tree = read_manifest(repo, sha)
     if manifest.domain != domain or manifest.model_id != model_id:
         raise CorruptObjectError(
             sha.decode(), f"ref {domain}/{model_id} points at model {manifest.domain}/{manifest.model_id}"
         )
-    return StoredModel(sha, manifest, files_tree)
+    return manifest, files_tree
 
 
 def file_oids(repo: Repository, files_tree: Tree, manifest: Manifest, index: int) -> list[bytes]:

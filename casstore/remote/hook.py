@@ -22,6 +22,9 @@ a bare one) and refuses the whole push, so no ref moves, if any update under
   commit, whose tree holds ``manifest`` and ``files`` only; it is deleted only
   if the same push moves the history to one that no longer lists the ID; an
   existing model ref never moves;
+* the manifest-name check (kept apart in the script): a model ref is created only
+  if its commit's manifest names that ref's domain and ID (a ref aliasing another
+  model's commit would make every ``cas pull`` of the remote refuse it);
 * domains, IDs and state names follow casstore's naming rule (names.py), models
   are exactly two levels under ``models/`` and histories one under
   ``domains/``; nothing else under ``refs/cas/`` is accepted.
@@ -40,7 +43,10 @@ from __future__ import annotations
 
 import os
 
+import msgpack
 from dulwich.config import ConfigFile
+
+from ..model.manifest import SCHEMA, VERSION
 
 #: casstore's naming rule (casstore/util/names.py) as an awk function ``valid(name)``:
 #: ASCII letters, digits, ``-``, ``_`` and ``.``; 1 to 128 characters; no leading
@@ -210,6 +216,61 @@ check_models() {  # every model ref update of the push at once, from $models: "o
     [ -z "$bad" ] || { printf '%s\n' "$bad" >&2; fail=1; }
 }
 
+# -- the manifest-name check (issue 20): kept apart from the rules above ------------------
+# A model ref a push creates must point at a commit whose manifest names that ref's domain
+# and ID: refs/cas/models/d/evil -> the commit of d/v1 would make every `cas pull` of this
+# remote refuse it.  casstore writes a manifest as a msgpack map whose keys come in a fixed
+# order (schema, version, domain, model_id, ...), and clients refuse a manifest with a key
+# twice, so the first bytes decide: they must be that encoding of the ref's own names.
+# One `git cat-file --batch` reads every new manifest; od turns it into hex for awk.
+manifest_awk='
+function enc(s,  i, h) {
+    h = length(s) < 32 ? sprintf("%02x", 160 + length(s)) : "d9" sprintf("%02x", length(s))
+    for (i = 1; i <= length(s); i++) h = h sprintf("%02x", ord[substr(s, i, 1)])
+    return h
+}
+function judge() {
+    if (got != want[k])
+        print "casstore: " ref[k] ": its commit " sha[k] " holds a manifest of another model (or none): " \
+            "a model ref points only at a commit whose manifest names its own domain and ID"
+}
+function byte(b,  h) {
+    if (state == "body") {
+        if (length(got) < length(want[k])) got = got b
+        if (--left == 0) { judge(); state = "nl" }
+    } else if (state == "nl") state = ""
+    else if (b != "0a") hdr = hdr chr[b]
+    else {  # "<oid> blob <size>" or "<name> missing"
+        k++; split(hdr, h, " "); hdr = ""; got = ""
+        if (h[2] == "missing") { judge(); return }
+        left = h[3] + 0
+        if (left == 0) { judge(); state = "nl" } else state = "body"
+    }
+}
+BEGIN { for (i = 1; i < 256; i++) { ord[sprintf("%c", i)] = i; chr[sprintf("%02x", i)] = sprintf("%c", i) } }
+$1 == "expect" { n++; ref[n] = $2; sha[n] = $3; want[n] = "@MANIFEST_HEAD@" enc($4) "@MANIFEST_MID@" enc($5); next }
+$1 == "bytes" {
+    for (j = 2; j <= NF; j++) {
+        if (state == "body" && length(got) >= length(want[k])) {  # the rest of a manifest: skip it
+            skip = NF - j + 1 < left ? NF - j + 1 : left
+            left -= skip; j += skip - 1
+            if (left == 0) { judge(); state = "nl" }
+        } else byte($j)
+    }
+}'
+
+check_manifest_names() {  # every new model ref of $models: its manifest names the ref's domain and ID
+    new_models=$(printf '%s\n' "$models" | awk '$1 !~ /[^0]/ && $2 ~ /[^0]/')
+    [ -n "$new_models" ] || return
+    bad=$( {
+        printf '%s\n' "$new_models" | awk '{ print "expect", $3, $2, $4, $5 }'
+        printf '%s\n' "$new_models" | awk '{ print $2 ":manifest" }' |
+            git cat-file --batch | od -An -v -tx1 | sed 's/^/bytes /'
+    } | awk "$manifest_awk")
+    [ -z "$bad" ] || { printf '%s\n' "$bad" >&2; fail=1; }
+}
+# -- end of the manifest-name check ---------------------------------------------------------
+
 rule='names are ASCII letters, digits, "-", "_" and "." (1-128, no leading ".", no trailing "." or ".lock", no "..")'
 jobs=$(printf '%s\n' "$updates" | awk "$names"'
 NF == 3 && substr($3, 1, 9) == "refs/cas/" {
@@ -237,6 +298,7 @@ $jobs
 END_OF_JOBS
 models=$(printf '%s\n' "$jobs" | awk '$4 == "model" { print $1, $2, $3, $5, $6 }')
 [ -z "$models" ] || check_models
+[ -z "$models" ] || check_manifest_names
 
 # Signatures (`cas init --bare --require-signed FILE`): every commit this push brings under
 # refs/cas/ (models, history events, state lists) must verify, as `git verify-commit` does,
@@ -258,8 +320,16 @@ fi
 exit $fail
 """
 
+#: How every manifest casstore writes begins, as hex (manifest.Manifest.encode): an
+#: 11-entry map, then ``schema``, ``version`` and the key ``domain`` (MANIFEST_HEAD),
+#: the domain's name, the key ``model_id`` (MANIFEST_MID), the ID.  The hook's
+#: manifest-name check compares a new model's manifest with it.
+MANIFEST_HEAD = (b"\x8b" + b"".join(msgpack.packb(v) for v in ("schema", SCHEMA, "version", VERSION, "domain"))).hex()
+MANIFEST_MID = msgpack.packb("model_id").hex()
+
 #: The ``pre-receive`` hook script (POSIX sh).
-PRE_RECEIVE = _SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@SHARD_AWK@", SHARD_AWK)
+PRE_RECEIVE = (_SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@SHARD_AWK@", SHARD_AWK)
+               .replace("@MANIFEST_HEAD@", MANIFEST_HEAD).replace("@MANIFEST_MID@", MANIFEST_MID))
 
 
 # -- on the client: what the hook said ----------------------------------------------

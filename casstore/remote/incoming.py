@@ -7,7 +7,10 @@ from its content, so objects hash to their ids), and verified: every new model
 commit, tree and manifest parses strictly and agrees with its ref name, every
 chunk it needs is present, and every *new* chunk decompresses (bounded) to bytes
 whose BLAKE3 is the manifest's key -- only then is it entered into the chunk
-index, which therefore only ever holds pairs this store verified itself.
+index, which therefore only ever holds pairs this store verified itself.  Every
+file of a new model is read in full (the chunks the store already had too) and must
+have the size, xxh3 and BLAKE3 digest its manifest records.  A model ref whose commit
+the store already holds is still checked to name the model of its ref.
 History and state commits parse, and their indexes name valid models.
 
 Only after all of that is the pack moved into the store (sidecar, pack, .idx
@@ -33,7 +36,7 @@ from ..errors import CorruptObjectError, MissingObjectError
 from ..model.history import check_index
 from ..model.manifest import Manifest
 from ..model.manifest import decode as decode_manifest
-from ..model.readback import chunk_oids
+from ..model.readback import WholeFile, chunk_oids
 from ..model.states import states_at
 from ..objects.chunkindex import ChunkLocation, IndexEntry, write_cidx
 from ..objects.codec import HEADERS
@@ -131,8 +134,8 @@ class Quarantine:
         """Take a pack written into this quarantine by ``writer`` (a copy from a local store).
 
         ``verified`` maps chunk blob oids to the (BLAKE3 key, raw size) their content
-        was checked against while copying: :meth:`verify_model` does not decompress
-        them again, and still refuses a model that claims one under another key.
+        was checked against while copying: :meth:`verify_model` refuses a model that
+        claims one under another key (and reads them again for the whole-file digests).
         """
         if pack is None or writer is None:
             return
@@ -156,8 +159,12 @@ class Quarantine:
     def _is_new(self, oid: bytes) -> bool:
         return any(oid in locations for _, locations in self._packs())
 
-    def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
-        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
+    def verify_model_name(self, domain: str, model_id: str, sha: ObjectID) -> tuple[Manifest, ObjectID]:
+        """The manifest and files tree id of model commit ``sha``, checked to name ``domain``/``model_id``.
+
+        Run for every model ref a pull would move, also when the store already holds
+        ``sha``: a ref aliasing another model's commit must not come in either way.
+        """
         odb = self.odb
         c = odb.read(sha, Commit)
         assert isinstance(c, Commit)
@@ -174,27 +181,46 @@ class Quarantine:
         if (manifest.domain, manifest.model_id) != (domain, model_id):
             raise CorruptObjectError(
                 sha.decode(), f"ref {domain}/{model_id} carries model {manifest.domain}/{manifest.model_id}")
+        return manifest, files_id
+
+    def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
+        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
+        odb = self.odb
+        manifest, files_id = self.verify_model_name(domain, model_id, sha)
         files_tree = odb.read(files_id, Tree)
         assert isinstance(files_tree, Tree)
         entries = list(files_tree.iteritems())
         if [e.path for e in entries] != [b"%08x" % i for i in range(len(manifest.files))]:
             raise CorruptObjectError(files_id.decode(), "files tree does not match the manifest")
+        main = self.repo.odb
         for f, e in zip(manifest.files, entries, strict=True):
-            for key, oid, size in zip(f.keys, chunk_oids(odb, e.sha, f), f.sizes, strict=True):
+            # every file is read in full, chunks the store had included: its size, xxh3 and
+            # BLAKE3 digest must be what the manifest says (a manifest may claim another file's)
+            whole = WholeFile(f)
+            oids = chunk_oids(odb, e.sha, f)
+            known = main.index.lookup(f.keys)
+            for key, oid, size, loc in zip(f.keys, oids, f.sizes, known, strict=True):
                 if self._is_new(oid):
-                    if oid not in self.new_chunks:
-                        # decompress (bounded by the manifest's size) and check the BLAKE3 key.
-                        # Read the entry where the writer put it (one pread), not through
-                        # dulwich, which maps the whole pack: every page read counted in
-                        # the RSS, ~1 GiB for a 1 GiB model
-                        pack, locations = next(pl for pl in self._packs() if oid in pl[1])
-                        offset, length = locations[oid]
-                        odb.read_chunk(key, oid, size, ChunkLocation(pack, offset, length, oid, size))
-                        self.new_chunks[oid] = (key, size)
-                    elif self.new_chunks[oid] != (key, size):
+                    if oid in self.new_chunks and self.new_chunks[oid] != (key, size):
                         raise CorruptObjectError(oid.hex(), "one chunk blob claimed under two keys")
-                elif not self.repo.odb.contains(ObjectID(oid.hex().encode())):
+                    # decompress (bounded by the manifest's size) and check the BLAKE3 key.
+                    # Read the entry where the writer put it (one pread), not through
+                    # dulwich, which maps the whole pack: every page read counted in
+                    # the RSS, ~1 GiB for a 1 GiB model
+                    pack, locations = next(pl for pl in self._packs() if oid in pl[1])
+                    offset, length = locations[oid]
+                    raw = odb.read_chunk(key, oid, size, ChunkLocation(pack, offset, length, oid, size))
+                    self.new_chunks[oid] = (key, size)
+                elif not main.contains(ObjectID(oid.hex().encode())):
                     raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
+                else:
+                    # the store's own copy; through its chunk index only where that names this blob
+                    raw = main.read_chunk(key, oid, size, loc if loc is not None and loc.oid == oid else None)
+                whole.update(raw)
+            try:
+                whole.check()
+            except CorruptObjectError as err:
+                raise CorruptObjectError(f"{domain}/{model_id}:{f.path}", err.detail) from None
         return manifest
 
     def verify_history(self, tip: ObjectID) -> None:

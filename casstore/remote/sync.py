@@ -27,6 +27,7 @@ from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, RemoteError
 from ..model.history import DomainIndex, read_index, record_delete
+from ..model.reading import read_named_manifest
 from ..model.signatures import Verifier, check_received
 from ..model.states import STATES_REF, states_at, write_states
 from ..model.writer import domain_writer, states_writer
@@ -383,6 +384,8 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                 for mid, sha in remote.models.get(domain, {}).items():
                     if not odb.contains(sha):
                         quarantine.verify_model(domain, mid, sha)
+                    else:  # present already, maybe under another name: the ref must name it
+                        quarantine.verify_model_name(domain, mid, sha)
                 if domain in remote.histories and not odb.contains(remote.histories[domain]):
                     quarantine.verify_history(remote.histories[domain])
             if remote.states is not None and not odb.contains(remote.states):
@@ -439,6 +442,9 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
                 continue
             result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
             return
+        for mid, sha in merged.index.models.items():
+            if local.models.get(mid) != sha:
+                read_named_manifest(repo, domain, mid, sha)  # every ref a pull moves names its model
         for mid, sha in merged.index.models.items():
             had = local.models.get(mid)
             if had is None:
@@ -537,6 +543,8 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
             for mid, sha in merged.index.models.items():
                 had = remote_models.get(mid)
                 if had != sha:
+                    # never spread a ref that aliases another model's commit (bucket remotes have no hook)
+                    read_named_manifest(repo, domain, mid, sha)
                     # a replacement only when our history deleted exactly ``had``
                     changes[model_ref(domain, mid)] = sha
                     (result.models_added if had is None else result.models_replaced).append(f"{domain}/{mid}")
