@@ -124,7 +124,7 @@ def test_cas_download_by_state(staged: casstore.Store, tmp_path: Path) -> None:
     for args, says in ((["d", "v1", str(tmp_path / "x"), "--state", "production"], "not both"),
                        (["d", "--state", "empty", str(tmp_path / "x")], "no model of domain 'd' is in state 'empty'"),
                        (["d", "--state", "nope", str(tmp_path / "x")], "'nope' does not exist"),
-                       (["d", "v1"], "DIR is missing")):
+                       (["d", "v1"], "no DIR given")):
         r = cas("download", *args, store=store, check=2)
         assert says in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x").exists()

@@ -383,7 +383,7 @@ def download(args: argparse.Namespace) -> int:
             raise ValueError(f"cas download DOMAIN ID DIR: no DIR given, and {given!r} looks like a directory, "
                              f"not a model ID: `cas download {args.domain} ID {given}` "
                              f"(`cas ls {args.domain}` lists the IDs)")
-        raise ValueError(f"cas download DOMAIN ID DIR: no DIR given (DIR is missing): where should the files of "
+        raise ValueError(f"cas download DOMAIN ID DIR: no DIR given: where should the files of "
                          f"{args.domain}/{given} go? (`cas download {args.domain} {given} DIR`, or "
                          f"`cas download {args.domain} --state STATE DIR`)")
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
