@@ -147,12 +147,30 @@ class AzureClient(BucketClient):
         blob = self.az.get_blob_client(key)
         try:
             if version is None:
-                blob.upload_blob(data, overwrite=False)  # If-None-Match: *
+                answer = blob.upload_blob(data, overwrite=False)  # If-None-Match: *
             else:
-                blob.upload_blob(data, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified)
+                answer = blob.upload_blob(data, overwrite=True, etag=version,
+                                          match_condition=MatchConditions.IfNotModified)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return False
+        self.last_put_version = str(answer.get("etag") or "") or None
         return True
+
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError, ResourceNotModifiedError
+
+        try:
+            stream = self.az.get_blob_client(key).download_blob(offset=0, length=limit + 1, etag=version,
+                                                                match_condition=MatchConditions.IfModified)
+            data = stream.readall()
+        except ResourceNotModifiedError:
+            return True
+        except ResourceNotFoundError:
+            return None
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        return bytes(data), str(stream.properties.etag)
 
     def _delete_ref(self, key: str, version: str) -> bool:
         from azure.core import MatchConditions

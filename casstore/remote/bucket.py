@@ -38,10 +38,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import shutil
 import struct
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -59,10 +61,16 @@ from ..objects.packidx import PackIdx
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
+from .reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, digest
 from .walk import GITLINK
 
 MARKER = "casstore-remote"
-FORMAT = 1
+#: the newest format this client reads and writes; a remote without a marker is created in it
+FORMAT = 2
+#: the format of one object per ref, still read and written on remotes not upgraded
+FORMAT_PER_REF = 1
+#: attempts of a ref table update that keeps losing the root's compare-and-swap to other writers
+CAS_ATTEMPTS = 12
 #: bytes read past the objects asked for, parsed for the next round of the walk
 READAHEAD = 256 << 10
 #: objects this close together are fetched in one request
@@ -190,6 +198,13 @@ class BucketClient:
         self.progress = progress
         self._packs: dict[str, _RemotePack] | None = None
         self._packs_lock = threading.Lock()
+        #: the domains whose refs a push or pull reads (None: all); set by sync for partial pulls
+        #: and for pushes (a push reads only the domains it may change)
+        self.domains: set[str] | None = None
+        #: the remote's format, once read: 0 (nothing there yet), 1 or 2
+        self.format: int | None = None
+        #: the version ``_put_ref`` gave the object it wrote, when the service's answer says it
+        self.last_put_version: str | None = None
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -229,12 +244,21 @@ class BucketClient:
         """Write a ref object if it is absent (``version`` None) or still has ``version``.
 
         Returns False, writing nothing, when the service refuses the precondition.
+        Sets ``last_put_version`` to the new object's version when the answer holds it.
         """
         raise NotImplementedError
 
     def _delete_ref(self, key: str, version: str) -> bool:
         """Delete a ref object if it still has ``version``; False when refused."""
         raise NotImplementedError
+
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        """Like ``_get``, but True, sending no body, when the object still has ``version``.
+
+        The default asks unconditionally; a service that answers a conditional GET
+        (If-None-Match, ifGenerationNotMatch) overrides it.
+        """
+        return self._get(key, limit)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -270,17 +294,147 @@ class BucketClient:
             raise RemoteError(self.url, f"{key}: read {len(data)} of {end - start} bytes")
         return data
 
-    def _check_marker(self, create: bool) -> None:
+    def _check_marker(self, create: bool) -> int:
+        """The remote's format (0: nothing there yet), created in ``FORMAT`` when absent and ``create``.
+
+        Raises:
+            RemoteError: a newer format; or a format-1 marker next to a root table
+                (an upgrade stopped half-way, or a format-1 client that wrote its
+                marker over a new remote's): ``cas remote upgrade`` resolves both.
+        """
         got = self._get(self._key(MARKER), 256)
         if got is None:
-            if create:
-                self._put(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode())
-            return
+            if not create:
+                self.format = 0
+                return 0
+            # conditional: of racing first pushes, one marker wins and the others read it
+            self._put_ref(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode(), None)
+            got = self._get(self._key(MARKER), 256)
+            if got is None:
+                raise RemoteError(self.url, f"{MARKER} vanished as it was written")
         words = got[0].split()
         if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
             raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
-        if int(words[1]) > FORMAT:
-            raise RemoteError(self.url, f"written by a newer casstore (format {int(words[1])}); upgrade casstore")
+        fmt = int(words[1])
+        if fmt > FORMAT:
+            raise RemoteError(self.url, f"written by a newer casstore (format {fmt}); upgrade casstore")
+        if fmt == FORMAT_PER_REF and self._get(self._key(ROOT_KEY), MAX_TABLE) is not None:
+            raise RemoteError(self.url, "holds refs in both formats (an upgrade was interrupted, or a "
+                                        "casstore older than 0.2 pushed to it meanwhile): run "
+                                        f"`cas remote upgrade {self.url}`")
+        self.format = fmt
+        return fmt
+
+    # -- ref tables (format 2, reftable.py) ---------------------------------------
+
+    def _cache_file(self, name: str) -> str:
+        d = os.path.join(self._workdir(), "reftables")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name)
+
+    @staticmethod
+    def _write_cache(path: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def read_root(self, fresh: bool = False) -> tuple[RootTable, str | None]:
+        """The root table and its version (None: no root yet, an empty remote).
+
+        The last root read is cached with its version, and asked for again
+        conditionally: an unchanged root costs one request and no body.
+        ``fresh`` skips the cache (after a lost compare-and-swap).
+        """
+        cached = self._cache_file("root")
+        key = self._key(ROOT_KEY)
+        got: tuple[bytes, str] | None | bool
+        version = data = None
+        if not fresh and os.path.exists(cached):
+            with open(cached, "rb") as f:
+                version, _, data = f.read().partition(b"\n")
+        if version:
+            got = self._get_if_changed(key, version.decode(), MAX_TABLE)
+            if got is True:
+                assert data is not None
+                return RootTable.decode(data, f"remote {self.url} (cached root)"), version.decode()
+        else:
+            got = self._get(key, MAX_TABLE)
+        if got is None or got is True or got is False:
+            if os.path.exists(cached):
+                os.unlink(cached)
+            return RootTable(), None
+        root = RootTable.decode(got[0], f"remote {self.url}: {ROOT_KEY}")
+        if "\n" not in got[1]:
+            self._write_cache(cached, got[1].encode() + b"\n" + got[0])
+        return root, got[1]
+
+    def read_table(self, domain: str, name: str) -> DomainTable:
+        """The domain table ``name`` (its digest): from the local cache, else one GET.
+
+        Raises:
+            CorruptObjectError: the bytes do not hash to the name, or do not parse.
+        """
+        cached = self._cache_file(name)
+        where = f"remote {self.url}: {TABLES}{name}"
+        if os.path.exists(cached):
+            with open(cached, "rb") as f:
+                data = f.read()
+        else:
+            got = self._get(self._key(TABLES + name), MAX_TABLE)
+            if got is None:
+                raise MissingObjectError(name, f"remote {self.url}: the root names a domain table "
+                                               "that is not there")
+            data = got[0]
+            if digest(data) != name:
+                raise CorruptObjectError(where, "does not hash to its name")
+        table = DomainTable.decode(data, domain, where)
+        if not os.path.exists(cached):
+            self._write_cache(cached, data)
+        return table
+
+    def read_tables(self, root: RootTable, domains: set[str] | None) -> dict[str, DomainTable]:
+        """The tables of ``domains`` (None: all) the root names, a few read at once."""
+        names = sorted(d for d in root.domains if domains is None or d in domains)
+        with ThreadPoolExecutor(8) as pool:
+            tables = list(pool.map(lambda d: self.read_table(d, root.domains[d]), names))
+        return dict(zip(names, tables, strict=True))
+
+    @staticmethod
+    def tables_as_refs(root: RootTable, tables: Mapping[str, DomainTable]) -> dict[Ref, ObjectID]:
+        """The refs the tables hold, named as a git remote advertises them."""
+        refs: dict[Ref, ObjectID] = {}
+        if root.states is not None:
+            refs[Ref(b"refs/cas/states")] = root.states
+        for domain, table in tables.items():
+            if table.history is not None:
+                refs[Ref(f"refs/cas/domains/{domain}".encode())] = table.history
+            for mid, sha in table.models.items():
+                refs[Ref(f"refs/cas/models/{domain}/{mid}".encode())] = sha
+        return refs
+
+    def write_root(self, root: RootTable, tables: Mapping[str, DomainTable], version: str | None) -> bool:
+        """Write the tables ``root`` names that are new, then swap the root if it still has ``version``.
+
+        A table is immutable and named by its digest: writing it races with
+        nothing.  Returns False when the root moved meanwhile (nothing changed then
+        but new unreferenced tables, which ``gc`` removes).
+        """
+        def put(domain: str) -> None:
+            data = tables[domain].encode()
+            self._put(self._key(TABLES + root.domains[domain]), data)
+            self._write_cache(self._cache_file(root.domains[domain]), data)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, sorted(tables)))
+        data = root.encode()
+        if not self._put_ref(self._key(ROOT_KEY), data, version):
+            return False
+        # its new version, for the next conditional read: from the write's answer, else read back
+        got = (data, self.last_put_version) if self.last_put_version else self._get(self._key(ROOT_KEY), MAX_TABLE)
+        if got is not None and got[0] == data and "\n" not in got[1]:
+            self._write_cache(self._cache_file("root"), got[1].encode() + b"\n" + data)
+        return True
 
     def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
         """The remote's casstore refs and their versions (names and values are checked by the caller).
@@ -448,8 +602,11 @@ class BucketClient:
         ``graph_walker.contains(hex oid)`` says what the local store has.
         """
         with self._errors():
-            self._check_marker(create=False)
-            refs, _ = self.read_refs()
+            if self._check_marker(create=False) == FORMAT_PER_REF:
+                refs, _ = self.read_refs()
+            else:
+                root, _ = self.read_root()
+                refs = self.tables_as_refs(root, self.read_tables(root, self.domains))
             wants = determine_wants(refs)
             if not wants:
                 return
@@ -588,8 +745,13 @@ class BucketClient:
                   atomic: bool = False) -> SendResult:
         """Upload what the remote lacks, then move its refs with conditional writes."""
         with self._errors():
-            self._check_marker(create=True)
-            refs, versions = self.read_refs()
+            per_ref = self._check_marker(create=True) == FORMAT_PER_REF
+            if per_ref:
+                refs, versions = self.read_refs()
+            else:
+                root, root_version = self.read_root()
+                tables = self.read_tables(root, self.domains)
+                refs = self.tables_as_refs(root, tables)
             new = update_refs(dict(refs))
             changes = {r: s for r, s in new.items() if refs.get(r) != s}
             result = SendResult(dict(refs))
@@ -599,7 +761,10 @@ class BucketClient:
                                                 ofs_delta=False)
             if count:
                 self._upload_pack(count, records)
-            self._update_refs(changes, versions, result)
+            if per_ref:
+                self._update_refs(changes, versions, result)
+            else:
+                self._update_tables(changes, refs, root, root_version, tables, result)
         try:
             self.combine_packs()
         except Exception as e:  # best effort: the push is complete, and the next one tries again
@@ -686,6 +851,109 @@ class BucketClient:
                     result.refs.pop(ref, None)
                 else:
                     result.refs[ref] = sha
+
+
+    def _update_tables(self, changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,
+                       version: str | None, tables: dict[str, DomainTable], result: SendResult) -> None:
+        """Apply ``changes`` (decided on the refs ``base``) to the ref tables, by the root's compare-and-swap.
+
+        Each attempt decides every change against the tables as they are now,
+        with ``_update_refs``'s rules: a model ID is created only where absent; a
+        history, the states ref, a model replaced or deleted only where it still
+        has the value the push read; a refused model creation or history leaves
+        its domain's history and removals alone.  The new domain tables are
+        written, then the root swapped; a lost swap (another writer, anywhere in
+        the store) reads the root and the touched domains' tables again and
+        decides again.  All the changes that pass go in one swap: atomic.
+        """
+        def kind(ref: Ref) -> tuple[str, str, str]:
+            text = ref.decode()
+            if text == "refs/cas/states":
+                return "states", "", ""
+            if text.startswith("refs/cas/domains/"):
+                return "history", text[len("refs/cas/domains/"):], ""
+            domain, _, mid = text[len("refs/cas/models/"):].partition("/")
+            return "model", domain, mid
+
+        touched = sorted({kind(r)[1] for r in changes if kind(r)[0] != "states"})
+        for attempt in range(CAS_ATTEMPTS):
+            new_tables: dict[str, DomainTable] = {}
+            states = [root.states]
+
+            def table(domain: str) -> DomainTable:
+                if domain not in new_tables:
+                    t = tables.get(domain) if domain in root.domains else None
+                    new_tables[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+                return new_tables[domain]
+
+            def current(ref: Ref) -> ObjectID | None:
+                what, domain, mid = kind(ref)
+                if what == "states":
+                    return states[0]
+                return table(domain).history if what == "history" else table(domain).models.get(mid)
+
+            def put(ref: Ref, sha: ObjectID, refusal: str) -> str | None:
+                now = current(ref)
+                if now == (None if sha == ZERO_SHA else sha):
+                    return None  # there already (a retried request, or another client did the same)
+                if now != base.get(ref):
+                    return refusal
+                what, domain, mid = kind(ref)
+                if what == "states":
+                    states[0] = sha
+                elif what == "history":
+                    table(domain).history = None if sha == ZERO_SHA else sha
+                elif sha == ZERO_SHA:
+                    del table(domain).models[mid]
+                else:
+                    table(domain).models[mid] = sha
+                return None
+
+            status: dict[Ref, str | None] = {}
+            failed: set[str] = set()
+            models = sorted(r for r in changes if kind(r)[0] == "model")
+            for ref in (r for r in models if r not in base):
+                status[ref] = put(ref, changes[ref], "already exists on the remote")
+                if status[ref] is not None:
+                    failed.add(kind(ref)[1])
+            for ref in sorted(set(changes) - set(models)):
+                what, domain, _ = kind(ref)
+                if what == "history" and domain in failed:
+                    status[ref] = "not moved: a model ref of this domain was refused"
+                    continue
+                status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+                if status[ref] is not None and what == "history":
+                    failed.add(domain)
+            for ref in (r for r in models if r in base):
+                if kind(ref)[1] in failed:
+                    status[ref] = "not changed: this domain's history was not moved"
+                    continue
+                status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+            new_root = RootTable(states[0], dict(root.domains))
+            written: dict[str, DomainTable] = {}
+            for domain, t in new_tables.items():
+                if t.empty():
+                    new_root.domains.pop(domain, None)
+                else:
+                    name = digest(t.encode())
+                    if root.domains.get(domain) != name:
+                        new_root.domains[domain] = name
+                        written[domain] = t
+            if new_root == root or self.write_root(new_root, written, version):
+                result.ref_status.update(status)
+                break
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())  # noqa: S311 - jitter, not crypto
+            root, version = self.read_root(fresh=True)
+            tables.update(self.read_tables(root, set(touched)))
+        else:
+            for ref in changes:
+                result.ref_status[ref] = f"other clients kept changing the remote's refs ({CAS_ATTEMPTS} attempts)"
+        for ref, reason in result.ref_status.items():
+            if reason is None:
+                if changes[ref] == ZERO_SHA:
+                    result.refs.pop(ref, None)
+                else:
+                    result.refs[ref] = changes[ref]
 
 
     # -- combining packs -------------------------------------------------------------

@@ -173,14 +173,32 @@ class GCSClient(BucketClient):
             blob.upload_from_file(_Counting(f, sent), size=os.path.getsize(path), timeout=TIMEOUT,
                                   retry=self._retry)
 
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        from google.api_core.exceptions import NotFound, NotModified
+
+        blob = self.gcs.blob(key)
+        try:
+            data = blob.download_as_bytes(start=0, end=limit, checksum=None, if_generation_not_match=int(version),
+                                          timeout=TIMEOUT, retry=self._retry)
+        except NotModified:
+            return True
+        except NotFound:
+            return None
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        if blob.generation is None:
+            raise RemoteError(self.url, f"{key}: the server sent no generation number")
+        return bytes(data), str(blob.generation)
+
     def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
         from google.api_core.exceptions import PreconditionFailed
 
+        blob = self.gcs.blob(key)
         try:
-            self.gcs.blob(key).upload_from_string(data, if_generation_match=int(version or 0), timeout=TIMEOUT,
-                                                  retry=self._retry)
+            blob.upload_from_string(data, if_generation_match=int(version or 0), timeout=TIMEOUT, retry=self._retry)
         except PreconditionFailed:
             return False
+        self.last_put_version = str(blob.generation) if blob.generation is not None else None
         return True
 
     def _delete_ref(self, key: str, version: str) -> bool:

@@ -36,6 +36,7 @@ from ..util.identity import author
 from ..util.locking import deferred_interrupts
 from ..util.names import check_domain, check_model_id
 from ..util.progress import ProgressFn
+from .bucket import BucketClient
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import PackIndexer, Quarantine
@@ -324,6 +325,8 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
     client, path = _open(repo, url, progress)
+    if isinstance(client, BucketClient):
+        client.domains = selected  # a bucket reads the ref tables of these domains only
     odb = repo.odb
     with repo.lock():
         quarantine = Quarantine(repo)
@@ -499,6 +502,9 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
         init_repository(target, served=True)
         install_hook(target)
     client, path = _open(repo, url, progress)
+    if isinstance(client, BucketClient):
+        # a bucket reads the ref tables of the domains this push may change only
+        client.domains = repo.refs.domains() if selected is None else selected & repo.refs.domains()
     odb = repo.odb
     report = progress  # generate_pack_data's own ``progress`` is dulwich's
 
