@@ -183,9 +183,12 @@ def test_cached_indexes_of_packs_gone_from_the_bucket_are_pruned(tmp_path: Path,
     repo = tmp_path / "combine.git"
     subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
     for key, data in s3_objects(s3_url).items():
-        if key.startswith(("objects/pack/", "refs/")):
+        if key.startswith("objects/pack/"):
             (repo / key).parent.mkdir(parents=True, exist_ok=True)
             (repo / key).write_bytes(data)
+    for ref, sha in bucket_refs(s3_url).items():
+        (repo / ref).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ref).write_text(sha + "\n")
     subprocess.run(["git", "--git-dir", str(repo), "-c", "pack.window=0", "repack", "-a", "-d", "-F", "-q"],
                    check=True)
     (new,) = [p for p in (repo / "objects" / "pack").iterdir() if p.suffix == ".pack"]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException
+from ..errors import DomainNotFoundException, RemoteError
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
@@ -125,6 +125,8 @@ def _hook_missing(url: str) -> bool:
 def remote(args: argparse.Namespace) -> int:
     from ..remote.config import add_remote, list_remotes, remove_remote, rename_remote, set_remote_url
 
+    if args.action == "upgrade":
+        return _remote_upgrade(args)
     with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
@@ -142,6 +144,29 @@ def remote(args: argparse.Namespace) -> int:
                 for name, url in remotes.items():
                     print(f"{name}\t{url}")
     return 0
+
+
+def _remote_upgrade(args: argparse.Namespace) -> int:
+    from ..ops.gc import parse_duration
+    from ..remote.bucket import BucketClient
+    from ..remote.config import cache_dir, resolve_remote
+    from ..remote.transport import open_transport
+
+    with open_store_for(args) as store:
+        url = resolve_remote(store.repo, args.url)
+        client, _ = open_transport(url, cache_dir=cache_dir(store.repo, url))
+    if not isinstance(client, BucketClient):
+        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) have formats to upgrade")
+    result = client.upgrade(parse_duration(args.settle, "settle time"))
+    if args.json:
+        print_json(dict(result.__dict__))
+    elif result.old_format == 2 and not result.refs and not result.left:
+        print(f"{url}: already format 2 (ref tables)")
+    else:
+        print(f"{url}: format {result.old_format} -> 2: {count(result.refs, 'ref')} moved into ref tables")
+    for ref, sha in result.left.items():
+        print(f"left in place: {ref} = {sha}: the ref tables hold another value (see docs/remotes.md)")
+    return 0 if not result.left else 1
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:

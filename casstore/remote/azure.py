@@ -158,13 +158,14 @@ class AzureClient(BucketClient):
 
     def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceNotFoundError, ResourceNotModifiedError
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError, ResourceNotModifiedError
 
         try:
             stream = self.az.get_blob_client(key).download_blob(offset=0, length=limit + 1, etag=version,
                                                                 match_condition=MatchConditions.IfModified)
             data = stream.readall()
-        except ResourceNotModifiedError:
+        except (ResourceNotModifiedError, ResourceModifiedError):
+            # 304; or 412, which Azurite answers to a ranged GET whose If-None-Match holds
             return True
         except ResourceNotFoundError:
             return None

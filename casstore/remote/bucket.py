@@ -55,10 +55,11 @@ import numpy as np
 from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
 from dulwich.refs import Ref
 
-from ..errors import CasError, CorruptObjectError, MissingObjectError, RemoteError
+from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
 from ..objects.odb import object_id
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
+from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
 from .reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, digest
@@ -69,6 +70,8 @@ MARKER = "casstore-remote"
 FORMAT = 2
 #: the format of one object per ref, still read and written on remotes not upgraded
 FORMAT_PER_REF = 1
+#: seconds an upgrade waits after writing the new marker, for format-1 pushes already under way
+UPGRADE_SETTLE = 10.0
 #: attempts of a ref table update that keeps losing the root's compare-and-swap to other writers
 CAS_ATTEMPTS = 12
 #: bytes read past the objects asked for, parsed for the next round of the walk
@@ -93,6 +96,19 @@ class ObjectGoneError(RemoteError):
     def __init__(self, url: str, key: str) -> None:
         self.key = key
         super().__init__(url, f"{key}: deleted since it was listed")
+
+
+@dataclass
+class UpgradeResult:
+    """What ``BucketClient.upgrade`` did."""
+
+    url: str
+    #: the remote's format before: 0 (nothing there), 1 (one object per ref) or 2 (already upgraded)
+    old_format: int = 0
+    #: per-ref objects folded into the ref tables (and deleted)
+    refs: int = 0
+    #: per-ref objects left in place: their value differs from the table's (ref -> value)
+    left: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -158,6 +174,17 @@ class SendResult:
 
     refs: dict[Ref, ObjectID]
     ref_status: dict[Ref, str | None] = field(default_factory=dict)
+
+
+def _ref_kind(ref: Ref) -> tuple[str, str, str]:
+    """("states", "", ""), ("history", domain, "") or ("model", domain, id) of a casstore ref name."""
+    text = ref.decode()
+    if text == "refs/cas/states":
+        return "states", "", ""
+    if text.startswith("refs/cas/domains/"):
+        return "history", text[len("refs/cas/domains/"):], ""
+    domain, _, mid = text[len("refs/cas/models/"):].partition("/")
+    return "model", domain, mid
 
 
 def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
@@ -360,7 +387,7 @@ class BucketClient:
                 return RootTable.decode(data, f"remote {self.url} (cached root)"), version.decode()
         else:
             got = self._get(key, MAX_TABLE)
-        if got is None or got is True or got is False:
+        if not isinstance(got, tuple):
             if os.path.exists(cached):
                 os.unlink(cached)
             return RootTable(), None
@@ -602,10 +629,13 @@ class BucketClient:
         ``graph_walker.contains(hex oid)`` says what the local store has.
         """
         with self._errors():
-            if self._check_marker(create=False) == FORMAT_PER_REF:
+            fmt = self._check_marker(create=False)
+            root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
+            if fmt != FORMAT or version is None:
+                # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
+                # or nothing there (the listing fails on a bucket that does not exist)
                 refs, _ = self.read_refs()
             else:
-                root, _ = self.read_root()
                 refs = self.tables_as_refs(root, self.read_tables(root, self.domains))
             wants = determine_wants(refs)
             if not wants:
@@ -750,6 +780,9 @@ class BucketClient:
                 refs, versions = self.read_refs()
             else:
                 root, root_version = self.read_root()
+                if root_version is None and any(True for _ in self._list("refs/cas/")):
+                    raise RemoteError(self.url, "is being upgraded to ref tables (format 2): try again in a "
+                                                f"moment, or finish it with `cas remote upgrade {self.url}`")
                 tables = self.read_tables(root, self.domains)
                 refs = self.tables_as_refs(root, tables)
             new = update_refs(dict(refs))
@@ -853,6 +886,104 @@ class BucketClient:
                     result.refs[ref] = sha
 
 
+    def upgrade(self, settle: float = UPGRADE_SETTLE) -> UpgradeResult:
+        """Convert a format-1 remote (one object per ref) to ref tables, in place, while others use it.
+
+        1. The marker says format 2: from then on a format-1 client refuses the
+           remote ("written by a newer casstore"), and format-2 clients read the
+           old refs (pulls) or wait (pushes) until the root exists.
+        2. Wait ``settle`` seconds: a format-1 push that read the marker before
+           may still write its refs.
+        3. Fold the per-ref objects into the tables (root compare-and-swap), then
+           delete each with its version as read: one a late format-1 push changed
+           meanwhile is refused, read again and folded in the next round.
+
+        A per-ref object whose value differs from the table's (only a format-1
+        client writing after the settle time can cause it) is left in place and
+        reported; running the upgrade again folds any such late writes that do
+        not conflict.  Idempotent: an upgraded remote is left as it is.
+
+        Raises:
+            RemoteError: the service failed, or the remote is of a newer format.
+        """
+        result = UpgradeResult(self.url)
+        with self._errors():
+            got = self._get(self._key(MARKER), 256)
+            words = got[0].split() if got is not None else [MARKER.encode(), b"0"]
+            if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
+                raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
+            result.old_format = int(words[1])
+            if result.old_format > FORMAT:
+                raise RemoteError(self.url, f"written by a newer casstore (format {result.old_format})")
+            if result.old_format < FORMAT:
+                self._put(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode())
+                if result.old_format:
+                    time.sleep(settle)
+            left: set[Ref] = set()
+            for _ in range(CAS_ATTEMPTS):
+                refs, versions = self.read_refs()
+                todo = {r: s for r, s in refs.items() if r not in left}
+                if not todo:
+                    break
+                root, version = self.read_root(fresh=True)
+                tables = self.read_tables(root, None)
+                new_root = RootTable(root.states, dict(root.domains))
+                changed: dict[str, DomainTable] = {}
+                fold: list[Ref] = []
+                for ref, sha in sorted(todo.items()):
+                    done = self._fold(ref, sha, new_root, tables, changed)
+                    if done is None:
+                        left.add(ref)
+                        result.left[ref.decode("utf-8", "replace")] = sha.decode()
+                    else:  # added, or there already: the old object is to delete either way
+                        fold.append(ref)
+                for domain, t in changed.items():
+                    new_root.domains[domain] = digest(t.encode())
+                if new_root != root and not self.write_root(new_root, changed, version):
+                    continue
+                result.refs += len(fold)
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(self._delete_ref, [self._key(r.decode()) for r in fold], [versions[r] for r in fold]))
+            if result.old_format == 0 and self.read_root(fresh=True)[1] is None:
+                self._put_ref(self._key(ROOT_KEY), RootTable().encode(), None)
+        return result
+
+    @staticmethod
+    def _fold(ref: Ref, sha: ObjectID, root: RootTable, tables: dict[str, DomainTable],
+              changed: dict[str, DomainTable]) -> bool | None:
+        """Put a format-1 ref into the tables: True when added, False when there already, None on a conflict."""
+        try:
+            text = ref.decode("ascii")
+            if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):
+                return None
+            if text == "refs/cas/states":
+                if root.states not in (None, sha):
+                    return None
+                added = root.states is None
+                root.states = sha
+                return added
+            if text.startswith("refs/cas/domains/"):
+                domain, mid = check_domain(text[len("refs/cas/domains/"):]), None
+            elif text.startswith("refs/cas/models/"):
+                d, _, m = text[len("refs/cas/models/"):].partition("/")
+                domain, mid = check_domain(d), check_model_id(m)
+            else:
+                return None
+        except (UnicodeDecodeError, InvalidIdError):
+            return None
+        if domain not in changed:
+            t = tables.get(domain) if domain in root.domains else None
+            changed[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+        table = changed[domain]
+        now = table.history if mid is None else table.models.get(mid)
+        if now is not None:
+            return False if now == sha else None
+        if mid is None:
+            table.history = sha
+        else:
+            table.models[mid] = sha
+        return True
+
     def _update_tables(self, changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,
                        version: str | None, tables: dict[str, DomainTable], result: SendResult) -> None:
         """Apply ``changes`` (decided on the refs ``base``) to the ref tables, by the root's compare-and-swap.
@@ -866,79 +997,9 @@ class BucketClient:
         the store) reads the root and the touched domains' tables again and
         decides again.  All the changes that pass go in one swap: atomic.
         """
-        def kind(ref: Ref) -> tuple[str, str, str]:
-            text = ref.decode()
-            if text == "refs/cas/states":
-                return "states", "", ""
-            if text.startswith("refs/cas/domains/"):
-                return "history", text[len("refs/cas/domains/"):], ""
-            domain, _, mid = text[len("refs/cas/models/"):].partition("/")
-            return "model", domain, mid
-
-        touched = sorted({kind(r)[1] for r in changes if kind(r)[0] != "states"})
+        touched = sorted({_ref_kind(r)[1] for r in changes if _ref_kind(r)[0] != "states"})
         for attempt in range(CAS_ATTEMPTS):
-            new_tables: dict[str, DomainTable] = {}
-            states = [root.states]
-
-            def table(domain: str) -> DomainTable:
-                if domain not in new_tables:
-                    t = tables.get(domain) if domain in root.domains else None
-                    new_tables[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
-                return new_tables[domain]
-
-            def current(ref: Ref) -> ObjectID | None:
-                what, domain, mid = kind(ref)
-                if what == "states":
-                    return states[0]
-                return table(domain).history if what == "history" else table(domain).models.get(mid)
-
-            def put(ref: Ref, sha: ObjectID, refusal: str) -> str | None:
-                now = current(ref)
-                if now == (None if sha == ZERO_SHA else sha):
-                    return None  # there already (a retried request, or another client did the same)
-                if now != base.get(ref):
-                    return refusal
-                what, domain, mid = kind(ref)
-                if what == "states":
-                    states[0] = sha
-                elif what == "history":
-                    table(domain).history = None if sha == ZERO_SHA else sha
-                elif sha == ZERO_SHA:
-                    del table(domain).models[mid]
-                else:
-                    table(domain).models[mid] = sha
-                return None
-
-            status: dict[Ref, str | None] = {}
-            failed: set[str] = set()
-            models = sorted(r for r in changes if kind(r)[0] == "model")
-            for ref in (r for r in models if r not in base):
-                status[ref] = put(ref, changes[ref], "already exists on the remote")
-                if status[ref] is not None:
-                    failed.add(kind(ref)[1])
-            for ref in sorted(set(changes) - set(models)):
-                what, domain, _ = kind(ref)
-                if what == "history" and domain in failed:
-                    status[ref] = "not moved: a model ref of this domain was refused"
-                    continue
-                status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
-                if status[ref] is not None and what == "history":
-                    failed.add(domain)
-            for ref in (r for r in models if r in base):
-                if kind(ref)[1] in failed:
-                    status[ref] = "not changed: this domain's history was not moved"
-                    continue
-                status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
-            new_root = RootTable(states[0], dict(root.domains))
-            written: dict[str, DomainTable] = {}
-            for domain, t in new_tables.items():
-                if t.empty():
-                    new_root.domains.pop(domain, None)
-                else:
-                    name = digest(t.encode())
-                    if root.domains.get(domain) != name:
-                        new_root.domains[domain] = name
-                        written[domain] = t
+            status, new_root, written = self._plan_tables(changes, base, root, tables)
             if new_root == root or self.write_root(new_root, written, version):
                 result.ref_status.update(status)
                 break
@@ -954,6 +1015,76 @@ class BucketClient:
                     result.refs.pop(ref, None)
                 else:
                     result.refs[ref] = changes[ref]
+
+    @staticmethod
+    def _plan_tables(changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,
+                     tables: Mapping[str, DomainTable]
+                     ) -> tuple[dict[Ref, str | None], RootTable, dict[str, DomainTable]]:
+        """One attempt of ``_update_tables``: each change's status, the new root, the tables to write."""
+        kind = _ref_kind
+        new_tables: dict[str, DomainTable] = {}
+        states = [root.states]
+
+        def table(domain: str) -> DomainTable:
+            if domain not in new_tables:
+                t = tables.get(domain) if domain in root.domains else None
+                new_tables[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+            return new_tables[domain]
+
+        def current(ref: Ref) -> ObjectID | None:
+            what, domain, mid = kind(ref)
+            if what == "states":
+                return states[0]
+            return table(domain).history if what == "history" else table(domain).models.get(mid)
+
+        def put(ref: Ref, sha: ObjectID, refusal: str) -> str | None:
+            now = current(ref)
+            if now == (None if sha == ZERO_SHA else sha):
+                return None  # there already (a retried request, or another client did the same)
+            if now != base.get(ref):
+                return refusal
+            what, domain, mid = kind(ref)
+            if what == "states":
+                states[0] = sha
+            elif what == "history":
+                table(domain).history = None if sha == ZERO_SHA else sha
+            elif sha == ZERO_SHA:
+                del table(domain).models[mid]
+            else:
+                table(domain).models[mid] = sha
+            return None
+
+        status: dict[Ref, str | None] = {}
+        failed: set[str] = set()
+        models = sorted(r for r in changes if kind(r)[0] == "model")
+        for ref in (r for r in models if r not in base):
+            status[ref] = put(ref, changes[ref], "already exists on the remote")
+            if status[ref] is not None:
+                failed.add(kind(ref)[1])
+        for ref in sorted(set(changes) - set(models)):
+            what, domain, _ = kind(ref)
+            if what == "history" and domain in failed:
+                status[ref] = "not moved: a model ref of this domain was refused"
+                continue
+            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+            if status[ref] is not None and what == "history":
+                failed.add(domain)
+        for ref in (r for r in models if r in base):
+            if kind(ref)[1] in failed:
+                status[ref] = "not changed: this domain's history was not moved"
+                continue
+            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+        new_root = RootTable(states[0], dict(root.domains))
+        written: dict[str, DomainTable] = {}
+        for domain, t in new_tables.items():
+            if t.empty():
+                new_root.domains.pop(domain, None)
+            else:
+                name = digest(t.encode())
+                if root.domains.get(domain) != name:
+                    new_root.domains[domain] = name
+                    written[domain] = t
+        return status, new_root, written
 
 
     # -- combining packs -------------------------------------------------------------
