@@ -62,7 +62,7 @@ def test_a_new_remote_holds_ref_tables(tmp_path: Path, bucket: str) -> None:
     assert not [k for k in objects if k.startswith("refs/")]  # no object per ref
     root = RootTable.decode(objects[ROOT_KEY], "root")
     assert sorted(root.domains) == ["d", "e"]
-    for domain, name in root.domains.items():
+    for name in root.domains.values():
         assert digest(objects[TABLES + name]) == name
     assert bucket_refs(bucket)["refs/cas/models/e/n"].encode() == a.refs.get(b"refs/cas/models/e/n")
     assert sorted(b.pull(bucket).models_added) == ["d/m", "e/n"]

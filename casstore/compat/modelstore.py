@@ -255,15 +255,18 @@ class ModelStore:
                 else:
                     os.environ[k] = v
 
-    def refresh(self) -> None:
+    def refresh(self, domains: Sequence[str] | None = None) -> None:
         """Bring the cache store up to date with the bucket (nothing for a local store).
 
         Every method calls it first; a casstore extension, for code that reads ``self.store`` directly.
+        ``domains``: only these (what a read of one domain needs; on a bucket of ref
+        tables it reads that domain's table alone, and an unchanged bucket costs
+        two small requests: docs/remotes.md).
         """
         if self.remote is None:
             return
         with self._environment():
-            result = self.store.pull(self.remote)
+            result = self.store.pull(self.remote, list(domains) if domains else None)
         if result.conflicts:
             warnings.warn(f"casstore: {self.remote}: conflicting models left as they were here: "
                           f"{', '.join(result.conflicts)}", stacklevel=3)
@@ -402,7 +405,10 @@ class ModelStore:
             ValueError: ``state_name`` was never created.
             DomainNotFoundException: the domain is unknown, empty or None.
         """
-        self.refresh()
+        try:
+            self.refresh([self._lookup(domain)[0]])  # that domain's refs only
+        except DomainNotFoundException:
+            self.refresh()  # the errors below, in modelstore's order
         if state_name is not None and state_name not in RESERVED_STATES and (
                 state_name not in self.store.list_model_states()):
             raise StateNameError(state_name, f"State: '{state_name}' does not exist")
@@ -426,7 +432,7 @@ class ModelStore:
             ModelNotFoundException: no such model.
         """
         domain, model_id = self._lookup(domain, model_id)
-        self.refresh()
+        self.refresh([domain])
         return self._meta(self._info(domain, model_id))
 
     def _info(self, domain: str, model_id: str) -> dict[str, Any]:
@@ -598,7 +604,7 @@ class ModelStore:
             DomainNotFoundException, ModelDeletedException, ModelNotFoundException.
         """
         domain, model_id = self._lookup(domain, model_id)
-        self.refresh()
+        self.refresh([domain])
         self._info(domain, model_id)
         return self.store.load(domain, model_id)
 
