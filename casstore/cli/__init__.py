@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
+    p.add_argument("remote", nargs="?", default=None, metavar="REMOTE",
+                   help="a bucket remote (name or s3:// gs:// az:// URL) to collect instead of the store")
+    p.add_argument("--dry-run", action="store_true", help="REMOTE: report what would be removed, remove nothing")
     p.add_argument("--grace", default=None, metavar="DURATION",
                    help="keep unreachable objects younger than this: seconds, or 30m, 12h, 3d, 2w, now, "
                         "never (default: 2w)")

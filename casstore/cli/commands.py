@@ -146,17 +146,40 @@ def remote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_upgrade(args: argparse.Namespace) -> int:
-    from ..ops.gc import parse_duration
+def _bucket_client(args: argparse.Namespace, name: str) -> Any:
     from ..remote.bucket import BucketClient
     from ..remote.config import cache_dir, resolve_remote
     from ..remote.transport import open_transport
 
     with open_store_for(args) as store:
-        url = resolve_remote(store.repo, args.url)
+        url = resolve_remote(store.repo, name)
         client, _ = open_transport(url, cache_dir=cache_dir(store.repo, url))
     if not isinstance(client, BucketClient):
-        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) have formats to upgrade")
+        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) are collected by `cas gc REMOTE`; "
+                               "run `cas gc` in a served store itself")
+    return client
+
+
+def _gc_remote(args: argparse.Namespace, grace: float) -> int:
+    client = _bucket_client(args, args.remote)
+    report = client.gc(grace, dry_run=args.dry_run)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        would = "would remove" if report.dry_run else "removed"
+        print(f"{client.url}: {would} {count(report.objects_removed, 'object')} "
+              f"({count(len(report.packs_deleted), 'pack')} deleted, {len(report.packs_rewritten)} rewritten, "
+              f"{count(report.tables_deleted, 'ref table')}), "
+              f"{'would free' if report.dry_run else 'freed'} {human(max(report.bytes_freed, 0))}; "
+              f"{count(report.packs_young, 'pack')} younger than the grace period left alone")
+    return 0
+
+
+def _remote_upgrade(args: argparse.Namespace) -> int:
+    from ..ops.gc import parse_duration
+
+    client = _bucket_client(args, args.url)
+    url = client.url
     result = client.upgrade(parse_duration(args.settle, "settle time"))
     if args.json:
         print_json(dict(result.__dict__))
@@ -487,6 +510,10 @@ def gc(args: argparse.Namespace) -> int:
         print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
               f"the store lock is held by {holders}", file=sys.stderr, flush=True)
 
+    if args.remote is not None:
+        return _gc_remote(args, grace)
+    if args.dry_run:
+        raise SystemExit("cas gc: --dry-run applies to a bucket remote (cas gc REMOTE --dry-run)")
     with open_store_for(args, write=True) as store:
         report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:

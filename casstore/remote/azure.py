@@ -17,6 +17,7 @@ must then be installed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,6 +94,12 @@ class AzureClient(BucketClient):
     def _list(self, sub: str) -> Iterator[tuple[str, int]]:
         for blob in self.az.list_blobs(name_starts_with=self._key(sub)):
             yield str(blob.name), int(blob.size or 0)
+
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        for blob in self.az.list_blobs(name_starts_with=self._key(sub)):
+            when = blob.last_modified
+            # an unknown time counts as now: young, never collected
+            yield str(blob.name), int(blob.size or 0), when.timestamp() if when is not None else time.time()
 
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from azure.core.exceptions import ResourceNotFoundError

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -125,6 +126,13 @@ class GCSClient(BucketClient):
         bucket = self.gcs
         for blob in bucket.client.list_blobs(bucket, prefix=self._key(sub), timeout=TIMEOUT, retry=self._retry):
             yield str(blob.name), int(blob.size or 0)
+
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        bucket = self.gcs
+        for blob in bucket.client.list_blobs(bucket, prefix=self._key(sub), timeout=TIMEOUT, retry=self._retry):
+            when = blob.updated or blob.time_created
+            # an unknown time counts as now: young, never collected
+            yield str(blob.name), int(blob.size or 0), when.timestamp() if when is not None else time.time()
 
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from google.api_core.exceptions import NotFound, RequestRangeNotSatisfiable

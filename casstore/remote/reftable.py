@@ -115,9 +115,14 @@ class RootTable:
 
     states: ObjectID | None = None
     domains: dict[str, str] = field(default_factory=dict)
+    #: bumped by every ``cas gc`` of the bucket before it deletes anything: a push that read
+    #: the root before starts again (the objects it counted on may be gone)
+    gc: int = 0
 
     def encode(self) -> bytes:
         out = [ROOT_HEADER]
+        if self.gc:
+            out.append(f"gc {self.gc}")
         if self.states is not None:
             out.append(f"states {self.states.decode()}")
         out.extend(f"domain {d} {h}" for d, h in sorted(self.domains.items()))
@@ -135,6 +140,8 @@ class RootTable:
             for row in _lines(data, ROOT_HEADER, where):
                 if row[0] == "states" and len(row) == 2 and root.states is None:
                     root.states = _oid(row[1], where)
+                elif row[0] == "gc" and len(row) == 2 and row[1].isdigit() and len(row[1]) < 19 and not root.gc:
+                    root.gc = int(row[1])
                 elif (row[0] == "domain" and len(row) == 3 and row[1] not in root.domains
                       and len(row[2]) == 64 and _HEX.issuperset(row[2])):
                     root.domains[check_domain(row[1])] = row[2]

@@ -75,6 +75,12 @@ class S3Client(BucketClient):
             for o in page.get("Contents", []):
                 yield str(o["Key"]), int(o["Size"])
 
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(sub))
+        for page in pages:
+            for o in page.get("Contents", []):
+                yield str(o["Key"]), int(o["Size"]), o["LastModified"].timestamp()
+
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from botocore.exceptions import ClientError
 
