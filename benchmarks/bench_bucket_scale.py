@@ -155,23 +155,22 @@ def _mark_format_1(url: str) -> None:
 
 def _fill(url: str, commits: dict[str, bytes], domains: int) -> None:
     """Refs of ``domains`` more domains of ``PER_DOMAIN`` models naming the commits of ``d0000``."""
-    from dulwich.objects import ObjectID
-
     from casstore.remote.reftable import DomainTable, digest
 
     client = _client(url)
-    shas = list(commits.values())
-    if client.format == 1 or client._check_marker(create=False) == 1:
+    if client._check_marker(create=False) == 1:
+        history = client.read_refs()[0][b"refs/cas/domains/d0000"]  # type: ignore[index]
         for i in range(1, domains + 1):
-            for j in range(PER_DOMAIN):
-                client._put(client._key(f"refs/cas/models/d{i:04d}/m{j:03d}"), shas[j % len(shas)] + b"\n")
+            client._put(client._key(f"refs/cas/domains/d{i:04d}"), history + b"\n")
+            for mid, sha in commits.items():
+                client._put(client._key(f"refs/cas/models/d{i:04d}/{mid}"), sha + b"\n")
         return
     root, version = client.read_root(fresh=True)
+    real = client.read_table("d0000", root.domains["d0000"])  # the same history and models under each name
     tables = {}
     for i in range(1, domains + 1):
         name = f"d{i:04d}"
-        tables[name] = DomainTable(name, None, {f"m{j:03d}": ObjectID(shas[j % len(shas)])
-                                                for j in range(PER_DOMAIN)})
+        tables[name] = DomainTable(name, real.history, dict(real.models))
         root.domains[name] = digest(tables[name].encode())
     assert client.write_root(root, tables, version)
 

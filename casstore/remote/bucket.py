@@ -275,6 +275,8 @@ class BucketClient:
         self.format: int | None = None
         #: the version ``_put_ref`` gave the object it wrote, when the service's answer says it
         self.last_put_version: str | None = None
+        #: domain -> digest of each ref table the last fetch read (format 2)
+        self.tables_read: dict[str, str] = {}
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -442,6 +444,29 @@ class BucketClient:
         if "\n" not in got[1]:
             self._write_cache(cached, got[1].encode() + b"\n" + got[0])
         return root, got[1]
+
+    def unchanged_since_merged(self) -> set[str]:
+        """Domains whose table, as the last fetch read it, is the one a pull merged before (``note_merged``).
+
+        Such a domain holds nothing new for this store: a pull need not merge it again.
+        """
+        try:
+            with open(self._cache_file("merged"), encoding="ascii") as f:
+                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            return set()
+        return {d for d, name in self.tables_read.items() if merged.get(d) == name}
+
+    def note_merged(self, domains: set[str]) -> None:
+        """Record that this store merged the tables of ``domains`` the last fetch read."""
+        path = self._cache_file("merged")
+        try:
+            with open(path, encoding="ascii") as f:
+                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            merged = {}
+        merged.update({d: self.tables_read[d] for d in domains if d in self.tables_read})
+        self._write_cache(path, "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
 
     def read_table(self, domain: str, name: str) -> DomainTable:
         """The domain table ``name`` (its digest): from the local cache, else one GET.
@@ -683,7 +708,9 @@ class BucketClient:
                 # or nothing there (the listing fails on a bucket that does not exist)
                 refs, _ = self.read_refs()
             else:
-                refs = self.tables_as_refs(root, self.read_tables(root, self.domains))
+                tables = self.read_tables(root, self.domains)
+                self.tables_read = {d: root.domains[d] for d in tables}
+                refs = self.tables_as_refs(root, tables)
             wants = determine_wants(refs)
             if not wants:
                 return
