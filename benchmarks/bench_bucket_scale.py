@@ -14,9 +14,9 @@ Two buckets: moto's S3 server on loopback (requests counted by botocore's
 bucket (``MemoryBucket`` below: the same ``BucketClient`` code over a dict,
 one request counted per adapter call) for counts at sizes moto is too slow to
 fill.  One domain (``d0000``) holds 100 real models, committed and pushed; the
-other domains are ref tables written straight into the bucket whose model refs
-name those same commits (every object exists; no operation measured reads
-them, except the pulls of every domain, which then merge them locally).  A
+other domains are copies of its ref table (its history and model refs under
+other domain names) written straight into the bucket: every object exists, and
+no operation measured reads them but the pulls of every domain.  A
 format-2 remote (ref tables); ``--format 1`` measures the one object per ref
 of casstore before them, for comparison.
 
