@@ -301,3 +301,42 @@ def test_a_push_waits_for_an_upgrade_in_progress(tmp_path: Path, bucket: str) ->
         a.push(bucket)
     assert _client(bucket).upgrade(settle=0).refs == 2
     assert a.push(bucket).models_added == ["d/m2"]
+
+
+def test_requests_per_operation_do_not_grow_with_the_bucket(tmp_path: Path, s3_url: str) -> None:
+    """Counted by botocore on moto (every HTTP request): with 5 domains of 4 models or with
+    one domain of 1 model, a pull with nothing new costs 2 requests, a push of one model
+    7, a pull of it 7 (+ its data), and a warm ModelStore read 2; format 1 grew with every ref."""
+    from casstore.remote.s3 import S3Client
+
+    counted: list[int] = []
+    client = S3Client(s3_url).s3  # the process's shared client: every S3Client uses it
+    hook = lambda **kwargs: counted.append(1)  # noqa: E731
+    client.meta.events.register("before-send.s3", hook)
+
+    def cost(fn: object) -> int:
+        before = len(counted)
+        fn()  # type: ignore[operator]
+        return len(counted) - before
+
+    try:
+        a, b = _stores(tmp_path)
+        for d in range(5):
+            for m in range(4):
+                _commit_random(a, tmp_path / "x.bin", 500, f"m{m}", domain=f"d{d}")
+        assert a.push(s3_url).ok
+        assert b.pull(s3_url).ok
+        assert cost(lambda: b.pull(s3_url)) == 2  # the marker, and the root answered 304
+        _commit_random(a, tmp_path / "x.bin", 500, "new", domain="d3")
+        assert cost(lambda: a.push(s3_url)) == 7
+        pulled = cost(lambda: b.pull(s3_url))
+        assert pulled <= 10, pulled
+        assert b.list_models("d3")[0] == "new"
+        ms = casstore.ModelStore(casstore.open(tmp_path / "ms"), s3_url)
+        assert ms.model_exists("d3", "new")
+        assert cost(lambda: ms.get_model_info("d3", "new")) == 2
+        assert cost(lambda: ms.list_models("d3")) == 2
+        assert cost(lambda: ms.model_exists("d3", "m1")) == 2
+        assert sorted(ms.store.list_domains()) == ["d3"]  # only the domain read was pulled
+    finally:
+        client.meta.events.unregister("before-send.s3", hook)
