@@ -3,17 +3,21 @@
 There is no git server to negotiate with, so the remote is laid out like a
 bare repository that clients read and write with plain object requests::
 
-    <prefix>/casstore-remote                  format marker ("casstore-remote 1")
+    <prefix>/casstore-remote                  format marker ("casstore-remote 2")
     <prefix>/objects/pack/pack-<sha>.pack     git packs of whole objects, no deltas,
     <prefix>/objects/pack/pack-<sha>.idx      non-blob objects first; .idx uploaded last
-    <prefix>/refs/cas/...                     one object per ref: "<hex oid>\\n"
+    <prefix>/reftable/...                     format 2: the refs in ref tables (reftable.py)
+    <prefix>/refs/cas/...                     format 1: one object per ref, "<hex oid>\\n"
+    <prefix>/locks/gc                         while ``gc`` runs
 
 Push uploads one pack of exactly the objects the remote's refs do not reach,
 then moves refs with conditional writes: a model ref is created only if absent
 (it never overwrites, even between racing clients), a history or the states
 ref is replaced only if it still has the version it was read with (compare and
-swap).  Then, when the bucket holds more than ``MAX_SMALL_PACKS`` packs under
-``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
+swap).  Format 2 does all of a push's changes in one compare-and-swap of the
+root ref table (``_update_tables``); format 1 (remotes not yet upgraded with
+``upgrade``) one conditional request per ref (``_update_refs``).  Then, when
+the bucket holds more than ``MAX_SMALL_PACKS`` packs under ``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
 is published before any old one is deleted, so an object is never missing).
 
 Pull walks the object graph from the wanted refs, fetching by byte range from
