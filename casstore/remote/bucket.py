@@ -17,7 +17,8 @@ ref is replaced only if it still has the version it was read with (compare and
 swap).  Format 2 does all of a push's changes in one compare-and-swap of the
 root ref table (``_update_tables``); format 1 (remotes not yet upgraded with
 ``upgrade``) one conditional request per ref (``_update_refs``).  Then, when
-the bucket holds more than ``MAX_SMALL_PACKS`` packs under ``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
+the bucket holds more than ``MAX_SMALL_PACKS`` packs under ``SMALL_PACK`` bytes,
+the push combines them (``combine_packs``: the new pack
 is published before any old one is deleted, so an object is never missing).
 
 Pull walks the object graph from the wanted refs, fetching by byte range from
