@@ -52,6 +52,7 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench_torch_dedup.py
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_bucket.py
+	$(PY) benchmarks/bench_bucket_scale.py
 	$(PY) benchmarks/bench_open_file.py
 	$(PY) benchmarks/bench_signing.py
 

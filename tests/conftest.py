@@ -219,16 +219,48 @@ def delete_bucket_object(url: str, key: str) -> None:
         azure_container(url).delete_blob(f"{prefix}/{key}")  # type: ignore[attr-defined]
 
 
+def bucket_refs(url: str, objects: dict[str, bytes] | None = None) -> dict[str, str]:
+    """The refs of a bucket remote, of either format: ``refs/cas/...`` -> hex commit.
+
+    Format 1 holds one object per ref; format 2 ref tables (casstore/remote/reftable.py).
+    """
+    from casstore.remote.reftable import ROOT_KEY, TABLES, DomainTable, RootTable
+
+    objects = bucket_objects(url) if objects is None else objects
+    if not objects.get("casstore-remote", b"").startswith(b"casstore-remote 2"):
+        return {k: v.decode().strip() for k, v in objects.items() if k.startswith("refs/")}
+    root = RootTable.decode(objects[ROOT_KEY], "root") if ROOT_KEY in objects else RootTable()
+    refs = {} if root.states is None else {"refs/cas/states": root.states.decode()}
+    for domain, name in root.domains.items():
+        table = DomainTable.decode(objects[TABLES + name], domain, name)
+        if table.history is not None:
+            refs[f"refs/cas/domains/{domain}"] = table.history.decode()
+        refs.update({f"refs/cas/models/{domain}/{m}": sha.decode() for m, sha in table.models.items()})
+    return refs
+
+
+def make_per_ref_remote(url: str) -> str:
+    """Make the empty bucket remote ``url`` one of format 1 (one object per ref), as casstore < 0.2 left them."""
+    put_bucket_object(url, "casstore-remote", b"casstore-remote 1\n")
+    return url
+
+
 def assert_s3_remote_fsck(url: str) -> None:
     """A bucket remote (S3, GCS or Azure) laid out as a bare repository passes stock ``git fsck --strict``."""
     with tempfile.TemporaryDirectory() as d:
         subprocess.run(["git", "init", "-q", "--bare", d], check=True)
-        for key, data in bucket_objects(url).items():
-            if key.startswith(("objects/pack/", "refs/")):
+        objects = bucket_objects(url)
+        for key, data in objects.items():
+            if key.startswith("objects/pack/"):
                 path = Path(d, key)
                 assert path.resolve().is_relative_to(Path(d).resolve()), key  # a test's own hostile keys
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
+        for ref, sha in bucket_refs(url, objects).items():
+            path = Path(d, ref)
+            assert path.resolve().is_relative_to(Path(d).resolve()), ref
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(sha + "\n")
         assert_git_fsck(d)
 
 

@@ -29,7 +29,9 @@ from tests.conftest import (
     assert_bucket_remote_fsck,
     assert_git_fsck,
     bucket_objects,
+    bucket_refs,
     delete_bucket_object,
+    make_per_ref_remote,
     put_bucket_object,
 )
 from tests.servers import dying_proxy, free_port
@@ -60,8 +62,8 @@ def test_round_trip(tmp_path: Path, bucket: str) -> None:
     assert uploads and uploads[-1][1] == uploads[-1][2] > 0  # the bar reaches the pack's size
     assert result.ok and result.models_added == ["d/one"], result
     keys = bucket_objects(bucket)
-    assert keys["casstore-remote"] == b"casstore-remote 1\n"
-    assert keys["refs/cas/models/d/one"].strip() == a.refs.get(b"refs/cas/models/d/one")
+    assert keys["casstore-remote"] == b"casstore-remote 2\n"
+    assert bucket_refs(bucket)["refs/cas/models/d/one"].encode() == a.refs.get(b"refs/cas/models/d/one")
     assert len([k for k in keys if k.endswith(".pack")]) == 1
     assert b.pull(bucket).models_added == ["d/one"]
     assert Path(b.load("d", "one")).read_bytes() == one.read_bytes()
@@ -102,6 +104,7 @@ def test_racing_push_of_the_same_id_is_refused_by_the_service(
     """Between reading the remote's refs and writing its own, another client created the
     same model ID: the conditional create refuses, nothing is overwritten, and the
     domain's history is left alone."""
+    make_per_ref_remote(bucket)  # format 1, one object per ref: its own rules
     a, b = _stores(tmp_path)
     a_file = _commit_random(a, tmp_path / "a.bin", 100_000, "m")
     _commit_random(b, tmp_path / "b.bin", 100_000, "m")
@@ -135,6 +138,7 @@ def test_a_create_whose_answer_was_lost_is_not_reported_as_refused(
 
     The bucket is put in the state a lost answer leaves (the model ref already holds
     our commit, while the refs we read do not show it)."""
+    make_per_ref_remote(bucket)  # format 1, one object per ref: its own rules
     a, _ = _stores(tmp_path)
     _commit_random(a, tmp_path / "m.bin", 1000, "m")
     put_bucket_object(bucket, "refs/cas/models/d/m", a.refs.get(b"refs/cas/models/d/m") + b"\n")
@@ -156,6 +160,7 @@ def test_stale_history_is_a_failed_compare_and_swap(
         tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another client rewrote the history after we read it (a new version):
     the compare-and-swap refuses ours; with fresh versions the push goes through."""
+    make_per_ref_remote(bucket)  # format 1, one object per ref: its own rules
     a, _ = _stores(tmp_path)
     one = _commit_random(a, tmp_path / "one.bin", 1000, "one")
     assert a.push(bucket).ok
@@ -199,6 +204,7 @@ def test_stale_conditional_delete_is_refused(request: pytest.FixtureRequest, kin
 
 
 def test_hostile_bucket_changes_nothing_locally(tmp_path: Path, bucket: str) -> None:
+    make_per_ref_remote(bucket)  # format 1, one object per ref: its own rules
     a, b = _stores(tmp_path)
     m_file = _commit_random(a, tmp_path / "m.bin", 300_000, "m")
     _commit_random(b, tmp_path / "mine.bin", 1000, "keep", domain="mine")
@@ -294,7 +300,7 @@ def test_server_killed_mid_transfer_then_retry(tmp_path: Path, bucket: str, monk
     with dying_proxy(_emulator_port(bucket), after=2 * MiB) as proxy, _through(bucket, proxy, monkeypatch):
         with pytest.raises(RemoteError):  # killed mid-upload: no ref moves
             a.push(bucket)
-    assert "refs/cas/models/d/big2" not in bucket_objects(bucket)
+    assert "refs/cas/models/d/big2" not in bucket_refs(bucket)
     assert_bucket_remote_fsck(bucket)
     for s in (a, b):
         assert s.fsck(read_data=True).ok
@@ -324,7 +330,7 @@ def test_dead_endpoint_missing_bucket_and_bad_url_are_clear_errors(
     put_bucket_object(bucket, "casstore-remote", b"casstore-remote 99\n")
     with pytest.raises(RemoteError, match="newer casstore"):
         a.push(bucket)
-    assert "refs/cas/models/d/m" not in bucket_objects(bucket)
+    assert "refs/cas/models/d/m" not in bucket_refs(bucket)
     assert a.fsck().ok
 
 
@@ -421,20 +427,20 @@ def test_a_reader_that_listed_before_a_combine_still_gets_every_object(
     a, _ = _stores(tmp_path)
     first = [f"a{i}" for i in range(5)]
     _push_models(a, tmp_path, bucket, first)
-    real_read_refs, real_send = BucketClient.read_refs, BucketClient._send
+    real_read_root, real_send = BucketClient.read_root, BucketClient._send
     combined: list[bucket_module.CombineResult | None] = []
 
     def combine_elsewhere() -> None:
         combined.append(_client(bucket).combine_packs(force=True))
 
-    def listed_then_combined(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
-        refs = real_read_refs(self)
+    def listed_then_combined(self: BucketClient, fresh: bool = False) -> tuple[object, str | None]:
+        root = real_read_root(self, fresh)
         self._load_packs()
         combine_elsewhere()
-        return refs
+        return root
 
     with monkeypatch.context() as m:
-        m.setattr(BucketClient, "read_refs", listed_then_combined)
+        m.setattr(BucketClient, "read_root", listed_then_combined)
         _assert_pulls_everything(tmp_path, bucket, first, "b1")
     assert combined[-1] is not None and len(combined[-1].combined) == 5
     assert _packs(bucket) == [combined[-1].pack]

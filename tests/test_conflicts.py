@@ -103,9 +103,9 @@ def remote_refs(url: str, remote: Path | str) -> dict[str, str]:
     if isinstance(remote, Path):
         s = casstore.Store(str(remote))
         return {"refs/cas/" + k.decode(): v.decode() for k, v in s.refs.container.as_dict(b"refs/cas").items()}
-    from tests.conftest import bucket_objects
+    from tests.conftest import bucket_refs
 
-    return {k: v.decode().strip() for k, v in bucket_objects(url).items() if k.startswith("refs/")}
+    return bucket_refs(url)
 
 
 def check_everything(tmp_path: Path, url: str, remote: Path | str, a: Path, b: Path) -> None:
@@ -237,8 +237,9 @@ def test_s3_refused_history_leaves_remote_models_alone(
     """S3 has no atomic push: a deletion waits until the history that records it has moved,
     so a refused compare-and-swap never leaves the remote without a model its history lists."""
     from casstore.remote.s3 import S3Client
-    from tests.conftest import s3_objects
+    from tests.conftest import make_per_ref_remote, s3_objects
 
+    make_per_ref_remote(s3_url)  # format 1: one object per ref (ref tables: test_buckets.py)
     a = casstore.open(tmp_path / "a")
     for mid in ("v1", "v2"):
         a.commit_models("d", model=str(_file(tmp_path, mid)), model_id=mid)

@@ -17,7 +17,7 @@ import pytest
 
 import casstore
 from casstore.remote.transport import RemoteError
-from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, s3_client, s3_objects
+from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, bucket_refs, s3_client, s3_objects
 from tests.servers import dropping_proxy, free_port
 
 MiB = 1 << 20
@@ -59,7 +59,7 @@ def test_round_trip_s3(tmp_path: Path, s3_url: str, forest: tuple) -> None:
     assert uploads and uploads[-1][1] == uploads[-1][2] > 0  # the bar reaches the pack's size
     assert result.ok and result.models_added == ["fraud/v1"], result
     keys = s3_objects(s3_url)
-    assert "casstore-remote" in keys and "refs/cas/models/fraud/v1" in keys
+    assert "casstore-remote" in keys and "refs/cas/models/fraud/v1" in bucket_refs(s3_url)
     assert len([k for k in keys if k.endswith(".pack")]) == 1
     result = b.pull(s3_url)
     assert result.ok and result.models_added == ["fraud/v1"], result
@@ -111,7 +111,7 @@ def test_missing_bucket_bad_url_and_newer_format_are_clear_errors(tmp_path: Path
     _commit_random(a, tmp_path / "m.bin", 10, "m")
     with pytest.raises(RemoteError, match="newer casstore"):
         a.push(s3_url)
-    assert "refs/cas/models/d/m" not in s3_objects(s3_url)
+    assert "refs/cas/models/d/m" not in bucket_refs(s3_url)
 
 
 def test_dropped_connection_then_retry(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,7 +134,7 @@ def test_dropped_connection_then_retry(tmp_path: Path, s3_url: str, monkeypatch:
         with pytest.raises(RemoteError):
             a.push(s3_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-    assert "refs/cas/models/d/big2" not in s3_objects(s3_url)
+    assert "refs/cas/models/d/big2" not in bucket_refs(s3_url)
     assert sorted(b.pull(s3_url).models_added) == ["d/big"]
     assert a.push(s3_url).models_added == ["d/big2"]
     assert b.pull(s3_url).models_added == ["d/big2"]
@@ -183,9 +183,12 @@ def test_cached_indexes_of_packs_gone_from_the_bucket_are_pruned(tmp_path: Path,
     repo = tmp_path / "combine.git"
     subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
     for key, data in s3_objects(s3_url).items():
-        if key.startswith(("objects/pack/", "refs/")):
+        if key.startswith("objects/pack/"):
             (repo / key).parent.mkdir(parents=True, exist_ok=True)
             (repo / key).write_bytes(data)
+    for ref, sha in bucket_refs(s3_url).items():
+        (repo / ref).parent.mkdir(parents=True, exist_ok=True)
+        (repo / ref).write_text(sha + "\n")
     subprocess.run(["git", "--git-dir", str(repo), "-c", "pack.window=0", "repack", "-a", "-d", "-F", "-q"],
                    check=True)
     (new,) = [p for p in (repo / "objects" / "pack").iterdir() if p.suffix == ".pack"]

@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("new_name", metavar="NEW")
     r = rsub.add_parser("ls", parents=[_common()], help="list remotes")
     r.add_argument("--json", action="store_true", help=JSON_HELP)
+    r = rsub.add_parser("upgrade", parents=[_common()],
+                        help="convert a bucket remote to the newest format (ref tables), in place")
+    r.add_argument("url", metavar="REMOTE", help="remote name or s3:// gs:// az:// URL")
+    r.add_argument("--settle", default="10", metavar="DURATION",
+                   help="wait this long after the new marker for older clients' pushes under way (default: 10s)")
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for verb, text in (("push", "send models, histories and states the remote lacks"),
                        ("pull", "fetch models and histories from a remote and merge them")):
@@ -247,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
+    p.add_argument("remote", nargs="?", default=None, metavar="REMOTE",
+                   help="a bucket remote (name or s3:// gs:// az:// URL) to collect instead of the store")
+    p.add_argument("--dry-run", action="store_true", help="REMOTE: report what would be removed, remove nothing")
     p.add_argument("--grace", default=None, metavar="DURATION",
                    help="keep unreachable objects younger than this: seconds, or 30m, 12h, 3d, 2w, now, "
                         "never (default: 2w)")

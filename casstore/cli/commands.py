@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException
+from ..errors import DomainNotFoundException, RemoteError
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
@@ -127,6 +127,8 @@ def _hook_missing(url: str) -> bool:
 def remote(args: argparse.Namespace) -> int:
     from ..remote.config import add_remote, list_remotes, remove_remote, rename_remote, set_remote_url
 
+    if args.action == "upgrade":
+        return _remote_upgrade(args)
     with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
             add_remote(store.repo, args.name, args.url)
@@ -144,6 +146,52 @@ def remote(args: argparse.Namespace) -> int:
                 for name, url in remotes.items():
                     print(f"{name}\t{url}")
     return 0
+
+
+def _bucket_client(args: argparse.Namespace, name: str) -> Any:
+    from ..remote.bucket import BucketClient
+    from ..remote.config import cache_dir, resolve_remote
+    from ..remote.transport import open_transport
+
+    with open_store_for(args) as store:
+        url = resolve_remote(store.repo, name)
+        client, _ = open_transport(url, cache_dir=cache_dir(store.repo, url))
+    if not isinstance(client, BucketClient):
+        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) are collected by `cas gc REMOTE`; "
+                               "run `cas gc` in a served store itself")
+    return client
+
+
+def _gc_remote(args: argparse.Namespace, grace: float) -> int:
+    client = _bucket_client(args, args.remote)
+    report = client.gc(grace, dry_run=args.dry_run)
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        would = "would remove" if report.dry_run else "removed"
+        print(f"{client.url}: {would} {count(report.objects_removed, 'object')} "
+              f"({count(len(report.packs_deleted), 'pack')} deleted, {len(report.packs_rewritten)} rewritten, "
+              f"{count(report.tables_deleted, 'ref table')}), "
+              f"{'would free' if report.dry_run else 'freed'} {human(max(report.bytes_freed, 0))}; "
+              f"{count(report.packs_young, 'pack')} younger than the grace period left alone")
+    return 0
+
+
+def _remote_upgrade(args: argparse.Namespace) -> int:
+    from ..ops.gc import parse_duration
+
+    client = _bucket_client(args, args.url)
+    url = client.url
+    result = client.upgrade(parse_duration(args.settle, "settle time"))
+    if args.json:
+        print_json(dict(result.__dict__))
+    elif result.old_format == 2 and not result.refs and not result.left:
+        print(f"{url}: already format 2 (ref tables)")
+    else:
+        print(f"{url}: format {result.old_format} -> 2: {count(result.refs, 'ref')} moved into ref tables")
+    for ref, sha in result.left.items():
+        print(f"left in place: {ref} = {sha}: the ref tables hold another value (see docs/remotes.md)")
+    return 0 if not result.left else 1
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
@@ -542,6 +590,10 @@ def gc(args: argparse.Namespace) -> int:
         print(f"cas gc: waiting for writers in progress to finish ({waited:.0f}s so far): "
               f"the store lock is held by {holders}", file=sys.stderr, flush=True)
 
+    if args.remote is not None:
+        return _gc_remote(args, grace)
+    if args.dry_run:
+        raise SystemExit("cas gc: --dry-run applies to a bucket remote (cas gc REMOTE --dry-run)")
     with open_store_for(args, write=True) as store:
         report = store.gc(grace_period=grace, wait=wait, on_wait=waiting)
     if args.json:

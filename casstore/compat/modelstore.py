@@ -267,20 +267,23 @@ class ModelStore:
                 else:
                     os.environ[k] = v
 
-    def refresh(self) -> None:
+    def refresh(self, domains: Sequence[str] | None = None) -> None:
         """Bring the cache store up to date with the bucket (nothing for a local store).
 
         Every method calls it first; a casstore extension, for code that reads ``self.store`` directly.
+        ``domains``: only these (what a read of one domain needs; on a bucket of ref
+        tables it reads that domain's table alone, and an unchanged bucket costs
+        two small requests: docs/remotes.md).
         """
         if self.remote is None:
             return
         with self._environment():
-            result = self.store.pull(self.remote)
+            result = self.store.pull(self.remote, list(domains) if domains else None)
             if result.conflicts:
                 # only a model this cache never published can conflict with the bucket's (an
                 # upload killed, or whose push failed, before the bucket took it, while another
                 # machine uploaded the ID): the bucket is the truth, ours is dropped (logged)
-                self.store.pull(self.remote, theirs=True)
+                self.store.pull(self.remote, list(domains) if domains else None, theirs=True)
         if result.conflicts:
             warnings.warn(f"casstore: {self.remote} holds other models under IDs this cache never published "
                           f"(uploads that did not reach the bucket), taken in their place: "
@@ -333,11 +336,11 @@ class ModelStore:
                 return
             # someone else moved the domain's history: merge theirs, then push again
             with self._environment():
-                pulled = self.store.pull(self.remote)
+                pulled = self.store.pull(self.remote, [domain])
             if key in pulled.conflicts:
                 self._lost(domain, model_id)
             if pulled.conflicts:
-                self.refresh()  # other IDs this cache never published: the bucket's models win
+                self.refresh([domain])  # other IDs this cache never published: the bucket's models win
         raise RemoteError(self.remote, f"could not publish {key}: the remote's history of {domain!r} kept "
                                        "changing; the model is in the local cache only, where it does not count "
                                        "as uploaded: upload it again")
@@ -473,7 +476,10 @@ class ModelStore:
             ValueError: ``state_name`` was never created.
             DomainNotFoundException: the domain is unknown, empty or None.
         """
-        self.refresh()
+        try:
+            self.refresh([self._lookup(domain)[0]])  # that domain's refs only
+        except DomainNotFoundException:
+            self.refresh()  # the errors below, in modelstore's order
         if state_name is not None and state_name not in RESERVED_STATES and (
                 state_name not in self.store.list_model_states()):
             raise StateNameError(state_name, f"State: '{state_name}' does not exist")
@@ -497,7 +503,7 @@ class ModelStore:
             ModelNotFoundException: no such model.
         """
         domain, model_id = self._lookup(domain, model_id)
-        self.refresh()
+        self.refresh([domain])
         return self._meta(self._info(domain, model_id))
 
     def _info(self, domain: str, model_id: str) -> dict[str, Any]:
@@ -689,7 +695,7 @@ class ModelStore:
         """
         model_id = self._in_state(domain, model_id, state_name)
         domain, model_id = self._lookup(domain, model_id)
-        self.refresh()
+        self.refresh([domain])
         self._info(domain, model_id)
         return self.store.load(domain, model_id)
 

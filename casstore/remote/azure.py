@@ -17,6 +17,7 @@ must then be installed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,6 +95,12 @@ class AzureClient(BucketClient):
         for blob in self.az.list_blobs(name_starts_with=self._key(sub)):
             yield str(blob.name), int(blob.size or 0)
 
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        for blob in self.az.list_blobs(name_starts_with=self._key(sub)):
+            when = blob.last_modified
+            # an unknown time counts as now: young, never collected
+            yield str(blob.name), int(blob.size or 0), when.timestamp() if when is not None else time.time()
+
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -147,12 +154,31 @@ class AzureClient(BucketClient):
         blob = self.az.get_blob_client(key)
         try:
             if version is None:
-                blob.upload_blob(data, overwrite=False)  # If-None-Match: *
+                answer = blob.upload_blob(data, overwrite=False)  # If-None-Match: *
             else:
-                blob.upload_blob(data, overwrite=True, etag=version, match_condition=MatchConditions.IfNotModified)
+                answer = blob.upload_blob(data, overwrite=True, etag=version,
+                                          match_condition=MatchConditions.IfNotModified)
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             return False
+        self.last_put_version = str(answer.get("etag") or "") or None
         return True
+
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError, ResourceNotModifiedError
+
+        try:
+            stream = self.az.get_blob_client(key).download_blob(offset=0, length=limit + 1, etag=version,
+                                                                match_condition=MatchConditions.IfModified)
+            data = stream.readall()
+        except (ResourceNotModifiedError, ResourceModifiedError):
+            # 304; or 412, which Azurite answers to a ranged GET whose If-None-Match holds
+            return True
+        except ResourceNotFoundError:
+            return None
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        return bytes(data), str(stream.properties.etag)
 
     def _delete_ref(self, key: str, version: str) -> bool:
         from azure.core import MatchConditions

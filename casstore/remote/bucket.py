@@ -3,17 +3,22 @@
 There is no git server to negotiate with, so the remote is laid out like a
 bare repository that clients read and write with plain object requests::
 
-    <prefix>/casstore-remote                  format marker ("casstore-remote 1")
+    <prefix>/casstore-remote                  format marker ("casstore-remote 2")
     <prefix>/objects/pack/pack-<sha>.pack     git packs of whole objects, no deltas,
     <prefix>/objects/pack/pack-<sha>.idx      non-blob objects first; .idx uploaded last
-    <prefix>/refs/cas/...                     one object per ref: "<hex oid>\\n"
+    <prefix>/reftable/...                     format 2: the refs in ref tables (reftable.py)
+    <prefix>/refs/cas/...                     format 1: one object per ref, "<hex oid>\\n"
+    <prefix>/locks/gc                         while ``gc`` runs
 
 Push uploads one pack of exactly the objects the remote's refs do not reach,
 then moves refs with conditional writes: a model ref is created only if absent
 (it never overwrites, even between racing clients), a history or the states
 ref is replaced only if it still has the version it was read with (compare and
-swap).  Then, when the bucket holds more than ``MAX_SMALL_PACKS`` packs under
-``SMALL_PACK`` bytes, the push combines them (``combine_packs``: the new pack
+swap).  Format 2 does all of a push's changes in one compare-and-swap of the
+root ref table (``_update_tables``); format 1 (remotes not yet upgraded with
+``upgrade``) one conditional request per ref (``_update_refs``).  Then, when
+the bucket holds more than ``MAX_SMALL_PACKS`` packs under ``SMALL_PACK`` bytes,
+the push combines them (``combine_packs``: the new pack
 is published before any old one is deleted, so an object is never missing).
 
 Pull walks the object graph from the wanted refs, fetching by byte range from
@@ -36,12 +41,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
+import random
 import shutil
+import socket
 import struct
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -53,16 +62,29 @@ import numpy as np
 from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
 from dulwich.refs import Ref
 
-from ..errors import CasError, CorruptObjectError, MissingObjectError, RemoteError
+from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
 from ..objects.odb import object_id
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
+from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
+from .reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, digest
 from .walk import GITLINK
 
 MARKER = "casstore-remote"
-FORMAT = 1
+#: the newest format this client reads and writes; a remote without a marker is created in it
+FORMAT = 2
+#: the format of one object per ref, still read and written on remotes not upgraded
+FORMAT_PER_REF = 1
+#: where ``gc`` keeps its lock
+GC_LOCK = "locks/gc"
+#: a gc lock older than this is stale (its holder died on another machine): restic's rule
+STALE_LOCK = 30 * 60.0
+#: seconds an upgrade waits after writing the new marker, for format-1 pushes already under way
+UPGRADE_SETTLE = 10.0
+#: attempts of a ref table update that keeps losing the root's compare-and-swap to other writers
+CAS_ATTEMPTS = 12
 #: bytes read past the objects asked for, parsed for the next round of the walk
 READAHEAD = 256 << 10
 #: objects this close together are fetched in one request
@@ -85,6 +107,45 @@ class ObjectGoneError(RemoteError):
     def __init__(self, url: str, key: str) -> None:
         self.key = key
         super().__init__(url, f"{key}: deleted since it was listed")
+
+
+@dataclass
+class BucketGcReport:
+    """What ``BucketClient.gc`` removed (or, with ``dry_run``, would remove)."""
+
+    url: str
+    dry_run: bool = False
+    #: packs deleted whole: no object of theirs is reachable (or each has a copy kept elsewhere)
+    packs_deleted: list[str] = field(default_factory=list)
+    #: packs partly dead: their live objects copied into ``new_pack``, then deleted
+    packs_rewritten: list[str] = field(default_factory=list)
+    new_pack: str | None = None
+    #: packs younger than the grace period: left alone whatever they hold
+    packs_young: int = 0
+    objects_removed: int = 0
+    #: ref tables no root names any more, deleted
+    tables_deleted: int = 0
+    bytes_freed: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class _GcRanMeanwhile(Exception):
+    """The root's gc epoch moved during a push: objects it counted on may be gone."""
+
+
+@dataclass
+class UpgradeResult:
+    """What ``BucketClient.upgrade`` did."""
+
+    url: str
+    #: the remote's format before: 0 (nothing there), 1 (one object per ref) or 2 (already upgraded)
+    old_format: int = 0
+    #: per-ref objects folded into the ref tables (and deleted)
+    refs: int = 0
+    #: per-ref objects left in place: their value differs from the table's (ref -> value)
+    left: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,6 +213,28 @@ class SendResult:
     ref_status: dict[Ref, str | None] = field(default_factory=dict)
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def _ref_kind(ref: Ref) -> tuple[str, str, str]:
+    """("states", "", ""), ("history", domain, "") or ("model", domain, id) of a casstore ref name."""
+    text = ref.decode()
+    if text == "refs/cas/states":
+        return "states", "", ""
+    if text.startswith("refs/cas/domains/"):
+        return "history", text[len("refs/cas/domains/"):], ""
+    domain, _, mid = text[len("refs/cas/models/"):].partition("/")
+    return "model", domain, mid
+
+
 def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
     """A pack entry's zlib stream, never inflating beyond ``size`` bytes."""
     d = zlib.decompressobj()
@@ -190,6 +273,15 @@ class BucketClient:
         self.progress = progress
         self._packs: dict[str, _RemotePack] | None = None
         self._packs_lock = threading.Lock()
+        #: the domains whose refs a push or pull reads (None: all); set by sync for partial pulls
+        #: and for pushes (a push reads only the domains it may change)
+        self.domains: set[str] | None = None
+        #: the remote's format, once read: 0 (nothing there yet), 1 or 2
+        self.format: int | None = None
+        #: the version ``_put_ref`` gave the object it wrote, when the service's answer says it
+        self.last_put_version: str | None = None
+        #: domain -> digest of each ref table the last fetch read (format 2)
+        self.tables_read: dict[str, str] = {}
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -229,12 +321,25 @@ class BucketClient:
         """Write a ref object if it is absent (``version`` None) or still has ``version``.
 
         Returns False, writing nothing, when the service refuses the precondition.
+        Sets ``last_put_version`` to the new object's version when the answer holds it.
         """
         raise NotImplementedError
 
     def _delete_ref(self, key: str, version: str) -> bool:
         """Delete a ref object if it still has ``version``; False when refused."""
         raise NotImplementedError
+
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        """(key, size, time of last write as a Unix time) of every object under ``self._key(sub)``."""
+        raise NotImplementedError
+
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        """Like ``_get``, but True, sending no body, when the object still has ``version``.
+
+        The default asks unconditionally; a service that answers a conditional GET
+        (If-None-Match, ifGenerationNotMatch) overrides it.
+        """
+        return self._get(key, limit)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -270,17 +375,170 @@ class BucketClient:
             raise RemoteError(self.url, f"{key}: read {len(data)} of {end - start} bytes")
         return data
 
-    def _check_marker(self, create: bool) -> None:
+    def _check_marker(self, create: bool) -> int:
+        """The remote's format (0: nothing there yet), created in ``FORMAT`` when absent and ``create``.
+
+        Raises:
+            RemoteError: a newer format; or a format-1 marker next to a root table
+                (an upgrade stopped half-way, or a format-1 client that wrote its
+                marker over a new remote's): ``cas remote upgrade`` resolves both.
+        """
         got = self._get(self._key(MARKER), 256)
         if got is None:
-            if create:
-                self._put(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode())
-            return
+            if not create:
+                self.format = 0
+                return 0
+            # conditional: of racing first pushes, one marker wins and the others read it
+            self._put_ref(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode(), None)
+            got = self._get(self._key(MARKER), 256)
+            if got is None:
+                raise RemoteError(self.url, f"{MARKER} vanished as it was written")
         words = got[0].split()
         if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
             raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
-        if int(words[1]) > FORMAT:
-            raise RemoteError(self.url, f"written by a newer casstore (format {int(words[1])}); upgrade casstore")
+        fmt = int(words[1])
+        if fmt > FORMAT:
+            raise RemoteError(self.url, f"written by a newer casstore (format {fmt}); upgrade casstore")
+        if fmt == FORMAT_PER_REF and self._get(self._key(ROOT_KEY), MAX_TABLE) is not None:
+            raise RemoteError(self.url, "holds refs in both formats (an upgrade was interrupted, or a "
+                                        "casstore older than 0.2 pushed to it meanwhile): run "
+                                        f"`cas remote upgrade {self.url}`")
+        self.format = fmt
+        return fmt
+
+    # -- ref tables (format 2, reftable.py) ---------------------------------------
+
+    def _cache_file(self, name: str) -> str:
+        d = os.path.join(self._workdir(), "reftables")
+        os.makedirs(d, exist_ok=True)
+        return os.path.join(d, name)
+
+    @staticmethod
+    def _write_cache(path: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
+    def read_root(self, fresh: bool = False) -> tuple[RootTable, str | None]:
+        """The root table and its version (None: no root yet, an empty remote).
+
+        The last root read is cached with its version, and asked for again
+        conditionally: an unchanged root costs one request and no body.
+        ``fresh`` skips the cache (after a lost compare-and-swap).
+        """
+        cached = self._cache_file("root")
+        key = self._key(ROOT_KEY)
+        got: tuple[bytes, str] | None | bool
+        version = data = None
+        if not fresh and os.path.exists(cached):
+            with open(cached, "rb") as f:
+                version, _, data = f.read().partition(b"\n")
+        if version:
+            got = self._get_if_changed(key, version.decode(), MAX_TABLE)
+            if got is True:
+                assert data is not None
+                return RootTable.decode(data, f"remote {self.url} (cached root)"), version.decode()
+        else:
+            got = self._get(key, MAX_TABLE)
+        if not isinstance(got, tuple):
+            if os.path.exists(cached):
+                os.unlink(cached)
+            return RootTable(), None
+        root = RootTable.decode(got[0], f"remote {self.url}: {ROOT_KEY}")
+        if "\n" not in got[1]:
+            self._write_cache(cached, got[1].encode() + b"\n" + got[0])
+        return root, got[1]
+
+    def unchanged_since_merged(self) -> set[str]:
+        """Domains whose table, as the last fetch read it, is the one a pull merged before (``note_merged``).
+
+        Such a domain holds nothing new for this store: a pull need not merge it again.
+        """
+        try:
+            with open(self._cache_file("merged"), encoding="ascii") as f:
+                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            return set()
+        return {d for d, name in self.tables_read.items() if merged.get(d) == name}
+
+    def note_merged(self, domains: set[str]) -> None:
+        """Record that this store merged the tables of ``domains`` the last fetch read."""
+        path = self._cache_file("merged")
+        try:
+            with open(path, encoding="ascii") as f:
+                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            merged = {}
+        merged.update({d: self.tables_read[d] for d in domains if d in self.tables_read})
+        self._write_cache(path, "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
+
+    def read_table(self, domain: str, name: str) -> DomainTable:
+        """The domain table ``name`` (its digest): from the local cache, else one GET.
+
+        Raises:
+            CorruptObjectError: the bytes do not hash to the name, or do not parse.
+        """
+        cached = self._cache_file(name)
+        where = f"remote {self.url}: {TABLES}{name}"
+        if os.path.exists(cached):
+            with open(cached, "rb") as f:
+                data = f.read()
+        else:
+            got = self._get(self._key(TABLES + name), MAX_TABLE)
+            if got is None:
+                raise MissingObjectError(name, f"remote {self.url}: the root names a domain table "
+                                               "that is not there")
+            data = got[0]
+            if digest(data) != name:
+                raise CorruptObjectError(where, "does not hash to its name")
+        table = DomainTable.decode(data, domain, where)
+        if not os.path.exists(cached):
+            self._write_cache(cached, data)
+        return table
+
+    def read_tables(self, root: RootTable, domains: set[str] | None) -> dict[str, DomainTable]:
+        """The tables of ``domains`` (None: all) the root names, a few read at once."""
+        names = sorted(d for d in root.domains if domains is None or d in domains)
+        with ThreadPoolExecutor(8) as pool:
+            tables = list(pool.map(lambda d: self.read_table(d, root.domains[d]), names))
+        return dict(zip(names, tables, strict=True))
+
+    @staticmethod
+    def tables_as_refs(root: RootTable, tables: Mapping[str, DomainTable]) -> dict[Ref, ObjectID]:
+        """The refs the tables hold, named as a git remote advertises them."""
+        refs: dict[Ref, ObjectID] = {}
+        if root.states is not None:
+            refs[Ref(b"refs/cas/states")] = root.states
+        for domain, table in tables.items():
+            if table.history is not None:
+                refs[Ref(f"refs/cas/domains/{domain}".encode())] = table.history
+            for mid, sha in table.models.items():
+                refs[Ref(f"refs/cas/models/{domain}/{mid}".encode())] = sha
+        return refs
+
+    def write_root(self, root: RootTable, tables: Mapping[str, DomainTable], version: str | None) -> bool:
+        """Write the tables ``root`` names that are new, then swap the root if it still has ``version``.
+
+        A table is immutable and named by its digest: writing it races with
+        nothing.  Returns False when the root moved meanwhile (nothing changed then
+        but new unreferenced tables, which ``gc`` removes).
+        """
+        def put(domain: str) -> None:
+            data = tables[domain].encode()
+            self._put(self._key(TABLES + root.domains[domain]), data)
+            self._write_cache(self._cache_file(root.domains[domain]), data)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, sorted(tables)))
+        data = root.encode()
+        if not self._put_ref(self._key(ROOT_KEY), data, version):
+            return False
+        # its new version, for the next conditional read: from the write's answer, else read back
+        got = (data, self.last_put_version) if self.last_put_version else self._get(self._key(ROOT_KEY), MAX_TABLE)
+        if got is not None and got[0] == data and "\n" not in got[1]:
+            self._write_cache(self._cache_file("root"), got[1].encode() + b"\n" + data)
+        return True
 
     def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
         """The remote's casstore refs and their versions (names and values are checked by the caller).
@@ -448,8 +706,16 @@ class BucketClient:
         ``graph_walker.contains(hex oid)`` says what the local store has.
         """
         with self._errors():
-            self._check_marker(create=False)
-            refs, _ = self.read_refs()
+            fmt = self._check_marker(create=False)
+            root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
+            if fmt != FORMAT or version is None:
+                # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
+                # or nothing there (the listing fails on a bucket that does not exist)
+                refs, _ = self.read_refs()
+            else:
+                tables = self.read_tables(root, self.domains)
+                self.tables_read = {d: root.domains[d] for d in tables}
+                refs = self.tables_as_refs(root, tables)
             wants = determine_wants(refs)
             if not wants:
                 return
@@ -586,24 +852,55 @@ class BucketClient:
     def send_pack(self, path: str, update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
                   generate_pack_data: Callable[..., tuple[int, Iterator[Any]]], progress: Any = None,
                   atomic: bool = False) -> SendResult:
-        """Upload what the remote lacks, then move its refs with conditional writes."""
+        """Upload what the remote lacks, then move its refs with conditional writes.
+
+        On a remote of ref tables, a ``cas gc`` of the bucket that ran between the
+        read of the refs and their swap may have deleted objects the pack left
+        out: the push then starts again (at most ``CAS_ATTEMPTS`` times).
+        """
         with self._errors():
-            self._check_marker(create=True)
-            refs, versions = self.read_refs()
-            new = update_refs(dict(refs))
-            changes = {r: s for r, s in new.items() if refs.get(r) != s}
-            result = SendResult(dict(refs))
-            if not changes:
+            for _ in range(CAS_ATTEMPTS):
+                try:
+                    result = self._send_once(update_refs, generate_pack_data)
+                    break
+                except _GcRanMeanwhile:
+                    log.info("remote %s: a gc ran during the push: pushing again", self.url)
+            else:
+                raise RemoteError(self.url, f"a gc of the remote kept running during the push ({CAS_ATTEMPTS} "
+                                            "attempts): push again")
+            if not result.ref_status:
                 return result
-            count, records = generate_pack_data(set(refs.values()), {s for s in changes.values() if s != ZERO_SHA},
-                                                ofs_delta=False)
-            if count:
-                self._upload_pack(count, records)
-            self._update_refs(changes, versions, result)
         try:
             self.combine_packs()
         except Exception as e:  # best effort: the push is complete, and the next one tries again
             log.warning("remote %s: combining small packs failed (the push itself succeeded): %s", self.url, e)
+        return result
+
+    def _send_once(self, update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
+                   generate_pack_data: Callable[..., tuple[int, Iterator[Any]]]) -> SendResult:
+        per_ref = self._check_marker(create=True) == FORMAT_PER_REF
+        if per_ref:
+            refs, versions = self.read_refs()
+        else:
+            root, root_version = self.read_root()
+            if root_version is None and any(True for _ in self._list("refs/cas/")):
+                raise RemoteError(self.url, "is being upgraded to ref tables (format 2): try again in a "
+                                            f"moment, or finish it with `cas remote upgrade {self.url}`")
+            tables = self.read_tables(root, self.domains)
+            refs = self.tables_as_refs(root, tables)
+        new = update_refs(dict(refs))
+        changes = {r: s for r, s in new.items() if refs.get(r) != s}
+        result = SendResult(dict(refs))
+        if not changes:
+            return result
+        count, records = generate_pack_data(set(refs.values()), {s for s in changes.values() if s != ZERO_SHA},
+                                            ofs_delta=False)
+        if count:
+            self._upload_pack(count, records)
+        if per_ref:
+            self._update_refs(changes, versions, result)
+        else:
+            self._update_tables(changes, refs, root, root_version, tables, result)
         return result
 
     def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
@@ -687,6 +984,365 @@ class BucketClient:
                 else:
                     result.refs[ref] = sha
 
+
+    def upgrade(self, settle: float = UPGRADE_SETTLE) -> UpgradeResult:
+        """Convert a format-1 remote (one object per ref) to ref tables, in place, while others use it.
+
+        1. The marker says format 2: from then on a format-1 client refuses the
+           remote ("written by a newer casstore"), and format-2 clients read the
+           old refs (pulls) or wait (pushes) until the root exists.
+        2. Wait ``settle`` seconds: a format-1 push that read the marker before
+           may still write its refs.
+        3. Fold the per-ref objects into the tables (root compare-and-swap), then
+           delete each with its version as read: one a late format-1 push changed
+           meanwhile is refused, read again and folded in the next round.
+
+        A per-ref object whose value differs from the table's (only a format-1
+        client writing after the settle time can cause it) is left in place and
+        reported; running the upgrade again folds any such late writes that do
+        not conflict.  Idempotent: an upgraded remote is left as it is.
+
+        Raises:
+            RemoteError: the service failed, or the remote is of a newer format.
+        """
+        result = UpgradeResult(self.url)
+        with self._errors():
+            got = self._get(self._key(MARKER), 256)
+            words = got[0].split() if got is not None else [MARKER.encode(), b"0"]
+            if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
+                raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
+            result.old_format = int(words[1])
+            if result.old_format > FORMAT:
+                raise RemoteError(self.url, f"written by a newer casstore (format {result.old_format})")
+            if result.old_format < FORMAT:
+                self._put(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode())
+                if result.old_format:
+                    time.sleep(settle)
+            left: set[Ref] = set()
+            for _ in range(CAS_ATTEMPTS):
+                refs, versions = self.read_refs()
+                todo = {r: s for r, s in refs.items() if r not in left}
+                if not todo:
+                    break
+                root, version = self.read_root(fresh=True)
+                tables = self.read_tables(root, None)
+                new_root = RootTable(root.states, dict(root.domains), root.gc)
+                changed: dict[str, DomainTable] = {}
+                fold: list[Ref] = []
+                for ref, sha in sorted(todo.items()):
+                    done = self._fold(ref, sha, new_root, tables, changed)
+                    if done is None:
+                        left.add(ref)
+                        result.left[ref.decode("utf-8", "replace")] = sha.decode()
+                    else:  # added, or there already: the old object is to delete either way
+                        fold.append(ref)
+                for domain, t in changed.items():
+                    new_root.domains[domain] = digest(t.encode())
+                if new_root != root and not self.write_root(new_root, changed, version):
+                    continue
+                result.refs += len(fold)
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(self._delete_ref, [self._key(r.decode()) for r in fold], [versions[r] for r in fold]))
+            if result.old_format == 0 and self.read_root(fresh=True)[1] is None:
+                self._put_ref(self._key(ROOT_KEY), RootTable().encode(), None)
+        return result
+
+    @staticmethod
+    def _fold(ref: Ref, sha: ObjectID, root: RootTable, tables: dict[str, DomainTable],
+              changed: dict[str, DomainTable]) -> bool | None:
+        """Put a format-1 ref into the tables: True when added, False when there already, None on a conflict."""
+        try:
+            text = ref.decode("ascii")
+            if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):
+                return None
+            if text == "refs/cas/states":
+                if root.states not in (None, sha):
+                    return None
+                added = root.states is None
+                root.states = sha
+                return added
+            if text.startswith("refs/cas/domains/"):
+                domain, mid = check_domain(text[len("refs/cas/domains/"):]), None
+            elif text.startswith("refs/cas/models/"):
+                d, _, m = text[len("refs/cas/models/"):].partition("/")
+                domain, mid = check_domain(d), check_model_id(m)
+            else:
+                return None
+        except (UnicodeDecodeError, InvalidIdError):
+            return None
+        if domain not in changed:
+            t = tables.get(domain) if domain in root.domains else None
+            changed[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+        table = changed[domain]
+        now = table.history if mid is None else table.models.get(mid)
+        if now is not None:
+            return False if now == sha else None
+        if mid is None:
+            table.history = sha
+        else:
+            table.models[mid] = sha
+        return True
+
+    def _update_tables(self, changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,
+                       version: str | None, tables: dict[str, DomainTable], result: SendResult) -> None:
+        """Apply ``changes`` (decided on the refs ``base``) to the ref tables, by the root's compare-and-swap.
+
+        Each attempt decides every change against the tables as they are now,
+        with ``_update_refs``'s rules: a model ID is created only where absent; a
+        history, the states ref, a model replaced or deleted only where it still
+        has the value the push read; a refused model creation or history leaves
+        its domain's history and removals alone.  The new domain tables are
+        written, then the root swapped; a lost swap (another writer, anywhere in
+        the store) reads the root and the touched domains' tables again and
+        decides again.  All the changes that pass go in one swap: atomic.
+        """
+        touched = sorted({_ref_kind(r)[1] for r in changes if _ref_kind(r)[0] != "states"})
+        for attempt in range(CAS_ATTEMPTS):
+            status, new_root, written = self._plan_tables(changes, base, root, tables)
+            if new_root == root or self.write_root(new_root, written, version):
+                result.ref_status.update(status)
+                break
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())  # noqa: S311 - jitter, not crypto
+            epoch = root.gc
+            root, version = self.read_root(fresh=True)
+            if root.gc != epoch:
+                raise _GcRanMeanwhile()
+            tables.update(self.read_tables(root, set(touched)))
+        else:
+            for ref in changes:
+                result.ref_status[ref] = f"other clients kept changing the remote's refs ({CAS_ATTEMPTS} attempts)"
+        for ref, reason in result.ref_status.items():
+            if reason is None:
+                if changes[ref] == ZERO_SHA:
+                    result.refs.pop(ref, None)
+                else:
+                    result.refs[ref] = changes[ref]
+
+    @staticmethod
+    def _plan_tables(changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,
+                     tables: Mapping[str, DomainTable]
+                     ) -> tuple[dict[Ref, str | None], RootTable, dict[str, DomainTable]]:
+        """One attempt of ``_update_tables``: each change's status, the new root, the tables to write."""
+        kind = _ref_kind
+        new_tables: dict[str, DomainTable] = {}
+        states = [root.states]
+
+        def table(domain: str) -> DomainTable:
+            if domain not in new_tables:
+                t = tables.get(domain) if domain in root.domains else None
+                new_tables[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+            return new_tables[domain]
+
+        def current(ref: Ref) -> ObjectID | None:
+            what, domain, mid = kind(ref)
+            if what == "states":
+                return states[0]
+            return table(domain).history if what == "history" else table(domain).models.get(mid)
+
+        def put(ref: Ref, sha: ObjectID, refusal: str) -> str | None:
+            now = current(ref)
+            if now == (None if sha == ZERO_SHA else sha):
+                return None  # there already (a retried request, or another client did the same)
+            if now != base.get(ref):
+                return refusal
+            what, domain, mid = kind(ref)
+            if what == "states":
+                states[0] = sha
+            elif what == "history":
+                table(domain).history = None if sha == ZERO_SHA else sha
+            elif sha == ZERO_SHA:
+                del table(domain).models[mid]
+            else:
+                table(domain).models[mid] = sha
+            return None
+
+        status: dict[Ref, str | None] = {}
+        failed: set[str] = set()
+        models = sorted(r for r in changes if kind(r)[0] == "model")
+        for ref in (r for r in models if r not in base):
+            status[ref] = put(ref, changes[ref], "already exists on the remote")
+            if status[ref] is not None:
+                failed.add(kind(ref)[1])
+        for ref in sorted(set(changes) - set(models)):
+            what, domain, _ = kind(ref)
+            if what == "history" and domain in failed:
+                status[ref] = "not moved: a model ref of this domain was refused"
+                continue
+            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+            if status[ref] is not None and what == "history":
+                failed.add(domain)
+        for ref in (r for r in models if r in base):
+            if kind(ref)[1] in failed:
+                status[ref] = "not changed: this domain's history was not moved"
+                continue
+            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+        new_root = RootTable(states[0], dict(root.domains), root.gc)
+        written: dict[str, DomainTable] = {}
+        for domain, t in new_tables.items():
+            if t.empty():
+                new_root.domains.pop(domain, None)
+            else:
+                name = digest(t.encode())
+                if root.domains.get(domain) != name:
+                    new_root.domains[domain] = name
+                    written[domain] = t
+        return status, new_root, written
+
+
+    # -- garbage collection -----------------------------------------------------------
+
+    def gc(self, grace: float, dry_run: bool = False) -> BucketGcReport:
+        """Remove what no ref of the remote reaches: dead packs deleted, partly dead ones rewritten.
+
+        Safe with any number of pushers and pullers at once (docs/remotes.md):
+
+        * one gc at a time: a lock object (``locks/gc``, created only if absent),
+          stale after ``STALE_LOCK`` seconds, or at once when its holder is a dead
+          process of this machine (restic's rules);
+        * a pack or ref table younger than ``grace`` seconds is never deleted nor rewritten;
+        * the live objects of partly dead packs are published in a new pack first;
+        * then the root's gc epoch is bumped by compare-and-swap on the root the
+          reachability was computed from: a push that moved the root meanwhile makes
+          the gc compute again, and a push that read the root before the bump starts
+          again (its pack may have left out objects this gc deletes);
+        * only then are the old packs deleted (``.pack`` before ``.idx``); a reader
+          that listed one lists again and finds its objects in the new pack.
+
+        A gc killed at any step leaves duplicates or garbage at worst, never a
+        missing object; the next one removes them.
+
+        Raises:
+            RemoteError: another gc holds the lock; the remote is not of ref tables
+                (format 1: ``cas remote upgrade`` first); the service failed.
+            MissingObjectError, CorruptObjectError: a ref reaches an object no
+                pack holds, or a damaged one: nothing is deleted then.
+        """
+        with self._errors():
+            fmt = self._check_marker(create=False)
+            if fmt == 0:
+                return BucketGcReport(self.url, dry_run)
+            if fmt != FORMAT:
+                raise RemoteError(self.url, f"gc needs ref tables (format 2): run `cas remote upgrade {self.url}`")
+            if dry_run:
+                report = self._gc_once(grace, True)
+                assert report is not None
+                return report
+            version = self._take_gc_lock()
+            try:
+                for _ in range(CAS_ATTEMPTS):
+                    report = self._gc_once(grace, False)
+                    if report is not None:
+                        return report
+                raise RemoteError(self.url, f"the remote's refs kept changing during gc ({CAS_ATTEMPTS} attempts)")
+            finally:
+                if version is None or not self._delete_ref(self._key(GC_LOCK), version):
+                    self._delete(self._key(GC_LOCK))
+
+    def _take_gc_lock(self) -> str | None:
+        key = self._key(GC_LOCK)
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        for _ in range(4):
+            self.last_put_version = None
+            if self._put_ref(key, me, None):
+                return self.last_put_version or (got[1] if (got := self._get(key, 4096)) else None)
+            got = self._get(key, 4096)
+            if got is None:
+                continue
+            try:
+                holder = json.loads(got[0])
+                host, pid, since = str(holder["host"]), int(holder["pid"]), float(holder["time"])
+            except (ValueError, KeyError, TypeError):
+                host, pid, since = "?", 0, 0.0
+            if time.time() - since < STALE_LOCK and not (host == socket.gethostname() and not _alive(pid)):
+                raise RemoteError(self.url, f"another gc holds the lock ({GC_LOCK}: {host} pid {pid}, "
+                                            f"{time.time() - since:.0f} s ago); a dead holder's goes stale "
+                                            f"after {STALE_LOCK / 60:.0f} min")
+            log.warning("remote %s: removing a stale gc lock (%s pid %s)", self.url, host, pid)
+            self._delete_ref(key, got[1])
+        raise RemoteError(self.url, "could not take the gc lock")
+
+    def _gc_once(self, grace: float, dry_run: bool) -> BucketGcReport | None:
+        """One gc; None when a push moved the root before the epoch swap (nothing deleted: compute again)."""
+        report = BucketGcReport(self.url, dry_run)
+        now = time.time()
+        root, version = self.read_root(fresh=True)
+        refs = self.tables_as_refs(root, self.read_tables(root, None))
+        listing = {key.rsplit("/", 1)[-1]: (size, when) for key, size, when in self._list_times("objects/pack/")}
+        with self._packs_lock:
+            self._packs = self._list_packs({fn: size for fn, (size, _) in listing.items()})
+            packs = dict(self._packs)
+        inner, blobs = self._walk([bytes.fromhex(sha.decode()) for sha in set(refs.values())], lambda oid: False)
+        live = set(inner) | set(blobs)
+
+        def young(fn: str) -> bool:
+            return now - listing.get(fn, (0, now))[1] < grace
+
+        claimed: set[bytes] = set()
+        old: list[_RemotePack] = []
+        for name, p in packs.items():
+            if young(name + ".pack") or young(name + ".idx"):
+                report.packs_young += 1
+                claimed.update(bytes(p.idx.sha(i)) for i in range(p.idx.count))
+            else:
+                old.append(p)
+        dead_packs: list[_RemotePack] = []
+        rewrite: list[_RemotePack] = []
+        needed: set[bytes] = set()
+        for p in sorted(old, key=lambda q: (-q.size, q.name)):
+            oids = [bytes(p.idx.sha(i)) for i in range(p.idx.count)]
+            want = [o for o in oids if o in live and o not in claimed]
+            claimed.update(want)
+            if len(want) == len(oids):
+                continue
+            report.objects_removed += len(oids) - len(want)
+            (rewrite if want else dead_packs).append(p)
+            needed.update(want)
+        if live - claimed:  # pragma: no cover - _walk found every live object in some listed pack
+            raise MissingObjectError(next(iter(live - claimed)).hex(), f"remote {self.url}: in no pack")
+        report.packs_deleted = [p.name for p in dead_packs]
+        report.packs_rewritten = [p.name for p in rewrite]
+        gone = dead_packs + rewrite
+        report.bytes_freed = sum(listing[p.name + ext][0] for p in gone for ext in (".pack", ".idx"))
+        tables = {key.rsplit("/", 1)[-1]: (size, when) for key, size, when in self._list_times(TABLES)}
+        dead_tables = [n for n, (_, when) in tables.items()
+                       if n not in set(root.domains.values()) and now - when >= grace]
+        # a .pack whose push died before its .idx, an .idx whose combine died between deletions
+        lonely = [fn for fn, (_, when) in listing.items() if now - when >= grace and fn.endswith((".pack", ".idx"))
+                  and fn.rsplit(".", 1)[0] not in packs]
+        report.bytes_freed += sum(listing[fn][0] for fn in lonely)
+        report.tables_deleted = len(dead_tables)
+        report.bytes_freed += sum(tables[n][0] for n in dead_tables)
+        if dry_run:
+            report.bytes_freed -= sum(e - s for p in rewrite for s, e in
+                                      (p.entry(i) for i in range(p.idx.count) if bytes(p.idx.sha(i)) in needed))
+            return report
+        if rewrite:
+            work = tempfile.mkdtemp(prefix="gc-", dir=self._workdir())
+            try:
+                name, _ = self._write_combined(rewrite, work, needed.__contains__)
+                paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
+                report.bytes_freed -= sum(os.path.getsize(p) for p in paths)
+                for path in paths:  # the .idx last: published when visible
+                    self._upload(self._key("objects/pack/" + os.path.basename(path)), path, lambda n: None)
+                report.new_pack = name
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            # the same live objects written before (by a gc killed after its upload): that pack stays
+            gone = [p for p in gone if p.name != name]
+            report.packs_deleted = [n for n in report.packs_deleted if n != name]
+        if gone or dead_tables or lonely:
+            # the epoch swap: pushes that read the root before it start again; a push since makes us compute again
+            bumped = RootTable(root.states, dict(root.domains), root.gc + 1)
+            if not self._put_ref(self._key(ROOT_KEY), bumped.encode(), version):
+                return None
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(self._delete, [self._key(f"objects/pack/{p.name}{ext}")
+                                         for p in gone for ext in (".pack", ".idx")]))
+            list(pool.map(self._delete, [self._key(TABLES + n) for n in dead_tables]))
+            list(pool.map(self._delete, [self._key("objects/pack/" + fn) for fn in lonely]))
+        with self._packs_lock:
+            self._packs = None
+        return report
 
     # -- combining packs -------------------------------------------------------------
 
@@ -783,8 +1439,9 @@ class BucketClient:
             keep += 1
         return sorted(by_size[min(keep, len(by_size) - 2):])
 
-    def _write_combined(self, small: list[_RemotePack], work: str) -> tuple[str, int]:
-        """Write one pack in ``work`` of every object of ``small``, once; returns (name, objects).
+    def _write_combined(self, small: list[_RemotePack], work: str,
+                        keep: Callable[[bytes], bool] | None = None) -> tuple[str, int]:
+        """Write one pack in ``work`` of every object of ``small`` (that ``keep``s), once; returns (name, objects).
 
         Memory holds the object ids and a few ranges in flight, never a whole
         pack: blob entries wait in a spool file until the commits and trees,
@@ -796,7 +1453,7 @@ class BucketClient:
         for p in small:
             for pos in range(p.idx.count):
                 oid = bytes(p.idx.sha(pos))
-                if oid in seen:  # pushed twice, or left by an earlier combine: keep one copy
+                if oid in seen or (keep is not None and not keep(oid)):  # a copy kept already; or dead
                     continue
                 seen.add(oid)
                 start, end = p.entry(pos)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -126,6 +127,13 @@ class GCSClient(BucketClient):
         for blob in bucket.client.list_blobs(bucket, prefix=self._key(sub), timeout=TIMEOUT, retry=self._retry):
             yield str(blob.name), int(blob.size or 0)
 
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        bucket = self.gcs
+        for blob in bucket.client.list_blobs(bucket, prefix=self._key(sub), timeout=TIMEOUT, retry=self._retry):
+            when = blob.updated or blob.time_created
+            # an unknown time counts as now: young, never collected
+            yield str(blob.name), int(blob.size or 0), when.timestamp() if when is not None else time.time()
+
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from google.api_core.exceptions import NotFound, RequestRangeNotSatisfiable
 
@@ -173,14 +181,32 @@ class GCSClient(BucketClient):
             blob.upload_from_file(_Counting(f, sent), size=os.path.getsize(path), timeout=TIMEOUT,
                                   retry=self._retry)
 
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        from google.api_core.exceptions import NotFound, NotModified
+
+        blob = self.gcs.blob(key)
+        try:
+            data = blob.download_as_bytes(start=0, end=limit, checksum=None, if_generation_not_match=int(version),
+                                          timeout=TIMEOUT, retry=self._retry)
+        except NotModified:
+            return True
+        except NotFound:
+            return None
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        if blob.generation is None:
+            raise RemoteError(self.url, f"{key}: the server sent no generation number")
+        return bytes(data), str(blob.generation)
+
     def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
         from google.api_core.exceptions import PreconditionFailed
 
+        blob = self.gcs.blob(key)
         try:
-            self.gcs.blob(key).upload_from_string(data, if_generation_match=int(version or 0), timeout=TIMEOUT,
-                                                  retry=self._retry)
+            blob.upload_from_string(data, if_generation_match=int(version or 0), timeout=TIMEOUT, retry=self._retry)
         except PreconditionFailed:
             return False
+        self.last_put_version = str(blob.generation) if blob.generation is not None else None
         return True
 
     def _delete_ref(self, key: str, version: str) -> bool:

@@ -75,6 +75,12 @@ class S3Client(BucketClient):
             for o in page.get("Contents", []):
                 yield str(o["Key"]), int(o["Size"])
 
+    def _list_times(self, sub: str) -> Iterator[tuple[str, int, float]]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(sub))
+        for page in pages:
+            for o in page.get("Contents", []):
+                yield str(o["Key"]), int(o["Size"]), o["LastModified"].timestamp()
+
     def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
         from botocore.exceptions import ClientError
 
@@ -115,15 +121,34 @@ class S3Client(BucketClient):
         config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
         self.s3.upload_file(path, self.bucket, key, Config=config, Callback=sent)
 
+    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            r = self.s3.get_object(Bucket=self.bucket, Key=key, IfNoneMatch=version)
+        except ClientError as e:
+            code = self._code(e)
+            if code in ("304", "NotModified"):
+                return True
+            if code in ("NoSuchKey", "404"):
+                return None
+            raise
+        with r["Body"] as body:
+            data = body.read(limit + 1)
+        if len(data) > limit:
+            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
+        return data, str(r.get("ETag", ""))
+
     def _conditional(self, request: Callable[..., Any], **kwargs: Any) -> bool:
         from botocore.exceptions import ClientError
 
         try:
-            request(Bucket=self.bucket, **kwargs)
+            answer = request(Bucket=self.bucket, **kwargs)
         except ClientError as e:
             if self._code(e) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
                 return False
             raise
+        self.last_put_version = str(answer.get("ETag") or "") or None
         return True
 
     def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:

@@ -38,6 +38,7 @@ from ..util.identity import author
 from ..util.locking import deferred_interrupts
 from ..util.names import check_domain, check_model_id
 from ..util.progress import ProgressFn
+from .bucket import BucketClient
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import PackIndexer, Quarantine
@@ -329,18 +330,24 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
     client, path = _open(repo, url, progress)
+    if isinstance(client, BucketClient):
+        client.domains = selected  # a bucket reads the ref tables of these domains only
     odb = repo.odb
     with repo.lock():
         quarantine = Quarantine(repo)
         try:
             seen: dict[str, RemoteRefs] = {}
+            # a bucket's domains whose ref table is the one merged last time: nothing new to fetch or merge
+            unchanged: set[str] = set()
 
             def determine_wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
                 remote = parse_refs(refs, url)
                 seen["refs"] = remote
+                if isinstance(client, BucketClient):
+                    unchanged.update(client.unchanged_since_merged())
                 wanted: list[ObjectID] = []
                 for domain in remote.domains():
-                    if selected is not None and domain not in selected:
+                    if (selected is not None and domain not in selected) or domain in unchanged:
                         continue
                     wanted.extend(remote.models.get(domain, {}).values())
                     if domain in remote.histories:
@@ -349,7 +356,8 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                     wanted.append(remote.states)
                 return sorted({w for w in wanted if not odb.contains(w)})
 
-            heads = _haves(repo)
+            # a bucket only asks the walker whether an object is here: no haves to list (O(models))
+            heads = [] if isinstance(client, BucketClient) else _haves(repo)
 
             def parents(sha: ObjectID) -> list[ObjectID]:
                 c = odb.read(sha)
@@ -379,7 +387,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                 os.unlink(pack_path)
             # verify everything new before any ref moves
             for domain in remote.domains():
-                if selected is not None and domain not in selected:
+                if (selected is not None and domain not in selected) or domain in unchanged:
                     continue
                 for mid, sha in remote.models.get(domain, {}).items():
                     if not odb.contains(sha):
@@ -400,11 +408,15 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
             quarantine.close()
 
         for domain in sorted(remote.domains()):
-            if selected is not None and domain not in selected:
+            if (selected is not None and domain not in selected) or domain in unchanged:
                 continue
             # under the domain lock, after recording what killed local writers left out
             with domain_writer(repo, domain):
                 _pull_domain(repo, domain, remote, url, result, take_theirs)
+        if isinstance(client, BucketClient):
+            conflicted = {c.split("/", 1)[0] for c in result.conflicts}
+            client.note_merged({d for d in remote.domains() if d not in conflicted
+                                and (selected is None or d in selected)})
         with states_writer(repo):
             while True:
                 ours = repo.refs.get(STATES_REF)
@@ -429,6 +441,9 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
     odb = repo.odb
     theirs = remote.histories.get(domain)
     remote_models = remote.models.get(domain, {})
+    if theirs is not None and repo.refs.get(domain_ref(domain)) == theirs:
+        if _local_index(repo, domain)[1].models == remote_models:
+            return  # the same history and models on both sides: nothing to merge
     their_deleted = deleted_commits(odb, theirs)
     while True:
         ours, local = _local_index(repo, domain)
@@ -514,6 +529,9 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
         init_repository(target, served=True)
         install_hook(target)
     client, path = _open(repo, url, progress)
+    if isinstance(client, BucketClient):
+        # a bucket reads the ref tables of the domains this push may change only
+        client.domains = repo.refs.domains() if selected is None else selected & repo.refs.domains()
     odb = repo.odb
     report = progress  # generate_pack_data's own ``progress`` is dulwich's
 
