@@ -48,12 +48,14 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from .errors import (
     CasError,
     DomainNotFoundException,
+    DownloadConflictError,
     ExtraFileError,
     FrameworkError,
     InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
     NotAStoreError,
+    OtherFilesWarning,
     PickleRefusedError,
     StateNotFoundException,
     StoreWriteError,
@@ -76,7 +78,7 @@ from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.openfile import StoredFile
-from .model.readback import iter_file, open_file, write_file
+from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_model
 from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
@@ -845,36 +847,70 @@ class Store:
         return 2 * default_workers() + 2
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
-                 *, files: Sequence[str] | None = None) -> str:
+                 *, files: Sequence[str] | None = None, force: bool = False) -> Downloaded:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
         after all of its bytes verified.  ``files`` (stored paths, as ``cas show``
-        lists them) writes only those.  A file of the same name already there is
-        replaced; other files in ``local_path`` are left alone (``cas download``
-        refuses to replace without ``--force``).  Returns ``local_path``.
+        lists them) writes only those.
+
+        Never replaces a user's file silently (the same rule as ``cas download``):
+        a file of the same name that already holds exactly the model's bytes is
+        left as it is (``unchanged``); one with other content makes the call
+        raise DownloadConflictError with nothing written, unless ``force=True``
+        (then it is replaced and listed in ``replaced``).  Files under
+        ``local_path`` that are not the model's are left alone, listed in
+        ``others`` and named in an OtherFilesWarning.
+
+        Returns:
+            ``local_path`` as an absolute path: a ``str`` (:class:`Downloaded`)
+            whose ``written``, ``replaced``, ``unchanged`` and ``others`` say what
+            happened to each file.
 
         Raises:
             FileNotFoundError: a name in ``files`` is not a file of the model
                 (nothing is written).
+            DownloadConflictError: without ``force``, files there hold other
+                bytes (nothing is written).
         """
         root = os.path.abspath(os.fspath(local_path))
         sha, manifest, files_tree = self._resolve(domain, model_id)
+        name = f"{manifest.domain}/{manifest.model_id}"
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise NotADirectoryError(f"{root} is a file, not a directory: the model's files are written into a "
+                                     f"directory")
         wanted = {f.path for f in manifest.files} if files is None else set(files)
         unknown = wanted - {f.path for f in manifest.files}
         if unknown:
-            raise FileNotFoundError(f"{manifest.domain}/{manifest.model_id} has no file {sorted(unknown)[0]!r}")
+            raise FileNotFoundError(f"{name} has no file {sorted(unknown)[0]!r} "
+                                    f"(its files: {', '.join(sorted(f.path for f in manifest.files))})")
+        before = files_under(root)
+        existing = set(before)
+        unchanged = [f.path for f in manifest.files
+                     if f.path in wanted and f.path in existing and holds_entry(root, f)]
+        # like `git checkout`: never replace a user's file without being told to
+        differ = [f.path for f in manifest.files
+                  if f.path in wanted and f.path not in unchanged and os.path.lexists(os.path.join(root, f.path))]
+        if differ and not force:
+            raise DownloadConflictError(root, manifest.domain, manifest.model_id, differ)
+        others = [p for p in before if p not in {f.path for f in manifest.files}]
         os.makedirs(root, exist_ok=True)
         self.odb.index.refresh()  # packs may have been merged by another process
-        counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files if f.path in wanted))
+        todo = [i for i, f in enumerate(manifest.files) if f.path in wanted and f.path not in unchanged]
+        counter = Counter(self.progress, "downloading", sum(manifest.files[i].size for i in todo))
         with self._pool() as pool:
-            for i, f in enumerate(manifest.files):
-                if f.path not in wanted:
-                    continue
-                write_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), root, pool,
+            for i in todo:
+                write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i), root, pool,
                            self._window(), counter)
-        log.debug("downloaded %s/%s: %d files into %s", manifest.domain, manifest.model_id, len(manifest.files), root)
-        return root
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            files_n = "1 file" if len(others) == 1 else f"{len(others)} files"
+            warnings.warn(f"{root} also holds {files_n} that {name} does not have, left untouched: {shown}",
+                          OtherFilesWarning, stacklevel=2)
+        log.debug("downloaded %s: %d files into %s (%d unchanged, %d replaced)", name, len(todo), root,
+                  len(unchanged), len(differ))
+        return Downloaded(root, written=[manifest.files[i].path for i in todo], replaced=differ,
+                          unchanged=unchanged, others=others)
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
              **into: Any) -> Any:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException
+from ..errors import DomainNotFoundException, OtherFilesWarning
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
@@ -314,44 +314,24 @@ def download(args: argparse.Namespace) -> int:
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
         raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
                                  f"files are written (to write one file, use --file PATH)")
-    root = os.path.abspath(args.directory)
-    with open_store_for(args) as store:
+    with open_store_for(args) as store, warnings.catch_warnings():
+        # the note below says it, from the same result
+        warnings.simplefilter("ignore", OtherFilesWarning)
         info = store.get_model_info(args.domain, args.model_id)
-        known = {f["path"] for f in info["files"]}
-        for p in args.files or []:
-            if p not in known:
-                raise FileNotFoundError(f"{args.domain}/{args.model_id} has no file {p!r} "
-                                        f"(its files: {', '.join(sorted(known))})")
-        info["files"] = [f for f in info["files"] if not args.files or f["path"] in args.files]
-        paths = [f["path"] for f in info["files"]]
-        # like `git checkout`, never replace a user's file without being told to
-        present = [p for p in paths if os.path.lexists(os.path.join(root, p))]
-        if present and not args.force:
-            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-            raise FileExistsError(f"{root} already holds {count(len(present), 'file')} of "
-                                  f"{args.domain}/{args.model_id} ({shown}): nothing written; "
-                                  f"use --force to replace them, or another DIR")
-        before = _all_files(root)
-        store.download(root, args.domain, args.model_id, files=args.files)
+        done = store.download(args.directory, args.domain, args.model_id, files=args.files, force=args.force)
     name = f"{info['domain']}/{info['model_id']}"
-    print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
-          f"into {root}")
-    for p in present:
+    sizes = {f["path"]: f["size"] for f in info["files"]}
+    paths = [*done.written, *done.unchanged]
+    print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(sizes[p] for p in paths))} into {done}")
+    for p in done.replaced:
         print(f"replaced {p}")
-    others = before - set(paths) - set(present)
-    if others:
-        print(f"note: {root} also holds {count(len(others), 'other file')} that {name} does not have "
-              f"(left untouched)")
+    for p in done.unchanged:
+        print(f"unchanged {p} (already held the same bytes)")
+    if done.others:
+        shown = ", ".join(done.others[:10]) + (", ..." if len(done.others) > 10 else "")
+        print(f"note: {done} also holds {count(len(done.others), 'other file')} that {name} does not have "
+              f"(left untouched): {shown}")
     return 0
-
-
-def _all_files(root: str) -> set[str]:
-    """Relative paths of the files under ``root`` (empty if it does not exist)."""
-    out: set[str] = set()
-    for dirpath, _, files in os.walk(root):
-        for fn in files:
-            out.add(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
-    return out
 
 
 def cp(args: argparse.Namespace) -> int:

@@ -624,7 +624,7 @@ class ModelStore:
             domain, model_id = self._lookup(domain, model_id)
             self.refresh()
         info = self._info(domain, model_id)
-        self.store.download(root, domain, model_id)
+        self.store.download(root, domain, model_id, force=True)  # modelstore's download overwrites
         info_path = os.path.join(root, MODEL_INFO)
         if not os.path.exists(info_path):  # a model committed natively
             with open(info_path, "w") as f:
