@@ -332,3 +332,22 @@ class DownloadConflictError(CasError, FileExistsError):
 
 class OtherFilesWarning(UserWarning):
     """``Store.download`` wrote into a directory that also holds files the model does not have."""
+
+
+class ModelStateLostWarning(UserWarning):
+    """A push or pull deleted or replaced a model that held a state (e.g. ``production``) on that side."""
+
+
+class RestoreError(CasError, ValueError):
+    """A deleted model cannot be restored (never deleted, its objects freed, a bad ``--commit``).
+
+    Attributes:
+        domain, model_id: the model.
+        detail: why, in words.
+    """
+
+    def __init__(self, domain: str, model_id: str, detail: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        self.detail = detail
+        super().__init__(f"cannot restore {domain}/{model_id}: {detail}")

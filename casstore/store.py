@@ -54,9 +54,11 @@ from .errors import (
     InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
+    ModelStateLostWarning,
     NotAStoreError,
     OtherFilesWarning,
     PickleRefusedError,
+    RestoreError,
     StateNotFoundException,
     StoreWriteError,
     UnsafePathError,
@@ -79,7 +81,8 @@ from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.openfile import StoredFile
 from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
-from .model.reading import file_oids, model_commit, read_model
+from .model.reading import file_oids, model_commit, read_manifest, read_model
+from .model.restore import deletions, find_deletion, missing_part, restored_commit, states_before
 from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
@@ -791,6 +794,91 @@ class Store:
                     raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
         log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
 
+    def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
+                      states: bool = False) -> dict[str, Any]:
+        """Bring back a deleted model from its history, while its objects are still in the store.
+
+        Restores the newest deletion of ``model_id`` in ``domain``, or the one of
+        model commit ``commit`` (a prefix of 4 or more hex digits will do; ``cas log``
+        lists deletions with their commits).  The model is committed again under its
+        ID as a new model commit with the same files (nothing is read or written
+        again) and logged as a ``commit`` event with ``Cas-Restored-From``; push and
+        pull carry it like any commit.  ``states=True`` also puts it back in the
+        states it held when it was deleted (those that still exist).
+
+        A deleted model's objects stay for gc's grace period after the deletion
+        (two weeks by default; ``cas log`` says until when); ``gc`` with a shorter
+        grace frees them sooner, and then nothing can restore it.
+
+        Returns:
+            The model's metadata, as ``get_model_info`` returns it, plus
+            ``restored_from`` (the deleted commit) and ``states`` (those restored).
+
+        Raises:
+            ModelExistsException: the ID is taken now (checked atomically, as a commit's).
+            RestoreError: no deletion of that ID (or commit), or its objects were freed.
+        """
+        check_domain(domain)
+        check_model_id(model_id)
+        if self.refs.get(domain_ref(domain)) is None:
+            raise DomainNotFoundException(domain)
+        if self.model_exists(domain, model_id):
+            raise ModelExistsException(domain, model_id)
+        ident = author(self.path)
+        with self._lock():  # gc must neither free the old objects nor the new commit meanwhile
+            head = self.refs.get(domain_ref(domain))
+            gone = find_deletion(self.odb, head, domain, model_id, commit)
+            missing = missing_part(self.repo, gone.commit)
+            if missing is not None:
+                raise RestoreError(domain, model_id, f"deleted at {gone.commit.decode()[:10]}, and gc has freed "
+                                   f"its objects ({missing} is gone)")
+            manifest, _ = read_manifest(self.repo, gone.commit)
+            if manifest.domain != domain or manifest.model_id != model_id:
+                raise RestoreError(domain, model_id, f"commit {gone.commit.decode()[:10]} is the model "
+                                   f"{manifest.domain}/{manifest.model_id}")
+            with self._write_errors():
+                new = restored_commit(self.odb, gone, head)
+            self._claim(manifest, new, ident, {"Restored-From": gone.commit.decode()})
+            held = states_before(self.odb, head, gone) if states and head is not None else []
+        restored = []
+        existing = set(self.list_model_states())
+        for state in held:
+            if state in existing:
+                self.set_model_state(domain, model_id, state)
+                restored.append(state)
+            else:
+                warnings.warn(f"casstore: {domain}/{model_id} was in state {state!r}, which no longer exists: "
+                              f"not restored", stacklevel=2)
+        log.info("restored %s/%s (%s) from %s", domain, model_id, new.decode()[:10], gone.commit.decode()[:10])
+        return {**self._info(manifest, new), "restored_from": gone.commit.decode(), "states": restored}
+
+    def deleted_models(self, domain: str, grace_period: float = DEFAULT_GRACE) -> list[dict[str, Any]]:
+        """Every deletion in the domain's history, newest first, and whether it can be restored.
+
+        Each: ``model_id``, ``commit`` (the deleted model commit), ``deleted`` (ISO
+        time), ``history_commit``, ``restorable`` (its model commit is still here and
+        the ID is free now), ``id_taken`` (the ID holds another model now),
+        ``kept_until`` (ISO time: deletion + ``grace_period``, until which ``gc``
+        with that grace keeps its objects; None once they are gone).  Cheap: the
+        objects' presence is judged by the model commit, which gc frees with them.
+        """
+        check_domain(domain)
+        head = self.refs.get(domain_ref(domain))
+        if head is None:
+            raise DomainNotFoundException(domain)
+        out = []
+        live = {mid: self.refs.get(model_ref(domain, mid)) for mid in self.refs.model_ids(domain)}
+        for d in deletions(self.odb, head):
+            until = None
+            if d.present:
+                until = (_dt.datetime.fromtimestamp(d.time, _dt.timezone.utc)
+                         + _dt.timedelta(seconds=min(grace_period, 1e10))).strftime("%Y-%m-%dT%H:%M:%SZ")
+            taken = live.get(d.model_id) is not None
+            out.append({"model_id": d.model_id, "commit": d.commit.decode(), "history_commit": d.event.decode(),
+                        "deleted": _dt.datetime.fromtimestamp(d.time, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "restorable": d.present and not taken, "id_taken": taken, "kept_until": until})
+        return out
+
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
         check_model_id(model_id)
@@ -1181,6 +1269,18 @@ def _log_sync(verb: str, result: SyncResult) -> None:
     log.info("%s %s: %d models added, %d deleted, %d replaced; %d objects, %d bytes", verb, result.url,
              len(result.models_added), len(result.models_deleted), len(result.models_replaced), result.objects,
              result.bytes)
+    for c in result.changes:
+        log.info("%s %s: %s %s (%s -> %s)", verb, result.url, c.change, c.model, c.old, c.new)
+    for c in result.states_lost:
+        # loud: a model someone had put in a state is gone from it (issue 21, item 3)
+        domain, model_id = c.model.split("/", 1)
+        where = f"on {result.url}" if verb == "push" else "here"
+        what = (f"was deleted by this {verb}" if c.change == "deleted"
+                else f"was replaced by {(c.new or '')[:10]}")
+        how = (f"; `cas restore {domain} {model_id} --states` (store.restore_model(..., states=True)) brings it back"
+               if verb == "pull" and c.change == "deleted" else "")
+        warnings.warn(f"{c.model} ({(c.old or '')[:10]}) held state {', '.join(c.states)} {where} and {what}"
+                      f"{how}", ModelStateLostWarning, stacklevel=3)
     for m in result.conflicts:
         log.warning("%s %s: conflict: %s is a different model on each side", verb, result.url, m)
     for d in result.diverged:

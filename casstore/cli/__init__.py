@@ -36,7 +36,8 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: Commands that live in a module of their own, ``casstore/cli/cmd_<name>.py``: each
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
-PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config")
+PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config",
+                          "restore")
 
 
 def _common() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DomainNotFoundException, OtherFilesWarning
 from ..model.history import iter_log
@@ -21,6 +21,9 @@ from ..store import Store, init_store, is_store, missing_store_error, open_store
 from ..util.names import check_domain
 from ..util.progress import TerminalProgress
 from .output import count, human, pager, paint, print_json, to_json, use_color
+
+if TYPE_CHECKING:
+    from ..remote.sync import ModelChange
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -158,9 +161,10 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
     else:
         moved = "sent" if verb == "push" else "received"
         print(f"{verb} {result.url}: {count(len(result.models_added), 'model')} added, "
-              f"{len(result.models_deleted)} deleted"
-              + (f", {len(result.models_replaced)} replaced" if result.models_replaced else "")
-              + f"; {count(result.objects, 'object')}, {human(result.bytes)} {moved}")
+              f"{len(result.models_deleted)} deleted, {len(result.models_replaced)} replaced"
+              f"; {count(result.objects, 'object')}, {human(result.bytes)} {moved}")
+        for change in result.changes:
+            print("  " + describe_change(change, verb))
         for m in result.conflicts:
             domain = m.split("/", 1)[0]
             print(f"conflict: {m} is a different model on each side; domain {domain} left as it was on both")
@@ -172,6 +176,23 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
         for ref, reason in result.rejected.items():
             print(f"rejected by the remote: {ref}: {reason}")
     return 0 if result.ok else 1
+
+
+def describe_change(change: ModelChange, verb: str) -> str:
+    """One line of a push's or pull's list: what happened to one model, with its commits."""
+    where = "on the remote" if verb == "push" else "here"
+    old, new = (c[:10] if c else "" for c in (change.old, change.new))
+    if change.change == "added":
+        text = f"added     {change.model} ({new})"
+    elif change.change == "deleted":
+        text = f"deleted   {change.model} ({old})" + (" by --theirs" if change.reason == "theirs" else "")
+    elif change.reason == "theirs":
+        text = f"replaced  {change.model}: ours {old} by theirs {new} (--theirs)"
+    else:
+        text = f"replaced  {change.model}: {old} by {new}"
+    if change.states:
+        text += f"; it was in state {', '.join(change.states)} {where}"
+    return text
 
 
 def push(args: argparse.Namespace) -> int:
@@ -190,30 +211,52 @@ def log(args: argparse.Namespace) -> int:
         events = iter_log(store.odb, head)
         if args.max_count is not None:
             events = islice(events, max(args.max_count, 0))
+        found: dict[str, dict[str, Any]] = {}
+
+        def deletion(history_commit: str) -> dict[str, Any]:
+            """Whether a delete event can still be restored, and until when (read once, when first needed)."""
+            if not found:
+                found.update({d["history_commit"]: d for d in store.deleted_models(args.domain)})
+            return found.get(history_commit, {})
+
         if args.json:
-            print_json([e.as_dict() for e in events])
+            out: list[dict[str, object]] = []
+            for e in events:
+                d = e.as_dict()
+                if e.event == "delete":
+                    gone = deletion(e.history_commit)
+                    d.update(restorable=gone.get("restorable", False), kept_until=gone.get("kept_until"),
+                             id_taken=gone.get("id_taken", False))
+                out.append(d)
+            print_json(out)
             return 0
-        with pager(not args.no_pager) as out:
+        with pager(not args.no_pager) as out_:
             color = use_color(sys.stdout)
             for i, e in enumerate(events):
                 title = f"{e.event} {e.model_id}" + (f" {e.state}" if e.state else "")
+                restore = _restore_note(args.domain, e.model_id, e.model_commit,
+                                        deletion(e.history_commit)) if e.event == "delete" else ""
                 if args.oneline:
                     extra = f" [{e.frameworks}]" if e.frameworks else ""
-                    out.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
-                              f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
+                    if " until " in restore and not restore.startswith("once"):
+                        extra += f" [restorable until {restore.rsplit(' until ', 1)[1].split(' +0000')[0]}]"
+                    out_.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
+                               f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
                     continue
                 if i:
-                    out.write("\n")
-                out.write(paint(title, "yellow", color) + "\n")
-                out.write(f"Model:   {e.model_commit}\n")
-                out.write(f"Author:  {e.author}\n")
-                out.write(f"Date:    {_when(e.time)}\n")
+                    out_.write("\n")
+                out_.write(paint(title, "yellow", color) + "\n")
+                out_.write(f"Model:   {e.model_commit}\n")
+                out_.write(f"Author:  {e.author}\n")
+                out_.write(f"Date:    {_when(e.time)}\n")
+                if restore:
+                    out_.write(f"Restore: {restore}\n")
                 if e.frameworks or e.summary:
-                    out.write("\n")
+                    out_.write("\n")
                 if e.frameworks:
-                    out.write(f"    {e.frameworks}\n")
+                    out_.write(f"    {e.frameworks}\n")
                 if e.summary:
-                    out.write(f"    {e.summary}\n")
+                    out_.write(f"    {e.summary}\n")
     return 0
 
 
@@ -223,6 +266,17 @@ def _print_list(items: Iterable[str], as_json: bool) -> None:
     else:
         for item in items:
             print(item)
+
+
+def _restore_note(domain: str, model_id: str, commit: str, gone: dict[str, Any]) -> str:
+    """What ``cas log`` says under a delete event: how to restore it and until when, or why not."""
+    if not gone.get("kept_until"):
+        return "no: gc has freed its objects"
+    until = gone["kept_until"].replace("T", " ").replace("Z", " +0000")
+    how = f"`cas restore {domain} {model_id} --commit {commit[:10]}`"
+    if gone.get("id_taken"):
+        return f"once {model_id} is free again ({domain}/{model_id} holds another model now), {how}, until {until}"
+    return f"{how}, until {until} (gc's grace period after the deletion)"
 
 
 def domains(args: argparse.Namespace) -> int:
@@ -348,7 +402,9 @@ def cp(args: argparse.Namespace) -> int:
 def rm(args: argparse.Namespace) -> int:
     with open_store_for(args, write=True) as store:
         store.delete_model(args.domain, args.model_id)
-    print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
+    # gc keeps a deleted model for its grace period after the deletion (ops/gc.py)
+    print(f"deleted {args.domain}/{args.model_id} (`cas restore {args.domain} {args.model_id}` brings it back "
+          f"for two weeks; `cas gc --grace 0` frees its space now)")
     return 0
 
 
