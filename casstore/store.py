@@ -82,7 +82,7 @@ from .model.manifest import decode as decode_manifest
 from .model.openfile import StoredFile
 from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_manifest, read_model
-from .model.restore import deletions, find_deletion, missing_part, restored_commit, states_before
+from .model.restore import deletions, find_deletion, missing_part, states_before
 from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
@@ -795,7 +795,7 @@ class Store:
         log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
 
     def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
-                      states: bool = False) -> dict[str, Any]:
+                      states: bool = False, new_id: str | None = None) -> dict[str, Any]:
         """Bring back a deleted model from its history, while its objects are still in the store.
 
         Restores the newest deletion of ``model_id`` in ``domain``, or the one of
@@ -804,7 +804,9 @@ class Store:
         ID as a new model commit with the same files (nothing is read or written
         again) and logged as a ``commit`` event with ``Cas-Restored-From``; push and
         pull carry it like any commit.  ``states=True`` also puts it back in the
-        states it held when it was deleted (those that still exist).
+        states it held when it was deleted (those that still exist).  ``new_id``
+        restores it under another ID (e.g. our model that ``pull(theirs=True)``
+        replaced, while theirs holds the ID).
 
         A deleted model's objects stay for gc's grace period after the deletion
         (two weeks by default; ``cas log`` says until when); ``gc`` with a shorter
@@ -815,15 +817,16 @@ class Store:
             ``restored_from`` (the deleted commit) and ``states`` (those restored).
 
         Raises:
-            ModelExistsException: the ID is taken now (checked atomically, as a commit's).
+            ModelExistsException: the ID (or ``new_id``) is taken now (checked atomically, as a commit's).
             RestoreError: no deletion of that ID (or commit), or its objects were freed.
         """
         check_domain(domain)
         check_model_id(model_id)
+        target = model_id if new_id is None else check_model_id(new_id)
         if self.refs.get(domain_ref(domain)) is None:
             raise DomainNotFoundException(domain)
-        if self.model_exists(domain, model_id):
-            raise ModelExistsException(domain, model_id)
+        if self.model_exists(domain, target):
+            raise ModelExistsException(domain, target)
         ident = author(self.path)
         with self._lock():  # gc must neither free the old objects nor the new commit meanwhile
             head = self.refs.get(domain_ref(domain))
@@ -832,24 +835,30 @@ class Store:
             if missing is not None:
                 raise RestoreError(domain, model_id, f"deleted at {gone.commit.decode()[:10]}, and gc has freed "
                                    f"its objects ({missing} is gone)")
-            manifest, _ = read_manifest(self.repo, gone.commit)
+            manifest, files_tree = read_manifest(self.repo, gone.commit)
             if manifest.domain != domain or manifest.model_id != model_id:
                 raise RestoreError(domain, model_id, f"commit {gone.commit.decode()[:10]} is the model "
                                    f"{manifest.domain}/{manifest.model_id}")
+            manifest = dataclasses.replace(manifest, model_id=target)
+            # a new commit (the history head makes it one no history has seen, even when the same
+            # deletion is restored twice): the old deletion must not apply to it (model/restore.py)
+            origin = gone.commit.decode() if target == model_id else f"{domain}/{model_id} {gone.commit.decode()}"
+            trailers = {"Restored-From": origin}
             with self._write_errors():
-                new = restored_commit(self.odb, gone, head)
-            self._claim(manifest, new, ident, {"Restored-From": gone.commit.decode()})
+                new = self._write_model(manifest, files_tree.id, _dt.datetime.fromisoformat(manifest.created),
+                                        {**trailers, "Restored-At": head.decode() if head else "none"})
+            self._claim(manifest, new, ident, trailers)
             held = states_before(self.odb, head, gone) if states and head is not None else []
         restored = []
         existing = set(self.list_model_states())
         for state in held:
             if state in existing:
-                self.set_model_state(domain, model_id, state)
+                self.set_model_state(domain, target, state)
                 restored.append(state)
             else:
                 warnings.warn(f"casstore: {domain}/{model_id} was in state {state!r}, which no longer exists: "
                               f"not restored", stacklevel=2)
-        log.info("restored %s/%s (%s) from %s", domain, model_id, new.decode()[:10], gone.commit.decode()[:10])
+        log.info("restored %s/%s (%s) from %s", domain, target, new.decode()[:10], gone.commit.decode()[:10])
         return {**self._info(manifest, new), "restored_from": gone.commit.decode(), "states": restored}
 
     def deleted_models(self, domain: str, grace_period: float = DEFAULT_GRACE) -> list[dict[str, Any]]:
@@ -1181,6 +1190,8 @@ class Store:
         overwrites a model on the remote; conflicting IDs are reported in the
         result and everything else is pushed.  A domain whose remote history
         this store has never seen is reported as diverged: pull first.
+        ``result.changes`` names every model added, deleted or replaced on the
+        remote; one that held a state there is also a ModelStateLostWarning.
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.sync import push
@@ -1198,7 +1209,10 @@ class Store:
         broken remote leaves this store as it was.  Never overwrites a local
         model: a domain with a conflicting ID is left as it was and the ID
         reported; other domains complete.  ``theirs=True`` resolves conflicts
-        by deleting our model (logged) and taking the remote's.
+        by deleting our model (logged) and taking the remote's, reported as a
+        replacement.  ``result.changes`` names every model added, deleted or
+        replaced here, with both commits; a removed model that held a state here
+        is also a ModelStateLostWarning (restore it with ``restore_model``).
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.sync import pull

@@ -148,7 +148,9 @@ def remote(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    with open_store_for(args, write=True) as store:
+    with open_store_for(args, write=True) as store, warnings.catch_warnings(record=True) as lost:
+        # a model that left a state is warned about after the report that names it
+        warnings.simplefilter("always")
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
             if _hook_missing(result.url):
@@ -175,6 +177,9 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
             print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
         for ref, reason in result.rejected.items():
             print(f"rejected by the remote: {ref}: {reason}")
+    sys.stdout.flush()
+    for w in lost:  # every warning of the push or pull, in order, after its report
+        warnings.warn(w.message, w.category, stacklevel=1)
     return 0 if result.ok else 1
 
 
@@ -238,7 +243,7 @@ def log(args: argparse.Namespace) -> int:
                                         deletion(e.history_commit)) if e.event == "delete" else ""
                 if args.oneline:
                     extra = f" [{e.frameworks}]" if e.frameworks else ""
-                    if " until " in restore and not restore.startswith("once"):
+                    if " until " in restore:
                         extra += f" [restorable until {restore.rsplit(' until ', 1)[1].split(' +0000')[0]}]"
                     out_.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
                                f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
@@ -273,10 +278,10 @@ def _restore_note(domain: str, model_id: str, commit: str, gone: dict[str, Any])
     if not gone.get("kept_until"):
         return "no: gc has freed its objects"
     until = gone["kept_until"].replace("T", " ").replace("Z", " +0000")
-    how = f"`cas restore {domain} {model_id} --commit {commit[:10]}`"
-    if gone.get("id_taken"):
-        return f"once {model_id} is free again ({domain}/{model_id} holds another model now), {how}, until {until}"
-    return f"{how}, until {until} (gc's grace period after the deletion)"
+    if gone.get("id_taken"):  # another model holds the ID now: only under another ID
+        return (f"`cas restore {domain} {model_id} --commit {commit[:10]} --as NEW_ID` ({model_id} holds another "
+                f"model now), until {until}")
+    return f"`cas restore {domain} {model_id} --commit {commit[:10]}`, until {until} (gc's grace period)"
 
 
 def domains(args: argparse.Namespace) -> int:

@@ -2,10 +2,12 @@
 
 A ``delete`` event names the model commit it deleted (``Cas-Commit``).  While that
 commit's objects are still in the store -- gc keeps them for its grace period after
-the deletion (ops/gc.py) -- the model can be committed again under its ID: a *new*
-model commit with the very same tree (manifest and chunk trees: nothing is read or
-written again) and a ``Cas-Restored-From`` trailer, claimed like any commit
-(create-if-absent: a live ID is never replaced) and logged as a ``commit`` event.
+the deletion (ops/gc.py) -- the model can be committed again under its ID (or
+another): a *new* model commit of the same manifest and the very same ``files`` tree
+(nothing is read or written again) with ``Cas-Restored-From`` and ``Cas-Restored-At``
+(the history head then) trailers, claimed like any commit (create-if-absent: a live
+ID is never replaced) and logged as a ``commit`` event with ``Cas-Restored-From``.
+The Store writes it (``Store.restore_model``); this module finds what to restore.
 
 Why a new commit and not the old one: push and pull apply a deletion to exactly the
 commit it names (remote/merge.py), on every side that ever sees the delete event, so
@@ -122,18 +124,3 @@ def _time(odb: ObjectDB, sha: ObjectID) -> int:
     c = odb.read(sha, Commit)
     assert isinstance(c, Commit)
     return int(c.commit_time)
-
-
-def restored_commit(odb: ObjectDB, deletion: Deletion, history_head: ObjectID | None) -> ObjectID:
-    """Write the new model commit restoring ``deletion``: the same tree, author and time, a trailer more.
-
-    ``history_head`` (the domain history now) makes it a commit no history has seen:
-    restoring the same deletion again, after deleting the first restore, is a new
-    commit too.
-    """
-    old = odb.read(deletion.commit, Commit)
-    assert isinstance(old, Commit)
-    message = old.message.rstrip(b"\n") + (
-        f"\nCas-Restored-From: {deletion.commit.decode()}\n"
-        f"Cas-Restored-At: {history_head.decode() if history_head else 'none'}\n").encode()
-    return odb.write_commit(old.tree, [], old.author, message, old.author_time)
