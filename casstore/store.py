@@ -405,8 +405,11 @@ class Store:
         return self._info(decode_manifest(manifest.encode()), commit_id)
 
     def _claim(self, manifest: Manifest, commit_id: ObjectID, ident: bytes,
-               trailers: dict[str, str] | None = None) -> None:
+               trailers: dict[str, str] | None = None, now: bool = False) -> None:
         """Create the model ref (the ID claim) and log the commit event, as one step.
+
+        The event's time is the model's creation time, or the present with ``now``
+        (a restore: ``cas log`` shows it after the deletion it undoes).
 
         Callers hold the shared store lock, so gc keeps the new objects until the ref names them.
 
@@ -422,7 +425,7 @@ class Store:
                 idx.models[model_id] = commit_id
 
             append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
-                         when=int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
+                         when=None if now else int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
                          trailers={**event_trailers(manifest), **(trailers or {})})
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
@@ -847,7 +850,7 @@ class Store:
             with self._write_errors():
                 new = self._write_model(manifest, files_tree.id, _dt.datetime.fromisoformat(manifest.created),
                                         {**trailers, "Restored-At": head.decode() if head else "none"})
-            self._claim(manifest, new, ident, trailers)
+            self._claim(manifest, new, ident, trailers, now=True)
             held = states_before(self.odb, head, gone) if states and head is not None else []
         restored = []
         existing = set(self.list_model_states())

@@ -168,3 +168,25 @@ def test_restore_refusals_name_the_problem(tmp_path: Path, store: casstore.Store
         store.restore_model("d", "v1")
     assert json.loads(cas("log", "d", "--json", store=Path(store.path)).stdout)[0]["restorable"] is False
     assert "Restore: no: gc has freed its objects" in cas("log", "d", store=Path(store.path)).stdout
+
+
+def test_restore_again_and_under_another_id(tmp_path: Path, store: casstore.Store) -> None:
+    f = tmp_path / "m.bin"
+    f.write_bytes(os.urandom(50_000))
+    x0 = store.commit_models("d", model=str(f), model_id="v1")["commit"]
+    store.delete_model("d", "v1")
+    x1 = store.restore_model("d", "v1")["commit"]
+    store.delete_model("d", "v1")
+    # the newest deletion (of x1), restored as yet another commit: no deletion names it
+    x2 = store.restore_model("d", "v1")["commit"]
+    assert len({x0, x1, x2}) == 3
+    info = store.restore_model("d", "v1", commit=x0[:8], new_id="v1-old")
+    assert info["model_id"] == "v1-old" and info["restored_from"] == x0
+    assert Path(store.load("d", "v1-old")).read_bytes() == f.read_bytes()
+    with pytest.raises(ModelExistsException):
+        store.restore_model("d", "v1", commit=x0, new_id="v1-old")
+    events = [(e.event, e.model_id) for e in store.log("d")]
+    assert events == [("commit", "v1-old"), ("commit", "v1"), ("delete", "v1"), ("commit", "v1"),
+                      ("delete", "v1"), ("commit", "v1")]
+    assert store.fsck(read_data=True).ok
+    assert_consistent(store)
