@@ -1156,7 +1156,9 @@ class Store:
         """Remove objects no ref reaches that are older than ``grace_period`` seconds.
 
         The default grace period is two weeks, like git's; ``0`` removes every
-        unreachable object, ``math.inf`` none.  Runs under the store's exclusive
+        unreachable object, ``math.inf`` none.  A model deleted less than
+        ``grace_period`` ago is kept whole, so that ``restore_model`` can bring
+        it back.  Runs under the store's exclusive
         lock: it waits for the writers in progress (commit, delete, state
         changes, push, pull), at most ``wait`` seconds (None: as long as it
         takes), and writers wait for it.  While it waits,

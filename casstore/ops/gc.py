@@ -2,7 +2,11 @@
 
 Mark: walk every ref (model commits, domain histories, the state list) through
 commits and trees; gitlinks are not followed, so a deleted model's data is
-garbage even though old history commits name it.  Reachable packed objects are
+garbage even though old history commits name it -- once its deletion is older
+than the grace period: the model commits that ``delete`` events younger than
+that name are marked too (as far as they are still here), so that a deleted
+model can be restored for the grace period after its deletion, however old its
+files are (model/restore.py).  Reachable packed objects are
 marked in one byte-array per pack (found with numpy lookups in the ``.idx``);
 reachable loose objects (metadata only) in a set.  Memory is a few bytes per
 object, never the objects themselves (dulwich's porcelain.gc holds the store in
