@@ -44,6 +44,7 @@ from dulwich.objects import Commit, ObjectID, Tag, Tree
 from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
 from ..model.history import parse_trailers
 from ..objects.maintenance import copy_packs, delete_pack, maintain
+from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..util.fsutil import TMP_PREFIX
 from ..util.locking import WaitFn, store_lock
@@ -210,15 +211,14 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
 
 def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | None,
           deleted_since: float = math.inf) -> int:
-    """Mark everything the refs reach; returns how many objects.
+    """Mark everything the refs reach, then what recently deleted models still reach; returns how many objects.
 
-    Also marks, as far as they are still here, the models that ``delete`` events
-    newer than ``deleted_since`` name (history commit time): a deleted model stays
-    restorable for the grace period after its deletion, however old its files are
-    (model/restore.py).  Those are walked last and leniently: a part already freed
-    (or never fetched: a deletion pulled from elsewhere) is skipped, not an error.
+    A ``delete`` event newer than ``deleted_since`` (history commit time) keeps the
+    model commit it names: a deleted model stays restorable for the grace period
+    after its deletion, however old its files are (model/restore.py).
     """
     odb = repo.odb
+    recently_deleted: list[ObjectID] = []
     try:
         roots = set(_read_refs(repo).values())
     except CorruptRefError as e:
@@ -228,54 +228,73 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
         if fresh:
             stack.append(sha)
     count = len(stack)
-    recently_deleted: list[ObjectID] = []
-    lenient = False
-    while True:
-        while stack:
-            oid = stack.pop()
-            try:
-                obj = odb.read(oid)
-            except CorruptObjectError as e:
-                if lenient:
+    while stack:
+        oid = stack.pop()
+        try:
+            obj = odb.read(oid)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
+        children: list[ObjectID] = []
+        blobs: list[ObjectID] = []
+        if isinstance(obj, Commit):
+            children = [obj.tree, *obj.parents]
+            if obj.commit_time > deleted_since and b"\nCas-Event: delete\n" in obj.message:
+                named = parse_trailers(obj.message).get("Cas-Commit", "").encode()
+                if _HEX40.fullmatch(named):
+                    recently_deleted.append(ObjectID(named))
+        elif isinstance(obj, Tree):
+            for entry in obj.iteritems():
+                if entry.mode == GITLINK:
                     continue
-                raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") \
-                    from None
-            children: list[ObjectID] = []
-            blobs: list[ObjectID] = []
-            if isinstance(obj, Commit):
-                children = [obj.tree, *obj.parents]
-                if obj.commit_time > deleted_since and b"\nCas-Event: delete\n" in obj.message:
-                    named = parse_trailers(obj.message).get("Cas-Commit", "").encode()
-                    if _HEX40.fullmatch(named):
-                        recently_deleted.append(ObjectID(named))
-            elif isinstance(obj, Tree):
-                for entry in obj.iteritems():
-                    if entry.mode == GITLINK:
-                        continue
+                (children if entry.mode & 0o040000 else blobs).append(entry.sha)
+        elif isinstance(obj, Tag):
+            children = [obj.object[1]]
+        if blobs:
+            count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
+            if progress:
+                progress(len(blobs))
+        if children:
+            for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]),
+                                    strict=True):
+                if fresh:
+                    count += 1
+                    stack.append(child)
+    return count + _mark_deleted(odb, marks, recently_deleted, progress)
+
+
+def _mark_deleted(odb: ObjectDB, marks: _Marks, roots: list[ObjectID],
+                  progress: Callable[[int], None] | None) -> int:
+    """Mark what the deleted model commits ``roots`` still reach, leniently.
+
+    Only what is here: a part already freed, or never fetched (a deletion pulled
+    from elsewhere), is skipped, not an error, and is not marked (a marked object
+    in no pack index would look like a lost index).
+    """
+    here = [c for c in roots if odb.contains(c)]
+    stack = [c for c, fresh in zip(here, marks.mark([bytes.fromhex(c.decode()) for c in here]), strict=True) if fresh]
+    count = len(stack)
+    while stack:
+        try:
+            obj = odb.read(stack.pop())
+        except CorruptObjectError:
+            continue
+        children: list[ObjectID] = []
+        blobs: list[ObjectID] = []
+        if isinstance(obj, Commit):
+            children = [obj.tree]
+        elif isinstance(obj, Tree):
+            for entry in obj.iteritems():
+                if entry.mode != GITLINK and odb.contains(entry.sha):
                     (children if entry.mode & 0o040000 else blobs).append(entry.sha)
-            elif isinstance(obj, Tag):
-                children = [obj.object[1]]
-            if lenient:  # only what is here: a freed part must not look like a lost pack index
-                children = [c for c in children if odb.contains(c)]
-                blobs = [b for b in blobs if odb.contains(b)]
-            if blobs:
-                count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
-                if progress:
-                    progress(len(blobs))
-            if children:
-                for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]),
-                                        strict=True):
-                    if fresh:
-                        count += 1
-                        stack.append(child)
-        if lenient or not recently_deleted:
-            return count
-        lenient = True
-        here = [c for c in recently_deleted if odb.contains(c)]
-        for sha, fresh in zip(here, marks.mark([bytes.fromhex(c.decode()) for c in here]), strict=True):
+        if blobs:
+            count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
+            if progress:
+                progress(len(blobs))
+        for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]), strict=True):
             if fresh:
                 count += 1
-                stack.append(sha)
+                stack.append(child)
+    return count
 
 
 def _remove(path: str) -> int:
