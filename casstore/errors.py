@@ -342,3 +342,50 @@ class UnsignedModelError(CasError):
 
 class UnsignedModelWarning(UserWarning):
     """Under ``cas.requireSigned warn``: a model read is not signed by an allowed key."""
+
+
+class DownloadConflictError(CasError, FileExistsError):
+    """A download would replace files that hold other bytes than the model's (without ``force``).
+
+    The one rule of ``Store.download`` and ``cas download``: nothing is written.
+
+    Attributes:
+        directory: where the model was to be written.
+        domain, model_id: the model.
+        paths: the stored paths whose files exist there with other content.
+    """
+
+    def __init__(self, directory: str, domain: str, model_id: str, paths: list[str]) -> None:
+        self.directory = directory
+        self.domain = domain
+        self.model_id = model_id
+        self.paths = paths
+        shown = ", ".join(paths[:5]) + (", ..." if len(paths) > 5 else "")
+        files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+        CasError.__init__(
+            self, f"{directory} already holds {files} of {domain}/{model_id} ({shown}) with other content: "
+            f"nothing written; replace them with `cas download --force` (Python: force=True), "
+            f"or choose another directory")
+
+
+class OtherFilesWarning(UserWarning):
+    """``Store.download`` wrote into a directory that also holds files the model does not have."""
+
+
+class ModelStateLostWarning(UserWarning):
+    """A push or pull deleted or replaced a model that held a state (e.g. ``production``) on that side."""
+
+
+class RestoreError(CasError, ValueError):
+    """A deleted model cannot be restored (never deleted, its objects freed, a bad ``--commit``).
+
+    Attributes:
+        domain, model_id: the model.
+        detail: why, in words.
+    """
+
+    def __init__(self, domain: str, model_id: str, detail: str) -> None:
+        self.domain = domain
+        self.model_id = model_id
+        self.detail = detail
+        super().__init__(f"cannot restore {domain}/{model_id}: {detail}")

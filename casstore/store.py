@@ -46,14 +46,18 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from .errors import (
     CasError,
     DomainNotFoundException,
+    DownloadConflictError,
     ExtraFileError,
     FrameworkError,
     InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
+    ModelStateLostWarning,
     NoModelInStateError,
     NotAStoreError,
+    OtherFilesWarning,
     PickleRefusedError,
+    RestoreError,
     SigningError,
     StateNotFoundException,
     StoreWriteError,
@@ -79,8 +83,9 @@ from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.metadata import plain_metadata
 from .model.openfile import StoredFile
-from .model.readback import iter_file, open_file, write_file
-from .model.reading import file_oids, model_commit, read_model
+from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
+from .model.reading import file_oids, model_commit, read_manifest, read_model
+from .model.restore import deletions, find_deletion, missing_part, states_before
 from .model.signatures import Verifier
 from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
 from .objects.chunker import ChunkParams
@@ -471,8 +476,11 @@ class Store:
         return self._info(decode_manifest(manifest.encode()), commit_id)
 
     def _claim(self, manifest: Manifest, commit_id: ObjectID, ident: bytes,
-               trailers: dict[str, str] | None = None) -> None:
+               trailers: dict[str, str] | None = None, now: bool = False) -> None:
         """Create the model ref (the ID claim) and log the commit event, as one step.
+
+        The event's time is the model's creation time, or the present with ``now``
+        (a restore: ``cas log`` shows it after the deletion it undoes).
 
         Callers hold the shared store lock, so gc keeps the new objects until the ref names them.
 
@@ -488,7 +496,7 @@ class Store:
                 idx.models[model_id] = commit_id
 
             append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
-                         when=int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
+                         when=None if now else int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
                          trailers={**event_trailers(manifest), **(trailers or {})})
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
@@ -853,6 +861,100 @@ class Store:
                     raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
         log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
 
+    def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
+                      states: bool = False, new_id: str | None = None) -> dict[str, Any]:
+        """Bring back a deleted model from its history, while its objects are still in the store.
+
+        Restores the newest deletion of ``model_id`` in ``domain``, or the one of
+        model commit ``commit`` (a prefix of 4 or more hex digits will do; ``cas log``
+        lists deletions with their commits).  The model is committed again under its
+        ID as a new model commit with the same files (nothing is read or written
+        again) and logged as a ``commit`` event with ``Cas-Restored-From``; push and
+        pull carry it like any commit.  ``states=True`` also puts it back in the
+        states it held when it was deleted (those that still exist).  ``new_id``
+        restores it under another ID (e.g. our model that ``pull(theirs=True)``
+        replaced, while theirs holds the ID).
+
+        A deleted model's objects stay for gc's grace period after the deletion
+        (two weeks by default; ``cas log`` says until when); ``gc`` with a shorter
+        grace frees them sooner, and then nothing can restore it.
+
+        Returns:
+            The model's metadata, as ``get_model_info`` returns it, plus
+            ``restored_from`` (the deleted commit) and ``states`` (those restored).
+
+        Raises:
+            ModelExistsException: the ID (or ``new_id``) is taken now (checked atomically, as a commit's).
+            RestoreError: no deletion of that ID (or commit), or its objects were freed.
+        """
+        check_domain(domain)
+        check_model_id(model_id)
+        target = model_id if new_id is None else check_model_id(new_id)
+        if self.refs.get(domain_ref(domain)) is None:
+            raise DomainNotFoundException(domain)
+        if self.model_exists(domain, target):
+            raise ModelExistsException(domain, target)
+        ident = author(self.path)
+        with self._lock():  # gc must neither free the old objects nor the new commit meanwhile
+            head = self.refs.get(domain_ref(domain))
+            gone = find_deletion(self.odb, head, domain, model_id, commit)
+            missing = missing_part(self.repo, gone.commit)
+            if missing is not None:
+                raise RestoreError(domain, model_id, f"deleted at {gone.commit.decode()[:10]}, and gc has freed "
+                                   f"its objects ({missing} is gone)")
+            manifest, files_tree = read_manifest(self.repo, gone.commit)
+            if manifest.domain != domain or manifest.model_id != model_id:
+                raise RestoreError(domain, model_id, f"commit {gone.commit.decode()[:10]} is the model "
+                                   f"{manifest.domain}/{manifest.model_id}")
+            manifest = dataclasses.replace(manifest, model_id=target)
+            # a new commit (the history head makes it one no history has seen, even when the same
+            # deletion is restored twice): the old deletion must not apply to it (model/restore.py)
+            origin = gone.commit.decode() if target == model_id else f"{domain}/{model_id} {gone.commit.decode()}"
+            trailers = {"Restored-From": origin}
+            with self._write_errors():
+                new = self._write_model(manifest, files_tree.id, _dt.datetime.fromisoformat(manifest.created),
+                                        {**trailers, "Restored-At": head.decode() if head else "none"})
+            self._claim(manifest, new, ident, trailers, now=True)
+            held = states_before(self.odb, head, gone) if states and head is not None else []
+        restored = []
+        existing = set(self.list_model_states())
+        for state in held:
+            if state in existing:
+                self.set_model_state(domain, target, state)
+                restored.append(state)
+            else:
+                warnings.warn(f"casstore: {domain}/{model_id} was in state {state!r}, which no longer exists: "
+                              f"not restored", stacklevel=2)
+        log.info("restored %s/%s (%s) from %s", domain, target, new.decode()[:10], gone.commit.decode()[:10])
+        return {**self._info(manifest, new), "restored_from": gone.commit.decode(), "states": restored}
+
+    def deleted_models(self, domain: str, grace_period: float = DEFAULT_GRACE) -> list[dict[str, Any]]:
+        """Every deletion in the domain's history, newest first, and whether it can be restored.
+
+        Each: ``model_id``, ``commit`` (the deleted model commit), ``deleted`` (ISO
+        time), ``history_commit``, ``restorable`` (its model commit is still here and
+        the ID is free now), ``id_taken`` (the ID holds another model now),
+        ``kept_until`` (ISO time: deletion + ``grace_period``, until which ``gc``
+        with that grace keeps its objects; None once they are gone).  Cheap: the
+        objects' presence is judged by the model commit, which gc frees with them.
+        """
+        check_domain(domain)
+        head = self.refs.get(domain_ref(domain))
+        if head is None:
+            raise DomainNotFoundException(domain)
+        out = []
+        live = {mid: self.refs.get(model_ref(domain, mid)) for mid in self.refs.model_ids(domain)}
+        for d in deletions(self.odb, head):
+            until = None
+            if d.present:
+                until = (_dt.datetime.fromtimestamp(d.time, _dt.timezone.utc)
+                         + _dt.timedelta(seconds=min(grace_period, 1e10))).strftime("%Y-%m-%dT%H:%M:%SZ")
+            taken = live.get(d.model_id) is not None
+            out.append({"model_id": d.model_id, "commit": d.commit.decode(), "history_commit": d.event.decode(),
+                        "deleted": _dt.datetime.fromtimestamp(d.time, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "restorable": d.present and not taken, "id_taken": taken, "kept_until": until})
+        return out
+
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
         check_model_id(model_id)
@@ -1023,43 +1125,77 @@ class Store:
         return 2 * default_workers() + 2
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
-                 *, files: Sequence[str] | None = None, state: str | None = None,
-                 require_signed: bool | None = None) -> str:
+                 *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
+                 require_signed: bool | None = None) -> Downloaded:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
         after all of its bytes verified.  ``files`` (stored paths, as ``cas show``
-        lists them) writes only those.  A file of the same name already there is
-        replaced; other files in ``local_path`` are left alone (``cas download``
-        refuses to replace without ``--force``).  Returns ``local_path``.
-        ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
+        lists them) writes only those.
 
+        Never replaces a user's file silently (the same rule as ``cas download``):
+        a file of the same name that already holds exactly the model's bytes is
+        left as it is (``unchanged``); one with other content makes the call
+        raise DownloadConflictError with nothing written, unless ``force=True``
+        (then it is replaced and listed in ``replaced``).  Files under
+        ``local_path`` that are not the model's are left alone, listed in
+        ``others`` and named in an OtherFilesWarning.
+
+        ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
         ``require_signed`` as for :meth:`load`.
+
+        Returns:
+            ``local_path`` as an absolute path: a ``str`` (:class:`Downloaded`)
+            whose ``written``, ``replaced``, ``unchanged`` and ``others`` say what
+            happened to each file.
 
         Raises:
             FileNotFoundError: a name in ``files`` is not a file of the model
                 (nothing is written).
+            DownloadConflictError: without ``force``, files there hold other
+                bytes (nothing is written).
             NoModelInStateError, StateNotFoundException: see ``load``.
             UnsignedModelError: the signature policy refuses the model.
         """
         root = os.path.abspath(os.fspath(local_path))
         model_id = self._in_state(domain, model_id, state)
         sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
+        name = f"{manifest.domain}/{manifest.model_id}"
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise NotADirectoryError(f"{root} is a file, not a directory: the model's files are written into a "
+                                     f"directory")
         wanted = {f.path for f in manifest.files} if files is None else set(files)
         unknown = wanted - {f.path for f in manifest.files}
         if unknown:
-            raise FileNotFoundError(f"{manifest.domain}/{manifest.model_id} has no file {sorted(unknown)[0]!r}")
+            raise FileNotFoundError(f"{name} has no file {sorted(unknown)[0]!r} "
+                                    f"(its files: {', '.join(sorted(f.path for f in manifest.files))})")
+        before = files_under(root)
+        existing = set(before)
+        unchanged = [f.path for f in manifest.files
+                     if f.path in wanted and f.path in existing and holds_entry(root, f)]
+        # like `git checkout`: never replace a user's file without being told to
+        differ = [f.path for f in manifest.files
+                  if f.path in wanted and f.path not in unchanged and os.path.lexists(os.path.join(root, f.path))]
+        if differ and not force:
+            raise DownloadConflictError(root, manifest.domain, manifest.model_id, differ)
+        others = [p for p in before if p not in {f.path for f in manifest.files}]
         os.makedirs(root, exist_ok=True)
         self.odb.index.refresh()  # packs may have been merged by another process
-        counter = Counter(self.progress, "downloading", sum(f.size for f in manifest.files if f.path in wanted))
+        todo = [i for i, f in enumerate(manifest.files) if f.path in wanted and f.path not in unchanged]
+        counter = Counter(self.progress, "downloading", sum(manifest.files[i].size for i in todo))
         with self._pool() as pool:
-            for i, f in enumerate(manifest.files):
-                if f.path not in wanted:
-                    continue
-                write_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), root, pool,
+            for i in todo:
+                write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i), root, pool,
                            self._window(), counter)
-        log.debug("downloaded %s/%s: %d files into %s", manifest.domain, manifest.model_id, len(manifest.files), root)
-        return root
+        if others:
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            files_n = "1 file" if len(others) == 1 else f"{len(others)} files"
+            warnings.warn(f"{root} also holds {files_n} that {name} does not have, left untouched: {shown}",
+                          OtherFilesWarning, stacklevel=2)
+        log.debug("downloaded %s: %d files into %s (%d unchanged, %d replaced)", name, len(todo), root,
+                  len(unchanged), len(differ))
+        return Downloaded(root, written=[manifest.files[i].path for i in todo], replaced=differ,
+                          unchanged=unchanged, others=others)
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
              state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
@@ -1220,7 +1356,8 @@ class Store:
         ``grace`` (as ``cas gc --grace`` names it; ``grace_period`` is the same, kept
         for older code): seconds, or a duration such as ``"12h"``, ``"2w"``, ``"now"``,
         ``"never"``.  The default is two weeks, like git's; ``0`` removes every
-        unreachable object, ``math.inf`` none.  The report counts what the grace
+        unreachable object, ``math.inf`` none.  A model deleted less than the grace
+        period ago is kept whole, so that ``restore_model`` can bring it back.  The report counts what the grace
         period kept (``objects_kept_young``, ``bytes_kept_young``).  Runs under the store's exclusive
         lock: it waits for the writers in progress (commit, delete, state
         changes, push, pull), at most ``wait`` seconds (None: as long as it
@@ -1264,6 +1401,8 @@ class Store:
         overwrites a model on the remote; conflicting IDs are reported in the
         result and everything else is pushed.  A domain whose remote history
         this store has never seen is reported as diverged: pull first.
+        ``result.changes`` names every model added, deleted or replaced on the
+        remote; one that held a state there is also a ModelStateLostWarning.
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.sync import push
@@ -1281,7 +1420,10 @@ class Store:
         broken remote leaves this store as it was.  Never overwrites a local
         model: a domain with a conflicting ID is left as it was and the ID
         reported; other domains complete.  ``theirs=True`` resolves conflicts
-        by deleting our model (logged) and taking the remote's.  ``require_signed=True``
+        by deleting our model (logged) and taking the remote's, reported as a
+        replacement.  ``result.changes`` names every model added, deleted or
+        replaced here, with both commits; a removed model that held a state here
+        is also a ModelStateLostWarning (restore it with ``restore_model``).  ``require_signed=True``
         (default: whether the store's ``cas.requireSigned`` is ``refuse``) refuses the pull,
         changing nothing, unless every new model and history event is signed by a key the
         allowed signers file allows for its domain (:class:`UnsignedModelError` names the first).
@@ -1361,6 +1503,18 @@ def _log_sync(verb: str, result: SyncResult) -> None:
     log.info("%s %s: %d models added, %d deleted, %d replaced; %d objects, %d bytes", verb, result.url,
              len(result.models_added), len(result.models_deleted), len(result.models_replaced), result.objects,
              result.bytes)
+    for c in result.changes:
+        log.info("%s %s: %s %s (%s -> %s)", verb, result.url, c.change, c.model, c.old, c.new)
+    for c in result.states_lost:
+        # loud: a model someone had put in a state is gone from it (issue 21, item 3)
+        domain, model_id = c.model.split("/", 1)
+        where = f"on {result.url}" if verb == "push" else "here"
+        what = (f"was deleted by this {verb}" if c.change == "deleted"
+                else f"was replaced by {(c.new or '')[:10]}")
+        how = (f"; `cas restore {domain} {model_id} --states` (store.restore_model(..., states=True)) brings it back"
+               if verb == "pull" and c.change == "deleted" else "")
+        warnings.warn(f"{c.model} ({(c.old or '')[:10]}) held state {', '.join(c.states)} {where} and {what}"
+                      f"{how}", ModelStateLostWarning, stacklevel=3)
     for m in result.conflicts:
         log.warning("%s %s: conflict: %s is a different model on each side", verb, result.url, m)
     for d in result.diverged:

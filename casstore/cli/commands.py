@@ -12,15 +12,18 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import DomainNotFoundException, RemoteError
+from ..errors import DomainNotFoundException, OtherFilesWarning, RemoteError
 from ..model.history import iter_log
 from ..objects.refs import domain_ref
 from ..store import Store, init_store, is_store, missing_store_error, open_store, resolve_store
 from ..util.names import check_domain, check_model_id, shown
 from ..util.progress import TerminalProgress
 from .output import count, human, pager, paint, print_json, to_json, use_color
+
+if TYPE_CHECKING:
+    from ..remote.sync import ModelChange
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -195,7 +198,9 @@ def _remote_upgrade(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace, verb: str) -> int:
-    with open_store_for(args, write=True) as store:
+    with open_store_for(args, write=True) as store, warnings.catch_warnings(record=True) as lost:
+        # a model that left a state is warned about after the report that names it
+        warnings.simplefilter("always")
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
             if _hook_missing(result.url):
@@ -209,9 +214,10 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
     else:
         moved = "sent" if verb == "push" else "received"
         print(f"{verb} {result.url}: {count(len(result.models_added), 'model')} added, "
-              f"{len(result.models_deleted)} deleted"
-              + (f", {len(result.models_replaced)} replaced" if result.models_replaced else "")
-              + f"; {count(result.objects, 'object')}, {human(result.bytes)} {moved}")
+              f"{len(result.models_deleted)} deleted, {len(result.models_replaced)} replaced"
+              f"; {count(result.objects, 'object')}, {human(result.bytes)} {moved}")
+        for change in result.changes:
+            print("  " + describe_change(change, verb))
         for m in result.conflicts:
             domain = m.split("/", 1)[0]
             print(f"conflict: {m} is a different model on each side; domain {domain} left as it was on both")
@@ -226,7 +232,27 @@ def _sync(args: argparse.Namespace, verb: str) -> int:
             print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
         for ref, reason in result.rejected.items():
             print(f"rejected by the remote: {ref}: {reason}")
+    sys.stdout.flush()
+    for w in lost:  # every warning of the push or pull, in order, after its report
+        warnings.warn(w.message, w.category, stacklevel=1)
     return 0 if result.ok else 1
+
+
+def describe_change(change: ModelChange, verb: str) -> str:
+    """One line of a push's or pull's list: what happened to one model, with its commits."""
+    where = "on the remote" if verb == "push" else "here"
+    old, new = (c[:10] if c else "" for c in (change.old, change.new))
+    if change.change == "added":
+        text = f"added     {change.model} ({new})"
+    elif change.change == "deleted":
+        text = f"deleted   {change.model} ({old})" + (" by --theirs" if change.reason == "theirs" else "")
+    elif change.reason == "theirs":
+        text = f"replaced  {change.model}: ours {old} by theirs {new} (--theirs)"
+    else:
+        text = f"replaced  {change.model}: {old} by {new}"
+    if change.states:
+        text += f"; it was in state {', '.join(change.states)} {where}"
+    return text
 
 
 def push(args: argparse.Namespace) -> int:
@@ -246,34 +272,55 @@ def log(args: argparse.Namespace) -> int:
         if args.max_count is not None:
             events = islice(events, max(args.max_count, 0))
         signing = store.signing_in_use()
+        found: dict[str, dict[str, Any]] = {}
+
+        def deletion(history_commit: str) -> dict[str, Any]:
+            """Whether a delete event can still be restored, and until when (read once, when first needed)."""
+            if not found:
+                found.update({d["history_commit"]: d for d in store.deleted_models(args.domain)})
+            return found.get(history_commit, {})
+
         if args.json:
-            print_json([{**e.as_dict(), "signature": store.signature(args.domain, e.history_commit).as_dict()}
-                        for e in events])
+            out: list[dict[str, object]] = []
+            for e in events:
+                d = {**e.as_dict(), "signature": store.signature(args.domain, e.history_commit).as_dict()}
+                if e.event == "delete":
+                    gone = deletion(e.history_commit)
+                    d.update(restorable=gone.get("restorable", False), kept_until=gone.get("kept_until"),
+                             id_taken=gone.get("id_taken", False))
+                out.append(d)
+            print_json(out)
             return 0
-        with pager(not args.no_pager) as out:
+        with pager(not args.no_pager) as out_:
             color = use_color(sys.stdout)
             for i, e in enumerate(events):
                 title = f"{e.event} {e.model_id}" + (f" {e.state}" if e.state else "")
+                restore = _restore_note(args.domain, e.model_id, e.model_commit,
+                                        deletion(e.history_commit)) if e.event == "delete" else ""
                 if args.oneline:
                     extra = f" [{e.frameworks}]" if e.frameworks else ""
-                    out.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
-                              f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
+                    if " until " in restore:
+                        extra += f" [restorable until {restore.rsplit(' until ', 1)[1].split(' +0000')[0]}]"
+                    out_.write(f"{paint(e.model_commit[:10], 'yellow', color)} "
+                               f"{time.strftime('%Y-%m-%d %H:%M +0000', time.gmtime(e.time))} {title}{extra}\n")
                     continue
                 if i:
-                    out.write("\n")
-                out.write(paint(title, "yellow", color) + "\n")
-                out.write(f"Model:   {e.model_commit}\n")
-                out.write(f"Author:  {shown(e.author)}\n")
-                out.write(f"Date:    {_when(e.time)}\n")
+                    out_.write("\n")
+                out_.write(paint(title, "yellow", color) + "\n")
+                out_.write(f"Model:   {e.model_commit}\n")
+                out_.write(f"Author:  {shown(e.author)}\n")
+                out_.write(f"Date:    {_when(e.time)}\n")
                 verdict = store.signature(args.domain, e.history_commit)
                 if signing or verdict.status != "unsigned":
-                    out.write(f"Signed:  {verdict.describe()}\n")
+                    out_.write(f"Signed:  {verdict.describe()}\n")
+                if restore:
+                    out_.write(f"Restore: {restore}\n")
                 if e.frameworks or e.summary:
-                    out.write("\n")
+                    out_.write("\n")
                 if e.frameworks:
-                    out.write(f"    {e.frameworks}\n")
+                    out_.write(f"    {e.frameworks}\n")
                 if e.summary:
-                    out.write(f"    {e.summary}\n")
+                    out_.write(f"    {e.summary}\n")
     return 0
 
 
@@ -283,6 +330,17 @@ def _print_list(items: Iterable[str], as_json: bool) -> None:
     else:
         for item in items:
             print(item)
+
+
+def _restore_note(domain: str, model_id: str, commit: str, gone: dict[str, Any]) -> str:
+    """What ``cas log`` says under a delete event: how to restore it and until when, or why not."""
+    if not gone.get("kept_until"):
+        return "no: gc has freed its objects"
+    until = gone["kept_until"].replace("T", " ").replace("Z", " +0000")
+    if gone.get("id_taken"):  # another model holds the ID now: only under another ID
+        return (f"`cas restore {domain} {model_id} --commit {commit[:10]} --as NEW_ID` ({model_id} holds another "
+                f"model now), until {until}")
+    return f"`cas restore {domain} {model_id} --commit {commit[:10]}`, until {until} (gc's grace period)"
 
 
 def domains(args: argparse.Namespace) -> int:
@@ -437,49 +495,29 @@ def download(args: argparse.Namespace) -> int:
     if os.path.exists(args.directory) and not os.path.isdir(args.directory):
         raise NotADirectoryError(f"{args.directory} is a file, not a directory: DIR is where the model's "
                                  f"files are written (to write one file, use --file PATH)")
-    root = os.path.abspath(args.directory)
-    with open_store_for(args) as store:
+    with open_store_for(args) as store, warnings.catch_warnings():
+        # the note below says it, from the same result
+        warnings.simplefilter("ignore", OtherFilesWarning)
         info = store.get_model_info(args.domain, args.model_id, state=args.state)
         args.model_id = info["model_id"]  # the very model `--state` found, downloaded below
-        known = {f["path"] for f in info["files"]}
-        for p in args.files or []:
-            if p not in known:
-                raise FileNotFoundError(f"{args.domain}/{args.model_id} has no file {p!r} "
-                                        f"(its files: {', '.join(sorted(known))})")
-        info["files"] = [f for f in info["files"] if not args.files or f["path"] in args.files]
-        paths = [f["path"] for f in info["files"]]
-        # like `git checkout`, never replace a user's file without being told to
-        present = [p for p in paths if os.path.lexists(os.path.join(root, p))]
-        if present and not args.force:
-            listed = ", ".join(map(shown, present[:5])) + (", ..." if len(present) > 5 else "")
-            raise FileExistsError(f"{root} already holds {count(len(present), 'file')} of "
-                                  f"{args.domain}/{args.model_id} ({listed}): nothing written; "
-                                  f"use --force to replace them, or another DIR")
-        before = _all_files(root)
-        store.download(root, args.domain, args.model_id, files=args.files)
-        if args.signature:
-            sig = store.sign_directory(root)
-            print(f"signed {root} for OpenSSF model signing: {sig} "
-                  f"(check: model_signing verify key {root} --signature {sig} --public_key KEY.pem)")
+        done = store.download(args.directory, args.domain, args.model_id, files=args.files, force=args.force)
+        sig = store.sign_directory(done) if args.signature else None
     name = f"{info['domain']}/{info['model_id']}"
-    print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(f['size'] for f in info['files']))} "
-          f"into {root}")
-    for p in present:
+    sizes = {f["path"]: f["size"] for f in info["files"]}
+    paths = [*done.written, *done.unchanged]
+    print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(sizes[p] for p in paths))} into {done}")
+    for p in done.replaced:
         print(f"replaced {shown(p)}")
-    others = before - set(paths) - set(present)
-    if others:
-        print(f"note: {root} also holds {count(len(others), 'other file')} that {name} does not have "
-              f"(left untouched)")
+    for p in done.unchanged:
+        print(f"unchanged {shown(p)} (already held the same bytes)")
+    if done.others:
+        listed = ", ".join(map(shown, done.others[:10])) + (", ..." if len(done.others) > 10 else "")
+        print(f"note: {done} also holds {count(len(done.others), 'other file')} that {name} does not have "
+              f"(left untouched): {listed}")
+    if sig is not None:
+        print(f"signed {done} for OpenSSF model signing: {sig} "
+              f"(check: model_signing verify key {done} --signature {sig} --public_key KEY.pem)")
     return 0
-
-
-def _all_files(root: str) -> set[str]:
-    """Relative paths of the files under ``root`` (empty if it does not exist)."""
-    out: set[str] = set()
-    for dirpath, _, files in os.walk(root):
-        for fn in files:
-            out.add(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
-    return out
 
 
 def cp(args: argparse.Namespace) -> int:
@@ -496,7 +534,9 @@ def cp(args: argparse.Namespace) -> int:
 def rm(args: argparse.Namespace) -> int:
     with open_store_for(args, write=True) as store:
         store.delete_model(args.domain, args.model_id)
-    print(f"deleted {args.domain}/{args.model_id} (run `cas gc` to free its space)")
+    # gc keeps a deleted model for its grace period after the deletion (ops/gc.py)
+    print(f"deleted {args.domain}/{args.model_id} (`cas restore {args.domain} {args.model_id}` brings it back "
+          f"for two weeks; `cas gc --grace 0` frees its space now)")
     return 0
 
 

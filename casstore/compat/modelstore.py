@@ -56,6 +56,7 @@ from ..errors import (
     ModelNotFoundException,
     NoMatchingFrameworkError,
     NoModelInStateError,
+    OtherFilesWarning,
     RemoteError,
     StateNameError,
 )
@@ -727,7 +728,9 @@ class ModelStore:
             domain, model_id = self._lookup(domain, model_id)
             self.refresh()
         info = self._info(domain, model_id)
-        self.store.download(root, domain, model_id)
+        with warnings.catch_warnings():  # modelstore's download overwrites, and says nothing of other files
+            warnings.simplefilter("ignore", OtherFilesWarning)
+            self.store.download(root, domain, model_id, force=True)
         info_path = os.path.join(root, MODEL_INFO)
         if not os.path.exists(info_path):  # a model committed natively
             with open(info_path, "w") as f:

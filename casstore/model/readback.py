@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
@@ -14,7 +15,7 @@ import blake3
 import xxhash
 from dulwich.objects import ObjectID, Tree
 
-from ..errors import CorruptObjectError
+from ..errors import CorruptObjectError, UnsafePathError
 from ..objects.odb import ObjectDB
 from ..util.fsutil import TMP_PREFIX, removed_on_error, safe_target
 from ..util.parallel import batched_sizes, ordered
@@ -124,6 +125,62 @@ def write_file(
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     return target
+
+
+def holds_entry(root: str, entry: FileEntry) -> bool:
+    """Whether ``root`` already holds ``entry`` as a regular file with exactly its bytes.
+
+    Size first, then the whole-file xxh3 of the manifest: such a file needs no
+    rewrite, and replacing it would lose nothing.  A symbolic link is never the
+    same (writing replaces the link itself).
+    """
+    try:
+        st = os.lstat(safe_target(root, entry.path))
+    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+        return False
+    xx = xxhash.xxh3_128()
+    with open(safe_target(root, entry.path), "rb") as f:
+        while block := f.read(1 << 20):
+            xx.update(block)
+    return xx.digest() == entry.xxh3
+
+
+def files_under(root: str) -> list[str]:
+    """Stored-path names (``/``-separated, relative) of every file under ``root``, sorted."""
+    out: list[str] = []
+    for dirpath, _, names in os.walk(root):
+        for fn in names:
+            out.append(os.path.relpath(os.path.join(dirpath, fn), root).replace(os.sep, "/"))
+    return sorted(out)
+
+
+class Downloaded(str):
+    """What ``Store.download`` returns: the directory (a ``str``, as it always was) and what it did.
+
+    Attributes:
+        written: stored paths written (new files and replaced ones).
+        replaced: of those, the ones whose file existed before with other bytes (``force=True``).
+        unchanged: stored paths whose file already held exactly the model's bytes (not rewritten).
+        others: files under the directory that are not the model's, left untouched.
+    """
+
+    written: tuple[str, ...]
+    replaced: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    others: tuple[str, ...]
+
+    def __new__(cls, path: str, *, written: Sequence[str] = (), replaced: Sequence[str] = (),
+                unchanged: Sequence[str] = (), others: Sequence[str] = ()) -> Downloaded:
+        self = super().__new__(cls, path)
+        self.written, self.replaced = tuple(written), tuple(replaced)
+        self.unchanged, self.others = tuple(unchanged), tuple(others)
+        return self
+
+    def as_dict(self) -> dict[str, object]:
+        return {"directory": str(self), "written": list(self.written), "replaced": list(self.replaced),
+                "unchanged": list(self.unchanged), "others": list(self.others)}
 
 
 class _ChunkStream(io.RawIOBase):

@@ -2,7 +2,11 @@
 
 Mark: walk every ref (model commits, domain histories, the state list) through
 commits and trees; gitlinks are not followed, so a deleted model's data is
-garbage even though old history commits name it.  Reachable packed objects are
+garbage even though old history commits name it -- once its deletion is older
+than the grace period: the model commits that ``delete`` events younger than
+that name are marked too (as far as they are still here), so that a deleted
+model can be restored for the grace period after its deletion, however old its
+files are (model/restore.py).  Reachable packed objects are
 marked in one byte-array per pack (found with numpy lookups in the ``.idx``);
 reachable loose objects (metadata only) in a set.  Memory is a few bytes per
 object, never the objects themselves (dulwich's porcelain.gc holds the store in
@@ -38,7 +42,9 @@ import numpy as np
 from dulwich.objects import Commit, ObjectID, Tag, Tree
 
 from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
+from ..model.history import parse_trailers
 from ..objects.maintenance import copy_packs, delete_pack, maintain
+from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..util.fsutil import TMP_PREFIX
 from ..util.locking import WaitFn, yielding_lock
@@ -212,8 +218,16 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
     return found
 
 
-def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | None) -> int:
+def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | None,
+          deleted_since: float = math.inf) -> int:
+    """Mark everything the refs reach, then what recently deleted models still reach; returns how many objects.
+
+    A ``delete`` event newer than ``deleted_since`` (history commit time) keeps the
+    model commit it names: a deleted model stays restorable for the grace period
+    after its deletion, however old its files are (model/restore.py).
+    """
     odb = repo.odb
+    recently_deleted: list[ObjectID] = []
     try:
         roots = set(_read_refs(repo).values())
     except CorruptRefError as e:
@@ -233,6 +247,10 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
         blobs: list[ObjectID] = []
         if isinstance(obj, Commit):
             children = [obj.tree, *obj.parents]
+            if obj.commit_time > deleted_since and b"\nCas-Event: delete\n" in obj.message:
+                named = parse_trailers(obj.message).get("Cas-Commit", "").encode()
+                if _HEX40.fullmatch(named):
+                    recently_deleted.append(ObjectID(named))
         elif isinstance(obj, Tree):
             for entry in obj.iteritems():
                 if entry.mode == GITLINK:
@@ -250,6 +268,41 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
                 if fresh:
                     count += 1
                     stack.append(child)
+    return count + _mark_deleted(odb, marks, recently_deleted, progress)
+
+
+def _mark_deleted(odb: ObjectDB, marks: _Marks, roots: list[ObjectID],
+                  progress: Callable[[int], None] | None) -> int:
+    """Mark what the deleted model commits ``roots`` still reach, leniently.
+
+    Only what is here: a part already freed, or never fetched (a deletion pulled
+    from elsewhere), is skipped, not an error, and is not marked (a marked object
+    in no pack index would look like a lost index).
+    """
+    here = [c for c in roots if odb.contains(c)]
+    stack = [c for c, fresh in zip(here, marks.mark([bytes.fromhex(c.decode()) for c in here]), strict=True) if fresh]
+    count = len(stack)
+    while stack:
+        try:
+            obj = odb.read(stack.pop())
+        except CorruptObjectError:
+            continue
+        children: list[ObjectID] = []
+        blobs: list[ObjectID] = []
+        if isinstance(obj, Commit):
+            children = [obj.tree]
+        elif isinstance(obj, Tree):
+            for entry in obj.iteritems():
+                if entry.mode != GITLINK and odb.contains(entry.sha):
+                    (children if entry.mode & 0o040000 else blobs).append(entry.sha)
+        if blobs:
+            count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
+            if progress:
+                progress(len(blobs))
+        for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]), strict=True):
+            if fresh:
+                count += 1
+                stack.append(child)
     return count
 
 
@@ -297,7 +350,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
         except CorruptObjectError as e:  # a damaged .idx: what it holds cannot be known
             raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
         try:
-            report.reachable = _walk(repo, marks, progress)
+            report.reachable = _walk(repo, marks, progress, deleted_since=cutoff)
             for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
                 live = int(bits.sum())
                 base = os.path.join(odb.pack_dir, pack)

@@ -90,6 +90,27 @@ def parse_refs(refs: Mapping[Ref, ObjectID], url: str) -> RemoteRefs:
 
 
 @dataclass
+class ModelChange:
+    """One model a push or pull added, deleted or replaced, on the side it changed.
+
+    ``old`` is the commit the model ref held there before (deleted, replaced),
+    ``new`` the one it holds now (added, replaced); ``states`` the states that held
+    the removed commit there, which it left with it.
+    """
+
+    model: str  # "domain/id"
+    change: str  # "added", "deleted" or "replaced"
+    old: str | None = None
+    new: str | None = None
+    states: list[str] = field(default_factory=list)
+    #: why: "theirs" for a model of ours that ``pull --theirs`` replaced
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass
 class SyncResult:
     url: str
     models_added: list[str] = field(default_factory=list)  # "domain/id"
@@ -101,13 +122,35 @@ class SyncResult:
     rejected: dict[str, str] = field(default_factory=dict)  # ref -> reason given by the remote
     objects: int = 0
     bytes: int = 0
+    #: every model added, deleted or replaced, with its commits and lost states (``models_*`` name them)
+    changes: list[ModelChange] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.conflicts or self.diverged or self.rejected)
 
+    @property
+    def states_lost(self) -> list[ModelChange]:
+        """The deletions and replacements that took a model out of a state (on the side they changed)."""
+        return [c for c in self.changes if c.states]
+
+    def record(self, change: ModelChange) -> None:
+        """Add ``change`` to the report (and its name to ``models_<change>``)."""
+        self.changes.append(change)
+        {"added": self.models_added, "deleted": self.models_deleted,
+         "replaced": self.models_replaced}[change.change].append(change.model)
+
     def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__, ok=self.ok)
+        return dict(self.__dict__, ok=self.ok, changes=[c.as_dict() for c in self.changes])
+
+
+def _states_of(index: DomainIndex, model_id: str, sha: ObjectID | None) -> list[str]:
+    """The states in which ``index`` holds ``model_id`` at ``sha``."""
+    return sorted(s for s, members in index.states.items() if sha is not None and members.get(model_id) == sha)
+
+
+def _hex(sha: ObjectID | None) -> str | None:
+    return None if sha is None else sha.decode()
 
 
 def _local_index(repo: Repository, domain: str) -> tuple[ObjectID | None, DomainIndex]:
@@ -445,6 +488,7 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
         if _local_index(repo, domain)[1].models == remote_models:
             return  # the same history and models on both sides: nothing to merge
     their_deleted = deleted_commits(odb, theirs)
+    ours_taken: dict[str, tuple[ObjectID, list[str]]] = {}  # ``take_theirs``: ID -> our commit, its states
     while True:
         ours, local = _local_index(repo, domain)
         base = merge_base(odb, ours, theirs) if ours and theirs else None
@@ -453,6 +497,7 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
         if merged.conflicts:
             if take_theirs:
                 for mid in merged.conflicts:
+                    ours_taken.setdefault(mid, (local.models[mid], _states_of(local, mid, local.models[mid])))
                     _delete_local(repo, domain, mid, local.models[mid])
                 continue
             result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
@@ -464,21 +509,30 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
             had = local.models.get(mid)
             if had is None:
                 if repo.refs.add_if_new(model_ref(domain, mid), sha):
-                    result.models_added.append(f"{domain}/{mid}")
+                    if mid in ours_taken:  # ours went first, theirs came: one replacement, both named
+                        old, states = ours_taken.pop(mid)
+                        result.record(ModelChange(f"{domain}/{mid}", "replaced", _hex(old), _hex(sha), states,
+                                                  "theirs"))
+                    else:
+                        result.record(ModelChange(f"{domain}/{mid}", "added", None, _hex(sha)))
             elif had != sha:
                 # our history deleted exactly the commit we hold here... or theirs deleted ours
                 if repo.refs.set_if_equals(model_ref(domain, mid), had, sha):
-                    result.models_replaced.append(f"{domain}/{mid}")
+                    result.record(ModelChange(f"{domain}/{mid}", "replaced", _hex(had), _hex(sha),
+                                              _states_of(local, mid, had)))
         for mid, sha in local.models.items():
             if mid not in merged.index.models:
                 # only the commit the remote's history deleted: remove_if_equals checks it
                 if repo.refs.remove_if_equals(model_ref(domain, mid), sha):
-                    result.models_deleted.append(f"{domain}/{mid}")
+                    result.record(ModelChange(f"{domain}/{mid}", "deleted", _hex(sha), None,
+                                              _states_of(local, mid, sha)))
         _, now = _local_index(repo, domain)
         if now.models != merged.index.models:
             continue  # a local commit or delete raced with us: merge again
         head = _choose_head(repo, ours, theirs, merged.index, url, merged.conflicts)
         if head == ours or repo.refs.set_if_equals(domain_ref(domain), ours, head):  # type: ignore[arg-type]
+            for mid, (old, states) in ours_taken.items():  # taken out, and theirs did not come
+                result.record(ModelChange(f"{domain}/{mid}", "deleted", _hex(old), None, states, "theirs"))
             return
 
 
@@ -540,7 +594,7 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
         changes: dict[Ref, ObjectID] = {}
         # may run twice (the retry without atomic push): start the report afresh
         result.models_added, result.models_deleted, result.conflicts, result.diverged = [], [], [], []
-        result.models_replaced = []
+        result.models_replaced, result.changes = [], []
         local_domains = repo.refs.domains()
         for domain in sorted(local_domains if selected is None else selected & local_domains):
             ours, local = _local_index(repo, domain)
@@ -558,6 +612,7 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
                 # merged back without losing the conflict
                 result.conflicts.extend(f"{domain}/{m}" for m in merged.conflicts)
                 continue
+            their_index = _index_at(repo, theirs, remote_models)
             for mid, sha in merged.index.models.items():
                 had = remote_models.get(mid)
                 if had != sha:
@@ -565,13 +620,15 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
                     read_named_manifest(repo, domain, mid, sha)
                     # a replacement only when our history deleted exactly ``had``
                     changes[model_ref(domain, mid)] = sha
-                    (result.models_added if had is None else result.models_replaced).append(f"{domain}/{mid}")
-            for mid in remote_models:
+                    result.record(ModelChange(f"{domain}/{mid}", "added" if had is None else "replaced", _hex(had),
+                                              _hex(sha), _states_of(their_index, mid, had)))
+            for mid, had in remote_models.items():
                 if mid not in merged.index.models:
                     # our history (or theirs) deleted exactly this commit; the remote
                     # checks the old value (git's old-sha, S3's If-Match)
                     changes[model_ref(domain, mid)] = ZERO_SHA
-                    result.models_deleted.append(f"{domain}/{mid}")
+                    result.record(ModelChange(f"{domain}/{mid}", "deleted", _hex(had), None,
+                                              _states_of(their_index, mid, had)))
             head = _choose_head(repo, theirs, ours, merged.index, url, merged.conflicts)
             if head is not None and head != theirs:
                 changes[domain_ref(domain)] = head
@@ -636,4 +693,5 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
         result.models_added = [m for m in result.models_added if moved(m)]
         result.models_deleted = [m for m in result.models_deleted if moved(m)]
         result.models_replaced = [m for m in result.models_replaced if moved(m)]
+        result.changes = [c for c in result.changes if moved(c.model)]
     return result
