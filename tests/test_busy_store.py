@@ -33,11 +33,11 @@ def test_gc_after_rm_says_what_the_grace_period_kept(tmp_path: Path) -> None:
     r = cas("gc", store=store)
     lines = r.stdout.splitlines()
     assert lines[0].endswith("freed 0 B"), r.stdout
-    m = lines[1]
-    assert m.startswith("kept ") and "unreachable objects" in m and "younger than the grace period (2w)" in m, m
-    assert "KiB" in m and "`cas gc --grace now` frees them now" in m, m
+    m = lines[1]  # the deleted model is kept whole for the grace period, restorable (cas restore)
+    assert m.startswith("kept 1 deleted model (") and "deleted less than the grace period (2w) ago" in m, m
+    assert "KiB" in m and "`cas restore`" in m and "`cas gc --grace now` frees them now" in m, m
     doc = json.loads(cas("gc", "--grace", "1d", "--json", store=store).stdout)
-    assert doc["objects_kept_young"] > 0 and doc["bytes_kept_young"] >= 250_000, doc
+    assert doc["models_kept_restorable"] == 1 and doc["bytes_kept_deleted"] >= 250_000, doc
     assert doc["grace_period"] == 86400 and doc["bytes_freed"] == 0
     # following the advice frees it, and then nothing more is kept
     r = cas("gc", "--grace", "now", store=store)
@@ -51,14 +51,15 @@ def test_store_gc_takes_grace_as_the_cli_names_it(store: casstore.Store, tmp_pat
     write_random(f, 100_000)
     store.commit_models("d", model=str(f), model_id="v1")
     store.delete_model("d", "v1")
-    kept = store.gc(grace="2w")
-    assert kept.objects_removed == 0 and kept.objects_kept_young > 0 and kept.bytes_kept_young >= 90_000
-    assert store.gc(grace=math.inf).objects_kept_young == kept.objects_kept_young
+    kept = store.gc(grace="2w")  # the deleted model is kept whole: restorable for two weeks
+    assert kept.objects_removed == 0 and kept.models_kept_restorable == 1 and kept.bytes_kept_deleted >= 90_000
+    assert store.gc(grace=math.inf).models_kept_restorable == 1
     assert store.gc(grace_period=3600.0).objects_removed == 0  # the old name still works
     with pytest.raises(TypeError, match="not both"):
         store.gc(grace=0, grace_period=0)
     freed = store.gc(grace="now")
-    assert freed.objects_removed == kept.objects_kept_young and freed.objects_kept_young == 0
+    assert freed.objects_removed == kept.objects_kept_deleted and freed.models_kept_restorable == 0
+    assert freed.objects_kept_young == 0
     assert store.fsck().ok
 
 

@@ -641,9 +641,14 @@ def gc(args: argparse.Namespace) -> int:
     else:
         print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+        # "freed 0 B" right after `cas rm` must say why, and how to free it now
+        period = args.grace if args.grace is not None else "2w"
+        if report.models_kept_restorable:
+            print(f"kept {count(report.models_kept_restorable, 'deleted model')} "
+                  f"({count(report.objects_kept_deleted, 'object')}, {human(report.bytes_kept_deleted)}) "
+                  f"deleted less than the grace period ({period}) ago, restorable with `cas restore`; "
+                  f"`cas gc --grace now` frees them now")
         if report.objects_kept_young:
-            # "freed 0 B" right after `cas rm` must say why, and how to free it now
-            period = args.grace if args.grace is not None else "2w"
             print(f"kept {count(report.objects_kept_young, 'unreachable object')} "
                   f"({human(report.bytes_kept_young)}) younger than the grace period ({period}); "
                   f"`cas gc --grace now` frees them now")

@@ -115,6 +115,11 @@ class GcReport:
     #: on disk): what ``gc`` with a shorter grace period would free now
     objects_kept_young: int = 0
     bytes_kept_young: int = 0
+    #: deleted models kept because their deletion is younger than the grace period (so that
+    #: ``restore_model`` can bring them back), and the objects and bytes only they still reach
+    models_kept_restorable: int = 0
+    objects_kept_deleted: int = 0
+    bytes_kept_deleted: int = 0
     #: the grace period this run used, in seconds (``math.inf`` for never)
     grace_period: float = DEFAULT_GRACE
 
@@ -219,7 +224,7 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
 
 
 def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | None,
-          deleted_since: float = math.inf) -> int:
+          deleted_since: float = math.inf, report: GcReport | None = None) -> int:
     """Mark everything the refs reach, then what recently deleted models still reach; returns how many objects.
 
     A ``delete`` event newer than ``deleted_since`` (history commit time) keeps the
@@ -268,7 +273,30 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
                 if fresh:
                     count += 1
                     stack.append(child)
-    return count + _mark_deleted(odb, marks, recently_deleted, progress)
+    live = [b.copy() for b in marks.bits], set(marks.loose)
+    kept = _mark_deleted(odb, marks, recently_deleted, progress)
+    if report is not None and kept:
+        report.models_kept_restorable = len({c for c in recently_deleted if odb.contains(c)})
+        _count_deleted(report, odb, marks, *live)
+    return count + kept
+
+
+def _count_deleted(report: GcReport, odb: ObjectDB, marks: _Marks, bits_live: list[np.ndarray],
+                   loose_live: set[bytes]) -> None:
+    """Count what only recently deleted models reach (marked after the live walk)."""
+    for pack, idx, bits, before in zip(marks.packs, marks.idx, marks.bits, bits_live, strict=True):
+        only = bits & ~before
+        n = int(only.sum())
+        if n:
+            report.objects_kept_deleted += n
+            starts, ends = idx.entry_bounds(os.path.getsize(os.path.join(odb.pack_dir, pack + ".pack")))
+            report.bytes_kept_deleted += int((ends - starts)[only].sum())
+    for oid in marks.loose - loose_live:
+        report.objects_kept_deleted += 1
+        try:
+            report.bytes_kept_deleted += os.path.getsize(os.path.join(odb.objects_dir, oid.hex()[:2], oid.hex()[2:]))
+        except FileNotFoundError:
+            pass
 
 
 def _mark_deleted(odb: ObjectDB, marks: _Marks, roots: list[ObjectID],
@@ -350,7 +378,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
         except CorruptObjectError as e:  # a damaged .idx: what it holds cannot be known
             raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
         try:
-            report.reachable = _walk(repo, marks, progress, deleted_since=cutoff)
+            report.reachable = _walk(repo, marks, progress, deleted_since=cutoff, report=report)
             for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
                 live = int(bits.sum())
                 base = os.path.join(odb.pack_dir, pack)
