@@ -93,6 +93,7 @@ def test_the_split_rule_against_a_dict(odb: ObjectDB, leaf_max: int, key_digits:
         truth: dict[str, ObjectID] = {}
         models = ShardedModels(odb, None)
         tree_id: ObjectID | None = None
+        earlier: ObjectID | None = None
         for step, (op, mid, n) in enumerate(script):
             if op == "set":
                 truth[mid] = models[mid] = sha(n)
@@ -105,8 +106,12 @@ def test_the_split_rule_against_a_dict(odb: ObjectDB, leaf_max: int, key_digits:
             if step % 7 == 6:  # as history commits do: write, then start from the tree read back
                 tree_id = models.to_tree(odb)
                 models = ShardedModels(odb, tree_id)
+                earlier = earlier or tree_id
         tree_id = models.to_tree(odb)
         assert tree_id == models_tree(odb, dict(truth))
+        # a merge writes its result as the changes to a parent's tree: the same tree
+        for base in (earlier, None):
+            assert tree_id == models_tree(odb, dict(truth), base)
         canonical(odb, tree_id)
         back = ShardedModels(odb, tree_id)
         for mid in IDS:  # lookups read one path each

@@ -481,3 +481,34 @@ def test_list_models_limit_after_a_pull_merged_two_histories(tmp_path: Path) -> 
     assert ours.list_models("d") == full
     for n in range(len(full) + 1):
         assert ours.list_models("d", limit=n) == full[:n]
+
+
+@pytest.mark.parametrize("layout", ["flat", "256-shard"])
+def test_convert_layout_command(tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cas convert-layout` rewrites old-layout indexes now, one `layout` event each, and only once."""
+    from casstore.model import indextree
+
+    store = casstore.open(tmp_path / "s")
+    path = _file(tmp_path, "m.bin")
+    for mid in ("a", "b", "c"):
+        store.commit_models("d", model=path, model_id=mid)
+    store.commit_models("e", model=path, model_id="x")
+    flatten_histories(store, layout)
+    env = {**os.environ, "CAS_STORE": store.path}
+    if layout == "256-shard":  # in the subprocess (bound 128): both small domains become flat
+        r = subprocess.run([sys.executable, "-m", "casstore", "convert-layout"], capture_output=True, text=True,
+                           env=env, check=False)
+        assert r.returncode == 0 and r.stdout.split() == ["converted", "d", "converted", "e"], r.stdout + r.stderr
+        assert _layout(store, "d") == _layout(store, "e") == "flat"
+    else:  # flat and small is the current layout already; over the bound it splits
+        monkeypatch.setattr(indextree, "LEAF_MAX", 2)
+        assert casstore.Store(store.path).convert_layout() == ["d"]
+        assert _layout(store, "d") == "split" and _layout(store, "e") == "flat"
+    again = casstore.Store(store.path)
+    assert again.convert_layout() == []  # already converted: no event
+    assert sorted(again.list_models("d")) == ["a", "b", "c"] and again.list_models("e") == ["x"]
+    assert [e.event for e in again.log("d")] == ["commit"] * 3  # the layout event is not a model event
+    msgs = git(store.path, "log", "--format=%s", "refs/cas/domains/d").stdout.split("\n")
+    assert msgs[0].startswith("layout")
+    assert again.fsck().ok
+    assert_git_fsck(store.path)

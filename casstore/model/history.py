@@ -54,7 +54,9 @@ from .indextree import check_models_tree, models_tree
 from .indextree import key_of as key_of
 from .indextree import shard_of as shard_of
 
-EVENTS = ("commit", "delete", "state-set", "state-unset", "merge")
+EVENTS = ("commit", "delete", "state-set", "state-unset", "merge", "layout")
+#: events that change no model's record, only the history (not shown by ``log``)
+QUIET_EVENTS = ("merge", "layout")
 
 
 def _read_gitlinks(odb: ObjectDB, tree_id: ObjectID) -> dict[str, ObjectID]:
@@ -88,9 +90,14 @@ class DomainIndex:
     models: MutableMapping[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
     states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
 
-    def to_tree(self, odb: ObjectDB) -> ObjectID:
+    def to_tree(self, odb: ObjectDB, base: ObjectID | None = None) -> ObjectID:
+        """Write the index; ``base``: a history commit whose index is nearly this one (a merge's parent).
+
+        With ``base``, a ``models`` mapping that is not read from a history is
+        written as the changes to ``base``'s tree: the same tree, fewer writes.
+        """
         root = Tree()
-        models = models_tree(odb, self.models)
+        models = models_tree(odb, self.models, None if base is None else _models_of(odb, base))
         if models is not None:
             root.add(b"models", TREE, models)
         if any(self.states.values()):
@@ -101,6 +108,18 @@ class DomainIndex:
                 st.add(state.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
             root.add(b"states", TREE, odb.write_loose(st))
         return odb.write_loose(root)
+
+
+def _models_of(odb: ObjectDB, commit_id: ObjectID) -> ObjectID | None:
+    """The ``models`` tree id of a history commit (None when it has none)."""
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    root = odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path == b"models" and entry.mode == TREE:
+            return entry.sha
+    return None
 
 
 def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) -> DomainIndex:
@@ -300,7 +319,7 @@ def walk_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[tuple[Event, int 
                 assert isinstance(pc, Commit)
                 frontier.append(pc)
         ev = parse_event(c)
-        if ev.event != "merge":
+        if ev.event not in QUIET_EVENTS:
             bound: int | None = None
             for f in frontier:
                 n = _newest_trailer(f)
@@ -509,3 +528,22 @@ def reconcile(
                         trailers=extra):
             done.append(f"{domain}: recorded the commit of {mid}")
     return done
+
+
+def convert_layout(odb: ObjectDB, refs: Refs, domain: str, author: bytes) -> bool:
+    """Rewrite the domain's index in the current layout, as one ``layout`` event (``cas convert-layout``).
+
+    Reads every tree of the index and writes it again in the shape indextree.py
+    describes; nothing is recorded when it already has that shape (the rebuild
+    gives the very same tree).  The caller holds the domain's lock.  Returns
+    whether an event was recorded.
+    """
+
+    def reshape(idx: DomainIndex) -> bool:
+        models = idx.models
+        assert isinstance(models, ShardedModels)
+        models.reshape()
+        return models.to_tree(odb) != models.tree_id
+
+    return append_event(odb, refs, domain, author, "layout", "-", ObjectID(b"0" * 40), reshape) is not None
+

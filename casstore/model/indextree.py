@@ -128,6 +128,8 @@ class ShardedModels(MutableMapping[str, ObjectID]):
 
     def __init__(self, odb: ObjectDB, tree_id: ObjectID | None) -> None:
         self._odb = odb
+        #: the ``models`` tree this was read from
+        self.tree_id = tree_id
         self._root = _Node() if tree_id is None else _parse(odb, tree_id, "")
         #: read from a tree not in the current shape (an older layout): the next write converts it
         self.legacy = not _regular(self._root)
@@ -260,6 +262,10 @@ class ShardedModels(MutableMapping[str, ObjectID]):
                 return None
         return out
 
+    def reshape(self) -> None:
+        """Rebuild the whole tree in the current shape now (``cas convert-layout``): reads every tree."""
+        self._convert()
+
     def to_tree(self, odb: ObjectDB) -> ObjectID | None:
         """The ``models`` tree (None when empty), writing only the trees that changed."""
         if self.legacy:
@@ -267,18 +273,23 @@ class ShardedModels(MutableMapping[str, ObjectID]):
         return _write(odb, self._root)
 
 
-def _build(items: Mapping[str, ObjectID], prefix: str) -> _Node:
-    """The node at ``prefix`` holding ``items`` (whose keys start with ``prefix``), in the current shape."""
+def _build(items: Mapping[str, ObjectID], prefix: str, keys: Mapping[str, str] | None = None) -> _Node:
+    """The node at ``prefix`` holding ``items`` (whose keys start with ``prefix``), in the current shape.
+
+    ``keys``: the items' keys, if known (computed once for a whole tree, not per level).
+    """
     node = _Node()
     if len(items) <= LEAF_MAX or len(prefix) >= KEY_DIGITS:
         node.links = dict(items)
         return node
+    if keys is None:
+        keys = {mid: key_of(mid) for mid in items}
     groups: dict[str, dict[str, ObjectID]] = {}
     at = len(prefix)
     for mid, sha in items.items():
-        groups.setdefault(key_of(mid)[at], {})[mid] = sha
-    for digit, members in groups.items():
-        node.subs[digit] = _build(members, prefix + digit)
+        groups.setdefault(keys[mid][at], {})[mid] = sha
+    for digit, members in sorted(groups.items()):
+        node.subs[digit] = _build(members, prefix + digit, keys)
     return node
 
 
@@ -299,10 +310,26 @@ def _write(odb: ObjectDB, node: _Node) -> ObjectID | None:
     return node.tree_id
 
 
-def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID]) -> ObjectID | None:
-    """The ``models`` tree of ``models`` (None when empty), in the current shape."""
+def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | None = None) -> ObjectID | None:
+    """The ``models`` tree of ``models`` (None when empty), in the current shape.
+
+    ``base``: a ``models`` tree that holds nearly the same IDs (a merge's parent).
+    The result is then written as ``base`` changed entry by entry: the same tree
+    (the shape depends on the IDs only) with only the changed paths written,
+    instead of every tree of the index.
+    """
     if isinstance(models, ShardedModels):
         return models.to_tree(odb)
+    if base is not None:
+        tree = ShardedModels(odb, base)
+        if not tree.legacy:
+            have = dict(tree.items())
+            for mid in have.keys() - models.keys():
+                del tree[mid]
+            for mid, sha in models.items():
+                if have.get(mid) != sha:
+                    tree[mid] = sha
+            return tree.to_tree(odb)
     return _write(odb, _build(models, ""))
 
 
