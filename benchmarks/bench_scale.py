@@ -378,13 +378,17 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
     * ``256``: today's ``models/<xx>/<id>``;
     * ``256x256``: ``models/<xx>/<yy>/<id>`` for every domain;
     * ``256+split``: a shard above 256 entries becomes 256 sub-shards;
-    * ``16x16x16``: three levels of one hex digit each.
+    * ``16x16x16``: three levels of one hex digit each;
+    * ``split128``: the layout casstore writes (indextree.py): leaves of at most 128
+      IDs, split 16 ways by the next digit of the ID's key.
     """
     import random
     import uuid
     import zlib
 
     from dulwich.objects import ObjectID, Tree
+
+    from casstore.model.indextree import key_of
 
     def compressed(t: Tree) -> int:
         raw = t.as_raw_string()
@@ -397,6 +401,12 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
         return t
 
     def path_of(layout: str, mid: str, big: set[str]) -> list[str]:
+        if layout == "split128":
+            k = key_of(mid)
+            d = 0
+            while d < 10 and prefix_count.get(k[:d], 0) > 128:
+                d += 1
+            return list(k[:d])
         a = f"{_hash2(mid, 131) % 256:02x}"
         b = f"{_hash2(mid, 257) % 256:02x}"
         if layout == "256":
@@ -419,7 +429,12 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
             counts[a] = counts.get(a, 0) + 1
         big = {a for a, c in counts.items() if c > 256}
         assert first
-        for layout in ("256", "256x256", "256+split", "16x16x16"):
+        prefix_count: dict[str, int] = {}
+        for m in ids:
+            k = key_of(m)
+            for d in range(11):
+                prefix_count[k[:d]] = prefix_count.get(k[:d], 0) + 1
+        for layout in ("256", "256x256", "256+split", "16x16x16", "split128"):
             tree: dict[tuple[str, ...], dict[str, bytes]] = {}
             for m in ids:
                 p = tuple(path_of(layout, m, big))

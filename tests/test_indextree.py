@@ -238,3 +238,44 @@ def test_an_event_writes_one_path_of_the_tree(odb: ObjectDB) -> None:
         items["new"] = sha(5000)
         del items["id-7"]
         assert again == models_tree(odb, items)
+
+
+def test_the_fast_name_check_is_names_py() -> None:
+    from casstore.errors import InvalidIdError
+    from casstore.model.indextree import _VALID
+    from casstore.util.names import check_model_id
+
+    names = ["a", "A-b_c.d", ".a", "a.", "a..b", "a.lock", "a.lockx", "x" * 128, "x" * 129, "", "a b", "é",
+             "a/b", "a\n", "-", "_", "1.2.3", "v1.lock.", "..", ".", "a.b.lock", "lock", "a\x00"]
+    for n in names:
+        try:
+            check_model_id(n)
+            ok = True
+        except InvalidIdError:
+            ok = False
+        assert bool(_VALID.fullmatch(n)) == ok, n
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + "._-/ \n", max_size=140))
+def test_the_fast_name_check_is_names_py_on_any_text(name: str) -> None:
+    from casstore.errors import InvalidIdError
+    from casstore.model.indextree import _VALID
+    from casstore.util.names import check_model_id
+
+    try:
+        check_model_id(name)
+        ok = True
+    except InvalidIdError:
+        ok = False
+    assert bool(_VALID.fullmatch(name)) == ok
+
+
+def test_the_fast_path_check_is_key_prefix() -> None:
+    from casstore.model.indextree import _on_path, _prefix_test
+
+    for mid in IDS + [f"run-{i}" for i in range(300)]:
+        k = key_of(mid)
+        for n in range(1, 11):
+            for prefix in (k[:n], k[:n - 1] + ("0" if k[n - 1] != "0" else "f")):
+                want = _prefix_test(prefix)
+                assert want is not None and _on_path(mid, want) == k.startswith(prefix), (mid, prefix)

@@ -109,14 +109,14 @@ def _layout(store: casstore.Store, domain: str) -> str:
 def test_key_of_is_the_hooks_awk_function() -> None:
     ids = ["v1", "a", "A-b_c.d", "x" * 128, "~" * 128, "model-000001", "9f3c2a1e-7d4b-4c1e-9a7f-0123456789ab"]
     ids += [f"run-{i}" for i in range(2000)]
-    prog = NAME_AWK + " " + KEY_AWK + " { print key($0) }"
+    prog = NAME_AWK + " " + KEY_AWK + " { print key($0, 10), key($0, 1), key($0, 2), key($0, 3) }"
     for awk in ("awk", "mawk", "gawk", "busybox"):
         if shutil.which(awk) is None:
             continue
         cmd = [awk, "awk", prog] if awk == "busybox" else [awk, prog]
         r = subprocess.run(cmd, input="\n".join(ids) + "\n", capture_output=True, text=True, check=True,
                            env={**os.environ, "LC_ALL": "C"})
-        assert r.stdout.split() == [key_of(i) for i in ids], awk
+        assert r.stdout.split() == [k for i in ids for k in (key_of(i), key_of(i)[:1], key_of(i)[:2], key_of(i)[:3])], awk
     assert len({shard_of(f"m{i}") for i in range(5000)}) == 256  # every shard gets used
 
 

@@ -30,9 +30,11 @@ This module knows nothing of events or commits (history.py does).
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Iterator, Mapping, MutableMapping
 
-from dulwich.objects import ObjectID, Tree
+from dulwich.objects import ObjectID, Tree, parse_tree
 
 from ..errors import CorruptObjectError
 from ..objects.odb import ObjectDB
@@ -50,6 +52,10 @@ SHARD_MUL = 131
 SHARD_MOD = 1000003
 KEY_MOD = 4294967291  # the largest prime below 2**32
 KEY_MIX = 40503
+#: 131**(n-1-i) mod SHARD_MOD for the bytes i of an n-byte ID: the polynomial as one C-level sum
+_POWS = [tuple(pow(SHARD_MUL, n - 1 - i, SHARD_MOD) for i in range(n)) for n in range(129)]
+#: names.py's rule as one expression (fast path of reading a tree; check_model_id decides otherwise)
+_VALID = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.\Z)(?!.*\.lock\Z)[A-Za-z0-9._-]{1,128}")
 _HEX_NAMES = frozenset([f"{i:x}" for i in range(16)] + [f"{i:02x}" for i in range(256)])
 
 
@@ -74,9 +80,12 @@ def key_of(model_id: str) -> str:
     recomputes it in awk with exact integers below 2**53.
     """
     raw = model_id.encode()
-    h = 0
-    for b in raw:
-        h = (h * SHARD_MUL + b) % SHARD_MOD
+    if len(raw) < len(_POWS):
+        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+    else:
+        h = 0
+        for b in raw:
+            h = (h * SHARD_MUL + b) % SHARD_MOD
     x = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
     return f"{h % 256:02x}" + f"{x:08x}"[::-1]
 
@@ -93,23 +102,60 @@ class _Node:
 
 
 def _parse(odb: ObjectDB, tree_id: ObjectID, prefix: str) -> _Node:
-    """Read and check the node at ``prefix``: every gitlink on its own key's path."""
-    t = odb.read(tree_id, Tree)
-    assert isinstance(t, Tree)
+    """Read and check the node at ``prefix``: every gitlink on its own key's path.
+
+    Parses the raw tree (no dulwich Tree object): a full read of a big index
+    reads thousands of small trees, and this is most of its time.
+    """
+    type_num, raw = odb.read_raw(tree_id)
+    if type_num != Tree.type_num:
+        raise CorruptObjectError(tree_id.decode(), "is not a tree, in domain index")
+    try:
+        entries = parse_tree(raw, 20)
+    except Exception as e:  # dulwich raises a zoo of parse errors
+        raise CorruptObjectError(tree_id.decode(), f"does not parse: {e}") from None
     node = _Node(tree_id)
-    for entry in t.iteritems():
-        name = entry.path.decode("utf-8", "replace")
-        if entry.mode == TREE and name in _HEX_NAMES and len(prefix) + len(name) <= KEY_DIGITS:
-            node.subs[name] = entry.sha
-        elif entry.mode == GITLINK:
-            mid = check_model_id(name)
-            if not key_of(mid).startswith(prefix):
+    want = _prefix_test(prefix)
+    for path, mode, sha in entries:
+        name = path.decode("utf-8", "replace")
+        if mode == TREE and name in _HEX_NAMES and len(prefix) + len(name) <= KEY_DIGITS:
+            node.subs[name] = ObjectID(sha)
+        elif mode == GITLINK:
+            mid = name if _VALID.fullmatch(name) else check_model_id(name)
+            if want is not None and not _on_path(mid, want):
                 raise CorruptObjectError(tree_id.decode(), f"model {mid} is filed under a directory of key "
                                          f"{prefix!r}, not on the path of its key {key_of(mid)}, in domain index")
-            node.links[mid] = entry.sha
+            node.links[mid] = ObjectID(sha)
         else:
-            raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
+            raise CorruptObjectError(tree_id.decode(), f"unexpected entry {path!r} in domain index")
     return node
+
+
+def _prefix_test(prefix: str) -> tuple[int, int, int, int] | None:
+    """What ``_on_path`` compares for keys starting with ``prefix`` (None: any key does)."""
+    if not prefix:
+        return None
+    shard = prefix[:2]
+    low = prefix[2:][::-1]  # key digits 3.. are x's hex digits, least significant first
+    return (int(shard, 16), 256 if len(shard) == 2 else 16, int(low, 16) if low else 0, (1 << 4 * len(low)) - 1)
+
+
+def _on_path(mid: str, want: tuple[int, int, int, int]) -> bool:
+    """``key_of(mid).startswith(prefix)``, from ``_prefix_test(prefix)``, without formatting the key."""
+    shard, width, low, mask = want
+    raw = mid.encode()
+    if len(raw) < len(_POWS):
+        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+    else:
+        h = 0
+        for b in raw:
+            h = (h * SHARD_MUL + b) % SHARD_MOD
+    if (h % 256 if width == 256 else (h % 256) >> 4) != shard:
+        return False
+    if not mask:
+        return True
+    x = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
+    return (x & mask) == low
 
 
 def _regular(node: _Node) -> bool:
@@ -156,17 +202,22 @@ class ShardedModels(MutableMapping[str, ObjectID]):
         return None
 
     def _walk(self, node: _Node, prefix: str) -> Iterator[tuple[str, ObjectID]]:
-        yield from node.links.items()
-        for name in sorted(node.subs):
-            yield from self._walk(self._child(node, name, prefix), prefix + name)
+        stack = [(node, prefix)]
+        while stack:
+            node, prefix = stack.pop()
+            yield from node.links.items()
+            for name in sorted(node.subs, reverse=True):
+                stack.append((self._child(node, name, prefix), prefix + name))
 
     def load_all(self) -> None:
         """Read (and so check) every tree now; an ID listed twice makes the index corrupt."""
         seen: set[str] = set()
+        count = 0
         for mid, _ in self._walk(self._root, ""):
-            if mid in seen:
-                raise CorruptObjectError(str(self._root.tree_id), f"model {mid} is listed twice in domain index")
             seen.add(mid)
+            count += 1
+            if len(seen) != count:
+                raise CorruptObjectError(str(self._root.tree_id), f"model {mid} is listed twice in domain index")
 
     def __getitem__(self, mid: str) -> ObjectID:
         found = self._find(self._root, "", mid, key_of(mid)) if isinstance(mid, str) else None
