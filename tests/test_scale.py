@@ -116,7 +116,8 @@ def test_key_of_is_the_hooks_awk_function() -> None:
         cmd = [awk, "awk", prog] if awk == "busybox" else [awk, prog]
         r = subprocess.run(cmd, input="\n".join(ids) + "\n", capture_output=True, text=True, check=True,
                            env={**os.environ, "LC_ALL": "C"})
-        assert r.stdout.split() == [k for i in ids for k in (key_of(i), key_of(i)[:1], key_of(i)[:2], key_of(i)[:3])], awk
+        want = [k for i in ids for k in (key_of(i), key_of(i)[:1], key_of(i)[:2], key_of(i)[:3])]
+        assert r.stdout.split() == want, awk
     assert len({shard_of(f"m{i}") for i in range(5000)}) == 256  # every shard gets used
 
 

@@ -144,6 +144,7 @@ def _on_path(mid: str, want: tuple[int, int, int, int]) -> bool:
     """``key_of(mid).startswith(prefix)``, from ``_prefix_test(prefix)``, without formatting the key."""
     shard, width, low, mask = want
     raw = mid.encode()
+    h: int
     if len(raw) < len(_POWS):
         h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
     else:
@@ -154,7 +155,7 @@ def _on_path(mid: str, want: tuple[int, int, int, int]) -> bool:
         return False
     if not mask:
         return True
-    x = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
+    x: int = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
     return (x & mask) == low
 
 
