@@ -24,6 +24,11 @@ change: the generator writes the flat history layout when the code has no
 ``shard_of``.
 
     python benchmarks/bench_scale.py [--models 100000] [--domains 1000] [--runs 3] [--dir DIR]
+
+``--events 100,100000,1000000`` instead measures, in one run, the bytes one event
+adds, the commit's time and a full read of the index for domains of those sizes
+(``event_costs``; a faster generator, ``build_index_only``); ``--layouts`` computes
+what an event writes in several index layouts without building a store.
 """
 
 from __future__ import annotations
@@ -59,8 +64,10 @@ out = {}
 if op == "commit":
     before = objects_bytes()
     t = time.perf_counter()
+    c1 = time.process_time()
     store.commit_models("d", model=arg, model_id="new-" + os.urandom(6).hex())
     out["s"] = time.perf_counter() - t
+    out["commit op cpu"] = time.process_time() - c1
     out["bytes"] = objects_bytes() - before
 elif op == "first_page":  # list_models' first 50: limit= when the code has it
     try:
@@ -77,6 +84,11 @@ elif op == "log":  # what `cas log -n 40` does after opening the store
     events = list(itertools.islice(iter_log(store.odb, store.refs.get(domain_ref("d"))), 40))
     out["s"] = time.perf_counter() - t
     assert len(events) == 40
+elif op == "full_read":  # what fsck (and a merge comparing indexes) reads: every tree of the index
+    from casstore.model.history import read_index
+    n = len(read_index(store.odb, store.refs.get(domain_ref("d")), full=True).models)
+    out["s"] = time.perf_counter() - t
+    out["models"] = n
 elif op == "exists":
     assert store.model_exists("d", arg)
     out["s"] = time.perf_counter() - t
@@ -373,13 +385,17 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
     * ``256``: today's ``models/<xx>/<id>``;
     * ``256x256``: ``models/<xx>/<yy>/<id>`` for every domain;
     * ``256+split``: a shard above 256 entries becomes 256 sub-shards;
-    * ``16x16x16``: three levels of one hex digit each.
+    * ``16x16x16``: three levels of one hex digit each;
+    * ``split128``: the layout casstore writes (indextree.py): leaves of at most 128
+      IDs, split 16 ways by the next digit of the ID's key.
     """
     import random
     import uuid
     import zlib
 
     from dulwich.objects import ObjectID, Tree
+
+    from casstore.model.indextree import key_of
 
     def compressed(t: Tree) -> int:
         raw = t.as_raw_string()
@@ -392,6 +408,12 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
         return t
 
     def path_of(layout: str, mid: str, big: set[str]) -> list[str]:
+        if layout == "split128":
+            k = key_of(mid)
+            d = 0
+            while d < 10 and prefix_count.get(k[:d], 0) > 128:
+                d += 1
+            return list(k[:d])
         a = f"{_hash2(mid, 131) % 256:02x}"
         b = f"{_hash2(mid, 257) % 256:02x}"
         if layout == "256":
@@ -414,7 +436,12 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]:
             counts[a] = counts.get(a, 0) + 1
         big = {a for a, c in counts.items() if c > 256}
         assert first
-        for layout in ("256", "256x256", "256+split", "16x16x16"):
+        prefix_count: dict[str, int] = {}
+        for m in ids:
+            k = key_of(m)
+            for d in range(11):
+                prefix_count[k[:d]] = prefix_count.get(k[:d], 0) + 1
+        for layout in ("256", "256x256", "256+split", "16x16x16", "split128"):
             tree: dict[tuple[str, ...], dict[str, bytes]] = {}
             for m in ids:
                 p = tuple(path_of(layout, m, big))
@@ -460,9 +487,41 @@ def main() -> None:
     ap.add_argument("--parallel-size", type=int, default=32 << 20)
     ap.add_argument("--cidx", type=int, default=0, metavar="N",
                     help="instead: open and dedupe in a store whose chunk index has N entries")
+    ap.add_argument("--events", default=None, metavar="N,N,...",
+                    help="instead: bytes per event, commit time and a full read, for domains of these sizes")
+    ap.add_argument("--events-chart", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                                           "docs", "benchmarks-events.png"))
     ap.add_argument("--layouts", default=None, metavar="N,N,...",
                     help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
+    if args.events:
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        model_file = os.path.join(work, "model.bin")
+        if not os.path.exists(model_file):
+            with open(model_file, "wb") as f:
+                f.write(os.urandom(20_000))
+        sizes = [int(x) for x in args.events.split(",")]
+        res = event_costs(work, sizes, args.runs, model_file)
+        first = res[sizes[0]]
+        print(f"{'models':>10} {'event B':>9} {'ratio':>6} {'commit s':>9} {'ratio':>6} {'op cpu':>7} {'ratio':>6} "
+              f"{'proc cpu':>8} {'full read s':>11}")
+        for n in sizes:
+            r = res[n]
+            print(f"{n:>10,} {r['event bytes']:>9,.0f} {r['event bytes'] / first['event bytes']:>5.2f}x "
+                  f"{r['commit s']:>9.4f} {r['commit s'] / first['commit s']:>5.2f}x {r['commit op cpu']:>7.3f} "
+                  f"{r['commit op cpu'] / first['commit op cpu']:>5.2f}x {r['commit cpu']:>8.3f} "
+                  f"{r['full read s']:>11.2f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({str(n): r for n, r in res.items()}, f, indent=1)
+        if args.events_chart:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            events_chart(res, f"one event (commit_models of 20 KB) by domain size: {when}, {os.cpu_count()} cores, "
+                              f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.events_chart)
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.layouts:
         for k, row in layouts([int(x) for x in args.layouts.split(",")]).items():
             print(f"{k:<32} {row['event B']:>9.0f} B/event {row['trees']:>7.0f} trees "
@@ -521,6 +580,117 @@ def main() -> None:
                        f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.chart)
     if not args.dir:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def build_index_only(path: str, models: int, model_file: str) -> float:
+    """A store whose domain ``d`` lists ``models`` models: what an event's cost depends on.
+
+    One model is committed through the API; one history commit then lists it and
+    ``models - 1`` more IDs, each with a distinct random 20-byte commit id (as in a
+    real domain), its index written by the code under test (``DomainIndex.to_tree``:
+    its own layout) into one pack instead of loose objects (quicker to build; what
+    an event writes later is loose either way).  Neither the model commits behind
+    those ids nor their refs are written (a million ref files take ~20 minutes to
+    create on this machine's disk): the generator writes the refs stamp that
+    casstore's last writer would have left (docs/format.md, "Refs stamp"), so the
+    measured writers take the path they take in a store casstore wrote, which
+    never reads the other models' refs or commits.  ``cas fsck`` of such a store
+    reports every one of them; these stores serve this measurement only.
+    """
+    import casstore
+    from casstore.model.history import DomainIndex
+
+    t0 = time.perf_counter()
+    store = casstore.open(path)
+    base = 1_700_000_000
+    store.commit_models("d", model=model_file, model_id="m0000000",
+                        created=datetime.datetime.fromtimestamp(base - 1, datetime.timezone.utc))
+    sha = store.refs.get(b"refs/cas/models/d/m0000000")  # type: ignore[arg-type]
+    assert sha
+    ids = [f"m{i:07d}" for i in range(models)]
+    shas = {mid: os.urandom(20).hex().encode() for mid in ids[1:]}
+    shas[ids[0]] = sha
+    head = store.refs.get(b"refs/cas/domains/d")  # type: ignore[arg-type]
+    objects: list[tuple[object, None]] = []
+    odb = store.odb
+
+    def collect(obj: object) -> bytes:
+        objects.append((obj, None))
+        return obj.id  # type: ignore[attr-defined, no-any-return]
+
+    odb.write_loose = collect  # type: ignore[method-assign, assignment]
+    tree = DomainIndex(models=shas).to_tree(odb)  # type: ignore[arg-type]
+    odb.store.add_objects(objects)  # type: ignore[arg-type]
+    del odb.write_loose
+    message = f"commit bulk\n\nCas-Event: merge\nCas-Newest: {base}\n".encode()
+    new = odb.write_commit(tree, [head], b"bench <bench@bench.invalid>", message, base)  # type: ignore[list-item]
+    assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
+    from casstore.model import writer
+    from casstore.util.locking import domain_lock_path
+
+    time.sleep(0.05)  # the stamp counts only when written in a later tick than what it describes
+    with open(domain_lock_path(path, "d")[: -len(".lock")] + ".stamp", "w") as f:
+        f.write(writer._refs_stamp(store.repo, "d")[0])
+    return time.perf_counter() - t0
+
+
+def event_costs(work: str, sizes: list[int], runs: int, model_file: str) -> dict[int, dict[str, float]]:
+    """Bytes one event adds, commit time and a full read of the index, per domain size, one run.
+
+    Each size gets its own store (``build_index_only``), then one unmeasured commit
+    (the first writer after the generator reconciles its refs); then ``runs`` rounds,
+    every size once per round (so the machine's load weighs on all alike), each a
+    fresh process: ``commit_models`` of a 20 KB file (wall, its own CPU and the
+    process's, bytes added under ``objects/``), and ``read_index(full=True)`` (wall).
+    """
+    for n in sizes:
+        path = os.path.join(work, f"events-{n}")
+        if not os.path.isdir(path):
+            took = build_index_only(path, n, model_file)
+            print(f"built a domain of {n:,} models in {took:.1f} s", flush=True)
+        run_worker("commit", path, model_file)
+    raw: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for _ in range(runs):
+        for n in sizes:
+            path = os.path.join(work, f"events-{n}")
+            r = run_worker("commit", path, model_file)
+            raw[n].setdefault("commit s", []).append(r["s"])
+            raw[n].setdefault("commit cpu", []).append(r["cpu"])
+            raw[n].setdefault("commit op cpu", []).append(r["commit op cpu"])
+            raw[n].setdefault("event bytes", []).append(r["bytes"])
+    for n in sizes:
+        r = run_worker("full_read", os.path.join(work, f"events-{n}"), "")
+        raw[n]["full read s"] = [r["s"]]
+    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in raw.items()}
+
+
+def events_chart(results: dict[int, dict[str, float]], title: str, path: str) -> None:
+    """Bytes per event and commit time per domain size, as ratios to the smallest domain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted(results)
+    first = results[sizes[0]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for ax, key, label in ((axes[0], "event bytes", "bytes one event adds"),
+                           (axes[1], "commit s", "commit_models wall time (s)")):
+        vals = [results[n][key] for n in sizes]
+        ratios = [v / first[key] for v in vals]
+        ax.bar([f"{n:,}" for n in sizes], vals,
+               color=["#3a7" if r <= SCALE_LIMIT else "#c44" for r in ratios])
+        for x, (v, r) in enumerate(zip(vals, ratios, strict=True)):
+            ax.text(x, v, f"{v:,.0f}\n{r:.2f}x" if key == "event bytes" else f"{v:.3f}\n{r:.2f}x",
+                    ha="center", va="bottom", fontsize=7)
+        ax.axhline(first[key] * SCALE_LIMIT, color="#333", ls="--", lw=1)
+        ax.set_ylim(0, max(*vals, first[key] * SCALE_LIMIT) * 1.35)
+        ax.set_xlabel("models in the domain", fontsize=8)
+        ax.set_title(f"{label} (dashed: 1.2x the smallest)", fontsize=8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 #: (label, wall-time key, CPU key) of every scale target: big store / small store within 1.2x

@@ -71,6 +71,7 @@ from .model.history import (
     DomainIndex,
     Event,
     append_event,
+    convert_layout,
     has_newest,
     iter_log,
     parse_trailers,
@@ -791,6 +792,21 @@ class Store:
 
             append_event(self.odb, self.refs, domain, author(self.path), "state-set", model_id, sha, put,
                          state=state_name)
+
+    def convert_layout(self, domain: str | None = None) -> list[str]:
+        """Rewrite domain histories' indexes in the current layout now (``cas convert-layout``).
+
+        Every domain (or ``domain``) whose index is in an older layout (flat,
+        256-shard) or another shape gets one ``layout`` event, under the domain's
+        lock; any write converts a domain anyway (docs/format.md, "Index layout").
+        Returns the domains converted.
+        """
+        done = []
+        for d in [check_domain(domain)] if domain is not None else self.list_domains():
+            with self._lock(), domain_writer(self.repo, d):
+                if convert_layout(self.odb, self.refs, d, author(self.path)):
+                    done.append(d)
+        return done
 
     def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Take a model out of a state (a no-op if it is not in it)."""

@@ -436,3 +436,83 @@ def test_hook_name_rule_matches_names_py() -> None:
     mismatches = [(n, g) for n, g in zip(names, got, strict=True) if python_says(n) != g]
     assert not mismatches, mismatches[:10]
     assert got.count("1") > 100 and got.count("0") > 100  # both outcomes are exercised
+
+
+# -- the split layout of the models tree (casstore/model/indextree.py) -------------
+
+
+def nested(git_dir: str | Path, placed: dict[str, tuple[str, str]], *extra: tuple[str, str, str]) -> str:
+    """A ``models`` tree from {path under models/: (mode, sha)}, directories made with stock git."""
+    children: dict[str, dict[str, tuple[str, str]]] = {}
+    for path, entry in placed.items():
+        head, _, rest = path.partition("/")
+        children.setdefault(head, {})[rest] = entry
+    entries = list(extra)
+    for name, below in children.items():
+        if list(below) == [""]:
+            entries.append((*below[""], name))
+        else:
+            entries.append(("040000", nested(git_dir, below), name))
+    mode_of = {e[2]: e for e in entries}
+    return mktree(git_dir, *[(mode, sha, name) for mode, sha, name in mode_of.values()])
+
+
+def split_history(git_dir: str | Path, placed: dict[str, tuple[str, str]], parent: str) -> str:
+    return commit(git_dir, mktree(git_dir, ("040000", nested(git_dir, placed), "models")), parent)
+
+
+def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, remote: Remote,
+                                                           seeded: casstore.Store) -> None:
+    from casstore.model.indextree import key_of
+
+    g = seeded.path
+    tip = ref(seeded, "refs/cas/domains/d")
+    models = models_of(seeded)
+    blob = run_git(g, "hash-object", "-w", "--stdin", stdin="x")
+
+    def at(mid: str, dirs: list[str]) -> dict[str, tuple[str, str]]:
+        return {"/".join([*dirs, mid]): ("160000", models[mid])}
+
+    k1, k2 = key_of("v1"), key_of("v2")
+    wrong = "0" if k1[2] != "0" else "1"
+    before = remote_refs(remote)
+    bad = [  # (entries, what the hook must name)
+        ({**at("v1", [k1[0], k1[1], wrong]), **at("v2", [k2[0]])}, f"models/{k1[0]}/{k1[1]}/{wrong}/v1"),
+        ({**at("v1", [k1[:2], "g"]), **at("v2", [])}, f"models/{k1[:2]}/g"),  # not a hex digit
+        ({**at("v1", [k1[:2], k1[2:5]]), **at("v2", [])}, f"models/{k1[:2]}/{k1[2:5]}"),  # 3 digits
+        ({**at("v1", [k1[:2], k1[2].upper() if k1[2].isalpha() else "A"]), **at("v2", [])}, "models/"),
+        ({**at("v1", list(k1)), **at("v2", []),  # 11 digits down one path
+          "/".join([*k1, "0", "x"]): ("160000", models["v2"])}, f"models/{'/'.join(k1)}/0"),
+        ({**at("v1", [k1[0]]), **at("v2", []), f"{k1[0]}/junk": ("100644", blob)}, f"models/{k1[0]}/junk"),
+        ({**at("v1", [k1[0]]), **at("v2", []), f"{k1[0]}/a+b": ("160000", models["v2"])}, f"models/{k1[0]}/a+b"),
+    ]
+    for placed, entry in bad:
+        r = push(g, remote.url, f"{split_history(g, placed, tip)}:refs/cas/domains/d")
+        assert_refused(r, remote, before, "refs/cas/domains/d", f"has {entry}")
+    # deep paths, 1- and 2-digit directories mixed, and the flat layout: all on the keys' paths
+    good = split_history(g, {**at("v1", [k1[:2], k1[2], k1[3:5], k1[5]]), **at("v2", [k2[0]])}, tip)
+    r = push(g, remote.url, f"{good}:refs/cas/domains/d")
+    assert r.returncode == 0, r.stderr
+    assert casstore.Store(str(remote.path)).list_models("d") == seeded.list_models("d")
+    assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+
+
+def test_casstore_pushes_of_a_split_tree_pass_the_hook(tmp_path: Path, remote: Remote,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.model import indextree
+
+    monkeypatch.setattr(indextree, "LEAF_MAX", 2)  # 8 models: a tree 2-3 levels deep
+    a = casstore.open(tmp_path / "a")
+    for i in range(8):
+        a.commit_models("d", model=_file(tmp_path, f"m{i}"), model_id=f"m{i}")
+    listing = git(a.path, "ls-tree", "-r", "refs/cas/domains/d", "models/").stdout
+    assert max(line.count("/") for line in listing.splitlines()) >= 2
+    pushed = a.push(remote.url)
+    assert pushed.ok and len(pushed.models_added) == 8, pushed
+    a.delete_model("d", "m3")
+    a.commit_models("d", model=_file(tmp_path, "m8"), model_id="m8")
+    pushed = a.push(remote.url)
+    assert pushed.ok and pushed.models_added == ["d/m8"] and pushed.models_deleted == ["d/m3"], pushed
+    b = casstore.open(tmp_path / "b")
+    assert b.pull(remote.url).ok and sorted(b.list_models("d")) == sorted(f"m{i}" for i in range(9) if i != 3)
+    assert_git_fsck(remote.path)

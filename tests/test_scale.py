@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,9 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 import casstore
 from casstore.errors import CasError, CorruptObjectError
-from casstore.model.history import GITLINK, TREE, read_index, shard_of
+from casstore.model.history import GITLINK, TREE, key_of, read_index, shard_of
 from casstore.objects.refs import domain_ref, model_ref
-from casstore.remote.hook import NAME_AWK, SHARD_AWK
+from casstore.remote.hook import KEY_AWK, NAME_AWK
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck, git
 
@@ -44,10 +45,11 @@ def _trees_of(store: casstore.Store, head: ObjectID) -> set[bytes]:
     return out
 
 
-def flatten_histories(store: casstore.Store) -> None:
-    """Rewrite every domain history in the flat layout older casstore wrote (models/<id>).
+def flatten_histories(store: casstore.Store, layout: str = "flat") -> None:
+    """Rewrite every domain history in a layout older casstore wrote.
 
-    Same messages, authors, times and parent structure: the store is then what an
+    ``flat``: ``models/<id>``; ``256-shard``: ``models/<shard_of(id)>/<id>``.  Same
+    messages, authors, times and parent structure: the store is then what an
     older version of casstore left on disk.
     """
     odb = store.odb
@@ -77,8 +79,14 @@ def flatten_histories(store: casstore.Store) -> None:
             root = Tree()
             if idx.models:
                 flat = Tree()
+                shards: dict[str, Tree] = {}
                 for mid, msha in idx.models.items():
-                    flat.add(mid.encode(), GITLINK, msha)
+                    if layout == "flat":
+                        flat.add(mid.encode(), GITLINK, msha)
+                    else:
+                        shards.setdefault(shard_of(mid), Tree()).add(mid.encode(), GITLINK, msha)
+                for name, shard in shards.items():
+                    flat.add(name.encode(), TREE, odb.write_loose(shard))
                 root.add(b"models", TREE, odb.write_loose(flat))
             old_root = odb.read(c.tree, Tree)
             assert isinstance(old_root, Tree)
@@ -90,21 +98,33 @@ def flatten_histories(store: casstore.Store) -> None:
         assert store.refs.set_if_equals(domain_ref(domain), head, new[head])
 
 
-def _is_flat(store: casstore.Store, domain: str) -> bool:
-    out = git(store.path, "ls-tree", f"refs/cas/domains/{domain}", "models/").stdout
-    return "160000 commit" in out
+def _layout(store: casstore.Store, domain: str) -> str:
+    """``flat`` (gitlinks only under models/), ``256-shard`` (2-digit directories) or ``split``."""
+    out = git(store.path, "ls-tree", "-r", "-t", f"refs/cas/domains/{domain}", "models/").stdout
+    dirs = [line.split("\t")[1].split("/")[-1] for line in out.splitlines()
+            if " tree " in line and line.split("\t")[1] != "models"]
+    return "flat" if not dirs else "256-shard" if all(len(d) == 2 for d in dirs) else "split"
 
 
-def test_shard_of_is_the_hooks_awk_function() -> None:
-    ids = ["v1", "a", "A-b_c.d", "x" * 128, "model-000001", "9f3c2a1e-7d4b-4c1e-9a7f-0123456789ab"]
-    prog = NAME_AWK + " " + SHARD_AWK + " { print shard($0) }"
-    r = subprocess.run(["awk", prog], input="\n".join(ids) + "\n", capture_output=True, text=True, check=True,
-                       env={**os.environ, "LC_ALL": "C"})
-    assert r.stdout.split() == [shard_of(i) for i in ids]
+def test_key_of_is_the_hooks_awk_function() -> None:
+    ids = ["v1", "a", "A-b_c.d", "x" * 128, "~" * 128, "model-000001", "9f3c2a1e-7d4b-4c1e-9a7f-0123456789ab"]
+    ids += [f"run-{i}" for i in range(2000)]
+    prog = NAME_AWK + " " + KEY_AWK + " { print key($0, 10), key($0, 1), key($0, 2), key($0, 3) }"
+    for awk in ("awk", "mawk", "gawk", "busybox"):
+        if shutil.which(awk) is None:
+            continue
+        cmd = [awk, "awk", prog] if awk == "busybox" else [awk, prog]
+        r = subprocess.run(cmd, input="\n".join(ids) + "\n", capture_output=True, text=True, check=True,
+                           env={**os.environ, "LC_ALL": "C"})
+        want = [k for i in ids for k in (key_of(i), key_of(i)[:1], key_of(i)[:2], key_of(i)[:3])]
+        assert r.stdout.split() == want, awk
     assert len({shard_of(f"m{i}") for i in range(5000)}) == 256  # every shard gets used
 
 
-def test_an_event_rewrites_one_shard_not_the_index(tmp_path: Path) -> None:
+def test_an_event_rewrites_one_path_not_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.model import indextree
+
+    monkeypatch.setattr(indextree, "LEAF_MAX", 4)  # 40 models then make a tree 2-3 levels deep
     store = casstore.open(tmp_path / "s")
     path = _file(tmp_path, "m.bin")
     for i in range(40):
@@ -114,11 +134,13 @@ def test_an_event_rewrites_one_shard_not_the_index(tmp_path: Path) -> None:
     store.commit_models("d", model=path, model_id="new")
     after = store.refs.get(domain_ref("d"))
     assert after is not None
-    # new trees: the root, models/ and the one shard of "new"; every other shard is reused
-    added = _trees_of(store, after) - _trees_of(store, before)
-    assert len(added) == 3
     listing = git(store.path, "ls-tree", "-r", "refs/cas/domains/d", "models/").stdout
-    assert f"\tmodels/{shard_of('new')}/new" in listing
+    (where,) = [line.split("\t")[1] for line in listing.splitlines() if line.endswith("/new")]
+    dirs = where.split("/")[:-1]  # models, then one hex digit per level
+    assert len(dirs) >= 2 and "".join(dirs[1:]) == key_of("new")[:len(dirs) - 1]
+    # new trees: the root and the trees on the path of "new"; every other tree is reused
+    added = _trees_of(store, after) - _trees_of(store, before)
+    assert len(added) == 1 + len(dirs)
     assert len(listing.splitlines()) == 41
     store.delete_model("d", "m3")
     assert sorted(store.list_models("d")) == sorted([f"m{i}" for i in range(40) if i != 3] + ["new"])
@@ -127,15 +149,20 @@ def test_an_event_rewrites_one_shard_not_the_index(tmp_path: Path) -> None:
     assert store.fsck().ok
 
 
-def test_old_layout_store_is_read_then_converted_by_its_next_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["flat", "256-shard"])
+def test_old_layout_store_is_read_then_converted_by_its_next_write(tmp_path: Path, layout: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.model import indextree
+
+    monkeypatch.setattr(indextree, "LEAF_MAX", 2)  # so that a flat tree of 3 models is over the bound
     store = casstore.open(tmp_path / "s")
     path = _file(tmp_path, "m.bin")
     for mid in ("a", "b", "c"):
         store.commit_models("d", model=path, model_id=mid)
     store.create_model_state("prod")
     store.set_model_state("d", "b", "prod")
-    flatten_histories(store)
-    assert _is_flat(store, "d")
+    flatten_histories(store, layout)
+    assert _layout(store, "d") == layout
     old = casstore.Store(store.path)
     assert sorted(old.list_models("d")) == ["a", "b", "c"]
     assert old.list_models("d", "prod") == ["b"]
@@ -143,21 +170,26 @@ def test_old_layout_store_is_read_then_converted_by_its_next_write(tmp_path: Pat
     assert old.fsck().ok
     assert_git_fsck(old.path)
     old.commit_models("d", model=path, model_id="e")  # the next write converts the domain
-    assert not _is_flat(old, "d")
+    assert _layout(old, "d") == "split"
     assert sorted(old.list_models("d")) == ["a", "b", "c", "e"]
     assert old.get_model_states("d", "b") == ["prod"]
     assert old.fsck().ok
     assert_git_fsck(old.path)
 
 
+@pytest.mark.parametrize("layout", ["flat", "256-shard"])
 @pytest.mark.parametrize("direction", ["old-to-new", "new-to-old"])
-def test_pull_and_push_between_old_and_new_layout(tmp_path: Path, direction: str) -> None:
+def test_pull_and_push_between_old_and_new_layout(tmp_path: Path, direction: str, layout: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from casstore.model import indextree
+
+    monkeypatch.setattr(indextree, "LEAF_MAX", 2)  # so that 3 models make a split tree
     path = _file(tmp_path, "m.bin")
     old = casstore.open(tmp_path / "old")
     for mid in ("a", "b"):
         old.commit_models("d", model=path, model_id=mid)
     old.commit_models("e", model=path, model_id="x")
-    flatten_histories(old)
+    flatten_histories(old, layout)
     new = casstore.open(tmp_path / "new")
     if direction == "old-to-new":
         r = new.pull(str(old.path))
@@ -167,7 +199,9 @@ def test_pull_and_push_between_old_and_new_layout(tmp_path: Path, direction: str
         pushed = new.push(str(old.path))
         assert pushed.ok and pushed.models_added == ["d/c"], pushed
         assert sorted(old.list_models("d")) == ["a", "b", "c"]
-        assert not _is_flat(old, "d") and _is_flat(old, "e")  # histories travel as they are
+        # histories travel as they are: d converted by the write in `new`, e untouched
+        assert _layout(old, "d") == "split" and _layout(old, "e") == layout
+        assert _layout(new, "d") == "split" and _layout(new, "e") == layout
     else:
         new.commit_models("d", model=path, model_id="c")
         pushed = new.push(str(old.path))  # diverged: the remote has a, b; we have c
@@ -177,6 +211,12 @@ def test_pull_and_push_between_old_and_new_layout(tmp_path: Path, direction: str
         assert pushed.ok, pushed
         assert sorted(old.list_models("d")) == ["a", "b", "c"]
         assert sorted(new.list_models("d")) == ["a", "b", "c"]
+        assert _layout(old, "d") == "split" and _layout(old, "e") == layout  # the pull's merge converted d
+    for mid in ("y", "z"):
+        old.commit_models("e", model=path, model_id=mid)  # the unconverted side writes: it converts e
+    assert _layout(old, "e") == "split"
+    assert new.pull(str(old.path)).ok and sorted(new.list_models("e")) == ["x", "y", "z"]
+    assert new.push(str(old.path)).ok
     for s in (old, new):
         assert s.fsck().ok, s.fsck().problems
         assert_git_fsck(s.path)
@@ -442,3 +482,34 @@ def test_list_models_limit_after_a_pull_merged_two_histories(tmp_path: Path) -> 
     assert ours.list_models("d") == full
     for n in range(len(full) + 1):
         assert ours.list_models("d", limit=n) == full[:n]
+
+
+@pytest.mark.parametrize("layout", ["flat", "256-shard"])
+def test_convert_layout_command(tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cas convert-layout` rewrites old-layout indexes now, one `layout` event each, and only once."""
+    from casstore.model import indextree
+
+    store = casstore.open(tmp_path / "s")
+    path = _file(tmp_path, "m.bin")
+    for mid in ("a", "b", "c"):
+        store.commit_models("d", model=path, model_id=mid)
+    store.commit_models("e", model=path, model_id="x")
+    flatten_histories(store, layout)
+    env = {**os.environ, "CAS_STORE": store.path}
+    if layout == "256-shard":  # in the subprocess (bound 128): both small domains become flat
+        r = subprocess.run([sys.executable, "-m", "casstore", "convert-layout"], capture_output=True, text=True,
+                           env=env, check=False)
+        assert r.returncode == 0 and r.stdout.split() == ["converted", "d", "converted", "e"], r.stdout + r.stderr
+        assert _layout(store, "d") == _layout(store, "e") == "flat"
+    else:  # flat and small is the current layout already; over the bound it splits
+        monkeypatch.setattr(indextree, "LEAF_MAX", 2)
+        assert casstore.Store(store.path).convert_layout() == ["d"]
+        assert _layout(store, "d") == "split" and _layout(store, "e") == "flat"
+    again = casstore.Store(store.path)
+    assert again.convert_layout() == []  # already converted: no event
+    assert sorted(again.list_models("d")) == ["a", "b", "c"] and again.list_models("e") == ["x"]
+    assert [e.event for e in again.log("d")] == ["commit"] * 3  # the layout event is not a model event
+    msgs = git(store.path, "log", "--format=%s", "refs/cas/domains/d").stdout.split("\n")
+    assert msgs[0].startswith("layout")
+    assert again.fsck().ok
+    assert_git_fsck(store.path)

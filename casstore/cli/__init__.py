@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first record the history events that killed writers left out")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
 
+    p = add_command(sub, "convert-layout", "rewrite domain histories' indexes in the current layout now "
+                    "(any write converts its domain anyway)", "cas convert-layout my-domain", commands.convert_layout)
+    p.add_argument("domain", nargs="?", help="only this domain (default: every domain)")
+
     p = add_command(sub, "gc", "remove objects no model or history needs any more", "cas gc --grace 0",
              commands.gc)
     p.add_argument("remote", nargs="?", default=None, metavar="REMOTE",

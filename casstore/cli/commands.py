@@ -620,6 +620,16 @@ def fsck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def convert_layout(args: argparse.Namespace) -> int:
+    with open_store_for(args, write=True) as store:
+        done = store.convert_layout(args.domain)
+    for d in done:
+        print(f"converted {d}")
+    if not done:
+        print("nothing to convert: every history is in the current layout")
+    return 0
+
+
 def gc(args: argparse.Namespace) -> int:
     from ..ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, parse_duration
 

@@ -2,12 +2,13 @@
 
 Each history commit's tree is the domain index *after* the event::
 
-    models/<xx>/<model_id>      gitlink (mode 160000) -> the model's commit
+    models/<d>/.../<model_id>   gitlink (mode 160000) -> the model's commit
     states/<state>/<model_id>   gitlink -> the model's commit
 
-``xx`` is the ID's shard (``shard_of``): an event rewrites one shard, not the
-index (docs/format.md, "Fan-out").  Trees of the flat layout older versions
-wrote (``models/<model_id>``) are read too, and converted by the next write.
+``models`` is a tree of leaves that split past a bound, by the hex digits of
+the ID's key (indextree.py; docs/format.md, "Index layout"): an event rewrites
+one root-to-leaf path, not the index.  The flat and 256-shard layouts older
+versions wrote are read too, and converted by the next write.
 
 Gitlinks are not followed by git's reachability walk, so the history never keeps a
 deleted model's data alive; the model refs do that.  The commit message is
@@ -46,139 +47,28 @@ from ..errors import CasError, CorruptObjectError, InvalidIdError
 from ..objects.odb import ObjectDB
 from ..objects.refs import MODELS, Refs, domain_ref, model_ref
 from ..util.names import check_model_id, check_state
+from .indextree import GITLINK as GITLINK
+from .indextree import TREE as TREE
+from .indextree import ShardedModels as ShardedModels
+from .indextree import check_models_tree, models_tree
+from .indextree import key_of as key_of
+from .indextree import shard_of as shard_of
 
-GITLINK = 0o160000
-TREE = 0o040000
-EVENTS = ("commit", "delete", "state-set", "state-unset", "merge")
-
-
-def shard_of(model_id: str) -> str:
-    """The fan-out directory of ``model_id`` in the domain index: 2 lowercase hex digits.
-
-    A polynomial hash of the ID's bytes (not a cryptographic one: nothing is
-    gained by choosing IDs that share a shard but a slower history).  It is
-    simple on purpose: the server hook (remote/hook.py) recomputes it in awk,
-    where only exact integer arithmetic below 2**53 is available.
-    """
-    h = 0
-    for b in model_id.encode():
-        h = (h * SHARD_MUL + b) % SHARD_MOD
-    return f"{h % 256:02x}"
+EVENTS = ("commit", "delete", "state-set", "state-unset", "merge", "layout")
+#: events that change no model's record, only the history (not shown by ``log``)
+QUIET_EVENTS = ("merge", "layout")
 
 
-SHARD_MUL = 131
-SHARD_MOD = 1000003
-_SHARD_NAMES = frozenset(f"{i:02x}" for i in range(256))
-
-
-def _read_gitlinks(odb: ObjectDB, tree_id: ObjectID, shard: str | None) -> dict[str, ObjectID]:
-    """The gitlinks of one tree of the index; with ``shard``, each ID must belong to it."""
+def _read_gitlinks(odb: ObjectDB, tree_id: ObjectID) -> dict[str, ObjectID]:
+    """The gitlinks of one state's tree of the index."""
     t = odb.read(tree_id, Tree)
     assert isinstance(t, Tree)
     out: dict[str, ObjectID] = {}
     for entry in t.iteritems():
         if entry.mode != GITLINK:
             raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
-        mid = check_model_id(entry.path.decode())
-        if shard is not None and shard_of(mid) != shard:
-            raise CorruptObjectError(tree_id.decode(), f"model {mid} is filed under models/{shard}/, "
-                                     f"not models/{shard_of(mid)}/, in domain index")
-        out[mid] = entry.sha
+        out[check_model_id(entry.path.decode())] = entry.sha
     return out
-
-
-class ShardedModels(MutableMapping[str, ObjectID]):
-    """``models/`` of a domain index, read one shard at a time (model ID -> model commit).
-
-    Looking up, adding or removing one ID reads only its shard (``models/<xx>/``);
-    ``to_tree`` then writes only the shards that changed and reuses the others'
-    tree ids, so an event costs a root tree, the 256-entry ``models`` tree and one
-    shard, whatever the domain's size.  Iterating reads every shard.  Entries of
-    the old, flat layout (``models/<id>`` gitlinks) are read as well; a tree that
-    has any is rewritten whole in the sharded layout by its next write.
-    """
-
-    def __init__(self, odb: ObjectDB, tree_id: ObjectID | None) -> None:
-        self._odb = odb
-        self._trees: dict[str, ObjectID] = {}  # shard -> tree id, as read
-        self._loaded: dict[str, dict[str, ObjectID]] = {}
-        self._dirty: set[str] = set()
-        #: read from a tree of the flat layout (models/<id>): the next write converts it
-        self.flat = False
-        if tree_id is None:
-            return
-        t = odb.read(tree_id, Tree)
-        assert isinstance(t, Tree)
-        flat: dict[str, ObjectID] = {}
-        for entry in t.iteritems():
-            name = entry.path.decode("utf-8", "replace")
-            if entry.mode == TREE and name in _SHARD_NAMES:
-                self._trees[name] = entry.sha
-            elif entry.mode == GITLINK:
-                flat[check_model_id(name)] = entry.sha  # the flat layout of older stores
-            else:
-                raise CorruptObjectError(tree_id.decode(), f"unexpected entry {entry.path!r} in domain index")
-        for mid, sha in flat.items():
-            members = self._shard(shard_of(mid))
-            if mid in members:
-                raise CorruptObjectError(tree_id.decode(), f"model {mid} is listed twice in domain index")
-            members[mid] = sha
-            self._dirty.add(shard_of(mid))
-        self.flat = bool(flat)
-
-    def _shard(self, shard: str) -> dict[str, ObjectID]:
-        members = self._loaded.get(shard)
-        if members is None:
-            tree_id = self._trees.get(shard)
-            members = {} if tree_id is None else _read_gitlinks(self._odb, tree_id, shard)
-            self._loaded[shard] = members
-        return members
-
-    def shard_trees(self) -> list[tuple[str, ObjectID]]:
-        """(shard, tree id) of every shard as read from the tree, not yet checked."""
-        return sorted(self._trees.items())
-
-    def load_all(self) -> None:
-        """Read every shard now (and so check every entry)."""
-        for shard in sorted(self._trees):
-            self._shard(shard)
-
-    def __getitem__(self, mid: str) -> ObjectID:
-        return self._shard(shard_of(mid))[mid]
-
-    def __contains__(self, mid: object) -> bool:
-        return isinstance(mid, str) and mid in self._shard(shard_of(mid))
-
-    def __setitem__(self, mid: str, sha: ObjectID) -> None:
-        s = shard_of(mid)
-        self._shard(s)[mid] = sha
-        self._dirty.add(s)
-
-    def __delitem__(self, mid: str) -> None:
-        s = shard_of(mid)
-        del self._shard(s)[mid]
-        self._dirty.add(s)
-
-    def __iter__(self) -> Iterator[str]:
-        self.load_all()
-        for shard in sorted(self._loaded):
-            yield from list(self._loaded[shard])
-
-    def __len__(self) -> int:
-        self.load_all()
-        return sum(len(m) for m in self._loaded.values())
-
-    def to_tree(self, odb: ObjectDB) -> ObjectID | None:
-        """The ``models`` tree (None when empty), writing only the shards that changed."""
-        root = Tree()
-        for shard in sorted(set(self._trees) | set(self._loaded)):
-            if shard in self._dirty:
-                members = self._loaded[shard]
-                if members:
-                    root.add(shard.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
-            else:
-                root.add(shard.encode(), TREE, self._trees[shard])
-        return odb.write_loose(root) if root.items() else None
 
 
 def _gitlink_tree(members: Mapping[str, ObjectID]) -> Tree:
@@ -188,33 +78,26 @@ def _gitlink_tree(members: Mapping[str, ObjectID]) -> Tree:
     return t
 
 
-def _models_tree(odb: ObjectDB, models: Mapping[str, ObjectID]) -> ObjectID | None:
-    if isinstance(models, ShardedModels):
-        return models.to_tree(odb)
-    shards: dict[str, dict[str, ObjectID]] = {}
-    for mid, sha in models.items():
-        shards.setdefault(shard_of(mid), {})[mid] = sha
-    root = Tree()
-    for shard, members in shards.items():
-        root.add(shard.encode(), TREE, odb.write_loose(_gitlink_tree(members)))
-    return odb.write_loose(root) if shards else None
-
-
 @dataclass
 class DomainIndex:
     """The domain index of one history commit: ``models`` and ``states``.
 
     ``models`` is a :class:`ShardedModels` when read from a history (lazy, per
-    shard) or any mapping when built by a caller (merge); ``to_tree`` writes the
-    sharded layout either way.
+    key path) or any mapping when built by a caller (merge); ``to_tree`` writes
+    the current layout either way.
     """
 
     models: MutableMapping[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
     states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
 
-    def to_tree(self, odb: ObjectDB) -> ObjectID:
+    def to_tree(self, odb: ObjectDB, base: ObjectID | None = None) -> ObjectID:
+        """Write the index; ``base``: a history commit whose index is nearly this one (a merge's parent).
+
+        With ``base``, a ``models`` mapping that is not read from a history is
+        written as the changes to ``base``'s tree: the same tree, fewer writes.
+        """
         root = Tree()
-        models = _models_tree(odb, self.models)
+        models = models_tree(odb, self.models, None if base is None else _models_of(odb, base))
         if models is not None:
             root.add(b"models", TREE, models)
         if any(self.states.values()):
@@ -227,15 +110,27 @@ class DomainIndex:
         return odb.write_loose(root)
 
 
+def _models_of(odb: ObjectDB, commit_id: ObjectID) -> ObjectID | None:
+    """The ``models`` tree id of a history commit (None when it has none)."""
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    root = odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path == b"models" and entry.mode == TREE:
+            return entry.sha
+    return None
+
+
 def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) -> DomainIndex:
     """The domain index at history commit ``commit_id`` (empty for None).
 
-    Reads the root, ``models`` and ``states`` trees now and each ``models/<xx>``
-    shard when first used; ``full`` reads and checks every shard now.
+    Reads the root, ``models`` and ``states`` trees now and each tree under
+    ``models`` when first used; ``full`` reads and checks every tree now.
 
     Raises:
         CorruptObjectError: an entry that is not of the index's shape (also
-            raised later, by the access that reads a damaged shard).
+            raised later, by the access that reads a damaged tree).
     """
     idx = DomainIndex()
     if commit_id is None:
@@ -254,7 +149,7 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) ->
             for s in st.iteritems():
                 if s.mode != TREE:
                     raise CorruptObjectError(entry.sha.decode(), f"unexpected entry {s.path!r} in domain index")
-                idx.states[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha, None)
+                idx.states[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha)
         else:
             raise CorruptObjectError(c.tree.decode(), f"unexpected entry {entry.path!r} in domain index")
     sharded = ShardedModels(odb, models)
@@ -267,9 +162,9 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) ->
 def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> None:
     """Check the shape of the domain index at ``commit_id`` (what ``read_index(full=True)`` checks).
 
-    Shard trees whose ids are in ``checked`` were checked before and are skipped;
-    the ones checked now are added.  Checking a chain of history commits (a pull)
-    therefore reads each shard version once, instead of every shard per commit.
+    Trees already checked (marked in ``checked``) are skipped; the ones checked
+    now are added.  Checking a chain of history commits (a pull) therefore reads
+    each version of each tree of the index once, instead of every tree per commit.
 
     Raises:
         CorruptObjectError: an entry that is not of the index's shape.
@@ -278,13 +173,12 @@ def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> N
     assert isinstance(c, Commit)
     if c.tree in checked:
         return
-    idx = read_index(odb, commit_id)  # root, states and the models tree itself
-    models = idx.models
-    assert isinstance(models, ShardedModels)
-    for shard, tree_id in models.shard_trees():
-        if tree_id not in checked:
-            _read_gitlinks(odb, tree_id, shard)
-            checked.add(tree_id)
+    read_index(odb, commit_id)  # root, states and the models tree itself
+    root = odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path == b"models":
+            check_models_tree(odb, entry.sha, checked)
     checked.add(c.tree)
 
 
@@ -425,7 +319,7 @@ def walk_log(odb: ObjectDB, head: ObjectID | None) -> Iterator[tuple[Event, int 
                 assert isinstance(pc, Commit)
                 frontier.append(pc)
         ev = parse_event(c)
-        if ev.event != "merge":
+        if ev.event not in QUIET_EVENTS:
             bound: int | None = None
             for f in frontier:
                 n = _newest_trailer(f)
@@ -634,3 +528,22 @@ def reconcile(
                         trailers=extra):
             done.append(f"{domain}: recorded the commit of {mid}")
     return done
+
+
+def convert_layout(odb: ObjectDB, refs: Refs, domain: str, author: bytes) -> bool:
+    """Rewrite the domain's index in the current layout, as one ``layout`` event (``cas convert-layout``).
+
+    Reads every tree of the index and writes it again in the shape indextree.py
+    describes; nothing is recorded when it already has that shape (the rebuild
+    gives the very same tree).  The caller holds the domain's lock.  Returns
+    whether an event was recorded.
+    """
+
+    def reshape(idx: DomainIndex) -> bool:
+        models = idx.models
+        assert isinstance(models, ShardedModels)
+        models.reshape()
+        return models.to_tree(odb) != models.tree_id
+
+    return append_event(odb, refs, domain, author, "layout", "-", ObjectID(b"0" * 40), reshape) is not None
+

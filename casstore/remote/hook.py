@@ -14,8 +14,10 @@ a bare one) and refuses the whole push, so no ref moves, if any update under
   fast-forward (the new commit contains the old one) and are never deleted;
 * a history's new commits (every commit the server's histories did not already
   reach, the tip included) have trees of the domain-index shape only:
-  ``models/<xx>/<id>`` (``xx`` the ID's shard, history.shard_of), ``models/<id>``
-  (older stores) and ``states/<state>/<id>`` gitlinks; the state list's tip
+  ``models/<d1>/.../<dk>/<id>`` gitlinks whose directories (1-2 hex digits
+  each) spell a prefix of the ID's key (indextree.key_of; ``k = 0`` is the flat
+  layout of older stores, ``models/<xx>/<id>`` their 256-shard one) and
+  ``states/<state>/<id>`` gitlinks (``LAYOUT_AWK``); the state list's tip
   tree holds one blob per state name;
 * ``refs/cas/models/<domain>/<id>`` is created only if, after the push, the
   domain's history lists the ID under ``models/`` as a gitlink to exactly the new model
@@ -60,18 +62,56 @@ NAME_AWK = (
     " }"
 )
 
-#: history.shard_of as an awk function ``shard(id)``: the 2 hex digits of the fan-out
-#: directory ``models/<xx>/<id>``.  IDs are printable ASCII (checked by ``valid``), so
-#: a table of printable characters serves as ``ord``.  tests/test_scale.py checks it
-#: against ``shard_of``.
-SHARD_AWK = (
-    "function shard(n,  i, h) {"
+#: indextree.key_of as an awk function ``key(id, L)``: the first ``L`` (at most 10) of the
+#: hex digits whose prefixes are the directories of ``models/<d1>/.../<dk>/<id>``; only
+#: what ``L`` needs is computed (the second hash only past 2 digits).  IDs are printable ASCII (checked by
+#: ``valid``), so a table of printable characters serves as ``ord``; every intermediate
+#: value stays below 2**53, where awk's numbers are exact.  tests/test_indextree.py checks
+#: it against ``key_of``.
+KEY_AWK = (
+    "function key(n, L,  i, c, h, g, x, d, s) {"
     " if (!ord_ready) { for (i = 32; i < 127; i++) ord[sprintf(\"%c\", i)] = i; ord_ready = 1 }"
-    " h = 0;"
-    " for (i = 1; i <= length(n); i++) h = (h * 131 + ord[substr(n, i, 1)]) % 1000003;"
-    " return sprintf(\"%02x\", h % 256)"
+    " h = 0; g = 0;"
+    " if (L <= 2) for (i = 1; i <= length(n); i++) h = (h * 131 + ord[substr(n, i, 1)]) % 1000003;"
+    " else for (i = 1; i <= length(n); i++) {"
+    " c = ord[substr(n, i, 1)]; h = (h * 131 + c) % 1000003; g = (g * 256 + c) % 4294967291 }"
+    " s = sprintf(\"%02x\", h % 256); if (L <= 2) return substr(s, 1, L);"
+    " x = (g * 40503 + h) % 4294967291;"
+    " for (i = 2; i < L; i++) { d = x % 16; s = s substr(\"0123456789abcdef\", d + 1, 1); x = (x - d) / 16 }"
+    " return s"
     " }"
 )
+
+#: The history-layout rule as an awk program over lines of ``git ls-tree -r -t`` and of
+#: ``git log --raw -t`` (after "commit <sha>" lines): every entry of a history tree is
+#: ``models`` or ``states`` (trees); under ``models/``, directories of 1 or 2 lowercase
+#: hex digits (10 digits at most down any path) and gitlinks ``models/<d1>/.../<dk>/<id>``
+#: where ``d1...dk`` is a prefix of ``key(id)`` (docs/format.md, "Index layout": the flat
+#: and 256-shard layouts of older stores follow the same rule); ``states/<state>/<id>``
+#: gitlinks.  One line at a time, whatever the depth.  Prints the first offending entry.
+LAYOUT_AWK = r"""
+/^commit / { at = $2; next }
+{
+    tab = index($0, "\t")
+    if (!tab) next
+    meta = substr($0, 1, tab - 1); path = substr($0, tab + 1)
+    split(meta, f, " ")
+    if (substr(meta, 1, 1) == ":") { if (f[5] == "D") next; mode = f[2] } else mode = f[1]
+    n = split(path, p, "/")
+    if (n == 1) ok = (path == "models" || path == "states") && mode == "040000"
+    else if (p[1] == "models") {
+        pre = ""; ok = 1
+        for (j = 2; j < n; j++) { if (p[j] !~ /^[0-9a-f][0-9a-f]?$/) ok = 0; pre = pre p[j] }
+        if (mode == "160000")
+            ok = ok && valid(p[n]) && length(pre) <= 10 && (pre == "" || key(p[n], length(pre)) == pre)
+        else
+            ok = ok && mode == "040000" && p[n] ~ /^[0-9a-f][0-9a-f]?$/ && length(pre p[n]) <= 10
+    }
+    else if (n == 2 && p[1] == "states") ok = mode == "040000" && valid(p[2])
+    else if (n == 3 && p[1] == "states") ok = mode == "160000" && valid(p[2]) && valid(p[3])
+    else ok = 0
+    if (!ok) { print "commit " at " has " path " (mode " mode ")"; exit }
+}"""
 
 _SCRIPT = r"""#!/bin/sh
 # casstore: enforce the ref rules of a casstore remote (installed by `cas init --bare`;
@@ -79,7 +119,7 @@ _SCRIPT = r"""#!/bin/sh
 LC_ALL=C
 export LC_ALL
 names='@NAME_AWK@'
-shard='@SHARD_AWK@'
+key='@KEY_AWK@'
 fail=0
 updates=$(cat)
 
@@ -103,29 +143,8 @@ is_commit() {  # is_commit REF SHA WHAT
     return 1
 }
 
-# Domain-index shape, for lines of `git ls-tree -r -t` and of `git log --raw -t`
-# (after "commit <sha>" lines): models/<xx>/<id> (xx = shard(id)), models/<id> (the
-# flat layout of older stores) and states/<state>/<id> gitlinks only.
-# Prints the first offending entry.
-shape_awk="$names $shard"'
-/^commit / { at = $2; next }
-{
-    tab = index($0, "\t")
-    if (!tab) next
-    meta = substr($0, 1, tab - 1); path = substr($0, tab + 1)
-    split(meta, f, " ")
-    if (substr(meta, 1, 1) == ":") { if (f[5] == "D") next; mode = f[2] } else mode = f[1]
-    n = split(path, p, "/")
-    if (n == 1) ok = (path == "models" || path == "states") && mode == "040000"
-    else if (n == 2 && p[1] == "models")
-        ok = (mode == "160000" && valid(p[2])) || (mode == "040000" && p[2] ~ /^[0-9a-f][0-9a-f]$/)
-    else if (n == 3 && p[1] == "models")
-        ok = mode == "160000" && p[2] ~ /^[0-9a-f][0-9a-f]$/ && valid(p[3]) && shard(p[3]) == p[2]
-    else if (n == 2 && p[1] == "states") ok = mode == "040000" && valid(p[2])
-    else if (n == 3 && p[1] == "states") ok = mode == "160000" && valid(p[2]) && valid(p[3])
-    else ok = 0
-    if (!ok) { print "commit " at " has " path " (mode " mode ")"; exit }
-}'
+# Domain-index shape (LAYOUT_AWK in casstore/remote/hook.py): prints the first offending entry.
+shape_awk="$names $key"'@LAYOUT_AWK@'
 
 fast_forward() {  # fast_forward REF OLD NEW WHAT: never deleted, a commit, only forwards
     if is_zero "$3"; then
@@ -141,18 +160,23 @@ fast_forward() {  # fast_forward REF OLD NEW WHAT: never deleted, a commit, only
 
 check_history() {  # check_history REF OLD NEW
     fast_forward "$1" "$2" "$3" "a domain history" || return
-    # The tip, then every commit no history on this server reaches yet: `cas pull` parses
-    # all of them, so one malformed commit would break every later pull of this remote.
-    # A commit whose changes against a parent are well-formed has a well-formed tree
-    # when that parent does, so the changes are enough.
-    bad=$( { echo "commit $3"
-             git ls-tree -r -t "$3"
+    # Every commit no history on this server reaches yet: `cas pull` parses all of them,
+    # so one malformed commit would break every later pull of this remote.  A commit whose
+    # changes against a parent are well-formed has a well-formed tree when that parent
+    # does, and every history here was checked when it was pushed: so the changes are
+    # enough, and a push costs what its events changed, not the size of the index.  A tip
+    # that some history here already reaches is read whole (it was checked as another
+    # domain's, or pushed before this hook).
+    bad=$( { if [ -z "$(git rev-list -n 1 "$3" --not --glob=refs/cas/domains 2>/dev/null)" ]; then
+                 echo "commit $3"
+                 git ls-tree -r -t "$3"
+             fi
              git -c log.showSignature=false log --no-color --no-renames --format='commit %H' \
                  -m -t --raw --no-abbrev --root "$3" --not --glob=refs/cas/domains
            } | awk "$shape_awk")
     [ -z "$bad" ] ||
-        refuse "$1" "$bad: a history tree holds only models/<shard>/<id> (or models/<id>) and \
-states/<state>/<id> gitlinks, validly named and sharded"
+        refuse "$1" "$bad: a history tree holds only models/<d1>/.../<dk>/<id> gitlinks (d1...dk hex \
+digits, a prefix of the ID's key) and states/<state>/<id> gitlinks, validly named and sharded"
 }
 
 check_states() {  # check_states REF OLD NEW
@@ -172,7 +196,7 @@ check_models() {  # every model ref update of the push at once, from $models: "o
             moved=$(pushed "$href")
             hist=${moved:-$(git rev-parse -q --verify "$href" 2>/dev/null)}
             echo "history $d ${moved:--}"
-            # the history after the push: its models/ gitlinks, "160000 commit <sha>\tmodels/[<xx>/]<id>"
+            # the history after the push: its models/ gitlinks, "160000 commit <sha>\tmodels/[<d1>/.../]<id>"
             [ -z "$hist" ] || git ls-tree -r "$hist" -- models/ 2>/dev/null | sed "s|^|listed $d |"
         done
         printf '%s\n' "$models" | sed 's/^/update /'
@@ -184,7 +208,7 @@ check_models() {  # every model ref update of the push at once, from $models: "o
     $1 == "history" { moved[$2] = ($3 != "-"); next }
     $1 == "listed" {
         tab = index($0, "\t"); split(substr($0, 1, tab - 1), f, " ")
-        path = substr($0, tab + 8); if (path ~ /^[0-9a-f][0-9a-f]\//) path = substr(path, 4)
+        path = substr($0, tab + 8); sub(/^.*\//, "", path)  # models/[<d1>/.../<dk>/]<id>: the ID
         listed[f[2] "/" path] = f[3] " " f[4] " " f[5]; next }
     $1 == "update" { n++; old[n] = $2; new[n] = $3; ref[n] = $4; dom[n] = $5; id[n] = $6; next }
     $1 == "object" { k++; type[k] = ($NF == "missing") ? "missing" : $2; size[k] = $3; next }
@@ -328,7 +352,8 @@ MANIFEST_HEAD = (b"\x8b" + b"".join(msgpack.packb(v) for v in ("schema", SCHEMA,
 MANIFEST_MID = msgpack.packb("model_id").hex()
 
 #: The ``pre-receive`` hook script (POSIX sh).
-PRE_RECEIVE = (_SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@SHARD_AWK@", SHARD_AWK)
+PRE_RECEIVE = (_SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@KEY_AWK@", KEY_AWK)
+               .replace("@LAYOUT_AWK@", LAYOUT_AWK)
                .replace("@MANIFEST_HEAD@", MANIFEST_HEAD).replace("@MANIFEST_MID@", MANIFEST_MID))
 
 

@@ -171,7 +171,9 @@ def _index_at(repo: Repository, head: ObjectID | None, models: dict[str, ObjectI
 
 def _history_commit(repo: Repository, index: DomainIndex, parents: list[ObjectID], message: str) -> ObjectID:
 
-    return repo.odb.write_commit(index.to_tree(repo.odb), parents, author(repo.path), message.encode())
+    # written as the changes to the first parent's index: only the changed paths of the models tree
+    tree = index.to_tree(repo.odb, parents[0] if parents else None)
+    return repo.odb.write_commit(tree, parents, author(repo.path), message.encode())
 
 
 def _merge_message(url: str, conflicts: list[str]) -> str:
