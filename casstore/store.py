@@ -641,6 +641,11 @@ class Store:
         return (mid for mid, sha in self.iter_model_commits(domain, head)
                 if members is None or members.get(mid) == sha.encode())
 
+    def history_head(self, domain: str) -> ObjectID | None:
+        """The head of the domain's history (None: no history yet).  Every commit, deletion
+        and state change moves it, so it keys anything computed from the domain's models."""
+        return self.refs.get(domain_ref(check_domain(domain)))
+
     def iter_model_commits(self, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
         """(model ID, model commit) of the domain's live models, newest first (see ``iter_models``).
 

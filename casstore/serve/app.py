@@ -49,7 +49,7 @@ from ..objects.refs import domain_ref
 from ..store import Store
 from ..util.names import check_domain, shown
 from ..version import __version__
-from . import data
+from . import data, table
 from .chart import line_chart
 from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
 
@@ -80,6 +80,7 @@ def _templates() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       finalize=lambda v: shown(v) if isinstance(v, str) and not isinstance(v, Markup) else v)
     env.filters["human"] = human
+    env.globals["with_query"] = _with
     env.globals["version"] = __version__
     return env
 
@@ -93,8 +94,20 @@ def _local(path: str) -> str:
     return "/" + path.lstrip("/\\")
 
 
+def _columns(cols: str | None) -> list[str] | None:
+    """``cols=a,b`` as a list (None: the default columns)."""
+    out = [c.strip() for c in (cols or "").split(",") if c.strip()]
+    return out or None
+
+
+def _with(query: dict[str, str], **changes: Any) -> str:
+    """``?query`` with ``changes`` applied (a None value drops the key): links that keep the filters."""
+    q = {**query, **changes}
+    return "?" + urlencode({k: v for k, v in q.items() if v is not None and v != ""})
+
+
 def _status(e: Exception) -> int:
-    if isinstance(e, (InvalidIdError, UnsafePathError)):
+    if isinstance(e, (InvalidIdError, UnsafePathError, table.FilterError)):
         return 400
     if isinstance(e, (ModelNotFoundException, StateNotFoundException, FileNotFoundError)):
         return 404
@@ -119,6 +132,12 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         env.get_template(name)  # compile now, not during someone's first request
     cache = data.Background()
     budget = Budget(limits or Limits())
+
+    def rows(domain: str, wait: float = 5.0) -> Callable[[], list[dict[str, Any]] | None]:
+        """The domain's table (table.build), cached per history head; None while a big
+        domain's is still being built (waited for at most ``wait`` seconds)."""
+        head = store.history_head(domain)
+        return lambda: cache.get("table:" + domain, head, lambda: table.build(store, domain, head), wait)
 
     def count(domain: str) -> Callable[[], int | None]:
         """The domain's model count, from the background (None until known)."""
@@ -202,9 +221,20 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
 
     @app.get("/api/domains/{domain}/models", tags=["api"])
     def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),
-                   limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
-        """A page of the domain's models, newest first (only those in ``state`` if given)."""
-        return data.list_page(store, domain, offset=offset, limit=limit, state=state, count=count(domain))
+                   limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT), sort: str | None = None,
+                   order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
+                   author: str | None = None, framework: str | None = None,
+                   cols: str | None = None) -> dict[str, Any]:
+        """A page of the domain's models, newest first (only those in ``state`` if given).
+
+        ``sort`` (a metric key or model_id/created/author/size/new_bytes) and ``order``;
+        ``filter`` like ``accuracy > 0.9, dataset = iris`` (``,`` or ``and``), ``author``
+        (part of the name), ``framework``; ``cols``: metric columns, comma-separated.
+        ``pending`` says the domain's table is still being built (the page is then newest first)."""
+        return data.domain_page(store, domain, offset=offset, limit=limit, state=state or None,
+                                sort=sort or None, descending=order == "desc", where=filter,
+                                author=author or None, framework=framework or None,
+                                columns=_columns(cols), count=count(domain), rows=rows(domain))
 
     @app.get("/api/domains/{domain}/log", tags=["api"])
     def api_log(domain: str, offset: int = Query(0, ge=0),
@@ -305,10 +335,17 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
 
     @app.get("/d/{domain}", response_class=HTMLResponse, include_in_schema=False)
     def page_domain(request: Request, domain: str, state: str | None = None,
-                    page: int = Query(1, ge=1)) -> Response:
-        state = state or None
-        d = data.list_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state, count=count(domain))
-        q = {"state": state} if state else {}
+                    page: int = Query(1, ge=1), sort: str | None = None,
+                    order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
+                    author: str | None = None, framework: str | None = None,
+                    cols: str | None = None) -> Response:
+        d = data.domain_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state or None,
+                             sort=sort or None, descending=order == "desc", where=filter,
+                             author=author or None, framework=framework or None,
+                             columns=_columns(cols), count=count(domain), rows=rows(domain))
+        q = {k: v for k, v in (("state", state), ("sort", sort), ("order", order if sort else None),
+                                ("filter", filter), ("author", author), ("framework", framework),
+                                ("cols", cols)) if v}
         return render(request, "domain.html", d=d, page=page, states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models?" + urlencode({**q, "offset": d["offset"]}),
                       query=q)

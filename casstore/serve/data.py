@@ -28,6 +28,7 @@ from ..objects.refs import DOMAINS, MODELS, domain_ref
 from ..store import Store
 from ..util.jsonsafe import to_json
 from ..util.names import check_domain, check_model_id, check_state
+from . import table
 
 log = logging.getLogger("casstore.serve")
 GITLINK = 0o160000
@@ -100,19 +101,11 @@ def domain_states(store: Store, head: ObjectID | None) -> dict[str, dict[str, st
 
 
 def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """One line of a domain's model table."""
-    info = store.get_model_info(domain, model_id)
-    st = info.get("stats") or {}
-    return {
-        "model_id": model_id,
-        "commit": info["commit"],
-        "created": info["created"],
-        "author": info["author"],
-        "frameworks": {k: v["framework"] for k, v in info["frameworks"].items()},
-        "states": sorted(s for s, members in states.items() if members.get(model_id) == info["commit"]),
-        "size": sum(f["size"] for f in info["files"]),
-        "new_bytes": st.get("bytes_stored"),
-    }
+    """One line of a domain's model table (with its numeric metadata, ``metrics``)."""
+    row = table.row_of(store.get_model_info(domain, model_id))
+    del row["text"]
+    row["states"] = sorted(s for s, members in states.items() if members.get(model_id) == row["commit"])
+    return row
 
 
 def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
@@ -155,6 +148,61 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
         total = (count or (lambda: count_models(store, domain)))()
     return {"domain": domain, "state": state, "offset": offset, "limit": limit, "total": total,
             "has_more": more, "models": rows}
+
+
+def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, state: str | None = None,
+                sort: str | None = None, descending: bool = True, where: str | None = None,
+                author: str | None = None, framework: str | None = None, columns: list[str] | None = None,
+                count: Callable[[], int | None] | None = None,
+                rows: Callable[[], list[dict[str, Any]] | None] | None = None) -> dict[str, Any]:
+    """The domain page: ``list_page`` plus metric columns, sorting and filters.
+
+    Newest first with at most a state filter is ``list_page`` (cost independent of
+    the domain's size).  Sorting or any other filter works on the domain's table
+    (``table.build``): ``rows`` returns it (the server's cached one; None while it
+    is being built, and then the page is newest first with ``pending`` set).
+    ``columns`` are metric keys (default: ``table.default_columns`` of the page).
+
+    Raises:
+        FilterError: ``where`` cannot be read.
+    """
+    clauses = table.parse_filter(where) if where else []
+    needs_table = bool(sort or clauses or author or framework)
+    pending = False
+    d: dict[str, Any] | None = None
+    if needs_table:
+        head = _require_domain(store, domain)
+        everything = (rows or (lambda: table.build(store, domain, head)))()
+        if everything is None:
+            pending = True
+        else:
+            offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
+            states = domain_states(store, head)
+            members = None
+            if state is not None:
+                check_state(state)
+                if state not in store.list_model_states():
+                    raise StateNotFoundException(state)
+                members = states.get(state, {})
+            chosen = table.select(everything, clauses=clauses, members=members, author=author, framework=framework)
+            if sort:
+                chosen = table.sort_rows(chosen, sort, descending)
+            page = []
+            for r in chosen[offset:offset + limit]:
+                row = {k: v for k, v in r.items() if k != "text"}
+                row["states"] = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
+                page.append(row)
+            d = {"domain": domain, "state": state, "offset": offset, "limit": limit, "total": len(chosen),
+                 "has_more": offset + limit < len(chosen), "models": page}
+    if d is None:
+        d = list_page(store, domain, offset=offset, limit=limit, state=state, count=count)
+    cols = columns if columns else table.default_columns(d["models"])
+    shown_cols = {c: table.format_column([r["metrics"].get(c) for r in d["models"]]) for c in cols}
+    for i, r in enumerate(d["models"]):
+        r["metric_text"] = {c: shown_cols[c][i] for c in cols}
+    d.update({"columns": cols, "sort": sort, "descending": descending, "where": where or "",
+              "author": author or "", "framework": framework or "", "pending": pending})
+    return d
 
 
 def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:

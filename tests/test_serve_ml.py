@@ -1,0 +1,176 @@
+"""`cas serve` as an ML registry page (issue 24): metric columns, sorting and filters,
+file previews, model cards, search across domains, richer compare and charts.
+
+One real ``cas serve`` process over a store with a 200-model domain (``zoo``),
+a domain of models carrying files to preview (``cards``) and a modelstore-style
+domain (``ms``: the user's metrics under ``modelstore.extra``, hyperparameters
+under ``modelstore.model.parameters``).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import casstore
+from tests.test_serve import Server, start_server, stop_server
+
+ZOO = 200
+
+
+def png_bytes(w: int = 4, h: int = 4) -> bytes:
+    """A small valid RGB PNG, written by hand (no image library needed)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\0" + bytes([200, 30, 30]) * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+PNG = png_bytes()
+CARD = """# Zoo classifier
+
+Trained on **iris**, with a [link](https://example.com/) and `code`.
+
+<script>alert("card")</script>
+
+| split | accuracy |
+|-------|----------|
+| test  | 0.93     |
+
+[bad](javascript:alert(1))
+"""
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script>' \
+      '<rect width="10" height="10" fill="red"/></svg>'
+
+
+def zoo_accuracy(i: int) -> float:
+    """Not monotonic in i, so sorting by accuracy is not the same as newest first."""
+    return round(0.5 + ((i * 37) % ZOO) / (ZOO * 2.0) + 1e-5 * (i % 3), 6)
+
+
+def safetensors_bytes() -> bytes:
+    header = {"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+              "b": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]},
+              "__metadata__": {"format": "pt"}}
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + b"\0" * 36
+
+
+def build_ml_store(path: Path, work: Path) -> dict[str, Any]:
+    store = casstore.open(path)
+    work.mkdir(parents=True, exist_ok=True)
+    weights = work / "weights.bin"
+    with pytest.MonkeyPatch.context() as mp:
+        for i in range(ZOO):
+            mp.setenv("CAS_AUTHOR", "Ana <ana@example.com>" if i % 2 else "Bo <bo@example.com>")
+            weights.write_bytes(i.to_bytes(4, "little") * 64)
+            store.commit_models("zoo", model=str(weights), model_id=f"z{i:03d}",
+                                extra_metadata={"accuracy": zoo_accuracy(i), "loss": 1.0 - zoo_accuracy(i),
+                                                "epochs": i % 7, "dataset": "iris-v2" if i % 5 == 0 else "iris-v1",
+                                                "lr": 0.001})
+        mp.setenv("CAS_AUTHOR", "Cy <cy@example.com>")
+        files = {"README.md": CARD.encode(), "table.csv": b"name,score\nalpha,1\nbeta,2\n<b>x</b>,3\n",
+                 "plot.png": PNG, "logo.svg": SVG.encode(), "weights.safetensors": safetensors_bytes(),
+                 "config.json": b'{"layers": [4, 8], "act": "relu"}', "notes.txt": b"plain text notes\n"}
+        paths = []
+        for name, raw in files.items():
+            (work / name).write_bytes(raw)
+            paths.append(str(work / name))
+        np.save(work / "arr.npy", np.zeros((3, 4), dtype=np.float32))
+        paths.append(str(work / "arr.npy"))
+        store.commit_models("cards", model=str(weights), model_id="c1", extra_files=paths,
+                            extra_metadata={"accuracy": 0.93, "eval": {"f1": 0.9, "split": "test"}})
+        store.commit_models("cards", model=str(weights), model_id="c2", extra_files=paths[:1],
+                            extra_metadata={"accuracy": 0.95, "eval": {"f1": 0.91, "split": "test"}})
+        for i in range(3):
+            store.commit_models("ms", model=str(weights), model_id=f"ms{i}", extra_metadata={"modelstore": {
+                "model": {"parameters": {"n_estimators": 100 + i, "max_depth": 3}},
+                "extra": {"acc": 0.8 + i / 100, "f1": 0.7}}})
+    store.create_model_state("production")
+    store.set_model_state("zoo", "z010", "production")
+    store.set_model_state("zoo", "z150", "production")
+    store.close()
+    return {"files": files}
+
+
+@pytest.fixture(scope="module")
+def ml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("serve-ml")
+    facts = build_ml_store(root / "store", root / "work")
+    server = start_server(str(root / "store"))
+    yield server, str(root / "store"), facts
+    stop_server(server)
+
+
+def _ids(d: dict[str, Any]) -> list[str]:
+    return [m["model_id"] for m in d["models"]]
+
+
+def test_metric_columns_default_to_shared_results(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    d = server.json("/api/domains/zoo/models")
+    assert d["columns"][:3] == ["accuracy", "epochs", "loss"] or set(d["columns"]) == {"accuracy", "epochs",
+                                                                                          "loss", "lr"}
+    assert _ids(d)[0] == "z199" and d["models"][0]["metrics"]["accuracy"] == zoo_accuracy(199)
+    # a modelstore import: the user's own metrics, not the framework's hyperparameters
+    ms = server.json("/api/domains/ms/models")
+    assert ms["columns"] == ["modelstore.extra.acc", "modelstore.extra.f1"]
+    # chosen by the visitor
+    d = server.json("/api/domains/zoo/models?cols=loss,epochs")
+    assert d["columns"] == ["loss", "epochs"]
+
+
+def test_sort_by_metric_over_the_whole_domain(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    best = sorted(range(ZOO), key=lambda i: -zoo_accuracy(i))
+    d = server.json("/api/domains/zoo/models?sort=accuracy&limit=10")
+    assert not d["pending"] and d["total"] == ZOO
+    assert _ids(d) == [f"z{i:03d}" for i in best[:10]]
+    page2 = server.json("/api/domains/zoo/models?sort=accuracy&offset=10&limit=10")
+    assert _ids(page2) == [f"z{i:03d}" for i in best[10:20]]
+    low = server.json("/api/domains/zoo/models?sort=loss&order=asc&limit=5")
+    assert _ids(low) == _ids(d)[:5]
+    by_id = server.json("/api/domains/zoo/models?sort=model_id&order=asc&limit=3")
+    assert _ids(by_id) == ["z000", "z001", "z002"]
+
+
+def test_filters(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    want = {f"z{i:03d}" for i in range(ZOO) if zoo_accuracy(i) > 0.9}
+    d = server.json("/api/domains/zoo/models?filter=accuracy%20%3E%200.9&limit=500")
+    assert set(_ids(d)) == want and d["total"] == len(want) > 0
+    both = server.json("/api/domains/zoo/models?" + "filter=accuracy+>+0.9+and+dataset+%3D+iris-v2&limit=500")
+    assert set(_ids(both)) == {m for m in want if int(m[1:]) % 5 == 0}
+    ana = server.json("/api/domains/zoo/models?author=ana&limit=500")
+    assert ana["total"] == ZOO // 2 and all(m["author"].startswith("Ana") for m in ana["models"])
+    prod = server.json("/api/domains/zoo/models?state=production&sort=accuracy")
+    assert set(_ids(prod)) == {"z010", "z150"}
+    assert server.json("/api/domains/zoo/models?framework=sklearn")["total"] == 0
+    assert server.json("/api/domains/zoo/models?framework=model_file")["total"] == ZOO
+    bad = server.json("/api/domains/zoo/models?filter=accuracy%20%3E%3E%3E", status=400)
+    assert "accuracy" in bad["error"] and "KEY OP VALUE" in bad["error"]
+
+
+def test_rounding_keeps_values_apart(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    from casstore.serve.table import format_column
+
+    assert format_column([0.912341, 0.912349, None, 3]) == ["0.91234", "0.91235", "", "3"]
+    assert format_column([0.123456789, 0.5]) == ["0.123", "0.5"]
+    server, _, _ = ml
+    st, _, body = server.request("GET", "/d/zoo?sort=accuracy")
+    assert st == 200
+    html = body.decode()
+    # the top two differ only in the 5th digit: both shown in full, not as the same 3 digits
+    d = server.json("/api/domains/zoo/models?sort=accuracy&limit=50")
+    shown = [m["metric_text"]["accuracy"] for m in d["models"]]
+    assert len(set(shown)) == len({m["metrics"]["accuracy"] for m in d["models"]})
+    assert shown[0] in html and 'class="sort"' in html
