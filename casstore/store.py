@@ -1146,6 +1146,24 @@ class Store:
                                   f"{manifest.domain}/{manifest.model_id}/{path}")
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
 
+    def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
+        """The model's card: (path, text) of a ``MODEL_CARD.md`` or ``README.md`` among its
+        files (any case, the least nested first, MODEL_CARD before README), or None.
+
+        At most ``max_bytes`` are read, each chunk verified (``open_file``); the text is
+        UTF-8 with undecodable bytes replaced.  The Markdown is returned as stored: a
+        front end that renders it must not pass raw HTML through.
+        """
+        info = self.get_model_info(domain, model_id)
+        cards = [f["path"] for f in info["files"]
+                 if f["path"].rsplit("/", 1)[-1].lower() in ("model_card.md", "readme.md")]
+        if not cards:
+            return None
+        path = min(cards, key=lambda p: (p.count("/"), not p.lower().endswith("model_card.md"), p))
+        with self.open_file(domain, model_id, path) as f:
+            raw = f.read(max_bytes)
+        return path, raw.decode("utf-8", "replace")
+
     def _stream(self, entry: FileEntry, oids: list[bytes], window: int) -> Generator[bytes | memoryview, None, None]:
         with ThreadPoolExecutor(min(default_workers(), window), thread_name_prefix="cas-read") as pool:
             yield from iter_file(self.odb, entry, oids, pool, window)

@@ -174,3 +174,87 @@ def test_rounding_keeps_values_apart(ml: tuple[Server, str, dict[str, Any]]) -> 
     shown = [m["metric_text"]["accuracy"] for m in d["models"]]
     assert len(set(shown)) == len({m["metrics"]["accuracy"] for m in d["models"]})
     assert shown[0] in html and 'class="sort"' in html
+
+
+def test_model_card_rendered_safely(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    st, _, body = server.request("GET", "/d/cards/m/c1")
+    assert st == 200
+    html = body.decode()
+    card = html[html.index('id="card"'):html.index("<h2>Frameworks")]
+    assert "<h1>Zoo classifier</h1>" in card and "<strong>iris</strong>" in card and "<table>" in card
+    assert "<script>" not in card and "&lt;script&gt;" in card  # raw HTML is text, not markup
+    assert 'href="javascript:' not in card and 'href="https://example.com/"' in card
+    assert server.json("/api/domains/cards/models/c1")["card"]["path"] == "README.md"
+    assert server.json("/api/domains/zoo/models/z001")["card"] is None
+
+
+def test_cas_show_prints_the_card(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    import subprocess
+    import sys
+
+    _, path, _ = ml
+    out = subprocess.run([sys.executable, "-m", "casstore", "--store", path, "show", "cards", "c1"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Card (README.md):" in out and "  # Zoo classifier" in out and "  ..." in out
+    out = subprocess.run([sys.executable, "-m", "casstore", "--store", path, "show", "zoo", "z001"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "Card" not in out
+
+
+def test_previews(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, facts = ml
+    api = "/api/domains/cards/models/c1/preview/"
+    files = {f["path"] for f in server.json("/api/domains/cards/models/c1")["files"]}
+    where = {name: next(p for p in files if p.endswith(name)) for name in facts["files"]}
+    csv_ = server.json(api + where["table.csv"])
+    assert csv_["kind"] == "csv" and csv_["header"] == ["name", "score"]
+    assert csv_["rows"] == [["alpha", "1"], ["beta", "2"], ["<b>x</b>", "3"]]
+    js = server.json(api + where["config.json"])
+    assert js["kind"] == "json" and json.loads(js["text"]) == {"layers": [4, 8], "act": "relu"}
+    assert server.json(api + where["notes.txt"])["text"] == "plain text notes\n"
+    st = server.json(api + where["weights.safetensors"])
+    assert st["kind"] == "tensors" and st["tensors"] == [{"name": "w", "dtype": "F32", "shape": [2, 3]},
+                                                          {"name": "b", "dtype": "F32", "shape": [3]}]
+    npy = server.json(api + next(p for p in files if p.endswith("arr.npy")))
+    assert npy["tensors"][0]["shape"] == [3, 4] and npy["tensors"][0]["dtype"] == "<f4"
+    assert server.json(api + where["plot.png"])["kind"] == "image"
+    # the page escapes CSV cells; the image is served with its type, the SVG sandboxed
+    st_, _, body = server.request("GET", "/d/cards/m/c1/view/" + where["table.csv"])
+    assert st_ == 200 and "&lt;b&gt;x&lt;/b&gt;" in body.decode()
+    st_, headers, body = server.request("GET", "/raw/cards/c1/" + where["plot.png"])
+    assert st_ == 200 and headers["content-type"] == "image/png" and body == facts["files"]["plot.png"]
+    st_, headers, body = server.request("GET", "/raw/cards/c1/" + where["logo.svg"])
+    assert st_ == 200 and headers["content-type"] == "image/svg+xml"
+    csp = headers["content-security-policy"]
+    assert "sandbox" in csp and "default-src 'none'" in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    # not an image: refused rather than served inline
+    st_, _, _ = server.request("GET", "/raw/cards/c1/" + where["notes.txt"])
+    assert st_ == 415
+    st_, _, _ = server.request("GET", "/raw/cards/c1/no-such-file.png")
+    assert st_ == 404
+
+
+def test_damaged_chunk_is_never_previewed(tmp_path: Path) -> None:
+    """A preview reads through open_file: a flipped byte gives an error page naming the chunk,
+    not a preview of wrong text; the image route likewise."""
+    from tests.test_serve import _flip_chunk
+
+    text = "".join(f"line {i}: the quick brown fox\n" for i in range(40_000)).encode()
+    (tmp_path / "w.txt").write_bytes(text)
+    (tmp_path / "w.png").write_bytes(png_bytes(300, 300))
+    with casstore.open(tmp_path / "s") as store:
+        store.commit_models("d", model=str(tmp_path / "w.txt"), model_id="m")
+        store.commit_models("d", model=str(tmp_path / "w.png"), model_id="p")
+    oid = _flip_chunk(str(tmp_path / "s"), 0)
+    server = start_server(str(tmp_path / "s"))
+    try:
+        st, h, body = server.request("GET", "/d/d/m/m/view/w.txt")
+        assert st == 500 and oid.encode() in body and b"line 0: the quick" not in body
+        st, _, body = server.request("GET", "/api/domains/d/models/m/preview/w.txt")
+        assert st == 500 and json.loads(body)["oid"] == oid
+        st, _, body = server.request("GET", "/raw/d/p/w.png")
+        assert st == 200 and body == (tmp_path / "w.png").read_bytes()  # the intact model is unaffected
+    finally:
+        stop_server(server)

@@ -8,7 +8,9 @@ Routes (every page has a JSON twin built from the same dict, see data.py)::
     /d/{domain}/m/{id}                  /api/domains/{domain}/models/{id}
     /d/{domain}/compare?a=&b=           /api/domains/{domain}/compare?a=&b=
     /d/{domain}/metrics                 /api/domains/{domain}/metrics?limit=
+    /d/{domain}/m/{id}/view/{path}      /api/domains/{domain}/models/{id}/preview/{path}
     /files/{domain}/{id}/{path}         (download, streamed and verified)
+    /raw/{domain}/{id}/{path}           (an image shown on a file page)
     /api/openapi.json                   (the API's OpenAPI description)
 
 Safety: domains and IDs go through the same validation as everywhere else; a
@@ -49,7 +51,7 @@ from ..objects.refs import domain_ref
 from ..store import Store
 from ..util.names import check_domain, shown
 from ..version import __version__
-from . import data, table
+from . import data, preview, table
 from .chart import line_chart
 from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
 
@@ -81,6 +83,7 @@ def _templates() -> Environment:
                       finalize=lambda v: shown(v) if isinstance(v, str) and not isinstance(v, Markup) else v)
     env.filters["human"] = human
     env.globals["with_query"] = _with
+    env.filters["markdown"] = preview.markdown
     env.globals["version"] = __version__
     return env
 
@@ -92,6 +95,11 @@ def _local(path: str) -> str:
     scheme-relative URL to a browser: one leading slash only.
     """
     return "/" + path.lstrip("/\\")
+
+
+def _preview_json(p: dict[str, Any]) -> dict[str, Any]:
+    """A preview for the API: rendered Markdown as a string."""
+    return {k: str(v) if k == "html" else v for k, v in p.items()}
 
 
 def _columns(cols: str | None) -> list[str] | None:
@@ -257,6 +265,12 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         """Numeric extra_metadata values across the newest ``limit`` versions, newest last."""
         return data.metrics(store, domain, limit=limit)
 
+    @app.get("/api/domains/{domain}/models/{model_id}/preview/{path:path}", tags=["api"])
+    def api_preview(domain: str, model_id: str, path: str) -> dict[str, Any]:
+        """A look inside one file without downloading it: text, JSON, CSV rows, Markdown,
+        images (``kind: image``, bytes at /raw/...), safetensors/npy tensor names, dtypes, shapes."""
+        return _preview_json(preview.preview(store, domain, model_id, path))
+
     @app.get("/api/states", tags=["api"])
     def api_states() -> list[str]:
         """Every model state that was created."""
@@ -327,6 +341,31 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
             raise
         return Download(budget, reserve, headers, pieces, f"{domain}/{model_id}/{path}", close=chunks)
 
+    @app.get("/raw/{domain}/{model_id}/{path:path}", include_in_schema=False)
+    def raw(domain: str, model_id: str, path: str) -> Response:
+        """An image shown inline on a file page: PNG/JPEG whose bytes say so, or SVG
+        (sandboxed: no script runs even when it is opened directly).  Read whole and
+        verified (chunks and the file's digest) before a byte is sent."""
+        with store.open_file(domain, model_id, path) as f:
+            if f.size > preview.IMAGE_BYTES:
+                return JSONResponse({"error": f"{path!r} is too big to show inline; download it"}, status_code=413)
+            try:
+                budget.take(f.size)  # counts against cas.serveDownloadBuffer like a download
+            except Busy as e:
+                return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
+            try:
+                body = f.read()
+                f.read()  # at the end: the whole-file digest is checked here
+            finally:
+                budget.give_back(f.size)
+        kind = preview.raw_type(path, body)
+        if kind is None:
+            return JSONResponse({"error": f"{path!r} is not a PNG, JPEG or SVG image"}, status_code=415)
+        headers = {"Cache-Control": "private, max-age=60"}
+        if kind == "image/svg+xml":
+            headers["Content-Security-Policy"] = preview.SVG_CSP
+        return Response(body, media_type=kind, headers=headers)
+
     # -- pages -------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -360,6 +399,12 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         m = data.model(store, domain, model_id)
         return render(request, "model.html", m=m, all_states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models/{model_id}")
+
+    @app.get("/d/{domain}/m/{model_id}/view/{path:path}", response_class=HTMLResponse, include_in_schema=False)
+    def page_file(request: Request, domain: str, model_id: str, path: str) -> Response:
+        p = preview.preview(store, domain, model_id, path)
+        return render(request, "file.html", p=p, api=f"/api/domains/{domain}/models/{model_id}/preview/"
+                      + quote(path))
 
     @app.get("/d/{domain}/compare", response_class=HTMLResponse, include_in_schema=False)
     def page_compare(request: Request, domain: str, a: str | None = None, b: str | None = None) -> Response:

@@ -362,6 +362,8 @@ def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
     info = store.get_model_info(domain, model_id)
     states = domain_states(store, _head(store, domain))
     info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
+    card = store.model_card(domain, model_id)
+    info["card"] = {"path": card[0], "markdown": card[1]} if card else None
     info["load"] = {
         "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
         "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
