@@ -258,3 +258,27 @@ def test_damaged_chunk_is_never_previewed(tmp_path: Path) -> None:
         assert st == 200 and body == (tmp_path / "w.png").read_bytes()  # the intact model is unaffected
     finally:
         stop_server(server)
+
+
+def test_search_across_domains(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+
+    def found(q: str) -> set[tuple[str, str]]:
+        from urllib.parse import quote
+
+        d = server.json("/api/search?q=" + quote(q))
+        assert not d["pending"]
+        return {(r["domain"], r["model_id"]) for r in d["results"]}
+
+    high = found("accuracy>0.92")
+    assert ("cards", "c1") in high and ("cards", "c2") in high
+    assert {m for d, m in high if d == "zoo"} == {f"z{i:03d}" for i in range(ZOO) if zoo_accuracy(i) > 0.92}
+    assert found("state:production") == {("zoo", "z010"), ("zoo", "z150")}
+    assert found("author:cy") == {("cards", "c1"), ("cards", "c2"), ("ms", "ms0"), ("ms", "ms1"), ("ms", "ms2")}
+    assert found("id:z00") == {("zoo", f"z00{i}") for i in range(10)}
+    assert found("eval.split=test domain:cards") == {("cards", "c1"), ("cards", "c2")}
+    assert found("modelstore.extra.acc >= 0.81") == {("ms", "ms1"), ("ms", "ms2")}
+    assert found("iris-v2 author:bo") == {("zoo", f"z{i:03d}") for i in range(0, ZOO, 10)}
+    assert found("framework:sklearn") == set()
+    st, _, body = server.request("GET", "/search?q=state%3Aproduction")
+    assert st == 200 and b'href="/d/zoo/m/z010"' in body

@@ -9,6 +9,7 @@ Routes (every page has a JSON twin built from the same dict, see data.py)::
     /d/{domain}/compare?a=&b=           /api/domains/{domain}/compare?a=&b=
     /d/{domain}/metrics                 /api/domains/{domain}/metrics?limit=
     /d/{domain}/m/{id}/view/{path}      /api/domains/{domain}/models/{id}/preview/{path}
+    /search?q=                          /api/search?q=
     /files/{domain}/{id}/{path}         (download, streamed and verified)
     /raw/{domain}/{id}/{path}           (an image shown on a file page)
     /api/openapi.json                   (the API's OpenAPI description)
@@ -271,6 +272,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         images (``kind: image``, bytes at /raw/...), safetensors/npy tensor names, dtypes, shapes."""
         return _preview_json(preview.preview(store, domain, model_id, path))
 
+    @app.get("/api/search", tags=["api"])
+    def api_search(q: str = "") -> dict[str, Any]:
+        """Models of every domain matching all words of ``q``: ``accuracy>0.9``, ``dataset=iris``,
+        ``state:production``, ``author:ana``, ``framework:sklearn``, ``domain:zoo``, ``id:v3``, or a
+        bare word (part of an ID, author, framework or metadata value).  At most 200."""
+        return data.search(store, q, lambda d: rows(d)())
+
     @app.get("/api/states", tags=["api"])
     def api_states() -> list[str]:
         """Every model state that was created."""
@@ -388,6 +396,12 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         return render(request, "domain.html", d=d, page=page, states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models?" + urlencode({**q, "offset": d["offset"]}),
                       query=q)
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def page_search(request: Request, q: str = "") -> Response:
+        d = data.search(store, q, lambda dom: rows(dom)())
+        cols = table.default_columns(d["results"], limit=4)
+        return render(request, "search.html", d=d, columns=cols, api="/api/search?" + urlencode({"q": q}))
 
     @app.get("/d/{domain}/log", response_class=HTMLResponse, include_in_schema=False)
     def page_log(request: Request, domain: str, page: int = Query(1, ge=1)) -> Response:

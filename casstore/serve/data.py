@@ -205,6 +205,38 @@ def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, 
     return d
 
 
+def search(store: Store, q: str, rows: Callable[[str], list[dict[str, Any]] | None],
+           limit: int = 200) -> dict[str, Any]:
+    """Models of every domain matching ``q`` (``table.parse_query``), newest first per domain.
+
+    ``rows(domain)`` gives the domain's table (None while it is being built: the
+    domain is listed in ``pending``).  At most ``limit`` results.
+    """
+    terms = table.parse_query(q)
+    results: list[dict[str, Any]] = []
+    pending: list[str] = []
+    more = False
+    if terms:
+        for d in list_domains(store):
+            everything = rows(d)
+            if everything is None:
+                pending.append(d)
+                continue
+            states = domain_states(store, store.history_head(d))
+            for r in everything:
+                st = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
+                if table.search_match(d, r, st, terms):
+                    if len(results) == limit:
+                        more = True
+                        break
+                    results.append({"domain": d, "model_id": r["model_id"], "created": r["created"],
+                                    "author": r["author"], "frameworks": r["frameworks"], "states": st,
+                                    "metrics": r["metrics"]})
+            if more:
+                break
+    return {"q": q, "terms": [list(t) for t in terms], "results": results, "has_more": more, "pending": pending}
+
+
 def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """Events newest first, like ``cas log``: commits, deletions, state changes."""
     head = _require_domain(store, domain)

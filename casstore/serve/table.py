@@ -206,3 +206,59 @@ def _fmt(v: float | int, digits: int) -> str:
     if isinstance(v, int) and abs(v) < 10 ** 15:
         return str(v)
     return f"{v:.{digits}g}"
+
+
+#: query words that name a model's fields rather than a metadata key
+FIELDS = ("state", "author", "framework", "domain", "id")
+
+
+def parse_query(q: str) -> list[tuple[str, str, Any]]:
+    """A search: words, all of which must match.  ``KEY OP VALUE`` (``accuracy>0.9``,
+    ``dataset=iris``, ``state:production``, ``author:ana``, ``framework:sklearn``,
+    ``domain:zoo``, ``id:v3``) or a bare word (part of an ID, author, framework or
+    metadata value)."""
+    q = re.sub(r"\s*(>=|<=|!=|==|>|<|=|:)\s*", r"\1", q.strip())
+    out: list[tuple[str, str, Any]] = []
+    for word in q.split():
+        if ":" in word and not _CLAUSE.match(word):
+            key, _, value = word.partition(":")
+            out.append((key.lower(), "=", value))
+            continue
+        m = _CLAUSE.match(word)
+        if m is None:
+            out.append(("", "~", word.lower()))
+            continue
+        key, op, raw = m.groups()
+        try:
+            out.append((key, op, float(raw)))
+        except ValueError:
+            out.append((key, op, raw.strip("'\"")))
+    return out
+
+
+def _field_match(key: str, text: str, domain: str, row: dict[str, Any], states: list[str]) -> bool:
+    if key == "state":
+        return text in (s.lower() for s in states)
+    if key == "author":
+        return text in row["author"].lower()
+    if key == "framework":
+        return text in (f.lower() for f in row["frameworks"].values())
+    if key == "domain":
+        return text == domain.lower()
+    return text in row["model_id"].lower()
+
+
+def search_match(domain: str, row: dict[str, Any], states: list[str], terms: list[tuple[str, str, Any]]) -> bool:
+    """Whether the model (its table row and current ``states``) matches every term."""
+    for key, op, want in terms:
+        if op == "~":
+            hay = [row["model_id"], row["author"], *row["frameworks"].values(), *row["text"].values()]
+            if not any(want in h.lower() for h in hay):
+                return False
+        elif key in FIELDS and op == "=":
+            ok = _field_match(key, str(want).lower(), domain, row, states)
+            if not ok:
+                return False
+        elif not _matches(row, [(key, op, want)]):
+            return False
+    return True
