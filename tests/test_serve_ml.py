@@ -282,3 +282,20 @@ def test_search_across_domains(ml: tuple[Server, str, dict[str, Any]]) -> None:
     assert found("framework:sklearn") == set()
     st, _, body = server.request("GET", "/search?q=state%3Aproduction")
     assert st == 200 and b'href="/d/zoo/m/z010"' in body
+
+
+def test_compare_side_by_side(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    d = server.json("/api/domains/cards/compare?a=c1&b=c2")
+    side = {r["key"]: r for r in d["meta_side"]}
+    assert side["accuracy"]["status"] == "changed" and side["accuracy"]["delta_text"] == "+0.02"
+    assert side["accuracy"]["better"] is True
+    assert side["eval.split"]["status"] == "same" and side["eval.split"]["a"] == "test"
+    z = server.json("/api/domains/zoo/compare?a=z001&b=z002")
+    zs = {r["key"]: r for r in z["meta_side"]}
+    assert zs["loss"]["better"] is (zoo_accuracy(2) > zoo_accuracy(1))  # lower loss is better
+    assert zs["lr"]["status"] == "same"
+    st, _, body = server.request("GET", "/d/cards/compare?a=c1&b=c2")
+    html = body.decode()
+    assert st == 200 and '<details id="meta-same">' in html and 'class="delta better"' in html
+    assert d["changed"] == [] and set(d["removed"]) and d["shared"]["chunks_shared"] > 0

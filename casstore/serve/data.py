@@ -154,14 +154,16 @@ def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, 
                 sort: str | None = None, descending: bool = True, where: str | None = None,
                 author: str | None = None, framework: str | None = None, columns: list[str] | None = None,
                 count: Callable[[], int | None] | None = None,
-                rows: Callable[[], list[dict[str, Any]] | None] | None = None) -> dict[str, Any]:
+                rows: Callable[[], list[dict[str, Any]] | None] | None = None,
+                views: table.Views | None = None) -> dict[str, Any]:
     """The domain page: ``list_page`` plus metric columns, sorting and filters.
 
     Newest first with at most a state filter is ``list_page`` (cost independent of
     the domain's size).  Sorting or any other filter works on the domain's table
     (``table.build``): ``rows`` returns it (the server's cached one; None while it
     is being built, and then the page is newest first with ``pending`` set).
-    ``columns`` are metric keys (default: ``table.default_columns`` of the page).
+    ``columns`` are metric keys (default: ``table.default_columns`` of the page);
+    ``views`` keeps recent selections (the server's), so paging does not sort again.
 
     Raises:
         FilterError: ``where`` cannot be read.
@@ -184,9 +186,13 @@ def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, 
                 if state not in store.list_model_states():
                     raise StateNotFoundException(state)
                 members = states.get(state, {})
-            chosen = table.select(everything, clauses=clauses, members=members, author=author, framework=framework)
-            if sort:
-                chosen = table.sort_rows(chosen, sort, descending)
+            def choose() -> list[dict[str, Any]]:
+                chosen = table.select(everything, clauses=clauses, members=members, author=author,
+                                      framework=framework)
+                return table.sort_rows(chosen, sort, descending) if sort else chosen
+
+            key = (domain, state, sort, descending, where, author, framework)
+            chosen = (views or table.Views(0)).get(everything, key, choose)
             page = []
             for r in chosen[offset:offset + limit]:
                 row = {k: v for k, v in r.items() if k != "text"}
@@ -420,6 +426,7 @@ def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
             f["chunks"] for f in d["models"]["b"]["files"] if f["path"] in unchanged),
         "chunks_b": sum(f["chunks"] for f in d["models"]["b"]["files"]),
     }
+    d["meta_side"] = table.side_by_side(d["models"]["a"]["extra_metadata"], d["models"]["b"]["extra_metadata"])
     out: dict[str, Any] = to_json(d)
     return out
 

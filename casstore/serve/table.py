@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -184,12 +185,35 @@ def select(rows: list[dict[str, Any]], *, clauses: list[tuple[str, str, Any]] | 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
     """Sorted by a built-in column or a metric; models lacking the value go last either way."""
-    def value(r: dict[str, Any]) -> Any:
-        return r.get(key) if key in BUILTIN else r["metrics"].get(key)
+    values: list[Any] = [r.get(key) for r in rows] if key in BUILTIN else [r["metrics"].get(key) for r in rows]
+    have = [i for i, v in enumerate(values) if v is not None]
+    have.sort(key=lambda i: values[i], reverse=descending)
+    return [rows[i] for i in have] + [r for r, v in zip(rows, values, strict=True) if v is None]
 
-    have = [r for r in rows if value(r) is not None]
-    lack = [r for r in rows if value(r) is None]
-    return sorted(have, key=value, reverse=descending) + lack
+
+class Views:
+    """The last few sorted/filtered selections of a table, so that paging through one
+    (or reloading it) does not sort 100,000 rows again.  A selection is kept with the
+    table it came from (a new history head means a new table, and misses)."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[Any, ...], tuple[list[dict[str, Any]], list[dict[str, Any]]]] = OrderedDict()
+
+    def get(self, rows: list[dict[str, Any]], key: tuple[Any, ...],
+            compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        with self._lock:
+            have = self._kept.get(key)
+            if have is not None and have[0] is rows:
+                self._kept.move_to_end(key)
+                return have[1]
+        out = compute()
+        with self._lock:
+            self._kept[key] = (rows, out)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return out
 
 
 def format_column(values: list[float | int | None]) -> list[str]:
@@ -262,3 +286,44 @@ def search_match(domain: str, row: dict[str, Any], states: list[str], terms: lis
         elif not _matches(row, [(key, op, want)]):
             return False
     return True
+
+
+#: metric names where lower is better (a loss); anything else numeric: higher is better
+LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|latency|time|size", re.I)
+
+
+def side_by_side(a: Any, b: Any) -> list[dict[str, Any]]:
+    """Every metadata leaf of two models (dotted keys; lists are leaves), with its status
+    (changed, added, removed, same) and, for numbers, the change from a to b and whether
+    that is an improvement (``better``: lower is better for losses and errors)."""
+    fa, fb = dict(_leaves(a)), dict(_leaves(b))
+    out = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, _MISSING), fb.get(key, _MISSING)
+        status = ("added" if va is _MISSING else "removed" if vb is _MISSING
+                  else "same" if va == vb and type(va) is type(vb) else "changed")
+        row: dict[str, Any] = {"key": key, "a": None if va is _MISSING else va,
+                               "b": None if vb is _MISSING else vb, "status": status}
+        if (status == "changed" and _is_number(va) and _is_number(vb)):
+            delta = vb - va
+            row["delta"] = delta
+            row["delta_text"] = ("+" if delta > 0 else "") + format_column([delta])[0]
+            if delta:
+                row["better"] = (delta < 0) == bool(LOWER_IS_BETTER.search(key.rsplit(".", 1)[-1]))
+        out.append(row)
+    return out
+
+
+_MISSING: Any = object()
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _leaves(meta: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+    if isinstance(meta, dict) and depth <= 6:
+        for k, v in meta.items():
+            yield from _leaves(v, f"{prefix}{k}.", depth + 1)
+    elif prefix:
+        yield prefix[:-1], meta
