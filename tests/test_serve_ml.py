@@ -299,3 +299,41 @@ def test_compare_side_by_side(ml: tuple[Server, str, dict[str, Any]]) -> None:
     html = body.decode()
     assert st == 200 and '<details id="meta-same">' in html and 'class="delta better"' in html
     assert d["changed"] == [] and set(d["removed"]) and d["shared"]["chunks_shared"] > 0
+
+
+def test_metrics_charts(ml: tuple[Server, str, dict[str, Any]]) -> None:
+    server, _, _ = ml
+    d = server.json("/api/domains/ms/metrics")
+    assert set(d["series"]) == {"modelstore.extra.acc", "modelstore.extra.f1"}  # no hyperparameters
+    st, _, body = server.request("GET", "/d/zoo/metrics?keys=accuracy&keys=loss")
+    html = body.decode()
+    assert st == 200
+    combined = html[html.index('id="combined"'):html.index('class="metric"')]
+    assert combined.count("<polyline") == 2 and combined.count("<circle") == 2 * ZOO
+    assert combined.count('class="legend"') == 2
+    # sparse x labels: at most 8 of the 200 versions, the oldest and the newest among them
+    labels = combined.count('class="xlabel"')
+    assert labels == 8 and ">z000<" in combined and ">z199<" in combined
+
+
+def test_sorted_page_follows_new_commits(tmp_path: Path) -> None:
+    """The cached table is keyed by the history head: a commit or a state change made while
+    the server runs shows in the next sorted page, never the table from before."""
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"x" * 1000)
+    with casstore.open(tmp_path / "s") as store:
+        for i, acc in enumerate([0.5, 0.7, 0.6]):
+            store.commit_models("d", model=str(f), model_id=f"m{i}", extra_metadata={"acc": acc})
+        store.create_model_state("prod")
+    server = start_server(str(tmp_path / "s"))
+    try:
+        assert _ids(server.json("/api/domains/d/models?sort=acc")) == ["m1", "m2", "m0"]
+        with casstore.open(tmp_path / "s") as store:
+            store.commit_models("d", model=str(f), model_id="m3", extra_metadata={"acc": 0.9})
+            store.delete_model("d", "m1")
+            store.set_model_state("d", "m0", "prod")
+        d = server.json("/api/domains/d/models?sort=acc")
+        assert _ids(d) == ["m3", "m2", "m0"] and d["models"][2]["states"] == ["prod"]
+        assert _ids(server.json("/api/domains/d/models?sort=acc&state=prod")) == ["m0"]
+    finally:
+        stop_server(server)

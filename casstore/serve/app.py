@@ -7,7 +7,7 @@ Routes (every page has a JSON twin built from the same dict, see data.py)::
     /d/{domain}/log?page=               /api/domains/{domain}/log?offset=&limit=
     /d/{domain}/m/{id}                  /api/domains/{domain}/models/{id}
     /d/{domain}/compare?a=&b=           /api/domains/{domain}/compare?a=&b=
-    /d/{domain}/metrics                 /api/domains/{domain}/metrics?limit=
+    /d/{domain}/metrics?keys=&keys=     /api/domains/{domain}/metrics?limit=
     /d/{domain}/m/{id}/view/{path}      /api/domains/{domain}/models/{id}/preview/{path}
     /search?q=                          /api/search?q=
     /files/{domain}/{id}/{path}         (download, streamed and verified)
@@ -52,8 +52,7 @@ from ..objects.refs import domain_ref
 from ..store import Store
 from ..util.names import check_domain, shown
 from ..version import __version__
-from . import data, preview, table
-from .chart import line_chart
+from . import chart, data, preview, table
 from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
 
 log = logging.getLogger("casstore.serve")
@@ -158,7 +157,8 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
             n = cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 10.0)
             wait = 60.0 if n is not None and n <= TABLE_WAIT_MODELS else 0.5
             value: list[dict[str, Any]] | None = cache.get("table:" + domain, head,
-                                                           lambda: table.build(store, domain, head), wait)
+                                                           lambda: table.build(store, domain, head), wait,
+                                                           stale=False)
             return value
 
         return get
@@ -401,6 +401,11 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
                     order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
                     author: str | None = None, framework: str | None = None,
                     cols: str | None = None) -> Response:
+        given = request.query_params.multi_items()
+        if any(not v for _, v in given):
+            # the filter form submits its empty boxes too: one clean address instead
+            clean = [(k, v) for k, v in given if v]
+            return RedirectResponse(_local(request.url.path) + ("?" + urlencode(clean) if clean else ""), 303)
         d = data.domain_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state or None,
                              sort=sort or None, descending=order == "desc", where=filter,
                              author=author or None, framework=framework or None,
@@ -451,8 +456,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
     @app.get("/d/{domain}/metrics", response_class=HTMLResponse, include_in_schema=False)
     def page_metrics(request: Request, domain: str) -> Response:
         d = data.metrics(store, domain)
+        keys = request.query_params.getlist("keys")
         labels = [v["model_id"] for v in d["versions"]]
-        charts = [(k, Markup(line_chart(k, labels, vals))) for k, vals in d["series"].items()]
-        return render(request, "metrics.html", d=d, charts=charts, api=f"/api/domains/{domain}/metrics")
+        picked = [k for k in keys if k in d["series"]][:len(chart.COLOURS)]
+        combined = Markup(chart.chart(", ".join(picked), labels, {k: d["series"][k] for k in picked})) \
+            if picked else None
+        charts = [(k, Markup(chart.line_chart(k, labels, vals))) for k, vals in d["series"].items()]
+        return render(request, "metrics.html", d=d, charts=charts, combined=combined, picked=picked,
+                      api=f"/api/domains/{domain}/metrics")
 
     return app

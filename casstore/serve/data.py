@@ -266,7 +266,8 @@ class Background:
     Each slot (``"du"``, a domain) remembers one value and the key it was
     computed for (the domain history heads: any change moves them).  A caller
     waits at most ``wait`` seconds for a fresh value and otherwise gets the
-    previous one (None the first time), so no page hangs on a huge store.
+    previous one (None the first time; always None for ``stale=False`` until the
+    value for ``key`` is there), so no page hangs on a huge store.
     """
 
     def __init__(self) -> None:
@@ -274,7 +275,7 @@ class Background:
         self._values: dict[str, tuple[object, Any]] = {}
         self._running: dict[str, tuple[object, threading.Thread]] = {}
 
-    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float) -> Any:
+    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float, stale: bool = True) -> Any:
         with self._lock:
             have = self._values.get(slot)
             if have is not None and have[0] == key:
@@ -291,7 +292,9 @@ class Background:
             worker.join(wait)
         with self._lock:
             have = self._values.get(slot)
-            return have[1] if have is not None else None
+            if have is None or (not stale and have[0] != key):
+                return None  # stale=False: the value for this key or nothing
+            return have[1]
 
     def _run(self, slot: str, key: object, compute: Callable[[], Any]) -> None:
         try:
@@ -456,7 +459,8 @@ def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
         info = store.get_model_info(domain, mid)
         versions.append((mid, info["created"], dict(_numbers(info["extra_metadata"]))))
     versions.reverse()  # newest last
-    keys = sorted({k for _, _, nums in versions for k in nums})
+    # framework hyperparameters (modelstore.model.parameters.*) are settings, not results
+    keys = sorted({k for _, _, nums in versions for k in nums if table.is_result(k)})
     return {
         "domain": domain,
         "limit": limit,

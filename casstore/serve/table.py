@@ -90,7 +90,7 @@ def build(store: Store, domain: str, head: ObjectID | None) -> list[dict[str, An
     return [row_of(store.get_model_info(domain, mid)) for mid, _ in store.iter_model_commits(domain, head)]
 
 
-def _is_result(key: str) -> bool:
+def is_result(key: str) -> bool:
     return not any(part.lower() in NOT_RESULTS for part in key.split("."))
 
 
@@ -104,7 +104,7 @@ def default_columns(rows: Iterable[dict[str, Any]], limit: int = DEFAULT_COLUMNS
     n = 0
     for r in rows:
         n += 1
-        seen.update(k for k in r["metrics"] if _is_result(k))
+        seen.update(k for k in r["metrics"] if is_result(k))
     if not n:
         return []
     common = [k for k, c in seen.items() if c * 2 >= n] or list(seen)
