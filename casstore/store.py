@@ -65,6 +65,7 @@ from .model.history import (
     DomainIndex,
     Event,
     append_event,
+    events_since,
     has_newest,
     iter_log,
     parse_trailers,
@@ -645,6 +646,14 @@ class Store:
         """The head of the domain's history (None: no history yet).  Every commit, deletion
         and state change moves it, so it keys anything computed from the domain's models."""
         return self.refs.get(domain_ref(check_domain(domain)))
+
+    def events_since(self, domain: str, head: ObjectID | None, old: ObjectID,
+                     limit: int = 10_000) -> list[Event] | None:
+        """The domain's events from ``head`` back to an older head ``old``, newest first, if
+        the history between is a straight line of at most ``limit`` commits (else None):
+        what changed since a view of the domain was computed at ``old``."""
+        check_domain(domain)
+        return events_since(self.odb, head, old, limit)
 
     def iter_model_commits(self, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
         """(model ID, model commit) of the domain's live models, newest first (see ``iter_models``).

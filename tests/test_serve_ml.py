@@ -337,3 +337,33 @@ def test_sorted_page_follows_new_commits(tmp_path: Path) -> None:
         assert _ids(server.json("/api/domains/d/models?sort=acc&state=prod")) == ["m0"]
     finally:
         stop_server(server)
+
+
+def test_table_update_reads_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a commit and a deletion the table is updated from the old one: two manifests
+    read, not every model's; a merge or an unknown old head rebuilds it whole."""
+    from casstore.serve import table
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"x" * 1000)
+    store = casstore.open(tmp_path / "s")
+    for i in range(20):
+        store.commit_models("d", model=str(f), model_id=f"m{i:02d}", extra_metadata={"acc": i / 100})
+    old_head = store.history_head("d")
+    old = table.build(store, "d", old_head)
+    store.commit_models("d", model=str(f), model_id="new", extra_metadata={"acc": 0.99})
+    store.delete_model("d", "m05")
+    store.create_model_state("prod")
+    store.set_model_state("d", "m07", "prod")
+    reads: list[str] = []
+    real = store.get_model_info
+    monkeypatch.setattr(store, "get_model_info", lambda d, m=None: reads.append(m) or real(d, m))
+    head = store.history_head("d")
+    rows = table.update(store, "d", head, (old_head, old))
+    assert sorted(reads) == ["m05", "new"]
+    assert [r["model_id"] for r in rows] == [r["model_id"] for r in table.build(store, "d", head)]
+    assert rows == table.build(store, "d", head)
+    reads.clear()
+    table.update(store, "d", head, (b"0" * 40, old))  # an old head that is not in the history
+    assert len(reads) == 20
+    store.close()

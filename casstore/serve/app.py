@@ -156,9 +156,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
             # counting is one directory listing (0.4 s at 100,000 models), done in the background
             n = cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 10.0)
             wait = 60.0 if n is not None and n <= TABLE_WAIT_MODELS else 0.5
-            value: list[dict[str, Any]] | None = cache.get("table:" + domain, head,
-                                                           lambda: table.build(store, domain, head), wait,
-                                                           stale=False)
+            def compute() -> list[dict[str, Any]]:
+                out = table.update(store, domain, head, cache.previous("table:" + domain))
+                if len(out) != data.count_models(store, domain):  # a check on the update: start over
+                    out = table.build(store, domain, head)
+                return out
+
+            value: list[dict[str, Any]] | None = cache.get("table:" + domain, head, compute, wait, stale=False)
             return value
 
         return get

@@ -296,6 +296,11 @@ class Background:
                 return None  # stale=False: the value for this key or nothing
             return have[1]
 
+    def previous(self, slot: str) -> tuple[object, Any] | None:
+        """The (key, value) the slot holds now, whatever its key (to update it from)."""
+        with self._lock:
+            return self._values.get(slot)
+
     def _run(self, slot: str, key: object, compute: Callable[[], Any]) -> None:
         try:
             value = compute()
