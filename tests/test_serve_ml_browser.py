@@ -154,3 +154,15 @@ def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriv
     _wait(driver).until(lambda d: same.find_element(By.CSS_SELECTOR, 'tr[data-key="eval.split"]').is_displayed())
     # changed files with the share of chunks they keep
     _find(driver, "#file-changes")
+
+    # metrics: two keys drawn on one chart
+    driver.get(base + "/d/zoo/metrics")
+    _click(driver, '#pick-keys input[value="accuracy"]')
+    _click(driver, '#pick-keys input[value="loss"]')
+    _click(driver, "#draw-together")
+    combined = _find(driver, "#combined")
+    _wait(driver).until(lambda d: len(combined.find_elements(By.CSS_SELECTOR, "polyline")) == 2)
+    assert combined.find_element(By.TAG_NAME, "figcaption").text == "accuracy, loss"
+    width = driver.execute_script("return arguments[0].getBoundingClientRect().width",
+                                  combined.find_element(By.TAG_NAME, "svg"))
+    assert width > 900  # the page's width, not a thumbnail
