@@ -72,6 +72,7 @@ from .model.history import (
     Event,
     append_event,
     convert_layout,
+    events_since,
     has_newest,
     iter_log,
     parse_trailers,
@@ -711,6 +712,19 @@ class Store:
             members = read_index(self.odb, head).states.get(state_name, {})
         return (mid for mid, sha in self.iter_model_commits(domain, head)
                 if members is None or members.get(mid) == sha.encode())
+
+    def history_head(self, domain: str) -> ObjectID | None:
+        """The head of the domain's history (None: no history yet).  Every commit, deletion
+        and state change moves it, so it keys anything computed from the domain's models."""
+        return self.refs.get(domain_ref(check_domain(domain)))
+
+    def events_since(self, domain: str, head: ObjectID | None, old: ObjectID,
+                     limit: int = 10_000) -> list[Event] | None:
+        """The domain's events from ``head`` back to an older head ``old``, newest first, if
+        the history between is a straight line of at most ``limit`` commits (else None):
+        what changed since a view of the domain was computed at ``old``."""
+        check_domain(domain)
+        return events_since(self.odb, head, old, limit)
 
     def iter_model_commits(self, domain: str, head: ObjectID | None) -> Iterator[tuple[str, str]]:
         """(model ID, model commit) of the domain's live models, newest first (see ``iter_models``).
@@ -1509,6 +1523,24 @@ class Store:
                 return StoredFile(self.odb, f, file_oids(self.repo, files_tree, manifest, i),
                                   f"{manifest.domain}/{manifest.model_id}/{path}")
         raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+
+    def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
+        """The model's card: (path, text) of a ``MODEL_CARD.md`` or ``README.md`` among its
+        files (any case, the least nested first, MODEL_CARD before README), or None.
+
+        At most ``max_bytes`` are read, each chunk verified (``open_file``); the text is
+        UTF-8 with undecodable bytes replaced.  The Markdown is returned as stored: a
+        front end that renders it must not pass raw HTML through.
+        """
+        info = self.get_model_info(domain, model_id)
+        cards = [f["path"] for f in info["files"]
+                 if f["path"].rsplit("/", 1)[-1].lower() in ("model_card.md", "readme.md")]
+        if not cards:
+            return None
+        path = min(cards, key=lambda p: (p.count("/"), not p.lower().endswith("model_card.md"), p))
+        with self.open_file(domain, model_id, path) as f:
+            raw = f.read(max_bytes)
+        return path, raw.decode("utf-8", "replace")
 
     def _stream(self, entry: FileEntry, oids: list[bytes], window: int) -> Generator[bytes | memoryview, None, None]:
         with ThreadPoolExecutor(min(default_workers(), window), thread_name_prefix="cas-read") as pool:

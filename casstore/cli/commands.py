@@ -356,12 +356,17 @@ def ls(args: argparse.Namespace) -> int:
     return 0
 
 
+#: lines of a model card (README.md / MODEL_CARD.md) ``cas show`` prints
+CARD_LINES = 6
+
+
 def show(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
         info = store.get_model_info(args.domain, args.model_id)
         verdict = store.signature(info["domain"], info["commit"])
         info["signature"] = verdict.as_dict()
         signing = store.signing_in_use()
+        card = None if args.json else store.model_card(args.domain, args.model_id, max_bytes=4096)
     if args.json:
         print_json(info)
         return 0
@@ -388,6 +393,13 @@ def show(args: argparse.Namespace) -> int:
         print("\nMetadata:")
         for line in json.dumps(to_json(info["extra_metadata"]), indent=2).splitlines():
             print(f"  {line}")
+    if card:
+        lines = [ln for ln in card[1].splitlines() if ln.strip()]
+        print(f"\nCard ({shown(card[0])}):")
+        for line in lines[:CARD_LINES]:
+            print(f"  {shown(line)}")
+        if len(lines) > CARD_LINES:
+            print("  ...")
     s = info["stats"]
     print(f"\nStored:  {human(s['bytes_stored'])} written for {human(s['bytes_given'])} given "
           f"({_chunks_new(s['chunks_new'], s['chunks_total'])})")

@@ -547,3 +547,21 @@ def convert_layout(odb: ObjectDB, refs: Refs, domain: str, author: bytes) -> boo
 
     return append_event(odb, refs, domain, author, "layout", "-", ObjectID(b"0" * 40), reshape) is not None
 
+
+
+def events_since(odb: ObjectDB, head: ObjectID | None, old: ObjectID, limit: int) -> list[Event] | None:
+    """The events from ``head`` back to (not including) ``old``, newest first, when the
+    history between them is a straight line of at most ``limit`` commits; None when it
+    is not (a merge on the way, ``old`` not reached), and the caller starts over."""
+    out: list[Event] = []
+    sha = head
+    while sha is not None and sha != old:
+        if len(out) >= limit:
+            return None
+        c = odb.read(sha, Commit)
+        assert isinstance(c, Commit)
+        if len(c.parents) != 1:
+            return None
+        out.append(parse_event(c))
+        sha = c.parents[0]
+    return out if sha == old else None

@@ -7,8 +7,11 @@ Routes (every page has a JSON twin built from the same dict, see data.py)::
     /d/{domain}/log?page=               /api/domains/{domain}/log?offset=&limit=
     /d/{domain}/m/{id}                  /api/domains/{domain}/models/{id}
     /d/{domain}/compare?a=&b=           /api/domains/{domain}/compare?a=&b=
-    /d/{domain}/metrics                 /api/domains/{domain}/metrics?limit=
+    /d/{domain}/metrics?keys=&keys=     /api/domains/{domain}/metrics?limit=
+    /d/{domain}/m/{id}/view/{path}      /api/domains/{domain}/models/{id}/preview/{path}
+    /search?q=                          /api/search?q=
     /files/{domain}/{id}/{path}         (download, streamed and verified)
+    /raw/{domain}/{id}/{path}           (an image shown on a file page)
     /api/openapi.json                   (the API's OpenAPI description)
 
 Safety: domains and IDs go through the same validation as everywhere else; a
@@ -49,8 +52,7 @@ from ..objects.refs import domain_ref
 from ..store import Store
 from ..util.names import check_domain, hidden_chars, shown
 from ..version import __version__
-from . import data
-from .chart import line_chart
+from . import chart, data, preview, table
 from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
 
 log = logging.getLogger("casstore.serve")
@@ -59,6 +61,9 @@ COOKIE = "cas_token"
 #: files up to this size are verified completely before the first byte is sent, so
 #: any damage gives an error page; bigger ones stream (see _download)
 VERIFY_FIRST = 8 << 20
+#: domains up to this many models: a sorted page waits for the domain's table to be built
+#: (~1 s per 1,000 models); bigger ones answer newest first meanwhile (``pending``)
+TABLE_WAIT_MODELS = 5000
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -80,6 +85,8 @@ def _templates() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       finalize=lambda v: shown(v) if isinstance(v, str) and not isinstance(v, Markup) else v)
     env.filters["human"] = human
+    env.globals["with_query"] = _with
+    env.filters["markdown"] = preview.markdown
     env.globals["version"] = __version__
     return env
 
@@ -93,8 +100,25 @@ def _local(path: str) -> str:
     return "/" + path.lstrip("/\\")
 
 
+def _preview_json(p: dict[str, Any]) -> dict[str, Any]:
+    """A preview for the API: rendered Markdown as a string."""
+    return {k: str(v) if k == "html" else v for k, v in p.items()}
+
+
+def _columns(cols: str | None) -> list[str] | None:
+    """``cols=a,b`` as a list (None: the default columns)."""
+    out = [c.strip() for c in (cols or "").split(",") if c.strip()]
+    return out or None
+
+
+def _with(query: dict[str, str], **changes: Any) -> str:
+    """``?query`` with ``changes`` applied (a None value drops the key): links that keep the filters."""
+    q = {**query, **changes}
+    return "?" + urlencode({k: v for k, v in q.items() if v is not None and v != ""})
+
+
 def _status(e: Exception) -> int:
-    if isinstance(e, (InvalidIdError, UnsafePathError)):
+    if isinstance(e, (InvalidIdError, UnsafePathError, table.FilterError)):
         return 400
     if isinstance(e, (ModelNotFoundException, StateNotFoundException, FileNotFoundError)):
         return 404
@@ -119,6 +143,29 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         env.get_template(name)  # compile now, not during someone's first request
     cache = data.Background()
     budget = Budget(limits or Limits())
+
+    views = table.Views()
+
+    def rows(domain: str) -> Callable[[], list[dict[str, Any]] | None]:
+        """The domain's table (table.build), cached per history head; None while a big
+        domain's is still being built.  A domain of up to TABLE_WAIT_MODELS models is
+        waited for (a few seconds); a bigger one answers at once and builds meanwhile."""
+        head = store.history_head(domain)
+
+        def get() -> list[dict[str, Any]] | None:
+            # counting is one directory listing (0.4 s at 100,000 models), done in the background
+            n = cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 10.0)
+            wait = 60.0 if n is not None and n <= TABLE_WAIT_MODELS else 0.5
+            def compute() -> list[dict[str, Any]]:
+                out = table.update(store, domain, head, cache.previous("table:" + domain))
+                if len(out) != data.count_models(store, domain):  # a check on the update: start over
+                    out = table.build(store, domain, head)
+                return out
+
+            value: list[dict[str, Any]] | None = cache.get("table:" + domain, head, compute, wait, stale=False)
+            return value
+
+        return get
 
     def count(domain: str) -> Callable[[], int | None]:
         """The domain's model count, from the background (None until known)."""
@@ -202,9 +249,20 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
 
     @app.get("/api/domains/{domain}/models", tags=["api"])
     def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),
-                   limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
-        """A page of the domain's models, newest first (only those in ``state`` if given)."""
-        return data.list_page(store, domain, offset=offset, limit=limit, state=state, count=count(domain))
+                   limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT), sort: str | None = None,
+                   order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
+                   author: str | None = None, framework: str | None = None,
+                   cols: str | None = None) -> dict[str, Any]:
+        """A page of the domain's models, newest first (only those in ``state`` if given).
+
+        ``sort`` (a metric key or model_id/created/author/size/new_bytes) and ``order``;
+        ``filter`` like ``accuracy > 0.9, dataset = iris`` (``,`` or ``and``), ``author``
+        (part of the name), ``framework``; ``cols``: metric columns, comma-separated.
+        ``pending`` says the domain's table is still being built (the page is then newest first)."""
+        return data.domain_page(store, domain, offset=offset, limit=limit, state=state or None,
+                                sort=sort or None, descending=order == "desc", where=filter,
+                                author=author or None, framework=framework or None,
+                                columns=_columns(cols), count=count(domain), rows=rows(domain), views=views)
 
     @app.get("/api/domains/{domain}/log", tags=["api"])
     def api_log(domain: str, offset: int = Query(0, ge=0),
@@ -226,6 +284,19 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
     def api_metrics(domain: str, limit: int = Query(200, ge=1, le=data.MAX_LIMIT)) -> dict[str, Any]:
         """Numeric extra_metadata values across the newest ``limit`` versions, newest last."""
         return data.metrics(store, domain, limit=limit)
+
+    @app.get("/api/domains/{domain}/models/{model_id}/preview/{path:path}", tags=["api"])
+    def api_preview(domain: str, model_id: str, path: str) -> dict[str, Any]:
+        """A look inside one file without downloading it: text, JSON, CSV rows, Markdown,
+        images (``kind: image``, bytes at /raw/...), safetensors/npy tensor names, dtypes, shapes."""
+        return _preview_json(preview.preview(store, domain, model_id, path))
+
+    @app.get("/api/search", tags=["api"])
+    def api_search(q: str = "") -> dict[str, Any]:
+        """Models of every domain matching all words of ``q``: ``accuracy>0.9``, ``dataset=iris``,
+        ``state:production``, ``author:ana``, ``framework:sklearn``, ``domain:zoo``, ``id:v3``, or a
+        bare word (part of an ID, author, framework or metadata value).  At most 200."""
+        return data.search(store, q, lambda d: rows(d)())
 
     @app.get("/api/states", tags=["api"])
     def api_states() -> list[str]:
@@ -298,6 +369,31 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
             raise
         return Download(budget, reserve, headers, pieces, f"{domain}/{model_id}/{path}", close=chunks)
 
+    @app.get("/raw/{domain}/{model_id}/{path:path}", include_in_schema=False)
+    def raw(domain: str, model_id: str, path: str) -> Response:
+        """An image shown inline on a file page: PNG/JPEG whose bytes say so, or SVG
+        (sandboxed: no script runs even when it is opened directly).  Read whole and
+        verified (chunks and the file's digest) before a byte is sent."""
+        with store.open_file(domain, model_id, path) as f:
+            if f.size > preview.IMAGE_BYTES:
+                return JSONResponse({"error": f"{path!r} is too big to show inline; download it"}, status_code=413)
+            try:
+                budget.take(f.size)  # counts against cas.serveDownloadBuffer like a download
+            except Busy as e:
+                return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
+            try:
+                body = f.read()
+                f.read()  # at the end: the whole-file digest is checked here
+            finally:
+                budget.give_back(f.size)
+        kind = preview.raw_type(path, body)
+        if kind is None:
+            return JSONResponse({"error": f"{path!r} is not a PNG, JPEG or SVG image"}, status_code=415)
+        headers = {"Cache-Control": "private, max-age=60"}
+        if kind == "image/svg+xml":
+            headers["Content-Security-Policy"] = preview.SVG_CSP
+        return Response(body, media_type=kind, headers=headers)
+
     # -- pages -------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -306,13 +402,31 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
 
     @app.get("/d/{domain}", response_class=HTMLResponse, include_in_schema=False)
     def page_domain(request: Request, domain: str, state: str | None = None,
-                    page: int = Query(1, ge=1)) -> Response:
-        state = state or None
-        d = data.list_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state, count=count(domain))
-        q = {"state": state} if state else {}
+                    page: int = Query(1, ge=1), sort: str | None = None,
+                    order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
+                    author: str | None = None, framework: str | None = None,
+                    cols: str | None = None) -> Response:
+        given = request.query_params.multi_items()
+        if any(not v for _, v in given):
+            # the filter form submits its empty boxes too: one clean address instead
+            clean = [(k, v) for k, v in given if v]
+            return RedirectResponse(_local(request.url.path) + ("?" + urlencode(clean) if clean else ""), 303)
+        d = data.domain_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state or None,
+                             sort=sort or None, descending=order == "desc", where=filter,
+                             author=author or None, framework=framework or None,
+                             columns=_columns(cols), count=count(domain), rows=rows(domain), views=views)
+        q = {k: v for k, v in (("state", state), ("sort", sort), ("order", order if sort else None),
+                                ("filter", filter), ("author", author), ("framework", framework),
+                                ("cols", cols)) if v}
         return render(request, "domain.html", d=d, page=page, states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models?" + urlencode({**q, "offset": d["offset"]}),
                       query=q)
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def page_search(request: Request, q: str = "") -> Response:
+        d = data.search(store, q, lambda dom: rows(dom)())
+        cols = table.default_columns(d["results"], limit=4)
+        return render(request, "search.html", d=d, columns=cols, api="/api/search?" + urlencode({"q": q}))
 
     @app.get("/d/{domain}/log", response_class=HTMLResponse, include_in_schema=False)
     def page_log(request: Request, domain: str, page: int = Query(1, ge=1)) -> Response:
@@ -324,6 +438,12 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         m = data.model(store, domain, model_id)
         return render(request, "model.html", m=m, all_states=store.list_model_states(),
                       api=f"/api/domains/{domain}/models/{model_id}")
+
+    @app.get("/d/{domain}/m/{model_id}/view/{path:path}", response_class=HTMLResponse, include_in_schema=False)
+    def page_file(request: Request, domain: str, model_id: str, path: str) -> Response:
+        p = preview.preview(store, domain, model_id, path)
+        return render(request, "file.html", p=p, api=f"/api/domains/{domain}/models/{model_id}/preview/"
+                      + quote(path))
 
     @app.get("/d/{domain}/compare", response_class=HTMLResponse, include_in_schema=False)
     def page_compare(request: Request, domain: str, a: str | None = None, b: str | None = None) -> Response:
@@ -341,8 +461,13 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
     @app.get("/d/{domain}/metrics", response_class=HTMLResponse, include_in_schema=False)
     def page_metrics(request: Request, domain: str) -> Response:
         d = data.metrics(store, domain)
+        keys = request.query_params.getlist("keys")
         labels = [v["model_id"] for v in d["versions"]]
-        charts = [(k, Markup(line_chart(k, labels, vals))) for k, vals in d["series"].items()]
-        return render(request, "metrics.html", d=d, charts=charts, api=f"/api/domains/{domain}/metrics")
+        picked = [k for k in keys if k in d["series"]][:len(chart.COLOURS)]
+        combined = Markup(chart.chart(", ".join(picked), labels, {k: d["series"][k] for k in picked})) \
+            if picked else None
+        charts = [(k, Markup(chart.line_chart(k, labels, vals))) for k, vals in d["series"].items()]
+        return render(request, "metrics.html", d=d, charts=charts, combined=combined, picked=picked,
+                      api=f"/api/domains/{domain}/metrics")
 
     return app

@@ -28,6 +28,7 @@ from ..objects.refs import DOMAINS, MODELS, domain_ref
 from ..store import Store
 from ..util.jsonsafe import to_json
 from ..util.names import check_domain, check_model_id, check_state
+from . import table
 
 log = logging.getLogger("casstore.serve")
 GITLINK = 0o160000
@@ -100,19 +101,11 @@ def domain_states(store: Store, head: ObjectID | None) -> dict[str, dict[str, st
 
 
 def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
-    """One line of a domain's model table."""
-    info = store.get_model_info(domain, model_id)
-    st = info.get("stats") or {}
-    return {
-        "model_id": model_id,
-        "commit": info["commit"],
-        "created": info["created"],
-        "author": info["author"],
-        "frameworks": {k: v["framework"] for k, v in info["frameworks"].items()},
-        "states": sorted(s for s, members in states.items() if members.get(model_id) == info["commit"]),
-        "size": sum(f["size"] for f in info["files"]),
-        "new_bytes": st.get("bytes_stored"),
-    }
+    """One line of a domain's model table (with its numeric metadata, ``metrics``)."""
+    row = table.row_of(store.get_model_info(domain, model_id))
+    del row["text"]
+    row["states"] = sorted(s for s, members in states.items() if members.get(model_id) == row["commit"])
+    return row
 
 
 def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
@@ -157,6 +150,99 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
             "has_more": more, "models": rows}
 
 
+def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, state: str | None = None,
+                sort: str | None = None, descending: bool = True, where: str | None = None,
+                author: str | None = None, framework: str | None = None, columns: list[str] | None = None,
+                count: Callable[[], int | None] | None = None,
+                rows: Callable[[], list[dict[str, Any]] | None] | None = None,
+                views: table.Views | None = None) -> dict[str, Any]:
+    """The domain page: ``list_page`` plus metric columns, sorting and filters.
+
+    Newest first with at most a state filter is ``list_page`` (cost independent of
+    the domain's size).  Sorting or any other filter works on the domain's table
+    (``table.build``): ``rows`` returns it (the server's cached one; None while it
+    is being built, and then the page is newest first with ``pending`` set).
+    ``columns`` are metric keys (default: ``table.default_columns`` of the page);
+    ``views`` keeps recent selections (the server's), so paging does not sort again.
+
+    Raises:
+        FilterError: ``where`` cannot be read.
+    """
+    clauses = table.parse_filter(where) if where else []
+    needs_table = bool(sort or clauses or author or framework)
+    pending = False
+    d: dict[str, Any] | None = None
+    if needs_table:
+        head = _require_domain(store, domain)
+        everything = (rows or (lambda: table.build(store, domain, head)))()
+        if everything is None:
+            pending = True
+        else:
+            offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
+            states = domain_states(store, head)
+            members = None
+            if state is not None:
+                check_state(state)
+                if state not in store.list_model_states():
+                    raise StateNotFoundException(state)
+                members = states.get(state, {})
+            def choose() -> list[dict[str, Any]]:
+                chosen = table.select(everything, clauses=clauses, members=members, author=author,
+                                      framework=framework)
+                return table.sort_rows(chosen, sort, descending) if sort else chosen
+
+            key = (domain, state, sort, descending, where, author, framework)
+            chosen = (views or table.Views(0)).get(everything, key, choose)
+            page = []
+            for r in chosen[offset:offset + limit]:
+                row = {k: v for k, v in r.items() if k != "text"}
+                row["states"] = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
+                page.append(row)
+            d = {"domain": domain, "state": state, "offset": offset, "limit": limit, "total": len(chosen),
+                 "has_more": offset + limit < len(chosen), "models": page}
+    if d is None:
+        d = list_page(store, domain, offset=offset, limit=limit, state=state, count=count)
+    cols = columns if columns else table.default_columns(d["models"])
+    shown_cols = {c: table.format_column([r["metrics"].get(c) for r in d["models"]]) for c in cols}
+    for i, r in enumerate(d["models"]):
+        r["metric_text"] = {c: shown_cols[c][i] for c in cols}
+    d.update({"columns": cols, "sort": sort, "descending": descending, "where": where or "",
+              "author": author or "", "framework": framework or "", "pending": pending})
+    return d
+
+
+def search(store: Store, q: str, rows: Callable[[str], list[dict[str, Any]] | None],
+           limit: int = 200) -> dict[str, Any]:
+    """Models of every domain matching ``q`` (``table.parse_query``), newest first per domain.
+
+    ``rows(domain)`` gives the domain's table (None while it is being built: the
+    domain is listed in ``pending``).  At most ``limit`` results.
+    """
+    terms = table.parse_query(q)
+    results: list[dict[str, Any]] = []
+    pending: list[str] = []
+    more = False
+    if terms:
+        for d in list_domains(store):
+            everything = rows(d)
+            if everything is None:
+                pending.append(d)
+                continue
+            states = domain_states(store, store.history_head(d))
+            for r in everything:
+                st = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
+                if table.search_match(d, r, st, terms):
+                    if len(results) == limit:
+                        more = True
+                        break
+                    results.append({"domain": d, "model_id": r["model_id"], "created": r["created"],
+                                    "author": r["author"], "frameworks": r["frameworks"], "states": st,
+                                    "metrics": r["metrics"]})
+            if more:
+                break
+    return {"q": q, "terms": [list(t) for t in terms], "results": results, "has_more": more, "pending": pending}
+
+
 def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100) -> dict[str, Any]:
     """Events newest first, like ``cas log``: commits, deletions, state changes."""
     head = _require_domain(store, domain)
@@ -180,7 +266,8 @@ class Background:
     Each slot (``"du"``, a domain) remembers one value and the key it was
     computed for (the domain history heads: any change moves them).  A caller
     waits at most ``wait`` seconds for a fresh value and otherwise gets the
-    previous one (None the first time), so no page hangs on a huge store.
+    previous one (None the first time; always None for ``stale=False`` until the
+    value for ``key`` is there), so no page hangs on a huge store.
     """
 
     def __init__(self) -> None:
@@ -188,7 +275,7 @@ class Background:
         self._values: dict[str, tuple[object, Any]] = {}
         self._running: dict[str, tuple[object, threading.Thread]] = {}
 
-    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float) -> Any:
+    def get(self, slot: str, key: object, compute: Callable[[], Any], wait: float, stale: bool = True) -> Any:
         with self._lock:
             have = self._values.get(slot)
             if have is not None and have[0] == key:
@@ -205,7 +292,14 @@ class Background:
             worker.join(wait)
         with self._lock:
             have = self._values.get(slot)
-            return have[1] if have is not None else None
+            if have is None or (not stale and have[0] != key):
+                return None  # stale=False: the value for this key or nothing
+            return have[1]
+
+    def previous(self, slot: str) -> tuple[object, Any] | None:
+        """The (key, value) the slot holds now, whatever its key (to update it from)."""
+        with self._lock:
+            return self._values.get(slot)
 
     def _run(self, slot: str, key: object, compute: Callable[[], Any]) -> None:
         try:
@@ -314,6 +408,8 @@ def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
     info = store.get_model_info(domain, model_id)
     states = domain_states(store, _head(store, domain))
     info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
+    card = store.model_card(domain, model_id)
+    info["card"] = {"path": card[0], "markdown": card[1]} if card else None
     info["load"] = {
         "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
         "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
@@ -338,6 +434,7 @@ def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
             f["chunks"] for f in d["models"]["b"]["files"] if f["path"] in unchanged),
         "chunks_b": sum(f["chunks"] for f in d["models"]["b"]["files"]),
     }
+    d["meta_side"] = table.side_by_side(d["models"]["a"]["extra_metadata"], d["models"]["b"]["extra_metadata"])
     out: dict[str, Any] = to_json(d)
     return out
 
@@ -367,7 +464,8 @@ def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
         info = store.get_model_info(domain, mid)
         versions.append((mid, info["created"], dict(_numbers(info["extra_metadata"]))))
     versions.reverse()  # newest last
-    keys = sorted({k for _, _, nums in versions for k in nums})
+    # framework hyperparameters (modelstore.model.parameters.*) are settings, not results
+    keys = sorted({k for _, _, nums in versions for k in nums if table.is_result(k)})
     return {
         "domain": domain,
         "limit": limit,

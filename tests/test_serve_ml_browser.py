@@ -1,0 +1,168 @@
+"""`cas serve` as an ML registry, clicked through in real Chromium (issue 24).
+
+Sort a 200-model domain by a metric, filter it, open a model, preview a CSV, a
+PNG and a Markdown card, search across two domains, compare two models.  Every
+step waits (WebDriverWait, generous timeouts) for what it then asserts: the
+machine running the suite may be loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.test_serve import Server, start_server, stop_server
+from tests.test_serve_browser import CHROMEDRIVER, CHROMIUM
+from tests.test_serve_ml import ZOO, build_ml_store, zoo_accuracy
+
+WAIT = 90
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("serve-ml-browser")
+    facts = build_ml_store(root / "store", root / "work")
+    server = start_server(str(root / "store"))
+    yield server, facts
+    stop_server(server)
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    d = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    d.set_page_load_timeout(120)
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+def _wait(d: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
+    return WebDriverWait(d, WAIT, poll_frequency=0.2)
+
+
+def _find(d: webdriver.Chrome, css: str) -> WebElement:
+    el: WebElement = _wait(d).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+    return el
+
+
+def _click(d: webdriver.Chrome, css: str) -> None:
+    el: WebElement = _wait(d).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
+    el.click()
+
+
+def _model_ids(d: webdriver.Chrome) -> list[str]:
+    return [a.text for a in d.find_elements(By.CSS_SELECTOR, "#models a.model")]
+
+
+def test_sort_filter_open_preview(site: tuple[Server, dict[str, Any]], driver: webdriver.Chrome) -> None:
+    server, _ = site
+    base = f"http://{server.host}:{server.port}"
+    driver.get(base + "/d/zoo")
+    _wait(driver).until(lambda d: _model_ids(d)[:1] == ["z199"])
+    # the metric columns are there; click "accuracy" to sort by it, best first
+    _click(driver, 'th a.sort[data-key="accuracy"]')
+    best = [f"z{i:03d}" for i in sorted(range(ZOO), key=lambda i: -zoo_accuracy(i))]
+    _wait(driver).until(lambda d: _model_ids(d)[:5] == best[:5])
+    cells = driver.find_elements(By.CSS_SELECTOR, '#models td.metric[data-key="accuracy"]')
+    assert float(cells[0].text) == pytest.approx(zoo_accuracy(int(best[0][1:])), rel=1e-3)
+    # clicking again sorts low to high
+    _click(driver, 'th a.sort[data-key="accuracy"]')
+    _wait(driver).until(lambda d: _model_ids(d)[:3] == best[::-1][:3])
+    # filter: accuracy > 0.9 and the author Ana, still sorted
+    box = _find(driver, "#filter")
+    box.clear()
+    box.send_keys("accuracy > 0.9")
+    author = _find(driver, "#author-filter")
+    author.clear()
+    author.send_keys("ana")
+    _click(driver, "#apply-filter")
+    want = [m for m in best[::-1] if zoo_accuracy(int(m[1:])) > 0.9 and int(m[1:]) % 2 == 1]
+    _wait(driver).until(lambda d: _model_ids(d) == want[:50])
+    assert f"{len(want)} models" in _find(driver, "#count").text
+    # open the first model
+    _click(driver, "#models a.model")
+    _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == want[0])
+
+    # a model with a card and files to look into
+    driver.get(base + "/d/cards/m/c1")
+    card = _find(driver, "#card")
+    _wait(driver).until(lambda d: card.find_element(By.TAG_NAME, "h1").text == "Zoo classifier")
+    assert card.find_element(By.TAG_NAME, "strong").text == "iris"
+    assert '<script>alert("card")</script>' in card.text  # shown as text, never run
+    assert card.find_elements(By.TAG_NAME, "script") == []
+    # the CSV as a table
+    _click(driver, 'a.view[href$="table.csv"]')
+    table = _find(driver, "#csv")
+    _wait(driver).until(lambda d: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 3)
+    assert [th.text for th in table.find_elements(By.CSS_SELECTOR, "th")] == ["name", "score"]
+    assert table.find_elements(By.CSS_SELECTOR, "tbody tr")[2].text.startswith("<b>x</b>")
+    driver.back()
+    # the PNG, decoded by the browser
+    _click(driver, 'a.view[href$="plot.png"]')
+    img = _find(driver, "#preview-image")
+    _wait(driver).until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+                        == 4)
+    driver.back()
+    # the Markdown file itself
+    _click(driver, 'a.view[href$="README.md"]')
+    _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#preview article h1").text == "Zoo classifier")
+
+
+def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriver.Chrome) -> None:
+    server, _ = site
+    base = f"http://{server.host}:{server.port}"
+    driver.get(base + "/")
+    box = _find(driver, "#header-search")
+    box.send_keys("accuracy>0.94\n")
+    _find(driver, "#results")
+
+    def domains(d: webdriver.Chrome) -> set[str]:
+        return {r.find_elements(By.TAG_NAME, "td")[0].text
+                for r in d.find_elements(By.CSS_SELECTOR, "#results tbody tr") if r.find_elements(By.TAG_NAME, "a")}
+
+    _wait(driver).until(lambda d: domains(d) == {"zoo", "cards"})
+    _click(driver, '#results a.model[href="/d/cards/m/c2"]')
+    _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "c2")
+
+    # compare two models picked on the domain page
+    driver.get(base + "/d/cards")
+    _wait(driver).until(lambda d: _model_ids(d) == ["c2", "c1"])
+    _click(driver, "#compare-selected")
+    _wait(driver).until(lambda d: "Compare" in d.find_element(By.TAG_NAME, "h1").text)
+    delta = _find(driver, '#meta-changes tr[data-key="accuracy"] .delta')
+    assert delta.text.startswith("+0.02") and "better" in (delta.get_attribute("class") or "")
+    # unchanged keys are there, folded away until opened
+    same = _find(driver, "#meta-same")
+    assert not same.find_element(By.CSS_SELECTOR, 'tr[data-key="eval.split"]').is_displayed()
+    _click(driver, "#meta-same summary")
+    _wait(driver).until(lambda d: same.find_element(By.CSS_SELECTOR, 'tr[data-key="eval.split"]').is_displayed())
+    # changed files with the share of chunks they keep
+    _find(driver, "#file-changes")
+
+    # metrics: two keys drawn on one chart
+    driver.get(base + "/d/zoo/metrics")
+    _click(driver, '#pick-keys input[value="accuracy"]')
+    _click(driver, '#pick-keys input[value="loss"]')
+    _click(driver, "#draw-together")
+    combined = _find(driver, "#combined")
+    _wait(driver).until(lambda d: len(combined.find_elements(By.CSS_SELECTOR, "polyline")) == 2)
+    assert combined.find_element(By.TAG_NAME, "figcaption").text == "accuracy, loss"
+    width = driver.execute_script("return arguments[0].getBoundingClientRect().width",
+                                  combined.find_element(By.TAG_NAME, "svg"))
+    assert width > 900  # the page's width, not a thumbnail
