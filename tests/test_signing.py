@@ -322,3 +322,34 @@ def test_openssf_model_signing_round_trip(tmp_path: Path) -> None:
     git(store, "config", "cas.signingKey", str(ed))
     r = cas("download", "d", "v1", str(tmp_path / "out2"), "--signature", store=store, check=2)
     assert "elliptic-curve keys only" in r.stderr
+
+
+def test_cas_serve_shows_who_signed_and_refuses_under_refuse(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """The model page and API say who signed a model, the history page each event; under
+    `cas.requireSigned refuse` serve's file downloads refuse an unsigned model (403, no bytes)."""
+    from tests.test_serve import start_server, stop_server
+
+    s = signing_store(tmp_path / "a", keys["ana"], keys["allowed"])
+    s.commit_models("d", model=model_file(tmp_path, "a.bin"), model_id="signed")
+    s.commit_models("d", model=model_file(tmp_path, "u.bin"), model_id="plain", sign=False)
+    s.close()
+    server = start_server(str(tmp_path / "a"))
+    try:
+        api = server.json("/api/domains/d/models/signed")
+        assert api["signature"]["status"] == "good" and api["signature"]["principal"] == "ana@example.org"
+        assert server.json("/api/domains/d/models/plain")["signature"]["status"] == "unsigned"
+        _, _, page = server.request("GET", "/d/d/m/signed")
+        assert b'class="sig sig-good"' in page and b"signed by ana@example.org" in page
+        _, _, log = server.request("GET", "/d/d/log")
+        assert log.count(b"sig sig-good") == 1 and log.count(b"sig sig-unsigned") == 1
+    finally:
+        stop_server(server)
+    git(tmp_path / "a", "config", "cas.requireSigned", "refuse")
+    server = start_server(str(tmp_path / "a"))
+    try:
+        st, _, body = server.request("GET", "/files/d/signed/a.bin")
+        assert st == 200 and len(body) == 50_000
+        st, _, body = server.request("GET", "/files/d/plain/u.bin")
+        assert st == 403 and b"not signed by an allowed key" in body and len(body) < 5_000, (st, body[:300])
+    finally:
+        stop_server(server)

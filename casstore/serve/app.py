@@ -47,6 +47,7 @@ from ..errors import (
     ModelNotFoundException,
     StateNotFoundException,
     UnsafePathError,
+    UnsignedModelError,
 )
 from ..objects.refs import domain_ref
 from ..store import Store
@@ -122,6 +123,8 @@ def _status(e: Exception) -> int:
         return 400
     if isinstance(e, (ModelNotFoundException, StateNotFoundException, FileNotFoundError)):
         return 404
+    if isinstance(e, UnsignedModelError):  # cas.requireSigned refuse: the store's policy, not a fault
+        return 403
     return 500
 
 

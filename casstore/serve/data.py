@@ -257,7 +257,9 @@ def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100
             break
         events.append(ev)
     return {"domain": domain, "offset": offset, "limit": limit, "has_more": more,
-            "events": [e.as_dict() for e in events]}
+            "signing_in_use": store.signing_in_use(),
+            "events": [{**e.as_dict(), "signature": store.signature(domain, e.history_commit).as_dict()}
+                       for e in events]}
 
 
 class Background:
@@ -410,6 +412,9 @@ def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
     info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
     card = store.model_card(domain, model_id)
     info["card"] = {"path": card[0], "markdown": card[1]} if card else None
+    # who signed it (docs/signing.md): the Store's verdict, shown as `cas show` shows it
+    info["signature"] = store.signature(domain, info["commit"]).as_dict()
+    info["signing_in_use"] = store.signing_in_use()
     info["load"] = {
         "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
         "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
