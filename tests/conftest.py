@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import casstore
+from casstore.remote.bucket import BucketClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -178,6 +179,21 @@ def az_url(azurite: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 #: bucket kind -> the fixture that makes a fresh remote URL of that kind
 BUCKET_URL_FIXTURES = {"s3": "s3_url", "gcs": "gs_url", "azure": "az_url"}
+
+
+@pytest.fixture(params=sorted(BUCKET_URL_FIXTURES))
+def bucket(request: pytest.FixtureRequest) -> str:
+    """A fresh ``s3://``, ``gs://`` or ``az://`` remote URL on its emulator (each test runs on all three)."""
+    return str(request.getfixturevalue(BUCKET_URL_FIXTURES[request.param]))
+
+
+def bucket_client(url: str) -> BucketClient:
+    """The bucket client casstore opens for ``url``."""
+    from casstore.remote.transport import open_transport
+
+    client, _ = open_transport(url)
+    assert isinstance(client, BucketClient)
+    return client
 
 
 def is_bucket_url(url: str | Path) -> bool:

@@ -18,11 +18,11 @@ import casstore
 from casstore.remote import bucket as bucket_module
 from casstore.remote.bucket import BucketClient
 from casstore.remote.reftable import ROOT_KEY, RootTable
-from casstore.remote.transport import RemoteError, open_transport
+from casstore.remote.transport import RemoteError
 from tests.conftest import (
-    BUCKET_URL_FIXTURES,
     assert_bucket_remote_fsck,
     assert_git_fsck,
+    bucket_client,
     bucket_objects,
     make_per_ref_remote,
     run_py,
@@ -32,15 +32,6 @@ from tests.test_s3 import _commit_random
 CLI = "import sys; from casstore.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-@pytest.fixture(params=sorted(BUCKET_URL_FIXTURES))
-def bucket(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(BUCKET_URL_FIXTURES[request.param]))
-
-
-def _client(url: str) -> BucketClient:
-    client, _ = open_transport(url)
-    assert isinstance(client, BucketClient)
-    return client
 
 
 def _pack_bytes(url: str) -> int:
@@ -85,7 +76,7 @@ def test_deleting_half_the_models_then_gc_frees_their_bytes(tmp_path: Path, buck
     reference = _pack_bytes(other)
     assert after <= 1.1 * reference, (after, reference, full)
     assert after < 0.6 * full
-    again = _client(bucket).gc(0)
+    again = bucket_client(bucket).gc(0)
     assert not again.packs_deleted and not again.packs_rewritten and again.objects_removed == 0
     assert_bucket_remote_fsck(bucket)
 
@@ -96,7 +87,7 @@ def test_gc_of_a_format_1_remote_asks_for_the_upgrade(tmp_path: Path, s3_url: st
     _commit_random(a, tmp_path / "m.bin", 100, "m")
     assert a.push(s3_url).ok
     with pytest.raises(RemoteError, match="remote upgrade"):
-        _client(s3_url).gc(0)
+        bucket_client(s3_url).gc(0)
 
 
 @pytest.mark.parametrize("step", ["upload", "swap", "delete"])
@@ -136,10 +127,10 @@ def test_a_gc_killed_at_each_step_loses_nothing(tmp_path: Path, bucket: str, ste
     assert killed.returncode == 9, killed.stderr
     assert "locks/gc" in bucket_objects(bucket)  # left by the dead process
     _fresh_clone_has(tmp_path, bucket, ids[1:], "after-kill")
-    report = _client(bucket).gc(0)
+    report = bucket_client(bucket).gc(0)
     assert "locks/gc" not in bucket_objects(bucket)
     assert report.objects_removed or step != "upload"
-    final = _client(bucket).gc(0)
+    final = bucket_client(bucket).gc(0)
     assert final.objects_removed == 0 and not final.packs_deleted, final
     _fresh_clone_has(tmp_path, bucket, ids[1:], "after-gc")
     assert_bucket_remote_fsck(bucket)
@@ -154,9 +145,9 @@ def test_a_live_lock_is_respected_and_a_stale_one_removed(tmp_path: Path, s3_url
     assert a.push(s3_url).ok
     put_bucket_object(s3_url, "locks/gc", b'{"host": "elsewhere", "pid": 1, "time": %f}' % time.time())
     with pytest.raises(RemoteError, match="another gc holds the lock"):
-        _client(s3_url).gc(0)
+        bucket_client(s3_url).gc(0)
     monkeypatch.setattr(bucket_module, "STALE_LOCK", 0.0)
-    assert _client(s3_url).gc(0).objects_removed == 0
+    assert bucket_client(s3_url).gc(0).objects_removed == 0
     assert "locks/gc" not in bucket_objects(s3_url)
 
 
@@ -181,7 +172,7 @@ def test_a_push_that_read_the_root_before_a_gc_starts_again(tmp_path: Path, buck
         if len(reads) == 1:
             with monkeypatch.context() as m:
                 m.setattr(BucketClient, "read_root", real)
-                assert _client(bucket).gc(0).objects_removed > 0
+                assert bucket_client(bucket).gc(0).objects_removed > 0
         return got
 
     with monkeypatch.context() as m:
@@ -204,7 +195,7 @@ def test_pushes_and_pulls_during_gcs_lose_nothing(tmp_path: Path, bucket: str) -
     gcs: list[int] = []
 
     def gc_loop() -> None:
-        client = _client(bucket)
+        client = bucket_client(bucket)
         while not stop.is_set():
             try:
                 gcs.append(client.gc(0).objects_removed)

@@ -22,11 +22,11 @@ import casstore
 from casstore import CorruptObjectError
 from casstore.remote.bucket import BucketClient
 from casstore.remote.reftable import ROOT_KEY, TABLES, DomainTable, RootTable, digest
-from casstore.remote.transport import RemoteError, open_transport
+from casstore.remote.transport import RemoteError
 from tests.conftest import (
-    BUCKET_URL_FIXTURES,
     assert_bucket_remote_fsck,
     assert_git_fsck,
+    bucket_client,
     bucket_objects,
     bucket_refs,
     delete_bucket_object,
@@ -41,15 +41,6 @@ FORMAT_1_COMMIT = "b9fddb6"
 CLI = "import sys; from casstore.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-@pytest.fixture(params=sorted(BUCKET_URL_FIXTURES))
-def bucket(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(BUCKET_URL_FIXTURES[request.param]))
-
-
-def _client(url: str) -> BucketClient:
-    client, _ = open_transport(url)
-    assert isinstance(client, BucketClient)
-    return client
 
 
 def test_a_new_remote_holds_ref_tables(tmp_path: Path, bucket: str) -> None:
@@ -276,11 +267,11 @@ def test_an_upgrade_folds_in_a_late_format_1_write(tmp_path: Path, bucket: str) 
     assert a.push(bucket).ok
     late = bucket_objects(bucket)["refs/cas/models/d/late"]
     delete_bucket_object(bucket, "refs/cas/models/d/late")  # its objects are there, its ref not yet
-    result = _client(bucket).upgrade(settle=0)
+    result = bucket_client(bucket).upgrade(settle=0)
     assert result.old_format == 1 and result.refs == 2 and not result.left  # m1 and the history
     put_bucket_object(bucket, "refs/cas/models/d/late", late)  # what the late client wrote
     put_bucket_object(bucket, "refs/cas/models/d/m1", b"1" * 40 + b"\n")  # conflicts with the table
-    result = _client(bucket).upgrade(settle=0)
+    result = bucket_client(bucket).upgrade(settle=0)
     assert result.refs == 1 and result.left == {"refs/cas/models/d/m1": "1" * 40}, result
     assert bucket_refs(bucket)["refs/cas/models/d/late"].encode() == late.strip()
     delete_bucket_object(bucket, "refs/cas/models/d/m1")
@@ -299,7 +290,7 @@ def test_a_push_waits_for_an_upgrade_in_progress(tmp_path: Path, bucket: str) ->
     _commit_random(a, tmp_path / "m2.bin", 1000, "m2")
     with pytest.raises(RemoteError, match="being upgraded"):
         a.push(bucket)
-    assert _client(bucket).upgrade(settle=0).refs == 2
+    assert bucket_client(bucket).upgrade(settle=0).refs == 2
     assert a.push(bucket).models_added == ["d/m2"]
 
 

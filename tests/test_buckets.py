@@ -23,11 +23,12 @@ import casstore
 from casstore import CorruptObjectError
 from casstore.errors import MissingObjectError
 from casstore.remote.bucket import BucketClient
-from casstore.remote.transport import RemoteError, open_transport
+from casstore.remote.transport import RemoteError
 from tests.conftest import (
     BUCKET_URL_FIXTURES,
     assert_bucket_remote_fsck,
     assert_git_fsck,
+    bucket_client,
     bucket_objects,
     bucket_refs,
     delete_bucket_object,
@@ -40,16 +41,6 @@ from tests.test_s3 import _commit_random, _snapshot, _stores  # the same helpers
 MiB = 1 << 20
 
 
-@pytest.fixture(params=sorted(BUCKET_URL_FIXTURES))
-def bucket(request: pytest.FixtureRequest) -> str:
-    """A fresh ``s3://``, ``gs://`` or ``az://`` remote URL on its emulator."""
-    return str(request.getfixturevalue(BUCKET_URL_FIXTURES[request.param]))
-
-
-def _client(url: str) -> BucketClient:
-    client, _ = open_transport(url)
-    assert isinstance(client, BucketClient)
-    return client
 
 
 def test_round_trip(tmp_path: Path, bucket: str) -> None:
@@ -79,7 +70,7 @@ def test_round_trip(tmp_path: Path, bucket: str) -> None:
 
 def test_racing_creates_exactly_one_wins(bucket: str) -> None:
     """Eight clients create the same ref at the same moment: the service lets exactly one write."""
-    clients = [_client(bucket) for _ in range(8)]
+    clients = [bucket_client(bucket) for _ in range(8)]
     key = clients[0]._key("refs/cas/models/d/race")
     clients[0]._list("refs/")  # connections made before the start, so that the writes overlap
     barrier = threading.Barrier(len(clients))
@@ -190,7 +181,7 @@ def test_stale_history_is_a_failed_compare_and_swap(
 @pytest.mark.parametrize("kind", ["s3", "azure"])
 def test_stale_conditional_delete_is_refused(request: pytest.FixtureRequest, kind: str) -> None:
     url = str(request.getfixturevalue(BUCKET_URL_FIXTURES[kind]))
-    client = _client(url)
+    client = bucket_client(url)
     key = client._key("refs/cas/models/d/x")
     assert client._put_ref(key, b"1" * 40 + b"\n", None)
     got = client._get(key, 100)
@@ -338,15 +329,15 @@ def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     """An Azure remote without an account is a clear error, as is an account without credentials."""
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     with pytest.raises(RemoteError, match="AZURE_STORAGE_CONNECTION_STRING"):
-        assert _client("az://c/p").az is None  # never reached: opening the container raises
+        assert bucket_client("az://c/p").az is None  # never reached: opening the container raises
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "someaccount")
     try:
         import azure.identity  # type: ignore[import-not-found]  # noqa: F401
     except ImportError:
         with pytest.raises(RemoteError, match="azure-identity"):
-            assert _client("az://c/p").az is None  # never reached
+            assert bucket_client("az://c/p").az is None  # never reached
     else:  # pragma: no cover - azure-identity is not a test dependency
-        assert _client("az://c/p").az.url.startswith("https://someaccount.blob.core.windows.net/c")
+        assert bucket_client("az://c/p").az.url.startswith("https://someaccount.blob.core.windows.net/c")
 
 
 def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket: str,
@@ -363,7 +354,7 @@ def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket
     assert b.pull(bucket).ok
     assert len(bucket_module._clients) == 1
     with _through(bucket, free_port(), monkeypatch):  # made on first use: no request is sent
-        getattr(_client(bucket), {"s3": "s3", "gs": "gcs", "az": "az"}[bucket.split("://")[0]])
+        getattr(bucket_client(bucket), {"s3": "s3", "gs": "gcs", "az": "az"}[bucket.split("://")[0]])
     assert len(bucket_module._clients) == 2
 
 
@@ -372,7 +363,7 @@ def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket
 
 def _packs(url: str) -> list[str]:
     """Names of the published packs of a bucket remote (those with an index)."""
-    listing = _client(url)._listing()
+    listing = bucket_client(url)._listing()
     return sorted(fn[:-5] for fn in listing if fn.endswith(".pack") and fn[:-5] + ".idx" in listing)
 
 
@@ -431,7 +422,7 @@ def test_a_reader_that_listed_before_a_combine_still_gets_every_object(
     combined: list[bucket_module.CombineResult | None] = []
 
     def combine_elsewhere() -> None:
-        combined.append(_client(bucket).combine_packs(force=True))
+        combined.append(bucket_client(bucket).combine_packs(force=True))
 
     def listed_then_combined(self: BucketClient, fresh: bool = False) -> tuple[object, str | None]:
         root = real_read_root(self, fresh)
@@ -471,7 +462,7 @@ def test_two_machines_combining_at_once(tmp_path: Path, bucket: str, monkeypatch
     ids = [f"m{i}" for i in range(6)]
     _push_models(a, tmp_path, bucket, ids)
     listed = _packs(bucket)
-    first, second = _client(bucket), _client(bucket)
+    first, second = bucket_client(bucket), bucket_client(bucket)
     uploaded, go_on = threading.Event(), threading.Event()
     deleted: list[str] = []
     real_delete = first._delete

@@ -90,6 +90,10 @@ class S3Client(BucketClient):
             if self._code(e) in ("NoSuchKey", "404"):
                 return None
             raise
+        return self._bounded_body(r, key, limit)
+
+    def _bounded_body(self, r: dict[str, Any], key: str, limit: int) -> tuple[bytes, str]:
+        """A GET's body (at most ``limit`` bytes, else CorruptObjectError) and its ETag."""
         with r["Body"] as body:
             data = body.read(limit + 1)
         if len(data) > limit:
@@ -133,11 +137,7 @@ class S3Client(BucketClient):
             if code in ("NoSuchKey", "404"):
                 return None
             raise
-        with r["Body"] as body:
-            data = body.read(limit + 1)
-        if len(data) > limit:
-            raise CorruptObjectError(key, f"remote {self.url}: object is larger than {limit} bytes")
-        return data, str(r.get("ETag", ""))
+        return self._bounded_body(r, key, limit)
 
     def _conditional(self, request: Callable[..., Any], **kwargs: Any) -> bool:
         from botocore.exceptions import ClientError
