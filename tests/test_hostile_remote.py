@@ -50,13 +50,14 @@ def hostile_store(tmp_path: Path) -> tuple[casstore.Store, Path]:
     return s, path
 
 
-def forge_model(s: casstore.Store, ref_id: str, change) -> None:  # type: ignore[no-untyped-def]
-    """Rewrite the legit model's manifest with ``change`` and point refs/cas/models/d/<ref_id> at it."""
-    sha = s.refs.get(b"refs/cas/models/d/legit")
+def forge_model(s: casstore.Store, ref_id: str, change, source: str = "legit") -> None:  # type: ignore[no-untyped-def]
+    """Rewrite model d/<source>'s manifest with ``change`` and point refs/cas/models/d/<ref_id> at it
+    (the ref only, no history event: as a hostile or an older casstore could have written it)."""
+    sha = s.refs.get(b"refs/cas/models/d/" + source.encode())
     c = s.odb.read(sha, Commit)
     root = s.odb.read(c.tree, Tree)
     _, manifest_id = root[b"manifest"]
-    doc = msgpack.unpackb(s.odb.read(manifest_id, Blob).as_raw_string(), raw=False)
+    doc = msgpack.unpackb(s.odb.read(manifest_id, Blob).as_raw_string(), raw=False, strict_map_key=False)
     change(doc)
     new_root = Tree()
     new_root.add(b"manifest", 0o100644, s.odb.write_loose(Blob.from_string(msgpack.packb(doc, use_bin_type=True))))

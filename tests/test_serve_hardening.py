@@ -18,13 +18,13 @@ from urllib.parse import quote
 
 import msgpack
 import pytest
-from dulwich.objects import Blob, Commit, Tree
 
 import casstore
 from casstore.errors import CasError
 from casstore.frameworks import FRAMEWORKS, entry_executes_code
 from casstore.model.manifest import FrameworkEntry
 from tests.conftest import write_random
+from tests.test_hostile_remote import forge_model
 from tests.test_serve import Server, start_server, stop_server
 
 
@@ -45,23 +45,13 @@ def served() -> Iterator[Callable[..., Server]]:
 def forge(s: casstore.Store, source: str, new_id: str, change: Callable[[dict[str, Any]], None]) -> None:
     """A model ``d/new_id``: ``d/source`` with its manifest rewritten by ``change``, as a hostile
     (or an older) casstore could have written it; the ref only, no history event."""
-    sha = s.refs.get(b"refs/cas/models/d/" + source.encode())
-    c = s.odb.read(sha, Commit)
-    root = s.odb.read(c.tree, Tree)
-    _, manifest_id = root[b"manifest"]
-    doc = msgpack.unpackb(s.odb.read(manifest_id, Blob).as_raw_string(), raw=False, strict_map_key=False)
-    doc["model_id"] = new_id
-    change(doc)
-    new_root = Tree()
-    new_root.add(b"manifest", 0o100644, s.odb.write_loose(Blob.from_string(msgpack.packb(doc, use_bin_type=True))))
-    new_root.add(b"files", 0o040000, root[b"files"][1])
-    nc = Commit()
-    nc.tree = s.odb.write_loose(new_root)
-    nc.author = nc.committer = c.author
-    nc.author_time = nc.commit_time = c.commit_time
-    nc.author_timezone = nc.commit_timezone = 0
-    nc.message = b"forged\n"
-    assert s.refs.container.set_if_equals(b"refs/cas/models/d/" + new_id.encode(), None, s.odb.write_loose(nc))
+    def renamed(doc: dict[str, Any]) -> None:
+        doc["model_id"] = new_id
+        change(doc)
+
+    assert s.refs.get(b"refs/cas/models/d/" + new_id.encode()) is None
+    forge_model(s, new_id, renamed, source=source)
+    assert s.refs.get(b"refs/cas/models/d/" + new_id.encode()) is not None
 
 
 def cas(store: Path | str, *args: str) -> str:
