@@ -1222,8 +1222,8 @@ class Store:
             files_n = "1 file" if len(others) == 1 else f"{len(others)} files"
             warnings.warn(f"{root} also holds {files_n} that {name} does not have, left untouched: {shown}",
                           OtherFilesWarning, stacklevel=2)
-        log.debug("downloaded %s: %d files into %s (%d unchanged, %d replaced)", name, len(todo), root,
-                  len(unchanged), len(differ))
+        log.debug("downloaded %s: %d file%s into %s (%d unchanged, %d replaced)", name, len(todo),
+                  "" if len(todo) == 1 else "s", root, len(unchanged), len(differ))
         return Downloaded(root, written=[manifest.files[i].path for i in todo], replaced=differ,
                           unchanged=unchanged, others=others)
 

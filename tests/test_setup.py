@@ -163,7 +163,7 @@ def test_cas_verbose_shows_the_log(tmp_path: Path) -> None:
     assert r.stderr.startswith("cas: committed d/v1 (")
     assert cas("commit", "d", str(model), "--id", "v2", store=store).stderr == ""
     r = cas("download", "d", "v1", str(tmp_path / "out"), "-vv", store=store)
-    assert r.stderr == f"cas: downloaded d/v1: 1 files into {tmp_path / 'out'}\n"
+    assert r.stderr == f"cas: downloaded d/v1: 1 file into {tmp_path / 'out'} (0 unchanged, 0 replaced)\n"
 
 
 # -- progress -------------------------------------------------------------------------

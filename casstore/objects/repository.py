@@ -108,6 +108,8 @@ def is_git_copy_of_store(path: str) -> bool:
     ``git clone --mirror`` (or a plain copy made with git) of a store."""
     if not os.path.isdir(os.path.join(path, "objects")) or is_repository(path):
         return False
+    if os.path.isdir(os.path.join(path, "cas")):
+        return False  # a store of ours whose config or format marker is damaged: not a copy
     if os.path.isdir(os.path.join(path, "refs", "cas")):
         return True
     try:
