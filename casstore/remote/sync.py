@@ -584,6 +584,13 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,
     if target is not None and (not os.path.exists(target) or (os.path.isdir(target) and not os.listdir(target))):
         init_repository(target, served=True)
         install_hook(target)
+    # A writer killed between a model ref and its history event left the ref unrecorded: record
+    # it first, as the next local write would, or the remote's hook refuses the model (it is not
+    # in the history pushed with it) and fsck keeps flagging the gap.
+    with repo.lock():
+        for domain in sorted(repo.refs.domains() if selected is None else selected & repo.refs.domains()):
+            with domain_writer(repo, domain):
+                pass
     client, path = _open(repo, url, progress)
     if isinstance(client, BucketClient):
         # a bucket reads the ref tables of the domains this push may change only
