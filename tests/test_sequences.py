@@ -197,3 +197,28 @@ def test_crashed_commit_then_push_and_pull(tmp_path: Path) -> None:
     a("push")
     b("pull")
     _assert_everywhere(tmp_path, remote, "d", data, a, b)
+
+
+def test_a_commit_killed_between_its_ref_and_its_event_is_recorded_by_the_next_push(tmp_path: Path) -> None:
+    """The window test_crashed_commit_then_push_and_pull hits only when the kill lands there, made
+    certain: the model ref exists, the history lacks its event (and the refs stamp is the old one),
+    as SIGKILL leaves it.  The push records the event first; the hook takes the model; fsck is clean."""
+    remote = str(tmp_path / "remote.git")
+    cas("init", "--bare", remote)
+    a, b = Machine(tmp_path, "a", remote), Machine(tmp_path, "b", remote)
+    data = {"v1": _data("one"), "v2": _data("two")}
+    a.commit("d", "v1", data["v1"])
+    with casstore.Store(str(a.path)) as s:
+        before = s.refs.get(b"refs/cas/domains/d")
+    stamp = a.path / "cas" / "locks" / "domain-d.stamp"
+    old_stamp = stamp.read_bytes() if stamp.exists() else None
+    a.commit("d", "v2", data["v2"])
+    subprocess.run(["git", "--git-dir", str(a.path), "update-ref", "refs/cas/domains/d", before.decode()], check=True)
+    if old_stamp is None:
+        stamp.unlink(missing_ok=True)
+    else:
+        stamp.write_bytes(old_stamp)
+    assert "model v2 is not in the domain history" in a("fsck", check=1).stdout
+    a("push")
+    b("pull")
+    _assert_everywhere(tmp_path, remote, "d", data, a, b)
