@@ -282,6 +282,8 @@ class BucketClient:
         self.last_put_version: str | None = None
         #: domain -> digest of each ref table the last fetch read (format 2)
         self.tables_read: dict[str, str] = {}
+        #: pushes this client started again because a gc of the remote ran meanwhile
+        self.gc_restarts = 0
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -859,12 +861,16 @@ class BucketClient:
         out: the push then starts again (at most ``CAS_ATTEMPTS`` times).
         """
         with self._errors():
-            for _ in range(CAS_ATTEMPTS):
+            for attempt in range(CAS_ATTEMPTS):
                 try:
                     result = self._send_once(update_refs, generate_pack_data)
                     break
                 except _GcRanMeanwhile:
+                    # back off: a gc collects the pack the lost attempt left unreferenced, and
+                    # a push that started again at once would race that gc's epoch swap too
                     log.info("remote %s: a gc ran during the push: pushing again", self.url)
+                    self.gc_restarts += 1
+                    time.sleep(min(2.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
             else:
                 raise RemoteError(self.url, f"a gc of the remote kept running during the push ({CAS_ATTEMPTS} "
                                             "attempts): push again")
