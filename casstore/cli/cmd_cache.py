@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import JSON_HELP, SubParsers, add_command
-from .commands import open_store_for
+from .base import JSON_HELP, SubParsers, add_command, open_store_for
 from .output import count, human, print_json
 
 

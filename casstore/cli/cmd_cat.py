@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import SubParsers, add_command
-from .commands import open_store_for
+from .base import SubParsers, add_command, open_store_for
 
 
 def cat(args: argparse.Namespace) -> int:

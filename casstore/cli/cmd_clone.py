@@ -9,7 +9,7 @@ import sys
 
 from ..store import clone_store
 from ..util.progress import TerminalProgress
-from . import SubParsers, add_command
+from .base import SubParsers, add_command
 from .output import count, human, print_json
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from . import SubParsers, add_command
+from .base import SubParsers, add_command
 
 #: positional argument names (argparse ``dest``) completed from the store, and files
 _FROM_STORE = {"domain": "domain", "model_id": "id", "id_a": "id", "id_b": "id"}

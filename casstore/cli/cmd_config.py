@@ -15,8 +15,7 @@ from ..util.config import (
     user_config_path,
     write_value,
 )
-from . import SubParsers, add_command
-from .commands import name_store, require_store
+from .base import SubParsers, add_command, name_store, require_store
 
 
 def config(args: argparse.Namespace) -> int:

@@ -9,8 +9,7 @@ import sys
 from ..compat.importer import EXPANSION_ALLOWANCE, MAX_EXPANSION
 from ..compat.modelstore import STORE_DIR
 from ..store import init_store, is_store
-from . import JSON_HELP, SubParsers, add_command
-from .commands import open_store_for, store_path
+from .base import JSON_HELP, SubParsers, add_command, open_store_for, store_path
 from .output import print_json
 
 

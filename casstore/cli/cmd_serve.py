@@ -10,8 +10,7 @@ import re
 import socket
 
 from ..errors import CasError
-from . import SubParsers, add_command
-from .commands import require_store
+from .base import SubParsers, add_command, require_store
 
 
 def serve(args: argparse.Namespace) -> int:

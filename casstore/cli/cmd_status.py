@@ -21,8 +21,7 @@ from ..remote.config import resolve_remote
 from ..remote.merge import ancestry
 from ..remote.sync import list_refs
 from ..store import Store
-from . import JSON_HELP, SubParsers, add_command
-from .commands import open_store_for
+from .base import JSON_HELP, SubParsers, add_command, open_store_for
 from .output import count, print_json
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import SubParsers, add_command
-from .commands import open_store_for
+from .base import SubParsers, add_command, open_store_for
 from .output import print_json
 
 

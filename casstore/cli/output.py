@@ -91,3 +91,8 @@ def cli_message(e: BaseException) -> str:
         # "[Errno 17] File exists: 'x'" is Python's wording: say "x: file exists"
         return f"{e.filename}: {e.strerror[:1].lower()}{e.strerror[1:]}"
     return str(e)
+
+
+def chunks_new(new: int, total: int) -> str:
+    """``3/10 chunks new``: how many of a model's chunks its commit stored."""
+    return f"{new}/{count(total, 'chunk')} new"

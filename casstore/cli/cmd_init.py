@@ -1,0 +1,42 @@
+"""``cas init [PATH] [--bare [--require-signed FILE]]``: create an empty store (or protect a plain git repository)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+
+from ..store import init_store, is_store
+from .base import SubParsers, add_command, plain_git_repo, store_path
+
+
+def init(args: argparse.Namespace) -> int:
+    path = os.path.abspath(args.path or store_path(args))
+    if is_store(path):
+        print(f"store already exists at {path}")
+        return 0
+    if args.require_signed is not None and not args.bare:
+        raise ValueError("--require-signed FILE is for a store others push to: use it with --bare")
+    if args.bare and plain_git_repo(path):
+        # a remote made with `git init --bare`: give it what `cas init --bare` would have
+        from ..remote.hook import install_hook
+
+        install_hook(path, args.require_signed)
+        subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
+        print(f"installed the model-protecting hook in the git repository at {path}")
+        return 0
+    init_store(path, bare_remote=args.bare, require_signed=args.require_signed)
+    kind = "bare remote store (with the model-protecting hook)" if args.bare else "store"
+    print(f"initialised empty {kind} at {path}")
+    return 0
+
+
+def register(sub: SubParsers) -> None:
+    p = add_command(sub, "init", "create an empty store", "cas init ./models", init)
+    p.add_argument("path", nargs="?", help="where (default: the --store path)")
+    p.add_argument("--bare", action="store_true",
+                   help="a store others push to: install the hook that protects existing models "
+                        "(on an existing plain git repository: install just the hook)")
+    p.add_argument("--require-signed", metavar="FILE",
+                   help="with --bare: the hook also refuses commits not signed by a key of FILE "
+                        "(git's allowed signers format; docs/signing.md)")
