@@ -34,6 +34,7 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -111,7 +112,11 @@ from .util.sshsig import Verdict, key_signer, require_policy, signing_key, signs
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .remote.sync import SyncResult
+    # BucketClient, ModelChange and SyncResult: re-exported for the front ends' annotations
+    from .remote.bucket import BucketClient as BucketClient
+    from .remote.sync import ModelChange as ModelChange
+    from .remote.sync import RemoteRefs
+    from .remote.sync import SyncResult as SyncResult
 from .model.states import list_states, update_states
 
 BLOB_MODE = 0o100644
@@ -224,6 +229,45 @@ def clone_store(url: str, path: str | os.PathLike[str], *,
 def is_store(path: str) -> bool:
     """Whether ``path`` holds a casstore store."""
     return is_repository(path)
+
+
+def is_git_repository(path: str) -> bool:
+    """Whether ``path`` looks like a bare git repository (made by ``git init --bare`` or by casstore)."""
+    from .remote.inspect import is_plain_git_repository
+
+    return is_plain_git_repository(path)
+
+
+def protect_git_repository(path: str, require_signed: str | None = None) -> None:
+    """Give a bare git repository made by ``git init --bare`` what ``cas init --bare`` gives
+    a store others push to: the pre-receive hook that protects models (refusing commits not
+    signed by a key of ``require_signed`` too, when given) and git's object checks on receive."""
+    from .remote.hook import install_hook
+
+    install_hook(path, require_signed)
+    subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
+
+
+def remote_hook_missing(url: str) -> bool:
+    """Whether ``url`` is a local git repository without casstore's pre-receive hook (a server's
+    hooks are invisible to a client: False for any other remote)."""
+    from .remote.inspect import hook_missing
+
+    return hook_missing(url)
+
+
+def check_remote_url(url: str) -> str:
+    """``url`` if it is a path or a URL of a remote kind this casstore has; else UnsupportedRemoteError."""
+    from .remote.config import check_url
+
+    return check_url(url)
+
+
+def remote_schemes() -> list[str]:
+    """The URL schemes of the remote kinds this casstore has (``s3``, ``gs``, ``az``, ...)."""
+    from .remote.transport import SCHEMES
+
+    return sorted(SCHEMES)
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
@@ -1475,6 +1519,105 @@ class Store:
         if head is None:
             raise DomainNotFoundException(domain)
         return list(iter_log(self.odb, head))
+
+    # -- what the front ends read (cas, cas serve, compat): thin delegations ---------------
+    # The front ends use only the Store's public API (tests/test_layers.py enforces it);
+    # these give them what they once took from ``repo``, ``odb`` and ``refs``.
+
+    def iter_log(self, domain: str, head: ObjectID | None = None) -> Iterator[Event]:
+        """The domain's history events, newest first, read as they are consumed (``cas log | head``
+        reads a few history commits).  ``head``: a head read before with ``history_head`` (so that
+        a page reads one version of the history); default: the current one.
+
+        Raises:
+            DomainNotFoundException: the domain has no history (raised at once).
+        """
+        check_domain(domain)
+        if head is None:
+            head = self.refs.get(domain_ref(domain))
+            if head is None:
+                raise DomainNotFoundException(domain)
+        return iter_log(self.odb, head)
+
+    def count_models(self, domain: str) -> int:
+        """How many models the domain has now: a listing of its model refs, no object read
+        (0 for a domain never used)."""
+        return self.refs.count_model_ids(check_domain(domain))
+
+    def model_commit(self, domain: str, model_id: str) -> ObjectID | None:
+        """The commit the model ``domain/model_id`` is now (None: no such model)."""
+        return self.refs.get(model_ref(check_domain(domain), check_model_id(model_id)))
+
+    def model_states(self, domain: str, head: ObjectID | None) -> dict[str, dict[str, str]]:
+        """state -> model ID -> model commit (hex) of the domain's models in states, from the
+        domain index at history head ``head`` (read with ``history_head``; None: no history,
+        no states).  Reads the index's ``states`` trees only, however many models there are."""
+        check_domain(domain)
+        states = read_index(self.odb, head).states
+        return {s: {mid: sha.decode() for mid, sha in members.items()} for s, members in states.items()}
+
+    def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
+        """A temporary directory inside the store (same file system: a file made there is
+        committed without a copy), removed when its ``with`` block ends."""
+        return tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix=prefix)
+
+    def list_remotes(self) -> dict[str, str]:
+        """The configured remotes: name -> URL."""
+        from .remote.config import list_remotes
+
+        return list_remotes(self.repo)
+
+    def add_remote(self, name: str, url: str) -> None:
+        """Configure remote ``name`` at ``url`` (checked: a path or a URL of a known kind)."""
+        from .remote.config import add_remote
+
+        add_remote(self.repo, name, url)
+
+    def remove_remote(self, name: str) -> None:
+        from .remote.config import remove_remote
+
+        remove_remote(self.repo, name)
+
+    def set_remote_url(self, name: str, url: str) -> None:
+        from .remote.config import set_remote_url
+
+        set_remote_url(self.repo, name, url)
+
+    def rename_remote(self, name: str, new_name: str) -> None:
+        from .remote.config import rename_remote
+
+        rename_remote(self.repo, name, new_name)
+
+    def resolve_remote(self, remote: str | None = None) -> str:
+        """The URL ``remote`` names: a configured remote's, or ``remote`` itself when it is a URL or
+        path; None: ``cas.defaultRemote``, else ``origin`` (as ``push`` and ``pull``)."""
+        from .remote.config import default_remote, resolve_remote
+
+        return resolve_remote(self.repo, default_remote(self.repo) if remote is None else remote)
+
+    def remote_refs(self, remote: str | None = None) -> RemoteRefs:
+        """The remote's casstore refs (``models``: domain -> ID -> commit, ``histories``, ``states``),
+        from its ref listing alone: no object travels."""
+        from .remote.sync import list_refs
+
+        return list_refs(self.repo, self.resolve_remote(remote))
+
+    def remote_status(self, remote: str | None = None) -> dict[str, Any]:
+        """How this store compares with ``remote`` by model ID and history head, from the remote's
+        ref listing alone (``cas status``; docs/cli.md describes the dict)."""
+        from .remote.inspect import remote_status
+
+        return remote_status(self.repo, self.resolve_remote(remote))
+
+    def bucket_remote(self, url: str) -> BucketClient | None:
+        """A client of the bucket remote at ``url`` (s3://, gs://, az://) for its maintenance
+        (``gc``, ``upgrade``); None for any other kind of remote."""
+        from .remote.bucket import BucketClient
+        from .remote.config import cache_dir
+        from .remote.transport import open_transport
+
+        client, _ = open_transport(url, cache_dir=cache_dir(self.repo, url))
+        return client if isinstance(client, BucketClient) else None
 
     def stream_file(self, domain: str, model_id: str, path: str,
                     window: int | None = None) -> tuple[int, Generator[bytes | memoryview, None, None]]:

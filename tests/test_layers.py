@@ -48,6 +48,23 @@ ALLOWED_PRIVATE = {
 }
 
 
+#: the front ends: they use the Store's public API only (docs/architecture.md), so that a
+#: rule such as "does loading this run code?" lives in one place
+FRONT_ENDS = ("casstore.cli", "casstore.serve", "casstore.compat")
+
+#: the layers under the Store a front end may not import (the Store re-exports what
+#: front ends need, types included)
+BEHIND_THE_STORE = ("casstore.objects", "casstore.model", "casstore.remote")
+
+#: the Store's internals a front end may not reach for
+STORE_INTERNALS = ("repo", "odb", "refs")
+
+#: front-end code that matches the rules above without breaking them, each with its reason
+ALLOWED_FRONT_END = {
+    ("casstore/cli/cmd_remote.py", "result.refs"),  # UpgradeResult.refs: how many refs moved, not Store.refs
+}
+
+
 def _modules() -> dict[str, Path]:
     out = {}
     for p in sorted(PKG.rglob("*.py")):
@@ -128,6 +145,35 @@ def test_no_private_names_of_other_modules(module: str) -> None:
             assert (rel, text) in ALLOWED_PRIVATE, f"{rel}:{node.lineno} reaches into private {text}"
 
 
+
+def _front_end_violations(module: str, path: Path) -> list[str]:
+    """What ``path`` (a front-end module) takes from behind the Store: imports and internals."""
+    rel = str(path.relative_to(PKG.parent)) if path.is_relative_to(PKG.parent) else path.name
+    out = []
+    for line, target, _ in _imports(module, path):
+        if _part(target) in BEHIND_THE_STORE and (rel, target) not in ALLOWED_FRONT_END:
+            out.append(f"{rel}:{line} imports {target}: front ends use the Store's public API "
+                       f"(add the operation to Store, delegating)")
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in STORE_INTERNALS:
+            text = ast.unparse(node)
+            if (rel, text) not in ALLOWED_FRONT_END:
+                out.append(f"{rel}:{node.lineno} reaches into {text}: front ends use the Store's public API")
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(FRONT_ENDS)))
+def test_front_ends_use_only_the_store_api(module: str) -> None:
+    assert _front_end_violations(module, MODULES[module]) == []
+
+
+def test_front_end_exceptions_are_still_needed() -> None:
+    """An exception whose code is gone is removed from ALLOWED_FRONT_END, so the list only shrinks."""
+    for rel, text in ALLOWED_FRONT_END:
+        source = (PKG.parent / rel).read_text()
+        assert text in source, f"{rel} no longer has {text}: remove it from ALLOWED_FRONT_END"
+
+
 def _graph() -> dict[str, set[str]]:
     graph = {m: {t for _, t, _ in _imports(m, p) if t in MODULES and t != m} for m, p in MODULES.items()}
     # a package's __init__ importing its own submodules is how it re-exports: not a cycle
@@ -172,3 +218,12 @@ def test_the_checks_see_violations(tmp_path: Path) -> None:
     assert ["_helper"] in [n for _, t, n in found if t == "casstore.objects.odb"]
     assert _find_cycle({"a": {"b"}, "b": {"a"}}) == ["a", "b", "a"]
     assert _find_cycle({"a": {"b"}, "b": set()}) is None
+    front = tmp_path / "front.py"
+    front.write_text("from ..objects.refs import domain_ref\n"
+                     "def f(store):\n    from ..remote.sync import list_refs\n"
+                     "    return store.refs.get(domain_ref('d')), store.repo, list_refs\n")
+    found_front = _front_end_violations("casstore.serve.front", front)
+    assert len(found_front) == 4, found_front
+    assert any("imports casstore.objects.refs" in v for v in found_front)
+    assert any("imports casstore.remote.sync" in v for v in found_front)
+    assert any("store.refs" in v for v in found_front) and any("store.repo" in v for v in found_front)

@@ -13,12 +13,15 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import RemoteError
 from ..store import Store, is_store, missing_store_error, open_store, resolve_store
 from ..util.progress import TerminalProgress
 from .output import print_json
+
+if TYPE_CHECKING:
+    from ..store import BucketClient
 
 #: the help of every ``--json`` option
 JSON_HELP = "machine-readable output: one JSON document (docs/cli.md says how metadata maps to JSON)"
@@ -135,21 +138,13 @@ def when(t: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S +0000", time.gmtime(t))
 
 
-def plain_git_repo(path: str) -> bool:
-    """Whether ``path`` is a bare git repository (not made by casstore)."""
-    return all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs", "config"))
 
-
-def bucket_client(args: argparse.Namespace, name: str) -> Any:
+def bucket_client(args: argparse.Namespace, name: str) -> BucketClient:
     """The bucket remote ``name`` (a remote name or URL) of the store ``args`` names."""
-    from ..remote.bucket import BucketClient
-    from ..remote.config import cache_dir, resolve_remote
-    from ..remote.transport import open_transport
-
     with open_store_for(args) as store:
-        url = resolve_remote(store.repo, name)
-        client, _ = open_transport(url, cache_dir=cache_dir(store.repo, url))
-    if not isinstance(client, BucketClient):
+        url = store.resolve_remote(name)
+        client = store.bucket_remote(url)
+    if client is None:
         raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) are collected by `cas gc REMOTE`; "
                                "run `cas gc` in a served store itself")
     return client

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from ..store import check_remote_url
 from ..util.config import (
     ConfigKeyError,
     check_key,
@@ -38,9 +39,7 @@ def config(args: argparse.Namespace) -> int:
         if args.value is not None:
             check_value(args.key, args.value)
             if args.key.startswith("remote."):
-                from ..remote.config import check_url
-
-                check_url(args.value)
+                check_remote_url(args.value)
         write_value(path, args.key, None if args.unset else args.value)
         if args.global_:
             print(f"cas: user config {path}", file=sys.stderr)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 
-from ..store import init_store, is_store
-from .base import SubParsers, add_command, plain_git_repo, store_path
+from ..store import init_store, is_git_repository, is_store, protect_git_repository
+from .base import SubParsers, add_command, store_path
 
 
 def init(args: argparse.Namespace) -> int:
@@ -17,12 +16,9 @@ def init(args: argparse.Namespace) -> int:
         return 0
     if args.require_signed is not None and not args.bare:
         raise ValueError("--require-signed FILE is for a store others push to: use it with --bare")
-    if args.bare and plain_git_repo(path):
+    if args.bare and is_git_repository(path):
         # a remote made with `git init --bare`: give it what `cas init --bare` would have
-        from ..remote.hook import install_hook
-
-        install_hook(path, args.require_signed)
-        subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
+        protect_git_repository(path, args.require_signed)
         print(f"installed the model-protecting hook in the git repository at {path}")
         return 0
     init_store(path, bare_remote=args.bare, require_signed=args.require_signed)

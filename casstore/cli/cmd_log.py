@@ -8,20 +8,14 @@ import time
 from itertools import islice
 from typing import Any
 
-from ..errors import DomainNotFoundException
-from ..model.history import iter_log
-from ..objects.refs import domain_ref
-from ..util.names import check_domain, shown
+from ..util.names import shown
 from .base import JSON_HELP, SubParsers, add_command, count_arg, open_store_for, when
 from .output import pager, paint, print_json, use_color
 
 
 def log(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
-        head = store.refs.get(domain_ref(check_domain(args.domain)))
-        if head is None:
-            raise DomainNotFoundException(args.domain)
-        events = iter_log(store.odb, head)
+        events = store.iter_log(args.domain)
         if args.max_count is not None:
             events = islice(events, max(args.max_count, 0))
         signing = store.signing_in_use()

@@ -9,21 +9,19 @@ from .output import count, print_json
 
 
 def remote(args: argparse.Namespace) -> int:
-    from ..remote.config import add_remote, list_remotes, remove_remote, rename_remote, set_remote_url
-
     if args.action == "upgrade":
         return _remote_upgrade(args)
     with open_store_for(args, write=args.action != "ls") as store:
         if args.action == "add":
-            add_remote(store.repo, args.name, args.url)
+            store.add_remote(args.name, args.url)
         elif args.action == "rm":
-            remove_remote(store.repo, args.name)
+            store.remove_remote(args.name)
         elif args.action == "set-url":
-            set_remote_url(store.repo, args.name, args.url)
+            store.set_remote_url(args.name, args.url)
         elif args.action == "rename":
-            rename_remote(store.repo, args.name, args.new_name)
+            store.rename_remote(args.name, args.new_name)
         else:
-            remotes = list_remotes(store.repo)
+            remotes = store.list_remotes()
             if args.json:
                 print_json(remotes)
             else:

@@ -10,60 +10,9 @@ remote has events a pull would bring (and a push would be refused until then).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from dulwich.objects import ObjectID
-
-from ..model.states import STATES_REF
-from ..objects.refs import domain_ref, model_ref
-from ..objects.repository import Repository
-from ..remote.config import resolve_remote
-from ..remote.merge import ancestry
-from ..remote.sync import list_refs
-from ..store import Store
 from .base import JSON_HELP, SubParsers, add_command, open_store_for
 from .output import count, print_json
-
-
-def _history(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None) -> str:
-    """How our history head of a domain relates to the remote's, from what we hold locally."""
-    if ours == theirs:
-        return "same"
-    if theirs is None:
-        return "here only"
-    if ours is None:
-        return "there only"
-    if not repo.odb.contains(theirs):
-        return "remote has events we lack"  # a pull fetches them; a push is refused until then
-    if theirs in ancestry(repo.odb, ours):
-        return "ahead of the remote"
-    if ours in ancestry(repo.odb, theirs):
-        return "behind the remote"
-    return "diverged"
-
-
-def status_of(store: Store, url: str) -> dict[str, Any]:
-    """The comparison ``cas status`` prints, as a dict (its ``--json``)."""
-    repo = store.repo
-    remote = list_refs(repo, url)
-    domains: dict[str, Any] = {}
-    for domain in sorted(set(repo.refs.domains()) | remote.domains()):
-        ours = {mid: sha for mid in repo.refs.model_ids(domain)
-                if (sha := repo.refs.get(model_ref(domain, mid))) is not None}
-        theirs = remote.models.get(domain, {})
-        history = _history(repo, repo.refs.get(domain_ref(domain)), remote.histories.get(domain))
-        entry: dict[str, Any] = {
-            "here_only": sorted(set(ours) - set(theirs)),
-            "there_only": sorted(set(theirs) - set(ours)),
-            "different": sorted(m for m in set(ours) & set(theirs) if ours[m] != theirs[m]),
-            "history": history,
-        }
-        entry["up_to_date"] = history == "same" and not (entry["here_only"] or entry["there_only"]
-                                                          or entry["different"])
-        domains[domain] = entry
-    states = _history(repo, repo.refs.get(STATES_REF), remote.states)
-    return {"url": url, "domains": domains, "states": states,
-            "up_to_date": states == "same" and all(d["up_to_date"] for d in domains.values())}
 
 
 def _ids(ids: list[str]) -> str:
@@ -73,8 +22,8 @@ def _ids(ids: list[str]) -> str:
 
 def status(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
-        url = resolve_remote(store.repo, args.remote)
-        st = status_of(store, url)
+        st = store.remote_status(args.remote)
+    url = st["url"]
     if args.json:
         print_json(st)
         return 0

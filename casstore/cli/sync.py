@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from typing import TYPE_CHECKING
 
-from .base import JSON_HELP, Command, SubParsers, add_command, open_store_for, plain_git_repo
+from ..store import remote_hook_missing
+from .base import JSON_HELP, Command, SubParsers, add_command, open_store_for
 from .output import count, human, print_json
 
 if TYPE_CHECKING:
-    from ..remote.sync import ModelChange
+    from ..store import ModelChange
 
 
 def add_sync_command(sub: SubParsers, verb: str, text: str, func: Command) -> argparse.ArgumentParser:
@@ -25,31 +25,13 @@ def add_sync_command(sub: SubParsers, verb: str, text: str, func: Command) -> ar
     return p
 
 
-def hook_missing(url: str) -> bool:
-    """Whether ``url`` is a local git repository without casstore's pre-receive hook.
-
-    Only local remotes can be checked; a server's hooks are invisible to a client.
-    """
-    from ..remote.hook import PRE_RECEIVE
-    from ..remote.transport import local_path
-
-    path = local_path(url)
-    if path is None or not plain_git_repo(path):
-        return False
-    try:
-        with open(os.path.join(path, "hooks", "pre-receive")) as f:
-            return f.read() != PRE_RECEIVE
-    except FileNotFoundError:
-        return True
-
-
 def run_sync(args: argparse.Namespace, verb: str) -> int:
     with open_store_for(args, write=True) as store, warnings.catch_warnings(record=True) as lost:
         # a model that left a state is warned about after the report that names it
         warnings.simplefilter("always")
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
-            if hook_missing(result.url):
+            if remote_hook_missing(result.url):
                 warnings.warn(f"{result.url} has no casstore hook: plain git clients can overwrite or delete "
                               f"models there; install it with `cas init --bare {result.url}`", stacklevel=1)
         else:

@@ -42,7 +42,6 @@ import posixpath
 import re
 import shutil
 import tarfile
-import tempfile
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -546,7 +545,7 @@ class _Importer:
 
     def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
         key = _archive_key(meta)
-        with tempfile.TemporaryDirectory(dir=self.store.repo.tmp, prefix="import-") as work:
+        with self.store.scratch_dir("import-") as work:
             files = os.path.join(work, "files")
             os.mkdir(files)
             with self.source.open(key) as archive:
@@ -575,7 +574,7 @@ class _Importer:
 
     def _deleted(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
         """A deleted model: commit its metadata alone, then delete it (the history shows both)."""
-        with tempfile.TemporaryDirectory(dir=self.store.repo.tmp, prefix="import-") as work:
+        with self.store.scratch_dir("import-") as work:
             path = os.path.join(work, f"{DELETED_STATE}.json")
             with open(path, "w") as f:
                 json.dump(meta, f)

@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,7 +60,7 @@ from ..errors import (
     StateNameError,
 )
 from ..frameworks import resolve
-from ..store import Store, open_store
+from ..store import Store, open_store, remote_schemes
 from ..util.names import check_domain, check_model_id
 from ..version import __version__
 from .meta import (
@@ -82,7 +81,7 @@ from .meta import (
 )
 
 if TYPE_CHECKING:
-    from ..remote.sync import SyncResult
+    from ..store import SyncResult
 
 #: the casstore store's place under a modelstore root directory or bucket prefix
 STORE_DIR = "casstore"
@@ -237,11 +236,10 @@ class ModelStore:
         prefix = "/".join(p for p in ((root_prefix or os.environ.get("MODEL_STORE_ROOT_PREFIX") or "").strip("/"),
                                       STORE_DIR) if p)
         url = f"{scheme}://{bucket}/{prefix}"
-        from ..remote.transport import SCHEMES
-
-        if scheme not in SCHEMES:  # gs:// and az:// arrive with their remote modules
+        schemes = remote_schemes()
+        if scheme not in schemes:  # gs:// and az:// arrive with their remote modules
             raise RemoteError(url, f"this casstore has no {scheme}:// remote (it has: "
-                                   f"{', '.join(sorted(SCHEMES))}); see docs/remotes.md")
+                                   f"{', '.join(schemes)}); see docs/remotes.md")
         # one cache store per bucket URL: a readable name, and a hash so that two URLs never share one
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{scheme}-{bucket}")[:60]
         digest = hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -366,12 +364,9 @@ class ModelStore:
         """
         if self.remote is None:
             return True
-        from ..objects.refs import model_ref
-        from ..remote.sync import list_refs
-
         with self._environment():
-            theirs = list_refs(self.store.repo, self.remote).models.get(domain, {}).get(model_id)
-        return theirs is not None and theirs == self.store.refs.get(model_ref(domain, model_id))
+            theirs = self.store.remote_refs(self.remote).models.get(domain, {}).get(model_id)
+        return theirs is not None and theirs == self.store.model_commit(domain, model_id)
 
     @contextmanager
     def _uploading(self, domain: str) -> Iterator[None]:
@@ -416,7 +411,7 @@ class ModelStore:
         return domain, model_id
 
     def _check_domain_exists(self, domain: str) -> None:
-        if domain not in self.store.refs.domains():
+        if domain not in self.store.list_domains():
             raise DomainNotFoundException(domain)
 
     def _deleted(self, domain: str) -> list[str]:
@@ -634,7 +629,7 @@ class ModelStore:
                      "git": None},
             "extra": extra_metadata,
         }
-        with tempfile.TemporaryDirectory(dir=self.store.repo.tmp, prefix="modelstore-") as work:
+        with self.store.scratch_dir("modelstore-") as work:
             info_path = os.path.join(work, MODEL_INFO)
             with open(info_path, "w") as f:
                 json.dump(model_type, f)

@@ -49,9 +49,8 @@ from ..errors import (
     UnsafePathError,
     UnsignedModelError,
 )
-from ..objects.refs import domain_ref
 from ..store import Store
-from ..util.names import check_domain, hidden_chars, shown
+from ..util.names import hidden_chars, shown
 from ..version import __version__
 from . import chart, data, preview, table
 from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
@@ -172,7 +171,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
 
     def count(domain: str) -> Callable[[], int | None]:
         """The domain's model count, from the background (None until known)."""
-        head = store.refs.get(domain_ref(check_domain(domain)))
+        head = store.history_head(domain)
         return lambda: cache.get("count:" + domain, head, lambda: data.count_models(store, domain), 0)
 
     static_dir = str(resources.files("casstore.serve") / "static")

@@ -14,24 +14,21 @@ as the page shows (plus deletions and state changes in between).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
-from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.objects import ObjectID
 
-from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundException
-from ..model.history import Event, iter_log
-from ..objects.refs import DOMAINS, MODELS, domain_ref
+from ..errors import DomainNotFoundException, StateNotFoundException
 from ..store import Store
 from ..util.jsonsafe import to_json
-from ..util.names import check_domain, check_model_id, check_state
+from ..util.names import check_domain, check_state
 from . import table
 
 log = logging.getLogger("casstore.serve")
-GITLINK = 0o160000
 MAX_LIMIT = 500
 
 
@@ -40,28 +37,12 @@ def _iso(t: int) -> str:
 
 
 def _head(store: Store, domain: str) -> ObjectID | None:
-    check_domain(domain)
-    return store.refs.get(domain_ref(domain))
+    return store.history_head(domain)
 
 
 def count_models(store: Store, domain: str) -> int:
-    """How many model refs the domain has: one directory listing plus packed-refs.
-
-    ``Refs.model_ids`` validates every ref name through dulwich, which costs
-    ~0.2 ms per model (20 s for 100,000); counting needs only the names.
-    """
-    prefix = MODELS + domain.encode() + b"/"
-    try:
-        # model IDs never contain '/', so every entry is a ref (or a ref's .lock)
-        loose = [n for n in os.listdir(os.path.join(store.refs.git_dir, os.fsdecode(prefix)))
-                 if not n.endswith(".lock")]
-    except (FileNotFoundError, NotADirectoryError):
-        loose = []
-    packed = [ref[len(prefix):] for ref in store.refs.container.get_packed_refs()
-              if ref.startswith(prefix) and b"/" not in ref[len(prefix):]]
-    if not packed:
-        return len(loose)
-    return len({os.fsencode(n) for n in loose} | set(packed))
+    """How many model refs the domain has (``Store.count_models``: a listing, no object read)."""
+    return store.count_models(domain)
 
 
 def _require_domain(store: Store, domain: str) -> ObjectID | None:
@@ -71,33 +52,9 @@ def _require_domain(store: Store, domain: str) -> ObjectID | None:
     return head
 
 
-def domain_states(store: Store, head: ObjectID | None) -> dict[str, dict[str, str]]:
-    """state -> model ID -> model commit, from the domain index at ``head``.
-
-    Reads only the ``states`` subtree: the ``models`` subtree of a large domain
-    holds an entry per model and is not needed to answer this.
-    """
-    out: dict[str, dict[str, str]] = {}
-    if head is None:
-        return out
-    c = store.odb.read(head, Commit)
-    assert isinstance(c, Commit)
-    root = store.odb.read(c.tree, Tree)
-    assert isinstance(root, Tree)
-    for entry in root.iteritems():
-        if entry.path != b"states":
-            continue
-        st = store.odb.read(entry.sha, Tree)
-        assert isinstance(st, Tree)
-        for s in st.iteritems():
-            members = store.odb.read(s.sha, Tree)
-            assert isinstance(members, Tree)
-            state = check_state(s.path.decode())
-            for m in members.iteritems():
-                if m.mode != GITLINK:
-                    raise CorruptObjectError(s.sha.decode(), f"unexpected entry {m.path!r} in domain index")
-                out.setdefault(state, {})[check_model_id(m.path.decode())] = m.sha.decode()
-    return out
+def domain_states(store: Store, domain: str, head: ObjectID | None) -> dict[str, dict[str, str]]:
+    """state -> model ID -> model commit, from the domain index at ``head`` (``Store.model_states``)."""
+    return store.model_states(domain, head)
 
 
 def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -120,7 +77,7 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
     """
     head = _require_domain(store, domain)
     offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
-    states = domain_states(store, head)
+    states = domain_states(store, domain, head)
     members: dict[str, str] | None = None
     if state is not None:
         check_state(state)
@@ -179,7 +136,7 @@ def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, 
             pending = True
         else:
             offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
-            states = domain_states(store, head)
+            states = domain_states(store, domain, head)
             members = None
             if state is not None:
                 check_state(state)
@@ -228,7 +185,7 @@ def search(store: Store, q: str, rows: Callable[[str], list[dict[str, Any]] | No
             if everything is None:
                 pending.append(d)
                 continue
-            states = domain_states(store, store.history_head(d))
+            states = domain_states(store, d, store.history_head(d))
             for r in everything:
                 st = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
                 if table.search_match(d, r, st, terms):
@@ -247,15 +204,9 @@ def history_page(store: Store, domain: str, *, offset: int = 0, limit: int = 100
     """Events newest first, like ``cas log``: commits, deletions, state changes."""
     head = _require_domain(store, domain)
     offset, limit = max(offset, 0), min(max(limit, 1), MAX_LIMIT)
-    events: list[Event] = []
-    more = False
-    for i, ev in enumerate(iter_log(store.odb, head)):
-        if i < offset:
-            continue
-        if len(events) == limit:
-            more = True
-            break
-        events.append(ev)
+    events = [] if head is None else list(islice(store.iter_log(domain, head), offset, offset + limit + 1))
+    more = len(events) > limit
+    events = events[:limit]
     return {"domain": domain, "offset": offset, "limit": limit, "has_more": more,
             "signing_in_use": store.signing_in_use(),
             "events": [{**e.as_dict(), "signature": store.signature(domain, e.history_commit).as_dict()}
@@ -316,31 +267,15 @@ class Background:
 
 
 def list_domains(store: Store) -> list[str]:
-    """Every domain with model refs or a history, sorted, from directory listings.
-
-    ``Store.list_domains`` validates every model ref's name (20 s for 100,000
-    models); a domain is a directory name here, checked once.
-    """
-    names: set[str] = set()
-    for base, want_dir in ((MODELS, True), (DOMAINS, False)):
-        try:
-            with os.scandir(os.path.join(store.refs.git_dir, os.fsdecode(base))) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False) == want_dir and not e.name.endswith(".lock"):
-                        names.add(e.name)
-        except FileNotFoundError:
-            pass
-    for ref in store.refs.container.get_packed_refs():
-        for base in (MODELS, DOMAINS):
-            if ref.startswith(base):
-                names.add(ref[len(base):].split(b"/")[0].decode("utf-8", "replace"))
+    """Every domain with model refs or a history, sorted (``Store.list_domains``: directory
+    listings, no ref read), without names casstore never writes (fsck reports those)."""
     out = []
-    for n in names:
+    for n in store.list_domains():
         try:
             out.append(check_domain(n))
         except ValueError:
-            continue  # not a name casstore writes: fsck's business
-    return sorted(out)
+            continue
+    return out
 
 
 def warm_up(store: Store) -> None:
@@ -350,7 +285,7 @@ def warm_up(store: Store) -> None:
         try:
             head = _head(store, d)
             if head is not None:
-                next(iter_log(store.odb, head), None)
+                next(store.iter_log(d, head), None)
         except Exception as e:  # one damaged domain must not stop the server: its pages name it
             log.warning("cas serve: domain %s: %s", d, e)
 
@@ -393,7 +328,7 @@ def _domain_summary(store: Store, d: str) -> dict[str, Any]:
     head = _head(store, d)
     last: dict[str, Any] | None = None
     if head is not None:
-        ev = next(iter_log(store.odb, head), None)
+        ev = next(store.iter_log(d, head), None)
         if ev is not None:
             last = {"event": ev.event, "model_id": ev.model_id, "state": ev.state, "time": _iso(ev.time)}
     newest = next(store.iter_model_commits(d, head), None)
@@ -408,7 +343,7 @@ def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
     maps them (``util.jsonsafe``), so the page and the API show the same.
     """
     info = store.get_model_info(domain, model_id)
-    states = domain_states(store, _head(store, domain))
+    states = domain_states(store, domain, _head(store, domain))
     info["states"] = sorted(s for s, members in states.items() if members.get(model_id) == info["commit"])
     card = store.model_card(domain, model_id)
     info["card"] = {"path": card[0], "markdown": card[1]} if card else None
