@@ -118,6 +118,7 @@ if TYPE_CHECKING:
     from .remote.sync import RemoteRefs
     from .remote.sync import SyncResult as SyncResult
 from .model.states import list_states, update_states
+from .modelinfo import ModelInfo
 
 BLOB_MODE = 0o100644
 TREE_MODE = 0o040000
@@ -1555,6 +1556,10 @@ class Store:
         check_domain(domain)
         states = read_index(self.odb, head).states
         return {s: {mid: sha.decode() for mid, sha in members.items()} for s, members in states.items()}
+
+    def model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> ModelInfo:
+        """``get_model_info`` typed: ``model_info(...).as_dict() == get_model_info(...)``."""
+        return ModelInfo.from_dict(self.get_model_info(domain, model_id, state=state))
 
     def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
         """A temporary directory inside the store (same file system: a file made there is

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "casstore.util": 1,
     "casstore.objects": 2,
     "casstore.model": 3,
+    "casstore.modelinfo": 3,  # what Store.model_info returns: plain data (stdlib only), read by the front ends
     "casstore.frameworks": 4,
     "casstore.ops": 4,
     "casstore.remote": 5,

@@ -33,12 +33,12 @@ def download(args: argparse.Namespace) -> int:
     with open_store_for(args) as store, warnings.catch_warnings():
         # the note below says it, from the same result
         warnings.simplefilter("ignore", OtherFilesWarning)
-        info = store.get_model_info(args.domain, args.model_id, state=args.state)
-        args.model_id = info["model_id"]  # the very model `--state` found, downloaded below
+        info = store.model_info(args.domain, args.model_id, state=args.state)
+        args.model_id = info.model_id  # the very model `--state` found, downloaded below
         done = store.download(args.directory, args.domain, args.model_id, files=args.files, force=args.force)
         sig = store.sign_directory(done) if args.signature else None
-    name = f"{info['domain']}/{info['model_id']}"
-    sizes = {f["path"]: f["size"] for f in info["files"]}
+    name = f"{info.domain}/{info.model_id}"
+    sizes = {f.path: f.size for f in info.files}
     paths = [*done.written, *done.unchanged]
     print(f"downloaded {name}: {count(len(paths), 'file')}, {human(sum(sizes[p] for p in paths))} into {done}")
     for p in done.replaced:
