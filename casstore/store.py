@@ -78,6 +78,7 @@ from .model.history import (
     iter_log,
     parse_trailers,
     read_index,
+    read_states,
     record_delete,
     walk_log,
 )
@@ -1554,7 +1555,7 @@ class Store:
         domain index at history head ``head`` (read with ``history_head``; None: no history,
         no states).  Reads the index's ``states`` trees only, however many models there are."""
         check_domain(domain)
-        states = read_index(self.odb, head).states
+        states = read_states(self.odb, head)
         return {s: {mid: sha.decode() for mid, sha in members.items()} for s, members in states.items()}
 
     def model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> ModelInfo:

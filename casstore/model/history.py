@@ -159,6 +159,32 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) ->
     return idx
 
 
+
+def read_states(odb: ObjectDB, commit_id: ObjectID | None) -> dict[str, dict[str, ObjectID]]:
+    """The ``states`` of the domain index at history commit ``commit_id`` (empty for None):
+    ``read_index(...).states`` without reading the ``models`` tree, which in an older layout
+    holds an entry per model.
+
+    Raises:
+        CorruptObjectError: a ``states`` entry that is not of the index's shape.
+    """
+    out: dict[str, dict[str, ObjectID]] = {}
+    if commit_id is None:
+        return out
+    c = odb.read(commit_id, Commit)
+    assert isinstance(c, Commit)
+    root = odb.read(c.tree, Tree)
+    assert isinstance(root, Tree)
+    for entry in root.iteritems():
+        if entry.path == b"states" and entry.mode == TREE:
+            st = odb.read(entry.sha, Tree)
+            assert isinstance(st, Tree)
+            for s in st.iteritems():
+                if s.mode != TREE:
+                    raise CorruptObjectError(entry.sha.decode(), f"unexpected entry {s.path!r} in domain index")
+                out[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha)
+    return out
+
 def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> None:
     """Check the shape of the domain index at ``commit_id`` (what ``read_index(full=True)`` checks).
 
