@@ -263,7 +263,7 @@ def pull(args: argparse.Namespace) -> int:
     return _sync(args, "pull")
 
 
-def log(args: argparse.Namespace) -> int:
+def log(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912 - the log's filters and output formats; to use Store.log (issue 23)
     with open_store_for(args) as store:
         head = store.refs.get(domain_ref(check_domain(args.domain)))
         if head is None:
