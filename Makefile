@@ -9,7 +9,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # every pip install below (and in the venv's own builds) honours these pins
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
-.PHONY: setup sysdeps test lint typecheck demo bench clean
+.PHONY: setup sysdeps test check cov lint typecheck demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ typecheck: setup
 
 test: setup sysdeps lint typecheck
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider
+
+# The fast tier (docs/testing.md): ruff, mypy and the unit tests, serially, with no server,
+# browser or heavy framework, so no system packages; under a minute.  `make test` stays the full run.
+check: setup lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider -m unit --durations=10
+
+# The whole suite under coverage, then line coverage per package of casstore/ (not gated);
+# the casstore processes the tests start (the CLI, cas serve) are measured too (patch = subprocess).
+cov: setup sysdeps
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider --cov=casstore --cov-report=json:coverage.json --cov-report=
+	$(PY) .ci/coverage_by_package.py coverage.json
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,4 +68,4 @@ bench: setup sysdeps
 	$(PY) benchmarks/bench_signing.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* coverage.json

@@ -82,7 +82,7 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def worker(tool: str, op: str, workload: str, store: Path, arg: str = "", model_id: str = "") -> dict:
+def worker(tool: str, op: str, workload: str, store: Path, arg: str = "", model_id: str = "") -> dict:  # noqa: PLR0913 - a worker's whole job description, passed on from the command line
     env = {**os.environ, "BENCH_DATA": str(DATA), "BENCH_MODEL_ID": model_id, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([PY[tool], str(HERE / "worker.py"), tool, op, workload, str(store), arg],
                        capture_output=True, text=True, env=env)
@@ -98,7 +98,7 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def run(reps: int, w2_size: int, big: bool) -> dict:
+def run(reps: int, w2_size: int, big: bool) -> dict:  # noqa: PLR0915 - the benchmark's steps in the order they run
     results: dict[str, dict[str, list[float]]] = {}
 
     def add(key: str, tool: str, value: float) -> None:

@@ -63,7 +63,7 @@ def measured(out: dict[str, list[float]], label: str, requests: Requests) -> Ite
     out.setdefault(f"{label} requests", []).append(requests.n - before)
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901, PLR0915 - the benchmark's steps in the order they run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pushes", type=int, default=200)
     ap.add_argument("--reps", type=int, default=3)

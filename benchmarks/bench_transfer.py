@@ -277,7 +277,7 @@ def record(out: dict[str, dict[str, list[float]]], tool: str, step: str, *runs: 
         out.setdefault(key, {}).setdefault(tool, []).append(value)
 
 
-def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], remote: Remote | None = None,
+def casstore_path(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], remote: Remote | None = None,  # noqa: PLR0913 - both stores, the results table, the remote and the sizes of one run
                   label: str = "path", w3_rows: bool = True) -> None:
     """The five steps for casstore; ``remote`` replaces the path remote (network transports).
 
@@ -395,7 +395,7 @@ def references(w2: Path, out: dict[str, dict[str, list[float]]]) -> None:
     dst.unlink()
 
 
-def network(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], transports: list[str], rep: int,
+def network(w2: Path, w3: Path, out: dict[str, dict[str, list[float]]], transports: list[str], rep: int,  # noqa: PLR0913 - both stores, the results table, the transports and the sizes of one run
             w3_rows: bool) -> None:
     """casstore over each git transport, a fresh bare store (`cas init --bare`) each; the order
     rotates with ``rep`` so that no transport always runs first (the machine's load drifts)."""

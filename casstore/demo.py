@@ -29,7 +29,7 @@ def _install_hint(extra: str) -> str:
     return f"pip install 'casstore[{extra}]'"
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - the demo's steps in the order a user reads them
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 

@@ -219,7 +219,7 @@ class PickleRefusedError(FrameworkError):
         alternative: what to do instead.
     """
 
-    def __init__(self, domain: str, model_id: str, kwarg: str, framework: str, format: str,
+    def __init__(self, domain: str, model_id: str, kwarg: str, framework: str, format: str,  # noqa: PLR0913 - the fields the error reports
                  alternative: str) -> None:
         self.domain = domain
         self.model_id = model_id

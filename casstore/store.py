@@ -342,7 +342,7 @@ class Store:
 
     # -- committing -------------------------------------------------------
 
-    def commit_models(
+    def commit_models(  # noqa: PLR0913 - the public API's options, modelstore-compatible
         self,
         domain: str,
         *,
@@ -412,7 +412,7 @@ class Store:
             return self.odb.signing(None)
         return self.odb.signing(self.repo.signer() if sign is True else key_signer(str(sign)))
 
-    def commit_files(
+    def commit_files(  # noqa: PLR0913 - the public API's options
         self,
         domain: str,
         *,
@@ -442,7 +442,7 @@ class Store:
 
         return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created)
 
-    def _commit(
+    def _commit(  # noqa: PLR0913 - what both commit entry points pass on
         self,
         domain: str,
         model_id: str | None,
@@ -1200,7 +1200,7 @@ class Store:
         """Chunks in flight per read: enough to keep the pool busy, bounded whatever the file size."""
         return 2 * default_workers() + 2
 
-    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,
+    def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - the public API's options
                  *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
                  require_signed: bool | None = None) -> Downloaded:
         """Write every file of the model (extra files included) into ``local_path``.
@@ -1273,7 +1273,7 @@ class Store:
         return Downloaded(root, written=[manifest.files[i].path for i in todo], replaced=differ,
                           unchanged=unchanged, others=others)
 
-    def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
+    def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,  # noqa: C901, PLR0912 - one branch per framework and safety rule; to its own module (issue 23)
              state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
         """Load the model(s) committed under ``model_id`` (default: the newest; with
         ``state``, the newest model in that state: ``load("fraud", state="production")``).

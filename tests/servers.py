@@ -320,7 +320,7 @@ def azurite_server() -> Iterator[str]:
 
 
 @contextmanager
-def dying_proxy(target_port: int, after: int) -> Iterator[int]:
+def dying_proxy(target_port: int, after: int) -> Iterator[int]:  # noqa: C901, PLR0915 - the proxy's loop and its cut-off rules in one place
     """A TCP proxy to ``target_port`` that dies once ``after`` bytes have passed through it
     (both directions together): every connection is cut mid-stream and the port closes,
     so later connections are refused.  To a client, the server was killed at that moment;

@@ -14,7 +14,7 @@ import pytest
 import casstore
 from casstore import ModelNotFoundException, ModelStore, StateNotFoundException
 from casstore.errors import NoModelInStateError
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 # -- 24.10: numpy scalars and one-element arrays in extra_metadata ---------------------------
 

@@ -27,7 +27,7 @@ from tests.conftest import (
     make_per_ref_remote,
     run_py,
 )
-from tests.test_s3 import _commit_random
+from tests.helpers.stores import _commit_random
 
 CLI = "import sys; from casstore.cli import main; sys.exit(main(sys.argv[1:]))"
 

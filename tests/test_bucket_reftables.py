@@ -34,7 +34,7 @@ from tests.conftest import (
     put_bucket_object,
     run_py,
 )
-from tests.test_s3 import _commit_random, _snapshot, _stores
+from tests.helpers.stores import _commit_random, _snapshot, _stores
 
 #: the last commit whose bucket remotes held one object per ref (format 1): the "old client"
 FORMAT_1_COMMIT = "b9fddb6"

@@ -35,8 +35,8 @@ from tests.conftest import (
     make_per_ref_remote,
     put_bucket_object,
 )
+from tests.helpers.stores import _commit_random, _snapshot, _stores
 from tests.servers import dying_proxy, free_port
-from tests.test_s3 import _commit_random, _snapshot, _stores  # the same helpers, one copy
 
 MiB = 1 << 20
 

@@ -17,7 +17,7 @@ import pytest
 
 import casstore
 from tests.conftest import write_random
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 # -- item 9: gc says what the grace period kept, and grace= works from Python -------
 

@@ -105,7 +105,7 @@ def test_cas_cache_ls_and_clear(store: casstore.Store, tmp_path: Path, capsys: p
 
 def test_a_forged_keyword_cannot_escape_the_cache(tmp_path: Path) -> None:
     """Regression: a manifest's keyword became a directory name unchecked (``../../x`` wrote outside)."""
-    from tests.test_hostile_remote import forge_model, hostile_store
+    from tests.helpers.hostile import forge_model, hostile_store
 
     s, _ = hostile_store(tmp_path)
 

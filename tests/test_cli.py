@@ -14,18 +14,7 @@ import pytest
 import casstore
 from casstore.cli import build_parser
 from tests.conftest import assert_git_fsck, run_in_pty, write_random
-
-
-def cas(*args: str, store: Path | None = None, env: dict[str, str] | None = None,
-        check: int | None = 0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "casstore"]
-    if store is not None:
-        cmd += ["--store", str(store)]
-    r = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120,
-                       env={**os.environ, **(env or {})}, cwd=cwd)
-    if check is not None:
-        assert r.returncode == check, (r.returncode, r.stdout, r.stderr)
-    return r
+from tests.helpers.cli import cas
 
 
 def cas_tty(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

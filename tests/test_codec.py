@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import casstore
 from casstore import CorruptObjectError
 from casstore.objects import codec
-from tests.test_remote import check_all
+from tests.helpers.remotes import check_all
 
 MiB = 1 << 20
 
@@ -41,7 +41,7 @@ def test_lanes_round_trip(data: bytes, stride: int, draw: st.DataObject) -> None
     assert [bytes(x) for x in codec.decode_many([blob, blob], [len(data)] * 2, ["x", "y"])] == [data, data]
 
 
-@pytest.mark.parametrize("dtype,stride", [("float32", 4), ("bfloat16", 2), ("float16", 2)])
+@pytest.mark.parametrize(("dtype", "stride"), [("float32", 4), ("bfloat16", 2), ("float16", 2)])
 def test_float_chunks_are_stored_as_lanes_and_smaller(dtype: str, stride: int) -> None:
     raw = floats(16384, dtype)[1:65536 - 2]  # a chunk cut anywhere: lanes align with the file
     blob = lanes_blob(raw, stride, offset=1)

@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 
 import casstore
-from casstore.model.history import iter_log
-from casstore.objects.refs import domain_ref
 from tests.conftest import assert_s3_remote_fsck
-from tests.test_cli import cas
-from tests.test_remote import any_remote as any_remote  # noqa: F401 - a fixture, used by name
-from tests.test_remote import check_all
-from tests.test_remote import remotes as remotes  # noqa: F401 - a fixture any_remote needs
+from tests.helpers.cli import cas
+from tests.helpers.conflicts import _file, assert_consistent, commit_of, conflict_setup, model_bytes
+from tests.helpers.remotes import check_all
 
 Remote = tuple[str, Path | str]
 
@@ -52,43 +49,6 @@ def test_merge_applies_a_deletion_only_to_the_commit_it_names() -> None:
     assert merge(cb, c0, loc_del=frozenset({c0})) == ({"v1": cb}, [])  # deleted c0, committed cb anew
 
 
-def _file(tmp_path: Path, name: str) -> Path:
-    p = tmp_path / name
-    p.write_bytes(os.urandom(150_000))
-    return p
-
-
-def commit_of(store: Path, model_id: str, domain: str = "d") -> str:
-    """(Checks read the stores through the API, in-process; users' steps go through ``cas``.)"""
-    return str(casstore.Store(str(store)).get_model_info(domain, model_id)["commit"])
-
-
-def model_bytes(tmp_path: Path, store: Path, model_id: str) -> bytes:
-    return Path(casstore.Store(str(store)).load("d", model_id)).read_bytes()
-
-
-def assert_consistent(store: casstore.Store) -> None:
-    """The domain history records exactly the model refs, and its log never names a
-    model commit as present that the refs do not hold."""
-    for domain in store.list_domains():
-        refs = {m: store.refs.get(b"refs/cas/models/%s/%s" % (domain.encode(), m.encode()))
-                for m in store.refs.model_ids(domain)}
-        head = store.refs.get(domain_ref(domain))
-        assert head is not None, domain
-        assert store._index(domain).models == refs, (store.path, domain)
-        added: dict[str, set[str]] = {}
-        deleted: dict[str, set[str]] = {}
-        for e in iter_log(store.odb, head):
-            if e.event == "commit":
-                added.setdefault(e.model_id, set()).add(e.model_commit)
-            elif e.event == "delete":
-                deleted.setdefault(e.model_id, set()).add(e.model_commit)
-        for mid, commits in added.items():
-            alive = commits - deleted.get(mid, set())
-            held = {refs[mid].decode()} if refs.get(mid) else set()
-            assert alive == held, (store.path, domain, mid, alive, held)
-
-
 def remote_view(tmp_path: Path, url: str, remote: Path | str) -> casstore.Store:
     """The remote as a store: itself for a git remote, a fresh full pull of it for S3."""
     if isinstance(remote, Path):
@@ -115,21 +75,6 @@ def check_everything(tmp_path: Path, url: str, remote: Path | str, a: Path, b: P
         assert s.fsck().ok
         assert_consistent(s)
     assert_consistent(remote_view(tmp_path, url, remote))
-
-
-def conflict_setup(tmp_path: Path, url: str) -> tuple[Path, Path, bytes, bytes]:
-    """A and B both commit d/v1 (different bytes); A pushes; B's pull reports the conflict."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for s in (a, b):
-        cas("init", str(s))
-    fa, fb = _file(tmp_path, "model-a.bin"), _file(tmp_path, "model-b.bin")
-    cas("commit", "d", str(fa), "--id", "v1", store=a)
-    cas("commit", "d", str(fb), "--id", "v1", store=b)
-    cas("push", url, store=a)
-    r = cas("pull", url, "--json", store=b, check=1)
-    assert json.loads(r.stdout)["conflicts"] == ["d/v1"]
-    assert model_bytes(tmp_path, b, "v1") == fb.read_bytes()  # a pull never replaces a local model
-    return a, b, fa.read_bytes(), fb.read_bytes()
 
 
 def test_deleting_ours_never_deletes_theirs(tmp_path: Path, any_remote: Remote) -> None:  # noqa: F811 - the fixture

@@ -27,7 +27,7 @@ from casstore.errors import CorruptRefError, InvalidDurationError, StoreBusyErro
 from casstore.model.states import STATES_REF
 from casstore.objects.refs import domain_ref
 from tests.conftest import assert_git_fsck, write_random
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 
 def _file(tmp_path: Path, name: str, seed: int, size: int = 30_000) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -20,7 +19,7 @@ from casstore.model import ingest
 
 
 @pytest.fixture
-def lying(store: casstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[casstore.Store]:
+def lying(store: casstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> casstore.Store:
     """d/v1 (model.bin, honest) and d/v2 whose model.bin differs but whose manifest records
     v1's BLAKE3 for it: what anyone with push access could send."""
     v1 = tmp_path / "v1" / "model.bin"
@@ -41,7 +40,7 @@ def lying(store: casstore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         m.setattr(ingest, "_hash_file", claim_v1)
         store.commit_models("d", model=str(v2), model_id="v2")
     assert store.get_model_info("d", "v2")["files"][0]["digest"] == "blake3:" + claimed.hex()
-    yield store
+    return store
 
 
 def test_download_load_and_open_file_refuse_a_false_digest(lying: casstore.Store, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import casstore
 from casstore import DownloadConflictError, OtherFilesWarning
 from tests.conftest import write_random
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 
 @pytest.fixture

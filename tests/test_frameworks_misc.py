@@ -144,7 +144,7 @@ def test_keyed_vectors_the_format_cannot_hold_fall_back_to_gensims_save(store: c
         np.testing.assert_array_equal(out.vectors, kv.vectors)
 
 
-@pytest.mark.parametrize("data, detail", [
+@pytest.mark.parametrize(("data", "detail"), [
     (b"99999999 300\nx " + b"\0" * 1200, "more than the file holds"),
     (b"2 1\na \0\0\0\0b ", "entry 1 is truncated"),
     (b"1 1\na \0\0\0\0junk", "bytes after the last vector"),

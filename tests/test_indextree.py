@@ -78,7 +78,7 @@ ops = st.lists(st.tuples(st.sampled_from(["set", "del"]), st.sampled_from(IDS), 
                max_size=120)
 
 
-@pytest.mark.parametrize("leaf_max,key_digits", [(3, 10), (2, 2), (1, 10)])
+@pytest.mark.parametrize(("leaf_max", "key_digits"), [(3, 10), (2, 2), (1, 10)])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
 def test_the_split_rule_against_a_dict(odb: ObjectDB, leaf_max: int, key_digits: int,

@@ -15,7 +15,7 @@ import pytest
 import casstore
 from casstore.errors import ExtraFileError, FrameworkError, InvalidIdentityError
 from tests.conftest import assert_git_fsck
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 
 def _nothing_written(store: casstore.Store, domain: str = "d") -> None:

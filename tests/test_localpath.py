@@ -17,7 +17,7 @@ import casstore
 from casstore import CorruptObjectError
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck, git, write_random
-from tests.test_hostile_remote import snapshot
+from tests.helpers.hostile import snapshot
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,7 +199,7 @@ def _wrong_trailer(pack: Path, idx: Path) -> None:
     _rewrite_idx(idx, edit)
 
 
-@pytest.mark.parametrize("tamper, error", [
+@pytest.mark.parametrize(("tamper", "error"), [
     (_flip_chunk_byte, "SHA-1|Adler"),
     (_forge_offsets, "content does not match its SHA-1"),
     (_duplicate_offsets, "offsets do not tile the pack"),

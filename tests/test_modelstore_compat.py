@@ -172,7 +172,7 @@ def _workflow(model_store: ModelStore, model: Any, extra_file: str) -> None:
         model_store.create_model_state(state_name)
     assert {"staging", "production"} <= set(model_store.list_model_states())
     # model actions (the workflow still uploads with the deprecated extras=)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="extras= is deprecated"):
         meta_data = model_store.upload(domain=domain, model=model, extra_metadata={"source": "workflow"},
                                        extras=[extra_file])
     model_id = meta_data["model"]["model_id"]
@@ -435,7 +435,7 @@ def test_modelstore_signatures_and_exceptions(tmp_path: Path, model_store: Model
     assert (no_match.value.kwarg, no_match.value.type_name) == ("model", "builtins.object")
     with pytest.raises(ValueError, match="invalid characters"):
         model_store.upload("first", "has space", model=model_file)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must not be empty"):
         model_store.upload("", model=model_file)
     # states: unknown -> ValueError, short names refused, the reserved one hidden and refused
     with pytest.raises(ValueError, match="does not exist") as unknown:
@@ -444,7 +444,7 @@ def test_modelstore_signatures_and_exceptions(tmp_path: Path, model_store: Model
     with pytest.raises(ValueError, match="does not exist"):
         model_store.set_model_state("first", "newer", "production")
     for bad_state in ("ab", "", "modelstore-deleted", "a/b/c"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError):  # noqa: PT011 - each bad name fails a check of its own, with its own message
             model_store.create_model_state(bad_state)
     model_store.create_model_state("production")
     model_store.create_model_state("production")  # idempotent
@@ -513,7 +513,7 @@ def test_from_file_system_checks_its_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(NotADirectoryError):
         ModelStore.from_file_system(root_directory=str(tmp_path / "file"))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="without a root directory"):
         ModelStore.from_file_system()
     ms = ModelStore.from_file_system(root_directory=str(tmp_path / "new"), create_directory=True)
     assert ms.store.path == str(tmp_path / "new" / "casstore")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,52 +11,11 @@ import pytest
 
 import casstore
 from casstore.remote.transport import RemoteError
-from casstore.store import init_store
-from tests.conftest import BUCKET_URL_FIXTURES, assert_bucket_remote_fsck, assert_git_fsck, git, is_bucket_url
+from tests.conftest import git
+from tests.helpers.remotes import check_all, new_remote
 from tests.servers import dropping_proxy, git_daemon, http_backend, sshd
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def remotes(tmp_path: Path) -> Path:
-    root = tmp_path / "srv"
-    root.mkdir()
-    return root
-
-
-def new_remote(root: Path, name: str = "models.git") -> Path:
-    path = root / name
-    init_store(str(path), bare_remote=True)
-    return path
-
-
-@contextmanager
-def _git_remote(kind: str, remotes: Path) -> Iterator[tuple[str, Path]]:
-    path = new_remote(remotes)
-    if kind == "path":
-        yield str(path), path
-    else:
-        with git_daemon(remotes) as base:
-            yield f"{base}/models.git", path
-
-
-@pytest.fixture(params=["path", "git"])
-def remote_url(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path]]:
-    """A fresh remote reached over a path or over git://."""
-    with _git_remote(request.param, remotes) as r:
-        yield r
-
-
-@pytest.fixture(params=["path", "git", "s3", "gcs", "azure"])
-def any_remote(request: pytest.FixtureRequest, remotes: Path) -> Iterator[tuple[str, Path | str]]:
-    """A fresh remote over a path, git://, S3, GCS or Azure Blob: (URL, what check_all inspects)."""
-    if request.param in BUCKET_URL_FIXTURES:
-        url = request.getfixturevalue(BUCKET_URL_FIXTURES[request.param])
-        yield url, url
-        return
-    with _git_remote(request.param, remotes) as r:
-        yield r
 
 
 def remote_model_file(tmp_path: Path, url: str, remote: Path | str, domain: str, model_id: str) -> bytes:
@@ -72,17 +29,6 @@ def remote_model_file(tmp_path: Path, url: str, remote: Path | str, domain: str,
 
 def stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
     return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
-
-
-def check_all(*paths: str | Path) -> None:
-    for p in paths:
-        if is_bucket_url(p):
-            assert_bucket_remote_fsck(str(p))
-            continue
-        assert_git_fsck(p)
-        if os.path.exists(os.path.join(p, "cas")):
-            report = casstore.Store(str(p)).fsck(read_data=True)
-            assert report.ok, report.problems
 
 
 def round_trip(a: casstore.Store, b: casstore.Store, url: str, forest: tuple, remote_path: Path) -> None:
@@ -135,8 +81,8 @@ def test_round_trip_https_with_ca_from_store_config(tmp_path: Path, remotes: Pat
     tls = tmp_path / "tls"
     with http_backend(remotes, tls_dir=tls) as base:
         url = f"{base}/models.git"
+        a.commit_models("x", model=forest[0], model_id="probe")
         with pytest.raises(RemoteError, match="(?i)certificate|ssl"):
-            a.commit_models("x", model=forest[0], model_id="probe")
             a.push(url)  # the throwaway CA is not trusted yet
         a.delete_model("x", "probe")
         for s in (a, b):  # trust it the way git would: http.sslCAInfo in the store's config

@@ -18,6 +18,7 @@ import pytest
 import casstore
 from casstore.remote.transport import RemoteError
 from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, bucket_refs, s3_client, s3_objects
+from tests.helpers.stores import _commit_random, _stores
 from tests.servers import dropping_proxy, free_port
 
 MiB = 1 << 20
@@ -31,21 +32,6 @@ def _bucket_prefix(url: str) -> tuple[str, str]:
 def _put(url: str, key: str, data: bytes) -> None:
     bucket, prefix = _bucket_prefix(url)
     s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{key}", Body=data)  # type: ignore[attr-defined]
-
-
-def _commit_random(s: casstore.Store, path: Path, size: int, model_id: str, domain: str = "d") -> Path:
-    """Commit a new file of ``size`` random bytes at ``path`` as a model; returns the path."""
-    path.write_bytes(os.urandom(size))
-    s.commit_models(domain, model=str(path), model_id=model_id)
-    return path
-
-
-def _stores(tmp_path: Path) -> tuple[casstore.Store, casstore.Store]:
-    return casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
-
-
-def _snapshot(s: casstore.Store) -> tuple[dict[bytes, bytes], list[str]]:
-    return s.refs.container.as_dict(b"refs/cas"), sorted(os.listdir(os.path.join(s.path, "objects", "pack")))
 
 
 def test_round_trip_s3(tmp_path: Path, s3_url: str, forest: tuple) -> None:

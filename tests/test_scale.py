@@ -424,7 +424,7 @@ def test_list_models_limit_is_the_full_lists_first_models_read_from_the_newest_e
     with pytest.raises(CasError):
         store.list_models("d2")
     assert store.list_models("d2", limit=4) == ["m8", "m7", "m6", "m5"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="limit must be >= 0"):
         store.list_models("d", limit=-1)
     with pytest.raises(casstore.DomainNotFoundException):
         store.list_models("nope", limit=3)

@@ -22,7 +22,7 @@ import pytest
 
 import casstore
 from tests.conftest import assert_git_fsck, assert_s3_remote_fsck
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 MODEL = "model.bin"
 

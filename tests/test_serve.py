@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,101 +16,7 @@ import pytest
 import casstore
 from casstore.serve import data
 from tests.conftest import write_random
-
-BIG = 12 << 20  # above the verify-first limit: this one streams
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[str]
-    host: str
-    port: int
-
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-        """One request with ``path`` sent exactly as given (no client-side normalisation)."""
-        c = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            c.close()
-
-    def json(self, path: str, status: int = 200, **kw: Any) -> Any:
-        st, _, body = self.request("GET", path, **kw)
-        assert st == status, (path, st, body[:500])
-        return json.loads(body)
-
-    def poll_json(self, path: str, until: Callable[[Any], bool], what: str, timeout: float = 60) -> Any:
-        """GET ``path`` until its answer passes ``until``: for what the server computes in the
-        background (a busy machine can take seconds where an idle one takes milliseconds)."""
-        deadline = time.monotonic() + timeout
-        while not until(d := self.json(path)):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} never arrived in {timeout} s: {d}")
-            time.sleep(0.1)
-        return d
-
-
-def start_server(store_path: str, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Start ``cas serve --port 0`` and wait for its "serving http://..." line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "casstore", "--store", store_path, "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("serving http://"):
-        proc.kill()
-        raise AssertionError(f"cas serve did not start: {line!r} {proc.stderr.read() if proc.stderr else ''}")
-    hostport = line.split("http://", 1)[1].split("/", 1)[0]
-    host, port = hostport.rsplit(":", 1)
-    return Server(proc, host, int(port))
-
-
-def stop_server(server: Server) -> None:
-    server.proc.terminate()
-    try:
-        server.proc.wait(10)
-    except subprocess.TimeoutExpired:
-        server.proc.kill()
-        server.proc.wait()
-
-
-def build_demo_store(path: Path, work: Path) -> dict[str, Any]:
-    """A store like a user's: versions of a classifier with metrics, extra files, states, a deletion."""
-    from sklearn.datasets import load_iris
-    from sklearn.tree import DecisionTreeClassifier
-
-    X, y = load_iris(return_X_y=True)
-    store = casstore.open(path)
-    work.mkdir(parents=True, exist_ok=True)
-    notes = work / "notes.txt"
-    notes.write_text("trained on iris\n")
-    big = work / "weights.bin"
-    big_bytes = write_random(big, BIG, seed=3)
-    ids = []
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CAS_AUTHOR", "Ana <ana@example.com>")
-        for i, c in enumerate([1, 2, 3, 4]):
-            clf = DecisionTreeClassifier(max_depth=c, random_state=0).fit(X, y)
-            mid = f"v{i + 1}"
-            store.commit_models("iris", model=clf, model_id=mid, extra_files=[str(notes)],
-                                extra_metadata={"accuracy": float(clf.score(X, y)), "depth": c,
-                                                "eval": {"loss": 1.0 / (i + 2)}, "dataset": "iris-v1",
-                                                "note": "<script>alert(1)</script>"})
-            ids.append(mid)
-        odd = work / "模型 \"q\" 1.txt"  # not latin-1, a quote and a space: headers must cope
-        odd.write_text("odd name\n")
-        store.commit_models("weights", model=str(big), model_id="w1", extra_files=[str(odd)])
-        store.commit_models("iris", model=DecisionTreeClassifier().fit(X, y), model_id="gone")
-        store.delete_model("iris", "gone")
-        store.create_model_state("production")
-        store.create_model_state("staging")
-        store.set_model_state("iris", "v2", "production")
-        store.set_model_state("iris", "v4", "staging")
-    store.close()
-    return {"ids": ids, "big": big_bytes, "notes": notes.read_bytes()}
+from tests.helpers.serve import BIG, Server, _flip_chunk, build_demo_store, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -348,25 +251,7 @@ def test_token_and_write_mode(tmp_path: Path, iris_model: object) -> None:
         assert [e.event for e in store.log("d")[:2]] == ["state-unset", "state-set"]
 
 
-def _flip_chunk(store_path: str, index: int) -> str:
-    """Flip a byte inside chunk ``index`` of model d/m's file; returns the chunk blob's oid."""
-    store = casstore.open(store_path)
-    _, manifest, _ = store._resolve("d", "m")
-    store.odb.index.refresh()
-    loc = store.odb.index.lookup([manifest.files[0].keys[index]])[0]
-    assert loc is not None
-    pack = os.path.join(store.odb.pack_dir, loc.pack + ".pack")
-    store.close()
-    os.chmod(pack, 0o644)
-    with open(pack, "r+b") as f:
-        f.seek(loc.offset + loc.length // 2)
-        b = f.read(1)
-        f.seek(loc.offset + loc.length // 2)
-        f.write(bytes([b[0] ^ 0x40]))
-    return loc.oid.hex()
-
-
-@pytest.mark.parametrize("size,index", [(1 << 20, -1), (BIG, 0)])
+@pytest.mark.parametrize(("size", "index"), [(1 << 20, -1), (BIG, 0)])
 def test_damaged_chunk_gives_an_error_page_naming_it(tmp_path: Path, size: int, index: int) -> None:
     """Small files are verified whole before sending; a big one's first chunk before the headers."""
     data_ = write_random(tmp_path / "w.bin", size, seed=11)

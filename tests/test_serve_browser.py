@@ -21,10 +21,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.test_serve import Server, build_demo_store, start_server, stop_server
+from tests.helpers.serve import CHROMEDRIVER, CHROMIUM, Server, build_demo_store, start_server, stop_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 # read at import: the autouse fixture in conftest.py clears CAS_* variables before each test
 SHOTS = os.environ.get("CAS_SERVE_SCREENSHOTS")
 # a click returns before the page it asks for has loaded: every step waits, generously, for what
@@ -115,7 +113,7 @@ def _wait_for_file(path: Path, size: int, timeout: float = 60) -> bytes:
     raise AssertionError(f"{path} did not arrive ({list(path.parent.iterdir())})")
 
 
-def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
+def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],  # noqa: PLR0915 - one user's click-through, step by step
                                            browser: tuple[webdriver.Chrome, Path], tmp_path: Path) -> None:
     server, facts = site
     driver, downloads = browser

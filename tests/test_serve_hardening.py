@@ -24,8 +24,8 @@ from casstore.errors import CasError
 from casstore.frameworks import FRAMEWORKS, entry_executes_code
 from casstore.model.manifest import FrameworkEntry
 from tests.conftest import write_random
-from tests.test_hostile_remote import forge_model
-from tests.test_serve import Server, start_server, stop_server
+from tests.helpers.hostile import forge_model
+from tests.helpers.serve import Server, start_server, stop_server
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def _no_traceback(body: bytes) -> None:
     assert b"Traceback" not in body and b'File "' not in body
 
 
-@pytest.mark.parametrize("ref,content", [
+@pytest.mark.parametrize(("ref", "content"), [
     ("refs/cas/domains/bad", b"this is not an object id\n"),  # a damaged history ref
     ("refs/cas/domains/bad", b"1234567890123456789012345678901234567890\n"),  # a missing history commit
     ("refs/cas/models/bad/b1", b"garbage\n"),  # a garbage model ref
@@ -243,7 +243,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_stalled_clients_do_not_grow_memory(tmp_path: Path, served: Callable[..., Server]) -> None:
+def test_stalled_clients_do_not_grow_memory(tmp_path: Path, served: Callable[..., Server]) -> None:  # noqa: PLR0915 - the scenario's steps, each checked
     big = write_random(tmp_path / "big.bin", 40 << 20, seed=5)
     small = write_random(tmp_path / "small.bin", 6 << 20, seed=6)  # verified whole before sending
     with casstore.open(tmp_path / "s") as s:

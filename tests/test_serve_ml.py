@@ -10,96 +10,14 @@ under ``modelstore.model.parameters``).
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import casstore
-from tests.test_serve import Server, start_server, stop_server
-
-ZOO = 200
-
-
-def png_bytes(w: int = 4, h: int = 4) -> bytes:
-    """A small valid RGB PNG, written by hand (no image library needed)."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    rows = b"".join(b"\0" + bytes([200, 30, 30]) * w for _ in range(h))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
-
-
-PNG = png_bytes()
-CARD = """# Zoo classifier
-
-Trained on **iris**, with a [link](https://example.com/) and `code`.
-
-<script>alert("card")</script>
-
-| split | accuracy |
-|-------|----------|
-| test  | 0.93     |
-
-[bad](javascript:alert(1))
-"""
-SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script>' \
-      '<rect width="10" height="10" fill="red"/></svg>'
-
-
-def zoo_accuracy(i: int) -> float:
-    """Not monotonic in i, so sorting by accuracy is not the same as newest first."""
-    return round(0.5 + ((i * 37) % ZOO) / (ZOO * 2.0) + 1e-5 * (i % 3), 6)
-
-
-def safetensors_bytes() -> bytes:
-    header = {"w": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
-              "b": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]},
-              "__metadata__": {"format": "pt"}}
-    raw = json.dumps(header).encode()
-    return struct.pack("<Q", len(raw)) + raw + b"\0" * 36
-
-
-def build_ml_store(path: Path, work: Path) -> dict[str, Any]:
-    store = casstore.open(path)
-    work.mkdir(parents=True, exist_ok=True)
-    weights = work / "weights.bin"
-    with pytest.MonkeyPatch.context() as mp:
-        for i in range(ZOO):
-            mp.setenv("CAS_AUTHOR", "Ana <ana@example.com>" if i % 2 else "Bo <bo@example.com>")
-            weights.write_bytes(i.to_bytes(4, "little") * 64)
-            store.commit_models("zoo", model=str(weights), model_id=f"z{i:03d}",
-                                extra_metadata={"accuracy": zoo_accuracy(i), "loss": 1.0 - zoo_accuracy(i),
-                                                "epochs": i % 7, "dataset": "iris-v2" if i % 5 == 0 else "iris-v1",
-                                                "lr": 0.001})
-        mp.setenv("CAS_AUTHOR", "Cy <cy@example.com>")
-        files = {"README.md": CARD.encode(), "table.csv": b"name,score\nalpha,1\nbeta,2\n<b>x</b>,3\n",
-                 "plot.png": PNG, "logo.svg": SVG.encode(), "weights.safetensors": safetensors_bytes(),
-                 "config.json": b'{"layers": [4, 8], "act": "relu"}', "notes.txt": b"plain text notes\n"}
-        paths = []
-        for name, raw in files.items():
-            (work / name).write_bytes(raw)
-            paths.append(str(work / name))
-        np.save(work / "arr.npy", np.zeros((3, 4), dtype=np.float32))
-        paths.append(str(work / "arr.npy"))
-        store.commit_models("cards", model=str(weights), model_id="c1", extra_files=paths,
-                            extra_metadata={"accuracy": 0.93, "eval": {"f1": 0.9, "split": "test"}})
-        store.commit_models("cards", model=str(weights), model_id="c2", extra_files=paths[:1],
-                            extra_metadata={"accuracy": 0.95, "eval": {"f1": 0.91, "split": "test"}})
-        for i in range(3):
-            store.commit_models("ms", model=str(weights), model_id=f"ms{i}", extra_metadata={"modelstore": {
-                "model": {"parameters": {"n_estimators": 100 + i, "max_depth": 3}},
-                "extra": {"acc": 0.8 + i / 100, "f1": 0.7}}})
-    store.create_model_state("production")
-    store.set_model_state("zoo", "z010", "production")
-    store.set_model_state("zoo", "z150", "production")
-    store.close()
-    return {"files": files}
+from tests.helpers.serve import ZOO, Server, build_ml_store, png_bytes, start_server, stop_server, zoo_accuracy
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +157,7 @@ def test_previews(ml: tuple[Server, str, dict[str, Any]]) -> None:
 def test_damaged_chunk_is_never_previewed(tmp_path: Path) -> None:
     """A preview reads through open_file: a flipped byte gives an error page naming the chunk,
     not a preview of wrong text; the image route likewise."""
-    from tests.test_serve import _flip_chunk
+    from tests.helpers.serve import _flip_chunk
 
     text = "".join(f"line {i}: the quick brown fox\n" for i in range(40_000)).encode()
     (tmp_path / "w.txt").write_bytes(text)

@@ -20,9 +20,16 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.test_serve import Server, start_server, stop_server
-from tests.test_serve_browser import CHROMEDRIVER, CHROMIUM
-from tests.test_serve_ml import ZOO, build_ml_store, zoo_accuracy
+from tests.helpers.serve import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    ZOO,
+    Server,
+    build_ml_store,
+    start_server,
+    stop_server,
+    zoo_accuracy,
+)
 
 WAIT = 90
 

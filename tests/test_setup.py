@@ -18,7 +18,7 @@ from casstore.cli import main as cli_main
 from casstore.store import resolve_store
 from casstore.util.progress import TqdmProgress, default_progress
 from tests.conftest import run_in_pty, write_random
-from tests.test_cli import cas
+from tests.helpers.cli import cas
 
 
 def test_relative_cas_store_from_a_subdirectory_creates_nothing(tmp_path: Path) -> None:

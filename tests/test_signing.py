@@ -17,7 +17,7 @@ from casstore.errors import UnsignedModelWarning
 from casstore.store import init_store
 from casstore.util.sshsig import signature_key
 from tests.conftest import assert_git_fsck, git
-from tests.test_hostile_remote import snapshot
+from tests.helpers.hostile import snapshot
 
 
 def keygen(path: Path, comment: str) -> Path:
@@ -327,7 +327,7 @@ def test_openssf_model_signing_round_trip(tmp_path: Path) -> None:
 def test_cas_serve_shows_who_signed_and_refuses_under_refuse(tmp_path: Path, keys: dict[str, Path]) -> None:
     """The model page and API say who signed a model, the history page each event; under
     `cas.requireSigned refuse` serve's file downloads refuse an unsigned model (403, no bytes)."""
-    from tests.test_serve import start_server, stop_server
+    from tests.helpers.serve import start_server, stop_server
 
     s = signing_store(tmp_path / "a", keys["ana"], keys["allowed"])
     s.commit_models("d", model=model_file(tmp_path, "a.bin"), model_id="signed")

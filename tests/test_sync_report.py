@@ -16,11 +16,9 @@ import pytest
 import casstore
 from casstore import ModelExistsException, ModelStateLostWarning
 from casstore.errors import RestoreError
-from tests.test_cli import cas
-from tests.test_conflicts import assert_consistent, commit_of, conflict_setup, model_bytes
-from tests.test_remote import check_all
-from tests.test_remote import remote_url as remote_url  # noqa: F401 - a fixture, used by name
-from tests.test_remote import remotes as remotes  # noqa: F401 - a fixture remote_url needs
+from tests.helpers.cli import cas
+from tests.helpers.conflicts import assert_consistent, commit_of, conflict_setup, model_bytes
+from tests.helpers.remotes import check_all
 
 Remote = tuple[str, Path]
 

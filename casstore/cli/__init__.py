@@ -56,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - declares every command's arguments; shrinks as commands move to cmd_<name>.py (issue 23)
     parser: argparse.ArgumentParser = _Parser(
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)
@@ -94,7 +94,7 @@ def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, ext
     target.error(f"unrecognized arguments: {' '.join(extras)}" + ("; " + "; ".join(hints) if hints else ""))
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,  # noqa: PLR0913 - the signature warnings.showwarning requires
                   file: object = None, line: str | None = None) -> None:
     text = str(message).removeprefix("casstore: ")
     print(f"cas: warning: {text}", file=sys.stderr)

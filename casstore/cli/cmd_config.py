@@ -19,7 +19,7 @@ from ..util.config import (
 from .base import SubParsers, add_command, name_store, require_store
 
 
-def config(args: argparse.Namespace) -> int:
+def config(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one branch per config subcommand
     if args.global_:
         if args.key and args.key.startswith("user."):
             # the author comes from git's config (util/identity.py), not from this file

@@ -13,7 +13,7 @@ from .base import JSON_HELP, SubParsers, add_command, count_arg, open_store_for,
 from .output import pager, paint, print_json, use_color
 
 
-def log(args: argparse.Namespace) -> int:
+def log(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912 - the log's filters and output formats
     with open_store_for(args) as store:
         events = store.iter_log(args.domain)
         if args.max_count is not None:

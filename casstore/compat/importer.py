@@ -481,7 +481,7 @@ class _Importer:
                                                        f"imported as {cas_id}")
         return created.timestamp(), kind, cas_id, meta
 
-    def _domain(self, domain: str, states: set[str]) -> None:
+    def _domain(self, domain: str, states: set[str]) -> None:  # noqa: C901, PLR0912 - one branch per kind of entry (live, deleted, state) in a modelstore domain
         versions = f"{domain}/versions"
         live = list(self._metas(versions))
         gone = list(self._metas(f"{versions}/{DELETED_STATE}"))

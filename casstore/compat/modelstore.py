@@ -205,7 +205,7 @@ class ModelStore:
         return cls._cloud("az", container, root_prefix, {}, "azure:blob-storage", cache_dir)
 
     @classmethod
-    def from_minio(cls, endpoint: str | None = None, access_key: str | None = None,
+    def from_minio(cls, endpoint: str | None = None, access_key: str | None = None,  # noqa: PLR0913 - modelstore's own signature for from_minio
                    secret_key: str | None = None, bucket_name: str | None = None,
                    root_prefix: str | None = None, secure: bool | None = True, *,
                    cache_dir: str | None = None) -> ModelStore:
@@ -229,7 +229,7 @@ class ModelStore:
         return cls._cloud("s3", bucket, root_prefix, env, "minio:s3", cache_dir)
 
     @classmethod
-    def _cloud(cls, scheme: str, bucket: str | None, root_prefix: str | None, env: dict[str, str],
+    def _cloud(cls, scheme: str, bucket: str | None, root_prefix: str | None, env: dict[str, str],  # noqa: PLR0913 - what each modelstore cloud constructor passes on
                kind: str, cache_dir: str | None) -> ModelStore:
         if not bucket:
             raise ValueError(f"{kind}: no bucket (or container) name given")
@@ -547,7 +547,7 @@ class ModelStore:
             return False
         return True
 
-    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: C901 - modelstore's upload() and its deprecated spellings
         """Store a model (``model=clf``, ``explainer=...``) and return modelstore's metadata dict.
 
         ``extra_files=`` (a path or a list of paths; the deprecated ``extras=``
@@ -613,7 +613,7 @@ class ModelStore:
                 self.store.delete_model(domain, model_id)
             return self._upload(domain, model_id, models, plan, extras, extra_metadata)
 
-    def _upload(self, domain: str, model_id: str, models: dict[str, Any], plan: dict[str, Any],
+    def _upload(self, domain: str, model_id: str, models: dict[str, Any], plan: dict[str, Any],  # noqa: PLR0913 - the upload's plan, split out of upload() already
                 extras: list[str], extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
         created = _dt.datetime.now(_dt.timezone.utc)
         types = [{"library": fw.name, "type": type(models[k]).__name__ if fw.name != "model_file" else None,

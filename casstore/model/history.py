@@ -274,7 +274,7 @@ def parse_event(c: Commit) -> Event:
     )
 
 
-def append_event(
+def append_event(  # noqa: PLR0913 - the fields of one history event
     odb: ObjectDB,
     refs: Refs,
     domain: str,
@@ -462,7 +462,7 @@ def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -
     return found, damaged
 
 
-def record_delete(odb: ObjectDB, refs: Refs, domain: str, author: bytes, model_id: str,
+def record_delete(odb: ObjectDB, refs: Refs, domain: str, author: bytes, model_id: str,  # noqa: PLR0913 - the fields a delete event records
                   sha: ObjectID) -> bool:
     """Delete the model ref ``domain``/``model_id`` if it still holds ``sha``, and log it.
 
@@ -484,7 +484,7 @@ def record_delete(odb: ObjectDB, refs: Refs, domain: str, author: bytes, model_i
     return True
 
 
-def reconcile(
+def reconcile(  # noqa: C901, PLR0913 - crash recovery's cases; to model/history/reconcile.py (issue 23)
     odb: ObjectDB,
     refs: Refs,
     domain: str,

@@ -74,7 +74,7 @@ class IngestStats:
     pack: str | None = None
 
 
-def _hash_file(
+def _hash_file(  # noqa: PLR0913 - what hashing a file needs, passed from ingest
     src: Source, params: ChunkParams, pool: ThreadPoolExecutor, seq: ThreadPoolExecutor,
     window: int, progress: Progress | None,
 ) -> IngestedFile:
@@ -135,7 +135,7 @@ def _plans(fds: Sequence[int], todo: Sequence[tuple[bytes, tuple[int, int, int]]
     return plans
 
 
-def ingest(
+def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own module (issue 23)
     odb: ObjectDB,
     sources: Sequence[Source],
     *,

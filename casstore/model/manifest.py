@@ -140,7 +140,7 @@ def _no_repeated_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
     return out
 
 
-def decode(data: bytes, oid: str = "manifest") -> Manifest:
+def decode(data: bytes, oid: str = "manifest") -> Manifest:  # noqa: C901, PLR0912, PLR0915 - checks every field of an untrusted manifest, one branch each
     """Parse and validate a manifest blob.
 
     Raises:

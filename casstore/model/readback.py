@@ -94,7 +94,7 @@ def iter_file(
     whole.check()
 
 
-def write_file(
+def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the read window
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], root: str, pool: ThreadPoolExecutor,
     window: int, progress: Callable[[int], None] | None = None,
 ) -> str:

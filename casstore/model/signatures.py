@@ -101,7 +101,7 @@ def _write_cached(path: str, verdict: Verdict) -> None:
         pass
 
 
-def check_received(verifier: Verifier, odb: ObjectDB, domain: str, models: Mapping[str, ObjectID],
+def check_received(verifier: Verifier, odb: ObjectDB, domain: str, models: Mapping[str, ObjectID],  # noqa: PLR0913 - what checking received signatures needs
                    history: ObjectID | None, known: Callable[[ObjectID], bool]) -> None:
     """Refuse what a pull would add to ``domain`` unless an allowed key signed it all.
 

@@ -70,7 +70,7 @@ def _guess(fd: int, start: int, limit: int, size: int, params: ChunkParams) -> _
     return _Guess(start, memoryview(data), limit, ends, keys)
 
 
-def iter_file_chunks(
+def iter_file_chunks(  # noqa: PLR0913 - the file, the thread pool, the read window and the chunking parameters
     fd: int, size: int, pool: ThreadPoolExecutor, window: int, params: ChunkParams = DEFAULT_PARAMS,
     block_size: int = BLOCK_SIZE,
 ) -> Iterator[tuple[list[memoryview], list[bytes]]]:

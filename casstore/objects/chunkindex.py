@@ -242,7 +242,7 @@ class ChunkIndex:
         #: pack -> what is wrong with its sidecar, for sidecars skipped as damaged
         self.damaged: dict[str, str] = {}
 
-    def refresh(self) -> None:
+    def refresh(self) -> None:  # noqa: C901 - one branch per state a sidecar can be found in
         """Load the sidecars of packs that appeared, forget those of packs that went.
 
         A damaged sidecar is skipped with a warning, never raised: the store must

@@ -310,7 +310,7 @@ def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str)
     return raw
 
 
-def decode_many(
+def decode_many(  # noqa: C901, PLR0912 - one branch per frame kind, in the decoder's hot loop
     blobs: Sequence[bytes | Sequence[bytes | memoryview]], raw_sizes: Sequence[int], names: Sequence[str]
 ) -> list[bytes | memoryview]:
     """:func:`decode` of many blobs, the zstd frames in one call.

@@ -157,7 +157,7 @@ def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np
     return starts, ends, oids, keys
 
 
-def copy_packs(repo: Repository, packs: list[str],
+def copy_packs(repo: Repository, packs: list[str],  # noqa: C901, PLR0912 - checks each copied pack entry; one pack reader to come (issue 23)
                keep: Callable[[int, int], bool] | None = None) -> tuple[str | None, int]:
     """Copy the objects of ``packs`` (casstore packs) into one new pack, then delete them.
 

@@ -199,7 +199,7 @@ def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> Enco
     return EncodedEntry(oid.digest(), header, parts, zlen, crc, size)
 
 
-def publish_pack(pack_dir: str, cidx_dir: str, tmp_pack: str, checksum: bytes,
+def publish_pack(pack_dir: str, cidx_dir: str, tmp_pack: str, checksum: bytes,  # noqa: PLR0913 - the pieces a finished pack is published from
                  entries: Sequence[tuple[bytes, int, int]], index: Sequence[IndexEntry], *,
                  durable: bool = True) -> str:
     """Publish a complete pack file ``tmp_pack`` (fsynced by the caller when ``durable``).

@@ -183,7 +183,7 @@ def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID]
     return refs, problems
 
 
-def _check_model(repo: Repository, report: FsckReport, pool: ThreadPoolExecutor, domain: str, mid: str,
+def _check_model(repo: Repository, report: FsckReport, pool: ThreadPoolExecutor, domain: str, mid: str,  # noqa: PLR0913 - one model's check and where it reports
                  target: ObjectID, read_data: bool, progress: Callable[[int], None] | None) -> None:
     """Check model ``domain/mid`` (whose ref named ``target``), into ``report``.
 

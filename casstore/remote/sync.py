@@ -183,7 +183,7 @@ def _merge_message(url: str, conflicts: list[str]) -> str:
     return text
 
 
-def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,
+def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,  # noqa: PLR0913 - what choosing a domain head needs
                  url: str, conflicts: list[str]) -> ObjectID | None:
     """The history head that records ``result`` and contains both histories."""
     odb = repo.odb
@@ -302,7 +302,7 @@ def _haves(repo: Repository) -> list[ObjectID]:
     return out
 
 
-def _fetch_pack(client: Any, path: str, determine_wants: Callable[..., list[ObjectID]], walker: LocalGraph,
+def _fetch_pack(client: Any, path: str, determine_wants: Callable[..., list[ObjectID]], walker: LocalGraph,  # noqa: PLR0913 - dulwich's fetch_pack arguments, passed on
                 pack_path: str, url: str, progress: ProgressFn | None, indexer: PackIndexer | None = None) -> int:
     """Fetch a pack into ``pack_path`` through the client's protocol; returns the bytes received.
 
@@ -359,7 +359,7 @@ def _copy_in(repo: Repository, quarantine: Quarantine, path: str, wants: list[Ob
     return stats.objects, stats.pack_bytes
 
 
-def pull(repo: Repository, url: str, domains: list[str] | None = None,
+def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: C901, PLR0912, PLR0913, PLR0915 - pull's transports and steps; one Transport to come (issue 23)
          progress: ProgressFn | None = None, take_theirs: bool = False,
          require_signed: Verifier | None = None) -> SyncResult:
     """Fetch models and histories from ``url`` and merge them into this store.
@@ -475,7 +475,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
     return result
 
 
-def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, result: SyncResult,
+def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, result: SyncResult,  # noqa: C901, PLR0912, PLR0913 - the per-domain merge; one plan shared with push to come (issue 23)
                  take_theirs: bool) -> None:
     """Merge one domain's remote history and model refs into this store.
 
@@ -575,7 +575,7 @@ def _copy_out(repo: Repository, path: str, wants: list[ObjectID], result: SyncRe
     result.objects, result.bytes = stats.objects, stats.pack_bytes
 
 
-def push(repo: Repository, url: str, domains: list[str] | None = None,
+def push(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: C901, PLR0915 - push's transports and steps; one Transport to come (issue 23)
          progress: ProgressFn | None = None) -> SyncResult:
     """Send models and histories that ``url`` lacks; never overwrite a remote model."""
     selected = {check_domain(d) for d in domains} if domains else None

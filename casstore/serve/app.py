@@ -127,7 +127,7 @@ def _status(e: Exception) -> int:
     return 500
 
 
-def create_app(store: Store, *, token: str | None = None, write: bool = False,
+def create_app(store: Store, *, token: str | None = None, write: bool = False,  # noqa: C901, PLR0915 - declares every route in one closure
                limits: Limits | None = None) -> FastAPI:
     """The ASGI application serving ``store``.
 
@@ -250,7 +250,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         return data.domains(store, cache)
 
     @app.get("/api/domains/{domain}/models", tags=["api"])
-    def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),
+    def api_models(domain: str, state: str | None = None, offset: int = Query(0, ge=0),  # noqa: PLR0913 - the query parameters of the endpoint
                    limit: int = Query(PAGE, ge=1, le=data.MAX_LIMIT), sort: str | None = None,
                    order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
                    author: str | None = None, framework: str | None = None,
@@ -403,7 +403,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,
         return render(request, "domains.html", d=data.domains(store, cache), api="/api/domains")
 
     @app.get("/d/{domain}", response_class=HTMLResponse, include_in_schema=False)
-    def page_domain(request: Request, domain: str, state: str | None = None,
+    def page_domain(request: Request, domain: str, state: str | None = None,  # noqa: PLR0913 - the query parameters of the page
                     page: int = Query(1, ge=1), sort: str | None = None,
                     order: str = Query("desc", pattern="^(asc|desc)$"), filter: str | None = None,
                     author: str | None = None, framework: str | None = None,

@@ -65,7 +65,7 @@ def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[s
     return row
 
 
-def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
+def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,  # noqa: PLR0913 - the listing's query options, keyword-only
               state: str | None = None, count: Callable[[], int | None] | None = None) -> dict[str, Any]:
     """One page of the domain's models, newest first, optionally only those in ``state``.
 
@@ -107,7 +107,7 @@ def list_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50,
             "has_more": more, "models": rows}
 
 
-def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, state: str | None = None,
+def domain_page(store: Store, domain: str, *, offset: int = 0, limit: int = 50, state: str | None = None,  # noqa: PLR0913 - the page's query options, keyword-only
                 sort: str | None = None, descending: bool = True, where: str | None = None,
                 author: str | None = None, framework: str | None = None, columns: list[str] | None = None,
                 count: Callable[[], int | None] | None = None,

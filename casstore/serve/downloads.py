@@ -114,7 +114,7 @@ class Budget:
 class Download(Response):
     """An ASGI response sending ``pieces`` (already verified, or verified as they are read)."""
 
-    def __init__(self, budget: Budget, reserved: int, headers: dict[str, str],
+    def __init__(self, budget: Budget, reserved: int, headers: dict[str, str],  # noqa: PLR0913 - what one streamed download holds
                  pieces: Iterator[bytes | memoryview], label: str, close: Generator[Any, None, None]) -> None:
         self.budget = budget
         self.reader = close

@@ -58,7 +58,7 @@ def raw_type(path: str, head: bytes) -> str | None:
     return kind[0]
 
 
-def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, Any]:
+def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, Any]:  # noqa: C901 - one branch per previewable file type
     """What the file page shows for ``path``: ``kind`` and what that kind needs.
 
     Raises:
