@@ -59,10 +59,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
+from dulwich.objects import ZERO_SHA, ObjectID, ShaFile
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
+from ..objects.graph import children
 from ..objects.odb import object_id
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
@@ -70,7 +71,6 @@ from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
 from .reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, digest
-from .walk import GITLINK
 
 MARKER = "casstore-remote"
 #: the newest format this client reads and writes; a remote without a marker is created in it
@@ -749,20 +749,13 @@ class BucketClient:
                     obj = ShaFile.from_raw_string(type_num, content, ObjectID(raw.hex().encode()))
                 except Exception as err:
                     raise CorruptObjectError(raw.hex(), f"unparseable {TYPE_NAMES[type_num].decode()}: {err}") from None
-                if isinstance(obj, Commit):
-                    level.extend(bytes.fromhex(x.decode()) for x in [obj.tree, *obj.parents])
-                elif isinstance(obj, Tree):
-                    for it in obj.iteritems():
-                        child = bytes.fromhex(it.sha.decode())
-                        if it.mode == GITLINK:
-                            continue
-                        if it.mode & 0o040000:
-                            level.append(child)
-                        elif child not in seen and not contains(it.sha):
-                            seen.add(child)
-                            blobs[child] = None
-                elif isinstance(obj, Tag):
-                    level.append(bytes.fromhex(obj.object[1].decode()))
+                subs, found = children(obj)
+                level.extend(bytes.fromhex(x.decode()) for x in subs)
+                for sha in found:
+                    child = bytes.fromhex(sha.decode())
+                    if child not in seen and not contains(sha):
+                        seen.add(child)
+                        blobs[child] = None
         return inner, list(blobs)
 
     def _fetch_inner(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from dulwich.client import SubprocessGitClient
-from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.objects import ObjectID, Tree
 from dulwich.refs import Ref
 
 from ..errors import CorruptObjectError
@@ -73,6 +73,7 @@ from ..model.readback import chunk_oids
 from ..objects.chunker import chunk_key
 from ..objects.chunkindex import IndexEntry
 from ..objects.codec import HEADERS, decode
+from ..objects.graph import TYPE_NUMS, children
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import (
@@ -91,10 +92,8 @@ from ..util.fsutil import TMP_PREFIX, fsync_fd, removed_on_error
 from ..util.parallel import default_workers, ordered
 from ..util.progress import ProgressFn
 
-GITLINK = 0o160000
 #: the largest object read into memory from a source pack: anything bigger is refused
 MAX_ENTRY = MAX_OBJECT
-_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _JOB_BYTES = 4 << 20
 
 
@@ -196,27 +195,16 @@ def missing_objects(src: ObjectDB, tips: Iterable[ObjectID], have: Presence
     while stack:
         oid, type_num = stack.pop()
         obj = src.read(oid)
-        type_num = _TYPES[obj.type_name]
+        type_num = TYPE_NUMS[obj.type_name]
         meta.append((oid, type_num))
-        children: list[ObjectID] = []
-        if isinstance(obj, Commit):
-            children = [obj.tree, *obj.parents]
-        elif isinstance(obj, Tree):
-            names = []
-            for e in obj.iteritems():
-                names.append(e.path)
-                if e.mode == GITLINK:
-                    continue
-                if e.mode & 0o040000:
-                    children.append(e.sha)
-                elif e.sha not in seen:
-                    seen.add(e.sha)
-                    blobs.append(e.sha)
-            if names == [b"files", b"manifest"]:
-                models.append(oid)
-        elif isinstance(obj, Tag):
-            children = [obj.object[1]]
-        for child in children:
+        inner, tree_blobs = children(obj)
+        if isinstance(obj, Tree) and [e.path for e in obj.iteritems()] == [b"files", b"manifest"]:
+            models.append(oid)
+        for b in tree_blobs:
+            if b not in seen:
+                seen.add(b)
+                blobs.append(b)
+        for child in inner:
             if child in seen or have(child):
                 continue
             seen.add(child)

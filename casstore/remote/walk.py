@@ -8,17 +8,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.objects import ObjectID
 from dulwich.pack import UnpackedObject
 
 from ..errors import MissingObjectError
+from ..objects.graph import GITLINK as GITLINK
+from ..objects.graph import TYPE_NUMS as TYPE_NUMS
+from ..objects.graph import children
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
 from ..objects.packwriter import object_header, parse_object_header
 from ..util.progress import ProgressFn
-
-GITLINK = 0o160000
-TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
 def walk(odb: ObjectDB, tips: Iterable[ObjectID], stop: set[bytes] | None = None) -> Iterator[tuple[ObjectID, int]]:
@@ -44,17 +44,8 @@ def walk(odb: ObjectDB, tips: Iterable[ObjectID], stop: set[bytes] | None = None
         obj = odb.read(oid)
         type_num = TYPE_NUMS[obj.type_name]
         yield oid, type_num
-        children: list[tuple[ObjectID, int]] = []
-        if isinstance(obj, Commit):
-            children = [(obj.tree, 2)] + [(p, 1) for p in obj.parents]
-        elif isinstance(obj, Tree):
-            for e in obj.iteritems():
-                if e.mode == GITLINK:
-                    continue
-                children.append((e.sha, 2 if e.mode & 0o040000 else 3))
-        elif isinstance(obj, Tag):
-            children = [(obj.object[1], 0)]
-        for child, child_type in children:
+        inner, blobs = children(obj)
+        for child, child_type in [(c, 0) for c in inner] + [(b, 3) for b in blobs]:
             raw = bytes.fromhex(child.decode())
             if raw in stop or raw in seen:
                 continue

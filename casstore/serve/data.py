@@ -24,6 +24,7 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 from ..errors import CorruptObjectError, DomainNotFoundException, StateNotFoundException
 from ..model.history import Event, iter_log
+from ..objects.graph import GITLINK
 from ..objects.refs import DOMAINS, MODELS, domain_ref
 from ..store import Store
 from ..util.jsonsafe import to_json
@@ -31,7 +32,6 @@ from ..util.names import check_domain, check_model_id, check_state
 from . import table
 
 log = logging.getLogger("casstore.serve")
-GITLINK = 0o160000
 MAX_LIMIT = 500
 
 
