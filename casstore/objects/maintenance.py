@@ -190,25 +190,22 @@ def copy_packs(repo: Repository, packs: list[str],
                 plan[oid] = ([at], key, raw)
     new = None
     if plan:
-        writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(plan))
         fds: dict[str, int] = {}
         try:
-            for oid, (where, key, raw) in plan.items():
-                for pack, offset, length in where:
-                    fd = fds.get(pack)
-                    if fd is None:
-                        fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
-                    entry = _verified_entry(os.pread(fd, length, offset), oid)
-                    if entry is not None:
-                        writer.add(entry, key, raw)
-                        break
-                else:
-                    raise CorruptObjectError(oid.hex(), "damaged in pack " + ", ".join(w[0] for w in where)
-                                             + "; left as it is (run cas fsck)")
-            new = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+            with PackWriter(odb.pack_dir, odb.cidx_dir, len(plan)) as writer:
+                for oid, (where, key, raw) in plan.items():
+                    for pack, offset, length in where:
+                        fd = fds.get(pack)
+                        if fd is None:
+                            fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
+                        entry = _verified_entry(os.pread(fd, length, offset), oid)
+                        if entry is not None:
+                            writer.add(entry, key, raw)
+                            break
+                    else:
+                        raise CorruptObjectError(oid.hex(), "damaged in pack " + ", ".join(w[0] for w in where)
+                                                 + "; left as it is (run cas fsck)")
+                new = writer.finish()
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -261,18 +258,14 @@ def pack_loose(repo: Repository) -> int:
                 found.append((d, fn))
     if not found:
         return 0
-    writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(found))
     try:
-        for d, fn in found:
-            type_num, raw = odb.read_raw(ObjectID((d + fn).encode()))
-            writer.add(encode_entry(raw, type_num=type_num, level=1))
-        writer.finish()
+        with PackWriter(odb.pack_dir, odb.cidx_dir, len(found)) as writer:
+            for d, fn in found:
+                type_num, raw = odb.read_raw(ObjectID((d + fn).encode()))
+                writer.add(encode_entry(raw, type_num=type_num, level=1))
+            writer.finish()
     except CasError:
-        writer.abort()  # a corrupt or vanished loose object: leave them all for fsck
-        return 0
-    except BaseException:
-        writer.abort()
-        raise
+        return 0  # a corrupt or vanished loose object (the pack is removed): leave them all for fsck
     for d, fn in found:
         try:
             os.unlink(os.path.join(odb.objects_dir, d, fn))

@@ -905,16 +905,12 @@ class BucketClient:
     def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
         work = tempfile.mkdtemp(prefix="push-", dir=self._workdir())
         try:
-            writer = PackWriter(work, work, count, durable=False)
-            try:
+            with PackWriter(work, work, count, durable=False) as writer:
                 for u in records:
                     entry = b"".join(u.comp_chunks)
                     _, _, hlen = parse_object_header(entry)
                     writer.add(EncodedEntry.verbatim(u.sha(), entry[:hlen], entry[hlen:]))
                 name = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
             paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
             uploading = Counter(self.progress, "uploading", sum(os.path.getsize(p) for p in paths))
             lock = threading.Lock()
@@ -1461,8 +1457,7 @@ class BucketClient:
                 where[(p.name, start)] = oid
                 locs.append((p, start, end))
         combining = Counter(self.progress, "combining packs", sum(e - s for _, s, e in locs))
-        writer = PackWriter(work, work, len(locs), durable=False)
-        try:
+        with PackWriter(work, work, len(locs), durable=False) as writer:
             blobs: list[tuple[bytes, int, int]] = []  # oid, header length, entry length, in spool order
             with tempfile.TemporaryFile(dir=work) as spool:
 
@@ -1490,6 +1485,3 @@ class BucketClient:
                     entry_bytes = spool.read(n)
                     writer.add(EncodedEntry.verbatim(oid, entry_bytes[:hlen], entry_bytes[hlen:]))
             return writer.finish(), len(locs)
-        except BaseException:
-            writer.abort()
-            raise

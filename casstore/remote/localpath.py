@@ -375,7 +375,6 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
     reader = EntryReader(src) if reader is None else reader
     raws = [bytes.fromhex(o.decode()) for o, _ in objects]
     where = reader.locate(raws)
-    writer = PackWriter(pack_dir, cidx_dir, len(objects))
 
     def job(batch: range) -> Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]:
         def run() -> list[tuple[EncodedEntry, bytes | None, int]]:
@@ -402,7 +401,8 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
 
     workers = default_workers()
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="cas-copy") as pool:
+        with PackWriter(pack_dir, cidx_dir, len(objects)) as writer, \
+                ThreadPoolExecutor(workers, thread_name_prefix="cas-copy") as pool:
             for batch in ordered(pool, 2 * workers, jobs()):
                 for entry, key, raw_size in batch:
                     writer.add(entry, key, raw_size)
@@ -411,10 +411,7 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
                     stats.pack_bytes += entry.length
                     if progress:
                         progress(label, done + stats.pack_bytes, 0)
-        stats.pack = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+            stats.pack = writer.finish()
     finally:
         if own_reader:
             reader.close()
