@@ -51,7 +51,6 @@ import struct
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,8 +63,8 @@ from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
 from ..objects.graph import children
-from ..objects.odb import object_id
 from ..objects.packidx import PackIdx
+from ..objects.packs import verify_entry
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
@@ -233,18 +232,6 @@ def _ref_kind(ref: Ref) -> tuple[str, str, str]:
         return "history", text[len("refs/cas/domains/"):], ""
     domain, _, mid = text[len("refs/cas/models/"):].partition("/")
     return "model", domain, mid
-
-
-def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
-    """A pack entry's zlib stream, never inflating beyond ``size`` bytes."""
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(zdata, size + 1)
-    except zlib.error as e:
-        raise CorruptObjectError(name, f"unreadable pack entry: {e}") from None
-    if len(out) != size or not d.eof:
-        raise CorruptObjectError(name, "pack entry does not inflate to its declared size")
-    return out
 
 
 class BucketClient:
@@ -685,19 +672,12 @@ class BucketClient:
             yield run
 
     def _parse_entry(self, entry: bytes | memoryview, oid: bytes, name: str) -> tuple[int, bytes]:
-        """(type, content) of a whole-object pack entry, checked against its oid."""
+        """(type, content) of a whole-object pack entry, checked against its oid (``verify_entry``)."""
         try:
-            type_num, size, hlen = parse_object_header(entry)
-        except IndexError:
-            raise CorruptObjectError(name, "truncated pack entry") from None
-        if type_num not in TYPE_NAMES:
-            raise CorruptObjectError(name, f"pack entry of type {type_num}: bucket remotes hold whole objects only")
-        if size > MAX_OBJECT:
-            raise CorruptObjectError(name, f"object of {size} bytes is larger than casstore writes")
-        content = _inflate(memoryview(entry)[hlen:], size, name)
-        if object_id(type_num, content) != oid:
-            raise CorruptObjectError(oid.hex(), f"remote {self.url} sent an object that does not hash to its id")
-        return type_num, content
+            type_num, parts = verify_entry(entry, oid)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(e.oid, f"remote {self.url} ({name}): {e.detail}") from None
+        return type_num, b"".join(parts)
 
     # -- fetch ---------------------------------------------------------------------
 

@@ -76,15 +76,14 @@ from ..objects.codec import HEADERS, decode
 from ..objects.graph import TYPE_NUMS, children
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
+from ..objects.packs import DeltaEntry, PackFile, PackReader, verify_entry
 from ..objects.packwriter import (
     BLOB,
     MAX_OBJECT,
-    TYPE_NAMES,
     EncodedEntry,
     PackWriter,
     copy_range,
     encode_entry,
-    inflate_parts,
     parse_object_header,
     publish_pack,
 )
@@ -242,60 +241,12 @@ def chunk_claims(src: ObjectDB, model_trees: Iterable[ObjectID]) -> dict[bytes, 
     return claims
 
 
-@dataclass
-class _Pack:
-    name: str
-    fd: int
-    idx: PackIdx
-    starts: np.ndarray
-    ends: np.ndarray
-    size: int
-
-
-class EntryReader:
+class EntryReader(PackReader):
     """Pack entries of a store's objects, located through its (verified) ``.idx`` files."""
 
     def __init__(self, odb: ObjectDB) -> None:
+        super().__init__(odb.pack_dir)
         self.odb = odb
-        self.packs: list[_Pack] = []
-        for fn in sorted(os.listdir(odb.pack_dir)):
-            if not fn.endswith(".idx") or fn.startswith("tmp"):
-                continue
-            base = os.path.join(odb.pack_dir, fn[:-4])
-            try:
-                idx = PackIdx(base + ".idx")
-            except (CorruptObjectError, FileNotFoundError):
-                continue  # objects there are read through dulwich (or reported missing)
-            try:
-                fd = os.open(base + ".pack", os.O_RDONLY)
-            except FileNotFoundError:
-                idx.close()
-                continue
-            size = os.fstat(fd).st_size
-            trailer = os.pread(fd, 20, max(size - 20, 0))
-            if size < 32 or trailer != idx.pack_checksum:
-                os.close(fd)
-                idx.close()
-                continue  # a pack that is not what its index describes: never sliced by offsets
-            starts, ends = idx.entry_bounds(size)
-            self.packs.append(_Pack(fn[:-4], fd, idx, starts, ends, size))
-
-    def close(self) -> None:
-        for p in self.packs:
-            os.close(p.fd)
-            p.idx.close()
-        self.packs = []
-
-    def locate(self, oids: list[bytes]) -> list[tuple[int, int, int] | None]:
-        """(pack number, offset, length) of each binary oid's entry, None if not packed."""
-        where: list[tuple[int, int, int] | None] = [None] * len(oids)
-        for pi, p in enumerate(self.packs):
-            pos = p.idx.find(oids)
-            for i in np.nonzero(pos >= 0)[0].tolist():
-                if where[i] is None:
-                    j = int(pos[i])
-                    where[i] = (pi, int(p.starts[j]), int(p.ends[j] - p.starts[j]))
-        return where
 
     def entry(self, oid: bytes, loc: tuple[int, int, int] | None
               ) -> tuple[EncodedEntry, int, list[bytes | memoryview] | None]:
@@ -306,43 +257,18 @@ class EntryReader:
             MissingObjectError: it is nowhere in the store.
         """
         if loc is not None:
-            pi, offset, length = loc
-            if not 0 < length <= MAX_ENTRY:
-                raise CorruptObjectError(oid.hex(), f"pack entry of {length} bytes is out of bounds")
-            data = os.pread(self.packs[pi].fd, length, offset)
+            if not 0 < loc[2] <= MAX_ENTRY:
+                raise CorruptObjectError(oid.hex(), f"pack entry of {loc[2]} bytes is out of bounds")
+            data = self.read(loc)
             try:
-                type_num, size, hlen = parse_object_header(data)
-            except IndexError:
-                raise CorruptObjectError(oid.hex(), "truncated pack entry header") from None
-            if type_num in TYPE_NAMES:
-                if size > MAX_ENTRY:
-                    raise CorruptObjectError(oid.hex(), f"object of {size} bytes is out of bounds")
-                parts = _verified_parts(oid, type_num, size, memoryview(data)[hlen:])
+                type_num, parts = verify_entry(data, oid, limit=MAX_ENTRY)
+                hlen = parse_object_header(data)[2]
                 return EncodedEntry.verbatim(oid, data[:hlen], data[hlen:]), type_num, parts
-            # a delta (a pack git wrote): let dulwich resolve it, then verify below
+            except DeltaEntry:
+                pass  # a delta (a pack git wrote): let dulwich resolve it, then verify below
         type_num, raw = self.odb.read_raw(ObjectID(oid.hex().encode()))  # verified against its SHA-1
         is_chunk = type_num == BLOB and raw[:4] in HEADERS
         return encode_entry(raw, type_num=type_num, level=0 if is_chunk else 1), type_num, [raw]
-
-
-def _verified_parts(oid: bytes, type_num: int, size: int, zdata: memoryview) -> list[bytes | memoryview]:
-    try:
-        parts = inflate_parts(zdata, size)
-    except zlib.error as e:
-        raise CorruptObjectError(oid.hex(), f"unreadable pack entry: {e}") from None
-    if sum(len(p) for p in parts) != size:
-        raise CorruptObjectError(oid.hex(), "pack entry has the wrong size")
-    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
-    adler = 1
-    for part in parts:
-        h.update(part)
-        adler = zlib.adler32(part, adler)
-    if h.digest() != oid:
-        raise CorruptObjectError(oid.hex(), "content does not match its SHA-1")
-    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
-    if all(isinstance(p, memoryview) for p in parts) and bytes(zdata[-4:]) != adler.to_bytes(4, "big"):
-        raise CorruptObjectError(oid.hex(), "pack entry fails its Adler-32")
-    return parts
 
 
 def _check_chunk(oid: bytes, parts: list[bytes | memoryview], key: bytes, size: int) -> None:
@@ -446,14 +372,14 @@ class _Layout:
     crcs: list[int]
 
 
-def _layout(p: _Pack) -> _Layout:
+def _layout(p: PackFile) -> _Layout:
     order = np.argsort(p.starts, kind="stable")
     crcs = p.idx.crcs()[order]
     return _Layout([p.idx.sha(int(i)) for i in order.tolist()], p.starts[order].tolist(),
                    p.ends[order].tolist(), crcs.tolist())
 
 
-def _check_layout(fd: int, p: _Pack, lay: _Layout) -> bytes:
+def _check_layout(fd: int, p: PackFile, lay: _Layout) -> bytes:
     """The copy's 12-byte header, after checking it and that the entries tile the pack.
 
     Raises:
@@ -475,7 +401,7 @@ def _check_layout(fd: int, p: _Pack, lay: _Layout) -> bytes:
     return head
 
 
-def _check_trusted_copy(fd: int, p: _Pack, lay: _Layout, pool: ThreadPoolExecutor, window: int) -> bytes:
+def _check_trusted_copy(fd: int, p: PackFile, lay: _Layout, pool: ThreadPoolExecutor, window: int) -> bytes:
     """What git checks when it reuses pack data, on the copy: each entry's CRC-32 against the
     ``.idx``, and the trailer against the ``.idx``'s pack checksum.  Returns the checksum."""
     _check_layout(fd, p, lay)
@@ -495,7 +421,7 @@ def _check_trusted_copy(fd: int, p: _Pack, lay: _Layout, pool: ThreadPoolExecuto
     return p.idx.pack_checksum
 
 
-def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],
+def _verify_hostile_copy(fd: int, p: PackFile, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],
                          pool: ThreadPoolExecutor, window: int
                          ) -> tuple[bytes, list[int], dict[bytes, tuple[bytes, int]]]:
     """Verify a copied pack of a possibly hostile store in place; (checksum, CRC-32s, verified chunks).
@@ -530,14 +456,9 @@ def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes,
             if len(entry) > MAX_ENTRY:
                 raise CorruptObjectError(oid.hex(), f"pack entry of {len(entry)} bytes is out of bounds")
             try:
-                type_num, size, hlen = parse_object_header(entry)
-            except IndexError:
-                raise CorruptObjectError(oid.hex(), "truncated pack entry header") from None
-            if type_num not in TYPE_NAMES:
-                raise NotWholeObjects(oid.hex())
-            if size > MAX_ENTRY:
-                raise CorruptObjectError(oid.hex(), f"object of {size} bytes is out of bounds")
-            parts = _verified_parts(oid, type_num, size, entry[hlen:])  # exact framing, SHA-1 == oid
+                type_num, parts = verify_entry(entry, oid, limit=MAX_ENTRY)  # exact framing, SHA-1 == oid
+            except DeltaEntry:
+                raise NotWholeObjects(oid.hex()) from None
             claim = claims.get(oid) if type_num == BLOB else None
             if claim is not None:
                 _check_chunk(oid, parts, *claim)
@@ -561,7 +482,7 @@ def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes,
     return checksum, crcs, chunks
 
 
-def copy_whole_pack(p: _Pack, pack_dir: str, cidx_dir: str, claims: Mapping[bytes, tuple[bytes, int]], *,
+def copy_whole_pack(p: PackFile, pack_dir: str, cidx_dir: str, claims: Mapping[bytes, tuple[bytes, int]], *,
                     hostile: bool) -> PackCopy:
     """Copy a source pack, every object of which the destination lacks, as it is; publish it.
 
