@@ -75,7 +75,6 @@ from .model.history import (
     events_since,
     has_newest,
     iter_log,
-    parse_trailers,
     read_index,
     record_delete,
     walk_log,
@@ -95,6 +94,7 @@ from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
 from .objects.refs import domain_ref, model_ref
 from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
+from .objects.trailers import format_trailers, parse_trailers
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc, parse_duration
@@ -577,11 +577,10 @@ class Store:
         root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
         root.add(b"files", TREE_MODE, files_id)
         summary = ", ".join(f"{e.kwarg}={e.framework}" for e in manifest.frameworks)
-        extra = "".join(f"Cas-{k}: {v}\n" for k, v in (trailers or {}).items())
         message = (
             f"model {manifest.domain}/{manifest.model_id}\n\n{summary}\n\n"
-            f"Cas-Domain: {manifest.domain}\nCas-Model: {manifest.model_id}\n"
-            f"Cas-Created: {manifest.created}\n{extra}"
+            + format_trailers({"Domain": manifest.domain, "Model": manifest.model_id,
+                               "Created": manifest.created, **(trailers or {})})
         ).encode()
         return odb.write_commit(odb.write_loose(root), [], manifest.author.encode(), message,
                                 int(created.timestamp()))

@@ -42,11 +42,11 @@ import numpy as np
 from dulwich.objects import Commit, ObjectID
 
 from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
-from ..model.history import parse_trailers
 from ..objects.graph import children
 from ..objects.maintenance import copy_packs, delete_pack, maintain
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
+from ..objects.trailers import parse_trailers
 from ..util.fsutil import TMP_PREFIX
 from ..util.locking import WaitFn, yielding_lock
 
@@ -250,8 +250,9 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
             raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
         inner, blobs = children(obj)
         if isinstance(obj, Commit):
-            if obj.commit_time > deleted_since and b"\nCas-Event: delete\n" in obj.message:
-                named = parse_trailers(obj.message).get("Cas-Commit", "").encode()
+            trailers = parse_trailers(obj.message) if obj.commit_time > deleted_since else {}
+            if trailers.get("Cas-Event") == "delete":
+                named = trailers.get("Cas-Commit", "").encode()
                 if _HEX40.fullmatch(named):
                     recently_deleted.append(ObjectID(named))
         if blobs:
