@@ -259,7 +259,7 @@ class Store:
         #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
         #: (true unless set, there or in the user's casstore config; set it to false for a
         #: store pulled from elsewhere)
-        pickle = get_setting(os.path.join(self.path, "config"), "cas.allowPickle")
+        pickle = get_setting(self.repo.config_path, "cas.allowPickle")
         self.allow_pickle = True if pickle is None else parse_bool(pickle, "cas.allowPickle")
         #: progress(label, done, total) for long operations: by default tqdm bars in a notebook
         #: or on a terminal and None elsewhere (util/progress.py); assign None to silence it
@@ -267,7 +267,7 @@ class Store:
         #: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"`` (a pickle, the
         #: default) or ``"skops"`` (data, loaded with skops' trusted-types check); the store's
         #: ``cas.sklearnFormat`` setting
-        self.sklearn_format = get_setting(os.path.join(self.path, "config"), "cas.sklearnFormat") or "joblib"
+        self.sklearn_format = get_setting(self.repo.config_path, "cas.sklearnFormat") or "joblib"
         #: what reading a model not signed by an allowed key does: ``"off"``, ``"warn"`` or
         #: ``"refuse"`` (the store's ``cas.requireSigned``; docs/signing.md)
         self.require_signed = require_policy(self.path)
@@ -1332,10 +1332,10 @@ class Store:
 
     def load_cache(self) -> LoadCache:
         """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
-        text = get_setting(os.path.join(self.path, "config"), "cas.loadCacheLimit")
+        text = get_setting(self.repo.config_path, "cas.loadCacheLimit")
         limit = DEFAULT_CACHE_LIMIT if text is None else parse_size(text, "cas.loadCacheLimit")
-        root = os.path.join(self.path, "cas", "cache", "load")
-        if not os.access(os.path.join(self.path, "cas"), os.W_OK):
+        root = self.repo.cache_dir("load")
+        if not os.access(self.repo.cas_dir, os.W_OK):
             # a store we may only read (shared, read-only mount) still loads: the cache then
             # lives in the user's cache directory, one per store
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -254,7 +254,7 @@ def maintain(repo: Repository, force: bool = False) -> MaintenanceReport:
     the others skip it.
     """
     report = MaintenanceReport()
-    fd = os.open(os.path.join(repo.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(repo.maintenance_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -182,7 +182,7 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
         CorruptRefError: naming the first ref that cannot be read.
     """
     found: dict[bytes, ObjectID] = {}
-    packed = os.path.join(repo.path, "packed-refs")
+    packed = repo.packed_refs_path
     try:
         with open(packed, "rb") as f:
             lines = f.read().splitlines()
@@ -195,7 +195,7 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:
         if not _HEX40.fullmatch(sha) or not name.startswith(b"refs/"):
             raise CorruptRefError("packed-refs", f"line {n} does not parse: {line[:80]!r}")
         found[name] = ObjectID(sha)
-    refs_dir = os.path.join(repo.path, "refs")
+    refs_dir = repo.refs_dir
     for dirpath, _dirnames, filenames in os.walk(refs_dir):
         for fn in filenames:
             if fn.endswith(".lock"):

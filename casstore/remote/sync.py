@@ -228,7 +228,7 @@ def _states_commit(repo: Repository, names: set[str], parents: list[ObjectID]) -
 
 
 def _store_config(repo: Repository) -> ConfigFile:
-    return ConfigFile.from_path(os.path.join(repo.path, "config"))
+    return ConfigFile.from_path(repo.config_path)
 
 
 def _open(repo: Repository, url: str, progress: ProgressFn | None) -> tuple[Any, str]:
