@@ -50,3 +50,22 @@ def test_no_module_builds_store_paths_by_hand() -> None:
             if HAND_BUILT.search(line):
                 found.append(f"{rel}:{n}: {line.strip()}")
     assert not found, "ask the Repository for these paths:\n" + "\n".join(found)
+
+
+def test_scan_models_lists_loose_and_packed_refs_once(tmp_path: Path) -> None:
+    """The one scan of a domain's model refs (counting, has_domain, reconcile share it)."""
+    init_repository(str(tmp_path / "s"))
+    repo = Repository(str(tmp_path / "s"))
+    try:
+        sha = b"1" * 40
+        os.makedirs(repo.model_refs_dir("d"))
+        Path(repo.model_refs_dir("d"), "loose").write_bytes(sha + b"\n")
+        Path(repo.model_refs_dir("d"), "loose.lock").write_bytes(b"")  # a writer's lock: not a ref
+        Path(repo.packed_refs_path).write_bytes(b"# pack-refs with: peeled\n" + sha + b" refs/cas/models/d/packed\n"
+                                                + sha + b" refs/cas/models/other/x\n")
+        packed, loose = repo.refs.scan_models("d")
+        assert packed == {b"packed": sha} and [e.name for e in loose] == ["loose"]
+        assert repo.refs.has_domain("d") and repo.refs.has_domain("other") and not repo.refs.has_domain("none")
+        assert repo.refs.scan_models("none") == ({}, [])
+    finally:
+        repo.close()

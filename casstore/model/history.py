@@ -36,7 +36,6 @@ run by the next writer of the domain under the same lock (and by
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 from ..errors import CasError, CorruptObjectError, InvalidIdError
 from ..objects.odb import ObjectDB
-from ..objects.refs import MODELS, Refs, domain_ref, model_ref
+from ..objects.refs import Refs, domain_ref, model_ref
 from ..objects.trailers import has_trailer, trailer_line
 from ..objects.trailers import parse_trailers as parse_trailers
 from ..util.names import check_model_id, check_state
@@ -390,23 +389,16 @@ def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -
     is only found by ``known=None``, as fsck --repair does).  Reading every ref
     file on every write would cost ~0.1 ms per model of the domain.
     """
-    base = MODELS + domain.encode() + b"/"
     found: dict[str, ObjectID] = {}
     damaged: set[str] = set()
-    for name, sha in refs.container.get_packed_refs().items():
-        if name.startswith(base) and b"/" not in name[len(base):]:
-            mid = name[len(base):].decode("utf-8", "replace")
-            if len(sha) == 40 and set(sha) <= _HEX:
-                found[mid] = sha
-            else:
-                damaged.add(mid)
-    try:
-        entries = list(os.scandir(os.path.join(refs.git_dir, os.fsdecode(base))))
-    except (FileNotFoundError, NotADirectoryError):
-        entries = []
-    for e in entries:
-        if e.name.endswith(".lock") or not e.is_file(follow_symlinks=False):
-            continue
+    packed, loose = refs.scan_models(domain)
+    for name, sha in packed.items():
+        mid = name.decode("utf-8", "replace")
+        if len(sha) == 40 and set(sha) <= _HEX:
+            found[mid] = sha
+        else:
+            damaged.add(mid)
+    for e in loose:
         try:
             if known is not None and e.name in known:
                 value: ObjectID | None = known[e.name]
