@@ -88,7 +88,7 @@ from ..objects.packwriter import (
     publish_pack,
 )
 from ..util.fsutil import TMP_PREFIX, fsync_fd, removed_on_error
-from ..util.parallel import default_workers, ordered
+from ..util.parallel import batched_sizes, default_workers, ordered
 from ..util.progress import ProgressFn
 
 #: the largest object read into memory from a source pack: anything bigger is refused
@@ -316,14 +316,8 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
         return run
 
     def jobs() -> Iterator[Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]]:
-        start, total = 0, 0
-        for i, loc in enumerate(where):
-            total += loc[2] if loc is not None else 4096
-            if total >= _JOB_BYTES:
-                yield job(range(start, i + 1))
-                start, total = i + 1, 0
-        if start < len(where):
-            yield job(range(start, len(where)))
+        sizes = [loc[2] if loc is not None else 4096 for loc in where]
+        return (job(batch) for batch in batched_sizes(sizes, _JOB_BYTES))
 
     workers = default_workers()
     try:
@@ -352,14 +346,7 @@ class NotWholeObjects(Exception):
 
 def _ranges(starts: list[int], ends: list[int]) -> Iterator[range]:
     """Runs of consecutive entries of about ``_JOB_BYTES`` (one ``pread`` each)."""
-    start, total = 0, 0
-    for i in range(len(starts)):
-        total += ends[i] - starts[i]
-        if total >= _JOB_BYTES:
-            yield range(start, i + 1)
-            start, total = i + 1, 0
-    if start < len(starts):
-        yield range(start, len(starts))
+    return batched_sizes([b - a for a, b in zip(starts, ends, strict=True)], _JOB_BYTES)
 
 
 @dataclass
