@@ -64,7 +64,7 @@ from dulwich.refs import Ref
 from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
 from ..objects.graph import children
 from ..objects.packidx import PackIdx
-from ..objects.packs import verify_entry
+from ..objects.packs import check_bounds, verify_entry
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
@@ -612,7 +612,7 @@ class BucketClient:
             idx_starts, idx_ends = idx.entry_bounds(size)
             order = idx_starts.argsort(kind="stable")
             offsets, ends = idx_starts[order], idx_ends[order]
-            if idx.count and (offsets[0] < 12 or np.any(ends <= offsets) or ends[-1] > size - 20):
+            if not check_bounds(idx_starts, idx_ends, size):
                 raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
             packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
         self._prune_cache(cache, {name + ".idx" for name in packs})
