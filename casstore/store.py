@@ -76,7 +76,6 @@ from .model.history import (
     events_since,
     has_newest,
     iter_log,
-    parse_trailers,
     read_index,
     read_states,
     record_delete,
@@ -97,6 +96,7 @@ from .objects.codec import DEFAULT_LEVEL
 from .objects.maintenance import maintain
 from .objects.refs import domain_ref, model_ref
 from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
+from .objects.trailers import format_trailers, parse_trailers
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc, parse_duration
@@ -305,7 +305,7 @@ class Store:
         #: ``load``'s default for ``allow_pickle``: the store's ``cas.allowPickle`` setting
         #: (true unless set, there or in the user's casstore config; set it to false for a
         #: store pulled from elsewhere)
-        pickle = get_setting(os.path.join(self.path, "config"), "cas.allowPickle")
+        pickle = get_setting(self.repo.config_path, "cas.allowPickle")
         self.allow_pickle = True if pickle is None else parse_bool(pickle, "cas.allowPickle")
         #: progress(label, done, total) for long operations: by default tqdm bars in a notebook
         #: or on a terminal and None elsewhere (util/progress.py); assign None to silence it
@@ -313,7 +313,7 @@ class Store:
         #: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"`` (a pickle, the
         #: default) or ``"skops"`` (data, loaded with skops' trusted-types check); the store's
         #: ``cas.sklearnFormat`` setting
-        self.sklearn_format = get_setting(os.path.join(self.path, "config"), "cas.sklearnFormat") or "joblib"
+        self.sklearn_format = get_setting(self.repo.config_path, "cas.sklearnFormat") or "joblib"
         #: what reading a model not signed by an allowed key does: ``"off"``, ``"warn"`` or
         #: ``"refuse"`` (the store's ``cas.requireSigned``; docs/signing.md)
         self.require_signed = require_policy(self.path)
@@ -623,11 +623,10 @@ class Store:
         root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
         root.add(b"files", TREE_MODE, files_id)
         summary = ", ".join(f"{e.kwarg}={e.framework}" for e in manifest.frameworks)
-        extra = "".join(f"Cas-{k}: {v}\n" for k, v in (trailers or {}).items())
         message = (
             f"model {manifest.domain}/{manifest.model_id}\n\n{summary}\n\n"
-            f"Cas-Domain: {manifest.domain}\nCas-Model: {manifest.model_id}\n"
-            f"Cas-Created: {manifest.created}\n{extra}"
+            + format_trailers({"Domain": manifest.domain, "Model": manifest.model_id,
+                               "Created": manifest.created, **(trailers or {})})
         ).encode()
         return odb.write_commit(odb.write_loose(root), [], manifest.author.encode(), message,
                                 int(created.timestamp()))
@@ -1379,10 +1378,10 @@ class Store:
 
     def load_cache(self) -> LoadCache:
         """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
-        text = get_setting(os.path.join(self.path, "config"), "cas.loadCacheLimit")
+        text = get_setting(self.repo.config_path, "cas.loadCacheLimit")
         limit = DEFAULT_CACHE_LIMIT if text is None else parse_size(text, "cas.loadCacheLimit")
-        root = os.path.join(self.path, "cas", "cache", "load")
-        if not os.access(os.path.join(self.path, "cas"), os.W_OK):
+        root = self.repo.cache_dir("load")
+        if not os.access(self.repo.cas_dir, os.W_OK):
             # a store we may only read (shared, read-only mount) still loads: the cache then
             # lives in the user's cache directory, one per store
             base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -228,6 +228,26 @@ def test_pack_writer_abort_leaves_nothing(tmp_path: Path) -> None:
         w.finish()
 
 
+def test_pack_writer_as_context_manager(tmp_path: Path) -> None:
+    """Leaving the block without finish() (an error) removes the partial pack; after finish() the pack stays."""
+    (tmp_path / "p").mkdir()
+    def stopped_midway() -> None:
+        with PackWriter(str(tmp_path / "p"), str(tmp_path), 2) as w:
+            w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+            raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        stopped_midway()
+    assert os.listdir(tmp_path / "p") == []
+    with PackWriter(str(tmp_path / "p"), str(tmp_path), 1) as w:
+        w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+    assert os.listdir(tmp_path / "p") == []  # never finished: nothing published or left behind
+    with PackWriter(str(tmp_path / "p"), str(tmp_path), 1) as w:
+        w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+        name = w.finish()
+    assert sorted(os.listdir(tmp_path / "p")) == [name + ".idx", name + ".pack"]
+
+
 def test_chunk_index_lookup_with_awkward_bytes(tmp_path: Path) -> None:
     # oids and keys that end in NUL bytes, and keys sharing an 8-byte prefix
     entries = [

@@ -36,7 +36,6 @@ run by the next writer of the domain under the same lock (and by
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -45,7 +44,9 @@ from dulwich.objects import Commit, ObjectID, Tree
 
 from ..errors import CasError, CorruptObjectError, InvalidIdError
 from ..objects.odb import ObjectDB
-from ..objects.refs import MODELS, Refs, domain_ref, model_ref
+from ..objects.refs import Refs, domain_ref, model_ref
+from ..objects.trailers import has_trailer, trailer_line
+from ..objects.trailers import parse_trailers as parse_trailers
 from ..util.names import check_model_id, check_state
 from .indextree import GITLINK as GITLINK
 from .indextree import TREE as TREE
@@ -239,24 +240,14 @@ def _one_line(text: str, limit: int = 200) -> str:
 def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None,
              trailers: dict[str, str]) -> bytes:
     title = f"{event} {model_id}" + (f" {state}" if state else "")
-    lines = [title, "", f"Cas-Event: {event}", f"Cas-Model: {model_id}",
-             f"Cas-Commit: {model_commit.decode()}"]
+    lines = [title, "", trailer_line("Event", event), trailer_line("Model", model_id),
+             trailer_line("Commit", model_commit.decode())]
     if state:
-        lines.append(f"Cas-State: {state}")
+        lines.append(trailer_line("State", state))
     for k, v in trailers.items():
         if v:
-            lines.append(f"Cas-{k}: {_one_line(v)}")
+            lines.append(trailer_line(k, _one_line(v)))
     return ("\n".join(lines) + "\n").encode()
-
-
-def parse_trailers(message: bytes) -> dict[str, str]:
-    """The ``Cas-Key: value`` lines of a commit message."""
-    out: dict[str, str] = {}
-    for line in message.decode("utf-8", "replace").splitlines():
-        if line.startswith("Cas-") and ": " in line:
-            k, v = line.split(": ", 1)
-            out[k] = v
-    return out
 
 
 def parse_event(c: Commit) -> Event:
@@ -362,12 +353,8 @@ NEWEST = "Cas-Newest"
 
 def _newest_trailer(c: Commit) -> int | None:
     """``Cas-Newest`` of a history commit (None when absent or not a number)."""
-    marker = b"\n" + NEWEST.encode() + b": "
-    at = c.message.rfind(marker)
-    if at < 0:
-        return None
-    value = c.message[at + len(marker):].split(b"\n", 1)[0]
-    return int(value) if value.isdigit() and len(value) < 20 else None
+    value = parse_trailers(c.message).get(NEWEST, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None
 
 
 def has_newest(odb: ObjectDB, head: ObjectID) -> bool:
@@ -378,7 +365,7 @@ def has_newest(odb: ObjectDB, head: ObjectID) -> bool:
     """
     c = odb.read(head, Commit)
     assert isinstance(c, Commit)
-    return _newest_trailer(c) is not None or b"\nCas-Event: merge\n" in c.message
+    return _newest_trailer(c) is not None or has_trailer(c.message, "Cas-Event", "merge")
 
 
 def newest_created(odb: ObjectDB, head: ObjectID | None) -> int | None:
@@ -400,7 +387,7 @@ def newest_created(odb: ObjectDB, head: ObjectID | None) -> int | None:
         assert isinstance(c, Commit)
         n = _newest_trailer(c)
         if n is None:
-            if b"\nCas-Event: commit\n" in c.message:
+            if has_trailer(c.message, "Cas-Event", "commit"):
                 n = c.author_time
             stack.extend(p for p in c.parents if p not in seen)
             seen.update(c.parents)
@@ -428,23 +415,16 @@ def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -
     is only found by ``known=None``, as fsck --repair does).  Reading every ref
     file on every write would cost ~0.1 ms per model of the domain.
     """
-    base = MODELS + domain.encode() + b"/"
     found: dict[str, ObjectID] = {}
     damaged: set[str] = set()
-    for name, sha in refs.container.get_packed_refs().items():
-        if name.startswith(base) and b"/" not in name[len(base):]:
-            mid = name[len(base):].decode("utf-8", "replace")
-            if len(sha) == 40 and set(sha) <= _HEX:
-                found[mid] = sha
-            else:
-                damaged.add(mid)
-    try:
-        entries = list(os.scandir(os.path.join(refs.git_dir, os.fsdecode(base))))
-    except (FileNotFoundError, NotADirectoryError):
-        entries = []
-    for e in entries:
-        if e.name.endswith(".lock") or not e.is_file(follow_symlinks=False):
-            continue
+    packed, loose = refs.scan_models(domain)
+    for name, sha in packed.items():
+        mid = name.decode("utf-8", "replace")
+        if len(sha) == 40 and set(sha) <= _HEX:
+            found[mid] = sha
+        else:
+            damaged.add(mid)
+    for e in loose:
         try:
             if known is not None and e.name in known:
                 value: ObjectID | None = known[e.name]

@@ -37,10 +37,10 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dulwich.objects import ObjectID, Tree, parse_tree
 
 from ..errors import CorruptObjectError
+from ..objects.graph import GITLINK as GITLINK
 from ..objects.odb import ObjectDB
 from ..util.names import check_model_id
 
-GITLINK = 0o160000
 TREE = 0o040000
 
 #: a node holding more IDs than this is split 16 ways (docs/format.md, "Index layout")

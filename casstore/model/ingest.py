@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import blake3
@@ -178,10 +179,9 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
         stats.chunks_new = len(new)
 
         if new:
-            handles = [open(s.local, "rb") for s in sources]
             storing = Counter(progress, "storing", sum(v[2] for v in new.values()))
-            writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(new))
-            try:
+            with ExitStack() as opened, PackWriter(odb.pack_dir, odb.cidx_dir, len(new)) as writer:
+                handles = [opened.enter_context(open(s.local, "rb")) for s in sources]
                 todo = list(new.items())
                 plans = _plans([h.fileno() for h in handles], todo, level)
 
@@ -206,12 +206,6 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
                         known[key] = entry.oid
                         stats.bytes_stored += entry.length
                 stats.pack = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-            finally:
-                for h in handles:
-                    h.close()
             odb.index.refresh()
 
     for f in files:

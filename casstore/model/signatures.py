@@ -44,7 +44,7 @@ class Verifier:
             except OSError:
                 contents = b"\0missing"
         self._key = hashlib.sha256((self.allowed or "").encode() + b"\0" + contents).hexdigest()[:32]
-        self.cache_dir = os.path.join(repo.path, "cas", "cache", "sigs")
+        self.cache_dir = repo.cache_dir("sigs")
         self._memo: dict[tuple[bytes, str], Verdict] = {}
 
     def commit(self, commit_id: ObjectID | str, domain: str) -> Verdict:

@@ -68,7 +68,7 @@ def _refs_stamp(repo: Repository, domain: str) -> tuple[str, int]:
     """
     parts = []
     newest = 0
-    for path in (os.path.join(repo.path, "refs", "cas", "models", domain), os.path.join(repo.path, "packed-refs")):
+    for path in (repo.model_refs_dir(domain), repo.packed_refs_path):
         try:
             st = os.stat(path)
             parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
@@ -168,7 +168,7 @@ def states_writer(repo: Repository) -> Iterator[None]:
     Like :func:`domain_writer`, it first removes a ref lock a killed writer left.
     Callers hold the shared store lock.
     """
-    with store_lock(os.path.join(repo.path, "cas", "locks", "states.lock"), exclusive=True,
+    with store_lock(repo.lock_path("states"), exclusive=True,
                     timeout=DOMAIN_LOCK_TIMEOUT):
         _clear_stale_locks(repo, None)
         yield

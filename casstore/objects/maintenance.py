@@ -23,9 +23,7 @@ store lock (like a commit), so gc never runs at the same time.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,8 +34,8 @@ from dulwich.objects import ObjectID
 from ..errors import CasError, CorruptObjectError
 from ..util.fsutil import fsync_dir
 from .chunkindex import Sidecar
-from .packidx import PackIdx
-from .packwriter import TYPE_NAMES, EncodedEntry, PackWriter, encode_entry, inflate_parts, parse_object_header
+from .packs import PackFile, check_bounds, verify_entry
+from .packwriter import EncodedEntry, PackWriter, encode_entry, parse_object_header
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -89,30 +87,13 @@ def _estimate_loose(objects_dir: str) -> int:
 
 
 def _verified_entry(entry: bytes, oid: bytes) -> EncodedEntry | None:
-    """The pack entry as a verbatim copy if it is an intact object ``oid``, else None.
-
-    Checks what a copy would otherwise carry along blindly: the entry's content
-    hashes to the oid it is filed under (so a damaged ``.idx`` can never make us
-    file bytes under the wrong id), and its zlib framing is intact.
-    """
+    """The pack entry as a verbatim copy if it is an intact object ``oid``, else None (see
+    :func:`~.packs.verify_entry`)."""
     try:
-        type_num, size, hlen = parse_object_header(entry)
-        zdata = memoryview(entry)[hlen:]
-        parts = inflate_parts(zdata, size)
-    except (zlib.error, IndexError, ValueError):
+        verify_entry(entry, oid, limit=None)
+    except CorruptObjectError:
         return None
-    if type_num not in TYPE_NAMES or sum(len(p) for p in parts) != size:
-        return None
-    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
-    adler = 1
-    for part in parts:
-        h.update(part)
-        adler = zlib.adler32(part, adler)
-    if h.digest() != oid:
-        return None
-    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
-    if all(isinstance(p, memoryview) for p in parts) and bytes(zdata[-4:]) != adler.to_bytes(4, "big"):
-        return None
+    hlen = parse_object_header(entry)[2]
     return EncodedEntry.verbatim(oid, entry[:hlen], entry[hlen:])
 
 
@@ -126,22 +107,14 @@ def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np
         CorruptObjectError: the ``.idx`` or ``.cidx`` is damaged, the pack is not
             the one its index describes (truncated, replaced), or they disagree.
     """
-    base = os.path.join(pack_dir, pack)
-    idx = PackIdx(base + ".idx")
+    p = PackFile.open(pack_dir, pack)
     try:
-        size = os.path.getsize(base + ".pack")
-        with open(base + ".pack", "rb") as f:
-            f.seek(max(size - 20, 0))
-            trailer = f.read(20)
-        if size < 32 or trailer != idx.pack_checksum:
-            raise CorruptObjectError(base + ".pack", "pack does not match its index (truncated or damaged)")
-        starts, ends = idx.entry_bounds(size)
-        if idx.count and (int(starts.min()) < 12 or int(starts.max()) >= size - 20
-                          or len(np.unique(starts)) != idx.count):
-            raise CorruptObjectError(base + ".idx", "pack index offsets point outside the pack")
-        oids = [idx.sha(i) for i in range(idx.count)]
+        starts, ends = p.starts, p.ends
+        if not check_bounds(starts, ends, p.size):
+            raise CorruptObjectError(os.path.join(pack_dir, pack + ".idx"), "pack index offsets point outside the pack")
+        oids = [p.idx.sha(i) for i in range(p.idx.count)]
     finally:
-        idx.close()
+        p.close()
     keys: dict[bytes, tuple[bytes, int]] = {}
     if not os.path.exists(os.path.join(cidx_dir, pack + ".cidx")):
         return starts, ends, oids, keys
@@ -190,25 +163,22 @@ def copy_packs(repo: Repository, packs: list[str],  # noqa: C901, PLR0912 - chec
                 plan[oid] = ([at], key, raw)
     new = None
     if plan:
-        writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(plan))
         fds: dict[str, int] = {}
         try:
-            for oid, (where, key, raw) in plan.items():
-                for pack, offset, length in where:
-                    fd = fds.get(pack)
-                    if fd is None:
-                        fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
-                    entry = _verified_entry(os.pread(fd, length, offset), oid)
-                    if entry is not None:
-                        writer.add(entry, key, raw)
-                        break
-                else:
-                    raise CorruptObjectError(oid.hex(), "damaged in pack " + ", ".join(w[0] for w in where)
-                                             + "; left as it is (run cas fsck)")
-            new = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+            with PackWriter(odb.pack_dir, odb.cidx_dir, len(plan)) as writer:
+                for oid, (where, key, raw) in plan.items():
+                    for pack, offset, length in where:
+                        fd = fds.get(pack)
+                        if fd is None:
+                            fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
+                        entry = _verified_entry(os.pread(fd, length, offset), oid)
+                        if entry is not None:
+                            writer.add(entry, key, raw)
+                            break
+                    else:
+                        raise CorruptObjectError(oid.hex(), "damaged in pack " + ", ".join(w[0] for w in where)
+                                                 + "; left as it is (run cas fsck)")
+                new = writer.finish()
         finally:
             for fd in fds.values():
                 os.close(fd)
@@ -261,18 +231,14 @@ def pack_loose(repo: Repository) -> int:
                 found.append((d, fn))
     if not found:
         return 0
-    writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(found))
     try:
-        for d, fn in found:
-            type_num, raw = odb.read_raw(ObjectID((d + fn).encode()))
-            writer.add(encode_entry(raw, type_num=type_num, level=1))
-        writer.finish()
+        with PackWriter(odb.pack_dir, odb.cidx_dir, len(found)) as writer:
+            for d, fn in found:
+                type_num, raw = odb.read_raw(ObjectID((d + fn).encode()))
+                writer.add(encode_entry(raw, type_num=type_num, level=1))
+            writer.finish()
     except CasError:
-        writer.abort()  # a corrupt or vanished loose object: leave them all for fsck
-        return 0
-    except BaseException:
-        writer.abort()
-        raise
+        return 0  # a corrupt or vanished loose object (the pack is removed): leave them all for fsck
     for d, fn in found:
         try:
             os.unlink(os.path.join(odb.objects_dir, d, fn))
@@ -288,7 +254,7 @@ def maintain(repo: Repository, force: bool = False) -> MaintenanceReport:
     the others skip it.
     """
     report = MaintenanceReport()
-    fd = os.open(os.path.join(repo.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(repo.maintenance_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -30,7 +30,8 @@ from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation, VerifiedFiles, stat_key
 from .codec import decode_many
 from .packidx import check_idx
-from .packwriter import BLOB, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
+from .packs import DeltaEntry, inflate_entry
+from .packwriter import BLOB, TYPE_NAMES, Buffer
 
 #: turns a commit's bytes into the armored signature for its ``gpgsig`` header
 Signer = Callable[[bytes], bytes]
@@ -254,11 +255,10 @@ class ObjectDB:
                 entry = b""  # pack gone since the index was loaded: use dulwich
             if entry:
                 try:
-                    type_num, size, hlen = parse_object_header(entry)
-                    parts = inflate_parts(memoryview(entry)[hlen:], size)
-                except (zlib.error, IndexError, ValueError) as e:
-                    raise CorruptObjectError(oid_hex, f"unreadable pack entry: {e}") from None
-                if type_num != BLOB or sum(len(p) for p in parts) != size:
+                    type_num, parts = inflate_entry(entry, oid_hex, limit=None)  # content checked by the caller
+                except DeltaEntry:
+                    raise CorruptObjectError(oid_hex, "pack entry is not the expected blob") from None
+                if type_num != BLOB:
                     raise CorruptObjectError(oid_hex, "pack entry is not the expected blob")
                 return parts
         try:

@@ -279,7 +279,14 @@ class PackWriter:
     """Stream a fixed number of blob entries into a new pack.
 
     The object count goes in the pack header, so it must be known up front;
-    the caller deduplicates first (see ``ingest``).
+    the caller deduplicates first (see ``ingest``).  Use it as a context manager:
+    leaving the block without :meth:`finish` (an error, a signal) removes the
+    partial pack::
+
+        with PackWriter(pack_dir, cidx_dir, len(entries)) as writer:
+            for e in entries:
+                writer.add(e)
+            name = writer.finish()
     """
 
     #: writes are gathered into one ``writev`` of at most this many bytes / buffers
@@ -307,6 +314,12 @@ class PackWriter:
         #: binary oid -> (offset, entry length) of everything written
         self.locations: dict[bytes, tuple[int, int]] = {}
         self._write(b"PACK" + struct.pack(">II", 2, count))
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()  # after finish() there is nothing left to remove
 
     def _write(self, b: Buffer) -> None:
         self._sha.update(b)
@@ -380,7 +393,8 @@ class PackWriter:
                             durable=self.durable)
 
     def abort(self) -> None:
-        """Remove the partial pack.  Safe to call at any point, and more than once."""
+        """Remove the partial pack.  Safe to call at any point, and more than once (a no-op after
+        :meth:`finish`)."""
         try:
             if self._syncer is not None:
                 self._syncer.join()

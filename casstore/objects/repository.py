@@ -8,15 +8,20 @@ It knows nothing of models, frameworks or remotes: gc, fsck, statistics,
 maintenance and the remote code take a Repository, and :class:`casstore.Store`
 is built on one.
 
-Layout (docs/format.md)::
+Layout (docs/format.md); the Repository is the one owner of these paths (its
+attributes and methods below name each), the layers above ask it for them::
 
-    <path>/config            git config + [cas] formatVersion
-    <path>/objects/          packs and loose objects
-    <path>/refs/cas/...      models, domain histories, states
-    <path>/cas/chunkidx/     chunk index sidecars, one per pack
-    <path>/cas/tmp/          scratch space (same file system, for renames)
-    <path>/cas/gc.lock       the store lock
-    <path>/cas/locks/        one lock per domain (model/writer.py)
+    <path>/config            git config + [cas] formatVersion      config_path
+    <path>/objects/          packs and loose objects              (ObjectDB)
+    <path>/refs/cas/...      models, domain histories, states     refs_dir, model_refs_dir()
+    <path>/packed-refs       refs packed by git                   packed_refs_path
+    <path>/cas/chunkidx/     chunk index sidecars, one per pack   (ObjectDB)
+    <path>/cas/tmp/          scratch space (same file system)     tmp
+    <path>/cas/gc.lock       the store lock                       lockfile
+    <path>/cas/maintenance.lock  one maintainer at a time         maintenance_lock
+    <path>/cas/locks/        one lock per domain, the state list  lock_path()
+    <path>/cas/cache/<kind>/ derived data (signature verdicts, the load cache)  cache_dir()
+    <path>/cas/remotes/      what transports learnt of each remote  remotes_dir
 """
 
 from __future__ import annotations
@@ -158,9 +163,32 @@ class Repository:
         self.lockfile = os.path.join(self.path, "cas", "gc.lock")
         #: scratch space on the store's file system (renames into objects/ are atomic)
         self.tmp = os.path.join(self.path, "cas", "tmp")
+        #: the store's git config (``cas.*`` settings, the format marker)
+        self.config_path = os.path.join(self.path, "config")
+        #: the loose refs, and git's packed ones
+        self.refs_dir = os.path.join(self.path, "refs")
+        self.packed_refs_path = os.path.join(self.path, "packed-refs")
+        #: held by the one process that rolls up packs (objects/maintenance.py)
+        self.maintenance_lock = os.path.join(self.path, "cas", "maintenance.lock")
+        #: one directory per remote URL, for what its transport caches
+        self.remotes_dir = os.path.join(self.path, "cas", "remotes")
+        #: the directory of the store's writable state (read-only when the store is)
+        self.cas_dir = os.path.join(self.path, "cas")
 
     def __repr__(self) -> str:
         return f"Repository({self.path!r})"
+
+    def model_refs_dir(self, domain: str) -> str:
+        """The directory of a domain's loose model refs (``refs/cas/models/<domain>``)."""
+        return os.path.join(self.refs_dir, "cas", "models", domain)
+
+    def lock_path(self, name: str) -> str:
+        """The lock file ``cas/locks/<name>.lock`` (domains: ``util.locking.domain_lock_path``)."""
+        return os.path.join(self.cas_dir, "locks", name + ".lock")
+
+    def cache_dir(self, kind: str) -> str:
+        """Where derived data of one kind is cached (``cas/cache/<kind>``; may not exist yet)."""
+        return os.path.join(self.cas_dir, "cache", kind)
 
     @contextmanager
     def lock(self, exclusive: bool = False, timeout: float | None = None,

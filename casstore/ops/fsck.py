@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.objects import ObjectID
 
 from ..errors import CasError, CorruptObjectError, StoreBusyError
 from ..model.history import read_index
@@ -37,6 +37,7 @@ from ..model.readback import iter_file
 from ..model.reading import file_oids, read_model
 from ..model.states import STATES_REF, list_states
 from ..model.writer import domain_writer
+from ..objects.graph import children
 from ..objects.maintenance import pack_layout
 from ..objects.refs import domain_ref, model_ref
 from ..util.locking import domain_lock_path, store_lock
@@ -270,11 +271,8 @@ def _check_chain(repo: Repository, head: ObjectID | None) -> None:
         if oid in seen:
             continue
         seen.add(oid)
-        obj = repo.odb.read(oid)
-        if isinstance(obj, Commit):
-            stack.extend([obj.tree, *obj.parents])
-        elif isinstance(obj, Tree):
-            stack.extend(e.sha for e in obj.iteritems() if e.mode != 0o160000)
+        inner, blobs = children(repo.odb.read(oid))
+        stack.extend(inner + blobs)
 
 
 def _pack_checksum_ok(path: str) -> bool:

@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.objects import Commit, ObjectID
 
 from ..errors import CasError, CorruptObjectError, CorruptRefError, InvalidDurationError
-from ..model.history import parse_trailers
+from ..objects.graph import children
 from ..objects.maintenance import copy_packs, delete_pack, maintain
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
+from ..objects.trailers import parse_trailers
 from ..util.fsutil import TMP_PREFIX
 from ..util.locking import WaitFn, yielding_lock
 
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 DEFAULT_GRACE = 14 * 24 * 3600
 #: How long gc waits for writers in progress before giving up (seconds).
 DEFAULT_WAIT = 300.0
-GITLINK = 0o160000
 log = logging.getLogger("casstore")
 
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
@@ -182,7 +182,7 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:  # noqa: C901, PLR091
         CorruptRefError: naming the first ref that cannot be read.
     """
     found: dict[bytes, ObjectID] = {}
-    packed = os.path.join(repo.path, "packed-refs")
+    packed = repo.packed_refs_path
     try:
         with open(packed, "rb") as f:
             lines = f.read().splitlines()
@@ -195,7 +195,7 @@ def _read_refs(repo: Repository) -> dict[bytes, ObjectID]:  # noqa: C901, PLR091
         if not _HEX40.fullmatch(sha) or not name.startswith(b"refs/"):
             raise CorruptRefError("packed-refs", f"line {n} does not parse: {line[:80]!r}")
         found[name] = ObjectID(sha)
-    refs_dir = os.path.join(repo.path, "refs")
+    refs_dir = repo.refs_dir
     for dirpath, _dirnames, filenames in os.walk(refs_dir):
         for fn in filenames:
             if fn.endswith(".lock"):
@@ -248,27 +248,19 @@ def _walk(repo: Repository, marks: _Marks, progress: Callable[[int], None] | Non
             obj = odb.read(oid)
         except CorruptObjectError as e:
             raise CorruptObjectError(e.oid, f"{e.detail}; gc stopped before deleting anything (run cas fsck)") from None
-        children: list[ObjectID] = []
-        blobs: list[ObjectID] = []
+        inner, blobs = children(obj)
         if isinstance(obj, Commit):
-            children = [obj.tree, *obj.parents]
-            if obj.commit_time > deleted_since and b"\nCas-Event: delete\n" in obj.message:
-                named = parse_trailers(obj.message).get("Cas-Commit", "").encode()
+            trailers = parse_trailers(obj.message) if obj.commit_time > deleted_since else {}
+            if trailers.get("Cas-Event") == "delete":
+                named = trailers.get("Cas-Commit", "").encode()
                 if _HEX40.fullmatch(named):
                     recently_deleted.append(ObjectID(named))
-        elif isinstance(obj, Tree):
-            for entry in obj.iteritems():
-                if entry.mode == GITLINK:
-                    continue
-                (children if entry.mode & 0o040000 else blobs).append(entry.sha)
-        elif isinstance(obj, Tag):
-            children = [obj.object[1]]
         if blobs:
             count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
             if progress:
                 progress(len(blobs))
-        if children:
-            for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]),
+        if inner:
+            for child, fresh in zip(inner, marks.mark([bytes.fromhex(c.decode()) for c in inner]),
                                     strict=True):
                 if fresh:
                     count += 1
@@ -315,19 +307,15 @@ def _mark_deleted(odb: ObjectDB, marks: _Marks, roots: list[ObjectID],
             obj = odb.read(stack.pop())
         except CorruptObjectError:
             continue
-        children: list[ObjectID] = []
-        blobs: list[ObjectID] = []
         if isinstance(obj, Commit):
-            children = [obj.tree]
-        elif isinstance(obj, Tree):
-            for entry in obj.iteritems():
-                if entry.mode != GITLINK and odb.contains(entry.sha):
-                    (children if entry.mode & 0o040000 else blobs).append(entry.sha)
+            inner, blobs = [obj.tree], []  # a deleted model's commit: its tree, not its parents
+        else:
+            inner, blobs = ([c for c in found if odb.contains(c)] for found in children(obj))
         if blobs:
             count += sum(marks.mark([bytes.fromhex(b.decode()) for b in blobs]))
             if progress:
                 progress(len(blobs))
-        for child, fresh in zip(children, marks.mark([bytes.fromhex(c.decode()) for c in children]), strict=True):
+        for child, fresh in zip(inner, marks.mark([bytes.fromhex(c.decode()) for c in inner]), strict=True):
             if fresh:
                 count += 1
                 stack.append(child)

@@ -51,7 +51,6 @@ import struct
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,18 +58,18 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
-from dulwich.objects import ZERO_SHA, Commit, ObjectID, ShaFile, Tag, Tree
+from dulwich.objects import ZERO_SHA, ObjectID, ShaFile
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, InvalidIdError, MissingObjectError, RemoteError
-from ..objects.odb import object_id
+from ..objects.graph import children
 from ..objects.packidx import PackIdx
+from ..objects.packs import check_bounds, verify_entry
 from ..objects.packwriter import MAX_OBJECT, TYPE_NAMES, EncodedEntry, PackWriter, parse_object_header
 from ..util.names import check_domain, check_model_id
 from ..util.parallel import ordered
 from ..util.progress import Counter, ProgressFn
 from .reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, digest
-from .walk import GITLINK
 
 MARKER = "casstore-remote"
 #: the newest format this client reads and writes; a remote without a marker is created in it
@@ -233,18 +232,6 @@ def _ref_kind(ref: Ref) -> tuple[str, str, str]:
         return "history", text[len("refs/cas/domains/"):], ""
     domain, _, mid = text[len("refs/cas/models/"):].partition("/")
     return "model", domain, mid
-
-
-def _inflate(zdata: bytes | memoryview, size: int, name: str) -> bytes:
-    """A pack entry's zlib stream, never inflating beyond ``size`` bytes."""
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(zdata, size + 1)
-    except zlib.error as e:
-        raise CorruptObjectError(name, f"unreadable pack entry: {e}") from None
-    if len(out) != size or not d.eof:
-        raise CorruptObjectError(name, "pack entry does not inflate to its declared size")
-    return out
 
 
 class BucketClient:
@@ -625,7 +612,7 @@ class BucketClient:
             idx_starts, idx_ends = idx.entry_bounds(size)
             order = idx_starts.argsort(kind="stable")
             offsets, ends = idx_starts[order], idx_ends[order]
-            if idx.count and (offsets[0] < 12 or np.any(ends <= offsets) or ends[-1] > size - 20):
+            if not check_bounds(idx_starts, idx_ends, size):
                 raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
             packs[name] = _RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
         self._prune_cache(cache, {name + ".idx" for name in packs})
@@ -685,19 +672,12 @@ class BucketClient:
             yield run
 
     def _parse_entry(self, entry: bytes | memoryview, oid: bytes, name: str) -> tuple[int, bytes]:
-        """(type, content) of a whole-object pack entry, checked against its oid."""
+        """(type, content) of a whole-object pack entry, checked against its oid (``verify_entry``)."""
         try:
-            type_num, size, hlen = parse_object_header(entry)
-        except IndexError:
-            raise CorruptObjectError(name, "truncated pack entry") from None
-        if type_num not in TYPE_NAMES:
-            raise CorruptObjectError(name, f"pack entry of type {type_num}: bucket remotes hold whole objects only")
-        if size > MAX_OBJECT:
-            raise CorruptObjectError(name, f"object of {size} bytes is larger than casstore writes")
-        content = _inflate(memoryview(entry)[hlen:], size, name)
-        if object_id(type_num, content) != oid:
-            raise CorruptObjectError(oid.hex(), f"remote {self.url} sent an object that does not hash to its id")
-        return type_num, content
+            type_num, parts = verify_entry(entry, oid)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(e.oid, f"remote {self.url} ({name}): {e.detail}") from None
+        return type_num, b"".join(parts)
 
     # -- fetch ---------------------------------------------------------------------
 
@@ -749,20 +729,13 @@ class BucketClient:
                     obj = ShaFile.from_raw_string(type_num, content, ObjectID(raw.hex().encode()))
                 except Exception as err:
                     raise CorruptObjectError(raw.hex(), f"unparseable {TYPE_NAMES[type_num].decode()}: {err}") from None
-                if isinstance(obj, Commit):
-                    level.extend(bytes.fromhex(x.decode()) for x in [obj.tree, *obj.parents])
-                elif isinstance(obj, Tree):
-                    for it in obj.iteritems():
-                        child = bytes.fromhex(it.sha.decode())
-                        if it.mode == GITLINK:
-                            continue
-                        if it.mode & 0o040000:
-                            level.append(child)
-                        elif child not in seen and not contains(it.sha):
-                            seen.add(child)
-                            blobs[child] = None
-                elif isinstance(obj, Tag):
-                    level.append(bytes.fromhex(obj.object[1].decode()))
+                subs, found = children(obj)
+                level.extend(bytes.fromhex(x.decode()) for x in subs)
+                for sha in found:
+                    child = bytes.fromhex(sha.decode())
+                    if child not in seen and not contains(sha):
+                        seen.add(child)
+                        blobs[child] = None
         return inner, list(blobs)
 
     def _fetch_inner(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:
@@ -912,16 +885,12 @@ class BucketClient:
     def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
         work = tempfile.mkdtemp(prefix="push-", dir=self._workdir())
         try:
-            writer = PackWriter(work, work, count, durable=False)
-            try:
+            with PackWriter(work, work, count, durable=False) as writer:
                 for u in records:
                     entry = b"".join(u.comp_chunks)
                     _, _, hlen = parse_object_header(entry)
                     writer.add(EncodedEntry.verbatim(u.sha(), entry[:hlen], entry[hlen:]))
                 name = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
             paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
             uploading = Counter(self.progress, "uploading", sum(os.path.getsize(p) for p in paths))
             lock = threading.Lock()
@@ -1468,8 +1437,7 @@ class BucketClient:
                 where[(p.name, start)] = oid
                 locs.append((p, start, end))
         combining = Counter(self.progress, "combining packs", sum(e - s for _, s, e in locs))
-        writer = PackWriter(work, work, len(locs), durable=False)
-        try:
+        with PackWriter(work, work, len(locs), durable=False) as writer:
             blobs: list[tuple[bytes, int, int]] = []  # oid, header length, entry length, in spool order
             with tempfile.TemporaryFile(dir=work) as spool:
 
@@ -1497,6 +1465,3 @@ class BucketClient:
                     entry_bytes = spool.read(n)
                     writer.add(EncodedEntry.verbatim(oid, entry_bytes[:hlen], entry_bytes[hlen:]))
             return writer.finish(), len(locs)
-        except BaseException:
-            writer.abort()
-            raise

@@ -27,7 +27,7 @@ class RemoteNotFoundError(CasError, KeyError):
 
 
 def _config(repo: Repository) -> tuple[ConfigFile, str]:
-    path = os.path.join(repo.path, "config")
+    path = repo.config_path
     return ConfigFile.from_path(path), path
 
 
@@ -128,12 +128,12 @@ def default_remote(repo: Repository) -> str:
     """The remote push and pull use when none is named: ``cas.defaultRemote`` (store, then user), else origin."""
     from ..util.config import get_setting
 
-    return get_setting(os.path.join(repo.path, "config"), "cas.defaultRemote") or "origin"
+    return get_setting(repo.config_path, "cas.defaultRemote") or "origin"
 
 
 def cache_dir(repo: Repository, url: str) -> str:
     """Where a transport may keep what it learnt about the remote at ``url`` (S3: pack indexes)."""
-    return os.path.join(repo.path, "cas", "remotes", hashlib.sha1(url.encode()).hexdigest()[:16])
+    return os.path.join(repo.remotes_dir, hashlib.sha1(url.encode()).hexdigest()[:16])
 
 
 def remove_remote(repo: Repository, name: str) -> None:

@@ -106,16 +106,12 @@ class Quarantine:
             if data.calculate_checksum() != data.get_stored_checksum():
                 raise CorruptObjectError("received pack", "pack checksum mismatch")
             count = len(data)
-            writer = PackWriter(self.odb.pack_dir, self.odb.cidx_dir, count)
-            try:
+            with PackWriter(self.odb.pack_dir, self.odb.cidx_dir, count) as writer:
                 for obj in PackInflater.for_pack_data(data, resolve_ext_ref=resolve_ext_ref):  # type: ignore[arg-type]
                     raw = obj.as_raw_string()
                     is_chunk = obj.type_num == BLOB and raw[:4] in HEADERS
                     writer.add(encode_entry(raw, type_num=obj.type_num, level=0 if is_chunk else 1))
                 self.pack = writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
             self.locations = writer.locations
         except (KeyError, ValueError, AssertionError, OSError, zlib.error) as e:
             if isinstance(e, CorruptObjectError):

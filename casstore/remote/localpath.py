@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from dulwich.client import SubprocessGitClient
-from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.objects import ObjectID, Tree
 from dulwich.refs import Ref
 
 from ..errors import CorruptObjectError
@@ -73,28 +73,26 @@ from ..model.readback import chunk_oids
 from ..objects.chunker import chunk_key
 from ..objects.chunkindex import IndexEntry
 from ..objects.codec import HEADERS, decode
+from ..objects.graph import TYPE_NUMS, children
 from ..objects.odb import ObjectDB
 from ..objects.packidx import PackIdx
+from ..objects.packs import DeltaEntry, PackFile, PackReader, verify_entry
 from ..objects.packwriter import (
     BLOB,
     MAX_OBJECT,
-    TYPE_NAMES,
     EncodedEntry,
     PackWriter,
     copy_range,
     encode_entry,
-    inflate_parts,
     parse_object_header,
     publish_pack,
 )
 from ..util.fsutil import TMP_PREFIX, fsync_fd, removed_on_error
-from ..util.parallel import default_workers, ordered
+from ..util.parallel import batched_sizes, default_workers, ordered
 from ..util.progress import ProgressFn
 
-GITLINK = 0o160000
 #: the largest object read into memory from a source pack: anything bigger is refused
 MAX_ENTRY = MAX_OBJECT
-_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _JOB_BYTES = 4 << 20
 
 
@@ -196,27 +194,16 @@ def missing_objects(src: ObjectDB, tips: Iterable[ObjectID], have: Presence  # n
     while stack:
         oid, type_num = stack.pop()
         obj = src.read(oid)
-        type_num = _TYPES[obj.type_name]
+        type_num = TYPE_NUMS[obj.type_name]
         meta.append((oid, type_num))
-        children: list[ObjectID] = []
-        if isinstance(obj, Commit):
-            children = [obj.tree, *obj.parents]
-        elif isinstance(obj, Tree):
-            names = []
-            for e in obj.iteritems():
-                names.append(e.path)
-                if e.mode == GITLINK:
-                    continue
-                if e.mode & 0o040000:
-                    children.append(e.sha)
-                elif e.sha not in seen:
-                    seen.add(e.sha)
-                    blobs.append(e.sha)
-            if names == [b"files", b"manifest"]:
-                models.append(oid)
-        elif isinstance(obj, Tag):
-            children = [obj.object[1]]
-        for child in children:
+        inner, tree_blobs = children(obj)
+        if isinstance(obj, Tree) and [e.path for e in obj.iteritems()] == [b"files", b"manifest"]:
+            models.append(oid)
+        for b in tree_blobs:
+            if b not in seen:
+                seen.add(b)
+                blobs.append(b)
+        for child in inner:
             if child in seen or have(child):
                 continue
             seen.add(child)
@@ -254,60 +241,12 @@ def chunk_claims(src: ObjectDB, model_trees: Iterable[ObjectID]) -> dict[bytes, 
     return claims
 
 
-@dataclass
-class _Pack:
-    name: str
-    fd: int
-    idx: PackIdx
-    starts: np.ndarray
-    ends: np.ndarray
-    size: int
-
-
-class EntryReader:
+class EntryReader(PackReader):
     """Pack entries of a store's objects, located through its (verified) ``.idx`` files."""
 
     def __init__(self, odb: ObjectDB) -> None:
+        super().__init__(odb.pack_dir)
         self.odb = odb
-        self.packs: list[_Pack] = []
-        for fn in sorted(os.listdir(odb.pack_dir)):
-            if not fn.endswith(".idx") or fn.startswith("tmp"):
-                continue
-            base = os.path.join(odb.pack_dir, fn[:-4])
-            try:
-                idx = PackIdx(base + ".idx")
-            except (CorruptObjectError, FileNotFoundError):
-                continue  # objects there are read through dulwich (or reported missing)
-            try:
-                fd = os.open(base + ".pack", os.O_RDONLY)
-            except FileNotFoundError:
-                idx.close()
-                continue
-            size = os.fstat(fd).st_size
-            trailer = os.pread(fd, 20, max(size - 20, 0))
-            if size < 32 or trailer != idx.pack_checksum:
-                os.close(fd)
-                idx.close()
-                continue  # a pack that is not what its index describes: never sliced by offsets
-            starts, ends = idx.entry_bounds(size)
-            self.packs.append(_Pack(fn[:-4], fd, idx, starts, ends, size))
-
-    def close(self) -> None:
-        for p in self.packs:
-            os.close(p.fd)
-            p.idx.close()
-        self.packs = []
-
-    def locate(self, oids: list[bytes]) -> list[tuple[int, int, int] | None]:
-        """(pack number, offset, length) of each binary oid's entry, None if not packed."""
-        where: list[tuple[int, int, int] | None] = [None] * len(oids)
-        for pi, p in enumerate(self.packs):
-            pos = p.idx.find(oids)
-            for i in np.nonzero(pos >= 0)[0].tolist():
-                if where[i] is None:
-                    j = int(pos[i])
-                    where[i] = (pi, int(p.starts[j]), int(p.ends[j] - p.starts[j]))
-        return where
 
     def entry(self, oid: bytes, loc: tuple[int, int, int] | None
               ) -> tuple[EncodedEntry, int, list[bytes | memoryview] | None]:
@@ -318,43 +257,18 @@ class EntryReader:
             MissingObjectError: it is nowhere in the store.
         """
         if loc is not None:
-            pi, offset, length = loc
-            if not 0 < length <= MAX_ENTRY:
-                raise CorruptObjectError(oid.hex(), f"pack entry of {length} bytes is out of bounds")
-            data = os.pread(self.packs[pi].fd, length, offset)
+            if not 0 < loc[2] <= MAX_ENTRY:
+                raise CorruptObjectError(oid.hex(), f"pack entry of {loc[2]} bytes is out of bounds")
+            data = self.read(loc)
             try:
-                type_num, size, hlen = parse_object_header(data)
-            except IndexError:
-                raise CorruptObjectError(oid.hex(), "truncated pack entry header") from None
-            if type_num in TYPE_NAMES:
-                if size > MAX_ENTRY:
-                    raise CorruptObjectError(oid.hex(), f"object of {size} bytes is out of bounds")
-                parts = _verified_parts(oid, type_num, size, memoryview(data)[hlen:])
+                type_num, parts = verify_entry(data, oid, limit=MAX_ENTRY)
+                hlen = parse_object_header(data)[2]
                 return EncodedEntry.verbatim(oid, data[:hlen], data[hlen:]), type_num, parts
-            # a delta (a pack git wrote): let dulwich resolve it, then verify below
+            except DeltaEntry:
+                pass  # a delta (a pack git wrote): let dulwich resolve it, then verify below
         type_num, raw = self.odb.read_raw(ObjectID(oid.hex().encode()))  # verified against its SHA-1
         is_chunk = type_num == BLOB and raw[:4] in HEADERS
         return encode_entry(raw, type_num=type_num, level=0 if is_chunk else 1), type_num, [raw]
-
-
-def _verified_parts(oid: bytes, type_num: int, size: int, zdata: memoryview) -> list[bytes | memoryview]:
-    try:
-        parts = inflate_parts(zdata, size)
-    except zlib.error as e:
-        raise CorruptObjectError(oid.hex(), f"unreadable pack entry: {e}") from None
-    if sum(len(p) for p in parts) != size:
-        raise CorruptObjectError(oid.hex(), "pack entry has the wrong size")
-    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
-    adler = 1
-    for part in parts:
-        h.update(part)
-        adler = zlib.adler32(part, adler)
-    if h.digest() != oid:
-        raise CorruptObjectError(oid.hex(), "content does not match its SHA-1")
-    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
-    if all(isinstance(p, memoryview) for p in parts) and bytes(zdata[-4:]) != adler.to_bytes(4, "big"):
-        raise CorruptObjectError(oid.hex(), "pack entry fails its Adler-32")
-    return parts
 
 
 def _check_chunk(oid: bytes, parts: list[bytes | memoryview], key: bytes, size: int) -> None:
@@ -387,7 +301,6 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
     reader = EntryReader(src) if reader is None else reader
     raws = [bytes.fromhex(o.decode()) for o, _ in objects]
     where = reader.locate(raws)
-    writer = PackWriter(pack_dir, cidx_dir, len(objects))
 
     def job(batch: range) -> Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]:
         def run() -> list[tuple[EncodedEntry, bytes | None, int]]:
@@ -403,18 +316,13 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
         return run
 
     def jobs() -> Iterator[Callable[[], list[tuple[EncodedEntry, bytes | None, int]]]]:
-        start, total = 0, 0
-        for i, loc in enumerate(where):
-            total += loc[2] if loc is not None else 4096
-            if total >= _JOB_BYTES:
-                yield job(range(start, i + 1))
-                start, total = i + 1, 0
-        if start < len(where):
-            yield job(range(start, len(where)))
+        sizes = [loc[2] if loc is not None else 4096 for loc in where]
+        return (job(batch) for batch in batched_sizes(sizes, _JOB_BYTES))
 
     workers = default_workers()
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="cas-copy") as pool:
+        with PackWriter(pack_dir, cidx_dir, len(objects)) as writer, \
+                ThreadPoolExecutor(workers, thread_name_prefix="cas-copy") as pool:
             for batch in ordered(pool, 2 * workers, jobs()):
                 for entry, key, raw_size in batch:
                     writer.add(entry, key, raw_size)
@@ -423,10 +331,7 @@ def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: s
                     stats.pack_bytes += entry.length
                     if progress:
                         progress(label, done + stats.pack_bytes, 0)
-        stats.pack = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
+            stats.pack = writer.finish()
     finally:
         if own_reader:
             reader.close()
@@ -441,14 +346,7 @@ class NotWholeObjects(Exception):
 
 def _ranges(starts: list[int], ends: list[int]) -> Iterator[range]:
     """Runs of consecutive entries of about ``_JOB_BYTES`` (one ``pread`` each)."""
-    start, total = 0, 0
-    for i in range(len(starts)):
-        total += ends[i] - starts[i]
-        if total >= _JOB_BYTES:
-            yield range(start, i + 1)
-            start, total = i + 1, 0
-    if start < len(starts):
-        yield range(start, len(starts))
+    return batched_sizes([b - a for a, b in zip(starts, ends, strict=True)], _JOB_BYTES)
 
 
 @dataclass
@@ -461,14 +359,14 @@ class _Layout:
     crcs: list[int]
 
 
-def _layout(p: _Pack) -> _Layout:
+def _layout(p: PackFile) -> _Layout:
     order = np.argsort(p.starts, kind="stable")
     crcs = p.idx.crcs()[order]
     return _Layout([p.idx.sha(int(i)) for i in order.tolist()], p.starts[order].tolist(),
                    p.ends[order].tolist(), crcs.tolist())
 
 
-def _check_layout(fd: int, p: _Pack, lay: _Layout) -> bytes:
+def _check_layout(fd: int, p: PackFile, lay: _Layout) -> bytes:
     """The copy's 12-byte header, after checking it and that the entries tile the pack.
 
     Raises:
@@ -490,7 +388,7 @@ def _check_layout(fd: int, p: _Pack, lay: _Layout) -> bytes:
     return head
 
 
-def _check_trusted_copy(fd: int, p: _Pack, lay: _Layout, pool: ThreadPoolExecutor, window: int) -> bytes:
+def _check_trusted_copy(fd: int, p: PackFile, lay: _Layout, pool: ThreadPoolExecutor, window: int) -> bytes:
     """What git checks when it reuses pack data, on the copy: each entry's CRC-32 against the
     ``.idx``, and the trailer against the ``.idx``'s pack checksum.  Returns the checksum."""
     _check_layout(fd, p, lay)
@@ -510,7 +408,7 @@ def _check_trusted_copy(fd: int, p: _Pack, lay: _Layout, pool: ThreadPoolExecuto
     return p.idx.pack_checksum
 
 
-def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],  # noqa: C901, PLR0913 - the checks of a copy from an untrusted store
+def _verify_hostile_copy(fd: int, p: PackFile, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],  # noqa: C901, PLR0913 - the checks of a copy from an untrusted store
                          pool: ThreadPoolExecutor, window: int
                          ) -> tuple[bytes, list[int], dict[bytes, tuple[bytes, int]]]:
     """Verify a copied pack of a possibly hostile store in place; (checksum, CRC-32s, verified chunks).
@@ -545,14 +443,9 @@ def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes,
             if len(entry) > MAX_ENTRY:
                 raise CorruptObjectError(oid.hex(), f"pack entry of {len(entry)} bytes is out of bounds")
             try:
-                type_num, size, hlen = parse_object_header(entry)
-            except IndexError:
-                raise CorruptObjectError(oid.hex(), "truncated pack entry header") from None
-            if type_num not in TYPE_NAMES:
-                raise NotWholeObjects(oid.hex())
-            if size > MAX_ENTRY:
-                raise CorruptObjectError(oid.hex(), f"object of {size} bytes is out of bounds")
-            parts = _verified_parts(oid, type_num, size, entry[hlen:])  # exact framing, SHA-1 == oid
+                type_num, parts = verify_entry(entry, oid, limit=MAX_ENTRY)  # exact framing, SHA-1 == oid
+            except DeltaEntry:
+                raise NotWholeObjects(oid.hex()) from None
             claim = claims.get(oid) if type_num == BLOB else None
             if claim is not None:
                 _check_chunk(oid, parts, *claim)
@@ -576,7 +469,7 @@ def _verify_hostile_copy(fd: int, p: _Pack, lay: _Layout, claims: Mapping[bytes,
     return checksum, crcs, chunks
 
 
-def copy_whole_pack(p: _Pack, pack_dir: str, cidx_dir: str, claims: Mapping[bytes, tuple[bytes, int]], *,
+def copy_whole_pack(p: PackFile, pack_dir: str, cidx_dir: str, claims: Mapping[bytes, tuple[bytes, int]], *,
                     hostile: bool) -> PackCopy:
     """Copy a source pack, every object of which the destination lacks, as it is; publish it.
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID
 
-from ..model.history import DomainIndex, parse_trailers
+from ..model.history import DomainIndex
 from ..objects.odb import ObjectDB
+from ..objects.trailers import parse_trailers
 
 
 @dataclass

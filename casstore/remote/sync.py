@@ -34,6 +34,7 @@ from ..model.writer import domain_writer, states_writer
 from ..objects.odb import ObjectDB
 from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..objects.repository import init_repository
+from ..objects.trailers import format_trailers
 from ..util.identity import author
 from ..util.locking import deferred_interrupts
 from ..util.names import check_domain, check_model_id
@@ -177,10 +178,10 @@ def _history_commit(repo: Repository, index: DomainIndex, parents: list[ObjectID
 
 
 def _merge_message(url: str, conflicts: list[str]) -> str:
-    text = f"merge {url}\n\nCas-Event: merge\nCas-Remote: {url}\n"
+    trailers = {"Event": "merge", "Remote": url}
     if conflicts:
-        text += f"Cas-Conflicts: {' '.join(conflicts)}\n"
-    return text
+        trailers["Conflicts"] = " ".join(conflicts)
+    return f"merge {url}\n\n" + format_trailers(trailers)
 
 
 def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None, result: DomainIndex,  # noqa: PLR0913 - what choosing a domain head needs
@@ -227,7 +228,7 @@ def _states_commit(repo: Repository, names: set[str], parents: list[ObjectID]) -
 
 
 def _store_config(repo: Repository) -> ConfigFile:
-    return ConfigFile.from_path(os.path.join(repo.path, "config"))
+    return ConfigFile.from_path(repo.config_path)
 
 
 def _open(repo: Repository, url: str, progress: ProgressFn | None) -> tuple[Any, str]:

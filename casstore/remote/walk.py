@@ -5,20 +5,16 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-import numpy as np
-from dulwich.objects import Commit, ObjectID, Tag, Tree
+from dulwich.objects import ObjectID
 from dulwich.pack import UnpackedObject
 
 from ..errors import MissingObjectError
+from ..objects.graph import TYPE_NUMS, children
 from ..objects.odb import ObjectDB
-from ..objects.packidx import PackIdx
+from ..objects.packs import PackReader
 from ..objects.packwriter import object_header, parse_object_header
 from ..util.progress import ProgressFn
-
-GITLINK = 0o160000
-TYPE_NUMS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 
 
 def walk(odb: ObjectDB, tips: Iterable[ObjectID], stop: set[bytes] | None = None) -> Iterator[tuple[ObjectID, int]]:
@@ -44,17 +40,8 @@ def walk(odb: ObjectDB, tips: Iterable[ObjectID], stop: set[bytes] | None = None
         obj = odb.read(oid)
         type_num = TYPE_NUMS[obj.type_name]
         yield oid, type_num
-        children: list[tuple[ObjectID, int]] = []
-        if isinstance(obj, Commit):
-            children = [(obj.tree, 2)] + [(p, 1) for p in obj.parents]
-        elif isinstance(obj, Tree):
-            for e in obj.iteritems():
-                if e.mode == GITLINK:
-                    continue
-                children.append((e.sha, 2 if e.mode & 0o040000 else 3))
-        elif isinstance(obj, Tag):
-            children = [(obj.object[1], 0)]
-        for child, child_type in children:
+        inner, blobs = children(obj)
+        for child, child_type in [(c, 0) for c in inner] + [(b, 3) for b in blobs]:
             raw = bytes.fromhex(child.decode())
             if raw in stop or raw in seen:
                 continue
@@ -64,14 +51,6 @@ def walk(odb: ObjectDB, tips: Iterable[ObjectID], stop: set[bytes] | None = None
 
 def reachable_set(odb: ObjectDB, tips: Iterable[ObjectID]) -> set[bytes]:
     return {bytes.fromhex(oid.decode()) for oid, _ in walk(odb, tips)}
-
-
-@dataclass
-class _PackEntries:
-    name: str
-    idx: PackIdx
-    starts: np.ndarray  # entry offsets in idx order
-    lengths: np.ndarray
 
 
 class EntrySource:
@@ -86,52 +65,31 @@ class EntrySource:
     def __init__(self, odb: ObjectDB, progress: ProgressFn | None = None) -> None:
         self.odb = odb
         self.progress = progress
-        self.packs: list[_PackEntries] = []
-        for fn in sorted(os.listdir(odb.pack_dir)):
-            name = fn[:-4]
-            if not fn.endswith(".idx") or not os.path.exists(os.path.join(odb.cidx_dir, name + ".cidx")):
-                continue  # only casstore packs are guaranteed delta-free
-            idx = PackIdx(os.path.join(odb.pack_dir, fn))
-            starts, ends = idx.entry_bounds(os.path.getsize(os.path.join(odb.pack_dir, name + ".pack")))
-            self.packs.append(_PackEntries(name, idx, starts, ends - starts))
+        # only casstore packs (with a chunk index) are guaranteed delta-free
+        self.reader = PackReader(odb.pack_dir, [fn[:-5] for fn in os.listdir(odb.cidx_dir) if fn.endswith(".cidx")])
         self.bytes_sent = 0
 
     def close(self) -> None:
-        for p in self.packs:
-            p.idx.close()
+        self.reader.close()
 
     def records(self, objects: list[tuple[ObjectID, int]]) -> Iterator[UnpackedObject]:
         raws = [bytes.fromhex(o.decode()) for o, _ in objects]
-        where: list[tuple[int, int] | None] = [None] * len(objects)
-        for pi, p in enumerate(self.packs):
-            pos = p.idx.find(raws)
-            for i in np.nonzero(pos >= 0)[0].tolist():
-                if where[i] is None:
-                    where[i] = (pi, int(pos[i]))
-        fds: dict[int, int] = {}
-        try:
-            for (oid, _type_num), raw, loc in zip(objects, raws, where, strict=True):
-                if loc is not None:
-                    p = self.packs[loc[0]]
-                    fd = fds.get(loc[0])
-                    if fd is None:
-                        fd = fds[loc[0]] = os.open(os.path.join(self.odb.pack_dir, p.name + ".pack"), os.O_RDONLY)
-                    entry = os.pread(fd, int(p.lengths[loc[1]]), int(p.starts[loc[1]]))
-                    t, size, _ = parse_object_header(entry)
-                    u = UnpackedObject(t, sha=raw, decomp_len=size)
-                    u.comp_chunks = [entry]
-                else:
-                    try:
-                        t, content = self.odb.read_raw(oid)
-                    except MissingObjectError:
-                        raise MissingObjectError(oid.decode(), "needed for the push but missing locally") from None
-                    u = UnpackedObject(t, sha=raw, decomp_len=len(content))
-                    entry = object_header(t, len(content)) + zlib.compress(content, 1)
-                    u.comp_chunks = [entry]
-                self.bytes_sent += len(entry)
-                if self.progress:
-                    self.progress("sending", self.bytes_sent, 0)
-                yield u
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+        where = self.reader.locate(raws)
+        for (oid, _type_num), raw, loc in zip(objects, raws, where, strict=True):
+            if loc is not None:
+                entry = self.reader.read(loc)
+                t, size, _ = parse_object_header(entry)
+                u = UnpackedObject(t, sha=raw, decomp_len=size)
+                u.comp_chunks = [entry]
+            else:
+                try:
+                    t, content = self.odb.read_raw(oid)
+                except MissingObjectError:
+                    raise MissingObjectError(oid.decode(), "needed for the push but missing locally") from None
+                u = UnpackedObject(t, sha=raw, decomp_len=len(content))
+                entry = object_header(t, len(content)) + zlib.compress(content, 1)
+                u.comp_chunks = [entry]
+            self.bytes_sent += len(entry)
+            if self.progress:
+                self.progress("sending", self.bytes_sent, 0)
+            yield u

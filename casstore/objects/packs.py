@@ -1,0 +1,182 @@
+"""Reading packs: opening a store's packs, locating objects in them, checking one entry.
+
+Everything that reads pack entries by offset goes through here: the copy of a
+path remote (``remote/localpath.py``), the pack a push sends (``remote/walk.py``),
+pack roll-up (:mod:`.maintenance`), the bucket client, and chunk reads
+(:mod:`.odb`).  The rules they share:
+
+* a pack is sliced by the offsets of its ``.idx`` only when its trailer is the
+  pack checksum the ``.idx`` records (:meth:`PackFile.open`): a truncated or
+  replaced ``.pack`` is never read by offsets;
+* an entry copied verbatim is first checked to be the object it is filed under
+  (:func:`verify_entry`): a whole object whose content hashes to its oid, with
+  intact zlib framing, no larger than casstore writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CorruptObjectError
+from .packidx import PackIdx
+from .packwriter import MAX_OBJECT, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
+
+
+class DeltaEntry(CorruptObjectError):
+    """A pack entry that is a delta (a pack git wrote), not a whole object: nothing is wrong with it,
+    but it cannot be copied or read by itself."""
+
+
+def inflate_entry(entry: Buffer, name: str, *, limit: int | None = MAX_OBJECT) -> tuple[int, list[Buffer]]:
+    """(type, content pieces) of a whole-object pack entry; the content is not hashed.
+
+    Raises:
+        DeltaEntry: the entry is a delta.
+        CorruptObjectError: naming ``name``: a truncated header, an object over
+            ``limit`` bytes, a zlib stream that does not inflate to exactly its size.
+    """
+    try:
+        type_num, size, hlen = parse_object_header(entry)
+    except IndexError:
+        raise CorruptObjectError(name, "truncated pack entry header") from None
+    if type_num not in TYPE_NAMES:
+        raise DeltaEntry(name, f"pack entry of type {type_num} is not a whole object")
+    if limit is not None and size > limit:
+        raise CorruptObjectError(name, f"object of {size} bytes is out of bounds")
+    try:
+        parts = inflate_parts(memoryview(entry)[hlen:], size)
+    except zlib.error as e:
+        raise CorruptObjectError(name, f"unreadable pack entry: {e}") from None
+    if sum(len(p) for p in parts) != size:
+        raise CorruptObjectError(name, "pack entry has the wrong size")
+    return type_num, parts
+
+
+def verify_entry(entry: Buffer, oid: bytes, *, limit: int | None = MAX_OBJECT) -> tuple[int, list[Buffer]]:
+    """(type, content pieces) of pack entry ``entry``, checked to be the whole object ``oid`` (binary).
+
+    Checked: the header, the size (at most ``limit``), the zlib stream inflates
+    to exactly that size with its Adler-32 intact, and the content hashes to
+    ``oid`` -- so a damaged or forged ``.idx`` can never file bytes under the
+    wrong id.
+
+    Raises:
+        DeltaEntry: the entry is a delta.
+        CorruptObjectError: naming the object.
+    """
+    name = oid.hex()
+    type_num, parts = inflate_entry(entry, name, limit=limit)
+    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], sum(len(p) for p in parts)))
+    adler = 1
+    for part in parts:
+        h.update(part)
+        adler = zlib.adler32(part, adler)
+    if h.digest() != oid:
+        raise CorruptObjectError(name, "content does not match its SHA-1")
+    # zlib checked the Adler-32 itself unless the stream was sliced as stored blocks
+    if all(isinstance(p, memoryview) for p in parts) and bytes(entry[-4:]) != adler.to_bytes(4, "big"):
+        raise CorruptObjectError(name, "pack entry fails its Adler-32")
+    return type_num, parts
+
+
+def check_bounds(starts: np.ndarray, ends: np.ndarray, size: int) -> bool:
+    """Whether entries (start, end) lie in a pack of ``size`` bytes: after the header, before the
+    trailer, none empty (so no two at one offset)."""
+    if len(starts) == 0:
+        return True
+    return bool(starts.min() >= 12 and ends.max() <= size - 20 and np.all(ends > starts))
+
+
+@dataclass
+class PackFile:
+    """One open pack of a store: its ``.pack`` (a file descriptor) and verified ``.idx``."""
+
+    name: str  # pack-<hex>
+    fd: int
+    idx: PackIdx
+    starts: np.ndarray  # entry offsets, in .idx order
+    ends: np.ndarray
+    size: int
+
+    @classmethod
+    def open(cls, pack_dir: str, name: str) -> PackFile:
+        """Open pack ``name`` of ``pack_dir``, checking its trailer against its ``.idx``.
+
+        Raises:
+            CorruptObjectError: the ``.idx`` is damaged, or the ``.pack`` is not the
+                one it describes (truncated, replaced).
+            FileNotFoundError: either file is gone.
+        """
+        base = os.path.join(pack_dir, name)
+        idx = PackIdx(base + ".idx")
+        try:
+            fd = os.open(base + ".pack", os.O_RDONLY)
+        except BaseException:
+            idx.close()
+            raise
+        try:
+            size = os.fstat(fd).st_size
+            if size < 32 or os.pread(fd, 20, size - 20) != idx.pack_checksum:
+                raise CorruptObjectError(base + ".pack", "pack does not match its index (truncated or damaged)")
+            starts, ends = idx.entry_bounds(size)
+        except BaseException:
+            os.close(fd)
+            idx.close()
+            raise
+        return cls(name, fd, idx, starts, ends, size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.idx.close()
+
+
+#: where an object's entry is: (pack number in the reader, offset, length)
+Location = tuple[int, int, int]
+
+
+class PackReader:
+    """The packs of a store (all, or those ``names``), opened once, for reading entries by oid.
+
+    Packs whose ``.idx`` is damaged or whose ``.pack`` does not match it are
+    left out (their objects are not located here: read them by oid through
+    the object database, which reports what is wrong); so are packs removed
+    meanwhile.
+    """
+
+    def __init__(self, pack_dir: str, names: Iterable[str] | None = None) -> None:
+        self.pack_dir = pack_dir
+        if names is None:
+            names = [fn[:-4] for fn in os.listdir(pack_dir) if fn.endswith(".idx") and not fn.startswith("tmp")]
+        self.packs: list[PackFile] = []
+        for name in sorted(names):
+            try:
+                self.packs.append(PackFile.open(pack_dir, name))
+            except (CorruptObjectError, FileNotFoundError):
+                continue
+
+    def close(self) -> None:
+        for p in self.packs:
+            p.close()
+        self.packs = []
+
+    def locate(self, oids: list[bytes]) -> list[Location | None]:
+        """Where each binary oid's entry is (the first pack that holds it), None if in none."""
+        where: list[Location | None] = [None] * len(oids)
+        for pi, p in enumerate(self.packs):
+            pos = p.idx.find(oids)
+            for i in np.nonzero(pos >= 0)[0].tolist():
+                if where[i] is None:
+                    j = int(pos[i])
+                    where[i] = (pi, int(p.starts[j]), int(p.ends[j] - p.starts[j]))
+        return where
+
+    def read(self, loc: Location) -> bytes:
+        """The bytes of the entry at ``loc``."""
+        pi, offset, length = loc
+        return os.pread(self.packs[pi].fd, length, offset)
