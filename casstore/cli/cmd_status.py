@@ -17,9 +17,6 @@ from dulwich.objects import ObjectID
 from ..model.states import STATES_REF
 from ..objects.refs import domain_ref, model_ref
 from ..objects.repository import Repository
-from ..remote.config import resolve_remote
-from ..remote.merge import ancestry
-from ..remote.sync import list_refs
 from ..store import Store
 from . import JSON_HELP, SubParsers, add_command
 from .commands import open_store_for
@@ -36,6 +33,8 @@ def _history(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None) -
         return "there only"
     if not repo.odb.contains(theirs):
         return "remote has events we lack"  # a pull fetches them; a push is refused until then
+    from ..remote.merge import ancestry  # the remote modules load only for a command that needs them
+
     if theirs in ancestry(repo.odb, ours):
         return "ahead of the remote"
     if ours in ancestry(repo.odb, theirs):
@@ -46,6 +45,8 @@ def _history(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None) -
 def status_of(store: Store, url: str) -> dict[str, Any]:
     """The comparison ``cas status`` prints, as a dict (its ``--json``)."""
     repo = store.repo
+    from ..remote.sync import list_refs
+
     remote = list_refs(repo, url)
     domains: dict[str, Any] = {}
     for domain in sorted(set(repo.refs.domains()) | remote.domains()):
@@ -74,6 +75,8 @@ def _ids(ids: list[str]) -> str:
 
 def status(args: argparse.Namespace) -> int:
     with open_store_for(args) as store:
+        from ..remote.config import resolve_remote
+
         url = resolve_remote(store.repo, args.remote)
         st = status_of(store, url)
     if args.json:
