@@ -16,7 +16,8 @@ Steps, where a tool has them:
   W2 fresh pull+restore  a new store from that directory: cas pull + download /
                        restic restore from it / dvc pull (borg: none)
   W3 commit            the 10 %-changed version, and the bytes it added to the store
-  small files          one process per file: total, per file
+  small files          one process per file: total, per file (and for casstore, the same
+                       commits from one process with the store open)
 
 Setup: restic (Debian's package, `make sysdeps`; a v2 repository, compression auto, no
 password prompt), borg (`borgbackup` from PyPI into benchmarks/.venv-borg; ``-e none``,
@@ -122,6 +123,13 @@ def bench_casstore(w2: Path, w3: Path, files: list[Path], work: Path, out: Resul
         s = fresh(work / "cas-small")
         t(cas("init", str(s)))
         per_file(out, "casstore", files, lambda i, f: cas("--store", str(s), "commit", "--id", f"m{i}", "d", str(f)))
+        # the same commits from one process with the store open (the library, or a long-lived job)
+        one = fresh(work / "cas-small1")
+        code = ("import sys, casstore; s = casstore.open(sys.argv[1])\n"
+                "for i, f in enumerate(sys.argv[2:]): s.commit_models('d', model=f, model_id=f'm{i}')")
+        r = t([sys.executable, "-c", code, str(one), *map(str, files)])
+        add(out, "small files, one open store: ms per file", "casstore", 1000 * r[0] / len(files))
+        shutil.rmtree(one, ignore_errors=True)
     for d in (src, remote, dst, work / "cas-out", work / "cas-out2", work / "cas-small"):
         shutil.rmtree(d, ignore_errors=True)
 
@@ -181,7 +189,8 @@ def bench_dvc(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -
     def project(path: Path, remote: Path) -> Path:
         fresh(path).mkdir(parents=True)
         subprocess.run([str(DVC), "init", "--no-scm", "-q"], cwd=path, check=True, env=ENV)
-        subprocess.run([str(DVC), "remote", "add", "-d", "r", str(remote)], cwd=path, check=True, env=ENV)
+        subprocess.run([str(DVC), "remote", "add", "-d", "r", str(remote)], cwd=path, check=True, env=ENV,
+                       stdout=subprocess.DEVNULL)
         return path
 
     remote = fresh(work / "dvc-remote")
