@@ -51,11 +51,16 @@ $(DEMO_STAMP): pyproject.toml constraints.txt
 demo: $(DEMO_STAMP)
 	$(PY) -m casstore.demo
 
-# Compares casstore with modelstore (installed from PyPI into benchmarks/.venv-modelstore).
+# Compares casstore with modelstore (installed from PyPI into benchmarks/.venv-modelstore), and with
+# restic, borg and DVC (bench_peers.py: BENCH_PEERS_ARGS="--size 1024 --small 1000" for the issue's sizes).
 bench: setup sysdeps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	command -v zstd >/dev/null || (apt-get update -qq && apt-get install -y -qq zstd >/dev/null)
+	# borg (benchmarks/.venv-borg) builds from source: its headers
+	dpkg -s pkg-config libacl1-dev libssl-dev liblz4-dev libzstd-dev libxxhash-dev >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq pkg-config libacl1-dev libssl-dev liblz4-dev libzstd-dev libxxhash-dev >/dev/null)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 	$(PY) benchmarks/bench_transfer.py $(BENCH_TRANSFER_ARGS)
 	$(PY) benchmarks/bench_log.py
 	$(PY) benchmarks/bench_serve.py

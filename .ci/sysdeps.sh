@@ -16,6 +16,8 @@ command -v openssl >/dev/null || need+=(openssl)
 # pyspark's tests start a local JVM: Spark 4 runs on Java 17 (or 21)
 java -version >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v npm >/dev/null || need+=(nodejs npm)
+# restic: a peer in `make bench` (benchmarks/bench_peers.py), from Debian as the issue asks
+command -v restic >/dev/null || need+=(restic)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2

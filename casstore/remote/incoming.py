@@ -8,8 +8,9 @@ commit, tree and manifest parses strictly and agrees with its ref name, every
 chunk it needs is present, and every *new* chunk decompresses (bounded) to bytes
 whose BLAKE3 is the manifest's key -- only then is it entered into the chunk
 index, which therefore only ever holds pairs this store verified itself.  Every
-file of a new model is read in full (the chunks the store already had too) and must
-have the size, xxh3 and BLAKE3 digest its manifest records.  A model ref whose commit
+file of a new model is read in full (the chunks the store already had too: not
+hashed one by one, since the whole-file BLAKE3 fixes their bytes) and must have the
+size, xxh3 and BLAKE3 digest its manifest records.  A model ref whose commit
 the store already holds is still checked to name the model of its ref.
 History and state commits parse, and their indexes name valid models.
 
@@ -26,6 +27,7 @@ import shutil
 import struct
 import tempfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from dulwich.object_format import SHA1
@@ -34,7 +36,7 @@ from dulwich.pack import PackData, PackInflater, write_pack_index_v2
 
 from ..errors import CorruptObjectError, MissingObjectError
 from ..model.history import check_index
-from ..model.manifest import Manifest
+from ..model.manifest import FileEntry, Manifest
 from ..model.manifest import decode as decode_manifest
 from ..model.readback import WholeFile, chunk_oids
 from ..model.states import states_at
@@ -43,6 +45,7 @@ from ..objects.codec import HEADERS
 from ..objects.odb import ObjectDB
 from ..objects.packwriter import BLOB, MAX_OBJECT, TYPE_NAMES, PackWriter, encode_entry
 from ..util.fsutil import fsync_dir, fsync_fd
+from ..util.parallel import batched_sizes, default_workers, ordered
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -180,7 +183,17 @@ class Quarantine:
         return manifest, files_id
 
     def verify_model(self, domain: str, model_id: str, sha: ObjectID) -> Manifest:
-        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``."""
+        """Check a model commit received for ``refs/cas/models/<domain>/<model_id>``.
+
+        Every file is read in full, the chunks the store already had included: its size,
+        xxh3 and BLAKE3 digest must be what the manifest says (a manifest may claim
+        another file's).  Each *new* chunk is checked against its key here, the one
+        time a pull decompresses it (the copy from the remote checks only the git
+        objects), and only then may :meth:`publish` index it.  The store's own chunks
+        are not hashed one by one: the whole-file BLAKE3 fixes their bytes, and when it
+        does not match they are read again with their keys checked, so that a damaged
+        chunk of this store is named (and distrusted) rather than blamed on the remote.
+        """
         odb = self.odb
         manifest, files_id = self.verify_model_name(domain, model_id, sha)
         files_tree = odb.read(files_id, Tree)
@@ -189,35 +202,65 @@ class Quarantine:
         if [e.path for e in entries] != [b"%08x" % i for i in range(len(manifest.files))]:
             raise CorruptObjectError(files_id.decode(), "files tree does not match the manifest")
         main = self.repo.odb
-        for f, e in zip(manifest.files, entries, strict=True):
-            # every file is read in full, chunks the store had included: its size, xxh3 and
-            # BLAKE3 digest must be what the manifest says (a manifest may claim another file's)
-            whole = WholeFile(f)
-            oids = chunk_oids(odb, e.sha, f)
-            known = main.index.lookup(f.keys)
-            for key, oid, size, loc in zip(f.keys, oids, f.sizes, known, strict=True):
-                if self._is_new(oid):
-                    if oid in self.new_chunks and self.new_chunks[oid] != (key, size):
-                        raise CorruptObjectError(oid.hex(), "one chunk blob claimed under two keys")
-                    # decompress (bounded by the manifest's size) and check the BLAKE3 key.
-                    # Read the entry where the writer put it (one pread), not through
-                    # dulwich, which maps the whole pack: every page read counted in
-                    # the RSS, ~1 GiB for a 1 GiB model
-                    pack, locations = next(pl for pl in self._packs() if oid in pl[1])
-                    offset, length = locations[oid]
-                    raw = odb.read_chunk(key, oid, size, ChunkLocation(pack, offset, length, oid, size))
-                    self.new_chunks[oid] = (key, size)
-                elif not main.contains(ObjectID(oid.hex().encode())):
-                    raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
-                else:
-                    # the store's own copy; through its chunk index only where that names this blob
-                    raw = main.read_chunk(key, oid, size, loc if loc is not None and loc.oid == oid else None)
-                whole.update(raw)
-            try:
-                whole.check()
-            except CorruptObjectError as err:
-                raise CorruptObjectError(f"{domain}/{model_id}:{f.path}", err.detail) from None
+        workers = default_workers()
+        with ThreadPoolExecutor(workers, thread_name_prefix="cas-verify") as pool:
+            for f, e in zip(manifest.files, entries, strict=True):
+                oids = chunk_oids(odb, e.sha, f)
+                where: list[ChunkLocation | None] = []  # in this quarantine: where; else None
+                for key, oid, size in zip(f.keys, oids, f.sizes, strict=True):
+                    pl = next((pl for pl in self._packs() if oid in pl[1]), None)
+                    if pl is not None:
+                        if oid in self.new_chunks and self.new_chunks[oid] != (key, size):
+                            raise CorruptObjectError(oid.hex(), "one chunk blob claimed under two keys")
+                        offset, length = pl[1][oid]
+                        where.append(ChunkLocation(pl[0], offset, length, oid, size))
+                    elif not main.contains(ObjectID(oid.hex().encode())):
+                        raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
+                    else:
+                        where.append(None)
+                whole = self._read_file(pool, 2 * workers, f, oids, where, check_own=False)
+                try:
+                    whole.check()
+                except CorruptObjectError as err:
+                    if any(w is None for w in where):
+                        # raises naming (and distrusting) a damaged chunk of this store, if that is why
+                        self._read_file(pool, 2 * workers, f, oids, where, check_own=True)
+                    raise CorruptObjectError(f"{domain}/{model_id}:{f.path}", err.detail) from None
+                for key, oid, size, w in zip(f.keys, oids, f.sizes, where, strict=True):
+                    if w is not None:
+                        self.new_chunks[oid] = (key, size)
         return manifest
+
+    def _read_file(self, pool: ThreadPoolExecutor, window: int, f: FileEntry, oids: list[bytes],
+                   where: list[ChunkLocation | None], *, check_own: bool) -> WholeFile:
+        """Read one file in order: new chunks from this quarantine (each checked against its
+        key: decompressed, bounded by the manifest's size, in one ``pread`` where the copy
+        put it), the others from the store; the :class:`WholeFile` fed every byte."""
+        main = self.repo.odb
+        known = main.index.lookup(f.keys)
+
+        def read(batch: range) -> list[bytes | memoryview]:
+            new = [i for i in batch if where[i] is not None]
+            own = [i for i in batch if where[i] is None]
+            out: dict[int, bytes | memoryview] = {}
+            if new:
+                raws = self.odb.read_chunks([f.keys[i] for i in new], [oids[i] for i in new],
+                                            [f.sizes[i] for i in new], [where[i] for i in new])
+                out.update(zip(new, raws, strict=True))
+            if own:
+                # the store's own copy; through its chunk index only where that names this blob
+                locs = [loc if (loc := known[i]) is not None and loc.oid == oids[i] else None for i in own]
+                raws = main.read_chunks([f.keys[i] for i in own], [oids[i] for i in own],
+                                        [f.sizes[i] for i in own], locs, check_keys=check_own)
+                out.update(zip(own, raws, strict=True))
+            return [out[i] for i in batch]
+
+        whole = WholeFile(f)
+        jobs = (lambda batch=batch: read(batch) for batch in batched_sizes(f.sizes))
+        for raws in ordered(pool, window, jobs):  # type: ignore[misc]
+            for raw in raws:
+                whole.update(raw)
+        return whole
 
     def verify_history(self, tip: ObjectID) -> None:
         """Parse every history commit from ``tip`` down to ones the store already had."""

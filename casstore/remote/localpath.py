@@ -13,10 +13,11 @@ stores on the same machine.  For a local remote, casstore therefore:
   (``copy_file_range``/``sendfile``: no user-space copy), and checks the copy where it
   lies, in parallel ``pread`` jobs of a few MiB: for our own pack (a push) what git
   checks when it reuses pack data -- each entry's CRC-32 against the ``.idx``, the
-  trailer; for a possibly hostile one (a pull) everything -- the entries tile the pack
-  exactly, each hashes to the oid the ``.idx`` files it under, every claimed chunk
-  decompresses to bytes with its BLAKE3 key, the trailer is the pack's SHA-1
-  (:func:`copy_whole_pack`);
+  trailer; for a possibly hostile one (a pull) everything about the git objects -- the
+  entries tile the pack exactly, each hashes to the oid the ``.idx`` files it under,
+  every claimed chunk decompresses to bytes with its BLAKE3 key (a pull claims none:
+  the quarantine's model checks decompress each chunk once), the trailer is the
+  pack's SHA-1 (:func:`copy_whole_pack`);
 * copies everything else (objects of packs the destination partly has, loose
   objects, deltas) entry by entry into **one new pack**: each pack entry verbatim
   (objects that are loose or deltas in the source are re-encoded, metadata at zlib
@@ -39,9 +40,9 @@ them after the grace period), as a crash after the copy does.  The remote's
 objects it receives): anyone who can write the remote's directory can put any
 file there anyway, so the hook's ref rules are what protects such a store.
 
-**Pull** writes the packs into the quarantine of :mod:`.incoming` (their chunks
-already verified, so they are not decompressed twice), where the usual checks of
-models, histories and states run before the pack is published and refs move.  A
+**Pull** writes the packs into the quarantine of :mod:`.incoming`, where the usual
+checks of models, histories and states (each new chunk decompressed and checked
+against its key there, once) run before the pack is published and refs move.  A
 remote pack whose content is wrong is rejected and leaves the local store as it
 was.  Refs are read with ``git-upload-pack --advertise-refs``, as before.
 

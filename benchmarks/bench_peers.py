@@ -1,0 +1,280 @@
+"""casstore beside the trusted dedup stores restic and borg, and DVC, on the same workloads (issue 26).
+
+Part of `make bench`.  Each step is one fresh process (or several, added up) timed whole
+with GNU ``time``: wall seconds and CPU seconds (user + system) of its process tree.
+Tools are interleaved per repetition; the table shows medians and casstore / best peer.
+
+Workloads (bench_transfer.py's recipe): W2, float32 N(0,1) ``.npy`` of ``--size`` MiB;
+W3, W2 with 10 % of its 1 MiB blocks changed; and ``--small`` small files of 10-200 KiB
+(like small scikit-learn models), each committed by its own process into one store.
+
+Steps, where a tool has them:
+
+  W2 commit            cas commit / restic backup / borg create / dvc add
+  W2 restore           cas download / restic restore / borg extract / dvc checkout (file removed)
+  W2 push              to a directory: cas push / restic copy / dvc push (borg: none)
+  W2 fresh pull+restore  a new store from that directory: cas pull + download /
+                       restic restore from it / dvc pull (borg: none)
+  W3 commit            the 10 %-changed version, and the bytes it added to the store
+  small files          one process per file: total, per file (and for casstore, the same
+                       commits from one process with the store open)
+
+Setup: restic (Debian's package, `make sysdeps`; a v2 repository, compression auto, no
+password prompt), borg (`borgbackup` from PyPI into benchmarks/.venv-borg; ``-e none``,
+``zstd,3``), DVC (benchmarks/.venv-dvc, bench_transfer.py).  A tool that is missing is
+left out of the table, named on stderr.
+
+    python benchmarks/bench_peers.py [--size MiB] [--reps N] [--small N] [--tools casstore,restic,borg,dvc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_transfer import DVC, ENV, MiB, Run, cas, du, ensure_data, ensure_dvc, fresh, log, run  # noqa: E402
+
+BORG_VENV = HERE / ".venv-borg"
+BORG = BORG_VENV / "bin" / "borg"
+BORG_VERSION = "1.4.5"
+RESTIC = shutil.which("restic") or "/usr/bin/restic"
+Results = dict[str, dict[str, list[float]]]
+PEERS = ["restic", "borg", "DVC"]
+TOOL_ENV = {**ENV, "RESTIC_PASSWORD": "bench", "RESTIC_FROM_PASSWORD": "bench", "BORG_PASSPHRASE": "",
+            "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes", "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes"}
+
+
+def ensure_borg() -> bool:
+    if BORG.exists():
+        return True
+    log(f"installing borgbackup {BORG_VERSION} from PyPI into benchmarks/.venv-borg (builds from source: needs "
+        "pkg-config, libacl1-dev, libssl-dev, liblz4-dev, libzstd-dev, libxxhash-dev)")
+    subprocess.run([sys.executable, "-m", "venv", str(BORG_VENV)], check=True)
+    r = subprocess.run([str(BORG_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                        f"borgbackup=={BORG_VERSION}"])
+    return r.returncode == 0 and BORG.exists()
+
+
+def step(out: Results, tool: str, name: str, *runs: Run) -> None:
+    for key, value in ((f"{name} s", sum(r[0] for r in runs)), (f"{name} CPU s", sum(r[2] for r in runs))):
+        out.setdefault(key, {}).setdefault(tool, []).append(value)
+
+
+def add(out: Results, key: str, tool: str, value: float) -> None:
+    out.setdefault(key, {}).setdefault(tool, []).append(value)
+
+
+def t(cmd: list[str], cwd: Path | None = None) -> Run:
+    return run(cmd, cwd=cwd, env=TOOL_ENV)
+
+
+def small_files(work: Path, n: int) -> list[Path]:
+    """``n`` files of 10-200 KiB: float64 arrays, like pickled small scikit-learn models."""
+    import numpy as np
+
+    d = work / f"small-{n}"
+    if not d.exists():
+        rng = np.random.default_rng(2)
+        tmp = fresh(work / f"small-{n}.tmp")
+        tmp.mkdir(parents=True)
+        for i in range(n):
+            (tmp / f"m{i:04d}.bin").write_bytes(rng.standard_normal(int(rng.integers(10, 200)) * 128).tobytes())
+        tmp.rename(d)
+    return sorted(d.iterdir())
+
+
+def per_file(out: Results, tool: str, files: list[Path], one: Callable[[int, Path], list[str]],
+             cwd: Path | None = None) -> None:
+    t0 = time.perf_counter()
+    cpu = 0.0
+    for i, f in enumerate(files):
+        cpu += t(one(i, f), cwd=cwd)[2]
+    wall = time.perf_counter() - t0
+    add(out, "small files: total s", tool, wall)
+    add(out, "small files: CPU s", tool, cpu)
+    add(out, "small files: ms per file", tool, 1000 * wall / len(files))
+
+
+def bench_casstore(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+    src, remote, dst = fresh(work / "cas-src"), fresh(work / "cas-remote"), fresh(work / "cas-dst")
+    t(cas("init", str(src)))
+    step(out, "casstore", "W2 commit", t(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2))))
+    out1 = str(fresh(work / "cas-out"))
+    step(out, "casstore", "W2 restore", t(cas("--store", str(src), "download", "w", "v1", out1)))
+    step(out, "casstore", "W2 push", t(cas("--store", str(src), "push", str(remote))))
+    t(cas("init", str(dst)))
+    step(out, "casstore", "W2 fresh pull+restore", t(cas("--store", str(dst), "pull", str(remote))),
+         t(cas("--store", str(dst), "download", "w", "v1", str(fresh(work / "cas-out2")))))
+    before = du(src)
+    step(out, "casstore", "W3 commit", t(cas("--store", str(src), "commit", "--id", "v2", "w", str(w3))))
+    add(out, "W3 bytes added MiB", "casstore", du(src) - before)
+    if files:
+        s = fresh(work / "cas-small")
+        t(cas("init", str(s)))
+        per_file(out, "casstore", files, lambda i, f: cas("--store", str(s), "commit", "--id", f"m{i}", "d", str(f)))
+        # the same commits from one process with the store open (the library, or a long-lived job)
+        one = fresh(work / "cas-small1")
+        code = ("import sys, casstore; s = casstore.open(sys.argv[1])\n"
+                "for i, f in enumerate(sys.argv[2:]): s.commit_models('d', model=f, model_id=f'm{i}')")
+        r = t([sys.executable, "-c", code, str(one), *map(str, files)])
+        add(out, "small files, one open store: ms per file", "casstore", 1000 * r[0] / len(files))
+        shutil.rmtree(one, ignore_errors=True)
+    for d in (src, remote, dst, work / "cas-out", work / "cas-out2", work / "cas-small"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_restic(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+    repo, remote, data = fresh(work / "restic-repo"), fresh(work / "restic-remote"), fresh(work / "restic-data")
+    data.mkdir(parents=True)
+    shutil.copyfile(w2, data / "model.npy")
+    init = [RESTIC, "-q", "--repository-version", "2"]
+    t([*init, "-r", str(repo), "init"])
+    step(out, "restic", "W2 commit", t([RESTIC, "-q", "-r", str(repo), "backup", "model.npy"], cwd=data))
+    step(out, "restic", "W2 restore", t([RESTIC, "-q", "-r", str(repo), "restore", "latest", "--target",
+                                         str(fresh(work / "restic-out"))]))
+    # the remote shares the chunker parameters (as `cas` stores share theirs), so a copy moves blobs as they are
+    t([*init, "-r", str(remote), "init", "--from-repo", str(repo), "--copy-chunker-params"])
+    step(out, "restic", "W2 push", t([RESTIC, "-q", "-r", str(remote), "copy", "--from-repo", str(repo)]))
+    step(out, "restic", "W2 fresh pull+restore", t([RESTIC, "-q", "-r", str(remote), "restore", "latest",
+                                                    "--target", str(fresh(work / "restic-out2"))]))
+    (data / "model.npy").unlink()
+    shutil.copyfile(w3, data / "model.npy")
+    before = du(repo)
+    step(out, "restic", "W3 commit", t([RESTIC, "-q", "-r", str(repo), "backup", "model.npy"], cwd=data))
+    add(out, "W3 bytes added MiB", "restic", du(repo) - before)
+    if files:
+        s = fresh(work / "restic-small")
+        t([*init, "-r", str(s), "init"])
+        per_file(out, "restic", files, lambda i, f: [RESTIC, "-q", "-r", str(s), "backup", f.name], cwd=files[0].parent)
+    for d in (repo, remote, data, work / "restic-out", work / "restic-out2", work / "restic-small"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_borg(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+    repo, data = fresh(work / "borg-repo"), fresh(work / "borg-data")
+    data.mkdir(parents=True)
+    shutil.copyfile(w2, data / "model.npy")
+    b = [str(BORG)]
+    t([*b, "init", "-e", "none", str(repo)])
+    step(out, "borg", "W2 commit", t([*b, "create", "--compression", "zstd,3", f"{repo}::v1", "model.npy"], cwd=data))
+    o = fresh(work / "borg-out")
+    o.mkdir(parents=True)
+    step(out, "borg", "W2 restore", t([*b, "extract", f"{repo}::v1"], cwd=o))
+    (data / "model.npy").unlink()
+    shutil.copyfile(w3, data / "model.npy")
+    before = du(repo)
+    step(out, "borg", "W3 commit", t([*b, "create", "--compression", "zstd,3", f"{repo}::v2", "model.npy"], cwd=data))
+    add(out, "W3 bytes added MiB", "borg", du(repo) - before)
+    if files:
+        s = fresh(work / "borg-small")
+        t([*b, "init", "-e", "none", str(s)])
+        per_file(out, "borg", files, lambda i, f: [*b, "create", "--compression", "zstd,3", f"{s}::m{i}", f.name],
+                 cwd=files[0].parent)
+    for d in (repo, data, o, work / "borg-small"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_dvc(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+    def project(path: Path, remote: Path) -> Path:
+        fresh(path).mkdir(parents=True)
+        subprocess.run([str(DVC), "init", "--no-scm", "-q"], cwd=path, check=True, env=ENV)
+        subprocess.run([str(DVC), "remote", "add", "-d", "r", str(remote)], cwd=path, check=True, env=ENV,
+                       stdout=subprocess.DEVNULL)
+        return path
+
+    remote = fresh(work / "dvc-remote")
+    remote.mkdir(parents=True)
+    src = project(work / "dvc-src", remote)
+    shutil.copyfile(w2, src / "model.npy")
+    step(out, "DVC", "W2 commit", t([str(DVC), "add", "-q", "model.npy"], cwd=src))
+    (src / "model.npy").unlink()
+    step(out, "DVC", "W2 restore", t([str(DVC), "checkout", "-q"], cwd=src))
+    v1 = (src / "model.npy.dvc").read_text()
+    step(out, "DVC", "W2 push", t([str(DVC), "push", "-q"], cwd=src))
+    dst = project(work / "dvc-dst", remote)
+    (dst / "model.npy.dvc").write_text(v1)
+    step(out, "DVC", "W2 fresh pull+restore", t([str(DVC), "pull", "-q"], cwd=dst))
+    (src / "model.npy").unlink()
+    shutil.copyfile(w3, src / "model.npy")
+    before = du(src / ".dvc" / "cache")
+    step(out, "DVC", "W3 commit", t([str(DVC), "add", "-q", "model.npy"], cwd=src))
+    add(out, "W3 bytes added MiB", "DVC", du(src / ".dvc" / "cache") - before)
+    if files:
+        s = project(work / "dvc-small", remote)
+        for f in files:
+            shutil.copyfile(f, s / f.name)
+        per_file(out, "DVC", files, lambda i, f: [str(DVC), "add", "-q", f.name], cwd=s)
+    for d in (remote, src, dst, work / "dvc-small"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+BENCHES = {"casstore": bench_casstore, "restic": bench_restic, "borg": bench_borg, "DVC": bench_dvc}
+
+
+def table(results: Results) -> str:
+    tools = [t for t in ["casstore", *PEERS] if any(t in d for d in results.values())]
+    head = ["step", *tools, "casstore / best peer"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, vals in results.items():
+        med = {t: statistics.median(v) for t, v in vals.items()}
+        fmt = (lambda v: f"{v:.0f}") if key.endswith("MiB") or key.endswith("per file") else (lambda v: f"{v:.2f}")
+        peers = [med[p] for p in PEERS if p in med]
+        ratio = f"{med['casstore'] / min(peers):.2f}" if "casstore" in med and peers and min(peers) > 0 else ""
+        lines.append("| " + " | ".join([key, *(fmt(med[t]) if t in med else "-" for t in tools), ratio]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=256, help="W2 size in MiB (the issue's full run: 1024)")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--small", type=int, default=200, help="small files, one process each (issue: 1000; 0: none)")
+    ap.add_argument("--tools", default="casstore,restic,borg,dvc")
+    ap.add_argument("--work", type=Path, default=HERE / "data", help="where the data and the stores go")
+    args = ap.parse_args()
+    wanted = {t.strip().lower() for t in args.tools.split(",")}
+    tools = [t for t in BENCHES if t.lower() in wanted]
+    if "restic" in tools and not os.path.exists(RESTIC):
+        log("restic missing (Debian package `restic`, `make sysdeps`): left out")
+        tools.remove("restic")
+    if "borg" in tools and not ensure_borg():
+        log("borg could not be installed: left out")
+        tools.remove("borg")
+    if "DVC" in tools:
+        ensure_dvc()
+    work = args.work / "peers"
+    work.mkdir(parents=True, exist_ok=True)
+    import bench_transfer
+
+    bench_transfer.DATA = args.work
+    w2, w3 = ensure_data(args.size * MiB)
+    files = small_files(args.work, args.small) if args.small else []
+    results: Results = {}
+    for rep in range(args.reps):
+        order = tools[rep % len(tools):] + tools[: rep % len(tools)]
+        log(f"peers repetition {rep + 1}/{args.reps}: {', '.join(order)}")
+        for tool in order:
+            BENCHES[tool](w2, w3, files, work, results)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"# casstore beside restic, borg and DVC ({when}, {machine}, W2 = {args.size} MiB, {len(files)} small "
+          f"files, {args.reps} repetitions, medians; load average at the end {os.getloadavg()[0]:.1f})\n")
+    print(table(results))
+    (HERE / "results_peers.json").write_text(json.dumps(
+        {"results": results, "machine": machine, "when": when, "w2_mib": args.size, "small": len(files),
+         "reps": args.reps, "loadavg": os.getloadavg()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
