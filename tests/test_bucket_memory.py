@@ -258,3 +258,35 @@ def test_any_request_of_a_push_or_gc_failing_loses_nothing(tmp_path: Path, mem: 
     assert again.objects_removed == 0 and not again.packs_deleted and not again.packs_rewritten, again
     assert _pack_bytes(mem, u) < full  # "gone"'s objects were collected
     _fresh(tmp_path, u, ["d/base"], name="fresh-final")
+
+
+def test_a_pull_with_nothing_new_reads_no_table_of_an_unchanged_domain(
+        tmp_path: Path, mem: MemoryService, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull decodes and checks only the tables of the domains that changed since it
+    merged them: its time does not grow with the models of the others (it did: 0.04 s
+    at 100 models, 0.42 s at 10,000).  A listing of the remote's refs still has them all."""
+    from casstore.remote.sync import list_refs
+
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    for domain in ("d", "e", "f"):
+        _commit(a, tmp_path, "one", domain=domain)
+    assert a.push(url).ok
+    assert b.pull(url).ok
+    read: list[str] = []
+    real = BucketClient.read_table
+
+    def counting(self: BucketClient, domain: str, name: str) -> object:
+        read.append(domain)
+        return real(self, domain, name)
+
+    monkeypatch.setattr(BucketClient, "read_table", counting)
+    assert b.pull(url).ok
+    assert read == []
+    _commit(a, tmp_path, "two", domain="e")
+    assert a.push(url).ok
+    read.clear()
+    assert b.pull(url).models_added == ["e/two"]
+    assert read == ["e"]
+    read.clear()
+    assert sorted(list_refs(b.repo, url).models) == ["d", "e", "f"]
+    assert sorted(read) == ["d", "e", "f"]

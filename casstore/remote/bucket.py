@@ -276,6 +276,10 @@ class BucketClient:
         #: the domains whose refs a push or pull reads (None: all); set by sync for partial pulls
         #: and for pushes (a push reads only the domains it may change)
         self.domains: set[str] | None = None
+        #: set by a pull: a fetch leaves out the refs of the domains whose table is the one this
+        #: store merged last (``unchanged_since_merged``), so a pull with nothing new neither decodes
+        #: nor checks them (O(changed domains), not O(models)); a listing of the refs keeps it False
+        self.skip_merged = False
         #: the remote's format, once read: 0 (nothing there yet), 1 or 2
         self.format: int | None = None
         #: the version ``_put_ref`` gave the object it wrote, when the service's answer says it
@@ -472,7 +476,10 @@ class BucketClient:
                 merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
         except (FileNotFoundError, UnicodeDecodeError, ValueError):
             merged = {}
-        merged.update({d: self.tables_read[d] for d in domains if d in self.tables_read})
+        new = {d: self.tables_read[d] for d in domains if d in self.tables_read}
+        if all(merged.get(d) == name for d, name in new.items()):
+            return  # a pull with nothing new: the record holds it already
+        merged.update(new)
         self._write_cache(path, "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
 
     def read_table(self, domain: str, name: str) -> DomainTable:
@@ -715,9 +722,11 @@ class BucketClient:
                 # or nothing there (the listing fails on a bucket that does not exist)
                 refs, _ = self.read_refs()
             else:
-                tables = self.read_tables(root, self.domains)
-                self.tables_read = {d: root.domains[d] for d in tables}
-                refs = self.tables_as_refs(root, tables)
+                read = {d for d in root.domains if self.domains is None or d in self.domains}
+                self.tables_read = {d: root.domains[d] for d in read}
+                if self.skip_merged:
+                    read -= self.unchanged_since_merged()
+                refs = self.tables_as_refs(root, self.read_tables(root, read))
             wants = determine_wants(refs)
             if not wants:
                 return

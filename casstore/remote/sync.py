@@ -377,6 +377,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
     client, path = _open(repo, url, progress)
     if isinstance(client, BucketClient):
         client.domains = selected  # a bucket reads the ref tables of these domains only
+        client.skip_merged = True  # and not those of the domains it merged as they are
     odb = repo.odb
     with repo.lock():
         quarantine = Quarantine(repo)
