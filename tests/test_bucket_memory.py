@@ -290,3 +290,49 @@ def test_a_pull_with_nothing_new_reads_no_table_of_an_unchanged_domain(
     read.clear()
     assert sorted(list_refs(b.repo, url).models) == ["d", "e", "f"]
     assert sorted(read) == ["d", "e", "f"]
+
+
+def _race_setup(tmp_path: Path, url: str) -> tuple[casstore.Store, casstore.Store]:
+    """a pushed "kept" and "doomed"; b has pulled nothing yet."""
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    _commit(a, tmp_path, "kept", size=40_000)
+    _commit(a, tmp_path, "doomed", size=40_000)
+    assert a.push(url).ok
+    return a, b
+
+
+def _delete_and_gc(a: casstore.Store, url: str) -> None:
+    a.delete_model("d", "doomed")
+    assert a.push(url).ok
+    report = _client(url).gc(0)
+    assert report.packs_rewritten or report.packs_deleted, report
+
+
+def test_a_pull_racing_a_gc_reads_the_refs_again(tmp_path: Path, mem: MemoryService, url: str) -> None:
+    """Between b's read of the refs and its first read of a pack, a deletes a model and
+    a gc (grace 0) rewrites the pack without it: b's pull starts again from the new root."""
+    a, b = _race_setup(tmp_path, url)
+    fault = mem.inject(Fault("read_range", key="objects/pack/", action="run", run=lambda: _delete_and_gc(a, url)))
+    pulled = b.pull(url)
+    assert fault.fired == 1
+    assert pulled.ok and pulled.models_added == ["d/kept"], pulled
+    assert b.fsck(read_data=True).ok
+    _fresh(tmp_path, url, ["d/kept"])
+
+
+def test_a_pull_receiving_what_a_gc_deletes_fails_cleanly(tmp_path: Path, mem: MemoryService, url: str) -> None:
+    """The gc lands after b sent the first bytes of its pack (its commits and trees): b
+    cannot start again; it says so, changes nothing, and the next pull succeeds."""
+    a, b = _race_setup(tmp_path, url)
+    reads = mem.requests["read_range"]
+    assert b.pull(url, ["d"]).ok  # how many ranged reads a pull of these two models takes
+    reads = mem.requests["read_range"] - reads
+    assert reads >= 2
+    b = casstore.open(tmp_path / "b2")
+    fault = mem.inject(Fault("read_range", nth=reads, key="objects/pack/", action="run",
+                             run=lambda: _delete_and_gc(a, url)))
+    with pytest.raises(RemoteError, match="deleted objects this pull was receiving.*pull again"):
+        b.pull(url)
+    assert fault.fired == 1
+    assert b.refs.get(b"refs/cas/models/d/kept") is None and b.fsck().ok
+    assert b.pull(url).models_added == ["d/kept"]

@@ -288,6 +288,10 @@ class BucketClient:
         self.tables_read: dict[str, str] = {}
         #: pushes this client started again because a gc of the remote ran meanwhile
         self.gc_restarts = 0
+        #: pulls (fetches) this client started again because a gc of the remote ran meanwhile
+        self.fetch_restarts = 0
+        #: the version of the root the current fetch read
+        self._root_read: str | None = None
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -713,26 +717,71 @@ class BucketClient:
         """Send a pack of what the wanted refs reach and the local store lacks to ``pack_data``.
 
         ``graph_walker.contains(hex oid)`` says what the local store has.
+
+        A ``gc`` of the remote that ran since the refs were read may have deleted a
+        table or the objects of models deleted meanwhile (a pack listed gone even
+        after listing again, an object in no pack): when the root has moved since,
+        the fetch starts again from the new root (at most ``RELIST`` times), as long
+        as nothing was sent yet.  Once bytes went out, it fails with RemoteError
+        ("pull again"); the caller's quarantine drops what came.
+
+        Raises:
+            RemoteError: the service failed; a gc kept deleting what the fetch read;
+                MissingObjectError, CorruptObjectError: the remote is damaged (its
+                root did not move).
         """
+        sent = [False]
+
+        def out(data: bytes) -> object:
+            sent[0] = True
+            return pack_data(data)
+
         with self._errors():
-            fmt = self._check_marker(create=False)
-            root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
-            if fmt != FORMAT or version is None:
-                # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
-                # or nothing there (the listing fails on a bucket that does not exist)
-                refs, _ = self.read_refs()
-            else:
-                read = {d for d in root.domains if self.domains is None or d in self.domains}
-                self.tables_read = {d: root.domains[d] for d in read}
-                if self.skip_merged:
-                    read -= self.unchanged_since_merged()
-                refs = self.tables_as_refs(root, self.read_tables(root, read))
-            wants = determine_wants(refs)
-            if not wants:
-                return
-            contains: Callable[[ObjectID], bool] = graph_walker.contains
-            inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
-            self._send(inner, blobs, pack_data)
+            for attempt in range(RELIST):
+                try:
+                    self._fetch_once(determine_wants, graph_walker, out)
+                    return
+                except (ObjectGoneError, MissingObjectError) as e:
+                    if self.format != FORMAT or not self._root_moved(self._root_read):
+                        raise
+                    if sent[0]:
+                        raise RemoteError(self.url, "a gc of the remote deleted objects this pull was receiving "
+                                                    f"(models deleted since it read the refs: {e}): pull again") from e
+                    if attempt == RELIST - 1:
+                        raise RemoteError(self.url, f"a gc of the remote kept deleting what the pull read "
+                                                    f"({RELIST} attempts): pull again") from e
+                    log.info("remote %s: a gc ran during the pull (%s): reading the refs again", self.url, e)
+                    self.fetch_restarts += 1
+                    with self._packs_lock:
+                        self._packs = None
+
+    def _root_moved(self, version: str | None) -> bool:
+        """Whether the root's version is no longer ``version`` (another writer or a gc swapped it)."""
+        return version is not None and self.read_root(fresh=True)[1] != version
+
+    def _fetch_once(self, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,
+                    pack_data: Callable[[bytes], object]) -> None:
+        """One attempt of ``fetch_pack``; sets ``_root_read`` to the version of the root it read (if any)."""
+        self._root_read = None
+        fmt = self._check_marker(create=False)
+        root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
+        self._root_read = version
+        if fmt != FORMAT or version is None:
+            # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
+            # or nothing there (the listing fails on a bucket that does not exist)
+            refs, _ = self.read_refs()
+        else:
+            read = {d for d in root.domains if self.domains is None or d in self.domains}
+            self.tables_read = {d: root.domains[d] for d in read}
+            if self.skip_merged:
+                read -= self.unchanged_since_merged()
+            refs = self.tables_as_refs(root, self.read_tables(root, read))
+        wants = determine_wants(refs)
+        if not wants:
+            return
+        contains: Callable[[ObjectID], bool] = graph_walker.contains  # a listing's walker has none: wants nothing
+        inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
+        self._send(inner, blobs, pack_data)
 
     def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:
         """Entries of the commits and trees to fetch, and the blobs they need that we lack."""

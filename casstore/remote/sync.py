@@ -390,6 +390,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,
                 remote = parse_refs(refs, url)
                 seen["refs"] = remote
                 if isinstance(client, BucketClient):
+                    unchanged.clear()  # a fetch that started again (after a gc) read another root
                     unchanged.update(client.unchanged_since_merged())
                 wanted: list[ObjectID] = []
                 for domain in remote.domains():
