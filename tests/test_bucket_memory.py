@@ -336,3 +336,17 @@ def test_a_pull_receiving_what_a_gc_deletes_fails_cleanly(tmp_path: Path, mem: M
     assert fault.fired == 1
     assert b.refs.get(b"refs/cas/models/d/kept") is None and b.fsck().ok
     assert b.pull(url).models_added == ["d/kept"]
+
+
+def test_a_gc_whose_lock_request_was_retried_by_the_sdk_holds_the_lock(mem: MemoryService, url: str,
+                                                                        tmp_path: Path) -> None:
+    """The lock's conditional create went through, its answer was lost, the SDK sent it
+    again and was refused by its own first attempt: the lock is ours, not another gc's."""
+    a = casstore.open(tmp_path / "a")
+    _commit(a, tmp_path, "one")
+    assert a.push(url).ok
+    fault = mem.inject(Fault("put_ref", key="locks/gc", action="retry"))
+    report = _client(url).gc(0)
+    assert fault.fired == 1 and report.objects_removed == 0, report
+    assert "locks/gc" not in _objects(mem, url)
+    _fresh(tmp_path, url, ["d/one"])

@@ -1304,7 +1304,9 @@ class BucketClient:
 
     def _take_gc_lock(self) -> str | None:
         key = self._key(GC_LOCK)
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        # the time (and a nonce) make this attempt's body unique: finding it is finding our own lock
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+                         "nonce": os.urandom(8).hex()}).encode()
         for _ in range(4):
             self.last_put_version = None
             if self._put_ref(key, me, None):
@@ -1312,6 +1314,8 @@ class BucketClient:
             got = self._get(key, 4096)
             if got is None:
                 continue
+            if got[0] == me:  # our own create, retried by the service client after its answer was lost
+                return got[1]
             try:
                 holder = json.loads(got[0])
                 host, pid, since = str(holder["host"]), int(holder["pid"]), float(holder["time"])

@@ -68,6 +68,8 @@ class Fault:
 
     ``action``: "fail" raises before the request happens; "lose" lets it happen,
     then raises (the answer was lost: a write is done, its client does not know);
+    "retry" lets it happen, loses the answer and sends the same request again, as
+    the services' SDKs do (a conditional write then meets its own first attempt);
     "run" calls ``run()`` and then lets the request happen normally.  ``times``
     requests in a row are hit (from the ``nth``).
     """
@@ -85,8 +87,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.op != "*" and self.op not in OPS:
             raise ValueError(f"unknown request kind {self.op!r}; one of {OPS}")
-        if self.action not in ("fail", "lose", "run") or (self.action == "run") != (self.run is not None):
-            raise ValueError(f"action {self.action!r}: 'fail', 'lose', or 'run' with a run function")
+        if self.action not in ("fail", "lose", "retry", "run") or (self.action == "run") != (self.run is not None):
+            raise ValueError(f"action {self.action!r}: 'fail', 'lose', 'retry', or 'run' with a run function")
 
 
 @dataclass
@@ -153,7 +155,7 @@ class MemoryService:
                         f.fired += 1
                         if f.action == "fail":
                             raise InjectedFault(f"injected: connection reset before {op} {key}")
-                        (after if f.action == "lose" else runs).append(f)
+                        (runs if f.action == "run" else after).append(f)
         for f in runs:  # outside the lock: it may be another client's whole push or gc
             assert f.run is not None
             f.run()
@@ -161,8 +163,13 @@ class MemoryService:
 
     @staticmethod
     def _answer_lost(op: str, key: str, after: list[Fault]) -> None:
-        if after:
+        if any(f.action == "lose" for f in after):
             raise InjectedFault(f"injected: connection reset after {op} {key} (the request was done)")
+
+    @staticmethod
+    def _retried(after: list[Fault]) -> bool:
+        """Whether a fault says the answer was lost and the SDK sent the request again."""
+        return any(f.action == "retry" for f in after)
 
 
 class MemoryBucket(BucketClient):
@@ -243,11 +250,12 @@ class MemoryBucket(BucketClient):
 
     def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
         after = self.service._request("put_ref", key)
-        with self.service._lock:
-            now = self._objects.get(key)
-            ok = now is None if version is None else (now is not None and now.version == version)
-            if ok:
-                new = self.service._store(self.bucket, key, data)
+        for _ in range(2 if self.service._retried(after) else 1):  # the retry meets the first attempt
+            with self.service._lock:
+                now = self._objects.get(key)
+                ok = now is None if version is None else (now is not None and now.version == version)
+                if ok:
+                    new = self.service._store(self.bucket, key, data)
         self.service._answer_lost("put_ref", key, after)
         if ok:
             self.last_put_version = new
@@ -255,11 +263,12 @@ class MemoryBucket(BucketClient):
 
     def _delete_ref(self, key: str, version: str) -> bool:
         after = self.service._request("delete_ref", key)
-        with self.service._lock:
-            now = self._objects.get(key)
-            ok = now is not None and now.version == version
-            if ok:
-                del self._objects[key]
+        for _ in range(2 if self.service._retried(after) else 1):
+            with self.service._lock:
+                now = self._objects.get(key)
+                ok = now is not None and now.version == version
+                if ok:
+                    del self._objects[key]
         self.service._answer_lost("delete_ref", key, after)
         return ok
 
