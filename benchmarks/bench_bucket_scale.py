@@ -11,8 +11,8 @@ Issue 22's operations, on a bucket of N models in N/100 domains of 100:
 
 Two buckets: moto's S3 server on loopback (requests counted by botocore's
 ``before-send`` event: every HTTP request, retries included), and an in-memory
-bucket (``MemoryBucket`` below: the same ``BucketClient`` code over a dict,
-one request counted per adapter call) for counts at sizes moto is too slow to
+bucket (tests/fakes/bucket.py: the same ``BucketClient`` code over a dict,
+requests counted per adapter call as the service would answer them) for counts at sizes moto is too slow to
 fill.  One domain (``d0000``) holds 100 real models, committed and pushed; the
 other domains are copies of its ref table (its history and model refs under
 other domain names) written straight into the bucket: every object exists, and
@@ -21,12 +21,16 @@ format-2 remote (ref tables); ``--format 1`` measures the one object per ref
 of casstore before them, for comparison.
 
     python benchmarks/bench_bucket_scale.py [--moto 100,1000] [--memory 100,10000] [--json PATH]
+    python benchmarks/bench_bucket_scale.py --moto 100,100000 --memory 100,1000000   # issue 22's sizes
+
+The setup (not measured) runs without fsync.  Above ``--full-reader-max`` models
+the reader holds ``d0000`` only and its pulls are ``cas pull REMOTE d0000``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import contextlib
 import json
 import os
 import shutil
@@ -41,7 +45,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from casstore.remote.bucket import BucketClient, ObjectGoneError  # noqa: E402
+from casstore.remote.bucket import BucketClient  # noqa: E402
+from tests.fakes.bucket import MemoryService, install  # noqa: E402
 
 WORK = Path(os.environ.get("CAS_BENCH_DIR", "/tmp/casstore-bench-bucket-scale"))
 PER_DOMAIN = 100
@@ -63,81 +68,13 @@ class Requests:
 
 
 REQUESTS = Requests()
-_BUCKETS: dict[str, dict[str, tuple[bytes, str]]] = {}
-_versions = itertools.count(1)
+#: the in-memory bucket's service: requests counted per adapter call (tests/fakes/bucket.py)
+MEMORY = MemoryService()
 
 
-class MemoryBucket(BucketClient):
-    """``mem://bucket/prefix``: a bucket in this process's memory; each adapter call is one request."""
-
-    scheme = "mem"
-    kind = "memory"
-
-    @property
-    def objects(self) -> dict[str, tuple[bytes, str]]:
-        return _BUCKETS.setdefault(self.bucket, {})
-
-    def _list(self, sub: str) -> Iterator[tuple[str, int]]:
-        keys = sorted(k for k in self.objects if k.startswith(self._key(sub)))
-        REQUESTS.n += 1 + len(keys) // 1000  # a listing answers 1,000 keys a page
-        for k in keys:
-            yield k, len(self.objects[k][0])
-
-    def _get(self, key: str, limit: int) -> tuple[bytes, str] | None:
-        REQUESTS.n += 1
-        got = self.objects.get(key)
-        return None if got is None else (got[0][: limit + 1], got[1])
-
-    def _get_if_changed(self, key: str, version: str, limit: int) -> tuple[bytes, str] | None | bool:
-        got = self.objects.get(key)
-        if got is not None and got[1] == version:
-            REQUESTS.n += 1
-            return True
-        return self._get(key, limit)
-
-    def _read_range(self, key: str, start: int, end: int) -> bytes:
-        REQUESTS.n += 1
-        if key not in self.objects:
-            raise ObjectGoneError(self.url, key)
-        return self.objects[key][0][start:end]
-
-    def _delete(self, key: str) -> None:
-        REQUESTS.n += 1
-        self.objects.pop(key, None)
-
-    def _put(self, key: str, data: bytes) -> None:
-        REQUESTS.n += 1
-        self.objects[key] = (bytes(data), str(next(_versions)))
-
-    def _upload(self, key: str, path: str, sent: Callable[[int], None]) -> None:
-        data = Path(path).read_bytes()
-        self._put(key, data)
-        sent(len(data))
-
-    def _put_ref(self, key: str, data: bytes, version: str | None) -> bool:
-        REQUESTS.n += 1
-        now = self.objects.get(key)
-        if (now is None) != (version is None) or (now is not None and now[1] != version):
-            return False
-        self.objects[key] = (bytes(data), str(next(_versions)))
-        self.last_put_version = self.objects[key][1]
-        return True
-
-    def _delete_ref(self, key: str, version: str) -> bool:
-        REQUESTS.n += 1
-        now = self.objects.get(key)
-        if now is None or now[1] != version:
-            return False
-        del self.objects[key]
-        return True
-
-
-def _install_memory_scheme() -> None:
-    from casstore.remote import config, transport
-
-    transport.SCHEMES["mem"] = lambda url, cache, progress: (MemoryBucket(url, cache, progress), url)
-    if "mem" not in config.SCHEMES:
-        config.SCHEMES = (*config.SCHEMES, "mem")  # type: ignore[misc]
+def requests() -> int:
+    """Requests answered so far by moto (counted by botocore) and the in-memory bucket."""
+    return REQUESTS.n + MEMORY.total()
 
 
 def _client(url: str) -> BucketClient:
@@ -153,26 +90,87 @@ def _mark_format_1(url: str) -> None:
     client._put(client._key("casstore-remote"), b"casstore-remote 1\n")
 
 
-def _fill(url: str, commits: dict[str, bytes], domains: int) -> None:
-    """Refs of ``domains`` more domains of ``PER_DOMAIN`` models naming the commits of ``d0000``."""
+#: models per generated pack: a bucket of 1,000,000 gets 10 packs, fewer than a push's combine
+#: threshold (MAX_SMALL_PACKS), so that the push measured does not combine the generated ones
+FILL_PACK = 100_000
+
+
+def _fill(url: str, writer: Any, domains: int) -> None:
+    """``domains`` more domains of ``PER_DOMAIN`` models each, written straight into the bucket.
+
+    Each model is a real model commit naming its own domain and ID (a pull checks
+    that a ref carries the model its name says): ``d0000``'s ``m000`` with the
+    manifest's domain and ID changed, sharing its files (so its chunks). They are
+    encoded as they are made (commits and trees first, manifests after, as every
+    bucket pack is) into packs of ``FILL_PACK`` models, then the domains' tables
+    (models only, no history: a history is what the real domain ``d0000``
+    exercises) go up with one root swap; on a format-1 remote one ref object each.
+    """
+    import tempfile
+
+    from dulwich.objects import Blob, Tree
+
+    from casstore.model.manifest import decode
+    from casstore.objects.packwriter import PackWriter, encode_entry
     from casstore.remote.reftable import DomainTable, digest
 
     client = _client(url)
+    odb = writer.repo.odb
+    base = odb.read(writer.refs.get(b"refs/cas/models/d0000/m000"))
+    base_tree = odb.read(base.tree)
+    files_id = base_tree[b"files"][1]
+    manifest = decode(odb.read(base_tree[b"manifest"][1]).as_raw_string())
+    names = [f"d{i:04d}" for i in range(1, domains + 1)]
+    models: dict[str, dict[str, bytes]] = {}
+    per_pack = max(1, FILL_PACK // PER_DOMAIN)
+    for first in range(0, len(names), per_pack):
+        batch = names[first : first + per_pack]
+        with tempfile.TemporaryDirectory(dir=WORK) as work:
+            pack = PackWriter(work, work, 3 * PER_DOMAIN * len(batch), durable=False)
+            blobs = []
+            for domain in batch:
+                models[domain] = {}
+                for j in range(PER_DOMAIN):
+                    manifest.domain, manifest.model_id = domain, f"m{j:03d}"
+                    blob = Blob.from_string(manifest.encode())
+                    tree = Tree()
+                    tree.add(b"files", 0o040000, files_id)
+                    tree.add(b"manifest", 0o100644, blob.id)
+                    commit = base.copy()
+                    commit.tree = tree.id
+                    for obj in (tree, commit):
+                        pack.add(encode_entry(obj.as_raw_string(), type_num=obj.type_num, level=1))
+                    blobs.append(encode_entry(blob.as_raw_string(), level=1))
+                    models[domain][manifest.model_id] = commit.id
+            for entry in blobs:
+                pack.add(entry)
+            name = pack.finish()
+            for ext in (".pack", ".idx"):
+                client._upload(client._key(f"objects/pack/{name}{ext}"), os.path.join(work, name + ext),
+                               lambda n: None)
     if client._check_marker(create=False) == 1:
-        history = client.read_refs()[0][b"refs/cas/domains/d0000"]  # type: ignore[index]
-        for i in range(1, domains + 1):
-            client._put(client._key(f"refs/cas/domains/d{i:04d}"), history + b"\n")
-            for mid, sha in commits.items():
-                client._put(client._key(f"refs/cas/models/d{i:04d}/{mid}"), sha + b"\n")
+        for domain, refs in models.items():
+            for mid, sha in refs.items():
+                client._put(client._key(f"refs/cas/models/{domain}/{mid}"), sha + b"\n")
         return
     root, version = client.read_root(fresh=True)
-    real = client.read_table("d0000", root.domains["d0000"])  # the same history and models under each name
     tables = {}
-    for i in range(1, domains + 1):
-        name = f"d{i:04d}"
-        tables[name] = DomainTable(name, real.history, dict(real.models))
-        root.domains[name] = digest(tables[name].encode())
+    for domain, refs in models.items():
+        tables[domain] = DomainTable(domain, None, dict(refs))  # type: ignore[arg-type]
+        root.domains[domain] = digest(tables[domain].encode())
     assert client.write_root(root, tables, version)
+
+
+@contextlib.contextmanager
+def _no_fsync() -> Iterator[None]:
+    """No fsync while the stores are set up (not measured): a first pull of 100,000 models
+    creates 100,000 local refs, each made durable with two fsyncs (half its time)."""
+    real = os.fsync
+    os.fsync = lambda fd: None
+    try:
+        yield
+    finally:
+        os.fsync = real
 
 
 def _model(path: Path) -> str:
@@ -180,37 +178,50 @@ def _model(path: Path) -> str:
     return str(path)
 
 
-def measure(url: str, n_models: int, work: Path, out: dict[str, Any]) -> None:
-    """Every operation of the module docstring on a bucket of ``n_models`` at ``url``."""
+def measure(url: str, n_models: int, work: Path, out: dict[str, Any], full_reader: bool) -> None:
+    """Every operation of the module docstring on a bucket of ``n_models`` at ``url``.
+
+    ``full_reader``: the reader pulls every domain (its setup is a first pull of
+    every model); else it holds ``d0000`` only and its pulls are of that domain.
+    """
     import casstore
 
-    def op(label: str, fn: Callable[[], Any]) -> Any:
-        before, t = REQUESTS.n, time.perf_counter()
-        got = fn()
-        out[label] = {"requests": REQUESTS.n - before, "seconds": round(time.perf_counter() - t, 3)}
-        log(f"  {label}: {out[label]['requests']} requests, {out[label]['seconds']:.2f} s")
+    def op(label: str, fn: Callable[[], Any], repeat: int = 1) -> Any:
+        """Measure ``fn``; an operation that changes nothing is run ``repeat`` times: the median."""
+        runs = []
+        for _ in range(repeat):
+            before, t = requests(), time.perf_counter()
+            got = fn()
+            runs.append((time.perf_counter() - t, requests() - before))
+        seconds, n = sorted(runs)[len(runs) // 2]
+        out[label] = {"requests": n, "seconds": round(seconds, 3)}
+        log(f"  {label}: {n} requests, {seconds:.3f} s")
         return got
 
-    writer = casstore.open(work / "writer")
-    for j in range(min(PER_DOMAIN, n_models)):
-        writer.commit_models("d0000", model=_model(work / "m.bin"), model_id=f"m{j:03d}")
-    assert writer.push(url).ok
-    commits = {m: writer.refs.get(f"refs/cas/models/d0000/{m}".encode()) for m in writer.list_models("d0000")}
-    if n_models > PER_DOMAIN:
-        _fill(url, commits, n_models // PER_DOMAIN - 1)  # type: ignore[arg-type]
-    reader = casstore.open(work / "reader")
-    t = time.perf_counter()
-    # the real domain first: the other domains' refs then name commits the reader has
-    # (a pull checks that a new model commit is the model its ref names)
-    assert reader.pull(url, ["d0000"]).ok
-    assert reader.pull(url).ok  # every domain merged locally
-    log(f"  setup: first pull of {n_models} models: {time.perf_counter() - t:.1f} s")
-    op("pull, nothing new", lambda: reader.pull(url))
+    with _no_fsync():
+        writer = casstore.open(work / "writer")
+        for j in range(min(PER_DOMAIN, n_models)):
+            writer.commit_models("d0000", model=_model(work / "m.bin"), model_id=f"m{j:03d}")
+        assert writer.push(url).ok
+        if n_models > PER_DOMAIN:
+            t = time.perf_counter()
+            _fill(url, writer, n_models // PER_DOMAIN - 1)
+            log(f"  setup: bucket filled to {n_models} models: {time.perf_counter() - t:.1f} s")
+        reader = casstore.open(work / "reader")
+        t = time.perf_counter()
+        assert reader.pull(url, ["d0000"]).ok
+        if full_reader:
+            assert reader.pull(url).ok  # every domain merged locally
+        log(f"  setup: first pull of {n_models if full_reader else PER_DOMAIN} models: "
+            f"{time.perf_counter() - t:.1f} s")
+    domains = None if full_reader else ["d0000"]
+    out["reader"] = "every domain" if full_reader else "d0000"
+    op("pull, nothing new", lambda: reader.pull(url, domains), repeat=5)
     writer.commit_models("d0000", model=_model(work / "m.bin"), model_id="new")
     pushed = op("push of one new model", lambda: writer.push(url))
     assert pushed.models_added == ["d0000/new"], pushed
     out["push of one new model"]["pack bytes"] = pushed.bytes
-    pulled = op("pull of one new model", lambda: reader.pull(url))
+    pulled = op("pull of one new model", lambda: reader.pull(url, domains))
     assert pulled.models_added == ["d0000/new"], pulled
     out["pull of one new model"]["data bytes"] = pulled.bytes
     fresh = casstore.open(work / "fresh")
@@ -218,9 +229,9 @@ def measure(url: str, n_models: int, work: Path, out: dict[str, Any]) -> None:
     assert len(got.models_added) == PER_DOMAIN + 1 if n_models >= PER_DOMAIN else got.ok, got
     ms = casstore.ModelStore(casstore.open(work / "ms-cache"), url)
     ms.get_model_info("d0000", "new")  # the first read fills the cache: the rest are warm
-    op("ModelStore get_model_info (warm)", lambda: ms.get_model_info("d0000", "new"))
-    op("ModelStore model_exists (warm)", lambda: ms.model_exists("d0000", "m001"))
-    op("ModelStore list_models(domain) (warm)", lambda: ms.list_models("d0000"))
+    op("ModelStore get_model_info (warm)", lambda: ms.get_model_info("d0000", "new"), repeat=5)
+    op("ModelStore model_exists (warm)", lambda: ms.model_exists("d0000", "m001"), repeat=5)
+    op("ModelStore list_models(domain) (warm)", lambda: ms.list_models("d0000"), repeat=5)
 
 
 def main() -> None:
@@ -228,12 +239,15 @@ def main() -> None:
     ap.add_argument("--moto", default="100,1000", help="bucket sizes (models) on moto's S3 server")
     ap.add_argument("--memory", default="100,10000", help="bucket sizes (models) on the in-memory bucket")
     ap.add_argument("--format", type=int, default=2, choices=(1, 2), help="remote format (1: one object per ref)")
+    ap.add_argument("--full-reader-max", type=int, default=100_000,
+                    help="above this many models the reader pulls d0000 only (a first pull of every model "
+                         "creates one local ref per model: ~25 minutes at 100,000 here, hours at 1,000,000)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     from casstore.remote.s3 import S3Client
     from tests.servers import s3_server
 
-    _install_memory_scheme()
+    install(MEMORY)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     results: dict[str, dict[str, Any]] = {}
@@ -254,13 +268,13 @@ def main() -> None:
         if args.format == 1:
             _mark_format_1(url)
         results[f"{kind} {n}"] = out = {}
-        measure(url, n, WORK / f"{kind}-{n}", out)
+        measure(url, n, WORK / f"{kind}-{n}", out, n <= args.full_reader_max)
         shutil.rmtree(WORK / f"{kind}-{n}", ignore_errors=True)
 
     for n in [int(x) for x in args.memory.split(",") if x]:
         url = f"mem://bench-{uuid.uuid4().hex[:8]}/models"
         one("memory", n, url)
-        _BUCKETS.clear()
+        MEMORY.buckets.clear()
     sizes = [int(x) for x in args.moto.split(",") if x]
     if sizes:
         import boto3
@@ -279,13 +293,45 @@ def main() -> None:
     if args.json is not None:
         args.json.write_text(json.dumps({"format": args.format, "load": os.getloadavg(), "results": results},
                                         indent=1))
+    print(table(results, args.format))
+
+
+#: issue 22's target for each operation, on a bucket of 100,000 models in 1,000 domains
+TARGETS = {
+    "pull, nothing new": "<= 5",
+    "push of one new model": "<= 10 + pack",
+    "pull of one new model": "<= 10 + data",
+    "fresh pull of one domain": "independent of the other domains",
+    "ModelStore get_model_info (warm)": "<= 3",
+    "ModelStore model_exists (warm)": "<= 3",
+    "ModelStore list_models(domain) (warm)": "<= 3",
+}
+
+
+def table(results: dict[str, dict[str, Any]], fmt: int) -> str:
+    """Issue 22's target table: requests per operation and, for each bucket kind, the wall
+    time over the same operation's on that kind's smallest bucket (target: <= 1.2x)."""
     columns = list(results)
-    print(f"| operation (format {args.format}): requests (seconds) | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for label in next(iter(results.values()), {}):
-        cells = [f"{r[label]['requests']} ({r[label]['seconds']:.2f} s)" if label in r else "-"
-                 for r in results.values()]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    smallest: dict[str, str] = {}
+    for col in columns:
+        kind, n = col.split()
+        if kind not in smallest or int(n) < int(smallest[kind].split()[1]):
+            smallest[kind] = col
+    head = [f"{c} models" + (" (pulls: d0000)" if results[c].get("reader") == "d0000" else "") for c in columns]
+    lines = [f"| operation (format {fmt}): requests, wall s (x vs smallest) | " + " | ".join(head) + " | target |",
+             "|---|" + "---|" * (len(columns) + 1)]
+    for label, target in TARGETS.items():
+        cells = []
+        for col in columns:
+            r = results[col].get(label)
+            if r is None:
+                cells.append("-")
+                continue
+            base = results[smallest[col.split()[0]]].get(label)
+            ratio = f" ({r['seconds'] / base['seconds']:.2f}x)" if base and base["seconds"] else ""
+            cells.append(f"{r['requests']}, {r['seconds']:.2f} s{ratio}")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {target} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -234,3 +234,32 @@ def test_pushes_and_pulls_during_gcs_lose_nothing(tmp_path: Path, bucket: str) -
     assert puller.pull(bucket).ok and sorted(puller.list_models("d")) == live
     assert_bucket_remote_fsck(bucket)
     assert os.path.exists(tmp_path / "pusher")
+
+
+def test_a_pull_racing_a_gc_reads_the_refs_again(tmp_path: Path, bucket: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """b's pull read the refs; before it reads any pack, a deletes a model and a gc with
+    grace 0 rewrites the pack without it (the old one deleted): b's pull starts again
+    from the new root instead of failing on the objects gone, and gets the model left."""
+    a, b = casstore.open(tmp_path / "a"), casstore.open(tmp_path / "b")
+    _commit_random(a, tmp_path / "kept.bin", 40_000, "kept")
+    _commit_random(a, tmp_path / "doomed.bin", 40_000, "doomed")
+    assert a.push(bucket).ok
+    real = BucketClient._walk
+    raced: list[bucket_module.BucketGcReport] = []
+
+    def walk_after_a_gc(self: BucketClient, *args: object) -> object:
+        if not raced:
+            raced.append(bucket_module.BucketGcReport(bucket))
+            a.delete_model("d", "doomed")
+            assert a.push(bucket).ok
+            raced[0] = bucket_client(bucket).gc(0)
+        return real(self, *args)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(BucketClient, "_walk", walk_after_a_gc)
+        pulled = b.pull(bucket)
+    assert raced and (raced[0].packs_rewritten or raced[0].packs_deleted), raced
+    assert pulled.ok and pulled.models_added == ["d/kept"], pulled
+    assert b.fsck(read_data=True).ok
+    _fresh_clone_has(tmp_path, bucket, ["kept"])

@@ -263,6 +263,10 @@ class BucketClient:
         #: the domains whose refs a push or pull reads (None: all); set by sync for partial pulls
         #: and for pushes (a push reads only the domains it may change)
         self.domains: set[str] | None = None
+        #: set by a pull: a fetch leaves out the refs of the domains whose table is the one this
+        #: store merged last (``unchanged_since_merged``), so a pull with nothing new neither decodes
+        #: nor checks them (O(changed domains), not O(models)); a listing of the refs keeps it False
+        self.skip_merged = False
         #: the remote's format, once read: 0 (nothing there yet), 1 or 2
         self.format: int | None = None
         #: the version ``_put_ref`` gave the object it wrote, when the service's answer says it
@@ -271,6 +275,10 @@ class BucketClient:
         self.tables_read: dict[str, str] = {}
         #: pushes this client started again because a gc of the remote ran meanwhile
         self.gc_restarts = 0
+        #: pulls (fetches) this client started again because a gc of the remote ran meanwhile
+        self.fetch_restarts = 0
+        #: the version of the root the current fetch read
+        self._root_read: str | None = None
 
     # -- adapter: the object requests a bucket kind implements ---------------------
 
@@ -459,7 +467,10 @@ class BucketClient:
                 merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
         except (FileNotFoundError, UnicodeDecodeError, ValueError):
             merged = {}
-        merged.update({d: self.tables_read[d] for d in domains if d in self.tables_read})
+        new = {d: self.tables_read[d] for d in domains if d in self.tables_read}
+        if all(merged.get(d) == name for d, name in new.items()):
+            return  # a pull with nothing new: the record holds it already
+        merged.update(new)
         self._write_cache(path, "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
 
     def read_table(self, domain: str, name: str) -> DomainTable:
@@ -686,24 +697,71 @@ class BucketClient:
         """Send a pack of what the wanted refs reach and the local store lacks to ``pack_data``.
 
         ``graph_walker.contains(hex oid)`` says what the local store has.
+
+        A ``gc`` of the remote that ran since the refs were read may have deleted a
+        table or the objects of models deleted meanwhile (a pack listed gone even
+        after listing again, an object in no pack): when the root has moved since,
+        the fetch starts again from the new root (at most ``RELIST`` times), as long
+        as nothing was sent yet.  Once bytes went out, it fails with RemoteError
+        ("pull again"); the caller's quarantine drops what came.
+
+        Raises:
+            RemoteError: the service failed; a gc kept deleting what the fetch read;
+                MissingObjectError, CorruptObjectError: the remote is damaged (its
+                root did not move).
         """
+        sent = [False]
+
+        def out(data: bytes) -> object:
+            sent[0] = True
+            return pack_data(data)
+
         with self._errors():
-            fmt = self._check_marker(create=False)
-            root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
-            if fmt != FORMAT or version is None:
-                # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
-                # or nothing there (the listing fails on a bucket that does not exist)
-                refs, _ = self.read_refs()
-            else:
-                tables = self.read_tables(root, self.domains)
-                self.tables_read = {d: root.domains[d] for d in tables}
-                refs = self.tables_as_refs(root, tables)
-            wants = determine_wants(refs)
-            if not wants:
-                return
-            contains: Callable[[ObjectID], bool] = graph_walker.contains
-            inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
-            self._send(inner, blobs, pack_data)
+            for attempt in range(RELIST):
+                try:
+                    self._fetch_once(determine_wants, graph_walker, out)
+                    return
+                except (ObjectGoneError, MissingObjectError) as e:
+                    if self.format != FORMAT or not self._root_moved(self._root_read):
+                        raise
+                    if sent[0]:
+                        raise RemoteError(self.url, "a gc of the remote deleted objects this pull was receiving "
+                                                    f"(models deleted since it read the refs: {e}): pull again") from e
+                    if attempt == RELIST - 1:
+                        raise RemoteError(self.url, f"a gc of the remote kept deleting what the pull read "
+                                                    f"({RELIST} attempts): pull again") from e
+                    log.info("remote %s: a gc ran during the pull (%s): reading the refs again", self.url, e)
+                    self.fetch_restarts += 1
+                    with self._packs_lock:
+                        self._packs = None
+
+    def _root_moved(self, version: str | None) -> bool:
+        """Whether the root's version is no longer ``version`` (another writer or a gc swapped it)."""
+        return version is not None and self.read_root(fresh=True)[1] != version
+
+    def _fetch_once(self, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,
+                    pack_data: Callable[[bytes], object]) -> None:
+        """One attempt of ``fetch_pack``; sets ``_root_read`` to the version of the root it read (if any)."""
+        self._root_read = None
+        fmt = self._check_marker(create=False)
+        root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
+        self._root_read = version
+        if fmt != FORMAT or version is None:
+            # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
+            # or nothing there (the listing fails on a bucket that does not exist)
+            refs, _ = self.read_refs()
+        else:
+            read = {d for d in root.domains if self.domains is None or d in self.domains}
+            self.tables_read = {d: root.domains[d] for d in read}
+            if self.skip_merged:
+                read -= self.unchanged_since_merged()
+            refs = self.tables_as_refs(root, self.read_tables(root, read))
+        wants = determine_wants(refs)
+        if not wants:
+            return
+        contains: Callable[[ObjectID], bool] = graph_walker.contains  # a listing's walker has none: wants nothing
+        inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
+        self._send(inner, blobs, pack_data)
 
     def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:  # noqa: C901, PLR0912 - the bucket's object walk; one graph walk to come (issue 23)
         """Entries of the commits and trees to fetch, and the blobs they need that we lack."""
@@ -1215,7 +1273,9 @@ class BucketClient:
 
     def _take_gc_lock(self) -> str | None:
         key = self._key(GC_LOCK)
-        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+        # the time (and a nonce) make this attempt's body unique: finding it is finding our own lock
+        me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+                         "nonce": os.urandom(8).hex()}).encode()
         for _ in range(4):
             self.last_put_version = None
             if self._put_ref(key, me, None):
@@ -1223,6 +1283,8 @@ class BucketClient:
             got = self._get(key, 4096)
             if got is None:
                 continue
+            if got[0] == me:  # our own create, retried by the service client after its answer was lost
+                return got[1]
             try:
                 holder = json.loads(got[0])
                 host, pid, since = str(holder["host"]), int(holder["pid"]), float(holder["time"])

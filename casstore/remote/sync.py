@@ -380,6 +380,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
     client, path = _open(repo, url, progress)
     if isinstance(client, BucketClient):
         client.domains = selected  # a bucket reads the ref tables of these domains only
+        client.skip_merged = True  # and not those of the domains it merged as they are
     odb = repo.odb
     with repo.lock():
         quarantine = Quarantine(repo)
@@ -392,6 +393,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
                 remote = parse_refs(refs, url)
                 seen["refs"] = remote
                 if isinstance(client, BucketClient):
+                    unchanged.clear()  # a fetch that started again (after a gc) read another root
                     unchanged.update(client.unchanged_since_merged())
                 wanted: list[ObjectID] = []
                 for domain in remote.domains():
