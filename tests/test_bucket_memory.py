@@ -225,7 +225,7 @@ def test_any_request_of_a_push_or_gc_failing_loses_nothing(tmp_path: Path, mem: 
         try:
             s.push(u)
         except RemoteError as e:
-            assert "injected" in str(e) and u in str(e), e
+            assert "injected" in str(e) and u in str(e), e  # noqa: PT017 - a lost answer may not raise
         mem.faults.remove(fault)
         assert fault.fired == 1
         assert s.push(u).ok
@@ -244,7 +244,7 @@ def test_any_request_of_a_push_or_gc_failing_loses_nothing(tmp_path: Path, mem: 
         try:
             _client(u).gc(0)
         except RemoteError as e:
-            assert "injected" in str(e) or "another gc holds the lock" in str(e), e
+            assert "injected" in str(e) or "another gc holds the lock" in str(e), e  # noqa: PT017 - may not raise
         mem.faults.remove(fault)
         _fresh(tmp_path, u, ["d/base"], name=f"fresh-gc{nth}")
         if not fault.fired:

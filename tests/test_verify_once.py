@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import casstore
 from casstore import CorruptObjectError
 from casstore.objects import odb as odb_mod
 from casstore.remote import localpath
-from tests.test_hostile_remote import snapshot
+from tests.helpers.hostile import snapshot
 
 MiB = 1 << 20
 
@@ -39,7 +39,7 @@ class Tally:
 
 
 @pytest.fixture
-def tally(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tally]:
+def tally(monkeypatch: pytest.MonkeyPatch) -> Tally:
     t = Tally()
 
     def counting(fn: Callable[..., Any], what: str, many: bool) -> Callable[..., Any]:
@@ -53,7 +53,7 @@ def tally(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tally]:
     monkeypatch.setattr(odb_mod, "chunk_key", counting(odb_mod.chunk_key, "keyed", False))
     monkeypatch.setattr(localpath, "decode", counting(localpath.decode, "decoded", False))
     monkeypatch.setattr(localpath, "chunk_key", counting(localpath.chunk_key, "keyed", False))
-    yield t
+    return t
 
 
 def _weights(path: Path, size: int, seed: int = 0) -> bytes:

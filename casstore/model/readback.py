@@ -72,7 +72,7 @@ def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes
     return oids
 
 
-def iter_file(
+def iter_file(  # noqa: PLR0913 - the file, its chunks and the three ways to check them
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], pool: ThreadPoolExecutor, window: int,
     *, check_keys: bool = True,
 ) -> Iterator[bytes | memoryview]:

@@ -231,7 +231,7 @@ class Quarantine:
                         self.new_chunks[oid] = (key, size)
         return manifest
 
-    def _read_file(self, pool: ThreadPoolExecutor, window: int, f: FileEntry, oids: list[bytes],
+    def _read_file(self, pool: ThreadPoolExecutor, window: int, f: FileEntry, oids: list[bytes],  # noqa: PLR0913 - one file of the model check, with its pool and window
                    where: list[ChunkLocation | None], *, check_own: bool) -> WholeFile:
         """Read one file in order: new chunks from this quarantine (each checked against its
         key: decompressed, bounded by the manifest's size, in one ``pread`` where the copy
