@@ -102,7 +102,7 @@ from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from .ops.loadcache import LoadCache, parse_size
 from .util.config import get_setting, parse_bool
 from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
-from .util.identity import author
+from .util.identity import author, parse_identity
 from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_shown_name, check_state, new_model_id
 from .util.parallel import default_workers
@@ -375,8 +375,12 @@ class Store:
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         extra_metadata: dict[Any, Any] | None = None,
         created: _dt.datetime | None = None,
+        author: str | None = None,
     ) -> dict[str, Any]:
         """Store model files that a framework already wrote, as ``commit_models`` would.
+
+        ``author`` (``Name <email>``; default: the writer's identity) is the model's
+        author as the other registry recorded it.
 
         For imports from other registries: their files are stored byte for byte
         (never deserialised and saved again), with the framework entry that
@@ -386,6 +390,7 @@ class Store:
 
         Raises:
             FrameworkError: an unknown framework name, or no entries.
+            InvalidIdentityError: ``author`` would make a commit ``git fsck --strict`` rejects.
         """
         if not frameworks:
             raise FrameworkError("commit_files() needs at least one framework entry")
@@ -394,7 +399,8 @@ class Store:
         def given(kwarg: str, fw: Framework, saved: Saved, directory: str) -> Saved:
             return saved
 
-        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created)
+        ident = None if author is None else parse_identity(author, "author")
+        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created, ident)
 
     def _commit(
         self,
@@ -405,6 +411,7 @@ class Store:
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
         extra_metadata: dict[Any, Any] | None,
         created: _dt.datetime | None,
+        given_author: bytes | None = None,
     ) -> dict[str, Any]:
         """The body of ``commit_models`` and ``commit_files``: ``save(kwarg, fw, item, dir)`` writes each entry."""
         check_domain(domain)
@@ -416,7 +423,7 @@ class Store:
             created = created.astimezone(_dt.timezone.utc)
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
-        ident = author(self.path)  # validated before anything is written
+        ident = author(self.path) if given_author is None else given_author  # validated before any write
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
