@@ -84,6 +84,7 @@ from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.metadata import plain_metadata
+from .model.notes import Annotations, check_note, check_tag, note_trailer, read_annotations
 from .model.openfile import StoredFile
 from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_manifest, read_model
@@ -274,6 +275,7 @@ class Store:
         self._verifier: Verifier | None = None
         #: domain -> (history head, its states): see ``_states_of``
         self._states_cache: dict[str, tuple[ObjectID | None, dict[str, dict[str, ObjectID]]]] = {}
+        self._annotations_cache: dict[str, tuple[ObjectID | None, dict[tuple[str, str], Annotations]]] = {}
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
@@ -1027,6 +1029,7 @@ class Store:
         sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
         info = self._info(manifest, sha)
         info["states"] = self._states_of(domain, manifest.model_id, sha)
+        info.update(self._annotations_of(domain, manifest.model_id, sha))
         return info
 
     def _states_of(self, domain: str, model_id: str, sha: ObjectID) -> list[str]:
@@ -1039,6 +1042,75 @@ class Store:
             cached = (head, read_index(self.odb, head).states)
             self._states_cache[domain] = cached
         return sorted(s for s, members in cached[1].items() if members.get(model_id) == sha)
+
+    # -- notes and tags (model/notes.py) -----------------------------------------
+
+    def add_note(self, domain: str, model_id: str, text: str) -> None:
+        """Add a note to a model, without a new model commit: one event of the domain history.
+
+        The note travels and merges with the history on push and pull; notes are
+        kept in the order written, never edited.
+
+        Raises:
+            NoteError: an empty note, one over 16 KiB of UTF-8, or not valid UTF-8.
+            ModelNotFoundException: no such model.
+        """
+        text = check_note(text)
+        self._annotate(domain, model_id, "note", raw={"Note": note_trailer(text)},
+                       summary=text)
+
+    def set_tag(self, domain: str, model_id: str, tag: str) -> None:
+        """Tag a model (``candidate``, ``reviewed`` ...); a tag it has already records nothing.
+
+        Raises:
+            NoteError: a tag name that breaks the naming rules.
+            ModelNotFoundException: no such model.
+        """
+        tag = check_tag(tag)
+        if tag not in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+            self._annotate(domain, model_id, "tag", trailers={"Tag": tag})
+
+    def delete_tag(self, domain: str, model_id: str, tag: str) -> None:
+        """Take a tag off a model; a tag it does not have records nothing.
+
+        Raises:
+            NoteError, ModelNotFoundException.
+        """
+        tag = check_tag(tag)
+        if tag in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+            self._annotate(domain, model_id, "untag", trailers={"Tag": tag})
+
+    def get_annotations(self, domain: str, model_id: str) -> dict[str, Any]:
+        """``{"notes": [{"text", "author", "time", "history_commit"}, ...], "tags": [...]}`` of a model.
+
+        Raises:
+            ModelNotFoundException: no such model.
+        """
+        check_domain(domain)
+        check_model_id(model_id)
+        return self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
+
+    def _annotate(self, domain: str, model_id: str, event: str, trailers: dict[str, str] | None = None,
+                  raw: dict[str, str] | None = None, summary: str = "") -> None:
+        check_domain(domain)
+        check_model_id(model_id)
+        with self._lock(), domain_writer(self.repo, domain):
+            sha = model_commit(self.repo, domain, model_id)
+            append_event(self.odb, self.refs, domain, author(self.path), event, model_id, sha,
+                         lambda idx: True, trailers={**(trailers or {}), "Summary": summary},
+                         raw_trailers=raw)
+
+    def _annotations_of(self, domain: str, model_id: str, sha: ObjectID) -> dict[str, Any]:
+        """The notes and tags of ``model_id`` at commit ``sha``, from one walk of the history per head."""
+        head = self.refs.get(domain_ref(domain))
+        cached = self._annotations_cache.get(domain)
+        if cached is None or cached[0] != head:
+            cached = (head, read_annotations(self.odb, head))
+            self._annotations_cache[domain] = cached
+        a = cached[1].get((model_id, sha.decode()))
+        if a is None:
+            return {"notes": [], "tags": []}
+        return {"notes": [dict(n) for n in a.notes], "tags": a.tags}
 
     # -- signatures ---------------------------------------------------------
 

@@ -37,7 +37,7 @@ SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: module has ``register(sub)``, which calls :func:`add_command`.  A new command is one
 #: module and one entry here.
 PLUGINS: tuple[str, ...] = ("serve", "import_modelstore", "cat", "status", "completion", "cache", "config",
-                             "verify", "clone", "restore")
+                             "verify", "clone", "restore", "note", "tag")
 
 
 def _common() -> argparse.ArgumentParser:

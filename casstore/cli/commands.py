@@ -379,6 +379,8 @@ def show(args: argparse.Namespace) -> int:
         print(f"Signed:  {verdict.describe()}")
     if info["states"]:
         print(f"States:  {', '.join(info['states'])}")
+    if info.get("tags"):
+        print(f"Tags:    {shown(', '.join(info['tags']))}")
     print("\nFrameworks:")
     for kwarg, fw in info["frameworks"].items():
         lib = fw["library"]
@@ -400,6 +402,16 @@ def show(args: argparse.Namespace) -> int:
             print(f"  {shown(line)}")
         if len(lines) > CARD_LINES:
             print("  ...")
+    if info.get("notes"):
+        print("\nNotes:")
+        for n in info["notes"]:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(n["time"]))
+            lines = n["text"].splitlines() or [""]
+            print(f"  {when}  {shown(n['author'])}")
+            for line in lines[:CARD_LINES]:
+                print(f"    {shown(line)}")
+            if len(lines) > CARD_LINES:
+                print("    ...")
     s = info["stats"]
     print(f"\nStored:  {human(s['bytes_stored'])} written for {human(s['bytes_given'])} given "
           f"({_chunks_new(s['chunks_new'], s['chunks_total'])})")

@@ -1,0 +1,185 @@
+"""Notes and tags on a model: events of the domain history that leave the index as it is.
+
+A note (``cas note``) or a tag (``cas tag``) changes no model and no state, so it
+needs no new model commit: it is one history commit whose tree is its parent's
+(the domain index, unchanged) and whose message carries it::
+
+    note v1
+
+    Cas-Event: note | tag | untag
+    Cas-Model: v1
+    Cas-Commit: <the model's commit>
+    Cas-Note: "the text, as a JSON string (ASCII, one line)"      (note)
+    Cas-Tag: candidate                                             (tag, untag)
+
+Because they are history events, they travel and merge with the history on
+push and pull (a merge keeps both sides' events), and readers that do not know
+them see events with an unchanged index (docs/format.md, "Notes and tags").
+A note or tag belongs to the model's commit: a model deleted and committed again
+under the same ID starts without them.
+
+What a model has is read by walking the domain's history once per head (the
+result is kept by the Store until the head moves): notes in the order written,
+tags by the last ``tag``/``untag`` event of each name: of two events one of
+which follows the other in the history, the later one; of events made apart (on
+two machines, then merged), the newest by time, then the one further from the
+history's root, then ``tag`` over ``untag`` (so every copy agrees after a merge).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dulwich.objects import Commit, ObjectID
+
+from ..errors import InvalidIdError, NoteError
+from ..objects.odb import ObjectDB
+from ..util.names import check_name
+from .history import parse_trailers
+
+#: a note's bound, in UTF-8 bytes: a note is a comment, not a file (extra files are for those)
+MAX_NOTE_BYTES = 16 * 1024
+#: what readers show of a longer note that came from elsewhere (a hostile or newer writer)
+SHOWN_NOTE_CHARS = MAX_NOTE_BYTES
+ANNOTATION_EVENTS = ("note", "tag", "untag")
+
+
+def check_note(text: object) -> str:
+    """A note as it will be stored, or NoteError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise NoteError("note", f"must be a string, not {type(text).__name__}")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: bytes from the command line that are not UTF-8
+        raise NoteError("note", "is not valid UTF-8") from None
+    if not text.strip():
+        raise NoteError("note", "is empty")
+    if size > MAX_NOTE_BYTES:
+        raise NoteError("note", f"is {size} bytes; at most {MAX_NOTE_BYTES} (store longer text as an extra file)")
+    return text
+
+
+def check_tag(tag: object) -> str:
+    """A tag name: casstore's naming rule (letters, digits, ``-_.``), or NoteError."""
+    try:
+        return check_name(tag, "tag")
+    except InvalidIdError as e:
+        raise NoteError("tag", str(e)) from None
+
+
+def note_trailer(text: str) -> str:
+    """The note as the ``Cas-Note`` trailer holds it: a JSON string, ASCII, one line."""
+    return json.dumps(text, ensure_ascii=True)
+
+
+def _parse_note(value: str) -> str:
+    try:
+        text = json.loads(value)
+    except (ValueError, RecursionError):
+        text = None
+    if not isinstance(text, str):
+        return "(unreadable note)"
+    return text if len(text) <= SHOWN_NOTE_CHARS else text[:SHOWN_NOTE_CHARS] + "..."
+
+
+@dataclass
+class Annotations:
+    """The notes and tags of one model commit."""
+
+    notes: list[dict[str, Any]] = field(default_factory=list)  # text, author, time, history_commit
+    tag_events: dict[str, list[tuple[ObjectID, int, bool]]] = field(default_factory=dict)  # tag -> events
+    tags_on: list[str] = field(default_factory=list)
+
+    def _settle(self, depth: dict[ObjectID, int], parents: dict[ObjectID, list[ObjectID]]) -> None:
+        self.tags_on = []
+        for tag, events in self.tag_events.items():
+            ids = {e[0] for e in events}
+            # events that a later event of the same tag follows are overridden by it
+            later = [e for e in events if not any(_reaches(o, e[0], parents, depth) for o in ids if o != e[0])]
+            best = max(later, key=lambda e: (e[1], depth[e[0]], e[2]))
+            if best[2]:
+                self.tags_on.append(tag)
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(self.tags_on)
+
+
+def _reaches(start: ObjectID, target: ObjectID, parents: dict[ObjectID, list[ObjectID]],
+             depth: dict[ObjectID, int]) -> bool:
+    """Whether ``target`` is an ancestor of ``start`` (depths prune the search)."""
+    stack, seen = [start], {start}
+    while stack:
+        c = stack.pop()
+        for p in parents.get(c, ()):
+            if p == target:
+                return True
+            if p not in seen and depth[p] > depth[target]:
+                seen.add(p)
+                stack.append(p)
+    return False
+
+
+def _depths(parents: dict[ObjectID, list[ObjectID]]) -> dict[ObjectID, int]:
+    """Each commit's distance from the history's root (the longest path), without recursion."""
+    depth: dict[ObjectID, int] = {}
+    for start in parents:
+        if start in depth:
+            continue
+        stack = [start]
+        while stack:
+            c = stack[-1]
+            todo = [p for p in parents[c] if p not in depth]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            depth[c] = 1 + max((depth[p] for p in parents[c]), default=0)
+    return depth
+
+
+def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, str], Annotations]:
+    """Every model's notes and tags in the history at ``head``, by (model ID, model commit hex).
+
+    Reads each history commit once (merges included); an event with a damaged
+    trailer is skipped (a note that is not a JSON string reads as "(unreadable note)").
+    """
+    out: dict[tuple[str, str], Annotations] = {}
+    if head is None:
+        return out
+    seen = {head}
+    stack = [head]
+    parents: dict[ObjectID, list[ObjectID]] = {}
+    while stack:
+        c = odb.read(stack.pop(), Commit)
+        assert isinstance(c, Commit)
+        parents[c.id] = list(c.parents)
+        for p in c.parents:
+            if p not in seen:
+                seen.add(p)
+                stack.append(p)
+        if b"\nCas-Event: note\n" not in c.message and b"\nCas-Event: tag\n" not in c.message and (
+                b"\nCas-Event: untag\n" not in c.message):
+            continue
+        t = parse_trailers(c.message)
+        event, mid, sha = t.get("Cas-Event"), t.get("Cas-Model", ""), t.get("Cas-Commit", "")
+        if event not in ANNOTATION_EVENTS or not mid or not sha:
+            continue
+        a = out.setdefault((mid, sha), Annotations())
+        if event == "note" and "Cas-Note" in t:
+            a.notes.append({"text": _parse_note(t["Cas-Note"]), "author": c.author.decode("utf-8", "replace"),
+                            "time": c.author_time, "history_commit": c.id.decode()})
+        elif event in ("tag", "untag") and t.get("Cas-Tag"):
+            tag = t["Cas-Tag"]
+            try:
+                check_name(tag, "tag")
+            except InvalidIdError:
+                continue  # written by hand or by a hostile writer: not a tag casstore makes
+            a.tag_events.setdefault(tag, []).append((c.id, c.author_time, event == "tag"))
+    depth = _depths(parents) if any(a.tag_events for a in out.values()) else {}
+    for a in out.values():
+        a.notes.sort(key=lambda n: (n["time"], n["history_commit"]))
+        a._settle(depth, parents)
+    return out
