@@ -19,7 +19,7 @@ A note or tag belongs to the model's commit: a model deleted and committed again
 under the same ID starts without them.
 
 What a model has is read by walking the domain's history once per head (the
-result is kept by the Store until the head moves): notes in the order written,
+result is kept by the Store until the head moves): notes in the order written (by time, then history order),
 tags by the last ``tag``/``untag`` event of each name: of two events one of
 which follows the other in the history, the later one; of events made apart (on
 two machines, then merged), the newest by time, then the one further from the
@@ -178,8 +178,9 @@ def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, st
             except InvalidIdError:
                 continue  # written by hand or by a hostile writer: not a tag casstore makes
             a.tag_events.setdefault(tag, []).append((c.id, c.author_time, event == "tag"))
-    depth = _depths(parents) if any(a.tag_events for a in out.values()) else {}
+    depth = _depths(parents) if out else {}
     for a in out.values():
-        a.notes.sort(key=lambda n: (n["time"], n["history_commit"]))
+        # by time; in one second, in the history's order (the later event is further from the root)
+        a.notes.sort(key=lambda n: (n["time"], depth[n["history_commit"].encode()], n["history_commit"]))
         a._settle(depth, parents)
     return out
