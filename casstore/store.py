@@ -1022,14 +1022,19 @@ class Store:
             raise NoModelInStateError(domain, state)
         return found[0]
 
-    def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> dict[str, Any]:
+    def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None,
+                       annotations: bool = True) -> dict[str, Any]:
         """The model's metadata: the same dict ``commit_models`` returned, with
         ``states`` now the states the model is in (sorted), as ``cas show --json``.
-        ``state`` instead of ``model_id``: the newest model in that state (as ``load``)."""
+        ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
+        With ``annotations`` (the default), also its ``notes`` and ``tags`` (``add_note``):
+        the first call after the history moved reads the whole history once (about as
+        ``cas log`` does); callers that list many models and need neither pass False."""
         sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
         info = self._info(manifest, sha)
         info["states"] = self._states_of(domain, manifest.model_id, sha)
-        info.update(self._annotations_of(domain, manifest.model_id, sha))
+        if annotations:
+            info.update(self._annotations_of(domain, manifest.model_id, sha))
         return info
 
     def _states_of(self, domain: str, model_id: str, sha: ObjectID) -> list[str]:
@@ -1089,6 +1094,23 @@ class Store:
         check_domain(domain)
         check_model_id(model_id)
         return self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
+
+    def domain_annotations(self, domain: str) -> dict[str, dict[str, Any]]:
+        """The notes and tags of every model of the domain that has some, by ID (one history walk per head).
+
+        Raises:
+            DomainNotFoundException: no such domain.
+        """
+        if self.history_head(domain) is None:
+            raise DomainNotFoundException(domain)
+        self._annotations_of(domain, "-", ObjectID(b"0" * 40))  # fills the cache for the head
+        head, found = self._annotations_cache[domain]
+        models = read_index(self.odb, head).models
+        out: dict[str, dict[str, Any]] = {}
+        for (mid, sha), a in found.items():
+            if models.get(mid) == sha.encode() and (a.notes or a.tags):
+                out[mid] = {"notes": [dict(n) for n in a.notes], "tags": a.tags}
+        return out
 
     def _annotate(self, domain: str, model_id: str, event: str, trailers: dict[str, str] | None = None,
                   raw: dict[str, str] | None = None, summary: str = "") -> None:
@@ -1611,7 +1633,7 @@ class Store:
         UTF-8 with undecodable bytes replaced.  The Markdown is returned as stored: a
         front end that renders it must not pass raw HTML through.
         """
-        info = self.get_model_info(domain, model_id)
+        info = self.get_model_info(domain, model_id, annotations=False)
         cards = [f["path"] for f in info["files"]
                  if f["path"].rsplit("/", 1)[-1].lower() in ("model_card.md", "readme.md")]
         if not cards:

@@ -163,3 +163,46 @@ def test_notes_and_tags_from_two_machines_merge_through_a_remote(remote: str, tm
     fresh = casstore.open(tmp_path / "fresh")
     fresh.pull(remote)
     assert fresh.get_annotations("d", "v1") == b.get_annotations("d", "v1")
+
+
+def test_serve_shows_escapes_searches_and_writes_notes_and_tags(tmp_path: Path) -> None:
+    from tests.test_serve import start_server, stop_server
+
+    s = casstore.open(tmp_path / "s")
+    _model(s, tmp_path, "v1")
+    _model(s, tmp_path, "v2")
+    s.add_note("d", "v1", "<script>alert('x')</script> trained on zebra data")
+    s.set_tag("d", "v1", "candidate")
+    server = start_server(str(tmp_path / "s"), "--write", env={"CAS_SERVE_TOKEN": "t0k"})
+    auth = {"Authorization": "Bearer t0k"}
+    try:
+        st, _, page = server.request("GET", "/d/d/m/v1", headers=auth)
+        html = page.decode()
+        assert st == 200 and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; trained on zebra data" in html
+        assert "<script>alert" not in html and 'class="tag state">candidate<' in html
+        info = server.json("/api/domains/d/models/v1", headers=auth)
+        assert info["tags"] == ["candidate"] and info["notes"][0]["text"].startswith("<script>")
+        # search: by tag and by a word of a note
+        found = server.json("/api/search?q=tag%3Acandidate", headers=auth)
+        assert [(r["model_id"], r["tags"]) for r in found["results"]] == [("v1", ["candidate"])]
+        assert [r["model_id"] for r in server.json("/api/search?q=zebra", headers=auth)["results"]] == ["v1"]
+        # write mode: the page's forms and the API
+        form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+        st, h, _ = server.request("POST", "/d/d/m/v2/annotations", body=b"tag=reviewed&action=tag", headers=form)
+        assert st == 303 and h["location"] == "/d/d/m/v2#notes"
+        st, _, _ = server.request("POST", "/d/d/m/v2/annotations", body=b"text=looks+good+%3Cb%3E&action=note",
+                                  headers=form)
+        assert st == 303
+        st, _, body = server.request("POST", "/d/d/m/v2/annotations", body=b"tag=bad+tag&action=tag", headers=form)
+        assert st == 400 and b"tag" in body
+        st, _, body = server.request("POST", "/api/domains/d/models/v2/notes", body=b"\xff\xfe", headers=auth)
+        assert st == 400 and b"UTF-8" in body
+        st, _, body = server.request("POST", "/api/domains/d/models/v2/notes", body=b"x" * 20000, headers=auth)
+        assert st == 400 and b"at most" in body
+        st, _, body = server.request("DELETE", "/api/domains/d/models/v1/tags/candidate", headers=auth)
+        assert st == 200 and json.loads(body)["tags"] == []
+        assert [r["model_id"] for r in server.json("/api/search?q=tag%3Areviewed", headers=auth)["results"]] == ["v2"]
+    finally:
+        stop_server(server)
+    got = casstore.open(tmp_path / "s").get_annotations("d", "v2")
+    assert got["tags"] == ["reviewed"] and [n["text"] for n in got["notes"]] == ["looks good <b>"]

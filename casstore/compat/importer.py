@@ -573,7 +573,7 @@ class _Importer:
 
     def _ours(self, domain: str, mid: str, meta: dict[str, Any]) -> bool:
         """Whether the store's model ``domain/mid`` is the one modelstore's metadata ``meta`` describes."""
-        extra = self.store.get_model_info(domain, mid).get("extra_metadata")
+        extra = self.store.get_model_info(domain, mid, annotations=False).get("extra_metadata")
         return isinstance(extra, dict) and extra.get(META_KEY) == meta
 
     def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:

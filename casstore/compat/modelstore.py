@@ -453,7 +453,7 @@ class ModelStore:
         for domain in self.store.list_domains():
             ids = self.store.list_models(domain)
             if ids:  # the created time, to the microsecond (log times are whole seconds)
-                when = self.store.get_model_info(domain, ids[0])["created"]
+                when = self.store.get_model_info(domain, ids[0], annotations=False)["created"]
             else:  # every model deleted: modelstore still lists the domain
                 t = next((e.time for e in self.store.log(domain) if e.event == "commit"), 0)
                 when = _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat()
@@ -472,7 +472,7 @@ class ModelStore:
         ids = self.store.list_models(domain)
         if not ids:
             raise DomainNotFoundException(domain)
-        return self._meta(self.store.get_model_info(domain, ids[0]))
+        return self._meta(self.store.get_model_info(domain, ids[0], annotations=False))
 
     # -- models --------------------------------------------------------------------
 
@@ -525,7 +525,7 @@ class ModelStore:
         """The native metadata, after the existence checks modelstore makes (callers have pulled)."""
         self._check_domain_exists(domain)
         try:
-            return self.store.get_model_info(domain, model_id)
+            return self.store.get_model_info(domain, model_id, annotations=False)
         except ModelNotFoundException:
             if model_id in self._deleted(domain):
                 raise ModelDeletedException(domain, model_id) from None
