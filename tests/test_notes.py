@@ -206,3 +206,36 @@ def test_serve_shows_escapes_searches_and_writes_notes_and_tags(tmp_path: Path) 
         stop_server(server)
     got = casstore.open(tmp_path / "s").get_annotations("d", "v2")
     assert got["tags"] == ["reviewed"] and [n["text"] for n in got["notes"]] == ["looks good <b>"]
+
+
+def test_the_hook_refuses_note_events_that_change_the_index_or_are_too_big(tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    init_store(str(remote), bare_remote=True)
+    s = casstore.open(tmp_path / "s")
+    _model(s, tmp_path, "v1")
+    s.push(str(remote))
+    _model(s, tmp_path, "v2")
+    head = s.refs.get(domain_ref("d"))
+    c = s.odb.read(head, Commit)
+    parent = s.odb.read(c.parents[0], Commit)
+    assert isinstance(c, Commit) and isinstance(parent, Commit)
+    sha = s.get_model_info("d", "v2")["commit"]
+
+    def event(tree: bytes, body: str) -> str:
+        msg = f"note v2\n\nCas-Event: {body}\nCas-Model: v2\nCas-Commit: {sha}\n"
+        return s.odb.write_commit(tree, [head], b"Mallory <m@x>", msg.encode()).decode()
+
+    def push(commit: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "--git-dir", s.path, "push", str(remote), f"{commit}:refs/cas/domains/d"],
+                              capture_output=True, text=True, timeout=120)
+
+    for bad, why in ((event(parent.tree, 'note\nCas-Note: "drops v2 from the index"'), "changes the domain index"),
+                     (event(c.tree, "note\nCas-Note: " + json.dumps("x" * 140_000)), "more than 131072 bytes"),
+                     (event(c.tree, "tag\nCas-Tag: ../../evil"), "invalid name")):
+        r = push(bad)
+        assert r.returncode != 0 and why in r.stderr, r.stderr
+    assert casstore.Store(str(remote)).list_models("d") == ["v1"]  # nothing moved
+    s.add_note("d", "v2", "fine")
+    s.set_tag("d", "v2", "ok")
+    s.push(str(remote))
+    assert casstore.Store(str(remote)).get_annotations("d", "v2")["tags"] == ["ok"]
