@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from ..store import Store
+from .onnx_io import graph_io
 
 TEXT_BYTES = 64 << 10
 JSON_BYTES = 1 << 20
@@ -78,6 +79,9 @@ def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, An
             return out
         if suffix == ".npy":
             out.update(kind="tensors", **_npy(f.read(HEADER_BYTES)))
+            return out
+        if suffix == ".onnx":  # inputs and outputs only: the weights are skipped, never read
+            out.update(kind="graph", **graph_io(f, size))
             return out
         limit = JSON_BYTES if suffix == ".json" else TEXT_BYTES
         raw = f.read(limit)
