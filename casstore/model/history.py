@@ -290,8 +290,15 @@ def append_event(
         extra = dict(trailers or {})
         if newest is not None:
             extra[NEWEST[len("Cas-"):]] = str(newest)
+        raw = dict(raw_trailers or {})
+        # where the notes and tags before this event are (notes.py): readers jump there
+        from .notes import ANNOTATIONS, annotation_frontier
+
+        frontier = annotation_frontier(odb, head)
+        if frontier is not None:
+            raw[ANNOTATIONS[len("Cas-"):]] = " ".join(f.decode() for f in frontier) or "-"
         new = odb.write_commit(idx.to_tree(odb), [head] if head else [], author,
-                               _message(event, model_id, model_commit, state, extra, raw_trailers), when)
+                               _message(event, model_id, model_commit, state, extra, raw), when)
         if refs.set_if_equals(name, head, new):
             return new
 

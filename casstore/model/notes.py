@@ -18,8 +18,15 @@ them see events with an unchanged index (docs/format.md, "Notes and tags").
 A note or tag belongs to the model's commit: a model deleted and committed again
 under the same ID starts without them.
 
-What a model has is read by walking the domain's history once per head (the
-result is kept by the Store until the head moves): notes in the order written (by time, then history order),
+What a model has is read from the history once per head (the result is kept by
+the Store until the head moves).  Every history event casstore writes carries
+``Cas-Annotations``: the newest note/tag events of its ancestry (ids, ``-`` for
+none), so a reader jumps from event to event instead of reading every commit:
+it reads the note and tag events, the merges, and commits written without the
+trailer (by older versions, before it existed).  Like ``Cas-Newest`` it is a hint:
+a history that lies in it can hide notes from readers, nothing else.
+
+A model has: notes in the order written (by time, then history order), and
 tags by the last ``tag``/``untag`` event of each name: of two events one of
 which follows the other in the history, the later one; of events made apart (on
 two machines, then merged), the newest by time, then the one further from the
@@ -34,7 +41,7 @@ from typing import Any
 
 from dulwich.objects import Commit, ObjectID
 
-from ..errors import InvalidIdError, NoteError
+from ..errors import CasError, InvalidIdError, NoteError
 from ..objects.odb import ObjectDB
 from ..util.names import check_name
 from .history import parse_trailers
@@ -44,6 +51,91 @@ MAX_NOTE_BYTES = 16 * 1024
 #: what readers show of a longer note that came from elsewhere (a hostile or newer writer)
 SHOWN_NOTE_CHARS = MAX_NOTE_BYTES
 ANNOTATION_EVENTS = ("note", "tag", "untag")
+#: the trailer naming the newest note/tag events of a history commit's ancestry
+ANNOTATIONS = "Cas-Annotations"
+#: more than this many (branches merged that each noted): no trailer, readers walk
+MAX_FRONTIER = 32
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _is_annotation(c: Commit) -> bool:
+    return any(f"\nCas-Event: {e}\n".encode() in c.message for e in ANNOTATION_EVENTS)
+
+
+def _frontier_trailer(c: Commit) -> list[ObjectID] | None:
+    """The ``Cas-Annotations`` of a history commit (None: absent or malformed)."""
+    marker = b"\n" + ANNOTATIONS.encode() + b": "
+    at = c.message.rfind(marker)
+    if at < 0:
+        return None
+    value = c.message[at + len(marker):].split(b"\n", 1)[0].strip()
+    if value == b"-":
+        return []
+    ids = value.split(b" ")
+    if len(ids) > MAX_FRONTIER or not all(len(i) == 40 and set(i) <= _HEX for i in ids):
+        return None
+    return [ObjectID(i) for i in ids]
+
+
+def _edges(odb: ObjectDB, c: Commit) -> list[ObjectID]:
+    """Where a reader goes from ``c``: its trailer's note/tag events, else its parents
+    (also when the trailer names an object this store lacks: a history written by hand)."""
+    jump = _frontier_trailer(c)
+    if jump is None or not all(odb.contains(j) for j in jump):
+        return list(c.parents)
+    return jump
+
+
+def _read(odb: ObjectDB, cid: ObjectID) -> Commit | None:
+    """A commit of the reader's graph; None for an object that is not one (a lying trailer)."""
+    try:
+        c = odb.read(cid, Commit)
+    except (CasError, KeyError, ValueError):
+        return None
+    return c if isinstance(c, Commit) else None
+
+
+def annotation_frontier(odb: ObjectDB, head: ObjectID | None) -> list[ObjectID] | None:
+    """The note/tag events of ``head``'s ancestry (itself included) that no other of them
+    follows, for the ``Cas-Annotations`` of a commit on top of ``head``; None if over MAX_FRONTIER.
+
+    Reads ``head`` alone when it is a note/tag event or carries the trailer; else walks
+    (merges, a history from before the trailer: once, by the first event written on it).
+    """
+    if head is None:
+        return []
+    found: list[ObjectID] = []
+    seen = {head}
+    stack = [head]
+    while stack:
+        c = _read(odb, stack.pop())
+        if c is None:
+            continue
+        if _is_annotation(c):
+            found.append(c.id)
+            continue
+        for p in _edges(odb, c):
+            if p not in seen:
+                seen.add(p)
+                stack.append(p)
+    if len(found) > 1:  # drop the events that another found one follows
+        parents: dict[ObjectID, list[ObjectID]] = {}
+        _collect(odb, found, parents)
+        depth = _depths(parents)
+        found = [f for f in found if not any(_reaches(o, f, parents, depth) for o in found if o != f)]
+    return sorted(found) if len(found) <= MAX_FRONTIER else None
+
+
+def _collect(odb: ObjectDB, starts: list[ObjectID], parents: dict[ObjectID, list[ObjectID]]) -> None:
+    """The reader's graph (``_edges``) from ``starts``, into ``parents``."""
+    stack = [s for s in starts if s not in parents]
+    while stack:
+        cid = stack.pop()
+        if cid in parents:
+            continue
+        c = _read(odb, cid)
+        parents[cid] = [] if c is None else _edges(odb, c)
+        stack.extend(p for p in parents[cid] if p not in parents)
 
 
 def check_note(text: object) -> str:
@@ -143,7 +235,8 @@ def _depths(parents: dict[ObjectID, list[ObjectID]]) -> dict[ObjectID, int]:
 def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, str], Annotations]:
     """Every model's notes and tags in the history at ``head``, by (model ID, model commit hex).
 
-    Reads each history commit once (merges included); an event with a damaged
+    Reads the note and tag events, merges and commits without ``Cas-Annotations``
+    (each once); an event with a damaged
     trailer is skipped (a note that is not a JSON string reads as "(unreadable note)").
     """
     out: dict[tuple[str, str], Annotations] = {}
@@ -151,17 +244,16 @@ def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, st
         return out
     seen = {head}
     stack = [head]
-    parents: dict[ObjectID, list[ObjectID]] = {}
+    parents: dict[ObjectID, list[ObjectID]] = {}  # the reader's graph: trailer jumps, else parents
     while stack:
-        c = odb.read(stack.pop(), Commit)
-        assert isinstance(c, Commit)
-        parents[c.id] = list(c.parents)
-        for p in c.parents:
+        cid = stack.pop()
+        c = _read(odb, cid)
+        parents[cid] = [] if c is None else _edges(odb, c)
+        for p in parents[cid]:
             if p not in seen:
                 seen.add(p)
                 stack.append(p)
-        if b"\nCas-Event: note\n" not in c.message and b"\nCas-Event: tag\n" not in c.message and (
-                b"\nCas-Event: untag\n" not in c.message):
+        if c is None or not _is_annotation(c):
             continue
         t = parse_trailers(c.message)
         event, mid, sha = t.get("Cas-Event"), t.get("Cas-Model", ""), t.get("Cas-Commit", "")
