@@ -44,7 +44,6 @@ from dulwich.objects import Commit, ObjectID
 from ..errors import CasError, InvalidIdError, NoteError
 from ..objects.odb import ObjectDB
 from ..util.names import check_name
-from .history import parse_trailers
 
 #: a note's bound, in UTF-8 bytes: a note is a comment, not a file (extra files are for those)
 MAX_NOTE_BYTES = 16 * 1024
@@ -138,6 +137,17 @@ def _collect(odb: ObjectDB, starts: list[ObjectID], parents: dict[ObjectID, list
         stack.extend(p for p in parents[cid] if p not in parents)
 
 
+def _trailers(message: bytes) -> dict[str, str]:
+    """The ``Cas-Key: value`` lines of a history commit (as history.parse_trailers, which
+    imports this module: history events carry ``Cas-Annotations``)."""
+    out: dict[str, str] = {}
+    for line in message.decode("utf-8", "replace").splitlines():
+        if line.startswith("Cas-") and ": " in line:
+            k, v = line.split(": ", 1)
+            out[k] = v
+    return out
+
+
 def check_note(text: object) -> str:
     """A note as it will be stored, or NoteError saying what is wrong with it."""
     if not isinstance(text, str):
@@ -184,7 +194,7 @@ class Annotations:
     tag_events: dict[str, list[tuple[ObjectID, int, bool]]] = field(default_factory=dict)  # tag -> events
     tags_on: list[str] = field(default_factory=list)
 
-    def _settle(self, depth: dict[ObjectID, int], parents: dict[ObjectID, list[ObjectID]]) -> None:
+    def settle(self, depth: dict[ObjectID, int], parents: dict[ObjectID, list[ObjectID]]) -> None:
         self.tags_on = []
         for tag, events in self.tag_events.items():
             ids = {e[0] for e in events}
@@ -255,7 +265,7 @@ def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, st
                 stack.append(p)
         if c is None or not _is_annotation(c):
             continue
-        t = parse_trailers(c.message)
+        t = _trailers(c.message)
         event, mid, sha = t.get("Cas-Event"), t.get("Cas-Model", ""), t.get("Cas-Commit", "")
         if event not in ANNOTATION_EVENTS or not mid or not sha:
             continue
@@ -274,5 +284,5 @@ def read_annotations(odb: ObjectDB, head: ObjectID | None) -> dict[tuple[str, st
     for a in out.values():
         # by time; in one second, in the history's order (the later event is further from the root)
         a.notes.sort(key=lambda n: (n["time"], depth[n["history_commit"].encode()], n["history_commit"]))
-        a._settle(depth, parents)
+        a.settle(depth, parents)
     return out
