@@ -1028,8 +1028,9 @@ class Store:
         ``states`` now the states the model is in (sorted), as ``cas show --json``.
         ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
         With ``annotations`` (the default), also its ``notes`` and ``tags`` (``add_note``):
-        the first call after the history moved reads the whole history once (about as
-        ``cas log`` does); callers that list many models and need neither pass False."""
+        the first call after the history moved reads the history's note and tag events
+        (model/notes.py); callers that list many models and need neither pass False
+        (both are then empty lists)."""
         sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
         info = self._info(manifest, sha)
         info["states"] = self._states_of(domain, manifest.model_id, sha)
@@ -1244,6 +1245,7 @@ class Store:
             "environment": dict(m.environment),
             "stats": dict(m.stats),
             "states": [],  # a new model is in none; get_model_info fills them in
+            "notes": [], "tags": [],  # nor has it notes or tags (add_note, set_tag)
         }
 
     @staticmethod
