@@ -11,7 +11,14 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
 .PHONY: setup sysdeps test check cov lint typecheck demo bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The venv's own pip config applies constraints.txt to every pip command run with its pip,
+# so `pip install '.[torch]'` there takes the CPU torch the tests use (pip reads no config from
+# the project directory, and pyproject.toml cannot name an index: see README.md, PyTorch).
+$(VENV)/pip.conf: constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	printf '# written by make (see Makefile): the project pins, for every pip command of this venv\n[global]\nconstraint = %s\n' '$(CURDIR)/constraints.txt' > $@
+
+$(STAMP): pyproject.toml constraints.txt $(VENV)/pip.conf
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
@@ -42,7 +49,7 @@ cov: setup sysdeps
 	$(PY) -m pytest -q -n 2 -p no:cacheprovider --cov=casstore --cov-report=json:coverage.json --cov-report=
 	$(PY) .ci/coverage_by_package.py coverage.json
 
-$(DEMO_STAMP): pyproject.toml constraints.txt
+$(DEMO_STAMP): pyproject.toml constraints.txt $(VENV)/pip.conf
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
 	touch $(DEMO_STAMP)

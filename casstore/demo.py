@@ -16,17 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .util.install import install_hint
+
 DOMAIN = "casstore-demo"
-
-
-def _install_hint(extra: str) -> str:
-    """How to add an extra: from PyPI, or from the checkout this casstore runs from."""
-    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.exists(os.path.join(checkout, "pyproject.toml")):
-        where = os.path.relpath(checkout)
-        where = "." if where == "." else (where if where.startswith(("/", ".")) else f"./{where}")
-        return f"pip install -e '{where}[{extra}]'"
-    return f"pip install 'casstore[{extra}]'"
 
 
 def main() -> None:  # noqa: PLR0915 - the demo's steps in the order a user reads them
@@ -52,7 +44,7 @@ def main() -> None:  # noqa: PLR0915 - the demo's steps in the order a user read
 
         models["explainer"] = shap.TreeExplainer(clf)
     except ImportError:
-        print(f"(shap not installed: committing the model alone; {_install_hint('demo')} adds it)")
+        print(f"(shap not installed: committing the model alone; {install_hint('demo')} adds it)")
 
     with tempfile.TemporaryDirectory() as tmp:
         preds = os.path.join(tmp, "predictions.csv")
@@ -104,7 +96,7 @@ def main() -> None:  # noqa: PLR0915 - the demo's steps in the order a user read
              (f"cas show {DOMAIN} v1", "frameworks, files, metadata"),
              (f"cas diff {DOMAIN} v1 v2", "what the two versions share"),
              (f"cas download {DOMAIN} v1 ./out", "every file, extra files too"),
-             ("cas serve", f"browse the store in a web browser ({_install_hint('serve')})")]
+             ("cas serve", f"browse the store in a web browser ({install_hint('serve')})")]
     width = max(len(cmd) for cmd, _ in steps) + 2
     print(f"\nnext steps ({where}):")
     for cmd, what in steps:

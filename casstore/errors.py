@@ -389,3 +389,15 @@ class RestoreError(CasError, ValueError):
         self.model_id = model_id
         self.detail = detail
         super().__init__(f"cannot restore {domain}/{model_id}: {detail}")
+
+
+class NoteError(CasError, ValueError):
+    """A note or tag that cannot be recorded (empty, too long, not valid UTF-8, a bad tag name).
+
+    Attributes:
+        what: ``"note"`` or ``"tag"``.
+    """
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: {detail}")

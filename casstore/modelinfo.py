@@ -87,6 +87,16 @@ class ModelInfo:
                    stats=dict(d["stats"]), states=list(d["states"]),
                    others={k: v for k, v in d.items() if k not in cls._KEYS}, key_order=tuple(d))
 
+    @property
+    def tags(self) -> list[str]:
+        """The model's tags (``get_model_info`` leaves them out with ``annotations=False``)."""
+        return list(self.others.get("tags") or [])
+
+    @property
+    def notes(self) -> list[dict[str, Any]]:
+        """The model's notes, oldest first: each {"text", "author", "time"} (empty when not read)."""
+        return list(self.others.get("notes") or [])
+
     def as_dict(self) -> dict[str, Any]:
         """The public dict, key for key and in the same order as ``get_model_info`` returns it."""
         out: dict[str, Any] = {

@@ -85,6 +85,7 @@ from .model.ingest import IngestedFile, Source, ingest
 from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
 from .model.manifest import decode as decode_manifest
 from .model.metadata import plain_metadata
+from .model.notes import Annotations, check_note, check_tag, note_trailer, read_annotations
 from .model.openfile import StoredFile
 from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
 from .model.reading import file_oids, model_commit, read_manifest, read_model
@@ -104,7 +105,7 @@ from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from .ops.loadcache import LoadCache, parse_size
 from .util.config import get_setting, parse_bool
 from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
-from .util.identity import author
+from .util.identity import author, parse_identity
 from .util.locking import WaitFn, deferred_interrupts
 from .util.names import check_domain, check_model_id, check_shown_name, check_state, new_model_id
 from .util.parallel import default_workers
@@ -320,6 +321,7 @@ class Store:
         self._verifier: Verifier | None = None
         #: domain -> (history head, its states): see ``_states_of``
         self._states_cache: dict[str, tuple[ObjectID | None, dict[str, dict[str, ObjectID]]]] = {}
+        self._annotations_cache: dict[str, tuple[ObjectID | None, dict[tuple[str, str], Annotations]]] = {}
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
@@ -421,8 +423,12 @@ class Store:
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         extra_metadata: dict[Any, Any] | None = None,
         created: _dt.datetime | None = None,
+        author: str | None = None,
     ) -> dict[str, Any]:
         """Store model files that a framework already wrote, as ``commit_models`` would.
+
+        ``author`` (``Name <email>``; default: the writer's identity) is the model's
+        author as the other registry recorded it.
 
         For imports from other registries: their files are stored byte for byte
         (never deserialised and saved again), with the framework entry that
@@ -432,6 +438,7 @@ class Store:
 
         Raises:
             FrameworkError: an unknown framework name, or no entries.
+            InvalidIdentityError: ``author`` would make a commit ``git fsck --strict`` rejects.
         """
         if not frameworks:
             raise FrameworkError("commit_files() needs at least one framework entry")
@@ -440,7 +447,8 @@ class Store:
         def given(kwarg: str, fw: Framework, saved: Saved, directory: str) -> Saved:
             return saved
 
-        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created)
+        ident = None if author is None else parse_identity(author, "author")
+        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created, ident)
 
     def _commit(  # noqa: PLR0913 - what both commit entry points pass on
         self,
@@ -451,6 +459,7 @@ class Store:
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
         extra_metadata: dict[Any, Any] | None,
         created: _dt.datetime | None,
+        given_author: bytes | None = None,
     ) -> dict[str, Any]:
         """The body of ``commit_models`` and ``commit_files``: ``save(kwarg, fw, item, dir)`` writes each entry."""
         check_domain(domain)
@@ -462,7 +471,7 @@ class Store:
             created = created.astimezone(_dt.timezone.utc)
         extra_metadata = self._check_metadata(extra_metadata)
         extras = list(_extra_sources(extra_files))
-        ident = author(self.path)  # validated before anything is written
+        ident = author(self.path) if given_author is None else given_author  # validated before any write
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
@@ -1058,13 +1067,20 @@ class Store:
             raise NoModelInStateError(domain, state)
         return found[0]
 
-    def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> dict[str, Any]:
+    def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None,
+                       annotations: bool = True) -> dict[str, Any]:
         """The model's metadata: the same dict ``commit_models`` returned, with
         ``states`` now the states the model is in (sorted), as ``cas show --json``.
-        ``state`` instead of ``model_id``: the newest model in that state (as ``load``)."""
+        ``state`` instead of ``model_id``: the newest model in that state (as ``load``).
+        With ``annotations`` (the default), also its ``notes`` and ``tags`` (``add_note``):
+        the first call after the history moved reads the history's note and tag events
+        (model/notes.py); callers that list many models and need neither pass False
+        (both are then empty lists)."""
         sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
         info = self._info(manifest, sha)
         info["states"] = self._states_of(domain, manifest.model_id, sha)
+        if annotations:
+            info.update(self._annotations_of(domain, manifest.model_id, sha))
         return info
 
     def _states_of(self, domain: str, model_id: str, sha: ObjectID) -> list[str]:
@@ -1077,6 +1093,92 @@ class Store:
             cached = (head, read_index(self.odb, head).states)
             self._states_cache[domain] = cached
         return sorted(s for s, members in cached[1].items() if members.get(model_id) == sha)
+
+    # -- notes and tags (model/notes.py) -----------------------------------------
+
+    def add_note(self, domain: str, model_id: str, text: str) -> None:
+        """Add a note to a model, without a new model commit: one event of the domain history.
+
+        The note travels and merges with the history on push and pull; notes are
+        kept in the order written, never edited.
+
+        Raises:
+            NoteError: an empty note, one over 16 KiB of UTF-8, or not valid UTF-8.
+            ModelNotFoundException: no such model.
+        """
+        text = check_note(text)
+        self._annotate(domain, model_id, "note", raw={"Note": note_trailer(text)},
+                       summary=text)
+
+    def set_tag(self, domain: str, model_id: str, tag: str) -> None:
+        """Tag a model (``candidate``, ``reviewed`` ...); a tag it has already records nothing.
+
+        Raises:
+            NoteError: a tag name that breaks the naming rules.
+            ModelNotFoundException: no such model.
+        """
+        tag = check_tag(tag)
+        if tag not in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+            self._annotate(domain, model_id, "tag", trailers={"Tag": tag})
+
+    def delete_tag(self, domain: str, model_id: str, tag: str) -> None:
+        """Take a tag off a model; a tag it does not have records nothing.
+
+        Raises:
+            NoteError, ModelNotFoundException.
+        """
+        tag = check_tag(tag)
+        if tag in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+            self._annotate(domain, model_id, "untag", trailers={"Tag": tag})
+
+    def get_annotations(self, domain: str, model_id: str) -> dict[str, Any]:
+        """``{"notes": [{"text", "author", "time", "history_commit"}, ...], "tags": [...]}`` of a model.
+
+        Raises:
+            ModelNotFoundException: no such model.
+        """
+        check_domain(domain)
+        check_model_id(model_id)
+        return self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
+
+    def domain_annotations(self, domain: str) -> dict[str, dict[str, Any]]:
+        """The notes and tags of every model of the domain that has some, by ID (one history walk per head).
+
+        Raises:
+            DomainNotFoundException: no such domain.
+        """
+        if self.history_head(domain) is None:
+            raise DomainNotFoundException(domain)
+        self._annotations_of(domain, "-", ObjectID(b"0" * 40))  # fills the cache for the head
+        head, found = self._annotations_cache[domain]
+        models = read_index(self.odb, head).models
+        out: dict[str, dict[str, Any]] = {}
+        for (mid, sha), a in found.items():
+            if models.get(mid) == sha.encode() and (a.notes or a.tags):
+                out[mid] = {"notes": [dict(n) for n in a.notes], "tags": a.tags}
+        return out
+
+    def _annotate(self, domain: str, model_id: str, event: str, trailers: dict[str, str] | None = None,  # noqa: PLR0913 - the event and what it carries
+                  raw: dict[str, str] | None = None, summary: str = "") -> None:
+        check_domain(domain)
+        check_model_id(model_id)
+        with self._lock(), domain_writer(self.repo, domain):
+            sha = model_commit(self.repo, domain, model_id)
+            append_event(self.odb, self.refs, domain, author(self.path), event, model_id, sha,
+                         lambda idx: True, trailers={**(trailers or {}), "Summary": summary},
+                         raw_trailers=raw)
+
+    def _annotations_of(self, domain: str, model_id: str, sha: ObjectID) -> dict[str, Any]:
+        """The notes and tags of ``model_id`` at commit ``sha``, from one walk of the history per head."""
+        head = self.refs.get(domain_ref(domain))
+        cached = self._annotations_cache.get(domain)
+        if cached is None or cached[0] != head:
+            cached = (head, read_annotations(self.odb, head))
+            self._annotations_cache[domain] = cached
+        a = cached[1].get((model_id, sha.decode()))
+        if a is None:
+            return {"notes": [], "tags": []}
+        return {"notes": [dict(n) for n in a.notes], "tags": a.tags}
 
     # -- signatures ---------------------------------------------------------
 
@@ -1188,6 +1290,7 @@ class Store:
             "environment": dict(m.environment),
             "stats": dict(m.stats),
             "states": [],  # a new model is in none; get_model_info fills them in
+            "notes": [], "tags": [],  # nor has it notes or tags (add_note, set_tag)
         }
 
     @staticmethod
@@ -1680,7 +1783,7 @@ class Store:
         UTF-8 with undecodable bytes replaced.  The Markdown is returned as stored: a
         front end that renders it must not pass raw HTML through.
         """
-        info = self.get_model_info(domain, model_id)
+        info = self.get_model_info(domain, model_id, annotations=False)
         cards = [f["path"] for f in info["files"]
                  if f["path"].rsplit("/", 1)[-1].lower() in ("model_card.md", "readme.md")]
         if not cards:

@@ -155,5 +155,5 @@ def test_a_hostile_config_cannot_import_or_build_other_classes(fitted: tuple[Any
 
 def test_without_skorch_loading_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "skorch", None)  # import skorch now raises ImportError
-    with pytest.raises(FrameworkError, match=r"pip install 'casstore\[skorch\]'"):
+    with pytest.raises(FrameworkError, match=r"pip install -e '[^']*\[skorch\]'"):
         SkorchFramework().load({}, "skorch.classifier.NeuralNetClassifier", FORMAT)

@@ -529,3 +529,94 @@ def test_a_missing_source_is_an_error_and_creates_no_store(tmp_path: Path, capsy
     code = main(["--store", str(tmp_path / "store"), "import-modelstore", str(tmp_path / "nothing")])
     assert code == 2 and "no modelstore store here" in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+def _parity_scenario(ms: Any, tmp: Path) -> dict[str, Any]:
+    """What a modelstore user sees of the reserved state and of unmatched uploads, through ``ms``."""
+    seen: dict[str, Any] = {}
+
+    def attempt(name: str, call: Any) -> None:
+        try:
+            seen[name] = ("ok", call())
+        except Exception as e:  # the exception's kind is what is compared
+            seen[name] = ("raises", isinstance(e, ValueError), "could not find matching manager" in str(e),
+                          type(e).__name__ if "Exception" in type(e).__name__ else None)
+
+    model = tmp / "model.txt"
+    model.write_text("weights")
+    ms.upload("d", "m", model=str(model))
+    ms.upload("d", "other", model=str(model))
+    ms.create_model_state("production")
+    ms.set_model_state("d", "other", "production")
+    ms.set_model_state("d", "m", "modelstore-deleted")  # no create_model_state needed
+    attempt("live", lambda: sorted(ms.list_models("d")))
+    attempt("in deleted", lambda: ms.list_models("d", "modelstore-deleted"))
+    attempt("its states", lambda: ms.get_model_states("d", "m"))
+    attempt("exists", lambda: ms.model_exists("d", "m"))
+    attempt("states", lambda: ms.list_model_states())
+    attempt("info", lambda: ms.get_model_info("d", "m")["model"]["model_id"])
+    ms.remove_model_state("d", "m", "modelstore-deleted")  # ignored: reserved
+    attempt("still in deleted", lambda: ms.list_models("d", "modelstore-deleted"))
+    attempt("upload again", lambda: ms.upload("d", "m", model=str(model)))
+    attempt("create reserved", lambda: ms.create_model_state("modelstore-deleted"))
+    ms.delete_model("d", "m", skip_prompt=True)
+    attempt("deleted", lambda: ms.list_models("d", "modelstore-deleted"))
+    attempt("exists after delete", lambda: ms.model_exists("d", "m"))
+    attempt("no such path", lambda: ms.upload("d", model=str(tmp / "not-a-file")))
+    attempt("a word", lambda: ms.upload("d", model="model"))
+    attempt("an object", lambda: ms.upload("d", model=object()))
+    attempt("nothing", lambda: ms.upload("d"))
+    return seen
+
+
+def test_reserved_state_and_unmatched_uploads_behave_as_in_modelstore(tmp_path: Path, original: Any) -> None:
+    """The same calls through modelstore and through casstore.ModelStore answer alike."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    theirs = _parity_scenario(original.from_file_system(root_directory=str(tmp_path / "a")), tmp_path / "a")
+    ours = _parity_scenario(ModelStore.from_file_system(root_directory=str(tmp_path / "b")), tmp_path / "b")
+    assert ours == theirs
+    # what the scenario pins, so a change on either side shows here
+    assert theirs["in deleted"] == theirs["still in deleted"] == ("ok", ["m"])
+    assert theirs["live"] == ("ok", ["m", "other"]) and theirs["its states"] == ("ok", [])
+    assert theirs["upload again"] == ("raises", False, False, "ModelExistsException")
+    assert theirs["exists after delete"] == ("raises", False, False, "ModelDeletedException")
+    for unmatched in ("no such path", "a word", "an object"):
+        assert theirs[unmatched] == ("raises", True, True, None)
+    assert theirs["info"] == ("ok", "m")
+    ms = ModelStore(casstore.open(tmp_path / "b" / "casstore", create=False))
+    assert ms.store.fsck().ok
+
+
+def test_import_keeps_modelstore_authors_and_the_deleted_label(tmp_path: Path, original: Any, iris_model: Any,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import getpass
+
+    root = tmp_path / "root"
+    ms = original.from_file_system(root_directory=str(root), create_directory=True)
+    for mid in ("labelled", "alice", "hostile"):
+        ms.upload("fraud", mid, model=iris_model)
+    ms.set_model_state("fraud", "labelled", "modelstore-deleted")
+    versions = root / "operatorai-model-store" / "fraud" / "versions"
+    for mid, user in (("alice", "alice"), ("hostile", "mallory <evil@x>\nInjected: yes")):
+        path = versions / f"{mid}.json"
+        meta = json.loads(path.read_text())
+        meta["code"]["user"] = user
+        path.write_text(json.dumps(meta))
+    target = tmp_path / "store"
+    code, out = _run(target, str(root), capsys)
+    assert code == 0, out
+    assert "3 models imported" in out and "note: fraud/hostile: author not kept" in out
+    got = ModelStore(casstore.open(target, create=False))
+    assert got.store.get_model_info("fraud", "labelled")["author"] == f"{getpass.getuser()} <>"
+    assert got.store.get_model_info("fraud", "alice")["author"] == "alice <>"
+    assert [e.author for e in got.store.log("fraud") if e.model_id == "alice"] == ["alice <>"]
+    assert "mallory" not in got.store.get_model_info("fraud", "hostile")["author"]
+    # set_model_state(..., "modelstore-deleted") labelled a live model: it stays live and labelled
+    assert got.list_models("fraud", "modelstore-deleted") == ms.list_models("fraud", "modelstore-deleted")
+    assert got.list_models("fraud", "modelstore-deleted") == ["labelled"]
+    assert "labelled" in got.list_models("fraud") and got.get_model_states("fraud", "labelled") == []
+    code, out = _run(target, str(root), capsys)  # a second run changes nothing
+    assert code == 0 and "0 models imported" in out, out
+    assert got.store.fsck(read_data=True).ok
+    assert_git_fsck(target)

@@ -10,6 +10,7 @@ that the wheel's declared requirements are met by real installed distributions.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -81,3 +82,40 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(wheel: Path, tmp_path: Path) ->
     # run from tmp_path: `python -c` puts the current directory first on sys.path
     assert run(py, "-c", code, tmp_path / "store", cwd=tmp_path).stdout == "True\n"
     assert run(venv / "bin" / "cas", "ls", "d", "--store", tmp_path / "store").stdout == "v1\n"
+    # a missing extra is named with the command that installs it beside this wheel, not a PyPI name
+    hint = run(py, "-c", "from casstore.util.install import install_hint; print(install_hint('serve'))",
+               cwd=tmp_path).stdout.strip()
+    assert hint == f"pip install '{wheel}[serve]'"
+
+
+def test_install_hints_from_a_checkout_name_the_checkout(tmp_path: Path) -> None:
+    """Run from this clone (as `make` installs it: editable), the hint is an editable install of it."""
+    code = "from casstore.util.install import install_hint; print(install_hint('torch'))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for cwd, where in ((REPO, "."), (REPO / "docs", ".."), (tmp_path, str(REPO))):
+        where = str(REPO) if where == ".." else where  # outside the current directory: absolute
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd,
+                           env=env)
+        assert r.stdout.strip() == f"pip install -e '{where}[torch]'", (cwd, r.stdout, r.stderr)
+    # and the messages that need an extra use it
+    r = subprocess.run([sys.executable, "-c", "from casstore.frameworks.base import require; "
+                        "require('casstore_no_such_module', 'torch')"], capture_output=True, text=True,
+                       timeout=120, cwd=REPO, env=env)
+    assert "pip install -e '.[torch]'" in r.stderr and "casstore[" not in r.stderr, r.stderr
+
+
+def test_pip_in_the_make_venv_takes_the_pinned_cpu_torch(tmp_path: Path) -> None:
+    """`pip install '.[torch]'` in the venv `make` creates resolves torch to constraints.txt's pin
+    (2.13.0, the CPU build the tests use), not the newest release (on Linux a CUDA build and
+    ~20 nvidia packages): make writes the venv's pip.conf. Resolved with --dry-run, nothing installed."""
+    venv = tmp_path / "venv"
+    subprocess.run(["make", "-s", f"VENV={venv}", f"PYTHON={sys.executable}", f"{venv}/pip.conf"], cwd=REPO,
+                   check=True, timeout=300, capture_output=True)
+    assert f"constraint = {REPO / 'constraints.txt'}" in (venv / "pip.conf").read_text()
+    pin = next(line for line in (REPO / "constraints.txt").read_text().splitlines() if line.startswith("torch=="))
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "PYTHONPATH")}
+    r = subprocess.run([venv / "bin" / "pip", "install", "--dry-run", "--no-deps", "-q", "--report", "-",
+                        "torch>=2.1"], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (got,) = [i["metadata"]["version"] for i in json.loads(r.stdout)["install"]]
+    assert got.split("+")[0] == pin.split("==")[1], (got, pin)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import casstore
@@ -275,7 +276,7 @@ def test_table_update_reads_only_what_changed(tmp_path: Path, monkeypatch: pytes
     store.set_model_state("d", "m07", "prod")
     reads: list[str] = []
     real = store.get_model_info
-    monkeypatch.setattr(store, "get_model_info", lambda d, m=None: reads.append(m) or real(d, m))
+    monkeypatch.setattr(store, "get_model_info", lambda d, m=None, **kw: reads.append(m) or real(d, m, **kw))
     head = store.history_head("d")
     rows = table.update(store, "d", head, (old_head, old))
     assert sorted(reads) == ["m05", "new"]
@@ -285,3 +286,43 @@ def test_table_update_reads_only_what_changed(tmp_path: Path, monkeypatch: pytes
     table.update(store, "d", head, (b"0" * 40, old))  # an old head that is not in the history
     assert len(reads) == 20
     store.close()
+
+
+def test_onnx_graph_inputs_and_outputs_without_reading_the_weights(tmp_path: Path) -> None:
+    """An .onnx file's preview lists its graph's inputs and outputs (weights listed as inputs
+    left out), reading the protobuf fields it shows and seeking past the rest: a model with
+    32 MiB of weights is previewed reading a small part of it, and a cut file says so."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from casstore.serve.onnx_io import graph_io
+
+    weights = numpy_helper.from_array(np.random.default_rng(0).random((2048, 4096), dtype=np.float32), "W")
+    x = helper.make_tensor_value_info("pixels<b>", TensorProto.FLOAT, ["batch", 2048])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT16, ["batch", 4096])
+    graph = helper.make_graph([helper.make_node("MatMul", ["pixels<b>", "W"], ["logits"])], "g",
+                              [x, helper.make_tensor_value_info("W", TensorProto.FLOAT, [2048, 4096])], [y],
+                              [weights])
+    data = helper.make_model(graph, producer_name="pytorch").SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    with casstore.open(tmp_path / "s") as store:
+        store.commit_models("d", model=[str(tmp_path / "model.onnx"), str(tmp_path / "cut.onnx")], model_id="m")
+        with store.open_file("d", "m", "model.onnx") as f:
+            seen = graph_io(f, f.size)
+            assert f.tell() == f.size  # walked to the end, by seeks
+            assert f.bytes_read < 1 << 20 < f.size // 16, f.bytes_read  # the chunks around the fields shown
+    assert seen["inputs"] == [{"name": "pixels<b>", "dtype": "float32", "shape": ["batch", 2048]}]
+    assert seen["outputs"] == [{"name": "logits", "dtype": "float16", "shape": ["batch", 4096]}]
+    server = start_server(str(tmp_path / "s"))
+    try:
+        got = server.json("/api/domains/d/models/m/preview/model.onnx")
+        assert got["kind"] == "graph" and got["producer"] == "pytorch" and "error" not in got
+        assert [i["name"] for i in got["inputs"]] == ["pixels<b>"] and got["outputs"][0]["dtype"] == "float16"
+        st, _, page = server.request("GET", "/d/d/m/m/view/model.onnx")
+        assert st == 200 and "pixels&lt;b&gt;" in page.decode() and 'id="onnx-outputs"' in page.decode()
+        cut = server.json("/api/domains/d/models/m/preview/cut.onnx")
+        assert cut["kind"] == "graph" and "not a well-formed ONNX model" in cut["error"]
+    finally:
+        stop_server(server)

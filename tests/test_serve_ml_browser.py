@@ -173,3 +173,34 @@ def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriv
     width = driver.execute_script("return arguments[0].getBoundingClientRect().width",
                                   combined.find_element(By.TAG_NAME, "svg"))
     assert width > 900  # the page's width, not a thumbnail
+
+
+def test_add_a_tag_and_a_note_then_find_them_by_search(tmp_path: Path, driver: webdriver.Chrome) -> None:
+    """With --write: tag a model and note it from its page, then find it by the tag and by a word of the note."""
+    import casstore
+
+    store = casstore.open(tmp_path / "store")
+    for mid in ("a1", "a2"):
+        (tmp_path / f"{mid}.bin").write_bytes(mid.encode() * 50)
+        store.commit_models("pets", model=str(tmp_path / f"{mid}.bin"), model_id=mid)
+    server = start_server(str(tmp_path / "store"), "--write", env={"CAS_SERVE_TOKEN": "browser-t0ken"})
+    try:
+        base = f"http://{server.host}:{server.port}"
+        driver.get(base + "/d/pets/m/a1?token=browser-t0ken")  # sets the token cookie
+        _find(driver, "#tag-name").send_keys("hand-picked")
+        _click(driver, 'form.tags button[value="tag"]')
+        _wait(driver).until(
+            lambda d: "hand-picked" in [t.text for t in d.find_elements(By.CSS_SELECTOR, "#notes .tag")])
+        _find(driver, "#note-text").send_keys("<b>looks</b> fine on the walrus set")
+        _click(driver, 'form.note button[value="note"]')
+        note = _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#notes pre.note-text"))[0]
+        assert note.text == "<b>looks</b> fine on the walrus set"  # shown as text, not markup
+        for query, want in (("tag:hand-picked", {"a1"}), ("walrus", {"a1"})):
+            driver.get(base + "/")
+            _find(driver, "#header-search").send_keys(query + "\n")
+            _find(driver, "#results")
+            _wait(driver).until(lambda d, want=want: want == {
+                a.text for a in d.find_elements(By.CSS_SELECTOR, "#results a.model")})
+    finally:
+        stop_server(server)
+    assert casstore.open(tmp_path / "store").get_annotations("pets", "a1")["tags"] == ["hand-picked"]

@@ -36,6 +36,7 @@ COMMANDS: tuple[str, ...] = (
     "init", "remote", "push", "pull", "log", "domains", "ls", "show", "commit", "download", "rm", "cp",
     "state", "diff", "du", "fsck", "convert_layout", "gc",
     "serve", "import_modelstore", "cat", "status", "completion", "cache", "config", "verify", "clone", "restore",
+    "note", "tag",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from ..util.names import shown
 from .base import JSON_HELP, SubParsers, add_command, open_store_for
@@ -14,7 +15,7 @@ from .output import chunks_new, human, paint, print_json, to_json, use_color
 CARD_LINES = 6
 
 
-def show(args: argparse.Namespace) -> int:
+def show(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912 - one block per section of the page
     with open_store_for(args) as store:
         info = store.model_info(args.domain, args.model_id)
         verdict = store.signature(info.domain, info.commit)
@@ -32,6 +33,8 @@ def show(args: argparse.Namespace) -> int:
         print(f"Signed:  {verdict.describe()}")
     if info.states:
         print(f"States:  {', '.join(info.states)}")
+    if info.tags:
+        print(f"Tags:    {shown(', '.join(info.tags))}")
     print("\nFrameworks:")
     for kwarg, fw in info.frameworks.items():
         lib = fw.library
@@ -53,6 +56,16 @@ def show(args: argparse.Namespace) -> int:
             print(f"  {shown(line)}")
         if len(lines) > CARD_LINES:
             print("  ...")
+    if info.notes:
+        print("\nNotes:")
+        for n in info.notes:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(n["time"]))
+            lines = n["text"].splitlines() or [""]
+            print(f"  {when}  {shown(n['author'])}")
+            for line in lines[:CARD_LINES]:
+                print(f"    {shown(line)}")
+            if len(lines) > CARD_LINES:
+                print("    ...")
     s = info.stats
     print(f"\nStored:  {human(s['bytes_stored'])} written for {human(s['bytes_given'])} given "
           f"({chunks_new(s['chunks_new'], s['chunks_total'])})")

@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
-from ..errors import CasError, InvalidIdError, RemoteError, UnsafePathError
+from ..errors import CasError, InvalidIdentityError, InvalidIdError, RemoteError, UnsafePathError
 from ..frameworks import Saved
 from ..store import Store
 from ..util.fsutil import check_relpath
+from ..util.identity import check_identity
 from ..util.names import check_domain, check_model_id
 from .meta import (
     DELETED_STATE,
@@ -481,10 +482,14 @@ class _Importer:
                                                        f"imported as {cas_id}")
         return created.timestamp(), kind, cas_id, meta
 
-    def _domain(self, domain: str, states: set[str]) -> None:  # noqa: C901, PLR0912 - one branch per kind of entry (live, deleted, state) in a modelstore domain
+    def _domain(self, domain: str, states: set[str]) -> None:  # noqa: C901, PLR0912, PLR0915 - one branch per kind of entry (live, deleted, state) in a modelstore domain
         versions = f"{domain}/versions"
         live = list(self._metas(versions))
         gone = list(self._metas(f"{versions}/{DELETED_STATE}"))
+        # a live model in modelstore-deleted was labelled so by set_model_state: it stays live
+        live_ids = {mid for mid, _ in live}
+        labelled = [mid for mid, _ in gone if mid in live_ids]
+        gone = [(mid, meta) for mid, meta in gone if mid not in live_ids]
         todo: list[tuple[float, str, str, dict[str, Any]]] = []  # (created, kind, id, meta)
         for kind, entries in (("live", live), ("deleted", gone)):
             for mid, meta in entries:
@@ -521,6 +526,17 @@ class _Importer:
             except (CasError, OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
                     tarfile.TarError) as e:
                 self.report.failed[key] = f"{type(e).__name__}: {e}"
+        for source_id in labelled:
+            key = f"{domain}/{source_id} {DELETED_STATE}"
+            try:
+                mid = self._id(source_id)
+                if not self.store.model_exists(domain, mid):
+                    raise ValueError("the model was not imported")
+                if mid not in self.ms.list_models(domain, DELETED_STATE):
+                    self.ms.set_model_state(domain, mid, DELETED_STATE)
+                    self.report.states_set.append(key)
+            except (CasError, OSError, ValueError) as e:
+                self.report.failed[key] = f"state not set: {e}"
         for state in self.source.list(versions)[0]:
             if state == DELETED_STATE:
                 continue
@@ -538,9 +554,25 @@ class _Importer:
                 except (CasError, OSError, ValueError) as e:
                     self.report.failed[key] = f"state not set: {e}"
 
+    def _author(self, domain: str, mid: str, meta: dict[str, Any]) -> str | None:
+        """modelstore's ``code.user`` as a git identity (``user <>``: modelstore records no email).
+
+        None (the importer's identity) when there is none, or none git accepts; the latter is noted.
+        """
+        code = meta.get("code")
+        name = code.get("user") if isinstance(code, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return None
+        try:
+            check_identity(name, "", "modelstore's code.user")
+        except InvalidIdentityError as e:
+            self.report.notes[f"{domain}/{mid}"] = f"author not kept: {e}"
+            return None
+        return f"{name.strip()} <>"
+
     def _ours(self, domain: str, mid: str, meta: dict[str, Any]) -> bool:
         """Whether the store's model ``domain/mid`` is the one modelstore's metadata ``meta`` describes."""
-        extra = self.store.get_model_info(domain, mid).get("extra_metadata")
+        extra = self.store.get_model_info(domain, mid, annotations=False).get("extra_metadata")
         return isinstance(extra, dict) and extra.get(META_KEY) == meta
 
     def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
@@ -570,7 +602,8 @@ class _Importer:
             if extras:
                 extra_files.append(os.path.join(files, EXTRAS_DIR))
             self.store.commit_files(domain, frameworks=[entry], model_id=mid, extra_files=extra_files,
-                                    extra_metadata={META_KEY: meta}, created=_created(meta))
+                                    extra_metadata={META_KEY: meta}, created=_created(meta),
+                                    author=self._author(domain, mid, meta))
 
     def _deleted(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
         """A deleted model: commit its metadata alone, then delete it (the history shows both)."""
@@ -580,7 +613,8 @@ class _Importer:
                 json.dump(meta, f)
             saved = Saved("file", {f"{DELETED_STATE}.json": path}, {}, "file")
             self.store.commit_files(domain, frameworks=[("model", "model_file", saved)], model_id=mid,
-                                    extra_metadata={META_KEY: meta}, created=_created(meta))
+                                    extra_metadata={META_KEY: meta}, created=_created(meta),
+                                    author=self._author(domain, mid, meta))
         self.store.delete_model(domain, mid)
 
 

@@ -16,7 +16,9 @@ What is modelstore's alone lives here:
   does.  A missing or duplicate extra file is dropped with a warning.
 * Deleted models are the domain history's ``delete`` events: they form the
   reserved state ``modelstore-deleted`` and make reads raise
-  ModelDeletedException.  No state of that name is ever stored.
+  ModelDeletedException.  A live model put in that state with
+  ``set_model_state`` (modelstore allows it: a label, the model stays) is kept
+  in a stored casstore state of that name.
 
 Cloud flavours (``from_aws_s3``, ``from_gcloud``, ``from_azure``, ``from_minio``)
 keep a local cache store and use the bucket as its remote: every read pulls
@@ -94,6 +96,12 @@ _PUBLISH_ATTEMPTS = 5
 def default_cache_dir() -> str:
     """Where cloud ModelStores keep their local stores: ``$CAS_CACHE_DIR``, else ``~/.cache/casstore``."""
     return os.environ.get("CAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "casstore")
+
+
+def _given_paths(obj: Any) -> list[str]:
+    """The paths of a ``model=`` given as a path or a list of paths."""
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
+    return [os.fspath(p) for p in items]
 
 
 def _confirm(message: str) -> bool:
@@ -440,7 +448,7 @@ class ModelStore:
         for domain in self.store.list_domains():
             ids = self.store.list_models(domain)
             if ids:  # the created time, to the microsecond (log times are whole seconds)
-                when = self.store.get_model_info(domain, ids[0])["created"]
+                when = self.store.get_model_info(domain, ids[0], annotations=False)["created"]
             else:  # every model deleted: modelstore still lists the domain
                 t = next((e.time for e in self.store.log(domain) if e.event == "commit"), 0)
                 when = _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat()
@@ -459,7 +467,7 @@ class ModelStore:
         ids = self.store.list_models(domain)
         if not ids:
             raise DomainNotFoundException(domain)
-        return self._meta(self.store.get_model_info(domain, ids[0]))
+        return self._meta(self.store.get_model_info(domain, ids[0], annotations=False))
 
     # -- models --------------------------------------------------------------------
 
@@ -482,8 +490,14 @@ class ModelStore:
         domain, _ = self._lookup(domain)
         self._check_domain_exists(domain)
         if state_name == DELETED_STATE:
-            return self._deleted(domain)
+            return self._deleted(domain) + self._marked_deleted(domain)
         return self.store.list_models(domain, state_name)
+
+    def _marked_deleted(self, domain: str) -> list[str]:
+        """Live models put in ``modelstore-deleted`` by ``set_model_state`` (a stored state of that name)."""
+        if DELETED_STATE not in self.store.list_model_states():
+            return []
+        return self.store.list_models(domain, DELETED_STATE)
 
     def list_versions(self, domain: str, state_name: str | None = None) -> list[str]:
         """Deprecated in modelstore: ``list_models``."""
@@ -506,7 +520,7 @@ class ModelStore:
         """The native metadata, after the existence checks modelstore makes (callers have pulled)."""
         self._check_domain_exists(domain)
         try:
-            return self.store.get_model_info(domain, model_id)
+            return self.store.get_model_info(domain, model_id, annotations=False)
         except ModelNotFoundException:
             if model_id in self._deleted(domain):
                 raise ModelDeletedException(domain, model_id) from None
@@ -547,7 +561,7 @@ class ModelStore:
             return False
         return True
 
-    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: C901 - modelstore's upload() and its deprecated spellings
+    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: C901, PLR0912 - modelstore's upload() and its deprecated spellings
         """Store a model (``model=clf``, ``explainer=...``) and return modelstore's metadata dict.
 
         ``extra_files=`` (a path or a list of paths; the deprecated ``extras=``
@@ -593,11 +607,14 @@ class ModelStore:
         models = kwargs
         plan = {}
         for kwarg, obj in models.items():
+            t = type(obj)
             try:
                 plan[kwarg] = resolve(kwarg, obj)
             except TypeError:
-                t = type(obj)
                 raise NoMatchingFrameworkError(kwarg, f"{t.__module__}.{t.__qualname__}") from None
+            if plan[kwarg].name == "model_file" and not all(os.path.exists(p) for p in _given_paths(obj)):
+                # modelstore's file manager matches only a path that exists: anything else matches no manager
+                raise NoMatchingFrameworkError(kwarg, f"{t.__module__}.{t.__qualname__}")
         if not plan:
             raise NoMatchingFrameworkError(None, None)
 
@@ -768,12 +785,14 @@ class ModelStore:
         return [s for s in self.store.list_model_states() if s not in RESERVED_STATES]
 
     def create_model_state(self, state_name: str) -> None:
-        """Create a state (a no-op if it exists).
+        """Create a state (a no-op if it exists, or for the reserved ``modelstore-deleted``, as modelstore).
 
         Raises:
-            ValueError: a reserved name, or one modelstore refuses (under 3
-                characters, a path) or casstore refuses (see the naming rules).
+            ValueError: a name modelstore refuses (under 3 characters, a path)
+                or casstore refuses (see the naming rules).
         """
+        if state_name in RESERVED_STATES:
+            return  # modelstore creates it silently; here it exists as deletions and is stored on first use
         if not is_valid_state_name(state_name):
             raise StateNameError(state_name, f"Cannot create state with name: '{state_name}'")
         self.refresh()
@@ -805,16 +824,26 @@ class ModelStore:
     def set_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Put a model in a state.
 
+        ``modelstore-deleted``, as in modelstore, needs no ``create_model_state``
+        and only labels the model: it stays readable and listed, joins
+        ``list_models(domain, "modelstore-deleted")``, is not among its
+        ``get_model_states`` and cannot be taken out again
+        (``remove_model_state`` ignores it); ``delete_model`` deletes it.  It is
+        stored as a casstore state of that name, which the native ``Store`` shows.
+
         Raises:
-            ValueError: the state does not exist, or is reserved (delete_model does that).
+            ValueError: the state does not exist.
             DomainNotFoundException, ModelDeletedException, ModelNotFoundException.
         """
-        if state_name in RESERVED_STATES:
-            raise StateNameError(state_name, f"State '{state_name}' is reserved: use delete_model()")
         domain, model_id = self._lookup(domain, model_id)
         self.refresh()
-        self._check_state(state_name)
-        self._info(domain, model_id)
+        if state_name in RESERVED_STATES:
+            self._info(domain, model_id)
+            if state_name not in self.store.list_model_states():
+                self.store.create_model_state(state_name)
+        else:
+            self._check_state(state_name)
+            self._info(domain, model_id)
         self.store.set_model_state(domain, model_id, state_name)
         self._publish([domain])
 
@@ -843,4 +872,4 @@ class ModelStore:
         domain, model_id = self._lookup(domain, model_id)
         self.refresh()
         self._info(domain, model_id)
-        return self.store.get_model_states(domain, model_id)
+        return [s for s in self.store.get_model_states(domain, model_id) if s not in RESERVED_STATES]

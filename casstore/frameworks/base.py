@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
 from ..errors import FrameworkError
+from ..util.install import install_hint
 
 
 @dataclass
@@ -57,7 +58,7 @@ def require(module: str, extra: str) -> Any:
         return importlib.import_module(module)
     except ImportError as e:
         raise FrameworkError(
-            f"{module} is not installed ({e}): pip install 'casstore[{extra}]' (or 'casstore[all]')"
+            f"{module} is not installed ({e}): {install_hint(extra)} (or the extra 'all')"
         ) from None
 
 

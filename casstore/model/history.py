@@ -55,7 +55,8 @@ from .indextree import check_models_tree, models_tree
 from .indextree import key_of as key_of
 from .indextree import shard_of as shard_of
 
-EVENTS = ("commit", "delete", "state-set", "state-unset", "merge", "layout")
+EVENTS = ("commit", "delete", "state-set", "state-unset", "merge", "layout",
+          "note", "tag", "untag")  # notes and tags: notes.py (they leave the index as it is)
 #: events that change no model's record, only the history (not shown by ``log``)
 QUIET_EVENTS = ("merge", "layout")
 
@@ -237,8 +238,8 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None,
-             trailers: dict[str, str]) -> bytes:
+def _message(event: str, model_id: str, model_commit: ObjectID, state: str | None,  # noqa: PLR0913 - the event's fields and its two kinds of trailers
+             trailers: dict[str, str], raw: dict[str, str] | None = None) -> bytes:
     title = f"{event} {model_id}" + (f" {state}" if state else "")
     lines = [title, "", trailer_line("Event", event), trailer_line("Model", model_id),
              trailer_line("Commit", model_commit.decode())]
@@ -247,6 +248,9 @@ def _message(event: str, model_id: str, model_commit: ObjectID, state: str | Non
     for k, v in trailers.items():
         if v:
             lines.append(trailer_line(k, _one_line(v)))
+    for k, v in (raw or {}).items():  # kept whole: the caller made it one line
+        assert "\n" not in v and "\r" not in v and v.isascii()
+        lines.append(trailer_line(k, v))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -277,8 +281,12 @@ def append_event(  # noqa: PLR0913 - the fields of one history event
     state: str | None = None,
     when: int | None = None,
     trailers: dict[str, str] | None = None,
+    raw_trailers: dict[str, str] | None = None,
 ) -> ObjectID | None:
     """Apply ``mutate`` to the domain index and record it as one history commit.
+
+    ``trailers`` are shown on one line of at most 200 characters; ``raw_trailers``
+    (one ASCII line each, such as a note as a JSON string) are written whole.
 
     Retries the compare-and-swap until it wins; ``mutate`` is re-run on the
     fresh index each time.  ``mutate`` returns False when there is nothing to
@@ -299,8 +307,15 @@ def append_event(  # noqa: PLR0913 - the fields of one history event
         extra = dict(trailers or {})
         if newest is not None:
             extra[NEWEST[len("Cas-"):]] = str(newest)
+        raw = dict(raw_trailers or {})
+        # where the notes and tags before this event are (notes.py): readers jump there
+        from .notes import ANNOTATIONS, annotation_frontier
+
+        frontier = annotation_frontier(odb, head)
+        if frontier is not None:
+            raw[ANNOTATIONS[len("Cas-"):]] = " ".join(f.decode() for f in frontier) or "-"
         new = odb.write_commit(idx.to_tree(odb), [head] if head else [], author,
-                               _message(event, model_id, model_commit, state, extra), when)
+                               _message(event, model_id, model_commit, state, extra, raw), when)
         if refs.set_if_equals(name, head, new):
             return new
 

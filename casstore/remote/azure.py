@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
+from ..util.install import install_hint
 from ..util.progress import ProgressFn
 from .bucket import BucketClient, ObjectGoneError, shared_client
 
@@ -86,7 +87,7 @@ class AzureClient(BucketClient):
                 import azure.storage.blob  # noqa: F401
             except ImportError:  # pragma: no cover - depends on the installation
                 raise RemoteError(self.url, "Azure Blob remotes need azure-storage-blob: "
-                                            "pip install 'casstore[azure]'") from None
+                                            f"{install_hint('azure')}") from None
             service = shared_client("az", _ENV, lambda: _make_service(self.url))
             self._container = service.get_container_client(self.bucket)
         return self._container

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
+from ..util.install import install_hint
 from ..util.progress import ProgressFn
 from .bucket import BucketClient, ObjectGoneError, shared_client
 
@@ -114,7 +115,7 @@ class GCSClient(BucketClient):
                 from google.cloud.storage.retry import DEFAULT_RETRY
             except ImportError:  # pragma: no cover - depends on the installation
                 raise RemoteError(self.url, "GCS remotes need google-cloud-storage: "
-                                            "pip install 'casstore[gcs]'") from None
+                                            f"{install_hint('gcs')}") from None
             client = shared_client("gs", _ENV, lambda: _make_client(self.url, storage))
             # the library's default keeps retrying for two minutes; a dead endpoint should fail sooner
             self._retry = DEFAULT_RETRY.with_timeout(RETRY_SECONDS).with_delay(initial=0.5, maximum=4.0,

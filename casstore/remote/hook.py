@@ -24,6 +24,8 @@ a bare one) and refuses the whole push, so no ref moves, if any update under
   commit, whose tree holds ``manifest`` and ``files`` only; it is deleted only
   if the same push moves the history to one that no longer lists the ID; an
   existing model ref never moves;
+* a history commit of a note, tag or untag event (kept apart in the script) has its
+  parent's tree, is at most 128 KiB, and tags with a valid name;
 * the manifest-name check (kept apart in the script): a model ref is created only
   if its commit's manifest names that ref's domain and ID (a ref aliasing another
   model's commit would make every ``cas pull`` of the remote refuse it);
@@ -323,6 +325,37 @@ END_OF_JOBS
 models=$(printf '%s\n' "$jobs" | awk '$4 == "model" { print $1, $2, $3, $5, $6 }')
 [ -z "$models" ] || check_models
 [ -z "$models" ] || check_manifest_names
+
+# -- notes and tags (casstore/model/notes.py): kept apart from the rules above ------------
+# A history commit whose event is a note, a tag or an untag changes nothing but the history:
+# its tree is its first parent's, it is at most 131072 bytes (a note holds at most 16 KiB
+# of UTF-8, as a JSON string), and its tag is a valid name.
+check_annotations() {  # check_annotations REF NEW: the new commits of one history
+    bad=$(git -c log.showSignature=false log --no-color --format='%H %T %P' -E \
+              --grep='^Cas-Event: (note|tag|untag)$' "$2" --not --glob=refs/cas/domains 2>/dev/null |
+          while read -r c tree parent rest; do
+              if [ -z "$parent" ] || [ "$(git rev-parse -q --verify "$parent^{tree}")" != "$tree" ]; then
+                  echo "commit $c is a note or tag event that changes the domain index (its tree must be its parent's)"
+                  break
+              fi
+              if [ "$(git cat-file -s "$c")" -gt 131072 ]; then
+                  echo "commit $c is a note or tag event of more than 131072 bytes"
+                  break
+              fi
+              t=$(git cat-file commit "$c" | sed -n 's/^Cas-Tag: //p' | head -n 1)
+              if [ -n "$t" ] && ! printf '%s\n' "$t" | awk "$names"'{ exit !valid($0) }'; then
+                  echo "commit $c tags with an invalid name"
+                  break
+              fi
+          done)
+    [ -z "$bad" ] || refuse "$1" "$bad"
+}
+while read -r ref new <&5; do
+    [ -n "$ref" ] && check_annotations "$ref" "$new"
+done 5<<END_OF_HISTORIES
+$(printf '%s\n' "$jobs" | awk '$4 == "history" && $2 ~ /[^0]/ { print $3, $2 }')
+END_OF_HISTORIES
+# -- end of notes and tags --------------------------------------------------------------------
 
 # Signatures (`cas init --bare --require-signed FILE`): every commit this push brings under
 # refs/cas/ (models, history events, state lists) must verify, as `git verify-commit` does,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import CorruptObjectError, RemoteError
+from ..util.install import install_hint
 from ..util.progress import ProgressFn
 from .bucket import BucketClient, ObjectGoneError, shared_client
 from .bucket import SendResult as SendResult  # re-exported: it was defined here
@@ -32,7 +33,7 @@ def _make_client(url: str) -> Any:
         import boto3
         from botocore.config import Config
     except ImportError:  # pragma: no cover - depends on the installation
-        raise RemoteError(url, "S3 remotes need boto3: pip install 'casstore[s3]'") from None
+        raise RemoteError(url, f"S3 remotes need boto3: {install_hint('s3')}") from None
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=120,

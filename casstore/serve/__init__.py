@@ -65,7 +65,9 @@ def serve(store_path: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *
 
         from .app import create_app
     except ImportError as e:
-        raise CasError(f"cas serve needs the serve extra: pip install 'casstore[serve]' "
+        from ..util.install import install_hint
+
+        raise CasError(f"cas serve needs the serve extra: {install_hint('serve')} "
                        f"({e.name} is missing)") from None
     from ..store import Store
     from .data import warm_up

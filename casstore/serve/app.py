@@ -45,6 +45,7 @@ from ..errors import (
     CasError,
     InvalidIdError,
     ModelNotFoundException,
+    NoteError,
     StateNotFoundException,
     UnsafePathError,
     UnsignedModelError,
@@ -118,7 +119,7 @@ def _with(query: dict[str, str], **changes: Any) -> str:
 
 
 def _status(e: Exception) -> int:
-    if isinstance(e, (InvalidIdError, UnsafePathError, table.FilterError)):
+    if isinstance(e, (InvalidIdError, UnsafePathError, table.FilterError, NoteError)):
         return 400
     if isinstance(e, (ModelNotFoundException, StateNotFoundException, FileNotFoundError)):
         return 404
@@ -131,8 +132,8 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,  
                limits: Limits | None = None) -> FastAPI:
     """The ASGI application serving ``store``.
 
-    ``write=True`` adds state changes (set/unset a model's state) and requires
-    ``token``.  The app never writes anything else to the store.  ``limits``
+    ``write=True`` adds state changes (set/unset a model's state), tags and notes,
+    and requires ``token``.  The app never writes anything else to the store.  ``limits``
     bound downloads (default: ``Limits()``; ``cas serve`` reads the store's settings).
     """
     if write and not token:
@@ -317,6 +318,48 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,  
             """Take the model out of ``state`` (write mode only)."""
             store.remove_model_state(domain, model_id, state)
             return {"states": data.model(store, domain, model_id)["states"]}
+
+        @app.put("/api/domains/{domain}/models/{model_id}/tags/{tag}", tags=["write"])
+        def api_set_tag(domain: str, model_id: str, tag: str) -> dict[str, Any]:
+            """Tag the model (write mode only)."""
+            store.set_tag(domain, model_id, tag)
+            return store.get_annotations(domain, model_id)
+
+        @app.delete("/api/domains/{domain}/models/{model_id}/tags/{tag}", tags=["write"])
+        def api_delete_tag(domain: str, model_id: str, tag: str) -> dict[str, Any]:
+            """Take a tag off the model (write mode only)."""
+            store.delete_tag(domain, model_id, tag)
+            return store.get_annotations(domain, model_id)
+
+        @app.post("/api/domains/{domain}/models/{model_id}/notes", tags=["write"])
+        async def api_add_note(domain: str, model_id: str, request: Request) -> dict[str, Any]:
+            """Add a note: the request body, UTF-8 text, at most 16 KiB (write mode only)."""
+            body = await request.body()
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise NoteError("note", "is not valid UTF-8") from None
+            store.add_note(domain, model_id, text)
+            return store.get_annotations(domain, model_id)
+
+        @app.post("/d/{domain}/m/{model_id}/annotations", include_in_schema=False)
+        async def page_annotations(domain: str, model_id: str, request: Request) -> Response:
+            try:
+                form = (await request.body()).decode()
+            except UnicodeDecodeError:
+                return JSONResponse({"error": "the form is not UTF-8 (application/x-www-form-urlencoded)"},
+                                    status_code=400)
+            fields = {k: v[0] for k, v in parse_qs(form, keep_blank_values=True).items()}
+            action = fields.get("action", "")
+            if action == "tag":
+                store.set_tag(domain, model_id, fields.get("tag", ""))
+            elif action == "untag":
+                store.delete_tag(domain, model_id, fields.get("tag", ""))
+            elif action == "note":
+                store.add_note(domain, model_id, fields.get("text", ""))
+            else:
+                return JSONResponse({"error": "action must be tag, untag or note"}, status_code=400)
+            return RedirectResponse(f"/d/{domain}/m/{model_id}#notes", 303)
 
         @app.post("/d/{domain}/m/{model_id}/states", include_in_schema=False)
         async def page_state(domain: str, model_id: str, request: Request) -> Response:

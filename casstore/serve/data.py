@@ -59,7 +59,7 @@ def domain_states(store: Store, domain: str, head: ObjectID | None) -> dict[str,
 
 def model_row(store: Store, domain: str, model_id: str, states: dict[str, dict[str, str]]) -> dict[str, Any]:
     """One line of a domain's model table (with its numeric metadata, ``metrics``)."""
-    row = table.row_of(store.get_model_info(domain, model_id))
+    row = table.row_of(store.get_model_info(domain, model_id, annotations=False))
     del row["text"]
     row["states"] = sorted(s for s, members in states.items() if members.get(model_id) == row["commit"])
     return row
@@ -186,15 +186,18 @@ def search(store: Store, q: str, rows: Callable[[str], list[dict[str, Any]] | No
                 pending.append(d)
                 continue
             states = domain_states(store, d, store.history_head(d))
+            notes = store.domain_annotations(d)  # tags and notes are searchable too
             for r in everything:
                 st = sorted(s for s, m in states.items() if m.get(r["model_id"]) == r["commit"])
+                if r["model_id"] in notes:
+                    r = {**r, **notes[r["model_id"]]}
                 if table.search_match(d, r, st, terms):
                     if len(results) == limit:
                         more = True
                         break
                     results.append({"domain": d, "model_id": r["model_id"], "created": r["created"],
                                     "author": r["author"], "frameworks": r["frameworks"], "states": st,
-                                    "metrics": r["metrics"]})
+                                    "metrics": r["metrics"], "tags": r.get("tags", [])})
             if more:
                 break
     return {"q": q, "terms": [list(t) for t in terms], "results": results, "has_more": more, "pending": pending}
@@ -350,6 +353,8 @@ def model(store: Store, domain: str, model_id: str) -> dict[str, Any]:
     # who signed it (docs/signing.md): the Store's verdict, shown as `cas show` shows it
     info["signature"] = store.signature(domain, info["commit"]).as_dict()
     info["signing_in_use"] = store.signing_in_use()
+    for n in info.get("notes", []):
+        n["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(n["time"]))
     info["load"] = {
         "python": f"casstore.open({store.path!r}).load({domain!r}, {model_id!r})",
         "shell": f"cas --store {store.path} download {domain} {model_id} ./{model_id}",
@@ -401,7 +406,7 @@ def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
     for mid, _ in store.iter_model_commits(domain, head):
         if len(versions) == limit:
             break
-        info = store.get_model_info(domain, mid)
+        info = store.get_model_info(domain, mid, annotations=False)
         versions.append((mid, info["created"], dict(_numbers(info["extra_metadata"]))))
     versions.reverse()  # newest last
     # framework hyperparameters (modelstore.model.parameters.*) are settings, not results

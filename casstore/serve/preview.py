@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from ..store import Store
+from .onnx_io import graph_io
 
 TEXT_BYTES = 64 << 10
 JSON_BYTES = 1 << 20
@@ -58,7 +59,7 @@ def raw_type(path: str, head: bytes) -> str | None:
     return kind[0]
 
 
-def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, Any]:  # noqa: C901 - one branch per previewable file type
+def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, Any]:  # noqa: C901, PLR0912 - one branch per previewable file type
     """What the file page shows for ``path``: ``kind`` and what that kind needs.
 
     Raises:
@@ -78,6 +79,9 @@ def preview(store: Store, domain: str, model_id: str, path: str) -> dict[str, An
             return out
         if suffix == ".npy":
             out.update(kind="tensors", **_npy(f.read(HEADER_BYTES)))
+            return out
+        if suffix == ".onnx":  # inputs and outputs only: the weights are skipped, never read
+            out.update(kind="graph", **graph_io(f, size))
             return out
         limit = JSON_BYTES if suffix == ".json" else TEXT_BYTES
         raw = f.read(limit)

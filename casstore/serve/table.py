@@ -87,7 +87,8 @@ def row_of(info: dict[str, Any]) -> dict[str, Any]:
 
 def build(store: Store, domain: str, head: ObjectID | None) -> list[dict[str, Any]]:
     """Every live model's row, newest first: one manifest read per model."""
-    return [row_of(store.get_model_info(domain, mid)) for mid, _ in store.iter_model_commits(domain, head)]
+    return [row_of(store.get_model_info(domain, mid, annotations=False))
+            for mid, _ in store.iter_model_commits(domain, head)]
 
 
 def update(store: Store, domain: str, head: ObjectID | None,
@@ -108,7 +109,7 @@ def update(store: Store, domain: str, head: ObjectID | None,
     fresh = []
     for mid in touched:
         try:
-            fresh.append(row_of(store.get_model_info(domain, mid)))
+            fresh.append(row_of(store.get_model_info(domain, mid, annotations=False)))
         except ModelNotFoundException:
             continue  # deleted since
     gone = set(touched)
@@ -258,14 +259,14 @@ def _fmt(v: float | int, digits: int) -> str:
 
 
 #: query words that name a model's fields rather than a metadata key
-FIELDS = ("state", "author", "framework", "domain", "id")
+FIELDS = ("state", "author", "framework", "domain", "id", "tag")
 
 
 def parse_query(q: str) -> list[tuple[str, str, Any]]:
     """A search: words, all of which must match.  ``KEY OP VALUE`` (``accuracy>0.9``,
     ``dataset=iris``, ``state:production``, ``author:ana``, ``framework:sklearn``,
-    ``domain:zoo``, ``id:v3``) or a bare word (part of an ID, author, framework or
-    metadata value)."""
+    ``domain:zoo``, ``id:v3``, ``tag:candidate``) or a bare word (part of an ID, author,
+    framework, metadata value, tag or note)."""
     q = re.sub(r"\s*(>=|<=|!=|==|>|<|=|:)\s*", r"\1", q.strip())
     out: list[tuple[str, str, Any]] = []
     for word in q.split():
@@ -294,6 +295,8 @@ def _field_match(key: str, text: str, domain: str, row: dict[str, Any], states: 
         return text in (f.lower() for f in row["frameworks"].values())
     if key == "domain":
         return text == domain.lower()
+    if key == "tag":
+        return text in (t.lower() for t in row.get("tags", ()))
     return text in row["model_id"].lower()
 
 
@@ -301,7 +304,8 @@ def search_match(domain: str, row: dict[str, Any], states: list[str], terms: lis
     """Whether the model (its table row and current ``states``) matches every term."""
     for key, op, want in terms:
         if op == "~":
-            hay = [row["model_id"], row["author"], *row["frameworks"].values(), *row["text"].values()]
+            hay = [row["model_id"], row["author"], *row["frameworks"].values(), *row["text"].values(),
+                   *row.get("tags", ()), *(n["text"] for n in row.get("notes", ()))]
             if not any(want in h.lower() for h in hay):
                 return False
         elif key in FIELDS and op == "=":

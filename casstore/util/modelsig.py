@@ -30,8 +30,10 @@ def _library() -> Any:
     try:
         import model_signing
     except ImportError as e:
+        from .install import install_hint
+
         raise SigningError(f"OpenSSF model signing is not installed ({e}): "
-                           "pip install 'casstore[modelsigning]'") from None
+                           f"{install_hint('modelsigning')}") from None
     return model_signing
 
 
