@@ -160,12 +160,32 @@ def _bucket_client(args: argparse.Namespace, name: str) -> Any:
         url = resolve_remote(store.repo, name)
         client, _ = open_transport(url, cache_dir=cache_dir(store.repo, url))
     if not isinstance(client, BucketClient):
-        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) are collected by `cas gc REMOTE`; "
-                               "run `cas gc` in a served store itself")
+        raise RemoteError(url, "a git server's store is collected where it is: run `cas gc --store PATH` on the "
+                               "server (e.g. from cron; docs/remotes.md); `cas gc REMOTE` takes a bucket (s3://, "
+                               "gs://, az://) or a store on this machine")
     return client
 
 
+def _served_path(args: argparse.Namespace, name: str) -> str | None:
+    """The directory of REMOTE if it is a store on this machine (a path remote), else None."""
+    from ..remote.config import resolve_remote
+    from ..remote.transport import local_path
+
+    direct = local_path(name)
+    if direct is not None and is_store(direct) and not is_store(store_location(args)[0]):
+        return direct  # a store's path, and no store here to have remotes named
+    with open_store_for(args) as store:
+        path = local_path(resolve_remote(store.repo, name))
+    return path if path is not None and is_store(path) else None
+
+
 def _gc_remote(args: argparse.Namespace, grace: float) -> int:
+    served = _served_path(args, args.remote)
+    if served is not None:  # a path remote: the same gc as in that store itself
+        if args.dry_run:
+            raise SystemExit("cas gc: --dry-run applies to a bucket remote (cas gc REMOTE --dry-run)")
+        args.store, args.remote = served, None
+        return gc(args)
     client = _bucket_client(args, args.remote)
     report = client.gc(grace, dry_run=args.dry_run)
     if args.json:
