@@ -246,3 +246,47 @@ def test_gc_of_a_path_remote_runs_there_and_a_git_url_is_refused(tmp_path: Path)
                            capture_output=True, text=True, env=env, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
         assert len(packs(repo)) == 1
+
+
+def test_pushes_trigger_a_merge_once_packs_accumulate(tmp_path: Path) -> None:
+    """The post-receive hook of `cas init --bare` merges the packs pushes left, in the background,
+    once there are more than cas.autoPacks of them (like `git gc --auto`)."""
+    from casstore.objects.repository import Repository
+    from casstore.ops.adopt import pushed_packs
+
+    a = casstore.open(tmp_path / "a")
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    repo = srv / "m.git"
+    init_store(str(repo), bare_remote=True)
+    assert git(repo, "config", "cas.autoPacks", "3").returncode == 0
+    with git_daemon(srv) as base:
+        url = f"{base}/m.git"
+        for i in range(8):
+            commit(a, tmp_path, f"v{i}", seed=i)
+            assert a.push(url).ok
+
+        def pushed() -> int:
+            r = Repository(str(repo))
+            try:
+                return len(pushed_packs(r))
+            finally:
+                r.close()
+
+        deadline = time.monotonic() + 120
+        while pushed() > 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pushed() <= 3
+        assert len(packs(repo)) < 8  # merged, not just left
+        # let a merge still running finish before judging the store
+        lock = repo / "cas" / "maintenance.lock"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["flock", "-n", str(lock), "true"], check=False)
+            if probe.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert_git_fsck(repo)
+        b = casstore.open(tmp_path / "b")
+        assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(8)]
+        assert b.fsck(read_data=True).ok

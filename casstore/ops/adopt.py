@@ -20,6 +20,7 @@ object has no intact copy, nothing is published or deleted.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import zlib
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dulwich.objects import ObjectID
 
-from ..objects.maintenance import delete_pack, pack_layout
+from ..objects.maintenance import delete_pack, maintain, pack_layout
 from ..objects.packwriter import (
     BLOB,
     TYPE_NAMES,
@@ -151,3 +152,55 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:
     odb.index.refresh()
     odb.rescan_packs()
     return new, before - after
+
+
+#: a served store merges the packs pushes left once there are more than this many (``cas.autoPacks``)
+AUTO_PACKS = 16
+
+
+def pushed_packs(repo: Repository) -> list[str]:
+    """Packs git wrote here (no sidecar) that no push is still publishing (no ``.keep``) and whose index is sound."""
+    odb = repo.odb
+    damaged = set(odb.damaged_packs())
+    names = os.listdir(odb.pack_dir)
+    return sorted(n[:-4] for n in names
+                  if n.endswith(".idx") and n[:-4] + ".pack" in names and n[:-4] not in damaged
+                  and not os.path.exists(os.path.join(odb.pack_dir, n[:-4] + ".keep"))
+                  and not os.path.exists(os.path.join(odb.cidx_dir, n[:-4] + ".cidx")))
+
+
+def merge_pushed(repo: Repository, limit: int = AUTO_PACKS) -> int:
+    """Merge the packs pushes left once there are more than ``limit``, like ``git gc --auto``; returns how many.
+
+    Every object of those packs is copied (nothing is judged garbage: that is gc's
+    job), so this is safe beside pushes, pulls and other writers; it holds the
+    store lock shared (gc waits) and runs in one process at a time (the others
+    skip it).  Then maintenance rolls the packs up geometrically.  What the
+    ``post-receive`` hook of a served store runs after a push (remote/hook.py).
+    """
+    with repo.lock():
+        fd = os.open(os.path.join(repo.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0
+            found = pushed_packs(repo)
+            if len(found) <= limit:
+                return 0
+            adopt(repo, Adoption(packs=[(p, None) for p in found]))
+        finally:
+            os.close(fd)  # maintain takes the same lock again
+        maintain(repo)
+    return len(found)
+
+
+def merge_pushed_at(path: str, limit: int = AUTO_PACKS) -> int:
+    """:func:`merge_pushed` of the store at ``path`` (the hook's entry point)."""
+    from ..objects.repository import Repository
+
+    repo = Repository(path)
+    try:
+        return merge_pushed(repo, limit)
+    finally:
+        repo.close()
