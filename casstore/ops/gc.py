@@ -431,6 +431,8 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                 else:  # pushed by git (maybe with deltas): its live objects are adopted
                     adoption.packs.append((pack, bits))
                     report.objects_removed += idx.count - live
+                    starts, ends = idx.entry_bounds(os.path.getsize(base + ".pack"))
+                    report.bytes_freed += int((ends - starts)[~bits].sum())
         finally:
             marks.close()
         # loose objects
@@ -498,8 +500,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                 report.tmp_removed += 1
         if adoption:
             # what pushes left (git's packs, loose objects): live objects into one pack of ours
-            _, freed = adopt(repo, adoption)
-            report.bytes_freed += freed
+            adopt(repo, adoption)  # what it saves besides the dead entries counted above is not garbage
             report.packs_adopted = len(adoption.packs)
             report.loose_packed = len(adoption.loose)
         odb.index.refresh()
