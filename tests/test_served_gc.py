@@ -290,3 +290,50 @@ def test_pushes_trigger_a_merge_once_packs_accumulate(tmp_path: Path) -> None:
         b = casstore.open(tmp_path / "b")
         assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(8)]
         assert b.fsck(read_data=True).ok
+
+
+def test_a_pushed_pack_whose_keep_goes_while_gc_walks_is_left_alone(tmp_path: Path) -> None:
+    """git's receive-pack publishes a pushed pack with a .keep, moves the refs, then removes the
+    .keep.  Regression: gc looked for the .keep only after its walk, so a push whose refs moved
+    after gc read them (and whose .keep went meanwhile) lost its pack at --grace 0."""
+    from casstore.objects.repository import Repository
+    from casstore.ops.gc import gc
+
+    srv = tmp_path / "srv.git"
+    init_store(str(srv), bare_remote=True)
+    a = casstore.open(tmp_path / "a")
+    commit(a, tmp_path, "v0")
+    assert a.push(str(srv)).ok  # something to walk
+    b = casstore.open(tmp_path / "b")
+    commit(b, tmp_path, "x1", seed=5)
+    sha = git(b.path, "rev-parse", "refs/cas/models/d/x1").stdout.strip()
+    sent = subprocess.run(["git", "--git-dir", b.path, "pack-objects", "--revs", "--stdout", "-q"],
+                          input=f"{sha}\n".encode(), capture_output=True, check=True).stdout
+    # as receive-pack leaves it before the refs move: the pack, its index, and a .keep
+    out = subprocess.run(["git", "--git-dir", str(srv), "index-pack", "--stdin", "--keep=receive-pack"],
+                         input=sent, capture_output=True, check=True).stdout.decode()
+    keep = srv / "objects" / "pack" / f"pack-{out.split()[-1]}.keep"
+    assert keep.exists()
+    moved = []
+
+    def push_finishes(_n: int) -> None:  # during gc's walk: the push's ref moves, its .keep goes
+        if not moved:
+            assert git(srv, "update-ref", "refs/heads/x1", sha).returncode == 0
+            keep.unlink()
+            moved.append(True)
+
+    repo = Repository(str(srv))
+    try:
+        gc(repo, grace_period=0, progress=push_finishes)
+    finally:
+        repo.close()
+    assert moved
+    assert git(srv, "cat-file", "-e", f"{sha}^{{tree}}").returncode == 0
+    assert_git_fsck(srv)
+    # the next gc adopts it
+    repo = Repository(str(srv))
+    try:
+        assert gc(repo, grace_period=0).packs_adopted >= 1
+    finally:
+        repo.close()
+    assert_git_fsck(srv)
