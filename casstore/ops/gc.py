@@ -435,7 +435,10 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                     report.bytes_freed += int((ends - starts)[~bits].sum())
         finally:
             marks.close()
-        # loose objects
+        # loose objects; in a store git serves (it has a pre-receive hook), the reachable ones a
+        # plain git server's receive-pack left loose are packed too (a store's own commits leave
+        # theirs to maintenance, which packs them past LOOSE_LIMIT)
+        served = os.path.exists(os.path.join(repo.path, "hooks", "pre-receive"))
         for d in os.listdir(odb.objects_dir):
             if len(d) != 2:
                 continue
@@ -452,7 +455,8 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                 except ValueError:
                     continue
                 if oid in marks.loose:
-                    adoption.loose.append(oid)
+                    if served:
+                        adoption.loose.append(oid)
                     continue
                 try:
                     st = os.stat(path)
