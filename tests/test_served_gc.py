@@ -349,3 +349,38 @@ def test_a_pushed_pack_whose_keep_goes_while_gc_walks_is_left_alone(tmp_path: Pa
     finally:
         repo.close()
     assert_git_fsck(srv)
+
+
+def test_a_merge_that_fails_half_way_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy of one pushed pack of whole objects is byte-identical to it (same name): a
+    failure while publishing it (here: writing its .idx) must not take the source's bytes."""
+    from casstore.objects import packwriter
+    from casstore.objects.repository import Repository
+    from casstore.ops.gc import gc
+
+    a = casstore.open(tmp_path / "a")
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    repo = srv / "m.git"
+    init_store(str(repo), bare_remote=True)
+    data = commit(a, tmp_path, "v1")
+    with git_daemon(srv) as base:
+        assert a.push(f"{base}/m.git").ok
+    assert len(packs(repo)) == 1
+
+    def no_space(*_args: object, **_kw: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packwriter, "write_pack_index_v2", no_space)
+    r = Repository(str(repo))
+    try:
+        with pytest.raises(OSError, match="No space"):
+            gc(r, grace_period=0)
+    finally:
+        r.close()
+    monkeypatch.undo()
+    assert_git_fsck(repo)
+    assert list((repo / "cas" / "tmp").iterdir()) == []
+    b = casstore.open(tmp_path / "b")
+    assert b.pull(str(repo)).models_added == ["d/v1"]
+    assert Path(b.load("d", "v1")).read_bytes() == data

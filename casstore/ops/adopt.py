@@ -40,6 +40,7 @@ from ..objects.packwriter import (
     inflate_parts,
     parse_object_header,
 )
+from ..util.fsutil import TMP_PREFIX
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -119,6 +120,20 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:
     loose_paths = [os.path.join(odb.objects_dir, o.hex()[:2], o.hex()[2:]) for o in what.loose]
     before += sum(os.path.getsize(p) for p in loose_paths if os.path.exists(p))
     new = None
+    # A pack of whole objects copied in its own order is byte-identical to its copy, hence has
+    # its name: if publishing the copy failed half-way, its clean-up would remove the .pack
+    # that the source's .idx still names.  A hard link in cas/tmp keeps the bytes to put back.
+    backups: list[tuple[str, str]] = []
+    for name, _ in what.packs:
+        src = os.path.join(odb.pack_dir, name + ".pack")
+        backup = os.path.join(repo.tmp, f"{TMP_PREFIX}{name}.pack")
+        try:
+            if os.path.exists(backup):
+                os.unlink(backup)  # left by a run that was killed
+            os.link(src, backup)
+            backups.append((src, backup))
+        except OSError:
+            pass  # no hard links on this file system
     if plan:
         writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(plan))
         fds: dict[str, int] = {}
@@ -134,10 +149,16 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:
             new = writer.finish()
         except BaseException:
             writer.abort()
+            for src, backup in backups:
+                if not os.path.exists(src):
+                    os.link(backup, src)
+                os.unlink(backup)
             raise
         finally:
             for fd in fds.values():
                 os.close(fd)
+    for _, backup in backups:
+        os.unlink(backup)
     for name, _ in what.packs:
         # a foreign pack of whole objects copied in its own order is byte-identical to the copy,
         # hence has the same name: it just became ours (it has a sidecar now)
