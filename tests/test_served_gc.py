@@ -257,6 +257,7 @@ def test_gc_of_a_path_remote_runs_there_and_a_git_url_is_refused(tmp_path: Path)
         r = subprocess.run([sys.executable, "-m", "casstore", "gc", str(repo), "--grace", "0"],
                            capture_output=True, text=True, env=env, timeout=120, check=False)
         assert r.returncode == 0, r.stderr
+        assert "merged 3 packs and 0 loose objects that pushes left into one pack" in r.stdout, r.stdout
         assert len(packs(repo)) == 1
 
 

@@ -683,6 +683,9 @@ def gc(args: argparse.Namespace) -> int:
     else:
         print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+        if report.packs_adopted or report.loose_packed:  # a store git serves (docs/remotes.md)
+            print(f"merged {count(report.packs_adopted, 'pack')} and {count(report.loose_packed, 'loose object')} "
+                  "that pushes left into one pack")
         # "freed 0 B" right after `cas rm` must say why, and how to free it now
         period = args.grace if args.grace is not None else "2w"
         if report.models_kept_restorable:
