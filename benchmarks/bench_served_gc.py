@@ -6,7 +6,7 @@ receives N pushes of one new model each (random bytes: nothing deduplicates), th
 and `cas gc --grace 0` runs.  Printed: packs, bytes under objects/, loose objects, the
 wall time of each gc and of a fresh pull of every model, as a markdown table.
 
-    python benchmarks/bench_served_gc.py [--pushes 50] [--size KiB] [--work DIR]
+    python benchmarks/bench_served_gc.py [--pushes 50] [--size KiB] [--auto-packs N] [--work DIR]
 """
 
 from __future__ import annotations
@@ -57,12 +57,16 @@ def main() -> None:
     ap.add_argument("--pushes", type=int, default=50)
     ap.add_argument("--size", type=int, default=256, help="KiB per model")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--auto-packs", type=int, default=None,
+                    help="the store's cas.autoPacks (0: no merge after pushes; default: the hook's 16)")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_served_gc_"))
     srv = work / "srv"
     srv.mkdir(parents=True)
     repo = srv / "m.git"
     init_store(str(repo), bare_remote=True)
+    if args.auto_packs is not None:
+        subprocess.run(["git", "--git-dir", str(repo), "config", "cas.autoPacks", str(args.auto_packs)], check=True)
     a = casstore.open(work / "a")
     rows: list[tuple[str, tuple[int, int, int], str]] = []
     rng = np.random.default_rng(0)
@@ -92,7 +96,8 @@ def main() -> None:
         c = casstore.open(work / "p3")
         assert c.push(f"{base}/fresh.git").ok
         rows.append(("reference: a fresh push of the survivors", state(fresh), ""))
-    print(f"{args.pushes} pushes of one {args.size} KiB model each over git://\n")
+    auto = "default (16)" if args.auto_packs is None else args.auto_packs
+    print(f"{args.pushes} pushes of one {args.size} KiB model each over git://, cas.autoPacks {auto}\n")
     print("| step | packs | bytes under objects/ | loose objects | times |")
     print("|---|---|---|---|---|")
     for what, (packs, size, loose), note in rows:
