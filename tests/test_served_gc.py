@@ -169,7 +169,7 @@ def test_deleted_models_bytes_are_freed_on_the_server(tmp_path: Path) -> None:
         assert b.fsck().ok
 
 
-@pytest.mark.parametrize("how", ["git", "path"])
+@pytest.mark.parametrize("how", ["git", "http", "path"])
 def test_pushes_during_gcs_lose_nothing(tmp_path: Path, how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pushes (and pulls) run while `cas gc --grace 0` runs on the server again and again:
     every pushed model is there afterwards, and both fsck are clean.  git's receive-pack
