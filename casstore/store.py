@@ -273,6 +273,13 @@ def remote_schemes() -> list[str]:
     return sorted(SCHEMES)
 
 
+def local_remote_path(url: str) -> str | None:
+    """The directory of a remote on this machine (a path or ``file://`` URL), else None."""
+    from .remote.transport import local_path
+
+    return local_path(url)
+
+
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
     """Open the store at ``path`` ($CAS_STORE, else ~/.casstore; see :func:`resolve_store`).
 

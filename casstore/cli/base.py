@@ -145,6 +145,7 @@ def bucket_client(args: argparse.Namespace, name: str) -> BucketClient:
         url = store.resolve_remote(name)
         client = store.bucket_remote(url)
     if client is None:
-        raise RemoteError(url, "only bucket remotes (s3://, gs://, az://) are collected by `cas gc REMOTE`; "
-                               "run `cas gc` in a served store itself")
+        raise RemoteError(url, "a git server's store is collected where it is: run `cas gc --store PATH` on the "
+                               "server (e.g. from cron; docs/remotes.md); `cas gc REMOTE` takes a bucket (s3://, "
+                               "gs://, az://) or a store on this machine")
     return client

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .base import JSON_HELP, SubParsers, add_command, bucket_client, open_store_for
+from ..store import is_store, local_remote_path
+from .base import JSON_HELP, SubParsers, add_command, bucket_client, open_store_for, store_location
 from .output import count, human, print_json
 
 
@@ -30,6 +31,9 @@ def gc(args: argparse.Namespace) -> int:
     else:
         print(f"removed {count(report.objects_removed, 'object')} ({count(report.packs_removed, 'pack')} removed, "
               f"{report.packs_rewritten} rewritten), freed {human(report.bytes_freed)}")
+        if report.packs_adopted or report.loose_packed:  # a store git serves (docs/remotes.md)
+            print(f"merged {count(report.packs_adopted, 'pack')} and {count(report.loose_packed, 'loose object')} "
+                  "that pushes left into one pack")
         # "freed 0 B" right after `cas rm` must say why, and how to free it now
         period = args.grace if args.grace is not None else "2w"
         if report.models_kept_restorable:
@@ -44,7 +48,23 @@ def gc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _served_path(args: argparse.Namespace, name: str) -> str | None:
+    """The directory of REMOTE if it is a store on this machine (a path remote), else None."""
+    direct = local_remote_path(name)
+    if direct is not None and is_store(direct) and not is_store(store_location(args)[0]):
+        return direct  # a store's path, and no store here to have remotes named
+    with open_store_for(args) as store:
+        path = local_remote_path(store.resolve_remote(name))
+    return path if path is not None and is_store(path) else None
+
+
 def _gc_remote(args: argparse.Namespace, grace: float) -> int:
+    served = _served_path(args, args.remote)
+    if served is not None:  # a path remote: the same gc as in that store itself
+        if args.dry_run:
+            raise SystemExit("cas gc: --dry-run applies to a bucket remote (cas gc REMOTE --dry-run)")
+        args.store, args.remote = served, None
+        return gc(args)
     client = bucket_client(args, args.remote)
     report = client.gc(grace, dry_run=args.dry_run)
     if args.json:

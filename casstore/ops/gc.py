@@ -17,6 +17,12 @@ not take our lock, such as a ``git push`` into this store, never loses objects):
 packs with nothing reachable are deleted; packs casstore wrote that are partly
 reachable are rewritten with their live entries copied verbatim (no
 recompression); loose objects and stale temporary files are removed.
+Packs git's ``receive-pack`` wrote (a served store gains one per push; they have
+no chunk-index sidecar and may hold deltas) are merged: their live objects, and
+the reachable loose objects, are copied into one new pack of ours (ops/adopt.py),
+which maintenance then rolls up geometrically with the others.  A pushed pack
+that still has git's ``.keep`` when gc lists the packs (before reading any ref)
+is left alone: its push may move refs after gc read them.
 
 gc holds ``cas/gc.lock`` exclusively, so it runs between writers, never during
 one (every writer holds it shared, see locking.py); it waits a bounded time for
@@ -49,6 +55,7 @@ from ..objects.packidx import PackIdx
 from ..objects.trailers import parse_trailers
 from ..util.fsutil import TMP_PREFIX
 from ..util.locking import WaitFn, yielding_lock
+from .adopt import Adoption, adopt
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -120,6 +127,9 @@ class GcReport:
     models_kept_restorable: int = 0
     objects_kept_deleted: int = 0
     bytes_kept_deleted: int = 0
+    #: packs pushed by git whose live objects went into one pack of ours, and loose objects packed
+    packs_adopted: int = 0
+    loose_packed: int = 0
     #: the grace period this run used, in seconds (``math.inf`` for never)
     grace_period: float = DEFAULT_GRACE
 
@@ -361,6 +371,13 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
         cutoff = time.time() - grace_period
         names = os.listdir(odb.pack_dir)
         packs = sorted(n[:-4] for n in names if n.endswith(".idx") and n[:-4] + ".pack" in names)
+        # Before any ref is read: git's receive-pack publishes a pushed pack with a .keep and
+        # removes it only after the push's refs moved.  A pack listed without one is therefore
+        # either reached by the refs read below or garbage; one that had it is left alone
+        # even if the .keep is gone by the time it is looked at (its refs may have moved after
+        # gc read them).  Checked after the listing: a .idx listed implies its .keep came first.
+        kept = {p for p in packs if os.path.exists(os.path.join(odb.pack_dir, p + ".keep"))}
+        adoption = Adoption()
         try:
             marks = _Marks(odb.pack_dir, packs)
         except CorruptObjectError as e:  # a damaged .idx: what it holds cannot be known
@@ -370,7 +387,12 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
             for pack, idx, bits in zip(packs, marks.idx, marks.bits, strict=True):
                 live = int(bits.sum())
                 base = os.path.join(odb.pack_dir, pack)
-                if live == idx.count or os.path.exists(base + ".keep"):
+                ours = os.path.exists(os.path.join(odb.cidx_dir, pack + ".cidx"))
+                if pack in kept or os.path.exists(base + ".keep"):
+                    continue
+                if live == idx.count:
+                    if not ours:  # pushed by git: merged into one pack of ours (ops/adopt.py)
+                        adoption.packs.append((pack, None))
                     continue
                 if os.path.getmtime(base + ".pack") > cutoff:
                     _count_young(report, idx, bits, base + ".pack", live)
@@ -379,7 +401,7 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                     report.bytes_freed += delete_pack(repo, pack)
                     report.packs_removed += 1
                     report.objects_removed += idx.count
-                elif os.path.exists(os.path.join(odb.cidx_dir, pack + ".cidx")):
+                elif ours:
                     # ours, so whole objects only: copy the live entries verbatim
                     def live_only(_pack: int, pos: int, bits: np.ndarray = bits) -> bool:
                         return bool(bits[pos])
@@ -394,10 +416,17 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                     report.bytes_freed += freed
                     report.packs_rewritten += 1
                     report.objects_removed += idx.count - live
-                # a foreign pack (pushed by git, maybe with deltas) stays until nothing in it is live
+                else:  # pushed by git (maybe with deltas): its live objects are adopted
+                    adoption.packs.append((pack, bits))
+                    report.objects_removed += idx.count - live
+                    starts, ends = idx.entry_bounds(os.path.getsize(base + ".pack"))
+                    report.bytes_freed += int((ends - starts)[~bits].sum())
         finally:
             marks.close()
-        # loose objects
+        # loose objects; in a store git serves (it has a pre-receive hook), the reachable ones a
+        # plain git server's receive-pack left loose are packed too (a store's own commits leave
+        # theirs to maintenance, which packs them past LOOSE_LIMIT)
+        served = os.path.exists(os.path.join(repo.path, "hooks", "pre-receive"))
         for d in os.listdir(odb.objects_dir):
             if len(d) != 2:
                 continue
@@ -414,6 +443,8 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
                 except ValueError:
                     continue
                 if oid in marks.loose:
+                    if served:
+                        adoption.loose.append(oid)
                     continue
                 try:
                     st = os.stat(path)
@@ -459,6 +490,11 @@ def gc(repo: Repository, grace_period: float = DEFAULT_GRACE, progress: Callable
 
                 shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else _remove(path)
                 report.tmp_removed += 1
+        if adoption:
+            # what pushes left (git's packs, loose objects): live objects into one pack of ours
+            adopt(repo, adoption)  # what it saves besides the dead entries counted above is not garbage
+            report.packs_adopted = len(adoption.packs)
+            report.loose_packed = len(adoption.loose)
         odb.index.refresh()
         maintain(repo)  # pack what is left loose, roll up small packs
     return report

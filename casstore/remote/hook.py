@@ -46,11 +46,13 @@ into ``hooks/pre-receive`` and make it executable.
 from __future__ import annotations
 
 import os
+import sys
 
 import msgpack
 from dulwich.config import ConfigFile
 
 from ..model.manifest import SCHEMA, VERSION
+from ..ops.adopt import AUTO_PACKS
 
 #: casstore's naming rule (casstore/util/names.py) as an awk function ``valid(name)``:
 #: ASCII letters, digits, ``-``, ``_`` and ``.``; 1 to 128 characters; no leading
@@ -390,6 +392,30 @@ PRE_RECEIVE = (_SCRIPT.replace("@NAME_AWK@", NAME_AWK).replace("@KEY_AWK@", KEY_
                .replace("@MANIFEST_HEAD@", MANIFEST_HEAD).replace("@MANIFEST_MID@", MANIFEST_MID))
 
 
+#: The ``post-receive`` hook (POSIX sh): git keeps every push as the pack that arrived, so once
+#: more than ``cas.autoPacks`` (default 16; 0: never) such packs accumulate, it merges them in
+#: the background, like ``git gc --auto``, with the Python that installed it
+#: (ops/adopt.merge_pushed: every object copied, safe beside pushes and pulls).  Where that
+#: Python is gone it does nothing: run ``cas gc`` on the server instead (e.g. from cron).
+#: Counting costs one directory listing; the push is not held up.
+POST_RECEIVE = r"""#!/bin/sh
+# casstore: merge the packs pushes leave (installed by `cas init --bare`; see casstore/remote/hook.py).
+limit=$(git config --int cas.autoPacks 2>/dev/null || echo @AUTO_PACKS@)
+[ "${limit:-0}" -gt 0 ] 2>/dev/null || exit 0
+py='@PYTHON@'
+[ -x "$py" ] || exit 0
+n=0
+for p in objects/pack/*.pack; do
+    b=${p##*/}
+    [ -e "$p" ] && [ ! -e "cas/chunkidx/${b%.pack}.cidx" ] && n=$((n + 1))
+done
+[ "$n" -gt "$limit" ] || exit 0
+nohup "$py" -c 'import sys; from casstore.ops.adopt import merge_pushed_at; merge_pushed_at(".", int(sys.argv[1]))' \
+    "$limit" </dev/null >/dev/null 2>&1 &
+exit 0
+"""
+
+
 # -- on the client: what the hook said ----------------------------------------------
 
 _PREFIX = "casstore: "
@@ -444,3 +470,8 @@ def install_hook(path: str, allowed_signers: str | None = None) -> None:
     with open(hook, "w") as f:
         f.write(PRE_RECEIVE)
     os.chmod(hook, 0o755)
+    post = os.path.join(path, "hooks", "post-receive")
+    with open(post, "w") as f:
+        python = sys.executable.replace("'", "'\\''")  # inside sh's single quotes
+        f.write(POST_RECEIVE.replace("@AUTO_PACKS@", str(AUTO_PACKS)).replace("@PYTHON@", python))
+    os.chmod(post, 0o755)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +34,10 @@ from ..model.states import STATES_REF, states_at, write_states
 from ..model.writer import domain_writer, states_writer
 from ..objects.odb import ObjectDB
 from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
-from ..objects.repository import init_repository
+from ..objects.repository import init_repository, is_repository
 from ..objects.trailers import format_trailers
 from ..util.identity import author
-from ..util.locking import deferred_interrupts
+from ..util.locking import deferred_interrupts, yielding_lock
 from ..util.names import check_domain, check_model_id
 from ..util.progress import ProgressFn
 from .bucket import BucketClient
@@ -580,6 +581,22 @@ def _copy_out(repo: Repository, path: str, wants: list[ObjectID], result: SyncRe
     result.objects, result.bytes = stats.objects, stats.pack_bytes
 
 
+@contextmanager
+def _path_remote_lock(path: str | None) -> Iterator[None]:
+    """A path remote's store lock, held shared from the copy of the objects until its refs moved.
+
+    The copied packs are unreferenced until ``git-receive-pack`` moves the refs, and
+    a ``cas gc --grace 0`` there would take them for garbage: it waits for this push
+    (as for a local writer), and this push for it.
+    """
+    git_dir = _git_dir(path) if path is not None else None
+    if git_dir is None or not is_repository(git_dir):
+        yield
+        return
+    with yielding_lock(os.path.join(git_dir, "cas", "gc.lock")):
+        yield
+
+
 def push(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: C901, PLR0915 - push's transports and steps; one Transport to come (issue 23)
          progress: ProgressFn | None = None) -> SyncResult:
     """Send models and histories that ``url`` lacks; never overwrite a remote model."""
@@ -673,7 +690,7 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
         result.objects = len(objects)
         return len(objects), source.records(objects)
 
-    with repo.lock():
+    with repo.lock(), _path_remote_lock(path if isinstance(client, LocalPathClient) else None):
         source = EntrySource(odb, progress)
         sideband = bytearray()  # what the server's hooks say: the reasons for a refusal
         try:
