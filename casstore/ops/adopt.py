@@ -200,7 +200,7 @@ def merge_pushed(repo: Repository, limit: int = AUTO_PACKS) -> int:
     ``post-receive`` hook of a served store runs after a push (remote/hook.py).
     """
     with repo.lock():
-        fd = os.open(os.path.join(repo.path, "cas", "maintenance.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(repo.maintenance_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
