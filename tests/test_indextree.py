@@ -307,12 +307,20 @@ def test_a_full_read_of_packed_trees_reads_them_from_the_pack(tmp_path_factory: 
     assert tree_id is not None and len(written) > 17  # a root, 16 internal trees' worth of leaves
     odb.store.add_objects(written)  # type: ignore[arg-type]
     ids = sorted(_tree_ids(odb, tree_id))
-    assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, indextree.read_trees(odb, ids), strict=True))
+    slow: list[ObjectID] = []
+    read_raw = odb.read_raw
+    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
+    try:
+        raws = indextree.read_trees(odb, ids)
+    finally:
+        del odb.read_raw
+    assert not slow  # every tree sliced from the pack, none looked up one by one
+    assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
     full = ShardedModels(odb, tree_id)
     full.load_all()
     assert dict(full.items()) == items and len(full) == len(items)
     # a flipped byte in the middle of the pack: a tree that no longer inflates or verifies
-    (pack,) = [p for p in odb.store.packs if p.index.object_offset(bytes.fromhex(tree_id.decode())) is not None]
+    (pack,) = odb.store.packs  # the one pack of this store: the index's
     path = pack._basename + ".pack"
     with open(path, "r+b") as f:
         f.seek(0, 2)
@@ -324,3 +332,32 @@ def test_a_full_read_of_packed_trees_reads_them_from_the_pack(tmp_path_factory: 
     fresh = casstore.Store(store.path).odb
     with pytest.raises(CorruptObjectError):
         ShardedModels(fresh, tree_id).load_all()
+
+
+_SIDE = st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]), st.integers(1, 4).map(sha), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=_SIDE, local=_SIDE, remote=_SIDE,
+       ld=st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]),
+                          st.sets(st.integers(1, 4).map(sha), max_size=3), max_size=6),
+       rd=st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]),
+                          st.sets(st.integers(1, 4).map(sha), max_size=3), max_size=6))
+def test_merging_dicts_decides_only_where_the_sides_differ(base: dict[str, ObjectID], local: dict[str, ObjectID],
+                                                           remote: dict[str, ObjectID], ld: dict[str, set[ObjectID]],
+                                                           rd: dict[str, set[ObjectID]]) -> None:
+    """merge_indexes' path for dicts (refs: a 1,000,000-model merge) against its path for any mapping."""
+    from collections import UserDict
+
+    from casstore.model.history import DomainIndex
+    from casstore.remote.merge import merge_indexes
+
+    fast = merge_indexes(DomainIndex(dict(base)), DomainIndex(dict(local)), DomainIndex(dict(remote)), ld, rd)
+    slow = merge_indexes(DomainIndex(UserDict(base)), DomainIndex(UserDict(local)),  # type: ignore[arg-type]
+                         DomainIndex(UserDict(remote)), ld, rd)  # type: ignore[arg-type]
+    assert fast.conflicts == slow.conflicts
+    if not fast.conflicts:
+        assert fast.index.models == slow.index.models and fast.index.states == slow.index.states
+        # what push and pull record follows the merged models' order: the changed IDs stay sorted
+        changed = [m for m in fast.index.models if local.get(m) != fast.index.models[m]]
+        assert changed == sorted(changed)

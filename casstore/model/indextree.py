@@ -223,16 +223,19 @@ def read_trees(odb: ObjectDB, ids: Sequence[ObjectID]) -> list[bytes]:
                     found.append((index.object_offset(oids[i]), i))  # type: ignore[arg-type]
                 except KeyError:
                     rest.append(i)
-            fd = os.open(pack._basename + ".pack", os.O_RDONLY) if found else -1
-        except (OSError, CorruptObjectError, ValueError):
-            continue  # a pack gone meanwhile (gc) or damaged: read_raw decides below
+            idx_path = getattr(index, "path", None)  # a FilePackIndex's: <name>.idx beside <name>.pack
+            if not found or not isinstance(idx_path, str) or not idx_path.endswith(".idx"):
+                todo = rest + [i for _, i in found]
+                continue
+            fd = os.open(idx_path[: -len(".idx")] + ".pack", os.O_RDONLY)
+        except Exception:  # a pack gone meanwhile (gc), a damaged index (dulwich's zoo): read_raw decides below
+            continue
         try:
             found.sort()
             for offset, i in found:
                 out[i] = _inflate_tree(fd, offset, oids[i])
         finally:
-            if fd >= 0:
-                os.close(fd)
+            os.close(fd)
         todo = rest + [i for _, i in found if out[i] is None]
     for i in todo:
         type_num, raw = odb.read_raw(ids[i])
@@ -606,9 +609,8 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
             have = dict(tree.items())
             for mid in have.keys() - models.keys():
                 del tree[mid]
-            for mid, sha in models.items():
-                if have.get(mid) != sha:
-                    tree[mid] = sha
+            for mid, sha in models.items() - have.items():  # set operations: in C for dicts
+                tree[mid] = sha
             return tree.to_tree(odb)
     return _write(odb, _build(models, ""))
 
