@@ -112,8 +112,9 @@ def run_worker(op: str, store: str, arg: str, code: str | None = None) -> dict[s
     """
     cpu = _children_cpu()
     env = None if code is None else {**os.environ, "PYTHONPATH": code}
+    # not in a checkout's directory: ``python -c`` puts the working directory first on sys.path
     r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True,
-                       env=env)
+                       env=env, cwd=os.path.dirname(os.path.abspath(store)))
     out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
     out["cpu"] = _children_cpu() - cpu
     return out
@@ -829,7 +830,7 @@ def full_read_compare(work: str, sizes: list[int], runs: int, model_file: str,
                                 "import bench_scale; bench_scale.build_index_only(sys.argv[2], int(sys.argv[3]), "
                                 "sys.argv[4])",
                                 os.path.dirname(os.path.abspath(__file__)), path, str(n), model_file],
-                               check=True, env={**os.environ, "PYTHONPATH": code})
+                               check=True, env={**os.environ, "PYTHONPATH": code}, cwd=work)
                 print(f"built {label}'s domain of {n:,} models", flush=True)
     for _ in range(runs):
         for n in sizes:
