@@ -361,3 +361,40 @@ def test_merging_dicts_decides_only_where_the_sides_differ(base: dict[str, Objec
         # what push and pull record follows the merged models' order: the changed IDs stay sorted
         changed = [m for m in fast.index.models if local.get(m) != fast.index.models[m]]
         assert changed == sorted(changed)
+
+
+def test_a_full_read_finds_trees_across_packs_and_loose(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Trees spread over two packs and loose objects: each read once, from where it is."""
+    odb = casstore.open(tmp_path_factory.mktemp("spread") / "s").odb
+    items = {f"model-{i}": sha(i + 1) for i in range(3000)}
+    written: list[Tree] = []
+
+    def collect(obj: Tree) -> ObjectID:
+        written.append(obj)
+        return obj.id
+
+    odb.write_loose = collect  # type: ignore[method-assign, assignment]
+    try:
+        tree_id = models_tree(odb, items)
+    finally:
+        del odb.write_loose
+    assert tree_id is not None
+    odb.store.add_objects([(t, None) for t in written[0::3]])  # type: ignore[misc]
+    odb.store.add_objects([(t, None) for t in written[1::3]])  # type: ignore[misc]
+    loose = written[2::3]
+    for t in loose:
+        odb.write_loose(t)
+    assert len(odb.store.packs) == 2
+    ids = sorted(_tree_ids(odb, tree_id))
+    slow: list[ObjectID] = []
+    read_raw = odb.read_raw
+    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
+    try:
+        raws = indextree.read_trees(odb, ids)
+    finally:
+        del odb.read_raw
+    assert sorted(slow) == sorted(t.id for t in loose)  # the loose ones only, no pack probed in vain
+    assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
+    full = ShardedModels(odb, tree_id)
+    full.load_all()
+    assert dict(full.items()) == items

@@ -210,33 +210,45 @@ def read_trees(odb: ObjectDB, ids: Sequence[ObjectID]) -> list[bytes]:
     """
     out: list[bytes | None] = [None] * len(ids)
     oids = [bytes.fromhex(i.decode()) for i in ids]
-    todo = list(range(len(ids)))
-    for pack in odb.store.packs if len(ids) > 1 else ():
-        if not todo:
-            break
-        try:
-            index = pack.index
-            found: list[tuple[int, int]] = []
-            rest: list[int] = []
-            for i in todo:
-                try:
-                    found.append((index.object_offset(oids[i]), i))  # type: ignore[arg-type]
-                except KeyError:
-                    rest.append(i)
-            idx_path = getattr(index, "path", None)  # a FilePackIndex's: <name>.idx beside <name>.pack
-            if not found or not isinstance(idx_path, str) or not idx_path.endswith(".idx"):
-                todo = rest + [i for _, i in found]
+    todo: list[int] = []
+    # where each tree is: loose ones first (one stat), then the packs, the last one that
+    # had a tree first (a level's trees were written together): a store of many packs
+    # pays about one index lookup per tree, not one per pack
+    packs = list(odb.store.packs) if len(ids) > 1 else []
+    found: dict[int, list[tuple[int, int]]] = {}  # pack number -> (offset, i)
+    for i, tid in enumerate(ids):
+        if not packs or os.path.exists(os.path.join(odb.objects_dir, tid[:2].decode(), tid[2:].decode())):
+            todo.append(i)
+            continue
+        for k, pack in enumerate(packs):
+            try:
+                offset = pack.index.object_offset(oids[i])  # type: ignore[arg-type]
+            except KeyError:
                 continue
+            except Exception:  # a damaged index (dulwich's zoo), a pack gone meanwhile: read_raw decides
+                break
+            found.setdefault(id(pack), []).append((offset, i))
+            if k:
+                packs.insert(0, packs.pop(k))
+            break
+        else:
+            todo.append(i)
+    by_id = {id(p): p for p in packs}
+    for key, hits in found.items():
+        idx_path = getattr(by_id[key].index, "path", None)  # a FilePackIndex's: <name>.idx beside <name>.pack
+        try:
+            if not isinstance(idx_path, str) or not idx_path.endswith(".idx"):
+                raise FileNotFoundError(idx_path)
             fd = os.open(idx_path[: -len(".idx")] + ".pack", os.O_RDONLY)
-        except Exception:  # a pack gone meanwhile (gc), a damaged index (dulwich's zoo): read_raw decides below
+        except OSError:  # a pack gone meanwhile (gc): read_raw finds the trees where they are now
+            todo.extend(i for _, i in hits)
             continue
         try:
-            found.sort()
-            for offset, i in found:
+            for offset, i in sorted(hits):
                 out[i] = _inflate_tree(fd, offset, oids[i])
         finally:
             os.close(fd)
-        todo = rest + [i for _, i in found if out[i] is None]
+        todo.extend(i for _, i in hits if out[i] is None)
     for i in todo:
         type_num, raw = odb.read_raw(ids[i])
         if type_num != Tree.type_num:
