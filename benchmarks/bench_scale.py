@@ -29,6 +29,10 @@ change: the generator writes the flat history layout when the code has no
 adds, the commit's time and a full read of the index for domains of those sizes
 (``event_costs``; a faster generator, ``build_index_only``); ``--layouts`` computes
 what an event writes in several index layouts without building a store.
+``--full-read N,N --baseline CHECKOUT`` compares a full read of the index by two
+checkouts in one run; ``--merge N`` measures a merge of two histories of N models that
+both added models; ``--serve N,N`` measures ``list_models(limit=50)`` and ``cas serve``'s
+domain page (issue 28; docs/benchmarks.md).
 """
 
 from __future__ import annotations
