@@ -397,4 +397,5 @@ def test_a_full_read_finds_trees_across_packs_and_loose(tmp_path_factory: pytest
     assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
     full = ShardedModels(odb, tree_id)
     full.load_all()
-    assert dict(full.items()) == items
+    assert dict(full.items()) == items and full.to_dict() == items
+    assert full == items and full == ShardedModels(odb, tree_id) and full != {**items, "model-0": sha(9999)}

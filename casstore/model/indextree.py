@@ -464,6 +464,19 @@ class ShardedModels(MutableMapping[str, ObjectID]):
         """(ID, commit) pairs, read by walking the trees (not one lookup per ID)."""
         return _Items(self)
 
+    def to_dict(self) -> dict[str, ObjectID]:
+        """Every (ID, commit) as a dict, reading every tree first: one ``update`` per leaf."""
+        self._read_all()
+        out: dict[str, ObjectID] = {}
+        for node in self._nodes():
+            out.update(node.links)
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.to_dict() == (other.to_dict() if isinstance(other, ShardedModels) else dict(other.items()))
+
     def walk_items(self) -> Iterator[tuple[str, ObjectID]]:
         """Every (ID, commit), reading every tree first (``_read_all``)."""
         self._read_all()
@@ -618,7 +631,7 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
     if base is not None:
         tree = ShardedModels(odb, base)
         if not tree.legacy:
-            have = dict(tree.items())
+            have = tree.to_dict()
             for mid in have.keys() - models.keys():
                 del tree[mid]
             for mid, sha in models.items() - have.items():  # set operations: in C for dicts
