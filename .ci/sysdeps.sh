@@ -4,7 +4,8 @@
 # throwaway CA of the https tests, and Debian's chromium with its matching chromedriver
 # for the `cas serve` browser tests (no browser can be downloaded any other way here);
 # a Java runtime for the pyspark tests; node and npm for Azurite, the Azure Blob emulator
-# of the az:// remote tests (below).
+# of the az:// remote tests (below); gawk, busybox and original-awk besides Debian's mawk for
+# the hook's tests (tests/test_hook.py).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -18,6 +19,10 @@ java -version >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v npm >/dev/null || need+=(nodejs npm)
 # restic: a peer in `make bench` (benchmarks/bench_peers.py), from Debian as the issue asks
 command -v restic >/dev/null || need+=(restic)
+# the pre-receive hook is sh + awk: its tests run it under each awk a server may have as awk
+command -v gawk >/dev/null || need+=(gawk)
+command -v busybox >/dev/null || need+=(busybox)
+command -v original-awk >/dev/null || need+=(original-awk)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2

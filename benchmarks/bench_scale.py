@@ -29,6 +29,10 @@ change: the generator writes the flat history layout when the code has no
 adds, the commit's time and a full read of the index for domains of those sizes
 (``event_costs``; a faster generator, ``build_index_only``); ``--layouts`` computes
 what an event writes in several index layouts without building a store.
+``--full-read N,N --baseline CHECKOUT`` compares a full read of the index by two
+checkouts in one run; ``--merge N`` measures a merge of two histories of N models that
+both added models; ``--serve N,N`` measures ``list_models(limit=50)`` and ``cas serve``'s
+domain page (issue 28; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -105,10 +109,16 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_worker(op: str, store: str, arg: str) -> dict[str, float]:
-    """One fresh process: the operation's own time ("s") and CPU seconds ("op cpu"), the process's ("cpu")."""
+def run_worker(op: str, store: str, arg: str, code: str | None = None) -> dict[str, float]:
+    """One fresh process: the operation's own time ("s") and CPU seconds ("op cpu"), the process's ("cpu").
+
+    ``code``: a casstore checkout to run instead of the one on ``PYTHONPATH``.
+    """
     cpu = _children_cpu()
-    r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True)
+    env = None if code is None else {**os.environ, "PYTHONPATH": code}
+    # not in a checkout's directory: ``python -c`` puts the working directory first on sys.path
+    r = subprocess.run([sys.executable, "-c", WORKER, op, store, arg], capture_output=True, text=True, check=True,
+                       env=env, cwd=os.path.dirname(os.path.abspath(store)))
     out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
     out["cpu"] = _children_cpu() - cpu
     return out
@@ -491,6 +501,14 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
                     help="instead: bytes per event, commit time and a full read, for domains of these sizes")
     ap.add_argument("--events-chart", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                            "docs", "benchmarks-events.png"))
+    ap.add_argument("--full-read", default=None, metavar="N,N,...",
+                    help="instead: a full read of the index by this checkout and --baseline's, one run")
+    ap.add_argument("--baseline", default=None, help="the checkout --full-read compares with")
+    ap.add_argument("--serve", default=None, metavar="N,N,...",
+                    help="instead: list_models(limit=50) and cas serve's domain page for domains of these sizes")
+    ap.add_argument("--merge", default=None, metavar="N,N,...",
+                    help="instead: a merge of two histories of N models after both sides added --merge-added")
+    ap.add_argument("--merge-added", type=int, default=3)
     ap.add_argument("--layouts", default=None, metavar="N,N,...",
                     help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
@@ -519,6 +537,49 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
             events_chart(res, f"one event (commit_models of 20 KB) by domain size: {when}, {os.cpu_count()} cores, "
                               f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.events_chart)
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.full_read:
+        assert args.baseline, "--full-read needs --baseline CHECKOUT"
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        model_file = os.path.join(work, "model.bin")
+        if not os.path.exists(model_file):
+            with open(model_file, "wb") as f:
+                f.write(os.urandom(20_000))
+        sizes = [int(x) for x in args.full_read.split(",")]
+        print(f"{'models':>10} {'before s':>9} {'after s':>9} {'ratio':>6} {'before cpu':>10} {'after cpu':>10} "
+              f"{'ratio':>6}")
+        for n, r in full_read_compare(work, sizes, args.runs, model_file, args.baseline).items():
+            print(f"{n:>10,} {r['before s']:>9.2f} {r['after s']:>9.2f} {r['after s'] / r['before s']:>5.2f}x "
+                  f"{r['before cpu']:>10.2f} {r['after cpu']:>10.2f} {r['after cpu'] / r['before cpu']:>5.2f}x")
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.serve:
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        model_file = os.path.join(work, "model.bin")
+        if not os.path.exists(model_file):
+            with open(model_file, "wb") as f:
+                f.write(os.urandom(20_000))
+        for n, r in serve_cost(work, [int(x) for x in args.serve.split(",")], args.runs, model_file).items():
+            for k, v in r.items():
+                print(f"{n:>10,} {k:<28} {v:8.3f}")
+        if not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.merge:
+        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+        os.makedirs(work, exist_ok=True)
+        model_file = os.path.join(work, "model.bin")
+        if not os.path.exists(model_file):
+            with open(model_file, "wb") as f:
+                f.write(os.urandom(20_000))
+        for n in [int(x) for x in args.merge.split(",")]:
+            for k, v in merge_cost(work, n, args.merge_added, model_file).items():
+                print(f"{n:>10,} {k:<24} {v:10.3f}")
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)
         return
@@ -661,6 +722,189 @@ def event_costs(work: str, sizes: list[int], runs: int, model_file: str) -> dict
     for n in sizes:
         r = run_worker("full_read", os.path.join(work, f"events-{n}"), "")
         raw[n]["full read s"] = [r["s"]]
+    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in raw.items()}
+
+
+MERGER = r"""
+import json, sys, time
+t0 = time.perf_counter()
+c0 = time.process_time()
+import casstore
+from casstore.model.history import read_index
+from casstore.objects.refs import domain_ref
+from casstore.remote.merge import deleted_commits, merge_base, merge_indexes
+store = casstore.Store(sys.argv[1])
+odb = store.odb
+ours, theirs = store.refs.get(domain_ref("d")), sys.argv[2].encode()
+out = {}
+def step(name, t, c):
+    out[name + " s"] = time.perf_counter() - t
+    out[name + " cpu"] = time.process_time() - c
+t, c = time.perf_counter(), time.process_time()
+base = merge_base(odb, ours, theirs)
+local, remote = read_index(odb, ours), read_index(odb, theirs)
+# push and pull merge the model refs: dicts (read from refs; here, from each side's index)
+local.models, remote.models = dict(local.models.items()), dict(remote.models.items())
+step("read both indexes", t, c)
+t, c = time.perf_counter(), time.process_time()
+merged = merge_indexes(read_index(odb, base), local, remote, deleted_commits(odb, ours), deleted_commits(odb, theirs))
+assert not merged.conflicts
+step("merge_indexes", t, c)
+t, c = time.perf_counter(), time.process_time()
+# what sync._history_commit does: the index written as changes to the first parent's
+tree = merged.index.to_tree(odb, ours)
+new = odb.write_commit(tree, [ours, theirs], b"bench <bench@bench.invalid>", b"merge\n\nCas-Event: merge\n")
+step("write merged index", t, c)
+t, c = time.perf_counter(), time.process_time()
+check = read_index(odb, new, full=True).models
+out["models"] = len(check)
+step("read merged index", t, c)
+out["merge s"] = time.perf_counter() - t0
+out["merge cpu"] = time.process_time() - c0
+print(json.dumps(out))
+"""
+
+
+def merge_cost(work: str, n: int, added: int, model_file: str) -> dict[str, float]:
+    """A merge of two histories of ``n`` models after each side added ``added`` (one fresh process).
+
+    Store ``ours`` is built by ``build_index_only``; ``theirs`` is a copy of it.
+    Each side then commits ``added`` models through the API (real events), the
+    objects of ``theirs`` are copied into ``ours`` (what a fetch does), and one
+    process merges the two histories as push and pull do (``MERGER``): merge base,
+    both indexes read whole, ``merge_indexes``, the merged index written as the
+    changes to our parent's, then read back whole (wall time of each step, the
+    whole process's wall and CPU time, imports included).  The model refs of the
+    generated models do not exist (see ``build_index_only``), so the refs half of
+    a pull (listing them) is not in it: the indexes stand in for them.
+    """
+    import casstore
+    from casstore.objects.refs import domain_ref
+
+    ours, theirs = os.path.join(work, f"merge-{n}-ours"), os.path.join(work, f"merge-{n}-theirs")
+    if not os.path.isdir(ours):
+        took = build_index_only(ours, n, model_file)
+        print(f"built a domain of {n:,} models in {took:.1f} s", flush=True)
+        run_worker("commit", ours, model_file)
+    shutil.rmtree(theirs, ignore_errors=True)
+    shutil.copytree(ours, theirs, symlinks=True)
+    # the refs stamp describes the refs directory it was written for: write the copy's own
+    # (as build_index_only does), or its first writer records every generated model as deleted
+    from casstore.model import writer
+    from casstore.util.locking import domain_lock_path
+
+    time.sleep(0.05)
+    with open(domain_lock_path(theirs, "d")[: -len(".lock")] + ".stamp", "w") as f:
+        f.write(writer._refs_stamp(casstore.Store(theirs).repo, "d")[0])
+    for path in (ours, theirs):
+        for _ in range(added):
+            run_worker("commit", path, model_file)
+    for root, _, files in os.walk(os.path.join(theirs, "objects")):
+        dest = os.path.join(ours, os.path.relpath(root, theirs))
+        os.makedirs(dest, exist_ok=True)
+        for f in files:
+            if not os.path.exists(os.path.join(dest, f)):
+                shutil.copy2(os.path.join(root, f), os.path.join(dest, f))
+    head = casstore.Store(theirs).refs.get(domain_ref("d"))
+    assert head is not None
+    cpu = _children_cpu()
+    r = subprocess.run([sys.executable, "-c", MERGER, ours, head.decode()], capture_output=True, text=True,
+                       check=True)
+    out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
+    out["process cpu"] = _children_cpu() - cpu
+    assert out["models"] >= n + 1 + 2 * added, out  # the warm-up commit, then each side's (more: a rerun)
+    shutil.rmtree(theirs, ignore_errors=True)
+    return out
+
+
+def full_read_compare(work: str, sizes: list[int], runs: int, model_file: str,
+                      baseline: str) -> dict[int, dict[str, float]]:
+    """A full read of the index (``read_index(full=True)``: what fsck reads) by two checkouts, in one run.
+
+    Per size, one store built by each checkout's own generator path (``build_index_only``
+    run with that checkout: the 256-shard layout for a checkout before issue 28), then
+    ``runs`` rounds, each a fresh process per checkout, alternating: medians of the
+    read's wall time and CPU time.
+    """
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    codes = {"before": baseline, "after": here}
+    raw: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for n in sizes:
+        for label, code in codes.items():
+            path = os.path.join(work, f"full-{label}-{n}")
+            if not os.path.isdir(path):
+                subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                                "import bench_scale; bench_scale.build_index_only(sys.argv[2], int(sys.argv[3]), "
+                                "sys.argv[4])",
+                                os.path.dirname(os.path.abspath(__file__)), path, str(n), model_file],
+                               check=True, env={**os.environ, "PYTHONPATH": code}, cwd=work)
+                print(f"built {label}'s domain of {n:,} models", flush=True)
+    for _ in range(runs):
+        for n in sizes:
+            for label, code in codes.items():
+                r = run_worker("full_read", os.path.join(work, f"full-{label}-{n}"), "", code)
+                assert r["models"] == n, r
+                raw[n].setdefault(f"{label} s", []).append(r["s"])
+                raw[n].setdefault(f"{label} cpu", []).append(r["op cpu"])
+    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in raw.items()}
+
+
+RECENT = r"""
+import sys, casstore
+store = casstore.Store(sys.argv[1])
+for i in range(int(sys.argv[3])):
+    store.commit_models("d", model=sys.argv[2], model_id=f"recent-{i:04d}")
+"""
+
+
+def _get(url: str) -> float:
+    """Wall time of one GET (status 200 required)."""
+    import urllib.request
+
+    t = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=600) as r:
+        r.read()
+        assert r.status == 200, r.status
+    return time.perf_counter() - t
+
+
+def serve_cost(work: str, sizes: list[int], runs: int, model_file: str,
+               recent: int = 60) -> dict[int, dict[str, float]]:
+    """``list_models(limit=50)`` and ``cas serve``'s domain page, per domain size, one run.
+
+    Each store is ``build_index_only``'s plus ``recent`` models committed through
+    the API (real events, newer than the generated ones: the first page).  Per
+    round and size: ``list_models("d", limit=50)`` in a fresh process; then a fresh
+    ``cas serve`` and, once it listens, GET ``/d/d`` (the domain page, newest first:
+    what a visitor opens) twice and ``/api/domains/d/models`` once (wall times).
+    """
+    raw: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for n in sizes:
+        path = os.path.join(work, f"serve-{n}")
+        if not os.path.isdir(path):
+            t0 = time.perf_counter()
+            build_index_only(path, n, model_file)
+            subprocess.run([sys.executable, "-c", RECENT, path, model_file, str(recent)], check=True)
+            print(f"built a domain of {n:,} models + {recent} committed in {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+    for _ in range(runs):
+        for n in sizes:
+            path = os.path.join(work, f"serve-{n}")
+            r = run_worker("first_page", path, "")
+            raw[n].setdefault("list_models(limit=50) s", []).append(r["s"])
+            proc = subprocess.Popen([sys.executable, "-m", "casstore", "--store", path, "serve", "--port", "0"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                assert line.startswith("serving http://"), line
+                base = "http://" + line.split("http://", 1)[1].split("/", 1)[0]
+                raw[n].setdefault("domain page, first GET s", []).append(_get(base + "/d/d"))
+                raw[n].setdefault("domain page, again s", []).append(_get(base + "/d/d"))
+                raw[n].setdefault("api models page s", []).append(_get(base + "/api/domains/d/models"))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
     return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in raw.items()}
 
 

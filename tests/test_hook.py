@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,32 @@ def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Remote]:
     else:
         with git_daemon(root) as base:
             yield Remote(f"{base}/models.git", path)
+
+
+#: the awk implementations the hook must run under (Debian packages mawk, gawk, busybox, original-awk;
+#: .ci/sysdeps.sh installs them): servers ship any of them as ``awk``
+AWKS = {"mawk": ["mawk"], "gawk": ["gawk"], "busybox": ["busybox", "awk"], "original-awk": ["original-awk"]}
+
+
+@pytest.fixture(params=list(AWKS))
+def awk(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``awk`` on PATH (for the hook, which git runs with our environment) is this implementation.
+
+    Requested before ``remote``, so that a git daemon inherits the PATH too.
+    Returns the file each run of it appends a line to: a test asserts it ran.
+    """
+    cmd = AWKS[request.param]
+    exe = shutil.which(cmd[0])
+    assert exe is not None, f"{cmd[0]} is not installed: run make sysdeps"
+    bin_dir = tmp_path / "awk-bin"
+    bin_dir.mkdir()
+    log = tmp_path / "awk-runs.log"
+    log.touch()
+    wrapper = bin_dir / "awk"
+    wrapper.write_text(f'#!/bin/sh\necho run >> "{log}"\nexec {exe} {" ".join(cmd[1:])} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return log
 
 
 def _file(tmp_path: Path, name: str) -> str:
@@ -414,7 +441,7 @@ def test_hook_on_a_plain_git_init_bare_remote(tmp_path: Path) -> None:
 # -- the naming rule, ported to awk ------------------------------------------------------
 
 
-def test_hook_name_rule_matches_names_py() -> None:
+def test_hook_name_rule_matches_names_py(awk: Path) -> None:
     rng = random.Random(0)
     alphabet = "aZ09._-+/@ é~\t"
     names = ["a", "v1", "a.b", "a..b", ".a", "a.", "x.lock", "x.locked", "lock", "-", "_", "a-b_c.d",
@@ -436,6 +463,7 @@ def test_hook_name_rule_matches_names_py() -> None:
     mismatches = [(n, g) for n, g in zip(names, got, strict=True) if python_says(n) != g]
     assert not mismatches, mismatches[:10]
     assert got.count("1") > 100 and got.count("0") > 100  # both outcomes are exercised
+    assert awk.read_text()  # the implementation under test did the work
 
 
 # -- the split layout of the models tree (casstore/model/indextree.py) -------------
@@ -461,7 +489,7 @@ def split_history(git_dir: str | Path, placed: dict[str, tuple[str, str]], paren
     return commit(git_dir, mktree(git_dir, ("040000", nested(git_dir, placed), "models")), parent)
 
 
-def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, remote: Remote,
+def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, awk: Path, remote: Remote,
                                                            seeded: casstore.Store) -> None:
     from casstore.model.indextree import key_of
 
@@ -475,6 +503,7 @@ def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, remot
 
     k1, k2 = key_of("v1"), key_of("v2")
     wrong = "0" if k1[2] != "0" else "1"
+    wrong_shard = "00" if k1[:2] != "00" else "01"
     before = remote_refs(remote)
     bad = [  # (entries, what the hook must name)
         ({**at("v1", [k1[0], k1[1], wrong]), **at("v2", [k2[0]])}, f"models/{k1[0]}/{k1[1]}/{wrong}/v1"),
@@ -485,6 +514,13 @@ def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, remot
           "/".join([*k1, "0", "x"]): ("160000", models["v2"])}, f"models/{'/'.join(k1)}/0"),
         ({**at("v1", [k1[0]]), **at("v2", []), f"{k1[0]}/junk": ("100644", blob)}, f"models/{k1[0]}/junk"),
         ({**at("v1", [k1[0]]), **at("v2", []), f"{k1[0]}/a+b": ("160000", models["v2"])}, f"models/{k1[0]}/a+b"),
+        # the 256-shard layout's rule broken: a model in another 2-digit shard than its key's
+        ({**at("v1", [wrong_shard]), **at("v2", [k2[:2]])}, f"models/{wrong_shard}/v1"),
+        # a 1-digit directory below a 2-digit one that ends the key's prefix elsewhere
+        ({**at("v1", [k1[:2], wrong]), **at("v2", [])}, f"models/{k1[:2]}/{wrong}/v1"),
+        # a name that is no model ID, on a key-valid path; a subtree named like a model ID
+        ({**at("v1", []), **at("v2", []), "x.lock": ("160000", models["v2"])}, "models/x.lock"),
+        ({**at("v1", []), **at("v2", []), "v3/x": ("160000", models["v2"])}, "models/v3"),
     ]
     for placed, entry in bad:
         r = push(g, remote.url, f"{split_history(g, placed, tip)}:refs/cas/domains/d")
@@ -495,9 +531,10 @@ def test_split_layout_passes_and_hostile_trees_are_refused(tmp_path: Path, remot
     assert r.returncode == 0, r.stderr
     assert casstore.Store(str(remote.path)).list_models("d") == seeded.list_models("d")
     assert_clients_still_work(tmp_path, remote, seeded, ["v1", "v2"])
+    assert awk.read_text()  # the hook ran under the implementation under test
 
 
-def test_casstore_pushes_of_a_split_tree_pass_the_hook(tmp_path: Path, remote: Remote,
+def test_casstore_pushes_of_a_split_tree_pass_the_hook(tmp_path: Path, awk: Path, remote: Remote,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from casstore.model import indextree
 
@@ -516,3 +553,4 @@ def test_casstore_pushes_of_a_split_tree_pass_the_hook(tmp_path: Path, remote: R
     b = casstore.open(tmp_path / "b")
     assert b.pull(remote.url).ok and sorted(b.list_models("d")) == sorted(f"m{i}" for i in range(9) if i != 3)
     assert_git_fsck(remote.path)
+    assert awk.read_text()

@@ -279,3 +279,123 @@ def test_the_fast_path_check_is_key_prefix() -> None:
             for prefix in (k[:n], k[:n - 1] + ("0" if k[n - 1] != "0" else "f")):
                 want = _prefix_test(prefix)
                 assert want is not None and _on_path(mid, want) == k.startswith(prefix), (mid, prefix)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.text(min_size=1, max_size=140), min_size=1, max_size=30))
+def test_the_vectorised_key_is_key_of(ids: list[str]) -> None:
+    # a full read checks every ID's key with numpy (_key_ints): the same numbers as key_of
+    assert [int(k) for k in indextree._key_ints(ids)] == [int(key_of(m), 16) for m in ids]
+
+
+def test_a_full_read_of_packed_trees_reads_them_from_the_pack(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """read_trees slices packed trees from their pack; damage there is still found and named."""
+    store = casstore.open(tmp_path_factory.mktemp("packed") / "s")
+    odb = store.odb
+    items = {f"model-{i}": sha(i + 1) for i in range(3000)}
+    written: list[tuple[object, None]] = []
+
+    def collect(obj: Tree) -> ObjectID:
+        written.append((obj, None))
+        return obj.id
+
+    odb.write_loose = collect  # type: ignore[method-assign, assignment]
+    try:
+        tree_id = models_tree(odb, items)
+    finally:
+        del odb.write_loose
+    assert tree_id is not None and len(written) > 17  # a root, 16 internal trees' worth of leaves
+    odb.store.add_objects(written)  # type: ignore[arg-type]
+    ids = sorted(_tree_ids(odb, tree_id))
+    slow: list[ObjectID] = []
+    read_raw = odb.read_raw
+    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
+    try:
+        raws = indextree.read_trees(odb, ids)
+    finally:
+        del odb.read_raw
+    assert not slow  # every tree sliced from the pack, none looked up one by one
+    assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
+    full = ShardedModels(odb, tree_id)
+    full.load_all()
+    assert dict(full.items()) == items and len(full) == len(items)
+    # a flipped byte in the middle of the pack: a tree that no longer inflates or verifies
+    (pack,) = odb.store.packs  # the one pack of this store: the index's
+    path = pack._basename + ".pack"
+    with open(path, "r+b") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(size // 2)
+        byte = f.read(1)
+        f.seek(size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    fresh = casstore.Store(store.path).odb
+    with pytest.raises(CorruptObjectError):
+        ShardedModels(fresh, tree_id).load_all()
+
+
+_SIDE = st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]), st.integers(1, 4).map(sha), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=_SIDE, local=_SIDE, remote=_SIDE,
+       ld=st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]),
+                          st.sets(st.integers(1, 4).map(sha), max_size=3), max_size=6),
+       rd=st.dictionaries(st.sampled_from([f"m{i}" for i in range(12)]),
+                          st.sets(st.integers(1, 4).map(sha), max_size=3), max_size=6))
+def test_merging_dicts_decides_only_where_the_sides_differ(base: dict[str, ObjectID], local: dict[str, ObjectID],
+                                                           remote: dict[str, ObjectID], ld: dict[str, set[ObjectID]],
+                                                           rd: dict[str, set[ObjectID]]) -> None:
+    """merge_indexes' path for dicts (refs: a 1,000,000-model merge) against its path for any mapping."""
+    from collections import UserDict
+
+    from casstore.model.history import DomainIndex
+    from casstore.remote.merge import merge_indexes
+
+    fast = merge_indexes(DomainIndex(dict(base)), DomainIndex(dict(local)), DomainIndex(dict(remote)), ld, rd)
+    slow = merge_indexes(DomainIndex(UserDict(base)), DomainIndex(UserDict(local)),  # type: ignore[arg-type]
+                         DomainIndex(UserDict(remote)), ld, rd)  # type: ignore[arg-type]
+    assert fast.conflicts == slow.conflicts
+    if not fast.conflicts:
+        assert fast.index.models == slow.index.models and fast.index.states == slow.index.states
+        # what push and pull record follows the merged models' order: the changed IDs stay sorted
+        changed = [m for m in fast.index.models if local.get(m) != fast.index.models[m]]
+        assert changed == sorted(changed)
+
+
+def test_a_full_read_finds_trees_across_packs_and_loose(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Trees spread over two packs and loose objects: each read once, from where it is."""
+    odb = casstore.open(tmp_path_factory.mktemp("spread") / "s").odb
+    items = {f"model-{i}": sha(i + 1) for i in range(3000)}
+    written: list[Tree] = []
+
+    def collect(obj: Tree) -> ObjectID:
+        written.append(obj)
+        return obj.id
+
+    odb.write_loose = collect  # type: ignore[method-assign, assignment]
+    try:
+        tree_id = models_tree(odb, items)
+    finally:
+        del odb.write_loose
+    assert tree_id is not None
+    odb.store.add_objects([(t, None) for t in written[0::3]])  # type: ignore[misc]
+    odb.store.add_objects([(t, None) for t in written[1::3]])  # type: ignore[misc]
+    loose = written[2::3]
+    for t in loose:
+        odb.write_loose(t)
+    assert len(odb.store.packs) == 2
+    ids = sorted(_tree_ids(odb, tree_id))
+    slow: list[ObjectID] = []
+    read_raw = odb.read_raw
+    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
+    try:
+        raws = indextree.read_trees(odb, ids)
+    finally:
+        del odb.read_raw
+    assert sorted(slow) == sorted(t.id for t in loose)  # the loose ones only, no pack probed in vain
+    assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
+    full = ShardedModels(odb, tree_id)
+    full.load_all()
+    assert dict(full.items()) == items and full.to_dict() == items
+    assert full == items and full == ShardedModels(odb, tree_id) and full != {**items, "model-0": sha(9999)}

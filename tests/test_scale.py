@@ -110,9 +110,8 @@ def test_key_of_is_the_hooks_awk_function() -> None:
     ids = ["v1", "a", "A-b_c.d", "x" * 128, "~" * 128, "model-000001", "9f3c2a1e-7d4b-4c1e-9a7f-0123456789ab"]
     ids += [f"run-{i}" for i in range(2000)]
     prog = NAME_AWK + " " + KEY_AWK + " { print key($0, 10), key($0, 1), key($0, 2), key($0, 3) }"
-    for awk in ("awk", "mawk", "gawk", "busybox"):
-        if shutil.which(awk) is None:
-            continue
+    for awk in ("awk", "mawk", "gawk", "busybox", "original-awk"):  # .ci/sysdeps.sh installs them all
+        assert shutil.which(awk) is not None, f"{awk} is not installed: run make sysdeps"
         cmd = [awk, "awk", prog] if awk == "busybox" else [awk, prog]
         r = subprocess.run(cmd, input="\n".join(ids) + "\n", capture_output=True, text=True, check=True,
                            env={**os.environ, "LC_ALL": "C"})

@@ -91,7 +91,16 @@ def merge_indexes(base: DomainIndex, local: DomainIndex, remote: DomainIndex,
     ld, rd = local_deleted or {}, remote_deleted or {}
     out = DomainIndex()
     conflicts: list[str] = []
-    for mid in sorted(set(local.models) | set(remote.models)):
+    lm, rm = local.models, remote.models
+    if isinstance(lm, dict) and isinstance(rm, dict):
+        # 1,000,000 models (issue 28): only the IDs where the sides differ need a decision,
+        # found by set operations in C; every other one keeps its commit (l == r, below)
+        differ = {mid for mid, _ in lm.items() ^ rm.items()}
+        out.models = {mid: sha for mid, sha in lm.items() if mid not in differ}
+        ids = sorted(differ)
+    else:
+        ids = sorted(set(lm) | set(rm))
+    for mid in ids:
         value, conflict = _pick_model(local.models.get(mid), remote.models.get(mid),
                                       ld.get(mid, set()), rd.get(mid, set()))
         if conflict:
