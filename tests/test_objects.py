@@ -299,3 +299,28 @@ def test_stored_deflate_matches_zlib(n: int) -> None:
     assert inflate(zlib.compress(data, 6), n) == data  # non-stored streams go through zlib
     with pytest.raises(zlib.error):
         inflate(z[:-5], n)
+
+
+def test_publishing_a_pack_the_store_already_has_never_touches_it(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack written again byte for byte (a copy of one pack by maintenance or gc, a
+    pull of a pack we hold) has the same name: a failure while publishing it (a full
+    disk writing its .idx) must leave the published pack whole, not remove its file."""
+    from casstore.objects import packwriter
+
+    (tmp_path / "p").mkdir()
+
+    def write() -> str:
+        with PackWriter(str(tmp_path / "p"), str(tmp_path), 1) as w:
+            w.add(encode_entry(b"one"), chunk_key(b"one"), 3)
+            return w.finish()
+
+    name = write()
+    before = {f: (tmp_path / "p" / f).read_bytes() for f in os.listdir(tmp_path / "p")}
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packwriter, "write_pack_index_v2", disk_full)
+    assert write() == name  # the same bytes: already there, nothing to write
+    assert {f: (tmp_path / "p" / f).read_bytes() for f in os.listdir(tmp_path / "p")} == before

@@ -210,11 +210,20 @@ def publish_pack(pack_dir: str, cidx_dir: str, tmp_pack: str, checksum: bytes,  
     on.  If this is interrupted, what it had published is removed again; a crash
     leaves at most a ``tmp_`` file or a ``.pack`` without ``.idx`` (invisible;
     gc removes both, and copying the pack again replaces it).  On an error
-    ``tmp_pack`` is removed.  Returns the pack's basename.
+    ``tmp_pack`` is removed.  A pack of the same name already published (the same
+    bytes) is kept as it is, never replaced.  Returns the pack's basename.
     """
     name = "pack-" + checksum.hex()
     base = os.path.join(pack_dir, name)
     cidx = os.path.join(cidx_dir, name + ".cidx")
+    if os.path.exists(base + ".idx") and os.path.exists(base + ".pack"):
+        # the same bytes are published already (the name is their SHA-1: a copy of one
+        # pack, a pull of a pack we hold): replacing them would, on a failure before the
+        # new .idx, remove the live pack's file and every object in it with it
+        os.unlink(tmp_pack)
+        if not os.path.exists(cidx):
+            write_cidx(cidx, checksum, index)
+        return name
     published: list[str] = [tmp_pack]  # removed again if we are stopped before the .idx is in place
     try:
         write_cidx(cidx, checksum, index)
