@@ -137,23 +137,7 @@ def read_index(odb: ObjectDB, commit_id: ObjectID | None, full: bool = False) ->
     idx = DomainIndex()
     if commit_id is None:
         return idx
-    c = odb.read(commit_id, Commit)
-    assert isinstance(c, Commit)
-    root = odb.read(c.tree, Tree)
-    assert isinstance(root, Tree)
-    models: ObjectID | None = None
-    for entry in root.iteritems():
-        if entry.path == b"models" and entry.mode == TREE:
-            models = entry.sha
-        elif entry.path == b"states" and entry.mode == TREE:
-            st = odb.read(entry.sha, Tree)
-            assert isinstance(st, Tree)
-            for s in st.iteritems():
-                if s.mode != TREE:
-                    raise CorruptObjectError(entry.sha.decode(), f"unexpected entry {s.path!r} in domain index")
-                idx.states[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha)
-        else:
-            raise CorruptObjectError(c.tree.decode(), f"unexpected entry {entry.path!r} in domain index")
+    models, idx.states = _read_root(odb, commit_id)
     sharded = ShardedModels(odb, models)
     if full:
         sharded.load_all()
@@ -168,24 +152,33 @@ def read_states(odb: ObjectDB, commit_id: ObjectID | None) -> dict[str, dict[str
     holds an entry per model.
 
     Raises:
-        CorruptObjectError: a ``states`` entry that is not of the index's shape.
+        CorruptObjectError: an entry that is not of the index's shape.
     """
-    out: dict[str, dict[str, ObjectID]] = {}
-    if commit_id is None:
-        return out
+    return {} if commit_id is None else _read_root(odb, commit_id)[1]
+
+
+def _read_root(odb: ObjectDB, commit_id: ObjectID) -> tuple[ObjectID | None, dict[str, dict[str, ObjectID]]]:
+    """The root of the domain index at ``commit_id``: its ``models`` tree (not read) and its states."""
     c = odb.read(commit_id, Commit)
     assert isinstance(c, Commit)
     root = odb.read(c.tree, Tree)
     assert isinstance(root, Tree)
+    models: ObjectID | None = None
+    states: dict[str, dict[str, ObjectID]] = {}
     for entry in root.iteritems():
-        if entry.path == b"states" and entry.mode == TREE:
+        if entry.path == b"models" and entry.mode == TREE:
+            models = entry.sha
+        elif entry.path == b"states" and entry.mode == TREE:
             st = odb.read(entry.sha, Tree)
             assert isinstance(st, Tree)
             for s in st.iteritems():
                 if s.mode != TREE:
                     raise CorruptObjectError(entry.sha.decode(), f"unexpected entry {s.path!r} in domain index")
-                out[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha)
-    return out
+                states[check_state(s.path.decode())] = _read_gitlinks(odb, s.sha)
+        else:
+            raise CorruptObjectError(c.tree.decode(), f"unexpected entry {entry.path!r} in domain index")
+    return models, states
+
 
 def check_index(odb: ObjectDB, commit_id: ObjectID, checked: set[ObjectID]) -> None:
     """Check the shape of the domain index at ``commit_id`` (what ``read_index(full=True)`` checks).
