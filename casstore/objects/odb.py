@@ -103,7 +103,13 @@ def _close_all(store: DiskObjectStore, fds: dict[str, int]) -> None:
     for fd in fds.values():
         os.close(fd)
     fds.clear()
-    store.close()
+    try:
+        store.close()
+    except BufferError:
+        # a view of a pack's memory map is still alive (the traceback of an error that read
+        # a damaged pack holds one): the map is unmapped when that view goes.  Raising here
+        # would break whatever code the garbage collector ran this finalizer in
+        pass
 
 
 class ObjectDB:
