@@ -40,7 +40,6 @@ from ..objects.packwriter import (
     inflate_parts,
     parse_object_header,
 )
-from ..util.fsutil import TMP_PREFIX
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -93,7 +92,7 @@ def _resolved_entry(repo: Repository, oid: bytes) -> EncodedEntry:
     return encode_entry(raw, type_num=type_num, level=0 if type_num == BLOB else 1)
 
 
-def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: C901, PLR0912, PLR0915 - copy, link, publish, clean up: each step with its failure path (to split, issue 23)
+def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: C901, PLR0912 - plan, copy, publish, delete (to split, issue 23)
     """Copy ``what`` into one new pack of ours, then delete the sources; returns the pack and bytes freed.
 
     The caller holds the store lock exclusively (gc) and chose only packs no
@@ -120,48 +119,25 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: 
     loose_paths = [os.path.join(odb.objects_dir, o.hex()[:2], o.hex()[2:]) for o in what.loose]
     before += sum(os.path.getsize(p) for p in loose_paths if os.path.exists(p))
     new = None
-    # A pack of whole objects copied in its own order is byte-identical to its copy, hence has
-    # its name: if publishing the copy failed half-way, its clean-up would remove the .pack
-    # that the source's .idx still names.  A hard link in cas/tmp keeps the bytes to put back.
-    backups: list[tuple[str, str]] = []
-    for name, _ in what.packs:
-        src = os.path.join(odb.pack_dir, name + ".pack")
-        backup = os.path.join(repo.tmp, f"{TMP_PREFIX}{name}.pack")
-        try:
-            if os.path.exists(backup):
-                os.unlink(backup)  # left by a run that was killed
-            os.link(src, backup)
-            backups.append((src, backup))
-        except OSError:
-            pass  # no hard links on this file system
     if plan:
-        writer = PackWriter(odb.pack_dir, odb.cidx_dir, len(plan))
         fds: dict[str, int] = {}
         try:
-            for pack, offset, length, oid in plan:
-                entry = None
-                if pack is not None:
-                    fd = fds.get(pack)
-                    if fd is None:
-                        fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
-                    entry = _whole_entry(os.pread(fd, length, offset), oid)
-                writer.add(entry if entry is not None else _resolved_entry(repo, oid))
-            new = writer.finish()
-        except BaseException:
-            writer.abort()
-            for src, backup in backups:
-                if not os.path.exists(src):
-                    os.link(backup, src)
-                os.unlink(backup)
-            raise
+            with PackWriter(odb.pack_dir, odb.cidx_dir, len(plan)) as writer:
+                for pack, offset, length, oid in plan:
+                    entry = None
+                    if pack is not None:
+                        fd = fds.get(pack)
+                        if fd is None:
+                            fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
+                        entry = _whole_entry(os.pread(fd, length, offset), oid)
+                    writer.add(entry if entry is not None else _resolved_entry(repo, oid))
+                new = writer.finish()
         finally:
             for fd in fds.values():
                 os.close(fd)
-    for _, backup in backups:
-        os.unlink(backup)
     for name, _ in what.packs:
         # a foreign pack of whole objects copied in its own order is byte-identical to the copy,
-        # hence has the same name: it just became ours (it has a sidecar now)
+        # hence has the same name: publish_pack kept it as it was, and it has a sidecar now
         if name != new:
             delete_pack(repo, name)
     for path in loose_paths:
