@@ -24,8 +24,8 @@ from dulwich.objects import ObjectID
 
 import casstore
 from casstore.errors import CorruptObjectError
-from casstore.model.history import append_event
 from casstore.model import indextree
+from casstore.model.history import append_event
 from casstore.ops.adopt import AUTO_PACKS
 from casstore.remote import hook as hook_module
 from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
@@ -488,8 +488,8 @@ def test_install_hook_writes_the_package_files(tmp_path: Path) -> None:
     assert (path / "hooks" / "pre-receive").read_bytes() == pre.read_bytes()
     installed = (path / "hooks" / "post-receive").read_text().splitlines()
     shipped = post.read_text().splitlines()
-    diff = [(a, b) for a, b in zip(installed, shipped) if a != b]
-    assert len(installed) == len(shipped) and diff == [("py='" + sys.executable + "'", "py=''")]
+    diff = [(a, b) for a, b in zip(installed, shipped, strict=True) if a != b]
+    assert diff == [("py='" + sys.executable + "'", "py=''")]
     for name in ("pre-receive", "post-receive"):
         assert os.access(path / "hooks" / name, os.X_OK)
     plain = tmp_path / "plain.git"
