@@ -4,8 +4,8 @@
 # throwaway CA of the https tests, and Debian's chromium with its matching chromedriver
 # for the `cas serve` browser tests (no browser can be downloaded any other way here);
 # a Java runtime for the pyspark tests; node and npm for Azurite, the Azure Blob emulator
-# of the az:// remote tests (below); gawk, busybox and original-awk besides Debian's mawk for
-# the hook's tests (tests/test_hook.py).
+# of the az:// remote tests (below); gawk, busybox and original-awk besides Debian's mawk, and
+# shellcheck, for the hook's tests (tests/test_hook.py).
 set -euo pipefail
 need=()
 command -v git >/dev/null || need+=(git)
@@ -23,6 +23,8 @@ command -v restic >/dev/null || need+=(restic)
 command -v gawk >/dev/null || need+=(gawk)
 command -v busybox >/dev/null || need+=(busybox)
 command -v original-awk >/dev/null || need+=(original-awk)
+# the hook files (casstore/remote/hooks/) are linted as POSIX sh by tests/test_hook.py
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing system packages: ${need[*]} (install them, or run make test as root)" >&2

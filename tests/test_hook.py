@@ -24,10 +24,13 @@ from dulwich.objects import ObjectID
 
 import casstore
 from casstore.errors import CorruptObjectError
+from casstore.model import indextree
 from casstore.model.history import append_event
+from casstore.ops.adopt import AUTO_PACKS
+from casstore.remote import hook as hook_module
 from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
-from casstore.util.names import check_name
+from casstore.util.names import MAX_NAME_LENGTH, check_name
 from tests.conftest import assert_git_fsck, git
 from tests.servers import git_daemon
 
@@ -436,6 +439,68 @@ def test_hook_on_a_plain_git_init_bare_remote(tmp_path: Path) -> None:
     r = push(b.path, remote.url, ":refs/cas/models/d/v1")
     assert_refused(r, remote, before, "refs/cas/models/d/v1", "history still lists it")
     assert_clients_still_work(tmp_path, remote, a, ["v1"])
+
+
+# -- the hooks as files: package data, installable with cp, linted ---------------------------
+
+HOOK_DIR = Path(hook_module.__file__).parent / "hooks"
+HOOK_FILES = [HOOK_DIR / "pre-receive", HOOK_DIR / "post-receive"]
+
+
+def _shell_assignment(path: Path, name: str) -> str:
+    """The value given to ``name`` at the start of a line of the hook file, unquoted."""
+    (line,) = [ln for ln in path.read_text().splitlines() if ln.startswith(name + "=")]
+    return line[len(name) + 1:].split("  #")[0].strip().strip("'")
+
+
+def test_hook_files_pass_shellcheck() -> None:
+    """Both hooks are POSIX sh with no shellcheck finding; each check disabled inline says why."""
+    r = subprocess.run(["shellcheck", "-s", "sh", *map(str, HOOK_FILES)], capture_output=True, text=True,
+                       check=False, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    for path in HOOK_FILES:
+        for line in path.read_text().splitlines():
+            if "shellcheck disable=" in line:
+                assert line.split("shellcheck disable=", 1)[1].split(None, 1)[1].startswith("# "), line
+
+
+def test_hook_file_constants_are_the_python_ones() -> None:
+    """What the hook files spell out by hand equals the Python constants it mirrors."""
+    pre, post = HOOK_FILES
+    assert _shell_assignment(pre, "manifest_head") == hook_module.MANIFEST_HEAD
+    assert _shell_assignment(pre, "manifest_mid") == hook_module.MANIFEST_MID
+    assert _shell_assignment(post, "auto_packs") == str(AUTO_PACKS)
+    # indextree.key_of's hash and depth, as written in the awk of key() and of the layout rule
+    key, layout = hook_module.KEY_AWK, hook_module.LAYOUT_AWK
+    assert key.count(f"h * {indextree.SHARD_MUL} + ") == 2 and key.count(f") % {indextree.SHARD_MOD};") == 2
+    assert key.count(f"% {indextree.KEY_MOD}") == 2 and f"g * {indextree.KEY_MIX} + h" in key
+    assert f"length(pre) <= {indextree.KEY_DIGITS}" in layout and f"<= {indextree.KEY_DIGITS}\n" in layout
+    assert f"length(n) <= {MAX_NAME_LENGTH}" in NAME_AWK
+
+
+def test_install_hook_writes_the_package_files(tmp_path: Path) -> None:
+    """`cas init --bare` installs pre-receive byte for byte as shipped (so `cp` installs the same
+    hook), and post-receive as shipped but for the Python it merges with; a plainly copied
+    post-receive (no Python named) does nothing, whatever the number of pushed packs."""
+    path = tmp_path / "srv.git"
+    init_store(str(path), bare_remote=True)
+    pre, post = HOOK_FILES
+    assert (path / "hooks" / "pre-receive").read_bytes() == pre.read_bytes()
+    installed = (path / "hooks" / "post-receive").read_text().splitlines()
+    shipped = post.read_text().splitlines()
+    diff = [(a, b) for a, b in zip(installed, shipped, strict=True) if a != b]
+    assert diff == [("py='" + sys.executable + "'", "py=''")]
+    for name in ("pre-receive", "post-receive"):
+        assert os.access(path / "hooks" / name, os.X_OK)
+    plain = tmp_path / "plain.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(plain)], check=True)
+    shutil.copy(post, plain / "hooks" / "post-receive")
+    git(plain, "config", "cas.autoPacks", "1")
+    for i in range(3):
+        (plain / "objects" / "pack" / f"pack-{i:040x}.pack").write_bytes(b"")
+    r = subprocess.run(["sh", str(plain / "hooks" / "post-receive")], cwd=plain, capture_output=True, text=True,
+                       check=False, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
 # -- the naming rule, ported to awk ------------------------------------------------------

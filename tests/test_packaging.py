@@ -53,7 +53,8 @@ def test_wheel_holds_the_package_data_and_metadata(wheel: Path) -> None:
         meta = z.read(f"casstore-{__version__}.dist-info/METADATA").decode()
         entry_points = z.read(f"casstore-{__version__}.dist-info/entry_points.txt").decode()
     assert {"casstore/py.typed", "casstore/store.py", "casstore/cli/cmd_cache.py",
-            "casstore/serve/templates/base.html"} <= names
+            "casstore/serve/templates/base.html", "casstore/remote/hooks/pre-receive",
+            "casstore/remote/hooks/post-receive"} <= names
     assert not any(n.startswith("tests/") for n in names)
     assert "cas = casstore.cli:main" in entry_points
     requires = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
