@@ -25,7 +25,7 @@ are ``shard_of``).  The first write to a tree in another shape than the one
 above (a 2-digit directory, a node with both gitlinks and subtrees) rewrites it
 whole in that shape, once; a flat tree of at most ``LEAF_MAX`` IDs already is.
 
-This module knows nothing of events or commits (history.py does).
+This module knows nothing of events or commits (history/ does).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The store-wide list of model states (``production``, ``staging``, ...).
 
 Which models are in which state is part of each domain's history (see
-history.py).  The *names* of the states live on ``refs/cas/states``: a chain of
+history/).  The *names* of the states live on ``refs/cas/states``: a chain of
 commits whose tree holds one empty blob per state, so the list travels with push
 and pull like everything else and concurrent edits are compare-and-swap.
 """

@@ -3,7 +3,7 @@
 ::
 
     refs/cas/models/<domain>/<model_id>   -> the model's commit (the source of truth)
-    refs/cas/domains/<domain>             -> the domain's history (see history.py)
+    refs/cas/domains/<domain>             -> the domain's history (see model/history/)
 
 Creating a model ref is the one atomic step that claims an ID: dulwich's
 ``add_if_new`` takes ``<ref>.lock`` with O_EXCL and fails if the ref exists, so of
