@@ -17,11 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import JavascriptException, NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.helpers.serve import CHROMEDRIVER, CHROMIUM, Server, build_demo_store, start_server, stop_server
+from tests.helpers.serve import Server, build_demo_store, chrome, start_server, stop_server
 
 # read at import: the autouse fixture in conftest.py clears CAS_* variables before each test
 SHOTS = os.environ.get("CAS_SERVE_SCREENSHOTS")
@@ -43,19 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dic
 def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    # the network is closed: without these Chromium stalls on lookups and updates
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False,
-                                           "safebrowsing.enabled": False})
-    # an explicit driver path: selenium then never tries to download one
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = chrome(tmp_path / "profile", downloads)
     try:
         yield driver, downloads
     finally:

@@ -26,6 +26,29 @@ from tests.conftest import write_random
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
+
+def chrome(profile: Path, downloads: Path | None = None, page_load_timeout: float = 60) -> Any:
+    """A headless Chromium driven by selenium (``quit()`` it), its profile in ``profile``,
+    saving downloads into ``downloads`` when given."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    # the network is closed: without these Chromium stalls on lookups and updates
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={profile}"):
+        opts.add_argument(flag)
+    if downloads is not None:
+        opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                               "download.prompt_for_download": False,
+                                               "safebrowsing.enabled": False})
+    # an explicit driver path: selenium then never tries to download one
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(page_load_timeout)
+    return driver
+
 BIG = 12 << 20  # above the verify-first limit: this one streams
 
 
