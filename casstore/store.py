@@ -1311,7 +1311,8 @@ class Store:
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - the public API's options
                  *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
-                 require_signed: bool | None = None) -> Downloaded:
+                 require_signed: bool | None = None,
+                 _staged: Callable[[FileEntry], str | None] | None = None) -> Downloaded:
         """Write every file of the model (extra files included) into ``local_path``.
 
         The directory is created if missing; each file appears atomically and only
@@ -1371,7 +1372,7 @@ class Store:
         with self._pool() as pool:
             for i in todo:
                 write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i), root, pool,
-                           self._window(), counter)
+                           self._window(), counter, _staged)
         if others:
             shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
             files_n = "1 file" if len(others) == 1 else f"{len(others)} files"
@@ -1803,6 +1804,34 @@ class Store:
     def _stream(self, entry: FileEntry, oids: list[bytes], window: int) -> Generator[bytes | memoryview, None, None]:
         with ThreadPoolExecutor(min(default_workers(), window), thread_name_prefix="cas-read") as pool:
             yield from iter_file(self.odb, entry, oids, pool, window)
+
+    def pull_download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - pull's and download's options
+                      *, remote: str | None = None, force: bool = False, theirs: bool = False,
+                      require_signed: bool | None = None) -> tuple[SyncResult, Downloaded]:
+        """``pull(remote, [domain])``, then ``download(local_path, domain, model_id)`` (``cas pull
+        --download``), reading each byte once: the pull writes the files of the model it
+        verifies as it checks them, and the download moves them into place instead of
+        decompressing and hashing the store's copy again (remote/staging.py).  Everything
+        else is as the two calls: the same checks before any ref moves (a failed pull
+        writes nothing into ``local_path``), the same choice of model (``model_id`` None:
+        the domain's newest after the pull), signature policy and rules for files already
+        there.  A model the store had before the pull is downloaded as usual.
+        """
+        from .remote.config import default_remote, resolve_remote
+        from .remote.staging import Staging
+        from .remote.sync import pull
+
+        remote = default_remote(self.repo) if remote is None else remote
+        strict = self.require_signed == "refuse" if require_signed is None else require_signed
+        staging = Staging(os.fspath(local_path), check_domain(domain), model_id)
+        try:
+            result = pull(self.repo, resolve_remote(self.repo, remote), [domain], self.progress, take_theirs=theirs,
+                          require_signed=self.verifier() if strict else None, staging=staging)
+            _log_sync("pull", result)
+            return result, self.download(local_path, domain, model_id, force=force, require_signed=require_signed,
+                                         _staged=staging.take)
+        finally:
+            staging.close()
 
 
 def _log_sync(verb: str, result: SyncResult) -> None:

@@ -12,7 +12,7 @@ from .base import JSON_HELP, Command, SubParsers, add_command, open_store_for
 from .output import count, human, print_json
 
 if TYPE_CHECKING:
-    from ..store import ModelChange
+    from ..store import ModelChange, Store, SyncResult
 
 
 def add_sync_command(sub: SubParsers, verb: str, text: str, func: Command) -> argparse.ArgumentParser:
@@ -29,16 +29,17 @@ def run_sync(args: argparse.Namespace, verb: str) -> int:
     with open_store_for(args, write=True) as store, warnings.catch_warnings(record=True) as lost:
         # a model that left a state is warned about after the report that names it
         warnings.simplefilter("always")
+        done: dict[str, object] | None = None  # what `cas pull --download` wrote
+        downloaded = ""
         if verb == "push":
             result = store.push(args.remote, args.domains or None)
             if remote_hook_missing(result.url):
                 warnings.warn(f"{result.url} has no casstore hook: plain git clients can overwrite or delete "
                               f"models there; install it with `cas init --bare {result.url}`", stacklevel=1)
         else:
-            result = store.pull(args.remote, args.domains or None, theirs=args.theirs,
-                                require_signed=args.require_signed)
+            result, done, downloaded = _pull(store, args)
     if args.json:
-        print_json(result.as_dict())
+        print_json(result.as_dict() if done is None else {**result.as_dict(), "download": done})
     else:
         moved = "sent" if verb == "push" else "received"
         print(f"{verb} {result.url}: {count(len(result.models_added), 'model')} added, "
@@ -60,10 +61,26 @@ def run_sync(args: argparse.Namespace, verb: str) -> int:
             print(f"diverged: {d}: the remote's history is new here; run `cas pull` first, then push")
         for ref, reason in result.rejected.items():
             print(f"rejected by the remote: {ref}: {reason}")
+        if downloaded:
+            print(downloaded)
     sys.stdout.flush()
     for w in lost:  # every warning of the push or pull, in order, after its report
         warnings.warn(w.message, w.category, stacklevel=1)
     return 0 if result.ok else 1
+
+
+def _pull(store: Store, args: argparse.Namespace) -> tuple[SyncResult, dict[str, object] | None, str]:
+    """``cas pull``; with ``--download DIR`` also what the download did (``--json``) and its line."""
+    if getattr(args, "download", None) is None:
+        return store.pull(args.remote, args.domains or None, theirs=args.theirs,
+                          require_signed=args.require_signed), None, ""
+    domain = args.domains[0]
+    result, done = store.pull_download(args.download, domain, args.model, remote=args.remote, force=args.force,
+                                       theirs=args.theirs, require_signed=args.require_signed)
+    name = f"{domain}/{args.model or store.model_info(domain).model_id}"
+    files = [*done.written, *done.unchanged]
+    return result, done.as_dict(), (f"downloaded {name}: {count(len(files), 'file')} into {done}"
+                                    + (f" ({len(done.unchanged)} unchanged)" if done.unchanged else ""))
 
 
 def describe_change(change: ModelChange, verb: str) -> str:

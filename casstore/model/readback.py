@@ -101,7 +101,7 @@ def iter_file(  # noqa: PLR0913 - the file, its chunks and the three ways to che
 
 def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the read window
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], root: str, pool: ThreadPoolExecutor,
-    window: int, progress: Callable[[int], None] | None = None,
+    window: int, progress: Callable[[int], None] | None = None, staged: Callable[[FileEntry], str | None] | None = None,
 ) -> str:
     """Write one file under ``root`` atomically; returns its path.
 
@@ -110,6 +110,10 @@ def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the re
     each chunk's key does, at one BLAKE3 pass instead of two.  When they do not match,
     the chunks are read again with their keys checked, to name (and stop deduplicating
     against) the damaged one.
+
+    ``staged`` may give a file holding exactly ``entry``'s bytes, checked already against
+    the same whole-file digests (a pull wrote it while it verified them,
+    remote/staging.py): it is moved into place instead of reading the store again.
     """
     target = safe_target(root, entry.path)
     parent = os.path.dirname(target)
@@ -118,6 +122,10 @@ def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the re
     target = safe_target(root, entry.path)
     if os.path.isdir(target):
         raise IsADirectoryError(f"cannot write {entry.path}: {target} is a directory")
+    if staged is not None and _move_staged(staged(entry), target):
+        if progress:
+            progress(entry.size)
+        return target
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=parent)
     with removed_on_error(tmp):
         if entry.size:
@@ -139,6 +147,21 @@ def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the re
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     return target
+
+
+def _move_staged(ready: str | None, target: str) -> bool:
+    """Move a staged file (see :func:`write_file`) to ``target``; False if there is none, or it
+    is on another file system (then the file is written from the store)."""
+    if ready is None:
+        return False
+    try:
+        os.chmod(ready, 0o644)
+        os.replace(ready, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        return False
+    return True
 
 
 def holds_entry(root: str, entry: FileEntry) -> bool:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from zlib import _Decompress
 
     from ..objects.repository import Repository
+    from .staging import Staging, Tee
 
 
 class Quarantine:
@@ -71,6 +72,8 @@ class Quarantine:
         self.new_chunks: dict[bytes, tuple[bytes, int]] = {}  # oid -> (key, raw size), verified
         #: further packs and their locations (whole packs copied from a local store)
         self.more: list[tuple[str, dict[bytes, tuple[int, int]]]] = []
+        #: where a pull that also downloads writes the files it verifies (``cas pull --download``)
+        self.staging: Staging | None = None
 
     def close(self) -> None:
         self.odb.close()
@@ -203,6 +206,7 @@ class Quarantine:
             raise CorruptObjectError(files_id.decode(), "files tree does not match the manifest")
         main = self.repo.odb
         workers = default_workers()
+        start = self.staging.tee(domain, model_id) if self.staging is not None else None
         with ThreadPoolExecutor(workers, thread_name_prefix="cas-verify") as pool:
             for f, e in zip(manifest.files, entries, strict=True):
                 oids = chunk_oids(odb, e.sha, f)
@@ -218,24 +222,37 @@ class Quarantine:
                         raise MissingObjectError(oid.hex(), f"chunk of {domain}/{model_id}:{f.path} was not sent")
                     else:
                         where.append(None)
-                whole = self._read_file(pool, 2 * workers, f, oids, where, check_own=False)
+                tee = start(f) if start is not None else None
                 try:
-                    whole.check()
-                except CorruptObjectError as err:
-                    if any(w is None for w in where):
-                        # raises naming (and distrusting) a damaged chunk of this store, if that is why
-                        self._read_file(pool, 2 * workers, f, oids, where, check_own=True)
-                    raise CorruptObjectError(f"{domain}/{model_id}:{f.path}", err.detail) from None
+                    self._check_file(pool, 2 * workers, f"{domain}/{model_id}", f, oids, where, tee)
+                finally:
+                    if tee is not None:
+                        tee.finish()
+                if tee is not None and self.staging is not None:
+                    self.staging.verified(f, tee)  # every byte checked: the download may take it
                 for key, oid, size, w in zip(f.keys, oids, f.sizes, where, strict=True):
                     if w is not None:
                         self.new_chunks[oid] = (key, size)
         return manifest
 
+    def _check_file(self, pool: ThreadPoolExecutor, window: int, model: str, f: FileEntry,  # noqa: PLR0913 - one file of the model check
+                    oids: list[bytes], where: list[ChunkLocation | None], tee: Tee | None) -> None:
+        """Read one file of a model (:meth:`_read_file`) and check its whole-file digests."""
+        whole = self._read_file(pool, window, f, oids, where, check_own=False, tee=tee)
+        try:
+            whole.check()
+        except CorruptObjectError as err:
+            if any(w is None for w in where):
+                # raises naming (and distrusting) a damaged chunk of this store, if that is why
+                self._read_file(pool, window, f, oids, where, check_own=True)
+            raise CorruptObjectError(f"{model}:{f.path}", err.detail) from None
+
     def _read_file(self, pool: ThreadPoolExecutor, window: int, f: FileEntry, oids: list[bytes],  # noqa: PLR0913 - one file of the model check, with its pool and window
-                   where: list[ChunkLocation | None], *, check_own: bool) -> WholeFile:
+                   where: list[ChunkLocation | None], *, check_own: bool, tee: Tee | None = None) -> WholeFile:
         """Read one file in order: new chunks from this quarantine (each checked against its
         key: decompressed, bounded by the manifest's size, in one ``pread`` where the copy
-        put it), the others from the store; the :class:`WholeFile` fed every byte."""
+        put it), the others from the store; the :class:`WholeFile` fed every byte, and
+        ``tee`` (a file being staged for a download) too."""
         main = self.repo.odb
         known = main.index.lookup(f.keys)
 
@@ -260,6 +277,8 @@ class Quarantine:
         for raws in ordered(pool, window, jobs):  # type: ignore[misc]
             for raw in raws:
                 whole.update(raw)
+                if tee is not None:
+                    tee.write(raw)
         return whole
 
     def verify_history(self, tip: ObjectID) -> None:

@@ -51,6 +51,7 @@ from .walk import EntrySource, reachable_set, walk
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
+    from .staging import Staging
 
 
 @dataclass
@@ -365,7 +366,7 @@ def _copy_in(repo: Repository, quarantine: Quarantine, path: str, wants: list[Ob
 
 def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: C901, PLR0912, PLR0913, PLR0915 - pull's transports and steps; one Transport to come (issue 23)
          progress: ProgressFn | None = None, take_theirs: bool = False,
-         require_signed: Verifier | None = None) -> SyncResult:
+         require_signed: Verifier | None = None, staging: Staging | None = None) -> SyncResult:
     """Fetch models and histories from ``url`` and merge them into this store.
 
     Everything received is verified before any ref moves.  A domain with a
@@ -374,7 +375,8 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
     complete.  ``take_theirs`` resolves conflicts by deleting our model (recorded
     in the history) and taking the remote's.  ``require_signed``: every new model commit
     and history event must be signed by a key it allows, else UnsignedModelError and
-    nothing changes.
+    nothing changes.  ``staging``: the files of one new model are also written, as they
+    are verified, for the download that follows (staging.py).
     """
     selected = {check_domain(d) for d in domains} if domains else None
     result = SyncResult(url)
@@ -385,6 +387,7 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
     odb = repo.odb
     with repo.lock():
         quarantine = Quarantine(repo)
+        quarantine.staging = staging
         try:
             seen: dict[str, RemoteRefs] = {}
             # a bucket's domains whose ref table is the one merged last time: nothing new to fetch or merge
@@ -440,6 +443,9 @@ def pull(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
             for domain in remote.domains():
                 if (selected is not None and domain not in selected) or domain in unchanged:
                     continue
+                if staging is not None:
+                    staging.choose(quarantine.odb, domain, remote.models.get(domain, {}),
+                                   lambda sha: not odb.contains(sha))
                 for mid, sha in remote.models.get(domain, {}).items():
                     if not odb.contains(sha):
                         quarantine.verify_model(domain, mid, sha)
