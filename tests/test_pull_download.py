@@ -71,6 +71,19 @@ def test_pull_download_decompresses_each_byte_once(tmp_path: Path, decoded: list
     assert b.fsck(read_data=True).ok
 
 
+def test_pull_download_over_git_daemon(tmp_path: Path, decoded: list[int]) -> None:
+    """Over git:// the pack arrives through git's protocol; the model check, and so the
+    staging, is the same."""
+    size = 2 * MiB
+    remote, data = _remote_with(tmp_path, size)
+    b = casstore.open(tmp_path / "b")
+    with git_daemon(tmp_path) as base:
+        _, done = b.pull_download(tmp_path / "out", "d", "v1", remote=f"{base}/remote.git")
+    assert (tmp_path / "out" / "w.npy").read_bytes() == data["v1"] and done.written == ("w.npy",)
+    assert decoded[0] == size
+    assert _leftovers(tmp_path) == []
+
+
 def test_pull_download_without_an_id_takes_the_newest(tmp_path: Path, decoded: list[int]) -> None:
     size = 2 * MiB
     remote, data = _remote_with(tmp_path, size, ("v1", "v2"))
