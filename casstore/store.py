@@ -1815,7 +1815,9 @@ class Store:
         else is as the two calls: the same checks before any ref moves (a failed pull
         writes nothing into ``local_path``), the same choice of model (``model_id`` None:
         the domain's newest after the pull), signature policy and rules for files already
-        there.  A model the store had before the pull is downloaded as usual.
+        there.  A model the store had before the pull is downloaded as usual.  The download
+        runs whatever the pull reported: after a conflict on that ID, this store's model
+        (which the pull left in place) is the one written.
         """
         from .remote.config import default_remote, resolve_remote
         from .remote.staging import Staging
