@@ -159,13 +159,22 @@ class ModelStore(StoreBacking):
         Raises:
             DomainNotFoundException: an unknown, empty or None domain, or one whose models were all deleted.
         """
+        domain, model_id = self._newest(domain)
+        return self._meta(self.store.get_model_info(domain, model_id, annotations=False))
+
+    def _newest(self, domain: str) -> tuple[str, str]:
+        """The domain and its newest model's ID, after a refresh.
+
+        Raises:
+            DomainNotFoundException: an unknown, empty or None domain, or one whose models were all deleted.
+        """
         domain, _ = self._lookup(domain)
         self.refresh()
         self._check_domain_exists(domain)
         ids = self.store.list_models(domain)
         if not ids:
             raise DomainNotFoundException(domain)
-        return self._meta(self.store.get_model_info(domain, ids[0], annotations=False))
+        return domain, ids[0]
 
     # -- models --------------------------------------------------------------------
 
@@ -341,13 +350,7 @@ class ModelStore(StoreBacking):
         if state_name is not None:
             model_id = self._in_state(domain, model_id, state_name)
         if model_id is None:
-            domain, _ = self._lookup(domain)
-            self.refresh()
-            self._check_domain_exists(domain)
-            ids = self.store.list_models(domain)
-            if not ids:
-                raise DomainNotFoundException(domain)
-            model_id = ids[0]
+            domain, model_id = self._newest(domain)
         else:
             domain, model_id = self._lookup(domain, model_id)
             self.refresh()
