@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -619,3 +620,87 @@ def test_casstore_pushes_of_a_split_tree_pass_the_hook(tmp_path: Path, awk: Path
     assert b.pull(remote.url).ok and sorted(b.list_models("d")) == sorted(f"m{i}" for i in range(9) if i != 3)
     assert_git_fsck(remote.path)
     assert awk.read_text()
+
+
+#: the pre-receive hook of casstore's first servers (commit eceddcb), cut short: what an old store holds
+OLD_PRE_RECEIVE = "#!/bin/sh\n# casstore: protect model refs and histories (installed by `cas init --bare`).\nexit 0\n"
+
+
+def _hook_files(path: Path) -> dict[str, tuple[bytes, int, int] | None]:
+    out: dict[str, tuple[bytes, int, int] | None] = {}
+    for name in ("pre-receive", "post-receive"):
+        f = path / "hooks" / name
+        out[name] = (f.read_bytes(), f.stat().st_ino, f.stat().st_mtime_ns) if f.exists() else None
+    return out
+
+
+def test_init_bare_on_an_old_store_installs_its_hooks_and_pushes_then_merge(tmp_path: Path) -> None:
+    """A store made before post-receive existed (no post-receive, an older pre-receive): `cas init
+    --bare` on it installs both, again changes nothing, and a push over git daemon then runs the
+    auto-merge the new post-receive brings."""
+    from casstore.objects.repository import Repository
+    from casstore.ops.adopt import pushed_packs
+    from tests.helpers.cli import cas
+
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    repo = srv / "m.git"
+    init_store(str(repo), bare_remote=True)
+    (repo / "hooks" / "post-receive").unlink()
+    (repo / "hooks" / "pre-receive").write_text(OLD_PRE_RECEIVE)
+    r = cas("init", "--bare", str(repo))
+    assert "installed its hooks (pre-receive, post-receive)" in r.stdout, r.stdout
+    assert (repo / "hooks" / "pre-receive").read_text() == PRE_RECEIVE
+    assert (repo / "hooks" / "post-receive").read_text() == hook_module.post_receive(sys.executable)
+    for name in ("pre-receive", "post-receive"):
+        assert os.access(repo / "hooks" / name, os.X_OK)
+    before = _hook_files(repo)
+    r = cas("init", "--bare", str(repo))
+    assert "hooks are up to date" in r.stdout, r.stdout
+    assert _hook_files(repo) == before  # not even rewritten
+
+    assert git(repo, "config", "cas.autoPacks", "2").returncode == 0
+    a = casstore.open(tmp_path / "a")
+
+    def pushed() -> int:
+        r = Repository(str(repo))
+        try:
+            return len(pushed_packs(r))
+        finally:
+            r.close()
+
+    with git_daemon(srv) as base:
+        url = f"{base}/m.git"
+        for i in range(5):
+            a.commit_models("d", model=_file(tmp_path, f"v{i}"), model_id=f"v{i}")
+            assert a.push(url).ok
+        deadline = time.monotonic() + 120
+        while pushed() > 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pushed() <= 2  # the hook merged them (nothing else runs on this server)
+        lock = repo / "cas" / "maintenance.lock"  # a merge still running: let it finish
+        deadline = time.monotonic() + 120
+        while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the merge did not finish"
+            time.sleep(0.2)
+        assert_git_fsck(repo)
+        b = casstore.open(tmp_path / "b")
+        assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(5)]
+        assert b.fsck(read_data=True).ok
+
+
+def test_init_bare_keeps_a_hook_that_is_not_casstores(tmp_path: Path) -> None:
+    """A user's own post-receive on a store: `cas init --bare` refuses by name and changes nothing."""
+    from tests.helpers.cli import cas
+
+    repo = tmp_path / "m.git"
+    init_store(str(repo), bare_remote=True)
+    (repo / "hooks" / "pre-receive").write_text(OLD_PRE_RECEIVE)
+    (repo / "hooks" / "post-receive").write_text("#!/bin/sh\necho 'my own deploy hook'\n")
+    config = (repo / "config").read_bytes()
+    before = _hook_files(repo)
+    r = cas("init", "--bare", str(repo), check=2)
+    assert "post-receive hook that is not casstore's is there, left as it is" in r.stderr, r.stderr
+    assert str(repo / "hooks" / "post-receive") in r.stderr
+    assert _hook_files(repo) == before
+    assert (repo / "config").read_bytes() == config

@@ -11,7 +11,8 @@ from .output import count, human, print_json
 
 
 def gc(args: argparse.Namespace) -> int:
-    from ..ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, parse_duration
+    from ..ops.gc import DEFAULT_GRACE, DEFAULT_WAIT
+    from ..util.durations import parse_duration
 
     grace = DEFAULT_GRACE if args.grace is None else parse_duration(args.grace, "grace period")
     wait = DEFAULT_WAIT if args.wait is None else parse_duration(args.wait, "wait")

@@ -1,4 +1,5 @@
-"""``cas init [PATH] [--bare [--require-signed FILE]]``: create an empty store (or protect a plain git repository)."""
+"""``cas init [PATH] [--bare [--require-signed FILE]]``: create an empty store (or protect a plain git
+repository; on an existing store, install the hooks it lacks)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,42 @@ import os
 from ..store import init_store, is_git_repository, is_store, protect_git_repository
 from .base import SubParsers, add_command, store_path
 
+#: the hooks ``cas init --bare`` installs (remote/hooks/)
+HOOKS = ("pre-receive", "post-receive")
+
+
+def _hooks(path: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in HOOKS:
+        try:
+            with open(os.path.join(path, "hooks", name), errors="replace") as f:
+                out[name] = f.read()
+        except (FileNotFoundError, IsADirectoryError):
+            out[name] = None
+    return out
+
+
+def update_hooks(path: str, require_signed: str | None) -> int:
+    """``cas init --bare`` on a store that exists: install the hooks it lacks or has from another
+    casstore version (a store made before post-receive existed lacks that one); a hook that is
+    not casstore's is refused by name, and nothing changes."""
+    if require_signed is not None and not os.path.isfile(require_signed):
+        raise FileNotFoundError(f"allowed signers file {require_signed}: no such file")
+    before = _hooks(path)
+    protect_git_repository(path, require_signed)
+    written = [name for name, text in _hooks(path).items() if text != before[name]]
+    if written:
+        print(f"store already exists at {path}: installed its hooks ({', '.join(written)})")
+    else:
+        print(f"store already exists at {path}; its hooks are up to date")
+    return 0
+
 
 def init(args: argparse.Namespace) -> int:
     path = os.path.abspath(args.path or store_path(args))
     if is_store(path):
+        if args.bare:
+            return update_hooks(path, args.require_signed)
         print(f"store already exists at {path}")
         return 0
     if args.require_signed is not None and not args.bare:
@@ -32,7 +65,8 @@ def register(sub: SubParsers) -> None:
     p.add_argument("path", nargs="?", help="where (default: the --store path)")
     p.add_argument("--bare", action="store_true",
                    help="a store others push to: install the hook that protects existing models "
-                        "(on an existing plain git repository: install just the hook)")
+                        "(on an existing plain git repository: install just the hook; on an existing store: "
+                        "install the hooks it lacks or has from another casstore version)")
     p.add_argument("--require-signed", metavar="FILE",
                    help="with --bare: the hook also refuses commits not signed by a key of FILE "
                         "(git's allowed signers format; docs/signing.md)")

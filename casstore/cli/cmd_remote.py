@@ -31,7 +31,7 @@ def remote(args: argparse.Namespace) -> int:
 
 
 def _remote_upgrade(args: argparse.Namespace) -> int:
-    from ..ops.gc import parse_duration
+    from ..util.durations import parse_duration
 
     client = bucket_client(args, args.url)
     url = client.url

@@ -1,9 +1,12 @@
 """Compatibility with other model registries: modelstore's API and its stores.
 
 ``casstore.ModelStore`` (modelstore.py) is modelstore's ``ModelStore`` over a
-casstore Store; importer.py copies an existing modelstore store into casstore
-(``cas import-modelstore``); meta.py holds modelstore's names and metadata dict,
-which both use.  See docs/modelstore.md.
+casstore Store, built on cloud.py (its constructors and the bucket it syncs with)
+and upload.py (what an upload checks and writes); importer.py copies an existing
+modelstore store into casstore (``cas import-modelstore``), reading it through
+sources.py (a directory or S3) and archive.py (unpacking an archive safely);
+meta.py holds modelstore's names and metadata dict, which both use.  See
+docs/modelstore.md.
 """
 
 from __future__ import annotations

@@ -33,48 +33,36 @@ directory and nowhere else.
 from __future__ import annotations
 
 import datetime as _dt
-import gzip
 import hashlib
-import io
 import json
 import os
-import posixpath
 import re
-import shutil
 import tarfile
-import zlib
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-from urllib.parse import urlparse
+from typing import Any
 
-from ..errors import CasError, InvalidIdentityError, InvalidIdError, RemoteError, UnsafePathError
+from ..errors import CasError, InvalidIdentityError, InvalidIdError
 from ..frameworks import Saved
 from ..store import Store
-from ..util.fsutil import check_relpath
 from ..util.identity import check_identity
 from ..util.names import check_domain, check_model_id
+from .archive import EXPANSION_ALLOWANCE, MAX_EXPANSION, ArchiveTooLargeError, unpack
 from .meta import (
     DELETED_STATE,
     EXTRAS_DIR,
     META_KEY,
     MODEL_INFO,
-    MODELSTORE_DIR,
     as_modelstore_returns,
     is_valid_state_name,
 )
 from .meta import parse_modelstore_time as parse_time
 from .modelstore import ModelStore
+from .sources import ROOT, FileSystemSource, ModelstoreSource, S3Source, archive_key, open_source
 
-ROOT = MODELSTORE_DIR
-#: no metadata file modelstore writes comes near this; a bigger one is refused unread
-MAX_JSON = 16 << 20
-#: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
-#: model files compress a few times at most, a decompression bomb a thousand times
-MAX_EXPANSION = 100
-#: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
-EXPANSION_ALLOWANCE = 64 << 20
+__all__ = ["EXPANSION_ALLOWANCE", "MAX_EXPANSION", "ROOT", "ArchiveTooLargeError", "FileSystemSource", "ImportReport",
+           "ModelstoreSource", "S3Source", "import_modelstore", "mapped_id", "open_source"]
+
 _LAYOUT_DIRS = ("domains", "model_states")
 #: where ``--map-ids`` keeps modelstore's own ID: ``meta["model"][ORIGINAL_ID]``
 ORIGINAL_ID = "modelstore_model_id"
@@ -103,137 +91,6 @@ class ImportReport:
         return dict(self.__dict__, ok=self.ok)
 
 
-class ModelstoreSource(ABC):
-    """Read access to a modelstore root (``operatorai-model-store``): keys are relative paths in it."""
-
-    url: str
-
-    @abstractmethod
-    def list(self, prefix: str) -> tuple[list[str], list[str]]:
-        """(sub-directories, files) directly under ``prefix`` ("" for the root), names only."""
-
-    @abstractmethod
-    def open(self, key: str) -> BinaryIO:
-        """The file ``key``, for reading.
-
-        Raises:
-            FileNotFoundError: no such file.
-            UnsafePathError: a key that leaves the root.
-        """
-
-    def read_json(self, key: str) -> Any:
-        """The JSON document at ``key``.
-
-        Raises:
-            ValueError: not JSON, nested deeper than the parser allows, or larger than MAX_JSON.
-        """
-        with self.open(key) as f:
-            data = f.read(MAX_JSON + 1)
-        if len(data) > MAX_JSON:
-            raise ValueError(f"{key}: larger than {MAX_JSON} bytes")
-        try:
-            return json.loads(data)
-        except RecursionError:
-            raise ValueError(f"{key}: nested deeper than the JSON parser allows") from None
-
-
-def _check_key(key: str) -> str:
-    if key:
-        check_relpath(key)
-    return key
-
-
-class FileSystemSource(ModelstoreSource):
-    """A modelstore file-system root: ``root_directory`` or its ``operatorai-model-store``."""
-
-    def __init__(self, path: str) -> None:
-        path = os.path.abspath(path)
-        inner = os.path.join(path, ROOT)
-        self.base = os.path.realpath(inner if os.path.isdir(inner) else path)
-        if not os.path.isdir(self.base):
-            raise FileNotFoundError(f"{path}: no modelstore store here (no {ROOT} directory)")
-        self.url = self.base
-        #: the root_directory modelstore was given (where ModelStore.from_file_system looks too)
-        self.root = os.path.dirname(path) if os.path.basename(path) == ROOT else path
-
-    def _path(self, key: str) -> str:
-        p = os.path.join(self.base, _check_key(key))
-        real = os.path.realpath(p)
-        if real != self.base and not real.startswith(self.base + os.sep):
-            raise UnsafePathError(key, f"leads outside the source ({real})")
-        return real
-
-    def list(self, prefix: str) -> tuple[list[str], list[str]]:
-        p = self._path(prefix)
-        if not os.path.isdir(p):
-            return [], []
-        dirs, files = [], []
-        with os.scandir(p) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    dirs.append(e.name)
-                elif e.is_file(follow_symlinks=True):
-                    files.append(e.name)
-        return sorted(dirs), sorted(files)
-
-    def open(self, key: str) -> BinaryIO:
-        p = self._path(key)
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"{key}: not a file in {self.base}")
-        return open(p, "rb")
-
-
-class S3Source(ModelstoreSource):
-    """A modelstore store in an S3 bucket: ``s3://bucket/<root_prefix>`` (boto3's usual configuration)."""
-
-    def __init__(self, url: str) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise RemoteError(url, "not an S3 URL: s3://bucket[/root_prefix]")
-        self.url = url
-        self.bucket = parsed.netloc
-        prefix = parsed.path.strip("/")
-        if prefix.split("/")[-1] != ROOT:
-            prefix = f"{prefix}/{ROOT}" if prefix else ROOT
-        self.prefix = prefix
-        import boto3
-
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        session = boto3.session.Session()
-        self.s3 = session.client("s3", region_name=session.region_name or "us-east-1", endpoint_url=endpoint)
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{_check_key(key)}" if key else self.prefix
-
-    def list(self, prefix: str) -> tuple[list[str], list[str]]:
-        full = self._key(prefix) + "/"
-        dirs, files = [], []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
-                                                                      Delimiter="/"):
-            dirs += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-            files += [o["Key"][len(full):] for o in page.get("Contents", [])]
-        return sorted(d for d in dirs if d), sorted(f for f in files if f)
-
-    def open(self, key: str) -> BinaryIO:
-        from botocore.exceptions import ClientError
-
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except ClientError as e:
-            if str(e.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
-                raise FileNotFoundError(f"{key}: not in {self.url}") from None
-            raise RemoteError(self.url, f"{key}: {e}") from e
-        return body  # type: ignore[no-any-return]
-
-
-def open_source(source: str) -> ModelstoreSource:
-    """A source for ``source``: ``s3://bucket/prefix`` or a directory."""
-    if source.startswith("s3://"):
-        return S3Source(source)
-    if "://" in source:
-        raise RemoteError(source, "cas import-modelstore reads a directory or s3://bucket/prefix")
-    return FileSystemSource(source)
-
 
 def _created(meta: dict[str, Any]) -> _dt.datetime:
     """When modelstore created the model: ``code.created`` (``meta.created`` in its older files).
@@ -256,133 +113,6 @@ def mapped_id(model_id: str) -> str:
     """
     base = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", model_id)).lstrip(".")[:100] or "id"
     return check_model_id(f"{base}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}")
-
-
-def _archive_key(meta: dict[str, Any]) -> str:
-    """Where modelstore put the model's archive, relative to its root (from the stored location).
-
-    Raises:
-        ValueError: the location names no archive inside ``operatorai-model-store``.
-    """
-    storage = meta.get("storage") or {}
-    if not isinstance(storage, dict):
-        raise ValueError(f"its metadata's storage is a {type(storage).__name__}, not an object: {storage!r:.200}")
-    for loc in (storage.get("path"), storage.get("prefix")):
-        if isinstance(loc, str) and f"{ROOT}/" in loc:
-            key = loc.split(f"{ROOT}/", 1)[1]
-            return _check_key(posixpath.normpath(key))
-    raise ValueError(f"its metadata names no archive inside {ROOT} (storage: {storage!r})")
-
-
-class ArchiveTooLargeError(CasError, ValueError):
-    """An archive expands further than the import allows: a decompression bomb, or a limit set too low."""
-
-    def __init__(self, key: str, compressed: int, expanded: int, ratio: float) -> None:
-        self.key = key
-        self.compressed = compressed
-        self.expanded = expanded
-        self.ratio = ratio
-        super().__init__(f"{key}: refused: expands to more than {ratio:g} times its compressed size "
-                         f"(over {expanded} bytes from the first {compressed}), as a decompression bomb does; "
-                         f"--max-expansion raises the limit")
-
-
-class _Counted(io.RawIOBase):
-    """The compressed archive, counting the bytes read from it."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self.raw.read(len(b))
-        n = len(data)
-        b[:n] = data
-        self.count += n
-        return n
-
-
-class _Bounded(io.RawIOBase):
-    """The archive's decompressed stream, refused as soon as it outgrows ``ratio`` times what was read.
-
-    The bound is checked on every read, before the bytes go on, so a bomb's
-    memory and disk use stop at the bound (as a pull bounds every object's inflation).
-    """
-
-    def __init__(self, key: str, archive: BinaryIO, ratio: float) -> None:
-        self.key = key
-        self.ratio = ratio
-        self.counted = _Counted(archive)
-        self.inflated = gzip.GzipFile(fileobj=io.BufferedReader(self.counted, 1 << 16), mode="rb")
-        self.expanded = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        try:
-            data = self.inflated.read(min(len(b), 1 << 20))
-        except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # what tarfile's own gzip reader calls these
-            raise tarfile.ReadError(f"{self.key}: not a complete gzip archive ({e})") from e
-        n = len(data)
-        self.expanded += n
-        if self.expanded > self.ratio * self.counted.count + EXPANSION_ALLOWANCE:
-            raise ArchiveTooLargeError(self.key, self.counted.count, self.expanded, self.ratio)
-        b[:n] = data
-        return n
-
-
-def _unpack(archive: BinaryIO, into: str, key: str = "archive",
-            max_expansion: float = MAX_EXPANSION) -> tuple[list[str], list[str]]:
-    """Unpack a modelstore archive into ``into``: (top-level file names, extra file names).
-
-    Only regular files named ``<name>`` or ``extras/<name>`` are written, each by
-    its own ``open`` under ``into``; anything else (links, devices, ``..``,
-    absolute or deeper names) refuses the whole archive.
-
-    The archive (``key`` in errors) may expand to ``max_expansion`` times its
-    compressed size plus EXPANSION_ALLOWANCE, counted as it is read.
-
-    Raises:
-        UnsafePathError: a member that is not a plain file with a plain name.
-        ArchiveTooLargeError: it expands further than that.
-        tarfile.TarError: not a gzip tar.
-    """
-    top: list[str] = []
-    extras: list[str] = []
-    stream = _Bounded(key, archive, max_expansion)
-    with tarfile.open(fileobj=io.BufferedReader(stream, 1 << 16), mode="r|") as tar:
-        for member in tar:
-            name = member.name
-            if name.startswith("./"):
-                name = name[2:]
-            if member.isdir() and name.rstrip("/") in ("", ".", EXTRAS_DIR):
-                continue
-            if not member.isreg():
-                raise UnsafePathError(member.name, "archive member is not a regular file (a link or device)")
-            check_relpath(name)
-            parts = name.split("/")
-            if len(parts) == 1:
-                seen = top
-            elif len(parts) == 2 and parts[0] == EXTRAS_DIR:
-                seen = extras
-            else:
-                raise UnsafePathError(member.name, "not a name modelstore writes (<file> or extras/<file>)")
-            if parts[-1] in seen:
-                raise UnsafePathError(member.name, "archive holds this name twice")
-            d = os.path.join(into, *parts[:-1])
-            os.makedirs(d, exist_ok=True)
-            src = tar.extractfile(member)
-            assert src is not None  # a regular file
-            # O_EXCL + O_NOFOLLOW: never through a link, never over an existing file
-            fd = os.open(os.path.join(d, parts[-1]), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            seen.append(parts[-1])
-    return top, extras
 
 
 class _Importer:
@@ -482,7 +212,7 @@ class _Importer:
                                                        f"imported as {cas_id}")
         return created.timestamp(), kind, cas_id, meta
 
-    def _domain(self, domain: str, states: set[str]) -> None:  # noqa: C901, PLR0912, PLR0915 - one branch per kind of entry (live, deleted, state) in a modelstore domain
+    def _domain(self, domain: str, states: set[str]) -> None:
         versions = f"{domain}/versions"
         live = list(self._metas(versions))
         gone = list(self._metas(f"{versions}/{DELETED_STATE}"))
@@ -503,56 +233,69 @@ class _Importer:
         for _, kind, mid, meta in sorted(todo, key=lambda t: (t[0], t[2])):
             key = f"{domain}/{mid}"
             try:
-                if self.store.model_exists(domain, mid):
-                    if kind == "live" or not self._ours(domain, mid, meta):
-                        self.report.skipped.append(key)
-                        continue
-                    # a deleted model's placeholder whose deletion an interrupted run never
-                    # reached (or a model imported live that modelstore deleted since): delete it
-                    self.say(f"deleting {key}")
-                    self.store.delete_model(domain, mid)
-                    self.report.deleted.append(key)
-                    continue
-                if kind == "deleted" and mid in deleted_here:
-                    self.report.skipped.append(key)
-                    continue
-                self.say(f"importing {key}")
-                if kind == "live":
-                    self._model(domain, mid, meta)
-                    self.report.imported.append(key)
-                else:
-                    self._deleted(domain, mid, meta)
-                    self.report.deleted.append(key)
+                self._entry(domain, (kind, mid, meta), mid in deleted_here)
             except (CasError, OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError,
                     tarfile.TarError) as e:
                 self.report.failed[key] = f"{type(e).__name__}: {e}"
         for source_id in labelled:
-            key = f"{domain}/{source_id} {DELETED_STATE}"
-            try:
-                mid = self._id(source_id)
-                if not self.store.model_exists(domain, mid):
-                    raise ValueError("the model was not imported")
-                if mid not in self.ms.list_models(domain, DELETED_STATE):
-                    self.ms.set_model_state(domain, mid, DELETED_STATE)
-                    self.report.states_set.append(key)
-            except (CasError, OSError, ValueError) as e:
-                self.report.failed[key] = f"state not set: {e}"
+            self._set_state(domain, source_id, DELETED_STATE, states)
         for state in self.source.list(versions)[0]:
             if state == DELETED_STATE:
                 continue
             for source_id, _meta in self._metas(f"{versions}/{state}"):
-                key = f"{domain}/{source_id} {state}"
-                try:
-                    mid = self._id(source_id)
-                    if state not in states:
-                        raise ValueError(f"state {state!r} was never created (no model_states/{state}.json)")
-                    if not self.store.model_exists(domain, mid):
-                        raise ValueError("the model was not imported")
-                    if state not in self.store.get_model_states(domain, mid):
-                        self.store.set_model_state(domain, mid, state)
-                        self.report.states_set.append(key)
-                except (CasError, OSError, ValueError) as e:
-                    self.report.failed[key] = f"state not set: {e}"
+                self._set_state(domain, source_id, state, states)
+
+    def _entry(self, domain: str, entry: tuple[str, str, dict[str, Any]], deleted_here: bool) -> None:
+        """Import one model of the domain: ``entry`` is (``"live"`` or ``"deleted"``, ID, metadata).
+
+        ``deleted_here``: the store shows the ID as deleted already.
+        """
+        kind, mid, meta = entry
+        key = f"{domain}/{mid}"
+        if self.store.model_exists(domain, mid):
+            if kind == "live" or not self._ours(domain, mid, meta):
+                self.report.skipped.append(key)
+                return
+            # a deleted model's placeholder whose deletion an interrupted run never
+            # reached (or a model imported live that modelstore deleted since): delete it
+            self.say(f"deleting {key}")
+            self.store.delete_model(domain, mid)
+            self.report.deleted.append(key)
+            return
+        if kind == "deleted" and deleted_here:
+            self.report.skipped.append(key)
+            return
+        self.say(f"importing {key}")
+        if kind == "live":
+            self._model(domain, mid, meta)
+            self.report.imported.append(key)
+        else:
+            self._deleted(domain, mid, meta)
+            self.report.deleted.append(key)
+
+    def _set_state(self, domain: str, source_id: str, state: str, states: set[str]) -> None:
+        """Put an imported model in ``state``, as modelstore had it (nothing if it is there already).
+
+        ``states``: the states modelstore created; the reserved ``modelstore-deleted`` (a live model
+        labelled with ``set_model_state``) needs none, and goes through ``ModelStore``, which stores it.
+        A failure is reported, and the import goes on.
+        """
+        key = f"{domain}/{source_id} {state}"
+        try:
+            mid = self._id(source_id)
+            if state != DELETED_STATE and state not in states:
+                raise ValueError(f"state {state!r} was never created (no model_states/{state}.json)")
+            if not self.store.model_exists(domain, mid):
+                raise ValueError("the model was not imported")
+            if state == DELETED_STATE:
+                if mid not in self.ms.list_models(domain, DELETED_STATE):
+                    self.ms.set_model_state(domain, mid, state)
+                    self.report.states_set.append(key)
+            elif state not in self.store.get_model_states(domain, mid):
+                self.store.set_model_state(domain, mid, state)
+                self.report.states_set.append(key)
+        except (CasError, OSError, ValueError) as e:
+            self.report.failed[key] = f"state not set: {e}"
 
     def _author(self, domain: str, mid: str, meta: dict[str, Any]) -> str | None:
         """modelstore's ``code.user`` as a git identity (``user <>``: modelstore records no email).
@@ -576,12 +319,12 @@ class _Importer:
         return isinstance(extra, dict) and extra.get(META_KEY) == meta
 
     def _model(self, domain: str, mid: str, meta: dict[str, Any]) -> None:
-        key = _archive_key(meta)
+        key = archive_key(meta)
         with self.store.scratch_dir("import-") as work:
             files = os.path.join(work, "files")
             os.mkdir(files)
             with self.source.open(key) as archive:
-                top, extras = _unpack(archive, files, key, self.max_expansion)
+                top, extras = unpack(archive, files, key, self.max_expansion)
             model_type = meta["model"].get("model_type") or {}
             library = model_type.get("library") if isinstance(model_type, dict) else None
             model_files = [f for f in top if f != MODEL_INFO]

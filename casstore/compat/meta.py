@@ -6,6 +6,7 @@ the importer, which reads modelstore's own files.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import getpass
 import json
@@ -13,6 +14,8 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ..version import __version__
 
 #: modelstore's reserved state: the models deleted from a domain
 DELETED_STATE = "modelstore-deleted"
@@ -58,6 +61,35 @@ def model_type_of(frameworks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]
     if len(types) == 1:
         return types[0]
     return {"library": "multiple-models", "type": None, "models": types}
+
+
+def uploaded_model_type(models: Mapping[str, Any], libraries: Mapping[str, str]) -> dict[str, Any]:
+    """modelstore's ``model_type`` for an upload: ``libraries`` names each keyword's framework."""
+    types = [{"library": lib, "type": type(models[k]).__name__ if lib != "model_file" else None,
+              "models": None} for k, lib in libraries.items()]
+    return types[0] if len(types) == 1 else {"library": "multiple-models", "type": None, "models": types}
+
+
+def meta_of(info: Mapping[str, Any], storage: dict[str, Any]) -> dict[str, Any]:
+    """modelstore's dict for a model: the one stored with it, else one built from its manifest.
+
+    ``info`` is ``get_model_info()``'s dict; ``storage`` is modelstore's ``storage`` entry for it.
+    """
+    extra = info.get("extra_metadata")
+    if isinstance(extra, dict) and isinstance(extra.get(META_KEY), dict):
+        return copy.deepcopy(extra[META_KEY])  # type: ignore[no-any-return]
+    created = _dt.datetime.fromisoformat(info["created"])
+    libraries = {e["library"]["name"]: e["library"]["version"] for e in info["frameworks"].values()
+                 if e["library"].get("name") and e["library"].get("version")}
+    return {
+        "model": {"domain": info["domain"], "model_id": info["model_id"],
+                  "model_type": model_type_of(info["frameworks"]), "parameters": {}, "data": None},
+        "storage": storage,
+        "modelstore": f"casstore-{__version__}",
+        "code": {"runtime": f"python:{info['environment'].get('python', '')}", "user": info["author"],
+                 "created": modelstore_time(created), "dependencies": libraries, "git": None},
+        "extra": extra,
+    }
 
 
 def _defaults(doc: Any, fields: tuple[str, ...]) -> None:

@@ -33,20 +33,15 @@ under that ID meanwhile, the next refresh takes the bucket's.  See
 docs/modelstore.md.
 """
 
+
 from __future__ import annotations
 
-import copy
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
-import re
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import (
     DomainNotFoundException,
@@ -55,53 +50,29 @@ from ..errors import (
     ModelDeletedException,
     ModelExistsException,
     ModelNotFoundException,
-    NoMatchingFrameworkError,
     NoModelInStateError,
     OtherFilesWarning,
-    RemoteError,
     StateNameError,
 )
-from ..frameworks import resolve
-from ..store import Store, open_store, remote_schemes
 from ..util.names import check_domain, check_model_id
 from ..version import __version__
+from .cloud import STORE_DIR, StoreBacking, default_cache_dir
 from .meta import (
     DELETED_STATE,
-    EXTRAS_DIR,
     META_KEY,
     MODEL_INFO,
-    MODELSTORE_DIR,
-    MODELSTORE_ID_CHARS,
-    RESERVED_DOMAINS,
     RESERVED_STATES,
     dependencies,
     is_valid_state_name,
-    model_type_of,
+    meta_of,
     modelstore_time,
     parameters,
+    uploaded_model_type,
     user,
 )
+from .upload import DATA_KWARGS, checked_names, extra_metadata_of, extra_paths, frameworks_of, write_layout
 
-if TYPE_CHECKING:
-    from ..store import SyncResult
-
-#: the casstore store's place under a modelstore root directory or bucket prefix
-STORE_DIR = "casstore"
-#: kwargs modelstore reads as training data for its metadata, never stored as models
-_DATA_KWARGS = ("X_train", "y_train")
-#: attempts to publish a change when other writers keep moving the remote's history
-_PUBLISH_ATTEMPTS = 5
-
-
-def default_cache_dir() -> str:
-    """Where cloud ModelStores keep their local stores: ``$CAS_CACHE_DIR``, else ``~/.cache/casstore``."""
-    return os.environ.get("CAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "casstore")
-
-
-def _given_paths(obj: Any) -> list[str]:
-    """The paths of a ``model=`` given as a path or a list of paths."""
-    items = obj if isinstance(obj, (list, tuple)) else [obj]
-    return [os.fspath(p) for p in items]
+__all__ = ["STORE_DIR", "ModelStore", "default_cache_dir"]
 
 
 def _confirm(message: str) -> bool:
@@ -113,7 +84,7 @@ def _confirm(message: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-class ModelStore:
+class ModelStore(StoreBacking):
     """modelstore's ``ModelStore`` over a casstore Store; create one with a ``from_*`` constructor.
 
     Safe to use from several processes at once, as the Store is.  The cloud
@@ -121,279 +92,6 @@ class ModelStore:
     environment only while they talk to the bucket: do not share one of those
     between threads.
     """
-
-    def __init__(self, store: Store, remote: str | None = None, env: Mapping[str, str] | None = None,
-                 storage: Mapping[str, Any] | None = None) -> None:
-        #: the casstore store (for cloud flavours: the local cache store)
-        self.store = store
-        #: the bucket URL every read pulls from and every write pushes to (None: local only)
-        self.remote = remote
-        self._env = dict(env or {})
-        self._storage = {"type": "casstore", "root": store.path, "path": None, "bucket": None,
-                         "prefix": None, "container": None, **(storage or {})}
-
-    def __repr__(self) -> str:
-        return f"casstore.ModelStore({self.store.path!r}, remote={self.remote!r})"
-
-    # -- constructors -------------------------------------------------------------
-
-    @classmethod
-    def from_file_system(cls, root_directory: str | os.PathLike[str] | None = None,
-                         create_directory: bool = False) -> ModelStore:
-        """A store at ``<root_directory>/casstore``, beside modelstore's ``operatorai-model-store``.
-
-        ``root_directory`` defaults to ``$MODEL_STORE_ROOT_PREFIX``, as in modelstore.
-
-        Raises:
-            ValueError: no root directory given.
-            FileNotFoundError: the root (or its parent, with ``create_directory``) does not exist.
-            NotADirectoryError: the root is not a directory.
-        """
-        root = os.fspath(root_directory) if root_directory is not None else os.environ.get(
-            "MODEL_STORE_ROOT_PREFIX", "")
-        if not root:
-            raise ValueError("Error: cannot create a file system model store without a root directory")
-        root = os.path.abspath(root)
-        if not os.path.exists(root):
-            if not create_directory:
-                raise FileNotFoundError(f"Error: root_dir {root!r} does not exist")
-            parent = os.path.dirname(root)
-            if not os.path.isdir(parent):
-                raise FileNotFoundError(f"Error: Parent directory to root dir '{parent}' does not exist")
-            os.mkdir(root)
-        if not os.path.isdir(root):
-            raise NotADirectoryError(f"Error: root_dir {root!r} needs to be a directory")
-        store = open_store(os.path.join(root, STORE_DIR))
-        theirs = os.path.join(root, MODELSTORE_DIR)
-        if os.path.isdir(theirs) and os.listdir(theirs) and not store.list_domains() and (
-                not store.list_model_states()):
-            warnings.warn(f"casstore: {store.path} is empty, and beside it is modelstore's store {theirs}, "
-                          f"which casstore does not read: import it with `cas import-modelstore {root}` "
-                          "(see docs/modelstore.md)", stacklevel=2)
-        return cls(store, storage={"type": "casstore:file_system", "root": root})
-
-    @classmethod
-    def from_aws_s3(cls, bucket_name: str | None = None, region: str | None = None,
-                    root_prefix: str | None = None, *, cache_dir: str | None = None) -> ModelStore:
-        """A store whose remote is ``s3://<bucket_name>/<root_prefix>/casstore``.
-
-        Endpoint and credentials come from boto3's usual sources
-        (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ...); ``region`` sets
-        ``AWS_DEFAULT_REGION`` while the bucket is used.  ``bucket_name``
-        defaults to ``$MODEL_STORE_AWS_BUCKET`` and ``root_prefix`` to
-        ``$MODEL_STORE_ROOT_PREFIX``, as in modelstore.  ``cache_dir`` (a
-        casstore extension) overrides :func:`default_cache_dir`.
-        """
-        bucket = bucket_name or os.environ.get("MODEL_STORE_AWS_BUCKET")
-        env = {"AWS_DEFAULT_REGION": region} if region else {}
-        return cls._cloud("s3", bucket, root_prefix, env, "aws:s3", cache_dir)
-
-    @classmethod
-    def from_gcloud(cls, project_name: str | None = None, bucket_name: str | None = None,
-                    root_prefix: str | None = None, *, cache_dir: str | None = None) -> ModelStore:
-        """A store whose remote is ``gs://<bucket_name>/<root_prefix>/casstore``.
-
-        Needs casstore's ``gs://`` remote; its endpoint and credentials come from
-        the environment (``STORAGE_EMULATOR_HOST`` for an emulator).
-        ``project_name`` sets ``GOOGLE_CLOUD_PROJECT`` while the bucket is used.
-        """
-        bucket = bucket_name or os.environ.get("MODEL_STORE_GCP_BUCKET")
-        env = {"GOOGLE_CLOUD_PROJECT": project_name} if project_name else {}
-        return cls._cloud("gs", bucket, root_prefix, env, "google:cloud-storage", cache_dir)
-
-    @classmethod
-    def from_azure(cls, container_name: str | None = None, root_prefix: str | None = None, *,
-                   cache_dir: str | None = None) -> ModelStore:
-        """A store whose remote is ``az://<container_name>/<root_prefix>/casstore``.
-
-        Needs casstore's ``az://`` remote; the account comes from the
-        environment (``AZURE_STORAGE_CONNECTION_STRING``).
-        """
-        container = container_name or os.environ.get("MODEL_STORE_AZURE_CONTAINER")
-        return cls._cloud("az", container, root_prefix, {}, "azure:blob-storage", cache_dir)
-
-    @classmethod
-    def from_minio(cls, endpoint: str | None = None, access_key: str | None = None,  # noqa: PLR0913 - modelstore's own signature for from_minio
-                   secret_key: str | None = None, bucket_name: str | None = None,
-                   root_prefix: str | None = None, secure: bool | None = True, *,
-                   cache_dir: str | None = None) -> ModelStore:
-        """A MinIO (or any S3-compatible) bucket through casstore's ``s3://`` remote.
-
-        ``endpoint`` (``host:port``, ``https`` unless ``secure=False``),
-        ``access_key`` and ``secret_key`` are given to boto3 as
-        ``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID`` and
-        ``AWS_SECRET_ACCESS_KEY`` while the bucket is used; without them,
-        boto3's usual sources apply.
-        """
-        env: dict[str, str] = {}
-        if endpoint:
-            env["AWS_ENDPOINT_URL_S3"] = endpoint if "://" in endpoint else (
-                f"{'https' if secure else 'http'}://{endpoint}")
-        if access_key:
-            env["AWS_ACCESS_KEY_ID"] = access_key
-        if secret_key:
-            env["AWS_SECRET_ACCESS_KEY"] = secret_key
-        bucket = bucket_name or os.environ.get("MODEL_STORE_MINIO_BUCKET")
-        return cls._cloud("s3", bucket, root_prefix, env, "minio:s3", cache_dir)
-
-    @classmethod
-    def _cloud(cls, scheme: str, bucket: str | None, root_prefix: str | None, env: dict[str, str],  # noqa: PLR0913 - what each modelstore cloud constructor passes on
-               kind: str, cache_dir: str | None) -> ModelStore:
-        if not bucket:
-            raise ValueError(f"{kind}: no bucket (or container) name given")
-        prefix = "/".join(p for p in ((root_prefix or os.environ.get("MODEL_STORE_ROOT_PREFIX") or "").strip("/"),
-                                      STORE_DIR) if p)
-        url = f"{scheme}://{bucket}/{prefix}"
-        schemes = remote_schemes()
-        if scheme not in schemes:  # gs:// and az:// arrive with their remote modules
-            raise RemoteError(url, f"this casstore has no {scheme}:// remote (it has: "
-                                   f"{', '.join(schemes)}); see docs/remotes.md")
-        # one cache store per bucket URL: a readable name, and a hash so that two URLs never share one
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{scheme}-{bucket}")[:60]
-        digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-        path = os.path.join(cache_dir or default_cache_dir(), "stores", f"{slug}-{digest}")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        store = open_store(path)
-        ms = cls(store, url, env, {"type": f"casstore:{kind}", "root": url, "bucket": bucket, "prefix": prefix})
-        ms.refresh()
-        return ms
-
-    # -- talking to the remote ----------------------------------------------------
-
-    @contextmanager
-    def _environment(self) -> Iterator[None]:
-        """This store's endpoint and credentials in ``os.environ``, for the remote clients that read them."""
-        saved = {k: os.environ.get(k) for k in self._env}
-        os.environ.update(self._env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-
-    def refresh(self, domains: Sequence[str] | None = None) -> None:
-        """Bring the cache store up to date with the bucket (nothing for a local store).
-
-        Every method calls it first; a casstore extension, for code that reads ``self.store`` directly.
-        ``domains``: only these (what a read of one domain needs; on a bucket of ref
-        tables it reads that domain's table alone, and an unchanged bucket costs
-        two small requests: docs/remotes.md).
-        """
-        if self.remote is None:
-            return
-        with self._environment():
-            result = self.store.pull(self.remote, list(domains) if domains else None)
-            if result.conflicts:
-                # only a model this cache never published can conflict with the bucket's (an
-                # upload killed, or whose push failed, before the bucket took it, while another
-                # machine uploaded the ID): the bucket is the truth, ours is dropped (logged)
-                self.store.pull(self.remote, list(domains) if domains else None, theirs=True)
-        if result.conflicts:
-            warnings.warn(f"casstore: {self.remote} holds other models under IDs this cache never published "
-                          f"(uploads that did not reach the bucket), taken in their place: "
-                          f"{', '.join(result.conflicts)}", stacklevel=3)
-
-    def _push(self, domains: Sequence[str] | None) -> SyncResult:
-        with self._environment():
-            return self.store.push(self.remote or "", domains)
-
-    def _publish(self, domains: Sequence[str] | None) -> None:
-        """Push a change to the bucket, merging in what others pushed meanwhile.
-
-        Raises:
-            RemoteError: the remote's history kept moving for every attempt,
-                or it refused the change; the change stays in the cache store
-                and goes with the next successful push.
-        """
-        if self.remote is None:
-            return
-        result = None
-        for _ in range(_PUBLISH_ATTEMPTS):
-            result = self._push(domains)
-            if result.ok:
-                return
-            self.refresh()  # someone else moved a history: merge theirs, then push again
-        assert result is not None
-        raise RemoteError(self.remote, f"could not publish the change (conflicts: {result.conflicts}, "
-                                       f"diverged: {result.diverged}, rejected: {result.rejected})")
-
-    def _publish_model(self, domain: str, model_id: str) -> None:
-        """Push a newly committed model: it wins the ID on the bucket, or ModelExistsException.
-
-        Raises:
-            ModelExistsException: another machine pushed this ID first; the
-                local commit was deleted and theirs pulled.
-        """
-        if self.remote is None:
-            return
-        key = f"{domain}/{model_id}"
-        ref = f"refs/cas/models/{domain}/{model_id}"
-        for _ in range(_PUBLISH_ATTEMPTS):
-            try:
-                result = self._push([domain])
-            except RemoteError as e:
-                raise RemoteError(self.remote, f"{key} was not published ({e.detail}); it is in the local cache "
-                                               "only, where it does not count as uploaded: upload it again") from e
-            if key in result.conflicts or "already exists" in result.rejected.get(ref, ""):
-                self._lost(domain, model_id)
-            if result.ok:
-                return
-            # someone else moved the domain's history: merge theirs, then push again
-            with self._environment():
-                pulled = self.store.pull(self.remote, [domain])
-            if key in pulled.conflicts:
-                self._lost(domain, model_id)
-            if pulled.conflicts:
-                self.refresh([domain])  # other IDs this cache never published: the bucket's models win
-        raise RemoteError(self.remote, f"could not publish {key}: the remote's history of {domain!r} kept "
-                                       "changing; the model is in the local cache only, where it does not count "
-                                       "as uploaded: upload it again")
-
-    def _lost(self, domain: str, model_id: str) -> None:
-        """Our upload lost the ID: the bucket holds another model under it.
-
-        Deleting ours logs the deletion of our commit only, so the pull takes theirs.
-
-        Raises:
-            ModelExistsException: always.
-        """
-        self.store.delete_model(domain, model_id)
-        self.refresh()
-        raise ModelExistsException(domain, model_id)
-
-    def _published(self, domain: str, model_id: str) -> bool:
-        """Whether the cache's model ``domain/model_id`` is the one the bucket holds (always, for a local store).
-
-        Raises:
-            RemoteError: the bucket cannot be read.
-        """
-        if self.remote is None:
-            return True
-        with self._environment():
-            theirs = self.store.remote_refs(self.remote).models.get(domain, {}).get(model_id)
-        return theirs is not None and theirs == self.store.model_commit(domain, model_id)
-
-    @contextmanager
-    def _uploading(self, domain: str) -> Iterator[None]:
-        """Hold this cache's upload lock of ``domain`` (cloud flavours only).
-
-        Between its local commit and its push an upload's model is in the cache
-        only; the lock tells a live upload of another process from a dead one:
-        what an upload finds unpublished while holding it was left by an upload
-        that died (or whose push failed).  A killed holder's lock is released by
-        the kernel.
-        """
-        if self.remote is None:
-            yield
-            return
-        from ..util.locking import store_lock
-
-        with store_lock(os.path.join(self.store.path, "cas", "locks", f"modelstore-upload-{domain}.lock"),
-                        exclusive=True):
-            yield
 
     # -- names ---------------------------------------------------------------------
 
@@ -461,13 +159,22 @@ class ModelStore:
         Raises:
             DomainNotFoundException: an unknown, empty or None domain, or one whose models were all deleted.
         """
+        domain, model_id = self._newest(domain)
+        return self._meta(self.store.get_model_info(domain, model_id, annotations=False))
+
+    def _newest(self, domain: str) -> tuple[str, str]:
+        """The domain and its newest model's ID, after a refresh.
+
+        Raises:
+            DomainNotFoundException: an unknown, empty or None domain, or one whose models were all deleted.
+        """
         domain, _ = self._lookup(domain)
         self.refresh()
         self._check_domain_exists(domain)
         ids = self.store.list_models(domain)
         if not ids:
             raise DomainNotFoundException(domain)
-        return self._meta(self.store.get_model_info(domain, ids[0], annotations=False))
+        return domain, ids[0]
 
     # -- models --------------------------------------------------------------------
 
@@ -528,24 +235,7 @@ class ModelStore:
 
     def _meta(self, info: dict[str, Any]) -> dict[str, Any]:
         """modelstore's dict for a model: the one stored with it, else one built from its manifest."""
-        extra = info.get("extra_metadata")
-        if isinstance(extra, dict) and isinstance(extra.get(META_KEY), dict):
-            return copy.deepcopy(extra[META_KEY])  # type: ignore[no-any-return]
-        created = _dt.datetime.fromisoformat(info["created"])
-        libraries = {e["library"]["name"]: e["library"]["version"] for e in info["frameworks"].values()
-                     if e["library"].get("name") and e["library"].get("version")}
-        return {
-            "model": {"domain": info["domain"], "model_id": info["model_id"],
-                      "model_type": model_type_of(info["frameworks"]), "parameters": {}, "data": None},
-            "storage": self._storage_of(info["domain"], info["model_id"]),
-            "modelstore": f"casstore-{__version__}",
-            "code": {"runtime": f"python:{info['environment'].get('python', '')}", "user": info["author"],
-                     "created": modelstore_time(created), "dependencies": libraries, "git": None},
-            "extra": extra,
-        }
-
-    def _storage_of(self, domain: str, model_id: str) -> dict[str, Any]:
-        return {**self._storage, "path": f"refs/cas/models/{domain}/{model_id}"}
+        return meta_of(info, self._storage_of(info["domain"], info["model_id"]))
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         """Whether the model exists (False for an unknown domain).
@@ -561,7 +251,7 @@ class ModelStore:
             return False
         return True
 
-    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:  # noqa: C901, PLR0912 - modelstore's upload() and its deprecated spellings
+    def upload(self, domain: str, model_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Store a model (``model=clf``, ``explainer=...``) and return modelstore's metadata dict.
 
         ``extra_files=`` (a path or a list of paths; the deprecated ``extras=``
@@ -582,41 +272,11 @@ class ModelStore:
             RemoteError: the push failed; the model is in the cache only and
                 the ID is not taken: upload it again.
         """
-        if not isinstance(domain, str) or not domain:
-            raise InvalidIdError("domain", domain, "must not be empty (please provide a non-empty domain name)")
-        if domain in RESERVED_DOMAINS:
-            raise InvalidIdError("domain", domain, "is a directory of modelstore's layout; please use a different "
-                                                   "domain name")
-        check_domain(domain)
-        model_id = str(model_id) if model_id is not None else str(uuid.uuid4())
-        if re.search(" +", model_id) or MODELSTORE_ID_CHARS & set(model_id):
-            raise InvalidIdError("model ID", model_id, "contains invalid characters (spaces, or one of "
-                                                       "modelstore's reserved <>:\"/\\|?*#^`%~{}[])")
-        check_model_id(model_id)
-        extras = self._extra_paths(kwargs)
-        extra_metadata = kwargs.pop("extra_metadata", None)
-        if extra_metadata is not None:
-            if not isinstance(extra_metadata, dict):
-                raise TypeError("extra_metadata is not a dictionary")
-            try:
-                json.dumps(extra_metadata)
-            except (TypeError, ValueError) as e:
-                raise TypeError("extra_metadata must be json serializable") from e
-        for k in _DATA_KWARGS:
-            kwargs.pop(k, None)
-        models = kwargs
-        plan = {}
-        for kwarg, obj in models.items():
-            t = type(obj)
-            try:
-                plan[kwarg] = resolve(kwarg, obj)
-            except TypeError:
-                raise NoMatchingFrameworkError(kwarg, f"{t.__module__}.{t.__qualname__}") from None
-            if plan[kwarg].name == "model_file" and not all(os.path.exists(p) for p in _given_paths(obj)):
-                # modelstore's file manager matches only a path that exists: anything else matches no manager
-                raise NoMatchingFrameworkError(kwarg, f"{t.__module__}.{t.__qualname__}")
-        if not plan:
-            raise NoMatchingFrameworkError(None, None)
+        model_id = checked_names(domain, model_id)
+        extras = extra_paths(kwargs)
+        extra_metadata = extra_metadata_of(kwargs)
+        models = {k: v for k, v in kwargs.items() if k not in DATA_KWARGS}
+        plan = frameworks_of(models)
 
         with self._uploading(domain):
             self.refresh()
@@ -633,9 +293,7 @@ class ModelStore:
     def _upload(self, domain: str, model_id: str, models: dict[str, Any], plan: dict[str, Any],  # noqa: PLR0913 - the upload's plan, split out of upload() already
                 extras: list[str], extra_metadata: dict[str, Any] | None) -> dict[str, Any]:
         created = _dt.datetime.now(_dt.timezone.utc)
-        types = [{"library": fw.name, "type": type(models[k]).__name__ if fw.name != "model_file" else None,
-                  "models": None} for k, fw in plan.items()]
-        model_type = types[0] if len(types) == 1 else {"library": "multiple-models", "type": None, "models": types}
+        model_type = uploaded_model_type(models, {k: fw.name for k, fw in plan.items()})
         meta = {
             "model": {"domain": domain, "model_id": model_id, "model_type": model_type,
                       "parameters": parameters(models.get("model")), "data": None},
@@ -647,17 +305,7 @@ class ModelStore:
             "extra": extra_metadata,
         }
         with self.store.scratch_dir("modelstore-") as work:
-            info_path = os.path.join(work, MODEL_INFO)
-            with open(info_path, "w") as f:
-                json.dump(model_type, f)
-            files: list[str] = [info_path]
-            if extras:
-                # extras/<name>, as modelstore's archive: a directory of links to the files
-                d = os.path.join(work, EXTRAS_DIR)
-                os.mkdir(d)
-                for path in extras:
-                    os.symlink(os.path.abspath(path), os.path.join(d, os.path.basename(path)))
-                files.append(d)
+            files = write_layout(work, model_type, extras)
             try:
                 info = self.store.commit_models(domain, model_id=model_id, extra_files=files,
                                                 extra_metadata={META_KEY: meta}, created=created, **models)
@@ -667,33 +315,6 @@ class ModelStore:
                 raise
         self._publish_model(domain, model_id)
         return self._meta(info)
-
-    @staticmethod
-    def _extra_paths(kwargs: dict[str, Any]) -> list[str]:
-        """The extra files modelstore would archive: files only, one per name, with warnings for the rest."""
-        given = kwargs.pop("extra_files", None)
-        if "extras" in kwargs:
-            warnings.warn("extras= is deprecated; use extra_files=", DeprecationWarning, stacklevel=3)
-            old = kwargs.pop("extras")
-            given = old if given is None else given
-        if given is None:
-            return []
-        paths = given if isinstance(given, (list, tuple, set)) else [given]
-        out: list[str] = []
-        names: dict[str, str] = {}
-        for p in paths:
-            p = os.fspath(p)
-            name = os.path.basename(p)
-            if not os.path.isfile(p):
-                warnings.warn(f"casstore: extra file {p!r} is not a file: not stored", stacklevel=3)
-            elif name in names:
-                if os.path.abspath(names[name]) != os.path.abspath(p):
-                    warnings.warn(f"casstore: extra file {p!r} has the same name as {names[name]!r}: "
-                                  "only the first is stored", stacklevel=3)
-            else:
-                names[name] = p
-                out.append(p)
-        return out
 
     def load(self, domain: str, model_id: str | None = None, *, state_name: str | None = None) -> Any:
         """Load the model: the object, or a dict by library for several (as modelstore).
@@ -729,13 +350,7 @@ class ModelStore:
         if state_name is not None:
             model_id = self._in_state(domain, model_id, state_name)
         if model_id is None:
-            domain, _ = self._lookup(domain)
-            self.refresh()
-            self._check_domain_exists(domain)
-            ids = self.store.list_models(domain)
-            if not ids:
-                raise DomainNotFoundException(domain)
-            model_id = ids[0]
+            domain, model_id = self._newest(domain)
         else:
             domain, model_id = self._lookup(domain, model_id)
             self.refresh()

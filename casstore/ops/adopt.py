@@ -92,18 +92,15 @@ def _resolved_entry(repo: Repository, oid: bytes) -> EncodedEntry:
     return encode_entry(raw, type_num=type_num, level=0 if type_num == BLOB else 1)
 
 
-def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: C901, PLR0912 - plan, copy, publish, delete (to split, issue 23)
-    """Copy ``what`` into one new pack of ours, then delete the sources; returns the pack and bytes freed.
+#: one object to copy: (its pack, or None for a loose object; offset; length; oid)
+_Item = tuple[str | None, int, int, bytes]
 
-    The caller holds the store lock exclusively (gc) and chose only packs no
-    writer is still publishing (no ``.keep``).
 
-    Raises:
-        CorruptObjectError: an object has no intact copy (nothing published or deleted).
-    """
+def _plan(repo: Repository, what: Adoption) -> list[_Item]:
+    """Every object of ``what`` once: each pack's in pack order, then the loose ones."""
     odb = repo.odb
     seen: set[bytes] = set()
-    plan: list[tuple[str | None, int, int, bytes]] = []  # (pack or None for loose, offset, length, oid)
+    plan: list[_Item] = []
     for name, keep in what.packs:
         starts, ends, oids, _ = pack_layout(odb.pack_dir, odb.cidx_dir, name)
         for i in starts.argsort(kind="stable").tolist():
@@ -114,27 +111,50 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: 
         if oid not in seen:
             seen.add(oid)
             plan.append((None, 0, 0, oid))
-    before = sum(os.path.getsize(os.path.join(odb.pack_dir, p + ext)) for p, _ in what.packs
-                 for ext in (".pack", ".idx"))
+    return plan
+
+
+def _copy(repo: Repository, plan: list[_Item]) -> str | None:
+    """Write the objects of ``plan`` into one new pack of ours and publish it; returns its name."""
+    if not plan:
+        return None
+    odb = repo.odb
+    fds: dict[str, int] = {}
+    try:
+        with PackWriter(odb.pack_dir, odb.cidx_dir, len(plan)) as writer:
+            for pack, offset, length, oid in plan:
+                entry = None
+                if pack is not None:
+                    fd = fds.get(pack)
+                    if fd is None:
+                        fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
+                    entry = _whole_entry(os.pread(fd, length, offset), oid)
+                writer.add(entry if entry is not None else _resolved_entry(repo, oid))
+            return writer.finish()
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def _pack_bytes(repo: Repository, name: str) -> int:
+    return sum(os.path.getsize(os.path.join(repo.odb.pack_dir, name + ext)) for ext in (".pack", ".idx"))
+
+
+def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:
+    """Copy ``what`` into one new pack of ours, then delete the sources; returns the pack and bytes freed.
+
+    The caller holds the store lock exclusively (gc) and chose only packs no
+    writer is still publishing (no ``.keep``).
+
+    Raises:
+        CorruptObjectError: an object has no intact copy (nothing published or deleted).
+    """
+    odb = repo.odb
+    plan = _plan(repo, what)
+    before = sum(_pack_bytes(repo, p) for p, _ in what.packs)
     loose_paths = [os.path.join(odb.objects_dir, o.hex()[:2], o.hex()[2:]) for o in what.loose]
     before += sum(os.path.getsize(p) for p in loose_paths if os.path.exists(p))
-    new = None
-    if plan:
-        fds: dict[str, int] = {}
-        try:
-            with PackWriter(odb.pack_dir, odb.cidx_dir, len(plan)) as writer:
-                for pack, offset, length, oid in plan:
-                    entry = None
-                    if pack is not None:
-                        fd = fds.get(pack)
-                        if fd is None:
-                            fd = fds[pack] = os.open(os.path.join(odb.pack_dir, pack + ".pack"), os.O_RDONLY)
-                        entry = _whole_entry(os.pread(fd, length, offset), oid)
-                    writer.add(entry if entry is not None else _resolved_entry(repo, oid))
-                new = writer.finish()
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+    new = _copy(repo, plan)
     for name, _ in what.packs:
         # a foreign pack of whole objects copied in its own order is byte-identical to the copy,
         # hence has the same name: publish_pack kept it as it was, and it has a sidecar now
@@ -145,7 +165,7 @@ def adopt(repo: Repository, what: Adoption) -> tuple[str | None, int]:  # noqa: 
             os.unlink(path)
         except FileNotFoundError:
             pass
-    after = sum(os.path.getsize(os.path.join(odb.pack_dir, new + ext)) for ext in (".pack", ".idx")) if new else 0
+    after = _pack_bytes(repo, new) if new else 0
     odb.index.refresh()
     odb.rescan_packs()
     return new, before - after

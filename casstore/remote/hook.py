@@ -55,6 +55,7 @@ import msgpack
 from dulwich.config import ConfigFile
 
 from ..model.manifest import SCHEMA, VERSION
+from ..util.fsutil import atomic_file
 
 _HOOKS = resources.files(__package__) / "hooks"
 
@@ -146,24 +147,50 @@ def explain_rejection(ref: str, reason: str, messages: dict[str, list[str]]) -> 
     return f"{reason}: the server's casstore hook refused the whole push because of {', '.join(sorted(messages))}"
 
 
-def install_hook(path: str, allowed_signers: str | None = None) -> None:
-    """Make the repository at ``path`` a shared remote: the hook, and no non-fast-forwards.
+def _is_ours(hook: str) -> bool:
+    """Whether the file ``hook`` is a casstore hook, of any version (its second line says so)."""
+    try:
+        with open(hook, errors="replace") as f:
+            f.readline()
+            return f.readline().startswith("# casstore:")
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+def install_hook(path: str, allowed_signers: str | None = None) -> list[str]:
+    """Make the repository at ``path`` a shared remote: the hooks, and no non-fast-forwards.
 
     ``allowed_signers``: also refuse pushes of commits not signed by a key of this file
-    (git's allowed signers format; the hook reads it at each push).
+    (git's allowed signers format; the hook reads it at each push).  Idempotent: a hook
+    missing, or from another casstore version, is written; one as this casstore writes it
+    is left alone.  Returns the names of the hooks written.
+
+    Raises:
+        FileExistsError: a hook that is not casstore's (a user's own) is there; nothing changed.
     """
+    hooks = {"pre-receive": PRE_RECEIVE, "post-receive": post_receive(sys.executable)}
+    for name in hooks:
+        hook = os.path.join(path, "hooks", name)
+        if os.path.lexists(hook) and not _is_ours(hook):
+            raise FileExistsError(f"{hook}: a {name} hook that is not casstore's is there, left as it is: move it "
+                                  f"away (or merge casstore/remote/hooks/{name} into it), then run this again")
     cfg_path = os.path.join(path, "config")
     cfg = ConfigFile.from_path(cfg_path)
     cfg.set((b"receive",), b"denyNonFastForwards", b"true")
     if allowed_signers is not None:
         cfg.set((b"cas",), b"hookAllowedSigners", os.path.abspath(allowed_signers).encode())
     cfg.write_to_path(cfg_path)
-    hook = os.path.join(path, "hooks", "pre-receive")
-    os.makedirs(os.path.dirname(hook), exist_ok=True)
-    with open(hook, "w") as f:
-        f.write(PRE_RECEIVE)
-    os.chmod(hook, 0o755)
-    post = os.path.join(path, "hooks", "post-receive")
-    with open(post, "w") as f:
-        f.write(post_receive(sys.executable))
-    os.chmod(post, 0o755)
+    os.makedirs(os.path.join(path, "hooks"), exist_ok=True)
+    written = []
+    for name, text in hooks.items():
+        hook = os.path.join(path, "hooks", name)
+        try:
+            with open(hook) as f:
+                if f.read() == text and os.access(hook, os.X_OK):
+                    continue
+        except FileNotFoundError:
+            pass
+        with atomic_file(hook, 0o755) as out:  # a push never runs half a hook
+            out.write(text.encode())
+        written.append(name)
+    return written

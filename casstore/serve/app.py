@@ -16,26 +16,20 @@ Routes (every page has a JSON twin built from the same dict, see data.py)::
 
 Safety: domains and IDs go through the same validation as everywhere else; a
 file is found by comparing ``path`` with the manifest's names, never by opening
-a path, so no URL can name anything outside the store.  With a token, every
-request must carry it (``Authorization: Bearer``, or the cookie that visiting
-any page with ``?token=`` sets).  Without one, only loopback Host headers are
-answered (a DNS-rebinding page cannot reach the server).  State changes exist
-only with ``write=True``, which requires a token.
+a path, so no URL can name anything outside the store.  Who may ask is guard.py's
+(a token, or loopback Host names only).  State changes (writes.py) exist only
+with ``write=True``, which requires a token; files.py sends stored files.
 """
 
 from __future__ import annotations
 
-import hmac
-import itertools
 import logging
-import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -51,32 +45,25 @@ from ..errors import (
     UnsignedModelError,
 )
 from ..store import Store
-from ..util.names import hidden_chars, shown
+from ..util import progress
+from ..util.names import shown
 from ..version import __version__
 from . import chart, data, preview, table
-from .downloads import STREAM_RESERVE, STREAM_WINDOW, Budget, Busy, Download, Limits, pieces_of
+from .downloads import Budget, Limits
+from .files import add_file_routes
+from .guard import add_guard, local
+from .writes import add_write_routes
 
 log = logging.getLogger("casstore.serve")
 PAGE = 50
-COOKIE = "cas_token"
-#: files up to this size are verified completely before the first byte is sent, so
-#: any damage gives an error page; bigger ones stream (see _download)
-VERIFY_FIRST = 8 << 20
 #: domains up to this many models: a sorted page waits for the domain's table to be built
 #: (~1 s per 1,000 models); bigger ones answer newest first meanwhile (``pending``)
 TABLE_WAIT_MODELS = 5000
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def human(n: int | None) -> str:
-    if n is None:
-        return "-"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{int(x)} {unit}" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    raise AssertionError
+    """A byte count as the pages show it (``-``: not known)."""
+    return "-" if n is None else progress.human(n)
 
 
 def _templates() -> Environment:
@@ -90,15 +77,6 @@ def _templates() -> Environment:
     env.filters["markdown"] = preview.markdown
     env.globals["version"] = __version__
     return env
-
-
-def _local(path: str) -> str:
-    """``path`` as a redirect target that stays on this server.
-
-    ``//evil.com/x`` (or ``/\\evil.com``) is a path to the server but a
-    scheme-relative URL to a browser: one leading slash only.
-    """
-    return "/" + path.lstrip("/\\")
 
 
 def _preview_json(p: dict[str, Any]) -> dict[str, Any]:
@@ -214,34 +192,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,  
         log.error("%s %s", request.method, request.url.path, exc_info=e)
         return error_response(request, e)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if token is None:
-            host = request.headers.get("host") or ""
-            host = host[: host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
-            if host not in LOOPBACK_HOSTS:
-                return JSONResponse({"error": "this server answers only loopback Host names"}, status_code=403)
-        else:
-            given = request.query_params.get("token")
-            if given is not None and hmac.compare_digest(given.encode(), token.encode()):
-                # trade the URL token for a cookie, and drop it from the address bar
-                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                back = RedirectResponse(_local(request.url.path) + ("?" + urlencode(rest) if rest else ""), 303)
-                back.set_cookie(COOKIE, token, httponly=True, samesite="strict")
-                return back
-            auth = request.headers.get("authorization", "")
-            offered = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
-            if not hmac.compare_digest(offered.encode(), token.encode()):
-                return JSONResponse({"error": "a token is required (Authorization: Bearer TOKEN, or ?token=)"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        if request.method not in ("GET", "HEAD"):
-            origin = request.headers.get("origin")
-            if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
-                return JSONResponse({"error": "cross-origin request refused"}, status_code=403)
-        resp = await call_next(request)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self'")
-        return resp
+    add_guard(app, token)
 
     # -- JSON API ----------------------------------------------------------
 
@@ -307,137 +258,9 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,  
         return store.list_model_states()
 
     if write:
-        @app.put("/api/domains/{domain}/models/{model_id}/states/{state}", tags=["write"])
-        def api_set_state(domain: str, model_id: str, state: str) -> dict[str, Any]:
-            """Put the model in ``state`` (write mode only)."""
-            store.set_model_state(domain, model_id, state)
-            return {"states": data.model(store, domain, model_id)["states"]}
+        add_write_routes(app, store)
+    add_file_routes(app, store, budget)
 
-        @app.delete("/api/domains/{domain}/models/{model_id}/states/{state}", tags=["write"])
-        def api_unset_state(domain: str, model_id: str, state: str) -> dict[str, Any]:
-            """Take the model out of ``state`` (write mode only)."""
-            store.remove_model_state(domain, model_id, state)
-            return {"states": data.model(store, domain, model_id)["states"]}
-
-        @app.put("/api/domains/{domain}/models/{model_id}/tags/{tag}", tags=["write"])
-        def api_set_tag(domain: str, model_id: str, tag: str) -> dict[str, Any]:
-            """Tag the model (write mode only)."""
-            store.set_tag(domain, model_id, tag)
-            return store.get_annotations(domain, model_id)
-
-        @app.delete("/api/domains/{domain}/models/{model_id}/tags/{tag}", tags=["write"])
-        def api_delete_tag(domain: str, model_id: str, tag: str) -> dict[str, Any]:
-            """Take a tag off the model (write mode only)."""
-            store.delete_tag(domain, model_id, tag)
-            return store.get_annotations(domain, model_id)
-
-        @app.post("/api/domains/{domain}/models/{model_id}/notes", tags=["write"])
-        async def api_add_note(domain: str, model_id: str, request: Request) -> dict[str, Any]:
-            """Add a note: the request body, UTF-8 text, at most 16 KiB (write mode only)."""
-            body = await request.body()
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise NoteError("note", "is not valid UTF-8") from None
-            store.add_note(domain, model_id, text)
-            return store.get_annotations(domain, model_id)
-
-        @app.post("/d/{domain}/m/{model_id}/annotations", include_in_schema=False)
-        async def page_annotations(domain: str, model_id: str, request: Request) -> Response:
-            try:
-                form = (await request.body()).decode()
-            except UnicodeDecodeError:
-                return JSONResponse({"error": "the form is not UTF-8 (application/x-www-form-urlencoded)"},
-                                    status_code=400)
-            fields = {k: v[0] for k, v in parse_qs(form, keep_blank_values=True).items()}
-            action = fields.get("action", "")
-            if action == "tag":
-                store.set_tag(domain, model_id, fields.get("tag", ""))
-            elif action == "untag":
-                store.delete_tag(domain, model_id, fields.get("tag", ""))
-            elif action == "note":
-                store.add_note(domain, model_id, fields.get("text", ""))
-            else:
-                return JSONResponse({"error": "action must be tag, untag or note"}, status_code=400)
-            return RedirectResponse(f"/d/{domain}/m/{model_id}#notes", 303)
-
-        @app.post("/d/{domain}/m/{model_id}/states", include_in_schema=False)
-        async def page_state(domain: str, model_id: str, request: Request) -> Response:
-            try:
-                form = (await request.body()).decode()
-            except UnicodeDecodeError:
-                return JSONResponse({"error": "the form is not UTF-8 (application/x-www-form-urlencoded)"},
-                                    status_code=400)
-            fields = {k: v[0] for k, v in parse_qs(form).items()}
-            state, action = fields.get("state", ""), fields.get("action", "")
-            if action == "set":
-                store.set_model_state(domain, model_id, state)
-            elif action == "unset":
-                store.remove_model_state(domain, model_id, state)
-            else:
-                return JSONResponse({"error": "action must be set or unset"}, status_code=400)
-            return RedirectResponse(f"/d/{domain}/m/{model_id}", 303)
-
-    # -- downloads ---------------------------------------------------------
-
-    @app.get("/files/{domain}/{model_id}/{path:path}", tags=["api"])
-    async def download(domain: str, model_id: str, path: str) -> Response:
-        """One stored file, verified.  Small files are checked whole before sending;
-        a large one streams and, if a damaged chunk turns up part-way, the
-        connection is cut short of its Content-Length (never wrong bytes).
-        At most ``cas.serveMaxDownloads`` at once, holding at most
-        ``cas.serveDownloadBuffer`` bytes between them: beyond that, 503."""
-        size, chunks = await run_in_threadpool(store.stream_file, domain, model_id, path, STREAM_WINDOW)
-        reserve = size if size <= VERIFY_FIRST else STREAM_RESERVE
-        try:
-            budget.take(reserve)
-        except Busy as e:
-            chunks.close()  # nothing was read yet
-            return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
-        try:
-            # a name that displays as another (U+202E ...) is not offered to the browser to save under
-            name = "".join("_" if hidden_chars(c) else c for c in os.path.basename(path)) or "file"
-            # header values are latin-1: an ASCII stand-in, and the real name RFC 5987-encoded
-            plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
-            headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream",
-                       "Content-Disposition": f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name)}"}
-            if size <= VERIFY_FIRST:
-                # raises CorruptObjectError before any byte is sent
-                body = await run_in_threadpool(b"".join, chunks)
-                pieces: Iterator[bytes | memoryview] = pieces_of(body)
-            else:
-                first = await run_in_threadpool(next, chunks, b"")  # the first chunk's damage gets an error page
-                pieces = itertools.chain([first], chunks)
-        except BaseException:
-            budget.give_back(reserve)
-            chunks.close()
-            raise
-        return Download(budget, reserve, headers, pieces, f"{domain}/{model_id}/{path}", close=chunks)
-
-    @app.get("/raw/{domain}/{model_id}/{path:path}", include_in_schema=False)
-    def raw(domain: str, model_id: str, path: str) -> Response:
-        """An image shown inline on a file page: PNG/JPEG whose bytes say so, or SVG
-        (sandboxed: no script runs even when it is opened directly).  Read whole and
-        verified (chunks and the file's digest) before a byte is sent."""
-        with store.open_file(domain, model_id, path) as f:
-            if f.size > preview.IMAGE_BYTES:
-                return JSONResponse({"error": f"{path!r} is too big to show inline; download it"}, status_code=413)
-            try:
-                budget.take(f.size)  # counts against cas.serveDownloadBuffer like a download
-            except Busy as e:
-                return JSONResponse({"error": str(e), "type": "Busy"}, status_code=503, headers={"Retry-After": "5"})
-            try:
-                body = f.read()
-                f.read()  # at the end: the whole-file digest is checked here
-            finally:
-                budget.give_back(f.size)
-        kind = preview.raw_type(path, body)
-        if kind is None:
-            return JSONResponse({"error": f"{path!r} is not a PNG, JPEG or SVG image"}, status_code=415)
-        headers = {"Cache-Control": "private, max-age=60"}
-        if kind == "image/svg+xml":
-            headers["Content-Security-Policy"] = preview.SVG_CSP
-        return Response(body, media_type=kind, headers=headers)
 
     # -- pages -------------------------------------------------------------
 
@@ -455,7 +278,7 @@ def create_app(store: Store, *, token: str | None = None, write: bool = False,  
         if any(not v for _, v in given):
             # the filter form submits its empty boxes too: one clean address instead
             clean = [(k, v) for k, v in given if v]
-            return RedirectResponse(_local(request.url.path) + ("?" + urlencode(clean) if clean else ""), 303)
+            return RedirectResponse(local(request.url.path) + ("?" + urlencode(clean) if clean else ""), 303)
         d = data.domain_page(store, domain, offset=(page - 1) * PAGE, limit=PAGE, state=state or None,
                              sort=sort or None, descending=order == "desc", where=filter,
                              author=author or None, framework=framework or None,

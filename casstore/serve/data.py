@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -384,20 +384,6 @@ def compare(store: Store, domain: str, a: str, b: str) -> dict[str, Any]:
     return out
 
 
-def _numbers(meta: Any, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, float]]:
-    """Numeric leaves of extra_metadata (nested dicts as ``a.b``); booleans are not numbers."""
-    if not isinstance(meta, dict) or depth > 3:
-        return
-    for k, v in meta.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
-            yield key, float(v)
-        elif isinstance(v, dict):
-            yield from _numbers(v, key + ".", depth + 1)
-
-
 def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
     """Numeric extra_metadata keys across the newest ``limit`` versions, oldest first."""
     head = _require_domain(store, domain)
@@ -407,7 +393,8 @@ def metrics(store: Store, domain: str, *, limit: int = 200) -> dict[str, Any]:
         if len(versions) == limit:
             break
         info = store.get_model_info(domain, mid, annotations=False)
-        versions.append((mid, info["created"], dict(_numbers(info["extra_metadata"]))))
+        nums = {k: float(v) for k, v in table.numbers(info["extra_metadata"]).items()}
+        versions.append((mid, info["created"], nums))
     versions.reverse()  # newest last
     # framework hyperparameters (modelstore.model.parameters.*) are settings, not results
     keys = sorted({k for _, _, nums in versions for k in nums if table.is_result(k)})
