@@ -62,8 +62,10 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 #: zstd settings for a lane: byte lanes have few long matches worth finding, and the gain is in
 #: the entropy coder; the fast strategy with zstd's longest minimum match (7) spends little on
 #: match search.  Measured on a float32 exponent lane of 16 KiB: 76 us and 5.7 KB against level
-#: 3's 199 us and 6.9 KB (benchmarks/bench_codec.py, docs/benchmarks.md).
-_LANE_PARAMS = {"window_log": 17, "hash_log": 10, "min_match": 7, "search_log": 1,
+#: 3's 199 us and 6.9 KB (benchmarks/bench_codec.py, docs/benchmarks.md).  The smallest hash
+#: table (2^6 entries, zstd's minimum) halves that again and finds slightly fewer, longer-lived
+#: matches: 0.49 against 0.88 CPU-s per GiB of W2 and 2 % smaller lanes (issue 26).
+_LANE_PARAMS = {"window_log": 17, "hash_log": 6, "min_match": 7, "search_log": 1,
                 "strategy": zstandard.STRATEGY_FAST, "write_checksum": 0, "write_content_size": 1}
 
 
@@ -166,6 +168,103 @@ def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int =
     if len(head) + sum(len(x) for x in lanes) + len(tail) > len(raw) * (1 - MIN_SAVING):
         return encode_parts(raw, level)
     return (head, *lanes, tail) if len(tail) else (head, *lanes)
+
+
+def encode_span(data: bytes | memoryview, start: int, sizes: Sequence[int], level: int, plan: Plan) -> list[
+        tuple[bytes | memoryview, ...]]:
+    """:func:`encode_pieces` of consecutive chunks: ``data`` is the part of a file found at
+    ``start``, cut into chunks of ``sizes``; returns each chunk's pieces, the same bytes
+    :func:`encode_pieces` gives.
+
+    The work is done per span, not per chunk: the byte lanes of the whole span are split
+    in one numpy copy (lanes are aligned with the file, so each chunk's lane ``j`` is a
+    slice of the span's lane ``j``), and every zstd frame of the span is made in one call
+    (``multi_compress_to_buffer``: one release of the GIL instead of one per lane).
+    """
+    view = memoryview(data)
+    bounds = []
+    pos = 0
+    for n in sizes:
+        bounds.append((pos, n))
+        pos += n
+    if pos != len(view):
+        raise ValueError(f"chunk sizes add up to {pos}, the span has {len(view)} bytes")
+    if plan.kind == "raw":
+        return [(RAW, view[p:p + n]) for p, n in bounds]
+    if plan.kind != "lanes":
+        return _frames_or_raw(view, bounds, level)
+    return _lanes_span(view, start, bounds, level, plan)
+
+
+def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]], level: int, plan: Plan) -> list[
+        tuple[bytes | memoryview, ...]]:
+    """:func:`encode_span` for a ``"lanes"`` plan."""
+    s = plan.stride
+    skip0 = -start % s
+    rows = np.frombuffer(view, np.uint8)[skip0:]
+    rows = rows[:len(rows) // s * s].reshape(-1, s)
+    span_lanes = np.ascontiguousarray(rows.T)  # lane j of the span: span_lanes[j]
+    # per chunk: (skip, lanes as slices of the span's, the bytes in no lane)
+    layouts: list[tuple[int, list[memoryview], memoryview] | None] = []
+    to_pack: list[memoryview] = []
+    for p, n in bounds:
+        if n < MIN_LANES_CHUNK:
+            layouts.append(None)
+            continue
+        skip = -(start + p) % s
+        m = (n - skip) // s
+        row = (p + skip - skip0) // s
+        lanes = [span_lanes[j, row:row + m].data for j in range(s)]
+        chunk = view[p:p + n]
+        rest = chunk[skip + m * s:] if not skip else memoryview(bytes(chunk[:skip]) + bytes(chunk[skip + m * s:]))
+        layouts.append((skip, lanes, rest))
+        to_pack.extend(lane for lane, pack in zip(lanes, plan.packed, strict=True) if pack)
+    frames = _multi_compress(_lane_compressor(), to_pack)
+    out: list[tuple[bytes | memoryview, ...]] = []
+    k = 0
+    for (p, n), layout in zip(bounds, layouts, strict=True):
+        if layout is None:
+            out.append(encode_parts(view[p:p + n], level))
+            continue
+        skip, lanes, rest = layout
+        stored: list[bytes | memoryview] = []
+        for lane, pack in zip(lanes, plan.packed, strict=True):
+            if pack:
+                frame = frames[k]
+                k += 1
+                stored.append(frame if len(frame) <= len(lane) * (1 - MIN_SAVING) else lane)
+            else:
+                stored.append(lane)
+        head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *(len(x) for x in stored))
+        if len(head) + sum(len(x) for x in stored) + len(rest) > n * (1 - MIN_SAVING):
+            out.append(encode_parts(view[p:p + n], level))
+        else:
+            out.append((head, *stored, rest) if len(rest) else (head, *stored))
+    return out
+
+
+def _multi_compress(c: zstandard.ZstdCompressor, buffers: Sequence[memoryview]) -> list[memoryview]:
+    """One zstd frame of each buffer, all in one call (the same frames as ``c.compress`` of each)."""
+    if not buffers:
+        return []
+    result = c.multi_compress_to_buffer(list(buffers))
+    return [memoryview(result[i]) for i in range(len(buffers))]  # type: ignore[arg-type]  # BufferSegment
+
+
+def _frames_or_raw(view: memoryview, bounds: Sequence[tuple[int, int]], level: int) -> list[
+        tuple[bytes | memoryview, ...]]:
+    """:func:`encode_parts` of each chunk, the frames made in one call."""
+    chunks = [view[p:p + n] for p, n in bounds]
+    nonempty = [c for c in chunks if len(c)]
+    frames = iter(_multi_compress(_compressor(level), nonempty))
+    out: list[tuple[bytes | memoryview, ...]] = []
+    for c in chunks:
+        if not len(c):
+            out.append(encode_parts(c, level))
+            continue
+        frame = next(frames)
+        out.append((ZSTD, frame) if len(frame) <= len(c) * (1 - MIN_SAVING) else (RAW, c))
+    return out
 
 
 def probe(samples: Sequence[bytes | memoryview], level: int = DEFAULT_LEVEL,
@@ -273,15 +372,14 @@ def _lane_layout(payload: bytes | memoryview, raw_size: int, name: str) -> _Lane
 def _interleave(layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> memoryview:
     """The chunk from its raw lanes and the bytes in no lane."""
     s, r, m = layout.stride, layout.skip, layout.lane_size
-    out = bytearray(m * s + len(layout.rest))
-    a = np.frombuffer(out, np.uint8)
+    a = np.empty(m * s + len(layout.rest), np.uint8)  # every byte is written below: no zero fill
     rows = a[r:r + m * s].reshape(-1, s)
     for j, lane in enumerate(lanes):
         rows[:, j] = np.frombuffer(lane, np.uint8)
     rest = np.frombuffer(layout.rest, np.uint8)
     a[:r] = rest[:r]
     a[r + m * s:] = rest[r:]
-    return memoryview(out)
+    return a.data
 
 
 def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str) -> bytes | memoryview:
