@@ -198,14 +198,21 @@ def encode_span(data: bytes | memoryview, start: int, sizes: Sequence[int], leve
 
 def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]], level: int, plan: Plan) -> list[
         tuple[bytes | memoryview, ...]]:
-    """:func:`encode_span` for a ``"lanes"`` plan."""
+    """:func:`encode_span` for a ``"lanes"`` plan: each chunk's blob in one buffer.
+
+    Only the lanes to compress are gathered for the span first (for zstd, in one call);
+    then each blob is written once, its raw lanes gathered straight from the span's rows
+    into place: no lane is copied twice, and the pack writer gets one buffer a chunk.
+    """
     s = plan.stride
     skip0 = -start % s
-    rows = np.frombuffer(view, np.uint8)[skip0:]
+    a = np.frombuffer(view, np.uint8)
+    rows = a[skip0:]
     rows = rows[:len(rows) // s * s].reshape(-1, s)
-    span_lanes = np.ascontiguousarray(rows.T)  # lane j of the span: span_lanes[j]
-    # per chunk: (skip, lanes as slices of the span's, the bytes in no lane)
-    layouts: list[tuple[int, list[memoryview], memoryview] | None] = []
+    packed = [j for j in range(s) if plan.packed[j]]
+    span_lanes = {j: np.ascontiguousarray(rows[:, j]) for j in packed}
+    # per chunk: (skip, lane length, first row in ``rows``)
+    layouts: list[tuple[int, int, int] | None] = []
     to_pack: list[memoryview] = []
     for p, n in bounds:
         if n < MIN_LANES_CHUNK:
@@ -214,32 +221,35 @@ def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]],
         skip = -(start + p) % s
         m = (n - skip) // s
         row = (p + skip - skip0) // s
-        lanes = [span_lanes[j, row:row + m].data for j in range(s)]
-        chunk = view[p:p + n]
-        rest = chunk[skip + m * s:] if not skip else memoryview(bytes(chunk[:skip]) + bytes(chunk[skip + m * s:]))
-        layouts.append((skip, lanes, rest))
-        to_pack.extend(lane for lane, pack in zip(lanes, plan.packed, strict=True) if pack)
-    frames = _multi_compress(_lane_compressor(), to_pack)
+        layouts.append((skip, m, row))
+        to_pack.extend(span_lanes[j][row:row + m].data for j in packed)
+    frames = iter(_multi_compress(_lane_compressor(), to_pack))
     out: list[tuple[bytes | memoryview, ...]] = []
-    k = 0
     for (p, n), layout in zip(bounds, layouts, strict=True):
         if layout is None:
             out.append(encode_parts(view[p:p + n], level))
             continue
-        skip, lanes, rest = layout
-        stored: list[bytes | memoryview] = []
-        for lane, pack in zip(lanes, plan.packed, strict=True):
-            if pack:
-                frame = frames[k]
-                k += 1
-                stored.append(frame if len(frame) <= len(lane) * (1 - MIN_SAVING) else lane)
-            else:
-                stored.append(lane)
-        head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *(len(x) for x in stored))
-        if len(head) + sum(len(x) for x in stored) + len(rest) > n * (1 - MIN_SAVING):
+        skip, m, row = layout
+        # each lane as stored: its frame where zstd saved MIN_SAVING, else None (the raw lane)
+        stored: list[memoryview | None] = [None] * s
+        for j in packed:
+            frame = next(frames)
+            stored[j] = frame if len(frame) <= m * (1 - MIN_SAVING) else None
+        lengths = [m if x is None else len(x) for x in stored]
+        head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *lengths)
+        total = len(head) + sum(lengths) + n - m * s
+        if total > n * (1 - MIN_SAVING):
             out.append(encode_parts(view[p:p + n], level))
-        else:
-            out.append((head, *stored, rest) if len(rest) else (head, *stored))
+            continue
+        blob = np.empty(total, np.uint8)
+        blob[:len(head)] = np.frombuffer(head, np.uint8)
+        pos = len(head)
+        for j, (lane, length) in enumerate(zip(stored, lengths, strict=True)):
+            blob[pos:pos + length] = rows[row:row + m, j] if lane is None else np.frombuffer(lane, np.uint8)
+            pos += length
+        blob[pos:pos + skip] = a[p:p + skip]  # the bytes in no lane: the skipped ones, then the tail
+        blob[pos + skip:] = a[p + skip + m * s:p + n]
+        out.append((blob.data,))
     return out
 
 
