@@ -217,7 +217,7 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
                             if chunk_key(view[pos:pos + size]) != todo[i][0]:
                                 raise SourceChangedError(sources[fi].local)
                             pos += size
-                        out.extend(encode_entry(*pieces) for pieces in encode_span(
+                        out.extend(encode_entry(blob) for blob in encode_span(
                             view, start, sizes, level, plans.get(fi, PLAIN)))
                     return out
 

@@ -171,14 +171,15 @@ def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int =
 
 
 def encode_span(data: bytes | memoryview, start: int, sizes: Sequence[int], level: int, plan: Plan) -> list[
-        tuple[bytes | memoryview, ...]]:
-    """:func:`encode_pieces` of consecutive chunks: ``data`` is the part of a file found at
-    ``start``, cut into chunks of ``sizes``; returns each chunk's pieces, the same bytes
-    :func:`encode_pieces` gives.
+        bytes | memoryview]:
+    """The blob content of consecutive chunks: ``data`` is the part of a file found at
+    ``start``, cut into chunks of ``sizes``; returns each chunk's blob, the same bytes as
+    :func:`encode_pieces` gives, in one buffer that shares no memory with ``data`` (so
+    that the caller may read the next span into the same buffer).
 
-    The work is done per span, not per chunk: the byte lanes of the whole span are split
-    in one numpy copy (lanes are aligned with the file, so each chunk's lane ``j`` is a
-    slice of the span's lane ``j``), and every zstd frame of the span is made in one call
+    The work is done per span, not per chunk: the lanes to compress are gathered for the
+    whole span (lanes are aligned with the file, so each chunk's lane ``j`` is a slice of
+    the span's lane ``j``) and every zstd frame of the span is made in one call
     (``multi_compress_to_buffer``: one release of the GIL instead of one per lane).
     """
     view = memoryview(data)
@@ -190,14 +191,14 @@ def encode_span(data: bytes | memoryview, start: int, sizes: Sequence[int], leve
     if pos != len(view):
         raise ValueError(f"chunk sizes add up to {pos}, the span has {len(view)} bytes")
     if plan.kind == "raw":
-        return [(RAW, view[p:p + n]) for p, n in bounds]
+        return [b"".join((RAW, view[p:p + n])) for p, n in bounds]
     if plan.kind != "lanes":
         return _frames_or_raw(view, bounds, level)
     return _lanes_span(view, start, bounds, level, plan)
 
 
 def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]], level: int, plan: Plan) -> list[
-        tuple[bytes | memoryview, ...]]:
+        bytes | memoryview]:
     """:func:`encode_span` for a ``"lanes"`` plan: each chunk's blob in one buffer.
 
     Only the lanes to compress are gathered for the span first (for zstd, in one call);
@@ -224,10 +225,10 @@ def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]],
         layouts.append((skip, m, row))
         to_pack.extend(span_lanes[j][row:row + m].data for j in packed)
     frames = iter(_multi_compress(_lane_compressor(), to_pack))
-    out: list[tuple[bytes | memoryview, ...]] = []
+    out: list[bytes | memoryview] = []
     for (p, n), layout in zip(bounds, layouts, strict=True):
         if layout is None:
-            out.append(encode_parts(view[p:p + n], level))
+            out.append(b"".join(encode_parts(view[p:p + n], level)))
             continue
         skip, m, row = layout
         # each lane as stored: its frame where zstd saved MIN_SAVING, else None (the raw lane)
@@ -239,7 +240,7 @@ def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]],
         head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *lengths)
         total = len(head) + sum(lengths) + n - m * s
         if total > n * (1 - MIN_SAVING):
-            out.append(encode_parts(view[p:p + n], level))
+            out.append(b"".join(encode_parts(view[p:p + n], level)))
             continue
         blob = np.empty(total, np.uint8)
         blob[:len(head)] = np.frombuffer(head, np.uint8)
@@ -249,7 +250,7 @@ def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]],
             pos += length
         blob[pos:pos + skip] = a[p:p + skip]  # the bytes in no lane: the skipped ones, then the tail
         blob[pos + skip:] = a[p + skip + m * s:p + n]
-        out.append((blob.data,))
+        out.append(blob.data)
     return out
 
 
@@ -261,19 +262,18 @@ def _multi_compress(c: zstandard.ZstdCompressor, buffers: Sequence[memoryview]) 
     return [memoryview(result[i]) for i in range(len(buffers))]  # type: ignore[arg-type]  # BufferSegment
 
 
-def _frames_or_raw(view: memoryview, bounds: Sequence[tuple[int, int]], level: int) -> list[
-        tuple[bytes | memoryview, ...]]:
-    """:func:`encode_parts` of each chunk, the frames made in one call."""
+def _frames_or_raw(view: memoryview, bounds: Sequence[tuple[int, int]], level: int) -> list[bytes | memoryview]:
+    """:func:`encode_parts` of each chunk, joined, the frames made in one call."""
     chunks = [view[p:p + n] for p, n in bounds]
     nonempty = [c for c in chunks if len(c)]
     frames = iter(_multi_compress(_compressor(level), nonempty))
-    out: list[tuple[bytes | memoryview, ...]] = []
+    out: list[bytes | memoryview] = []
     for c in chunks:
         if not len(c):
-            out.append(encode_parts(c, level))
+            out.append(b"".join(encode_parts(c, level)))
             continue
         frame = next(frames)
-        out.append((ZSTD, frame) if len(frame) <= len(c) * (1 - MIN_SAVING) else (RAW, c))
+        out.append(b"".join((ZSTD, frame) if len(frame) <= len(c) * (1 - MIN_SAVING) else (RAW, c)))
     return out
 
 
