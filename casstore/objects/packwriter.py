@@ -188,11 +188,12 @@ def encode_entry(*content: Buffer, type_num: int = BLOB, level: int = 0) -> Enco
     real zlib level.
     """
     if level == 0 and len(content) > 1:
-        # One copy of the pieces (a chunk blob's header, lanes and tail: ~6 of them) is
-        # cheaper than the Python calls it saves: then the SHA-1, the Adler-32, the CRC-32
-        # and the pack's SHA-1 each run over one buffer (one stored block for most chunks)
-        # instead of a dozen small ones.  The zlib stream differs only in where its stored
-        # blocks end; the object, and so its id, is the same.
+        # One copy of the pieces (``codec.encode_pieces`` gives a chunk blob's header, lanes
+        # and tail: ~6) is cheaper than the Python calls it saves: then the SHA-1, the
+        # Adler-32, the CRC-32 and the pack's SHA-1 each run over one buffer (one stored
+        # block for most chunks) instead of a dozen small ones.  The zlib stream differs
+        # only in where its stored blocks end; the object, and so its id, is the same.
+        # (A commit hands over one buffer a chunk already: ``codec.encode_span``.)
         content = (b"".join(content),)
     size = sum(len(c) for c in content)
     oid = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], size))
