@@ -170,3 +170,29 @@ def test_float_model_round_trips_through_every_reader(tmp_path: Path) -> None:
         assert (tmp_path / f"out-{where.name}" / "w.bin").read_bytes() == data
         assert codec.LANES in _chunk_headers(b)
         check_all(a.path, b.path, where)
+
+
+@pytest.mark.parametrize("plan", [codec.Plan("lanes", 4, (False, False, False, True)),
+                                  codec.Plan("lanes", 2, (True, True)), codec.PLAIN, codec.STORE],
+                         ids=["lanes4", "lanes2", "zstd", "raw"])
+@pytest.mark.parametrize("start", [0, 1, 3])
+def test_encode_span_is_encode_pieces_of_each_chunk(plan: codec.Plan, start: int) -> None:
+    """A commit encodes a run of chunks at once (one lane split, one zstd call): the same
+    blobs, byte for byte, as one chunk at a time, whatever the cuts (small chunks, odd
+    offsets, a part of the span that is not floats and falls back to one frame or raw),
+    and none of them a view of the span (the commit reads the next span into its buffer)."""
+    rng = np.random.default_rng(start)
+    data = floats(60_000) + bytes(3_000) + rng.bytes(70_000) + floats(30_000, seed=1)[:-1]
+    sizes = [100, 255, 256, 257, 65_537, 3, 40_000, 90_001, 1]
+    sizes.append(len(data) - sum(sizes))
+    span = bytearray(data)
+    got = codec.encode_span(span, start, sizes, 3, plan)
+    span[:] = bytes(len(span))  # the buffer reused for the next span: no blob may change
+    pos = 0
+    for size, blob in zip(sizes, got, strict=True):
+        want = b"".join(codec.encode_pieces(data[pos:pos + size], 3, plan, start + pos))
+        assert bytes(blob) == want
+        assert bytes(codec.decode(want, size, "x")) == data[pos:pos + size]
+        pos += size
+    with pytest.raises(ValueError, match="add up to"):
+        codec.encode_span(data, start, sizes[:-1], 3, plan)

@@ -7,7 +7,8 @@ threads whatever the file size, and so that known chunks are never compressed:
    parallel in a thread pool (see ``chunker.iter_file_chunks``); hash whole files
    in order on one more thread.  Look all keys up in the chunk index: what the
    store has costs nothing more.
-2. *Store.*  Re-read only the new chunks, compress and encode them in the pool,
+2. *Store.*  Re-read only the new chunks (a run of consecutive ones with one read),
+   compress and encode them in the pool, a run at a time (``codec.encode_span``),
    each file's chunks as a probe of a few of them chose (``codec.probe``: one zstd
    frame, byte lanes for float tensors, or raw for data zstd cannot shrink), and
    stream them in order into a single pack whose object count is now known.
@@ -28,10 +29,10 @@ import xxhash
 
 from ..errors import CasError
 from ..objects.chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
-from ..objects.codec import DEFAULT_LEVEL, PLAIN, PROBE_CHUNKS, Plan, encode_pieces, probe
+from ..objects.codec import DEFAULT_LEVEL, PLAIN, PROBE_CHUNKS, Plan, encode_span, probe
 from ..objects.odb import ObjectDB
 from ..objects.packwriter import EncodedEntry, PackWriter, encode_entry
-from ..util.parallel import batched_sizes, default_workers, ordered
+from ..util.parallel import batched_sizes, default_workers, gc_paused, ordered
 from ..util.progress import Counter, ProgressFn
 
 Progress = Callable[[int], None]  # called with bytes just processed
@@ -136,6 +137,22 @@ def _plans(fds: Sequence[int], todo: Sequence[tuple[bytes, tuple[int, int, int]]
     return plans
 
 
+def _runs(todo: Sequence[tuple[bytes, tuple[int, int, int]]], batch: range) -> list[range]:
+    """``batch`` cut into runs of chunks that follow each other in one file: each run is
+    read with one ``pread`` and encoded as one span (``codec.encode_span``)."""
+    runs = []
+    first = batch.start
+    for i in range(batch.start + 1, batch.stop):
+        fi, off, _ = todo[i][1]
+        pfi, poff, psize = todo[i - 1][1]
+        if fi != pfi or off != poff + psize:
+            runs.append(range(first, i))
+            first = i
+    if first < batch.stop:
+        runs.append(range(first, batch.stop))
+    return runs
+
+
 def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own module (issue 23)
     odb: ObjectDB,
     sources: Sequence[Source],
@@ -154,7 +171,7 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
     workers = workers or default_workers()
     window = 2 * workers + 2
     stats = IngestStats()
-    with ThreadPoolExecutor(workers, thread_name_prefix="cas-ingest") as pool, \
+    with gc_paused(), ThreadPoolExecutor(workers, thread_name_prefix="cas-ingest") as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="cas-wholefile") as seq:
         hashing = Counter(progress, "hashing", sum(os.path.getsize(s.local) for s in sources))
         files = [_hash_file(s, params, pool, seq, window, hashing) for s in sources]
@@ -186,14 +203,22 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
                 plans = _plans([h.fileno() for h in handles], todo, level)
 
                 def store_batch(batch: range) -> list[EncodedEntry]:
-                    out = []
-                    for i in batch:
-                        key, (fi, off, size) = todo[i]
-                        data = os.pread(handles[fi].fileno(), size, off)
-                        # re-read: the bytes must still be the ones whose key pass 1 computed
-                        if len(data) != size or chunk_key(data) != key:
+                    out: list[EncodedEntry] = []
+                    for run in _runs(todo, batch):
+                        fi, start = todo[run[0]][1][0], todo[run[0]][1][1]
+                        sizes = [todo[i][1][2] for i in run]
+                        data = os.pread(handles[fi].fileno(), sum(sizes), start)
+                        if len(data) != sum(sizes):
                             raise SourceChangedError(sources[fi].local)
-                        out.append(encode_entry(*encode_pieces(data, level, plans.get(fi, PLAIN), off)))
+                        view = memoryview(data)
+                        pos = 0
+                        for i, size in zip(run, sizes, strict=True):
+                            # re-read: the bytes must still be the ones whose key pass 1 computed
+                            if chunk_key(view[pos:pos + size]) != todo[i][0]:
+                                raise SourceChangedError(sources[fi].local)
+                            pos += size
+                        out.extend(encode_entry(blob) for blob in encode_span(
+                            view, start, sizes, level, plans.get(fi, PLAIN)))
                     return out
 
                 batches = list(batched_sizes([v[2] for _, v in todo]))

@@ -18,7 +18,7 @@ from dulwich.objects import ObjectID, Tree
 from ..errors import CorruptObjectError, UnsafePathError
 from ..objects.odb import ObjectDB
 from ..util.fsutil import TMP_PREFIX, removed_on_error, safe_target
-from ..util.parallel import batched_sizes, ordered
+from ..util.parallel import batched_sizes, gc_paused, ordered
 from .manifest import FileEntry
 
 BLOB_MODE = 0o100644
@@ -134,7 +134,7 @@ def write_file(  # noqa: PLR0913 - one file's chunks, the thread pool and the re
             except OSError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f, gc_paused():
             try:
                 for raw in iter_file(odb, entry, oids, pool, window, check_keys=False):
                     f.write(raw)

@@ -62,8 +62,10 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
 #: zstd settings for a lane: byte lanes have few long matches worth finding, and the gain is in
 #: the entropy coder; the fast strategy with zstd's longest minimum match (7) spends little on
 #: match search.  Measured on a float32 exponent lane of 16 KiB: 76 us and 5.7 KB against level
-#: 3's 199 us and 6.9 KB (benchmarks/bench_codec.py, docs/benchmarks.md).
-_LANE_PARAMS = {"window_log": 17, "hash_log": 10, "min_match": 7, "search_log": 1,
+#: 3's 199 us and 6.9 KB (benchmarks/bench_codec.py, docs/benchmarks.md).  The smallest hash
+#: table (2^6 entries, zstd's minimum) halves that again and finds slightly fewer, longer-lived
+#: matches: 0.49 against 0.88 CPU-s per GiB of W2 and 2 % smaller lanes (issue 26).
+_LANE_PARAMS = {"window_log": 17, "hash_log": 6, "min_match": 7, "search_log": 1,
                 "strategy": zstandard.STRATEGY_FAST, "write_checksum": 0, "write_content_size": 1}
 
 
@@ -166,6 +168,113 @@ def encode_pieces(raw: bytes | memoryview, level: int, plan: Plan, offset: int =
     if len(head) + sum(len(x) for x in lanes) + len(tail) > len(raw) * (1 - MIN_SAVING):
         return encode_parts(raw, level)
     return (head, *lanes, tail) if len(tail) else (head, *lanes)
+
+
+def encode_span(data: bytes | memoryview, start: int, sizes: Sequence[int], level: int, plan: Plan) -> list[
+        bytes | memoryview]:
+    """The blob content of consecutive chunks: ``data`` is the part of a file found at
+    ``start``, cut into chunks of ``sizes``; returns each chunk's blob, the same bytes as
+    :func:`encode_pieces` gives, in one buffer that shares no memory with ``data`` (so
+    that the caller may read the next span into the same buffer).
+
+    The work is done per span, not per chunk: the lanes to compress are gathered for the
+    whole span (lanes are aligned with the file, so each chunk's lane ``j`` is a slice of
+    the span's lane ``j``) and every zstd frame of the span is made in one call
+    (``multi_compress_to_buffer``: one release of the GIL instead of one per lane).
+    """
+    view = memoryview(data)
+    bounds = []
+    pos = 0
+    for n in sizes:
+        bounds.append((pos, n))
+        pos += n
+    if pos != len(view):
+        raise ValueError(f"chunk sizes add up to {pos}, the span has {len(view)} bytes")
+    if plan.kind == "raw":
+        return [b"".join((RAW, view[p:p + n])) for p, n in bounds]
+    if plan.kind != "lanes":
+        return _frames_or_raw(view, bounds, level)
+    return _lanes_span(view, start, bounds, level, plan)
+
+
+def _lanes_span(view: memoryview, start: int, bounds: Sequence[tuple[int, int]], level: int, plan: Plan) -> list[
+        bytes | memoryview]:
+    """:func:`encode_span` for a ``"lanes"`` plan: each chunk's blob in one buffer.
+
+    Only the lanes to compress are gathered for the span first (for zstd, in one call);
+    then each blob is written once, its raw lanes gathered straight from the span's rows
+    into place: no lane is copied twice, and the pack writer gets one buffer a chunk.
+    """
+    s = plan.stride
+    skip0 = -start % s
+    a = np.frombuffer(view, np.uint8)
+    rows = a[skip0:]
+    rows = rows[:len(rows) // s * s].reshape(-1, s)
+    packed = [j for j in range(s) if plan.packed[j]]
+    span_lanes = {j: np.ascontiguousarray(rows[:, j]) for j in packed}
+    # per chunk: (skip, lane length, first row in ``rows``)
+    layouts: list[tuple[int, int, int] | None] = []
+    to_pack: list[memoryview] = []
+    for p, n in bounds:
+        if n < MIN_LANES_CHUNK:
+            layouts.append(None)
+            continue
+        skip = -(start + p) % s
+        m = (n - skip) // s
+        row = (p + skip - skip0) // s
+        layouts.append((skip, m, row))
+        to_pack.extend(span_lanes[j][row:row + m].data for j in packed)
+    frames = iter(_multi_compress(_lane_compressor(), to_pack))
+    out: list[bytes | memoryview] = []
+    for (p, n), layout in zip(bounds, layouts, strict=True):
+        if layout is None:
+            out.append(b"".join(encode_parts(view[p:p + n], level)))
+            continue
+        skip, m, row = layout
+        # each lane as stored: its frame where zstd saved MIN_SAVING, else None (the raw lane)
+        stored: list[memoryview | None] = [None] * s
+        for j in packed:
+            frame = next(frames)
+            stored[j] = frame if len(frame) <= m * (1 - MIN_SAVING) else None
+        lengths = [m if x is None else len(x) for x in stored]
+        head = LANES + bytes([s, skip]) + struct.pack(f"<{s}I", *lengths)
+        total = len(head) + sum(lengths) + n - m * s
+        if total > n * (1 - MIN_SAVING):
+            out.append(b"".join(encode_parts(view[p:p + n], level)))
+            continue
+        blob = np.empty(total, np.uint8)
+        blob[:len(head)] = np.frombuffer(head, np.uint8)
+        pos = len(head)
+        for j, (lane, length) in enumerate(zip(stored, lengths, strict=True)):
+            blob[pos:pos + length] = rows[row:row + m, j] if lane is None else np.frombuffer(lane, np.uint8)
+            pos += length
+        blob[pos:pos + skip] = a[p:p + skip]  # the bytes in no lane: the skipped ones, then the tail
+        blob[pos + skip:] = a[p + skip + m * s:p + n]
+        out.append(blob.data)
+    return out
+
+
+def _multi_compress(c: zstandard.ZstdCompressor, buffers: Sequence[memoryview]) -> list[memoryview]:
+    """One zstd frame of each buffer, all in one call (the same frames as ``c.compress`` of each)."""
+    if not buffers:
+        return []
+    result = c.multi_compress_to_buffer(list(buffers))
+    return [memoryview(result[i]) for i in range(len(buffers))]  # type: ignore[arg-type]  # BufferSegment
+
+
+def _frames_or_raw(view: memoryview, bounds: Sequence[tuple[int, int]], level: int) -> list[bytes | memoryview]:
+    """:func:`encode_parts` of each chunk, joined, the frames made in one call."""
+    chunks = [view[p:p + n] for p, n in bounds]
+    nonempty = [c for c in chunks if len(c)]
+    frames = iter(_multi_compress(_compressor(level), nonempty))
+    out: list[bytes | memoryview] = []
+    for c in chunks:
+        if not len(c):
+            out.append(b"".join(encode_parts(c, level)))
+            continue
+        frame = next(frames)
+        out.append(b"".join((ZSTD, frame) if len(frame) <= len(c) * (1 - MIN_SAVING) else (RAW, c)))
+    return out
 
 
 def probe(samples: Sequence[bytes | memoryview], level: int = DEFAULT_LEVEL,
@@ -273,15 +382,14 @@ def _lane_layout(payload: bytes | memoryview, raw_size: int, name: str) -> _Lane
 def _interleave(layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> memoryview:
     """The chunk from its raw lanes and the bytes in no lane."""
     s, r, m = layout.stride, layout.skip, layout.lane_size
-    out = bytearray(m * s + len(layout.rest))
-    a = np.frombuffer(out, np.uint8)
+    a = np.empty(m * s + len(layout.rest), np.uint8)  # every byte is written below: no zero fill
     rows = a[r:r + m * s].reshape(-1, s)
     for j, lane in enumerate(lanes):
         rows[:, j] = np.frombuffer(lane, np.uint8)
     rest = np.frombuffer(layout.rest, np.uint8)
     a[:r] = rest[:r]
     a[r + m * s:] = rest[r:]
-    return memoryview(out)
+    return a.data
 
 
 def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str) -> bytes | memoryview:
