@@ -1,0 +1,173 @@
+"""The bucket's packs, as a reader sees them: the listing, the cached indexes, where each object is."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import CorruptObjectError, MissingObjectError
+from ...objects.packidx import PackIdx
+from ...objects.packs import check_bounds, verify_entry
+from ...objects.packwriter import MAX_OBJECT
+from ...util.progress import ProgressFn
+from .base import RELIST, BucketBase, ObjectGoneError
+
+
+@dataclass
+class RemotePack:
+    name: str
+    size: int
+    idx: PackIdx
+    offsets: np.ndarray  # entry offsets, sorted
+    ends: np.ndarray  # entry end offsets, in the same order
+    order: np.ndarray  # idx position of each sorted entry
+    idx_starts: np.ndarray  # entry offsets by idx position
+    idx_ends: np.ndarray
+
+    def entry(self, pos: int) -> tuple[int, int]:
+        """(start, end) in the pack of the entry at idx position ``pos``."""
+        return int(self.idx_starts[pos]), int(self.idx_ends[pos])
+
+
+Loc = tuple[RemotePack, int, int]  # where an object is: pack, start, end
+
+
+class RemotePacks(BucketBase):
+    """Listing the remote's packs and locating objects in them."""
+
+    def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
+        super().__init__(url, cache_dir, progress)
+        self._packs: dict[str, RemotePack] | None = None
+        self._packs_lock = threading.Lock()
+
+    def _load_packs(self) -> dict[str, RemotePack]:
+        """Every published remote pack, with its index (cached locally by name and size).
+
+        The listing is kept for the client's life: a pack deleted since (combined
+        into another by ``combine_packs``, which publishes the new pack before it
+        deletes any old one) makes the read that finds it gone list again
+        (``_reload_packs``): the new listing holds the pack that replaced it.
+        """
+        with self._packs_lock:
+            for attempt in range(RELIST):
+                if self._packs is not None:
+                    break
+                try:
+                    self._packs = self._list_packs()
+                except ObjectGoneError:  # an index deleted between the listing and its download
+                    if attempt == RELIST - 1:
+                        raise
+            assert self._packs is not None
+            return self._packs
+
+    def _reload_packs(self, key: str) -> None:
+        """List the packs again because the pack object ``key`` was deleted, unless another thread did since."""
+        gone = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        with self._packs_lock:
+            if self._packs is not None and gone in self._packs:
+                self._packs = None
+        self._load_packs()
+
+    def _listing(self) -> dict[str, int]:
+        """Size of every object under objects/pack/, by file name."""
+        return {key.rsplit("/", 1)[-1]: size for key, size in self._list("objects/pack/")}
+
+    def _list_packs(self, listing: dict[str, int] | None = None) -> dict[str, RemotePack]:
+        if listing is None:
+            listing = self._listing()
+        packs: dict[str, RemotePack] = {}
+        cache = self._workdir()
+        for fn, idx_size in sorted(listing.items()):
+            name = fn[: -len(".idx")]
+            if not fn.endswith(".idx") or name + ".pack" not in listing:
+                continue
+            if not name.startswith("pack-") or len(name) != 45 or any(c not in "0123456789abcdef" for c in name[5:]):
+                raise CorruptObjectError(fn, f"remote {self.url} has a pack with a bad name")
+            path = os.path.join(cache, fn)
+            if not os.path.exists(path) or os.path.getsize(path) != idx_size:
+                data = self._get_range(self._key("objects/pack/" + fn), 0, idx_size) if idx_size else b""
+                if len(data) < 40 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+                    raise CorruptObjectError(fn, f"remote {self.url}: pack index checksum mismatch")
+                if data[-40:-20].hex() != name[5:]:
+                    raise CorruptObjectError(fn, f"remote {self.url}: pack index belongs to another pack")
+                fd, tmp = tempfile.mkstemp(dir=cache)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            size = listing[name + ".pack"]
+            idx = PackIdx(path)
+            idx_starts, idx_ends = idx.entry_bounds(size)
+            order = idx_starts.argsort(kind="stable")
+            offsets, ends = idx_starts[order], idx_ends[order]
+            if not check_bounds(idx_starts, idx_ends, size):
+                raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
+            packs[name] = RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
+        self._prune_cache(cache, {name + ".idx" for name in packs})
+        return packs
+
+    @staticmethod
+    def _prune_cache(cache: str, live: set[str]) -> None:
+        """Delete cached indexes of packs the bucket no longer lists (combined or gc'd there).
+
+        The cache only ever grows otherwise: one ``.idx`` per pack ever seen.  A
+        cached index is derived data (fetched again by name and size if needed), so
+        removing one another process is reading costs that process a re-fetch at most.
+        """
+        for fn in os.listdir(cache):
+            if fn.startswith("pack-") and fn.endswith(".idx") and fn not in live:
+                try:
+                    os.unlink(os.path.join(cache, fn))
+                except FileNotFoundError:
+                    pass
+
+    def _locate(self, raws: list[bytes]) -> dict[bytes, Loc]:
+        """Where each binary oid is on the remote: (pack, start, end).
+
+        Raises:
+            MissingObjectError: an object no remote pack holds.
+        """
+        out: dict[bytes, Loc] = {}
+        todo = list(raws)
+        for p in self._load_packs().values():
+            if not todo:
+                break
+            found = p.idx.find(todo)
+            rest = []
+            for raw, pos in zip(todo, found.tolist(), strict=True):
+                if pos >= 0:
+                    start, end = p.entry(pos)
+                    if end - start > MAX_OBJECT + 64:
+                        raise CorruptObjectError(raw.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
+                    out[raw] = (p, start, end)
+                else:
+                    rest.append(raw)
+            todo = rest
+        if todo:
+            raise MissingObjectError(todo[0].hex(), f"the remote {self.url} refers to it but has no pack holding it")
+        return out
+
+    @staticmethod
+    def _runs(items: list[Loc], gap: int, limit: int) -> Iterator[list[Loc]]:
+        """Entries grouped into ranges of one pack: sorted, at most ``gap`` apart, ``limit`` long."""
+        run: list[Loc] = []
+        for item in sorted(items, key=lambda t: (t[0].name, t[1])):
+            if run and (item[0] is not run[0][0] or item[1] - run[-1][2] > gap or item[2] - run[0][1] > limit):
+                yield run
+                run = []
+            run.append(item)
+        if run:
+            yield run
+
+    def _parse_entry(self, entry: bytes | memoryview, oid: bytes, name: str) -> tuple[int, bytes]:
+        """(type, content) of a whole-object pack entry, checked against its oid (``verify_entry``)."""
+        try:
+            type_num, parts = verify_entry(entry, oid)
+        except CorruptObjectError as e:
+            raise CorruptObjectError(e.oid, f"remote {self.url} ({name}): {e.detail}") from None
+        return type_num, b"".join(parts)
