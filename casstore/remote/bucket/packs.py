@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 import threading
@@ -15,6 +16,7 @@ from ...errors import CorruptObjectError, MissingObjectError
 from ...objects.packidx import PackIdx
 from ...objects.packs import check_bounds, verify_entry
 from ...objects.packwriter import MAX_OBJECT
+from ...util.parallel import byte_runs
 from ...util.progress import ProgressFn
 from .base import RELIST, BucketBase, ObjectGoneError
 
@@ -154,15 +156,11 @@ class RemotePacks(BucketBase):
 
     @staticmethod
     def _runs(items: list[Loc], gap: int, limit: int) -> Iterator[list[Loc]]:
-        """Entries grouped into ranges of one pack: sorted, at most ``gap`` apart, ``limit`` long."""
-        run: list[Loc] = []
-        for item in sorted(items, key=lambda t: (t[0].name, t[1])):
-            if run and (item[0] is not run[0][0] or item[1] - run[-1][2] > gap or item[2] - run[0][1] > limit):
-                yield run
-                run = []
-            run.append(item)
-        if run:
-            yield run
+        """Entries grouped into ranges of one pack: sorted, at most ``gap`` apart, ``limit`` long (``byte_runs``)."""
+        for _, group in itertools.groupby(sorted(items, key=lambda t: (t[0].name, t[1])), key=lambda t: t[0].name):
+            locs = list(group)
+            for r in byte_runs([start for _, start, _ in locs], [end for _, _, end in locs], limit, gap):
+                yield locs[r.start : r.stop]
 
     def _parse_entry(self, entry: bytes | memoryview, oid: bytes, name: str) -> tuple[int, bytes]:
         """(type, content) of a whole-object pack entry, checked against its oid (``verify_entry``)."""
