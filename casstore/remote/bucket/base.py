@@ -183,6 +183,14 @@ class BucketBase:
         os.makedirs(self.cache_dir, exist_ok=True)
         return self.cache_dir
 
+    @staticmethod
+    def _write_cache(path: str, data: bytes) -> None:
+        """Replace a file of the local cache (derived data: not fsynced, fetched again if lost)."""
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
 

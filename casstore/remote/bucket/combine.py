@@ -9,12 +9,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ...errors import CorruptObjectError
-from ...objects.packwriter import MAX_OBJECT, EncodedEntry, PackWriter, parse_object_header
+from ...objects.packs import PackLayout
+from ...objects.packwriter import EncodedEntry, PackWriter, parse_object_header
 from ...util.parallel import ordered
 from ...util.progress import Counter
 from .base import GAP, RUN_BYTES
-from .packs import Loc, RemotePack, RemotePacks
+from .packs import Loc, RemotePacks
 
 #: a pack smaller than this is "small": a candidate for combining
 SMALL_PACK = 64 << 20
@@ -128,7 +128,7 @@ class Combine(RemotePacks):
             keep += 1
         return sorted(by_size[min(keep, len(by_size) - 2):])
 
-    def _write_combined(self, small: list[RemotePack], work: str,
+    def _write_combined(self, small: list[PackLayout], work: str,
                         keep: Callable[[bytes], bool] | None = None) -> tuple[str, int]:
         """Write one pack in ``work`` of every object of ``small`` (that ``keep``s), once; returns (name, objects).
 
@@ -145,11 +145,9 @@ class Combine(RemotePacks):
                 if oid in seen or (keep is not None and not keep(oid)):  # a copy kept already; or dead
                     continue
                 seen.add(oid)
-                start, end = p.entry(pos)
-                if end - start > MAX_OBJECT + 64:
-                    raise CorruptObjectError(oid.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
-                where[(p.name, start)] = oid
-                locs.append((p, start, end))
+                loc = self._loc(p, pos, oid)
+                where[(p.name, loc[1])] = oid
+                locs.append(loc)
         combining = Counter(self.progress, "combining packs", sum(e - s for _, s, e in locs))
         with PackWriter(work, work, len(locs), durable=False) as writer:
             blobs: list[tuple[bytes, int, int]] = []  # oid, header length, entry length, in spool order

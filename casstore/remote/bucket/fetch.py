@@ -146,9 +146,9 @@ class Fetch(RefTables, RemotePacks):
             start = run[0][1]
             end = min(max(e for _, _, e in run) + READAHEAD, p.size - 20)
             data = self._get_range(self._key(f"objects/pack/{p.name}.pack"), start, end)
-            lo = int(np.searchsorted(p.offsets, start))
-            for i in range(lo, len(p.offsets)):
-                s, e = int(p.offsets[i]), int(p.ends[i])
+            lo = int(np.searchsorted(p.sorted_starts, start))
+            for i in range(lo, len(p.sorted_starts)):
+                s, e = int(p.sorted_starts[i]), int(p.sorted_ends[i])
                 if e > end:
                     break
                 oid = p.idx.sha(int(p.order[i]))

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ...errors import MissingObjectError, RemoteError
+from ...objects.packs import PackLayout
 from ..reftable import ROOT_KEY, TABLES, RootTable
 from .base import CAS_ATTEMPTS, FORMAT, log
 from .combine import Combine
 from .fetch import Fetch
-from .packs import RemotePack
 
 #: where ``gc`` keeps its lock
 GC_LOCK = "locks/gc"
@@ -151,15 +151,15 @@ class Gc(Fetch, Combine):
             return now - listing.get(fn, (0, now))[1] < grace
 
         claimed: set[bytes] = set()
-        old: list[RemotePack] = []
+        old: list[PackLayout] = []
         for name, p in packs.items():
             if young(name + ".pack") or young(name + ".idx"):
                 report.packs_young += 1
                 claimed.update(bytes(p.idx.sha(i)) for i in range(p.idx.count))
             else:
                 old.append(p)
-        dead_packs: list[RemotePack] = []
-        rewrite: list[RemotePack] = []
+        dead_packs: list[PackLayout] = []
+        rewrite: list[PackLayout] = []
         needed: set[bytes] = set()
         for p in sorted(old, key=lambda q: (-q.size, q.name)):
             oids = [bytes(p.idx.sha(i)) for i in range(p.idx.count)]

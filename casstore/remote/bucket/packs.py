@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-
-import numpy as np
 
 from ...errors import CorruptObjectError, MissingObjectError
-from ...objects.packidx import PackIdx
-from ...objects.packs import check_bounds, verify_entry
+from ...objects.packidx import PackIdx, check_idx
+from ...objects.packs import PackLayout, find_first, verify_entry
 from ...objects.packwriter import MAX_OBJECT
 from ...util.parallel import byte_runs
 from ...util.progress import ProgressFn
 from .base import RELIST, BucketBase, ObjectGoneError
 
-
-@dataclass
-class RemotePack:
-    name: str
-    size: int
-    idx: PackIdx
-    offsets: np.ndarray  # entry offsets, sorted
-    ends: np.ndarray  # entry end offsets, in the same order
-    order: np.ndarray  # idx position of each sorted entry
-    idx_starts: np.ndarray  # entry offsets by idx position
-    idx_ends: np.ndarray
-
-    def entry(self, pos: int) -> tuple[int, int]:
-        """(start, end) in the pack of the entry at idx position ``pos``."""
-        return int(self.idx_starts[pos]), int(self.idx_ends[pos])
-
-
-Loc = tuple[RemotePack, int, int]  # where an object is: pack, start, end
+Loc = tuple[PackLayout, int, int]  # where an object is: pack, start, end
 
 
 class RemotePacks(BucketBase):
@@ -45,10 +23,10 @@ class RemotePacks(BucketBase):
 
     def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
         super().__init__(url, cache_dir, progress)
-        self._packs: dict[str, RemotePack] | None = None
+        self._packs: dict[str, PackLayout] | None = None
         self._packs_lock = threading.Lock()
 
-    def _load_packs(self) -> dict[str, RemotePack]:
+    def _load_packs(self) -> dict[str, PackLayout]:
         """Every published remote pack, with its index (cached locally by name and size).
 
         The listing is kept for the client's life: a pack deleted since (combined
@@ -80,10 +58,10 @@ class RemotePacks(BucketBase):
         """Size of every object under objects/pack/, by file name."""
         return {key.rsplit("/", 1)[-1]: size for key, size in self._list("objects/pack/")}
 
-    def _list_packs(self, listing: dict[str, int] | None = None) -> dict[str, RemotePack]:
+    def _list_packs(self, listing: dict[str, int] | None = None) -> dict[str, PackLayout]:
         if listing is None:
             listing = self._listing()
-        packs: dict[str, RemotePack] = {}
+        packs: dict[str, PackLayout] = {}
         cache = self._workdir()
         for fn, idx_size in sorted(listing.items()):
             name = fn[: -len(".idx")]
@@ -91,25 +69,14 @@ class RemotePacks(BucketBase):
                 continue
             if not name.startswith("pack-") or len(name) != 45 or any(c not in "0123456789abcdef" for c in name[5:]):
                 raise CorruptObjectError(fn, f"remote {self.url} has a pack with a bad name")
+            where = f"{fn} (remote {self.url})"
             path = os.path.join(cache, fn)
             if not os.path.exists(path) or os.path.getsize(path) != idx_size:
                 data = self._get_range(self._key("objects/pack/" + fn), 0, idx_size) if idx_size else b""
-                if len(data) < 40 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
-                    raise CorruptObjectError(fn, f"remote {self.url}: pack index checksum mismatch")
-                if data[-40:-20].hex() != name[5:]:
-                    raise CorruptObjectError(fn, f"remote {self.url}: pack index belongs to another pack")
-                fd, tmp = tempfile.mkstemp(dir=cache)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            size = listing[name + ".pack"]
-            idx = PackIdx(path)
-            idx_starts, idx_ends = idx.entry_bounds(size)
-            order = idx_starts.argsort(kind="stable")
-            offsets, ends = idx_starts[order], idx_ends[order]
-            if not check_bounds(idx_starts, idx_ends, size):
-                raise CorruptObjectError(fn, f"remote {self.url}: pack index offsets do not fit the pack")
-            packs[name] = RemotePack(name, size, idx, offsets, ends, order, idx_starts, idx_ends)
+                check_idx(where, data)
+                self._write_cache(path, data)
+            # the .pack is never read whole: its index must name it and fit the size listed
+            packs[name] = PackLayout.of(name, PackIdx(path), listing[name + ".pack"], where)
         self._prune_cache(cache, {name + ".idx" for name in packs})
         return packs
 
@@ -129,30 +96,33 @@ class RemotePacks(BucketBase):
                     pass
 
     def _locate(self, raws: list[bytes]) -> dict[bytes, Loc]:
-        """Where each binary oid is on the remote: (pack, start, end).
+        """Where each binary oid is on the remote: (pack, start, end), in the first pack listed that holds it.
 
         Raises:
             MissingObjectError: an object no remote pack holds.
         """
+        packs = list(self._load_packs().values())
         out: dict[bytes, Loc] = {}
-        todo = list(raws)
-        for p in self._load_packs().values():
-            if not todo:
-                break
-            found = p.idx.find(todo)
-            rest = []
-            for raw, pos in zip(todo, found.tolist(), strict=True):
-                if pos >= 0:
-                    start, end = p.entry(pos)
-                    if end - start > MAX_OBJECT + 64:
-                        raise CorruptObjectError(raw.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
-                    out[raw] = (p, start, end)
-                else:
-                    rest.append(raw)
-            todo = rest
-        if todo:
-            raise MissingObjectError(todo[0].hex(), f"the remote {self.url} refers to it but has no pack holding it")
+        missing: list[bytes] = []
+        for raw, found in zip(raws, find_first([p.idx for p in packs], raws), strict=True):
+            if found is None:
+                missing.append(raw)
+            else:
+                out[raw] = self._loc(packs[found[0]], found[1], raw)
+        if missing:
+            raise MissingObjectError(missing[0].hex(), f"the remote {self.url} refers to it but has no pack holding it")
         return out
+
+    def _loc(self, p: PackLayout, pos: int, oid: bytes) -> Loc:
+        """Where the entry at ``.idx`` position ``pos`` of ``p`` is, no larger than any object casstore writes.
+
+        Raises:
+            CorruptObjectError: a larger entry (a damaged or hostile index): it is not fetched.
+        """
+        start, end = p.entry(pos)
+        if end - start > MAX_OBJECT + 64:
+            raise CorruptObjectError(oid.hex(), f"remote {self.url}: a pack entry of {end - start} bytes")
+        return p, start, end
 
     @staticmethod
     def _runs(items: list[Loc], gap: int, limit: int) -> Iterator[list[Loc]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,13 +21,6 @@ class RefTables(BucketBase):
         d = os.path.join(self._workdir(), "reftables")
         os.makedirs(d, exist_ok=True)
         return os.path.join(d, name)
-
-    @staticmethod
-    def _write_cache(path: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
 
     def read_root(self, fresh: bool = False) -> tuple[RootTable, str | None]:
         """The root table and its version (None: no root yet, an empty remote).
