@@ -91,7 +91,7 @@ class Fetch(RefTables, RemotePacks):
         inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
         self._send(inner, blobs, pack_data)
 
-    def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:  # noqa: C901, PLR0912 - the bucket's object walk; one graph walk to come (issue 23)
+    def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:
         """Entries of the commits and trees to fetch, and the blobs they need that we lack."""
         inner: dict[bytes, bytes] = {}  # oid -> verbatim pack entry
         blobs: dict[bytes, None] = {}

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ...util.progress import Counter
 from ..reftable import DomainTable, RootTable, digest
 from .base import CAS_ATTEMPTS, FORMAT_PER_REF, log
 from .combine import Combine
-from .tables import RefTables
+from .tables import RefTables, editable_table
 
 
 class _GcRanMeanwhile(Exception):
@@ -35,6 +35,15 @@ class SendResult:
     refs: dict[Ref, ObjectID]
     ref_status: dict[Ref, str | None] = field(default_factory=dict)
 
+    def moved(self, changes: Mapping[Ref, ObjectID]) -> None:
+        """Make ``refs`` hold the changes whose status says they went through (None)."""
+        for ref, reason in self.ref_status.items():
+            if reason is None:
+                if changes[ref] == ZERO_SHA:
+                    self.refs.pop(ref, None)
+                else:
+                    self.refs[ref] = changes[ref]
+
 
 def _ref_kind(ref: Ref) -> tuple[str, str, str]:
     """("states", "", ""), ("history", domain, "") or ("model", domain, id) of a casstore ref name."""
@@ -45,6 +54,41 @@ def _ref_kind(ref: Ref) -> tuple[str, str, str]:
         return "history", text[len("refs/cas/domains/"):], ""
     domain, _, mid = text[len("refs/cas/models/"):].partition("/")
     return "model", domain, mid
+
+
+def _in_order(changes: Mapping[Ref, ObjectID], base: Collection[Ref],
+              put: Callable[[Ref, ObjectID], str | None]) -> dict[Ref, str | None]:
+    """Each change's status: None when ``put`` made it, else why not (``put``'s refusal, or a skip).
+
+    Several requests, no transaction (format 1), or one swap decided change by
+    change (format 2): in the order that never loses a model, even interrupted
+    or refused half-way.  New model refs first (a model the history does not
+    list yet is harmless: model refs are the truth); then the histories and the
+    states ref (a compare-and-swap on the value read with the refs); deletions
+    and replacements of model refs in ``base`` last, and only for domains whose
+    history moved, so a refused history never leaves a remote model deleted.
+    """
+    status: dict[Ref, str | None] = {}
+    failed: set[str] = set()
+    models = sorted(r for r in changes if _ref_kind(r)[0] == "model")
+    for ref in (r for r in models if r not in base):
+        status[ref] = put(ref, changes[ref])
+        if status[ref] is not None:
+            failed.add(_ref_kind(ref)[1])
+    for ref in sorted(set(changes) - set(models)):
+        what, domain, _ = _ref_kind(ref)
+        if what == "history" and domain in failed:
+            status[ref] = "not moved: a model ref of this domain was refused"
+            continue
+        status[ref] = put(ref, changes[ref])
+        if status[ref] is not None and what == "history":
+            failed.add(domain)
+    for ref in (r for r in models if r in base):
+        if _ref_kind(ref)[1] in failed:
+            status[ref] = "not changed: this domain's history was not moved"
+            continue
+        status[ref] = put(ref, changes[ref])
+    return status
 
 
 class Push(RefTables, Combine):
@@ -130,8 +174,9 @@ class Push(RefTables, Combine):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _update_refs(self, changes: Mapping[Ref, ObjectID], versions: Mapping[Ref, str], result: SendResult) -> None:  # noqa: C901 - one branch per ref update outcome
-        """Move refs with conditional writes; ``versions`` holds the version each ref was read with."""
+    def _update_refs(self, changes: Mapping[Ref, ObjectID], versions: Mapping[Ref, str], result: SendResult) -> None:
+        """Move refs with conditional writes, one request each (``_in_order``); ``versions`` holds the version
+        each ref was read with."""
 
         def write(ref: Ref, sha: ObjectID) -> str | None:
             key = self._key(ref.decode())
@@ -148,42 +193,8 @@ class Push(RefTables, Combine):
                 return "changed on the remote meanwhile" if ref in versions else "already exists on the remote"
             return None
 
-        # Several requests, no transaction: order them so that an interruption or a
-        # refused compare-and-swap never loses a model.  New model refs first (a model
-        # the history does not list yet is harmless: model refs are the truth); then
-        # the histories (compare-and-swap on the version read with the refs); deletions
-        # and replacements of existing model refs last, and only for domains whose
-        # history moved, so a refused history never leaves a remote model deleted.
-        def domain_of(ref: Ref) -> bytes:
-            return ref[len(b"refs/cas/models/"):].split(b"/", 1)[0]
-
-        models = sorted(r for r in changes if r.startswith(b"refs/cas/models/"))
-        creations = [r for r in models if r not in versions]
-        removals = [r for r in models if r in versions]
-        failed_domains = set()
-        for ref in creations:
-            result.ref_status[ref] = reason = write(ref, changes[ref])
-            if reason is not None:
-                failed_domains.add(domain_of(ref))
-        for ref in sorted(set(changes) - set(models)):
-            if ref.startswith(b"refs/cas/domains/") and ref[len(b"refs/cas/domains/"):] in failed_domains:
-                result.ref_status[ref] = "not moved: a model ref of this domain was refused"
-                continue
-            result.ref_status[ref] = reason = write(ref, changes[ref])
-            if reason is not None and ref.startswith(b"refs/cas/domains/"):
-                failed_domains.add(ref[len(b"refs/cas/domains/"):])
-        for ref in removals:
-            if domain_of(ref) in failed_domains:
-                result.ref_status[ref] = "not changed: this domain's history was not moved"
-                continue
-            result.ref_status[ref] = write(ref, changes[ref])
-        for ref, reason in result.ref_status.items():
-            if reason is None:
-                sha = changes[ref]
-                if sha == ZERO_SHA:
-                    result.refs.pop(ref, None)
-                else:
-                    result.refs[ref] = sha
+        result.ref_status.update(_in_order(changes, versions.keys(), write))
+        result.moved(changes)
 
     def _update_tables(self, changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,  # noqa: PLR0913 - what a ref table update needs
                        version: str | None, tables: dict[str, DomainTable], result: SendResult) -> None:
@@ -213,12 +224,7 @@ class Push(RefTables, Combine):
         else:
             for ref in changes:
                 result.ref_status[ref] = f"other clients kept changing the remote's refs ({CAS_ATTEMPTS} attempts)"
-        for ref, reason in result.ref_status.items():
-            if reason is None:
-                if changes[ref] == ZERO_SHA:
-                    result.refs.pop(ref, None)
-                else:
-                    result.refs[ref] = changes[ref]
+        result.moved(changes)
 
     @staticmethod
     def _plan_tables(changes: Mapping[Ref, ObjectID], base: Mapping[Ref, ObjectID], root: RootTable,  # noqa: C901 - one branch per change to a ref table
@@ -231,8 +237,7 @@ class Push(RefTables, Combine):
 
         def table(domain: str) -> DomainTable:
             if domain not in new_tables:
-                t = tables.get(domain) if domain in root.domains else None
-                new_tables[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+                new_tables[domain] = editable_table(root, tables, domain)
             return new_tables[domain]
 
         def current(ref: Ref) -> ObjectID | None:
@@ -241,13 +246,14 @@ class Push(RefTables, Combine):
                 return states[0]
             return table(domain).history if what == "history" else table(domain).models.get(mid)
 
-        def put(ref: Ref, sha: ObjectID, refusal: str) -> str | None:
+        def put(ref: Ref, sha: ObjectID) -> str | None:
             now = current(ref)
             if now == (None if sha == ZERO_SHA else sha):
                 return None  # there already (a retried request, or another client did the same)
-            if now != base.get(ref):
-                return refusal
             what, domain, mid = kind(ref)
+            if now != base.get(ref):
+                return "already exists on the remote" if what == "model" and ref not in base \
+                    else "changed on the remote meanwhile"
             if what == "states":
                 states[0] = sha
             elif what == "history":
@@ -258,26 +264,7 @@ class Push(RefTables, Combine):
                 table(domain).models[mid] = sha
             return None
 
-        status: dict[Ref, str | None] = {}
-        failed: set[str] = set()
-        models = sorted(r for r in changes if kind(r)[0] == "model")
-        for ref in (r for r in models if r not in base):
-            status[ref] = put(ref, changes[ref], "already exists on the remote")
-            if status[ref] is not None:
-                failed.add(kind(ref)[1])
-        for ref in sorted(set(changes) - set(models)):
-            what, domain, _ = kind(ref)
-            if what == "history" and domain in failed:
-                status[ref] = "not moved: a model ref of this domain was refused"
-                continue
-            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
-            if status[ref] is not None and what == "history":
-                failed.add(domain)
-        for ref in (r for r in models if r in base):
-            if kind(ref)[1] in failed:
-                status[ref] = "not changed: this domain's history was not moved"
-                continue
-            status[ref] = put(ref, changes[ref], "changed on the remote meanwhile")
+        status = _in_order(changes, base.keys(), put)
         new_root = RootTable(states[0], dict(root.domains), root.gc)
         written: dict[str, DomainTable] = {}
         for domain, t in new_tables.items():

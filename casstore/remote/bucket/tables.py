@@ -14,6 +14,12 @@ from ..reftable import MAX_TABLE, ROOT_KEY, TABLES, DomainTable, RootTable, dige
 from .base import BucketBase
 
 
+def editable_table(root: RootTable, tables: Mapping[str, DomainTable], domain: str) -> DomainTable:
+    """A copy of the table ``root`` names for ``domain`` (``tables`` holds it), or an empty one, to change."""
+    t = tables.get(domain) if domain in root.domains else None
+    return DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+
+
 class RefTables(BucketBase):
     """Reading and writing the remote's refs."""
 

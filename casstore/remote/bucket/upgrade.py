@@ -13,7 +13,7 @@ from ...errors import InvalidIdError, RemoteError
 from ...util.names import check_domain, check_model_id
 from ..reftable import ROOT_KEY, DomainTable, RootTable, digest
 from .base import CAS_ATTEMPTS, FORMAT, MARKER
-from .tables import RefTables
+from .tables import RefTables, editable_table
 
 #: seconds an upgrade waits after writing the new marker, for format-1 pushes already under way
 UPGRADE_SETTLE = 10.0
@@ -121,8 +121,7 @@ class Upgrade(RefTables):
         except (UnicodeDecodeError, InvalidIdError):
             return None
         if domain not in changed:
-            t = tables.get(domain) if domain in root.domains else None
-            changed[domain] = DomainTable(domain, t.history if t else None, dict(t.models) if t else {})
+            changed[domain] = editable_table(root, tables, domain)
         table = changed[domain]
         now = table.history if mid is None else table.models.get(mid)
         if now is not None:
