@@ -216,6 +216,20 @@ class BucketBase:
             raise RemoteError(self.url, f"{key}: read {len(data)} of {end - start} bytes")
         return data
 
+    def _marker_format(self, data: bytes) -> int:
+        """The format a marker object's bytes name.
+
+        Raises:
+            RemoteError: they are not a marker, or name a format newer than ``FORMAT``.
+        """
+        words = data.split()
+        if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
+            raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
+        fmt = int(words[1])
+        if fmt > FORMAT:
+            raise RemoteError(self.url, f"written by a newer casstore (format {fmt}); upgrade casstore")
+        return fmt
+
     def _check_marker(self, create: bool) -> int:
         """The remote's format (0: nothing there yet), created in ``FORMAT`` when absent and ``create``.
 
@@ -234,12 +248,7 @@ class BucketBase:
             got = self._get(self._key(MARKER), 256)
             if got is None:
                 raise RemoteError(self.url, f"{MARKER} vanished as it was written")
-        words = got[0].split()
-        if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
-            raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
-        fmt = int(words[1])
-        if fmt > FORMAT:
-            raise RemoteError(self.url, f"written by a newer casstore (format {fmt}); upgrade casstore")
+        fmt = self._marker_format(got[0])
         if fmt == FORMAT_PER_REF and self._get(self._key(ROOT_KEY), MAX_TABLE) is not None:
             raise RemoteError(self.url, "holds refs in both formats (an upgrade was interrupted, or a "
                                         "casstore older than 0.2 pushed to it meanwhile): run "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -85,15 +83,9 @@ class Combine(RemotePacks):
                 small_names = self._geometric(small_names, listing)
             packs = self._list_packs(listing)
             small = [packs[n] for n in small_names if n in packs]
-            work = tempfile.mkdtemp(prefix="combine-", dir=self._workdir())
-            try:
+            with self._scratch("combine") as work:
                 name, objects = self._write_combined(small, work)
-                paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
-                size = os.path.getsize(paths[0])
-                for path in paths:  # the .idx last: the pack is published when it is visible
-                    self._upload(self._key("objects/pack/" + os.path.basename(path)), path, lambda n: None)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+                size, _ = self._publish(work, name)
             # from here every object of every small pack is in the published pack `name`
             old = [p.name for p in small if p.name != name]
 
@@ -103,8 +95,7 @@ class Combine(RemotePacks):
 
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(delete, old))
-            with self._packs_lock:
-                self._packs = None
+            self._forget_packs()
             return CombineResult(old, name, objects, size)
 
     @staticmethod

@@ -64,8 +64,7 @@ class Fetch(RefTables, RemotePacks):
                                                     f"({RELIST} attempts): pull again") from e
                     log.info("remote %s: a gc ran during the pull (%s): reading the refs again", self.url, e)
                     self.fetch_restarts += 1
-                    with self._packs_lock:
-                        self._packs = None
+                    self._forget_packs()
 
     def _fetch_once(self, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,
                     pack_data: Callable[[bytes], object]) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -190,16 +188,10 @@ class Gc(Fetch, Combine):
                                       (p.entry(i) for i in range(p.idx.count) if bytes(p.idx.sha(i)) in needed))
             return report
         if rewrite:
-            work = tempfile.mkdtemp(prefix="gc-", dir=self._workdir())
-            try:
+            with self._scratch("gc") as work:
                 name, _ = self._write_combined(rewrite, work, needed.__contains__)
-                paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
-                report.bytes_freed -= sum(os.path.getsize(p) for p in paths)
-                for path in paths:  # the .idx last: published when visible
-                    self._upload(self._key("objects/pack/" + os.path.basename(path)), path, lambda n: None)
+                report.bytes_freed -= sum(self._publish(work, name))
                 report.new_pack = name
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
             # the same live objects written before (by a gc killed after its upload): that pack stays
             gone = [p for p in gone if p.name != name]
             report.packs_deleted = [n for n in report.packs_deleted if n != name]
@@ -213,6 +205,5 @@ class Gc(Fetch, Combine):
                                          for p in gone for ext in (".pack", ".idx")]))
             list(pool.map(self._delete, [self._key(TABLES + n) for n in dead_tables]))
             list(pool.map(self._delete, [self._key("objects/pack/" + fn) for fn in lonely]))
-        with self._packs_lock:
-            self._packs = None
+        self._forget_packs()
         return report

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -12,7 +15,7 @@ from ...objects.packidx import PackIdx, check_idx
 from ...objects.packs import PackLayout, find_first, verify_entry
 from ...objects.packwriter import MAX_OBJECT
 from ...util.parallel import byte_runs
-from ...util.progress import ProgressFn
+from ...util.progress import Counter, ProgressFn
 from .base import RELIST, BucketBase, ObjectGoneError
 
 Loc = tuple[PackLayout, int, int]  # where an object is: pack, start, end
@@ -25,6 +28,11 @@ class RemotePacks(BucketBase):
         super().__init__(url, cache_dir, progress)
         self._packs: dict[str, PackLayout] | None = None
         self._packs_lock = threading.Lock()
+
+    def _forget_packs(self) -> None:
+        """Drop the pack listing (packs were published or deleted): the next read lists again."""
+        with self._packs_lock:
+            self._packs = None
 
     def _load_packs(self) -> dict[str, PackLayout]:
         """Every published remote pack, with its index (cached locally by name and size).
@@ -139,3 +147,32 @@ class RemotePacks(BucketBase):
         except CorruptObjectError as e:
             raise CorruptObjectError(e.oid, f"remote {self.url} ({name}): {e.detail}") from None
         return type_num, b"".join(parts)
+
+    @contextlib.contextmanager
+    def _scratch(self, what: str) -> Iterator[str]:
+        """A directory in the work dir to write a pack in (for ``_publish``), removed after."""
+        work = tempfile.mkdtemp(prefix=f"{what}-", dir=self._workdir())
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _publish(self, work: str, name: str, label: str | None = None) -> tuple[int, int]:
+        """Upload pack ``name`` written in ``work``: its ``.pack``, then its ``.idx``; their sizes.
+
+        The ``.idx`` goes last: readers see only packs that have one, so the pack
+        is published whole or not at all.  ``label``: report the bytes sent as progress.
+        """
+        paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
+        sizes = (os.path.getsize(paths[0]), os.path.getsize(paths[1]))
+        counter = Counter(self.progress, label, sum(sizes)) if label is not None else None
+        lock = threading.Lock()
+
+        def sent(n: int) -> None:  # may be called from the service client's transfer threads
+            if counter is not None:
+                with lock:
+                    counter(n)
+
+        for path in paths:
+            self._upload(self._key("objects/pack/" + os.path.basename(path)), path, sent)
+        return sizes

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +13,6 @@ from dulwich.refs import Ref
 
 from ...errors import RemoteError
 from ...objects.packwriter import EncodedEntry, PackWriter, parse_object_header
-from ...util.progress import Counter
 from ..reftable import DomainTable, RootTable, digest
 from .base import CAS_ATTEMPTS, FORMAT_PER_REF, log
 from .combine import Combine
@@ -153,26 +148,14 @@ class Push(RefTables, Combine):
         return result
 
     def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
-        work = tempfile.mkdtemp(prefix="push-", dir=self._workdir())
-        try:
+        with self._scratch("push") as work:
             with PackWriter(work, work, count, durable=False) as writer:
                 for u in records:
                     entry = b"".join(u.comp_chunks)
                     _, _, hlen = parse_object_header(entry)
                     writer.add(EncodedEntry.verbatim(u.sha(), entry[:hlen], entry[hlen:]))
                 name = writer.finish()
-            paths = [os.path.join(work, name + ext) for ext in (".pack", ".idx")]
-            uploading = Counter(self.progress, "uploading", sum(os.path.getsize(p) for p in paths))
-            lock = threading.Lock()
-
-            def sent(n: int) -> None:  # may be called from the service client's transfer threads
-                with lock:
-                    uploading(n)
-
-            for path in paths:  # the .idx last: a pack without one is invisible
-                self._upload(self._key("objects/pack/" + os.path.basename(path)), path, sent)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self._publish(work, name, "uploading")
 
     def _update_refs(self, changes: Mapping[Ref, ObjectID], versions: Mapping[Ref, str], result: SendResult) -> None:
         """Move refs with conditional writes, one request each (``_in_order``); ``versions`` holds the version

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
-from ...errors import InvalidIdError, RemoteError
+from ...errors import InvalidIdError
 from ...util.names import check_domain, check_model_id
 from ..reftable import ROOT_KEY, DomainTable, RootTable, digest
 from .base import CAS_ATTEMPTS, FORMAT, MARKER
@@ -58,12 +58,7 @@ class Upgrade(RefTables):
         result = UpgradeResult(self.url)
         with self._errors():
             got = self._get(self._key(MARKER), 256)
-            words = got[0].split() if got is not None else [MARKER.encode(), b"0"]
-            if len(words) != 2 or words[0] != MARKER.encode() or not words[1].isdigit():
-                raise RemoteError(self.url, f"{MARKER} holds something other than a casstore format marker")
-            result.old_format = int(words[1])
-            if result.old_format > FORMAT:
-                raise RemoteError(self.url, f"written by a newer casstore (format {result.old_format})")
+            result.old_format = 0 if got is None else self._marker_format(got[0])
             if result.old_format < FORMAT:
                 self._put(self._key(MARKER), f"{MARKER} {FORMAT}\n".encode())
                 if result.old_format:
