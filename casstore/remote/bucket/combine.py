@@ -88,14 +88,7 @@ class Combine(RemotePacks):
                 size, _ = self._publish(work, name)
             # from here every object of every small pack is in the published pack `name`
             old = [p.name for p in small if p.name != name]
-
-            def delete(pack: str) -> None:
-                self._delete(self._key(f"objects/pack/{pack}.pack"))
-                self._delete(self._key(f"objects/pack/{pack}.idx"))
-
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(delete, old))
-            self._forget_packs()
+            self._delete_packs(old)
             return CombineResult(old, name, objects, size)
 
     @staticmethod

@@ -200,10 +200,8 @@ class Gc(Fetch, Combine):
             bumped = RootTable(root.states, dict(root.domains), root.gc + 1)
             if not self._put_ref(self._key(ROOT_KEY), bumped.encode(), version):
                 return None
+        self._delete_packs([p.name for p in gone])
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(self._delete, [self._key(f"objects/pack/{p.name}{ext}")
-                                         for p in gone for ext in (".pack", ".idx")]))
             list(pool.map(self._delete, [self._key(TABLES + n) for n in dead_tables]))
             list(pool.map(self._delete, [self._key("objects/pack/" + fn) for fn in lonely]))
-        self._forget_packs()
         return report

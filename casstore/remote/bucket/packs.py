@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from ...errors import CorruptObjectError, MissingObjectError
 from ...objects.packidx import PackIdx, check_idx
@@ -176,3 +177,18 @@ class RemotePacks(BucketBase):
         for path in paths:
             self._upload(self._key("objects/pack/" + os.path.basename(path)), path, sent)
         return sizes
+
+    def _delete_packs(self, names: list[str]) -> None:
+        """Delete packs, a few at once: each ``.pack`` before its ``.idx``, then drop the listing.
+
+        An index whose pack is gone is ignored by readers, and deleted by the next
+        combine or gc; a pack without its index would be invisible but kept.
+        """
+
+        def delete(pack: str) -> None:
+            self._delete(self._key(f"objects/pack/{pack}.pack"))
+            self._delete(self._key(f"objects/pack/{pack}.idx"))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(delete, names))
+        self._forget_packs()

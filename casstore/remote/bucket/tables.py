@@ -54,35 +54,38 @@ class RefTables(BucketBase):
                 os.unlink(cached)
             return RootTable(), None
         root = RootTable.decode(got[0], f"remote {self.url}: {ROOT_KEY}")
-        if "\n" not in got[1]:
-            self._write_cache(cached, got[1].encode() + b"\n" + got[0])
+        self._cache_root(got[0], got[1])
         return root, got[1]
+
+    def _cache_root(self, data: bytes, version: str) -> None:
+        """Keep the root's bytes with their version, for the next conditional read (``read_root``)."""
+        if "\n" not in version:
+            self._write_cache(self._cache_file("root"), version.encode() + b"\n" + data)
+
+    def _merged(self) -> dict[str, str]:
+        """The record ``note_merged`` keeps: the digest of the table of each domain this store merged last."""
+        try:
+            with open(self._cache_file("merged"), encoding="ascii") as f:
+                return dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            return {}
 
     def unchanged_since_merged(self) -> set[str]:
         """Domains whose table, as the last fetch read it, is the one a pull merged before (``note_merged``).
 
         Such a domain holds nothing new for this store: a pull need not merge it again.
         """
-        try:
-            with open(self._cache_file("merged"), encoding="ascii") as f:
-                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
-        except (FileNotFoundError, UnicodeDecodeError, ValueError):
-            return set()
+        merged = self._merged()
         return {d for d, name in self.tables_read.items() if merged.get(d) == name}
 
     def note_merged(self, domains: set[str]) -> None:
         """Record that this store merged the tables of ``domains`` the last fetch read."""
-        path = self._cache_file("merged")
-        try:
-            with open(path, encoding="ascii") as f:
-                merged = dict(line.split(" ", 1) for line in f.read().splitlines() if " " in line)
-        except (FileNotFoundError, UnicodeDecodeError, ValueError):
-            merged = {}
+        merged = self._merged()
         new = {d: self.tables_read[d] for d in domains if d in self.tables_read}
         if all(merged.get(d) == name for d, name in new.items()):
             return  # a pull with nothing new: the record holds it already
         merged.update(new)
-        self._write_cache(path, "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
+        self._write_cache(self._cache_file("merged"), "".join(f"{d} {n}\n" for d, n in sorted(merged.items())).encode())
 
     def read_table(self, domain: str, name: str) -> DomainTable:
         """The domain table ``name`` (its digest): from the local cache, else one GET.
@@ -147,8 +150,8 @@ class RefTables(BucketBase):
             return False
         # its new version, for the next conditional read: from the write's answer, else read back
         got = (data, self.last_put_version) if self.last_put_version else self._get(self._key(ROOT_KEY), MAX_TABLE)
-        if got is not None and got[0] == data and "\n" not in got[1]:
-            self._write_cache(self._cache_file("root"), got[1].encode() + b"\n" + data)
+        if got is not None and got[0] == data:
+            self._cache_root(data, got[1])
         return True
 
     def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
