@@ -134,9 +134,7 @@ class Fetch(RefTables, RemotePacks):
                 self._fetch_inner_once(raws, parsed)
                 return
             except ObjectGoneError as e:
-                if attempt == RELIST - 1:
-                    raise
-                self._reload_packs(e.key)
+                self._relist(e, attempt)
 
     def _fetch_inner_once(self, raws: list[bytes], parsed: dict[bytes, tuple[int, bytes, bytes]]) -> None:
         wanted = set(raws)
@@ -187,9 +185,7 @@ class Fetch(RefTables, RemotePacks):
             try:
                 data = self._get_range(self._key(f"objects/pack/{p.name}.pack"), run[0][1], run[-1][2])
             except ObjectGoneError as e:
-                if attempt == RELIST - 1:
-                    raise
-                self._reload_packs(e.key)
+                self._relist(e, attempt)
                 moved = self._locate([where[(q.name, start)] for q, start, _ in run])
                 where.update({(q.name, start): raw for raw, (q, start, _) in moved.items()})
                 return [view for sub in self._runs(list(moved.values()), 0, RUN_BYTES)

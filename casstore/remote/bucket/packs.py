@@ -63,6 +63,12 @@ class RemotePacks(BucketBase):
                 self._packs = None
         self._load_packs()
 
+    def _relist(self, gone: ObjectGoneError, attempt: int) -> None:
+        """After attempt ``attempt`` (from 0) of a read found a pack gone: list again, or raise after ``RELIST``."""
+        if attempt == RELIST - 1:
+            raise gone
+        self._reload_packs(gone.key)
+
     def _listing(self) -> dict[str, int]:
         """Size of every object under objects/pack/, by file name."""
         return {key.rsplit("/", 1)[-1]: size for key, size in self._list("objects/pack/")}
