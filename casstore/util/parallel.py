@@ -41,7 +41,7 @@ def batched_sizes(sizes: list[int], target: int = 2 << 20) -> Iterator[range]:
     and the GIL as in work; a few MiB per job keeps both cores busy.
     """
     ends = list(itertools.accumulate(sizes))
-    return byte_runs([0, *ends[:-1]], ends, target)
+    return byte_runs([0, *ends[:-1]] if ends else [], ends, target)
 
 
 def ordered(pool: ThreadPoolExecutor, window: int, jobs: Iterator[Callable[[], T]]) -> Iterator[T]:
