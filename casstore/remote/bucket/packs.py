@@ -1,4 +1,4 @@
-"""The bucket's packs, as a reader sees them: the listing, the cached indexes, where each object is."""
+"""The bucket's packs: the listing, the cached indexes, where each object is; publishing and deleting packs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ Loc = tuple[PackLayout, int, int]  # where an object is: pack, start, end
 
 
 class RemotePacks(BucketBase):
-    """Listing the remote's packs and locating objects in them."""
+    """Listing the remote's packs, locating objects in them, publishing and deleting packs."""
 
     def __init__(self, url: str, cache_dir: str | None = None, progress: ProgressFn | None = None) -> None:
         super().__init__(url, cache_dir, progress)
