@@ -73,7 +73,8 @@ def main() -> None:  # noqa: C901, PLR0915 - the benchmark's steps in the order 
     import boto3
 
     import casstore
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import base as bucket_base
+    from casstore.remote.bucket import combine as bucket_combine
     from casstore.remote.s3 import S3Client
     from tests.servers import s3_server
 
@@ -119,20 +120,20 @@ def main() -> None:  # noqa: C901, PLR0915 - the benchmark's steps in the order 
             mode = "client per operation" if rep % 2 == 0 else "shared client"
             commit(a, f"op{rep}")
             if mode == "client per operation":
-                bucket_module._clients.clear()
+                bucket_base._clients.clear()
             with measured(results, f"{mode}: small push", requests):
                 assert a.push(url).ok
             if mode == "client per operation":
-                bucket_module._clients.clear()
+                bucket_base._clients.clear()
             with measured(results, f"{mode}: small pull", requests):
                 assert b.pull(url).ok
         log("per-operation cost measured")
 
         # 2. N small pushes, combining off then on, then fresh pulls of each bucket
         urls: dict[str, str] = {}
-        real_max = bucket_module.MAX_SMALL_PACKS
+        real_max = bucket_combine.MAX_SMALL_PACKS
         for mode in ("combining off", "combining on"):
-            bucket_module.MAX_SMALL_PACKS = 1 << 30 if mode == "combining off" else real_max
+            bucket_combine.MAX_SMALL_PACKS = 1 << 30 if mode == "combining off" else real_max
             url = urls[mode] = new_url()
             s = casstore.open(WORK / f"push-{mode.split()[-1]}")
             push_times: list[float] = []
@@ -154,7 +155,7 @@ def main() -> None:  # noqa: C901, PLR0915 - the benchmark's steps in the order 
             results[f"{mode}: pack bytes in the bucket"] = [sum(n for fn, n in listing.items()
                                                                 if fn.endswith((".pack", ".idx")))]
             shutil.rmtree(WORK / f"push-{mode.split()[-1]}", ignore_errors=True)
-        bucket_module.MAX_SMALL_PACKS = real_max
+        bucket_combine.MAX_SMALL_PACKS = real_max
 
         def pull(mode: str, where: str) -> None:
             fresh = casstore.open(WORK / where)

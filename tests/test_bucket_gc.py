@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import casstore
-from casstore.remote import bucket as bucket_module
 from casstore.remote.bucket import BucketClient
+from casstore.remote.bucket import gc as bucket_gc  # where STALE_LOCK is read
 from casstore.remote.reftable import ROOT_KEY, RootTable
 from casstore.remote.transport import RemoteError
 from tests.conftest import (
@@ -146,7 +146,7 @@ def test_a_live_lock_is_respected_and_a_stale_one_removed(tmp_path: Path, s3_url
     put_bucket_object(s3_url, "locks/gc", b'{"host": "elsewhere", "pid": 1, "time": %f}' % time.time())
     with pytest.raises(RemoteError, match="another gc holds the lock"):
         bucket_client(s3_url).gc(0)
-    monkeypatch.setattr(bucket_module, "STALE_LOCK", 0.0)
+    monkeypatch.setattr(bucket_gc, "STALE_LOCK", 0.0)
     assert bucket_client(s3_url).gc(0).objects_removed == 0
     assert "locks/gc" not in bucket_objects(s3_url)
 
@@ -246,11 +246,11 @@ def test_a_pull_racing_a_gc_reads_the_refs_again(tmp_path: Path, bucket: str,
     _commit_random(a, tmp_path / "doomed.bin", 40_000, "doomed")
     assert a.push(bucket).ok
     real = BucketClient._walk
-    raced: list[bucket_module.BucketGcReport] = []
+    raced: list[bucket_gc.BucketGcReport] = []
 
     def walk_after_a_gc(self: BucketClient, *args: object) -> object:
         if not raced:
-            raced.append(bucket_module.BucketGcReport(bucket))
+            raced.append(bucket_gc.BucketGcReport(bucket))
             a.delete_model("d", "doomed")
             assert a.push(bucket).ok
             raced[0] = bucket_client(bucket).gc(0)

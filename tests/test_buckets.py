@@ -344,18 +344,18 @@ def test_one_service_client_per_process_and_configuration(tmp_path: Path, bucket
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Pushes and pulls reuse one service client (boto3's costs 0.2-0.5 s to make);
     another endpoint in the environment gets a client of its own."""
-    import casstore.remote.bucket as bucket_module
+    from casstore.remote.bucket import base as bucket_base  # where the service clients are kept
 
-    monkeypatch.setattr(bucket_module, "_clients", {})
+    monkeypatch.setattr(bucket_base, "_clients", {})
     a, b = _stores(tmp_path)
     _commit_random(a, tmp_path / "m.bin", 1000, "m")
     assert a.push(bucket).ok
     assert b.pull(bucket).models_added == ["d/m"]
     assert b.pull(bucket).ok
-    assert len(bucket_module._clients) == 1
+    assert len(bucket_base._clients) == 1
     with _through(bucket, free_port(), monkeypatch):  # made on first use: no request is sent
         getattr(bucket_client(bucket), {"s3": "s3", "gs": "gcs", "az": "az"}[bucket.split("://")[0]])
-    assert len(bucket_module._clients) == 2
+    assert len(bucket_base._clients) == 2
 
 
 # -- combining small packs ----------------------------------------------------------
@@ -387,10 +387,10 @@ def test_many_small_pushes_leave_a_bounded_number_of_packs(
     default; benchmarks/bench_bucket.py pushes 200 times with it): never more than 5
     packs, every model still pulls, and a reader's cache of remote indexes follows
     the combines."""
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
     from casstore.remote.config import cache_dir
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 5)
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 5)
     a, b = _stores(tmp_path)
     ids = [f"m{i:02d}" for i in range(20)]
     counts = []
@@ -412,14 +412,14 @@ def test_a_reader_that_listed_before_a_combine_still_gets_every_object(
         tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Packs combined and deleted after a reader listed them: it lists again and reads
     the combined pack, in the walk of commits and trees and in the blob transfer alike."""
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 1000)  # pushes leave their packs alone
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 1000)  # pushes leave their packs alone
     a, _ = _stores(tmp_path)
     first = [f"a{i}" for i in range(5)]
     _push_models(a, tmp_path, bucket, first)
     real_read_root, real_send = BucketClient.read_root, BucketClient._send
-    combined: list[bucket_module.CombineResult | None] = []
+    combined: list[combine.CombineResult | None] = []
 
     def combine_elsewhere() -> None:
         combined.append(bucket_client(bucket).combine_packs(force=True))
@@ -455,9 +455,9 @@ def test_two_machines_combining_at_once(tmp_path: Path, bucket: str, monkeypatch
     """One combiner is held between its upload and its deletions while a pusher adds a
     pack and a second combiner runs to the end: the first deletes only packs it listed,
     and nothing is lost."""
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 1000)
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 1000)
     a, _ = _stores(tmp_path)
     ids = [f"m{i}" for i in range(6)]
     _push_models(a, tmp_path, bucket, ids)
@@ -474,7 +474,7 @@ def test_two_machines_combining_at_once(tmp_path: Path, bucket: str, monkeypatch
         real_delete(key)
 
     first._delete = held_delete  # type: ignore[method-assign]
-    results: list[bucket_module.CombineResult | None] = []
+    results: list[combine.CombineResult | None] = []
     thread = threading.Thread(target=lambda: results.append(first.combine_packs(force=True)))
     thread.start()
     try:
@@ -498,10 +498,10 @@ def test_a_combine_killed_between_upload_and_delete(tmp_path: Path, bucket: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A combining process killed after publishing its pack, before deleting: duplicates
     only, every model pulls, and the next combine removes them."""
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
     from tests.conftest import run_py
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 4)
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 4)
     a, _ = _stores(tmp_path)
     ids = [f"m{i}" for i in range(4)]
     _push_models(a, tmp_path, bucket, ids)
@@ -524,9 +524,9 @@ def test_a_combine_killed_between_upload_and_delete(tmp_path: Path, bucket: str,
 
 def test_a_failed_combine_does_not_fail_the_push(tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 2)
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 2)
     a, _ = _stores(tmp_path)
     _push_models(a, tmp_path, bucket, ["m0", "m1"])
 
@@ -545,9 +545,9 @@ def test_a_pack_twice_as_big_as_the_smaller_ones_together_is_not_rewritten(
         tmp_path: Path, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The geometric rule: combining leaves a big pack alone, so early pushes are not
     rewritten by every combine."""
-    from casstore.remote import bucket as bucket_module
+    from casstore.remote.bucket import combine  # where MAX_SMALL_PACKS is read
 
-    monkeypatch.setattr(bucket_module, "MAX_SMALL_PACKS", 3)
+    monkeypatch.setattr(combine, "MAX_SMALL_PACKS", 3)
     a, _ = _stores(tmp_path)
     _commit_random(a, tmp_path / "big.bin", 200_000, "big")
     assert a.push(bucket).ok

@@ -77,3 +77,47 @@ def test_check_bounds() -> None:
     assert not check_bounds(np.array([12, 12]), np.array([12, 80]), 100)  # two entries at one offset
     assert not check_bounds(np.array([4]), np.array([80]), 100)  # inside the header
     assert not check_bounds(np.array([12]), np.array([90]), 100)  # into the trailer
+
+
+def test_find_first_takes_the_first_index_holding_each_oid(tmp_path: Path) -> None:
+    """One lookup for the local reader and the bucket: the first pack that holds an oid wins."""
+    from casstore.objects.packidx import PackIdx
+    from casstore.objects.packs import find_first
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pack_dir, first, loc_a = _pack(tmp_path / "a", [b"shared", b"only in a"])
+    _, second, loc_b = _pack(tmp_path / "b", [b"shared", b"only in b"])
+    idxs = [PackIdx(os.path.join(pack_dir, first + ".idx")),
+            PackIdx(os.path.join(str(tmp_path / "b" / "pack"), second + ".idx"))]
+    shared, only_a = list(loc_a)
+    only_b = [o for o in loc_b if o != shared][0]
+    found = find_first(idxs, [only_b, shared, b"\x03" * 20, only_a])
+    assert found[0] is not None and found[0][0] == 1
+    assert found[1] is not None and found[1][0] == 0  # in both: the first index
+    assert found[2] is None
+    assert found[3] is not None and found[3][0] == 0
+    for (n, pos), oid in ((found[0], only_b), (found[1], shared), (found[3], only_a)):
+        assert idxs[n].sha(pos) == oid
+    assert find_first([], [shared]) == [None]
+
+
+def test_pack_layout_of_a_pack_read_by_ranges(tmp_path: Path) -> None:
+    """PackLayout (the bucket's packs): the entries by .idx position and in pack order; an index
+    of another pack, or offsets past the size the bucket lists, are refused."""
+    from casstore.objects.packidx import PackIdx
+    from casstore.objects.packs import PackLayout
+
+    pack_dir, name, locations = _pack(tmp_path, [b"one", b"two", b"three"])
+    idx = PackIdx(os.path.join(pack_dir, name + ".idx"))
+    size = os.path.getsize(os.path.join(pack_dir, name + ".pack"))
+    layout = PackLayout.of(name, idx, size, "here")
+    for pos in range(idx.count):
+        start, end = layout.entry(pos)
+        assert (start, end - start) == locations[bytes(idx.sha(pos))]
+    assert list(layout.sorted_starts) == sorted(layout.starts.tolist())
+    assert [int(layout.starts[i]) for i in layout.order] == list(layout.sorted_starts)
+    with pytest.raises(CorruptObjectError, match="belongs to another pack"):
+        PackLayout.of("pack-" + "0" * 40, idx, size, "here")
+    with pytest.raises(CorruptObjectError, match="do not fit the pack"):
+        PackLayout.of(name, idx, 40, "here")  # the bucket lists a shorter .pack than the index describes

@@ -2,12 +2,16 @@
 
 Everything that reads pack entries by offset goes through here: the copy of a
 path remote (``remote/localpath.py``), the pack a push sends (``remote/walk.py``),
-pack roll-up (:mod:`.maintenance`), the bucket client, and chunk reads
+pack roll-up (:mod:`.maintenance`), the bucket client (its packs are bucket
+objects read by range: :class:`PackLayout`, :func:`find_first`), and chunk reads
 (:mod:`.odb`).  The rules they share:
 
 * a pack is sliced by the offsets of its ``.idx`` only when its trailer is the
   pack checksum the ``.idx`` records (:meth:`PackFile.open`): a truncated or
   replaced ``.pack`` is never read by offsets;
+* a pack whose ``.pack`` cannot be read whole (a bucket object) is sliced only
+  when its ``.idx`` names it (the pack checksum is in the name) and its offsets
+  fit the size the bucket lists (:meth:`PackLayout.of`);
 * an entry copied verbatim is first checked to be the object it is filed under
   (:func:`verify_entry`): a whole object whose content hashes to its oid, with
   intact zlib framing, no larger than casstore writes.
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +95,66 @@ def check_bounds(starts: np.ndarray, ends: np.ndarray, size: int) -> bool:
     if len(starts) == 0:
         return True
     return bool(starts.min() >= 12 and ends.max() <= size - 20 and np.all(ends > starts))
+
+
+@dataclass
+class PackLayout:
+    """Where the entries of one pack are, as its verified ``.idx`` says, in ``.idx`` order and in pack order.
+
+    For a pack whose bytes are read by ranges (a bucket object), where
+    :class:`PackFile` cannot check the trailer first.
+    """
+
+    name: str  # pack-<hex of the pack checksum>
+    size: int
+    idx: PackIdx
+    starts: np.ndarray  # entry offsets, in .idx order
+    ends: np.ndarray
+    order: np.ndarray  # the .idx position of each entry, in pack order
+    sorted_starts: np.ndarray  # entry offsets, in pack order
+    sorted_ends: np.ndarray
+
+    @classmethod
+    def of(cls, name: str, idx: PackIdx, size: int, where: str) -> PackLayout:
+        """The layout of pack ``name``, ``size`` bytes long, that ``idx`` describes.
+
+        Raises:
+            CorruptObjectError: naming ``where``: the index is another pack's (its
+                pack checksum is not the one in ``name``), or its offsets do not fit
+                the pack (:func:`check_bounds`).
+        """
+        if idx.pack_checksum.hex() != name[len("pack-"):]:
+            raise CorruptObjectError(where, "pack index belongs to another pack")
+        starts, ends = idx.entry_bounds(size)
+        if not check_bounds(starts, ends, size):
+            raise CorruptObjectError(where, "pack index offsets do not fit the pack")
+        order = starts.argsort(kind="stable")
+        return cls(name, size, idx, starts, ends, order, starts[order], ends[order])
+
+    def entry(self, pos: int) -> tuple[int, int]:
+        """(start, end) in the pack of the entry at ``.idx`` position ``pos``."""
+        return int(self.starts[pos]), int(self.ends[pos])
+
+
+def find_first(idxs: Sequence[PackIdx], oids: Sequence[bytes]) -> list[tuple[int, int] | None]:
+    """(number in ``idxs``, ``.idx`` position) of each binary oid in the first index that holds it; None if none does.
+
+    Each index is asked only for the oids the ones before it lack.
+    """
+    where: list[tuple[int, int] | None] = [None] * len(oids)
+    todo = list(range(len(oids)))
+    for n, idx in enumerate(idxs):
+        if not todo:
+            break
+        found = idx.find([oids[i] for i in todo])
+        rest = []
+        for i, pos in zip(todo, found.tolist(), strict=True):
+            if pos >= 0:
+                where[i] = (n, pos)
+            else:
+                rest.append(i)
+        todo = rest
+    return where
 
 
 @dataclass
@@ -167,13 +231,13 @@ class PackReader:
 
     def locate(self, oids: list[bytes]) -> list[Location | None]:
         """Where each binary oid's entry is (the first pack that holds it), None if in none."""
-        where: list[Location | None] = [None] * len(oids)
-        for pi, p in enumerate(self.packs):
-            pos = p.idx.find(oids)
-            for i in np.nonzero(pos >= 0)[0].tolist():
-                if where[i] is None:
-                    j = int(pos[i])
-                    where[i] = (pi, int(p.starts[j]), int(p.ends[j] - p.starts[j]))
+        where: list[Location | None] = []
+        for found in find_first([p.idx for p in self.packs], oids):
+            if found is None:
+                where.append(None)
+            else:
+                p = self.packs[found[0]]
+                where.append((found[0], int(p.starts[found[1]]), int(p.ends[found[1]] - p.starts[found[1]])))
         return where
 
     def read(self, loc: Location) -> bytes:

@@ -1,6 +1,6 @@
 """Azure Blob Storage as a remote: ``az://container/prefix``.
 
-The layout and the protocol are bucket.py's; this module is the Blob service
+The layout and the protocol are the bucket package's (bucket/); this module is the Blob service
 requests, through azure-storage-blob (``pip install 'casstore[azure]'``).  A
 ref's version is its ETag: a model ref is created with ``If-None-Match: *``
 (the service answers 409 if it exists), a history or the states ref is
@@ -69,7 +69,7 @@ def _make_service(url: str) -> Any:
 
 
 class AzureClient(BucketClient):
-    """push and pull to ``az://container/prefix`` (see bucket.py and the module docstring)."""
+    """push and pull to ``az://container/prefix`` (see bucket/ and the module docstring)."""
 
     scheme = "az"
     kind = "Azure Blob"

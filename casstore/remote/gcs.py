@@ -1,6 +1,6 @@
 """Google Cloud Storage as a remote: ``gs://bucket/prefix``.
 
-The layout and the protocol are bucket.py's; this module is the GCS requests,
+The layout and the protocol are the bucket package's (bucket/); this module is the GCS requests,
 through google-cloud-storage (``pip install 'casstore[gcs]'``).  A ref's
 version is its *generation*: a model ref is created with
 ``ifGenerationMatch=0`` (only if absent), a history or the states ref is
@@ -95,7 +95,7 @@ def _make_client(url: str, storage: Any) -> Any:
 
 
 class GCSClient(BucketClient):
-    """push and pull to ``gs://bucket/prefix`` (see bucket.py and the module docstring)."""
+    """push and pull to ``gs://bucket/prefix`` (see bucket/ and the module docstring)."""
 
     scheme = "gs"
     kind = "GCS"

@@ -1,6 +1,6 @@
 """S3-compatible object storage as a remote: ``s3://bucket/prefix``.
 
-The layout and the protocol are bucket.py's; this module is the S3 requests.
+The layout and the protocol are the bucket package's (bucket/); this module is the S3 requests.
 A ref's version is its ETag: a model ref is created with ``If-None-Match: *``,
 a history or the states ref is replaced, and a model ref deleted, with
 ``If-Match: <ETag>``.
@@ -48,7 +48,7 @@ def _make_client(url: str) -> Any:
 
 
 class S3Client(BucketClient):
-    """push and pull to ``s3://bucket/prefix`` (see bucket.py)."""
+    """push and pull to ``s3://bucket/prefix`` (see bucket/)."""
 
     scheme = "s3"
     kind = "S3"
