@@ -1,5 +1,9 @@
 """The Store: commit, load, download and list models.
 
+Over 500 lines because the public API's reference docstrings (about 430 lines) live here; the
+Store is a facade (argument checks, locks, delegation) and its work is in ``model/`` and
+``actions/`` (docs/architecture.md).
+
 Durability and concurrency, in one place:
 
 * A commit writes its new chunks into one pack (fsynced, published ``.idx``
@@ -86,7 +90,7 @@ from .model.metadata import plain_metadata
 from .model.notes import check_note, check_tag, note_trailer
 from .model.openfile import StoredFile
 from .model.readback import Downloaded
-from .model.reading import model_commit, read_model
+from .model.reading import StoredModel, model_commit, read_model
 from .model.signatures import Verifier, verify_domain
 from .model.stateops import annotate, create_state, delete_state, remove_state, set_state
 from .model.views import DomainViews
@@ -378,7 +382,7 @@ class Store:
             raise ModelExistsException(domain, new_id)
         ident = author(self.path)
         with self._lock():  # gc must not collect the new objects before the ref exists
-            copy, commit_id = write_copy(self.repo, sha, manifest, files_tree, new_id, ident)
+            copy, commit_id = write_copy(self.repo, StoredModel(sha, manifest, files_tree), new_id, ident)
         return info_dict(decode_manifest(copy.encode()), commit_id)
 
     upload = commit_models
@@ -761,7 +765,7 @@ class Store:
         return verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
 
     def _trusted(self, domain: str, model_id: str | None,
-                 require_signed: bool | None = None) -> tuple[ObjectID, Manifest, Tree]:
+                 require_signed: bool | None = None) -> StoredModel:
         """``_resolve`` for reading a model's bytes: the signature policy applies first."""
         sha, manifest, files_tree = self._resolve(domain, model_id)
         policy = self.require_signed if require_signed is None else ("refuse" if require_signed else "off")
@@ -772,7 +776,7 @@ class Store:
                 if policy == "refuse":
                     raise err
                 warnings.warn(str(err), UnsignedModelWarning, stacklevel=3)
-        return sha, manifest, files_tree
+        return StoredModel(sha, manifest, files_tree)
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - the public API's options
                  *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
@@ -809,8 +813,8 @@ class Store:
         """
         root = os.path.abspath(os.fspath(local_path))
         model_id = self._in_state(domain, model_id, state)
-        _, manifest, files_tree = self._trusted(domain, model_id, require_signed)
-        return loading.download(self.repo, root, manifest, files_tree, files, force, self.progress)
+        m = self._trusted(domain, model_id, require_signed)
+        return loading.download(self.repo, m, root, files, force, self.progress)
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
              state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
@@ -849,9 +853,9 @@ class Store:
             UnsignedModelError: the signature policy refuses the model.
         """
         model_id = self._in_state(domain, model_id, state)
-        sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
-        loading.check_load(manifest, into, self.allow_pickle if allow_pickle is None else allow_pickle)
-        return loading.load(self.repo, sha, manifest, files_tree, into, self.progress)
+        m = self._trusted(domain, model_id, require_signed)
+        loading.check_load(m.manifest, into, self.allow_pickle if allow_pickle is None else allow_pickle)
+        return loading.load(self.repo, m, into, self.progress)
 
     def load_cache(self) -> LoadCache:
         """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
@@ -859,8 +863,7 @@ class Store:
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""
-        _, manifest, files_tree = self._trusted(domain, model_id)
-        return loading.read_file(self.repo, manifest, files_tree, path)
+        return loading.read_file(self.repo, self._trusted(domain, model_id), path)
 
     def fsck(self, read_data: bool = False, repair: bool = False) -> FsckReport:
         """Check the whole store and return a report listing every problem.
@@ -1106,8 +1109,7 @@ class Store:
             model has no file called ``path`` (matched exactly, never opened as a path).
             UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._trusted(domain, model_id)
-        return loading.stream_file(self.repo, manifest, files_tree, path, window)
+        return loading.stream_file(self.repo, self._trusted(domain, model_id), path, window)
 
     def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
         """One stored file as a read-only, seekable binary file object (``rb``).
@@ -1124,8 +1126,7 @@ class Store:
             CorruptObjectError: on a read, naming the chunk blob or file that is wrong.
             UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._trusted(domain, model_id)
-        return loading.open_stored(self.repo, manifest, files_tree, path)
+        return loading.open_stored(self.repo, self._trusted(domain, model_id), path)
 
     def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
         """The model's card: (path, text) of a ``MODEL_CARD.md`` or ``README.md`` among its

@@ -17,14 +17,12 @@ from collections.abc import Callable, Collection, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from dulwich.objects import ObjectID, Tree
-
 from ..errors import DownloadConflictError, OtherFilesWarning, PickleRefusedError, UnsafePathError
 from ..frameworks import by_name, entry_executes_code, load_entry
 from ..model.manifest import FileEntry, Manifest
 from ..model.openfile import StoredFile
 from ..model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
-from ..model.reading import file_oids
+from ..model.reading import StoredModel, file_oids
 from ..objects.repository import Repository
 from ..ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
 from ..ops.loadcache import LoadCache, parse_size
@@ -57,9 +55,10 @@ def load_cache(repo: Repository) -> LoadCache:
     return LoadCache(root, limit)
 
 
-def download(repo: Repository, root: str, manifest: Manifest, files_tree: Tree,  # noqa: PLR0913 - Store.download's options
+def download(repo: Repository, m: StoredModel, root: str,  # noqa: PLR0913 - Store.download's options
              files: Collection[str] | None, force: bool, progress: ProgressFn | None) -> Downloaded:
     """The body of ``Store.download`` (see there), into the absolute directory ``root``."""
+    manifest, files_tree = m.manifest, m.files_tree
     name = f"{manifest.domain}/{manifest.model_id}"
     if os.path.exists(root) and not os.path.isdir(root):
         raise NotADirectoryError(f"{root} is a file, not a directory: the model's files are written into a "
@@ -114,10 +113,10 @@ def check_load(manifest: Manifest, into: Collection[str], allow_pickle: bool) ->
                                          e.format, by_name(e.framework).safe_alternative)
 
 
-def _cached(repo: Repository, sha: ObjectID, manifest: Manifest, files_tree: Tree,  # noqa: PLR0913 - the model and how to read it
-            p: ThreadPoolExecutor, progress: ProgressFn | None) -> str:
+def _cached(repo: Repository, m: StoredModel, p: ThreadPoolExecutor, progress: ProgressFn | None) -> str:
     """The load cache's directory holding the files of the entries handed over as paths
     (written there first when missing or damaged); "" when there are none."""
+    sha, manifest, files_tree = m.commit, m.manifest, m.files_tree
     index = {f.path: i for i, f in enumerate(manifest.files)}
     # entries handed over as paths live in the load cache, reused while intact
     as_paths = [(e.kwarg, index[name]) for e in manifest.frameworks if not by_name(e.framework).loads
@@ -148,14 +147,14 @@ def _cached(repo: Repository, sha: ObjectID, manifest: Manifest, files_tree: Tre
     return found
 
 
-def load(repo: Repository, sha: ObjectID, manifest: Manifest, files_tree: Tree,  # noqa: PLR0913 - the model and Store.load's options
-         into: dict[str, Any], progress: ProgressFn | None) -> Any:
+def load(repo: Repository, m: StoredModel, into: dict[str, Any], progress: ProgressFn | None) -> Any:
     """The body of ``Store.load`` (see there) once ``check_load`` passed."""
+    manifest, files_tree = m.manifest, m.files_tree
     repo.odb.index.refresh()  # packs may have been merged by another process
     index = {f.path: i for i, f in enumerate(manifest.files)}
     result: dict[str, dict[str, Any]] = {}
     with pool() as p:
-        cached = _cached(repo, sha, manifest, files_tree, p, progress)
+        cached = _cached(repo, m, p, progress)
         for e in manifest.frameworks:
             fw = by_name(e.framework)
             paths: dict[str, str | BinaryIO] = {}
@@ -188,16 +187,18 @@ def _find(manifest: Manifest, path: str) -> int:
     raise FileNotFoundError(f"{manifest.domain}/{manifest.model_id} has no file {path!r}")
 
 
-def read_file(repo: Repository, manifest: Manifest, files_tree: Tree, path: str) -> bytes:
+def read_file(repo: Repository, m: StoredModel, path: str) -> bytes:
     """The verified content of one stored file (small files; use download for big ones)."""
+    manifest, files_tree = m.manifest, m.files_tree
     i = _find(manifest, path)
     with pool() as p:
         return b"".join(iter_file(repo.odb, manifest.files[i], file_oids(repo, files_tree, manifest, i), p, 4))
 
 
-def stream_file(repo: Repository, manifest: Manifest, files_tree: Tree, path: str,
+def stream_file(repo: Repository, m: StoredModel, path: str,
                 window_: int | None) -> tuple[int, Generator[bytes | memoryview, None, None]]:
     """The body of ``Store.stream_file`` (see there)."""
+    manifest, files_tree = m.manifest, m.files_tree
     i = _find(manifest, path)
     f = manifest.files[i]
     oids = file_oids(repo, files_tree, manifest, i)
@@ -205,8 +206,9 @@ def stream_file(repo: Repository, manifest: Manifest, files_tree: Tree, path: st
     return f.size, _stream(repo, f, oids, window_ or window())
 
 
-def open_stored(repo: Repository, manifest: Manifest, files_tree: Tree, path: str) -> StoredFile:
+def open_stored(repo: Repository, m: StoredModel, path: str) -> StoredFile:
     """The body of ``Store.open_file`` (see there)."""
+    manifest, files_tree = m.manifest, m.files_tree
     i = _find(manifest, path)
     repo.odb.index.refresh()  # packs may have been merged by another process
     return StoredFile(repo.odb, manifest.files[i], file_oids(repo, files_tree, manifest, i),

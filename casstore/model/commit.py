@@ -34,6 +34,7 @@ from ..util.names import check_shown_name
 from .history import DomainIndex, append_event
 from .ingest import IngestedFile
 from .manifest import Manifest
+from .reading import StoredModel
 from .writer import domain_writer, event_trailers
 
 BLOB_MODE = 0o100644
@@ -78,7 +79,7 @@ def write_model(odb: ObjectDB, manifest: Manifest, files_id: ObjectID, created: 
                             int(created.timestamp()))
 
 
-def claim_id(repo: Repository, manifest: Manifest, commit_id: ObjectID, ident: bytes,  # noqa: PLR0913 - was Store._claim: the event and what it carries
+def claim_id(repo: Repository, manifest: Manifest, commit_id: ObjectID, ident: bytes,  # noqa: PLR0913 - the model, its commit and the event's trailers
           trailers: dict[str, str] | None = None, now: bool = False) -> None:
     """Create the model ref (the ID claim) and log the commit event, as one step.
 
@@ -103,9 +104,8 @@ def claim_id(repo: Repository, manifest: Manifest, commit_id: ObjectID, ident: b
                      trailers={**event_trailers(manifest), **(trailers or {})})
 
 
-def write_copy(repo: Repository, sha: ObjectID, manifest: Manifest, files_tree: Tree,  # noqa: PLR0913 - the model and its copy
-               new_id: str, ident: bytes) -> tuple[Manifest, ObjectID]:
-    """Commit the model (commit ``sha``) again as ``new_id``, sharing its ``files`` tree, with a
+def write_copy(repo: Repository, m: StoredModel, new_id: str, ident: bytes) -> tuple[Manifest, ObjectID]:
+    """Commit the model ``m`` again as ``new_id``, sharing its ``files`` tree, with a
     ``Cas-Copied-From`` trailer (``Store.copy_model``); returns the copy's manifest and commit.
 
     Callers hold the shared store lock.
@@ -113,10 +113,10 @@ def write_copy(repo: Repository, sha: ObjectID, manifest: Manifest, files_tree: 
     Raises:
         ModelExistsException: ``new_id`` is taken (checked atomically).
     """
-    copy = dataclasses.replace(manifest, model_id=new_id)
-    origin = f"{manifest.domain}/{manifest.model_id} {sha.decode()}"
+    copy = dataclasses.replace(m.manifest, model_id=new_id)
+    origin = f"{m.manifest.domain}/{m.manifest.model_id} {m.commit.decode()}"
     with write_errors(repo.path):
-        commit_id = write_model(repo.odb, copy, files_tree.id, _dt.datetime.fromisoformat(copy.created),
+        commit_id = write_model(repo.odb, copy, m.files_tree.id, _dt.datetime.fromisoformat(copy.created),
                                 {"Copied-From": origin})
     claim_id(repo, copy, commit_id, ident, {"Copied-From": origin})
     return copy, commit_id
