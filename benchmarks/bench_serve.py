@@ -7,7 +7,7 @@ objects a commit writes:
 * one real model is committed to a seed domain; its file (one chunk, its chunk
   tree and files tree) is shared by every generated model, as identical files are;
 * per model: a manifest blob, a root tree and a model commit exactly as
-  ``Store._write_model`` makes them (same message and trailers), and a loose ref
+  ``model/commit.py``'s ``write_model`` makes them (same message and trailers), and a loose ref
   ``refs/cas/models/bench/<id>`` (what casstore writes: no packed-refs);
 * per model: one domain-history commit with the same message and trailers as
   ``append_event`` writes.  The only shortcut: a history commit's tree (the

@@ -1,5 +1,9 @@
 """The Store: commit, load, download and list models.
 
+Over 500 lines because the public API's reference docstrings (about 430 lines) live here; the
+Store is a facade (argument checks, locks, delegation) and its work is in ``model/`` and
+``actions/`` (docs/architecture.md).
+
 Durability and concurrency, in one place:
 
 * A commit writes its new chunks into one pack (fsynced, published ``.idx``
@@ -26,92 +30,85 @@ Durability and concurrency, in one place:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import errno
-import hashlib
 import logging
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Literal
 
-from dulwich.objects import Blob, Commit, ObjectID, Tree
+from dulwich.objects import ObjectID, Tree
 
+from .actions import loading
+from .actions.commit import SaveFn, commit_model, given_files, plan_models, save_object
+from .actions.info import info_dict
+from .actions.location import check_remote_url as check_remote_url
+from .actions.location import default_store_path as default_store_path
+from .actions.location import init_store as init_store
+from .actions.location import is_git_repository as is_git_repository
+from .actions.location import is_store as is_store
+from .actions.location import local_remote_path as local_remote_path
+from .actions.location import missing_store_error as missing_store_error
+from .actions.location import protect_git_repository as protect_git_repository
+from .actions.location import remote_hook_missing as remote_hook_missing
+from .actions.location import remote_schemes as remote_schemes
+from .actions.location import resolve_store as resolve_store
+from .actions.synclog import log_sync
 from .errors import (
-    CasError,
     DomainNotFoundException,
-    DownloadConflictError,
-    ExtraFileError,
     FrameworkError,
-    InvalidIdError,
     ModelExistsException,
     ModelNotFoundException,
-    ModelStateLostWarning,
     NoModelInStateError,
     NotAStoreError,
-    OtherFilesWarning,
-    PickleRefusedError,
-    RestoreError,
     SigningError,
-    StateNotFoundException,
-    StoreWriteError,
-    UnsafePathError,
     UnsignedModelError,
     UnsignedModelWarning,
 )
-from .frameworks import Framework, Saved, bundle_params, by_name, entry_executes_code, load_entry, resolve
-from .frameworks.sklearn import with_store_format
+from .frameworks import Framework, Saved, by_name
+from .model.commit import (
+    extra_sources,
+    write_copy,
+)
+from .model.deletion import delete, deleted_models, restore
 from .model.history import (
     DomainIndex,
     Event,
-    append_event,
     convert_layout,
     events_since,
-    has_newest,
     iter_log,
     read_index,
     read_states,
-    record_delete,
-    walk_log,
 )
-from .model.ingest import IngestedFile, Source, ingest
-from .model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
+from .model.listing import check_state_exists, iter_model_commits, iter_models, list_models
+from .model.manifest import FileEntry, Manifest
 from .model.manifest import decode as decode_manifest
 from .model.metadata import plain_metadata
-from .model.notes import Annotations, check_note, check_tag, note_trailer, read_annotations
+from .model.notes import check_note, check_tag, note_trailer
 from .model.openfile import StoredFile
-from .model.readback import Downloaded, files_under, holds_entry, iter_file, open_file, write_file
-from .model.reading import file_oids, model_commit, read_manifest, read_model
-from .model.restore import deletions, find_deletion, missing_part, states_before
-from .model.signatures import Verifier
-from .model.writer import domain_writer, event_trailers, refs_as_stamped, states_writer
+from .model.readback import Downloaded
+from .model.reading import StoredModel, model_commit, read_model
+from .model.signatures import Verifier, verify_domain
+from .model.stateops import annotate, create_state, delete_state, remove_state, set_state
+from .model.views import DomainViews
+from .model.writer import domain_writer
 from .objects.chunker import ChunkParams
 from .objects.codec import DEFAULT_LEVEL
-from .objects.maintenance import maintain
 from .objects.refs import domain_ref, model_ref
-from .objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
-from .objects.trailers import format_trailers, parse_trailers
+from .objects.repository import Repository
 from .ops import stats
 from .ops.fsck import FsckReport, fsck, repair_histories
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport, gc, parse_duration
-from .ops.loadcache import DEFAULT_LIMIT as DEFAULT_CACHE_LIMIT
-from .ops.loadcache import LoadCache, parse_size
+from .ops.loadcache import LoadCache
 from .util.config import get_setting, parse_bool
-from .util.fsutil import NOWHERE, check_regular, check_relpath, walk_files
 from .util.identity import author, parse_identity
-from .util.locking import WaitFn, deferred_interrupts
-from .util.names import check_domain, check_model_id, check_shown_name, check_state, new_model_id
-from .util.parallel import default_workers
+from .util.locking import WaitFn
+from .util.names import check_domain, check_model_id, check_state, new_model_id
 from .util.progress import Counter, ProgressFn, default_progress
 from .util.sshsig import Verdict, key_signer, require_policy, signing_key, signs_by_default
-from .version import __version__
 
 if TYPE_CHECKING:
     # BucketClient, ModelChange and SyncResult: re-exported for the front ends' annotations
@@ -119,77 +116,12 @@ if TYPE_CHECKING:
     from .remote.sync import ModelChange as ModelChange
     from .remote.sync import RemoteRefs
     from .remote.sync import SyncResult as SyncResult
-from .model.states import list_states, update_states
+from .model.states import list_states
 from .modelinfo import ModelInfo
-
-BLOB_MODE = 0o100644
-TREE_MODE = 0o040000
 
 #: what the store does, for applications and `cas -v`; silent unless the application
 #: configures logging (casstore/__init__.py adds a NullHandler, as libraries should)
 log = logging.getLogger("casstore")
-
-
-def default_store_path() -> str:
-    """``$CAS_STORE`` as given (a relative path is relative to the current directory), else ~/.casstore."""
-    return os.environ.get("CAS_STORE") or os.path.join(os.path.expanduser("~"), ".casstore")
-
-
-def resolve_store(path: str | os.PathLike[str] | None = None) -> tuple[str, str]:
-    """The absolute path of the store to use, and where that choice came from.
-
-    ``path`` if given, else ``$CAS_STORE``, else ``~/.casstore``.  A relative
-    path resolves against the current directory, like git's ``GIT_DIR``: the
-    same ``CAS_STORE=./models`` names another directory in a subdirectory, and
-    commands that do not create stores then say so instead of guessing.  The
-    second value (``"--store"``, ``"$CAS_STORE=./models"``, ``"the default"``)
-    is for messages that have to say why this path was chosen (see :func:`missing_store_error`).
-    """
-    if path is not None:
-        return os.path.abspath(os.fspath(path)), "--store"
-    env = os.environ.get("CAS_STORE")
-    if env:
-        return os.path.abspath(env), f"$CAS_STORE={env}"
-    return os.path.join(os.path.expanduser("~"), ".casstore"), "the default ~/.casstore"
-
-
-def missing_store_error(path: str, source: str) -> NotAStoreError:
-    """The error for a store that is not there: names the path, where it came from, and the fix."""
-    env = source.removeprefix("$CAS_STORE=")
-    if env != source and not os.path.isabs(env):
-        source += f", relative to the current directory {os.getcwd()}"
-    elif source.startswith("the default"):
-        source += ": no --store, no $CAS_STORE"
-    if not os.path.exists(path):
-        detail = f"nothing here (store chosen by {source}); create one with `cas init {path}`"
-        if env != source and not os.path.isabs(env):
-            detail += ", or make $CAS_STORE absolute to use one store from every directory"
-    elif is_git_copy_of_store(path):
-        detail = GIT_COPY_HINT.format(path=path)
-    else:
-        detail = f"no casstore config (store chosen by {source})"
-    return NotAStoreError(path, detail)
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
-
-
-def init_store(path: str, *, bare_remote: bool = False, require_signed: str | None = None) -> None:
-    """Create a new, empty store at ``path`` (a bare git repository).
-
-    ``bare_remote=True`` prepares it to be pushed to by others: a pre-receive
-    hook that enforces casstore's rules on every push (see remote/hook.py).
-    ``require_signed`` (with ``bare_remote``): an allowed signers file; the hook then
-    refuses pushes of commits no key of it signed.
-    """
-    if require_signed is not None and not os.path.isfile(require_signed):
-        raise FileNotFoundError(f"allowed signers file {require_signed}: no such file")
-    init_repository(path, served=bare_remote)
-    if bare_remote:
-        from .remote.hook import install_hook
-
-        install_hook(path, require_signed)
 
 
 def clone_store(url: str, path: str | os.PathLike[str], *,
@@ -227,57 +159,6 @@ def clone_store(url: str, path: str | os.PathLike[str], *,
             os.rmdir(root)
         raise
     return store, result
-
-
-def is_store(path: str) -> bool:
-    """Whether ``path`` holds a casstore store."""
-    return is_repository(path)
-
-
-def is_git_repository(path: str) -> bool:
-    """Whether ``path`` looks like a bare git repository (made by ``git init --bare`` or by casstore)."""
-    from .remote.inspect import is_plain_git_repository
-
-    return is_plain_git_repository(path)
-
-
-def protect_git_repository(path: str, require_signed: str | None = None) -> None:
-    """Give a bare git repository made by ``git init --bare`` what ``cas init --bare`` gives
-    a store others push to: the pre-receive hook that protects models (refusing commits not
-    signed by a key of ``require_signed`` too, when given) and git's object checks on receive."""
-    from .remote.hook import install_hook
-
-    install_hook(path, require_signed)
-    subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
-
-
-def remote_hook_missing(url: str) -> bool:
-    """Whether ``url`` is a local git repository without casstore's pre-receive hook (a server's
-    hooks are invisible to a client: False for any other remote)."""
-    from .remote.inspect import hook_missing
-
-    return hook_missing(url)
-
-
-def check_remote_url(url: str) -> str:
-    """``url`` if it is a path or a URL of a remote kind this casstore has; else UnsupportedRemoteError."""
-    from .remote.config import check_url
-
-    return check_url(url)
-
-
-def remote_schemes() -> list[str]:
-    """The URL schemes of the remote kinds this casstore has (``s3``, ``gs``, ``az``, ...)."""
-    from .remote.transport import SCHEMES
-
-    return sorted(SCHEMES)
-
-
-def local_remote_path(url: str) -> str | None:
-    """The directory of a remote on this machine (a path or ``file://`` URL), else None."""
-    from .remote.transport import local_path
-
-    return local_path(url)
 
 
 def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
@@ -326,9 +207,8 @@ class Store:
         #: ``"refuse"`` (the store's ``cas.requireSigned``; docs/signing.md)
         self.require_signed = require_policy(self.path)
         self._verifier: Verifier | None = None
-        #: domain -> (history head, its states): see ``_states_of``
-        self._states_cache: dict[str, tuple[ObjectID | None, dict[str, dict[str, ObjectID]]]] = {}
-        self._annotations_cache: dict[str, tuple[ObjectID | None, dict[tuple[str, str], Annotations]]] = {}
+        #: the models' states, notes and tags, read once per history head (model/views.py)
+        self._views = DomainViews(self.repo)
 
     def __repr__(self) -> str:
         return f"casstore.Store({self.path!r})"
@@ -402,16 +282,9 @@ class Store:
             check_model_id(model_id)
         if not models:
             raise TypeError("commit_models() needs at least one model, e.g. model=clf")
-        models = bundle_params(models)  # annoy's metric= and num_trees= describe its model=
-        plan = [(kwarg, resolve(kwarg, obj), obj) for kwarg, obj in models.items()]
-        plan = [(k, fw, with_store_format(o, self.sklearn_format) if fw.name == "sklearn" else o)
-                for k, fw, o in plan]
-
-        def save(kwarg: str, fw: Framework, obj: Any, directory: str) -> Saved:
-            return fw.save(obj, kwarg, directory)
-
+        plan = plan_models(models, self.sklearn_format)
         with self._signing(sign):
-            return self._commit(domain, model_id, plan, save, extra_files, extra_metadata, created)
+            return self._commit(domain, model_id, plan, save_object, extra_files, extra_metadata, created)
 
     def _signing(self, sign: bool | str | None) -> AbstractContextManager[None]:
         """The block's commits signed as ``sign`` asks (see ``commit_models``)."""
@@ -450,19 +323,15 @@ class Store:
         if not frameworks:
             raise FrameworkError("commit_files() needs at least one framework entry")
         plan = [(kwarg, by_name(name), saved) for kwarg, name, saved in frameworks]
-
-        def given(kwarg: str, fw: Framework, saved: Saved, directory: str) -> Saved:
-            return saved
-
         ident = None if author is None else parse_identity(author, "author")
-        return self._commit(domain, model_id, plan, given, extra_files, extra_metadata, created, ident)
+        return self._commit(domain, model_id, plan, given_files, extra_files, extra_metadata, created, ident)
 
     def _commit(  # noqa: PLR0913 - what both commit entry points pass on
         self,
         domain: str,
         model_id: str | None,
         plan: Sequence[tuple[str, Framework, Any]],
-        save: Callable[[str, Framework, Any, str], Saved],
+        save: SaveFn,
         extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
         extra_metadata: dict[Any, Any] | None,
         created: _dt.datetime | None,
@@ -474,94 +343,20 @@ class Store:
         if created is not None and created.tzinfo is None:
             raise TypeError("created must be a timezone-aware datetime")
         if created is not None:
-            # listings sort the ISO strings: every model's time must be in one zone (UTC, as _now)
+            # listings sort the ISO strings: every model's time must be in one zone (UTC, as the default: now)
             created = created.astimezone(_dt.timezone.utc)
         extra_metadata = self._check_metadata(extra_metadata)
-        extras = list(_extra_sources(extra_files))
+        extras = list(extra_sources(extra_files))
         ident = author(self.path) if given_author is None else given_author  # validated before any write
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
-        with self._lock(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
-            entries: list[FrameworkEntry] = []
-            sources: list[Source] = []
-            owner: dict[str, str] = {}
-
-            def claim(path: str, who: str) -> None:
-                if path in owner:
-                    raise FrameworkError(f"{who} and {owner[path]} both write the file {path!r}")
-                owner[path] = who
-
-            for i, (kwarg, fw, obj) in enumerate(plan):
-                d = os.path.join(work, f"{i}")
-                os.mkdir(d)
-                saved = save(kwarg, fw, obj, d)
-                for name, local in saved.files.items():
-                    claim(name, f"{kwarg}={fw.name}")
-                    sources.append(Source(name, local, "model"))
-                entries.append(FrameworkEntry(kwarg, fw.name, saved.cls, saved.format,
-                                              list(saved.files), saved.library, fw.executes_code(saved.format)))
-            for name, local in extras:
-                claim(name, f"extra file {local}")
-                sources.append(Source(name, _snapshot_unsized(local, work), "extra"))
-            try:
-                check_paths(list(owner))
-                for name in owner:
-                    check_shown_name(name)  # new names only: stored ones are escaped when shown
-            except UnsafePathError as e:
-                other = [q for q in owner if e.path.startswith(q + "/")]
-                raise FrameworkError(f"{owner[e.path]}"
-                                     + (f" and {owner[other[0]]}" if other else "") + f": {e}") from None
-
-            with self._write_errors():
-                files, stats = ingest(self.odb, sources, params=self.params, level=self.level,
-                                      progress=self.progress)
-            created = _now() if created is None else created
-            manifest = Manifest(
-                domain=domain,
-                model_id=model_id,
-                created=created.isoformat(),
-                author=ident.decode(),
-                frameworks=entries,
-                files=[FileEntry(f.path, f.kind, f.size, f.blake3, f.xxh3, f.keys, f.sizes) for f in files],
-                extra_metadata=extra_metadata,
-                environment={"python": platform.python_version(), "casstore": __version__,
-                             "platform": platform.platform()},
-                stats={"bytes_given": stats.bytes_given, "bytes_stored": stats.bytes_stored,
-                       "chunks_total": stats.chunks_total, "chunks_new": stats.chunks_new},
-            )
-            with self._write_errors():
-                commit_id = self._write_model(manifest, self._write_files_tree(files), created)
-            self._claim(manifest, commit_id, ident)
-            self._maintain()
-        log.info("committed %s/%s (%s): %d bytes given, %d stored, %d/%d chunks new", domain, model_id,
-                 commit_id.decode()[:10], stats.bytes_given, stats.bytes_stored, stats.chunks_new,
-                 stats.chunks_total)
-        return self._info(decode_manifest(manifest.encode()), commit_id)
-
-    def _claim(self, manifest: Manifest, commit_id: ObjectID, ident: bytes,
-               trailers: dict[str, str] | None = None, now: bool = False) -> None:
-        """Create the model ref (the ID claim) and log the commit event, as one step.
-
-        The event's time is the model's creation time, or the present with ``now``
-        (a restore: ``cas log`` shows it after the deletion it undoes).
-
-        Callers hold the shared store lock, so gc keeps the new objects until the ref names them.
-
-        Raises:
-            ModelExistsException: the ID is taken.
-        """
-        domain, model_id = manifest.domain, manifest.model_id
-        with self._write_errors(), domain_writer(self.repo, domain), deferred_interrupts():
-            if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
-                raise ModelExistsException(domain, model_id)
-
-            def add(idx: DomainIndex) -> None:
-                idx.models[model_id] = commit_id
-
-            append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
-                         when=None if now else int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
-                         trailers={**event_trailers(manifest), **(trailers or {})})
+        with self._lock(), self.scratch_dir("commit-") as work:
+            manifest, commit_id = commit_model(
+                self.repo, work, plan, save, extras, domain=domain, model_id=model_id, created=created,
+                ident=ident, extra_metadata=extra_metadata, params=self.params, level=self.level,
+                progress=self.progress)
+        return info_dict(decode_manifest(manifest.encode()), commit_id)
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
         """Commit the model ``domain/model_id`` again as ``domain/new_id``, sharing its files.
@@ -586,83 +381,21 @@ class Store:
         if self.model_exists(domain, new_id):
             raise ModelExistsException(domain, new_id)
         ident = author(self.path)
-        copy = dataclasses.replace(manifest, model_id=new_id)
-        origin = f"{domain}/{model_id} {sha.decode()}"
         with self._lock():  # gc must not collect the new objects before the ref exists
-            with self._write_errors():
-                commit_id = self._write_model(copy, files_tree.id, _dt.datetime.fromisoformat(copy.created),
-                                              {"Copied-From": origin})
-            self._claim(copy, commit_id, ident, {"Copied-From": origin})
-        return self._info(decode_manifest(copy.encode()), commit_id)
+            copy, commit_id = write_copy(self.repo, StoredModel(sha, manifest, files_tree), new_id, ident)
+        return info_dict(decode_manifest(copy.encode()), commit_id)
 
     upload = commit_models
-
-    def _maintain(self) -> None:
-        """Keep the pack count logarithmic and loose objects few (see maintenance.py).
-
-        The commit is complete when this runs; a failure here only costs speed.
-        """
-        try:
-            maintain(self.repo)
-        except (CasError, OSError) as e:
-            warnings.warn(f"casstore: store maintenance skipped: {e}", stacklevel=3)
-
-    @contextmanager
-    def _write_errors(self) -> Iterator[None]:
-        """Turn a full disk or I/O error into a StoreWriteError naming the store."""
-        try:
-            yield
-        except OSError as e:
-            if isinstance(e, CasError) or e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-                raise
-            raise StoreWriteError(self.path, e) from e
 
     @staticmethod
     def _check_metadata(meta: Any) -> Any:
         return plain_metadata(meta)  # numpy scalars made plain (model/metadata.py)
-
-    def _write_files_tree(self, files: list[IngestedFile]) -> ObjectID:
-        """The ``files`` tree: one tree per file listing its chunk blobs in order."""
-        files_tree = Tree()
-        for i, f in enumerate(files):
-            t = Tree()
-            for j, oid in enumerate(f.oids):
-                t.add(b"%08x" % j, BLOB_MODE, ObjectID(oid.hex().encode()))
-            files_tree.add(b"%08x" % i, TREE_MODE, self.odb.write_loose(t))
-        return self.odb.write_loose(files_tree)
-
-    def _write_model(self, manifest: Manifest, files_id: ObjectID, created: _dt.datetime,
-                     trailers: dict[str, str] | None = None) -> ObjectID:
-        """The model commit: a root tree of the manifest and the ``files`` tree."""
-        odb = self.odb
-        root = Tree()
-        root.add(b"manifest", BLOB_MODE, odb.write_loose(Blob.from_string(manifest.encode())))
-        root.add(b"files", TREE_MODE, files_id)
-        summary = ", ".join(f"{e.kwarg}={e.framework}" for e in manifest.frameworks)
-        message = (
-            f"model {manifest.domain}/{manifest.model_id}\n\n{summary}\n\n"
-            + format_trailers({"Domain": manifest.domain, "Model": manifest.model_id,
-                               "Created": manifest.created, **(trailers or {})})
-        ).encode()
-        return odb.write_commit(odb.write_loose(root), [], manifest.author.encode(), message,
-                                int(created.timestamp()))
 
     # -- reading ----------------------------------------------------------
 
     def list_domains(self) -> list[str]:
         """Every domain that has (or had) models, sorted by name."""
         return sorted(self.refs.domains())
-
-    def _model_times(self, domain: str) -> list[tuple[str, str]]:
-        out = []
-        for mid in self.refs.model_ids(domain):
-            sha = self.refs.get(model_ref(domain, mid))
-            if sha is None:
-                continue
-            c = self.odb.read(sha, Commit)
-            assert isinstance(c, Commit)
-            out.append((parse_trailers(c.message).get("Cas-Created", ""), mid))
-        return out
 
     def list_models(self, domain: str, state_name: str | None = None, limit: int | None = None) -> list[str]:
         """The domain's model IDs, newest first; only those in ``state_name`` if given.
@@ -671,80 +404,14 @@ class Store:
         descending.  With ``limit``, the first ``limit`` of that same list, read
         from the newest end of the domain history: about ``limit`` history events,
         ref reads and model commits, whatever the domain's size (see
-        ``_first_models`` for when it must read every model instead).
+        model/listing.py's ``first_models`` for when it must read every model instead).
 
         Raises:
             DomainNotFoundException: the domain was never used.
             StateNotFoundException: ``state_name`` was never created.
             ValueError: ``limit`` is negative.
         """
-        check_domain(domain)
-        if limit is not None:
-            if limit < 0:
-                raise ValueError(f"list_models: limit must be >= 0, not {limit}")
-            first = self._first_models(domain, state_name, limit)
-            if first is not None:
-                return first
-            return self.list_models(domain, state_name)[:limit]
-        times = self._model_times(domain)
-        if not times and self.refs.get(domain_ref(domain)) is None:
-            raise DomainNotFoundException(domain)
-        ids = [mid for _, mid in sorted(times, reverse=True)]
-        if state_name is not None:
-            self._check_state_exists(state_name)
-            members = self._index(domain).states.get(state_name, {})
-            ids = [mid for mid in ids if mid in members]
-        return ids
-
-    def _first_models(self, domain: str, state_name: str | None, limit: int) -> list[str] | None:
-        """``list_models(domain, state_name)[:limit]`` from the newest history events; None: cannot tell.
-
-        Walks the history newest first, keeping each live model (ref at the commit
-        of the event) with its creation time, and stops once ``limit`` of them are
-        newer than anything the rest of the history can hold: every history commit
-        casstore writes bounds the creation times of its ancestry (``Cas-Newest``,
-        see history.walk_log).  None, for the full sort, when the refs may hold a
-        model the history does not record (the refs stamp does not hold: a killed
-        writer, a foreign one), or when the bound is missing (a history written
-        before the bound existed) until the walk reaches the end.
-        """
-        head = self.refs.get(domain_ref(domain))
-        if head is None or not refs_as_stamped(self.repo, domain) or not has_newest(self.odb, head):
-            return None
-        members: dict[str, ObjectID] | None = None
-        if state_name is not None:
-            self._check_state_exists(state_name)
-            members = read_index(self.odb, head).states.get(state_name, {})
-        found: list[tuple[str, str]] = []  # (created, id), as _model_times
-        done: set[str] = set()
-        for ev, bound in walk_log(self.odb, head):
-            if ev.event == "commit" and ev.model_id not in done:
-                try:
-                    current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
-                except InvalidIdError:
-                    current = None  # a name no ref can have: fsck reports it
-                if current is not None and current.decode() == ev.model_commit:
-                    done.add(ev.model_id)
-                    if members is None or ev.model_id in members:
-                        c = self.odb.read(current, Commit)
-                        assert isinstance(c, Commit)
-                        found.append((parse_trailers(c.message).get("Cas-Created", ""), ev.model_id))
-                        found.sort(reverse=True)
-                        del found[limit:]
-            if bound == -1:
-                # the whole history was read (a small domain, or a model created after the
-                # rest at its very start): exact if every ref was met at its event; an
-                # index written by other tools may list models without one: sort every ref
-                return [mid for _, mid in found] if len(done) == len(self.refs.model_ids(domain)) else None
-            if bound is not None and (limit == 0 or len(found) == limit):
-                # the rest records models created before bound + 1 s; ours are all newer?
-                try:
-                    last = _dt.datetime.fromisoformat(found[-1][0]).timestamp() if limit else float("inf")
-                except ValueError:
-                    continue
-                if last >= bound + 1:
-                    return [mid for _, mid in found]
-        return None
+        return list_models(self.repo, domain, state_name, limit)
 
     def iter_models(self, domain: str, state_name: str | None = None) -> Iterator[str]:
         """The domain's model IDs, newest first, read lazily from the domain history.
@@ -763,16 +430,7 @@ class Store:
             DomainNotFoundException: the domain was never used (raised at once).
             StateNotFoundException: ``state_name`` was never created.
         """
-        check_domain(domain)
-        head = self.refs.get(domain_ref(domain))
-        if head is None and not self.refs.has_domain(domain):
-            raise DomainNotFoundException(domain)
-        members: dict[str, ObjectID] | None = None
-        if state_name is not None:
-            self._check_state_exists(state_name)
-            members = read_index(self.odb, head).states.get(state_name, {})
-        return (mid for mid, sha in self.iter_model_commits(domain, head)
-                if members is None or members.get(mid) == sha.encode())
+        return iter_models(self.repo, domain, state_name)
 
     def history_head(self, domain: str) -> ObjectID | None:
         """The head of the domain's history (None: no history yet).  Every commit, deletion
@@ -793,27 +451,7 @@ class Store:
         ``head`` is the domain history's head as the caller read it (None: no history),
         so that a caller paging through the list reads one version of it.
         """
-        # A model is listed at the newest commit event of the very commit its ref holds.
-        # Delete events decide nothing: after a merge, a delete of *another* commit under
-        # the same ID (the other side's) can be newer than the commit event of ours.
-        done: set[str] = set()
-        for ev in iter_log(self.odb, head):
-            if ev.event != "commit" or ev.model_id in done:
-                continue
-            try:
-                current = self.refs.get(model_ref(domain, check_model_id(ev.model_id)))
-            except InvalidIdError:
-                continue  # a name no ref can have: fsck reports it
-            if current is not None and current.decode() == ev.model_commit:
-                done.add(ev.model_id)
-                yield ev.model_id, ev.model_commit
-        rest = self.refs.model_ids(domain) - done
-        if rest:
-            for mid in self.list_models(domain):
-                if mid in rest:
-                    sha = self.refs.get(model_ref(domain, mid))
-                    if sha is not None:
-                        yield mid, sha.decode()
+        return iter_model_commits(self.repo, domain, head)
 
     # -- states and deletion ------------------------------------------------
 
@@ -821,23 +459,13 @@ class Store:
         return read_index(self.odb, self.refs.get(domain_ref(domain)))
 
     def _check_state_exists(self, state: str) -> None:
-        check_state(state)
-        if state not in list_states(self.odb, self.refs):
-            raise StateNotFoundException(state)
+        check_state_exists(self.repo, state)
 
     def create_model_state(self, state_name: str) -> None:
         """Create a model state (a no-op if it exists)."""
         check_state(state_name)
-
-        def add(names: set[str]) -> bool:
-            if state_name in names:
-                return False
-            names.add(state_name)
-            return True
-
         with self._lock():  # gc must not take the new commit before the ref names it
-            with states_writer(self.repo):
-                update_states(self.odb, self.refs, author(self.path), f"create state {state_name}", add)
+            create_state(self.repo, state_name)
 
     def list_model_states(self) -> list[str]:
         """Every state that was created, sorted."""
@@ -855,18 +483,8 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with self._lock(), domain_writer(self.repo, domain):
-            sha = model_commit(self.repo, domain, model_id)
-
-            def put(idx: DomainIndex) -> bool:
-                members = idx.states.setdefault(state_name, {})
-                if members.get(model_id) == sha:
-                    return False
-                members[model_id] = sha
-                return True
-
-            append_event(self.odb, self.refs, domain, author(self.path), "state-set", model_id, sha, put,
-                         state=state_name)
+        with self._lock():
+            set_state(self.repo, domain, model_id, state_name)
 
     def convert_layout(self, domain: str | None = None) -> list[str]:
         """Rewrite domain histories' indexes in the current layout now (``cas convert-layout``).
@@ -888,24 +506,8 @@ class Store:
         self._check_state_exists(state_name)
         check_domain(domain)
         check_model_id(model_id)
-        with self._lock(), domain_writer(self.repo, domain):
-            self._unset_state(domain, model_id, model_commit(self.repo, domain, model_id), state_name)
-
-    def _unset_state(self, domain: str, model_id: str, sha: ObjectID, state_name: str) -> None:
-        """Record that ``model_id`` left ``state_name`` (nothing when it was not in it).
-
-        Callers hold the store lock and the domain's lock.
-        """
-
-        def drop(idx: DomainIndex) -> bool:
-            members = idx.states.get(state_name, {})
-            if model_id not in members:
-                return False
-            del members[model_id]
-            return True
-
-        append_event(self.odb, self.refs, domain, author(self.path), "state-unset", model_id, sha, drop,
-                     state=state_name)
+        with self._lock():
+            remove_state(self.repo, domain, model_id, state_name)
 
     def get_model_states(self, domain: str, model_id: str) -> list[str]:
         """The states the model is in, sorted."""
@@ -916,20 +518,8 @@ class Store:
     def delete_model_state(self, state_name: str) -> None:
         """Delete a state: every model leaves it (recorded in each domain's history)."""
         self._check_state_exists(state_name)
-
-        def remove(names: set[str]) -> bool:
-            if state_name not in names:
-                return False
-            names.discard(state_name)
-            return True
-
         with self._lock():
-            for domain in sorted(self.refs.domains()):
-                with domain_writer(self.repo, domain):
-                    for mid, sha in sorted(self._index(domain).states.get(state_name, {}).items()):
-                        self._unset_state(domain, mid, sha, state_name)
-            with states_writer(self.repo):
-                update_states(self.odb, self.refs, author(self.path), f"delete state {state_name}", remove)
+            delete_state(self.repo, state_name)
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
         """Delete a model: it leaves listings, loads and states; the deletion is logged.
@@ -944,12 +534,8 @@ class Store:
         check_domain(domain)
         check_model_id(model_id)
         ident = author(self.path)  # validated before the ref goes
-        with self._lock(), self._write_errors(), domain_writer(self.repo, domain):
-            # read under the domain lock: no other casstore writer can change it now
-            sha = model_commit(self.repo, domain, model_id)
-            with deferred_interrupts():
-                if not record_delete(self.odb, self.refs, domain, ident, model_id, sha):
-                    raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
+        with self._lock():
+            sha = delete(self.repo, domain, model_id, ident)
         log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
 
     def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
@@ -987,26 +573,7 @@ class Store:
             raise ModelExistsException(domain, target)
         ident = author(self.path)
         with self._lock():  # gc must neither free the old objects nor the new commit meanwhile
-            head = self.refs.get(domain_ref(domain))
-            gone = find_deletion(self.odb, head, domain, model_id, commit)
-            missing = missing_part(self.repo, gone.commit)
-            if missing is not None:
-                raise RestoreError(domain, model_id, f"deleted at {gone.commit.decode()[:10]}, and gc has freed "
-                                   f"its objects ({missing} is gone)")
-            manifest, files_tree = read_manifest(self.repo, gone.commit)
-            if manifest.domain != domain or manifest.model_id != model_id:
-                raise RestoreError(domain, model_id, f"commit {gone.commit.decode()[:10]} is the model "
-                                   f"{manifest.domain}/{manifest.model_id}")
-            manifest = dataclasses.replace(manifest, model_id=target)
-            # a new commit (the history head makes it one no history has seen, even when the same
-            # deletion is restored twice): the old deletion must not apply to it (model/restore.py)
-            origin = gone.commit.decode() if target == model_id else f"{domain}/{model_id} {gone.commit.decode()}"
-            trailers = {"Restored-From": origin}
-            with self._write_errors():
-                new = self._write_model(manifest, files_tree.id, _dt.datetime.fromisoformat(manifest.created),
-                                        {**trailers, "Restored-At": head.decode() if head else "none"})
-            self._claim(manifest, new, ident, trailers, now=True)
-            held = states_before(self.odb, head, gone) if states and head is not None else []
+            manifest, new, gone, held = restore(self.repo, domain, model_id, commit, target, ident, states=states)
         restored = []
         existing = set(self.list_model_states())
         for state in held:
@@ -1017,7 +584,7 @@ class Store:
                 warnings.warn(f"casstore: {domain}/{model_id} was in state {state!r}, which no longer exists: "
                               f"not restored", stacklevel=2)
         log.info("restored %s/%s (%s) from %s", domain, target, new.decode()[:10], gone.commit.decode()[:10])
-        return {**self._info(manifest, new), "restored_from": gone.commit.decode(), "states": restored}
+        return {**info_dict(manifest, new), "restored_from": gone.commit.decode(), "states": restored}
 
     def deleted_models(self, domain: str, grace_period: float = DEFAULT_GRACE) -> list[dict[str, Any]]:
         """Every deletion in the domain's history, newest first, and whether it can be restored.
@@ -1030,21 +597,7 @@ class Store:
         objects' presence is judged by the model commit, which gc frees with them.
         """
         check_domain(domain)
-        head = self.refs.get(domain_ref(domain))
-        if head is None:
-            raise DomainNotFoundException(domain)
-        out = []
-        live = {mid: self.refs.get(model_ref(domain, mid)) for mid in self.refs.model_ids(domain)}
-        for d in deletions(self.odb, head):
-            until = None
-            if d.present:
-                until = (_dt.datetime.fromtimestamp(d.time, _dt.timezone.utc)
-                         + _dt.timedelta(seconds=min(grace_period, 1e10))).strftime("%Y-%m-%dT%H:%M:%SZ")
-            taken = live.get(d.model_id) is not None
-            out.append({"model_id": d.model_id, "commit": d.commit.decode(), "history_commit": d.event.decode(),
-                        "deleted": _dt.datetime.fromtimestamp(d.time, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "restorable": d.present and not taken, "id_taken": taken, "kept_until": until})
-        return out
+        return deleted_models(self.repo, domain, grace_period)
 
     def model_exists(self, domain: str, model_id: str) -> bool:
         check_domain(domain)
@@ -1084,22 +637,11 @@ class Store:
         (model/notes.py); callers that list many models and need neither pass False
         (both are then empty lists)."""
         sha, manifest, _ = self._resolve(domain, self._in_state(domain, model_id, state))
-        info = self._info(manifest, sha)
-        info["states"] = self._states_of(domain, manifest.model_id, sha)
+        info = info_dict(manifest, sha)
+        info["states"] = self._views.states_of(domain, manifest.model_id, sha)
         if annotations:
-            info.update(self._annotations_of(domain, manifest.model_id, sha))
+            info.update(self._views.annotations_of(domain, manifest.model_id, sha))
         return info
-
-    def _states_of(self, domain: str, model_id: str, sha: ObjectID) -> list[str]:
-        """The states ``model_id`` (at commit ``sha``) is in, from the domain index of the
-        history's head; the index's states are kept per head, so a listing that asks for
-        every model's info reads them once."""
-        head = self.refs.get(domain_ref(domain))
-        cached = self._states_cache.get(domain)
-        if cached is None or cached[0] != head:
-            cached = (head, read_index(self.odb, head).states)
-            self._states_cache[domain] = cached
-        return sorted(s for s, members in cached[1].items() if members.get(model_id) == sha)
 
     # -- notes and tags (model/notes.py) -----------------------------------------
 
@@ -1125,7 +667,7 @@ class Store:
             ModelNotFoundException: no such model.
         """
         tag = check_tag(tag)
-        if tag not in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+        if tag not in self._views.annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
             self._annotate(domain, model_id, "tag", trailers={"Tag": tag})
 
     def delete_tag(self, domain: str, model_id: str, tag: str) -> None:
@@ -1135,7 +677,7 @@ class Store:
             NoteError, ModelNotFoundException.
         """
         tag = check_tag(tag)
-        if tag in self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
+        if tag in self._views.annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))["tags"]:
             self._annotate(domain, model_id, "untag", trailers={"Tag": tag})
 
     def get_annotations(self, domain: str, model_id: str) -> dict[str, Any]:
@@ -1146,7 +688,7 @@ class Store:
         """
         check_domain(domain)
         check_model_id(model_id)
-        return self._annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
+        return self._views.annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
 
     def domain_annotations(self, domain: str) -> dict[str, dict[str, Any]]:
         """The notes and tags of every model of the domain that has some, by ID (one history walk per head).
@@ -1156,36 +698,14 @@ class Store:
         """
         if self.history_head(domain) is None:
             raise DomainNotFoundException(domain)
-        self._annotations_of(domain, "-", ObjectID(b"0" * 40))  # fills the cache for the head
-        head, found = self._annotations_cache[domain]
-        models = read_index(self.odb, head).models
-        out: dict[str, dict[str, Any]] = {}
-        for (mid, sha), a in found.items():
-            if models.get(mid) == sha.encode() and (a.notes or a.tags):
-                out[mid] = {"notes": [dict(n) for n in a.notes], "tags": a.tags}
-        return out
+        return self._views.domain_annotations(domain)
 
     def _annotate(self, domain: str, model_id: str, event: str, trailers: dict[str, str] | None = None,  # noqa: PLR0913 - the event and what it carries
                   raw: dict[str, str] | None = None, summary: str = "") -> None:
         check_domain(domain)
         check_model_id(model_id)
-        with self._lock(), domain_writer(self.repo, domain):
-            sha = model_commit(self.repo, domain, model_id)
-            append_event(self.odb, self.refs, domain, author(self.path), event, model_id, sha,
-                         lambda idx: True, trailers={**(trailers or {}), "Summary": summary},
-                         raw_trailers=raw)
-
-    def _annotations_of(self, domain: str, model_id: str, sha: ObjectID) -> dict[str, Any]:
-        """The notes and tags of ``model_id`` at commit ``sha``, from one walk of the history per head."""
-        head = self.refs.get(domain_ref(domain))
-        cached = self._annotations_cache.get(domain)
-        if cached is None or cached[0] != head:
-            cached = (head, read_annotations(self.odb, head))
-            self._annotations_cache[domain] = cached
-        a = cached[1].get((model_id, sha.decode()))
-        if a is None:
-            return {"notes": [], "tags": []}
-        return {"notes": [dict(n) for n in a.notes], "tags": a.tags}
+        with self._lock():
+            annotate(self.repo, domain, model_id, event, trailers, raw, summary)
 
     # -- signatures ---------------------------------------------------------
 
@@ -1216,22 +736,7 @@ class Store:
         ``ok`` is True when every one is good.
         """
         check_domain(domain)
-        v = self.verifier()
-        ids = [model_id] if model_id is not None else sorted(self.iter_models(domain))
-        verdicts: list[Verdict] = []
-        models = []
-        for mid in ids:
-            sha, _, _ = self._resolve(domain, mid)
-            verdicts.append(v.commit(sha, domain))
-            models.append({"model_id": mid, "commit": sha.decode(), "signature": verdicts[-1].as_dict()})
-        events = []
-        for e in self.log(domain):
-            if model_id is None or e.model_id == model_id:
-                verdicts.append(v.commit(e.history_commit, domain))
-                events.append({"event": e.event, "model_id": e.model_id, "history_commit": e.history_commit,
-                               "time": e.as_dict()["time"], "signature": verdicts[-1].as_dict()})
-        ok = all(x.ok for x in verdicts)
-        return {"domain": domain, "allowed_signers": v.allowed, "models": models, "events": events, "ok": ok}
+        return verify_domain(self.repo, self.verifier(), domain, model_id)
 
     def sign_directory(self, directory: str | os.PathLike[str]) -> str:
         """Write ``directory/model.sig``, an OpenSSF model signature (``model_signing``) over the
@@ -1260,7 +765,7 @@ class Store:
         return verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
 
     def _trusted(self, domain: str, model_id: str | None,
-                 require_signed: bool | None = None) -> tuple[ObjectID, Manifest, Tree]:
+                 require_signed: bool | None = None) -> StoredModel:
         """``_resolve`` for reading a model's bytes: the signature policy applies first."""
         sha, manifest, files_tree = self._resolve(domain, model_id)
         policy = self.require_signed if require_signed is None else ("refuse" if require_signed else "off")
@@ -1271,43 +776,7 @@ class Store:
                 if policy == "refuse":
                     raise err
                 warnings.warn(str(err), UnsignedModelWarning, stacklevel=3)
-        return sha, manifest, files_tree
-
-    @staticmethod
-    def _info(m: Manifest, sha: ObjectID) -> dict[str, Any]:
-        return {
-            "domain": m.domain,
-            "model_id": m.model_id,
-            "commit": sha.decode(),
-            "created": m.created,
-            "author": m.author,
-            "frameworks": {
-                e.kwarg: {"framework": e.framework, "class": e.cls, "format": e.format,
-                          "files": list(e.files), "library": dict(e.library),
-                          "executes_code": entry_executes_code(e)}
-                for e in m.frameworks
-            },
-            "files": [
-                {"path": f.path, "kind": f.kind, "size": f.size, "digest": "blake3:" + f.blake3.hex(),
-                 "chunks": len(f.keys)}
-                for f in m.files
-            ],
-            "extra_files": m.extra_files,
-            "extra_metadata": m.extra_metadata,
-            "environment": dict(m.environment),
-            "stats": dict(m.stats),
-            "states": [],  # a new model is in none; get_model_info fills them in
-            "notes": [], "tags": [],  # nor has it notes or tags (add_note, set_tag)
-        }
-
-    @staticmethod
-    def _pool() -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-read")
-
-    @staticmethod
-    def _window() -> int:
-        """Chunks in flight per read: enough to keep the pool busy, bounded whatever the file size."""
-        return 2 * default_workers() + 2
+        return StoredModel(sha, manifest, files_tree)
 
     def download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - the public API's options
                  *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
@@ -1345,45 +814,10 @@ class Store:
         """
         root = os.path.abspath(os.fspath(local_path))
         model_id = self._in_state(domain, model_id, state)
-        sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
-        name = f"{manifest.domain}/{manifest.model_id}"
-        if os.path.exists(root) and not os.path.isdir(root):
-            raise NotADirectoryError(f"{root} is a file, not a directory: the model's files are written into a "
-                                     f"directory")
-        wanted = {f.path for f in manifest.files} if files is None else set(files)
-        unknown = wanted - {f.path for f in manifest.files}
-        if unknown:
-            raise FileNotFoundError(f"{name} has no file {sorted(unknown)[0]!r} "
-                                    f"(its files: {', '.join(sorted(f.path for f in manifest.files))})")
-        before = files_under(root)
-        existing = set(before)
-        unchanged = [f.path for f in manifest.files
-                     if f.path in wanted and f.path in existing and holds_entry(root, f)]
-        # like `git checkout`: never replace a user's file without being told to
-        differ = [f.path for f in manifest.files
-                  if f.path in wanted and f.path not in unchanged and os.path.lexists(os.path.join(root, f.path))]
-        if differ and not force:
-            raise DownloadConflictError(root, manifest.domain, manifest.model_id, differ)
-        others = [p for p in before if p not in {f.path for f in manifest.files}]
-        os.makedirs(root, exist_ok=True)
-        self.odb.index.refresh()  # packs may have been merged by another process
-        todo = [i for i, f in enumerate(manifest.files) if f.path in wanted and f.path not in unchanged]
-        counter = Counter(self.progress, "downloading", sum(manifest.files[i].size for i in todo))
-        with self._pool() as pool:
-            for i in todo:
-                write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i), root, pool,
-                           self._window(), counter, _staged)
-        if others:
-            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-            files_n = "1 file" if len(others) == 1 else f"{len(others)} files"
-            warnings.warn(f"{root} also holds {files_n} that {name} does not have, left untouched: {shown}",
-                          OtherFilesWarning, stacklevel=2)
-        log.debug("downloaded %s: %d file%s into %s (%d unchanged, %d replaced)", name, len(todo),
-                  "" if len(todo) == 1 else "s", root, len(unchanged), len(differ))
-        return Downloaded(root, written=[manifest.files[i].path for i in todo], replaced=differ,
-                          unchanged=unchanged, others=others)
+        m = self._trusted(domain, model_id, require_signed)
+        return loading.download(self.repo, m, root, files, force, self.progress, _staged)
 
-    def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,  # noqa: C901, PLR0912 - one branch per framework and safety rule; to its own module (issue 23)
+    def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
              state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
         """Load the model(s) committed under ``model_id`` (default: the newest; with
         ``state``, the newest model in that state: ``load("fraud", state="production")``).
@@ -1420,93 +854,17 @@ class Store:
             UnsignedModelError: the signature policy refuses the model.
         """
         model_id = self._in_state(domain, model_id, state)
-        sha, manifest, files_tree = self._trusted(domain, model_id, require_signed)
-        kwargs = {e.kwarg for e in manifest.frameworks}
-        for k in into:
-            if k not in kwargs:
-                raise TypeError(f"load(): {manifest.domain}/{manifest.model_id} has no {k!r} to load into "
-                                f"(it has {', '.join(sorted(kwargs))})")
-        allowed = self.allow_pickle if allow_pickle is None else allow_pickle
-        if not allowed:
-            for e in manifest.frameworks:
-                if entry_executes_code(e):
-                    raise PickleRefusedError(manifest.domain, manifest.model_id, e.kwarg, e.framework,
-                                             e.format, by_name(e.framework).safe_alternative)
-        self.odb.index.refresh()  # packs may have been merged by another process
-        index = {f.path: i for i, f in enumerate(manifest.files)}
-        result: dict[str, dict[str, Any]] = {}
-        with self._pool() as pool:
-            window = self._window()
-            # entries handed over as paths live in the load cache, reused while intact
-            as_paths = [(e.kwarg, index[name]) for e in manifest.frameworks if not by_name(e.framework).loads
-                        for name in e.files]
-            for kwarg, _ in as_paths:
-                # the keyword names a directory of the cache: a forged manifest's "../x" must not escape
-                if not kwarg.isidentifier():
-                    raise UnsafePathError(kwarg, f"{manifest.domain}/{manifest.model_id}: a model keyword "
-                                                 "must be a Python identifier")
-            cached = ""
-            if as_paths:
-                files = [(kwarg, manifest.files[i]) for kwarg, i in as_paths]
-                cache = self.load_cache()
-                found = cache.get(sha.decode(), files)
-                if found is None:
-                    counter = Counter(self.progress, "downloading", sum(f.size for _, f in files))
-
-                    def write(root: str) -> None:
-                        for kwarg, i in as_paths:
-                            write_file(self.odb, manifest.files[i], file_oids(self.repo, files_tree, manifest, i),
-                                       os.path.join(root, kwarg), pool, window, counter)
-
-                    found = cache.fill(sha.decode(), manifest.domain, manifest.model_id, files, write)
-                    log.debug("load %s/%s: files written to the load cache %s", manifest.domain,
-                              manifest.model_id, found)
-                else:
-                    log.debug("load %s/%s: reusing %s (verified)", manifest.domain, manifest.model_id, found)
-                cached = found
-            for e in manifest.frameworks:
-                fw = by_name(e.framework)
-                paths: dict[str, str | BinaryIO] = {}
-                finish: list[Callable[[], None]] = []
-                for name in e.files:
-                    i = index[name]
-                    if fw.loads:
-                        # deserialise while chunks are decompressed and verified: no
-                        # temporary file, memory bounded by the read window
-                        oids = file_oids(self.repo, files_tree, manifest, i)
-                        paths[name], done = open_file(self.odb, manifest.files[i], oids, pool, window)
-                        finish.append(done)
-                    else:
-                        paths[name] = os.path.join(cached, e.kwarg, *name.split("/"))
-                result.setdefault(e.framework, {})[e.kwarg] = load_entry(fw, e, paths, into.get(e.kwarg))
-                for done in finish:
-                    done()  # whatever the deserialiser did not read is verified too
-        objects = {name: next(iter(by_kwarg.values())) if len(by_kwarg) == 1 else by_kwarg
-                   for name, by_kwarg in result.items()}
-        if len(objects) == 1:
-            return next(iter(objects.values()))
-        return objects
+        m = self._trusted(domain, model_id, require_signed)
+        loading.check_load(m.manifest, into, self.allow_pickle if allow_pickle is None else allow_pickle)
+        return loading.load(self.repo, m, into, self.progress)
 
     def load_cache(self) -> LoadCache:
         """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
-        text = get_setting(self.repo.config_path, "cas.loadCacheLimit")
-        limit = DEFAULT_CACHE_LIMIT if text is None else parse_size(text, "cas.loadCacheLimit")
-        root = self.repo.cache_dir("load")
-        if not os.access(self.repo.cas_dir, os.W_OK):
-            # a store we may only read (shared, read-only mount) still loads: the cache then
-            # lives in the user's cache directory, one per store
-            base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-            root = os.path.join(base, "casstore", "load", hashlib.sha256(self.path.encode()).hexdigest()[:16])
-        return LoadCache(root, limit)
+        return loading.load_cache(self.repo)
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""
-        sha, manifest, files_tree = self._trusted(domain, model_id)
-        for i, f in enumerate(manifest.files):
-            if f.path == path:
-                with self._pool() as pool:
-                    return b"".join(iter_file(self.odb, f, file_oids(self.repo, files_tree, manifest, i), pool, 4))
-        raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+        return loading.read_file(self.repo, self._trusted(domain, model_id), path)
 
     def fsck(self, read_data: bool = False, repair: bool = False) -> FsckReport:
         """Check the whole store and return a report listing every problem.
@@ -1595,7 +953,7 @@ class Store:
 
         remote = default_remote(self.repo) if remote is None else remote
         result = push(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress)
-        _log_sync("push", result)
+        log_sync("push", result)
         return result
 
     def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
@@ -1621,7 +979,7 @@ class Store:
         strict = self.require_signed == "refuse" if require_signed is None else require_signed
         result = pull(self.repo, resolve_remote(self.repo, remote), list(domains) if domains else None, self.progress,
                       take_theirs=theirs, require_signed=self.verifier() if strict else None)
-        _log_sync("pull", result)
+        log_sync("pull", result)
         return result
 
     def log(self, domain: str) -> list[Event]:
@@ -1752,13 +1110,7 @@ class Store:
             model has no file called ``path`` (matched exactly, never opened as a path).
             UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._trusted(domain, model_id)
-        for i, f in enumerate(manifest.files):
-            if f.path == path:
-                oids = file_oids(self.repo, files_tree, manifest, i)
-                self.odb.index.refresh()  # packs may have been merged by another process
-                return f.size, self._stream(f, oids, window or self._window())
-        raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+        return loading.stream_file(self.repo, self._trusted(domain, model_id), path, window)
 
     def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
         """One stored file as a read-only, seekable binary file object (``rb``).
@@ -1775,13 +1127,7 @@ class Store:
             CorruptObjectError: on a read, naming the chunk blob or file that is wrong.
             UnsignedModelError: the store's ``cas.requireSigned refuse`` refuses the model.
         """
-        _, manifest, files_tree = self._trusted(domain, model_id)
-        for i, f in enumerate(manifest.files):
-            if f.path == path:
-                self.odb.index.refresh()  # packs may have been merged by another process
-                return StoredFile(self.odb, f, file_oids(self.repo, files_tree, manifest, i),
-                                  f"{manifest.domain}/{manifest.model_id}/{path}")
-        raise FileNotFoundError(f"{domain}/{model_id} has no file {path!r}")
+        return loading.open_stored(self.repo, self._trusted(domain, model_id), path)
 
     def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
         """The model's card: (path, text) of a ``MODEL_CARD.md`` or ``README.md`` among its
@@ -1800,10 +1146,6 @@ class Store:
         with self.open_file(domain, model_id, path) as f:
             raw = f.read(max_bytes)
         return path, raw.decode("utf-8", "replace")
-
-    def _stream(self, entry: FileEntry, oids: list[bytes], window: int) -> Generator[bytes | memoryview, None, None]:
-        with ThreadPoolExecutor(min(default_workers(), window), thread_name_prefix="cas-read") as pool:
-            yield from iter_file(self.odb, entry, oids, pool, window)
 
     def pull_download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - pull's and download's options
                       *, remote: str | None = None, force: bool = False, theirs: bool = False,
@@ -1829,92 +1171,9 @@ class Store:
         try:
             result = pull(self.repo, resolve_remote(self.repo, remote), [domain], self.progress, take_theirs=theirs,
                           require_signed=self.verifier() if strict else None, staging=staging)
-            _log_sync("pull", result)
+            log_sync("pull", result)
             return result, self.download(local_path, domain, model_id, force=force, require_signed=require_signed,
                                          _staged=staging.take)
         finally:
             staging.close()
 
-
-def _log_sync(verb: str, result: SyncResult) -> None:
-    log.info("%s %s: %d models added, %d deleted, %d replaced; %d objects, %d bytes", verb, result.url,
-             len(result.models_added), len(result.models_deleted), len(result.models_replaced), result.objects,
-             result.bytes)
-    for c in result.changes:
-        log.info("%s %s: %s %s (%s -> %s)", verb, result.url, c.change, c.model, c.old, c.new)
-    for c in result.states_lost:
-        # loud: a model someone had put in a state is gone from it (issue 21, item 3)
-        domain, model_id = c.model.split("/", 1)
-        where = f"on {result.url}" if verb == "push" else "here"
-        what = (f"was deleted by this {verb}" if c.change == "deleted"
-                else f"was replaced by {(c.new or '')[:10]}")
-        how = (f"; `cas restore {domain} {model_id} --states` (store.restore_model(..., states=True)) brings it back"
-               if verb == "pull" and c.change == "deleted" else "")
-        warnings.warn(f"{c.model} ({(c.old or '')[:10]}) held state {', '.join(c.states)} {where} and {what}"
-                      f"{how}", ModelStateLostWarning, stacklevel=3)
-    for m in result.conflicts:
-        log.warning("%s %s: conflict: %s is a different model on each side", verb, result.url, m)
-    for d in result.diverged:
-        log.warning("%s %s: diverged: %s", verb, result.url, d)
-    for ref, reason in result.rejected.items():
-        log.warning("%s %s: rejected by the remote: %s: %s", verb, result.url, ref, reason)
-
-
-def _extra_sources(
-    extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
-) -> list[tuple[str, str]]:
-    """(name in the store, local path) for every extra file; directories recursively.
-
-    A directory ``plots`` (also given as ``plots/``, ``.`` or ``..``: the name is
-    the directory's own) is stored as ``plots/<its files>``.  Symbolic links are
-    followed, to files and to directories alike, as ``cp -rL`` does; a link that
-    leads back into a directory being walked is a loop and refused.  Every name
-    is checked against the manifest's rules here, before anything is stored.
-
-    Raises:
-        FileNotFoundError: a path that does not exist (or a dangling symlink).
-        ExtraFileError: a symlink loop, a file that is not a regular file, or a
-            name the store cannot hold (control characters, backslashes ...).
-    """
-    if extra_files is None:
-        return []
-    if isinstance(extra_files, (str, os.PathLike)):
-        extra_files = [extra_files]
-    out: list[tuple[str, str]] = []
-    for item in extra_files:
-        p = os.fspath(item)
-        if not os.path.exists(p):
-            if os.path.lexists(p):
-                raise ExtraFileError(p, NOWHERE)
-            raise FileNotFoundError(f"extra file {p!r} does not exist")
-        base = os.path.basename(os.path.abspath(p))
-        if not base:
-            raise ExtraFileError(p, "has no name to store it under (the root directory)")
-        if os.path.isdir(p):
-            out.extend(walk_files(p, base, ExtraFileError))
-        else:
-            check_regular(p, ExtraFileError)
-            out.append((base, p))
-    for name, local in out:
-        try:
-            check_shown_name(check_relpath(name))
-        except UnsafePathError as e:
-            raise ExtraFileError(local, f"cannot be stored under the name {name!r}: {e.rule}") from None
-    return out
-
-
-def _snapshot_unsized(local: str, work: str) -> str:
-    """``local``, or a copy of it when it reports size 0 but has content (``/proc`` files).
-
-    Ingest reads as many bytes as ``fstat`` reports; pseudo-files report 0 and
-    would be stored empty.  Such files are small: copy their content as read.
-    """
-    if os.stat(local).st_size != 0:
-        return local
-    with open(local, "rb") as f:
-        if not f.read(1):
-            return local
-    fd, copy = tempfile.mkstemp(dir=work, prefix="unsized-")
-    with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
-        shutil.copyfileobj(src, dst)
-    return copy

@@ -23,6 +23,7 @@ import pytest
 from dulwich.objects import Commit, ObjectID, Tree
 
 import casstore
+import casstore.model.commit
 from casstore.errors import CorruptRefError, InvalidDurationError, StoreBusyError
 from casstore.model.states import STATES_REF
 from casstore.objects.refs import domain_ref
@@ -142,7 +143,7 @@ def test_delete_between_commit_ref_and_history_append_is_ordered(tmp_path: Path,
     store = casstore.open(tmp_path / "store")
     store.commit_models("d", model=_file(tmp_path, "a.bin", 1), model_id="other")
     ref_created, delete_done = threading.Event(), threading.Event()
-    real = casstore.store.append_event
+    real = casstore.model.commit.append_event
 
     def hooked(*args: object, **kwargs: object) -> object:
         if args[4] == "commit" and args[5] == "x":
@@ -150,7 +151,7 @@ def test_delete_between_commit_ref_and_history_append_is_ordered(tmp_path: Path,
             delete_done.wait(1.0)  # the delete now runs to completion, or waits for us
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(casstore.store, "append_event", hooked)
+    monkeypatch.setattr(casstore.model.commit, "append_event", hooked)
     committer = casstore.Store(store.path)
     t = threading.Thread(target=lambda: committer.commit_models("d", model=_file(tmp_path, "x.bin", 2),
                                                                 model_id="x"))
@@ -302,14 +303,14 @@ def test_next_writer_records_a_deletion_a_killed_writer_left_out(busy: casstore.
 
 
 KILLED = r"""
-import os, signal, sys, casstore, casstore.store
+import os, signal, sys, casstore, casstore.model.commit
 sig = int(sys.argv[3])
-real = casstore.store.append_event
+real = casstore.model.commit.append_event
 def append_event(*args, **kwargs):
     if args[4] == "commit":  # the model ref exists now; its history event does not yet
         os.kill(os.getpid(), sig)
     return real(*args, **kwargs)
-casstore.store.append_event = append_event
+casstore.model.commit.append_event = append_event
 casstore.open(sys.argv[1]).commit_models("d", model=sys.argv[2], model_id="k0-20")
 print("returned", flush=True)
 """

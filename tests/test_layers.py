@@ -25,13 +25,14 @@ LAYERS: dict[str, int] = {
     "casstore.frameworks": 4,
     "casstore.ops": 4,
     "casstore.remote": 5,
-    "casstore.store": 6,
-    "casstore.serve": 7,
-    "casstore.compat": 7,
-    "casstore.cli": 8,
-    "casstore": 8,  # the package's __init__: the public API
-    "casstore.__main__": 9,
-    "casstore.demo": 10,  # an example program using the public API
+    "casstore.actions": 6,  # what the Store's methods do: frameworks, load cache and model layer combined
+    "casstore.store": 7,
+    "casstore.serve": 8,
+    "casstore.compat": 8,
+    "casstore.cli": 9,
+    "casstore": 9,  # the package's __init__: the public API
+    "casstore.__main__": 10,
+    "casstore.demo": 11,  # an example program using the public API
 }
 
 #: private attributes of *other libraries'* objects that casstore must reach, each
@@ -55,7 +56,7 @@ FRONT_ENDS = ("casstore.cli", "casstore.serve", "casstore.compat")
 
 #: the layers under the Store a front end may not import (the Store re-exports what
 #: front ends need, types included)
-BEHIND_THE_STORE = ("casstore.objects", "casstore.model", "casstore.remote")
+BEHIND_THE_STORE = ("casstore.objects", "casstore.model", "casstore.remote", "casstore.actions")
 
 #: the Store's internals a front end may not reach for
 STORE_INTERNALS = ("repo", "odb", "refs")

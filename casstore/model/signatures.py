@@ -17,16 +17,19 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dulwich.objects import Commit, ObjectID
 
-from ..errors import UnsignedModelError
+from ..errors import DomainNotFoundException, UnsignedModelError
 from ..objects.odb import ObjectDB
+from ..objects.refs import domain_ref
 from ..objects.repository import Repository
 from ..util.fsutil import write_new_file
 from ..util.sshsig import UNSIGNED, Verdict, allowed_signers_file, verify
-from .history import parse_event
+from .history import iter_log, parse_event
+from .listing import iter_models
+from .reading import read_model
 
 
 class Verifier:
@@ -136,3 +139,30 @@ def check_received(verifier: Verifier, odb: ObjectDB, domain: str, models: Mappi
             raise UnsignedModelError(domain, ev.model_id or "-", sha.decode(),
                                      f"history event '{ev.event} {ev.model_id}': {verdict.describe()}")
         stack.extend(c.parents)
+
+
+def verify_domain(repo: Repository, v: Verifier, domain: str, model_id: str | None) -> dict[str, Any]:
+    """The body of ``Store.verify_model`` (see there): the verdict on each live model's commit
+    (or ``model_id``'s) and on each event of the domain history (about ``model_id``).
+
+    Raises:
+        DomainNotFoundException, ModelNotFoundException.
+    """
+    ids = [model_id] if model_id is not None else sorted(iter_models(repo, domain))
+    verdicts: list[Verdict] = []
+    models = []
+    for mid in ids:
+        sha = read_model(repo, domain, mid).commit
+        verdicts.append(v.commit(sha, domain))
+        models.append({"model_id": mid, "commit": sha.decode(), "signature": verdicts[-1].as_dict()})
+    head = repo.refs.get(domain_ref(domain))
+    if head is None:
+        raise DomainNotFoundException(domain)
+    events = []
+    for e in iter_log(repo.odb, head):
+        if model_id is None or e.model_id == model_id:
+            verdicts.append(v.commit(e.history_commit, domain))
+            events.append({"event": e.event, "model_id": e.model_id, "history_commit": e.history_commit,
+                           "time": e.as_dict()["time"], "signature": verdicts[-1].as_dict()})
+    ok = all(x.ok for x in verdicts)
+    return {"domain": domain, "allowed_signers": v.allowed, "models": models, "events": events, "ok": ok}
