@@ -17,6 +17,7 @@ from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
 import casstore
+from casstore.objects.repository import Repository
 from casstore.remote import transports
 from casstore.remote.incoming import Quarantine
 from casstore.remote.transports import (
@@ -85,15 +86,15 @@ class Recording:
         self.calls.append("read_refs")
         return self.inner.read_refs()
 
-    def fetch(self, repo: object, wants: Wants, quarantine: Quarantine, domains: set[str] | None,
+    def fetch(self, repo: Repository, wants: Wants, quarantine: Quarantine, domains: set[str] | None,
               progress: ProgressFn | None) -> Received:
         self.calls.append("fetch")
-        return self.inner.fetch(repo, wants, quarantine, domains, progress)  # type: ignore[arg-type]
+        return self.inner.fetch(repo, wants, quarantine, domains, progress)
 
-    def send(self, repo: object, update_refs: UpdateRefs, domains: set[str] | None,
+    def send(self, repo: Repository, update_refs: UpdateRefs, domains: set[str] | None,
              progress: ProgressFn | None) -> Sent:
         self.calls.append("send")
-        return self.inner.send(repo, update_refs, domains, progress)  # type: ignore[arg-type]
+        return self.inner.send(repo, update_refs, domains, progress)
 
     def note_merged(self, domains: set[str]) -> None:
         self.calls.append(f"note_merged {sorted(domains)}")

@@ -8,131 +8,47 @@ local one (fast-forward when possible, else a merge commit); push sends a
 history that contains the remote's (fast-forward on the remote), building that
 merge locally when the remote's history is known here, and asks for a pull
 first when it is not.
+
+Both make the same per-domain plan (``plan_domain``: the three-way merge of our
+side with the remote's, and ``DomainPlan.moves``: the model refs that move); pull
+applies it to this store, push to the remote.  The objects and refs travel
+through a ``Transport`` (``remote/transports/``), whatever the kind of remote:
+nothing here asks which kind it is.  What they read and report is report.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dulwich.config import ConfigFile
 from dulwich.objects import ZERO_SHA, ObjectID
 from dulwich.refs import Ref
 
-from ..errors import CorruptObjectError
 from ..model.history import DomainIndex, read_index, record_delete
 from ..model.reading import read_named_manifest
 from ..model.signatures import Verifier, check_received
 from ..model.states import STATES_REF, states_at, write_states
 from ..model.writer import domain_writer, states_writer
-from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
+from ..objects.refs import domain_ref, model_ref
 from ..objects.trailers import format_trailers
 from ..util.identity import author
 from ..util.locking import deferred_interrupts
-from ..util.names import check_domain, check_model_id
+from ..util.names import check_domain
 from ..util.progress import ProgressFn
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages
 from .incoming import Quarantine
 from .merge import Deleted, MergeResult, ancestry, deleted_commits, merge_base, merge_indexes
+from .report import ModelChange as ModelChange
+from .report import RemoteRefs as RemoteRefs
+from .report import SyncResult as SyncResult
+from .report import parse_refs as parse_refs
 from .transports import Transport, open_transport
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
-
-
-@dataclass
-class RemoteRefs:
-    models: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # domain -> id -> commit
-    histories: dict[str, ObjectID] = field(default_factory=dict)
-    states: ObjectID | None = None
-
-    def domains(self) -> set[str]:
-        return set(self.models) | set(self.histories)
-
-
-def parse_refs(refs: Mapping[Ref, ObjectID], url: str) -> RemoteRefs:
-    """casstore's refs among a remote's, with every name validated.
-
-    Raises:
-        CorruptObjectError: a ``refs/cas/`` ref with a bad name or value.
-    """
-    out = RemoteRefs()
-    for name, sha in refs.items():
-        if not name.startswith(b"refs/cas/"):
-            continue
-        if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):
-            raise CorruptObjectError(name.decode("utf-8", "replace"), f"remote {url} sent a bad object id")
-        try:
-            text = name.decode("ascii")
-            if name == STATES_REF:
-                out.states = ObjectID(sha)
-            elif name.startswith(MODELS):
-                domain, _, mid = text[len(MODELS):].partition("/")
-                out.models.setdefault(check_domain(domain), {})[check_model_id(mid)] = ObjectID(sha)
-            elif name.startswith(DOMAINS):
-                out.histories[check_domain(text[len(DOMAINS):])] = ObjectID(sha)
-            else:
-                raise ValueError("not a casstore ref")
-        except (UnicodeDecodeError, ValueError) as e:
-            raise CorruptObjectError(repr(name)[2:-1], f"remote {url} advertises a bad ref name: {e}") from None
-    return out
-
-
-@dataclass
-class ModelChange:
-    """One model a push or pull added, deleted or replaced, on the side it changed.
-
-    ``old`` is the commit the model ref held there before (deleted, replaced),
-    ``new`` the one it holds now (added, replaced); ``states`` the states that held
-    the removed commit there, which it left with it.
-    """
-
-    model: str  # "domain/id"
-    change: str  # "added", "deleted" or "replaced"
-    old: str | None = None
-    new: str | None = None
-    states: list[str] = field(default_factory=list)
-    #: why: "theirs" for a model of ours that ``pull --theirs`` replaced
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class SyncResult:
-    url: str
-    models_added: list[str] = field(default_factory=list)  # "domain/id"
-    models_deleted: list[str] = field(default_factory=list)
-    #: the ID's model commit changed: one side's history deleted exactly the old one
-    models_replaced: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-    diverged: list[str] = field(default_factory=list)  # domains that need a pull first (push)
-    rejected: dict[str, str] = field(default_factory=dict)  # ref -> reason given by the remote
-    objects: int = 0
-    bytes: int = 0
-    #: every model added, deleted or replaced, with its commits and lost states (``models_*`` name them)
-    changes: list[ModelChange] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.conflicts or self.diverged or self.rejected)
-
-    @property
-    def states_lost(self) -> list[ModelChange]:
-        """The deletions and replacements that took a model out of a state (on the side they changed)."""
-        return [c for c in self.changes if c.states]
-
-    def record(self, change: ModelChange) -> None:
-        """Add ``change`` to the report (and its name to ``models_<change>``)."""
-        self.changes.append(change)
-        {"added": self.models_added, "deleted": self.models_deleted,
-         "replaced": self.models_replaced}[change.change].append(change.model)
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__, ok=self.ok, changes=[c.as_dict() for c in self.changes])
 
 
 def _states_of(index: DomainIndex, model_id: str, sha: ObjectID | None) -> list[str]:
