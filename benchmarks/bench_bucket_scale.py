@@ -78,9 +78,9 @@ def requests() -> int:
 
 
 def _client(url: str) -> BucketClient:
-    from casstore.remote.transport import open_transport
+    from casstore.remote.transports import open_bucket
 
-    client, _ = open_transport(url)
+    client = open_bucket(url)
     assert isinstance(client, BucketClient)
     return client
 

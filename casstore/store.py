@@ -1086,12 +1086,10 @@ class Store:
     def bucket_remote(self, url: str) -> BucketClient | None:
         """A client of the bucket remote at ``url`` (s3://, gs://, az://) for its maintenance
         (``gc``, ``upgrade``); None for any other kind of remote."""
-        from .remote.bucket import BucketClient
         from .remote.config import cache_dir
-        from .remote.transport import open_transport
+        from .remote.transports import open_bucket
 
-        client, _ = open_transport(url, cache_dir=cache_dir(self.repo, url))
-        return client if isinstance(client, BucketClient) else None
+        return open_bucket(url, cache_dir(self.repo, url))
 
     def stream_file(self, domain: str, model_id: str, path: str,
                     window: int | None = None) -> tuple[int, Generator[bytes | memoryview, None, None]]:

@@ -194,9 +194,9 @@ def bucket(request: pytest.FixtureRequest) -> str:
 
 def bucket_client(url: str) -> BucketClient:
     """The bucket client casstore opens for ``url``."""
-    from casstore.remote.transport import open_transport
+    from casstore.remote.transports import open_bucket
 
-    client, _ = open_transport(url)
+    client = open_bucket(url)
     assert isinstance(client, BucketClient)
     return client
 

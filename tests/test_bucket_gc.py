@@ -121,8 +121,8 @@ def test_a_gc_killed_at_each_step_loses_nothing(tmp_path: Path, bucket: str, ste
                   "client._delete = hooked\n",
     }[step]
     killed = run_py("import os, sys\n"
-                    "from casstore.remote.transport import open_transport\n"
-                    "client, _ = open_transport(sys.argv[1], cache_dir=sys.argv[2])\n"
+                    "from casstore.remote.transports import open_bucket\n"
+                    "client = open_bucket(sys.argv[1], cache_dir=sys.argv[2])\n"
                     + hook + "client.gc(0)\n", bucket, str(tmp_path / "killed-cache"))
     assert killed.returncode == 9, killed.stderr
     assert "locks/gc" in bucket_objects(bucket)  # left by the dead process

@@ -22,7 +22,7 @@ import casstore
 from casstore.errors import RemoteError
 from casstore.remote.bucket import BucketClient
 from casstore.remote.reftable import ROOT_KEY, RootTable
-from casstore.remote.transport import open_transport
+from casstore.remote.transports import open_bucket
 from tests.conftest import assert_git_fsck
 from tests.fakes.bucket import Fault, MemoryService, install, uninstall
 
@@ -40,7 +40,7 @@ def url(mem: MemoryService) -> str:
 
 
 def _client(url: str) -> BucketClient:
-    client, _ = open_transport(url)
+    client = open_bucket(url)
     assert isinstance(client, BucketClient)
     return client
 

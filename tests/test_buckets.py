@@ -507,8 +507,8 @@ def test_a_combine_killed_between_upload_and_delete(tmp_path: Path, bucket: str,
     _push_models(a, tmp_path, bucket, ids)
     before = _packs(bucket)
     killed = run_py("import os, sys\n"
-                    "from casstore.remote.transport import open_transport\n"
-                    "client, _ = open_transport(sys.argv[1], cache_dir=sys.argv[2])\n"
+                    "from casstore.remote.transports import open_bucket\n"
+                    "client = open_bucket(sys.argv[1], cache_dir=sys.argv[2])\n"
                     "client._delete = lambda key: os._exit(9)\n"
                     "client.combine_packs(force=True)\n", bucket, str(tmp_path / "killed-cache"))
     assert killed.returncode == 9, killed.stderr

@@ -43,9 +43,6 @@ def list_remotes(repo: Repository) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-#: URL schemes some transport handles (gs:// and az:// by their own modules); anything
-#: else is refused when a remote is added, not later by an unrelated transport's error
-SCHEMES = ("file", "ssh", "git", "http", "https", "s3", "gs", "az")
 _SCP_LIKE = re.compile(r"[^/:@]+@[^/:]+:.*", re.S)  # user@host:path, as git and scp write it
 
 
@@ -66,6 +63,9 @@ def check_url(url: str) -> str:
     """
     if not url or "\n" in url or "\0" in url:
         raise UnsupportedRemoteError(url)
+    from .transports import SCHEMES  # the schemes some transport handles; the others are refused
+    # here, when a remote is added, not later by an unrelated transport's error
+
     scheme, sep, _ = url.partition("://")
     if sep:
         if scheme.lower() not in SCHEMES:

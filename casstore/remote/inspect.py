@@ -21,7 +21,7 @@ from ..objects.repository import Repository
 from .hook import PRE_RECEIVE
 from .merge import ancestry
 from .sync import list_refs
-from .transport import local_path
+from .transports import local_path
 
 
 def _history(repo: Repository, ours: ObjectID | None, theirs: ObjectID | None) -> str:

@@ -100,9 +100,9 @@ _JOB_BYTES = 4 << 20
 class LocalPathClient(SubprocessGitClient):
     """dulwich's subprocess client (refs through git), whose objects travel by file copy.
 
-    ``sync`` asks :meth:`isinstance` of this class to take the copy path; the
-    ``send_pack`` and ``get_refs`` it inherits run ``git-receive-pack`` and
-    ``git-upload-pack`` so that hooks and ref semantics are git's.
+    ``remote/transports/path.py`` copies the objects; the ``send_pack`` and
+    ``get_refs`` it inherits run ``git-receive-pack`` and ``git-upload-pack`` so
+    that hooks and ref semantics are git's.
     """
 
     def remote_refs(self, path: str) -> dict[Ref, ObjectID]:

@@ -279,19 +279,16 @@ def install(service: MemoryService | None = None) -> MemoryService:
     Every casstore entry point then takes them (``Store.push``/``pull``, remotes
     added by URL, ``ModelStore``); ``uninstall`` forgets the scheme again.
     """
-    from casstore.remote import config, transport
+    from casstore.remote import transports
 
     service = service if service is not None else MemoryService()
     MemoryBucket.service = service
-    transport.SCHEMES["mem"] = lambda url, cache, progress: (MemoryBucket(url, cache, progress), url)
-    if "mem" not in config.SCHEMES:
-        config.SCHEMES = (*config.SCHEMES, "mem")  # type: ignore[misc]
+    transports.SCHEMES["mem"] = transports.BucketTransport.opener(MemoryBucket)
     return service
 
 
 def uninstall() -> None:
     """Forget ``mem://`` (what ``install`` did)."""
-    from casstore.remote import config, transport
+    from casstore.remote import transports
 
-    transport.SCHEMES.pop("mem", None)
-    config.SCHEMES = tuple(s for s in config.SCHEMES if s != "mem")  # type: ignore[misc]
+    transports.SCHEMES.pop("mem", None)
