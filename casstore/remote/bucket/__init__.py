@@ -33,8 +33,8 @@ put, upload a file, delete, put-if-absent / put-if-version / delete-if-version o
 ref.  A *version* is whatever the service compares in its conditional requests
 (an ETag on S3 and Azure, a generation number on GCS), read with the ref.
 
-The client has the shape of dulwich's ``fetch_pack``/``send_pack`` so that
-``sync`` treats it like any git transport.
+``remote/transports/bucket.py`` adapts the client (whose ``fetch_pack``/``send_pack``
+still take dulwich-style callbacks) to the ``Transport`` protocol ``sync`` uses.
 
 Where each part lives (one module each; ``BucketClient`` puts them together):
 
