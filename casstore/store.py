@@ -482,7 +482,8 @@ class Store:
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
-        with self._lock(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
+        with self._lock(), self.odb.deferred(), \
+                tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
             entries: list[FrameworkEntry] = []
             sources: list[Source] = []
             owner: dict[str, str] = {}
@@ -553,15 +554,20 @@ class Store:
         """
         domain, model_id = manifest.domain, manifest.model_id
         with self._write_errors(), domain_writer(self.repo, domain), deferred_interrupts():
-            if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
-                raise ModelExistsException(domain, model_id)
+            claimed: list[bool] = []
+
+            def claim() -> None:  # after the event's objects: in a deferred commit, one pack for all
+                if not claimed:
+                    if not self.refs.add_if_new(model_ref(domain, model_id), commit_id):
+                        raise ModelExistsException(domain, model_id)
+                    claimed.append(True)
 
             def add(idx: DomainIndex) -> None:
                 idx.models[model_id] = commit_id
 
             append_event(self.odb, self.refs, domain, ident, "commit", model_id, commit_id, add,
                          when=None if now else int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
-                         trailers={**event_trailers(manifest), **(trailers or {})})
+                         trailers={**event_trailers(manifest), **(trailers or {})}, before_ref=claim)
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
         """Commit the model ``domain/model_id`` again as ``domain/new_id``, sharing its files.
