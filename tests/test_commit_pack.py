@@ -142,3 +142,14 @@ def test_a_commit_killed_at_its_pack_loses_nothing(store: casstore.Store, tmp_pa
     fresh.gc(grace_period=0)
     assert fresh.fsck(read_data=True).ok
     assert_git_fsck(store.path)
+
+
+def test_cas_start_up_leaves_out_modules_a_commit_does_not_need() -> None:
+    """``cas`` builds every command's parser; the modelstore compatibility layer, its importer,
+    the remote transports and importlib.metadata are imported only by what uses them."""
+    code = ("import sys, casstore, casstore.cli; casstore.cli.build_parser(); print(sorted(m for m in "
+            "('casstore.compat.modelstore', 'casstore.compat.importer', 'importlib.metadata', 'tarfile', "
+            "'casstore.remote.sync', 'dulwich.client') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+    assert casstore.ModelStore.__name__ == "ModelStore"  # still there when asked for

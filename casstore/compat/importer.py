@@ -57,7 +57,9 @@ from ..util.identity import check_identity
 from ..util.names import check_domain, check_model_id
 from .meta import (
     DELETED_STATE,
+    EXPANSION_ALLOWANCE,
     EXTRAS_DIR,
+    MAX_EXPANSION,
     META_KEY,
     MODEL_INFO,
     MODELSTORE_DIR,
@@ -70,11 +72,6 @@ from .modelstore import ModelStore
 ROOT = MODELSTORE_DIR
 #: no metadata file modelstore writes comes near this; a bigger one is refused unread
 MAX_JSON = 16 << 20
-#: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
-#: model files compress a few times at most, a decompression bomb a thousand times
-MAX_EXPANSION = 100
-#: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
-EXPANSION_ALLOWANCE = 64 << 20
 _LAYOUT_DIRS = ("domains", "model_states")
 #: where ``--map-ids`` keeps modelstore's own ID: ``meta["model"][ORIGINAL_ID]``
 ORIGINAL_ID = "modelstore_model_id"

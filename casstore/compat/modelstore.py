@@ -74,6 +74,7 @@ from .meta import (
     MODELSTORE_ID_CHARS,
     RESERVED_DOMAINS,
     RESERVED_STATES,
+    STORE_DIR,
     dependencies,
     is_valid_state_name,
     model_type_of,
@@ -85,8 +86,6 @@ from .meta import (
 if TYPE_CHECKING:
     from ..store import SyncResult
 
-#: the casstore store's place under a modelstore root directory or bucket prefix
-STORE_DIR = "casstore"
 #: kwargs modelstore reads as training data for its metadata, never stored as models
 _DATA_KWARGS = ("X_train", "y_train")
 #: attempts to publish a change when other writers keep moving the remote's history
