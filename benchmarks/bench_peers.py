@@ -124,7 +124,7 @@ print(json.dumps(times))
 """
 
 
-def bench_casstore(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+def bench_casstore(w2: Path, w3: Path, work: Path, out: Results) -> None:
     src, remote, dst = fresh(work / "cas-src"), fresh(work / "cas-remote"), fresh(work / "cas-dst")
     t(cas("init", str(src)))
     step(out, "casstore", "W2 commit", t(cas("--store", str(src), "commit", "--id", "v1", "w", str(w2))))
@@ -137,23 +137,26 @@ def bench_casstore(w2: Path, w3: Path, files: list[Path], work: Path, out: Resul
     before = du(src)
     step(out, "casstore", "W3 commit", t(cas("--store", str(src), "commit", "--id", "v2", "w", str(w3))))
     add(out, "W3 bytes added MiB", "casstore", du(src) - before)
-    if files:
-        s = fresh(work / "cas-small")
-        t(cas("init", str(s)))
-        per_file(out, "casstore", files, lambda i, f: cas("--store", str(s), "commit", "--id", f"m{i}", "d", str(f)))
-        # the same commits from one process with the store open (the library, or a long-lived job)
-        one = fresh(work / "cas-small1")
-        p = subprocess.run([sys.executable, "-c", OPEN_STORE, str(one), *map(str, files)], env=TOOL_ENV,
-                           capture_output=True, text=True, check=True)
-        times = json.loads(p.stdout)
-        add(out, "small files, one open store: total s", "casstore", sum(times))
-        add(out, "small files, one open store: ms per commit", "casstore", 1000 * statistics.median(times))
-        shutil.rmtree(one, ignore_errors=True)
-    for d in (src, remote, dst, work / "cas-out", work / "cas-out2", work / "cas-small"):
+    for d in (src, remote, dst, work / "cas-out", work / "cas-out2"):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def bench_restic(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+def small_casstore(files: list[Path], work: Path, out: Results) -> None:
+    s = fresh(work / "cas-small")
+    t(cas("init", str(s)))
+    per_file(out, "casstore", files, lambda i, f: cas("--store", str(s), "commit", "--id", f"m{i}", "d", str(f)))
+    # the same commits from one process with the store open (the library, or a long-lived job)
+    one = fresh(work / "cas-small1")
+    p = subprocess.run([sys.executable, "-c", OPEN_STORE, str(one), *map(str, files)], env=TOOL_ENV,
+                       capture_output=True, text=True, check=True)
+    times = json.loads(p.stdout)
+    add(out, "small files, one open store: total s", "casstore", sum(times))
+    add(out, "small files, one open store: ms per commit", "casstore", 1000 * statistics.median(times))
+    for d in (s, one):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_restic(w2: Path, w3: Path, work: Path, out: Results) -> None:
     repo, remote, data = fresh(work / "restic-repo"), fresh(work / "restic-remote"), fresh(work / "restic-data")
     data.mkdir(parents=True)
     shutil.copyfile(w2, data / "model.npy")
@@ -172,15 +175,18 @@ def bench_restic(w2: Path, w3: Path, files: list[Path], work: Path, out: Results
     before = du(repo)
     step(out, "restic", "W3 commit", t([RESTIC, "-q", "-r", str(repo), "backup", "model.npy"], cwd=data))
     add(out, "W3 bytes added MiB", "restic", du(repo) - before)
-    if files:
-        s = fresh(work / "restic-small")
-        t([*init, "-r", str(s), "init"])
-        per_file(out, "restic", files, lambda i, f: [RESTIC, "-q", "-r", str(s), "backup", f.name], cwd=files[0].parent)
-    for d in (repo, remote, data, work / "restic-out", work / "restic-out2", work / "restic-small"):
+    for d in (repo, remote, data, work / "restic-out", work / "restic-out2"):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def bench_borg(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
+def small_restic(files: list[Path], work: Path, out: Results) -> None:
+    s = fresh(work / "restic-small")
+    t([RESTIC, "-q", "--repository-version", "2", "-r", str(s), "init"])
+    per_file(out, "restic", files, lambda i, f: [RESTIC, "-q", "-r", str(s), "backup", f.name], cwd=files[0].parent)
+    shutil.rmtree(s, ignore_errors=True)
+
+
+def bench_borg(w2: Path, w3: Path, work: Path, out: Results) -> None:
     repo, data = fresh(work / "borg-repo"), fresh(work / "borg-data")
     data.mkdir(parents=True)
     shutil.copyfile(w2, data / "model.npy")
@@ -195,23 +201,28 @@ def bench_borg(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) 
     before = du(repo)
     step(out, "borg", "W3 commit", t([*b, "create", "--compression", "zstd,3", f"{repo}::v2", "model.npy"], cwd=data))
     add(out, "W3 bytes added MiB", "borg", du(repo) - before)
-    if files:
-        s = fresh(work / "borg-small")
-        t([*b, "init", "-e", "none", str(s)])
-        per_file(out, "borg", files, lambda i, f: [*b, "create", "--compression", "zstd,3", f"{s}::m{i}", f.name],
-                 cwd=files[0].parent)
-    for d in (repo, data, o, work / "borg-small"):
+    for d in (repo, data, o):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def bench_dvc(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -> None:
-    def project(path: Path, remote: Path) -> Path:
-        fresh(path).mkdir(parents=True)
-        subprocess.run([str(DVC), "init", "--no-scm", "-q"], cwd=path, check=True, env=ENV)
-        subprocess.run([str(DVC), "remote", "add", "-d", "r", str(remote)], cwd=path, check=True, env=ENV,
-                       stdout=subprocess.DEVNULL)
-        return path
+def small_borg(files: list[Path], work: Path, out: Results) -> None:
+    s = fresh(work / "borg-small")
+    t([str(BORG), "init", "-e", "none", str(s)])
+    per_file(out, "borg", files, lambda i, f: [str(BORG), "create", "--compression", "zstd,3", f"{s}::m{i}", f.name],
+             cwd=files[0].parent)
+    shutil.rmtree(s, ignore_errors=True)
 
+
+def dvc_project(path: Path, remote: Path) -> Path:
+    fresh(path).mkdir(parents=True)
+    subprocess.run([str(DVC), "init", "--no-scm", "-q"], cwd=path, check=True, env=ENV)
+    subprocess.run([str(DVC), "remote", "add", "-d", "r", str(remote)], cwd=path, check=True, env=ENV,
+                   stdout=subprocess.DEVNULL)
+    return path
+
+
+def bench_dvc(w2: Path, w3: Path, work: Path, out: Results) -> None:
+    project = dvc_project
     remote = fresh(work / "dvc-remote")
     remote.mkdir(parents=True)
     src = project(work / "dvc-src", remote)
@@ -229,16 +240,20 @@ def bench_dvc(w2: Path, w3: Path, files: list[Path], work: Path, out: Results) -
     before = du(src / ".dvc" / "cache")
     step(out, "DVC", "W3 commit", t([str(DVC), "add", "-q", "model.npy"], cwd=src))
     add(out, "W3 bytes added MiB", "DVC", du(src / ".dvc" / "cache") - before)
-    if files:
-        s = project(work / "dvc-small", remote)
-        for f in files:
-            shutil.copyfile(f, s / f.name)
-        per_file(out, "DVC", files, lambda i, f: [str(DVC), "add", "-q", f.name], cwd=s)
-    for d in (remote, src, dst, work / "dvc-small"):
+    for d in (remote, src, dst):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def small_dvc(files: list[Path], work: Path, out: Results) -> None:
+    s = dvc_project(work / "dvc-small", fresh(work / "dvc-small-remote"))
+    for f in files:
+        shutil.copyfile(f, s / f.name)
+    per_file(out, "DVC", files, lambda i, f: [str(DVC), "add", "-q", f.name], cwd=s)
+    shutil.rmtree(s, ignore_errors=True)
+
+
 BENCHES = {"casstore": bench_casstore, "restic": bench_restic, "borg": bench_borg, "DVC": bench_dvc}
+SMALL = {"casstore": small_casstore, "restic": small_restic, "borg": small_borg, "DVC": small_dvc}
 
 
 def table(results: Results) -> str:
@@ -263,12 +278,20 @@ def chart(results: Results, path: Path, title: str) -> None:
         best = min((v for v in med.values() if v > 0), default=0.0)
         if best > 0 and len(med) > 1:
             rows.append((key, {t: med[t] / best for t in tools if t in med}))
+    own = results.get("small files, one open store: ms per commit", {}).get("casstore")
+    per_process = results.get("small files: ms per commit", {})
+    peers = {t: statistics.median(v) for t, v in per_process.items() if t != "casstore"}
+    if own and peers:  # the library's commit against each peer's (they have no open-store mode)
+        both = {"casstore": statistics.median(own), **peers}
+        best = min(both.values())
+        rows.append(("ms per commit, casstore's store open", {t: v / best for t, v in both.items()}))
     colours = {"casstore": "#d62728", "restic": "#1f77b4", "borg": "#2ca02c", "DVC": "#9467bd"}
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         _chart_svg(rows, tools, colours, path.with_suffix(".svg"), title)
         return
@@ -281,10 +304,13 @@ def chart(results: Results, path: Path, title: str) -> None:
     ax.set_yticks([i + 0.4 - h / 2 for i in range(len(rows))], [k for k, _ in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.set_xlim(left=0.8)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_xlabel("multiple of the best tool's time or bytes (1 = best; shorter is better)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title.replace(" (", "\n("), fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -321,6 +347,7 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=200, help="small files, one process each (issue: 1000; 0: none)")
     ap.add_argument("--tools", default="casstore,restic,borg,dvc")
     ap.add_argument("--work", type=Path, default=HERE / "data", help="where the data and the stores go")
+    ap.add_argument("--small-only", action="store_true", help="only the small-files rows")
     ap.add_argument("--quick", action="store_true", help="16 MiB, 20 small files, one repetition: does it run")
     ap.add_argument("--chart", type=Path, default=HERE.parent / "docs" / "benchmarks-peers.png",
                     help="where the chart goes (with --quick: nowhere unless given)")
@@ -343,17 +370,21 @@ def main() -> None:
     import bench_transfer
 
     bench_transfer.DATA = args.work
-    w2, w3 = ensure_data(args.size * MiB)
+    w2, w3 = ensure_data(args.size * MiB) if not args.small_only else (Path(), Path())
     files = small_files(args.work, args.small) if args.small else []
     results: Results = {}
     for rep in range(args.reps):
         order = tools[rep % len(tools):] + tools[: rep % len(tools)]
         log(f"peers repetition {rep + 1}/{args.reps}: {', '.join(order)}")
         for tool in order:
-            BENCHES[tool](w2, w3, files, work, results)
+            if not args.small_only:
+                BENCHES[tool](w2, w3, work, results)
+            if files:
+                SMALL[tool](files, work, results)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    title = (f"casstore beside restic, borg and DVC ({when}, {machine}, W2 = {args.size} MiB, {len(files)} small "
+    w2_size = "no W2" if args.small_only else f"W2 = {args.size} MiB"
+    title = (f"casstore beside restic, borg and DVC ({when}, {machine}, {w2_size}, {len(files)} small "
              f"files, {args.reps} repetitions, medians; load average at the end {os.getloadavg()[0]:.1f})")
     print(f"# {title}\n")
     print(table(results))
