@@ -42,6 +42,9 @@ _SIGNER: ContextVar[tuple[Signer | None] | None] = ContextVar("casstore_signer",
 #: new chunk bytes a commit holds back for its one pack (``ObjectDB.chunk_writer``); more
 #: are streamed into a pack of their own, so memory stays bounded
 DEFER_CHUNK_BYTES = 16 << 20
+#: False: ``deferred`` holds nothing back, every object is a loose file (the layout of stores
+#: written before commits packed their objects; tests of damaged loose objects use it)
+DEFER = True
 
 
 class _Pending:
@@ -265,7 +268,7 @@ class ObjectDB:
         fails cannot take away an object another thread's ref relies on.  Nested blocks
         share the outer one's pack.
         """
-        if self._pending() is not None:
+        if not DEFER or self._pending() is not None:
             yield
             return
         self._local.pending = _Pending()
