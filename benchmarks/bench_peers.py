@@ -298,7 +298,7 @@ def chart(results: Results, path: Path, title: str) -> None:
     except ImportError:
         _chart_svg(rows, tools, colours, path.with_suffix(".svg"), title)
         return
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) * len(tools) / 2 + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.13 * len(rows) * len(tools) + 1.6))
     h = 0.8 / len(tools)
     for j, tool in enumerate(tools):
         ys = [i + j * h for i, (_, r) in enumerate(rows) if tool in r]
@@ -312,7 +312,7 @@ def chart(results: Results, path: Path, title: str) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_xlabel("multiple of the best tool's time or bytes (1 = best; shorter is better)")
-    ax.set_title(title.replace(" (", "\n("), fontsize=8)
+    ax.set_title(title.replace(" (", "\n(").replace("; ", ";\n"), fontsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -343,6 +343,14 @@ def _chart_svg(rows: list[tuple[str, dict[str, float]]], tools: list[str], colou
     path.write_text("\n".join(out) + "\n")
 
 
+def chart_saved(results_json: Path, path: Path) -> None:
+    """The chart of a run saved in ``results_json`` (results_peers.json)."""
+    s = json.loads(results_json.read_text())
+    load = s["loadavg"][0]
+    chart(s["results"], path, f"casstore beside restic, borg and DVC ({s['when']}, {s['machine']}, W2 = {s['w2_mib']} "
+          f"MiB, {s['small']} small files, {s['reps']} repetitions, medians; load average at the end {load:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=256, help="W2 size in MiB (the issue's full run: 1024)")
@@ -353,6 +361,7 @@ def main() -> None:
     ap.add_argument("--tools", default="casstore,restic,borg,dvc")
     ap.add_argument("--work", type=Path, default=HERE / "data", help="where the data and the stores go")
     ap.add_argument("--small-only", action="store_true", help="only the small-files rows")
+    ap.add_argument("--chart-from", type=Path, help="only draw the chart of a saved results_peers.json")
     ap.add_argument("--quick", action="store_true", help="16 MiB, 20 small files, one repetition: does it run")
     ap.add_argument("--chart", type=Path, default=HERE.parent / "docs" / "benchmarks-peers.png",
                     help="where the chart goes (with --quick: nowhere unless given)")
@@ -360,6 +369,9 @@ def main() -> None:
     chart_path = args.chart if not args.quick or "--chart" in sys.argv else None
     if args.quick:
         args.size, args.small, args.reps = 16, 20, 1
+    if args.chart_from:
+        chart_saved(args.chart_from, args.chart)
+        return
     wanted = {t.strip().lower() for t in args.tools.split(",")}
     tools = [t for t in BENCHES if t.lower() in wanted]
     if "restic" in tools and not os.path.exists(RESTIC):
