@@ -7,8 +7,8 @@
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .compat import ModelStore  # noqa: E402  (modelstore's API: docs/modelstore.md)
 from .errors import (  # noqa: E402
     CasError,
     CorruptObjectError,
@@ -35,6 +35,18 @@ from .store import Store, init_store, open_store  # noqa: E402
 from .version import __version__ as __version__
 
 open = open_store  # noqa: A001  (casstore.open(), like the issue asks)
+
+if TYPE_CHECKING:
+    from .compat import ModelStore  # modelstore's API: docs/modelstore.md
+
+
+def __getattr__(name: str) -> Any:
+    """``casstore.ModelStore``, imported when first asked for: `cas` and ``casstore.open`` do not need it."""
+    if name == "ModelStore":
+        from .compat import ModelStore
+
+        return ModelStore
+    raise AttributeError(f"module 'casstore' has no attribute {name!r}")
 
 # a library logs, the application decides where it goes: silent unless configured (`cas -v` does)
 logging.getLogger("casstore").addHandler(logging.NullHandler())

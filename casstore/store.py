@@ -351,7 +351,7 @@ class Store:
         if self.model_exists(domain, model_id):
             raise ModelExistsException(domain, model_id)
 
-        with self._lock(), self.scratch_dir("commit-") as work:
+        with self._lock(), self.odb.deferred(), self.scratch_dir("commit-") as work:
             manifest, commit_id = commit_model(
                 self.repo, work, plan, save, extras, domain=domain, model_id=model_id, created=created,
                 ident=ident, extra_metadata=extra_metadata, params=self.params, level=self.level,

@@ -307,8 +307,12 @@ import os, signal, sys, casstore, casstore.model.commit
 sig = int(sys.argv[3])
 real = casstore.model.commit.append_event
 def append_event(*args, **kwargs):
-    if args[4] == "commit":  # the model ref exists now; its history event does not yet
-        os.kill(os.getpid(), sig)
+    if args[4] == "commit":  # the commit claims its model ref just before the history ref moves
+        claim = kwargs["before_ref"]
+        def killed():
+            claim()  # the model ref exists now; its history event does not yet
+            os.kill(os.getpid(), sig)
+        kwargs["before_ref"] = killed
     return real(*args, **kwargs)
 casstore.model.commit.append_event = append_event
 casstore.open(sys.argv[1]).commit_models("d", model=sys.argv[2], model_id="k0-20")

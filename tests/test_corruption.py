@@ -10,7 +10,15 @@ import pytest
 
 import casstore
 from casstore import CorruptObjectError
+from casstore.objects import odb as odb_module
 from tests.conftest import write_random
+
+
+@pytest.fixture(autouse=True)
+def _loose_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These cases damage loose metadata objects: commits write them loose here, as casstore did before
+    a commit packed its objects (and as state changes, notes and deletions still do)."""
+    monkeypatch.setattr(odb_module, "DEFER", False)
 
 
 def _commit_file(store: casstore.Store, tmp_path: Path, size: int = 1 << 20) -> tuple[dict, bytes]:

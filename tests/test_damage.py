@@ -54,6 +54,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     mp = pytest.MonkeyPatch()
     mp.setenv("CAS_AUTHOR", "Test User <test@example.com>")
     mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    import casstore.objects.odb
+
+    mp.setattr(casstore.objects.odb, "DEFER", False)  # the manifest as a loose file ("loose" damage)
     mp.setenv("HOME", str(tmp_path_factory.mktemp("home")))
     try:
         root = tmp_path_factory.mktemp("template")

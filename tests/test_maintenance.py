@@ -53,6 +53,9 @@ def test_forced_maintenance_packs_loose_objects_and_merges(store: casstore.Store
         f = tmp_path / f"m{i}.bin"
         f.write_bytes(os.urandom(10_000))
         store.commit_models("d", model=str(f), model_id=f"m{i}")
+    # a commit writes its objects into its pack (ObjectDB.deferred); a state change leaves some loose
+    store.create_model_state("prod")
+    store.set_model_state("d", "m4", "prod")
     report = maintain(store.repo, force=True)
     assert report.loose_packed > 0
     loose = [d for d in os.listdir(os.path.join(store.path, "objects")) if len(d) == 2

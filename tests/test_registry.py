@@ -149,7 +149,11 @@ def test_gc_removes_leftovers_of_crashed_writers(store: casstore.Store, iris_mod
     assert store.fsck(read_data=True).ok
 
 
-def test_gc_stops_when_a_reachable_tree_is_missing(store: casstore.Store, iris_model: object) -> None:
+def test_gc_stops_when_a_reachable_tree_is_missing(store: casstore.Store, iris_model: object,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import casstore.objects.odb
+
+    monkeypatch.setattr(casstore.objects.odb, "DEFER", False)  # the tree as a loose file, to remove it
     meta = store.commit_models("d", model=iris_model)
     from dulwich.objects import Commit
 

@@ -6,8 +6,7 @@ import argparse
 import os
 import sys
 
-from ..compat.cloud import STORE_DIR
-from ..compat.importer import EXPANSION_ALLOWANCE, MAX_EXPANSION
+from ..compat.meta import EXPANSION_ALLOWANCE, MAX_EXPANSION, STORE_DIR  # the light module: `cas` builds every parser
 from ..store import init_store, is_store
 from .base import JSON_HELP, SubParsers, add_command, open_store_for, store_path
 from .output import print_json

@@ -11,6 +11,18 @@ docs/modelstore.md.
 
 from __future__ import annotations
 
-from .modelstore import ModelStore
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .modelstore import ModelStore
 
 __all__ = ["ModelStore"]
+
+
+def __getattr__(name: str) -> Any:
+    """``ModelStore``, imported when first asked for (``cas`` reads meta.py's names without it)."""
+    if name == "ModelStore":
+        from .modelstore import ModelStore
+
+        return ModelStore
+    raise AttributeError(f"module 'casstore.compat' has no attribute {name!r}")

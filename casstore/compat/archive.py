@@ -18,13 +18,7 @@ from typing import Any, BinaryIO
 
 from ..errors import CasError, UnsafePathError
 from ..util.fsutil import check_relpath
-from .meta import EXTRAS_DIR
-
-#: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
-#: model files compress a few times at most, a decompression bomb a thousand times
-MAX_EXPANSION = 100
-#: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
-EXPANSION_ALLOWANCE = 64 << 20
+from .meta import EXPANSION_ALLOWANCE, EXTRAS_DIR, MAX_EXPANSION
 
 
 class ArchiveTooLargeError(CasError, ValueError):

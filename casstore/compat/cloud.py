@@ -20,13 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ModelExistsException, RemoteError
 from ..store import Store, open_store, remote_schemes
-from .meta import MODELSTORE_DIR
+from .meta import MODELSTORE_DIR, STORE_DIR
 
 if TYPE_CHECKING:
     from ..store import SyncResult
 
-#: the casstore store's place under a modelstore root directory or bucket prefix
-STORE_DIR = "casstore"
 #: attempts to publish a change when other writers keep moving the remote's history
 _PUBLISH_ATTEMPTS = 5
 

@@ -47,10 +47,12 @@ from ..frameworks import Saved
 from ..store import Store
 from ..util.identity import check_identity
 from ..util.names import check_domain, check_model_id
-from .archive import EXPANSION_ALLOWANCE, MAX_EXPANSION, ArchiveTooLargeError, unpack
+from .archive import ArchiveTooLargeError, unpack
 from .meta import (
     DELETED_STATE,
+    EXPANSION_ALLOWANCE,
     EXTRAS_DIR,
+    MAX_EXPANSION,
     META_KEY,
     MODEL_INFO,
     as_modelstore_returns,

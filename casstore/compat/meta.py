@@ -17,6 +17,13 @@ from typing import Any
 
 from ..version import __version__
 
+#: the casstore store's place under a modelstore root directory or bucket prefix
+STORE_DIR = "casstore"
+#: an archive may expand to at most this many times its compressed size (plus EXPANSION_ALLOWANCE):
+#: model files compress a few times at most, a decompression bomb a thousand times
+MAX_EXPANSION = 100
+#: bytes any archive may expand to whatever its compressed size (tar headers, tiny files)
+EXPANSION_ALLOWANCE = 64 << 20
 #: modelstore's reserved state: the models deleted from a domain
 DELETED_STATE = "modelstore-deleted"
 RESERVED_STATES = (DELETED_STATE,)

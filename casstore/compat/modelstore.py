@@ -56,12 +56,13 @@ from ..errors import (
 )
 from ..util.names import check_domain, check_model_id
 from ..version import __version__
-from .cloud import STORE_DIR, StoreBacking, default_cache_dir
+from .cloud import StoreBacking, default_cache_dir
 from .meta import (
     DELETED_STATE,
     META_KEY,
     MODEL_INFO,
     RESERVED_STATES,
+    STORE_DIR,
     dependencies,
     is_valid_state_name,
     meta_of,

@@ -93,15 +93,20 @@ def claim_id(repo: Repository, manifest: Manifest, commit_id: ObjectID, ident: b
     """
     domain, model_id = manifest.domain, manifest.model_id
     with write_errors(repo.path), domain_writer(repo, domain), deferred_interrupts():
-        if not repo.refs.add_if_new(model_ref(domain, model_id), commit_id):
-            raise ModelExistsException(domain, model_id)
+        claimed: list[bool] = []
+
+        def claim() -> None:  # after the event's objects: in a deferred commit, one pack for all
+            if not claimed:
+                if not repo.refs.add_if_new(model_ref(domain, model_id), commit_id):
+                    raise ModelExistsException(domain, model_id)
+                claimed.append(True)
 
         def add(idx: DomainIndex) -> None:
             idx.models[model_id] = commit_id
 
         append_event(repo.odb, repo.refs, domain, ident, "commit", model_id, commit_id, add,
                      when=None if now else int(_dt.datetime.fromisoformat(manifest.created).timestamp()),
-                     trailers={**event_trailers(manifest), **(trailers or {})})
+                     trailers={**event_trailers(manifest), **(trailers or {})}, before_ref=claim)
 
 
 def write_copy(repo: Repository, m: StoredModel, new_id: str, ident: bytes) -> tuple[Manifest, ObjectID]:

@@ -31,7 +31,7 @@ from ..errors import CasError
 from ..objects.chunker import DEFAULT_PARAMS, ChunkParams, SourceShrankError, chunk_key, iter_file_chunks
 from ..objects.codec import DEFAULT_LEVEL, PLAIN, PROBE_CHUNKS, Plan, encode_span, probe
 from ..objects.odb import ObjectDB
-from ..objects.packwriter import EncodedEntry, PackWriter, encode_entry
+from ..objects.packwriter import EncodedEntry, encode_entry
 from ..util.parallel import batched_sizes, default_workers, gc_paused, ordered
 from ..util.progress import Counter, ProgressFn
 
@@ -197,7 +197,8 @@ def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own mo
 
         if new:
             storing = Counter(progress, "storing", sum(v[2] for v in new.values()))
-            with ExitStack() as opened, PackWriter(odb.pack_dir, odb.cidx_dir, len(new)) as writer:
+            # a small commit's chunks go into the commit's one pack (ObjectDB.deferred)
+            with ExitStack() as opened, odb.chunk_writer(len(new), storing.total) as writer:
                 handles = [opened.enter_context(open(s.local, "rb")) for s in sources]
                 todo = list(new.items())
                 plans = _plans([h.fileno() for h in handles], todo, level)

@@ -31,12 +31,52 @@ from .chunkindex import ChunkIndex, ChunkLocation, VerifiedFiles, stat_key
 from .codec import decode_many
 from .packidx import check_idx
 from .packs import DeltaEntry, inflate_entry
-from .packwriter import BLOB, TYPE_NAMES, Buffer
+from .packwriter import BLOB, TYPE_NAMES, Buffer, EncodedEntry, PackWriter, encode_entry
 
 #: turns a commit's bytes into the armored signature for its ``gpgsig`` header
 Signer = Callable[[bytes], bytes]
 #: this thread's signer for new commits, if one was chosen with ``ObjectDB.signing``
 _SIGNER: ContextVar[tuple[Signer | None] | None] = ContextVar("casstore_signer", default=None)
+
+
+#: new chunk bytes a commit holds back for its one pack (``ObjectDB.chunk_writer``); more
+#: are streamed into a pack of their own, so memory stays bounded
+DEFER_CHUNK_BYTES = 16 << 20
+#: False: ``deferred`` holds nothing back, every object is a loose file (the layout of stores
+#: written before commits packed their objects; tests of damaged loose objects use it)
+DEFER = True
+
+
+class _Pending:
+    """What one thread wrote inside ``ObjectDB.deferred`` and has not published yet."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ObjectID, tuple[int, bytes]] = {}  # hex oid -> (type, content)
+        self.chunks: list[tuple[EncodedEntry, bytes, int]] = []  # (entry, key, raw size)
+
+
+class PendingChunks:
+    """A ``PackWriter`` look-alike that holds a small commit's new chunks for the commit's one pack."""
+
+    def __init__(self, pending: _Pending) -> None:
+        self._pending = pending
+        self._added: list[tuple[EncodedEntry, bytes, int]] = []
+
+    def __enter__(self) -> PendingChunks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # nothing is on disk; without finish() nothing was handed over
+
+    def add(self, e: EncodedEntry, key: bytes | None = None, raw_size: int = 0) -> None:
+        assert key is not None
+        self._added.append((e, key, raw_size))
+
+    def finish(self) -> str | None:
+        """Hand the chunks to the pending pack; it is published by ``ObjectDB.flush``."""
+        self._pending.chunks += self._added
+        self._added = []
+        return None
 
 
 def object_id(type_num: int, raw: bytes) -> bytes:
@@ -125,6 +165,7 @@ class ObjectDB:
         self.index.refresh()
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()  # .pending: this thread's _Pending inside ``deferred``
         #: returns the signer for new commits (None: unsigned) when ``signing`` chose none:
         #: the store's ``cas.signCommits`` setting; asked at each commit, so a missing key
         #: fails the write that needs it, not the opening of the store
@@ -138,7 +179,14 @@ class ObjectDB:
 
     # -- metadata objects -------------------------------------------------
 
+    def _pending(self) -> _Pending | None:
+        p: _Pending | None = getattr(self._local, "pending", None)
+        return p
+
     def contains(self, oid_hex: ObjectID) -> bool:
+        p = self._pending()
+        if p is not None and oid_hex in p.objects:
+            return True
         try:
             return oid_hex in self.store
         except OSError:
@@ -159,6 +207,10 @@ class ObjectDB:
             MissingObjectError: the object is not in the store.
             CorruptObjectError: its content does not hash to its id.
         """
+        p = self._pending()
+        held = p.objects.get(oid_hex) if p is not None else None
+        if held is not None:
+            return held  # made from the object by write_loose: its id is its content's
         try:
             type_num, raw = self.store.get_raw(oid_hex)
         except KeyError:
@@ -184,9 +236,16 @@ class ObjectDB:
         return obj
 
     def write_loose(self, obj: ShaFile) -> ObjectID:
-        """Store a (small) object as a durable loose object; returns its hex id."""
+        """Store a (small) object as a durable loose object; returns its hex id.
+
+        Inside :meth:`deferred`, the object is held for the block's one pack instead.
+        """
         oid = obj.id
         if self.contains(oid):
+            return oid
+        p = self._pending()
+        if p is not None:
+            p.objects[oid] = (obj.type_num, obj.as_raw_string())
             return oid
         hexs = oid.decode()
         d = os.path.join(self.objects_dir, hexs[:2])
@@ -195,6 +254,60 @@ class ObjectDB:
         data = zlib.compress(b"%s %d\x00" % (obj.type_name, len(raw)) + raw, 1)
         write_new_file(os.path.join(d, hexs[2:]), lambda f: None if f.write(data) else None)
         return oid
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Write this thread's new objects in the block as one pack, not one file (and fsync) each.
+
+        What :meth:`write_loose` and :meth:`chunk_writer` get in the block is held in
+        memory (readable by this thread: ``contains``, ``read_raw``) and published as
+        one pack by :meth:`flush`, which every ref change runs first (``Refs.before_write``,
+        wired by the Repository): a ref never names an object that is not durable.  What
+        is left at the end of the block is flushed too; on an exception it is dropped
+        (no ref names it).  Other threads do not see the held objects, so a block that
+        fails cannot take away an object another thread's ref relies on.  Nested blocks
+        share the outer one's pack.
+        """
+        if not DEFER or self._pending() is not None:
+            yield
+            return
+        self._local.pending = _Pending()
+        try:
+            yield
+            self.flush()
+        finally:
+            self._local.pending = None
+
+    def chunk_writer(self, count: int, nbytes: int) -> PackWriter | PendingChunks:
+        """Where ingest writes ``count`` new chunks of ``nbytes``: the deferred pack if small, else a pack."""
+        p = self._pending()
+        if p is None or nbytes > DEFER_CHUNK_BYTES:
+            return PackWriter(self.pack_dir, self.cidx_dir, count)
+        return PendingChunks(p)
+
+    def flush(self) -> str | None:
+        """Publish what this thread holds back (see :meth:`deferred`) as one durable pack.
+
+        Returns the pack's name, None when nothing was held.
+        """
+        p = self._pending()
+        if p is None or not (p.objects or p.chunks):
+            return None
+        chunk_oids = {e.oid for e, _, _ in p.chunks}
+        # metadata objects compress well; the chunk blobs are zstd already
+        meta = [encode_entry(raw, type_num=t, level=1) for t, raw in p.objects.values()]
+        meta = [e for e in meta if e.oid not in chunk_oids]
+        with PackWriter(self.pack_dir, self.cidx_dir, len(p.chunks) + len(meta)) as writer:
+            for e, key, size in p.chunks:
+                writer.add(e, key, size)
+            for e in meta:
+                writer.add(e)
+            name = writer.finish()
+        self.rescan_packs()
+        self.index.refresh()
+        p.objects.clear()
+        p.chunks.clear()
+        return name
 
     def damaged_packs(self) -> dict[str, str]:
         """Packs left out of lookups because their ``.idx`` is damaged: name -> what is wrong."""

@@ -94,6 +94,9 @@ class Refs:
     def __init__(self, git_dir: str) -> None:
         self.git_dir = git_dir
         self.container = CheckedRefsContainer(git_dir)
+        #: run before every ref change: the Repository makes held-back objects durable
+        #: here (``ObjectDB.flush``), so no ref ever names an object that is not on disk
+        self.before_write: Callable[[], object] = lambda: None
 
     def lock_files(self, domain: str | None, with_models: bool = True) -> list[str]:
         """The ``.lock`` files that exist for ``domain``'s refs (None: the state list's).
@@ -164,6 +167,7 @@ class Refs:
             return None
 
     def add_if_new(self, name: Ref, sha: ObjectID) -> bool:
+        self.before_write()
         ok = with_lock_retry(lambda: self.container.add_if_new(name, sha))
         if ok:
             self._sync(name)
@@ -173,12 +177,14 @@ class Refs:
         """Compare-and-swap; ``old=None`` means the ref must not exist yet."""
         if old is None:
             return self.add_if_new(name, new)
+        self.before_write()
         ok = with_lock_retry(lambda: self.container.set_if_equals(name, old, new))
         if ok:
             self._sync(name)
         return ok
 
     def remove_if_equals(self, name: Ref, old: ObjectID) -> bool:
+        self.before_write()
         ok = with_lock_retry(lambda: self.container.remove_if_equals(name, old))
         if ok:
             self._sync(name)

@@ -159,6 +159,7 @@ class Repository:
         self.odb = ObjectDB(self.path)
         self.odb.default_signer = self.configured_signer
         self.refs = Refs(self.path)
+        self.refs.before_write = self.odb.flush  # objects held back by ObjectDB.deferred, before any ref
         #: the store lock: writers hold it shared, gc exclusive
         self.lockfile = os.path.join(self.path, "cas", "gc.lock")
         #: scratch space on the store's file system (renames into objects/ are atomic)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 from urllib.parse import unquote, urlparse
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +45,8 @@ def _checkout() -> str | None:
 
 def _direct_url() -> dict[str, object] | None:
     """pip's record of where the installed casstore came from, when it came from a URL or a path."""
+    from importlib import metadata  # ~20 ms of imports: only when an error names an extra
+
     try:
         dist = metadata.distribution("casstore")
         text = dist.read_text("direct_url.json")

@@ -28,6 +28,7 @@ def append_event(  # noqa: PLR0913 - the fields of one history event
     when: int | None = None,
     trailers: dict[str, str] | None = None,
     raw_trailers: dict[str, str] | None = None,
+    before_ref: Callable[[], None] | None = None,
 ) -> ObjectID | None:
     """Apply ``mutate`` to the domain index and record it as one history commit.
 
@@ -37,7 +38,10 @@ def append_event(  # noqa: PLR0913 - the fields of one history event
     Retries the compare-and-swap until it wins; ``mutate`` is re-run on the
     fresh index each time.  ``mutate`` returns False when there is nothing to
     record (the index already says so); then no commit is made and None returned.
-    Returns the new history commit id.
+    Returns the new history commit id.  ``before_ref`` runs after the event's objects
+    are written and before the history ref moves: a commit claims its model ref
+    there, so both refs follow one publication of the commit's objects
+    (``ObjectDB.deferred``).
     """
     assert event in EVENTS
     name = domain_ref(domain)
@@ -62,6 +66,8 @@ def append_event(  # noqa: PLR0913 - the fields of one history event
             raw[ANNOTATIONS[len("Cas-"):]] = " ".join(f.decode() for f in frontier) or "-"
         new = odb.write_commit(idx.to_tree(odb), [head] if head else [], author,
                                event_message(event, model_id, model_commit, state, extra, raw), when)
+        if before_ref is not None:
+            before_ref()
         if refs.set_if_equals(name, head, new):
             return new
 
