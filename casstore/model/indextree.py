@@ -529,7 +529,8 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
     ``base``: a ``models`` tree that holds nearly the same IDs (a merge's parent).
     The result is then written as ``base`` changed entry by entry: the same tree
     (the shape depends on the IDs only) with only the changed paths written,
-    instead of every tree of the index.
+    instead of every tree of the index.  That still reads ``base`` whole to find
+    what changed; ``apply_changes`` reads only the changed paths.
     """
     if isinstance(models, ShardedModels):
         return models.to_tree(odb)
@@ -543,6 +544,35 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
                 tree[mid] = sha
             return tree.to_tree(odb)
     return _write(odb, _build(models, ""))
+
+
+class StaleBase(Exception):
+    """``apply_changes``: the base tree does not hold what a change says it replaces."""
+
+
+def apply_changes(odb: ObjectDB, base: ObjectID | None,
+                  changes: Mapping[str, tuple[ObjectID | None, ObjectID | None]]) -> ObjectID | None:
+    """``base`` (a ``models`` tree) with each ID's ``(old, new)`` change made: new None deletes it.
+
+    Reads only the trees on the changed IDs' paths (a merge of 1,000,000 models
+    where a handful differ), and writes the same tree a full write of the
+    resulting IDs would (the shape depends on the IDs only; a base of an older
+    layout is read whole and converted, once).
+
+    Raises:
+        StaleBase: ``base`` holds another commit than ``old`` for an ID (nothing
+            is written: the caller writes the index whole instead).
+    """
+    tree = ShardedModels(odb, base)
+    for mid in sorted(changes):
+        old, new = changes[mid]
+        if tree.get(mid) != old:
+            raise StaleBase(mid)
+        if new is None:
+            del tree[mid]
+        else:
+            tree[mid] = new
+    return tree.to_tree(odb)
 
 
 def check_models_tree(odb: ObjectDB, tree_id: ObjectID, checked: set[ObjectID]) -> None:

@@ -27,11 +27,11 @@ from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
 from ..errors import CasError, CorruptObjectError, RemoteError
-from ..model.history import DomainIndex, read_index, record_delete
+from ..model.history import DomainIndex, model_refs, read_index, record_delete
 from ..model.reading import read_named_manifest
 from ..model.signatures import Verifier, check_received
 from ..model.states import STATES_REF, states_at, write_states
-from ..model.writer import domain_writer, states_writer
+from ..model.writer import domain_writer, refs_as_stamped, states_writer
 from ..objects.odb import ObjectDB
 from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..objects.repository import init_repository, is_repository
@@ -45,7 +45,7 @@ from .config import cache_dir
 from .hook import explain_rejection, hook_messages, install_hook
 from .incoming import PackIndexer, Quarantine
 from .localpath import LocalPathClient, Presence, chunk_claims, missing_objects, scratch_cidx_dir, transfer
-from .merge import ancestry, deleted_commits, merge_base, merge_indexes
+from .merge import ancestry, deleted_commits, index_is, is_ancestor, merge_base, merge_indexes
 from .transport import describe_transport_error, local_path, open_transport
 from .walk import EntrySource, reachable_set, walk
 
@@ -159,8 +159,7 @@ def _local_index(repo: Repository, domain: str) -> tuple[ObjectID | None, Domain
     head = repo.refs.get(domain_ref(domain))
     idx = read_index(repo.odb, head)
     # the model refs are the truth; the history only records them
-    idx.models = {mid: sha for mid in repo.refs.model_ids(domain)
-                  if (sha := repo.refs.get(model_ref(domain, mid))) is not None}
+    idx.models = model_refs(repo.refs, domain)
     return head, idx
 
 
@@ -190,19 +189,19 @@ def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | Non
     """The history head that records ``result`` and contains both histories."""
     odb = repo.odb
     if theirs is None or theirs == ours:
-        if ours is not None and _index_at(repo, ours) == result:
+        if ours is not None and index_is(odb, ours, result):
             return ours
         return _history_commit(repo, result, [ours] if ours else [], _merge_message(url, conflicts))
     if ours is None:
-        if _index_at(repo, theirs) == result:
+        if index_is(odb, theirs, result):
             return theirs
         return _history_commit(repo, result, [theirs], _merge_message(url, conflicts))
-    ours_anc = ancestry(odb, ours)
-    if theirs in ours_anc and _index_at(repo, ours) == result:
+    theirs_in_ours = is_ancestor(odb, theirs, ours)  # walks the commits since theirs, not the history
+    if theirs_in_ours and index_is(odb, ours, result):
         return ours
-    if ours in ancestry(odb, theirs) and _index_at(repo, theirs) == result:
+    if is_ancestor(odb, ours, theirs) and index_is(odb, theirs, result):
         return theirs
-    parents = [ours] if theirs in ours_anc else [ours, theirs]
+    parents = [ours] if theirs_in_ours else [ours, theirs]
     return _history_commit(repo, result, parents, _merge_message(url, conflicts))
 
 
@@ -495,13 +494,13 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
     if theirs is not None and repo.refs.get(domain_ref(domain)) == theirs:
         if _local_index(repo, domain)[1].models == remote_models:
             return  # the same history and models on both sides: nothing to merge
-    their_deleted = deleted_commits(odb, theirs)
     ours_taken: dict[str, tuple[ObjectID, list[str]]] = {}  # ``take_theirs``: ID -> our commit, its states
     while True:
         ours, local = _local_index(repo, domain)
         base = merge_base(odb, ours, theirs) if ours and theirs else None
+        # the deletions since the merge base; the merged index written as changes to ours (under the lock)
         merged = merge_indexes(_index_at(repo, base), local, _index_at(repo, theirs, remote_models),
-                               deleted_commits(odb, ours), their_deleted)
+                               deleted_commits(odb, ours, base), deleted_commits(odb, theirs, base), ours)
         if merged.conflicts:
             if take_theirs:
                 for mid in merged.conflicts:
@@ -635,8 +634,12 @@ def push(repo: Repository, url: str, domains: list[str] | None = None,  # noqa: 
                 continue
             remote_models = remote.models.get(domain, {})
             base = merge_base(odb, ours, theirs) if ours and theirs else None
+            # the deletions since the merge base; the merged index written as changes to ours when
+            # the refs are as its last writer left them (refs_as_stamped: the history lists them)
             merged = merge_indexes(_index_at(repo, base), local, _index_at(repo, theirs, remote_models),
-                                   deleted_commits(odb, ours), deleted_commits(odb, theirs))
+                                   deleted_commits(odb, ours, base), deleted_commits(odb, theirs, base),
+                                   ours if refs_as_stamped(repo, domain) and repo.refs.get(domain_ref(domain)) == ours
+                                   else None)
             if merged.conflicts:
                 # nothing of this domain moves: a history that lists our model while the
                 # remote's ref holds theirs would be a lie, and a partial one could not be

@@ -62,6 +62,25 @@ def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -
     return found, damaged
 
 
+def model_refs(refs: Refs, domain: str) -> dict[str, ObjectID]:
+    """The domain's model refs (ID -> commit): one listing, each loose ref read, packed-refs parsed once.
+
+    What ``refs.model_ids`` then one ``refs.get`` per ID return, without
+    dulwich's per-name validation and per-ref lookups (~30 s for 1,000,000
+    packed refs); refs with a bad name or value are left out.
+    """
+    found, _ = _model_refs(refs, domain, None)
+    return {mid: sha for mid, sha in found.items() if _valid_id(mid)}
+
+
+def _valid_id(mid: str) -> bool:
+    try:
+        check_model_id(mid)
+    except InvalidIdError:
+        return False
+    return True
+
+
 def reconcile(  # noqa: C901, PLR0913 - crash recovery's cases
     odb: ObjectDB,
     refs: Refs,
