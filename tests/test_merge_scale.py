@@ -189,3 +189,42 @@ def test_deletions_since_the_merge_base_only(odb: ObjectDB) -> None:
     assert deleted_commits(odb, gone_y, base) == {"y": {sha(2)}}
     assert deleted_commits(odb, other, base) == {}
     assert deleted_commits(odb, gone_y) == {"x": {sha(1)}, "y": {sha(2)}}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=_SIDE, b=_SIDE)
+def test_diff_models_is_the_dict_difference(odb: ObjectDB, a: dict[str, ObjectID], b: dict[str, ObjectID]) -> None:
+    """Two random ``models`` trees (leaves of 4, so leaves against their splits too): their diff."""
+    from casstore.model.indextree import diff_models, models_tree
+
+    want = {m: (a.get(m), b.get(m)) for m in set(a) | set(b) if a.get(m) != b.get(m)}
+    assert diff_models(odb, models_tree(odb, a), models_tree(odb, b)) == want
+
+
+def test_a_fast_forward_is_recognised_by_the_changed_paths(odb: ObjectDB) -> None:
+    """Their history is ours plus events: ``index_is`` compares by the trees that differ, and
+    says no when their index is not the merged one."""
+    from casstore.remote.merge import index_is
+
+    local = {f"m{i:05d}": sha(i + 1) for i in range(2000)}
+    ours = history(odb, local, when=1_700_000_000)
+    remote = {**local, "new-one": sha(9)}
+    theirs = history(odb, remote, [ours], 1_700_000_001)
+    merged = merge_indexes(DomainIndex(), DomainIndex(dict(local)), DomainIndex(dict(remote)), {}, {}, ours)
+    reads: list[ObjectID] = []
+    real = odb.read_raw
+
+    def counting(oid: ObjectID) -> tuple[int, bytes]:
+        reads.append(oid)
+        return real(oid)
+
+    odb.read_raw = counting  # type: ignore[method-assign]
+    try:
+        assert index_is(odb, theirs, merged.index)
+        assert not index_is(odb, ours, merged.index)
+    finally:
+        del odb.read_raw
+    assert len(reads) < 30, len(reads)
+    # a history whose index lacks one of the refs: not the merged index
+    liar = history(odb, {k: v for k, v in remote.items() if k != "m00003"}, [ours], 1_700_000_002)
+    assert not index_is(odb, liar, merged.index)

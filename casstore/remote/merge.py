@@ -38,8 +38,9 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, ObjectID
 
-from ..model.history import DomainIndex, read_index, read_states
+from ..model.history import DomainIndex, ShardedModels, read_index, read_states
 from ..model.history.index import Changes
+from ..model.indextree import diff_models
 from ..objects.odb import ObjectDB
 from ..objects.trailers import parse_trailers
 
@@ -249,12 +250,22 @@ def merge_base(odb: ObjectDB, a: ObjectID, b: ObjectID) -> ObjectID | None:
 def index_is(odb: ObjectDB, head: ObjectID, index: DomainIndex) -> bool:
     """Whether the domain index at history commit ``head`` is ``index``.
 
-    Without reading ``head``'s models when ``index`` was merged from them
-    (``changed_from``): equal exactly when the merge changed none.
+    Without reading ``head``'s models whole when ``index`` was merged from a
+    known commit's (``changed_from``): the same commit, equal exactly when the
+    merge changed none; another one, when the two commits' models differ by
+    the merge's changes exactly (``diff_models``).
     """
-    if index.changed_from is not None and index.changed_from[0] == head:
-        return not index.changed_from[1] and read_states(odb, head) == index.states
-    return read_index(odb, head) == index
+    if index.changed_from is None:
+        return read_index(odb, head) == index
+    base, changes = index.changed_from
+    if base == head:
+        return not changes and read_states(odb, head) == index.states
+    # another commit (a fast-forward): its models are the merged ones exactly when they differ
+    # from ``base``'s by the merge's changes (the trees on the changed paths read, not the index)
+    at_head, at_base = read_index(odb, head), read_index(odb, base)
+    assert isinstance(at_head.models, ShardedModels) and isinstance(at_base.models, ShardedModels)
+    return (at_head.states == index.states
+            and diff_models(odb, at_base.models.tree_id, at_head.models.tree_id) == changes)
 
 
 def is_ancestor(odb: ObjectDB, a: ObjectID, b: ObjectID) -> bool:
