@@ -228,3 +228,29 @@ def test_a_fast_forward_is_recognised_by_the_changed_paths(odb: ObjectDB) -> Non
     # a history whose index lacks one of the refs: not the merged index
     liar = history(odb, {k: v for k, v in remote.items() if k != "m00003"}, [ours], 1_700_000_002)
     assert not index_is(odb, liar, merged.index)
+
+
+def test_model_refs_reads_packed_and_loose_refs_as_git_does(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``history.model_refs`` (a pull's and push's listing of our refs) against dulwich's per-ID reads:
+    packed refs of this domain only, a loose ref winning over its packed one, damaged ones left out."""
+    import os
+
+    from casstore.model.history import model_refs
+    from casstore.objects.refs import model_ref
+
+    store = casstore.open(tmp_path_factory.mktemp("refs") / "s")
+    git_dir = store.repo.path
+    with open(os.path.join(git_dir, "packed-refs"), "wb") as f:
+        f.write(b"# pack-refs with: peeled fully-peeled sorted \n")
+        for name, value in [("d/a", sha(1)), ("d/b", sha(2)), ("d/c", sha(3)), ("dx/a", sha(4)), ("d/x/y", sha(5))]:
+            f.write(value + b" refs/cas/models/" + name.encode() + b"\n")
+        f.write(b"^" + sha(6) + b"\n")
+    loose = os.path.join(git_dir, "refs", "cas", "models", "d")
+    os.makedirs(loose, exist_ok=True)
+    for name, body in [("b", sha(7) + b"\n"), ("e", sha(8) + b"\n"), ("c", b"garbage\n"), ("f.lock", sha(9))]:
+        with open(os.path.join(loose, name), "wb") as f:
+            f.write(body)
+    got = model_refs(store.repo.refs, "d")
+    assert got == {"a": sha(1), "b": sha(7), "e": sha(8)}
+    refs = store.repo.refs
+    assert {m: refs.get(model_ref("d", m)) for m in ("a", "b", "e")} == got
