@@ -755,8 +755,15 @@ out["local models"] = len(local.models)
 step("list our model refs (_local_index)", t, c)
 t, c = time.perf_counter(), time.process_time()
 result = sync.SyncResult(sys.argv[2])
+import cProfile, os, pstats
+prof = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
 with repo.lock(), domain_writer(repo, "d"):
+    if prof:
+        prof.enable()
     sync._pull_domain(repo, "d", remote, sys.argv[2], result, False)
+    if prof:
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumtime").print_stats(25)
 step("pull's merge (_pull_domain, under domain_writer)", t, c)
 assert not result.conflicts, result.conflicts
 out["added"] = len(result.models_added)
@@ -816,6 +823,8 @@ def merge_cost(work: str, n: int, added: int, model_file: str) -> dict[str, floa
     cpu = _children_cpu()
     r = subprocess.run([sys.executable, "-c", MERGER, ours, theirs], capture_output=True, text=True,
                        check=True)
+    if os.environ.get("BENCH_PROFILE"):  # the profile of _pull_domain (cProfile, cumulative time)
+        print(r.stderr, file=sys.stderr)
     out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
     out["process cpu"] = _children_cpu() - cpu
     assert out["added"] == added, out
