@@ -643,7 +643,7 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def build_index_only(path: str, models: int, model_file: str) -> float:
+def build_index_only(path: str, models: int, model_file: str, packed_refs: bool = False) -> float:
     """A store whose domain ``d`` lists ``models`` models: what an event's cost depends on.
 
     One model is committed through the API; one history commit then lists it and
@@ -686,6 +686,11 @@ def build_index_only(path: str, models: int, model_file: str) -> float:
     message = f"commit bulk\n\nCas-Event: merge\nCas-Newest: {base}\n".encode()
     new = odb.write_commit(tree, [head], b"bench <bench@bench.invalid>", message, base)  # type: ignore[list-item]
     assert store.refs.set_if_equals(b"refs/cas/domains/d", head, new)  # type: ignore[arg-type]
+    if packed_refs:  # every generated model's ref, as ``git pack-refs`` leaves them (one file)
+        assert not os.path.exists(os.path.join(path, "packed-refs"))
+        with open(os.path.join(path, "packed-refs"), "wb") as f:
+            f.write(b"# pack-refs with: peeled fully-peeled sorted \n")
+            f.writelines(b"%s refs/cas/models/d/%s\n" % (shas[mid], mid.encode()) for mid in sorted(ids[1:]))
     from casstore.model import writer
     from casstore.util.locking import domain_lock_path
 
@@ -730,60 +735,68 @@ import json, sys, time
 t0 = time.perf_counter()
 c0 = time.process_time()
 import casstore
-from casstore.model.history import read_index
+from dulwich.repo import Repo
 from casstore.objects.refs import domain_ref
-from casstore.remote.merge import deleted_commits, merge_base, merge_indexes
+from casstore.model.writer import domain_writer
+from casstore.remote import sync
 store = casstore.Store(sys.argv[1])
-odb = store.odb
-ours, theirs = store.refs.get(domain_ref("d")), sys.argv[2].encode()
+repo = store.repo
 out = {}
 def step(name, t, c):
     out[name + " s"] = time.perf_counter() - t
     out[name + " cpu"] = time.process_time() - c
 t, c = time.perf_counter(), time.process_time()
-base = merge_base(odb, ours, theirs)
-local, remote = read_index(odb, ours), read_index(odb, theirs)
-# push and pull merge the model refs: dicts (read from refs; here, from each side's index)
-local.models, remote.models = dict(local.models.items()), dict(remote.models.items())
-step("read both indexes", t, c)
+# what the remote advertises (its side of a real pull; a path remote's refs, read here)
+remote = sync.parse_refs(Repo(sys.argv[2]).get_refs(), sys.argv[2])
+step("their ref advert (parse_refs)", t, c)
 t, c = time.perf_counter(), time.process_time()
-merged = merge_indexes(read_index(odb, base), local, remote, deleted_commits(odb, ours), deleted_commits(odb, theirs))
-assert not merged.conflicts
-step("merge_indexes", t, c)
+ours, local = sync._local_index(repo, "d")
+out["local models"] = len(local.models)
+step("list our model refs (_local_index)", t, c)
 t, c = time.perf_counter(), time.process_time()
-# what sync._history_commit does: the index written as changes to the first parent's
-tree = merged.index.to_tree(odb, ours)
-new = odb.write_commit(tree, [ours, theirs], b"bench <bench@bench.invalid>", b"merge\n\nCas-Event: merge\n")
-step("write merged index", t, c)
-t, c = time.perf_counter(), time.process_time()
-check = read_index(odb, new, full=True).models
-out["models"] = len(check)
-step("read merged index", t, c)
+result = sync.SyncResult(sys.argv[2])
+import cProfile, os, pstats
+prof = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+with repo.lock(), domain_writer(repo, "d"):
+    if prof:
+        prof.enable()
+    sync._pull_domain(repo, "d", remote, sys.argv[2], result, False)
+    if prof:
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("cumtime").print_stats(25)
+step("pull's merge (_pull_domain, under domain_writer)", t, c)
+assert not result.conflicts, result.conflicts
+out["added"] = len(result.models_added)
 out["merge s"] = time.perf_counter() - t0
 out["merge cpu"] = time.process_time() - c0
+t, c = time.perf_counter(), time.process_time()
+head = repo.refs.get(domain_ref("d"))
+out["models"] = len(sync.read_index(store.odb, head, full=True).models)
+step("read merged index back (a check, not part of a merge)", t, c)
 print(json.dumps(out))
 """
 
 
 def merge_cost(work: str, n: int, added: int, model_file: str) -> dict[str, float]:
-    """A merge of two histories of ``n`` models after each side added ``added`` (one fresh process).
+    """A pull's merge of two histories of ``n`` models after each side added ``added`` (one fresh process).
 
-    Store ``ours`` is built by ``build_index_only``; ``theirs`` is a copy of it.
-    Each side then commits ``added`` models through the API (real events), the
-    objects of ``theirs`` are copied into ``ours`` (what a fetch does), and one
-    process merges the two histories as push and pull do (``MERGER``): merge base,
-    both indexes read whole, ``merge_indexes``, the merged index written as the
-    changes to our parent's, then read back whole (wall time of each step, the
-    whole process's wall and CPU time, imports included).  The model refs of the
-    generated models do not exist (see ``build_index_only``), so the refs half of
-    a pull (listing them) is not in it: the indexes stand in for them.
+    Store ``ours`` is built by ``build_index_only`` with every model's ref in
+    ``packed-refs``; ``theirs`` is a copy of it.  Each side then commits ``added``
+    models through the API (real events, loose refs), the objects of ``theirs``
+    are copied into ``ours`` (what a fetch does), and one process merges the two
+    as a pull does (``MERGER``): their refs as advertised (``parse_refs``), our
+    model refs listed (``_local_index``), then ``_pull_domain`` under the domain
+    lock (merge base, deletions, ``merge_indexes``, the refs moved, the merged
+    index written, the new head set); the merged index is then read back whole
+    as a check.  Wall and CPU time of each step and of the whole process
+    (imports included, the check not).
     """
     import casstore
     from casstore.objects.refs import domain_ref
 
     ours, theirs = os.path.join(work, f"merge-{n}-ours"), os.path.join(work, f"merge-{n}-theirs")
     if not os.path.isdir(ours):
-        took = build_index_only(ours, n, model_file)
+        took = build_index_only(ours, n, model_file, packed_refs=True)
         print(f"built a domain of {n:,} models in {took:.1f} s", flush=True)
         run_worker("commit", ours, model_file)
     shutil.rmtree(theirs, ignore_errors=True)
@@ -808,10 +821,13 @@ def merge_cost(work: str, n: int, added: int, model_file: str) -> dict[str, floa
     head = casstore.Store(theirs).refs.get(domain_ref("d"))
     assert head is not None
     cpu = _children_cpu()
-    r = subprocess.run([sys.executable, "-c", MERGER, ours, head.decode()], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", MERGER, ours, theirs], capture_output=True, text=True,
                        check=True)
+    if os.environ.get("BENCH_PROFILE"):  # the profile of _pull_domain (cProfile, cumulative time)
+        print(r.stderr, file=sys.stderr)
     out: dict[str, float] = json.loads(r.stdout.strip().splitlines()[-1])
     out["process cpu"] = _children_cpu() - cpu
+    assert out["added"] == added, out
     assert out["models"] >= n + 1 + 2 * added, out  # the warm-up commit, then each side's (more: a rerun)
     shutil.rmtree(theirs, ignore_errors=True)
     return out

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import casstore
 from casstore.errors import CorruptObjectError
-from casstore.model import indextree
+from casstore.model import indexkeys, indextree
 from casstore.model.indextree import GITLINK, TREE, ShardedModels, key_of, models_tree, shard_of
 from casstore.objects.odb import ObjectDB
 
@@ -242,7 +242,7 @@ def test_an_event_writes_one_path_of_the_tree(odb: ObjectDB) -> None:
 
 def test_the_fast_name_check_is_names_py() -> None:
     from casstore.errors import InvalidIdError
-    from casstore.model.indextree import _VALID
+    from casstore.model.indexkeys import VALID as _VALID
     from casstore.util.names import check_model_id
 
     names = ["a", "A-b_c.d", ".a", "a.", "a..b", "a.lock", "a.lockx", "x" * 128, "x" * 129, "", "a b", "é",
@@ -259,7 +259,7 @@ def test_the_fast_name_check_is_names_py() -> None:
 @given(st.text(alphabet=string.ascii_letters + string.digits + "._-/ \n", max_size=140))
 def test_the_fast_name_check_is_names_py_on_any_text(name: str) -> None:
     from casstore.errors import InvalidIdError
-    from casstore.model.indextree import _VALID
+    from casstore.model.indexkeys import VALID as _VALID
     from casstore.util.names import check_model_id
 
     try:
@@ -271,7 +271,8 @@ def test_the_fast_name_check_is_names_py_on_any_text(name: str) -> None:
 
 
 def test_the_fast_path_check_is_key_prefix() -> None:
-    from casstore.model.indextree import _on_path, _prefix_test
+    from casstore.model.indexkeys import on_path as _on_path
+    from casstore.model.indexkeys import prefix_test as _prefix_test
 
     for mid in IDS + [f"run-{i}" for i in range(300)]:
         k = key_of(mid)
@@ -285,7 +286,7 @@ def test_the_fast_path_check_is_key_prefix() -> None:
 @given(ids=st.lists(st.text(min_size=1, max_size=140), min_size=1, max_size=30))
 def test_the_vectorised_key_is_key_of(ids: list[str]) -> None:
     # a full read checks every ID's key with numpy (_key_ints): the same numbers as key_of
-    assert [int(k) for k in indextree._key_ints(ids)] == [int(key_of(m), 16) for m in ids]
+    assert [int(k) for k in indexkeys.key_ints(ids)] == [int(key_of(m), 16) for m in ids]
 
 
 def test_a_full_read_of_packed_trees_reads_them_from_the_pack(tmp_path_factory: pytest.TempPathFactory) -> None:

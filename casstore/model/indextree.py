@@ -25,17 +25,15 @@ are ``shard_of``).  The first write to a tree in another shape than the one
 above (a 2-digit directory, a node with both gitlinks and subtrees) rewrites it
 whole in that shape, once; a flat tree of at most ``LEAF_MAX`` IDs already is.
 
-This module knows nothing of events or commits (history/ does).
+This module knows nothing of events or commits (history/ does); the keys and
+their checks are indexkeys.py's.
 """
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping
 from typing import cast
 
-import numpy as np
 from dulwich.objects import ObjectID, Tree, parse_tree
 
 from ..errors import CorruptObjectError
@@ -43,6 +41,13 @@ from ..objects.bulkread import read_trees as read_trees
 from ..objects.graph import GITLINK as GITLINK
 from ..objects.odb import ObjectDB
 from ..util.names import check_model_id
+from .indexkeys import KEY_MIX as KEY_MIX
+from .indexkeys import KEY_MOD as KEY_MOD
+from .indexkeys import SHARD_MOD as SHARD_MOD
+from .indexkeys import SHARD_MUL as SHARD_MUL
+from .indexkeys import VALID, VALID_LINES, check_keys, off_path, on_path, prefix_test
+from .indexkeys import key_of as key_of
+from .indexkeys import shard_of as shard_of
 
 TREE = 0o040000
 
@@ -51,48 +56,7 @@ LEAF_MAX = 128
 #: hex digits of an ID's key: the deepest prefix a node can have
 KEY_DIGITS = 10
 
-SHARD_MUL = 131
-SHARD_MOD = 1000003
-KEY_MOD = 4294967291  # the largest prime below 2**32
-KEY_MIX = 40503
-#: 131**(n-1-i) mod SHARD_MOD for the bytes i of an n-byte ID: the polynomial as one C-level sum
-_POWS = [tuple(pow(SHARD_MUL, n - 1 - i, SHARD_MOD) for i in range(n)) for n in range(129)]
-#: names.py's rule as one expression (fast path of reading a tree; check_model_id decides otherwise)
-_VALID = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.\Z)(?!.*\.lock\Z)[A-Za-z0-9._-]{1,128}")
-#: ``_VALID`` for many names at once, each followed by a newline (a leaf's names, joined)
-_VALID_LINES = re.compile(rb"(?:(?!\.)(?![^\n]*\.\.)(?![^\n]*\.\n)(?![^\n]*\.lock\n)[A-Za-z0-9._-]{1,128}\n)*")
 _HEX_NAMES = frozenset([f"{i:x}" for i in range(16)] + [f"{i:02x}" for i in range(256)])
-
-
-def shard_of(model_id: str) -> str:
-    """The first two hex digits of ``key_of(model_id)``: the 256-shard layout's directory."""
-    h = 0
-    for b in model_id.encode():
-        h = (h * SHARD_MUL + b) % SHARD_MOD
-    return f"{h % 256:02x}"
-
-
-def key_of(model_id: str) -> str:
-    """The ID's key: 10 lowercase hex digits that place it in the ``models`` tree.
-
-    Digits 1-2 are ``shard_of`` (a polynomial hash, base 131 modulo 1000003, of
-    the ID's bytes), so that the 256-shard layout of older stores follows the
-    same rule.  Digits 3-10 come from ``x = (g * 40503 + h) mod p``, with ``g``
-    the ID's bytes as a big-endian number modulo ``p = 4294967291`` and ``h`` the
-    first hash before its ``mod 256``, written least significant hex digit
-    first.  Not cryptographic (choosing IDs that share a key prefix gains
-    nothing but a deeper leaf); simple so that the server hook (remote/hook.py)
-    recomputes it in awk with exact integers below 2**53.
-    """
-    raw = model_id.encode()
-    if len(raw) < len(_POWS):
-        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
-    else:
-        h = 0
-        for b in raw:
-            h = (h * SHARD_MUL + b) % SHARD_MOD
-    x = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
-    return f"{h % 256:02x}" + f"{x:08x}"[::-1]
 
 
 class _Node:
@@ -112,17 +76,12 @@ def _parse(odb: ObjectDB, tree_id: ObjectID, prefix: str) -> _Node:
     if type_num != Tree.type_num:
         raise CorruptObjectError(tree_id.decode(), "is not a tree, in domain index")
     node = _node_of(tree_id, raw, prefix)
-    want = _prefix_test(prefix)
+    want = prefix_test(prefix)
     if want is not None:
         for mid in node.links:
-            if not _on_path(mid, want):
-                raise _off_path(tree_id, prefix, mid)
+            if not on_path(mid, want):
+                raise off_path(tree_id, prefix, mid)
     return node
-
-
-def _off_path(tree_id: ObjectID, prefix: str, mid: str) -> CorruptObjectError:
-    return CorruptObjectError(tree_id.decode(), f"model {mid} is filed under a directory of key {prefix!r}, "
-                              f"not on the path of its key {key_of(mid)}, in domain index")
 
 
 def _node_of(tree_id: ObjectID, raw: bytes, prefix: str) -> _Node:
@@ -141,7 +100,7 @@ def _node_of(tree_id: ObjectID, raw: bytes, prefix: str) -> _Node:
         names, modes, shas = zip(*entries, strict=True)
         if modes.count(GITLINK) == len(modes):
             joined = b"\n".join(names)
-            if _VALID_LINES.fullmatch(joined + b"\n"):
+            if VALID_LINES.fullmatch(joined + b"\n"):
                 # ASCII names: the expression allows nothing else
                 node.links = dict(zip(joined.decode("ascii").split("\n"), cast("tuple[ObjectID, ...]", shas),
                                       strict=True))
@@ -153,96 +112,13 @@ def _node_of(tree_id: ObjectID, raw: bytes, prefix: str) -> _Node:
         if mode == TREE and name in _HEX_NAMES and len(prefix) + len(name) <= KEY_DIGITS:
             node.subs[name] = ObjectID(sha)
         elif mode == GITLINK:
-            mid = name if _VALID.fullmatch(name) else check_model_id(name)
+            mid = name if VALID.fullmatch(name) else check_model_id(name)
             if mid in node.links:
                 raise CorruptObjectError(tree_id.decode(), f"model {mid} is listed twice in domain index")
             node.links[mid] = ObjectID(sha)
         else:
             raise CorruptObjectError(tree_id.decode(), f"unexpected entry {path!r} in domain index")
     return node
-
-
-def _key_ints(mids: Sequence[str]) -> np.ndarray:
-    """``int(key_of(mid), 16)`` of every ID, computed with numpy (a full read checks 1,000,000 of them)."""
-    raws = [m.encode() for m in mids]
-    lens = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    order = np.argsort(lens, kind="stable")
-    bounds = np.flatnonzero(np.diff(lens[order])) + 1
-    h = np.zeros(len(raws), dtype=np.int64)
-    g = np.zeros(len(raws), dtype=np.int64)
-    for rows in np.split(order, bounds):  # the IDs of one length: a matrix of their bytes
-        length = int(lens[rows[0]])
-        mat = np.frombuffer(b"".join(map(raws.__getitem__, rows.tolist())), dtype=np.uint8)
-        hh = np.zeros(len(rows), dtype=np.int64)
-        gg = np.zeros(len(rows), dtype=np.int64)
-        for col in mat.reshape(len(rows), length).T.astype(np.int64):
-            hh = (hh * SHARD_MUL + col) % SHARD_MOD
-            gg = (gg * 256 + col) % KEY_MOD
-        h[rows] = hh
-        g[rows] = gg
-    x = (g * KEY_MIX + h) % KEY_MOD
-    # x's 8 hex digits, least significant first: swap the nibbles of each byte, then the bytes
-    x = ((x & 0x0F0F0F0F) << 4) | ((x >> 4) & 0x0F0F0F0F)
-    x = ((x & 0xFF) << 24) | ((x & 0xFF00) << 8) | ((x >> 8) & 0xFF00) | ((x >> 24) & 0xFF)
-    return ((h % 256) << 32) | x
-
-
-def _check_keys(nodes: Sequence[tuple[_Node, str]]) -> None:
-    """``_parse``'s key rule for the gitlinks of many nodes at once: each on its own key's path.
-
-    Raises:
-        CorruptObjectError: naming the tree and the first ID off its path.
-    """
-    mids: list[str] = []
-    wants: list[int] = []
-    shifts: list[int] = []
-    counts: list[int] = []
-    owners: list[tuple[_Node, str]] = []
-    for node, prefix in nodes:
-        if prefix and node.links:
-            mids.extend(node.links)
-            wants.append(int(prefix, 16))
-            shifts.append(40 - 4 * len(prefix))  # keys are 10 hex digits: 40 bits
-            counts.append(len(node.links))
-            owners.append((node, prefix))
-    if not mids:
-        return
-    keys = _key_ints(mids)
-    bad = np.nonzero((keys >> np.repeat(np.array(shifts, dtype=np.int64), counts))
-                     != np.repeat(np.array(wants, dtype=np.int64), counts))[0]
-    if bad.size:
-        first = int(bad[0])
-        owner = int(np.searchsorted(np.cumsum(counts), first, side="right"))
-        node, prefix = owners[owner]
-        raise _off_path(cast(ObjectID, node.tree_id), prefix, mids[first])
-
-
-def _prefix_test(prefix: str) -> tuple[int, int, int, int] | None:
-    """What ``_on_path`` compares for keys starting with ``prefix`` (None: any key does)."""
-    if not prefix:
-        return None
-    shard = prefix[:2]
-    low = prefix[2:][::-1]  # key digits 3.. are x's hex digits, least significant first
-    return (int(shard, 16), 256 if len(shard) == 2 else 16, int(low, 16) if low else 0, (1 << 4 * len(low)) - 1)
-
-
-def _on_path(mid: str, want: tuple[int, int, int, int]) -> bool:
-    """``key_of(mid).startswith(prefix)``, from ``_prefix_test(prefix)``, without formatting the key."""
-    shard, width, low, mask = want
-    raw = mid.encode()
-    h: int
-    if len(raw) < len(_POWS):
-        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
-    else:
-        h = 0
-        for b in raw:
-            h = (h * SHARD_MUL + b) % SHARD_MOD
-    if (h % 256 if width == 256 else (h % 256) >> 4) != shard:
-        return False
-    if not mask:
-        return True
-    x: int = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
-    return (x & mask) == low
 
 
 def _regular(node: _Node) -> bool:
@@ -325,7 +201,7 @@ class ShardedModels(MutableMapping[str, ObjectID]):
                 child = _node_of(tid, raw, prefix)
                 node.subs[name] = child
                 fresh.append((child, prefix))
-            _check_keys(fresh)
+            check_keys([(node.tree_id, node.links, prefix) for node, prefix in fresh])
             level = fresh + deeper
 
     def _nodes(self) -> Iterator[_Node]:
@@ -529,7 +405,8 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
     ``base``: a ``models`` tree that holds nearly the same IDs (a merge's parent).
     The result is then written as ``base`` changed entry by entry: the same tree
     (the shape depends on the IDs only) with only the changed paths written,
-    instead of every tree of the index.
+    instead of every tree of the index.  That still reads ``base`` whole to find
+    what changed; ``apply_changes`` reads only the changed paths.
     """
     if isinstance(models, ShardedModels):
         return models.to_tree(odb)
@@ -543,6 +420,73 @@ def models_tree(odb: ObjectDB, models: Mapping[str, ObjectID], base: ObjectID | 
                 tree[mid] = sha
             return tree.to_tree(odb)
     return _write(odb, _build(models, ""))
+
+
+class StaleBase(Exception):
+    """``apply_changes``: the base tree does not hold what a change says it replaces."""
+
+
+def apply_changes(odb: ObjectDB, base: ObjectID | None,
+                  changes: Mapping[str, tuple[ObjectID | None, ObjectID | None]]) -> ObjectID | None:
+    """``base`` (a ``models`` tree) with each ID's ``(old, new)`` change made: new None deletes it.
+
+    Reads only the trees on the changed IDs' paths (a merge of 1,000,000 models
+    where a handful differ), and writes the same tree a full write of the
+    resulting IDs would (the shape depends on the IDs only; a base of an older
+    layout is read whole and converted, once).
+
+    Raises:
+        StaleBase: ``base`` holds another commit than ``old`` for an ID (nothing
+            is written: the caller writes the index whole instead).
+    """
+    tree = ShardedModels(odb, base)
+    for mid in sorted(changes):
+        old, new = changes[mid]
+        if tree.get(mid) != old:
+            raise StaleBase(mid)
+        if new is None:
+            del tree[mid]
+        else:
+            tree[mid] = new
+    return tree.to_tree(odb)
+
+
+def diff_models(odb: ObjectDB, a: ObjectID | None,
+                b: ObjectID | None) -> dict[str, tuple[ObjectID | None, ObjectID | None]]:
+    """The IDs whose commit differs between two ``models`` trees: ID -> (in ``a``, in ``b``), None when absent.
+
+    Walks both trees together and skips every subtree with the same id on both
+    sides: reads the trees on the paths that differ, not the index (a subtree
+    whose shape differs, a leaf against its split, is read whole).
+    """
+    out: dict[str, tuple[ObjectID | None, ObjectID | None]] = {}
+    stack = [(a, b, "")]
+    while stack:
+        ta, tb, prefix = stack.pop()
+        if ta == tb:
+            continue
+        na = _Node() if ta is None else _parse(odb, ta, prefix)
+        nb = _Node() if tb is None else _parse(odb, tb, prefix)
+        if not na.links and not nb.links and _regular(na) and _regular(nb):
+            for name in set(na.subs) | set(nb.subs):
+                stack.append((cast("ObjectID | None", na.subs.get(name)), cast("ObjectID | None", nb.subs.get(name)),
+                              prefix + name))
+            continue
+        la, lb = _links_under(odb, na, prefix), _links_under(odb, nb, prefix)
+        out.update((mid, (la.get(mid), lb.get(mid))) for mid in la.keys() | lb.keys() if la.get(mid) != lb.get(mid))
+    return out
+
+
+def _links_under(odb: ObjectDB, node: _Node, prefix: str) -> dict[str, ObjectID]:
+    """Every gitlink under ``node`` (read at ``prefix``), each tree read and checked at its own prefix."""
+    out = dict(node.links)
+    stack = [(cast(ObjectID, sub), prefix + name) for name, sub in node.subs.items()]
+    while stack:
+        tid, at = stack.pop()
+        child = _parse(odb, tid, at)
+        out.update(child.links)
+        stack.extend((cast(ObjectID, sub), at + name) for name, sub in child.subs.items())
+    return out
 
 
 def check_models_tree(odb: ObjectDB, tree_id: ObjectID, checked: set[ObjectID]) -> None:

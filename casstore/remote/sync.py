@@ -26,11 +26,11 @@ from dulwich.config import ConfigFile
 from dulwich.objects import ZERO_SHA, ObjectID
 from dulwich.refs import Ref
 
-from ..model.history import DomainIndex, read_index, record_delete
+from ..model.history import DomainIndex, model_refs, read_index, record_delete
 from ..model.reading import read_named_manifest
 from ..model.signatures import Verifier, check_received
 from ..model.states import STATES_REF, states_at, write_states
-from ..model.writer import domain_writer, states_writer
+from ..model.writer import domain_writer, refs_as_stamped, states_writer
 from ..objects.refs import domain_ref, model_ref
 from ..objects.trailers import format_trailers
 from ..util.identity import author
@@ -40,7 +40,7 @@ from ..util.progress import ProgressFn
 from .config import cache_dir
 from .hook import explain_rejection, hook_messages
 from .incoming import Quarantine
-from .merge import Deleted, MergeResult, ancestry, deleted_commits, merge_base, merge_indexes
+from .merge import MergeResult, ancestry, deleted_commits, index_is, is_ancestor, merge_base, merge_indexes
 from .report import ModelChange as ModelChange
 from .report import RemoteRefs as RemoteRefs
 from .report import SyncResult as SyncResult
@@ -71,8 +71,7 @@ def _local_index(repo: Repository, domain: str) -> tuple[ObjectID | None, Domain
     head = repo.refs.get(domain_ref(domain))
     idx = read_index(repo.odb, head)
     # the model refs are the truth; the history only records them
-    idx.models = {mid: sha for mid in repo.refs.model_ids(domain)
-                  if (sha := repo.refs.get(model_ref(domain, mid))) is not None}
+    idx.models = model_refs(repo.refs, domain)
     return head, idx
 
 
@@ -102,19 +101,19 @@ def _choose_head(repo: Repository, ours: ObjectID | None, theirs: ObjectID | Non
     """The history head that records ``result`` and contains both histories."""
     odb = repo.odb
     if theirs is None or theirs == ours:
-        if ours is not None and _index_at(repo, ours) == result:
+        if ours is not None and index_is(odb, ours, result):
             return ours
         return _history_commit(repo, result, [ours] if ours else [], _merge_message(url, conflicts))
     if ours is None:
-        if _index_at(repo, theirs) == result:
+        if index_is(odb, theirs, result):
             return theirs
         return _history_commit(repo, result, [theirs], _merge_message(url, conflicts))
-    ours_anc = ancestry(odb, ours)
-    if theirs in ours_anc and _index_at(repo, ours) == result:
+    theirs_in_ours = is_ancestor(odb, theirs, ours)  # walks the commits since theirs, not the history
+    if theirs_in_ours and index_is(odb, ours, result):
         return ours
-    if ours in ancestry(odb, theirs) and _index_at(repo, theirs) == result:
+    if is_ancestor(odb, ours, theirs) and index_is(odb, theirs, result):
         return theirs
-    parents = [ours] if theirs in ours_anc else [ours, theirs]
+    parents = [ours] if theirs_in_ours else [ours, theirs]
     return _history_commit(repo, result, parents, _merge_message(url, conflicts))
 
 
@@ -178,20 +177,24 @@ class DomainPlan:
 
 
 def plan_domain(repo: Repository, domain: str, theirs: ObjectID | None, remote_models: dict[str, ObjectID],
-                their_deleted: Deleted | None = None) -> DomainPlan:
+                locked: bool) -> DomainPlan:
     """The merge step of push and pull: our side of ``domain`` (as it is now) with the remote's.
 
     ``theirs`` is the remote's history head (its objects are here), ``remote_models``
-    its model refs; ``their_deleted`` the commits its history deleted, when the
-    caller knows them already (``deleted_commits(odb, theirs)``).  Deletions apply
-    only to the commit their delete event names (merge.py).
+    its model refs.  Deletions apply only to the commit their delete event names, and
+    only those since the merge base count (merge.py).  ``locked``: the caller holds the
+    domain lock, so our history head records exactly our model refs and the merged
+    index is written as changes to its tree; otherwise only when the refs are as their
+    last writer stamped them (``refs_as_stamped``).
     """
     odb = repo.odb
     ours, local = _local_index(repo, domain)
     remote = _index_at(repo, theirs, remote_models)
     base = merge_base(odb, ours, theirs) if ours and theirs else None
-    merged = merge_indexes(_index_at(repo, base), local, remote, deleted_commits(odb, ours),
-                           deleted_commits(odb, theirs) if their_deleted is None else their_deleted)
+    trusted = ours if locked or (refs_as_stamped(repo, domain) and repo.refs.get(domain_ref(domain)) == ours) else None
+    # the deletions since the merge base; the merged index written as changes to ours when trusted
+    merged = merge_indexes(_index_at(repo, base), local, remote, deleted_commits(odb, ours, base),
+                           deleted_commits(odb, theirs, base), trusted)
     return DomainPlan(domain, ours, theirs, local, remote, merged)
 
 
@@ -317,10 +320,9 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
     if theirs is not None and repo.refs.get(domain_ref(domain)) == theirs:
         if _local_index(repo, domain)[1].models == remote_models:
             return  # the same history and models on both sides: nothing to merge
-    their_deleted = deleted_commits(repo.odb, theirs)
     ours_taken: dict[str, tuple[ObjectID, list[str]]] = {}  # ``take_theirs``: ID -> our commit, its states
     while True:
-        plan = plan_domain(repo, domain, theirs, remote_models, their_deleted)
+        plan = plan_domain(repo, domain, theirs, remote_models, locked=True)
         local = plan.local
         if plan.merged.conflicts:
             if take_theirs:
@@ -448,7 +450,7 @@ def _push_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str,  #
     if theirs is not None and not repo.odb.contains(theirs):
         result.diverged.append(domain)  # we have never seen their history: pull first
         return
-    plan = plan_domain(repo, domain, theirs, remote.models.get(domain, {}))
+    plan = plan_domain(repo, domain, theirs, remote.models.get(domain, {}), locked=False)
     if plan.merged.conflicts:
         # nothing of this domain moves: a history that lists our model while the
         # remote's ref holds theirs would be a lie, and a partial one could not be

@@ -66,6 +66,7 @@ from .log import has_newest as has_newest
 from .log import iter_log as iter_log
 from .log import newest_created as newest_created
 from .log import walk_log as walk_log
+from .recovery import model_refs as model_refs
 from .recovery import reconcile as reconcile
 
 #: the name ``event_message`` had before the package (benchmarks/bench_serve.py imports it)

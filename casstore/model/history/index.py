@@ -13,7 +13,10 @@ from dulwich.objects import Commit, ObjectID, Tree
 from ...errors import CorruptObjectError
 from ...objects.odb import ObjectDB
 from ...util.names import check_model_id, check_state
-from ..indextree import GITLINK, TREE, ShardedModels, check_models_tree, models_tree
+from ..indextree import GITLINK, TREE, ShardedModels, StaleBase, apply_changes, check_models_tree, models_tree
+
+#: model ID -> (commit before, commit after; None: absent): what a merge changed of one side's models
+Changes = dict[str, tuple[ObjectID | None, ObjectID | None]]
 
 
 def _read_gitlinks(odb: ObjectDB, tree_id: ObjectID) -> dict[str, ObjectID]:
@@ -46,15 +49,30 @@ class DomainIndex:
 
     models: MutableMapping[str, ObjectID] = field(default_factory=dict)  # id -> hex commit
     states: dict[str, dict[str, ObjectID]] = field(default_factory=dict)  # state -> id -> hex
+    #: (history commit, changes): ``models`` is that commit's models with these changes made (a
+    #: merge's result, from what it merged: ``to_tree`` then reads only the changed paths)
+    changed_from: tuple[ObjectID, Changes] | None = field(default=None, compare=False, repr=False)
 
     def to_tree(self, odb: ObjectDB, base: ObjectID | None = None) -> ObjectID:
         """Write the index; ``base``: a history commit whose index is nearly this one (a merge's parent).
 
-        With ``base``, a ``models`` mapping that is not read from a history is
-        written as the changes to ``base``'s tree: the same tree, fewer writes.
+        With ``changed_from``, the ``models`` tree is that commit's with the
+        changes made (``apply_changes``: the trees on the changed paths are read,
+        no other), whatever ``base`` is: the tree depends on the IDs only.  Else,
+        with ``base``, a ``models`` mapping that is not read from a history is
+        written as the changes to ``base``'s tree (which reads it whole): the same
+        tree, fewer writes.
         """
         root = Tree()
-        models = models_tree(odb, self.models, None if base is None else _models_of(odb, base))
+        models: ObjectID | None = None
+        written = False
+        if self.changed_from is not None:
+            try:
+                models, written = apply_changes(odb, _models_of(odb, self.changed_from[0]), self.changed_from[1]), True
+            except StaleBase:  # not that commit's models after all: written from ``models``
+                pass
+        if not written:
+            models = models_tree(odb, self.models, None if base is None else _models_of(odb, base))
         if models is not None:
             root.add(b"models", TREE, models)
         if any(self.states.values()):
