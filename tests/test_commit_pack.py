@@ -36,7 +36,7 @@ def _loose(store: casstore.Store) -> list[str]:
 def test_a_small_commit_makes_one_pack_and_a_handful_of_fsyncs(store: casstore.Store, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     store.commit_models("d", model=_file(tmp_path, "a.bin", 1), model_id="a")
-    monkeypatch.setattr(casstore.store, "maintain", lambda repo: None)  # pack roll-ups are counted apart
+    monkeypatch.setattr(casstore.model.commit, "maintain", lambda repo: None)  # pack roll-ups are counted apart
     calls: list[int] = []
     for name in ("fsync", "fdatasync"):
         real = getattr(os, name)

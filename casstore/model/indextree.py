@@ -1,5 +1,8 @@
 """The ``models`` tree of a domain index: leaves that split past a bound.
 
+Over 500 lines because reading, writing, diffing and checking the tree share its private
+node type and parser; the ID keys live apart in indexkeys.py.
+
 A history commit's ``models`` tree maps model IDs to model commits (gitlinks).
 Its shape (docs/format.md, "Index layout") keeps the bytes one event writes
 bounded however large the domain grows:

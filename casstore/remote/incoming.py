@@ -1,5 +1,8 @@
 """Receiving objects from a remote: quarantine, normalise, verify, publish.
 
+Over 500 lines because the quarantine and the pack indexer that fills it are one
+trust boundary: every check a received object passes is in this one file.
+
 A pulled pack may be hostile.  It is written to ``cas/tmp/incoming-*`` (a
 quarantine whose object store borrows the main one through git's alternates),
 rewritten there as a casstore pack (whole objects; every object id recomputed
