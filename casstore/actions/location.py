@@ -86,14 +86,16 @@ def is_git_repository(path: str) -> bool:
     return is_plain_git_repository(path)
 
 
-def protect_git_repository(path: str, require_signed: str | None = None) -> None:
+def protect_git_repository(path: str, require_signed: str | None = None) -> list[str]:
     """Give a bare git repository made by ``git init --bare`` what ``cas init --bare`` gives
-    a store others push to: the pre-receive hook that protects models (refusing commits not
-    signed by a key of ``require_signed`` too, when given) and git's object checks on receive."""
+    a store others push to: the hooks that protect models (refusing commits not signed by
+    a key of ``require_signed`` too, when given) and merge pushed packs, and git's object
+    checks on receive.  Returns the names of the hooks written (none when all were current)."""
     from ..remote.hook import install_hook
 
-    install_hook(path, require_signed)
+    written = install_hook(path, require_signed)
     subprocess.run(["git", "--git-dir", path, "config", "receive.fsckObjects", "true"], check=True)
+    return written
 
 
 def remote_hook_missing(url: str) -> bool:

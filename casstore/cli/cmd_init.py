@@ -9,20 +9,6 @@ import os
 from ..store import init_store, is_git_repository, is_store, protect_git_repository
 from .base import SubParsers, add_command, store_path
 
-#: the hooks ``cas init --bare`` installs (remote/hooks/)
-HOOKS = ("pre-receive", "post-receive")
-
-
-def _hooks(path: str) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in HOOKS:
-        try:
-            with open(os.path.join(path, "hooks", name), errors="replace") as f:
-                out[name] = f.read()
-        except (FileNotFoundError, IsADirectoryError):
-            out[name] = None
-    return out
-
 
 def update_hooks(path: str, require_signed: str | None) -> int:
     """``cas init --bare`` on a store that exists: install the hooks it lacks or has from another
@@ -30,9 +16,7 @@ def update_hooks(path: str, require_signed: str | None) -> int:
     not casstore's is refused by name, and nothing changes."""
     if require_signed is not None and not os.path.isfile(require_signed):
         raise FileNotFoundError(f"allowed signers file {require_signed}: no such file")
-    before = _hooks(path)
-    protect_git_repository(path, require_signed)
-    written = [name for name, text in _hooks(path).items() if text != before[name]]
+    written = protect_git_repository(path, require_signed)
     if written:
         print(f"store already exists at {path}: installed its hooks ({', '.join(written)})")
     else:
