@@ -161,15 +161,53 @@ def _swap_offsets(data: bytearray) -> None:
     data[at : at + 4], data[at + 4 : at + 8] = data[at + 4 : at + 8], data[at : at + 4]
 
 
-def _same_offset(data: bytearray) -> None:
-    """File the second object at the first one's offset: two ids, one entry."""
-    n = struct.unpack_from(">I", data, 8 + 255 * 4)[0]
-    at = 8 + 1024 + 24 * n
-    data[at + 4 : at + 8] = data[at : at + 4]
+def _refile(idx: Path, moved: Callable[[str, int], bool], host: Callable[[str, int], bool]) -> str:
+    """File the first object (in .idx order) that ``moved(type, offset)`` picks at the offset of the
+    first other one that ``host`` picks: two ids, one entry.
+
+    The objects are chosen by kind, not by position: which two come first in SHA order changes
+    from run to run (commit ids hold the time), and that decides which check sees the lie first.
+    The pull's walk reads every commit and tree it copies (through the object database, which
+    hashes each object); it never reads a blob.  So a blob filed at another entry's offset is
+    first seen by the whole-pack copy's layout check ("offsets do not tile the pack", naming the
+    pack), and a commit or tree filed at a blob's offset by the walk, which reads that blob's
+    bytes under the commit's id ("content does not match its SHA-1", naming the commit).  Both
+    are true (the entry filed under that id is not its object; the pack's entries do not tile
+    it), and both refuse before anything is published.  Returns the moved object's id.
+    """
+    listing = subprocess.run(["git", "show-index"], input=idx.read_bytes(), capture_output=True,
+                             check=True).stdout.decode()
+    offsets = {sha: int(off) for off, sha, _ in (line.split() for line in listing.splitlines())}
+    kinds = dict(line.split() for line in git(idx.parents[2], "cat-file", "--batch-all-objects",
+                                              "--batch-check=%(objectname) %(objecttype)").stdout.splitlines())
+    order = sorted(offsets)  # .idx order
+    m = next(i for i, sha in enumerate(order) if moved(kinds[sha], offsets[sha]))
+    h = next(i for i, sha in enumerate(order) if i != m and host(kinds[sha], offsets[sha]))
+
+    def edit(data: bytearray) -> None:
+        at = 8 + 1024 + 24 * len(order)
+        data[at + 4 * m : at + 4 * m + 4] = data[at + 4 * h : at + 4 * h + 4]
+
+    _rewrite_idx(idx, edit)
+    return order[m]
 
 
-def _duplicate_offsets(pack: Path, idx: Path) -> None:
-    _rewrite_idx(idx, _same_offset)
+def _blob_at_a_blobs_offset(pack: Path, idx: Path) -> str:
+    _refile(idx, lambda kind, _: kind == "blob", lambda kind, _: kind == "blob")
+    return pack.name  # the layout check names the pack
+
+
+def _blob_at_the_first_entrys_offset(pack: Path, idx: Path) -> str:
+    _refile(idx, lambda kind, off: kind == "blob" and off != 12, lambda _, off: off == 12)
+    return pack.name
+
+
+def _commit_at_a_blobs_offset(pack: Path, idx: Path) -> str:
+    return _refile(idx, lambda kind, _: kind == "commit", lambda kind, _: kind == "blob")  # the walk names it
+
+
+def _tree_at_a_blobs_offset(pack: Path, idx: Path) -> str:
+    return _refile(idx, lambda kind, _: kind == "tree", lambda kind, _: kind == "blob")
 
 
 def _flip_chunk_byte(pack: Path, idx: Path) -> None:
@@ -202,25 +240,30 @@ def _wrong_trailer(pack: Path, idx: Path) -> None:
 @pytest.mark.parametrize(("tamper", "error"), [
     (_flip_chunk_byte, "SHA-1|Adler"),
     (_forge_offsets, "content does not match its SHA-1"),
-    (_duplicate_offsets, "offsets do not tile the pack"),
+    (_blob_at_a_blobs_offset, "offsets do not tile the pack"),
+    (_blob_at_the_first_entrys_offset, "offsets do not tile the pack"),
+    (_commit_at_a_blobs_offset, "content does not match its SHA-1"),
+    (_tree_at_a_blobs_offset, "content does not match its SHA-1"),
     (_trailing_bytes, "unreadable pack entry"),
     (_wrong_trailer, "pack checksum mismatch"),
 ])
 def test_hostile_whole_pack_is_rejected_with_nothing_published(
-        tmp_path: Path, tamper: Callable[[Path, Path], None], error: str) -> None:
+        tmp_path: Path, tamper: Callable[[Path, Path], str | None], error: str) -> None:
     """A remote's pack that the puller lacks entirely is copied whole and verified in place; every
     kind of lie (content, .idx offsets, bytes after the last entry, trailer) is refused, naming
-    the object or pack, before anything is published."""
+    the object or pack, before anything is published.  (A commit or tree whose .idx offset lies
+    is refused sooner, by the walk that reads it: see :func:`_refile`.)"""
     src, victim = _source_and_victim(tmp_path)
     pack_dir = Path(src.path) / "objects" / "pack"
     (pack,) = [p for p in pack_dir.iterdir() if p.suffix == ".pack"]
     objects = set(git(src.path, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").stdout.split())
     pack.chmod(0o644)
-    tamper(pack, pack.with_suffix(".idx"))
+    named = tamper(pack, pack.with_suffix(".idx"))
     before = snapshot(victim.path)
     with pytest.raises(CorruptObjectError, match=error) as caught:
         victim.pull(str(src.path))
     assert caught.value.oid in {pack.name} | objects  # the error names what is wrong
+    assert named is None or caught.value.oid == named
     assert snapshot(victim.path) == before
     assert victim.list_models("d") == ["own"]
 
