@@ -17,6 +17,7 @@ import pytest
 from dulwich.objects import Commit, ObjectID, Tree
 
 import casstore
+import casstore.objects.odb
 from casstore.errors import CasError, CorruptObjectError
 from casstore.model.history import GITLINK, TREE, key_of, read_index, shard_of
 from casstore.objects.refs import domain_ref, model_ref
@@ -413,9 +414,12 @@ def test_list_models_limit_is_the_full_lists_first_models_read_from_the_newest_e
     head = store.refs.get(domain_ref("d"))
     assert head is not None and b"\nCas-Newest: " in store.odb.read(head, Commit).message
     # in creation order (no model from the future): the first page comes from the newest events,
-    # the older models' commits are never read
+    # the older models' commits are never read.  Those are written as loose objects (DEFER off:
+    # the writer is not what this checks) so that they can be taken out and any read of them fails
     for day in range(1, 9):
-        store.commit_models("d2", model=path, model_id=f"m{day}", created=_created(day))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(casstore.objects.odb, "DEFER", day > 3)
+            store.commit_models("d2", model=path, model_id=f"m{day}", created=_created(day))
     for mid in ("m1", "m2", "m3"):
         sha = store.refs.get(model_ref("d2", mid))
         assert sha is not None
