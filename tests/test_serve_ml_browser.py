@@ -4,16 +4,25 @@ Sort a 200-model domain by a metric, filter it, open a model, preview a CSV, a
 PNG and a Markdown card, search across two domains, compare two models.  Every
 step waits (WebDriverWait, generous timeouts) for what it then asserts: the
 machine running the suite may be loaded.
+
+Every page here is rendered by the server (no script): a click on a link or a
+submit button loads a new document, and the click returns before it has.  An
+element found right after such a click may still be the old page's (its ``h1``,
+its rows) and goes stale when the new page arrives, so each such step goes
+through ``_load``, which waits until the old document is gone and the new one
+has loaded before anything is looked up; the waits re-find what they read on
+every poll, from the driver, never through an element held across a load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
@@ -51,7 +60,20 @@ def driver(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 
 def _wait(d: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
-    return WebDriverWait(d, WAIT, poll_frequency=0.2)
+    # a condition that re-finds its elements from the driver is simply tried again if one
+    # went stale between its find and its read (bounded by WAIT like any other miss)
+    return WebDriverWait(d, WAIT, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def _load(d: webdriver.Chrome, act: Callable[[], object]) -> None:
+    """Do ``act`` (a click on a link, a submit, back()), which loads another page, and wait until
+    the page it leaves is gone and the new one has loaded: only then may the test look up
+    elements, else it may get the old page's (stale a moment later)."""
+    old = d.find_element(By.TAG_NAME, "html")
+    act()
+    _wait(d).until(ec.staleness_of(old), message="the page did not change")
+    WebDriverWait(d, WAIT, poll_frequency=0.2, ignored_exceptions=(JavascriptException,)).until(
+        lambda d: d.execute_script("return document.readyState") == "complete", message="the page did not load")
 
 
 def _find(d: webdriver.Chrome, css: str) -> WebElement:
@@ -60,8 +82,20 @@ def _find(d: webdriver.Chrome, css: str) -> WebElement:
 
 
 def _click(d: webdriver.Chrome, css: str) -> None:
+    """Click in the page (a checkbox, a <summary>): nothing is loaded."""
     el: WebElement = _wait(d).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
     el.click()
+
+
+def _click_to(d: webdriver.Chrome, css: str) -> None:
+    """Click a link or a submit button and wait for the page it loads."""
+    el: WebElement = _wait(d).until(ec.element_to_be_clickable((By.CSS_SELECTOR, css)))
+    _load(d, el.click)
+
+
+def _text(d: webdriver.Chrome, css: str) -> str:
+    """The text of the element at ``css``, found anew (for waits)."""
+    return str(d.find_element(By.CSS_SELECTOR, css).text)
 
 
 def _model_ids(d: webdriver.Chrome) -> list[str]:
@@ -74,13 +108,13 @@ def test_sort_filter_open_preview(site: tuple[Server, dict[str, Any]], driver: w
     driver.get(base + "/d/zoo")
     _wait(driver).until(lambda d: _model_ids(d)[:1] == ["z199"])
     # the metric columns are there; click "accuracy" to sort by it, best first
-    _click(driver, 'th a.sort[data-key="accuracy"]')
+    _click_to(driver, 'th a.sort[data-key="accuracy"]')
     best = [f"z{i:03d}" for i in sorted(range(ZOO), key=lambda i: -zoo_accuracy(i))]
     _wait(driver).until(lambda d: _model_ids(d)[:5] == best[:5])
     cells = driver.find_elements(By.CSS_SELECTOR, '#models td.metric[data-key="accuracy"]')
     assert float(cells[0].text) == pytest.approx(zoo_accuracy(int(best[0][1:])), rel=1e-3)
     # clicking again sorts low to high
-    _click(driver, 'th a.sort[data-key="accuracy"]')
+    _click_to(driver, 'th a.sort[data-key="accuracy"]')
     _wait(driver).until(lambda d: _model_ids(d)[:3] == best[::-1][:3])
     # filter: accuracy > 0.9 and the author Ana, still sorted
     box = _find(driver, "#filter")
@@ -89,37 +123,36 @@ def test_sort_filter_open_preview(site: tuple[Server, dict[str, Any]], driver: w
     author = _find(driver, "#author-filter")
     author.clear()
     author.send_keys("ana")
-    _click(driver, "#apply-filter")
+    _click_to(driver, "#apply-filter")
     want = [m for m in best[::-1] if zoo_accuracy(int(m[1:])) > 0.9 and int(m[1:]) % 2 == 1]
     _wait(driver).until(lambda d: _model_ids(d) == want[:50])
     assert f"{len(want)} models" in _find(driver, "#count").text
     # open the first model
-    _click(driver, "#models a.model")
-    _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == want[0])
+    _click_to(driver, "#models a.model")
+    _wait(driver).until(lambda d: _text(d, "h1") == want[0])
 
     # a model with a card and files to look into
     driver.get(base + "/d/cards/m/c1")
+    _wait(driver).until(lambda d: _text(d, "#card h1") == "Zoo classifier")
     card = _find(driver, "#card")
-    _wait(driver).until(lambda d: card.find_element(By.TAG_NAME, "h1").text == "Zoo classifier")
     assert card.find_element(By.TAG_NAME, "strong").text == "iris"
     assert '<script>alert("card")</script>' in card.text  # shown as text, never run
     assert card.find_elements(By.TAG_NAME, "script") == []
     # the CSV as a table
-    _click(driver, 'a.view[href$="table.csv"]')
+    _click_to(driver, 'a.view[href$="table.csv"]')
+    _wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#csv tbody tr")) == 3)
     table = _find(driver, "#csv")
-    _wait(driver).until(lambda d: len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 3)
     assert [th.text for th in table.find_elements(By.CSS_SELECTOR, "th")] == ["name", "score"]
     assert table.find_elements(By.CSS_SELECTOR, "tbody tr")[2].text.startswith("<b>x</b>")
-    driver.back()
+    _load(driver, driver.back)
     # the PNG, decoded by the browser
-    _click(driver, 'a.view[href$="plot.png"]')
-    img = _find(driver, "#preview-image")
-    _wait(driver).until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
-                        == 4)
-    driver.back()
+    _click_to(driver, 'a.view[href$="plot.png"]')
+    _wait(driver).until(lambda d: d.execute_script(
+        "const i = document.querySelector('#preview-image'); return i && i.complete && i.naturalWidth") == 4)
+    _load(driver, driver.back)
     # the Markdown file itself
-    _click(driver, 'a.view[href$="README.md"]')
-    _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "#preview article h1").text == "Zoo classifier")
+    _click_to(driver, 'a.view[href$="README.md"]')
+    _wait(driver).until(lambda d: _text(d, "#preview article h1") == "Zoo classifier")
 
 
 def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriver.Chrome) -> None:
@@ -127,7 +160,7 @@ def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriv
     base = f"http://{server.host}:{server.port}"
     driver.get(base + "/")
     box = _find(driver, "#header-search")
-    box.send_keys("accuracy>0.94\n")
+    _load(driver, lambda: box.send_keys("accuracy>0.94\n"))
     _find(driver, "#results")
 
     def domains(d: webdriver.Chrome) -> set[str]:
@@ -135,21 +168,22 @@ def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriv
                 for r in d.find_elements(By.CSS_SELECTOR, "#results tbody tr") if r.find_elements(By.TAG_NAME, "a")}
 
     _wait(driver).until(lambda d: domains(d) == {"zoo", "cards"})
-    _click(driver, '#results a.model[href="/d/cards/m/c2"]')
-    _wait(driver).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "c2")
+    _click_to(driver, '#results a.model[href="/d/cards/m/c2"]')
+    _wait(driver).until(lambda d: _text(d, "h1") == "c2")
 
     # compare two models picked on the domain page
     driver.get(base + "/d/cards")
     _wait(driver).until(lambda d: _model_ids(d) == ["c2", "c1"])
-    _click(driver, "#compare-selected")
-    _wait(driver).until(lambda d: "Compare" in d.find_element(By.TAG_NAME, "h1").text)
+    _click_to(driver, "#compare-selected")
+    _wait(driver).until(lambda d: "Compare" in _text(d, "h1"))
     delta = _find(driver, '#meta-changes tr[data-key="accuracy"] .delta')
     assert delta.text.startswith("+0.02") and "better" in (delta.get_attribute("class") or "")
     # unchanged keys are there, folded away until opened
     same = _find(driver, "#meta-same")
     assert not same.find_element(By.CSS_SELECTOR, 'tr[data-key="eval.split"]').is_displayed()
     _click(driver, "#meta-same summary")
-    _wait(driver).until(lambda d: same.find_element(By.CSS_SELECTOR, 'tr[data-key="eval.split"]').is_displayed())
+    _wait(driver).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '#meta-same tr[data-key="eval.split"]').is_displayed())
     # changed files with the share of chunks they keep
     _find(driver, "#file-changes")
 
@@ -157,9 +191,9 @@ def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriv
     driver.get(base + "/d/zoo/metrics")
     _click(driver, '#pick-keys input[value="accuracy"]')
     _click(driver, '#pick-keys input[value="loss"]')
-    _click(driver, "#draw-together")
+    _click_to(driver, "#draw-together")
+    _wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#combined polyline")) == 2)
     combined = _find(driver, "#combined")
-    _wait(driver).until(lambda d: len(combined.find_elements(By.CSS_SELECTOR, "polyline")) == 2)
     assert combined.find_element(By.TAG_NAME, "figcaption").text == "accuracy, loss"
     width = driver.execute_script("return arguments[0].getBoundingClientRect().width",
                                   combined.find_element(By.TAG_NAME, "svg"))
@@ -179,16 +213,17 @@ def test_add_a_tag_and_a_note_then_find_them_by_search(tmp_path: Path, driver: w
         base = f"http://{server.host}:{server.port}"
         driver.get(base + "/d/pets/m/a1?token=browser-t0ken")  # sets the token cookie
         _find(driver, "#tag-name").send_keys("hand-picked")
-        _click(driver, 'form.tags button[value="tag"]')
+        _click_to(driver, 'form.tags button[value="tag"]')
         _wait(driver).until(
             lambda d: "hand-picked" in [t.text for t in d.find_elements(By.CSS_SELECTOR, "#notes .tag")])
         _find(driver, "#note-text").send_keys("<b>looks</b> fine on the walrus set")
-        _click(driver, 'form.note button[value="note"]')
+        _click_to(driver, 'form.note button[value="note"]')
         note = _wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#notes pre.note-text"))[0]
         assert note.text == "<b>looks</b> fine on the walrus set"  # shown as text, not markup
         for query, want in (("tag:hand-picked", {"a1"}), ("walrus", {"a1"})):
             driver.get(base + "/")
-            _find(driver, "#header-search").send_keys(query + "\n")
+            box = _find(driver, "#header-search")
+            _load(driver, lambda box=box, query=query: box.send_keys(query + "\n"))
             _find(driver, "#results")
             _wait(driver).until(lambda d, want=want: want == {
                 a.text for a in d.find_elements(By.CSS_SELECTOR, "#results a.model")})
