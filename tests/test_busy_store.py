@@ -221,6 +221,32 @@ def test_bulk_tree_read_falls_back_when_a_rollup_removed_an_index_not_yet_loaded
     assert reader.fsck().ok
 
 
+def test_a_read_finds_an_object_another_process_packs_while_it_looks(tmp_path: Path) -> None:
+    """Regression: fsck during commits said "history d: corrupt object ...: object is missing": dulwich
+    looks in the packs, then in the loose objects, and another process's pack_loose moved a delete's
+    loose history objects into a new pack between the two looks."""
+    from dulwich.objects import Blob
+
+    from casstore.objects.maintenance import pack_loose
+
+    writer = casstore.open(tmp_path / "store")
+    oid = writer.odb.write_loose(Blob.from_string(b"a delete's history tree"))  # not deferred: loose
+    reader = casstore.open(tmp_path / "store")
+    reader.odb.rescan_packs()
+    look_loose = reader.odb.store._get_loose_object
+    moved = []
+
+    def other_process_packs_first(sha: bytes) -> object:  # the other process's real pack_loose, just then
+        if not moved:
+            moved.append(pack_loose(writer.repo))
+        return look_loose(sha)
+
+    reader.odb.store._get_loose_object = other_process_packs_first  # type: ignore[method-assign]
+    assert reader.odb.read_raw(oid) == (Blob.type_num, b"a delete's history tree")
+    assert moved == [1]
+    assert reader.fsck().ok
+
+
 GC_WAITER = r"""
 import sys, time
 from casstore.util.locking import yielding_lock
