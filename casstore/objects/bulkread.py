@@ -82,6 +82,7 @@ def read_trees(odb: ObjectDB, ids: Sequence[ObjectID]) -> list[bytes]:  # noqa: 
             except KeyError:
                 continue
             except Exception:  # a damaged index (dulwich's zoo), a pack gone meanwhile: read_raw decides
+                todo.append(i)
                 break
             found.setdefault(id(pack), []).append((offset, i))
             if k:

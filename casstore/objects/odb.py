@@ -212,7 +212,13 @@ class ObjectDB:
         if held is not None:
             return held  # made from the object by write_loose: its id is its content's
         try:
-            type_num, raw = self.store.get_raw(oid_hex)
+            try:
+                type_num, raw = self.store.get_raw(oid_hex)
+            except KeyError:
+                # dulwich looks in the packs, then in the loose objects: another process's
+                # pack_loose (maintenance.py) may have moved it from the latter to a new pack
+                # between the two looks; a second look finds it in that pack
+                type_num, raw = self.store.get_raw(oid_hex)
         except KeyError:
             raise self._missing(oid_hex.decode()) from None
         except OSError:
