@@ -31,12 +31,20 @@ VALID = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.\Z)(?!.*\.lock\Z)[A-Za-z0-9._-]{1,12
 VALID_LINES = re.compile(rb"(?:(?!\.)(?![^\n]*\.\.)(?![^\n]*\.\n)(?![^\n]*\.lock\n)[A-Za-z0-9._-]{1,128}\n)*")
 
 
+def _poly(raw: bytes) -> int:
+    """The polynomial hash of ``key_of`` (base SHARD_MUL modulo SHARD_MOD) of an ID's bytes:
+    one dot product with the precomputed powers for IDs of up to 128 bytes."""
+    if len(raw) < len(_POWS):
+        return sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+    h = 0
+    for b in raw:
+        h = (h * SHARD_MUL + b) % SHARD_MOD
+    return h
+
+
 def shard_of(model_id: str) -> str:
     """The first two hex digits of ``key_of(model_id)``: the 256-shard layout's directory."""
-    h = 0
-    for b in model_id.encode():
-        h = (h * SHARD_MUL + b) % SHARD_MOD
-    return f"{h % 256:02x}"
+    return f"{_poly(model_id.encode()) % 256:02x}"
 
 
 def key_of(model_id: str) -> str:
@@ -52,12 +60,7 @@ def key_of(model_id: str) -> str:
     recomputes it in awk with exact integers below 2**53.
     """
     raw = model_id.encode()
-    if len(raw) < len(_POWS):
-        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
-    else:
-        h = 0
-        for b in raw:
-            h = (h * SHARD_MUL + b) % SHARD_MOD
+    h = _poly(raw)
     x = ((int.from_bytes(raw, "big") % KEY_MOD) * KEY_MIX + h) % KEY_MOD
     return f"{h % 256:02x}" + f"{x:08x}"[::-1]
 
@@ -135,13 +138,7 @@ def on_path(mid: str, want: tuple[int, int, int, int]) -> bool:
     """``key_of(mid).startswith(prefix)``, from ``prefix_test(prefix)``, without formatting the key."""
     shard, width, low, mask = want
     raw = mid.encode()
-    h: int
-    if len(raw) < len(_POWS):
-        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
-    else:
-        h = 0
-        for b in raw:
-            h = (h * SHARD_MUL + b) % SHARD_MOD
+    h = _poly(raw)
     if (h % 256 if width == 256 else (h % 256) >> 4) != shard:
         return False
     if not mask:

@@ -1,5 +1,8 @@
 """Path and ``file://`` remotes: objects move by copying packs and pack entries, refs through git.
 
+Over 500 lines because both copies (whole packs and single entries) and every check a copy from
+a possibly hostile store passes belong to one trust boundary, kept in one file.
+
 git's ``upload-pack``/``receive-pack`` inflate, hash and (for a pull) delta-search
 every object, and ``pack-objects`` holds about the whole pack in memory while it
 serves a pull (measured: ~1 GiB RSS for a 1 GiB model).  Our chunk blobs are zstd
