@@ -33,6 +33,7 @@ from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
 from casstore.util.names import MAX_NAME_LENGTH, check_name
 from tests.conftest import assert_git_fsck, git
+from tests.helpers.remotes import wait_for_maintenance
 from tests.servers import git_daemon
 
 ZERO = "0" * 40
@@ -678,11 +679,7 @@ def test_init_bare_on_an_old_store_installs_its_hooks_and_pushes_then_merge(tmp_
         while pushed() > 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert pushed() <= 2  # the hook merged them (nothing else runs on this server)
-        lock = repo / "cas" / "maintenance.lock"  # a merge still running: let it finish
-        deadline = time.monotonic() + 120
-        while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode != 0:
-            assert time.monotonic() < deadline, "the merge did not finish"
-            time.sleep(0.2)
+        wait_for_maintenance(repo)  # a merge still running: let it finish
         assert_git_fsck(repo)
         b = casstore.open(tmp_path / "b")
         assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(5)]

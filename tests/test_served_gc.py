@@ -22,6 +22,7 @@ import pytest
 import casstore
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck, git, write_random
+from tests.helpers.remotes import wait_for_maintenance
 from tests.servers import git_daemon, http_backend, sshd
 
 
@@ -291,14 +292,7 @@ def test_pushes_trigger_a_merge_once_packs_accumulate(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert pushed() <= 3
         assert len(packs(repo)) < 8  # merged, not just left
-        # let a merge still running finish before judging the store
-        lock = repo / "cas" / "maintenance.lock"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            probe = subprocess.run(["flock", "-n", str(lock), "true"], check=False)
-            if probe.returncode == 0:
-                break
-            time.sleep(0.2)
+        wait_for_maintenance(repo)  # let a merge still running finish before judging the store
         assert_git_fsck(repo)
         b = casstore.open(tmp_path / "b")
         assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(8)]

@@ -34,8 +34,10 @@ VALID_LINES = re.compile(rb"(?:(?!\.)(?![^\n]*\.\.)(?![^\n]*\.\n)(?![^\n]*\.lock
 def _poly(raw: bytes) -> int:
     """The polynomial hash of ``key_of`` (base SHARD_MUL modulo SHARD_MOD) of an ID's bytes:
     one dot product with the precomputed powers for IDs of up to 128 bytes."""
+    h: int
     if len(raw) < len(_POWS):
-        return sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+        return h
     h = 0
     for b in raw:
         h = (h * SHARD_MUL + b) % SHARD_MOD

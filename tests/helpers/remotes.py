@@ -8,6 +8,8 @@ tests/conftest.py loads these fixtures (``pytest_plugins``), so every test modul
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +73,11 @@ def check_all(*paths: str | Path) -> None:
             report = casstore.Store(str(p)).fsck(read_data=True)
             assert report.ok, report.problems
 
+
+def wait_for_maintenance(repo: Path, timeout: float = 120) -> None:
+    """Wait (bounded) until no merge of pushed packs holds ``repo``'s maintenance lock."""
+    lock = repo / "cas" / "maintenance.lock"
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the merge did not finish"
+        time.sleep(0.2)
