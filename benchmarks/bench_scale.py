@@ -38,6 +38,7 @@ domain page (issue 28; docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -49,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 WORKER = r"""
 import itertools, json, os, sys, time
@@ -480,6 +482,22 @@ def layouts(sizes: list[int], sample: int = 20) -> dict[str, dict[str, float]]: 
     return out
 
 
+@contextlib.contextmanager
+def _workdir(args: argparse.Namespace, new_model: bool = False) -> Iterator[tuple[str, str]]:
+    """(the work directory, a 20 KB model file in it): ``--dir`` or a temporary directory,
+    removed after a run that ends normally unless it is ``--dir``.  The model file is
+    kept when it is there, unless ``new_model``."""
+    work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
+    os.makedirs(work, exist_ok=True)
+    model_file = os.path.join(work, "model.bin")
+    if new_model or not os.path.exists(model_file):
+        with open(model_file, "wb") as f:
+            f.write(os.urandom(20_000))
+    yield work, model_file
+    if not args.dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and their report, in order
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=100_000)
@@ -513,75 +531,47 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
                     help="instead: bytes one event writes per index layout, for domains of these sizes")
     args = ap.parse_args()
     if args.events:
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        model_file = os.path.join(work, "model.bin")
-        if not os.path.exists(model_file):
-            with open(model_file, "wb") as f:
-                f.write(os.urandom(20_000))
-        sizes = [int(x) for x in args.events.split(",")]
-        res = event_costs(work, sizes, args.runs, model_file)
-        first = res[sizes[0]]
-        print(f"{'models':>10} {'event B':>9} {'ratio':>6} {'commit s':>9} {'ratio':>6} {'op cpu':>7} {'ratio':>6} "
-              f"{'proc cpu':>8} {'full read s':>11}")
-        for n in sizes:
-            r = res[n]
-            print(f"{n:>10,} {r['event bytes']:>9,.0f} {r['event bytes'] / first['event bytes']:>5.2f}x "
-                  f"{r['commit s']:>9.4f} {r['commit s'] / first['commit s']:>5.2f}x {r['commit op cpu']:>7.3f} "
-                  f"{r['commit op cpu'] / first['commit op cpu']:>5.2f}x {r['commit cpu']:>8.3f} "
-                  f"{r['full read s']:>11.2f}")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({str(n): r for n, r in res.items()}, f, indent=1)
-        if args.events_chart:
-            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            events_chart(res, f"one event (commit_models of 20 KB) by domain size: {when}, {os.cpu_count()} cores, "
-                              f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.events_chart)
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, model_file):
+            sizes = [int(x) for x in args.events.split(",")]
+            res = event_costs(work, sizes, args.runs, model_file)
+            first = res[sizes[0]]
+            print(f"{'models':>10} {'event B':>9} {'ratio':>6} {'commit s':>9} {'ratio':>6} {'op cpu':>7} {'ratio':>6} "
+                  f"{'proc cpu':>8} {'full read s':>11}")
+            for n in sizes:
+                r = res[n]
+                print(f"{n:>10,} {r['event bytes']:>9,.0f} {r['event bytes'] / first['event bytes']:>5.2f}x "
+                      f"{r['commit s']:>9.4f} {r['commit s'] / first['commit s']:>5.2f}x {r['commit op cpu']:>7.3f} "
+                      f"{r['commit op cpu'] / first['commit op cpu']:>5.2f}x {r['commit cpu']:>8.3f} "
+                      f"{r['full read s']:>11.2f}")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({str(n): r for n, r in res.items()}, f, indent=1)
+            if args.events_chart:
+                when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                events_chart(res, f"one event (commit_models of 20 KB) by domain size: {when}, {os.cpu_count()} cores, "
+                                  f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.events_chart)
         return
     if args.full_read:
         assert args.baseline, "--full-read needs --baseline CHECKOUT"
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        model_file = os.path.join(work, "model.bin")
-        if not os.path.exists(model_file):
-            with open(model_file, "wb") as f:
-                f.write(os.urandom(20_000))
-        sizes = [int(x) for x in args.full_read.split(",")]
-        print(f"{'models':>10} {'before s':>9} {'after s':>9} {'ratio':>6} {'before cpu':>10} {'after cpu':>10} "
-              f"{'ratio':>6}")
-        for n, r in full_read_compare(work, sizes, args.runs, model_file, args.baseline).items():
-            print(f"{n:>10,} {r['before s']:>9.2f} {r['after s']:>9.2f} {r['after s'] / r['before s']:>5.2f}x "
-                  f"{r['before cpu']:>10.2f} {r['after cpu']:>10.2f} {r['after cpu'] / r['before cpu']:>5.2f}x")
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, model_file):
+            sizes = [int(x) for x in args.full_read.split(",")]
+            print(f"{'models':>10} {'before s':>9} {'after s':>9} {'ratio':>6} {'before cpu':>10} {'after cpu':>10} "
+                  f"{'ratio':>6}")
+            for n, r in full_read_compare(work, sizes, args.runs, model_file, args.baseline).items():
+                print(f"{n:>10,} {r['before s']:>9.2f} {r['after s']:>9.2f} {r['after s'] / r['before s']:>5.2f}x "
+                      f"{r['before cpu']:>10.2f} {r['after cpu']:>10.2f} {r['after cpu'] / r['before cpu']:>5.2f}x")
         return
     if args.serve:
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        model_file = os.path.join(work, "model.bin")
-        if not os.path.exists(model_file):
-            with open(model_file, "wb") as f:
-                f.write(os.urandom(20_000))
-        for n, r in serve_cost(work, [int(x) for x in args.serve.split(",")], args.runs, model_file).items():
-            for k, v in r.items():
-                print(f"{n:>10,} {k:<28} {v:8.3f}")
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, model_file):
+            for n, r in serve_cost(work, [int(x) for x in args.serve.split(",")], args.runs, model_file).items():
+                for k, v in r.items():
+                    print(f"{n:>10,} {k:<28} {v:8.3f}")
         return
     if args.merge:
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        model_file = os.path.join(work, "model.bin")
-        if not os.path.exists(model_file):
-            with open(model_file, "wb") as f:
-                f.write(os.urandom(20_000))
-        for n in [int(x) for x in args.merge.split(",")]:
-            for k, v in merge_cost(work, n, args.merge_added, model_file).items():
-                print(f"{n:>10,} {k:<24} {v:10.3f}")
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, model_file):
+            for n in [int(x) for x in args.merge.split(",")]:
+                for k, v in merge_cost(work, n, args.merge_added, model_file).items():
+                    print(f"{n:>10,} {k:<24} {v:10.3f}")
         return
     if args.layouts:
         for k, row in layouts([int(x) for x in args.layouts.split(",")]).items():
@@ -589,58 +579,45 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
                   f"{row['parse s']:>7.2f} s to parse")
         return
     if args.cidx:
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        for k, v in big_chunk_index(work, args.cidx, args.runs).items():
-            print(f"{k:<40} {v:10.3f}")
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, _):
+            for k, v in big_chunk_index(work, args.cidx, args.runs).items():
+                print(f"{k:<40} {v:10.3f}")
         return
     if args.parallel:
-        work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-        os.makedirs(work, exist_ok=True)
-        for k, v in concurrent(work, args.parallel, args.parallel_size).items():
-            print(f"{k:<45} {v:8.2f}")
-        if not args.dir:
-            shutil.rmtree(work, ignore_errors=True)
+        with _workdir(args) as (work, _):
+            for k, v in concurrent(work, args.parallel, args.parallel_size).items():
+                print(f"{k:<45} {v:8.2f}")
         return
-    work = args.dir or tempfile.mkdtemp(prefix="bench-scale-")
-    os.makedirs(work, exist_ok=True)
-    model_file = os.path.join(work, "model.bin")
-    if not (args.reuse and os.path.exists(model_file)):
-        with open(model_file, "wb") as f:
-            f.write(os.urandom(20_000))
-    small = args.recent + 1  # the baseline: a domain with just the models a first page shows
-    for name, models, domains, recent in (("small", small, 0, args.recent),
-                                          ("big", args.models, args.domains, args.recent)):
-        path = os.path.join(work, name)
-        if not (args.reuse and os.path.isdir(path)):
-            shutil.rmtree(path, ignore_errors=True)
-            took = build(path, models, domains, model_file, recent)
-            print(f"built {name}: {models} models in d, {domains} more domains, {took:.1f} s", flush=True)
-        # one commit through the API, not measured: a store casstore has written to before
-        # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
-        run_worker("commit", path, model_file)
-    # small and big alternate, so that the machine's other load weighs on both alike
-    raw: dict[str, dict[str, list[float]]] = {"small": {}, "big": {}}
-    for _ in range(args.runs):
-        for name in ("small", "big"):
-            measure_once(os.path.join(work, name), model_file, raw[name])
-    results = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in raw.items()}
-    print(f"{'measurement':<24} {'small':>10} {'big':>10} {'big/small':>10}")
-    for k in results["small"]:
-        e, b = results["small"][k], results["big"][k]
-        print(f"{k:<24} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    if args.chart and args.models >= 100_000:  # the issue's scale: only such a run redraws the doc's chart
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        chart(results, f"casstore at scale: a domain of {args.models:,} models + {args.domains:,} domains "
-                       f"vs one of {small} models\n{when}, {os.uname().machine}, {os.cpu_count()} cores, "
-                       f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.chart)
-    if not args.dir:
-        shutil.rmtree(work, ignore_errors=True)
+    with _workdir(args, new_model=not args.reuse) as (work, model_file):
+        small = args.recent + 1  # the baseline: a domain with just the models a first page shows
+        for name, models, domains, recent in (("small", small, 0, args.recent),
+                                              ("big", args.models, args.domains, args.recent)):
+            path = os.path.join(work, name)
+            if not (args.reuse and os.path.isdir(path)):
+                shutil.rmtree(path, ignore_errors=True)
+                took = build(path, models, domains, model_file, recent)
+                print(f"built {name}: {models} models in d, {domains} more domains, {took:.1f} s", flush=True)
+            # one commit through the API, not measured: a store casstore has written to before
+            # (the first writer after the generator reconciles the refs it wrote behind casstore's back)
+            run_worker("commit", path, model_file)
+        # small and big alternate, so that the machine's other load weighs on both alike
+        raw: dict[str, dict[str, list[float]]] = {"small": {}, "big": {}}
+        for _ in range(args.runs):
+            for name in ("small", "big"):
+                measure_once(os.path.join(work, name), model_file, raw[name])
+        results = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in raw.items()}
+        print(f"{'measurement':<24} {'small':>10} {'big':>10} {'big/small':>10}")
+        for k in results["small"]:
+            e, b = results["small"][k], results["big"][k]
+            print(f"{k:<24} {e:>10.4f} {b:>10.4f} {b / e if e else float('nan'):>9.2f}x")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        if args.chart and args.models >= 100_000:  # the issue's scale: only such a run redraws the doc's chart
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            chart(results, f"casstore at scale: a domain of {args.models:,} models + {args.domains:,} domains "
+                           f"vs one of {small} models\n{when}, {os.uname().machine}, {os.cpu_count()} cores, "
+                           f"medians of {args.runs}, load average {os.getloadavg()[0]:.1f}", args.chart)
 
 
 def build_index_only(path: str, models: int, model_file: str, packed_refs: bool = False) -> float:
