@@ -220,6 +220,18 @@ def _tree_ids(odb: ObjectDB, tree_id: ObjectID | None) -> set[ObjectID]:
     return out
 
 
+
+def _read_trees_counting(odb: ObjectDB, ids: list[ObjectID]) -> tuple[list[bytes], list[ObjectID]]:
+    """``read_trees(odb, ids)``, and the trees it looked up one by one (``read_raw``) instead of
+    slicing them from their pack."""
+    slow: list[ObjectID] = []
+    read_raw = odb.read_raw
+    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
+    try:
+        return indextree.read_trees(odb, ids), slow
+    finally:
+        del odb.read_raw
+
 def test_an_event_writes_one_path_of_the_tree(odb: ObjectDB) -> None:
     """At 2,000 IDs and a bound of 8 the tree is 3-4 levels deep; an add or delete writes one path."""
     with bound(8):
@@ -308,13 +320,7 @@ def test_a_full_read_of_packed_trees_reads_them_from_the_pack(tmp_path_factory: 
     assert tree_id is not None and len(written) > 17  # a root, 16 internal trees' worth of leaves
     odb.store.add_objects(written)  # type: ignore[arg-type]
     ids = sorted(_tree_ids(odb, tree_id))
-    slow: list[ObjectID] = []
-    read_raw = odb.read_raw
-    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
-    try:
-        raws = indextree.read_trees(odb, ids)
-    finally:
-        del odb.read_raw
+    raws, slow = _read_trees_counting(odb, ids)
     assert not slow  # every tree sliced from the pack, none looked up one by one
     assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
     full = ShardedModels(odb, tree_id)
@@ -387,13 +393,7 @@ def test_a_full_read_finds_trees_across_packs_and_loose(tmp_path_factory: pytest
         odb.write_loose(t)
     assert len(odb.store.packs) == 2
     ids = sorted(_tree_ids(odb, tree_id))
-    slow: list[ObjectID] = []
-    read_raw = odb.read_raw
-    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
-    try:
-        raws = indextree.read_trees(odb, ids)
-    finally:
-        del odb.read_raw
+    raws, slow = _read_trees_counting(odb, ids)
     assert sorted(slow) == sorted(t.id for t in loose)  # the loose ones only, no pack probed in vain
     assert all(raw == odb.read_raw(t)[1] for t, raw in zip(ids, raws, strict=True))
     full = ShardedModels(odb, tree_id)
