@@ -45,11 +45,11 @@ def tally(monkeypatch: pytest.MonkeyPatch) -> Tally:
     def counting(fn: Callable[..., Any], what: str, many: bool) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             out = fn(*args, **kwargs)
-            t.add(what, sum(len(r) for r in out) if many else len(args[0]) if what == "keyed" else len(out))
+            t.add(what, len(args[0]) if what == "keyed" else len(out))
             return out
         return wrapped
 
-    monkeypatch.setattr(odb_mod, "decode_many", counting(odb_mod.decode_many, "decoded", True))
+    monkeypatch.setattr(odb_mod, "decode_run", counting(odb_mod.decode_run, "decoded", True))
     monkeypatch.setattr(odb_mod, "chunk_key", counting(odb_mod.chunk_key, "keyed", False))
     monkeypatch.setattr(localpath, "decode", counting(localpath.decode, "decoded", False))
     monkeypatch.setattr(localpath, "chunk_key", counting(localpath.chunk_key, "keyed", False))

@@ -75,27 +75,29 @@ def chunk_oids(odb: ObjectDB, tree_id: ObjectID, entry: FileEntry) -> list[bytes
 def iter_file(  # noqa: PLR0913 - the file, its chunks and the three ways to check them
     odb: ObjectDB, entry: FileEntry, oids: list[bytes], pool: ThreadPoolExecutor, window: int,
     *, check_keys: bool = True,
-) -> Iterator[bytes | memoryview]:
-    """The raw chunks of a file in order, each verified; then the whole file (:class:`WholeFile`).
+) -> Iterator[memoryview]:
+    """The raw bytes of a file in order, a run of ~2 MiB of chunks at a time, each chunk
+    verified; then the whole file (:class:`WholeFile`).
 
+    Each run is read and decoded at once (``ObjectDB.read_run``): one buffer a run, so the
+    hashes and the caller's writes take one call a run, not one a chunk.
     ``check_keys=False`` leaves the chunks' BLAKE3 keys out: only for a caller that uses no
     byte before the whole-file check at the end passed (:func:`write_file`).
     """
     locations = odb.index.lookup(entry.keys)
 
-    def read(batch: range) -> list[bytes | memoryview]:
+    def read(batch: range) -> memoryview:
         sl = slice(batch.start, batch.stop)
-        return odb.read_chunks(entry.keys[sl], oids[sl], entry.sizes[sl], locations[sl], check_keys=check_keys)
+        return odb.read_run(entry.keys[sl], oids[sl], entry.sizes[sl], locations[sl], check_keys=check_keys)
 
-    def jobs() -> Iterator[Callable[[], list[bytes | memoryview]]]:
+    def jobs() -> Iterator[Callable[[], memoryview]]:
         for batch in batched_sizes(entry.sizes):
             yield lambda batch=batch: read(batch)  # type: ignore[misc]
 
     whole = WholeFile(entry)
-    for raws in ordered(pool, window, jobs()):
-        for raw in raws:
-            whole.update(raw)
-            yield raw
+    for run in ordered(pool, window, jobs()):
+        whole.update(run)
+        yield run
     whole.check()
 
 

@@ -17,6 +17,7 @@ chunk (or the lane) has, so a hostile blob cannot be a decompression bomb.
 from __future__ import annotations
 
 import array
+import itertools
 import struct
 import threading
 from collections.abc import Sequence
@@ -379,17 +380,37 @@ def _lane_layout(payload: bytes | memoryview, raw_size: int, name: str) -> _Lane
     return _LaneLayout(s, skip, m, lanes, view[pos:])
 
 
+_U16 = np.dtype("<u2")
+
+
 def _interleave(layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> memoryview:
     """The chunk from its raw lanes and the bytes in no lane."""
+    a = np.empty(layout.lane_size * layout.stride + len(layout.rest), np.uint8)  # every byte is written
+    _interleave_into(a, layout, lanes)
+    return a.data
+
+
+def _interleave_into(a: np.ndarray, layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> None:
+    """Write the chunk whose raw lanes are ``lanes`` into ``a`` (exactly its size).
+
+    Two lanes are joined as 16-bit values (``lane1 << 8 | lane0``, two contiguous passes
+    numpy vectorises: ~0.2 CPU-s per GiB here against ~0.37 for two strided byte copies);
+    four are copied into place one strided column each (arithmetic on 32-bit values is no
+    faster, and slower where the chunk's rows are not 4-byte aligned in ``a``).
+    """
     s, r, m = layout.stride, layout.skip, layout.lane_size
-    a = np.empty(m * s + len(layout.rest), np.uint8)  # every byte is written below: no zero fill
-    rows = a[r:r + m * s].reshape(-1, s)
-    for j, lane in enumerate(lanes):
-        rows[:, j] = np.frombuffer(lane, np.uint8)
+    body = a[r:r + m * s]
+    if s == 2:
+        wide = body.view(_U16)  # little-endian: byte 0 of each value is lane 0
+        np.left_shift(np.frombuffer(lanes[1], np.uint8), 8, out=wide, dtype=_U16)
+        wide |= np.frombuffer(lanes[0], np.uint8)
+    else:
+        rows = body.reshape(-1, s)
+        for j, lane in enumerate(lanes):
+            rows[:, j] = np.frombuffer(lane, np.uint8)
     rest = np.frombuffer(layout.rest, np.uint8)
     a[:r] = rest[:r]
     a[r + m * s:] = rest[r:]
-    return a.data
 
 
 def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str) -> bytes | memoryview:
@@ -418,39 +439,61 @@ def decode(blob: bytes | Sequence[bytes | memoryview], raw_size: int, name: str)
     return raw
 
 
-def decode_many(  # noqa: C901, PLR0912 - one branch per frame kind, in the decoder's hot loop
+def decode_many(
     blobs: Sequence[bytes | Sequence[bytes | memoryview]], raw_sizes: Sequence[int], names: Sequence[str]
-) -> list[bytes | memoryview]:
-    """:func:`decode` of many blobs, the zstd frames in one call.
+) -> list[memoryview]:
+    """:func:`decode` of many blobs: views of one :func:`decode_run` buffer, one a blob."""
+    run = decode_run(blobs, raw_sizes, names)
+    out, pos = [], 0
+    for n in raw_sizes:
+        out.append(run[pos:pos + n])
+        pos += n
+    return out
 
-    One call (one release of the GIL) for a batch instead of one per chunk: a
-    thread decoding chunks then rarely has to take the GIL back from a thread
-    running Python, such as an unpickler reading the file being decoded.  Output
-    sizes come from the manifest, never from the frames.  Any error is reported
-    by decoding the blobs one by one, so that it names the blob.
+
+def decode_run(  # noqa: C901, PLR0912 - one branch per frame kind, in the decoder's hot loop
+    blobs: Sequence[bytes | Sequence[bytes | memoryview]], raw_sizes: Sequence[int], names: Sequence[str]
+) -> memoryview:
+    """:func:`decode` of consecutive chunks into one buffer: their raw bytes end to end.
+
+    The work is done per run, not per chunk: every zstd frame of the run (whole chunks
+    and byte lanes) is inflated in one call (``multi_decompress_to_buffer``: one release
+    of the GIL instead of one per frame), and each chunk is written once, into its place
+    in a buffer allocated once for the run (lanes interleaved straight into it), so that
+    the reader hashes and writes the run with one call each.  Output sizes come from the
+    manifest, never from the frames.  Any error is reported by decoding the blobs one by
+    one with :func:`decode`, so that it names the (first) bad blob; nothing of the run is
+    returned then.
     """
-    def one_by_one() -> list[bytes | memoryview]:
-        return [decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]
+    def one_by_one() -> memoryview:
+        return memoryview(b"".join([decode(b, n, name) for b, n, name in zip(blobs, raw_sizes, names, strict=True)]))
 
-    split = [_split(b) for b in blobs]
-    out: list[bytes | memoryview] = [b""] * len(split)
+    if len(blobs) != len(raw_sizes) or len(blobs) != len(names):
+        raise ValueError(f"{len(blobs)} blobs, {len(raw_sizes)} sizes and {len(names)} names")
+    starts = list(itertools.accumulate(raw_sizes, initial=0))
     frames: list[bytes | bytearray | memoryview] = []
     frame_sizes: list[int] = []
     # where each frame's output goes: (blob, -1) for a CASZ chunk, (blob, lane) for a CASB lane
     where: list[tuple[int, int]] = []
+    copies: list[tuple[int, bytes | memoryview]] = []  # CASR chunks: (blob, payload)
     layouts: dict[int, tuple[_LaneLayout, list[bytes | memoryview]]] = {}
-    for i, (head, payload) in enumerate(split):
-        if head == ZSTD and raw_sizes[i] > 0:
+    shift = 0  # where the run starts in its buffer: 16-bit lanes land aligned (see _interleave_into)
+    for i, blob in enumerate(blobs):
+        head, payload = _split(blob)
+        n = raw_sizes[i]
+        if head == ZSTD and n > 0:
             frames.append(payload)
-            frame_sizes.append(raw_sizes[i])
+            frame_sizes.append(n)
             where.append((i, -1))
-        elif head == RAW and len(payload) == raw_sizes[i]:
-            out[i] = payload
+        elif head == RAW and len(payload) == n:
+            copies.append((i, payload))
         elif head == LANES:
             try:
-                layout = _lane_layout(payload, raw_sizes[i], names[i])
+                layout = _lane_layout(payload, n, names[i])
             except CorruptObjectError:
                 return one_by_one()
+            if not layouts:
+                shift = -(starts[i] + layout.skip) % 8
             layouts[i] = layout, list(layout.lanes)
             for j, x in enumerate(layout.lanes):
                 if len(x) < layout.lane_size:
@@ -459,6 +502,8 @@ def decode_many(  # noqa: C901, PLR0912 - one branch per frame kind, in the deco
                     where.append((i, j))
         else:
             return one_by_one()
+    buf = np.empty(starts[-1] + shift, np.uint8)
+    out = buf[shift:]
     if frames:
         sizes = array.array("Q", frame_sizes)
         try:
@@ -470,9 +515,11 @@ def decode_many(  # noqa: C901, PLR0912 - one branch per frame kind, in the deco
             if len(view) != frame_sizes[k]:
                 return one_by_one()
             if j < 0:
-                out[i] = view
+                out[starts[i]:starts[i + 1]] = np.frombuffer(view, np.uint8)
             else:
                 layouts[i][1][j] = view
+    for i, payload in copies:
+        out[starts[i]:starts[i + 1]] = np.frombuffer(payload, np.uint8)
     for i, (layout, lanes) in layouts.items():
-        out[i] = _interleave(layout, lanes)
-    return out
+        _interleave_into(out[starts[i]:starts[i + 1]], layout, lanes)
+    return out.data

@@ -28,7 +28,7 @@ from ..errors import CorruptObjectError, MissingObjectError
 from ..util.fsutil import makedirs_durable, write_new_file
 from .chunker import chunk_key
 from .chunkindex import ChunkIndex, ChunkLocation, VerifiedFiles, stat_key
-from .codec import decode_many
+from .codec import decode_run
 from .packidx import check_idx
 from .packs import DeltaEntry, inflate_entry
 from .packwriter import BLOB, TYPE_NAMES, Buffer, EncodedEntry, PackWriter, encode_entry
@@ -379,13 +379,7 @@ class ObjectDB:
             except FileNotFoundError:
                 entry = b""  # pack gone since the index was loaded: use dulwich
             if entry:
-                try:
-                    type_num, parts = inflate_entry(entry, oid_hex, limit=None)  # content checked by the caller
-                except DeltaEntry:
-                    raise CorruptObjectError(oid_hex, "pack entry is not the expected blob") from None
-                if type_num != BLOB:
-                    raise CorruptObjectError(oid_hex, "pack entry is not the expected blob")
-                return parts
+                return self._chunk_parts(oid, entry)
         try:
             type_num, content = self.store.get_raw(ObjectID(oid_hex.encode()))
         except KeyError:
@@ -398,9 +392,59 @@ class ObjectDB:
             raise CorruptObjectError(oid_hex, "chunk is not a blob")
         return content
 
-    def read_chunks(self, keys: Sequence[bytes], oids: Sequence[bytes], raw_sizes: Sequence[int],
-                    locs: Sequence[ChunkLocation | None], *, check_keys: bool = True) -> list[bytes | memoryview]:
-        """:meth:`read_chunk` of a batch, decompressed in one call (see ``codec.decode_many``).
+    def _read_chunk_blobs(self, oids: Sequence[bytes], locs: Sequence[ChunkLocation | None]) -> list[
+            bytes | list[Buffer]]:
+        """:meth:`_read_chunk_blob` of each, entries that lie end to end in one pack read with one ``pread``.
+
+        A commit writes a file's new chunks in order, so a run of them is one span of a pack:
+        one system call and one buffer for the run instead of one of each per chunk.
+        """
+        out: list[bytes | list[Buffer]] = []
+        i, n = 0, len(oids)
+        while i < n:
+            loc = locs[i]
+            j = i + 1
+            if loc is not None and loc.oid == oids[i]:
+                end = loc.offset + loc.length
+                while j < n and (nxt := locs[j]) is not None and nxt.pack == loc.pack and nxt.offset == end \
+                        and nxt.oid == oids[j]:
+                    end += nxt.length
+                    j += 1
+            if j - i < 2:
+                out.append(self._read_chunk_blob(oids[i], loc))
+                i += 1
+                continue
+            assert loc is not None
+            try:
+                span = memoryview(os.pread(self._pack_fd(loc.pack), end - loc.offset, loc.offset))
+            except FileNotFoundError:
+                span = memoryview(b"")  # pack gone since the index was loaded: one by one, through dulwich
+            if len(span) != end - loc.offset:
+                out.extend(self._read_chunk_blob(oids[k], locs[k]) for k in range(i, j))
+            else:
+                for k in range(i, j):
+                    at = locs[k]
+                    assert at is not None
+                    rel = at.offset - loc.offset
+                    out.append(self._chunk_parts(oids[k], span[rel:rel + at.length]))
+            i = j
+        return out
+
+    @staticmethod
+    def _chunk_parts(oid: bytes, entry: Buffer) -> list[Buffer]:
+        """The content of a chunk blob's pack entry, in pieces (checked by the caller's decode and key)."""
+        try:
+            type_num, parts = inflate_entry(entry, oid.hex(), limit=None)
+        except DeltaEntry:
+            raise CorruptObjectError(oid.hex(), "pack entry is not the expected blob") from None
+        if type_num != BLOB:
+            raise CorruptObjectError(oid.hex(), "pack entry is not the expected blob")
+        return parts
+
+    def read_run(self, keys: Sequence[bytes], oids: Sequence[bytes], raw_sizes: Sequence[int],
+                 locs: Sequence[ChunkLocation | None], *, check_keys: bool = True) -> memoryview:
+        """The raw bytes of consecutive chunks, end to end in one buffer, decoded as a run
+        (``codec.decode_run``) and each chunk verified against its BLAKE3 key.
 
         ``check_keys=False`` leaves out the BLAKE3 of each chunk: only for a caller that
         hands no byte out before a whole-file BLAKE3 over them all matched its manifest
@@ -408,14 +452,17 @@ class ObjectDB:
         to name the bad chunk when it did not (``readback.write_file``, the pull's checks).
 
         Raises:
-            CorruptObjectError: naming the first chunk blob that is wrong.
+            CorruptObjectError: naming the first chunk blob that is wrong; no byte of the
+                run is returned.
         """
         try:
-            blobs = [self._read_chunk_blob(oid, loc) for oid, loc in zip(oids, locs, strict=True)]
-            raws = decode_many(blobs, raw_sizes, [oid.hex() for oid in oids])
-            for raw, key, oid in zip(raws, keys, oids, strict=True) if check_keys else ():
-                if chunk_key(raw) != key:
+            blobs = self._read_chunk_blobs(oids, locs)
+            run = decode_run(blobs, raw_sizes, [oid.hex() for oid in oids])
+            pos = 0
+            for n, key, oid in zip(raw_sizes, keys, oids, strict=True) if check_keys else ():
+                if chunk_key(run[pos:pos + n]) != key:
                     raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
+                pos += n
         except CorruptObjectError as e:
             # Stop deduplicating against the copy that failed, so that committing these
             # bytes again stores a good copy (see ChunkIndex.distrust).
@@ -423,7 +470,21 @@ class ObjectDB:
                 if loc is not None and oid.hex() == e.oid:
                     self.index.distrust(loc, key)
             raise
-        return raws
+        return run
+
+    def read_chunks(self, keys: Sequence[bytes], oids: Sequence[bytes], raw_sizes: Sequence[int],
+                    locs: Sequence[ChunkLocation | None], *, check_keys: bool = True) -> list[memoryview]:
+        """:meth:`read_run`, as one view a chunk.
+
+        Raises:
+            CorruptObjectError: naming the first chunk blob that is wrong.
+        """
+        run = self.read_run(keys, oids, raw_sizes, locs, check_keys=check_keys)
+        out, pos = [], 0
+        for n in raw_sizes:
+            out.append(run[pos:pos + n])
+            pos += n
+        return out
 
     def read_chunk(self, key: bytes, oid: bytes, raw_size: int, loc: ChunkLocation | None) -> bytes | memoryview:
         """The raw bytes of a chunk, verified against its BLAKE3 key.
