@@ -20,9 +20,9 @@ import pytest
 
 import casstore
 from casstore import CorruptObjectError
+from casstore.errors import RemoteError
 from casstore.remote.bucket import BucketClient
 from casstore.remote.reftable import ROOT_KEY, TABLES, DomainTable, RootTable, digest
-from casstore.remote.transport import RemoteError
 from tests.conftest import (
     assert_bucket_remote_fsck,
     assert_git_fsck,

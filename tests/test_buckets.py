@@ -21,9 +21,8 @@ import pytest
 
 import casstore
 from casstore import CorruptObjectError
-from casstore.errors import MissingObjectError
+from casstore.errors import MissingObjectError, RemoteError
 from casstore.remote.bucket import BucketClient
-from casstore.remote.transport import RemoteError
 from tests.conftest import (
     BUCKET_URL_FIXTURES,
     assert_bucket_remote_fsck,
