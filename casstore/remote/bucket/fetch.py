@@ -89,7 +89,7 @@ class Fetch(RefTables, RemotePacks):
                     self._forget_packs()
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _fetch_once(self, wants: Wants, contains: Callable[[ObjectID], bool],  # noqa: PLR0913 - _fetch's
+    def _fetch_once(self, wants: Wants, contains: Callable[[ObjectID], bool],
                     write: Callable[[bytes], object], domains: set[str] | None,
                     skip_merged: bool) -> dict[Ref, ObjectID]:
         """One attempt of ``_fetch``; sets ``_root_read`` to the version of the root it read (if any)."""
