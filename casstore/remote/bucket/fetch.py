@@ -33,7 +33,7 @@ class Fetch(RefTables, RemotePacks):
 
     def read_refs(self) -> dict[Ref, ObjectID]:
         """The remote's refs (every domain), from its ref tables (format 1: its ref objects) alone."""
-        with transport_errors(self.url):
+        with transport_errors(self.url):  # a fetch that wants nothing: read again if a gc moved the root
             return self._fetch(lambda refs: [], lambda oid: True, lambda data: 0, None, skip_merged=False)
 
     def fetch(self, repo: Repository, wants: Wants, quarantine: Quarantine, domains: set[str] | None,
