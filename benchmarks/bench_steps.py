@@ -71,7 +71,7 @@ def entry(steps: Steps, pieces: Sequence[Buffer], pack_sha: hashlib._Hash, fd: i
     steps.done("c2 write the pack")
 
 
-def commit_steps(path: str, work: str, steps: Steps) -> list[tuple[list[int], list[Buffer]]]:  # noqa: C901
+def commit_steps(path: str, work: str, steps: Steps) -> list[tuple[list[int], list[Buffer]]]:
     fd = os.open(path, os.O_RDONLY)
     size = os.fstat(fd).st_size
     p = DEFAULT_PARAMS

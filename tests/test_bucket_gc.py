@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import casstore
+from casstore.errors import RemoteError
 from casstore.remote.bucket import BucketClient
 from casstore.remote.bucket import gc as bucket_gc  # where STALE_LOCK is read
 from casstore.remote.reftable import ROOT_KEY, RootTable
-from casstore.remote.transport import RemoteError
 from tests.conftest import (
     assert_bucket_remote_fsck,
     assert_git_fsck,

@@ -25,6 +25,7 @@ from casstore.remote.reftable import ROOT_KEY, RootTable
 from casstore.remote.transports import open_bucket
 from tests.conftest import assert_git_fsck
 from tests.fakes.bucket import Fault, MemoryService, install, uninstall
+from tests.helpers.remotes import count_table_reads
 
 
 @pytest.fixture(params=["generation", "etag"])
@@ -272,14 +273,7 @@ def test_a_pull_with_nothing_new_reads_no_table_of_an_unchanged_domain(
         _commit(a, tmp_path, "one", domain=domain)
     assert a.push(url).ok
     assert b.pull(url).ok
-    read: list[str] = []
-    real = BucketClient.read_table
-
-    def counting(self: BucketClient, domain: str, name: str) -> object:
-        read.append(domain)
-        return real(self, domain, name)
-
-    monkeypatch.setattr(BucketClient, "read_table", counting)
+    read = count_table_reads(monkeypatch)
     assert b.pull(url).ok
     assert read == []
     _commit(a, tmp_path, "two", domain="e")
@@ -290,6 +284,26 @@ def test_a_pull_with_nothing_new_reads_no_table_of_an_unchanged_domain(
     read.clear()
     assert sorted(list_refs(b.repo, url).models) == ["d", "e", "f"]
     assert sorted(read) == ["d", "e", "f"]
+
+
+def test_a_push_reads_only_the_tables_of_the_domains_it_pushes(
+        tmp_path: Path, mem: MemoryService, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``send``'s ``domains``: a push of one domain reads that domain's table, not the others'."""
+    a = casstore.open(tmp_path / "a")
+    for domain in ("d", "e", "f"):
+        _commit(a, tmp_path, "one", domain=domain)
+    assert a.push(url).ok
+    read = count_table_reads(monkeypatch)
+    _commit(a, tmp_path, "two", domain="e")
+    assert a.push(url, ["e"]).models_added == ["e/two"]
+    assert read == ["e"]
+    read.clear()
+    _commit(a, tmp_path, "two", domain="f")
+    assert a.push(url).models_added == ["f/two"]
+    assert sorted(read) == ["d", "e", "f"]
+    fresh = casstore.open(tmp_path / "fresh")
+    assert sorted(fresh.pull(url).models_added) == ["d/one", "e/one", "e/two", "f/one", "f/two"]
+    assert_git_fsck(fresh.path)
 
 
 def _race_setup(tmp_path: Path, url: str) -> tuple[casstore.Store, casstore.Store]:

@@ -20,9 +20,9 @@ import pytest
 
 import casstore
 from casstore import CorruptObjectError
+from casstore.errors import RemoteError
 from casstore.remote.bucket import BucketClient
 from casstore.remote.reftable import ROOT_KEY, TABLES, DomainTable, RootTable, digest
-from casstore.remote.transport import RemoteError
 from tests.conftest import (
     assert_bucket_remote_fsck,
     assert_git_fsck,
@@ -34,6 +34,7 @@ from tests.conftest import (
     put_bucket_object,
     run_py,
 )
+from tests.helpers.remotes import count_table_reads
 from tests.helpers.stores import _commit_random, _snapshot, _stores
 
 #: the last commit whose bucket remotes held one object per ref (format 1): the "old client"
@@ -173,14 +174,7 @@ def test_partial_pull_reads_only_its_domains(tmp_path: Path, bucket: str, monkey
     for d in ("d1", "d2", "d3"):
         _commit_random(a, tmp_path / f"{d}.bin", 1000, "m", domain=d)
     assert a.push(bucket).ok
-    read: list[str] = []
-    real = BucketClient.read_table
-
-    def counting(self: BucketClient, domain: str, name: str) -> DomainTable:
-        read.append(domain)
-        return real(self, domain, name)
-
-    monkeypatch.setattr(BucketClient, "read_table", counting)
+    read = count_table_reads(monkeypatch)
     r = run_py(CLI, "pull", bucket, "d2", env={"CAS_STORE": b.path})
     assert r.returncode == 0, r.stderr
     assert b.list_domains() == ["d2"]

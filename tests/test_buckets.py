@@ -21,9 +21,8 @@ import pytest
 
 import casstore
 from casstore import CorruptObjectError
-from casstore.errors import MissingObjectError
+from casstore.errors import MissingObjectError, RemoteError
 from casstore.remote.bucket import BucketClient
-from casstore.remote.transport import RemoteError
 from tests.conftest import (
     BUCKET_URL_FIXTURES,
     assert_bucket_remote_fsck,
@@ -101,7 +100,7 @@ def test_racing_push_of_the_same_id_is_refused_by_the_service(
     _commit_random(b, tmp_path / "b.bin", 100_000, "m")
     assert a.push(bucket).ok
     history = bucket_objects(bucket)["refs/cas/domains/d"]
-    real = BucketClient.read_refs
+    real = BucketClient.read_ref_objects
 
     def before_a_pushed(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
         refs, versions = real(self)
@@ -109,7 +108,7 @@ def test_racing_push_of_the_same_id_is_refused_by_the_service(
                 {k: v for k, v in versions.items() if not k.startswith(b"refs/cas/")})
 
     with monkeypatch.context() as m:
-        m.setattr(BucketClient, "read_refs", before_a_pushed)
+        m.setattr(BucketClient, "read_ref_objects", before_a_pushed)
         pushed = b.push(bucket)
     assert not pushed.ok
     assert "already exists" in pushed.rejected["refs/cas/models/d/m"]
@@ -133,7 +132,7 @@ def test_a_create_whose_answer_was_lost_is_not_reported_as_refused(
     a, _ = _stores(tmp_path)
     _commit_random(a, tmp_path / "m.bin", 1000, "m")
     put_bucket_object(bucket, "refs/cas/models/d/m", a.refs.get(b"refs/cas/models/d/m") + b"\n")
-    real = BucketClient.read_refs
+    real = BucketClient.read_ref_objects
 
     def answer_lost(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
         refs, versions = real(self)
@@ -141,7 +140,7 @@ def test_a_create_whose_answer_was_lost_is_not_reported_as_refused(
                 {k: v for k, v in versions.items() if k != b"refs/cas/models/d/m"})
 
     with monkeypatch.context() as m:
-        m.setattr(BucketClient, "read_refs", answer_lost)
+        m.setattr(BucketClient, "read_ref_objects", answer_lost)
         pushed = a.push(bucket)
     assert pushed.ok and pushed.models_added == ["d/m"], pushed
     assert casstore.open(tmp_path / "c").pull(bucket).models_added == ["d/m"]
@@ -156,7 +155,7 @@ def test_stale_history_is_a_failed_compare_and_swap(
     one = _commit_random(a, tmp_path / "one.bin", 1000, "one")
     assert a.push(bucket).ok
     a.commit_models("d", model=str(one), model_id="two")
-    real = BucketClient.read_refs
+    real = BucketClient.read_ref_objects
 
     def rewritten_meanwhile(self: BucketClient) -> tuple[dict, dict]:  # type: ignore[type-arg]
         refs, versions = real(self)
@@ -165,7 +164,7 @@ def test_stale_history_is_a_failed_compare_and_swap(
         return refs, versions
 
     with monkeypatch.context() as m:
-        m.setattr(BucketClient, "read_refs", rewritten_meanwhile)
+        m.setattr(BucketClient, "read_ref_objects", rewritten_meanwhile)
         pushed = a.push(bucket)
     assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
     assert "refs/cas/models/d/two" in bucket_objects(bucket)  # created: harmless, the history follows

@@ -197,7 +197,7 @@ def test_s3_refused_history_leaves_remote_models_alone(
         a.commit_models("d", model=str(_file(tmp_path, mid)), model_id=mid)
     assert a.push(s3_url).ok
     a.delete_model("d", "v1")
-    real = S3Client.read_refs
+    real = S3Client.read_ref_objects
 
     def history_moved_meanwhile(self: S3Client) -> tuple[dict, dict]:
         refs, etags = real(self)
@@ -205,7 +205,7 @@ def test_s3_refused_history_leaves_remote_models_alone(
                       for k, v in etags.items()}
 
     with monkeypatch.context() as m:
-        m.setattr(S3Client, "read_refs", history_moved_meanwhile)
+        m.setattr(S3Client, "read_ref_objects", history_moved_meanwhile)
         pushed = a.push(s3_url)
     assert "changed on the remote" in pushed.rejected["refs/cas/domains/d"]
     assert "refs/cas/models/d/v1" in pushed.rejected and pushed.models_deleted == []

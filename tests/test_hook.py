@@ -14,7 +14,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from casstore.remote.hook import NAME_AWK, PRE_RECEIVE
 from casstore.store import init_store
 from casstore.util.names import MAX_NAME_LENGTH, check_name
 from tests.conftest import assert_git_fsck, git
-from tests.helpers.remotes import wait_for_maintenance
+from tests.helpers.remotes import wait_for_pushes_merged
 from tests.servers import git_daemon
 
 ZERO = "0" * 40
@@ -639,8 +638,6 @@ def test_init_bare_on_an_old_store_installs_its_hooks_and_pushes_then_merge(tmp_
     """A store made before post-receive existed (no post-receive, an older pre-receive): `cas init
     --bare` on it installs both, again changes nothing, and a push over git daemon then runs the
     auto-merge the new post-receive brings."""
-    from casstore.objects.repository import Repository
-    from casstore.ops.adopt import pushed_packs
     from tests.helpers.cli import cas
 
     srv = tmp_path / "srv"
@@ -662,24 +659,12 @@ def test_init_bare_on_an_old_store_installs_its_hooks_and_pushes_then_merge(tmp_
 
     assert git(repo, "config", "cas.autoPacks", "2").returncode == 0
     a = casstore.open(tmp_path / "a")
-
-    def pushed() -> int:
-        r = Repository(str(repo))
-        try:
-            return len(pushed_packs(r))
-        finally:
-            r.close()
-
     with git_daemon(srv) as base:
         url = f"{base}/m.git"
         for i in range(5):
             a.commit_models("d", model=_file(tmp_path, f"v{i}"), model_id=f"v{i}")
             assert a.push(url).ok
-        deadline = time.monotonic() + 120
-        while pushed() > 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pushed() <= 2  # the hook merged them (nothing else runs on this server)
-        wait_for_maintenance(repo)  # a merge still running: let it finish
+        wait_for_pushes_merged(repo, 2)  # the hook merged them (nothing else runs on this server)
         assert_git_fsck(repo)
         b = casstore.open(tmp_path / "b")
         assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(5)]

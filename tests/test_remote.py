@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import casstore
-from casstore.remote.transport import RemoteError
+from casstore.errors import RemoteError
 from tests.conftest import git
 from tests.helpers.remotes import check_all, new_remote
 from tests.servers import dropping_proxy, git_daemon, http_backend, sshd

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import casstore
-from casstore.remote.transport import RemoteError
+from casstore.errors import RemoteError
 from tests.conftest import assert_git_fsck, assert_s3_remote_fsck, bucket_refs, s3_client, s3_objects
 from tests.helpers.stores import _commit_random, _stores
 from tests.servers import dropping_proxy, free_port

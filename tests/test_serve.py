@@ -16,16 +16,21 @@ import pytest
 import casstore
 from casstore.serve import data
 from tests.conftest import write_random
-from tests.helpers.serve import BIG, Server, _flip_chunk, build_demo_store, start_server, stop_server
+from tests.helpers.serve import (
+    BIG,
+    Served,
+    Server,
+    _flip_chunk,
+    build_demo_store,
+    serve_store,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("serve")
-    facts = build_demo_store(root / "store", root / "work")
-    server = start_server(str(root / "store"))
-    yield server, str(root / "store"), facts
-    stop_server(server)
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from serve_store(tmp_path_factory.mktemp("serve"), build_demo_store)
 
 
 def test_domains(demo: tuple[Server, str, dict[str, Any]]) -> None:

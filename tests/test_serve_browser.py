@@ -20,7 +20,7 @@ from selenium.common.exceptions import JavascriptException, NoSuchElementExcepti
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.helpers.serve import Server, build_demo_store, chrome, start_server, stop_server
+from tests.helpers.serve import Served, build_demo_store, chrome, serve_store
 
 # read at import: the autouse fixture in conftest.py clears CAS_* variables before each test
 SHOTS = os.environ.get("CAS_SERVE_SCREENSHOTS")
@@ -30,12 +30,8 @@ WAIT = 30
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("serve-browser")
-    facts = build_demo_store(root / "store", root / "work")
-    server = start_server(str(root / "store"))
-    yield server, facts
-    stop_server(server)
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from serve_store(tmp_path_factory.mktemp("serve-browser"), build_demo_store)
 
 
 @pytest.fixture
@@ -100,9 +96,9 @@ def _wait_for_file(path: Path, size: int, timeout: float = 60) -> bytes:
     raise AssertionError(f"{path} did not arrive ({list(path.parent.iterdir())})")
 
 
-def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],  # noqa: PLR0915 - one user's click-through, step by step
+def test_click_through_domain_model_compare(site: Served,  # noqa: PLR0915 - one user's click-through, step by step
                                            browser: tuple[webdriver.Chrome, Path], tmp_path: Path) -> None:
-    server, facts = site
+    server, _, facts = site
     driver, downloads = browser
     base = f"http://{server.host}:{server.port}"
 
@@ -173,8 +169,8 @@ def test_click_through_domain_model_compare(site: tuple[Server, dict[str, Any]],
     _shot(driver, tmp_path, "metrics")
 
 
-def test_large_download_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
-    server, facts = site
+def test_large_download_in_browser(site: Served, browser: tuple[webdriver.Chrome, Path]) -> None:
+    server, _, facts = site
     driver, downloads = browser
     url = f"http://{server.host}:{server.port}/d/weights/m/w1"
     driver.get(url)
@@ -184,8 +180,8 @@ def test_large_download_in_browser(site: tuple[Server, dict[str, Any]], browser:
     assert _wait_for_file(downloads / "weights.bin", len(facts["big"])) == facts["big"]
 
 
-def test_error_page_in_browser(site: tuple[Server, dict[str, Any]], browser: tuple[webdriver.Chrome, Path]) -> None:
-    server, _ = site
+def test_error_page_in_browser(site: Served, browser: tuple[webdriver.Chrome, Path]) -> None:
+    server, _, _ = site
     driver, _ = browser
     url = f"http://{server.host}:{server.port}/d/iris/m/nope"
     driver.get(url)

@@ -18,16 +18,22 @@ import numpy as np
 import pytest
 
 import casstore
-from tests.helpers.serve import ZOO, Server, build_ml_store, png_bytes, start_server, stop_server, zoo_accuracy
+from tests.helpers.serve import (
+    ZOO,
+    Served,
+    Server,
+    build_ml_store,
+    png_bytes,
+    serve_store,
+    start_server,
+    stop_server,
+    zoo_accuracy,
+)
 
 
 @pytest.fixture(scope="module")
-def ml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("serve-ml")
-    facts = build_ml_store(root / "store", root / "work")
-    server = start_server(str(root / "store"))
-    yield server, str(root / "store"), facts
-    stop_server(server)
+def ml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from serve_store(tmp_path_factory.mktemp("serve-ml"), build_ml_store)
 
 
 def _ids(d: dict[str, Any]) -> list[str]:

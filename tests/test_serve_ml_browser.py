@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from selenium import webdriver
@@ -30,9 +29,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.helpers.serve import (
     ZOO,
-    Server,
+    Served,
     build_ml_store,
     chrome,
+    serve_store,
     start_server,
     stop_server,
     zoo_accuracy,
@@ -42,12 +42,8 @@ WAIT = 90
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("serve-ml-browser")
-    facts = build_ml_store(root / "store", root / "work")
-    server = start_server(str(root / "store"))
-    yield server, facts
-    stop_server(server)
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from serve_store(tmp_path_factory.mktemp("serve-ml-browser"), build_ml_store)
 
 
 @pytest.fixture
@@ -102,8 +98,8 @@ def _model_ids(d: webdriver.Chrome) -> list[str]:
     return [a.text for a in d.find_elements(By.CSS_SELECTOR, "#models a.model")]
 
 
-def test_sort_filter_open_preview(site: tuple[Server, dict[str, Any]], driver: webdriver.Chrome) -> None:
-    server, _ = site
+def test_sort_filter_open_preview(site: Served, driver: webdriver.Chrome) -> None:
+    server, _, _ = site
     base = f"http://{server.host}:{server.port}"
     driver.get(base + "/d/zoo")
     _wait(driver).until(lambda d: _model_ids(d)[:1] == ["z199"])
@@ -155,8 +151,8 @@ def test_sort_filter_open_preview(site: tuple[Server, dict[str, Any]], driver: w
     _wait(driver).until(lambda d: _text(d, "#preview article h1") == "Zoo classifier")
 
 
-def test_search_and_compare(site: tuple[Server, dict[str, Any]], driver: webdriver.Chrome) -> None:
-    server, _ = site
+def test_search_and_compare(site: Served, driver: webdriver.Chrome) -> None:
+    server, _, _ = site
     base = f"http://{server.host}:{server.port}"
     driver.get(base + "/")
     box = _find(driver, "#header-search")

@@ -22,7 +22,7 @@ import pytest
 import casstore
 from casstore.store import init_store
 from tests.conftest import assert_git_fsck, git, write_random
-from tests.helpers.remotes import wait_for_maintenance
+from tests.helpers.remotes import wait_for_pushes_merged
 from tests.servers import git_daemon, http_backend, sshd
 
 
@@ -265,9 +265,6 @@ def test_gc_of_a_path_remote_runs_there_and_a_git_url_is_refused(tmp_path: Path)
 def test_pushes_trigger_a_merge_once_packs_accumulate(tmp_path: Path) -> None:
     """The post-receive hook of `cas init --bare` merges the packs pushes left, in the background,
     once there are more than cas.autoPacks of them (like `git gc --auto`)."""
-    from casstore.objects.repository import Repository
-    from casstore.ops.adopt import pushed_packs
-
     a = casstore.open(tmp_path / "a")
     srv = tmp_path / "srv"
     srv.mkdir()
@@ -279,20 +276,8 @@ def test_pushes_trigger_a_merge_once_packs_accumulate(tmp_path: Path) -> None:
         for i in range(8):
             commit(a, tmp_path, f"v{i}", seed=i)
             assert a.push(url).ok
-
-        def pushed() -> int:
-            r = Repository(str(repo))
-            try:
-                return len(pushed_packs(r))
-            finally:
-                r.close()
-
-        deadline = time.monotonic() + 120
-        while pushed() > 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pushed() <= 3
+        wait_for_pushes_merged(repo, 3)  # and a merge still running finished before the store is judged
         assert len(packs(repo)) < 8  # merged, not just left
-        wait_for_maintenance(repo)  # let a merge still running finish before judging the store
         assert_git_fsck(repo)
         b = casstore.open(tmp_path / "b")
         assert sorted(b.pull(url).models_added) == [f"d/v{i}" for i in range(8)]

@@ -1,9 +1,9 @@
 """The transports (casstore/remote/transports/): one protocol, three kinds, a registry by URL scheme.
 
-mypy checks statically that ``GitTransport``, ``PathTransport`` and ``BucketTransport``
-are ``Transport``s (the registry's openers are typed to return one); these tests check
-the same at run time, and that a new kind of remote is one class plus one registration
-line: push, pull and listing then go through it with no other change.
+mypy checks statically that ``GitTransport``, ``PathTransport`` and ``BucketClient`` (a
+bucket remote is its own transport) are ``Transport``s (the registry's openers are typed to
+return one); these tests check the same at run time, and that a new kind of remote is one
+class plus one registration line: push, pull and listing then go through it with no other change.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dulwich.refs import Ref
 import casstore
 from casstore.objects.repository import Repository
 from casstore.remote import transports
+from casstore.remote.bucket import BucketClient
 from casstore.remote.incoming import Quarantine
 from casstore.remote.transports import (
-    BucketTransport,
     GitTransport,
     PathTransport,
     Received,
@@ -41,7 +41,7 @@ def _signature(cls: type, name: str) -> list[str]:
     return list(inspect.signature(getattr(cls, name)).parameters)
 
 
-@pytest.mark.parametrize("kind", [GitTransport, PathTransport, BucketTransport])
+@pytest.mark.parametrize("kind", [GitTransport, PathTransport, BucketClient])
 def test_each_kind_has_the_protocols_methods_and_arguments(kind: type) -> None:
     for name in PROTOCOL_METHODS:
         assert callable(getattr(kind, name, None)), f"{kind.__name__} has no {name}"
@@ -60,7 +60,7 @@ def test_the_registry_opens_each_kind_by_url(tmp_path: Path) -> None:
     assert kinds == {str(tmp_path / "r"): "PathTransport", f"file://{tmp_path}/r": "PathTransport",
                      "ssh://host/srv/r": "GitTransport", "me@host:r": "GitTransport",
                      "git://host/r": "GitTransport", "http://host/r": "GitTransport",
-                     "https://host/r": "GitTransport", "mem://bucket/prefix": "BucketTransport"}
+                     "https://host/r": "GitTransport", "mem://bucket/prefix": "MemoryBucket"}
     assert all(isinstance(t, Transport) for t in opened.values())
     assert {"file", "ssh", "git", "http", "https", "s3", "gs", "az"} <= set(transports.SCHEMES)
 

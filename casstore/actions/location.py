@@ -115,13 +115,13 @@ def check_remote_url(url: str) -> str:
 
 def remote_schemes() -> list[str]:
     """The URL schemes of the remote kinds this casstore has (``s3``, ``gs``, ``az``, ...)."""
-    from ..remote.transport import SCHEMES
+    from ..remote.transports import SCHEMES
 
     return sorted(SCHEMES)
 
 
 def local_remote_path(url: str) -> str | None:
     """The directory of a remote on this machine (a path or ``file://`` URL), else None."""
-    from ..remote.transport import local_path
+    from ..remote.transports import local_path
 
     return local_path(url)

@@ -57,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - declares every command's arguments; shrinks as commands move to cmd_<name>.py (issue 23)
+def build_parser() -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = _Parser(
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)

@@ -153,7 +153,7 @@ def _runs(todo: Sequence[tuple[bytes, tuple[int, int, int]]], batch: range) -> l
     return runs
 
 
-def ingest(  # noqa: C901, PLR0913, PLR0915 - the commit pipeline; to its own module (issue 23)
+def ingest(  # noqa: C901, PLR0913 - chunk, look up, compress and write in parallel; its tuning options
     odb: ObjectDB,
     sources: Sequence[Source],
     *,

@@ -175,7 +175,7 @@ class Presence:
         return out
 
 
-def missing_objects(src: ObjectDB, tips: Iterable[ObjectID], have: Presence  # noqa: C901, PLR0912 - the local object walk; one graph walk to come (issue 23)
+def missing_objects(src: ObjectDB, tips: Iterable[ObjectID], have: Presence
                     ) -> tuple[list[tuple[ObjectID, int]], list[ObjectID]]:
     """(hex oid, type) of every object reachable from ``tips`` that ``have`` lacks, and model root trees.
 
@@ -281,7 +281,7 @@ def _check_chunk(oid: bytes, parts: list[bytes | memoryview], key: bytes, size: 
         raise CorruptObjectError(oid.hex(), "chunk content does not match its BLAKE3 key")
 
 
-def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: str, cidx_dir: str,  # noqa: C901, PLR0913 - the copy's source, destination and checks
+def copy_objects(src: ObjectDB, objects: list[tuple[ObjectID, int]], pack_dir: str, cidx_dir: str,  # noqa: PLR0913 - the copy's source, destination and checks
                  claims: Mapping[bytes, tuple[bytes, int]], *, verify_chunks: bool,
                  progress: ProgressFn | None = None, label: str = "copying",
                  reader: EntryReader | None = None, done: int = 0) -> CopyStats:
@@ -412,7 +412,7 @@ def _check_trusted_copy(fd: int, p: PackFile, lay: _Layout, pool: ThreadPoolExec
     return p.idx.pack_checksum
 
 
-def _verify_hostile_copy(fd: int, p: PackFile, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],  # noqa: C901, PLR0913 - the checks of a copy from an untrusted store
+def _verify_hostile_copy(fd: int, p: PackFile, lay: _Layout, claims: Mapping[bytes, tuple[bytes, int]],  # noqa: PLR0913 - the checks of a copy from an untrusted store
                          pool: ThreadPoolExecutor, window: int
                          ) -> tuple[bytes, list[int], dict[bytes, tuple[bytes, int]]]:
     """Verify a copied pack of a possibly hostile store in place; (checksum, CRC-32s, verified chunks).

@@ -283,7 +283,7 @@ def install(service: MemoryService | None = None) -> MemoryService:
 
     service = service if service is not None else MemoryService()
     MemoryBucket.service = service
-    transports.SCHEMES["mem"] = transports.BucketTransport.opener(MemoryBucket)
+    transports.SCHEMES["mem"] = MemoryBucket.open
     return service
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 import casstore
+from casstore.objects.repository import Repository
+from casstore.ops.adopt import pushed_packs
+from casstore.remote.bucket import BucketClient
 from casstore.store import init_store
 from tests.conftest import BUCKET_URL_FIXTURES, assert_bucket_remote_fsck, assert_git_fsck, is_bucket_url
 from tests.servers import git_daemon
@@ -81,3 +84,35 @@ def wait_for_maintenance(repo: Path, timeout: float = 120) -> None:
     while subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode != 0:
         assert time.monotonic() < deadline, "the merge did not finish"
         time.sleep(0.2)
+
+
+def pushed_pack_count(repo: Path) -> int:
+    """How many packs that pushes left (not merged yet) ``repo`` holds."""
+    r = Repository(str(repo))
+    try:
+        return len(pushed_packs(r))
+    finally:
+        r.close()
+
+
+def wait_for_pushes_merged(repo: Path, at_most: int, timeout: float = 120) -> None:
+    """Wait (bounded) until the post-receive hook's merges leave at most ``at_most`` pushed packs in
+    ``repo``, then for a merge still running to finish (``wait_for_maintenance``)."""
+    deadline = time.monotonic() + timeout
+    while pushed_pack_count(repo) > at_most:
+        assert time.monotonic() < deadline, f"the pushed packs were not merged down to {at_most} in {timeout} s"
+        time.sleep(0.2)
+    wait_for_maintenance(repo, timeout)
+
+
+def count_table_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The domains whose ref table a bucket client reads from now on, in order (``read_table`` counted)."""
+    read: list[str] = []
+    real = BucketClient.read_table
+
+    def counting(self: BucketClient, domain: str, name: str) -> object:
+        read.append(domain)
+        return real(self, domain, name)
+
+    monkeypatch.setattr(BucketClient, "read_table", counting)
+    return read

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,19 @@ def stop_server(server: Server) -> None:
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+
+
+#: what serve_store yields: the server, the store's path, the facts its builder returned
+Served = tuple[Server, str, dict[str, Any]]
+
+
+def serve_store(root: Path, build: Callable[[Path, Path], dict[str, Any]]) -> Iterator[Served]:
+    """For a fixture's ``yield from``: ``cas serve`` over the store ``build`` (``build_demo_store``,
+    ``build_ml_store``) makes in ``root``, stopped when the fixture is torn down."""
+    facts = build(root / "store", root / "work")
+    server = start_server(str(root / "store"))
+    yield server, str(root / "store"), facts
+    stop_server(server)
 
 
 def build_demo_store(path: Path, work: Path) -> dict[str, Any]:

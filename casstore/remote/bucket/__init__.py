@@ -33,15 +33,20 @@ put, upload a file, delete, put-if-absent / put-if-version / delete-if-version o
 ref.  A *version* is whatever the service compares in its conditional requests
 (an ETag on S3 and Azure, a generation number on GCS), read with the ref.
 
-``remote/transports/bucket.py`` adapts the client (whose ``fetch_pack``/``send_pack``
-still take dulwich-style callbacks) to the ``Transport`` protocol ``sync`` uses.
+``BucketClient`` is itself a ``Transport`` (``remote/transports/base.py``): ``read_refs``,
+``fetch``, ``send`` and ``note_merged`` are what ``sync`` uses.  Two things only a bucket
+does: it reads the ref tables of the domains a push may change or a pull merges, and it
+remembers which domain tables this store merged (``note_merged``), leaving those out of
+the next pull's refs when they are unchanged (a pull with nothing new is O(changed
+domains), not O(models)).  There is no server to negotiate with: a fetch asks the local
+store what it has, so no haves are listed (O(models)).
 
 Where each part lives (one module each; ``BucketClient`` puts them together):
 
 * ``base``: the object requests a bucket kind implements, their plumbing, the format marker;
 * ``tables``: the refs (ref tables of format 2, per-ref objects of format 1);
 * ``packs``: the pack listing and the cached indexes, locating objects;
-* ``fetch``: pull (``fetch_pack``); ``push``: push (``send_pack``);
+* ``fetch``: listing the refs and pull (``read_refs``, ``fetch``); ``push``: push (``send``);
 * ``combine``: combining small packs; ``gc``: garbage collection and its lock;
 * ``upgrade``: format 1 to ref tables.
 
@@ -51,6 +56,9 @@ A tuning constant lives in the module that uses it (``combine.MAX_SMALL_PACKS``,
 
 from __future__ import annotations
 
+from dulwich.config import Config
+
+from ...util.progress import ProgressFn
 from .base import (
     CAS_ATTEMPTS,
     FORMAT,
@@ -77,8 +85,14 @@ __all__ = [
 
 
 class BucketClient(Push, Gc, Upgrade):
-    """push and pull to ``<scheme>://bucket/prefix`` (see the module docstring).
+    """push and pull to ``<scheme>://bucket/prefix`` (see the module docstring): a ``Transport``.
 
     Subclasses set ``scheme``, ``kind`` and ``error_modules`` and implement the
     object requests of ``BucketBase`` (its "adapter" part); everything else is shared.
     """
+
+    @classmethod
+    def open(cls, url: str, config: Config | None = None, cache_dir: str | None = None,
+             progress: ProgressFn | None = None) -> BucketClient:
+        """The client of ``url``, as the transports' registry opens it (``config``: unused)."""
+        return cls(url, cache_dir, progress)

@@ -6,35 +6,58 @@ import hashlib
 import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from dulwich.objects import ObjectID, ShaFile
+from dulwich.refs import Ref
 
 from ...errors import CorruptObjectError, MissingObjectError, RemoteError
 from ...objects.graph import children
 from ...objects.packwriter import MAX_OBJECT, TYPE_NAMES, parse_object_header
 from ...util.parallel import ordered
+from ...util.progress import ProgressFn
 from ..reftable import RootTable
+from ..transports.base import Received, Wants, receive_pack, transport_errors
 from .base import FORMAT, GAP, READAHEAD, RELIST, RUN_BYTES, ObjectGoneError, log
 from .packs import Loc, RemotePacks
 from .tables import RefTables
 
+if TYPE_CHECKING:
+    from ...objects.repository import Repository
+    from ..incoming import Quarantine
+
 
 class Fetch(RefTables, RemotePacks):
-    """``fetch_pack``: the objects the wanted refs reach, as one pack."""
+    """The ``Transport``'s ``read_refs`` and ``fetch``: the refs, and the objects the wanted refs reach as one pack."""
 
-    def fetch_pack(self, path: str, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,  # noqa: PLR0913 - dulwich's fetch_pack signature (issue 23 drops it)
-                   pack_data: Callable[[bytes], object], progress: Any = None, depth: int | None = None) -> None:
-        """Send a pack of what the wanted refs reach and the local store lacks to ``pack_data``.
+    def read_refs(self) -> dict[Ref, ObjectID]:
+        """The remote's refs (every domain), from its ref tables (format 1: its ref objects) alone."""
+        with transport_errors(self.url):  # a fetch that wants nothing: read again if a gc moved the root
+            return self._fetch(lambda refs: [], lambda oid: True, lambda data: 0, None, skip_merged=False)
 
-        ``graph_walker.contains(hex oid)`` says what the local store has.
+    def fetch(self, repo: Repository, wants: Wants, quarantine: Quarantine, domains: set[str] | None,
+              progress: ProgressFn | None) -> Received:
+        """Bring into ``quarantine`` what the objects ``wants`` names reach and ``repo`` lacks.
+
+        The refs of ``domains`` only (None: all), and not those of the domains whose
+        table is the one this store merged last (``note_merged``): a pull with nothing
+        new neither decodes nor checks them (O(changed domains), not O(models)).
+        """
+        def fetch(write: Callable[[bytes], int]) -> None:
+            self._fetch(wants, repo.odb.contains, write, domains, skip_merged=True)
+
+        return receive_pack(quarantine, fetch, self.url, progress)
+
+    def _fetch(self, wants: Wants, contains: Callable[[ObjectID], bool], write: Callable[[bytes], object],
+               domains: set[str] | None, *, skip_merged: bool) -> dict[Ref, ObjectID]:
+        """Write a pack of what ``wants(refs)`` reaches and ``contains`` says is not here; returns the refs.
 
         A ``gc`` of the remote that ran since the refs were read may have deleted a
         table or the objects of models deleted meanwhile (a pack listed gone even
         after listing again, an object in no pack): when the root has moved since,
         the fetch starts again from the new root (at most ``RELIST`` times), as long
-        as nothing was sent yet.  Once bytes went out, it fails with RemoteError
+        as nothing was written yet.  Once bytes went out, it fails with RemoteError
         ("pull again"); the caller's quarantine drops what came.
 
         Raises:
@@ -46,13 +69,12 @@ class Fetch(RefTables, RemotePacks):
 
         def out(data: bytes) -> object:
             sent[0] = True
-            return pack_data(data)
+            return write(data)
 
         with self._errors():
             for attempt in range(RELIST):
                 try:
-                    self._fetch_once(determine_wants, graph_walker, out)
-                    return
+                    return self._fetch_once(wants, contains, out, domains, skip_merged)
                 except (ObjectGoneError, MissingObjectError) as e:
                     if self.format != FORMAT or not self._root_moved(self._root_read):
                         raise
@@ -65,10 +87,12 @@ class Fetch(RefTables, RemotePacks):
                     log.info("remote %s: a gc ran during the pull (%s): reading the refs again", self.url, e)
                     self.fetch_restarts += 1
                     self._forget_packs()
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _fetch_once(self, determine_wants: Callable[..., list[ObjectID]], graph_walker: Any,
-                    pack_data: Callable[[bytes], object]) -> None:
-        """One attempt of ``fetch_pack``; sets ``_root_read`` to the version of the root it read (if any)."""
+    def _fetch_once(self, wants: Wants, contains: Callable[[ObjectID], bool],
+                    write: Callable[[bytes], object], domains: set[str] | None,
+                    skip_merged: bool) -> dict[Ref, ObjectID]:
+        """One attempt of ``_fetch``; sets ``_root_read`` to the version of the root it read (if any)."""
         self._root_read = None
         fmt = self._check_marker(create=False)
         root, version = self.read_root() if fmt == FORMAT else (RootTable(), None)
@@ -76,19 +100,18 @@ class Fetch(RefTables, RemotePacks):
         if fmt != FORMAT or version is None:
             # format 1; or format 2 without a root yet: an upgrade in progress reads the old refs;
             # or nothing there (the listing fails on a bucket that does not exist)
-            refs, _ = self.read_refs()
+            refs, _ = self.read_ref_objects()
         else:
-            read = {d for d in root.domains if self.domains is None or d in self.domains}
+            read = {d for d in root.domains if domains is None or d in domains}
             self.tables_read = {d: root.domains[d] for d in read}
-            if self.skip_merged:
+            if skip_merged:
                 read -= self.unchanged_since_merged()
             refs = self.tables_as_refs(root, self.read_tables(root, read))
-        wants = determine_wants(refs)
-        if not wants:
-            return
-        contains: Callable[[ObjectID], bool] = graph_walker.contains  # a listing's walker has none: wants nothing
-        inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wants], contains)
-        self._send(inner, blobs, pack_data)
+        wanted = wants(refs)
+        if wanted:
+            inner, blobs = self._walk([bytes.fromhex(w.decode()) for w in wanted], contains)
+            self._send(inner, blobs, write)
+        return refs
 
     def _walk(self, wants: list[bytes], contains: Callable[[ObjectID], bool]) -> tuple[dict[bytes, bytes], list[bytes]]:
         """Entries of the commits and trees to fetch, and the blobs they need that we lack."""
@@ -165,14 +188,14 @@ class Fetch(RefTables, RemotePacks):
             if raw not in parsed:  # pragma: no cover - _locate found it, the range covered it
                 raise MissingObjectError(raw.hex(), f"not read from the remote {self.url}")
 
-    def _send(self, inner: dict[bytes, bytes], blobs: list[bytes], pack_data: Callable[[bytes], object]) -> None:
+    def _send(self, inner: dict[bytes, bytes], blobs: list[bytes], write: Callable[[bytes], object]) -> None:
         """Write one pack: the commits and trees, then the blobs, fetched in parallel ranges."""
         located = self._locate(blobs)
         sha = hashlib.sha1()
 
         def out(b: bytes | memoryview) -> None:
             sha.update(b)
-            pack_data(bytes(b))
+            write(bytes(b))
 
         out(b"PACK" + struct.pack(">II", 2, len(inner) + len(blobs)))
         for entry in inner.values():

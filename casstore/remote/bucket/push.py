@@ -6,17 +6,23 @@ import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dulwich.objects import ZERO_SHA, ObjectID
+from dulwich.pack import UnpackedObject
 from dulwich.refs import Ref
 
 from ...errors import RemoteError
 from ...objects.packwriter import EncodedEntry, PackWriter, parse_object_header
+from ...util.progress import ProgressFn
 from ..reftable import DomainTable, RootTable, digest
+from ..transports.base import PackSource, Sent, UpdateRefs, transport_errors
 from .base import CAS_ATTEMPTS, FORMAT_PER_REF, log
 from .combine import Combine
 from .tables import RefTables, editable_table
+
+if TYPE_CHECKING:
+    from ...objects.repository import Repository
 
 
 class _GcRanMeanwhile(Exception):
@@ -25,7 +31,7 @@ class _GcRanMeanwhile(Exception):
 
 @dataclass
 class SendResult:
-    """What ``send_pack`` reports, like dulwich's SendPackResult."""
+    """What one attempt of a push did: the remote's refs after it, and each change's status."""
 
     refs: dict[Ref, ObjectID]
     ref_status: dict[Ref, str | None] = field(default_factory=dict)
@@ -87,21 +93,28 @@ def _in_order(changes: Mapping[Ref, ObjectID], base: Collection[Ref],
 
 
 class Push(RefTables, Combine):
-    """``send_pack``: the pack, then the refs (per-ref objects or the ref tables)."""
+    """The ``Transport``'s ``send``: the pack, then the refs (per-ref objects or the ref tables)."""
 
-    def send_pack(self, path: str, update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
-                  generate_pack_data: Callable[..., tuple[int, Iterator[Any]]], progress: Any = None,
-                  atomic: bool = False) -> SendResult:
+    def send(self, repo: Repository, update_refs: UpdateRefs, domains: set[str] | None,
+             progress: ProgressFn | None) -> Sent:
         """Upload what the remote lacks, then move its refs with conditional writes.
 
-        On a remote of ref tables, a ``cas gc`` of the bucket that ran between the
-        read of the refs and their swap may have deleted objects the pack left
-        out: the push then starts again (at most ``CAS_ATTEMPTS`` times).
+        A push reads the ref tables of ``domains`` (None: all), the domains whose
+        refs it may change.  On a remote of ref tables, a ``cas gc`` of the bucket
+        that ran between the read of the refs and their swap may have deleted
+        objects the pack left out: the push then starts again (at most
+        ``CAS_ATTEMPTS`` times).
         """
+        with PackSource(repo, progress) as source, transport_errors(self.url):
+            status = self._send_retrying(update_refs, source, domains)
+        return Sent(status, b"", source.objects, source.bytes_sent)
+
+    def _send_retrying(self, update_refs: UpdateRefs, source: PackSource,
+                       domains: set[str] | None) -> dict[bytes, str | None]:
         with self._errors():
             for attempt in range(CAS_ATTEMPTS):
                 try:
-                    result = self._send_once(update_refs, generate_pack_data)
+                    result = self._send_once(update_refs, source, domains)
                     break
                 except _GcRanMeanwhile:
                     # back off: a gc collects the pack the lost attempt left unreferenced, and
@@ -113,32 +126,30 @@ class Push(RefTables, Combine):
                 raise RemoteError(self.url, f"a gc of the remote kept running during the push ({CAS_ATTEMPTS} "
                                             "attempts): push again")
             if not result.ref_status:
-                return result
+                return {}
         try:
             self.combine_packs()
         except Exception as e:  # best effort: the push is complete, and the next one tries again
             log.warning("remote %s: combining small packs failed (the push itself succeeded): %s", self.url, e)
-        return result
+        return {ref: why for ref, why in result.ref_status.items()}
 
-    def _send_once(self, update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
-                   generate_pack_data: Callable[..., tuple[int, Iterator[Any]]]) -> SendResult:
+    def _send_once(self, update_refs: UpdateRefs, source: PackSource, domains: set[str] | None) -> SendResult:
         per_ref = self._check_marker(create=True) == FORMAT_PER_REF
         if per_ref:
-            refs, versions = self.read_refs()
+            refs, versions = self.read_ref_objects()
         else:
             root, root_version = self.read_root()
             if root_version is None and any(True for _ in self._list("refs/cas/")):
                 raise RemoteError(self.url, "is being upgraded to ref tables (format 2): try again in a "
                                             f"moment, or finish it with `cas remote upgrade {self.url}`")
-            tables = self.read_tables(root, self.domains)
+            tables = self.read_tables(root, domains)
             refs = self.tables_as_refs(root, tables)
         new = update_refs(dict(refs))
         changes = {r: s for r, s in new.items() if refs.get(r) != s}
         result = SendResult(dict(refs))
         if not changes:
             return result
-        count, records = generate_pack_data(set(refs.values()), {s for s in changes.values() if s != ZERO_SHA},
-                                            ofs_delta=False)
+        count, records = source.generate(set(refs.values()), {s for s in changes.values() if s != ZERO_SHA})
         if count:
             self._upload_pack(count, records)
         if per_ref:
@@ -147,10 +158,11 @@ class Push(RefTables, Combine):
             self._update_tables(changes, refs, root, root_version, tables, result)
         return result
 
-    def _upload_pack(self, count: int, records: Iterator[Any]) -> None:
+    def _upload_pack(self, count: int, records: Iterator[UnpackedObject]) -> None:
         with self._scratch("push") as work:
             with PackWriter(work, work, count, durable=False) as writer:
                 for u in records:
+                    assert u.comp_chunks is not None  # PackSource's records are compressed entries
                     entry = b"".join(u.comp_chunks)
                     _, _, hlen = parse_object_header(entry)
                     writer.add(EncodedEntry.verbatim(u.sha(), entry[:hlen], entry[hlen:]))

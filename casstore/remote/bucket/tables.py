@@ -154,8 +154,8 @@ class RefTables(BucketBase):
             self._cache_root(data, got[1])
         return True
 
-    def read_refs(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
-        """The remote's casstore refs and their versions (names and values are checked by the caller).
+    def read_ref_objects(self) -> tuple[dict[Ref, ObjectID], dict[Ref, str]]:
+        """The refs of format 1 (one object per ref) and their versions (names and values are checked by the caller).
 
         Only ``refs/cas/``: anything else under the prefix is not ours to read.
         """

@@ -65,7 +65,7 @@ class Upgrade(RefTables):
                     time.sleep(settle)
             left: set[Ref] = set()
             for _ in range(CAS_ATTEMPTS):
-                refs, versions = self.read_refs()
+                refs, versions = self.read_ref_objects()
                 todo = {r: s for r, s in refs.items() if r not in left}
                 if not todo:
                     break

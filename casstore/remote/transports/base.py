@@ -4,8 +4,8 @@
 histories merge); a transport only moves it.  Three kinds implement the protocol,
 one module each beside this one: ``git.py`` (ssh, git, http(s): dulwich's
 clients), ``path.py`` (a store on this machine: objects copied as pack entries,
-refs through git's receive-pack so that hooks run) and ``bucket.py`` (object
-storage: s3, gs, az, through ``remote/bucket.py``'s ``BucketClient``).  What
+refs through git's receive-pack so that hooks run) and, for object storage (s3,
+gs, az), ``remote/bucket/``'s ``BucketClient`` itself.  What
 differs between them is behind the protocol, not chosen by ``isinstance`` in
 sync: which refs a bucket reads (``domains``), how objects travel (a negotiated
 pack, a file copy, byte ranges), and what a bucket remembers between pulls
