@@ -390,9 +390,13 @@ def _rows(results: Results) -> list[str]:
         if key.endswith(" CPU s") and f"{key[:-6]} s" in results:
             continue
         names.append(key[:-2] if key.endswith(" s") and f"{key[:-2]} CPU s" in results else key)
+    return sorted(names, key=_rank)
+
+
+def _rank(name: str) -> int:
+    """A row's place: the issue's order, then the git transports, then the small models."""
     order = [COMMIT, RESTORE, PUSH, PULL, "bf16", V2_COMMIT, V2_BYTES, " over ", "small models:", "small models,"]
-    return sorted(names, key=lambda n: next((i for i, o in enumerate(order) if n.startswith(o) or o in n),
-                                             len(order)))
+    return next((i for i, o in enumerate(order) if o in name and (o == " over ") == (" over " in name)), len(order))
 
 
 def _median(results: Results, key: str) -> dict[str, float]:
@@ -485,7 +489,7 @@ def chart(results: Results, path: Path, title: str) -> None:
     casstore over git transports against DVC's path remote."""
     tools = [t for t in ["casstore", *PEERS] if any(t in d for d in results.values())]
     rows = []
-    for key in results:
+    for key in sorted(results, key=_rank):
         med = {t: v for t, v in _median(results, key).items() if t in tools}
         if " over " in key and key.endswith(" s"):
             base = _path_row(key) + (" CPU s" if key.endswith(" CPU s") else " s")
@@ -515,7 +519,7 @@ def chart(results: Results, path: Path, title: str) -> None:
         xs = [r[tool] for _, r in rows if tool in r]
         ax.barh(ys, xs, height=h, color=colours[tool], label=tool)
     ax.set_yticks([i + 0.4 - h / 2 for i in range(len(rows))], [k for k, _ in rows], fontsize=8)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.1, -0.3)  # top to bottom, no margins
     ax.set_xscale("log")
     ax.set_xlim(left=0.8)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
