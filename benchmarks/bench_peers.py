@@ -558,8 +558,9 @@ def _chart_svg(rows: list[tuple[str, dict[str, float]]], tools: list[str], colou
 
 
 def chart_saved(results_json: Path, path: Path) -> None:
-    """The chart of a run saved in ``results_json`` (results_peers.json)."""
+    """The table, targets and chart of a run saved in ``results_json`` (results_peers.json)."""
     s = json.loads(results_json.read_text())
+    _report(s["results"], s["title"], s["bf16_mib"])
     chart(s["results"], path, s["title"])
 
 
@@ -608,7 +609,7 @@ def _args() -> argparse.Namespace:
                     "the issue's 500 MiB beside a 1 GiB W2)")
     ap.add_argument("--work", type=Path, default=HERE / "data", help="where the data and the stores go")
     ap.add_argument("--small-only", action="store_true", help="only the small-models rows")
-    ap.add_argument("--chart-from", type=Path, help="only draw the chart of a saved results_peers.json")
+    ap.add_argument("--chart-from", type=Path, help="print the table and draw the chart of a saved results_peers.json")
     ap.add_argument("--quick", action="store_true",
                     help="16 MiB, 20 small files (unless --small), one repetition: does it run (its json into --work)")
     ap.add_argument("--chart", type=Path, default=HERE.parent / "docs" / "benchmarks-peers.png",
@@ -641,6 +642,8 @@ def main() -> None:
         inp = Inputs(w2, w3, bf16_safetensors(args.work, bf16_mib), bf16_mib, transports)
     files = small_files(args.work, args.small) if args.small else []
     results: Results = {}
+    loads: list[float] = []
+    title = ""
     for rep in range(args.reps):
         order = tools[rep % len(tools):] + tools[: rep % len(tools)]
         log(f"peers repetition {rep + 1}/{args.reps}: {', '.join(order)}")
@@ -655,21 +658,28 @@ def main() -> None:
                 SMALL[tool](files, work, results)
         if not args.small_only:
             references(inp.w2, work, results)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    w2_size = "no W2" if args.small_only else f"W2 = {args.size} MiB"
-    load = os.getloadavg()
-    reps = f"{args.reps} repetition{'s' if args.reps > 1 else ''}"
-    title = (f"casstore beside restic, borg and DVC ({when}, {machine}, {w2_size}, {len(files)} small "
-             f"files, {reps}, medians; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f})")
+        loads.append(os.getloadavg()[0])
+        # after every repetition, so that a run cut short still leaves what it measured
+        title = _save(results, args, rep + 1, loads, bf16_mib, len(files), work if args.quick else HERE)
     _report(results, title, bf16_mib)
     if chart_path is not None:
         chart(results, chart_path, title)
         log(f"chart: {chart_path}")
-    saved = work if args.quick else HERE
-    (saved / "results_peers.json").write_text(json.dumps(
+
+
+def _save(results: Results, args: argparse.Namespace, done: int, loads: list[float], bf16_mib: int,  # noqa: PLR0913 - one run's results and what describes it
+          small: int, where: Path) -> str:
+    """Write results_peers.json into ``where`` after ``done`` repetitions; return the run's title."""
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    w2_size = "no W2" if args.small_only else f"W2 = {args.size} MiB"
+    reps = f"{done} repetition{'s' if done > 1 else ''}" + (f" of {args.reps}" if done < args.reps else "")
+    title = (f"casstore beside restic, borg and DVC ({when}, {machine}, {w2_size}, {small} small files, {reps}, "
+             f"medians; load average (1 min) after each repetition {', '.join(f'{x:.1f}' for x in loads)})")
+    (where / "results_peers.json").write_text(json.dumps(
         {"results": results, "title": title, "machine": machine, "when": when, "w2_mib": args.size,
-         "bf16_mib": bf16_mib, "small": len(files), "reps": args.reps, "loadavg": load}, indent=1))
+         "bf16_mib": bf16_mib, "small": small, "reps": done, "loadavg": loads}, indent=1))
+    return title
 
 
 if __name__ == "__main__":
