@@ -526,7 +526,7 @@ def chart(results: Results, path: Path, title: str) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(1, color="black", linewidth=0.8)
     ax.set_xlabel("multiple of the best tool's time or bytes (1 = best; shorter is better)")
-    ax.set_title(title.replace(" (", "\n(").replace("; ", ";\n"), fontsize=8)
+    ax.set_title(title.replace(" (", "\n(", 1).replace("; ", ";\n"), fontsize=8)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
