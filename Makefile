@@ -59,8 +59,9 @@ demo: $(DEMO_STAMP)
 	$(PY) -m casstore.demo
 
 # Compares casstore with modelstore (installed from PyPI into benchmarks/.venv-modelstore), and with
-# restic, borg and DVC (bench_peers.py: W2 of 256 MiB and 1,000 small models, the chart docs/benchmarks-peers.png;
-# BENCH_PEERS_ARGS="--size 1024" for the issue's W2, "--quick" to check that it runs).
+# restic, borg and DVC (bench_peers.py: issue 26's rows with W2 of 256 MiB, a bf16 safetensors file, W2 over
+# git://, http and ssh, 1,000 small models, targets 1-5 met or not, the chart docs/benchmarks-peers.png;
+# BENCH_PEERS_ARGS="--size 1024" for the issue's W2, "--small 100" for a shorter run, "--quick" to check that it runs).
 bench: setup sysdeps
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	command -v zstd >/dev/null || (apt-get update -qq && apt-get install -y -qq zstd >/dev/null)
