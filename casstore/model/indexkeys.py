@@ -14,10 +14,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-import numpy as np
 from dulwich.objects import ObjectID
 
 from ..errors import CorruptObjectError
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 SHARD_MUL = 131
 SHARD_MOD = 1000003
