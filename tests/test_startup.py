@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from casstore.cli import COMMANDS, _named_command
 from casstore.objects import chunkindex
 from casstore.objects.chunkindex import ChunkIndex, IndexEntry, write_cidx
 from casstore.objects.packidx import PackIdx, pack_order
@@ -27,7 +28,7 @@ from casstore.objects.packwriter import PackWriter, encode_entry
 #: what no small commit, log, ls or --version needs
 NOT_NEEDED = ("numpy", "casstore.remote", "casstore.serve", "casstore.compat.modelstore",
               "casstore.compat.importer", "hypothesis", "importlib.metadata", "dulwich.client", "tarfile",
-              "sklearn", "tqdm")
+              "sklearn", "tqdm", "casstore.cli.cmd_serve", "casstore.cli.cmd_gc")
 
 #: runs ``cas ARGS...`` in this process, then prints the modules it imported that it should not have
 RUN = """
@@ -65,7 +66,8 @@ def test_small_commits_log_and_ls_import_no_numpy_remote_or_serve(tmp_path: Path
     assert len(os.listdir(os.path.join(store, "objects", "pack"))) < 2 * 6, "the small packs were rolled up"
     assert _cas("--store", store, "log", "d") == []
     assert _cas("--store", store, "ls", "d") == []
-    assert _cas("--version") == []
+    # --version (like --help) builds every command's parser, still without numpy and the rest
+    assert [m for m in _cas("--version") if not m.startswith("casstore.cli.")] == []
     _cas("--store", store, "fsck")  # exits 0: the store is clean (fsck itself may use numpy)
 
 
@@ -127,3 +129,18 @@ def test_pack_bounds_without_numpy_equal_entry_bounds(tmp_path: Path) -> None:
     assert check_bounds(starts, ends, size) and check_bounds(np_starts, np_ends, size)
     assert not check_bounds([12, 12], [12, 80], 100) and not check_bounds([4], [80], 100)
     assert not check_bounds([12], [90], 100)
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["commit", "d", "f"], "commit"),
+    (["--store", "commit", "ls", "d"], "ls"),  # --store's value is not the command
+    (["--store=s", "-vv", "import-modelstore", "x"], "import_modelstore"),
+    (["-v", "convert-layout"], "convert_layout"),
+    (["comit", "d", "f"], None),  # mistyped: every parser, for "did you mean"
+    (["--version"], None),
+    (["-h", "commit"], None),
+    ([], None),
+])
+def test_only_the_command_run_gets_its_parser_built(argv: list[str], command: str | None) -> None:
+    assert _named_command(argv) == command
+    assert command is None or command in COMMANDS
