@@ -9,34 +9,29 @@
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .util.parallel import gc_paused
-
-# start-up (`cas` runs one process per command): Python's collector ran about 60 times
-# during these imports, a tenth of their CPU, to free a few hundred objects
-with gc_paused():
-    from .errors import (  # noqa: E402
-        CasError,
-        CorruptObjectError,
-        DomainNotFoundException,
-        DownloadConflictError,
-        FrameworkError,
-        InvalidIdError,
-        MissingObjectError,
-        ModelDeletedException,
-        ModelExistsException,
-        ModelNotFoundException,
-        ModelStateLostWarning,
-        ModelTooLargeError,
-        NotAStoreError,
-        OtherFilesWarning,
-        SigningError,
-        StateNotFoundException,
-        StoreLockedError,
-        StoreWriteError,
-        UnsafePathError,
-        UnsignedModelError,
-    )
-    from .store import Store, init_store, open_store  # noqa: E402
+from .errors import (  # noqa: E402
+    CasError,
+    CorruptObjectError,
+    DomainNotFoundException,
+    DownloadConflictError,
+    FrameworkError,
+    InvalidIdError,
+    MissingObjectError,
+    ModelDeletedException,
+    ModelExistsException,
+    ModelNotFoundException,
+    ModelStateLostWarning,
+    ModelTooLargeError,
+    NotAStoreError,
+    OtherFilesWarning,
+    SigningError,
+    StateNotFoundException,
+    StoreLockedError,
+    StoreWriteError,
+    UnsafePathError,
+    UnsignedModelError,
+)
+from .store import Store, init_store, open_store  # noqa: E402
 from .version import __version__ as __version__
 
 open = open_store  # noqa: A001  (casstore.open(), like the issue asks)
