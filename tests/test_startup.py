@@ -24,6 +24,7 @@ from casstore.objects.chunkindex import ChunkIndex, IndexEntry, write_cidx
 from casstore.objects.packidx import PackIdx, pack_order
 from casstore.objects.packs import check_bounds
 from casstore.objects.packwriter import PackWriter, encode_entry
+from casstore.util.config import get_setting, write_value
 
 #: what no small commit, log, ls or --version needs
 NOT_NEEDED = ("numpy", "casstore.remote", "casstore.serve", "casstore.compat.modelstore",
@@ -144,3 +145,22 @@ def test_pack_bounds_without_numpy_equal_entry_bounds(tmp_path: Path) -> None:
 def test_only_the_command_run_gets_its_parser_built(argv: list[str], command: str | None) -> None:
     assert _named_command(argv) == command
     assert command is None or command in COMMANDS
+
+
+def test_a_setting_changed_on_disk_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings are parsed once per file version (a commit asks for about eight): a change by
+    ``cas config``, git, or an editor writing in place is seen at the next read."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
+    cfg = str(tmp_path / "config")
+    write_value(cfg, "cas.sklearnFormat", "joblib")
+    assert get_setting(cfg, "cas.sklearnFormat") == "joblib"
+    assert get_setting(cfg, "cas.sklearnFormat") == "joblib"  # the parse shared
+    write_value(cfg, "cas.sklearnFormat", "skops")  # temp file and rename
+    assert get_setting(cfg, "cas.sklearnFormat") == "skops"
+    with open(cfg, "r+") as f:  # rewritten in place, same size
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace("skops", "SKOPS"))
+    assert get_setting(cfg, "cas.sklearnFormat") == "SKOPS"
+    os.unlink(cfg)
+    assert get_setting(cfg, "cas.sklearnFormat") is None

@@ -40,7 +40,7 @@ def check_idx(path: str, data: bytes | mmap.mmap | memoryview) -> int:
         raise CorruptObjectError(path, "pack index checksum mismatch: the .idx file is damaged")
     fanout = _FANOUT.unpack_from(data, 8)  # struct, not numpy: a commit checks the .idx it wrote
     count = int(fanout[-1])
-    if any(a > b for a, b in itertools.pairwise(fanout)) or not (
+    if list(fanout) != sorted(fanout) or not (
             _MIN_SIZE + 28 * count <= size <= _MIN_SIZE + 36 * count):
         raise CorruptObjectError(path, "pack index has an inconsistent fan-out table or size")
     return count
