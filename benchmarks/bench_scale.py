@@ -346,7 +346,7 @@ def big_chunk_index(work: str, entries: int, runs: int) -> dict[str, float]:
     keys = np.empty((n, 32), dtype=np.uint8)
     keys[: sc.count] = np.frombuffer(b"".join(sc.key(i) for i in range(sc.count)), dtype=np.uint8).reshape(-1, 32)
     keys[sc.count:] = rng.integers(0, 256, size=(entries, 32), dtype=np.uint8)
-    table = np.empty(n, dtype=ci._ENTRY_DTYPE)
+    table = np.empty(n, dtype=ci.entry_dtype())
     table[: sc.count] = sc.entries
     table[sc.count:] = sc.entries[0]
     prefixes = keys[:, :8].copy().view(">u8").reshape(n)

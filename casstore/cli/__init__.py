@@ -57,7 +57,8 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """``cas``'s parser, with the subcommands ``commands`` (default: all of them)."""
     parser: argparse.ArgumentParser = _Parser(
         prog="cas", description="casstore: a content-addressed store for machine-learning models.",
         epilog=EPILOG)
@@ -66,9 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log what casstore does on stderr (-vv: debug detail)")
     parser.add_argument("-V", "--version", action="version", version=f"casstore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in commands:
         importlib.import_module(f"{__package__}.cmd_{name}").register(sub)
     return parser
+
+
+#: options ``cas`` takes before the command that are followed by a value
+_VALUED = ("--store",)
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs (its module's name), if it is plain which one.
+
+    None when the first word after the top-level options is not a command, or when
+    ``argv`` asks for the help or version (which list every command): the caller then
+    builds every command's parser, so a mistyped command still gets "did you mean".
+    """
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help", "-V", "--version"):
+            return None
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            name = word.replace("-", "_")
+            return name if name in COMMANDS else None
+    return None
 
 
 def _unrecognized(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> NoReturn:
@@ -121,8 +145,12 @@ def _logging(verbosity: int) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    if not (sys.argv[1:] if argv is None else list(argv)):
+    given = sys.argv[1:] if argv is None else list(argv)
+    # start-up: only the command run is imported and its parser built (issue 26: one
+    # process per small commit), unless the arguments need them all
+    name = _named_command(given)
+    parser = build_parser([name] if name else COMMANDS)
+    if not given:
         parser.print_help()  # bare `cas`: what it can do, as `git` does; asked for, so not an error
         return 0
     args, extras = parser.parse_known_args(argv)

@@ -9,22 +9,30 @@ the tree's shape (split, join, write).
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-import numpy as np
 from dulwich.objects import ObjectID
 
 from ..errors import CorruptObjectError
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 SHARD_MUL = 131
 SHARD_MOD = 1000003
 KEY_MOD = 4294967291  # the largest prime below 2**32
 KEY_MIX = 40503
-#: 131**(n-1-i) mod SHARD_MOD for the bytes i of an n-byte ID: the polynomial as one C-level sum
-_POWS = [tuple(pow(SHARD_MUL, n - 1 - i, SHARD_MOD) for i in range(n)) for n in range(129)]
+
+
+@functools.cache
+def _pows(n: int) -> tuple[int, ...]:
+    """131**(n-1-i) mod SHARD_MOD for the bytes i of an n-byte ID: the polynomial as one C-level sum
+    (made per length when first needed: all 128 lengths at import cost every `cas` process 3 ms)."""
+    return tuple(pow(SHARD_MUL, n - 1 - i, SHARD_MOD) for i in range(n))
+
+
 #: names.py's rule as one expression (fast path of reading a tree; check_model_id decides otherwise)
 VALID = re.compile(r"(?!\.)(?!.*\.\.)(?!.*\.\Z)(?!.*\.lock\Z)[A-Za-z0-9._-]{1,128}")
 #: ``VALID`` for many names at once, each followed by a newline (a leaf's names, joined)
@@ -35,8 +43,8 @@ def _poly(raw: bytes) -> int:
     """The polynomial hash of ``key_of`` (base SHARD_MUL modulo SHARD_MOD) of an ID's bytes:
     one dot product with the precomputed powers for IDs of up to 128 bytes."""
     h: int
-    if len(raw) < len(_POWS):
-        h = sum(map(operator.mul, raw, _POWS[len(raw)])) % SHARD_MOD
+    if len(raw) <= 128:
+        h = sum(map(operator.mul, raw, _pows(len(raw)))) % SHARD_MOD
         return h
     h = 0
     for b in raw:

@@ -21,12 +21,15 @@ its chunks stay readable by oid, they only stop deduplicating) and listed in
 ``<pack>.bad`` (32-byte keys, appended): lookups no longer return that copy, so
 the next commit of those bytes stores a fresh copy, which every reader prefers.
 
-Lookups are vectorised with numpy's ``searchsorted`` over the prefix column of
-every sidecar, so a commit's cost does not grow with the number of models stored.
+Lookups of many keys are vectorised with numpy's ``searchsorted`` over the prefix
+column of every sidecar, so a commit's cost does not grow with the number of models
+stored; a few keys (a small commit) are binary-searched in Python, without numpy.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import mmap
 import os
@@ -36,10 +39,9 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import CorruptObjectError
 from ..util.fsutil import TMP_PREFIX, atomic_file
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 MAGIC = b"CIDX"
 #: cas/chunkidx/verified: the sidecars verified in full, and which version of each file
@@ -47,8 +49,17 @@ STAMPS = "verified"
 VERSION = 1
 _HEADER = struct.Struct(">4sII20s")
 _ENTRY = struct.Struct(">20sQII")
-_ENTRY_DTYPE = np.dtype([("oid", "V20"), ("offset", ">u8"), ("length", ">u4"), ("raw", ">u4")])
-assert _ENTRY_DTYPE.itemsize == _ENTRY.size
+#: a lookup of fewer keys than this is a binary search in Python: numpy's start-up (about
+#: 0.1 CPU-s) would cost more than it saves, and a small commit never imports it
+NUMPY_BATCH = 64
+
+
+@functools.cache
+def entry_dtype() -> np.dtype[np.void]:
+    """The entry table's row as a numpy dtype (numpy is imported on first use: util/lazy.py)."""
+    dtype = np.dtype([("oid", "V20"), ("offset", ">u8"), ("length", ">u4"), ("raw", ">u4")])
+    assert dtype.itemsize == _ENTRY.size
+    return dtype
 
 
 @dataclass(frozen=True)
@@ -194,18 +205,18 @@ class Sidecar:
         self.verified_now = trusted is None or trusted[0] != self.stat_key
         if self.verified_now and hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
             raise CorruptObjectError(path, "chunk index checksum mismatch")
-        pos = _HEADER.size
-        self.prefixes = np.frombuffer(data, dtype=">u8", count=count, offset=pos)
-        pos += 8 * count
-        self._keys_off = pos
-        pos += 32 * count
-        self.entries = np.frombuffer(data, dtype=_ENTRY_DTYPE, count=count, offset=pos)
+        self._prefixes_off = _HEADER.size
+        self._keys_off = self._prefixes_off + 8 * count
+        self._entries_off = self._keys_off + 32 * count
         self.count = count
         #: where the last entry ends in the pack (+ its 20-byte trailer): a shorter pack is truncated
         if not self.verified_now and trusted is not None:
             self.end = trusted[1]
+        elif count >= NUMPY_BATCH:
+            self.end = int((self.entries["offset"] + self.entries["length"]).max()) + 20
         else:
-            self.end = int((self.entries["offset"] + self.entries["length"]).max()) + 20 if count else 0
+            self.end = max((off + length for _, off, length, _ in
+                            _ENTRY.iter_unpack(data[self._entries_off:-20])), default=-20) + 20
         #: keys whose copy in this pack failed verification (see ``<pack>.bad``)
         self.bad: frozenset[bytes] = frozenset()
         self._bad_size = 0
@@ -223,13 +234,29 @@ class Sidecar:
         self._bad_size = size
         self.bad = frozenset(data[i : i + 32] for i in range(0, len(data) - 31, 32))
 
+    @functools.cached_property
+    def prefixes(self) -> np.ndarray:
+        """The first 8 bytes of every key, as big-endian integers (for numpy's searchsorted)."""
+        return np.frombuffer(self._mm, dtype=">u8", count=self.count, offset=self._prefixes_off)
+
+    @functools.cached_property
+    def entries(self) -> np.ndarray:
+        """The entry table, as numpy rows of ``entry_dtype()``."""
+        return np.frombuffer(self._mm, dtype=entry_dtype(), count=self.count, offset=self._entries_off)
+
+    def find(self, key: bytes) -> int | None:
+        """The position of ``key``, by a binary search over the sorted keys (no numpy)."""
+        mm, off = self._mm, self._keys_off
+        i = bisect.bisect_left(range(self.count), key, key=lambda j: mm[off + 32 * j : off + 32 * j + 32])
+        return i if i < self.count and self.key(i) == key else None
+
     def key(self, i: int) -> bytes:
         at = self._keys_off + 32 * i
         return bytes(self._mm[at : at + 32])
 
     def location(self, i: int) -> ChunkLocation:
-        e = self.entries[i]
-        return ChunkLocation(self.pack, int(e["offset"]), int(e["length"]), e["oid"].tobytes(), int(e["raw"]))
+        oid, offset, length, raw = _ENTRY.unpack_from(self._mm, self._entries_off + _ENTRY.size * i)
+        return ChunkLocation(self.pack, offset, length, oid, raw)
 
 
 class ChunkIndex:
@@ -323,11 +350,21 @@ class ChunkIndex:
     def sidecars(self) -> list[Sidecar]:
         return list(self._sidecars.values())
 
+    def _lookup_one(self, key: bytes) -> ChunkLocation | None:
+        """The location of one key, binary-searched in Python (no numpy)."""
+        for sc in self._sidecars.values():
+            i = sc.find(key)
+            if i is not None and key not in sc.bad:
+                return sc.location(i)
+        return None
+
     def lookup(self, keys: Sequence[bytes]) -> list[ChunkLocation | None]:
         """Locations of the given keys (None where unknown), in one vectorised pass."""
         result: list[ChunkLocation | None] = [None] * len(keys)
         if not keys or not self._sidecars:
             return result
+        if len(keys) < NUMPY_BATCH:
+            return [self._lookup_one(key) for key in keys]
         q = np.frombuffer(b"".join(k[:8] for k in keys), dtype=">u8")
         for sc in self._sidecars.values():
             if sc.count == 0:

@@ -23,10 +23,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import zstandard
 
 from ..errors import CorruptObjectError
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 ZSTD = b"CASZ"
 RAW = b"CASR"

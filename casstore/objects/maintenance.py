@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from dulwich.objects import ObjectID
 
 from ..errors import CasError, CorruptObjectError
 from ..util.fsutil import fsync_dir
 from .chunkindex import Sidecar
+from .packidx import pack_order
 from .packs import PackFile, check_bounds, verify_entry
 from .packwriter import EncodedEntry, PackWriter, encode_entry, parse_object_header
 
@@ -97,7 +97,7 @@ def _verified_entry(entry: bytes, oid: bytes) -> EncodedEntry | None:
     return EncodedEntry.verbatim(oid, entry[:hlen], entry[hlen:])
 
 
-def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np.ndarray, list[bytes],
+def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[list[int], list[int], list[bytes],
                                                                   dict[bytes, tuple[bytes, int]]]:
     """Entry bounds, oids (in ``.idx`` order) and chunk keys by oid of one pack, cross-checked.
 
@@ -109,7 +109,7 @@ def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np
     """
     p = PackFile.open(pack_dir, pack)
     try:
-        starts, ends = p.starts, p.ends
+        starts, ends = p.idx.bounds(p.size)  # lists: a commit's roll-up of small packs needs no numpy
         if not check_bounds(starts, ends, p.size):
             raise CorruptObjectError(os.path.join(pack_dir, pack + ".idx"), "pack index offsets point outside the pack")
         oids = [p.idx.sha(i) for i in range(p.idx.count)]
@@ -123,7 +123,7 @@ def pack_layout(pack_dir: str, cidx_dir: str, pack: str) -> tuple[np.ndarray, np
     for j in range(sc.count):
         loc = sc.location(j)
         i = position.get(loc.oid)
-        if i is None or int(starts[i]) != loc.offset:
+        if i is None or starts[i] != loc.offset:
             raise CorruptObjectError(os.path.join(cidx_dir, pack + ".cidx"),
                                      f"chunk index and pack index disagree about {loc.oid.hex()}")
         keys[loc.oid] = (sc.key(j), loc.raw_size)
@@ -151,11 +151,11 @@ def copy_packs(repo: Repository, packs: list[str],  # noqa: C901, PLR0912 - chec
     plan: dict[bytes, tuple[list[tuple[str, int, int]], bytes | None, int]] = {}
     for pi, pack in enumerate(packs):
         starts, ends, oids, keys = pack_layout(odb.pack_dir, odb.cidx_dir, pack)
-        for i in starts.argsort(kind="stable").tolist():
+        for i in pack_order(starts):
             if keep is not None and not keep(pi, i):
                 continue
             oid = oids[i]
-            at = (pack, int(starts[i]), int(ends[i] - starts[i]))
+            at = (pack, starts[i], ends[i] - starts[i])
             if oid in plan:
                 plan[oid][0].append(at)
             else:

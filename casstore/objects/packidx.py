@@ -7,17 +7,20 @@ object: the sorted SHA table is searched with numpy on its first 8 bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import mmap
 import os
+import struct
 from collections.abc import Sequence
 
-import numpy as np
-
 from ..errors import CorruptObjectError
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 _HEADER = b"\377tOc\x00\x00\x00\x02"
 _MIN_SIZE = 8 + 1024 + 40
+_FANOUT = struct.Struct(">256I")
 
 
 def check_idx(path: str, data: bytes | mmap.mmap | memoryview) -> int:
@@ -35,12 +38,17 @@ def check_idx(path: str, data: bytes | mmap.mmap | memoryview) -> int:
         raise CorruptObjectError(path, "not a version 2 pack index (damaged or truncated)")
     if hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
         raise CorruptObjectError(path, "pack index checksum mismatch: the .idx file is damaged")
-    fanout = np.frombuffer(data, dtype=">u4", count=256, offset=8)
+    fanout = _FANOUT.unpack_from(data, 8)  # struct, not numpy: a commit checks the .idx it wrote
     count = int(fanout[-1])
-    if np.any(fanout[1:] < fanout[:-1]) or not (
+    if list(fanout) != sorted(fanout) or not (
             _MIN_SIZE + 28 * count <= size <= _MIN_SIZE + 36 * count):
         raise CorruptObjectError(path, "pack index has an inconsistent fan-out table or size")
     return count
+
+
+def pack_order(starts: Sequence[int]) -> list[int]:
+    """The ``.idx`` positions of a pack's entries, in pack order (by offset)."""
+    return sorted(range(len(starts)), key=starts.__getitem__)
 
 
 class PackIdx:
@@ -66,9 +74,11 @@ class PackIdx:
         self._sha_off = 8 + 1024
         #: the checksum of the pack this index describes (its last 20 bytes)
         self.pack_checksum = bytes(mm[-40:-20])
-        # contiguous copy of the first 8 bytes of each SHA: 8 bytes per object
-        self.prefixes = np.ndarray((self.count,), dtype=">u8", buffer=mm, offset=self._sha_off,
-                                   strides=(20,)).copy()
+
+    @functools.cached_property
+    def prefixes(self) -> np.ndarray:
+        """A contiguous copy of the first 8 bytes of each SHA (8 bytes per object), for ``find``."""
+        return np.ndarray((self.count,), dtype=">u8", buffer=self._mm, offset=self._sha_off, strides=(20,)).copy()
 
     def offsets(self) -> np.ndarray:
         """Pack offset of every entry, in index (SHA) order."""
@@ -97,6 +107,23 @@ class PackIdx:
         order = starts.argsort(kind="stable")
         ends = np.empty_like(starts)
         ends[order] = np.append(starts[order][1:], pack_size - 20)
+        return starts, ends
+
+    def bounds(self, pack_size: int) -> tuple[list[int], list[int]]:
+        """:meth:`entry_bounds` as lists, without numpy: for copying a pack's entries one by one."""
+        assert self._mm is not None
+        n = self.count
+        starts = list(struct.unpack_from(f">{n}I", self._mm, self._sha_off + 24 * n))
+        large = self._sha_off + 28 * n
+        for i, s in enumerate(starts):
+            if s & 0x80000000:
+                starts[i] = struct.unpack_from(">Q", self._mm, large + 8 * (s & 0x7FFFFFFF))[0]
+        order = pack_order(starts)
+        ends = [0] * n
+        for a, b in itertools.pairwise(order):
+            ends[a] = starts[b]
+        if n:
+            ends[order[-1]] = pack_size - 20
         return starts, ends
 
     def sha(self, i: int) -> bytes:

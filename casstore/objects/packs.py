@@ -19,15 +19,15 @@ objects read by range: :class:`PackLayout`, :func:`find_first`), and chunk reads
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..errors import CorruptObjectError
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 from .packidx import PackIdx
 from .packwriter import MAX_OBJECT, TYPE_NAMES, Buffer, inflate_parts, parse_object_header
 
@@ -89,12 +89,14 @@ def verify_entry(entry: Buffer, oid: bytes, *, limit: int | None = MAX_OBJECT) -
     return type_num, parts
 
 
-def check_bounds(starts: np.ndarray, ends: np.ndarray, size: int) -> bool:
+def check_bounds(starts: np.ndarray | list[int], ends: np.ndarray | list[int], size: int) -> bool:
     """Whether entries (start, end) lie in a pack of ``size`` bytes: after the header, before the
     trailer, none empty (so no two at one offset)."""
     if len(starts) == 0:
         return True
-    return bool(starts.min() >= 12 and ends.max() <= size - 20 and np.all(ends > starts))
+    if isinstance(starts, list) and isinstance(ends, list):  # PackIdx.bounds: no numpy
+        return min(starts) >= 12 and max(ends) <= size - 20 and all(e > s for s, e in zip(starts, ends, strict=True))
+    return bool(np.min(starts) >= 12 and np.max(ends) <= size - 20 and np.all(np.greater(ends, starts)))
 
 
 @dataclass
@@ -164,9 +166,20 @@ class PackFile:
     name: str  # pack-<hex>
     fd: int
     idx: PackIdx
-    starts: np.ndarray  # entry offsets, in .idx order
-    ends: np.ndarray
     size: int
+
+    @functools.cached_property
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.idx.entry_bounds(self.size)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Entry offsets, in ``.idx`` order (numpy, computed when first asked for)."""
+        return self._bounds[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self._bounds[1]
 
     @classmethod
     def open(cls, pack_dir: str, name: str) -> PackFile:
@@ -188,12 +201,11 @@ class PackFile:
             size = os.fstat(fd).st_size
             if size < 32 or os.pread(fd, 20, size - 20) != idx.pack_checksum:
                 raise CorruptObjectError(base + ".pack", "pack does not match its index (truncated or damaged)")
-            starts, ends = idx.entry_bounds(size)
         except BaseException:
             os.close(fd)
             idx.close()
             raise
-        return cls(name, fd, idx, starts, ends, size)
+        return cls(name, fd, idx, size)
 
     def close(self) -> None:
         os.close(self.fd)

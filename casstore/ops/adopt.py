@@ -27,10 +27,10 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 from dulwich.objects import ObjectID
 
 from ..objects.maintenance import delete_pack, maintain, pack_layout
+from ..objects.packidx import pack_order
 from ..objects.packwriter import (
     BLOB,
     TYPE_NAMES,
@@ -40,6 +40,7 @@ from ..objects.packwriter import (
     inflate_parts,
     parse_object_header,
 )
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
@@ -103,10 +104,10 @@ def _plan(repo: Repository, what: Adoption) -> list[_Item]:
     plan: list[_Item] = []
     for name, keep in what.packs:
         starts, ends, oids, _ = pack_layout(odb.pack_dir, odb.cidx_dir, name)
-        for i in starts.argsort(kind="stable").tolist():
+        for i in pack_order(starts):
             if (keep is None or keep[i]) and oids[i] not in seen:
                 seen.add(oids[i])
-                plan.append((name, int(starts[i]), int(ends[i] - starts[i]), oids[i]))
+                plan.append((name, starts[i], ends[i] - starts[i], oids[i]))
     for oid in what.loose:
         if oid not in seen:
             seen.add(oid)

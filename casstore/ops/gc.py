@@ -44,7 +44,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
 from dulwich.objects import Commit, ObjectID
 
 from ..errors import CasError, CorruptObjectError, CorruptRefError
@@ -55,6 +54,7 @@ from ..objects.packidx import PackIdx
 from ..objects.trailers import parse_trailers
 from ..util.durations import check_duration, parse_duration
 from ..util.fsutil import TMP_PREFIX
+from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 from ..util.locking import WaitFn, yielding_lock
 from .adopt import Adoption, adopt
 

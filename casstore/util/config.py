@@ -119,12 +119,32 @@ def _read(path: str) -> ConfigFile:
         return ConfigFile()
 
 
+#: path -> (the file's version, its parse): a commit asks for about eight settings
+_PARSED: dict[str, tuple[tuple[int, int, int, int], ConfigFile]] = {}
+
+
+def _read_shared(path: str) -> ConfigFile:
+    """``_read(path)``, parsed again only when the file changed (a new inode, size, mtime or
+    ctime, as git's and our writers make: temp file and rename); callers must not change it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ConfigFile()
+    version = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    hit = _PARSED.get(path)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    cfg = _read(path)
+    _PARSED[path] = (version, cfg)
+    return cfg
+
+
 def get_setting(store_config: str | None, key: str) -> str | None:
     """The value of ``key``: the store's config (a path) first, then the user's file; None if unset."""
     section, name = split_key(key)
     for path in ([store_config] if store_config else []) + [user_config_path()]:
         try:
-            return _read(path).get(section, name).decode("utf-8", "replace")
+            return _read_shared(path).get(section, name).decode("utf-8", "replace")
         except KeyError:
             continue
     return None

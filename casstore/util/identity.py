@@ -19,7 +19,6 @@ from __future__ import annotations
 import getpass
 import os
 import re
-import socket
 
 from dulwich.config import ConfigFile, StackedConfig
 
@@ -57,7 +56,7 @@ def parse_identity(text: str, source: str) -> bytes:
 
 
 def _default_email() -> str:
-    return f"{_login()}@{socket.gethostname()}"
+    return f"{_login()}@{os.uname().nodename}"  # gethostname(), without importing socket
 
 
 def _login() -> str:
