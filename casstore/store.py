@@ -46,7 +46,7 @@ from dulwich.objects import ObjectID, Tree
 
 from .actions import loading, remotes, restoring, upkeep
 from .actions import signing as signatures
-from .actions.commit import Commit, SaveFn, given_files, plan_models, save_object, signed_as
+from .actions.commit import Commit, ExtraFiles, given_files, plan_models, save_object, signed_as
 from .actions.info import committed_info, full_info
 from .actions.location import check_remote_url as check_remote_url
 from .actions.location import default_store_path as default_store_path
@@ -59,8 +59,9 @@ from .actions.location import protect_git_repository as protect_git_repository
 from .actions.location import remote_hook_missing as remote_hook_missing
 from .actions.location import remote_schemes as remote_schemes
 from .actions.location import resolve_store as resolve_store
+from .actions.location import store_settings
 from .errors import FrameworkError, NotAStoreError
-from .frameworks import Framework, Saved, by_name
+from .frameworks import Saved, by_name
 from .model.commit import write_copy
 from .model.deletion import delete, deleted_models
 from .model.history import DomainIndex, Event, events_since, read_index, read_states
@@ -93,12 +94,11 @@ from .ops.fsck import FsckReport
 from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport
 from .ops.loadcache import LoadCache
 from .remote import config as remote_config
-from .util.config import get_setting, parse_bool
 from .util.identity import author, parse_identity
 from .util.locking import WaitFn
 from .util.names import check_domain, check_model_id, check_state
 from .util.progress import ProgressFn, default_progress
-from .util.sshsig import Verdict, require_policy
+from .util.sshsig import Verdict
 
 if TYPE_CHECKING:
     # BucketClient, ModelChange and SyncResult: re-exported for the front ends' annotations
@@ -167,25 +167,25 @@ def open_store(path: str | os.PathLike[str] | None = None, *, create: bool = Tru
 
 class Store:
     """A casstore store.  Safe to use from several processes at once, and from several threads:
-    reads share one Store, and each thread's commits write their own pack (docs/api.md)."""
+    reads share one Store, and each thread's commits write their own pack (docs/api.md).
+
+    Attributes:
+        repo: the repository underneath (objects, refs, locks), as gc, fsck and remotes use it.
+        progress: ``progress(label, done, total)`` of long operations: tqdm bars on a terminal or
+            in a notebook, else None (util/progress.py); assign None to silence it.
+        allow_pickle: ``load``'s default for ``allow_pickle``: ``cas.allowPickle`` (true unless set).
+        sklearn_format: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"``
+            or ``"skops"`` (``cas.sklearnFormat``).
+        require_signed: reading a model not signed by an allowed key: ``"off"``, ``"warn"`` or
+            ``"refuse"`` (``cas.requireSigned``; docs/signing.md).
+    """
 
     def __init__(self, path: str) -> None:
-        #: the repository underneath: objects, refs, locks (what gc, fsck and remotes use)
         self.repo = Repository(path)
         self.path, self.odb, self.refs = self.repo.path, self.repo.odb, self.repo.refs
         self.params, self.level = ChunkParams(), DEFAULT_LEVEL
-        #: ``load``'s default for ``allow_pickle``: the ``cas.allowPickle`` setting (true unless set)
-        pickle = get_setting(self.repo.config_path, "cas.allowPickle")
-        self.allow_pickle = True if pickle is None else parse_bool(pickle, "cas.allowPickle")
-        #: progress(label, done, total) of long operations: tqdm bars on a terminal or in a notebook,
-        #: else None (util/progress.py); assign None to silence it
         self.progress: ProgressFn | None = default_progress()
-        #: how ``commit_models`` stores a plain scikit-learn estimator: ``"joblib"`` or ``"skops"``
-        #: (``cas.sklearnFormat``)
-        self.sklearn_format = get_setting(self.repo.config_path, "cas.sklearnFormat") or "joblib"
-        #: reading a model not signed by an allowed key: ``"off"``, ``"warn"`` or ``"refuse"``
-        #: (``cas.requireSigned``; docs/signing.md)
-        self.require_signed = require_policy(self.path)
+        self.allow_pickle, self.sklearn_format, self.require_signed = store_settings(self.repo)
         self._verifier: Verifier | None = None
         self._views = DomainViews(self.repo)  # states, notes and tags, read once per history head
 
@@ -210,35 +210,25 @@ class Store:
 
     # -- committing (docs/api.md, "Committing") ------------------------------------------
 
-    def commit_models(  # noqa: PLR0913 - the public API's options, modelstore-compatible
-        self,
-        domain: str,
-        *,
-        model_id: str | None = None,
-        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-        extra_metadata: dict[Any, Any] | None = None,
-        created: _dt.datetime | None = None,
-        sign: bool | str | None = None,
-        **models: Any,
-    ) -> dict[str, Any]:
-        """Store one or more models, with extra files and metadata, under a new ID.
+    def commit_models(self, domain: str, *, model_id: str | None = None,  # noqa: PLR0913 - the public API's options
+                      extra_files: ExtraFiles = None, extra_metadata: dict[Any, Any] | None = None,
+                      created: _dt.datetime | None = None, sign: bool | str | None = None,
+                      **models: Any) -> dict[str, Any]:
+        """Store one or more models, with extra files and metadata, under a new ID (docs/api.md).
 
         Args:
-            domain: the domain (a name like a model ID).
-            model_id: the new model's ID; a UUID4 by default.
+            model_id: the new model's ID; default: a UUID4.
             extra_files: a path or a list of paths (directories recursively): stored, never loaded.
             extra_metadata: a msgpack-serialisable dict, returned by ``get_model_info``.
             created: the model's creation time (timezone-aware; default: now).
             sign: True: sign with the configured key; a key file; False; None: ``cas.signCommits``.
             **models: the models, by keyword (``model=``, ``explainer=``, ...).
 
-        Returns the model's metadata, as ``get_model_info`` returns it.  Nothing is visible
-        until the model ref exists; on any error the store is left as it was (docs/api.md).
+        Returns the model's info, as ``get_model_info``.  On any error the store is left as it was.
 
         Raises:
             InvalidIdError: the domain or ID breaks the naming rules.
-            TypeError: no model, an unknown keyword, an object no framework recognises,
-                or extra_metadata that is not a msgpack-serialisable dict.
+            TypeError: no model, an object no framework recognises, or metadata msgpack cannot hold.
             FrameworkError: two frameworks claim one object, or two entries write one file name.
             FileNotFoundError: an extra file or model file does not exist.
             ModelExistsException: the ID is taken (checked atomically).
@@ -248,55 +238,35 @@ class Store:
             check_model_id(model_id)
         plan = plan_models(models, self.sklearn_format)
         with signed_as(self.repo, sign):
-            return self._commit(domain, model_id, plan, save_object, extra_files, extra_metadata, created)
+            return self._write(Commit(self.repo, domain, model_id, plan, save_object, extra_files, extra_metadata,
+                                      created))
 
     upload = commit_models
 
-    def commit_files(  # noqa: PLR0913 - the public API's options
-        self,
-        domain: str,
-        *,
-        frameworks: Sequence[tuple[str, str, Saved]],
-        model_id: str | None = None,
-        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-        extra_metadata: dict[Any, Any] | None = None,
-        created: _dt.datetime | None = None,
-        author: str | None = None,
-    ) -> dict[str, Any]:
-        """Store model files a framework already wrote, byte for byte, as ``commit_models`` would.
+    def commit_files(self, domain: str, *, frameworks: Sequence[tuple[str, str, Saved]],  # noqa: PLR0913 - the public API's options
+                     model_id: str | None = None, extra_files: ExtraFiles = None,
+                     extra_metadata: dict[Any, Any] | None = None, created: _dt.datetime | None = None,
+                     author: str | None = None) -> dict[str, Any]:
+        """Store files a framework already wrote, byte for byte, as ``commit_models`` would.
 
-        ``frameworks`` lists ``(kwarg, framework name, Saved)``; every file of a ``Saved`` is
-        read from its local path.  ``author`` (``Name <email>``; default: the writer's identity)
-        is the author the other registry recorded.  Otherwise as ``commit_models``, plus:
-
-        Raises:
-            FrameworkError: an unknown framework name, or no entries.
-            InvalidIdentityError: ``author`` would make a commit ``git fsck --strict`` rejects.
+        ``frameworks``: ``(kwarg, framework name, Saved)`` each; ``author`` (``Name <email>``): the
+        author the other registry recorded.  Raises as ``commit_models``, and FrameworkError (an
+        unknown framework, no entries), InvalidIdentityError (an ``author`` git would reject).
         """
         if not frameworks:
             raise FrameworkError("commit_files() needs at least one framework entry")
         plan = [(kwarg, by_name(name), saved) for kwarg, name, saved in frameworks]
         ident = None if author is None else parse_identity(author, "author")
-        return self._commit(domain, model_id, plan, given_files, extra_files, extra_metadata, created, ident)
+        return self._write(Commit(self.repo, domain, model_id, plan, given_files, extra_files, extra_metadata,
+                                  created, ident))
 
-    def _commit(  # noqa: PLR0913 - what both commit entry points pass on
-        self, domain: str, model_id: str | None, plan: Sequence[tuple[str, Framework, Any]], save: SaveFn,
-        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
-        extra_metadata: dict[Any, Any] | None, created: _dt.datetime | None, given_author: bytes | None = None,
-    ) -> dict[str, Any]:
-        job = Commit(self.repo, domain, model_id, plan, save, extra_files, extra_metadata, created, given_author)
+    def _write(self, job: Commit) -> dict[str, Any]:
         with self._lock():
             return job.run(self.params, self.level, self.progress)
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
-        """Commit the model ``domain/model_id`` again as ``domain/new_id``, sharing its files
-        (``cas cp``: no chunk is read or written again; docs/api.md).  Returns the new model's info.
-
-        Raises:
-            ModelNotFoundException, DomainNotFoundException: no such model.
-            ModelExistsException: ``new_id`` is taken (checked atomically).
-            InvalidIdError: ``new_id`` breaks the naming rules.
-        """
+        """Commit the model again as ``new_id``, sharing its files (``cas cp``; docs/api.md);
+        returns the copy's info.  Raises ModelNotFoundException, InvalidIdError, ModelExistsException."""
         check_model_id(new_id)
         m = resolve_model(self.repo, domain, model_id)
         check_id_free(self.repo, domain, new_id)
@@ -311,30 +281,19 @@ class Store:
         return sorted(self.refs.domains())
 
     def list_models(self, domain: str, state_name: str | None = None, limit: int | None = None) -> list[str]:
-        """The domain's model IDs, newest first (by ``created``, then ID); only those in
-        ``state_name`` if given; with ``limit``, the first ``limit``, read from the newest end
-        of the history (docs/api.md).
+        """The domain's model IDs, newest first (``created``, then ID); only those in ``state_name``;
+        the first ``limit``, read from the newest end of the history (docs/api.md, "Listing").
 
-        Raises:
-            DomainNotFoundException: the domain was never used.
-            StateNotFoundException: ``state_name`` was never created.
-            ValueError: ``limit`` is negative.
-        """
+        Raises DomainNotFoundException, StateNotFoundException, ValueError (a negative ``limit``)."""
         return list_models(self.repo, domain, state_name, limit)
 
     def iter_models(self, domain: str, state_name: str | None = None) -> Iterator[str]:
-        """The domain's model IDs, newest first, read lazily from the domain history: the first
-        ``n`` cost about ``n`` history commits (docs/api.md has the order and the cost).
-
-        Raises:
-            DomainNotFoundException: the domain was never used (raised at once).
-            StateNotFoundException: ``state_name`` was never created.
-        """
+        """As ``list_models``, read lazily from the domain history: the first ``n`` cost about ``n``
+        history commits (docs/api.md).  Raises DomainNotFoundException at once, StateNotFoundException."""
         return iter_models(self.repo, domain, state_name)
 
     def history_head(self, domain: str) -> ObjectID | None:
-        """The head of the domain's history (None: no history yet); every commit, deletion and
-        state change moves it, so it keys anything computed from the domain's models."""
+        """The head of the domain's history (None: none yet); every change moves it."""
         return self.refs.get(domain_ref(check_domain(domain)))
 
     def events_since(self, domain: str, head: ObjectID | None, old: ObjectID,
@@ -349,24 +308,16 @@ class Store:
         return iter_model_commits(self.repo, domain, head)
 
     def log(self, domain: str) -> list[Event]:
-        """The domain's history, newest first.
-
-        Raises:
-            DomainNotFoundException: the domain has no history.
-        """
+        """The domain's history, newest first.  Raises DomainNotFoundException."""
         return list(self.iter_log(domain))
 
     def iter_log(self, domain: str, head: ObjectID | None = None) -> Iterator[Event]:
-        """The domain's history events, newest first, read as they are consumed (``cas log | head``);
-        ``head``: one read before with ``history_head`` (default: the current one).
-
-        Raises:
-            DomainNotFoundException: the domain has no history (raised at once).
-        """
+        """The domain's history events, newest first, read as consumed (``cas log | head``), from
+        ``head`` (read with ``history_head``; default: the current one).  Raises DomainNotFoundException."""
         return log_events(self.repo, domain, head)
 
     def count_models(self, domain: str) -> int:
-        """How many models the domain has now, from its model refs alone (0: a domain never used)."""
+        """How many models the domain has now, from its refs alone (0: a domain never used)."""
         return self.refs.count_model_ids(check_domain(domain))
 
     def model_exists(self, domain: str, model_id: str) -> bool:
@@ -377,18 +328,16 @@ class Store:
         return self.refs.get(model_ref(check_domain(domain), check_model_id(model_id)))
 
     def model_states(self, domain: str, head: ObjectID | None) -> dict[str, dict[str, str]]:
-        """state -> model ID -> model commit (hex) at history head ``head`` (None: no states),
-        from the index's ``states`` trees only."""
+        """state -> model ID -> model commit (hex) at history head ``head`` (None: no states)."""
         check_domain(domain)
         return {s: {mid: sha.decode() for mid, sha in members.items()}
                 for s, members in read_states(self.odb, head).items()}
 
     def get_model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None,
                        annotations: bool = True) -> dict[str, Any]:
-        """The model's metadata: the dict ``commit_models`` returned, with ``states`` the states it
-        is in now (as ``cas show --json``).  ``state`` instead of ``model_id``: the newest model
-        in that state.  ``annotations=False`` leaves ``notes`` and ``tags`` empty, for a listing
-        of many models (one history walk fewer per head)."""
+        """The model's info: ``commit_models``' dict, with the states it is in now (``cas show
+        --json``).  ``state``: the newest model in it, instead of ``model_id``.  ``annotations=False``
+        leaves ``notes`` and ``tags`` empty (a listing of many models reads less)."""
         m = resolve_model(self.repo, domain, in_state(self.repo, domain, model_id, state))
         return full_info(self._views, m, annotations)
 
@@ -397,8 +346,7 @@ class Store:
         return ModelInfo.from_dict(self.get_model_info(domain, model_id, state=state))
 
     def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
-        """A temporary directory inside the store (same file system: a file made there is
-        committed without a copy), removed when its ``with`` block ends."""
+        """A temporary directory inside the store (a file made there is committed without a copy)."""
         return tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix=prefix)
 
     def _index(self, domain: str) -> DomainIndex:
@@ -421,12 +369,8 @@ class Store:
         return sorted(list_states(self.odb, self.refs))
 
     def set_model_state(self, domain: str, model_id: str, state_name: str) -> None:
-        """Put a model in a state (a state can hold several models), recorded in the domain
-        history; nothing is recorded if it is in it already.
-
-        Raises:
-            StateNotFoundException, ModelNotFoundException.
-        """
+        """Put a model in a state (which can hold several), recorded in the domain history (nothing
+        if it is in it).  Raises StateNotFoundException, ModelNotFoundException."""
         self._in_domain(domain, model_id, state_name)
         with self._lock():
             set_state(self.repo, domain, model_id, state_name)
@@ -448,16 +392,15 @@ class Store:
             delete_state(self.repo, state_name)
 
     def _in_domain(self, domain: str, model_id: str, state_name: str | None = None) -> None:
-        """Check the names: InvalidIdError; StateNotFoundException for a ``state_name`` never created."""
+        """Raises InvalidIdError, and StateNotFoundException for a ``state_name`` never created."""
         if state_name is not None:
             check_state_exists(self.repo, state_name)
         check_domain(domain)
         check_model_id(model_id)
 
     def convert_layout(self, domain: str | None = None) -> list[str]:
-        """Rewrite the domain histories' indexes (every domain's, or ``domain``'s) in the current
-        layout now, one ``layout`` event each (``cas convert-layout``; docs/format.md, "Index
-        layout").  Returns the domains converted."""
+        """Rewrite every domain's index (or ``domain``'s) in the current layout now, one ``layout``
+        event each (``cas convert-layout``; docs/format.md); returns the domains converted."""
         domains = [check_domain(domain)] if domain is not None else self.list_domains()
         with self._lock():
             return convert_layouts(self.repo, domains)
@@ -465,12 +408,8 @@ class Store:
     # -- deleting and restoring (docs/api.md, "Deleting and restoring") ------------------
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
-        """Delete a model: it leaves listings, loads and states; the deletion is logged, and the
-        next ``gc`` after the grace period frees what only it used.  (``skip_prompt``: modelstore's.)
-
-        Raises:
-            ModelNotFoundException: no such model.
-        """
+        """Delete a model: it leaves listings, loads and states (docs/api.md); ``skip_prompt``
+        is modelstore's.  Raises ModelNotFoundException."""
         self._in_domain(domain, model_id)
         ident = author(self.path)  # validated before the ref goes
         with self._lock():
@@ -478,17 +417,12 @@ class Store:
 
     def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
                       states: bool = False, new_id: str | None = None) -> dict[str, Any]:
-        """Bring back a deleted model while its objects are still in the store (docs/api.md).
+        """Bring back a deleted model while its objects are still here (docs/api.md).
 
-        ``commit``: which deletion (a model commit, or 4+ hex digits of one; default: the newest).
-        ``states``: put it back in the states it held.  ``new_id``: restore it under another ID.
-
-        Returns the model's info, plus ``restored_from`` (the deleted commit) and ``states``.
-
-        Raises:
-            ModelExistsException: the ID (or ``new_id``) is taken now (checked atomically).
-            RestoreError: no deletion of that ID (or commit), or its objects were freed.
-        """
+        ``commit``: the deletion of that model commit (4+ hex digits; default: the newest);
+        ``states``: back in the states it held; ``new_id``: under another ID.  Returns its info,
+        with ``restored_from`` and ``states``.  Raises ModelExistsException (the ID is taken now),
+        RestoreError (no such deletion, or gc freed its objects)."""
         self._in_domain(domain, model_id)
         target = model_id if new_id is None else check_model_id(new_id)
         domain_head(self.repo, domain)  # DomainNotFoundException
@@ -506,30 +440,16 @@ class Store:
     # -- notes and tags (model/notes.py) ---------------------------------------------------
 
     def add_note(self, domain: str, model_id: str, text: str) -> None:
-        """Add a note to a model: one event of the domain history (no new model commit), kept in
-        the order written, never edited; it travels with the history on push and pull.
-
-        Raises:
-            NoteError: an empty note, one over 16 KiB of UTF-8, or not valid UTF-8.
-            ModelNotFoundException: no such model.
-        """
+        """Add a note to a model: a history event (no new model commit), kept in order, never
+        edited.  Raises NoteError (empty, over 16 KiB, not UTF-8), ModelNotFoundException."""
         self._annotate(domain, model_id, "note", check_note(text))
 
     def set_tag(self, domain: str, model_id: str, tag: str) -> None:
-        """Tag a model (``candidate``, ``reviewed`` ...); a tag it has already records nothing.
-
-        Raises:
-            NoteError: a tag name that breaks the naming rules.
-            ModelNotFoundException: no such model.
-        """
+        """Tag a model (``candidate`` ...; nothing if it has it).  Raises NoteError, ModelNotFoundException."""
         self._annotate(domain, model_id, "tag", check_tag(tag))
 
     def delete_tag(self, domain: str, model_id: str, tag: str) -> None:
-        """Take a tag off a model; a tag it does not have records nothing.
-
-        Raises:
-            NoteError, ModelNotFoundException.
-        """
+        """Untag a model (nothing if it lacks it).  Raises NoteError, ModelNotFoundException."""
         self._annotate(domain, model_id, "untag", check_tag(tag))
 
     def _annotate(self, domain: str, model_id: str, event: str, value: str) -> None:
@@ -538,35 +458,25 @@ class Store:
             annotate_model(self.repo, self._views, domain, model_id, event, value)
 
     def get_annotations(self, domain: str, model_id: str) -> dict[str, Any]:
-        """``{"notes": [{"text", "author", "time", "history_commit"}, ...], "tags": [...]}`` of a model.
-
-        Raises:
-            ModelNotFoundException: no such model.
-        """
+        """The model's ``{"notes": [{"text", "author", "time", "history_commit"}], "tags": [...]}``."""
         self._in_domain(domain, model_id)
         return self._views.annotations_of(domain, model_id, model_commit(self.repo, domain, model_id))
 
     def domain_annotations(self, domain: str) -> dict[str, dict[str, Any]]:
-        """The notes and tags of every model of the domain that has some, by ID.
-
-        Raises:
-            DomainNotFoundException: no such domain.
-        """
+        """The notes and tags of every model of the domain that has some, by ID."""
         domain_head(self.repo, domain)  # DomainNotFoundException
         return self._views.domain_annotations(domain)
 
     # -- signatures (docs/signing.md) -------------------------------------------------------
 
     def verifier(self) -> Verifier:
-        """Checks signatures against the store's allowed signers file (``cas.allowedSigners``,
-        else git's ``gpg.ssh.allowedSignersFile``), caching verdicts."""
+        """The store's signature checker: its allowed signers file, with a cache of verdicts."""
         if self._verifier is None:
             self._verifier = Verifier(self.repo)
         return self._verifier
 
     def signing_in_use(self) -> bool:
-        """Whether this store signs or checks signatures (``cas.signCommits``, an allowed signers
-        file, a ``cas.requireSigned`` policy): front ends then show "unsigned" where no signature is."""
+        """Whether the store signs or checks signatures: front ends then show "unsigned"."""
         return signatures.signing_in_use(self.path, self.require_signed, self.verifier())
 
     def signature(self, domain: str, commit: str) -> Verdict:
@@ -574,28 +484,19 @@ class Store:
         return self.verifier().commit(commit, check_domain(domain))
 
     def verify_model(self, domain: str, model_id: str | None = None) -> dict[str, Any]:
-        """Who signed the model (default: every live model) and each event of the domain's history:
-        ``{"models": [{"model_id", "commit", "signature"}], "events": [{"event", "model_id",
-        "history_commit", "time", "signature"}], "ok": bool}``; each signature a dict with
-        ``status`` (good, untrusted, unsigned, bad), ``principal``, ``key``; ``ok``: all good."""
+        """Who signed the model (default: every live one) and each history event: ``{"models":
+        [...], "events": [...], "ok"}``, each with a ``signature`` dict (``status``: good, untrusted,
+        unsigned, bad; ``principal``, ``key``); ``ok``: all good (docs/signing.md)."""
         return verify_domain(self.repo, self.verifier(), check_domain(domain), model_id)
 
     def sign_directory(self, directory: str | os.PathLike[str]) -> str:
-        """Write ``directory/model.sig``, an OpenSSF model signature over the directory's files,
-        with the store's signing key (an ecdsa key); returns its path.
-
-        Raises:
-            SigningError: no key, a key model_signing cannot use, or model-signing not installed.
-        """
+        """Write ``directory/model.sig``, an OpenSSF model signature with the store's (ecdsa) key;
+        returns its path.  Raises SigningError: no usable key, or model-signing not installed."""
         return signatures.sign_directory(self.path, directory)
 
     def check_model_signature(self, path: str | os.PathLike[str], signature: str | os.PathLike[str]) -> str:
-        """Check an OpenSSF model signature over ``path`` (a file or a directory) against the
-        allowed signers' ecdsa keys; returns the principals of the key that verified.
-
-        Raises:
-            SigningError: it does not verify with any allowed key (or no file, no library).
-        """
+        """Check an OpenSSF model signature over ``path`` against the allowed signers' keys;
+        returns the principals that verified.  Raises SigningError when it does not verify."""
         from .util.modelsig import verify_directory
 
         return verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
@@ -610,26 +511,22 @@ class Store:
 
     def load(self, domain: str, model_id: str | None = None, *, allow_pickle: bool | None = None,
              state: str | None = None, require_signed: bool | None = None, **into: Any) -> Any:
-        """Load the model(s) committed under ``model_id`` (default: the newest).
+        """Load the model(s) committed under ``model_id`` (default: the newest; docs/api.md).
 
         Args:
             state: instead of ``model_id``, the newest model in that state.
-            allow_pickle: False refuses an entry whose loading runs code (joblib, torch
-                pickles, shap) before anything is read; default: ``cas.allowPickle``.
-            require_signed: True refuses a model not signed by an allowed key, False reads it
-                anyway; default: ``cas.requireSigned``.
+            allow_pickle: False refuses an entry whose loading runs code before reading it
+                (default: ``cas.allowPickle``).
+            require_signed: True refuses a model no allowed key signed, False reads it anyway
+                (default: ``cas.requireSigned``).
             **into: objects to load the state into, by keyword (``model=net``).
 
-        Returns the object itself when one model was committed, else a dict by framework
-        name (or by keyword); a file-only framework gives a path in the load cache
-        (docs/api.md, "Reading a model").
+        Returns the object, or a dict by framework (or keyword) when several were committed; a
+        file-only framework gives a path in the load cache.
 
         Raises:
-            NoModelInStateError, StateNotFoundException: nothing in ``state``.
-            ValueError: both ``model_id`` and ``state`` given.
-            PickleRefusedError: ``allow_pickle`` is false and an entry runs code.
-            UnsignedModelError: the signature policy refuses the model.
-            FrameworkError: the load failed (naming both library versions).
+            NoModelInStateError, StateNotFoundException; ValueError: both ``model_id`` and ``state``.
+            PickleRefusedError, UnsignedModelError; FrameworkError: the load failed.
         """
         m = self._trusted(domain, model_id, require_signed, state)
         loading.check_load(m.manifest, into, self.allow_pickle if allow_pickle is None else allow_pickle)
@@ -639,25 +536,20 @@ class Store:
                  *, files: Sequence[str] | None = None, force: bool = False, state: str | None = None,
                  require_signed: bool | None = None,
                  _staged: Callable[[FileEntry], str | None] | None = None) -> Downloaded:
-        """Write the model's files (extra files too; ``files``: only those stored paths) into
-        ``local_path``, each atomically once verified.  A file there with other bytes is an
-        error unless ``force``; other files are left alone.  ``state`` and ``require_signed``
-        as for ``load`` (docs/api.md, "Reading a model").
-
-        Returns ``local_path`` made absolute (:class:`Downloaded`: ``written``, ``replaced``,
-        ``unchanged``, ``others``).
+        """Write the model's files (``files``: only those) into ``local_path``, each atomically once
+        verified; other files there are left alone (docs/api.md).  ``state``, ``require_signed``:
+        as ``load``.  Returns ``local_path`` absolute (:class:`Downloaded` says what was written).
 
         Raises:
-            FileNotFoundError: a name in ``files`` is not a file of the model (nothing written).
-            DownloadConflictError: without ``force``, files there hold other bytes (nothing written).
-            NoModelInStateError, StateNotFoundException, UnsignedModelError: as for ``load``.
+            FileNotFoundError: a name in ``files`` is not the model's (nothing written).
+            DownloadConflictError: a file there holds other bytes and not ``force`` (nothing written).
         """
         m = self._trusted(domain, model_id, require_signed, state)
         return loading.download(self.repo, m, os.path.abspath(os.fspath(local_path)), files, force, self.progress,
                                 _staged)
 
     def load_cache(self) -> LoadCache:
-        """The cache of files ``load`` hands over as paths; its bound is the store's ``cas.loadCacheLimit``."""
+        """The cache of files ``load`` returns as paths (bound: ``cas.loadCacheLimit``)."""
         return loading.load_cache(self.repo)
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
@@ -666,39 +558,26 @@ class Store:
 
     def stream_file(self, domain: str, model_id: str, path: str,
                     window: int | None = None) -> tuple[int, Generator[bytes | memoryview, None, None]]:
-        """The size of one stored file and an iterator over its verified bytes, for serving it;
-        ``window``: how many batches of about 2 MiB to read ahead (docs/api.md).
-
-        Raises:
-            ModelNotFoundException, InvalidIdError; FileNotFoundError: no file ``path`` (matched exactly).
-            CorruptObjectError: on a read, naming the damaged object.
-            UnsignedModelError: the signature policy refuses the model.
-        """
+        """The size of a stored file and an iterator over its verified bytes; ``window``: batches
+        of about 2 MiB read ahead (docs/api.md).  Raises FileNotFoundError, CorruptObjectError."""
         return loading.stream_file(self.repo, self._trusted(domain, model_id), path, window)
 
     def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
-        """One stored file as a read-only, seekable binary file (``rb``) that reads, and verifies,
-        only the chunks a read overlaps (docs/api.md).  Use it as a context manager.
-
-        Raises:
-            ModelNotFoundException, InvalidIdError; FileNotFoundError: no file ``path`` (matched exactly).
-            CorruptObjectError: on a read, naming the chunk blob or file that is wrong.
-            UnsignedModelError: the signature policy refuses the model.
-        """
+        """A stored file as a read-only seekable file (``rb``) that reads and verifies only the
+        chunks a read needs (docs/api.md).  Raises FileNotFoundError, CorruptObjectError."""
         return loading.open_stored(self.repo, self._trusted(domain, model_id), path)
 
     def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
-        """The model's card: (path, text) of a ``MODEL_CARD.md`` or ``README.md`` among its files,
-        at most ``max_bytes`` of it, verified; None if it has none.  The Markdown is as stored:
-        a front end must not render raw HTML in it (docs/api.md)."""
+        """(path, text) of the model's ``MODEL_CARD.md`` or ``README.md``, at most ``max_bytes``,
+        or None; Markdown as stored: render no raw HTML from it (docs/api.md)."""
         path = loading.card_path(resolve_model(self.repo, domain, model_id).manifest)
         return None if path is None else loading.read_card(self.repo, self._trusted(domain, model_id), path, max_bytes)
 
     # -- whole-store operations (docs/api.md, "gc and fsck") ----------------------------------
 
     def fsck(self, read_data: bool = False, repair: bool = False) -> FsckReport:
-        """Check the whole store and return a report listing every problem; ``read_data`` also
-        verifies every chunk, ``repair`` first records the history events killed writers left out."""
+        """Check the whole store: a report listing every problem (``read_data``: every chunk too;
+        ``repair``: first record the history events killed writers left out)."""
         return upkeep.run_fsck(self.repo, read_data, repair, self.progress)
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
@@ -711,20 +590,18 @@ class Store:
 
     def gc(self, grace_period: float | str | None = None, *, grace: float | str | None = None,
            wait: float | None = DEFAULT_WAIT, on_wait: WaitFn | None = None) -> GcReport:
-        """Remove objects no ref reaches that are older than the grace period, under the store's
-        exclusive lock (docs/api.md, "gc and fsck").
+        """Remove objects no ref reaches older than the grace period (docs/api.md, "gc and fsck").
 
         Args:
-            grace: seconds, or a duration (``"12h"``, ``"2w"``, ``"now"``, ``"never"``); default two
-                weeks.  ``grace_period`` is the same, for older code.
-            wait: how long to wait for the writers in progress (None: as long as it takes).
+            grace: seconds or a duration (``"12h"``, ``"2w"``, ``"now"``, ``"never"``; default two
+                weeks); ``grace_period`` is its older name.
+            wait: at most how long to wait for writers (None: no limit).
             on_wait: told ``(holders, seconds)`` while it waits (default: ``progress``).
 
         Raises:
-            InvalidDurationError: ``grace`` or ``wait`` is NaN, negative or not a duration.
-            TypeError: both ``grace`` and ``grace_period`` were given.
-            StoreBusyError: the lock stayed held for ``wait`` seconds; names the holders.
-            CorruptRefError, CorruptObjectError: a ref or reachable object is unreadable (nothing deleted).
+            InvalidDurationError, TypeError (both ``grace`` and ``grace_period``).
+            StoreBusyError: the lock stayed held for ``wait`` seconds.
+            CorruptRefError, CorruptObjectError: nothing was deleted.
         """
         return upkeep.run_gc(self.repo, upkeep.grace_seconds(grace_period, grace), wait, on_wait, self.progress)
 
@@ -732,19 +609,13 @@ class Store:
 
     def push(self, remote: str | None = None, domains: Sequence[str] | None = None) -> SyncResult:
         """Send what ``remote`` (a name or URL; default: ``cas.defaultRemote``, else ``origin``)
-        lacks: models, objects, histories, states; never overwrites a model there.  Conflicts,
-        diverged domains and ``changes`` are in the result."""
+        lacks; never overwrites a model there (docs/api.md, "Push and pull")."""
         return remotes.push(self.repo, remote, domains, self.progress)
 
     def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
              theirs: bool = False, require_signed: bool | None = None) -> SyncResult:
-        """Fetch models and histories from ``remote`` and merge them in, everything verified before
-        any ref moves.  ``theirs=True`` replaces our conflicting models with theirs;
-        ``require_signed=True`` (default: ``cas.requireSigned`` is ``refuse``) refuses unsigned ones.
-
-        Raises:
-            UnsignedModelError: ``require_signed`` and something new is not signed (nothing changed).
-        """
+        """Fetch and merge ``remote``'s models and histories, all verified first (docs/api.md);
+        ``theirs``: take theirs on a conflict.  Raises UnsignedModelError under ``require_signed``."""
         return self._pull(remote, domains, theirs, require_signed)
 
     def _pull(self, remote: str | None, domains: Sequence[str] | None, theirs: bool,
@@ -756,8 +627,7 @@ class Store:
     def pull_download(self, local_path: str | os.PathLike[str], domain: str, model_id: str | None = None,  # noqa: PLR0913 - pull's and download's options
                       *, remote: str | None = None, force: bool = False, theirs: bool = False,
                       require_signed: bool | None = None) -> tuple[SyncResult, Downloaded]:
-        """``pull(remote, [domain])``, then ``download(local_path, domain, model_id)`` (``cas pull
-        --download``), reading each byte once (docs/api.md); a failed pull writes nothing."""
+        """``pull(remote, [domain])`` then ``download(...)``, reading each byte once (docs/api.md)."""
         with remotes.staging(local_path, check_domain(domain), model_id) as staged:
             result = self._pull(remote, [domain], theirs, require_signed, staged)
             return result, self.download(local_path, domain, model_id, force=force, require_signed=require_signed,
@@ -781,20 +651,17 @@ class Store:
         remote_config.rename_remote(self.repo, name, new_name)
 
     def resolve_remote(self, remote: str | None = None) -> str:
-        """The URL ``remote`` names (a configured remote's, or itself); None: as ``push`` and ``pull``."""
+        """The URL ``remote`` names; None: as ``push`` and ``pull`` choose."""
         return remotes.remote_url(self.repo, remote)
 
     def remote_refs(self, remote: str | None = None) -> RemoteRefs:
-        """The remote's casstore refs (``models``: domain -> ID -> commit, ``histories``, ``states``),
-        from its ref listing alone."""
+        """The remote's casstore refs (``models``, ``histories``, ``states``), from its ref listing."""
         return remotes.remote_refs(self.repo, remote)
 
     def remote_status(self, remote: str | None = None) -> dict[str, Any]:
-        """How this store compares with ``remote`` by model ID and history head, from its ref
-        listing alone (``cas status``; docs/cli.md describes the dict)."""
+        """How this store compares with ``remote`` (``cas status``; docs/cli.md), from its refs."""
         return remotes.remote_status(self.repo, remote)
 
     def bucket_remote(self, url: str) -> BucketClient | None:
-        """A client of the bucket remote at ``url`` (s3://, gs://, az://) for its maintenance
-        (``gc``, ``upgrade``); None for any other kind of remote."""
+        """A client of the bucket remote at ``url`` for its maintenance; None: not a bucket."""
         return remotes.bucket_remote(self.repo, url)

@@ -48,6 +48,9 @@ from .info import committed_info
 
 log = logging.getLogger("casstore")
 
+#: ``extra_files`` as commit_models takes it: a path, a list of paths (directories recursively), or None
+ExtraFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
+
 #: what ``commit`` calls for each entry of the plan: ``save(kwarg, framework, item, directory)``
 SaveFn = Callable[[str, Framework, Any, str], Saved]
 
@@ -177,7 +180,7 @@ class Commit:
         model_id: str | None,
         plan: Sequence[tuple[str, Framework, Any]],
         save: SaveFn,
-        extra_files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+        extra_files: ExtraFiles,
         extra_metadata: dict[Any, Any] | None,
         created: _dt.datetime | None,
         given_author: bytes | None = None,
