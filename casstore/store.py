@@ -266,7 +266,7 @@ class Store:
 
     def copy_model(self, domain: str, model_id: str, new_id: str) -> dict[str, Any]:
         """Commit the model again as ``new_id``, sharing its files (``cas cp``; docs/api.md);
-        returns the copy's info.  Raises ModelNotFoundException, InvalidIdError, ModelExistsException."""
+        returns the copy's info.  Raises Model/DomainNotFoundException, InvalidIdError, ModelExistsException."""
         check_model_id(new_id)
         m = resolve_model(self.repo, domain, model_id)
         check_id_free(self.repo, domain, new_id)
