@@ -194,10 +194,7 @@ class Store:
 
     def _lock(self) -> AbstractContextManager[None]:
         """The shared store lock of writers; a wait for it (gc running) is logged."""
-        def waiting(holders: str, waited: float) -> None:
-            log.info("waiting for the store lock (%.0fs so far), held by %s", waited, holders)
-
-        return self.repo.lock(on_wait=waiting)
+        return self.repo.lock(on_wait=upkeep.log_lock_wait)
 
     def close(self) -> None:
         self.repo.close()

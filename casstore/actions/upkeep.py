@@ -1,6 +1,6 @@
 """What ``Store.gc`` and ``Store.fsck`` do around ops/gc.py and ops/fsck.py: the grace period
 from its two spellings, telling ``progress`` who holds the lock gc waits for, repairing
-histories first, and logging the result."""
+histories first, and logging the result; and the log line of a writer waiting for gc."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ from ..util.locking import WaitFn
 from ..util.progress import Counter, ProgressFn
 
 log = logging.getLogger("casstore")
+
+
+def log_lock_wait(holders: str, waited: float) -> None:
+    """What a writer waiting for the store lock (gc holds it) tells the ``casstore`` logger."""
+    log.info("waiting for the store lock (%.0fs so far), held by %s", waited, holders)
 
 
 def grace_seconds(grace_period: float | str | None, grace: float | str | None) -> float:
