@@ -1,8 +1,9 @@
 """The commit pipeline: save each model through its framework, ingest, write, claim.
 
-``Store.commit_models`` and ``commit_files`` check their arguments, take the store
-lock and a scratch directory, then call :func:`commit` (docs/architecture.md, "The
-life of a commit", steps 2 to 6).  Nothing is visible to readers until the model
+``Store.commit_models`` and ``commit_files`` plan the entries, check every other argument
+with :class:`Commit` (before any write), take the store lock and call ``Commit.run``: a
+scratch directory, then :func:`commit_model` (docs/architecture.md, "The life of a
+commit", steps 2 to 6).  Nothing is visible to readers until the model
 ref exists (model/commit.py's ``claim_id``); on any error the store is left as it
 was, apart from unreferenced objects that gc removes.
 """
@@ -13,7 +14,9 @@ import datetime as _dt
 import logging
 import os
 import platform
+import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from dulwich.objects import ObjectID
@@ -21,16 +24,32 @@ from dulwich.objects import ObjectID
 from ..errors import FrameworkError, UnsafePathError
 from ..frameworks import Framework, Saved, bundle_params, resolve
 from ..frameworks.sklearn import with_store_format
-from ..model.commit import claim_id, maintain_quietly, snapshot_unsized, write_errors, write_files_tree, write_model
+from ..model.commit import (
+    claim_id,
+    extra_sources,
+    maintain_quietly,
+    snapshot_unsized,
+    write_errors,
+    write_files_tree,
+    write_model,
+)
 from ..model.ingest import Source, ingest
 from ..model.manifest import FileEntry, FrameworkEntry, Manifest, check_paths
+from ..model.metadata import plain_metadata
+from ..model.reading import check_id_free
 from ..objects.chunker import ChunkParams
 from ..objects.repository import Repository
-from ..util.names import check_shown_name
+from ..util.identity import author
+from ..util.names import check_domain, check_model_id, check_shown_name, new_model_id
 from ..util.progress import ProgressFn
+from ..util.sshsig import key_signer
 from ..version import __version__
+from .info import committed_info
 
 log = logging.getLogger("casstore")
+
+#: ``extra_files`` as commit_models takes it: a path, a list of paths (directories recursively), or None
+ExtraFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None
 
 #: what ``commit`` calls for each entry of the plan: ``save(kwarg, framework, item, directory)``
 SaveFn = Callable[[str, Framework, Any, str], Saved]
@@ -40,8 +59,10 @@ def plan_models(models: dict[str, Any], sklearn_format: str) -> list[tuple[str, 
     """(keyword, framework, object) for each model given to ``commit_models``.
 
     Raises:
-        TypeError: an object no framework recognises.  FrameworkError: two claim one.
+        TypeError: no model, or an object no framework recognises.  FrameworkError: two claim one.
     """
+    if not models:
+        raise TypeError("commit_models() needs at least one model, e.g. model=clf")
     models = bundle_params(models)  # annoy's metric= and num_trees= describe its model=
     plan = [(kwarg, resolve(kwarg, obj), obj) for kwarg, obj in models.items()]
     return [(k, fw, with_store_format(o, sklearn_format) if fw.name == "sklearn" else o)
@@ -99,7 +120,7 @@ def commit_model(repo: Repository, work: str, plan: Sequence[tuple[str, Framewor
            extras: list[tuple[str, str]], *, domain: str, model_id: str, created: _dt.datetime | None,
            ident: bytes, extra_metadata: Any, params: ChunkParams, level: int,
            progress: ProgressFn | None) -> tuple[Manifest, ObjectID]:
-    """Save, ingest and write the model, then claim its ID: the body of ``Store._commit``.
+    """Save, ingest and write the model, then claim its ID: the body of ``Commit.run``.
 
     Callers hold the shared store lock and checked every argument; ``work`` is a scratch
     directory in the store.  Returns the manifest and the model commit.
@@ -132,3 +153,59 @@ def commit_model(repo: Repository, work: str, plan: Sequence[tuple[str, Framewor
              commit_id.decode()[:10], stats.bytes_given, stats.bytes_stored, stats.chunks_new,
              stats.chunks_total)
     return manifest, commit_id
+
+
+def signed_as(repo: Repository, sign: bool | str | None) -> AbstractContextManager[None]:
+    """The block's commits signed as ``sign`` asks (see ``Store.commit_models``).
+
+    Raises:
+        SigningError: ``sign`` (or ``cas.signCommits``) asks for a key that cannot be used:
+            before anything is written.
+    """
+    if sign is None:  # cas.signCommits
+        return repo.odb.signing(repo.configured_signer())
+    if sign is False:
+        return repo.odb.signing(None)
+    return repo.odb.signing(repo.signer() if sign is True else key_signer(str(sign)))
+
+
+class Commit:
+    """One commit of ``Store.commit_models`` or ``commit_files``: every argument checked when
+    made (before any write, and before the store lock), written by :meth:`run`."""
+
+    def __init__(  # noqa: PLR0913 - what both commit entry points pass on
+        self,
+        repo: Repository,
+        domain: str,
+        model_id: str | None,
+        plan: Sequence[tuple[str, Framework, Any]],
+        save: SaveFn,
+        extra_files: ExtraFiles,
+        extra_metadata: dict[Any, Any] | None,
+        created: _dt.datetime | None,
+        given_author: bytes | None = None,
+    ) -> None:
+        self.repo, self.plan, self.save = repo, plan, save
+        self.domain = check_domain(domain)
+        self.model_id = new_model_id() if model_id is None else check_model_id(model_id)
+        if created is not None and created.tzinfo is None:
+            raise TypeError("created must be a timezone-aware datetime")
+        # listings sort the ISO strings: every model's time must be in one zone (UTC, as the default: now)
+        self.created = None if created is None else created.astimezone(_dt.timezone.utc)
+        self.extra_metadata = plain_metadata(extra_metadata)  # numpy scalars made plain
+        self.extras = list(extra_sources(extra_files))
+        self.ident = author(repo.path) if given_author is None else given_author  # validated before any write
+        check_id_free(repo, self.domain, self.model_id)
+
+    def run(self, params: ChunkParams, level: int, progress: ProgressFn | None) -> dict[str, Any]:
+        """Write the model and claim its ID (the caller holds the store lock); returns its info dict.
+
+        Raises:
+            ModelExistsException: the ID was taken meanwhile (checked atomically).
+        """
+        with self.repo.odb.deferred(), tempfile.TemporaryDirectory(dir=self.repo.tmp, prefix="commit-") as work:
+            manifest, commit_id = commit_model(
+                self.repo, work, self.plan, self.save, self.extras, domain=self.domain, model_id=self.model_id,
+                created=self.created, ident=self.ident, extra_metadata=self.extra_metadata, params=params,
+                level=level, progress=progress)
+        return committed_info(manifest, commit_id)

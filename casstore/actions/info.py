@@ -13,6 +13,9 @@ from dulwich.objects import ObjectID
 
 from ..frameworks import entry_executes_code
 from ..model.manifest import Manifest
+from ..model.manifest import decode as decode_manifest
+from ..model.reading import StoredModel
+from ..model.views import DomainViews
 
 
 def info_dict(m: Manifest, sha: ObjectID) -> dict[str, Any]:
@@ -41,3 +44,19 @@ def info_dict(m: Manifest, sha: ObjectID) -> dict[str, Any]:
         "states": [],  # a new model is in none; get_model_info fills them in
         "notes": [], "tags": [],  # nor has it notes or tags (add_note, set_tag)
     }
+
+
+def committed_info(m: Manifest, sha: ObjectID) -> dict[str, Any]:
+    """What a commit (or a copy) returns: the dict of the manifest as a reader will decode it
+    (msgpack's round trip: tuples become lists ...), so it equals ``get_model_info``'s."""
+    return info_dict(decode_manifest(m.encode()), sha)
+
+
+def full_info(views: DomainViews, m: StoredModel, annotations: bool) -> dict[str, Any]:
+    """``get_model_info``: the model's dict with the states it is in and (``annotations``) its
+    notes and tags, read once per history head (model/views.py)."""
+    info = info_dict(m.manifest, m.commit)
+    info["states"] = views.states_of(m.manifest.domain, m.manifest.model_id, m.commit)
+    if annotations:
+        info.update(views.annotations_of(m.manifest.domain, m.manifest.model_id, m.commit))
+    return info

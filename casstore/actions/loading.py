@@ -220,3 +220,20 @@ def _stream(repo: Repository, entry: FileEntry, oids: list[bytes],
             window_: int) -> Generator[bytes | memoryview, None, None]:
     with ThreadPoolExecutor(min(default_workers(), window_), thread_name_prefix="cas-read") as p:
         yield from iter_file(repo.odb, entry, oids, p, window_)
+
+
+def card_path(manifest: Manifest) -> str | None:
+    """The model card among the model's files: a ``MODEL_CARD.md`` or ``README.md`` (any case),
+    the least nested first, MODEL_CARD before README; None if there is none."""
+    cards = [f.path for f in manifest.files if f.path.rsplit("/", 1)[-1].lower() in ("model_card.md", "readme.md")]
+    if not cards:
+        return None
+    return min(cards, key=lambda p: (p.count("/"), not p.lower().endswith("model_card.md"), p))
+
+
+def read_card(repo: Repository, m: StoredModel, path: str, max_bytes: int) -> tuple[str, str]:
+    """(path, text) of the card: at most ``max_bytes``, each chunk verified, as UTF-8 with
+    undecodable bytes replaced."""
+    with open_stored(repo, m, path) as f:
+        raw = f.read(max_bytes)
+    return path, raw.decode("utf-8", "replace")

@@ -4,7 +4,8 @@
 store that is not there, ``init_store``, and the checks the CLI makes on paths and
 remote URLs before it opens a store (``cas init --bare``, ``cas remote add``).
 ``open_store`` and ``clone_store``, which return a Store, stay in store.py; all of
-these are importable from ``casstore.store`` as before.
+these are importable from ``casstore.store`` as before.  And ``store_settings``: the
+settings a Store reads when it is opened.
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ import os
 import subprocess
 
 from ..errors import NotAStoreError
-from ..objects.repository import GIT_COPY_HINT, init_repository, is_git_copy_of_store, is_repository
+from ..objects.repository import GIT_COPY_HINT, Repository, init_repository, is_git_copy_of_store, is_repository
+from ..util.config import get_setting, parse_bool
+from ..util.sshsig import require_policy
+
+
+def store_settings(repo: Repository) -> tuple[bool, str, str]:
+    """The Store's ``allow_pickle`` (``cas.allowPickle``, true unless set), ``sklearn_format``
+    (``cas.sklearnFormat``, default ``joblib``) and ``require_signed`` (``cas.requireSigned``:
+    off, warn or refuse; another value is off), from the store's config and then the user's.
+
+    Raises:
+        ConfigKeyError: ``cas.allowPickle`` is not a boolean.
+    """
+    pickle = get_setting(repo.config_path, "cas.allowPickle")
+    allow_pickle = True if pickle is None else parse_bool(pickle, "cas.allowPickle")
+    return allow_pickle, get_setting(repo.config_path, "cas.sklearnFormat") or "joblib", require_policy(repo.path)
 
 
 def default_store_path() -> str:

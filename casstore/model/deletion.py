@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 from typing import Any
 
 from dulwich.objects import ObjectID
@@ -27,6 +28,8 @@ from .reading import model_commit, read_manifest
 from .restore import Deletion, deletions, find_deletion, missing_part, states_before
 from .writer import domain_writer
 
+log = logging.getLogger("casstore")
+
 
 def delete(repo: Repository, domain: str, model_id: str, ident: bytes) -> ObjectID:
     """Remove the model's ref and log the deletion as ``ident``; returns the deleted commit.
@@ -40,6 +43,7 @@ def delete(repo: Repository, domain: str, model_id: str, ident: bytes) -> Object
         with deferred_interrupts():
             if not record_delete(repo.odb, repo.refs, domain, ident, model_id, sha):
                 raise ModelNotFoundException(domain, model_id)  # a foreign writer (git) took it
+    log.info("deleted %s/%s (%s)", domain, model_id, sha.decode()[:10])
     return sha
 
 

@@ -13,12 +13,19 @@ from collections.abc import Iterator
 
 from dulwich.objects import Commit, ObjectID
 
-from ..errors import DomainNotFoundException, InvalidIdError, StateNotFoundException
+from ..errors import (
+    DomainNotFoundException,
+    InvalidIdError,
+    ModelNotFoundException,
+    NoModelInStateError,
+    StateNotFoundException,
+)
 from ..objects.refs import domain_ref, model_ref
 from ..objects.repository import Repository
 from ..objects.trailers import parse_trailers
 from ..util.names import check_domain, check_model_id, check_state
-from .history import has_newest, iter_log, read_index, walk_log
+from .history import Event, has_newest, iter_log, read_index, walk_log
+from .reading import StoredModel, read_model
 from .states import list_states
 from .writer import refs_as_stamped
 
@@ -178,3 +185,57 @@ def iter_model_commits(repo: Repository, domain: str, head: ObjectID | None) -> 
                 sha = refs.get(model_ref(domain, mid))
                 if sha is not None:
                     yield mid, sha.decode()
+
+
+def domain_head(repo: Repository, domain: str) -> ObjectID:
+    """The head of the domain's history.
+
+    Raises:
+        InvalidIdError; DomainNotFoundException: the domain has no history.
+    """
+    head = repo.refs.get(domain_ref(check_domain(domain)))
+    if head is None:
+        raise DomainNotFoundException(domain)
+    return head
+
+
+def log_events(repo: Repository, domain: str, head: ObjectID | None = None) -> Iterator[Event]:
+    """The domain's history events from ``head`` (default: the current head), newest first, read lazily.
+
+    Raises:
+        DomainNotFoundException: the domain has no history (raised at once).
+    """
+    check_domain(domain)
+    return iter_log(repo.odb, domain_head(repo, domain) if head is None else head)
+
+
+def in_state(repo: Repository, domain: str, model_id: str | None, state: str | None) -> str | None:
+    """The ID to read: ``model_id``, or with ``state`` the newest model in that state
+    (newest as ``list_models`` orders them).
+
+    Raises:
+        ValueError: both given.  NoModelInStateError, StateNotFoundException.
+    """
+    if state is None:
+        return model_id
+    if model_id is not None:
+        raise ValueError(f"give a model ID ({model_id!r}) or a state ({state!r}), not both")
+    found = list_models(repo, domain, state, limit=1)
+    if not found:
+        raise NoModelInStateError(domain, state)
+    return found[0]
+
+
+def resolve_model(repo: Repository, domain: str, model_id: str | None) -> StoredModel:
+    """The model ``model_id`` of ``domain``, or its newest model when ``model_id`` is None.
+
+    Raises:
+        InvalidIdError, DomainNotFoundException, ModelNotFoundException.
+    """
+    check_domain(domain)
+    if model_id is None:
+        # the newest event, not a sort of every model: cheap in a domain of any size
+        model_id = next(iter_models(repo, domain), None)
+        if model_id is None:
+            raise ModelNotFoundException(domain, None)
+    return read_model(repo, domain, model_id)

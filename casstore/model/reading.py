@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dulwich.objects import Blob, Commit, ObjectID, Tree
 
-from ..errors import CorruptObjectError, DomainNotFoundException, ModelNotFoundException
+from ..errors import CorruptObjectError, DomainNotFoundException, ModelExistsException, ModelNotFoundException
 from ..objects.refs import model_ref
 from ..objects.repository import Repository
 from ..util.names import check_domain, check_model_id
@@ -44,6 +44,13 @@ def model_commit(repo: Repository, domain: str, model_id: str) -> ObjectID:
             raise DomainNotFoundException(domain)
         raise ModelNotFoundException(domain, model_id)
     return sha
+
+
+def check_id_free(repo: Repository, domain: str, model_id: str) -> None:
+    """Raises ModelExistsException when ``domain/model_id`` is taken now (an early check: claiming
+    the ID, commit.py's ``claim_id``, is the atomic one), InvalidIdError for a bad name."""
+    if repo.refs.get(model_ref(check_domain(domain), check_model_id(model_id))) is not None:
+        raise ModelExistsException(domain, model_id)
 
 
 def read_manifest(repo: Repository, sha: ObjectID) -> tuple[Manifest, Tree]:

@@ -15,9 +15,11 @@ from dulwich.objects import ObjectID
 from ..objects.refs import domain_ref
 from ..objects.repository import Repository
 from ..util.identity import author
-from .history import DomainIndex, append_event, read_index
+from .history import DomainIndex, append_event, convert_layout, read_index
+from .notes import check_note, check_tag, note_trailer
 from .reading import model_commit
 from .states import update_states
+from .views import DomainViews
 from .writer import domain_writer, states_writer
 
 
@@ -111,3 +113,32 @@ def annotate(repo: Repository, domain: str, model_id: str, event: str,  # noqa: 
         append_event(repo.odb, repo.refs, domain, author(repo.path), event, model_id, sha,
                      lambda idx: True, trailers={**(trailers or {}), "Summary": summary},
                      raw_trailers=raw)
+
+
+def annotate_model(repo: Repository, views: DomainViews, domain: str, model_id: str, event: str,  # noqa: PLR0913 - the model and the event
+                   value: object) -> None:
+    """Record ``event`` of the model: ``note`` (``value`` the text), ``tag`` or ``untag`` (``value``
+    the tag; a tag the model already has, or an untag of one it lacks, records nothing).
+
+    Raises:
+        NoteError: a bad note or tag name.  ModelNotFoundException: no such model.
+    """
+    if event == "note":
+        text = check_note(value)
+        annotate(repo, domain, model_id, "note", raw={"Note": note_trailer(text)}, summary=text)
+        return
+    tag = check_tag(value)
+    has = tag in views.annotations_of(domain, model_id, model_commit(repo, domain, model_id))["tags"]
+    if has == (event == "untag"):
+        annotate(repo, domain, model_id, event, trailers={"Tag": tag})
+
+
+def convert_layouts(repo: Repository, domains: list[str]) -> list[str]:
+    """Rewrite each domain's index in the current layout (one ``layout`` event each, under the
+    domain's lock; history/append.py's ``convert_layout``); returns the domains converted."""
+    done = []
+    for d in domains:
+        with domain_writer(repo, d):
+            if convert_layout(repo.odb, repo.refs, d, author(repo.path)):
+                done.append(d)
+    return done
