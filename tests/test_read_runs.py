@@ -19,7 +19,7 @@ from casstore import CorruptObjectError
 from casstore.objects import codec
 from casstore.objects.chunker import ChunkParams
 from casstore.util.parallel import batched_sizes
-from tests.test_codec import floats
+from tests.helpers.weights import floats
 
 MiB = 1 << 20
 
