@@ -96,6 +96,7 @@ class _PackedVersion:
     text: bytes | None
     parsed: dict[Ref, ObjectID] | None
     searches: int = 0
+    found: dict[Ref, ObjectID | None] = field(default_factory=dict)  # packed_ref's answers
     under: dict[bytes, dict[bytes, ObjectID]] = field(default_factory=dict)  # packed_under's
 
 
@@ -180,21 +181,27 @@ class CheckedRefsContainer(DiskRefsContainer):
         text = snap.text
         if snap.parsed is not None or text is None:
             return self.get_packed_refs().get(name)
-        if bytes(name).find(b"\n") >= 0 or bytes(name).find(b" ") >= 0:
-            return None  # never a valid name: a search must not span lines
+        raw = bytes(name)
+        if raw.find(b"\n") >= 0 or raw.find(b" ") >= 0 or raw.find(b"/") < 0:
+            return None  # never a name that passed the check (and a search must not span lines)
+        if name in snap.found:  # this version of the file was searched for it (a claim looks twice)
+            return snap.found[name]
         snap.searches += 1
         if snap.searches > SEARCHES_BEFORE_PARSE:
             return self.get_packed_refs().get(name)
-        needle = b" " + name + b"\n"
+        needle = b" " + raw + b"\n"
         end = len(text)
+        value = None
         while (i := text.rfind(needle, 0, end)) >= 0:
             start = i - 40
             # every line passed fast_packed_text: one starting 40 bytes before the space, and not a
             # comment, is "<id> <name>"
             if start >= 0 and (start == 0 or text[start - 1] == 0x0A) and text[start] != 0x23:
-                return ObjectID(text[start:i])
+                value = ObjectID(text[start:i])
+                break
             end = i + len(needle) - 1
-        return None
+        snap.found[name] = value
+        return value
 
     def packed_under(self, prefix: bytes) -> dict[bytes, ObjectID]:
         """The packed refs directly under ``prefix`` (name without it -> value), deeper ones left out.
