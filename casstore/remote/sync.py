@@ -321,8 +321,9 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
         if _local_index(repo, domain)[1].models == remote_models:
             return  # the same history and models on both sides: nothing to merge
     ours_taken: dict[str, tuple[ObjectID, list[str]]] = {}  # ``take_theirs``: ID -> our commit, its states
+    raced = False  # a foreign writer (git) moved our refs under the lock: our head no longer records them
     while True:
-        plan = plan_domain(repo, domain, theirs, remote_models, locked=True)
+        plan = plan_domain(repo, domain, theirs, remote_models, locked=not raced)
         local = plan.local
         if plan.merged.conflicts:
             if take_theirs:
@@ -342,7 +343,8 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
         # our refs listed again (their packed part is reused while packed-refs is unchanged, see
         # Refs.model_refs): a foreign writer's change since the first listing means a merge again
         if repo.refs.model_refs(domain) != plan.merged.index.models:
-            continue  # a local commit or delete raced with us: merge again
+            raced = True  # merge again, the merged index then written whole (not as changes to our head)
+            continue
         head = _choose_head(repo, plan.ours, theirs, plan.merged.index, url, plan.merged.conflicts)
         if head == plan.ours or repo.refs.set_if_equals(domain_ref(domain), plan.ours, head):  # type: ignore[arg-type]
             for mid, (old, states) in ours_taken.items():  # taken out, and theirs did not come
