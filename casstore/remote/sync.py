@@ -321,8 +321,9 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
         if _local_index(repo, domain)[1].models == remote_models:
             return  # the same history and models on both sides: nothing to merge
     ours_taken: dict[str, tuple[ObjectID, list[str]]] = {}  # ``take_theirs``: ID -> our commit, its states
+    raced = False  # a foreign writer (git) moved our refs under the lock: our head no longer records them
     while True:
-        plan = plan_domain(repo, domain, theirs, remote_models, locked=True)
+        plan = plan_domain(repo, domain, theirs, remote_models, locked=not raced)
         local = plan.local
         if plan.merged.conflicts:
             if take_theirs:
@@ -330,15 +331,20 @@ def _pull_domain(repo: Repository, domain: str, remote: RemoteRefs, url: str, re
                 continue
             result.conflicts.extend(f"{domain}/{m}" for m in plan.merged.conflicts)
             return
-        moves = list(plan.moves(local.models))
+        # the merge's changes on our side are plan.moves(local.models), without a pass over every model
+        changed = plan.merged.changes.items()
+        moves = [(mid, had, sha) for mid, (had, sha) in changed if sha is not None] + [
+            (mid, had, sha) for mid, (had, sha) in changed if sha is None]
         for mid, _, sha in moves:
             if sha is not None:
                 read_named_manifest(repo, domain, mid, sha)  # every ref a pull moves names its model
         for mid, had, sha in moves:
             _move_local(repo, domain, mid, had, sha, local, ours_taken, result)
-        _, now = _local_index(repo, domain)
-        if now.models != plan.merged.index.models:
-            continue  # a local commit or delete raced with us: merge again
+        # our refs listed again (their packed part is reused while packed-refs is unchanged, see
+        # Refs.model_refs): a foreign writer's change since the first listing means a merge again
+        if repo.refs.model_refs(domain) != plan.merged.index.models:
+            raced = True  # merge again, the merged index then written whole (not as changes to our head)
+            continue
         head = _choose_head(repo, plan.ours, theirs, plan.merged.index, url, plan.merged.conflicts)
         if head == plan.ours or repo.refs.set_if_equals(domain_ref(domain), plan.ours, head):  # type: ignore[arg-type]
             for mid, (old, states) in ours_taken.items():  # taken out, and theirs did not come

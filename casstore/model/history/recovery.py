@@ -5,8 +5,6 @@ Reads the domain's ref files itself (a damaged ref is never taken for a deleted 
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Mapping
 
 from dulwich.objects import Commit, ObjectID
@@ -15,7 +13,6 @@ from ...errors import CasError, InvalidIdError
 from ...objects.odb import ObjectDB
 from ...objects.refs import Refs, domain_ref
 from ...util.names import check_model_id
-from ..indexkeys import VALID
 from .append import append_event
 from .index import DomainIndex, read_index
 
@@ -66,49 +63,8 @@ def _model_refs(refs: Refs, domain: str, known: Mapping[str, ObjectID] | None) -
 
 
 def model_refs(refs: Refs, domain: str) -> dict[str, ObjectID]:
-    """The domain's model refs (ID -> commit): what ``refs.model_ids`` then one ``refs.get`` per ID return.
-
-    One scan of the domain's ref directory (each loose ref read) and one pass of
-    a regular expression over ``packed-refs`` for the domain's lines, instead of
-    dulwich's parse of the whole file with a ref-format check per line and a
-    lookup per ID (12 s of CPU for 1,000,000 packed refs, against ~1 s).  A
-    loose ref wins over a packed one, as in git.  Refs with a bad name or value
-    are left out.
-    """
-    found: dict[str, ObjectID] = {}
-    try:
-        with open(os.path.join(refs.git_dir, "packed-refs"), "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        data = b""
-    line = re.compile(rb"^([0-9a-f]{40}) refs/cas/models/" + re.escape(domain.encode()) + rb"/([^/\n]+)$", re.M)
-    for sha, name in line.findall(data):
-        mid = name.decode("utf-8", "replace")
-        if VALID.fullmatch(mid) or _valid_id(mid):
-            found[mid] = ObjectID(sha)
-    try:
-        with os.scandir(os.path.join(refs.git_dir, "refs", "cas", "models", domain)) as it:
-            loose = [e for e in it if not e.name.endswith(".lock") and e.is_file(follow_symlinks=False)]
-    except (FileNotFoundError, NotADirectoryError):
-        loose = []
-    for e in loose:
-        try:
-            value = _read_ref_file(e.path) if _valid_id(e.name) else None
-        except FileNotFoundError:  # deleted meanwhile
-            value = None
-        if value is not None:
-            found[e.name] = value
-        else:
-            found.pop(e.name, None)
-    return found
-
-
-def _valid_id(mid: str) -> bool:
-    try:
-        check_model_id(mid)
-    except InvalidIdError:
-        return False
-    return True
+    """The domain's model refs (ID -> commit): ``Refs.model_refs``, kept importable here."""
+    return refs.model_refs(domain)
 
 
 def reconcile(  # noqa: C901, PLR0913 - crash recovery's cases
