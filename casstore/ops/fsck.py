@@ -293,12 +293,13 @@ def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID]
     except CasError as e:
         return refs, [Problem("history", domain, str(e))]
     problems = []
+    listed = dict(idx.models.items())  # one walk of the index, not a lookup per ID
     for mid, target in sorted(refs.items()):
-        if mid not in idx.models:
+        if mid not in listed:
             problems.append(Problem("history", domain, f"model {mid} is not in the domain history"))
-        elif idx.models[mid] != target:
+        elif listed[mid] != target:
             problems.append(Problem("history", domain, f"history has another commit for model {mid}"))
-    for mid in sorted(set(idx.models) - set(refs)):
+    for mid in sorted(set(listed) - set(refs)):
         problems.append(Problem("history", domain, f"history lists {mid}, which has no model ref"))
     return refs, problems
 
