@@ -524,6 +524,8 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
     ap.add_argument("--baseline", default=None, help="the checkout --full-read compares with")
     ap.add_argument("--serve", default=None, metavar="N,N,...",
                     help="instead: list_models(limit=50) and cas serve's domain page for domains of these sizes")
+    ap.add_argument("--serve-packed", action="store_true",
+                    help="--serve on stores whose every ref is in packed-refs (as git pack-refs --all leaves them)")
     ap.add_argument("--merge", default=None, metavar="N,N,...",
                     help="instead: a merge of two histories of N models after both sides added --merge-added")
     ap.add_argument("--merge-added", type=int, default=3)
@@ -563,7 +565,8 @@ def main() -> None:  # noqa: C901, PLR0912, PLR0915 - the benchmark's steps and 
         return
     if args.serve:
         with _workdir(args) as (work, model_file):
-            for n, r in serve_cost(work, [int(x) for x in args.serve.split(",")], args.runs, model_file).items():
+            for n, r in serve_cost(work, [int(x) for x in args.serve.split(",")], args.runs, model_file,
+                                   packed=args.serve_packed).items():
                 for k, v in r.items():
                     print(f"{n:>10,} {k:<28} {v:8.3f}")
         return
@@ -712,7 +715,6 @@ import json, sys, time
 t0 = time.perf_counter()
 c0 = time.process_time()
 import casstore
-from dulwich.repo import Repo
 from casstore.objects.refs import domain_ref
 from casstore.model.writer import domain_writer
 from casstore.remote import sync
@@ -723,9 +725,9 @@ def step(name, t, c):
     out[name + " s"] = time.perf_counter() - t
     out[name + " cpu"] = time.process_time() - c
 t, c = time.perf_counter(), time.process_time()
-# what the remote advertises (its side of a real pull; a path remote's refs, read here)
-remote = sync.parse_refs(Repo(sys.argv[2]).get_refs(), sys.argv[2])
-step("their ref advert (parse_refs)", t, c)
+# what the remote advertises (its side of a real pull: the path transport's git-upload-pack advert)
+remote = sync.parse_refs(sync._open(repo, sys.argv[2], None).read_refs(), sys.argv[2])
+step("their ref advert (path transport's read_refs, parse_refs)", t, c)
 t, c = time.perf_counter(), time.process_time()
 ours, local = sync._local_index(repo, "d")
 out["local models"] = len(local.models)
@@ -861,8 +863,8 @@ def _get(url: str) -> float:
     return time.perf_counter() - t
 
 
-def serve_cost(work: str, sizes: list[int], runs: int, model_file: str,
-               recent: int = 60) -> dict[int, dict[str, float]]:
+def serve_cost(work: str, sizes: list[int], runs: int, model_file: str,  # noqa: PLR0913 - the benchmark's options
+               recent: int = 60, packed: bool = False) -> dict[int, dict[str, float]]:
     """``list_models(limit=50)`` and ``cas serve``'s domain page, per domain size, one run.
 
     Each store is ``build_index_only``'s plus ``recent`` models committed through
@@ -870,19 +872,25 @@ def serve_cost(work: str, sizes: list[int], runs: int, model_file: str,
     round and size: ``list_models("d", limit=50)`` in a fresh process; then a fresh
     ``cas serve`` and, once it listens, GET ``/d/d`` (the domain page, newest first:
     what a visitor opens) twice and ``/api/domains/d/models`` once (wall times).
+    ``packed``: every generated model's ref is in ``packed-refs`` (a million lines
+    at 1,000,000), the API's commits' refs loose, the refs stamp valid: a store
+    whose refs ``git pack-refs`` packed before casstore's last write.  (Packed
+    after it, the stamp no longer holds and ``list_models(limit=)`` reads every
+    model's ref and commit, which the generated refs do not name: not measured.)
     """
     raw: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    label = "serve-packed" if packed else "serve"
     for n in sizes:
-        path = os.path.join(work, f"serve-{n}")
+        path = os.path.join(work, f"{label}-{n}")
         if not os.path.isdir(path):
             t0 = time.perf_counter()
-            build_index_only(path, n, model_file)
+            build_index_only(path, n, model_file, packed_refs=packed)
             subprocess.run([sys.executable, "-c", RECENT, path, model_file, str(recent)], check=True)
             print(f"built a domain of {n:,} models + {recent} committed in {time.perf_counter() - t0:.1f} s",
                   flush=True)
     for _ in range(runs):
         for n in sizes:
-            path = os.path.join(work, f"serve-{n}")
+            path = os.path.join(work, f"{label}-{n}")
             r = run_worker("first_page", path, "")
             raw[n].setdefault("list_models(limit=50) s", []).append(r["s"])
             proc = subprocess.Popen([sys.executable, "-m", "casstore", "--store", path, "serve", "--port", "0"],

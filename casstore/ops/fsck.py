@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,16 +32,18 @@ from typing import TYPE_CHECKING
 
 from dulwich.objects import ObjectID
 
-from ..errors import CasError, CorruptObjectError, StoreBusyError
-from ..model.history import read_index
+from ..errors import CasError, CorruptObjectError, InvalidIdError, StoreBusyError
+from ..model.history import model_refs, read_index
+from ..model.indexkeys import VALID_LINES
 from ..model.readback import iter_file
-from ..model.reading import file_oids, read_model
+from ..model.reading import file_oids, read_named_manifest
 from ..model.states import STATES_REF, list_states
 from ..model.writer import domain_writer
 from ..objects.graph import children
 from ..objects.maintenance import pack_layout
-from ..objects.refs import domain_ref, model_ref
+from ..objects.refs import DOMAINS, MODELS, domain_ref, model_ref
 from ..util.locking import domain_lock_path, store_lock
+from ..util.names import check_name
 from ..util.parallel import default_workers
 
 if TYPE_CHECKING:
@@ -87,19 +90,20 @@ def fsck(repo: Repository, read_data: bool = False, progress: Callable[[int], No
     odb = repo.odb
     odb.index.refresh()
     _check_packs(repo, report)
-    try:
-        domains = sorted(repo.refs.domains())
-        repo.refs.container.as_dict()  # every ref file, loose and packed, must parse
-    except CasError as e:
-        report.problems.append(Problem("ref", getattr(e, "oid", "refs"), str(e)))
+    names, damaged = _scan_refs(repo)  # every ref file, loose and packed, must parse
+    if damaged:
+        report.problems.extend(damaged)
         return report  # which models exist cannot be known
+    domains, misnamed = _domains(names)
+    report.problems.extend(misnamed)
 
     def check_states() -> None:
         list_states(odb, repo.refs)
         _check_chain(repo, repo.refs.get(STATES_REF))
 
     try:
-        _again(repo, check_states)
+        if STATES_REF in names:  # (a missing ref is looked up in packed-refs: dulwich's parse of the whole file)
+            _again(repo, check_states)
     except CasError as e:
         report.problems.append(Problem("history", STATES_REF.decode(), str(e)))
     with ThreadPoolExecutor(default_workers(), thread_name_prefix="cas-fsck") as pool:
@@ -161,25 +165,141 @@ def _domain_view(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], li
         return _domain_snapshot(repo, domain)
 
 
-def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
-    refs: dict[str, ObjectID] = {}
-    for mid in repo.refs.model_ids(domain):
-        target = repo.refs.get(model_ref(domain, mid))
-        if target is not None:  # None: deleted since it was listed
-            refs[mid] = target
+#: a line of ``packed-refs`` as git writes it (a header or comment, a peeled value, a ref), with its end
+_PACKED_LINE = re.compile(rb"(?:#[^\n]*|\^[0-9a-f]{40}|[0-9a-f]{40} refs/[^\n]+)(?:\n|\Z)")
+_REF = re.compile(rb"^([0-9a-f]{40}) (refs/[^\n]+)$", re.M)
+_HEX40 = re.compile(rb"[0-9a-f]{40}")
+
+
+def _scan_refs(repo: Repository) -> tuple[dict[bytes, ObjectID], list[Problem]]:
+    """Every ref of the store (name -> object id), loose winning over packed, and the damaged ones.
+
+    ``packed-refs`` is read by regular expressions over the whole file (a million
+    lines in a big domain), a line at a time only to name a line that does not
+    parse; each loose ref file is read.  Damaged: a ``packed-refs`` line that is no
+    ref, comment or peeled value, and a loose ref that is empty or holds no object
+    id (a symbolic ref is one only outside ``refs/cas/``).  A file removed while it
+    is read is a ref deleted meanwhile.
+    """
+    found: dict[bytes, ObjectID] = {}
+    problems: list[Problem] = []
     try:
-        head = repo.refs.get(domain_ref(domain))
+        with open(repo.packed_refs_path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        data = b""
+    if _PACKED_LINE.sub(b"", data):
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if line and not _PACKED_LINE.fullmatch(line):
+                problems.append(Problem("ref", repo.packed_refs_path,
+                                        f"damaged packed-refs file: line {n} does not parse: {line[:80]!r}"))
+        if not data.endswith(b"\n") or b"\n\n" in data:
+            problems.append(Problem("ref", repo.packed_refs_path, "damaged packed-refs file: an empty line"))
+    found.update((name, ObjectID(sha)) for sha, name in _REF.findall(data))
+    for dirpath, _dirnames, filenames in os.walk(repo.refs_dir):
+        for fn in filenames:
+            if fn.endswith(".lock"):
+                continue  # a ref update in progress, or left by a killed writer: not a ref
+            path = os.path.join(dirpath, fn)
+            name = os.fsencode(os.path.relpath(path, repo.path)).replace(os.sep.encode(), b"/")
+            try:
+                with open(path, "rb") as f:
+                    value = f.read(4096).strip()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            if value.startswith(b"ref: ") and not name.startswith(b"refs/cas/"):
+                found.pop(name, None)  # a symbolic ref: its target is a ref of its own
+            elif _HEX40.fullmatch(value):
+                found[name] = ObjectID(value)
+            else:
+                what = "is empty" if not value else f"{value[:60]!r} is not an object id"
+                problems.append(Problem("ref", path, f"damaged ref file: {what}"))
+    return found, problems
+
+
+def _domains(refs: dict[bytes, ObjectID]) -> tuple[list[str], list[Problem]]:
+    """The domains that have a history or a model ref, and the casstore refs whose names are not valid.
+
+    The IDs of a domain's model refs are checked by one expression over all of them
+    (one at a time only to name the bad ones).
+    """
+    ids: dict[bytes, list[bytes]] = {}
+    heads: set[bytes] = set()
+    for name in refs:
+        if name.startswith(MODELS):
+            domain, _, mid = name[len(MODELS):].partition(b"/")
+            ids.setdefault(domain, []).append(mid)
+        elif name.startswith(DOMAINS):
+            heads.add(name[len(DOMAINS):])
+    domains: list[str] = []
+    problems: list[Problem] = []
+    for domain in sorted(heads | set(ids)):
+        error = _name_error(domain, "domain")
+        if error:
+            where = DOMAINS + domain if domain in heads else MODELS + domain + b"/"
+            problems.append(Problem("ref", where.decode("utf-8", "replace"), error))
+            continue
+        domains.append(domain.decode())
+        mids = ids.get(domain, [])
+        if not VALID_LINES.fullmatch(b"".join(m + b"\n" for m in mids)):
+            for mid in mids:
+                error = _name_error(mid, "model ID")
+                if error:
+                    problems.append(Problem("ref", (MODELS + domain + b"/" + mid).decode("utf-8", "replace"), error))
+    return domains, problems
+
+
+def _name_error(name: bytes, kind: str) -> str | None:
+    """Why ``name`` is not a valid ``kind`` name (``check_name``), or None."""
+    try:
+        check_name(name.decode("ascii"), kind)
+    except UnicodeDecodeError:
+        return f"not a valid {kind}: not ASCII"
+    except InvalidIdError as e:
+        return str(e)
+    return None
+
+
+def _read_ref(repo: Repository, name: bytes) -> ObjectID | None:
+    """One ref, loose or packed, without dulwich's parse of every line of ``packed-refs``.
+
+    Raises:
+        CorruptObjectError: the loose file holds no object id.
+    """
+    path = os.path.join(repo.path, os.fsdecode(name))
+    try:
+        with open(path, "rb") as f:
+            value = f.read(4096).strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        try:
+            with open(repo.packed_refs_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        found = re.search(rb"^([0-9a-f]{40}) " + re.escape(name) + rb"$", data, re.M)
+        return ObjectID(found.group(1)) if found else None
+    if not _HEX40.fullmatch(value):
+        raise CorruptObjectError(path, f"damaged ref file: {value[:60]!r} is not an object id")
+    return ObjectID(value)
+
+
+def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
+    """The domain's model refs (one scan, ``history.model_refs``) and what disagrees with its history."""
+    refs = model_refs(repo.refs, domain)
+    try:
+        head = _read_ref(repo, domain_ref(domain))
         idx = read_index(repo.odb, head, full=True)
         _check_chain(repo, head)
     except CasError as e:
         return refs, [Problem("history", domain, str(e))]
     problems = []
+    listed = dict(idx.models.items())  # one walk of the index, not a lookup per ID
     for mid, target in sorted(refs.items()):
-        if mid not in idx.models:
+        if mid not in listed:
             problems.append(Problem("history", domain, f"model {mid} is not in the domain history"))
-        elif idx.models[mid] != target:
+        elif listed[mid] != target:
             problems.append(Problem("history", domain, f"history has another commit for model {mid}"))
-    for mid in sorted(set(idx.models) - set(refs)):
+    for mid in sorted(set(listed) - set(refs)):
         problems.append(Problem("history", domain, f"history lists {mid}, which has no model ref"))
     return refs, problems
 
@@ -197,10 +317,8 @@ def _check_model(repo: Repository, report: FsckReport, pool: ThreadPoolExecutor,
         problems: list[Problem] = []
         files = chunks = verified = 0
         try:
-            m = read_model(repo, domain, mid)
-            if m.commit != target:
-                return  # deleted and committed again since the snapshot: the next fsck checks it
-            manifest, files_tree = m.manifest, m.files_tree
+            # the commit the snapshot saw (the ref is read again only if something is wrong)
+            manifest, files_tree = read_named_manifest(repo, domain, mid, target)
             for i, f in enumerate(manifest.files):
                 files += 1
                 oids = file_oids(repo, files_tree, manifest, i)

@@ -7,6 +7,7 @@ value checked); ``SyncResult`` is what ``Store.push``/``pull`` return, with a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -29,16 +30,49 @@ class RemoteRefs:
         return set(self.models) | set(self.histories)
 
 
+#: one model ref as ``parse_refs`` lines them up, ``<sha> refs/cas/models/<domain>/<id>\n``, its two
+#: names of ``check_name``'s alphabet and length (util/names.py); ``_BAD_PART`` finds its other rules
+_MODEL_LINE = re.compile(rb"[0-9a-f]{40} " + re.escape(MODELS) + rb"[A-Za-z0-9._-]{1,128}/[A-Za-z0-9._-]{1,128}\n")
+#: ``..`` anywhere, a name starting with ``.`` (after ``/``), ending with ``.`` or ``.lock`` (before ``/`` or the end)
+_BAD_PART = re.compile(rb"\.\.|/\.|\.(?:lock)?[/\n]")
+
+
 def parse_refs(refs: Mapping[Ref, ObjectID], url: str) -> RemoteRefs:
     """casstore's refs among a remote's, with every name validated.
+
+    The model refs (a million in a big domain) are checked together: lined up as
+    ``<sha> <name>`` lines, every line must match one regular expression (removing
+    the matches leaves nothing, and there are as many as refs: no name or value
+    holds a newline) and no line may break a rule of ``check_name`` that the
+    expression leaves out.  When anything does not hold, every ref goes through
+    the check of one ref at a time, which names the first bad one.
 
     Raises:
         CorruptObjectError: a ``refs/cas/`` ref with a bad name or value.
     """
-    out = RemoteRefs()
-    for name, sha in refs.items():
-        if not name.startswith(b"refs/cas/"):
-            continue
+    models = [(name, sha) for name, sha in refs.items() if name.startswith(MODELS)]
+    others = [] if len(models) == len(refs) else \
+        [(name, sha) for name, sha in refs.items() if name.startswith(b"refs/cas/") and not name.startswith(MODELS)]
+    if models:
+        lines = b"".join([sha + b" " + name + b"\n" for name, sha in models])
+        rest, n = _MODEL_LINE.subn(b"", lines)
+        if not rest and n == len(models) and not (b"." in lines and _BAD_PART.search(lines)):
+            out = RemoteRefs()
+            tables = out.models
+            for name, sha in models:
+                domain, _, mid = name[len(MODELS):].decode().partition("/")
+                table = tables.get(domain)
+                if table is None:
+                    table = tables[domain] = {}
+                table[mid] = sha
+            return _parse_one_by_one(others, url, out)
+    return _parse_one_by_one([(name, sha) for name, sha in refs.items() if name.startswith(b"refs/cas/")], url,
+                             RemoteRefs())
+
+
+def _parse_one_by_one(refs: list[tuple[Ref, ObjectID]], url: str, out: RemoteRefs) -> RemoteRefs:
+    """``parse_refs``, one ref at a time: the first bad name or value is named."""
+    for name, sha in refs:
         if len(sha) != 40 or not all(c in b"0123456789abcdef" for c in sha):
             raise CorruptObjectError(name.decode("utf-8", "replace"), f"remote {url} sent a bad object id")
         try:

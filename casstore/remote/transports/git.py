@@ -22,6 +22,8 @@ from dulwich.objects import ObjectID
 from dulwich.refs import Ref
 
 from ...errors import RemoteError
+from ...model.states import STATES_REF
+from ...objects.refs import DOMAINS, MODELS
 from ...util.progress import ProgressFn
 from .base import PackSource, Received, Sent, UpdateRefs, Wants, haves, local_graph, receive_pack, transport_errors
 
@@ -43,6 +45,18 @@ def list_refs(client: GitClient, path: str, url: str) -> dict[Ref, ObjectID]:
     with transport_errors(url):
         client.fetch_pack(path, determine_wants, ObjectStoreGraphWalker([], lambda sha: []), lambda data: 0)
     return seen
+
+
+def ref_prefixes(domains: set[str]) -> list[bytes]:
+    """The ref prefixes a pull of ``domains`` reads: their model refs and histories, and the state list.
+
+    A domain's history prefix also matches longer names (``d`` and ``d2``): the pull
+    leaves out the domains it was not asked for after parsing.
+    """
+    out: list[bytes] = [STATES_REF]
+    for domain in sorted(domains):
+        out += [MODELS + domain.encode() + b"/", DOMAINS + domain.encode()]
+    return out
 
 
 def send_pack(client: GitClient, path: str, update_refs: UpdateRefs, generate: GeneratePackDataFunc,
@@ -92,7 +106,11 @@ class GitTransport:
             return wants(refs)
 
         def fetch(write: Callable[[bytes], int]) -> None:
-            self.client.fetch_pack(self.path, determine_wants, walker, write)
+            if domains:  # protocol v2's ls-refs lists only these domains' refs (a v0 server lists all)
+                self.client.fetch_pack(self.path, determine_wants, walker, write, protocol_version=2,
+                                       ref_prefix=ref_prefixes(domains))
+            else:
+                self.client.fetch_pack(self.path, determine_wants, walker, write)
 
         return receive_pack(quarantine, fetch, self.url, progress)
 
