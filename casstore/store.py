@@ -1,7 +1,7 @@
 """The Store: commit, load, download and list models.
 
 Over 500 lines because it is the public API: the Store class (about 500 lines, a third of
-them the reference docstrings) has 63 public methods, each argument checks, the lock it
+them the reference docstrings) has 64 public methods, each argument checks, the lock it
 needs and one call into ``actions/`` or ``model/`` (docs/architecture.md); the longer
 explanations are docs/api.md.
 
@@ -95,7 +95,7 @@ from .ops.gc import DEFAULT_GRACE, DEFAULT_WAIT, GcReport
 from .ops.loadcache import LoadCache
 from .remote import config as remote_config
 from .util.identity import author, parse_identity
-from .util.locking import WaitFn
+from .util.locking import WaitFn, store_lock
 from .util.names import check_domain, check_model_id, check_state
 from .util.progress import ProgressFn, default_progress
 from .util.sshsig import Verdict
@@ -195,6 +195,11 @@ class Store:
     def _lock(self) -> AbstractContextManager[None]:
         """The shared store lock of writers; a wait for it (gc running) is logged."""
         return self.repo.lock(on_wait=upkeep.log_lock_wait)
+
+    def upload_lock(self, domain: str) -> AbstractContextManager[None]:
+        """Hold ``cas/locks/modelstore-upload-<domain>.lock`` exclusively, waiting as long as it takes:
+        a cloud ModelStore cache's uploads of ``domain`` take turns (docs/format.md lists the locks)."""
+        return store_lock(self.repo.lock_path(f"modelstore-upload-{check_domain(domain)}"), exclusive=True)
 
     def close(self) -> None:
         self.repo.close()
