@@ -409,6 +409,42 @@ def test_s3_upload_that_never_reached_the_bucket_yields_to_another_machine(
     assert a.store.fsck().ok and b.store.fsck().ok
 
 
+
+def test_s3_uploads_take_turns_with_an_older_casstore_process(s3_url: str, tmp_path: Path) -> None:
+    """Issue 23.1: the upload lock moved behind ``Store.upload_lock``; its file is the one older
+    casstore processes lock (built by hand from the cache's path), so an upload waits for them."""
+    import subprocess
+    import sys
+
+    bucket = s3_url[len("s3://"):].split("/", 1)[0]
+    (tmp_path / "a.bin").write_bytes(b"A" * 1000)
+    a = ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "a"))
+    old = os.path.join(a.store.path, "cas", "locks", "modelstore-upload-d.lock")  # as older casstore built it
+    holder = """
+import fcntl, os, sys
+os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+    older = subprocess.Popen([sys.executable, "-c", holder, old], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert older.stdout is not None and older.stdout.readline() == "held\n"
+        done: list[Any] = []
+        t = threading.Thread(target=lambda: done.append(a.upload("d", "x", model=str(tmp_path / "a.bin"))))
+        t.start()
+        t.join(2)
+        assert t.is_alive() and not done and not a.store.model_exists("d", "x")  # waiting for the older process
+    finally:
+        assert older.stdin is not None
+        older.stdin.close()
+        older.wait(timeout=60)
+    t.join(300)
+    assert not t.is_alive() and done and done[0]["model"]["model_id"] == "x"
+    assert ModelStore.from_aws_s3(bucket, root_prefix="team", cache_dir=str(tmp_path / "b")).list_models("d") == ["x"]
+
 # -- the differences issue 11 lists, one assertion each ---------------------------------
 
 

@@ -17,7 +17,6 @@ ALLOWED = {
     "objects/repository.py": "the owner",
     "objects/odb.py": "the object database's own directories (objects/, cas/chunkidx/)",
     "objects/refs.py": "the refs' own directories",
-    "compat/cloud.py": "a front end with only a Store: its upload lock (issue 23 item 1 moves it)",
     "serve/downloads.py": "a front end given a store path: its settings (issue 23 item 1 gives the facade them)",
     "remote/hook.py": "the server hook installs into a bare git repository that need not be a store",
 }

@@ -249,3 +249,21 @@ def test_stored_history_is_git_readable(store: casstore.Store, iris_model: objec
     assert "160000 commit" in r.stdout and "v1" in r.stdout and "v2" in r.stdout
     assert [e.model_id for e in store.log("d")] == ["v2", "v1"]
     assert_git_fsck(store.path)
+
+
+def test_upload_lock_is_the_file_older_casstore_locks(store: casstore.Store) -> None:
+    """Issue 23.1: ``Store.upload_lock`` flocks the very file compat/cloud.py built by hand
+    before (``<store>/cas/locks/modelstore-upload-<domain>.lock``), so older processes sharing
+    the cache still take turns with this one."""
+    import fcntl
+
+    old = os.path.join(store.path, "cas", "locks", "modelstore-upload-fraud.lock")  # older casstore's path
+    with store.upload_lock("fraud"):
+        assert os.path.isfile(old)
+        with open(old, "rb") as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with open(old, "rb") as f:  # released
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert sorted(os.listdir(os.path.dirname(old))) == ["modelstore-upload-fraud.lock"]
+    with pytest.raises(InvalidIdError):
+        store.upload_lock("../fraud")

@@ -5,12 +5,17 @@ histories first, and logging the result; and the log line of a writer waiting fo
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from ..objects.repository import Repository
-from ..ops.fsck import FsckReport, fsck, repair_histories
-from ..ops.gc import DEFAULT_GRACE, GcReport, gc, parse_duration
+from ..ops.defaults import DEFAULT_GRACE
+from ..util.durations import parse_duration
 from ..util.locking import WaitFn
 from ..util.progress import Counter, ProgressFn
+
+if TYPE_CHECKING:  # ops.gc and ops.fsck are imported by the calls that run them: cas start-up
+    from ..ops.fsck import FsckReport
+    from ..ops.gc import GcReport
 
 log = logging.getLogger("casstore")
 
@@ -35,6 +40,8 @@ def grace_seconds(grace_period: float | str | None, grace: float | str | None) -
 def run_gc(repo: Repository, grace: float, wait: float | None, on_wait: WaitFn | None,
            progress: ProgressFn | None) -> GcReport:
     """``Store.gc``: without ``on_wait``, a wait for the lock is shown as ``progress``."""
+    from ..ops.gc import gc
+
     if on_wait is None and progress is not None:
         shown = progress
         limit = int(wait) if wait is not None and wait < 2**62 else 0
@@ -50,6 +57,8 @@ def run_gc(repo: Repository, grace: float, wait: float | None, on_wait: WaitFn |
 
 def run_fsck(repo: Repository, read_data: bool, repair: bool, progress: ProgressFn | None) -> FsckReport:
     """``Store.fsck``: with ``repair``, the histories are repaired first (each repair logged)."""
+    from ..ops.fsck import fsck, repair_histories
+
     repaired = repair_histories(repo) if repair else []
     for r in repaired:
         log.warning("fsck --repair: %s", r)

@@ -311,10 +311,7 @@ class StoreBacking:
         if self.remote is None:
             yield
             return
-        from ..util.locking import store_lock
-
-        with store_lock(os.path.join(self.store.path, "cas", "locks", f"modelstore-upload-{domain}.lock"),
-                        exclusive=True):
+        with self.store.upload_lock(domain):
             yield
 
     # -- names ---------------------------------------------------------------------

@@ -380,7 +380,7 @@ def _lane_layout(payload: bytes | memoryview, raw_size: int, name: str) -> _Lane
     return _LaneLayout(s, skip, m, lanes, view[pos:])
 
 
-_U16 = np.dtype("<u2")
+_U16 = "<u2"  # a dtype string: np.dtype() at import would import numpy (util/lazy.py)
 
 
 def _interleave(layout: _LaneLayout, lanes: Sequence[bytes | memoryview]) -> memoryview:

@@ -57,13 +57,11 @@ from ..util.fsutil import TMP_PREFIX
 from ..util.lazy import numpy as np  # imported on first use (util/lazy.py)
 from ..util.locking import WaitFn, yielding_lock
 from .adopt import Adoption, adopt
+from .defaults import DEFAULT_GRACE, DEFAULT_WAIT
 
 if TYPE_CHECKING:
     from ..objects.repository import Repository
 
-DEFAULT_GRACE = 14 * 24 * 3600
-#: How long gc waits for writers in progress before giving up (seconds).
-DEFAULT_WAIT = 300.0
 log = logging.getLogger("casstore")
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_WAIT", "GcReport", "check_duration", "gc", "parse_duration"]
