@@ -182,19 +182,7 @@ def _scan_refs(repo: Repository) -> tuple[dict[bytes, ObjectID], list[Problem]]:
     is read is a ref deleted meanwhile.
     """
     found: dict[bytes, ObjectID] = {}
-    problems: list[Problem] = []
-    try:
-        with open(repo.packed_refs_path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        data = b""
-    if _PACKED_LINE.sub(b"", data):
-        for n, line in enumerate(data.split(b"\n"), 1):
-            if line and not _PACKED_LINE.fullmatch(line):
-                problems.append(Problem("ref", repo.packed_refs_path,
-                                        f"damaged packed-refs file: line {n} does not parse: {line[:80]!r}"))
-        if not data.endswith(b"\n") or b"\n\n" in data:
-            problems.append(Problem("ref", repo.packed_refs_path, "damaged packed-refs file: an empty line"))
+    data, problems = _scan_packed(repo.packed_refs_path)
     found.update((name, ObjectID(sha)) for sha, name in _REF.findall(data))
     for dirpath, _dirnames, filenames in os.walk(repo.refs_dir):
         for fn in filenames:
@@ -215,6 +203,26 @@ def _scan_refs(repo: Repository) -> tuple[dict[bytes, ObjectID], list[Problem]]:
                 what = "is empty" if not value else f"{value[:60]!r} is not an object id"
                 problems.append(Problem("ref", path, f"damaged ref file: {what}"))
     return found, problems
+
+
+def _scan_packed(path: str) -> tuple[bytes, list[Problem]]:
+    """``packed-refs``'s text (empty when there is none) and what is damaged in it."""
+    problems: list[Problem] = []
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return b"", problems
+    if not data:  # git and dulwich write at least a header: a zero-byte file lost its refs
+        problems.append(Problem("ref", path, "damaged packed-refs file: empty"))
+    elif _PACKED_LINE.sub(b"", data):
+        for n, line in enumerate(data.split(b"\n"), 1):
+            if line and not _PACKED_LINE.fullmatch(line):
+                problems.append(Problem("ref", path,
+                                        f"damaged packed-refs file: line {n} does not parse: {line[:80]!r}"))
+        if not data.endswith(b"\n") or b"\n\n" in data:
+            problems.append(Problem("ref", path, "damaged packed-refs file: an empty line"))
+    return data, problems
 
 
 def _domains(refs: dict[bytes, ObjectID]) -> tuple[list[str], list[Problem]]:
@@ -285,7 +293,10 @@ def _read_ref(repo: Repository, name: bytes) -> ObjectID | None:
 
 def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
     """The domain's model refs (one scan, ``history.model_refs``) and what disagrees with its history."""
-    refs = model_refs(repo.refs, domain)
+    try:
+        refs = model_refs(repo.refs, domain)
+    except CasError as e:  # packed-refs damaged since _scan_refs read it
+        return {}, [Problem("ref", domain, str(e))]
     try:
         head = _read_ref(repo, domain_ref(domain))
         idx = read_index(repo.odb, head, full=True)
