@@ -84,27 +84,41 @@ from .objects.refs import domain_ref, model_ref
 from .objects.repository import Repository
 from .ops.defaults import DEFAULT_GRACE, DEFAULT_WAIT
 from .util.identity import author, parse_identity
+from .util.lazy import LazyModule
 from .util.locking import WaitFn, store_lock
 from .util.names import check_domain, check_model_id, check_state
 from .util.progress import ProgressFn, default_progress
 
 if TYPE_CHECKING:
-    # the modules after these annotations are imported by the methods that use them: a small
-    # `cas commit` never does (tests/test_startup.py).  BucketClient, ModelChange and SyncResult
-    # are re-exported for the front ends' annotations.
+    # BucketClient, ModelChange and SyncResult are re-exported for the front ends' annotations.
+    from . import modelinfo
+    from .actions import loading, remotes, restoring
+    from .actions import signing as signatures
+    from .model import deletion, stateops
+    from .model import signatures as model_signatures
     from .model.openfile import StoredFile
     from .model.readback import Downloaded
     from .model.signatures import Verifier
     from .modelinfo import ModelInfo
+    from .ops import stats
     from .ops.fsck import FsckReport
     from .ops.gc import GcReport
     from .ops.loadcache import LoadCache
+    from .remote import config as remote_config
     from .remote.bucket import BucketClient as BucketClient
     from .remote.staging import Staging
     from .remote.sync import ModelChange as ModelChange
     from .remote.sync import RemoteRefs
     from .remote.sync import SyncResult as SyncResult
+    from .util import modelsig
     from .util.sshsig import Verdict
+else:
+    # what a small `cas commit` never calls is imported on first use (tests/test_startup.py);
+    # uncached, so each call finds the module's current function
+    (loading, remotes, restoring, signatures, deletion, stateops, model_signatures, modelinfo, stats, remote_config,
+     modelsig) = (LazyModule(f"casstore.{name}", cache=False) for name in (
+        "actions.loading", "actions.remotes", "actions.restoring", "actions.signing", "model.deletion",
+        "model.stateops", "model.signatures", "modelinfo", "ops.stats", "remote.config", "util.modelsig"))
 
 #: what the store does, for applications and `cas -v`; silent unless the application
 #: configures logging (casstore/__init__.py adds a NullHandler, as libraries should)
@@ -343,9 +357,7 @@ class Store:
 
     def model_info(self, domain: str, model_id: str | None = None, *, state: str | None = None) -> ModelInfo:
         """``get_model_info`` typed: ``model_info(...).as_dict() == get_model_info(...)``."""
-        from .modelinfo import ModelInfo
-
-        return ModelInfo.from_dict(self.get_model_info(domain, model_id, state=state))
+        return modelinfo.ModelInfo.from_dict(self.get_model_info(domain, model_id, state=state))
 
     def scratch_dir(self, prefix: str) -> tempfile.TemporaryDirectory[str]:
         """A temporary directory inside the store (a file made there is committed without a copy)."""
@@ -362,11 +374,9 @@ class Store:
 
     def create_model_state(self, state_name: str) -> None:
         """Create a model state (a no-op if it exists)."""
-        from .model.stateops import create_state
-
         check_state(state_name)
         with self._lock():  # gc must not take the new commit before the ref names it
-            create_state(self.repo, state_name)
+            stateops.create_state(self.repo, state_name)
 
     def list_model_states(self) -> list[str]:
         """Every state that was created, sorted."""
@@ -375,19 +385,15 @@ class Store:
     def set_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Put a model in a state (which can hold several), recorded in the domain history (nothing
         if it is in it).  Raises StateNotFoundException, ModelNotFoundException."""
-        from .model.stateops import set_state
-
         self._in_domain(domain, model_id, state_name)
         with self._lock():
-            set_state(self.repo, domain, model_id, state_name)
+            stateops.set_state(self.repo, domain, model_id, state_name)
 
     def remove_model_state(self, domain: str, model_id: str, state_name: str) -> None:
         """Take a model out of a state (a no-op if it is not in it)."""
-        from .model.stateops import remove_state
-
         self._in_domain(domain, model_id, state_name)
         with self._lock():
-            remove_state(self.repo, domain, model_id, state_name)
+            stateops.remove_state(self.repo, domain, model_id, state_name)
 
     def get_model_states(self, domain: str, model_id: str) -> list[str]:
         """The states the model is in, sorted."""
@@ -395,11 +401,9 @@ class Store:
 
     def delete_model_state(self, state_name: str) -> None:
         """Delete a state: every model leaves it (recorded in each domain's history)."""
-        from .model.stateops import delete_state
-
         check_state_exists(self.repo, state_name)
         with self._lock():
-            delete_state(self.repo, state_name)
+            stateops.delete_state(self.repo, state_name)
 
     def _in_domain(self, domain: str, model_id: str, state_name: str | None = None) -> None:
         """Raises InvalidIdError, and StateNotFoundException for a ``state_name`` never created."""
@@ -411,23 +415,19 @@ class Store:
     def convert_layout(self, domain: str | None = None) -> list[str]:
         """Rewrite every domain's index (or ``domain``'s) in the current layout now, one ``layout``
         event each (``cas convert-layout``; docs/format.md); returns the domains converted."""
-        from .model.stateops import convert_layouts
-
         domains = [check_domain(domain)] if domain is not None else self.list_domains()
         with self._lock():
-            return convert_layouts(self.repo, domains)
+            return stateops.convert_layouts(self.repo, domains)
 
     # -- deleting and restoring (docs/api.md, "Deleting and restoring") ------------------
 
     def delete_model(self, domain: str, model_id: str, skip_prompt: bool = True) -> None:
         """Delete a model: it leaves listings, loads and states (docs/api.md); ``skip_prompt``
         is modelstore's.  Raises ModelNotFoundException."""
-        from .model.deletion import delete
-
         self._in_domain(domain, model_id)
         ident = author(self.path)  # validated before the ref goes
         with self._lock():
-            delete(self.repo, domain, model_id, ident)
+            deletion.delete(self.repo, domain, model_id, ident)
 
     def restore_model(self, domain: str, model_id: str, commit: str | None = None, *,
                       states: bool = False, new_id: str | None = None) -> dict[str, Any]:
@@ -437,8 +437,6 @@ class Store:
         ``states``: back in the states it held; ``new_id``: under another ID.  Returns its info,
         with ``restored_from`` and ``states``.  Raises ModelExistsException (the ID is taken now),
         RestoreError (no such deletion, or gc freed its objects)."""
-        from .actions import restoring
-
         self._in_domain(domain, model_id)
         target = model_id if new_id is None else check_model_id(new_id)
         domain_head(self.repo, domain)  # DomainNotFoundException
@@ -450,10 +448,8 @@ class Store:
     def deleted_models(self, domain: str, grace_period: float = DEFAULT_GRACE) -> list[dict[str, Any]]:
         """Every deletion in the domain's history, newest first, and whether it can be restored
         (``restorable``, ``kept_until`` ...: docs/api.md)."""
-        from .model.deletion import deleted_models
-
         check_domain(domain)
-        return deleted_models(self.repo, domain, grace_period)
+        return deletion.deleted_models(self.repo, domain, grace_period)
 
     # -- notes and tags (model/notes.py) ---------------------------------------------------
 
@@ -471,11 +467,9 @@ class Store:
         self._annotate(domain, model_id, "untag", check_tag(tag))
 
     def _annotate(self, domain: str, model_id: str, event: str, value: str) -> None:
-        from .model.stateops import annotate_model
-
         self._in_domain(domain, model_id)
         with self._lock():
-            annotate_model(self.repo, self._views, domain, model_id, event, value)
+            stateops.annotate_model(self.repo, self._views, domain, model_id, event, value)
 
     def get_annotations(self, domain: str, model_id: str) -> dict[str, Any]:
         """The model's ``{"notes": [{"text", "author", "time", "history_commit"}], "tags": [...]}``."""
@@ -491,16 +485,12 @@ class Store:
 
     def verifier(self) -> Verifier:
         """The store's signature checker: its allowed signers file, with a cache of verdicts."""
-        from .model.signatures import Verifier
-
         if self._verifier is None:
-            self._verifier = Verifier(self.repo)
+            self._verifier = model_signatures.Verifier(self.repo)
         return self._verifier
 
     def signing_in_use(self) -> bool:
         """Whether the store signs or checks signatures: front ends then show "unsigned"."""
-        from .actions import signing as signatures
-
         return signatures.signing_in_use(self.path, self.require_signed, self.verifier())
 
     def signature(self, domain: str, commit: str) -> Verdict:
@@ -511,31 +501,23 @@ class Store:
         """Who signed the model (default: every live one) and each history event: ``{"models":
         [...], "events": [...], "ok"}``, each with a ``signature`` dict (``status``: good, untrusted,
         unsigned, bad; ``principal``, ``key``); ``ok``: all good (docs/signing.md)."""
-        from .model.signatures import verify_domain
-
-        return verify_domain(self.repo, self.verifier(), check_domain(domain), model_id)
+        return model_signatures.verify_domain(self.repo, self.verifier(), check_domain(domain), model_id)
 
     def sign_directory(self, directory: str | os.PathLike[str]) -> str:
         """Write ``directory/model.sig``, an OpenSSF model signature with the store's (ecdsa) key;
         returns its path.  Raises SigningError: no usable key, or model-signing not installed."""
-        from .actions import signing as signatures
-
         return signatures.sign_directory(self.path, directory)
 
     def check_model_signature(self, path: str | os.PathLike[str], signature: str | os.PathLike[str]) -> str:
         """Check an OpenSSF model signature over ``path`` against the allowed signers' keys;
         returns the principals that verified.  Raises SigningError when it does not verify."""
-        from .util.modelsig import verify_directory
-
-        return verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
+        return modelsig.verify_directory(os.fspath(path), os.fspath(signature), self.verifier().allowed)
 
     # -- reading a model's bytes (docs/api.md, "Reading a model") ---------------------------
 
     def _trusted(self, domain: str, model_id: str | None, require_signed: bool | None = None,
                  state: str | None = None) -> StoredModel:
         """The model to read (``state``: the newest in it), once the signature policy allows it."""
-        from .actions import signing as signatures
-
         m = resolve_model(self.repo, domain, in_state(self.repo, domain, model_id, state))
         return signatures.check_signed(self.verifier, m, signatures.policy(self.require_signed, require_signed))
 
@@ -558,8 +540,6 @@ class Store:
             NoModelInStateError, StateNotFoundException; ValueError: both ``model_id`` and ``state``.
             PickleRefusedError, UnsignedModelError; FrameworkError: the load failed.
         """
-        from .actions import loading
-
         m = self._trusted(domain, model_id, require_signed, state)
         loading.check_load(m.manifest, into, self.allow_pickle if allow_pickle is None else allow_pickle)
         return loading.load(self.repo, m, into, self.progress)
@@ -576,44 +556,32 @@ class Store:
             FileNotFoundError: a name in ``files`` is not the model's (nothing written).
             DownloadConflictError: a file there holds other bytes and not ``force`` (nothing written).
         """
-        from .actions import loading
-
         m = self._trusted(domain, model_id, require_signed, state)
         return loading.download(self.repo, m, os.path.abspath(os.fspath(local_path)), files, force, self.progress,
                                 _staged)
 
     def load_cache(self) -> LoadCache:
         """The cache of files ``load`` returns as paths (bound: ``cas.loadCacheLimit``)."""
-        from .actions import loading
-
         return loading.load_cache(self.repo)
 
     def read_file(self, domain: str, model_id: str, path: str) -> bytes:
         """The verified content of one stored file (small files; use download for big ones)."""
-        from .actions import loading
-
         return loading.read_file(self.repo, self._trusted(domain, model_id), path)
 
     def stream_file(self, domain: str, model_id: str, path: str,
                     window: int | None = None) -> tuple[int, Generator[bytes | memoryview, None, None]]:
         """The size of a stored file and an iterator over its verified bytes; ``window``: batches
         of about 2 MiB read ahead (docs/api.md).  Raises FileNotFoundError, CorruptObjectError."""
-        from .actions import loading
-
         return loading.stream_file(self.repo, self._trusted(domain, model_id), path, window)
 
     def open_file(self, domain: str, model_id: str, path: str) -> StoredFile:
         """A stored file as a read-only seekable file (``rb``) that reads and verifies only the
         chunks a read needs (docs/api.md).  Raises FileNotFoundError, CorruptObjectError."""
-        from .actions import loading
-
         return loading.open_stored(self.repo, self._trusted(domain, model_id), path)
 
     def model_card(self, domain: str, model_id: str, max_bytes: int = 256 << 10) -> tuple[str, str] | None:
         """(path, text) of the model's ``MODEL_CARD.md`` or ``README.md``, at most ``max_bytes``,
         or None; Markdown as stored: render no raw HTML from it (docs/api.md)."""
-        from .actions import loading
-
         path = loading.card_path(resolve_model(self.repo, domain, model_id).manifest)
         return None if path is None else loading.read_card(self.repo, self._trusted(domain, model_id), path, max_bytes)
 
@@ -626,14 +594,10 @@ class Store:
 
     def diff(self, domain: str, id_a: str, id_b: str) -> dict[str, Any]:
         """What changed from model ``id_a`` to ``id_b``: files, shared chunks, metadata."""
-        from .ops import stats
-
         return stats.diff(self.repo, domain, id_a, id_b)
 
     def du(self) -> dict[str, Any]:
         """Logical and stored bytes per domain and in total."""
-        from .ops import stats
-
         return stats.du(self.repo)
 
     def gc(self, grace_period: float | str | None = None, *, grace: float | str | None = None,
@@ -658,8 +622,6 @@ class Store:
     def push(self, remote: str | None = None, domains: Sequence[str] | None = None) -> SyncResult:
         """Send what ``remote`` (a name or URL; default: ``cas.defaultRemote``, else ``origin``)
         lacks; never overwrites a model there (docs/api.md, "Push and pull")."""
-        from .actions import remotes
-
         return remotes.push(self.repo, remote, domains, self.progress)
 
     def pull(self, remote: str | None = None, domains: Sequence[str] | None = None, *,
@@ -670,9 +632,6 @@ class Store:
 
     def _pull(self, remote: str | None, domains: Sequence[str] | None, theirs: bool,
               require_signed: bool | None, staging: Staging | None = None) -> SyncResult:
-        from .actions import remotes
-        from .actions import signing as signatures
-
         strict = signatures.policy(self.require_signed, require_signed) == "refuse"
         return remotes.pull(self.repo, remote, domains, self.progress, theirs, self.verifier() if strict else None,
                             staging)
@@ -681,8 +640,6 @@ class Store:
                       *, remote: str | None = None, force: bool = False, theirs: bool = False,
                       require_signed: bool | None = None) -> tuple[SyncResult, Downloaded]:
         """``pull(remote, [domain])`` then ``download(...)``, reading each byte once (docs/api.md)."""
-        from .actions import remotes
-
         with remotes.staging(local_path, check_domain(domain), model_id) as staged:
             result = self._pull(remote, [domain], theirs, require_signed, staged)
             return result, self.download(local_path, domain, model_id, force=force, require_signed=require_signed,
@@ -690,51 +647,33 @@ class Store:
 
     def list_remotes(self) -> dict[str, str]:
         """The configured remotes: name -> URL."""
-        from .remote import config as remote_config
-
         return remote_config.list_remotes(self.repo)
 
     def add_remote(self, name: str, url: str) -> None:
         """Configure remote ``name`` at ``url`` (checked: a path or a URL of a known kind)."""
-        from .remote import config as remote_config
-
         remote_config.add_remote(self.repo, name, url)
 
     def remove_remote(self, name: str) -> None:
-        from .remote import config as remote_config
-
         remote_config.remove_remote(self.repo, name)
 
     def set_remote_url(self, name: str, url: str) -> None:
-        from .remote import config as remote_config
-
         remote_config.set_remote_url(self.repo, name, url)
 
     def rename_remote(self, name: str, new_name: str) -> None:
-        from .remote import config as remote_config
-
         remote_config.rename_remote(self.repo, name, new_name)
 
     def resolve_remote(self, remote: str | None = None) -> str:
         """The URL ``remote`` names; None: as ``push`` and ``pull`` choose."""
-        from .actions import remotes
-
         return remotes.remote_url(self.repo, remote)
 
     def remote_refs(self, remote: str | None = None) -> RemoteRefs:
         """The remote's casstore refs (``models``, ``histories``, ``states``), from its ref listing."""
-        from .actions import remotes
-
         return remotes.remote_refs(self.repo, remote)
 
     def remote_status(self, remote: str | None = None) -> dict[str, Any]:
         """How this store compares with ``remote`` (``cas status``; docs/cli.md), from its refs."""
-        from .actions import remotes
-
         return remotes.remote_status(self.repo, remote)
 
     def bucket_remote(self, url: str) -> BucketClient | None:
         """A client of the bucket remote at ``url`` for its maintenance; None: not a bucket."""
-        from .actions import remotes
-
         return remotes.bucket_remote(self.repo, url)

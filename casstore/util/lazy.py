@@ -22,18 +22,22 @@ __all__ = ["LazyModule", "numpy"]
 class LazyModule(ModuleType):
     """A stand-in for module ``name`` that imports it when an attribute is first asked for.
 
-    Each attribute is copied here once read, so later reads cost what a module's do.
-    Thread-safe: ``importlib.import_module`` holds the import lock, and two threads
-    copying the same attribute copy the same object.
+    With ``cache`` (for a library used in hot loops, such as numpy) each attribute is
+    copied here once read, so later reads cost what a module's do; without it every
+    read is looked up in the module, so that a name the module rebinds later (a test's
+    monkeypatch) is seen.  Thread-safe: ``importlib.import_module`` holds the import
+    lock, and two threads copying the same attribute copy the same object.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cache: bool = True) -> None:
         super().__init__(f"lazy {name}")
         self.__dict__["_lazy_name"] = name
+        self.__dict__["_lazy_cache"] = cache
 
     def __getattr__(self, attr: str) -> Any:
         value = getattr(importlib.import_module(self.__dict__["_lazy_name"]), attr)
-        self.__dict__[attr] = value
+        if self.__dict__["_lazy_cache"]:
+            self.__dict__[attr] = value
         return value
 
 
