@@ -12,6 +12,7 @@ import casstore
 from casstore import CorruptObjectError
 from casstore.objects import odb as odb_module
 from tests.conftest import write_random
+from tests.helpers.damage import flip_byte
 
 
 @pytest.fixture(autouse=True)
@@ -25,15 +26,6 @@ def _commit_file(store: casstore.Store, tmp_path: Path, size: int = 1 << 20) -> 
     f = tmp_path / "w.bin"
     data = write_random(f, size, seed=7)
     return store.commit_models("d", model=str(f), model_id="m"), data
-
-
-def _flip(path: str, offset: int) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x40]))
 
 
 def _a_chunk(store: casstore.Store) -> tuple[str, int, int, str]:
@@ -51,7 +43,7 @@ def test_flipped_framing_byte_found_by_fsck_not_returned_wrong(store: casstore.S
     """
     _, data = _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
-    _flip(pack, off + length - 2)
+    flip_byte(pack, off + length - 2)
     store2 = casstore.open(store.path)
     assert Path(store2.load("d", "m")).read_bytes() == data
     report = store2.fsck(read_data=True)
@@ -63,7 +55,7 @@ def test_flipped_framing_byte_found_by_fsck_not_returned_wrong(store: casstore.S
 def test_flipped_chunk_byte_is_named_on_load_and_download(store: casstore.Store, tmp_path: Path, where: str) -> None:
     _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
-    _flip(pack, off + {"header": 3, "middle": length // 2, "last-data-byte": length - 5}[where])
+    flip_byte(pack, off + {"header": 3, "middle": length // 2, "last-data-byte": length - 5}[where])
     store2 = casstore.open(store.path)  # fresh process view, no caches
     with pytest.raises(CorruptObjectError) as ei:
         store2.load("d", "m")
@@ -83,7 +75,7 @@ def test_corruption_found_without_chunk_index_too(store: casstore.Store, tmp_pat
     shutil.rmtree(store.odb.cidx_dir)
     s2 = casstore.open(store.path)
     assert Path(s2.load("d", "m")).read_bytes() == data  # readable through dulwich by oid
-    _flip(pack, off + length // 2)
+    flip_byte(pack, off + length // 2)
     s3 = casstore.open(store.path)
     s3.load_cache().clear()  # the first load's verified copy would be reused: read the pack again
     with pytest.raises(CorruptObjectError):
@@ -99,7 +91,7 @@ def test_corrupt_manifest_is_named(store: casstore.Store, tmp_path: Path) -> Non
     _, manifest_id = root[b"manifest"]
     hexs = manifest_id.decode()
     path = os.path.join(store.path, "objects", hexs[:2], hexs[2:])
-    _flip(path, os.path.getsize(path) // 2)
+    flip_byte(path, os.path.getsize(path) // 2)
     s2 = casstore.open(store.path)
     with pytest.raises(CorruptObjectError, match=hexs):
         s2.get_model_info("d", "m")
@@ -149,7 +141,7 @@ def test_flipped_idx_byte_is_reported_and_never_loses_chunks(store: casstore.Sto
     good = Path(idx).read_bytes()
     n = int.from_bytes(good[8 + 1020 : 8 + 1024], "big")
     pos = 8 + 1024 + (20 * (n // 2) + 5 if table == "sha" else 24 * n + 4 * (n // 2) + 3)
-    _flip(idx, pos)
+    flip_byte(idx, pos)
     s2 = casstore.open(store.path)
     report = s2.fsck(read_data=True)
     assert not report.ok and os.path.basename(idx) in str(report.problems)
@@ -231,7 +223,7 @@ def test_damaged_cidx_is_skipped_not_fatal(store: casstore.Store, tmp_path: Path
     _, data = _commit_file(store, tmp_path)
     store.odb.index.refresh()
     (sc,) = store.odb.index.sidecars
-    _flip(sc.path, os.path.getsize(sc.path) // 2)
+    flip_byte(sc.path, os.path.getsize(sc.path) // 2)
     with pytest.warns(UserWarning, match="chunk index"):  # noqa: PT031 - the first of these reads to touch the index warns
         s2 = casstore.open(store.path)
         assert Path(s2.load("d", "m")).read_bytes() == data  # read by oid
@@ -284,7 +276,7 @@ def test_recommit_repairs_a_corrupt_chunk(store: casstore.Store, tmp_path: Path)
 
     _, data = _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
-    _flip(pack, off + length // 2)
+    flip_byte(pack, off + length // 2)
     s2 = casstore.open(store.path)
     # not yet known to be corrupt: deduplicated (verifying every reused chunk would cost a full read)
     meta = s2.commit_models("d", model=str(tmp_path / "w.bin"), model_id="m2")
@@ -307,7 +299,7 @@ def test_recommit_repairs_a_corrupt_chunk(store: casstore.Store, tmp_path: Path)
 def test_fsck_read_data_also_distrusts_corrupt_chunks(store: casstore.Store, tmp_path: Path) -> None:
     _, data = _commit_file(store, tmp_path)
     pack, off, length, oid = _a_chunk(store)
-    _flip(pack, off + length // 2)
+    flip_byte(pack, off + length // 2)
     s2 = casstore.open(store.path)
     assert not s2.fsck(read_data=True).ok
     meta = s2.commit_models("d", model=str(tmp_path / "w.bin"), model_id="m2")

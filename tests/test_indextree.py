@@ -20,6 +20,7 @@ from casstore.errors import CorruptObjectError
 from casstore.model import indexkeys, indextree
 from casstore.model.indextree import GITLINK, TREE, ShardedModels, key_of, models_tree, shard_of
 from casstore.objects.odb import ObjectDB
+from tests.helpers.damage import counting_reads
 
 
 @contextmanager
@@ -224,13 +225,8 @@ def _tree_ids(odb: ObjectDB, tree_id: ObjectID | None) -> set[ObjectID]:
 def _read_trees_counting(odb: ObjectDB, ids: list[ObjectID]) -> tuple[list[bytes], list[ObjectID]]:
     """``read_trees(odb, ids)``, and the trees it looked up one by one (``read_raw``) instead of
     slicing them from their pack."""
-    slow: list[ObjectID] = []
-    read_raw = odb.read_raw
-    odb.read_raw = lambda oid: slow.append(oid) or read_raw(oid)  # type: ignore[method-assign, func-returns-value, assignment]
-    try:
+    with counting_reads(odb) as slow:
         return indextree.read_trees(odb, ids), slow
-    finally:
-        del odb.read_raw
 
 def test_an_event_writes_one_path_of_the_tree(odb: ObjectDB) -> None:
     """At 2,000 IDs and a bound of 8 the tree is 3-4 levels deep; an add or delete writes one path."""

@@ -21,6 +21,7 @@ from casstore.model import indextree
 from casstore.model.history import DomainIndex, read_index
 from casstore.objects.odb import ObjectDB
 from casstore.remote.merge import _since, ancestry, deleted_commits, is_ancestor, merge_base, merge_indexes
+from tests.helpers.damage import counting_reads
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +85,8 @@ def test_the_write_reads_only_the_changed_paths(odb: ObjectDB) -> None:
                            {"m00007": {sha(8)}}, ours)
     assert merged.changes == {"new-one": (None, sha(9)), "m00007": (sha(8), None)}
     store_odb = odb
-    reads: list[ObjectID] = []
-    real = store_odb.read_raw
-
-    def counting(oid: ObjectID) -> tuple[int, bytes]:
-        reads.append(oid)
-        return real(oid)
-
-    store_odb.read_raw = counting  # type: ignore[method-assign]
-    try:
+    with counting_reads(store_odb) as reads:
         tree = merged.index.to_tree(store_odb)
-    finally:
-        del store_odb.read_raw
     assert len(reads) < 20, len(reads)  # two root-to-leaf paths (and the commit's root), not ~700 trees
     assert tree == DomainIndex(models=dict(merged.index.models)).to_tree(odb)
     assert dict(read_index(odb, store_odb.write_commit(tree, [ours], b"t <t@t.invalid>", b"m\n")).models.items()) \
@@ -211,19 +202,9 @@ def test_a_fast_forward_is_recognised_by_the_changed_paths(odb: ObjectDB) -> Non
     remote = {**local, "new-one": sha(9)}
     theirs = history(odb, remote, [ours], 1_700_000_001)
     merged = merge_indexes(DomainIndex(), DomainIndex(dict(local)), DomainIndex(dict(remote)), {}, {}, ours)
-    reads: list[ObjectID] = []
-    real = odb.read_raw
-
-    def counting(oid: ObjectID) -> tuple[int, bytes]:
-        reads.append(oid)
-        return real(oid)
-
-    odb.read_raw = counting  # type: ignore[method-assign]
-    try:
+    with counting_reads(odb) as reads:
         assert index_is(odb, theirs, merged.index)
         assert not index_is(odb, ours, merged.index)
-    finally:
-        del odb.read_raw
     assert len(reads) < 30, len(reads)
     # a history whose index lacks one of the refs: not the merged index
     liar = history(odb, {k: v for k, v in remote.items() if k != "m00003"}, [ours], 1_700_000_002)

@@ -19,6 +19,7 @@ from casstore import CorruptObjectError
 from casstore.objects import codec
 from casstore.objects.chunker import ChunkParams
 from casstore.util.parallel import batched_sizes
+from tests.helpers.damage import flip_byte
 from tests.helpers.weights import floats
 
 MiB = 1 << 20
@@ -146,15 +147,6 @@ def _headers(s: casstore.Store) -> set[bytes]:
     return {h for h in (objects.get_raw(sha)[1][:4] for sha in objects) if h in codec.HEADERS}
 
 
-def _flip(path: str, offset: int) -> None:
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        b = f.read(1)
-        f.seek(offset)
-        f.write(bytes([b[0] ^ 0x40]))
-
-
 def test_corruption_in_the_middle_of_a_run_is_named_and_none_of_the_run_handed_out(tmp_path: Path) -> None:
     s = casstore.open(tmp_path / "s")
     data = floats(3 * MiB // 4 * 3)  # 9 MiB of float32: several runs of ~2 MiB
@@ -171,7 +163,7 @@ def test_corruption_in_the_middle_of_a_run_is_named_and_none_of_the_run_handed_o
     locs = s.repo.odb.index.lookup(entry.keys[sl])
     loc = locs[bad - second.start]
     assert loc is not None and all(locs)
-    _flip(os.path.join(s.repo.odb.pack_dir, loc.pack + ".pack"), loc.offset + loc.length // 2)
+    flip_byte(os.path.join(s.repo.odb.pack_dir, loc.pack + ".pack"), loc.offset + loc.length // 2)
     oid = loc.oid.hex()
 
     s2 = casstore.open(tmp_path / "s")

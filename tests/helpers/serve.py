@@ -21,6 +21,7 @@ import pytest
 
 import casstore
 from tests.conftest import write_random
+from tests.helpers.damage import flip_byte
 
 #: where the browser tests find Debian's Chromium and its chromedriver (.ci/sysdeps.sh)
 CHROMIUM = "/usr/bin/chromium"
@@ -167,12 +168,7 @@ def _flip_chunk(store_path: str, index: int) -> str:
     assert loc is not None
     pack = os.path.join(store.odb.pack_dir, loc.pack + ".pack")
     store.close()
-    os.chmod(pack, 0o644)
-    with open(pack, "r+b") as f:
-        f.seek(loc.offset + loc.length // 2)
-        b = f.read(1)
-        f.seek(loc.offset + loc.length // 2)
-        f.write(bytes([b[0] ^ 0x40]))
+    flip_byte(pack, loc.offset + loc.length // 2)
     return loc.oid.hex()
 
 
