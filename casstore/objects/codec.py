@@ -1,5 +1,8 @@
 """The content of a chunk blob: a 4-byte header then the (compressed) bytes.
 
+Over 500 lines because the encoder and the decoder of each encoding (zstd, raw, byte lanes)
+share its headers, plans and lane layout, and must change together.
+
 ``CASZ`` + one zstd frame, or ``CASR`` + the raw bytes when zstd saves less than
 ``MIN_SAVING`` (already-compressed data), or ``CASB`` + the chunk's byte lanes
 (see :func:`encode_pieces`: float tensors, whose exponent bytes compress and whose

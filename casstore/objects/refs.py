@@ -1,5 +1,8 @@
 """The ref layout and atomic ref operations.
 
+Over 500 lines because the quick ``packed-refs`` reader restates dulwich's three ref writes
+around its one lookup (``CheckedRefsContainer``), beside the ref layout they serve.
+
 ::
 
     refs/cas/models/<domain>/<model_id>   -> the model's commit (the source of truth)
