@@ -268,29 +268,6 @@ def _name_error(name: bytes, kind: str) -> str | None:
     return None
 
 
-def _read_ref(repo: Repository, name: bytes) -> ObjectID | None:
-    """One ref, loose or packed, without dulwich's parse of every line of ``packed-refs``.
-
-    Raises:
-        CorruptObjectError: the loose file holds no object id.
-    """
-    path = os.path.join(repo.path, os.fsdecode(name))
-    try:
-        with open(path, "rb") as f:
-            value = f.read(4096).strip()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        try:
-            with open(repo.packed_refs_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        found = re.search(rb"^([0-9a-f]{40}) " + re.escape(name) + rb"$", data, re.M)
-        return ObjectID(found.group(1)) if found else None
-    if not _HEX40.fullmatch(value):
-        raise CorruptObjectError(path, f"damaged ref file: {value[:60]!r} is not an object id")
-    return ObjectID(value)
-
-
 def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID], list[Problem]]:
     """The domain's model refs (one scan, ``history.model_refs``) and what disagrees with its history."""
     try:
@@ -298,7 +275,7 @@ def _domain_snapshot(repo: Repository, domain: str) -> tuple[dict[str, ObjectID]
     except CasError as e:  # packed-refs damaged since _scan_refs read it
         return {}, [Problem("ref", domain, str(e))]
     try:
-        head = _read_ref(repo, domain_ref(domain))
+        head = repo.refs.get(domain_ref(domain))  # one search of packed-refs, not dulwich's parse
         idx = read_index(repo.odb, head, full=True)
         _check_chain(repo, head)
     except CasError as e:
